@@ -1,0 +1,110 @@
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { HerdError } from '../../errors.js';
+import { TfjsOps } from './tfjs-ops.js';
+
+/** The tfjs backends herd knows, in the order auto-detection tries them. */
+export const BACKEND_NAMES = ['node-gpu', 'node', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+export interface BackendProbe {
+  name: BackendName;
+  available: boolean;
+  /** Why it is or is not usable, for `herd env`. */
+  reason: string;
+}
+
+interface BackendSpec {
+  /** The package that provides it; optional ones are imported only if installed. */
+  packageName: string;
+  /** The name tfjs registers it under. */
+  tfjsName: string;
+  register: () => Promise<void>;
+}
+
+const require = createRequire(import.meta.url);
+
+const SPECS: Record<BackendName, BackendSpec> = {
+  'node-gpu': { packageName: '@tensorflow/tfjs-node-gpu', tfjsName: 'tensorflow', register: () => importOptional('@tensorflow/tfjs-node-gpu') },
+  node: { packageName: '@tensorflow/tfjs-node', tfjsName: 'tensorflow', register: () => importOptional('@tensorflow/tfjs-node') },
+  wasm: { packageName: '@tensorflow/tfjs-backend-wasm', tfjsName: 'wasm', register: registerWasm },
+  cpu: { packageName: '@tensorflow/tfjs-backend-cpu', tfjsName: 'cpu', register: () => import('@tensorflow/tfjs-backend-cpu').then(() => {}) },
+};
+
+export function isBackendName(name: string): name is BackendName {
+  return (BACKEND_NAMES as readonly string[]).includes(name);
+}
+
+/** Tries each backend without activating any, so `herd env` can say what was found and why. */
+export async function probeBackends(): Promise<BackendProbe[]> {
+  const probes: BackendProbe[] = [];
+  for (const name of BACKEND_NAMES) probes.push(await probe(name));
+  return probes;
+}
+
+/**
+ * Activates the requested backend, or the first that works in detection order, and returns the
+ * ops of the model definition on it.
+ */
+export async function activateBackend(requested?: string): Promise<TfjsOps> {
+  if (requested !== undefined && !isBackendName(requested)) {
+    throw new HerdError(`unknown backend "${requested}"; choose one of ${BACKEND_NAMES.join(', ')}`);
+  }
+  const candidates: BackendName[] = requested ? [requested] : ['node-gpu', 'node', 'wasm'];
+  const failures: string[] = [];
+  for (const name of candidates) {
+    const result = await probe(name);
+    if (result.available && (await tf.setBackend(SPECS[name].tfjsName))) {
+      await tf.ready();
+      return new TfjsOps(name);
+    }
+    failures.push(`${name}: ${result.reason}`);
+  }
+  throw new HerdError(`no usable backend (${failures.join('; ')})`);
+}
+
+async function probe(name: BackendName): Promise<BackendProbe> {
+  const spec = SPECS[name];
+  try {
+    await spec.register();
+  } catch (error) {
+    return { name, available: false, reason: describeImportFailure(spec.packageName, error) };
+  }
+  if (tf.findBackendFactory(spec.tfjsName) === null) {
+    return { name, available: false, reason: `${spec.packageName} loaded but registered no "${spec.tfjsName}" backend` };
+  }
+  return { name, available: true, reason: `${spec.packageName} ${packageVersion(spec.packageName)}` };
+}
+
+async function importOptional(packageName: string): Promise<void> {
+  // A variable specifier keeps TypeScript and bundlers from requiring the optional package.
+  const specifier: string = packageName;
+  await import(specifier);
+}
+
+let wasmPathsSet = false;
+
+async function registerWasm(): Promise<void> {
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
+  if (!wasmPathsSet) {
+    // In Node the .wasm binaries are read from the package folder, never fetched.
+    const distDir = path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + path.sep;
+    wasm.setWasmPaths(distDir);
+    wasmPathsSet = true;
+  }
+}
+
+function describeImportFailure(packageName: string, error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') return `${packageName} is not installed`;
+  return `${packageName} failed to load: ${((error as Error).message ?? String(error)).split('\n')[0]}`;
+}
+
+function packageVersion(packageName: string): string {
+  try {
+    return (require(`${packageName}/package.json`) as { version: string }).version;
+  } catch {
+    return '(version unknown)';
+  }
+}

@@ -1,0 +1,155 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { HerdError } from '../errors.js';
+import type { LlamaConfig } from './config.js';
+import {
+  FLOAT_DTYPES, openForReading, readFloatTensor, readSafetensorsHeader, type HostTensor, type TensorEntry,
+} from './safetensors.js';
+
+const SINGLE_FILE = 'model.safetensors';
+const INDEX_FILE = 'model.safetensors.index.json';
+
+/** The tensors of a checkpoint folder, validated, read one at a time when the backend asks. */
+export class Checkpoint {
+  private readonly descriptors = new Map<string, number>();
+
+  private constructor(private readonly entries: Map<string, TensorEntry>) {}
+
+  /** Finds the safetensors files of `dir` (one file or an index of shards) and checks every header. */
+  static open(dir: string): Checkpoint {
+    const indexPath = path.join(dir, INDEX_FILE);
+    const singlePath = path.join(dir, SINGLE_FILE);
+    if (fs.existsSync(indexPath)) return new Checkpoint(openSharded(dir, indexPath));
+    if (fs.existsSync(singlePath)) return new Checkpoint(entriesByName(readSafetensorsHeader(singlePath), new Map()));
+    throw new HerdError(`${dir}: no ${SINGLE_FILE} or ${INDEX_FILE}`);
+  }
+
+  names(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  entry(name: string): TensorEntry {
+    const entry = this.entries.get(name);
+    if (!entry) throw new HerdError(`checkpoint has no tensor ${name}`);
+    return entry;
+  }
+
+  /** Reads one tensor as float32. Each file stays open until close(). */
+  readFloat(name: string): HostTensor {
+    const entry = this.entry(name);
+    let fd = this.descriptors.get(entry.file);
+    if (fd === undefined) {
+      fd = openForReading(entry.file);
+      this.descriptors.set(entry.file, fd);
+    }
+    return readFloatTensor(entry, fd);
+  }
+
+  close(): void {
+    for (const fd of this.descriptors.values()) fs.closeSync(fd);
+    this.descriptors.clear();
+  }
+
+  /**
+   * Checks the tensors against the config before anything is computed: every expected tensor is
+   * present with the right shape and a float dtype, and nothing unexpected is there (a checkpoint
+   * with more layers than its config, say).
+   */
+  validateAgainst(config: LlamaConfig): void {
+    const expected = expectedTensorShapes(config);
+    for (const [name, shape] of expected) {
+      const entry = this.entries.get(name);
+      if (!entry) throw new HerdError(`missing tensor ${name} (expected by config.json)`);
+      const where = `${path.basename(entry.file)}: tensor ${name}`;
+      if (!sameShape(entry.shape, shape)) {
+        throw new HerdError(`${where} has shape [${entry.shape.join(', ')}] but config.json implies [${shape.join(', ')}]`);
+      }
+      if (!FLOAT_DTYPES.includes(entry.dtype)) {
+        throw new HerdError(`${where} has dtype ${entry.dtype}; the engine reads F32, F16 and BF16 checkpoints`);
+      }
+    }
+    for (const entry of this.entries.values()) {
+      if (!expected.has(entry.name) && !isIgnorable(entry.name, config)) {
+        throw new HerdError(`${path.basename(entry.file)}: unexpected tensor ${entry.name} for this config.json`);
+      }
+    }
+  }
+}
+
+/** Names and [out, in] shapes of every tensor LlamaForCausalLM has under this config. */
+export function expectedTensorShapes(config: LlamaConfig): Map<string, number[]> {
+  const { hiddenSize: h, intermediateSize: inter, headDim, vocabSize } = config;
+  const qSize = config.numAttentionHeads * headDim;
+  const kvSize = config.numKeyValueHeads * headDim;
+  const shapes = new Map<string, number[]>([['model.embed_tokens.weight', [vocabSize, h]]]);
+  for (let layer = 0; layer < config.numHiddenLayers; layer++) {
+    const prefix = `model.layers.${layer}`;
+    shapes.set(`${prefix}.input_layernorm.weight`, [h]);
+    shapes.set(`${prefix}.self_attn.q_proj.weight`, [qSize, h]);
+    shapes.set(`${prefix}.self_attn.k_proj.weight`, [kvSize, h]);
+    shapes.set(`${prefix}.self_attn.v_proj.weight`, [kvSize, h]);
+    shapes.set(`${prefix}.self_attn.o_proj.weight`, [h, qSize]);
+    shapes.set(`${prefix}.post_attention_layernorm.weight`, [h]);
+    shapes.set(`${prefix}.mlp.gate_proj.weight`, [inter, h]);
+    shapes.set(`${prefix}.mlp.up_proj.weight`, [inter, h]);
+    shapes.set(`${prefix}.mlp.down_proj.weight`, [h, inter]);
+  }
+  shapes.set('model.norm.weight', [h]);
+  if (!config.tieWordEmbeddings) shapes.set('lm_head.weight', [vocabSize, h]);
+  return shapes;
+}
+
+function isIgnorable(name: string, config: LlamaConfig): boolean {
+  // Old exports carry the RoPE table (recomputed here); tied checkpoints may still store the head.
+  return name.endsWith('.rotary_emb.inv_freq') || (config.tieWordEmbeddings && name === 'lm_head.weight');
+}
+
+function openSharded(dir: string, indexPath: string): Map<string, TensorEntry> {
+  const weightMap = readWeightMap(indexPath);
+  const shardFiles = [...new Set(Object.values(weightMap))].sort();
+  const entries = new Map<string, TensorEntry>();
+  for (const shard of shardFiles) {
+    const shardPath = path.join(dir, shard);
+    if (!fs.existsSync(shardPath)) throw new HerdError(`${INDEX_FILE} names shard ${shard}, which does not exist`);
+    entriesByName(readSafetensorsHeader(shardPath), entries);
+  }
+  for (const [name, shard] of Object.entries(weightMap)) {
+    const entry = entries.get(name);
+    if (!entry || path.basename(entry.file) !== shard) {
+      throw new HerdError(`${INDEX_FILE} places tensor ${name} in ${shard}, but that shard does not hold it`);
+    }
+  }
+  for (const entry of entries.values()) {
+    if (!(entry.name in weightMap)) throw new HerdError(`${path.basename(entry.file)}: tensor ${entry.name} is not listed in ${INDEX_FILE}`);
+  }
+  return entries;
+}
+
+function readWeightMap(indexPath: string): Record<string, string> {
+  let index: unknown;
+  try {
+    index = JSON.parse(fs.readFileSync(indexPath, 'utf8'));
+  } catch {
+    throw new HerdError(`${INDEX_FILE}: not valid JSON`);
+  }
+  const weightMap = (index as { weight_map?: unknown }).weight_map;
+  if (typeof weightMap !== 'object' || weightMap === null || !Object.values(weightMap).every((v) => typeof v === 'string')) {
+    throw new HerdError(`${INDEX_FILE}: weight_map must map tensor names to shard file names`);
+  }
+  return weightMap as Record<string, string>;
+}
+
+function entriesByName(list: TensorEntry[], into: Map<string, TensorEntry>): Map<string, TensorEntry> {
+  for (const entry of list) {
+    const previous = into.get(entry.name);
+    if (previous) {
+      throw new HerdError(`tensor ${entry.name} appears twice: in ${path.basename(previous.file)} and ${path.basename(entry.file)}`);
+    }
+    into.set(entry.name, entry);
+  }
+  return into;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((size, i) => size === b[i]);
+}

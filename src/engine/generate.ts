@@ -1,0 +1,163 @@
+import { HerdError } from '../errors.js';
+import type { LlamaForCausalLM } from './model.js';
+import { Sampler, logSoftmax, topEntries, type SamplingOptions } from './sampling.js';
+import { TextStream, type HerdTokenizer } from './tokenizer.js';
+
+export interface GenerateRequest {
+  promptIds: readonly number[];
+  maxNewTokens: number;
+  sampling: SamplingOptions;
+  /** Generation ends when one of these ids is produced (generation_config's eos list). */
+  stopTokenIds: readonly number[];
+  /** Generation ends when the text contains one of these; the text is cut before it. */
+  stopStrings: readonly string[];
+  /** For each generated token, report the top-N of the model's distribution (0: none). */
+  topLogprobs: number;
+  /** Receives text as soon as it is final, for streaming. */
+  onText?: (delta: string) => void;
+}
+
+export interface GeneratedToken {
+  id: number;
+  /** log-softmax of the raw logits (before any sampling filter). */
+  logprob: number;
+  top: Array<[number, number]>;
+}
+
+export type FinishReason = 'stop' | 'length';
+
+export interface GenerateResult {
+  generatedIds: number[];
+  text: string;
+  finishReason: FinishReason;
+  /** The eos id or stop string that ended generation. */
+  stoppedBy: number | string | null;
+  tokens: GeneratedToken[];
+  prefillMs: number;
+  decodeMs: number;
+}
+
+/** Prefill the prompt, then decode one token at a time from the KV cache. */
+export function generate(model: LlamaForCausalLM<unknown, unknown>, tokenizer: HerdTokenizer, request: GenerateRequest): GenerateResult {
+  const context = model.config.maxPositionEmbeddings;
+  const promptLength = request.promptIds.length;
+  if (promptLength === 0) throw new HerdError('the prompt is empty');
+  if (promptLength >= context) {
+    throw new HerdError(`the prompt has ${promptLength} tokens but the model's context (max_position_embeddings) is ${context}`);
+  }
+  const maxNewTokens = Math.min(request.maxNewTokens, context - promptLength);
+  const cache = model.createCache(promptLength + maxNewTokens);
+  const sampler = new Sampler(request.sampling);
+  const stream = new TextStream(tokenizer);
+  const stops = new StopStringWatcher(request.stopStrings);
+  const history = [...request.promptIds];
+  const result: GenerateResult = {
+    generatedIds: [], text: '', finishReason: 'length', stoppedBy: null, tokens: [], prefillMs: 0, decodeMs: 0,
+  };
+
+  try {
+    let started = performance.now();
+    let logits = model.forward(Int32Array.from(request.promptIds), cache);
+    result.prefillMs = performance.now() - started;
+    started = performance.now();
+    while (result.generatedIds.length < maxNewTokens) {
+      const id = sampler.next(logits, history);
+      history.push(id);
+      result.generatedIds.push(id);
+      result.tokens.push(describeToken(id, logits, request.topLogprobs));
+      if (request.stopTokenIds.includes(id)) {
+        Object.assign(result, { finishReason: 'stop', stoppedBy: id });
+        break;
+      }
+      const stop = stops.feed(stream.push(id));
+      if (stop.text) request.onText?.(stop.text);
+      if (stop.matched !== null) {
+        Object.assign(result, { finishReason: 'stop', stoppedBy: stop.matched });
+        break;
+      }
+      if (result.generatedIds.length < maxNewTokens) logits = model.forward(Int32Array.of(id), cache);
+    }
+    result.decodeMs = performance.now() - started;
+  } finally {
+    cache.dispose();
+  }
+  if (typeof result.stoppedBy !== 'string') {
+    // Text held back as a possible stop string's start was not one after all.
+    const rest = stops.flush();
+    if (rest) request.onText?.(rest);
+  }
+  result.text = stops.text;
+  return result;
+}
+
+function describeToken(id: number, logits: Float32Array, topN: number): GeneratedToken {
+  if (topN <= 0) return { id, logprob: Number.NaN, top: [] };
+  const logprobs = logSoftmax(logits);
+  return { id, logprob: logprobs[id]!, top: topEntries(logprobs, topN) };
+}
+
+/**
+ * Watches streamed text for stop strings. Text that could still turn out to be the start of a
+ * stop string is held back, so nothing after a stop string is ever printed.
+ */
+export class StopStringWatcher {
+  private pending = '';
+  private released = '';
+
+  constructor(private readonly stopStrings: readonly string[]) {}
+
+  /** Adds a text delta; returns what may be printed now, and the stop string if one appeared. */
+  feed(delta: string): { text: string; matched: string | null } {
+    this.pending += delta;
+    const hit = this.earliestMatch();
+    if (hit) {
+      const text = this.pending.slice(0, hit.index);
+      this.release(text);
+      return { text, matched: hit.stop };
+    }
+    const keep = this.longestPossibleStart();
+    const text = this.pending.slice(0, this.pending.length - keep);
+    this.release(text);
+    return { text, matched: null };
+  }
+
+  /** Releases what was held back (generation ended without a stop string). */
+  flush(): string {
+    const text = this.pending;
+    this.release(text);
+    return text;
+  }
+
+  /** All text released so far. */
+  get text(): string {
+    return this.released;
+  }
+
+  private release(text: string): void {
+    this.released += text;
+    this.pending = this.pending.slice(text.length);
+  }
+
+  private earliestMatch(): { index: number; stop: string } | null {
+    let best: { index: number; stop: string } | null = null;
+    for (const stop of this.stopStrings) {
+      const index = this.pending.indexOf(stop);
+      if (index >= 0 && (best === null || index < best.index)) best = { index, stop };
+    }
+    return best;
+  }
+
+  /** Length of the longest suffix of pending text that is a proper prefix of a stop string. */
+  private longestPossibleStart(): number {
+    let longest = 0;
+    for (const stop of this.stopStrings) {
+      for (let length = Math.min(stop.length - 1, this.pending.length); length > longest; length--) {
+        if (this.pending.endsWith(stop.slice(0, length))) {
+          longest = length;
+          break;
+        }
+      }
+    }
+    return longest;
+  }
+}

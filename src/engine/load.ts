@@ -1,0 +1,83 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { HerdError } from '../errors.js';
+import { activateBackend } from './backends/select.js';
+import { Checkpoint } from './checkpoint.js';
+import { parseLlamaConfig, tokenIdList, type LlamaConfig } from './config.js';
+import { LlamaForCausalLM } from './model.js';
+import { HerdTokenizer, readJsonFile } from './tokenizer.js';
+
+/** The model that ships inside herd (karpathy's stories260K), used when no --model is given. */
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/stories260K', import.meta.url));
+
+/** Sampling defaults and stop ids from generation_config.json. */
+export interface GenerationDefaults {
+  eosTokenIds: number[];
+  doSample: boolean;
+  temperature: number | null;
+  topP: number | null;
+  topK: number | null;
+  repetitionPenalty: number | null;
+}
+
+export interface LoadedModel {
+  dir: string;
+  config: LlamaConfig;
+  generation: GenerationDefaults;
+  tokenizer: HerdTokenizer;
+  model: LlamaForCausalLM<unknown, unknown>;
+  loadMs: number;
+}
+
+export interface LoadOptions {
+  backend?: string;
+  /** Called as each tensor reaches the backend. */
+  onProgress?: (loaded: number, total: number) => void;
+}
+
+/**
+ * Loads a Hugging Face model folder: config.json, tokenizer files, generation_config.json and
+ * the safetensors weights. Everything is validated before the backend receives a single tensor.
+ */
+export async function loadModel(dir: string, options: LoadOptions = {}): Promise<LoadedModel> {
+  const started = performance.now();
+  const { config, checkpoint } = openModelFolder(dir);
+  try {
+    const tokenizer = HerdTokenizer.fromDir(dir);
+    const generation = readGenerationDefaults(dir, config);
+    const ops = await activateBackend(options.backend);
+    const model = LlamaForCausalLM.load(config, checkpoint, ops, options.onProgress) as LlamaForCausalLM<unknown, unknown>;
+    return { dir, config, generation, tokenizer, model, loadMs: performance.now() - started };
+  } finally {
+    checkpoint.close();
+  }
+}
+
+/** Reads config.json and checks the checkpoint against it, without loading any weights. */
+export function openModelFolder(dir: string): { config: LlamaConfig; checkpoint: Checkpoint } {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new HerdError(`model folder ${dir} does not exist`);
+  const config = parseLlamaConfig(readJsonFile(path.join(dir, 'config.json'), true), 'config.json');
+  const checkpoint = Checkpoint.open(dir);
+  try {
+    checkpoint.validateAgainst(config);
+  } catch (error) {
+    checkpoint.close();
+    throw error;
+  }
+  return { config, checkpoint };
+}
+
+function readGenerationDefaults(dir: string, config: LlamaConfig): GenerationDefaults {
+  const json = (readJsonFile(path.join(dir, 'generation_config.json'), false) ?? {}) as Record<string, unknown>;
+  const number = (key: string): number | null => (typeof json[key] === 'number' ? json[key] : null);
+  const eos = tokenIdList(json.eos_token_id);
+  return {
+    eosTokenIds: eos.length > 0 ? eos : config.eosTokenIds,
+    doSample: json.do_sample === true,
+    temperature: number('temperature'),
+    topP: number('top_p'),
+    topK: number('top_k'),
+    repetitionPenalty: number('repetition_penalty'),
+  };
+}

@@ -1,0 +1,149 @@
+import { HerdError } from '../errors.js';
+import type { Checkpoint } from './checkpoint.js';
+import type { LlamaConfig } from './config.js';
+import type { KvCache, Ops } from './ops.js';
+import { ropeInverseFrequencies, ropeTables, type RopeTables } from './rope.js';
+
+/**
+ * LlamaForCausalLM with Hugging Face semantics, written once over the Ops interface.
+ * Reads top to bottom like transformers' modeling_llama.py: embed → N × (attention + MLP, each
+ * pre-normed and residual) → final norm → head.
+ */
+
+interface DecoderLayerWeights<W> {
+  inputLayernorm: W;
+  qProj: W;
+  kProj: W;
+  vProj: W;
+  oProj: W;
+  postAttentionLayernorm: W;
+  gateProj: W;
+  upProj: W;
+  downProj: W;
+}
+
+interface LlamaWeights<W> {
+  embedTokens: W;
+  layers: DecoderLayerWeights<W>[];
+  norm: W;
+  /** The output head; the embedding table itself when embeddings are tied. */
+  lmHead: W;
+}
+
+export interface ForwardOptions {
+  /** Logits for every input position instead of only the last (scoring, eval). */
+  allPositions?: boolean;
+}
+
+export class LlamaForCausalLM<T, W> {
+  private readonly inverseFrequencies: Float32Array;
+
+  private constructor(
+    readonly config: LlamaConfig,
+    private readonly ops: Ops<T, W>,
+    private readonly weights: LlamaWeights<W>,
+  ) {
+    this.inverseFrequencies = ropeInverseFrequencies(config);
+  }
+
+  /** Hands every tensor of a validated checkpoint to the backend, one at a time. */
+  static load<T, W>(
+    config: LlamaConfig,
+    checkpoint: Checkpoint,
+    ops: Ops<T, W>,
+    onTensor: (loaded: number, total: number) => void = () => {},
+  ): LlamaForCausalLM<T, W> {
+    const total = config.numHiddenLayers * 9 + (config.tieWordEmbeddings ? 2 : 3);
+    let loaded = 0;
+    const take = <R>(make: () => R): R => {
+      const weight = make();
+      onTensor(++loaded, total);
+      return weight;
+    };
+    const linear = (name: string) => take(() => ops.linearWeight(checkpoint.readFloat(name)));
+    const vector = (name: string) => take(() => ops.vectorWeight(checkpoint.readFloat(name)));
+
+    const embedTokens = take(() => ops.embeddingWeight(checkpoint.readFloat('model.embed_tokens.weight')));
+    const layers = Array.from({ length: config.numHiddenLayers }, (_, i) => {
+      const prefix = `model.layers.${i}`;
+      return {
+        inputLayernorm: vector(`${prefix}.input_layernorm.weight`),
+        qProj: linear(`${prefix}.self_attn.q_proj.weight`),
+        kProj: linear(`${prefix}.self_attn.k_proj.weight`),
+        vProj: linear(`${prefix}.self_attn.v_proj.weight`),
+        oProj: linear(`${prefix}.self_attn.o_proj.weight`),
+        postAttentionLayernorm: vector(`${prefix}.post_attention_layernorm.weight`),
+        gateProj: linear(`${prefix}.mlp.gate_proj.weight`),
+        upProj: linear(`${prefix}.mlp.up_proj.weight`),
+        downProj: linear(`${prefix}.mlp.down_proj.weight`),
+      };
+    });
+    const norm = vector('model.norm.weight');
+    const lmHead = config.tieWordEmbeddings ? embedTokens : linear('lm_head.weight');
+    return new LlamaForCausalLM(config, ops, { embedTokens, layers, norm, lmHead });
+  }
+
+  get backendName(): string {
+    return this.ops.name;
+  }
+
+  /** A KV cache for up to `capacity` positions (default: max_position_embeddings). */
+  createCache(capacity = this.config.maxPositionEmbeddings): KvCache {
+    const { numHiddenLayers: layers, numKeyValueHeads: kvHeads, headDim } = this.config;
+    return this.ops.createKvCache({ layers, kvHeads, headDim, capacity: Math.min(capacity, this.config.maxPositionEmbeddings) });
+  }
+
+  /**
+   * Runs `ids` at the positions after what `cache` holds, appends their keys and values, and
+   * returns the logits of the last position ([vocab]) or of all of them ([ids.length × vocab]).
+   */
+  forward(ids: Int32Array, cache: KvCache, options: ForwardOptions = {}): Float32Array {
+    const start = cache.length;
+    if (ids.length === 0) throw new HerdError('forward needs at least one token');
+    if (start + ids.length > cache.shape.capacity) {
+      throw new HerdError(`sequence of ${start + ids.length} tokens exceeds the context of ${cache.shape.capacity} positions`);
+    }
+    const logits = this.ops.scope(() => {
+      const rope = ropeTables(this.inverseFrequencies, start, ids.length);
+      let hidden = this.ops.embedding(this.weights.embedTokens, ids);
+      this.weights.layers.forEach((layer, index) => {
+        hidden = this.decoderLayer(hidden, layer, index, cache, start, rope);
+      });
+      if (!options.allPositions) hidden = this.ops.lastRows(hidden, 1);
+      hidden = this.ops.rmsNorm(hidden, this.weights.norm, this.config.rmsNormEps);
+      return this.ops.read(this.ops.linear(hidden, this.weights.lmHead));
+    });
+    cache.length = start + ids.length;
+    return logits;
+  }
+
+  private decoderLayer(hidden: T, layer: DecoderLayerWeights<W>, index: number, cache: KvCache, start: number, rope: RopeTables): T {
+    const eps = this.config.rmsNormEps;
+    const attended = this.selfAttention(this.ops.rmsNorm(hidden, layer.inputLayernorm, eps), layer, index, cache, start, rope);
+    const afterAttention = this.ops.add(hidden, attended);
+    const mlpOut = this.mlp(this.ops.rmsNorm(afterAttention, layer.postAttentionLayernorm, eps), layer);
+    return this.ops.add(afterAttention, mlpOut);
+  }
+
+  private selfAttention(x: T, layer: DecoderLayerWeights<W>, index: number, cache: KvCache, start: number, rope: RopeTables): T {
+    const { numAttentionHeads, numKeyValueHeads } = this.config;
+    const queries = this.ops.rope(this.ops.linear(x, layer.qProj), numAttentionHeads, rope);
+    const keys = this.ops.rope(this.ops.linear(x, layer.kProj), numKeyValueHeads, rope);
+    const values = this.ops.linear(x, layer.vProj);
+    const attended = this.ops.attention(queries, keys, values, cache, index, start);
+    return this.ops.linear(attended, layer.oProj);
+  }
+
+  private mlp(x: T, layer: DecoderLayerWeights<W>): T {
+    const gated = this.ops.swiglu(this.ops.linear(x, layer.gateProj), this.ops.linear(x, layer.upProj));
+    return this.ops.linear(gated, layer.downProj);
+  }
+
+  /** Frees the backend's copies of the weights. */
+  dispose(): void {
+    const { embedTokens, layers, norm, lmHead } = this.weights;
+    const all = [embedTokens, norm, ...layers.flatMap((layer) => Object.values(layer) as W[])];
+    if (lmHead !== embedTokens) all.push(lmHead);
+    all.forEach((weight) => this.ops.disposeWeight(weight));
+  }
+}

@@ -1,0 +1,66 @@
+import type { HostTensor } from './safetensors.js';
+import type { RopeTables } from './rope.js';
+
+/**
+ * The operations the one Llama model definition (model.ts) is written in. A backend implements
+ * these on its own tensor type `T` (activations, shape [rows, features]) and weight type `W`;
+ * the model never sees how either is stored, so tfjs and the WASM kernels plug in beneath the
+ * same forward pass.
+ */
+export interface Ops<T, W> {
+  /** Backend name as `herd env` and `--json` timings report it. */
+  readonly name: string;
+
+  /** Takes a weight of nn.Linear layout [out, in] (or an embedding table [vocab, hidden]) into the backend. */
+  linearWeight(tensor: HostTensor): W;
+  /** An embedding table [vocab, hidden]; `linear` accepts it as a head when embeddings are tied. */
+  embeddingWeight(tensor: HostTensor): W;
+  /** A 1-D weight such as an RMSNorm scale. */
+  vectorWeight(tensor: HostTensor): W;
+
+  /** Rows of the table for each id: [ids.length, hidden]. */
+  embedding(table: W, ids: Int32Array): T;
+  /** x · Wᵀ for x [rows, in] and W [out, in]: [rows, out]. */
+  linear(x: T, weight: W): T;
+  /** RMSNorm over the last axis in float32: x / sqrt(mean(x²) + eps) * weight. */
+  rmsNorm(x: T, weight: W, eps: number): T;
+  /** Rotary embedding with HF's rotate_half on x [rows, heads * headDim], one table row per row of x. */
+  rope(x: T, heads: number, tables: RopeTables): T;
+  /**
+   * Writes k and v ([rows, kvHeads * headDim]) into the cache of `layer` at positions
+   * start..start+rows-1, then returns causal grouped-query attention of q over positions
+   * 0..start+rows-1: [rows, heads * headDim].
+   */
+  attention(q: T, k: T, v: T, cache: KvCache, layer: number, start: number): T;
+  /** silu(gate) * up, elementwise. */
+  swiglu(gate: T, up: T): T;
+  add(a: T, b: T): T;
+  /** The last `count` rows of x. */
+  lastRows(x: T, count: number): T;
+  /** Copies x to host memory, row-major. */
+  read(x: T): Float32Array;
+
+  createKvCache(shape: KvCacheShape): KvCache;
+  /** Runs fn and frees every intermediate tensor it made, except what it returns (host data). */
+  scope<R>(fn: () => R): R;
+  /** Frees a weight. */
+  disposeWeight(weight: W): void;
+}
+
+export interface KvCacheShape {
+  layers: number;
+  kvHeads: number;
+  headDim: number;
+  /** Most positions the cache will hold. */
+  capacity: number;
+}
+
+/**
+ * Keys and values of the positions already computed. `length` is how many positions are valid;
+ * lowering it (as eval does to reuse a shared context) makes the next forward overwrite the rest.
+ */
+export interface KvCache {
+  readonly shape: KvCacheShape;
+  length: number;
+  dispose(): void;
+}

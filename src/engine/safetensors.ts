@@ -1,0 +1,174 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { HerdError } from '../errors.js';
+
+/** Bytes per element of every dtype the safetensors format defines. */
+const DTYPE_BYTES: Record<string, number> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
+  F8_E4M3: 1, F8_E5M2: 1,
+};
+
+/** The float dtypes the engine computes from (widened to float32 exactly). */
+export type FloatDtype = 'F32' | 'F16' | 'BF16';
+export const FLOAT_DTYPES: readonly string[] = ['F32', 'F16', 'BF16'];
+
+/** One tensor of a safetensors file: where its bytes are, validated against the file. */
+export interface TensorEntry {
+  name: string;
+  dtype: string;
+  shape: number[];
+  file: string;
+  /** Absolute byte offsets in the file. */
+  begin: number;
+  end: number;
+}
+
+/** A float tensor in host memory, widened to float32, in the layout the file stores. */
+export interface HostTensor {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+// A header larger than this is not a real checkpoint header but a corrupt length field.
+const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+/**
+ * Reads and checks the header of one safetensors file: the length field, the JSON, every
+ * tensor's dtype, shape and offsets, and that the data section holds all of them (a truncated
+ * shard fails here, before anything is computed).
+ */
+export function readSafetensorsHeader(file: string): TensorEntry[] {
+  const name = path.basename(file);
+  const fd = openForReading(file);
+  try {
+    const fileSize = fs.fstatSync(fd).size;
+    if (fileSize < 8) throw new HerdError(`${name}: too short to be a safetensors file (${fileSize} bytes)`);
+    const lengthBytes = readBytes(fd, 0, 8);
+    const headerLength = Number(lengthBytes.readBigUInt64LE(0));
+    if (headerLength > MAX_HEADER_BYTES || 8 + headerLength > fileSize) {
+      throw new HerdError(`${name}: header length ${headerLength} does not fit in the file (${fileSize} bytes); the file is truncated or not safetensors`);
+    }
+    const header = parseHeaderJson(readBytes(fd, 8, headerLength).toString('utf8'), name);
+    const dataStart = 8 + headerLength;
+    const entries = Object.entries(header)
+      .filter(([tensorName]) => tensorName !== '__metadata__')
+      .map(([tensorName, value]) => parseEntry(tensorName, value, file, dataStart));
+    checkDataSection(entries, fileSize, name);
+    return entries;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Reads one float tensor from its file straight into a float32 array: F32 bytes land in their
+ * final place; BF16 and F16 are widened exactly from one read of their bytes.
+ */
+export function readFloatTensor(entry: TensorEntry, fd: number): HostTensor {
+  const count = elementCount(entry.shape);
+  const data = new Float32Array(count);
+  if (entry.dtype === 'F32') {
+    readInto(fd, entry.begin, new Uint8Array(data.buffer), entry);
+  } else if (entry.dtype === 'BF16' || entry.dtype === 'F16') {
+    const halves = new Uint16Array(count);
+    readInto(fd, entry.begin, new Uint8Array(halves.buffer), entry);
+    if (entry.dtype === 'BF16') bf16ToFloat32(halves, data);
+    else f16ToFloat32(halves, data);
+  } else {
+    throw new HerdError(`${path.basename(entry.file)}: tensor ${entry.name} has dtype ${entry.dtype}; the engine reads F32, F16 and BF16`);
+  }
+  return { name: entry.name, shape: entry.shape, data };
+}
+
+export function elementCount(shape: readonly number[]): number {
+  return shape.reduce((product, size) => product * size, 1);
+}
+
+/** BF16 is the upper half of a float32, so widening is a 16-bit shift and exact. */
+export function bf16ToFloat32(halves: Uint16Array, out: Float32Array): void {
+  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  for (let i = 0; i < halves.length; i++) bits[i] = halves[i]! << 16;
+}
+
+/** IEEE half to float32, exact for normals, subnormals, infinities and NaN. */
+export function f16ToFloat32(halves: Uint16Array, out: Float32Array): void {
+  for (let i = 0; i < halves.length; i++) out[i] = halfToNumber(halves[i]!);
+}
+
+function halfToNumber(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exponent = (h >> 10) & 0x1f;
+  const mantissa = h & 0x3ff;
+  if (exponent === 0) return sign * mantissa * 2 ** -24;
+  if (exponent === 0x1f) return mantissa ? NaN : sign * Infinity;
+  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+}
+
+export function openForReading(file: string): number {
+  try {
+    return fs.openSync(file, 'r');
+  } catch (error) {
+    throw new HerdError(`cannot open ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+}
+
+function readBytes(fd: number, position: number, length: number): Buffer {
+  const buffer = Buffer.alloc(length);
+  const read = fs.readSync(fd, buffer, 0, length, position);
+  if (read !== length) throw new HerdError(`short read at byte ${position}: the file changed or is truncated`);
+  return buffer;
+}
+
+function readInto(fd: number, position: number, target: Uint8Array, entry: TensorEntry): void {
+  let done = 0;
+  while (done < target.length) {
+    const read = fs.readSync(fd, target, done, target.length - done, position + done);
+    if (read === 0) throw new HerdError(`${path.basename(entry.file)}: tensor ${entry.name} is truncated`);
+    done += read;
+  }
+}
+
+function parseHeaderJson(text: string, name: string): Record<string, unknown> {
+  let header: unknown;
+  try {
+    header = JSON.parse(text);
+  } catch {
+    throw new HerdError(`${name}: the safetensors header is not valid JSON`);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
+    throw new HerdError(`${name}: the safetensors header is not a JSON object`);
+  }
+  return header as Record<string, unknown>;
+}
+
+function parseEntry(name: string, value: unknown, file: string, dataStart: number): TensorEntry {
+  const where = `${path.basename(file)}: tensor ${name}`;
+  const info = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown } | null;
+  if (typeof info !== 'object' || info === null) throw new HerdError(`${where}: header entry is not an object`);
+  const { dtype, shape, data_offsets: offsets } = info;
+  if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) throw new HerdError(`${where}: unknown dtype ${JSON.stringify(dtype)}`);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
+    throw new HerdError(`${where}: shape ${JSON.stringify(shape)} is not a list of sizes`);
+  }
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
+    throw new HerdError(`${where}: data_offsets ${JSON.stringify(offsets)} are invalid`);
+  }
+  const expectedBytes = elementCount(shape as number[]) * DTYPE_BYTES[dtype]!;
+  if (offsets[1] - offsets[0] !== expectedBytes) {
+    throw new HerdError(`${where}: holds ${offsets[1] - offsets[0]} bytes but ${dtype} ${JSON.stringify(shape)} needs ${expectedBytes}`);
+  }
+  return { name, dtype, shape: shape as number[], file, begin: dataStart + offsets[0], end: dataStart + offsets[1] };
+}
+
+function checkDataSection(entries: TensorEntry[], fileSize: number, name: string): void {
+  const byStart = [...entries].sort((a, b) => a.begin - b.begin);
+  for (let i = 0; i < byStart.length; i++) {
+    const entry = byStart[i]!;
+    if (entry.end > fileSize) {
+      throw new HerdError(`${name}: tensor ${entry.name} ends at byte ${entry.end} but the file has ${fileSize} bytes (truncated)`);
+    }
+    const next = byStart[i + 1];
+    if (next && next.begin < entry.end) throw new HerdError(`${name}: tensors ${entry.name} and ${next.name} overlap`);
+  }
+}

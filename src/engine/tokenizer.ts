@@ -1,0 +1,128 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { HerdError } from '../errors.js';
+
+/** tokenizer_config.json fields herd uses. */
+export interface TokenizerSettings {
+  bosToken: string | null;
+  eosToken: string | null;
+  /** The chat template: a string, or named templates as transformers allows. */
+  chatTemplate: string | Record<string, string> | null;
+}
+
+/** The model's tokenizer, read from tokenizer.json (+ tokenizer_config.json) with @huggingface/tokenizers. */
+export class HerdTokenizer {
+  private readonly specialIds: Set<number>;
+
+  private constructor(private readonly tokenizer: Tokenizer, readonly settings: TokenizerSettings) {
+    this.specialIds = new Set([...tokenizer.get_added_tokens_decoder()].filter(([, token]) => token.special).map(([id]) => id));
+  }
+
+  static fromDir(dir: string): HerdTokenizer {
+    const tokenizerJson = readJsonFile(path.join(dir, 'tokenizer.json'), true);
+    const configJson = (readJsonFile(path.join(dir, 'tokenizer_config.json'), false) ?? {}) as Record<string, unknown>;
+    let tokenizer: Tokenizer;
+    try {
+      tokenizer = new Tokenizer(tokenizerJson as object, configJson);
+    } catch (error) {
+      throw new HerdError(`tokenizer.json: cannot be loaded (${(error as Error).message.split('\n')[0]})`);
+    }
+    return new HerdTokenizer(tokenizer, readSettings(configJson));
+  }
+
+  /**
+   * Text to ids. `addSpecialTokens` applies the tokenizer's post-processor (for Llama, the BOS);
+   * special-token text such as `<|eot_id|>` becomes its single id, as in transformers.
+   */
+  encode(text: string, addSpecialTokens: boolean): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  /** Ids to text, exactly: no clean-up of spaces before punctuation. */
+  decode(ids: readonly number[], skipSpecialTokens = false): string {
+    if (ids.length === 0) return '';
+    return this.tokenizer.decode([...ids], { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: false });
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.tokenizer.token_to_id(token);
+  }
+
+  idToToken(id: number): string | undefined {
+    return this.tokenizer.id_to_token(id);
+  }
+
+  isSpecial(id: number): boolean {
+    return this.specialIds.has(id);
+  }
+}
+
+/**
+ * Turns a growing list of token ids into text deltas that are safe to print: a character whose
+ * bytes are split across tokens is held back until it is complete.
+ */
+export class TextStream {
+  private readonly ids: number[] = [];
+  private emitted = '';
+
+  constructor(private readonly tokenizer: HerdTokenizer) {}
+
+  /** Adds a token; returns the text that became final. */
+  push(id: number): string {
+    this.ids.push(id);
+    // Decoding the whole sequence keeps decoders that look at neighbours (spaces, byte fallback) right.
+    const text = this.tokenizer.decode(this.ids);
+    const complete = text.endsWith('\uFFFD') ? text.replace(/\uFFFD+$/, '') : text;
+    if (!complete.startsWith(this.emitted)) return '';
+    const delta = complete.slice(this.emitted.length);
+    this.emitted = complete;
+    return delta;
+  }
+
+  /** Everything decoded so far, including a trailing incomplete character. */
+  get text(): string {
+    return this.tokenizer.decode(this.ids);
+  }
+}
+
+function readSettings(config: Record<string, unknown>): TokenizerSettings {
+  const template = config.chat_template;
+  return {
+    bosToken: tokenContent(config.bos_token),
+    eosToken: tokenContent(config.eos_token),
+    chatTemplate: typeof template === 'string' ? template : Array.isArray(template) ? namedTemplates(template) : null,
+  };
+}
+
+/** transformers also accepts `[{name, template}, …]`. */
+function namedTemplates(list: unknown[]): Record<string, string> {
+  const named: Record<string, string> = {};
+  for (const item of list) {
+    const { name, template } = (item ?? {}) as { name?: unknown; template?: unknown };
+    if (typeof name === 'string' && typeof template === 'string') named[name] = template;
+  }
+  return named;
+}
+
+/** A special token in tokenizer_config.json is a string or an AddedToken object with `content`. */
+function tokenContent(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object' && value !== null && typeof (value as { content?: unknown }).content === 'string') {
+    return (value as { content: string }).content;
+  }
+  return null;
+}
+
+/** Reads a JSON file; a missing optional file gives null, a missing required one a clear error. */
+export function readJsonFile(file: string, required: boolean): unknown {
+  if (!fs.existsSync(file)) {
+    if (required) throw new HerdError(`missing ${path.basename(file)} in ${path.dirname(file)}`);
+    return null;
+  }
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new HerdError(`${file}: not valid JSON (${(error as Error).message.split('\n')[0]})`);
+  }
+}
