@@ -172,3 +172,46 @@ function checkDataSection(entries: TensorEntry[], fileSize: number, name: string
     if (next && next.begin < entry.end) throw new HerdError(`${name}: tensors ${entry.name} and ${next.name} overlap`);
   }
 }
+
+/** A tensor to write: raw little-endian bytes of the given dtype. */
+export interface TensorToWrite {
+  name: string;
+  dtype: string;
+  shape: number[];
+  bytes: Uint8Array;
+}
+
+/**
+ * Writes a safetensors file the way transformers does (`__metadata__` first, tensors by name,
+ * header padded with spaces to 8 bytes), to a temporary file renamed into place when complete.
+ */
+export function writeSafetensors(file: string, tensors: TensorToWrite[], metadata: Record<string, string> = { format: 'pt' }): void {
+  const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  let offset = 0;
+  for (const tensor of sorted) {
+    header[tensor.name] = { dtype: tensor.dtype, shape: tensor.shape, data_offsets: [offset, offset + tensor.bytes.length] };
+    offset += tensor.bytes.length;
+  }
+  let headerText = JSON.stringify(header);
+  headerText += ' '.repeat((8 - (Buffer.byteLength(headerText) % 8)) % 8);
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(Buffer.byteLength(headerText)));
+  writeFileAtomically(file, [length, Buffer.from(headerText, 'utf8'), ...sorted.map((t) => t.bytes)]);
+}
+
+/** Writes parts to `file.tmp-PID` and renames it over `file`, so readers never see half a file. */
+export function writeFileAtomically(file: string, parts: Uint8Array[]): void {
+  const temporary = `${file}.tmp-${process.pid}`;
+  const fd = fs.openSync(temporary, 'w');
+  try {
+    for (const part of parts) fs.writeSync(fd, part);
+    fs.fsyncSync(fd);
+  } catch (error) {
+    fs.closeSync(fd);
+    fs.rmSync(temporary, { force: true });
+    throw error;
+  }
+  fs.closeSync(fd);
+  fs.renameSync(temporary, file);
+}

@@ -57,6 +57,7 @@ export async function activateBackend(requested?: string): Promise<TfjsOps> {
     const result = await probe(name);
     if (result.available && (await tf.setBackend(SPECS[name].tfjsName))) {
       await tf.ready();
+      if (name === 'cpu') silenceNodeAdvice();
       return new TfjsOps(name);
     }
     failures.push(`${name}: ${result.reason}`);
@@ -75,6 +76,14 @@ async function probe(name: BackendName): Promise<BackendProbe> {
     return { name, available: false, reason: `${spec.packageName} loaded but registered no "${spec.tfjsName}" backend` };
   }
   return { name, available: true, reason: `${spec.packageName} ${packageVersion(spec.packageName)}` };
+}
+
+/**
+ * The cpu backend prints a multi-line "install tfjs-node" banner on first use in Node; a person
+ * who forced --backend cpu chose it, and `herd env` already says what else exists.
+ */
+function silenceNodeAdvice(): void {
+  (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
 }
 
 async function importOptional(packageName: string): Promise<void> {

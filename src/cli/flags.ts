@@ -1,0 +1,30 @@
+import { Flags } from '@oclif/core';
+import { BACKEND_NAMES } from '../engine/backends/select.js';
+
+/** A decimal flag that must be a finite number within [min, max]. */
+export function numberFlag(options: { description: string; min?: number; max?: number; char?: 't' }) {
+  const { min = -Infinity, max = Infinity } = options;
+  return Flags.custom<number>({
+    description: options.description,
+    char: options.char,
+    parse: async (input) => {
+      const value = Number(input);
+      if (input.trim() === '' || !Number.isFinite(value) || value < min || value > max) {
+        throw new Error(`expected a number${rangeText(min, max)}, got "${input}"`);
+      }
+      return value;
+    },
+  })();
+}
+
+function rangeText(min: number, max: number): string {
+  if (min > -Infinity && max < Infinity) return ` from ${min} to ${max}`;
+  if (min > -Infinity) return ` of at least ${min}`;
+  return max < Infinity ? ` of at most ${max}` : '';
+}
+
+/** --model and --backend, shared by every command that runs a model. */
+export const modelFlags = {
+  model: Flags.string({ char: 'm', description: 'Hugging Face model folder (config.json, safetensors, tokenizer.json). Default: the embedded stories260K.' }),
+  backend: Flags.string({ description: `Force a tfjs backend (${BACKEND_NAMES.join(', ')}). Default: the first that loads, in that order.` }),
+};

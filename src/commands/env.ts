@@ -1,0 +1,36 @@
+import os from 'node:os';
+import chalk from 'chalk';
+import { HerdCommand } from '../cli/base-command.js';
+import { probeBackends } from '../engine/backends/select.js';
+
+export default class Env extends HerdCommand {
+  static override summary = 'Show the machine and which compute backends herd found, and why.';
+
+  static override description = `herd runs its model on tfjs. It tries @tensorflow/tfjs-node-gpu, then @tensorflow/tfjs-node (both optional: install one to use it), then @tensorflow/tfjs-backend-wasm, which is always installed. The pure-JavaScript cpu backend is only used when forced with --backend cpu.`;
+
+  static override examples = ['<%= config.bin %> env', '<%= config.bin %> env --json'];
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(Env);
+    const backends = await probeBackends();
+    const automatic = backends.find((b) => b.available && b.name !== 'cpu')?.name ?? null;
+    const machine = {
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+      cpus: os.availableParallelism(),
+      cpu_model: os.cpus()[0]?.model ?? 'unknown',
+      memory_bytes: os.totalmem(),
+    };
+    if (flags.json) {
+      this.log(JSON.stringify({ ...machine, backends, default_backend: automatic }));
+      return;
+    }
+    this.log(`node ${machine.node} on ${machine.platform}, ${machine.cpus} cores (${machine.cpu_model}), ${(machine.memory_bytes / 2 ** 30).toFixed(1)} GiB memory`);
+    this.log('backends, in detection order:');
+    for (const backend of backends) {
+      const mark = backend.available ? chalk.green('found  ') : chalk.yellow('missing');
+      const chosen = backend.name === automatic ? chalk.bold('  ← default') : '';
+      this.log(`  ${backend.name.padEnd(9)}${mark}  ${backend.reason}${chosen}`);
+    }
+  }
+}

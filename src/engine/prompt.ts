@@ -1,0 +1,42 @@
+import { HerdError } from '../errors.js';
+import { formatDateString, renderChatTemplate, type ChatMessage } from '../templates/chat-template.js';
+import type { HerdTokenizer } from './tokenizer.js';
+
+export interface PromptRequest {
+  text: string;
+  /** Feed the text as is (BOS added as the tokenizer's post-processor says), skipping any chat template. */
+  raw: boolean;
+  system?: string;
+  /** Passed to the template as date_string. */
+  date?: Date;
+}
+
+/** The chat template herd uses for a single-turn prompt: "default" when a model names several. */
+export function chatTemplateOf(tokenizer: HerdTokenizer): string | null {
+  const template = tokenizer.settings.chatTemplate;
+  if (template === null || typeof template === 'string') return template;
+  return template.default ?? Object.values(template)[0] ?? null;
+}
+
+/**
+ * Prompt ids for one user turn: through the model's chat template when it has one (the template
+ * writes the BOS itself, so none is added), else the raw text with the tokenizer's special tokens.
+ */
+export function promptIds(tokenizer: HerdTokenizer, request: PromptRequest): number[] {
+  const template = request.raw ? null : chatTemplateOf(tokenizer);
+  if (template === null) {
+    if (request.system !== undefined) throw new HerdError('--system needs a chat template, and this model has none (or --raw was given)');
+    return tokenizer.encode(request.text, true);
+  }
+  const messages: ChatMessage[] = [];
+  if (request.system !== undefined) messages.push({ role: 'system', content: request.system });
+  messages.push({ role: 'user', content: request.text });
+  const rendered = renderChatTemplate(template, {
+    messages,
+    addGenerationPrompt: true,
+    dateString: formatDateString(request.date ?? new Date()),
+    bosToken: tokenizer.settings.bosToken ?? '',
+    eosToken: tokenizer.settings.eosToken ?? '',
+  });
+  return tokenizer.encode(rendered, false);
+}
