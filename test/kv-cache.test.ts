@@ -32,7 +32,7 @@ test('a prompt of more than 2,000 tokens: decoding from the KV cache equals full
   expect(ids.length).toBe(2100);
   const cache = loaded.model.createCache(ids.length);
   loaded.model.forward(Int32Array.from(ids.slice(0, 2090)), cache);
-  let cached = new Float32Array();
+  let cached: Float32Array = new Float32Array();
   for (const id of ids.slice(2090)) cached = loaded.model.forward(Int32Array.of(id), cache);
   expect(cache.length).toBe(2100);
   cache.dispose();

@@ -1,6 +1,8 @@
 import { Command, Flags } from '@oclif/core';
 import { HerdError } from '../errors.js';
 
+type CommandError = Error & { code?: string; oclif?: { exit?: number } };
+
 /**
  * What every herd command shares: `--json` and `--verbose`, and the rule that a failure is one
  * clear line on stderr with a non-zero exit (the stack only with --verbose).
@@ -11,16 +13,23 @@ export abstract class HerdCommand extends Command {
     verbose: Flags.boolean({ description: 'Print timings and details on stderr; show stack traces on errors.', default: false }),
   };
 
-  protected override async catch(error: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<void> {
-    // oclif's own exits (help, version) and flag-parsing errors keep their behaviour.
-    if (error.oclif?.exit !== undefined && !(error instanceof HerdError)) return super.catch(error);
-    const verbose = process.argv.includes('--verbose');
-    const message = error instanceof HerdError || !verbose ? error.message : (error.stack ?? error.message);
-    process.stderr.write(`herd: ${firstLine(message, verbose)}\n`);
-    process.exitCode = 1;
+  protected override async catch(error: CommandError): Promise<void> {
+    // oclif ends --help and --version by throwing an exit "error"; let it through.
+    if (error.code === 'EEXIT') return super.catch(error);
+    const verbose = this.argv.includes('--verbose');
+    if (verbose && !(error instanceof HerdError)) process.stderr.write(`${error.stack ?? error.message}\n`);
+    process.stderr.write(`herd: ${oneLine(error.message)}\n`);
+    // oclif's parse errors carry exit 2 (usage); everything else is 1.
+    process.exitCode = error.oclif?.exit ?? 1;
   }
 }
 
-function firstLine(message: string, verbose: boolean): string {
-  return verbose ? message : (message.split('\n')[0] ?? message);
+/** oclif's flag errors span lines ("Parsing --x\n\tExpected …\nSee more help with --help"). */
+function oneLine(message: string): string {
+  return message
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('See more help'))
+    .join(': ')
+    .replace(/:\s*:/g, ':');
 }

@@ -98,21 +98,27 @@ export class LlamaForCausalLM<T, W> {
    * returns the logits of the last position ([vocab]) or of all of them ([ids.length × vocab]).
    */
   forward(ids: Int32Array, cache: KvCache, options: ForwardOptions = {}): Float32Array {
+    return this.ops.scope(() => this.ops.read(this.logits(ids, cache, options)));
+  }
+
+  /**
+   * The same pass, returning the backend's logits tensor ([rows, vocab]) in the caller's scope:
+   * for callers that keep computing on the backend, such as a training loss.
+   */
+  logits(ids: Int32Array, cache: KvCache, options: ForwardOptions = {}): T {
     const start = cache.length;
     if (ids.length === 0) throw new HerdError('forward needs at least one token');
     if (start + ids.length > cache.shape.capacity) {
       throw new HerdError(`sequence of ${start + ids.length} tokens exceeds the context of ${cache.shape.capacity} positions`);
     }
-    const logits = this.ops.scope(() => {
-      const rope = ropeTables(this.inverseFrequencies, start, ids.length);
-      let hidden = this.ops.embedding(this.weights.embedTokens, ids);
-      this.weights.layers.forEach((layer, index) => {
-        hidden = this.decoderLayer(hidden, layer, index, cache, start, rope);
-      });
-      if (!options.allPositions) hidden = this.ops.lastRows(hidden, 1);
-      hidden = this.ops.rmsNorm(hidden, this.weights.norm, this.config.rmsNormEps);
-      return this.ops.read(this.ops.linear(hidden, this.weights.lmHead));
+    const rope = ropeTables(this.inverseFrequencies, start, ids.length);
+    let hidden = this.ops.embedding(this.weights.embedTokens, ids);
+    this.weights.layers.forEach((layer, index) => {
+      hidden = this.decoderLayer(hidden, layer, index, cache, start, rope);
     });
+    if (!options.allPositions) hidden = this.ops.lastRows(hidden, 1);
+    hidden = this.ops.rmsNorm(hidden, this.weights.norm, this.config.rmsNormEps);
+    const logits = this.ops.linear(hidden, this.weights.lmHead);
     cache.length = start + ids.length;
     return logits;
   }

@@ -1,0 +1,122 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { STORIES, readJson } from './fixtures.js';
+
+// These run the built CLI (npm test builds first) as a person or a script would.
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
+
+function herd(args: string[], input?: string) {
+  const result = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: 60000 });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+function storiesCopy(change: (dir: string) => void): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-cli-'));
+  for (const name of fs.readdirSync(STORIES)) {
+    fs.copyFileSync(path.join(STORIES, name), path.join(dir, name));
+    fs.chmodSync(path.join(dir, name), 0o644);
+  }
+  change(dir);
+  return dir;
+}
+
+function expectOneLineError(result: ReturnType<typeof herd>, pattern: RegExp): void {
+  expect(result.status).not.toBe(0);
+  expect(result.stdout).toBe('');
+  expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
+  expect(result.stderr).toMatch(pattern);
+}
+
+const reference = readJson<{ generated_ids: number[]; steps: Array<{ top5: Array<{ id: number; logprob: number }> }> }>(`${STORIES}/reference.json`);
+
+describe('herd generate', () => {
+  test('streams the continuation of the embedded model to stdout, without colour when piped', () => {
+    const result = herd(['generate', 'Once upon a time', '--max-new-tokens', '12']);
+    expect(result.status).toBe(0);
+    // Reference text after "Once upon a time", 12 tokens: ", there was a little g|ir|l named Lily. She".
+    expect(result.stdout).toBe(', there was a little girl named Lily. She\n');
+    expect(result.stderr).toBe('');
+  });
+
+  test('--json reports ids, text, finish reason, timings and logprobs that match the reference', () => {
+    const result = herd(['generate', '--raw', '--json', '--max-new-tokens', '6', '--logprobs', '5', 'Once upon a time']);
+    expect(result.status).toBe(0);
+    const report = JSON.parse(result.stdout);
+    // [BOS] Once upon a time = the reference's first four generated tokens.
+    expect(report.prompt_ids).toEqual([1, ...reference.generated_ids.slice(0, 4)]);
+    expect(report.generated_ids).toEqual(reference.generated_ids.slice(4, 10));
+    expect(report.text).toBe(', there was a little g');
+    expect(report.finish_reason).toBe('length');
+    expect(report.timings).toEqual(expect.objectContaining({ load_ms: expect.any(Number), prefill_tokens_per_second: expect.any(Number), decode_tokens_per_second: expect.any(Number), peak_rss_bytes: expect.any(Number) }));
+    report.logprobs.forEach((token: { top_logprobs: Array<{ id: number; logprob: number }> }, i: number) => {
+      const expected = reference.steps[i + 4]!.top5;
+      token.top_logprobs.forEach(({ id, logprob }, rank) => {
+        expect(id).toBe(expected[rank]!.id);
+        expect(Math.abs(logprob - expected[rank]!.logprob)).toBeLessThan(1e-4);
+      });
+    });
+  });
+
+  test('reads the prompt from stdin and stops at a --stop string', () => {
+    const result = herd(['generate', '--json', '--stop', 'Lily', '--max-new-tokens', '40'], 'Once upon a time\n');
+    const report = JSON.parse(result.stdout);
+    expect(report.text).toBe(', there was a little girl named ');
+    expect(report.finish_reason).toBe('stop');
+    expect(report.stopped_by).toBe('Lily');
+  });
+
+  test('the same seed samples the same text', () => {
+    const args = ['generate', '--json', '--temperature', '1', '--seed', '5', '--max-new-tokens', '30', 'Once upon a time'];
+    expect(JSON.parse(herd(args).stdout).text).toBe(JSON.parse(herd(args).stdout).text);
+  });
+});
+
+describe('bad input: one clear line and a non-zero exit', () => {
+  test('truncated safetensors', () => {
+    const dir = storiesCopy((d) => fs.truncateSync(path.join(d, 'model.safetensors'), 500000));
+    expectOneLineError(herd(['generate', '--model', dir, 'hi']), /^herd: model\.safetensors: tensor model\.layers\.\S+ ends at byte \d+ but the file has 500000 bytes \(truncated\)\n$/);
+  });
+
+  test('a shape that contradicts config.json', () => {
+    const dir = storiesCopy((d) => {
+      const config = readJson<Record<string, unknown>>(path.join(d, 'config.json'));
+      fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify({ ...config, num_key_value_heads: 8 }));
+    });
+    expectOneLineError(herd(['generate', '--model', dir, 'hi']), /^herd: model\.safetensors: tensor model\.layers\.0\.self_attn\.k_proj\.weight has shape \[32, 64\] but config\.json implies \[64, 64\]\n$/);
+  });
+
+  test('a missing tokenizer.json', () => {
+    const dir = storiesCopy((d) => fs.rmSync(path.join(d, 'tokenizer.json')));
+    expectOneLineError(herd(['generate', '--model', dir, 'hi']), /^herd: missing tokenizer\.json in \S+\n$/);
+  });
+
+  test('a prompt longer than max_position_embeddings', () => {
+    // BOS + 200 × (Once, upon, a, time) + the trailing space's own token = 802.
+    expectOneLineError(herd(['generate', '--raw', 'Once upon a time '.repeat(200)]), /^herd: the prompt has 802 tokens but the model's context \(max_position_embeddings\) is 512\n$/);
+  });
+
+  test('an unknown backend', () => {
+    expectOneLineError(herd(['generate', '--backend', 'tpu', 'hi']), /^herd: unknown backend "tpu"; choose one of node-gpu, node, wasm, cpu\n$/);
+  });
+
+  test('a model folder that does not exist', () => {
+    expectOneLineError(herd(['generate', '--model', '/nonexistent/model', 'hi']), /^herd: model folder \/nonexistent\/model does not exist\n$/);
+  });
+});
+
+describe('herd env and herd bench', () => {
+  test('env reports the backends in detection order with wasm found', () => {
+    const report = JSON.parse(herd(['env', '--json']).stdout);
+    expect(report.backends.map((b: { name: string }) => b.name)).toEqual(['node-gpu', 'node', 'wasm', 'cpu']);
+    expect(report.backends[2].available).toBe(true);
+  });
+
+  test('bench reports its figures as JSON', () => {
+    const report = JSON.parse(herd(['bench', '--prompt-tokens', '16', '--gen-tokens', '8', '--json']).stdout);
+    expect(report).toEqual(expect.objectContaining({ prompt_tokens: 16, generated_tokens: 8, backend: 'wasm' }));
+    expect(report.decode_tokens_per_second).toBeGreaterThan(0);
+  });
+});
