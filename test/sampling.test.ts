@@ -1,4 +1,4 @@
-import { StopStringWatcher, generate } from '../src/engine/generate.js';
+import { StopStringWatcher, generate, generateAsync } from '../src/engine/generate.js';
 import { loadModel } from '../src/engine/load.js';
 import {
   GREEDY, Sampler, applyRepetitionPenalty, filteredProbabilities, logSoftmax, topEntries, type SamplingOptions,
@@ -99,5 +99,20 @@ describe('stop strings', () => {
     expect(watcher.feed('a\n')).toEqual({ text: 'a', matched: null });
     expect(watcher.feed('b')).toEqual({ text: '\nb', matched: null });
     expect(watcher.flush()).toBe('');
+  });
+});
+
+describe('interruptible generation', () => {
+  test('generateAsync stops when shouldStop turns true and reports "abort"', async () => {
+    const loaded = await loadModel(STORIES, { backend: 'wasm' });
+    let tokens = 0;
+    const result = await generateAsync(loaded.model, loaded.tokenizer, {
+      promptIds: [1], maxNewTokens: 40, sampling: GREEDY, stopTokenIds: [], stopStrings: [], topLogprobs: 0,
+      onText: () => tokens++,
+      shouldStop: () => tokens >= 5,
+    });
+    expect(result.finishReason).toBe('abort');
+    expect(result.generatedIds.length).toBeLessThan(40);
+    expect(result.text).toBe(loaded.tokenizer.decode(result.generatedIds));
   });
 });

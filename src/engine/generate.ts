@@ -15,6 +15,8 @@ export interface GenerateRequest {
   topLogprobs: number;
   /** Receives text as soon as it is final, for streaming. */
   onText?: (delta: string) => void;
+  /** Checked before each token; true ends generation early (finish reason "abort"). */
+  shouldStop?: () => boolean;
 }
 
 export interface GeneratedToken {
@@ -24,7 +26,7 @@ export interface GeneratedToken {
   top: Array<[number, number]>;
 }
 
-export type FinishReason = 'stop' | 'length';
+export type FinishReason = 'stop' | 'length' | 'abort';
 
 export interface GenerateResult {
   generatedIds: number[];
@@ -37,8 +39,30 @@ export interface GenerateResult {
   decodeMs: number;
 }
 
-/** Prefill the prompt, then decode one token at a time from the KV cache. */
+/** Generates to the end without pausing (scripts, tests, benchmarks). */
 export function generate(model: LlamaForCausalLM<unknown, unknown>, tokenizer: HerdTokenizer, request: GenerateRequest): GenerateResult {
+  const steps = generateSteps(model, tokenizer, request);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * Generates while letting the event loop run between tokens, so a terminal UI can redraw and a
+ * key press can set `shouldStop`.
+ */
+export async function generateAsync(model: LlamaForCausalLM<unknown, unknown>, tokenizer: HerdTokenizer, request: GenerateRequest): Promise<GenerateResult> {
+  const steps = generateSteps(model, tokenizer, request);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Prefill the prompt, then decode one token at a time from the KV cache, pausing after each. */
+function* generateSteps(model: LlamaForCausalLM<unknown, unknown>, tokenizer: HerdTokenizer, request: GenerateRequest): Generator<void, GenerateResult> {
   const context = model.config.maxPositionEmbeddings;
   const promptLength = request.promptIds.length;
   if (promptLength === 0) throw new HerdError('the prompt is empty');
@@ -61,6 +85,10 @@ export function generate(model: LlamaForCausalLM<unknown, unknown>, tokenizer: H
     result.prefillMs = performance.now() - started;
     started = performance.now();
     while (result.generatedIds.length < maxNewTokens) {
+      if (request.shouldStop?.()) {
+        result.finishReason = 'abort';
+        break;
+      }
       const id = sampler.next(logits, history);
       history.push(id);
       result.generatedIds.push(id);
@@ -76,6 +104,7 @@ export function generate(model: LlamaForCausalLM<unknown, unknown>, tokenizer: H
         break;
       }
       if (result.generatedIds.length < maxNewTokens) logits = model.forward(Int32Array.of(id), cache);
+      yield;
     }
     result.decodeMs = performance.now() - started;
   } finally {
