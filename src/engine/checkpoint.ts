@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { HerdError } from '../errors.js';
 import type { LlamaConfig } from './config.js';
+import type { WeightSource } from './ops.js';
 import {
   FLOAT_DTYPES, openForReading, readFloatTensor, readSafetensorsHeader, type HostTensor, type TensorEntry,
 } from './safetensors.js';
@@ -10,7 +11,7 @@ const SINGLE_FILE = 'model.safetensors';
 const INDEX_FILE = 'model.safetensors.index.json';
 
 /** The tensors of a checkpoint folder, validated, read one at a time when the backend asks. */
-export class Checkpoint {
+export class Checkpoint implements WeightSource {
   private readonly descriptors = new Map<string, number>();
 
   private constructor(private readonly entries: Map<string, TensorEntry>) {}

@@ -1,7 +1,6 @@
 import { HerdError } from '../errors.js';
-import type { Checkpoint } from './checkpoint.js';
 import type { LlamaConfig } from './config.js';
-import type { KvCache, Ops } from './ops.js';
+import type { KvCache, Ops, WeightSource } from './ops.js';
 import { ropeInverseFrequencies, ropeTables, type RopeTables } from './rope.js';
 
 /**
@@ -49,7 +48,7 @@ export class LlamaForCausalLM<T, W> {
   /** Hands every tensor of a validated checkpoint to the backend, one at a time. */
   static load<T, W>(
     config: LlamaConfig,
-    checkpoint: Checkpoint,
+    source: WeightSource,
     ops: Ops<T, W>,
     onTensor: (loaded: number, total: number) => void = () => {},
   ): LlamaForCausalLM<T, W> {
@@ -60,10 +59,10 @@ export class LlamaForCausalLM<T, W> {
       onTensor(++loaded, total);
       return weight;
     };
-    const linear = (name: string) => take(() => ops.linearWeight(checkpoint.readFloat(name)));
-    const vector = (name: string) => take(() => ops.vectorWeight(checkpoint.readFloat(name)));
+    const linear = (name: string) => take(() => ops.linearWeight(name, source));
+    const vector = (name: string) => take(() => ops.vectorWeight(name, source));
 
-    const embedTokens = take(() => ops.embeddingWeight(checkpoint.readFloat('model.embed_tokens.weight')));
+    const embedTokens = take(() => ops.embeddingWeight('model.embed_tokens.weight', source));
     const layers = Array.from({ length: config.numHiddenLayers }, (_, i) => {
       const prefix = `model.layers.${i}`;
       return {

@@ -11,12 +11,15 @@ export interface Ops<T, W> {
   /** Backend name as `herd env` and `--json` timings report it. */
   readonly name: string;
 
-  /** Takes a weight of nn.Linear layout [out, in] (or an embedding table [vocab, hidden]) into the backend. */
-  linearWeight(tensor: HostTensor): W;
+  /**
+   * Takes the weight `name` of nn.Linear layout [out, in] from the source into the backend. The
+   * backend chooses how to read it: as float32, or (for kernels on packed weights) as stored.
+   */
+  linearWeight(name: string, source: WeightSource): W;
   /** An embedding table [vocab, hidden]; `linear` accepts it as a head when embeddings are tied. */
-  embeddingWeight(tensor: HostTensor): W;
+  embeddingWeight(name: string, source: WeightSource): W;
   /** A 1-D weight such as an RMSNorm scale. */
-  vectorWeight(tensor: HostTensor): W;
+  vectorWeight(name: string, source: WeightSource): W;
 
   /** Rows of the table for each id: [ids.length, hidden]. */
   embedding(table: W, ids: Int32Array): T;
@@ -45,6 +48,12 @@ export interface Ops<T, W> {
   scope<R>(fn: () => R): R;
   /** Frees a weight. */
   disposeWeight(weight: W): void;
+}
+
+/** Where a model's weights come from: a checkpoint folder, a GGUF file, a quantized layout. */
+export interface WeightSource {
+  /** The tensor as float32 in its stored layout ([out, in] for linear weights), dequantized if packed. */
+  readFloat(name: string): HostTensor;
 }
 
 export interface KvCacheShape {

@@ -1,7 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { KvCache, KvCacheShape, Ops } from '../ops.js';
+import type { KvCache, KvCacheShape, Ops, WeightSource } from '../ops.js';
 import type { RopeTables } from '../rope.js';
-import type { HostTensor } from '../safetensors.js';
 
 /**
  * A weight on tfjs. Linear weights are stored transposed ([in, out]) because tfjs' matMul with
@@ -41,18 +40,20 @@ class TfjsKvCache implements KvCache {
 export class TfjsOps implements Ops<tf.Tensor2D, TfjsWeight> {
   constructor(readonly name: string) {}
 
-  linearWeight(host: HostTensor): TfjsWeight {
+  linearWeight(name: string, source: WeightSource): TfjsWeight {
+    const host = source.readFloat(name);
     const [out, inFeatures] = host.shape as [number, number];
     const tensor = tf.tidy(() => tf.transpose(tf.tensor2d(host.data, [out, inFeatures])));
     return { tensor, layout: 'in-out' };
   }
 
-  embeddingWeight(host: HostTensor): TfjsWeight {
+  embeddingWeight(name: string, source: WeightSource): TfjsWeight {
+    const host = source.readFloat(name);
     return { tensor: tf.tensor2d(host.data, host.shape as [number, number]), layout: 'out-in' };
   }
 
-  vectorWeight(host: HostTensor): TfjsWeight {
-    return { tensor: tf.tensor1d(host.data), layout: 'in-out' };
+  vectorWeight(name: string, source: WeightSource): TfjsWeight {
+    return { tensor: tf.tensor1d(source.readFloat(name).data), layout: 'in-out' };
   }
 
   embedding(table: TfjsWeight, ids: Int32Array): tf.Tensor2D {
