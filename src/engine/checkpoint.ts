@@ -2,9 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { HerdError } from '../errors.js';
 import type { LlamaConfig } from './config.js';
-import type { WeightSource } from './ops.js';
+import type { PackedFormat, PackedTensor, WeightSource } from './ops.js';
 import {
-  FLOAT_DTYPES, openForReading, readFloatTensor, readSafetensorsHeader, type HostTensor, type TensorEntry,
+  FLOAT_DTYPES, openForReading, readBytesInto, readFloatTensor, readSafetensorsHeader, type HostTensor, type TensorEntry,
 } from './safetensors.js';
 
 const SINGLE_FILE = 'model.safetensors';
@@ -38,12 +38,27 @@ export class Checkpoint implements WeightSource {
   /** Reads one tensor as float32. Each file stays open until close(). */
   readFloat(name: string): HostTensor {
     const entry = this.entry(name);
-    let fd = this.descriptors.get(entry.file);
+    return readFloatTensor(entry, this.descriptor(entry.file));
+  }
+
+  private descriptor(file: string): number {
+    let fd = this.descriptors.get(file);
     if (fd === undefined) {
-      fd = openForReading(entry.file);
-      this.descriptors.set(entry.file, fd);
+      fd = openForReading(file);
+      this.descriptors.set(file, fd);
     }
-    return readFloatTensor(entry, fd);
+    return fd;
+  }
+
+  describePacked(name: string): PackedTensor | null {
+    const entry = this.entry(name);
+    if (!FLOAT_DTYPES.includes(entry.dtype)) return null;
+    return { format: entry.dtype as PackedFormat, shape: entry.shape, byteLength: entry.end - entry.begin };
+  }
+
+  readPackedInto(name: string, target: Uint8Array): void {
+    const entry = this.entry(name);
+    readBytesInto(this.descriptor(entry.file), entry.begin, target, entry);
   }
 
   close(): void {

@@ -54,6 +54,23 @@ export interface Ops<T, W> {
 export interface WeightSource {
   /** The tensor as float32 in its stored layout ([out, in] for linear weights), dequantized if packed. */
   readFloat(name: string): HostTensor;
+  /**
+   * How the tensor is stored, when it is in a format kernels compute on directly (rows of
+   * [out, in] for matrices); null when it must be read as float. Absent on sources that only
+   * give floats.
+   */
+  describePacked?(name: string): PackedTensor | null;
+  /** Reads the stored bytes that describePacked described straight into `target`. */
+  readPackedInto?(name: string, target: Uint8Array): void;
+}
+
+/** Stored formats the CPU kernels compute on: floats, and GGUF's Q8_0 and Q4_0 blocks of 32. */
+export type PackedFormat = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
+
+export interface PackedTensor {
+  format: PackedFormat;
+  shape: number[];
+  byteLength: number;
 }
 
 export interface KvCacheShape {

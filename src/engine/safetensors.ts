@@ -69,10 +69,10 @@ export function readFloatTensor(entry: TensorEntry, fd: number): HostTensor {
   const count = elementCount(entry.shape);
   const data = new Float32Array(count);
   if (entry.dtype === 'F32') {
-    readInto(fd, entry.begin, new Uint8Array(data.buffer), entry);
+    readBytesInto(fd, entry.begin, new Uint8Array(data.buffer), entry);
   } else if (entry.dtype === 'BF16' || entry.dtype === 'F16') {
     const halves = new Uint16Array(count);
-    readInto(fd, entry.begin, new Uint8Array(halves.buffer), entry);
+    readBytesInto(fd, entry.begin, new Uint8Array(halves.buffer), entry);
     if (entry.dtype === 'BF16') bf16ToFloat32(halves, data);
     else f16ToFloat32(halves, data);
   } else {
@@ -120,7 +120,8 @@ function readBytes(fd: number, position: number, length: number): Buffer {
   return buffer;
 }
 
-function readInto(fd: number, position: number, target: Uint8Array, entry: TensorEntry): void {
+/** Reads a tensor's bytes from `position` until `target` is full. */
+export function readBytesInto(fd: number, position: number, target: Uint8Array, entry: TensorEntry): void {
   let done = 0;
   while (done < target.length) {
     const read = fs.readSync(fd, target, done, target.length - done, position + done);

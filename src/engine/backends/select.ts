@@ -2,10 +2,13 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { HerdError } from '../../errors.js';
+import { KernelOps } from '../../kernels/wasm-ops.js';
+import { kernelModule } from '../../kernels/wasm-memory.js';
+import type { Ops } from '../ops.js';
 import { TfjsOps } from './tfjs-ops.js';
 
-/** The tfjs backends herd knows, in the order auto-detection tries them. */
-export const BACKEND_NAMES = ['node-gpu', 'node', 'wasm', 'cpu'] as const;
+/** The backends herd knows: tfjs ones in the order auto-detection tries them, then herd's own kernels. */
+export const BACKEND_NAMES = ['node-gpu', 'node', 'wasm', 'cpu', 'kernels'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
 export interface BackendProbe {
@@ -23,9 +26,11 @@ interface BackendSpec {
   register: () => Promise<void>;
 }
 
+type TfjsBackendName = Exclude<BackendName, 'kernels'>;
+
 const require = createRequire(import.meta.url);
 
-const SPECS: Record<BackendName, BackendSpec> = {
+const SPECS: Record<TfjsBackendName, BackendSpec> = {
   'node-gpu': { packageName: '@tensorflow/tfjs-node-gpu', tfjsName: 'tensorflow', register: () => importOptional('@tensorflow/tfjs-node-gpu') },
   node: { packageName: '@tensorflow/tfjs-node', tfjsName: 'tensorflow', register: () => importOptional('@tensorflow/tfjs-node') },
   wasm: { packageName: '@tensorflow/tfjs-backend-wasm', tfjsName: 'wasm', register: registerWasm },
@@ -47,7 +52,7 @@ export async function probeBackends(): Promise<BackendProbe[]> {
  * Activates the requested backend, or the first that works in detection order, and returns the
  * ops of the model definition on it.
  */
-export async function activateBackend(requested?: string): Promise<TfjsOps> {
+export async function activateBackend(requested?: string): Promise<Ops<unknown, unknown>> {
   if (requested !== undefined && !isBackendName(requested)) {
     throw new HerdError(`unknown backend "${requested}"; choose one of ${BACKEND_NAMES.join(', ')}`);
   }
@@ -55,10 +60,11 @@ export async function activateBackend(requested?: string): Promise<TfjsOps> {
   const failures: string[] = [];
   for (const name of candidates) {
     const result = await probe(name);
-    if (result.available && (await tf.setBackend(SPECS[name].tfjsName))) {
+    if (result.available && name === 'kernels') return new KernelOps() as Ops<unknown, unknown>;
+    if (result.available && name !== 'kernels' && (await tf.setBackend(SPECS[name].tfjsName))) {
       await tf.ready();
       if (name === 'cpu') silenceNodeAdvice();
-      return new TfjsOps(name);
+      return new TfjsOps(name) as Ops<unknown, unknown>;
     }
     failures.push(`${name}: ${result.reason}`);
   }
@@ -66,6 +72,7 @@ export async function activateBackend(requested?: string): Promise<TfjsOps> {
 }
 
 async function probe(name: BackendName): Promise<BackendProbe> {
+  if (name === 'kernels') return probeKernels();
   const spec = SPECS[name];
   try {
     await spec.register();
@@ -84,6 +91,15 @@ async function probe(name: BackendName): Promise<BackendProbe> {
  */
 function silenceNodeAdvice(): void {
   (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
+}
+
+function probeKernels(): BackendProbe {
+  try {
+    kernelModule();
+    return { name: 'kernels', available: true, reason: "herd's WASM SIMD kernels (F32, F16, BF16, Q8_0, Q4_0 weights)" };
+  } catch (error) {
+    return { name: 'kernels', available: false, reason: (error as Error).message };
+  }
 }
 
 async function importOptional(packageName: string): Promise<void> {

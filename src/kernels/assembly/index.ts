@@ -1,0 +1,343 @@
+// herd's CPU kernels, in AssemblyScript with WASM SIMD (built by `npm run build:kernels`).
+//
+// Every pointer is a byte offset into this instance's linear memory; the JavaScript side
+// (src/kernels/wasm-ops.ts) owns the layout. Matrices are row-major. Linear weights keep the
+// nn.Linear layout [out, in], so each output row is one contiguous dot product, and a call
+// computes only the rows [rowStart, rowEnd): that is how work is split across threads.
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+@inline function sum4(v: v128): f32 {
+  return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
+}
+
+@inline function isum4(v: v128): i32 {
+  return i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1) + i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3);
+}
+
+// IEEE half → float: shifting the 15 magnitude bits into a float's place and multiplying by
+// 2^112 rebiases the exponent; subnormal halves come out exact too. (No Inf/NaN in weights.)
+const HALF_TO_FLOAT_SCALE: f32 = reinterpret<f32>(0x77800000); // 2^112
+
+@inline function halfToFloat(h: u32): f32 {
+  const magnitude = reinterpret<f32>((h & 0x7fff) << 13) * HALF_TO_FLOAT_SCALE;
+  return reinterpret<f32>(reinterpret<u32>(magnitude) | ((h & 0x8000) << 16));
+}
+
+// Four halves (the low 64 bits of `packed`) → four floats.
+@inline function halvesToFloats(packed: v128): v128 {
+  const widened = i32x4.extend_low_i16x8_u(packed);
+  const magnitude = f32x4.mul(i32x4.shl(v128.and(widened, i32x4.splat(0x7fff)), 13), f32x4.splat(HALF_TO_FLOAT_SCALE));
+  return v128.or(magnitude, i32x4.shl(v128.and(widened, i32x4.splat(0x8000)), 16));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear layers on float weights: y[t, r] = Σ_k W[r, k] · x[t, k]
+//
+// Tokens are taken four at a time so each weight vector loaded serves four dot products
+// (prefill); decode is the same loop with one token.
+
+// Loads four weights starting at element k as a float vector, for each stored dtype.
+@inline function loadF32(w: usize, k: i32): v128 {
+  return v128.load(w + (<usize>k << 2));
+}
+@inline function loadF16(w: usize, k: i32): v128 {
+  return halvesToFloats(v128.load64_zero(w + (<usize>k << 1)));
+}
+@inline function loadBF16(w: usize, k: i32): v128 {
+  return i32x4.shl(i32x4.extend_low_i16x8_u(v128.load64_zero(w + (<usize>k << 1))), 16);
+}
+@inline function scalarF32(w: usize, k: i32): f32 {
+  return load<f32>(w + (<usize>k << 2));
+}
+@inline function scalarF16(w: usize, k: i32): f32 {
+  return halfToFloat(<u32>load<u16>(w + (<usize>k << 1)));
+}
+@inline function scalarBF16(w: usize, k: i32): f32 {
+  return reinterpret<f32>((<u32>load<u16>(w + (<usize>k << 1))) << 16);
+}
+
+// dtype: 0 = F32, 1 = F16, 2 = BF16 (bytes per weight 4, 2, 2)
+@inline function loadWeights(dtype: i32, w: usize, k: i32): v128 {
+  return dtype == 0 ? loadF32(w, k) : dtype == 1 ? loadF16(w, k) : loadBF16(w, k);
+}
+@inline function scalarWeight(dtype: i32, w: usize, k: i32): f32 {
+  return dtype == 0 ? scalarF32(w, k) : dtype == 1 ? scalarF16(w, k) : scalarBF16(w, k);
+}
+
+export function linear_float(dtype: i32, w: usize, x: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
+  const rowBytes = <usize>inDim << (dtype == 0 ? 2 : 1);
+  const xRow = <usize>inDim << 2;
+  const vectorEnd = inDim & ~3;
+  for (let t = 0; t < tokens; t += 4) {
+    const count = min(4, tokens - t);
+    const x0 = x + <usize>t * xRow;
+    const x1 = x0 + (count > 1 ? xRow : 0);
+    const x2 = x0 + (count > 2 ? 2 * xRow : 0);
+    const x3 = x0 + (count > 3 ? 3 * xRow : 0);
+    for (let r = rowStart; r < rowEnd; r++) {
+      const row = w + <usize>r * rowBytes;
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      for (let k = 0; k < vectorEnd; k += 4) {
+        const wv = loadWeights(dtype, row, k);
+        const offset = <usize>k << 2;
+        a0 = f32x4.add(a0, f32x4.mul(wv, v128.load(x0 + offset)));
+        a1 = f32x4.add(a1, f32x4.mul(wv, v128.load(x1 + offset)));
+        a2 = f32x4.add(a2, f32x4.mul(wv, v128.load(x2 + offset)));
+        a3 = f32x4.add(a3, f32x4.mul(wv, v128.load(x3 + offset)));
+      }
+      let s0 = sum4(a0), s1 = sum4(a1), s2 = sum4(a2), s3 = sum4(a3);
+      for (let k = vectorEnd; k < inDim; k++) {
+        const wk = scalarWeight(dtype, row, k);
+        const offset = <usize>k << 2;
+        s0 += wk * load<f32>(x0 + offset);
+        s1 += wk * load<f32>(x1 + offset);
+        s2 += wk * load<f32>(x2 + offset);
+        s3 += wk * load<f32>(x3 + offset);
+      }
+      const out = y + (<usize>t * outDim + r) * 4;
+      store<f32>(out, s0);
+      if (count > 1) store<f32>(out + (<usize>outDim << 2), s1);
+      if (count > 2) store<f32>(out + (<usize>outDim << 3), s2);
+      if (count > 3) store<f32>(out + <usize>outDim * 12, s3);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantized linear layers in GGUF block layouts, as llama.cpp computes them: the activations are
+// quantized to Q8_0 blocks (one float scale and 32 int8 per block), and each block's dot product
+// is an exact integer sum scaled once by both block scales.
+
+const BLOCK: i32 = 32;
+
+// Quantizes `tokens` rows of `inDim` floats into q (int8, same layout) and scales (one f32 per
+// block of 32): scale = absmax / 127, q = round(x / scale), as llama.cpp's quantize_row_q8_0.
+export function quantize_q8_rows(x: usize, q: usize, scales: usize, inDim: i32, tokens: i32): void {
+  const blocks = (inDim / BLOCK) * tokens;
+  for (let b = 0; b < blocks; b++) {
+    const src = x + (<usize>b * BLOCK << 2);
+    let maxAbs = f32x4.splat(0);
+    for (let i = 0; i < BLOCK; i += 4) maxAbs = f32x4.max(maxAbs, f32x4.abs(v128.load(src + (<usize>i << 2))));
+    const amax = max(max(f32x4.extract_lane(maxAbs, 0), f32x4.extract_lane(maxAbs, 1)), max(f32x4.extract_lane(maxAbs, 2), f32x4.extract_lane(maxAbs, 3)));
+    const scale: f32 = amax / 127;
+    const inverse = f32x4.splat(scale != 0 ? 1 / scale : 0);
+    store<f32>(scales + (<usize>b << 2), scale);
+    const dst = q + <usize>b * BLOCK;
+    for (let i = 0; i < BLOCK; i += 16) {
+      const at = src + (<usize>i << 2);
+      const r0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(at), inverse)));
+      const r1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(at + 16), inverse)));
+      const r2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(at + 32), inverse)));
+      const r3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(at + 48), inverse)));
+      v128.store(dst + i, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(r0, r1), i16x8.narrow_i32x4_s(r2, r3)));
+    }
+  }
+}
+
+// Σ a[i]·b[i] over 16 int8 pairs, as four int32 lanes.
+@inline function dot16(a: v128, b: v128): v128 {
+  const low = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), i16x8.extend_low_i8x16_s(b));
+  const high = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), i16x8.extend_high_i8x16_s(b));
+  return i32x4.add(low, high);
+}
+
+// Q8_0 block: f16 scale, 32 int8 (34 bytes). Q4_0 block: f16 scale, 16 bytes whose low nibbles are
+// elements 0..15 and high nibbles 16..31, value = (nibble − 8) · scale (18 bytes).
+@inline function blockDotQ8_0(block: usize, xq: usize): i32 {
+  return isum4(i32x4.add(dot16(v128.load(block + 2), v128.load(xq)), dot16(v128.load(block + 18), v128.load(xq + 16))));
+}
+@inline function blockDotQ4_0(block: usize, xq: usize): i32 {
+  const packed = v128.load(block + 2);
+  const eight = i8x16.splat(8);
+  const low = i8x16.sub(v128.and(packed, i8x16.splat(0x0f)), eight);
+  const high = i8x16.sub(i8x16.shr_u(packed, 4), eight);
+  return isum4(i32x4.add(dot16(low, v128.load(xq)), dot16(high, v128.load(xq + 16))));
+}
+
+// format: 8 = Q8_0, 2 = Q4_0 (GGML type ids). xq/xScales come from quantize_q8_rows.
+export function linear_q(format: i32, w: usize, xq: usize, xScales: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
+  const blockBytes: usize = format == 8 ? 34 : 18;
+  const blocks = inDim / BLOCK;
+  const rowBytes = <usize>blocks * blockBytes;
+  for (let t = 0; t < tokens; t++) {
+    const xqRow = xq + <usize>t * inDim;
+    const scaleRow = xScales + (<usize>t * blocks << 2);
+    for (let r = rowStart; r < rowEnd; r++) {
+      const row = w + <usize>r * rowBytes;
+      let sum: f32 = 0;
+      for (let b = 0; b < blocks; b++) {
+        const block = row + <usize>b * blockBytes;
+        const integer = format == 8 ? blockDotQ8_0(block, xqRow + <usize>b * BLOCK) : blockDotQ4_0(block, xqRow + <usize>b * BLOCK);
+        sum += <f32>integer * halfToFloat(<u32>load<u16>(block)) * load<f32>(scaleRow + (<usize>b << 2));
+      }
+      store<f32>(y + ((<usize>t * outDim + r) << 2), sum);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rest of a Llama layer, in float32.
+
+// y = x / sqrt(mean(x²) + eps) · w, per row.
+export function rmsnorm(x: usize, w: usize, y: usize, dim: i32, rows: i32, eps: f32): void {
+  const vectorEnd = dim & ~3;
+  for (let t = 0; t < rows; t++) {
+    const row = x + (<usize>t * dim << 2);
+    const out = y + (<usize>t * dim << 2);
+    let squares = f32x4.splat(0);
+    for (let k = 0; k < vectorEnd; k += 4) {
+      const v = v128.load(row + (<usize>k << 2));
+      squares = f32x4.add(squares, f32x4.mul(v, v));
+    }
+    let total = sum4(squares);
+    for (let k = vectorEnd; k < dim; k++) total += load<f32>(row + (<usize>k << 2)) * load<f32>(row + (<usize>k << 2));
+    const inverse = f32x4.splat(1 / Mathf.sqrt(total / <f32>dim + eps));
+    for (let k = 0; k < vectorEnd; k += 4) {
+      const offset = <usize>k << 2;
+      v128.store(out + offset, f32x4.mul(f32x4.mul(v128.load(row + offset), inverse), v128.load(w + offset)));
+    }
+    for (let k = vectorEnd; k < dim; k++) {
+      const offset = <usize>k << 2;
+      store<f32>(out + offset, load<f32>(row + offset) * f32x4.extract_lane(inverse, 0) * load<f32>(w + offset));
+    }
+  }
+}
+
+// In place on x [rows, heads · headDim]: rotate_half RoPE with one cos/sin row per row of x.
+export function rope(x: usize, cos: usize, sin: usize, rows: i32, heads: i32, headDim: i32): void {
+  const half = headDim >> 1;
+  for (let t = 0; t < rows; t++) {
+    const c = cos + (<usize>t * headDim << 2);
+    const s = sin + (<usize>t * headDim << 2);
+    for (let h = 0; h < heads; h++) {
+      const head = x + ((<usize>t * heads + h) * headDim << 2);
+      for (let i = 0; i < half; i++) {
+        const first = load<f32>(head + (<usize>i << 2));
+        const second = load<f32>(head + (<usize>(i + half) << 2));
+        store<f32>(head + (<usize>i << 2), first * load<f32>(c + (<usize>i << 2)) - second * load<f32>(s + (<usize>i << 2)));
+        store<f32>(head + (<usize>(i + half) << 2), second * load<f32>(c + (<usize>(i + half) << 2)) + first * load<f32>(s + (<usize>(i + half) << 2)));
+      }
+    }
+  }
+}
+
+// Copies k or v rows [rows, kvHeads · headDim] into the cache [kvHeads, capacity, headDim] at
+// positions start.. .
+export function cache_write(src: usize, cache: usize, rows: i32, start: i32, kvHeads: i32, headDim: i32, capacity: i32): void {
+  const bytes = <usize>headDim << 2;
+  for (let t = 0; t < rows; t++) {
+    for (let g = 0; g < kvHeads; g++) {
+      memory.copy(cache + ((<usize>g * capacity + start + t) * bytes), src + ((<usize>t * kvHeads + g) * bytes), bytes);
+    }
+  }
+}
+
+@inline function dotF32(a: usize, b: usize, n: i32): f32 {
+  let acc = f32x4.splat(0);
+  const vectorEnd = n & ~3;
+  for (let i = 0; i < vectorEnd; i += 4) acc = f32x4.add(acc, f32x4.mul(v128.load(a + (<usize>i << 2)), v128.load(b + (<usize>i << 2))));
+  let total = sum4(acc);
+  for (let i = vectorEnd; i < n; i++) total += load<f32>(a + (<usize>i << 2)) * load<f32>(b + (<usize>i << 2));
+  return total;
+}
+
+// Causal grouped-query attention of q [rows, heads · headDim] at positions start.. over the
+// cache; `scores` is scratch for (start + rows) floats. Query head h reads kv head h / group.
+export function attention(q: usize, keys: usize, values: usize, out: usize, scores: usize, rows: i32, start: i32, heads: i32, kvHeads: i32, headDim: i32, capacity: i32): void {
+  const group = heads / kvHeads;
+  const scale: f32 = 1 / Mathf.sqrt(<f32>headDim);
+  const headBytes = <usize>headDim << 2;
+  for (let t = 0; t < rows; t++) {
+    const visible = start + t + 1;
+    for (let h = 0; h < heads; h++) {
+      const query = q + (<usize>t * heads + h) * headBytes;
+      const g = h / group;
+      const keyBase = keys + <usize>g * capacity * headBytes;
+      const valueBase = values + <usize>g * capacity * headBytes;
+      let maximum: f32 = -Infinity;
+      for (let p = 0; p < visible; p++) {
+        const score = dotF32(query, keyBase + <usize>p * headBytes, headDim) * scale;
+        store<f32>(scores + (<usize>p << 2), score);
+        maximum = max(maximum, score);
+      }
+      let total: f32 = 0;
+      for (let p = 0; p < visible; p++) {
+        const weight = Mathf.exp(load<f32>(scores + (<usize>p << 2)) - maximum);
+        store<f32>(scores + (<usize>p << 2), weight);
+        total += weight;
+      }
+      const result = out + (<usize>t * heads + h) * headBytes;
+      memory.fill(result, 0, headBytes);
+      const vectorEnd = headDim & ~3;
+      for (let p = 0; p < visible; p++) {
+        const weight = load<f32>(scores + (<usize>p << 2)) / total;
+        const value = valueBase + <usize>p * headBytes;
+        const w4 = f32x4.splat(weight);
+        for (let i = 0; i < vectorEnd; i += 4) {
+          const at = <usize>i << 2;
+          v128.store(result + at, f32x4.add(v128.load(result + at), f32x4.mul(w4, v128.load(value + at))));
+        }
+        for (let i = vectorEnd; i < headDim; i++) {
+          const at = <usize>i << 2;
+          store<f32>(result + at, load<f32>(result + at) + weight * load<f32>(value + at));
+        }
+      }
+    }
+  }
+}
+
+// out = silu(gate) · up = gate / (1 + e^−gate) · up
+export function swiglu(gate: usize, up: usize, out: usize, n: i32): void {
+  for (let i = 0; i < n; i++) {
+    const at = <usize>i << 2;
+    const g = load<f32>(gate + at);
+    store<f32>(out + at, (g / (1 + Mathf.exp(-g))) * load<f32>(up + at));
+  }
+}
+
+export function add(a: usize, b: usize, out: usize, n: i32): void {
+  const vectorEnd = n & ~3;
+  for (let i = 0; i < vectorEnd; i += 4) {
+    const at = <usize>i << 2;
+    v128.store(out + at, f32x4.add(v128.load(a + at), v128.load(b + at)));
+  }
+  for (let i = vectorEnd; i < n; i++) {
+    const at = <usize>i << 2;
+    store<f32>(out + at, load<f32>(a + at) + load<f32>(b + at));
+  }
+}
+
+// Rows of a float table (dtype as linear_float) for each id, as float32.
+export function embedding_float(dtype: i32, table: usize, ids: usize, out: usize, dim: i32, count: i32): void {
+  const rowBytes = <usize>dim << (dtype == 0 ? 2 : 1);
+  for (let t = 0; t < count; t++) {
+    const row = table + <usize>load<i32>(ids + (<usize>t << 2)) * rowBytes;
+    const dst = out + (<usize>t * dim << 2);
+    for (let k = 0; k < dim; k++) store<f32>(dst + (<usize>k << 2), scalarWeight(dtype, row, k));
+  }
+}
+
+// Rows of a Q8_0 or Q4_0 table for each id, dequantized.
+export function embedding_q(format: i32, table: usize, ids: usize, out: usize, dim: i32, count: i32): void {
+  const blockBytes: usize = format == 8 ? 34 : 18;
+  const rowBytes = <usize>(dim / BLOCK) * blockBytes;
+  for (let t = 0; t < count; t++) {
+    const row = table + <usize>load<i32>(ids + (<usize>t << 2)) * rowBytes;
+    const dst = out + (<usize>t * dim << 2);
+    for (let b = 0; b < dim / BLOCK; b++) {
+      const block = row + <usize>b * blockBytes;
+      const scale = halfToFloat(<u32>load<u16>(block));
+      for (let i = 0; i < BLOCK; i++) {
+        let value: i32;
+        if (format == 8) value = <i32>load<i8>(block + 2 + i);
+        else {
+          const byte = <i32>load<u8>(block + 2 + (i & 15));
+          value = (i < 16 ? byte & 15 : byte >> 4) - 8;
+        }
+        store<f32>(dst + ((<usize>b * BLOCK + i) << 2), <f32>value * scale);
+      }
+    }
+  }
+}

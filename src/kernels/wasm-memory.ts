@@ -1,0 +1,133 @@
+import fs from 'node:fs';
+import { HerdError } from '../errors.js';
+
+/** The functions src/kernels/assembly/index.ts exports; pointers are byte offsets. */
+export interface KernelExports {
+  memory: WebAssembly.Memory;
+  linear_float(dtype: number, w: number, x: number, y: number, inDim: number, outDim: number, tokens: number, rowStart: number, rowEnd: number): void;
+  quantize_q8_rows(x: number, q: number, scales: number, inDim: number, tokens: number): void;
+  linear_q(format: number, w: number, xq: number, xScales: number, y: number, inDim: number, outDim: number, tokens: number, rowStart: number, rowEnd: number): void;
+  rmsnorm(x: number, w: number, y: number, dim: number, rows: number, eps: number): void;
+  rope(x: number, cos: number, sin: number, rows: number, heads: number, headDim: number): void;
+  cache_write(src: number, cache: number, rows: number, start: number, kvHeads: number, headDim: number, capacity: number): void;
+  attention(q: number, keys: number, values: number, out: number, scores: number, rows: number, start: number, heads: number, kvHeads: number, headDim: number, capacity: number): void;
+  swiglu(gate: number, up: number, out: number, n: number): void;
+  add(a: number, b: number, out: number, n: number): void;
+  embedding_float(dtype: number, table: number, ids: number, out: number, dim: number, count: number): void;
+  embedding_q(format: number, table: number, ids: number, out: number, dim: number, count: number): void;
+}
+
+const WASM_FILE = new URL('../../dist/kernels/herd-kernels.wasm', import.meta.url);
+const PAGE = 65536;
+// Below this offset lies whatever static data the compiled module keeps.
+const FIRST_FREE_BYTE = PAGE;
+const ALIGN = 16;
+
+let compiled: WebAssembly.Module | null = null;
+
+/** The compiled kernels, read once per process from the file the build wrote. */
+export function kernelModule(): WebAssembly.Module {
+  if (!compiled) {
+    if (!fs.existsSync(WASM_FILE)) throw new HerdError(`the CPU kernels are not built (${WASM_FILE.pathname} is missing): run npm run build`);
+    compiled = new WebAssembly.Module(fs.readFileSync(WASM_FILE));
+  }
+  return compiled;
+}
+
+/**
+ * One instance of the kernels with its own linear memory (at most 4 GiB) and an allocator for it.
+ * Long-lived blocks (weights, KV caches) come from a first-fit free list; the intermediate results
+ * of one forward pass come from a bump region above them that is dropped when the pass ends.
+ */
+export class KernelInstance {
+  readonly kernels: KernelExports;
+  private readonly freeBlocks: Array<{ offset: number; size: number }> = [];
+  private top = FIRST_FREE_BYTE;
+  private scratchTop: number | null = null;
+
+  constructor() {
+    this.kernels = new WebAssembly.Instance(kernelModule(), {}).exports as unknown as KernelExports;
+  }
+
+  /** A long-lived block, kept until free(). */
+  allocate(bytes: number): number {
+    if (this.scratchTop !== null) throw new Error('long-lived allocation inside a scratch scope');
+    const size = roundUp(Math.max(bytes, 1));
+    const index = this.freeBlocks.findIndex((block) => block.size >= size);
+    if (index >= 0) {
+      const block = this.freeBlocks[index]!;
+      const offset = block.offset;
+      if (block.size === size) this.freeBlocks.splice(index, 1);
+      else Object.assign(block, { offset: block.offset + size, size: block.size - size });
+      return offset;
+    }
+    const offset = this.top;
+    this.top += size;
+    this.ensureCapacity(this.top);
+    return offset;
+  }
+
+  free(offset: number, bytes: number): void {
+    const size = roundUp(Math.max(bytes, 1));
+    this.freeBlocks.push({ offset, size });
+    this.freeBlocks.sort((a, b) => a.offset - b.offset);
+    // Merge neighbours, then give the last block back to the top.
+    for (let i = this.freeBlocks.length - 1; i > 0; i--) {
+      const before = this.freeBlocks[i - 1]!;
+      const block = this.freeBlocks[i]!;
+      if (before.offset + before.size === block.offset) {
+        before.size += block.size;
+        this.freeBlocks.splice(i, 1);
+      }
+    }
+    const last = this.freeBlocks[this.freeBlocks.length - 1];
+    if (last && last.offset + last.size === this.top) {
+      this.top = last.offset;
+      this.freeBlocks.pop();
+    }
+  }
+
+  /** Scratch memory for the current scope. */
+  scratch(bytes: number): number {
+    if (this.scratchTop === null) throw new Error('scratch allocation outside a scope');
+    const offset = this.scratchTop;
+    this.scratchTop += roundUp(Math.max(bytes, 1));
+    this.ensureCapacity(this.scratchTop);
+    return offset;
+  }
+
+  /** Runs fn with scratch memory that is released when it returns. Scopes do not nest. */
+  scope<R>(fn: () => R): R {
+    if (this.scratchTop !== null) return fn();
+    this.scratchTop = this.top;
+    try {
+      return fn();
+    } finally {
+      this.scratchTop = null;
+    }
+  }
+
+  /** A view of memory; take a new one after any allocation, which may grow (and move) the buffer. */
+  bytes(offset: number, length: number): Uint8Array {
+    return new Uint8Array(this.kernels.memory.buffer, offset, length);
+  }
+
+  floats(offset: number, length: number): Float32Array {
+    return new Float32Array(this.kernels.memory.buffer, offset, length);
+  }
+
+  private ensureCapacity(end: number): void {
+    const memory = this.kernels.memory;
+    if (end <= memory.buffer.byteLength) return;
+    const pages = Math.ceil((end - memory.buffer.byteLength) / PAGE);
+    try {
+      memory.grow(pages);
+    } catch {
+      throw new HerdError(`the CPU kernels need ${(end / 2 ** 30).toFixed(2)} GiB in one WebAssembly memory, over its 4 GiB limit`);
+    }
+  }
+}
+
+function roundUp(bytes: number): number {
+  return Math.ceil(bytes / ALIGN) * ALIGN;
+}
