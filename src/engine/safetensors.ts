@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { HerdError } from '../errors.js';
+import { halfToFloat } from './half.js';
 
 /** Bytes per element of every dtype the safetensors format defines. */
 const DTYPE_BYTES: Record<string, number> = {
@@ -93,16 +94,7 @@ export function bf16ToFloat32(halves: Uint16Array, out: Float32Array): void {
 
 /** IEEE half to float32, exact for normals, subnormals, infinities and NaN. */
 export function f16ToFloat32(halves: Uint16Array, out: Float32Array): void {
-  for (let i = 0; i < halves.length; i++) out[i] = halfToNumber(halves[i]!);
-}
-
-function halfToNumber(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exponent = (h >> 10) & 0x1f;
-  const mantissa = h & 0x3ff;
-  if (exponent === 0) return sign * mantissa * 2 ** -24;
-  if (exponent === 0x1f) return mantissa ? NaN : sign * Infinity;
-  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+  for (let i = 0; i < halves.length; i++) out[i] = halfToFloat(halves[i]!);
 }
 
 export function openForReading(file: string): number {

@@ -1,0 +1,244 @@
+import { activateBackend } from '../src/engine/backends/select.js';
+import { generate } from '../src/engine/generate.js';
+import { bf16ToFloat32, f16ToFloat32, type HostTensor } from '../src/engine/safetensors.js';
+import { floatToHalf } from '../src/engine/half.js';
+import { loadModel, openModelFolder } from '../src/engine/load.js';
+import { LlamaForCausalLM } from '../src/engine/model.js';
+import type { Ops, PackedFormat, PackedTensor, WeightSource } from '../src/engine/ops.js';
+import { ropeTables } from '../src/engine/rope.js';
+import { GREEDY, seededRandom } from '../src/engine/sampling.js';
+import { BLOCK_BYTES, dequantizeBlocks, quantizeBlocks, type BlockFormat } from '../src/quant/ggml-blocks.js';
+import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
+
+/** Weights held in memory in any packed format; readFloat gives their exact float values. */
+class MemorySource implements WeightSource {
+  private readonly tensors = new Map<string, { format: PackedFormat; shape: number[]; bytes: Uint8Array }>();
+
+  add(name: string, format: PackedFormat, shape: number[], values: Float32Array): this {
+    this.tensors.set(name, { format, shape, bytes: pack(format, values) });
+    return this;
+  }
+
+  readFloat(name: string): HostTensor {
+    const { format, shape, bytes } = this.tensors.get(name)!;
+    return { name, shape, data: unpack(format, bytes, shape.reduce((a, b) => a * b)) };
+  }
+
+  describePacked(name: string): PackedTensor {
+    const { format, shape, bytes } = this.tensors.get(name)!;
+    return { format, shape, byteLength: bytes.length };
+  }
+
+  readPackedInto(name: string, target: Uint8Array): void {
+    target.set(this.tensors.get(name)!.bytes);
+  }
+}
+
+function pack(format: PackedFormat, values: Float32Array): Uint8Array {
+  if (format === 'F32') return new Uint8Array(Float32Array.from(values).buffer);
+  if (format === 'F16') return new Uint8Array(Uint16Array.from(values, floatToHalf).buffer);
+  if (format === 'BF16') return new Uint8Array(Uint16Array.from(new Uint32Array(Float32Array.from(values).buffer), (bits) => bits >>> 16).buffer);
+  return quantizeBlocks(format, values);
+}
+
+function unpack(format: PackedFormat, bytes: Uint8Array, count: number): Float32Array {
+  const out = new Float32Array(count);
+  if (format === 'F32') out.set(new Float32Array(bytes.slice().buffer));
+  else if (format === 'F16') f16ToFloat32(new Uint16Array(bytes.slice().buffer), out);
+  else if (format === 'BF16') bf16ToFloat32(new Uint16Array(bytes.slice().buffer), out);
+  else return dequantizeBlocks(format, bytes, count);
+  return out;
+}
+
+const random = seededRandom(11);
+const gaussianFrom = (seed: number, count: number) => {
+  const draw = seededRandom(seed);
+  return Float32Array.from({ length: count }, () => (draw() + draw() + draw() - 1.5) * 2);
+};
+const gaussian = (count: number, scale = 1) => Float32Array.from({ length: count }, () => scale * (random() + random() + random() - 1.5) * 2);
+
+type AnyOps = Ops<unknown, unknown>;
+type Compute = (ops: AnyOps, input: Record<string, unknown>, weights: Record<string, unknown>) => unknown;
+
+let kernels: AnyOps;
+let reference: AnyOps;
+
+beforeAll(async () => {
+  kernels = await activateBackend('kernels');
+  reference = await activateBackend('wasm');
+});
+
+/**
+ * Runs one computation on a backend. Inputs enter through embedding rows of an F32 table (a
+ * public op); weights and tables are loaded before the scratch scope of the pass.
+ */
+function run(ops: AnyOps, inputs: Record<string, Float32Array>, width: number, source: WeightSource, weightNames: string[], compute: Compute): Float32Array {
+  const tables = new MemorySource();
+  for (const [name, data] of Object.entries(inputs)) tables.add(name, 'F32', [data.length / width, width], data);
+  const loadedTables = Object.keys(inputs).map((name) => [name, ops.embeddingWeight(name, tables)] as const);
+  const weights = Object.fromEntries(weightNames.map((name) => [name, name.startsWith('norm') ? ops.vectorWeight(name, source) : ops.linearWeight(name, source)]));
+  return ops.scope(() => {
+    const input = Object.fromEntries(loadedTables.map(([name, table]) => [name, ops.embedding(table, Int32Array.from({ length: inputs[name]!.length / width }, (_, i) => i))]));
+    return ops.read(compute(ops, input, weights));
+  });
+}
+
+function onBoth(inputs: Record<string, Float32Array>, width: number, source: WeightSource, weightNames: string[], compute: Compute): [Float32Array, Float32Array] {
+  return [run(kernels, inputs, width, source, weightNames, compute), run(reference, inputs, width, source, weightNames, compute)];
+}
+
+function expectClose(actual: Float32Array, expected: Float32Array, tolerance: number): void {
+  expect(actual.length).toBe(expected.length);
+  let worst = 0;
+  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) / (1 + Math.abs(expected[i]!)));
+  expect(worst).toBeLessThan(tolerance);
+}
+
+describe('each kernel equals the tfjs op on awkward shapes', () => {
+  test.each(['F32', 'F16', 'BF16'] as const)('linear on %s weights: 13 rows, K = 67, 1 to 6 tokens', (format) => {
+    const source = new MemorySource().add('w', format, [13, 67], gaussian(13 * 67, 0.1));
+    for (let tokens = 1; tokens <= 6; tokens++) {
+      const [onKernels, onTfjs] = onBoth({ x: gaussian(tokens * 67) }, 67, source, ['w'], (ops, input, weights) => ops.linear(input.x, weights.w));
+      expectClose(onKernels, onTfjs, 1e-5);
+    }
+  });
+
+  test('rmsnorm, swiglu and add with 37 features', () => {
+    const source = new MemorySource().add('norm', 'F32', [37], gaussian(37));
+    const [onKernels, onTfjs] = onBoth({ a: gaussian(3 * 37), b: gaussian(3 * 37) }, 37, source, ['norm'], (ops, input, weights) =>
+      ops.add(ops.swiglu(ops.rmsNorm(input.a, weights.norm, 1e-5), input.b), input.a));
+    expectClose(onKernels, onTfjs, 1e-5);
+  });
+
+  test('RoPE on 3 heads of 10 at positions 5..8, then the last 2 rows', () => {
+    const tables = ropeTables(Float32Array.of(1, 0.3, 0.05, 0.01, 0.002), 5, 4);
+    const [onKernels, onTfjs] = onBoth({ x: gaussian(4 * 30) }, 30, new MemorySource(), [], (ops, input) => ops.lastRows(ops.rope(input.x, 3, tables), 2));
+    expect(onKernels).toHaveLength(60);
+    expectClose(onKernels, onTfjs, 1e-6);
+  });
+
+  test('grouped-query attention over a cache: 6 heads, 2 kv heads, head 12, prefill 5 then 3 more', () => {
+    const steps = [5, 3].map((rows, step) => ({ rows, q: gaussianFrom(step, rows * 72), k: gaussianFrom(step + 10, rows * 24), v: gaussianFrom(step + 20, rows * 24) }));
+    const [onKernels, onTfjs] = [kernels, reference].map((ops) => {
+      const cache = ops.createKvCache({ layers: 1, kvHeads: 2, headDim: 12, capacity: 9 });
+      const outputs = steps.map(({ rows, q, k, v }) => {
+        const tables = new MemorySource().add('q', 'F32', [rows, 72], q).add('k', 'F32', [rows, 24], k).add('v', 'F32', [rows, 24], v);
+        const loaded = ['q', 'k', 'v'].map((name) => ops.embeddingWeight(name, tables));
+        const out = ops.scope(() => {
+          const [qs, ks, vs] = loaded.map((table) => ops.embedding(table, Int32Array.from({ length: rows }, (_, i) => i)));
+          return ops.read(ops.attention(qs!, ks!, vs!, cache, 0, cache.length));
+        });
+        cache.length += rows;
+        return out;
+      });
+      cache.dispose();
+      return outputs;
+    });
+    onKernels!.forEach((output, step) => expectClose(output, onTfjs![step]!, 1e-5));
+  });
+
+  test.each(['F32', 'BF16', 'Q8_0', 'Q4_0'] as const)('embedding rows from a %s table', (format) => {
+    const source = new MemorySource().add('table', format, [9, 64], gaussian(9 * 64));
+    const ids = Int32Array.of(8, 0, 3, 3);
+    const table = kernels.embeddingWeight('table', source);
+    const onKernels = kernels.scope(() => kernels.read(kernels.embedding(table, ids)));
+    const values = source.readFloat('table').data;
+    const expected = Float32Array.from({ length: ids.length * 64 }, (_, i) => values[ids[Math.floor(i / 64)]! * 64 + (i % 64)]!);
+    expectClose(onKernels, expected, 1e-7);
+  });
+});
+
+describe('quantized matrix-vector products', () => {
+  test.each(['Q8_0', 'Q4_0'] as const)('%s: equals dequantize-then-matmul of the Q8_0-quantized activations; 13 rows, K = 96', (format: BlockFormat) => {
+    const source = new MemorySource().add('w', format, [13, 96], gaussian(13 * 96, 0.1));
+    expect(source.describePacked('w').byteLength).toBe(BLOCK_BYTES[format] * 3 * 13);
+    const weights = source.readFloat('w').data;
+    for (const tokens of [1, 3]) {
+      const x = gaussian(tokens * 96);
+      const onKernels = run(kernels, { x }, 96, source, ['w'], (ops, input, w) => ops.linear(input.x, w.w));
+      // The kernel multiplies integer codes: exactly Σ dequant(W) · dequant(quant(x)), up to float rounding.
+      expectClose(onKernels, matmul(weights, quantizedActivations(x), 13, 96, tokens), 1e-5);
+      // Against the float activations, the error stays within what 8-bit activations allow.
+      expectClose(onKernels, matmul(weights, x, 13, 96, tokens), 2e-2);
+    }
+  });
+});
+
+/** x quantized to Q8_0 blocks and back, as the kernel's activations are (float32 scale, round half to even). */
+function quantizedActivations(x: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let b = 0; b < x.length / 32; b++) {
+    const block = x.subarray(b * 32, (b + 1) * 32);
+    const scale = Math.fround(Math.max(...Array.from(block, Math.abs)) / 127);
+    const inverse = scale === 0 ? 0 : Math.fround(1 / scale);
+    block.forEach((value, i) => (out[b * 32 + i] = roundHalfEven(Math.fround(value * inverse)) * scale));
+  }
+  return out;
+}
+
+function roundHalfEven(x: number): number {
+  const floor = Math.floor(x);
+  const fraction = x - floor;
+  if (fraction !== 0.5) return Math.round(x);
+  return floor % 2 === 0 ? floor : floor + 1;
+}
+
+function matmul(w: Float32Array, x: Float32Array, rows: number, cols: number, tokens: number): Float32Array {
+  const y = new Float32Array(rows * tokens);
+  for (let t = 0; t < tokens; t++) {
+    for (let r = 0; r < rows; r++) {
+      let sum = 0;
+      for (let k = 0; k < cols; k++) sum += w[r * cols + k]! * x[t * cols + k]!;
+      y[t * rows + r] = sum;
+    }
+  }
+  return y;
+}
+
+describe('the model on the kernels', () => {
+  test('tiny-llama-3.1 (BF16 weights computed as stored): greedy ids and top-5 logprobs of the oracle', async () => {
+    const loaded = await loadModel(TINY_LLAMA, { backend: 'kernels' });
+    const { cases } = readJson<{ cases: Array<{ prompt_ids: number[]; generated_ids: number[]; steps: Array<{ top: Array<[number, number]> }> }> }>(`${TINY_LLAMA}/reference.json`);
+    for (const c of cases) {
+      const result = generate(loaded.model, loaded.tokenizer, { promptIds: c.prompt_ids, maxNewTokens: 16, sampling: GREEDY, stopTokenIds: [], stopStrings: [], topLogprobs: 5 });
+      expect(result.generatedIds).toEqual(c.generated_ids);
+      result.tokens.forEach((token, step) => token.top.forEach(([id, logprob], rank) => {
+        expect(id).toBe(c.steps[step]!.top[rank]![0]);
+        expect(Math.abs(logprob - c.steps[step]!.top[rank]![1])).toBeLessThan(1e-3);
+      }));
+    }
+  });
+
+  test('stories260K (F32): the 40 reference tokens', async () => {
+    const loaded = await loadModel(STORIES, { backend: 'kernels' });
+    const reference = readJson<{ generated_ids: number[] }>(`${STORIES}/reference.json`);
+    const result = generate(loaded.model, loaded.tokenizer, { promptIds: [1], maxNewTokens: 40, sampling: GREEDY, stopTokenIds: [], stopStrings: [], topLogprobs: 0 });
+    expect(result.generatedIds).toEqual(reference.generated_ids);
+  });
+
+  test('stories260K in Q8_0: the kernels give the greedy tokens the tfjs path gives on the same weights', () => {
+    // Q8_0 needs rows that are multiples of 32: every matrix but down_proj (172 columns), which stays F32.
+    const { config, checkpoint } = openModelFolder(STORIES);
+    const source = new MemorySource();
+    for (const name of checkpoint.names()) {
+      const host = checkpoint.readFloat(name);
+      const quantizable = host.shape.length === 2 && host.shape[1]! % 32 === 0;
+      source.add(name, quantizable ? 'Q8_0' : 'F32', host.shape, host.data);
+    }
+    checkpoint.close();
+    const greedyIds = (ops: AnyOps) => {
+      const model = LlamaForCausalLM.load(config, source, ops);
+      const cache = model.createCache(41);
+      const ids = [1];
+      let logits = model.forward(Int32Array.of(1), cache);
+      for (let step = 0; step < 40; step++) {
+        ids.push(logits.indexOf(Math.max(...logits)));
+        logits = model.forward(Int32Array.of(ids[ids.length - 1]!), cache);
+      }
+      cache.dispose();
+      model.dispose();
+      return ids;
+    };
+    expect(greedyIds(kernels)).toEqual(greedyIds(reference));
+  });
+});
