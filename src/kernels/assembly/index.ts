@@ -12,10 +12,6 @@
   return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
 }
 
-@inline function isum4(v: v128): i32 {
-  return i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1) + i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3);
-}
-
 // IEEE half → float: shifting the 15 magnitude bits into a float's place and multiplying by
 // 2^112 rebiases the exponent; subnormal halves come out exact too. (No Inf/NaN in weights.)
 const HALF_TO_FLOAT_SCALE: f32 = reinterpret<f32>(0x77800000); // 2^112
@@ -69,40 +65,57 @@ const HALF_TO_FLOAT_SCALE: f32 = reinterpret<f32>(0x77800000); // 2^112
 export function linear_float(dtype: i32, w: usize, x: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
   const rowBytes = <usize>inDim << (dtype == 0 ? 2 : 1);
   const xRow = <usize>inDim << 2;
-  const vectorEnd = inDim & ~3;
-  for (let t = 0; t < tokens; t += 4) {
-    const count = min(4, tokens - t);
-    const x0 = x + <usize>t * xRow;
-    const x1 = x0 + (count > 1 ? xRow : 0);
-    const x2 = x0 + (count > 2 ? 2 * xRow : 0);
-    const x3 = x0 + (count > 3 ? 3 * xRow : 0);
-    for (let r = rowStart; r < rowEnd; r++) {
-      const row = w + <usize>r * rowBytes;
-      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-      for (let k = 0; k < vectorEnd; k += 4) {
-        const wv = loadWeights(dtype, row, k);
-        const offset = <usize>k << 2;
-        a0 = f32x4.add(a0, f32x4.mul(wv, v128.load(x0 + offset)));
-        a1 = f32x4.add(a1, f32x4.mul(wv, v128.load(x1 + offset)));
-        a2 = f32x4.add(a2, f32x4.mul(wv, v128.load(x2 + offset)));
-        a3 = f32x4.add(a3, f32x4.mul(wv, v128.load(x3 + offset)));
-      }
-      let s0 = sum4(a0), s1 = sum4(a1), s2 = sum4(a2), s3 = sum4(a3);
-      for (let k = vectorEnd; k < inDim; k++) {
-        const wk = scalarWeight(dtype, row, k);
-        const offset = <usize>k << 2;
-        s0 += wk * load<f32>(x0 + offset);
-        s1 += wk * load<f32>(x1 + offset);
-        s2 += wk * load<f32>(x2 + offset);
-        s3 += wk * load<f32>(x3 + offset);
-      }
-      const out = y + (<usize>t * outDim + r) * 4;
-      store<f32>(out, s0);
-      if (count > 1) store<f32>(out + (<usize>outDim << 2), s1);
-      if (count > 2) store<f32>(out + (<usize>outDim << 3), s2);
-      if (count > 3) store<f32>(out + <usize>outDim * 12, s3);
-    }
+  let t = 0;
+  for (; t + 4 <= tokens; t += 4) {
+    for (let r = rowStart; r < rowEnd; r++) rowTimesFourTokens(dtype, w + <usize>r * rowBytes, x + <usize>t * xRow, xRow, y + (<usize>t * outDim + r) * 4, <usize>outDim << 2, inDim);
   }
+  // Decode (one token) and the last few tokens of a prefill: one dot product per row.
+  for (; t < tokens; t++) {
+    for (let r = rowStart; r < rowEnd; r++) store<f32>(y + (<usize>t * outDim + r) * 4, rowDot(dtype, w + <usize>r * rowBytes, x + <usize>t * xRow, inDim));
+  }
+}
+
+@inline function rowDot(dtype: i32, row: usize, x: usize, inDim: i32): f32 {
+  // Two accumulators hide the latency of the adds.
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  const pairEnd = inDim & ~7;
+  let k = 0;
+  for (; k < pairEnd; k += 8) {
+    a0 = f32x4.add(a0, f32x4.mul(loadWeights(dtype, row, k), v128.load(x + (<usize>k << 2))));
+    a1 = f32x4.add(a1, f32x4.mul(loadWeights(dtype, row, k + 4), v128.load(x + (<usize>(k + 4) << 2))));
+  }
+  for (; k < (inDim & ~3); k += 4) a0 = f32x4.add(a0, f32x4.mul(loadWeights(dtype, row, k), v128.load(x + (<usize>k << 2))));
+  let sum = sum4(f32x4.add(a0, a1));
+  for (; k < inDim; k++) sum += scalarWeight(dtype, row, k) * load<f32>(x + (<usize>k << 2));
+  return sum;
+}
+
+// Prefill: four tokens share each weight vector loaded.
+@inline function rowTimesFourTokens(dtype: i32, row: usize, x0: usize, xRow: usize, out: usize, outRow: usize, inDim: i32): void {
+  const x1 = x0 + xRow, x2 = x1 + xRow, x3 = x2 + xRow;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  const vectorEnd = inDim & ~3;
+  for (let k = 0; k < vectorEnd; k += 4) {
+    const wv = loadWeights(dtype, row, k);
+    const offset = <usize>k << 2;
+    a0 = f32x4.add(a0, f32x4.mul(wv, v128.load(x0 + offset)));
+    a1 = f32x4.add(a1, f32x4.mul(wv, v128.load(x1 + offset)));
+    a2 = f32x4.add(a2, f32x4.mul(wv, v128.load(x2 + offset)));
+    a3 = f32x4.add(a3, f32x4.mul(wv, v128.load(x3 + offset)));
+  }
+  let s0 = sum4(a0), s1 = sum4(a1), s2 = sum4(a2), s3 = sum4(a3);
+  for (let k = vectorEnd; k < inDim; k++) {
+    const wk = scalarWeight(dtype, row, k);
+    const offset = <usize>k << 2;
+    s0 += wk * load<f32>(x0 + offset);
+    s1 += wk * load<f32>(x1 + offset);
+    s2 += wk * load<f32>(x2 + offset);
+    s3 += wk * load<f32>(x3 + offset);
+  }
+  store<f32>(out, s0);
+  store<f32>(out + outRow, s1);
+  store<f32>(out + 2 * outRow, s2);
+  store<f32>(out + 3 * outRow, s3);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -136,27 +149,34 @@ export function quantize_q8_rows(x: usize, q: usize, scales: usize, inDim: i32, 
   }
 }
 
-// Σ a[i]·b[i] over 16 int8 pairs, as four int32 lanes.
-@inline function dot16(a: v128, b: v128): v128 {
-  const low = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), i16x8.extend_low_i8x16_s(b));
-  const high = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), i16x8.extend_high_i8x16_s(b));
-  return i32x4.add(low, high);
+// Σ w[i]·x[i] over a block of 32 int8 weight codes (lo16: elements 0..15, hi16: 16..31) and the
+// block's activation codes widened once to int16 (x0..x3, shared by every row), as four int32 lanes.
+@inline function blockDotCodes(lo16: v128, hi16: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const p0 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo16), x0);
+  const p1 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo16), x1);
+  const p2 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi16), x2);
+  const p3 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi16), x3);
+  return i32x4.add(i32x4.add(p0, p1), i32x4.add(p2, p3));
 }
 
 // Q8_0 block: f16 scale, 32 int8 (34 bytes). Q4_0 block: f16 scale, 16 bytes whose low nibbles are
 // elements 0..15 and high nibbles 16..31, value = (nibble − 8) · scale (18 bytes).
-@inline function blockDotQ8_0(block: usize, xq: usize): i32 {
-  return isum4(i32x4.add(dot16(v128.load(block + 2), v128.load(xq)), dot16(v128.load(block + 18), v128.load(xq + 16))));
-}
-@inline function blockDotQ4_0(block: usize, xq: usize): i32 {
+@inline function blockDot(format: i32, block: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  if (format == 8) return blockDotCodes(v128.load(block + 2), v128.load(block + 18), x0, x1, x2, x3);
   const packed = v128.load(block + 2);
   const eight = i8x16.splat(8);
-  const low = i8x16.sub(v128.and(packed, i8x16.splat(0x0f)), eight);
-  const high = i8x16.sub(i8x16.shr_u(packed, 4), eight);
-  return isum4(i32x4.add(dot16(low, v128.load(xq)), dot16(high, v128.load(xq + 16))));
+  return blockDotCodes(i8x16.sub(v128.and(packed, i8x16.splat(0x0f)), eight), i8x16.sub(i8x16.shr_u(packed, 4), eight), x0, x1, x2, x3);
+}
+
+// One block's contribution to a row's vector accumulator: integer dot × weight scale × activation scale.
+@inline function accumulateBlock(acc: v128, format: i32, block: usize, x0: v128, x1: v128, x2: v128, x3: v128, xScale: f32): v128 {
+  const scale = f32x4.splat(halfToFloat(<u32>load<u16>(block)) * xScale);
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(blockDot(format, block, x0, x1, x2, x3)), scale));
 }
 
 // format: 8 = Q8_0, 2 = Q4_0 (GGML type ids). xq/xScales come from quantize_q8_rows.
+// Four rows at a time share each block of widened activations; sums stay in vector lanes until
+// the row ends.
 export function linear_q(format: i32, w: usize, xq: usize, xScales: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
   const blockBytes: usize = format == 8 ? 34 : 18;
   const blocks = inDim / BLOCK;
@@ -164,15 +184,39 @@ export function linear_q(format: i32, w: usize, xq: usize, xScales: usize, y: us
   for (let t = 0; t < tokens; t++) {
     const xqRow = xq + <usize>t * inDim;
     const scaleRow = xScales + (<usize>t * blocks << 2);
-    for (let r = rowStart; r < rowEnd; r++) {
+    const out = y + (<usize>t * outDim << 2);
+    let r = rowStart;
+    for (; r + 4 <= rowEnd; r += 4) {
       const row = w + <usize>r * rowBytes;
-      let sum: f32 = 0;
+      let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
       for (let b = 0; b < blocks; b++) {
+        const first = v128.load(xqRow + <usize>b * BLOCK);
+        const second = v128.load(xqRow + <usize>b * BLOCK + 16);
+        const x0 = i16x8.extend_low_i8x16_s(first), x1 = i16x8.extend_high_i8x16_s(first);
+        const x2 = i16x8.extend_low_i8x16_s(second), x3 = i16x8.extend_high_i8x16_s(second);
+        const xScale = load<f32>(scaleRow + (<usize>b << 2));
         const block = row + <usize>b * blockBytes;
-        const integer = format == 8 ? blockDotQ8_0(block, xqRow + <usize>b * BLOCK) : blockDotQ4_0(block, xqRow + <usize>b * BLOCK);
-        sum += <f32>integer * halfToFloat(<u32>load<u16>(block)) * load<f32>(scaleRow + (<usize>b << 2));
+        acc0 = accumulateBlock(acc0, format, block, x0, x1, x2, x3, xScale);
+        acc1 = accumulateBlock(acc1, format, block + rowBytes, x0, x1, x2, x3, xScale);
+        acc2 = accumulateBlock(acc2, format, block + 2 * rowBytes, x0, x1, x2, x3, xScale);
+        acc3 = accumulateBlock(acc3, format, block + 3 * rowBytes, x0, x1, x2, x3, xScale);
       }
-      store<f32>(y + ((<usize>t * outDim + r) << 2), sum);
+      store<f32>(out + (<usize>r << 2), sum4(acc0));
+      store<f32>(out + (<usize>(r + 1) << 2), sum4(acc1));
+      store<f32>(out + (<usize>(r + 2) << 2), sum4(acc2));
+      store<f32>(out + (<usize>(r + 3) << 2), sum4(acc3));
+    }
+    for (; r < rowEnd; r++) {
+      const row = w + <usize>r * rowBytes;
+      let acc = f32x4.splat(0);
+      for (let b = 0; b < blocks; b++) {
+        const first = v128.load(xqRow + <usize>b * BLOCK);
+        const second = v128.load(xqRow + <usize>b * BLOCK + 16);
+        const x0 = i16x8.extend_low_i8x16_s(first), x1 = i16x8.extend_high_i8x16_s(first);
+        const x2 = i16x8.extend_low_i8x16_s(second), x3 = i16x8.extend_high_i8x16_s(second);
+        acc = accumulateBlock(acc, format, row + <usize>b * blockBytes, x0, x1, x2, x3, load<f32>(scaleRow + (<usize>b << 2)));
+      }
+      store<f32>(out + (<usize>r << 2), sum4(acc));
     }
   }
 }
