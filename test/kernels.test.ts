@@ -7,6 +7,7 @@ import { LlamaForCausalLM } from '../src/engine/model.js';
 import type { Ops, PackedFormat, PackedTensor, WeightSource } from '../src/engine/ops.js';
 import { ropeTables } from '../src/engine/rope.js';
 import { GREEDY, seededRandom } from '../src/engine/sampling.js';
+import { KernelOps } from '../src/kernels/wasm-ops.js';
 import { BLOCK_BYTES, dequantizeBlocks, quantizeBlocks, type BlockFormat } from '../src/quant/ggml-blocks.js';
 import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
 
@@ -29,8 +30,8 @@ class MemorySource implements WeightSource {
     return { format, shape, byteLength: bytes.length };
   }
 
-  readPackedInto(name: string, target: Uint8Array): void {
-    target.set(this.tensors.get(name)!.bytes);
+  readPackedInto(name: string, target: Uint8Array, byteOffset = 0): void {
+    target.set(this.tensors.get(name)!.bytes.subarray(byteOffset, byteOffset + target.length));
   }
 }
 
@@ -60,11 +61,10 @@ const gaussian = (count: number, scale = 1) => Float32Array.from({ length: count
 type AnyOps = Ops<unknown, unknown>;
 type Compute = (ops: AnyOps, input: Record<string, unknown>, weights: Record<string, unknown>) => unknown;
 
-let kernels: AnyOps;
 let reference: AnyOps;
+let kernels: AnyOps;
 
 beforeAll(async () => {
-  kernels = await activateBackend('kernels');
   reference = await activateBackend('wasm');
 });
 
@@ -93,76 +93,6 @@ function expectClose(actual: Float32Array, expected: Float32Array, tolerance: nu
   for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) / (1 + Math.abs(expected[i]!)));
   expect(worst).toBeLessThan(tolerance);
 }
-
-describe('each kernel equals the tfjs op on awkward shapes', () => {
-  test.each(['F32', 'F16', 'BF16'] as const)('linear on %s weights: 13 rows, K = 67, 1 to 6 tokens', (format) => {
-    const source = new MemorySource().add('w', format, [13, 67], gaussian(13 * 67, 0.1));
-    for (let tokens = 1; tokens <= 6; tokens++) {
-      const [onKernels, onTfjs] = onBoth({ x: gaussian(tokens * 67) }, 67, source, ['w'], (ops, input, weights) => ops.linear(input.x, weights.w));
-      expectClose(onKernels, onTfjs, 1e-5);
-    }
-  });
-
-  test('rmsnorm, swiglu and add with 37 features', () => {
-    const source = new MemorySource().add('norm', 'F32', [37], gaussian(37));
-    const [onKernels, onTfjs] = onBoth({ a: gaussian(3 * 37), b: gaussian(3 * 37) }, 37, source, ['norm'], (ops, input, weights) =>
-      ops.add(ops.swiglu(ops.rmsNorm(input.a, weights.norm, 1e-5), input.b), input.a));
-    expectClose(onKernels, onTfjs, 1e-5);
-  });
-
-  test('RoPE on 3 heads of 10 at positions 5..8, then the last 2 rows', () => {
-    const tables = ropeTables(Float32Array.of(1, 0.3, 0.05, 0.01, 0.002), 5, 4);
-    const [onKernels, onTfjs] = onBoth({ x: gaussian(4 * 30) }, 30, new MemorySource(), [], (ops, input) => ops.lastRows(ops.rope(input.x, 3, tables), 2));
-    expect(onKernels).toHaveLength(60);
-    expectClose(onKernels, onTfjs, 1e-6);
-  });
-
-  test('grouped-query attention over a cache: 6 heads, 2 kv heads, head 12, prefill 5 then 3 more', () => {
-    const steps = [5, 3].map((rows, step) => ({ rows, q: gaussianFrom(step, rows * 72), k: gaussianFrom(step + 10, rows * 24), v: gaussianFrom(step + 20, rows * 24) }));
-    const [onKernels, onTfjs] = [kernels, reference].map((ops) => {
-      const cache = ops.createKvCache({ layers: 1, kvHeads: 2, headDim: 12, capacity: 9 });
-      const outputs = steps.map(({ rows, q, k, v }) => {
-        const tables = new MemorySource().add('q', 'F32', [rows, 72], q).add('k', 'F32', [rows, 24], k).add('v', 'F32', [rows, 24], v);
-        const loaded = ['q', 'k', 'v'].map((name) => ops.embeddingWeight(name, tables));
-        const out = ops.scope(() => {
-          const [qs, ks, vs] = loaded.map((table) => ops.embedding(table, Int32Array.from({ length: rows }, (_, i) => i)));
-          return ops.read(ops.attention(qs!, ks!, vs!, cache, 0, cache.length));
-        });
-        cache.length += rows;
-        return out;
-      });
-      cache.dispose();
-      return outputs;
-    });
-    onKernels!.forEach((output, step) => expectClose(output, onTfjs![step]!, 1e-5));
-  });
-
-  test.each(['F32', 'BF16', 'Q8_0', 'Q4_0'] as const)('embedding rows from a %s table', (format) => {
-    const source = new MemorySource().add('table', format, [9, 64], gaussian(9 * 64));
-    const ids = Int32Array.of(8, 0, 3, 3);
-    const table = kernels.embeddingWeight('table', source);
-    const onKernels = kernels.scope(() => kernels.read(kernels.embedding(table, ids)));
-    const values = source.readFloat('table').data;
-    const expected = Float32Array.from({ length: ids.length * 64 }, (_, i) => values[ids[Math.floor(i / 64)]! * 64 + (i % 64)]!);
-    expectClose(onKernels, expected, 1e-7);
-  });
-});
-
-describe('quantized matrix-vector products', () => {
-  test.each(['Q8_0', 'Q4_0'] as const)('%s: equals dequantize-then-matmul of the Q8_0-quantized activations; 13 rows, K = 96', (format: BlockFormat) => {
-    const source = new MemorySource().add('w', format, [13, 96], gaussian(13 * 96, 0.1));
-    expect(source.describePacked('w').byteLength).toBe(BLOCK_BYTES[format] * 3 * 13);
-    const weights = source.readFloat('w').data;
-    for (const tokens of [1, 3]) {
-      const x = gaussian(tokens * 96);
-      const onKernels = run(kernels, { x }, 96, source, ['w'], (ops, input, w) => ops.linear(input.x, w.w));
-      // The kernel multiplies integer codes: exactly Σ dequant(W) · dequant(quant(x)), up to float rounding.
-      expectClose(onKernels, matmul(weights, quantizedActivations(x), 13, 96, tokens), 1e-5);
-      // Against the float activations, the error stays within what 8-bit activations allow.
-      expectClose(onKernels, matmul(weights, x, 13, 96, tokens), 2e-2);
-    }
-  });
-});
 
 /** x quantized to Q8_0 blocks and back, as the kernel's activations are (float32 scale, round half to even). */
 function quantizedActivations(x: Float32Array): Float32Array {
@@ -195,50 +125,132 @@ function matmul(w: Float32Array, x: Float32Array, rows: number, cols: number, to
   return y;
 }
 
-describe('the model on the kernels', () => {
-  test('tiny-llama-3.1 (BF16 weights computed as stored): greedy ids and top-5 logprobs of the oracle', async () => {
-    const loaded = await loadModel(TINY_LLAMA, { backend: 'kernels' });
-    const { cases } = readJson<{ cases: Array<{ prompt_ids: number[]; generated_ids: number[]; steps: Array<{ top: Array<[number, number]> }> }> }>(`${TINY_LLAMA}/reference.json`);
-    for (const c of cases) {
-      const result = generate(loaded.model, loaded.tokenizer, { promptIds: c.prompt_ids, maxNewTokens: 16, sampling: GREEDY, stopTokenIds: [], stopStrings: [], topLogprobs: 5 });
-      expect(result.generatedIds).toEqual(c.generated_ids);
-      result.tokens.forEach((token, step) => token.top.forEach(([id, logprob], rank) => {
-        expect(id).toBe(c.steps[step]!.top[rank]![0]);
-        expect(Math.abs(logprob - c.steps[step]!.top[rank]![1])).toBeLessThan(1e-3);
-      }));
-    }
+// Every test runs on one thread and on three (the main thread and two workers, each holding a
+// shard of every linear weight), whatever the machine's core count.
+describe.each([1, 3])('%i thread(s)', (threads) => {
+  beforeAll(async () => {
+    kernels = (await KernelOps.create({ threads })) as unknown as AnyOps;
   });
 
-  test('stories260K (F32): the 40 reference tokens', async () => {
-    const loaded = await loadModel(STORIES, { backend: 'kernels' });
-    const reference = readJson<{ generated_ids: number[] }>(`${STORIES}/reference.json`);
-    const result = generate(loaded.model, loaded.tokenizer, { promptIds: [1], maxNewTokens: 40, sampling: GREEDY, stopTokenIds: [], stopStrings: [], topLogprobs: 0 });
-    expect(result.generatedIds).toEqual(reference.generated_ids);
+  afterAll(async () => {
+    await (kernels as unknown as KernelOps).close();
   });
 
-  test('stories260K in Q8_0: the kernels give the greedy tokens the tfjs path gives on the same weights', () => {
-    // Q8_0 needs rows that are multiples of 32: every matrix but down_proj (172 columns), which stays F32.
-    const { config, checkpoint } = openModelFolder(STORIES);
-    const source = new MemorySource();
-    for (const name of checkpoint.names()) {
-      const host = checkpoint.readFloat(name);
-      const quantizable = host.shape.length === 2 && host.shape[1]! % 32 === 0;
-      source.add(name, quantizable ? 'Q8_0' : 'F32', host.shape, host.data);
-    }
-    checkpoint.close();
-    const greedyIds = (ops: AnyOps) => {
-      const model = LlamaForCausalLM.load(config, source, ops);
-      const cache = model.createCache(41);
-      const ids = [1];
-      let logits = model.forward(Int32Array.of(1), cache);
-      for (let step = 0; step < 40; step++) {
-        ids.push(logits.indexOf(Math.max(...logits)));
-        logits = model.forward(Int32Array.of(ids[ids.length - 1]!), cache);
+  describe('each kernel equals the tfjs op on awkward shapes', () => {
+    test.each(['F32', 'F16', 'BF16'] as const)('linear on %s weights: 13 rows, K = 67, 1 to 6 tokens', (format) => {
+      const source = new MemorySource().add('w', format, [13, 67], gaussian(13 * 67, 0.1));
+      for (let tokens = 1; tokens <= 6; tokens++) {
+        const [onKernels, onTfjs] = onBoth({ x: gaussian(tokens * 67) }, 67, source, ['w'], (ops, input, weights) => ops.linear(input.x, weights.w));
+        expectClose(onKernels, onTfjs, 1e-5);
       }
-      cache.dispose();
-      model.dispose();
-      return ids;
-    };
-    expect(greedyIds(kernels)).toEqual(greedyIds(reference));
+    });
+
+    test('rmsnorm, swiglu and add with 37 features', () => {
+      const source = new MemorySource().add('norm', 'F32', [37], gaussian(37));
+      const [onKernels, onTfjs] = onBoth({ a: gaussian(3 * 37), b: gaussian(3 * 37) }, 37, source, ['norm'], (ops, input, weights) =>
+        ops.add(ops.swiglu(ops.rmsNorm(input.a, weights.norm, 1e-5), input.b), input.a));
+      expectClose(onKernels, onTfjs, 1e-5);
+    });
+
+    test('RoPE on 3 heads of 10 at positions 5..8, then the last 2 rows', () => {
+      const tables = ropeTables(Float32Array.of(1, 0.3, 0.05, 0.01, 0.002), 5, 4);
+      const [onKernels, onTfjs] = onBoth({ x: gaussian(4 * 30) }, 30, new MemorySource(), [], (ops, input) => ops.lastRows(ops.rope(input.x, 3, tables), 2));
+      expect(onKernels).toHaveLength(60);
+      expectClose(onKernels, onTfjs, 1e-6);
+    });
+
+    test('grouped-query attention over a cache: 6 heads, 2 kv heads, head 12, prefill 5 then 3 more', () => {
+      const steps = [5, 3].map((rows, step) => ({ rows, q: gaussianFrom(step, rows * 72), k: gaussianFrom(step + 10, rows * 24), v: gaussianFrom(step + 20, rows * 24) }));
+      const [onKernels, onTfjs] = [kernels, reference].map((ops) => {
+        const cache = ops.createKvCache({ layers: 1, kvHeads: 2, headDim: 12, capacity: 9 });
+        const outputs = steps.map(({ rows, q, k, v }) => {
+          const tables = new MemorySource().add('q', 'F32', [rows, 72], q).add('k', 'F32', [rows, 24], k).add('v', 'F32', [rows, 24], v);
+          const loaded = ['q', 'k', 'v'].map((name) => ops.embeddingWeight(name, tables));
+          const out = ops.scope(() => {
+            const [qs, ks, vs] = loaded.map((table) => ops.embedding(table, Int32Array.from({ length: rows }, (_, i) => i)));
+            return ops.read(ops.attention(qs!, ks!, vs!, cache, 0, cache.length));
+          });
+          cache.length += rows;
+          return out;
+        });
+        cache.dispose();
+        return outputs;
+      });
+      onKernels!.forEach((output, step) => expectClose(output, onTfjs![step]!, 1e-5));
+    });
+
+    test.each(['F32', 'BF16', 'Q8_0', 'Q4_0'] as const)('embedding rows from a %s table', (format) => {
+      const source = new MemorySource().add('table', format, [9, 64], gaussian(9 * 64));
+      const ids = Int32Array.of(8, 0, 3, 3);
+      const table = kernels.embeddingWeight('table', source);
+      const onKernels = kernels.scope(() => kernels.read(kernels.embedding(table, ids)));
+      const values = source.readFloat('table').data;
+      const expected = Float32Array.from({ length: ids.length * 64 }, (_, i) => values[ids[Math.floor(i / 64)]! * 64 + (i % 64)]!);
+      expectClose(onKernels, expected, 1e-7);
+    });
+  });
+
+  describe('quantized matrix-vector products', () => {
+    test.each(['Q8_0', 'Q4_0'] as const)('%s: equals dequantize-then-matmul of the Q8_0-quantized activations; 13 rows, K = 96', (format: BlockFormat) => {
+      const source = new MemorySource().add('w', format, [13, 96], gaussian(13 * 96, 0.1));
+      expect(source.describePacked('w').byteLength).toBe(BLOCK_BYTES[format] * 3 * 13);
+      const weights = source.readFloat('w').data;
+      for (const tokens of [1, 3]) {
+        const x = gaussian(tokens * 96);
+        const onKernels = run(kernels, { x }, 96, source, ['w'], (ops, input, w) => ops.linear(input.x, w.w));
+        // The kernel multiplies integer codes: exactly Σ dequant(W) · dequant(quant(x)), up to float rounding.
+        expectClose(onKernels, matmul(weights, quantizedActivations(x), 13, 96, tokens), 1e-5);
+        // Against the float activations, the error stays within what 8-bit activations allow.
+        expectClose(onKernels, matmul(weights, x, 13, 96, tokens), 2e-2);
+      }
+    });
+  });
+
+  describe('the model on the kernels', () => {
+    test('tiny-llama-3.1 (BF16 weights computed as stored): greedy ids and top-5 logprobs of the oracle', async () => {
+      const loaded = await loadModel(TINY_LLAMA, { backend: 'kernels', threads });
+      const { cases } = readJson<{ cases: Array<{ prompt_ids: number[]; generated_ids: number[]; steps: Array<{ top: Array<[number, number]> }> }> }>(`${TINY_LLAMA}/reference.json`);
+      for (const c of cases) {
+        const result = generate(loaded.model, loaded.tokenizer, { promptIds: c.prompt_ids, maxNewTokens: 16, sampling: GREEDY, stopTokenIds: [], stopStrings: [], topLogprobs: 5 });
+        expect(result.generatedIds).toEqual(c.generated_ids);
+        result.tokens.forEach((token, step) => token.top.forEach(([id, logprob], rank) => {
+          expect(id).toBe(c.steps[step]!.top[rank]![0]);
+          expect(Math.abs(logprob - c.steps[step]!.top[rank]![1])).toBeLessThan(1e-3);
+        }));
+      }
+    });
+
+    test('stories260K (F32): the 40 reference tokens', async () => {
+      const loaded = await loadModel(STORIES, { backend: 'kernels', threads });
+      const reference = readJson<{ generated_ids: number[] }>(`${STORIES}/reference.json`);
+      const result = generate(loaded.model, loaded.tokenizer, { promptIds: [1], maxNewTokens: 40, sampling: GREEDY, stopTokenIds: [], stopStrings: [], topLogprobs: 0 });
+      expect(result.generatedIds).toEqual(reference.generated_ids);
+    });
+
+    test('stories260K in Q8_0: the kernels give the greedy tokens the tfjs path gives on the same weights', () => {
+      // Q8_0 needs rows that are multiples of 32: every matrix but down_proj (172 columns), which stays F32.
+      const { config, checkpoint } = openModelFolder(STORIES);
+      const source = new MemorySource();
+      for (const name of checkpoint.names()) {
+        const host = checkpoint.readFloat(name);
+        const quantizable = host.shape.length === 2 && host.shape[1]! % 32 === 0;
+        source.add(name, quantizable ? 'Q8_0' : 'F32', host.shape, host.data);
+      }
+      checkpoint.close();
+      const greedyIds = (ops: AnyOps) => {
+        const model = LlamaForCausalLM.load(config, source, ops);
+        const cache = model.createCache(41);
+        const ids = [1];
+        let logits = model.forward(Int32Array.of(1), cache);
+        for (let step = 0; step < 40; step++) {
+          ids.push(logits.indexOf(Math.max(...logits)));
+          logits = model.forward(Int32Array.of(ids[ids.length - 1]!), cache);
+        }
+        cache.dispose();
+        model.dispose();
+        return ids;
+      };
+      expect(greedyIds(kernels)).toEqual(greedyIds(reference));
+    });
   });
 });

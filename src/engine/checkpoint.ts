@@ -56,9 +56,10 @@ export class Checkpoint implements WeightSource {
     return { format: entry.dtype as PackedFormat, shape: entry.shape, byteLength: entry.end - entry.begin };
   }
 
-  readPackedInto(name: string, target: Uint8Array): void {
+  readPackedInto(name: string, target: Uint8Array, byteOffset = 0): void {
     const entry = this.entry(name);
-    readBytesInto(this.descriptor(entry.file), entry.begin, target, entry);
+    if (byteOffset + target.length > entry.end - entry.begin) throw new HerdError(`read past the end of tensor ${name}`);
+    readBytesInto(this.descriptor(entry.file), entry.begin + byteOffset, target, entry);
   }
 
   close(): void {

@@ -32,6 +32,8 @@ export interface LoadedModel {
 
 export interface LoadOptions {
   backend?: string;
+  /** Threads for herd's CPU kernels (default: the cores available). */
+  threads?: number;
   /** Called as each tensor reaches the backend. */
   onProgress?: (loaded: number, total: number) => void;
 }
@@ -46,7 +48,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
   try {
     const tokenizer = HerdTokenizer.fromDir(dir);
     const generation = readGenerationDefaults(dir, config);
-    const ops = await activateBackend(options.backend);
+    const ops = await activateBackend(options.backend, { threads: options.threads });
     const model = LlamaForCausalLM.load(config, checkpoint, ops, options.onProgress) as LlamaForCausalLM<unknown, unknown>;
     return { dir, config, generation, tokenizer, model, loadMs: performance.now() - started };
   } finally {

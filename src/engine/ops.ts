@@ -60,8 +60,11 @@ export interface WeightSource {
    * give floats.
    */
   describePacked?(name: string): PackedTensor | null;
-  /** Reads the stored bytes that describePacked described straight into `target`. */
-  readPackedInto?(name: string, target: Uint8Array): void;
+  /**
+   * Reads target.length of the stored bytes that describePacked described, from `byteOffset`
+   * on, straight into `target` (a backend may read a tensor in row ranges).
+   */
+  readPackedInto?(name: string, target: Uint8Array, byteOffset?: number): void;
 }
 
 /** Stored formats the CPU kernels compute on: floats, and GGUF's Q8_0 and Q4_0 blocks of 32. */

@@ -1,28 +1,25 @@
-import { HerdError } from '../errors.js';
-import type { KvCache, KvCacheShape, Ops, PackedFormat, WeightSource } from '../engine/ops.js';
+import os from 'node:os';
+import type { KvCache, KvCacheShape, Ops, WeightSource } from '../engine/ops.js';
 import type { RopeTables } from '../engine/rope.js';
+import { gatherRows, matrixBytes, multiply, type StoredMatrix } from './linear.js';
+import { ThreadPool } from './thread-pool.js';
 import { KernelInstance } from './wasm-memory.js';
 
-/** Activations: float32 rows in the kernels' memory. */
+/** Activations: float32 rows in the main instance's memory. */
 export interface KernelTensor {
   offset: number;
   rows: number;
   cols: number;
 }
 
-/** A weight as stored (floats or GGUF blocks), rows of [out, in], in the kernels' memory. */
-export interface KernelWeight {
-  offset: number;
-  byteLength: number;
-  format: PackedFormat;
-  rows: number;
-  cols: number;
+/**
+ * A weight as stored. With threads, the main instance holds rows [0, mainRows) (all rows for an
+ * embedding table, which it also gathers from) and each worker one more contiguous shard.
+ */
+export interface KernelWeight extends StoredMatrix {
+  mainRows: number;
+  shards: Array<{ id: number; rowStart: number }>;
 }
-
-const FLOAT_DTYPE_CODE: Partial<Record<PackedFormat, number>> = { F32: 0, F16: 1, BF16: 2 };
-// GGML type ids, as the kernels take them.
-const QUANT_FORMAT_CODE: Partial<Record<PackedFormat, number>> = { Q8_0: 8, Q4_0: 2 };
-const QUANT_BLOCK = 32;
 
 class KernelKvCache implements KvCache {
   length = 0;
@@ -39,56 +36,76 @@ class KernelKvCache implements KvCache {
   }
 }
 
+export interface KernelOptions {
+  /** Threads computing each linear layer, the main thread included (default: the cores available). */
+  threads?: number;
+}
+
 /**
- * The model's ops on herd's WASM SIMD kernels: linear layers compute directly on the stored
- * weights (F32, F16, BF16, Q8_0, Q4_0) without a float copy.
+ * The model's ops on herd's WASM SIMD kernels. Linear layers compute directly on the stored
+ * weights (F32, F16, BF16, Q8_0, Q4_0), split by output rows across worker threads that each own
+ * a WebAssembly memory, so a model may exceed one memory's 4 GiB.
  */
 export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   readonly name = 'kernels';
   private readonly instance = new KernelInstance();
 
+  private constructor(private readonly pool: ThreadPool | null) {}
+
+  static async create(options: KernelOptions = {}): Promise<KernelOps> {
+    const threads = Math.max(1, options.threads ?? os.availableParallelism());
+    return new KernelOps(threads > 1 ? await ThreadPool.start(threads - 1) : null);
+  }
+
+  get threads(): number {
+    return this.pool?.threads ?? 1;
+  }
+
   linearWeight(name: string, source: WeightSource): KernelWeight {
-    const packed = source.describePacked?.(name);
-    if (packed && source.readPackedInto) {
-      const offset = this.instance.allocate(packed.byteLength);
-      source.readPackedInto(name, this.instance.bytes(offset, packed.byteLength));
-      const [rows, cols] = packed.shape as [number, number];
-      return { offset, byteLength: packed.byteLength, format: packed.format, rows, cols };
-    }
-    return this.floatWeight(name, source);
+    return this.loadMatrix(name, source, false);
   }
 
   embeddingWeight(name: string, source: WeightSource): KernelWeight {
-    return this.linearWeight(name, source);
+    return this.loadMatrix(name, source, true);
   }
 
   vectorWeight(name: string, source: WeightSource): KernelWeight {
-    return this.floatWeight(name, source);
+    const host = source.readFloat(name);
+    const offset = this.instance.allocate(host.data.byteLength);
+    this.instance.floats(offset, host.data.length).set(host.data);
+    return { offset, byteLength: host.data.byteLength, format: 'F32', rows: 1, cols: host.data.length, mainRows: 1, shards: [] };
   }
 
   embedding(table: KernelWeight, ids: Int32Array): KernelTensor {
     const idsOffset = this.instance.scratch(ids.byteLength);
     new Int32Array(this.instance.kernels.memory.buffer, idsOffset, ids.length).set(ids);
     const out = this.tensor(ids.length, table.cols);
-    const floatCode = FLOAT_DTYPE_CODE[table.format];
-    if (floatCode !== undefined) this.instance.kernels.embedding_float(floatCode, table.offset, idsOffset, out.offset, table.cols, ids.length);
-    else this.instance.kernels.embedding_q(quantCode(table), table.offset, idsOffset, out.offset, table.cols, ids.length);
+    gatherRows(this.instance, table, idsOffset, ids.length, out.offset);
     return out;
   }
 
   linear(x: KernelTensor, weight: KernelWeight): KernelTensor {
     const y = this.tensor(x.rows, weight.rows);
-    const kernels = this.instance.kernels;
-    const floatCode = FLOAT_DTYPE_CODE[weight.format];
-    if (floatCode !== undefined) {
-      kernels.linear_float(floatCode, weight.offset, x.offset, y.offset, weight.cols, weight.rows, x.rows, 0, weight.rows);
+    const mainPart = { ...weight, rows: weight.mainRows };
+    if (!this.pool || weight.shards.length === 0) {
+      multiply(this.instance, mainPart, x.offset, x.rows, y.offset, weight.rows);
       return y;
     }
-    // Quantized weights multiply activations quantized to Q8_0 blocks, as llama.cpp does.
-    const quantized = this.instance.scratch(x.rows * x.cols);
-    const scales = this.instance.scratch((x.rows * x.cols) / QUANT_BLOCK * 4);
-    kernels.quantize_q8_rows(x.offset, quantized, scales, x.cols, x.rows);
-    kernels.linear_q(quantCode(weight), weight.offset, quantized, scales, y.offset, weight.cols, weight.rows, x.rows, 0, weight.rows);
+    // As many tokens at a time as the shared activation buffers hold.
+    const chunk = Math.max(1, Math.floor(this.pool.maxFloats / Math.max(x.cols, weight.rows)));
+    for (let first = 0; first < x.rows; first += chunk) {
+      const tokens = Math.min(chunk, x.rows - first);
+      const xAt = x.offset + first * x.cols * 4;
+      const yAt = y.offset + first * weight.rows * 4;
+      this.pool.startLinear(weight.shards, this.instance.floats(xAt, tokens * x.cols), tokens, weight.rows);
+      multiply(this.instance, mainPart, xAt, tokens, yAt, weight.rows);
+      const results = this.pool.finishLinear(weight.shards.length);
+      const yRows = this.instance.floats(yAt, tokens * weight.rows);
+      for (let t = 0; t < tokens; t++) {
+        const from = t * weight.rows;
+        yRows.set(results.subarray(from + weight.mainRows, from + weight.rows), from + weight.mainRows);
+      }
+    }
     return y;
   }
 
@@ -155,14 +172,39 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
 
   disposeWeight(weight: KernelWeight): void {
     this.instance.free(weight.offset, weight.byteLength);
+    weight.shards.forEach((shard, i) => this.pool!.freeShard(i, shard.id));
   }
 
-  private floatWeight(name: string, source: WeightSource): KernelWeight {
-    const host = source.readFloat(name);
-    const offset = this.instance.allocate(host.data.byteLength);
-    this.instance.floats(offset, host.data.length).set(host.data);
-    const [rows, cols] = host.shape.length === 2 ? (host.shape as [number, number]) : [1, host.shape[0]!];
-    return { offset, byteLength: host.data.byteLength, format: 'F32', rows, cols };
+  /** Stops the worker threads. */
+  async close(): Promise<void> {
+    await this.pool?.stop();
+  }
+
+  /**
+   * Reads a matrix as stored (float when the source has no packed form) straight into the
+   * instances' memories: the main thread's rows, then each worker's shard through the pool.
+   */
+  private loadMatrix(name: string, source: WeightSource, keepAllRowsOnMain: boolean): KernelWeight {
+    const packed = source.describePacked?.(name) ?? null;
+    const host = packed && source.readPackedInto ? null : source.readFloat(name);
+    const format = packed && !host ? packed.format : 'F32';
+    const [rows, cols] = (packed?.shape ?? host!.shape) as [number, number];
+    const rowBytes = matrixBytes(format, 1, cols);
+    const read = (target: Uint8Array, byteOffset: number) => {
+      if (host) target.set(new Uint8Array(host.data.buffer, host.data.byteOffset + byteOffset, target.length));
+      else source.readPackedInto!(name, target, byteOffset);
+    };
+    const starts = shardStarts(rows, this.threads);
+    const mainRows = starts[1] ?? rows;
+    const mainBytes = (keepAllRowsOnMain ? rows : mainRows) * rowBytes;
+    const offset = this.instance.allocate(mainBytes);
+    read(this.instance.bytes(offset, mainBytes), 0);
+    const shards = starts.slice(1).map((rowStart, i) => {
+      const shardRows = (starts[i + 2] ?? rows) - rowStart;
+      const id = this.pool!.loadShard(i, format, shardRows, cols, shardRows * rowBytes, (target, byteOffset) => read(target, rowStart * rowBytes + byteOffset));
+      return { id, rowStart };
+    });
+    return { offset, byteLength: mainBytes, format, rows, cols, mainRows, shards };
   }
 
   private tensor(rows: number, cols: number): KernelTensor {
@@ -182,9 +224,10 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   }
 }
 
-function quantCode(weight: KernelWeight): number {
-  const code = QUANT_FORMAT_CODE[weight.format];
-  if (code === undefined) throw new HerdError(`the CPU kernels cannot compute on ${weight.format} weights`);
-  if (weight.cols % QUANT_BLOCK !== 0) throw new HerdError(`${weight.format} rows must be a multiple of ${QUANT_BLOCK} long, got ${weight.cols}`);
-  return code;
+/** First row of each thread's share, in multiples of 4 rows (the kernels' row block). */
+function shardStarts(rows: number, threads: number): number[] {
+  const share = Math.ceil(rows / threads / 4) * 4;
+  const starts: number[] = [];
+  for (let start = 0; start < rows && starts.length < threads; start += share) starts.push(start);
+  return starts;
 }

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { HerdError } from '../../errors.js';
-import { KernelOps } from '../../kernels/wasm-ops.js';
+import { KernelOps, type KernelOptions } from '../../kernels/wasm-ops.js';
 import { kernelModule } from '../../kernels/wasm-memory.js';
 import type { Ops } from '../ops.js';
 import { TfjsOps } from './tfjs-ops.js';
@@ -52,7 +52,7 @@ export async function probeBackends(): Promise<BackendProbe[]> {
  * Activates the requested backend, or the first that works in detection order, and returns the
  * ops of the model definition on it.
  */
-export async function activateBackend(requested?: string): Promise<Ops<unknown, unknown>> {
+export async function activateBackend(requested?: string, kernelOptions: KernelOptions = {}): Promise<Ops<unknown, unknown>> {
   if (requested !== undefined && !isBackendName(requested)) {
     throw new HerdError(`unknown backend "${requested}"; choose one of ${BACKEND_NAMES.join(', ')}`);
   }
@@ -60,7 +60,7 @@ export async function activateBackend(requested?: string): Promise<Ops<unknown, 
   const failures: string[] = [];
   for (const name of candidates) {
     const result = await probe(name);
-    if (result.available && name === 'kernels') return new KernelOps() as Ops<unknown, unknown>;
+    if (result.available && name === 'kernels') return (await KernelOps.create(kernelOptions)) as Ops<unknown, unknown>;
     if (result.available && name !== 'kernels' && (await tf.setBackend(SPECS[name].tfjsName))) {
       await tf.ready();
       if (name === 'cpu') silenceNodeAdvice();

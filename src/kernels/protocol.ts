@@ -1,0 +1,41 @@
+import type { PackedFormat } from '../engine/ops.js';
+
+/**
+ * How the main thread and the kernel workers talk: all synchronously, through shared memory and
+ * Atomics, so the model's forward pass stays an ordinary synchronous function.
+ *
+ * Each worker has its own control block (Int32Array over a SharedArrayBuffer):
+ *   [SEQUENCE] the main thread increments it to post a command, then notifies;
+ *   [DONE]     the worker sets it to the sequence number it finished (negated if the command
+ *              failed), then notifies;
+ *   [COMMAND], [ARG0..ARG5] the command and its integer arguments.
+ * Data travels through buffers shared by all workers: `transfer` (weight bytes on load), `input`
+ * (activations, float32) and `output` (float32, [tokens, outDim], each worker writing its rows).
+ */
+
+export const SEQUENCE = 0;
+export const DONE = 1;
+export const COMMAND = 2;
+export const ARG = 3;
+export const CONTROL_INTS = 10;
+
+export const Command = {
+  /** Allocate a weight shard: id, byteLength, format index, rows, cols. */
+  AllocateWeight: 1,
+  /** Copy transfer[0..length) into weight `id` at byteOffset: id, byteOffset, length. */
+  WriteWeight: 2,
+  /** output[t, rowStart + i] = shard(id) · input[t]: id, tokens, rowStart, outDim. */
+  Linear: 3,
+  FreeWeight: 4,
+  Exit: 5,
+} as const;
+
+/** Weight formats travel as their index in this list. */
+export const PACKED_FORMATS: readonly PackedFormat[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0'];
+
+export interface WorkerSetup {
+  control: SharedArrayBuffer;
+  transfer: SharedArrayBuffer;
+  input: SharedArrayBuffer;
+  output: SharedArrayBuffer;
+}

@@ -1,0 +1,121 @@
+import { Worker } from 'node:worker_threads';
+import { HerdError } from '../errors.js';
+import type { PackedFormat } from '../engine/ops.js';
+import { ARG, COMMAND, Command, CONTROL_INTS, DONE, PACKED_FORMATS, SEQUENCE, type WorkerSetup } from './protocol.js';
+
+const WORKER_FILE = new URL('../../dist/kernels/worker.js', import.meta.url);
+// Weight bytes cross to a worker in chunks of this size; activations in blocks of at most this many floats.
+const TRANSFER_BYTES = 16 * 2 ** 20;
+const IO_FLOATS = 4 * 2 ** 20;
+
+/** One worker and its control block. */
+interface KernelWorker {
+  thread: Worker;
+  control: Int32Array;
+  sequence: number;
+}
+
+/**
+ * The worker threads that hold shards of the linear weights (the main thread holds the first
+ * shard itself). Every call is synchronous: post a command, compute the main thread's share,
+ * wait for the workers.
+ */
+export class ThreadPool {
+  private readonly transfer = new SharedArrayBuffer(TRANSFER_BYTES);
+  private readonly input = new Float32Array(new SharedArrayBuffer(IO_FLOATS * 4));
+  private readonly output = new Float32Array(new SharedArrayBuffer(IO_FLOATS * 4));
+  private nextWeightId = 1;
+
+  private constructor(private readonly workers: KernelWorker[]) {}
+
+  /** Starts `count` workers and waits until each is listening. */
+  static async start(count: number): Promise<ThreadPool> {
+    const pool = new ThreadPool([]);
+    for (let i = 0; i < count; i++) pool.workers.push(await pool.spawn());
+    return pool;
+  }
+
+  /** Threads computing each linear layer, the main thread included. */
+  get threads(): number {
+    return this.workers.length + 1;
+  }
+
+  get maxFloats(): number {
+    return IO_FLOATS;
+  }
+
+  /** Gives worker `index` its shard of a weight, read by `read` into transfer chunks. */
+  loadShard(index: number, format: PackedFormat, rows: number, cols: number, byteLength: number, read: (target: Uint8Array, byteOffset: number) => void): number {
+    const id = this.nextWeightId++;
+    const worker = this.workers[index]!;
+    this.call(worker, Command.AllocateWeight, [id, byteLength, PACKED_FORMATS.indexOf(format), rows, cols]);
+    for (let offset = 0; offset < byteLength; offset += TRANSFER_BYTES) {
+      const length = Math.min(TRANSFER_BYTES, byteLength - offset);
+      read(new Uint8Array(this.transfer, 0, length), offset);
+      this.call(worker, Command.WriteWeight, [id, offset, length]);
+    }
+    return id;
+  }
+
+  /**
+   * Posts the activations to the workers holding shards of a weight (shard i on worker i);
+   * finishLinear waits for them.
+   */
+  startLinear(shards: ReadonlyArray<{ id: number; rowStart: number }>, x: Float32Array, tokens: number, outDim: number): void {
+    this.input.set(x);
+    shards.forEach(({ id, rowStart }, i) => this.post(this.workers[i]!, Command.Linear, [id, tokens, rowStart, outDim]));
+  }
+
+  /** Waits for the shards' rows: they are in the result ([tokens, outDim], at each shard's columns). */
+  finishLinear(shardCount: number): Float32Array {
+    this.workers.slice(0, shardCount).forEach((worker) => this.wait(worker));
+    return this.output;
+  }
+
+  freeShard(index: number, id: number): void {
+    this.call(this.workers[index]!, Command.FreeWeight, [id]);
+  }
+
+  async stop(): Promise<void> {
+    for (const worker of this.workers) {
+      this.post(worker, Command.Exit, []);
+      await worker.thread.terminate();
+    }
+    this.workers.length = 0;
+  }
+
+  private async spawn(): Promise<KernelWorker> {
+    const control = new Int32Array(new SharedArrayBuffer(CONTROL_INTS * 4));
+    const setup: WorkerSetup = { control: control.buffer as SharedArrayBuffer, transfer: this.transfer, input: this.input.buffer as SharedArrayBuffer, output: this.output.buffer as SharedArrayBuffer };
+    const thread = new Worker(WORKER_FILE, { workerData: setup });
+    // A worker that idles in Atomics.wait must not keep the process alive.
+    thread.unref();
+    await new Promise<void>((resolve, reject) => {
+      thread.once('online', () => resolve());
+      thread.once('error', reject);
+    });
+    return { thread, control, sequence: 0 };
+  }
+
+  private call(worker: KernelWorker, command: number, args: number[]): void {
+    this.post(worker, command, args);
+    this.wait(worker);
+  }
+
+  private post(worker: KernelWorker, command: number, args: number[]): void {
+    worker.control[COMMAND] = command;
+    args.forEach((value, i) => (worker.control[ARG + i] = value));
+    worker.sequence++;
+    Atomics.store(worker.control, SEQUENCE, worker.sequence);
+    Atomics.notify(worker.control, SEQUENCE);
+  }
+
+  private wait(worker: KernelWorker): void {
+    for (;;) {
+      const done = Atomics.load(worker.control, DONE);
+      if (done === worker.sequence) return;
+      if (done === -worker.sequence) throw new HerdError('a kernel worker failed (its message is above)');
+      Atomics.wait(worker.control, DONE, done);
+    }
+  }
+}

@@ -1,0 +1,67 @@
+import { workerData } from 'node:worker_threads';
+import { multiply, type StoredMatrix } from './linear.js';
+import { ARG, COMMAND, Command, DONE, PACKED_FORMATS, SEQUENCE, type WorkerSetup } from './protocol.js';
+import { KernelInstance } from './wasm-memory.js';
+
+/**
+ * A kernel worker: its own WebAssembly instance and memory holding its shard of every linear
+ * weight, serving commands from the main thread until told to exit (protocol.ts).
+ */
+const setup = workerData as WorkerSetup;
+const control = new Int32Array(setup.control);
+const transfer = new Uint8Array(setup.transfer);
+const input = new Float32Array(setup.input);
+const output = new Float32Array(setup.output);
+const instance = new KernelInstance();
+const shards = new Map<number, StoredMatrix>();
+
+let sequence = 0;
+for (;;) {
+  Atomics.wait(control, SEQUENCE, sequence);
+  sequence = Atomics.load(control, SEQUENCE);
+  const command = control[COMMAND]!;
+  if (command === Command.Exit) break;
+  let finished = sequence;
+  try {
+    run(command, Array.from(control.subarray(ARG, ARG + 6)));
+  } catch (error) {
+    // The main thread is blocked waiting: tell it through DONE, then say why on stderr.
+    finished = -sequence;
+    process.stderr.write(`herd kernel worker: ${(error as Error).message}\n`);
+  }
+  Atomics.store(control, DONE, finished);
+  Atomics.notify(control, DONE);
+}
+
+function run(command: number, args: number[]): void {
+  const [id, a, b, c, d] = args as [number, number, number, number, number];
+  switch (command) {
+    case Command.AllocateWeight:
+      shards.set(id, { offset: instance.allocate(a), byteLength: a, format: PACKED_FORMATS[b]!, rows: c, cols: d });
+      break;
+    case Command.WriteWeight:
+      instance.bytes(shards.get(id)!.offset + a, b).set(transfer.subarray(0, b));
+      break;
+    case Command.Linear:
+      linear(shards.get(id)!, a, b, c);
+      break;
+    case Command.FreeWeight: {
+      const shard = shards.get(id)!;
+      instance.free(shard.offset, shard.byteLength);
+      shards.delete(id);
+      break;
+    }
+  }
+}
+
+/** Computes this shard's rows for every token and writes them at their columns of the output. */
+function linear(shard: StoredMatrix, tokens: number, rowStart: number, outDim: number): void {
+  instance.scope(() => {
+    const x = instance.scratch(tokens * shard.cols * 4);
+    instance.floats(x, tokens * shard.cols).set(input.subarray(0, tokens * shard.cols));
+    const y = instance.scratch(tokens * shard.rows * 4);
+    multiply(instance, shard, x, tokens, y, shard.rows);
+    const result = instance.floats(y, tokens * shard.rows);
+    for (let t = 0; t < tokens; t++) output.set(result.subarray(t * shard.rows, (t + 1) * shard.rows), t * outDim + rowStart);
+  });
+}
