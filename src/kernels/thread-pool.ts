@@ -88,12 +88,12 @@ export class ThreadPool {
     const control = new Int32Array(new SharedArrayBuffer(CONTROL_INTS * 4));
     const setup: WorkerSetup = { control: control.buffer as SharedArrayBuffer, transfer: this.transfer, input: this.input.buffer as SharedArrayBuffer, output: this.output.buffer as SharedArrayBuffer };
     const thread = new Worker(WORKER_FILE, { workerData: setup });
-    // A worker that idles in Atomics.wait must not keep the process alive.
-    thread.unref();
     await new Promise<void>((resolve, reject) => {
       thread.once('online', () => resolve());
       thread.once('error', reject);
     });
+    // Once started, a worker idling in Atomics.wait must not keep the process alive.
+    thread.unref();
     return { thread, control, sequence: 0 };
   }
 

@@ -62,16 +62,22 @@ const HALF_TO_FLOAT_SCALE: f32 = reinterpret<f32>(0x77800000); // 2^112
   return dtype == 0 ? scalarF32(w, k) : dtype == 1 ? scalarF16(w, k) : scalarBF16(w, k);
 }
 
+// Prefill takes tokens in tiles: a tile's activations stay in cache while every row of the
+// weights streams past once, instead of once per token.
+const TOKEN_TILE: i32 = 32;
+
 export function linear_float(dtype: i32, w: usize, x: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
   const rowBytes = <usize>inDim << (dtype == 0 ? 2 : 1);
   const xRow = <usize>inDim << 2;
-  let t = 0;
-  for (; t + 4 <= tokens; t += 4) {
-    for (let r = rowStart; r < rowEnd; r++) rowTimesFourTokens(dtype, w + <usize>r * rowBytes, x + <usize>t * xRow, xRow, y + (<usize>t * outDim + r) * 4, <usize>outDim << 2, inDim);
-  }
-  // Decode (one token) and the last few tokens of a prefill: one dot product per row.
-  for (; t < tokens; t++) {
-    for (let r = rowStart; r < rowEnd; r++) store<f32>(y + (<usize>t * outDim + r) * 4, rowDot(dtype, w + <usize>r * rowBytes, x + <usize>t * xRow, inDim));
+  for (let tile = 0; tile < tokens; tile += TOKEN_TILE) {
+    const tileEnd = min(tokens, tile + TOKEN_TILE);
+    for (let r = rowStart; r < rowEnd; r++) {
+      const row = w + <usize>r * rowBytes;
+      let t = tile;
+      for (; t + 4 <= tileEnd; t += 4) rowTimesFourTokens(dtype, row, x + <usize>t * xRow, xRow, y + (<usize>t * outDim + r) * 4, <usize>outDim << 2, inDim);
+      // Decode (one token) and a tile's last few tokens: one dot product each.
+      for (; t < tileEnd; t++) store<f32>(y + (<usize>t * outDim + r) * 4, rowDot(dtype, row, x + <usize>t * xRow, inDim));
+    }
   }
 }
 
@@ -176,49 +182,54 @@ export function quantize_q8_rows(x: usize, q: usize, scales: usize, inDim: i32, 
 
 // format: 8 = Q8_0, 2 = Q4_0 (GGML type ids). xq/xScales come from quantize_q8_rows.
 // Four rows at a time share each block of widened activations; sums stay in vector lanes until
-// the row ends.
+// the row ends; tokens go in tiles as in linear_float.
 export function linear_q(format: i32, w: usize, xq: usize, xScales: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
   const blockBytes: usize = format == 8 ? 34 : 18;
   const blocks = inDim / BLOCK;
   const rowBytes = <usize>blocks * blockBytes;
-  for (let t = 0; t < tokens; t++) {
-    const xqRow = xq + <usize>t * inDim;
-    const scaleRow = xScales + (<usize>t * blocks << 2);
-    const out = y + (<usize>t * outDim << 2);
+  for (let tile = 0; tile < tokens; tile += TOKEN_TILE) {
+    const tileEnd = min(tokens, tile + TOKEN_TILE);
     let r = rowStart;
     for (; r + 4 <= rowEnd; r += 4) {
-      const row = w + <usize>r * rowBytes;
-      let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
-      for (let b = 0; b < blocks; b++) {
-        const first = v128.load(xqRow + <usize>b * BLOCK);
-        const second = v128.load(xqRow + <usize>b * BLOCK + 16);
-        const x0 = i16x8.extend_low_i8x16_s(first), x1 = i16x8.extend_high_i8x16_s(first);
-        const x2 = i16x8.extend_low_i8x16_s(second), x3 = i16x8.extend_high_i8x16_s(second);
-        const xScale = load<f32>(scaleRow + (<usize>b << 2));
-        const block = row + <usize>b * blockBytes;
-        acc0 = accumulateBlock(acc0, format, block, x0, x1, x2, x3, xScale);
-        acc1 = accumulateBlock(acc1, format, block + rowBytes, x0, x1, x2, x3, xScale);
-        acc2 = accumulateBlock(acc2, format, block + 2 * rowBytes, x0, x1, x2, x3, xScale);
-        acc3 = accumulateBlock(acc3, format, block + 3 * rowBytes, x0, x1, x2, x3, xScale);
-      }
-      store<f32>(out + (<usize>r << 2), sum4(acc0));
-      store<f32>(out + (<usize>(r + 1) << 2), sum4(acc1));
-      store<f32>(out + (<usize>(r + 2) << 2), sum4(acc2));
-      store<f32>(out + (<usize>(r + 3) << 2), sum4(acc3));
+      for (let t = tile; t < tileEnd; t++) fourRowsQ(format, w + <usize>r * rowBytes, rowBytes, blocks, blockBytes, xq + <usize>t * inDim, xScales + (<usize>t * blocks << 2), y + ((<usize>t * outDim + r) << 2));
     }
     for (; r < rowEnd; r++) {
-      const row = w + <usize>r * rowBytes;
-      let acc = f32x4.splat(0);
-      for (let b = 0; b < blocks; b++) {
-        const first = v128.load(xqRow + <usize>b * BLOCK);
-        const second = v128.load(xqRow + <usize>b * BLOCK + 16);
-        const x0 = i16x8.extend_low_i8x16_s(first), x1 = i16x8.extend_high_i8x16_s(first);
-        const x2 = i16x8.extend_low_i8x16_s(second), x3 = i16x8.extend_high_i8x16_s(second);
-        acc = accumulateBlock(acc, format, row + <usize>b * blockBytes, x0, x1, x2, x3, load<f32>(scaleRow + (<usize>b << 2)));
-      }
-      store<f32>(out + (<usize>r << 2), sum4(acc));
+      for (let t = tile; t < tileEnd; t++) store<f32>(y + ((<usize>t * outDim + r) << 2), oneRowQ(format, w + <usize>r * rowBytes, blocks, blockBytes, xq + <usize>t * inDim, xScales + (<usize>t * blocks << 2)));
     }
   }
+}
+
+// Rows r..r+3 for one token: each block of widened activations serves four rows.
+@inline function fourRowsQ(format: i32, row: usize, rowBytes: usize, blocks: i32, blockBytes: usize, xq: usize, scales: usize, out: usize): void {
+  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
+  for (let b = 0; b < blocks; b++) {
+    const first = v128.load(xq + <usize>b * BLOCK);
+    const second = v128.load(xq + <usize>b * BLOCK + 16);
+    const x0 = i16x8.extend_low_i8x16_s(first), x1 = i16x8.extend_high_i8x16_s(first);
+    const x2 = i16x8.extend_low_i8x16_s(second), x3 = i16x8.extend_high_i8x16_s(second);
+    const xScale = load<f32>(scales + (<usize>b << 2));
+    const block = row + <usize>b * blockBytes;
+    acc0 = accumulateBlock(acc0, format, block, x0, x1, x2, x3, xScale);
+    acc1 = accumulateBlock(acc1, format, block + rowBytes, x0, x1, x2, x3, xScale);
+    acc2 = accumulateBlock(acc2, format, block + 2 * rowBytes, x0, x1, x2, x3, xScale);
+    acc3 = accumulateBlock(acc3, format, block + 3 * rowBytes, x0, x1, x2, x3, xScale);
+  }
+  store<f32>(out, sum4(acc0));
+  store<f32>(out + 4, sum4(acc1));
+  store<f32>(out + 8, sum4(acc2));
+  store<f32>(out + 12, sum4(acc3));
+}
+
+@inline function oneRowQ(format: i32, row: usize, blocks: i32, blockBytes: usize, xq: usize, scales: usize): f32 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < blocks; b++) {
+    const first = v128.load(xq + <usize>b * BLOCK);
+    const second = v128.load(xq + <usize>b * BLOCK + 16);
+    const x0 = i16x8.extend_low_i8x16_s(first), x1 = i16x8.extend_high_i8x16_s(first);
+    const x2 = i16x8.extend_low_i8x16_s(second), x3 = i16x8.extend_high_i8x16_s(second);
+    acc = accumulateBlock(acc, format, row + <usize>b * blockBytes, x0, x1, x2, x3, load<f32>(scales + (<usize>b << 2)));
+  }
+  return sum4(acc);
 }
 
 // ---------------------------------------------------------------------------------------------
