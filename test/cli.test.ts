@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { STORIES, readJson } from './fixtures.js';
+import { HerdTokenizer } from '../src/engine/tokenizer.js';
+import { SHARED, STORIES, TINY_LLAMA, readJson } from './fixtures.js';
 
 // These run the built CLI (npm test builds first) as a person or a script would.
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
@@ -66,6 +67,20 @@ describe('herd generate', () => {
     expect(report.text).toBe(', there was a little girl named ');
     expect(report.finish_reason).toBe('stop');
     expect(report.stopped_by).toBe('Lily');
+  });
+
+  test("applies the model's chat template: the prompt Python jinja2 renders, with one BOS", () => {
+    const result = herd(['generate', '--model', TINY_LLAMA, '--system', 'You are a helpful assistant.', '--date', '2024-07-26', '--json', '-n', '1', 'What is the capital of France?']);
+    expect(result.status).toBe(0);
+    const expected = fs.readFileSync(path.join(SHARED, 'fixtures/llama-3.1-chat/expected/a_simple_system_user.txt'), 'utf8');
+    const promptIds: number[] = JSON.parse(result.stdout).prompt_ids;
+    expect(promptIds).toEqual(HerdTokenizer.fromDir(TINY_LLAMA).encode(expected, false));
+    expect(promptIds.filter((id) => id === 128000)).toHaveLength(1);
+    expect(promptIds.slice(0, 2)).toEqual([128000, 128006]);
+  });
+
+  test('--system without a chat template is refused', () => {
+    expectOneLineError(herd(['generate', '--system', 'Be brief.', 'Once upon a time']), /^herd: --system needs a chat template/);
   });
 
   test('the same seed samples the same text', () => {

@@ -1,5 +1,5 @@
 import { HerdError } from '../errors.js';
-import { formatDateString, renderChatTemplate, type ChatMessage } from '../templates/chat-template.js';
+import { formatDateString, renderChatTemplate, selectChatTemplate, type ChatMessage } from '../templates/chat-template.js';
 import type { HerdTokenizer } from './tokenizer.js';
 
 export interface PromptRequest {
@@ -11,23 +11,17 @@ export interface PromptRequest {
   date?: Date;
 }
 
-/** The chat template herd uses for a single-turn prompt: "default" when a model names several. */
-export function chatTemplateOf(tokenizer: HerdTokenizer): string | null {
-  const template = tokenizer.settings.chatTemplate;
-  if (template === null || typeof template === 'string') return template;
-  return template.default ?? Object.values(template)[0] ?? null;
-}
-
 /**
  * Prompt ids for one user turn: through the model's chat template when it has one (the template
  * writes the BOS itself, so none is added), else the raw text with the tokenizer's special tokens.
  */
 export function promptIds(tokenizer: HerdTokenizer, request: PromptRequest): number[] {
-  const template = request.raw ? null : chatTemplateOf(tokenizer);
-  if (template === null) {
+  const settings = tokenizer.settings;
+  if (request.raw || settings.chatTemplate === null) {
     if (request.system !== undefined) throw new HerdError('--system needs a chat template, and this model has none (or --raw was given)');
     return tokenizer.encode(request.text, true);
   }
+  const template = selectChatTemplate(settings.chatTemplate, { source: 'tokenizer_config.json', hasTools: false });
   const messages: ChatMessage[] = [];
   if (request.system !== undefined) messages.push({ role: 'system', content: request.system });
   messages.push({ role: 'user', content: request.text });
@@ -35,8 +29,8 @@ export function promptIds(tokenizer: HerdTokenizer, request: PromptRequest): num
     messages,
     addGenerationPrompt: true,
     dateString: formatDateString(request.date ?? new Date()),
-    bosToken: tokenizer.settings.bosToken ?? '',
-    eosToken: tokenizer.settings.eosToken ?? '',
+    bosToken: settings.bosToken ?? '',
+    eosToken: settings.eosToken ?? '',
   });
   return tokenizer.encode(rendered, false);
 }
