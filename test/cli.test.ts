@@ -114,7 +114,7 @@ describe('bad input: one clear line and a non-zero exit', () => {
   });
 
   test('an unknown backend', () => {
-    expectOneLineError(herd(['generate', '--backend', 'tpu', 'hi']), /^herd: unknown backend "tpu"; choose one of node-gpu, node, wasm, cpu\n$/);
+    expectOneLineError(herd(['generate', '--backend', 'tpu', 'hi']), /^herd: unknown backend "tpu"; choose one of node-gpu, node, wasm, cpu, kernels, tfjs\n$/);
   });
 
   test('a model folder that does not exist', () => {
@@ -123,10 +123,21 @@ describe('bad input: one clear line and a non-zero exit', () => {
 });
 
 describe('herd env and herd bench', () => {
-  test('env reports the backends in detection order with wasm found', () => {
+  test('env reports every backend with why, and the automatic choices', () => {
     const report = JSON.parse(herd(['env', '--json']).stdout);
-    expect(report.backends.map((b: { name: string }) => b.name)).toEqual(['node-gpu', 'node', 'wasm', 'cpu']);
-    expect(report.backends[2].available).toBe(true);
+    expect(report.backends.map((b: { name: string }) => b.name)).toEqual(['node-gpu', 'node', 'wasm', 'cpu', 'kernels']);
+    const wasm = report.backends.find((b: { name: string }) => b.name === 'wasm');
+    expect(wasm).toEqual({ name: 'wasm', available: true, reason: expect.stringMatching(/^@tensorflow\/tfjs-backend-wasm \d/) });
+    // Without tfjs-node-gpu (not installed here), 16-bit and quantized weights go to herd's kernels.
+    expect(report.default_backend).toEqual({ float32: 'wasm', packed: 'kernels' });
+  });
+
+  test('a BF16 checkpoint runs on the kernels by default and on tfjs with --backend tfjs', () => {
+    const run = (extra: string[]) => JSON.parse(herd(['generate', '--model', TINY_LLAMA, '--raw', '--json', '-n', '4', ...extra, 'The capital of France is']).stdout);
+    const automatic = run([]);
+    const tfjs = run(['--backend', 'tfjs']);
+    expect([automatic.backend, tfjs.backend]).toEqual(['kernels', 'wasm']);
+    expect(automatic.generated_ids).toEqual(tfjs.generated_ids);
   });
 
   test('bench reports its figures as JSON', () => {

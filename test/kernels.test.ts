@@ -65,7 +65,7 @@ let reference: AnyOps;
 let kernels: AnyOps;
 
 beforeAll(async () => {
-  reference = await activateBackend('wasm');
+  reference = await activateBackend({ backend: 'wasm' });
 });
 
 /**

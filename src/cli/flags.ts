@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { BACKEND_NAMES } from '../engine/backends/select.js';
+import { BACKEND_CHOICES } from '../engine/backends/select.js';
 
 /** A decimal flag that must be a finite number within [min, max]. */
 export function numberFlag(options: { description: string; min?: number; max?: number; char?: 't' }) {
@@ -26,5 +26,8 @@ function rangeText(min: number, max: number): string {
 /** --model and --backend, shared by every command that runs a model. */
 export const modelFlags = {
   model: Flags.string({ char: 'm', description: 'Hugging Face model folder (config.json, safetensors, tokenizer.json). Default: the embedded stories260K.' }),
-  backend: Flags.string({ description: `Force a tfjs backend (${BACKEND_NAMES.join(', ')}). Default: the first that loads, in that order.` }),
+  backend: Flags.string({
+    description: `Compute backend (${BACKEND_CHOICES.join(', ')}). Default: node-gpu when installed, else herd's kernels for 16-bit and quantized weights, else the first tfjs backend that loads.`,
+  }),
+  threads: Flags.integer({ description: "Threads for herd's CPU kernels. Default: the cores available.", min: 1 }),
 };

@@ -6,14 +6,19 @@ import { probeBackends } from '../engine/backends/select.js';
 export default class Env extends HerdCommand {
   static override summary = 'Show the machine and which compute backends herd found, and why.';
 
-  static override description = `herd runs its model on tfjs. It tries @tensorflow/tfjs-node-gpu, then @tensorflow/tfjs-node (both optional: install one to use it), then @tensorflow/tfjs-backend-wasm, which is always installed. The pure-JavaScript cpu backend is only used when forced with --backend cpu.`;
+  static override description = `herd runs its one model definition on tfjs or on its own WASM SIMD kernels. For tfjs it tries @tensorflow/tfjs-node-gpu, then @tensorflow/tfjs-node (both optional: install one to use it), then @tensorflow/tfjs-backend-wasm, which is always installed. Without a GPU, 16-bit and quantized checkpoints run on herd's kernels, which compute on the stored weights. The pure-JavaScript cpu backend is only used when forced with --backend cpu.`;
 
   static override examples = ['<%= config.bin %> env', '<%= config.bin %> env --json'];
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Env);
     const backends = await probeBackends();
-    const automatic = backends.find((b) => b.available && b.name !== 'cpu')?.name ?? null;
+    const available = (name: string) => backends.some((b) => b.name === name && b.available);
+    const firstTfjs = (['node-gpu', 'node', 'wasm'] as const).find(available) ?? null;
+    const automatic = {
+      float32: firstTfjs,
+      packed: available('node-gpu') ? 'node-gpu' : available('kernels') ? 'kernels' : firstTfjs,
+    };
     const machine = {
       node: process.version,
       platform: `${process.platform}-${process.arch}`,
@@ -29,8 +34,8 @@ export default class Env extends HerdCommand {
     this.log('backends, in detection order:');
     for (const backend of backends) {
       const mark = backend.available ? chalk.green('found  ') : chalk.yellow('missing');
-      const chosen = backend.name === automatic ? chalk.bold('  ← default') : '';
-      this.log(`  ${backend.name.padEnd(9)}${mark}  ${backend.reason}${chosen}`);
+      this.log(`  ${backend.name.padEnd(9)}${mark}  ${backend.reason}`);
     }
+    this.log(`default: ${chalk.bold(automatic.float32 ?? 'none')} for float32 checkpoints, ${chalk.bold(automatic.packed ?? 'none')} for 16-bit and quantized ones (--backend overrides)`);
   }
 }

@@ -48,7 +48,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
   try {
     const tokenizer = HerdTokenizer.fromDir(dir);
     const generation = readGenerationDefaults(dir, config);
-    const ops = await activateBackend(options.backend, { threads: options.threads });
+    const ops = await activateBackend({ backend: options.backend, threads: options.threads, packedWeights: storesPackedWeights(checkpoint) });
     const model = LlamaForCausalLM.load(config, checkpoint, ops, options.onProgress) as LlamaForCausalLM<unknown, unknown>;
     return { dir, config, generation, tokenizer, model, loadMs: performance.now() - started };
   } finally {
@@ -68,6 +68,12 @@ export function openModelFolder(dir: string): { config: LlamaConfig; checkpoint:
     throw error;
   }
   return { config, checkpoint };
+}
+
+/** True when the linear weights are stored in a form herd's kernels compute on without widening (16-bit, quantized). */
+function storesPackedWeights(checkpoint: Checkpoint): boolean {
+  const format = checkpoint.describePacked('model.layers.0.self_attn.q_proj.weight')?.format;
+  return format !== undefined && format !== 'F32';
 }
 
 function readGenerationDefaults(dir: string, config: LlamaConfig): GenerationDefaults {

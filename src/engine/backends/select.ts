@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { HerdError } from '../../errors.js';
-import { KernelOps, type KernelOptions } from '../../kernels/wasm-ops.js';
+import { KernelOps } from '../../kernels/wasm-ops.js';
 import { kernelModule } from '../../kernels/wasm-memory.js';
 import type { Ops } from '../ops.js';
 import { TfjsOps } from './tfjs-ops.js';
@@ -37,10 +37,6 @@ const SPECS: Record<TfjsBackendName, BackendSpec> = {
   cpu: { packageName: '@tensorflow/tfjs-backend-cpu', tfjsName: 'cpu', register: () => import('@tensorflow/tfjs-backend-cpu').then(() => {}) },
 };
 
-export function isBackendName(name: string): name is BackendName {
-  return (BACKEND_NAMES as readonly string[]).includes(name);
-}
-
 /** Tries each backend without activating any, so `herd env` can say what was found and why. */
 export async function probeBackends(): Promise<BackendProbe[]> {
   const probes: BackendProbe[] = [];
@@ -48,19 +44,35 @@ export async function probeBackends(): Promise<BackendProbe[]> {
   return probes;
 }
 
+export interface BackendRequest {
+  /** A backend name, or "tfjs" for the first tfjs backend that loads. */
+  backend?: string;
+  /** Threads for herd's kernels. */
+  threads?: number;
+  /** The checkpoint stores 16-bit or quantized weights, which herd's kernels compute on as stored. */
+  packedWeights?: boolean;
+}
+
+/** Every name --backend accepts. */
+export const BACKEND_CHOICES: readonly string[] = [...BACKEND_NAMES, 'tfjs'];
+
+const TFJS_ORDER: BackendName[] = ['node-gpu', 'node', 'wasm'];
+
 /**
- * Activates the requested backend, or the first that works in detection order, and returns the
- * ops of the model definition on it.
+ * Activates the requested backend, or picks one: a GPU when tfjs-node-gpu is installed; else
+ * herd's kernels for 16-bit and quantized weights (tfjs would widen them to float32); else the
+ * first tfjs backend that loads.
  */
-export async function activateBackend(requested?: string, kernelOptions: KernelOptions = {}): Promise<Ops<unknown, unknown>> {
-  if (requested !== undefined && !isBackendName(requested)) {
-    throw new HerdError(`unknown backend "${requested}"; choose one of ${BACKEND_NAMES.join(', ')}`);
+export async function activateBackend(request: BackendRequest = {}): Promise<Ops<unknown, unknown>> {
+  const requested = request.backend;
+  if (requested !== undefined && !BACKEND_CHOICES.includes(requested)) {
+    throw new HerdError(`unknown backend "${requested}"; choose one of ${BACKEND_CHOICES.join(', ')}`);
   }
-  const candidates: BackendName[] = requested ? [requested] : ['node-gpu', 'node', 'wasm'];
+  const candidates = requested === undefined ? automaticOrder(request.packedWeights ?? false) : requested === 'tfjs' ? TFJS_ORDER : [requested as BackendName];
   const failures: string[] = [];
   for (const name of candidates) {
     const result = await probe(name);
-    if (result.available && name === 'kernels') return (await KernelOps.create(kernelOptions)) as Ops<unknown, unknown>;
+    if (result.available && name === 'kernels') return (await KernelOps.create({ threads: request.threads })) as Ops<unknown, unknown>;
     if (result.available && name !== 'kernels' && (await tf.setBackend(SPECS[name].tfjsName))) {
       await tf.ready();
       if (name === 'cpu') silenceNodeAdvice();
@@ -69,6 +81,10 @@ export async function activateBackend(requested?: string, kernelOptions: KernelO
     failures.push(`${name}: ${result.reason}`);
   }
   throw new HerdError(`no usable backend (${failures.join('; ')})`);
+}
+
+function automaticOrder(packedWeights: boolean): BackendName[] {
+  return packedWeights ? ['node-gpu', 'kernels', 'node', 'wasm'] : TFJS_ORDER;
 }
 
 async function probe(name: BackendName): Promise<BackendProbe> {
