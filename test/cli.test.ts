@@ -133,7 +133,7 @@ describe('herd env and herd bench', () => {
   });
 
   test('a BF16 checkpoint runs on the kernels by default and on tfjs with --backend tfjs', () => {
-    const run = (extra: string[]) => JSON.parse(herd(['generate', '--model', TINY_LLAMA, '--raw', '--json', '-n', '4', ...extra, 'The capital of France is']).stdout);
+    const run = (extra: string[]) => JSON.parse(herd(['generate', '--model', TINY_LLAMA, '--raw', '--json', '-n', '4', '--temperature', '0', ...extra, 'The capital of France is']).stdout);
     const automatic = run([]);
     const tfjs = run(['--backend', 'tfjs']);
     expect([automatic.backend, tfjs.backend]).toEqual(['kernels', 'wasm']);
