@@ -49,6 +49,20 @@ export function gatherRows(instance: KernelInstance, table: StoredMatrix, ids: n
   else instance.kernels.embedding_q(quantCode(table.format, table.cols), table.offset, ids, out, table.cols, count);
 }
 
+/**
+ * One thread's share of a bandwidth probe: fills a fresh buffer of `bytes` bytes (paging it in),
+ * then reads it `passes` times; returns the seconds the reads took.
+ */
+export function readMemory(instance: KernelInstance, bytes: number, passes: number): number {
+  const buffer = instance.allocate(bytes);
+  instance.bytes(buffer, bytes).fill(1);
+  const started = performance.now();
+  for (let pass = 0; pass < passes; pass++) instance.kernels.read_sum(buffer, bytes);
+  const seconds = (performance.now() - started) / 1000;
+  instance.free(buffer, bytes);
+  return seconds;
+}
+
 function quantCode(format: PackedFormat, cols: number): number {
   checkBlocks(format, cols);
   return QUANT_FORMAT_CODE[format]!;

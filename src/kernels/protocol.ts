@@ -17,6 +17,7 @@ export const SEQUENCE = 0;
 export const DONE = 1;
 export const COMMAND = 2;
 export const ARG = 3;
+export const RESULT = 9;
 export const CONTROL_INTS = 10;
 
 export const Command = {
@@ -28,6 +29,9 @@ export const Command = {
   Linear: 3,
   FreeWeight: 4,
   Exit: 5,
+  /** Read a private buffer of `bytes` bytes `passes` times (bandwidth probe): bytes, passes; the
+   *  worker leaves the microseconds the reads took in RESULT. */
+  ReadMemory: 6,
 } as const;
 
 /** Weight formats travel as their index in this list. */

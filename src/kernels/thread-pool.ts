@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { HerdError } from '../errors.js';
 import type { PackedFormat } from '../engine/ops.js';
-import { ARG, COMMAND, Command, CONTROL_INTS, DONE, PACKED_FORMATS, SEQUENCE, type WorkerSetup } from './protocol.js';
+import { ARG, COMMAND, Command, CONTROL_INTS, DONE, PACKED_FORMATS, RESULT, SEQUENCE, type WorkerSetup } from './protocol.js';
 
 const WORKER_FILE = new URL('../../dist/kernels/worker.js', import.meta.url);
 // Weight bytes cross to a worker in chunks of this size; activations in blocks of at most this many floats.
@@ -70,6 +70,19 @@ export class ThreadPool {
   finishLinear(shardCount: number): Float32Array {
     this.workers.slice(0, shardCount).forEach((worker) => this.wait(worker));
     return this.output;
+  }
+
+  /**
+   * Has every worker read `bytes` of its own memory `passes` times while `onMainThread` runs;
+   * returns the seconds each worker's reads took.
+   */
+  readMemory(bytes: number, passes: number, onMainThread: () => void): number[] {
+    this.workers.forEach((worker) => this.post(worker, Command.ReadMemory, [bytes, passes]));
+    onMainThread();
+    return this.workers.map((worker) => {
+      this.wait(worker);
+      return worker.control[RESULT]! / 1e6;
+    });
   }
 
   freeShard(index: number, id: number): void {

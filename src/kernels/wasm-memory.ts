@@ -15,6 +15,7 @@ export interface KernelExports {
   add(a: number, b: number, out: number, n: number): void;
   embedding_float(dtype: number, table: number, ids: number, out: number, dim: number, count: number): void;
   embedding_q(format: number, table: number, ids: number, out: number, dim: number, count: number): void;
+  read_sum(start: number, bytes: number): number;
 }
 
 const WASM_FILE = new URL('../../dist/kernels/herd-kernels.wasm', import.meta.url);

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { KvCache, KvCacheShape, Ops, WeightSource } from '../engine/ops.js';
 import type { RopeTables } from '../engine/rope.js';
-import { gatherRows, matrixBytes, multiply, type StoredMatrix } from './linear.js';
+import { gatherRows, matrixBytes, multiply, readMemory, type StoredMatrix } from './linear.js';
 import { ThreadPool } from './thread-pool.js';
 import { KernelInstance } from './wasm-memory.js';
 
@@ -173,6 +173,18 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   disposeWeight(weight: KernelWeight): void {
     this.instance.free(weight.offset, weight.byteLength);
     weight.shards.forEach((shard, i) => this.pool!.freeShard(i, shard.id));
+  }
+
+  /**
+   * The machine's read bandwidth as these kernels see it, in bytes per second: every thread
+   * streams its own buffer of `bytesPerThread` (larger than the caches) `passes` times at once,
+   * and the threads' rates add up.
+   */
+  measureReadBandwidth(bytesPerThread = 256 * 2 ** 20, passes = 4): number {
+    let mainSeconds = 0;
+    const readOwn = () => (mainSeconds = readMemory(this.instance, bytesPerThread, passes));
+    const seconds = this.pool ? this.pool.readMemory(bytesPerThread, passes, readOwn) : (readOwn(), []);
+    return [mainSeconds, ...seconds].reduce((rate, s) => rate + (bytesPerThread * passes) / s, 0);
   }
 
   /** Stops the worker threads. */

@@ -1,6 +1,6 @@
 import { workerData } from 'node:worker_threads';
-import { multiply, type StoredMatrix } from './linear.js';
-import { ARG, COMMAND, Command, DONE, PACKED_FORMATS, SEQUENCE, type WorkerSetup } from './protocol.js';
+import { multiply, readMemory, type StoredMatrix } from './linear.js';
+import { ARG, COMMAND, Command, DONE, PACKED_FORMATS, RESULT, SEQUENCE, type WorkerSetup } from './protocol.js';
 import { KernelInstance } from './wasm-memory.js';
 
 /**
@@ -44,6 +44,9 @@ function run(command: number, args: number[]): void {
       break;
     case Command.Linear:
       linear(shards.get(id)!, a, b, c);
+      break;
+    case Command.ReadMemory:
+      control[RESULT] = Math.round(readMemory(instance, id, a) * 1e6);
       break;
     case Command.FreeWeight: {
       const shard = shards.get(id)!;

@@ -396,3 +396,17 @@ export function embedding_q(format: i32, table: usize, ids: usize, out: usize, d
     }
   }
 }
+
+// Reads `bytes` bytes from `start` (a multiple of 64) as fast as loads go and returns a sum
+// so the reads cannot be optimised away: the read-bandwidth probe of `herd bench --bandwidth`.
+export function read_sum(start: usize, bytes: usize): f32 {
+  let a = f32x4.splat(0), b = f32x4.splat(0), c = f32x4.splat(0), d = f32x4.splat(0);
+  const end = start + bytes;
+  for (let p = start; p < end; p += 64) {
+    a = f32x4.add(a, v128.load(p));
+    b = f32x4.add(b, v128.load(p + 16));
+    c = f32x4.add(c, v128.load(p + 32));
+    d = f32x4.add(d, v128.load(p + 48));
+  }
+  return sum4(f32x4.add(f32x4.add(a, b), f32x4.add(c, d)));
+}
