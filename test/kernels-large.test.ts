@@ -1,6 +1,7 @@
 import type { LlamaConfig } from '../src/engine/config.js';
 import { LlamaForCausalLM } from '../src/engine/model.js';
-import type { HostTensor, WeightSource } from '../src/engine/ops.js';
+import type { WeightSource } from '../src/engine/ops.js';
+import type { HostTensor } from '../src/engine/safetensors.js';
 import { expectedTensorShapes } from '../src/engine/checkpoint.js';
 import { KernelOps } from '../src/kernels/wasm-ops.js';
 
