@@ -140,9 +140,22 @@ describe('herd env and herd bench', () => {
     expect(automatic.generated_ids).toEqual(tfjs.generated_ids);
   });
 
-  test('bench reports its figures as JSON', () => {
+  test('bench reports its figures as JSON, the weight bytes each token reads included', () => {
     const report = JSON.parse(herd(['bench', '--prompt-tokens', '16', '--gen-tokens', '8', '--json']).stdout);
-    expect(report).toEqual(expect.objectContaining({ prompt_tokens: 16, generated_tokens: 8, backend: 'wasm' }));
+    expect(report).toEqual(expect.objectContaining({ prompt_tokens: 16, gen_tokens: 8, backend: 'wasm' }));
     expect(report.decode_tokens_per_second).toBeGreaterThan(0);
+    // stories260K on tfjs, all float32: 5 layers of q and o (64 × 64), k and v (32 × 64), gate, up and
+    // down (172 × 64) and two norms of 64; then the final norm and the tied head (512 × 64).
+    const perLayer = 64 * 64 * 2 + 32 * 64 * 2 + 172 * 64 * 3 + 64 * 2;
+    expect(report.weight_bytes_per_token).toBe((5 * perLayer + 64 + 512 * 64) * 4);
+  });
+
+  test('bench --synthetic builds a published shape with random weights in the asked format', () => {
+    const report = JSON.parse(herd(['bench', '--synthetic', 'llama-3.2-1b', '--format', 'q4_0', '--prompt-tokens', '2', '--gen-tokens', '2', '--json']).stdout);
+    expect(report.backend).toBe('kernels');
+    // Llama 3.2 1B: 16 layers of hidden 2048, 8 kv heads of 64, MLP 8192, tied head of 128256 rows; Q4_0 = 18 bytes per 32 weights.
+    const q4 = (rows: number, cols: number) => rows * (cols / 32) * 18;
+    const perLayer = q4(2048, 2048) * 2 + q4(512, 2048) * 2 + q4(8192, 2048) * 2 + q4(2048, 8192) + 2048 * 4 * 2;
+    expect(report.weight_bytes_per_token).toBe(16 * perLayer + 2048 * 4 + q4(128256, 2048));
   });
 });

@@ -1,54 +1,133 @@
 import { Flags } from '@oclif/core';
+import chalk from 'chalk';
 import { HerdCommand } from '../cli/base-command.js';
 import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
-import { describeTimings, measureTimings } from '../cli/timings.js';
+import { progressBar } from '../cli/progress.js';
 import { HerdError } from '../errors.js';
-import { generate } from '../engine/generate.js';
-import { GREEDY } from '../engine/sampling.js';
-import type { HerdTokenizer } from '../engine/tokenizer.js';
+import { activateBackend } from '../engine/backends/select.js';
+import { parseLlamaConfig } from '../engine/config.js';
+import { LlamaForCausalLM } from '../engine/model.js';
+import type { PackedFormat } from '../engine/ops.js';
+import { argmax } from '../engine/sampling.js';
+import { SyntheticWeights } from '../engine/synthetic.js';
+import { KernelOps } from '../kernels/wasm-ops.js';
+import { PRESET_CONFIGS, PRESET_NAMES } from '../memory/presets.js';
+
+const FORMATS: Record<string, PackedFormat> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0', q4_0: 'Q4_0' };
+
+type AnyModel = LlamaForCausalLM<unknown, unknown>;
 
 export default class Bench extends HerdCommand {
-  static override summary = 'Measure load time, prefill and decode speed, and peak memory.';
+  static override summary = 'Measure load time, prefill and decode speed, memory, and the share of read bandwidth decoding uses.';
 
-  static override description = `Feeds a synthetic prompt of --prompt-tokens ordinary (non-special) token ids, then decodes --gen-tokens tokens greedily without stopping at eos. Prints figures; it is a benchmark, not a test.`;
+  static override description = `Runs the model on a prompt of --prompt-tokens token ids, then decodes --gen-tokens tokens greedily (no sampling, no stop), and prints load time, prefill and decode tokens/s, the bytes of weights each decoded token reads, and peak RSS.
+--synthetic PRESET builds a model of a published shape with random weights in --format (nothing to download; random weights are fine for speed).
+--bandwidth also measures the machine's read bandwidth with herd's kernels on --threads threads and reports the fraction decoding reached.
+It is a benchmark that prints figures; no test checks its times.`;
 
-  static override examples = ['<%= config.bin %> bench', '<%= config.bin %> bench --model ~/models/Llama-3.2-1B --prompt-tokens 512 --gen-tokens 128 --json'];
+  static override examples = [
+    '<%= config.bin %> bench',
+    '<%= config.bin %> bench --synthetic llama-3.2-1b --format q8_0 --bandwidth',
+    '<%= config.bin %> bench --model ~/models/Llama-3.2-1B --prompt-tokens 512 --gen-tokens 128 --json',
+  ];
 
   static override flags = {
     ...modelFlags,
+    synthetic: Flags.string({ description: `Random weights of a published shape instead of --model: ${PRESET_NAMES.join(', ')}.`, exclusive: ['model'] }),
+    format: Flags.string({ description: 'Stored format of --synthetic weights.', options: Object.keys(FORMATS), default: 'q8_0' }),
     'prompt-tokens': Flags.integer({ char: 'p', description: 'Prompt length in tokens.', default: 128, min: 1 }),
-    'gen-tokens': Flags.integer({ char: 'g', description: 'Tokens to decode.', default: 64, min: 1 }),
+    'gen-tokens': Flags.integer({ char: 'g', description: 'Tokens to decode.', default: 64, min: 2 }),
+    bandwidth: Flags.boolean({ description: "Measure the machine's read bandwidth and report the fraction decoding reached.", default: false }),
   };
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Bench);
-    const loaded = await loadModelWithProgress(flags);
-    const promptTokens = flags['prompt-tokens'];
-    const genTokens = flags['gen-tokens'];
-    const context = loaded.config.maxPositionEmbeddings;
-    if (promptTokens + genTokens > context) {
-      throw new HerdError(`--prompt-tokens + --gen-tokens (${promptTokens + genTokens}) exceed the model's context of ${context}`);
-    }
-    const result = generate(loaded.model, loaded.tokenizer, {
-      promptIds: syntheticPrompt(loaded.tokenizer, loaded.config.vocabSize, promptTokens),
-      maxNewTokens: genTokens,
-      sampling: GREEDY,
-      stopTokenIds: [],
-      stopStrings: [],
-      topLogprobs: 0,
-    });
-    const figures = { model: loaded.dir, backend: loaded.model.backendName, ...measureTimings(loaded, promptTokens, result) };
-    this.log(flags.json ? JSON.stringify(figures) : describeTimings(figures, figures.backend).replaceAll(' · ', '\n'));
+    const started = performance.now();
+    const { model, label } = flags.synthetic ? await syntheticModel(flags.synthetic, FORMATS[flags.format]!, flags) : await folderModel(flags);
+    const loadMs = performance.now() - started;
+    const figures = { model: label, backend: model.backendName, load_ms: Math.round(loadMs), ...measure(model, flags['prompt-tokens'], flags['gen-tokens']) };
+    // Read before the bandwidth probe, whose buffers would count in the peak.
+    const peakRss = process.resourceUsage().maxRSS * 1024;
+    const bandwidth = flags.bandwidth ? await readBandwidth(flags.threads, figures.decode_bytes_per_second) : {};
+    const report = { ...figures, peak_rss_bytes: peakRss, ...bandwidth };
+    this.log(flags.json ? JSON.stringify(report) : describe(report));
   }
 }
 
-/** Deterministic ordinary token ids spread over the vocabulary. */
-function syntheticPrompt(tokenizer: HerdTokenizer, vocabSize: number, length: number): number[] {
-  const ids: number[] = [];
-  for (let step = 0; ids.length < length; step++) {
-    const id = (step * 7919 + 17) % vocabSize;
-    if (!tokenizer.isSpecial(id)) ids.push(id);
+async function folderModel(flags: { model?: string; backend?: string; threads?: number; json: boolean }): Promise<{ model: AnyModel; label: string }> {
+  const loaded = await loadModelWithProgress(flags);
+  return { model: loaded.model, label: loaded.dir };
+}
+
+async function syntheticModel(preset: string, format: PackedFormat, flags: { backend?: string; threads?: number; json: boolean }): Promise<{ model: AnyModel; label: string }> {
+  const raw = PRESET_CONFIGS[preset];
+  if (!raw) throw new HerdError(`unknown --synthetic preset "${preset}"; choose one of ${PRESET_NAMES.join(', ')}`);
+  const config = parseLlamaConfig({ model_type: 'llama', ...raw }, `preset ${preset}`);
+  const ops = await activateBackend({ backend: flags.backend, threads: flags.threads, packedWeights: format !== 'F32' });
+  const progress = progressBar('Making weights', !flags.json);
+  try {
+    const model = LlamaForCausalLM.load(config, new SyntheticWeights(config, format), ops, (done, total) => progress.update(done, total));
+    return { model, label: `${preset} (random ${format} weights)` };
+  } finally {
+    progress.stop();
   }
-  return ids;
+}
+
+/** Prefill once, then greedy single-token decode steps from the KV cache. */
+function measure(model: AnyModel, promptTokens: number, genTokens: number) {
+  const context = model.config.maxPositionEmbeddings;
+  if (promptTokens + genTokens > context) throw new HerdError(`--prompt-tokens + --gen-tokens (${promptTokens + genTokens}) exceed the model's context of ${context}`);
+  const cache = model.createCache(promptTokens + genTokens);
+  try {
+    // Ids spread over the vocabulary; which ids they are does not change the work.
+    const prompt = Int32Array.from({ length: promptTokens }, (_, i) => (i * 7919 + 17) % model.config.vocabSize);
+    let started = performance.now();
+    let logits = model.forward(prompt, cache);
+    const prefillMs = performance.now() - started;
+    started = performance.now();
+    for (let step = 1; step < genTokens; step++) logits = model.forward(Int32Array.of(argmax(logits)), cache);
+    const decodeMs = performance.now() - started;
+    const decodeTokensPerSecond = ((genTokens - 1) / decodeMs) * 1000;
+    const bytesPerToken = model.bytesReadPerToken();
+    return {
+      prompt_tokens: promptTokens,
+      gen_tokens: genTokens,
+      prefill_tokens_per_second: round((promptTokens / prefillMs) * 1000),
+      decode_tokens_per_second: round(decodeTokensPerSecond),
+      weight_bytes_per_token: bytesPerToken,
+      decode_bytes_per_second: Math.round(bytesPerToken * decodeTokensPerSecond),
+    };
+  } finally {
+    cache.dispose();
+  }
+}
+
+async function readBandwidth(threads: number | undefined, decodeBytesPerSecond: number) {
+  const kernels = await KernelOps.create({ threads });
+  try {
+    const bytesPerSecond = kernels.measureReadBandwidth();
+    return { bandwidth_threads: kernels.threads, read_bytes_per_second: Math.round(bytesPerSecond), bandwidth_fraction: round(decodeBytesPerSecond / bytesPerSecond) };
+  } finally {
+    await kernels.close();
+  }
+}
+
+function describe(report: Record<string, number | string>): string {
+  const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
+  const lines = [
+    `model      ${report.model} (backend ${report.backend})`,
+    `load       ${report.load_ms} ms`,
+    `prefill    ${report.prompt_tokens} tokens at ${chalk.bold(report.prefill_tokens_per_second)} tok/s`,
+    `decode     ${report.gen_tokens} tokens at ${chalk.bold(report.decode_tokens_per_second)} tok/s, reading ${gb(report.weight_bytes_per_token as number)} of weights per token (${gb(report.decode_bytes_per_second as number)}/s)`,
+  ];
+  if (report.read_bytes_per_second !== undefined) {
+    lines.push(`bandwidth  ${gb(report.read_bytes_per_second as number)}/s read on ${report.bandwidth_threads} threads; decoding reached ${chalk.bold(`${Math.round((report.bandwidth_fraction as number) * 100)}%`)}`);
+  }
+  lines.push(`peak RSS   ${((report.peak_rss_bytes as number) / 2 ** 20).toFixed(1)} MiB`);
+  return lines.join('\n');
+}
+
+function round(value: number): number {
+  return Math.round(value * 100) / 100;
 }

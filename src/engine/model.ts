@@ -144,6 +144,16 @@ export class LlamaForCausalLM<T, W> {
     return this.ops.linear(gated, layer.downProj);
   }
 
+  /**
+   * Bytes of weights one decoded token reads: every layer's matrices and norms, and the head
+   * (the embedding lookup reads one row).
+   */
+  bytesReadPerToken(): number {
+    const { layers, norm, lmHead } = this.weights;
+    const layerWeights = layers.flatMap((layer) => Object.values(layer) as W[]);
+    return [...layerWeights, norm, lmHead].reduce((total, weight) => total + this.ops.storedBytes(weight), 0);
+  }
+
   /** Frees the backend's copies of the weights. */
   dispose(): void {
     const { embedTokens, layers, norm, lmHead } = this.weights;

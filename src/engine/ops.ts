@@ -48,6 +48,8 @@ export interface Ops<T, W> {
   scope<R>(fn: () => R): R;
   /** Frees a weight. */
   disposeWeight(weight: W): void;
+  /** Bytes the backend holds for a weight (as it computes on it: float32 on tfjs, as stored on the kernels). */
+  storedBytes(weight: W): number;
 }
 
 /** Where a model's weights come from: a checkpoint folder, a GGUF file, a quantized layout. */
@@ -69,6 +71,21 @@ export interface WeightSource {
 
 /** Stored formats the CPU kernels compute on: floats, and GGUF's Q8_0 and Q4_0 blocks of 32. */
 export type PackedFormat = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
+
+/** Bytes of `rows` rows of `cols` weights stored in a format. */
+export function packedBytes(format: PackedFormat, rows: number, cols: number): number {
+  switch (format) {
+    case 'F32':
+      return rows * cols * 4;
+    case 'F16':
+    case 'BF16':
+      return rows * cols * 2;
+    case 'Q8_0':
+      return rows * Math.ceil(cols / 32) * 34;
+    case 'Q4_0':
+      return rows * Math.ceil(cols / 32) * 18;
+  }
+}
 
 export interface PackedTensor {
   format: PackedFormat;

@@ -1,5 +1,5 @@
 import { HerdError } from '../errors.js';
-import type { PackedFormat } from '../engine/ops.js';
+import { packedBytes, type PackedFormat } from '../engine/ops.js';
 import type { KernelInstance } from './wasm-memory.js';
 
 /** A weight (or one thread's shard of its rows) as stored, rows of [out, in], in one instance's memory. */
@@ -16,12 +16,10 @@ const FLOAT_DTYPE_CODE: Partial<Record<PackedFormat, number>> = { F32: 0, F16: 1
 const QUANT_FORMAT_CODE: Partial<Record<PackedFormat, number>> = { Q8_0: 8, Q4_0: 2 };
 const QUANT_BLOCK = 32;
 
-/** Bytes of `rows` rows of `cols` weights in a format. */
+/** Bytes of `rows` rows of `cols` weights in a format the kernels compute on. */
 export function matrixBytes(format: PackedFormat, rows: number, cols: number): number {
-  if (format === 'F32') return rows * cols * 4;
-  if (format === 'F16' || format === 'BF16') return rows * cols * 2;
-  checkBlocks(format, cols);
-  return rows * (cols / QUANT_BLOCK) * (format === 'Q8_0' ? 34 : 18);
+  if (QUANT_FORMAT_CODE[format] !== undefined) checkBlocks(format, cols);
+  return packedBytes(format, rows, cols);
 }
 
 /**

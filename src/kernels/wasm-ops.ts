@@ -170,6 +170,10 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     return this.instance.scope(fn);
   }
 
+  storedBytes(weight: KernelWeight): number {
+    return matrixBytes(weight.format, weight.rows, weight.cols);
+  }
+
   disposeWeight(weight: KernelWeight): void {
     this.instance.free(weight.offset, weight.byteLength);
     weight.shards.forEach((shard, i) => this.pool!.freeShard(i, shard.id));

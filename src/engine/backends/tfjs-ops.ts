@@ -135,6 +135,10 @@ export class TfjsOps implements Ops<tf.Tensor2D, TfjsWeight> {
   disposeWeight(weight: TfjsWeight): void {
     weight.tensor.dispose();
   }
+
+  storedBytes(weight: TfjsWeight): number {
+    return weight.tensor.size * 4;
+  }
 }
 
 /** [rows, heads * headDim] → [heads, rows, headDim]. */

@@ -1,0 +1,70 @@
+import { randomFillSync } from 'node:crypto';
+import { floatToHalf } from './half.js';
+import { expectedTensorShapes } from './checkpoint.js';
+import type { LlamaConfig } from './config.js';
+import { packedBytes, type PackedFormat, type PackedTensor, type WeightSource } from './ops.js';
+import type { HostTensor } from './safetensors.js';
+
+/**
+ * Random weights of a model's exact shapes in one stored format, made as they are read: for
+ * speed and memory benchmarks of model shapes nobody has to download ("random weights are fine
+ * for speed"). Norms are ones so activations stay finite; block scales are small.
+ */
+export class SyntheticWeights implements WeightSource {
+  private readonly shapes: Map<string, number[]>;
+
+  constructor(config: LlamaConfig, private readonly format: PackedFormat) {
+    this.shapes = expectedTensorShapes(config);
+  }
+
+  names(): string[] {
+    return [...this.shapes.keys()];
+  }
+
+  readFloat(name: string): HostTensor {
+    const shape = this.shape(name);
+    const data = new Float32Array(shape.reduce((a, b) => a * b));
+    if (shape.length === 1) data.fill(1);
+    else for (let i = 0; i < data.length; i++) data[i] = (Math.random() - 0.5) * 0.04;
+    return { name, shape, data };
+  }
+
+  describePacked(name: string): PackedTensor | null {
+    const shape = this.shape(name);
+    if (shape.length !== 2) return null;
+    return { format: this.format, shape, byteLength: packedBytes(this.format, shape[0]!, shape[1]!) };
+  }
+
+  readPackedInto(_name: string, target: Uint8Array, byteOffset = 0): void {
+    randomFillSync(target);
+    const format = this.format;
+    if (format === 'F16' || format === 'BF16' || format === 'F32') {
+      this.tameFloats(target, byteOffset);
+      return;
+    }
+    // Each block starts with its f16 scale: make every scale 0.01.
+    const blockBytes = format === 'Q8_0' ? 34 : 18;
+    const scale = floatToHalf(0.01);
+    for (let at = (blockBytes - (byteOffset % blockBytes)) % blockBytes; at + 1 < target.length; at += blockBytes) {
+      target[at] = scale & 0xff;
+      target[at + 1] = scale >> 8;
+    }
+  }
+
+  /** Random bits make huge or NaN floats: keep the mantissa random under a fixed small exponent. */
+  private tameFloats(target: Uint8Array, byteOffset: number): void {
+    if (this.format === 'F32') {
+      for (let at = (4 - (byteOffset % 4)) % 4 + 3; at < target.length; at += 4) target[at] = (target[at]! & 0x80) | 0x3c;
+      return;
+    }
+    // The high byte of each half holds sign and exponent (BF16: 0x3c ≈ 2^-7; F16: 0x20 ≈ 2^-7).
+    const high = this.format === 'BF16' ? 0x3c : 0x20;
+    for (let at = (byteOffset % 2 === 0 ? 1 : 0); at < target.length; at += 2) target[at] = (target[at]! & 0x80) | high;
+  }
+
+  private shape(name: string): number[] {
+    const shape = this.shapes.get(name);
+    if (!shape) throw new Error(`no tensor ${name}`);
+    return shape;
+  }
+}
