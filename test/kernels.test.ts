@@ -254,3 +254,32 @@ describe.each([1, 3])('%i thread(s)', (threads) => {
     });
   });
 });
+
+describe('F16 KV cache', () => {
+  test('attention over half-precision keys and values stays within half precision of float32', async () => {
+    const half = (await KernelOps.create({ threads: 1, kvCacheType: 'f16' })) as unknown as AnyOps;
+    const rows = 6;
+    const inputs = { q: gaussianFrom(1, rows * 72), k: gaussianFrom(2, rows * 24), v: gaussianFrom(3, rows * 24) };
+    const [onHalf, onTfjs] = [half, reference].map((ops) => {
+      const cache = ops.createKvCache({ layers: 1, kvHeads: 2, headDim: 12, capacity: rows });
+      const tables = new MemorySource().add('q', 'F32', [rows, 72], inputs.q).add('k', 'F32', [rows, 24], inputs.k).add('v', 'F32', [rows, 24], inputs.v);
+      const loaded = ['q', 'k', 'v'].map((name) => ops.embeddingWeight(name, tables));
+      const out = ops.scope(() => {
+        const [q, k, v] = loaded.map((table) => ops.embedding(table, Int32Array.from({ length: rows }, (_, i) => i)));
+        return ops.read(ops.attention(q!, k!, v!, cache, 0, 0));
+      });
+      cache.dispose();
+      return out;
+    });
+    // Half precision keeps 11 significant bits: relative error about 5e-4 per value.
+    expectClose(onHalf!, onTfjs!, 5e-3);
+    await (half as unknown as KernelOps).close();
+  });
+
+  test('stories260K with an F16 KV cache still gives the 40 reference tokens', async () => {
+    const loaded = await loadModel(STORIES, { backend: 'kernels', threads: 1, kvCacheType: 'f16' });
+    const reference = readJson<{ generated_ids: number[] }>(`${STORIES}/reference.json`);
+    const result = generate(loaded.model, loaded.tokenizer, { promptIds: [1], maxNewTokens: 40, sampling: GREEDY, stopTokenIds: [], stopStrings: [], topLogprobs: 0 });
+    expect(result.generatedIds).toEqual(reference.generated_ids);
+  });
+});

@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BACKEND_CHOICES } from '../engine/backends/select.js';
+import { KV_CACHE_TYPES } from '../kernels/wasm-ops.js';
 
 /** A decimal flag that must be a finite number within [min, max]. */
 export function numberFlag(options: { description: string; min?: number; max?: number; char?: 't' }) {
@@ -30,4 +31,6 @@ export const modelFlags = {
     description: `Compute backend (${BACKEND_CHOICES.join(', ')}). Default: node-gpu when installed, else herd's kernels for 16-bit and quantized weights, else the first tfjs backend that loads.`,
   }),
   threads: Flags.integer({ description: "Threads for herd's CPU kernels. Default: the cores available.", min: 1 }),
+  'kv-cache-type': Flags.string({ description: "KV cache storage on herd's CPU kernels (tfjs keeps f32).", options: [...KV_CACHE_TYPES], default: 'f32' }),
+  adapter: Flags.string({ description: 'PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) to apply to the model, as herd finetune writes.' }),
 };

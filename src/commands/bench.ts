@@ -11,7 +11,7 @@ import { LlamaForCausalLM } from '../engine/model.js';
 import type { PackedFormat } from '../engine/ops.js';
 import { argmax } from '../engine/sampling.js';
 import { SyntheticWeights } from '../engine/synthetic.js';
-import { KernelOps } from '../kernels/wasm-ops.js';
+import { KernelOps, type KvCacheType } from '../kernels/wasm-ops.js';
 import { PRESET_CONFIGS, PRESET_NAMES } from '../memory/presets.js';
 
 const FORMATS: Record<string, PackedFormat> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0', q4_0: 'Q4_0' };
@@ -60,11 +60,11 @@ async function folderModel(flags: { model?: string; backend?: string; threads?: 
   return { model: loaded.model, label: loaded.dir };
 }
 
-async function syntheticModel(preset: string, format: PackedFormat, flags: { backend?: string; threads?: number; json: boolean }): Promise<{ model: AnyModel; label: string }> {
+async function syntheticModel(preset: string, format: PackedFormat, flags: { backend?: string; threads?: number; 'kv-cache-type': string; json: boolean }): Promise<{ model: AnyModel; label: string }> {
   const raw = PRESET_CONFIGS[preset];
   if (!raw) throw new HerdError(`unknown --synthetic preset "${preset}"; choose one of ${PRESET_NAMES.join(', ')}`);
   const config = parseLlamaConfig({ model_type: 'llama', ...raw }, `preset ${preset}`);
-  const ops = await activateBackend({ backend: flags.backend, threads: flags.threads, packedWeights: format !== 'F32' });
+  const ops = await activateBackend({ backend: flags.backend, threads: flags.threads, kvCacheType: flags['kv-cache-type'] as KvCacheType, packedWeights: format !== 'F32' });
   const progress = progressBar('Making weights', !flags.json);
   try {
     const model = LlamaForCausalLM.load(config, new SyntheticWeights(config, format), ops, (done, total) => progress.update(done, total));

@@ -3,9 +3,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HerdError } from '../errors.js';
 import { activateBackend } from './backends/select.js';
+import type { KvCacheType } from '../kernels/wasm-ops.js';
 import { Checkpoint } from './checkpoint.js';
 import { parseLlamaConfig, tokenIdList, type LlamaConfig } from './config.js';
 import { LlamaForCausalLM } from './model.js';
+import type { Ops } from './ops.js';
+import { AdaptedWeights, readPeftAdapter } from '../train/adapter.js';
 import { HerdTokenizer, readJsonFile } from './tokenizer.js';
 
 /** The model that ships inside herd (karpathy's stories260K), used when no --model is given. */
@@ -34,8 +37,14 @@ export interface LoadOptions {
   backend?: string;
   /** Threads for herd's CPU kernels (default: the cores available). */
   threads?: number;
+  /** KV cache storage on herd's CPU kernels. */
+  kvCacheType?: KvCacheType;
   /** Called as each tensor reaches the backend. */
   onProgress?: (loaded: number, total: number) => void;
+  /** A PEFT LoRA adapter folder, merged into each adapted weight as it loads (any backend). */
+  adapter?: string;
+  /** Decorates the backend's ops before any weight loads (LoRA training attaches its parameters this way). */
+  wrapOps?: (ops: Ops<unknown, unknown>, config: LlamaConfig) => Ops<unknown, unknown>;
 }
 
 /**
@@ -48,8 +57,10 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
   try {
     const tokenizer = HerdTokenizer.fromDir(dir);
     const generation = readGenerationDefaults(dir, config);
-    const ops = await activateBackend({ backend: options.backend, threads: options.threads, packedWeights: storesPackedWeights(checkpoint) });
-    const model = LlamaForCausalLM.load(config, checkpoint, ops, options.onProgress) as LlamaForCausalLM<unknown, unknown>;
+    const backendOps = await activateBackend({ backend: options.backend, threads: options.threads, packedWeights: storesPackedWeights(checkpoint) });
+    const ops = options.wrapOps ? options.wrapOps(backendOps, config) : backendOps;
+    const source = options.adapter ? new AdaptedWeights(checkpoint, readPeftAdapter(options.adapter, config)) : checkpoint;
+    const model = LlamaForCausalLM.load(config, source, ops, options.onProgress) as LlamaForCausalLM<unknown, unknown>;
     return { dir, config, generation, tokenizer, model, loadMs: performance.now() - started };
   } finally {
     checkpoint.close();

@@ -9,8 +9,8 @@ export interface KernelExports {
   linear_q(format: number, w: number, xq: number, xScales: number, y: number, inDim: number, outDim: number, tokens: number, rowStart: number, rowEnd: number): void;
   rmsnorm(x: number, w: number, y: number, dim: number, rows: number, eps: number): void;
   rope(x: number, cos: number, sin: number, rows: number, heads: number, headDim: number): void;
-  cache_write(src: number, cache: number, rows: number, start: number, kvHeads: number, headDim: number, capacity: number): void;
-  attention(q: number, keys: number, values: number, out: number, scores: number, rows: number, start: number, heads: number, kvHeads: number, headDim: number, capacity: number): void;
+  cache_write(kvDtype: number, src: number, cache: number, rows: number, start: number, kvHeads: number, headDim: number, capacity: number): void;
+  attention(kvDtype: number, q: number, keys: number, values: number, out: number, scores: number, rows: number, start: number, heads: number, kvHeads: number, headDim: number, capacity: number): void;
   swiglu(gate: number, up: number, out: number, n: number): void;
   add(a: number, b: number, out: number, n: number): void;
   embedding_float(dtype: number, table: number, ids: number, out: number, dim: number, count: number): void;

@@ -36,9 +36,14 @@ class KernelKvCache implements KvCache {
   }
 }
 
+/** How the KV cache stores keys and values: float32, or IEEE half (half the memory, as llama.cpp's default). */
+export type KvCacheType = 'f32' | 'f16';
+export const KV_CACHE_TYPES: readonly KvCacheType[] = ['f32', 'f16'];
+
 export interface KernelOptions {
   /** Threads computing each linear layer, the main thread included (default: the cores available). */
   threads?: number;
+  kvCacheType?: KvCacheType;
 }
 
 /**
@@ -50,11 +55,15 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   readonly name = 'kernels';
   private readonly instance = new KernelInstance();
 
-  private constructor(private readonly pool: ThreadPool | null) {}
+  private readonly kvDtype: number;
+
+  private constructor(private readonly pool: ThreadPool | null, kvCacheType: KvCacheType) {
+    this.kvDtype = kvCacheType === 'f16' ? 1 : 0;
+  }
 
   static async create(options: KernelOptions = {}): Promise<KernelOps> {
     const threads = Math.max(1, options.threads ?? os.availableParallelism());
-    return new KernelOps(threads > 1 ? await ThreadPool.start(threads - 1) : null);
+    return new KernelOps(threads > 1 ? await ThreadPool.start(threads - 1) : null, options.kvCacheType ?? 'f32');
   }
 
   get threads(): number {
@@ -127,11 +136,11 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     const { kvHeads, headDim, capacity } = cache.shape;
     const storage = (cache as KernelKvCache).layers[layer]!;
     const kernels = this.instance.kernels;
-    kernels.cache_write(k.offset, storage.keys, k.rows, start, kvHeads, headDim, capacity);
-    kernels.cache_write(v.offset, storage.values, v.rows, start, kvHeads, headDim, capacity);
+    kernels.cache_write(this.kvDtype, k.offset, storage.keys, k.rows, start, kvHeads, headDim, capacity);
+    kernels.cache_write(this.kvDtype, v.offset, storage.values, v.rows, start, kvHeads, headDim, capacity);
     const out = this.tensor(q.rows, q.cols);
     const scores = this.instance.scratch((start + q.rows) * 4);
-    kernels.attention(q.offset, storage.keys, storage.values, out.offset, scores, q.rows, start, q.cols / headDim, kvHeads, headDim, capacity);
+    kernels.attention(this.kvDtype, q.offset, storage.keys, storage.values, out.offset, scores, q.rows, start, q.cols / headDim, kvHeads, headDim, capacity);
     return out;
   }
 
@@ -156,7 +165,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   }
 
   createKvCache(shape: KvCacheShape): KvCache {
-    const bytes = shape.kvHeads * shape.capacity * shape.headDim * 4;
+    const bytes = shape.kvHeads * shape.capacity * shape.headDim * (this.kvDtype === 1 ? 2 : 4);
     const layers = Array.from({ length: shape.layers }, () => ({ keys: this.instance.allocate(bytes), values: this.instance.allocate(bytes) }));
     return new KernelKvCache(shape, layers, () => {
       for (const { keys, values } of layers) {

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { HerdError } from '../../errors.js';
-import { KernelOps } from '../../kernels/wasm-ops.js';
+import { KernelOps, type KvCacheType } from '../../kernels/wasm-ops.js';
 import { kernelModule } from '../../kernels/wasm-memory.js';
 import type { Ops } from '../ops.js';
 import { TfjsOps } from './tfjs-ops.js';
@@ -49,6 +49,8 @@ export interface BackendRequest {
   backend?: string;
   /** Threads for herd's kernels. */
   threads?: number;
+  /** KV cache storage for herd's kernels (tfjs keeps float32). */
+  kvCacheType?: KvCacheType;
   /** The checkpoint stores 16-bit or quantized weights, which herd's kernels compute on as stored. */
   packedWeights?: boolean;
 }
@@ -72,7 +74,7 @@ export async function activateBackend(request: BackendRequest = {}): Promise<Ops
   const failures: string[] = [];
   for (const name of candidates) {
     const result = await probe(name);
-    if (result.available && name === 'kernels') return (await KernelOps.create({ threads: request.threads })) as Ops<unknown, unknown>;
+    if (result.available && name === 'kernels') return (await KernelOps.create({ threads: request.threads, kvCacheType: request.kvCacheType })) as Ops<unknown, unknown>;
     if (result.available && name !== 'kernels' && (await tf.setBackend(SPECS[name].tfjsName))) {
       await tf.ready();
       if (name === 'cpu') silenceNodeAdvice();

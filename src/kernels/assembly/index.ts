@@ -278,42 +278,62 @@ export function rope(x: usize, cos: usize, sin: usize, rows: i32, heads: i32, he
   }
 }
 
-// Copies k or v rows [rows, kvHeads · headDim] into the cache [kvHeads, capacity, headDim] at
-// positions start.. .
-export function cache_write(src: usize, cache: usize, rows: i32, start: i32, kvHeads: i32, headDim: i32, capacity: i32): void {
-  const bytes = <usize>headDim << 2;
+// float → IEEE half, rounding to nearest even (for the F16 KV cache).
+@inline function floatToHalf(value: f32): u32 {
+  const bits = reinterpret<u32>(value);
+  const sign = (bits >> 16) & 0x8000;
+  const exponent = <i32>((bits >> 23) & 0xff) - 112; // rebias 127 → 15
+  let mantissa = bits & 0x7fffff;
+  if (exponent >= 31) return sign | 0x7c00;
+  if (exponent <= 0) {
+    if (exponent < -10) return sign;
+    mantissa |= 0x800000;
+    return sign | roundShift(mantissa, <u32>(14 - exponent));
+  }
+  // A carry out of the mantissa correctly bumps the exponent.
+  return sign | ((<u32>exponent << 10) + roundShift(mantissa, 13));
+}
+
+@inline function roundShift(value: u32, shift: u32): u32 {
+  const half: u32 = 1 << (shift - 1);
+  const remainder = value & ((1 << shift) - 1);
+  let result = value >> shift;
+  if (remainder > half || (remainder == half && (result & 1) != 0)) result++;
+  return result;
+}
+
+// Copies k or v rows [rows, kvHeads · headDim] (float32) into the cache [kvHeads, capacity, headDim]
+// at positions start.., stored as F32 (kvDtype 0) or F16 (kvDtype 1).
+export function cache_write(kvDtype: i32, src: usize, cache: usize, rows: i32, start: i32, kvHeads: i32, headDim: i32, capacity: i32): void {
+  const rowBytes = <usize>headDim << (kvDtype == 0 ? 2 : 1);
   for (let t = 0; t < rows; t++) {
     for (let g = 0; g < kvHeads; g++) {
-      memory.copy(cache + ((<usize>g * capacity + start + t) * bytes), src + ((<usize>t * kvHeads + g) * bytes), bytes);
+      const from = src + ((<usize>t * kvHeads + g) * headDim << 2);
+      const to = cache + (<usize>g * capacity + start + t) * rowBytes;
+      if (kvDtype == 0) memory.copy(to, from, rowBytes);
+      else for (let i = 0; i < headDim; i++) store<u16>(to + (<usize>i << 1), <u16>floatToHalf(load<f32>(from + (<usize>i << 2))));
     }
   }
 }
 
-@inline function dotF32(a: usize, b: usize, n: i32): f32 {
-  let acc = f32x4.splat(0);
-  const vectorEnd = n & ~3;
-  for (let i = 0; i < vectorEnd; i += 4) acc = f32x4.add(acc, f32x4.mul(v128.load(a + (<usize>i << 2)), v128.load(b + (<usize>i << 2))));
-  let total = sum4(acc);
-  for (let i = vectorEnd; i < n; i++) total += load<f32>(a + (<usize>i << 2)) * load<f32>(b + (<usize>i << 2));
-  return total;
-}
-
 // Causal grouped-query attention of q [rows, heads · headDim] at positions start.. over the
-// cache; `scores` is scratch for (start + rows) floats. Query head h reads kv head h / group.
-export function attention(q: usize, keys: usize, values: usize, out: usize, scores: usize, rows: i32, start: i32, heads: i32, kvHeads: i32, headDim: i32, capacity: i32): void {
+// cache (kvDtype as cache_write); `scores` is scratch for (start + rows) floats. Query head h
+// reads kv head h / group.
+export function attention(kvDtype: i32, q: usize, keys: usize, values: usize, out: usize, scores: usize, rows: i32, start: i32, heads: i32, kvHeads: i32, headDim: i32, capacity: i32): void {
   const group = heads / kvHeads;
   const scale: f32 = 1 / Mathf.sqrt(<f32>headDim);
   const headBytes = <usize>headDim << 2;
+  const cacheRowBytes = <usize>headDim << (kvDtype == 0 ? 2 : 1);
   for (let t = 0; t < rows; t++) {
     const visible = start + t + 1;
     for (let h = 0; h < heads; h++) {
       const query = q + (<usize>t * heads + h) * headBytes;
       const g = h / group;
-      const keyBase = keys + <usize>g * capacity * headBytes;
-      const valueBase = values + <usize>g * capacity * headBytes;
+      const keyBase = keys + <usize>g * capacity * cacheRowBytes;
+      const valueBase = values + <usize>g * capacity * cacheRowBytes;
       let maximum: f32 = -Infinity;
       for (let p = 0; p < visible; p++) {
-        const score = dotF32(query, keyBase + <usize>p * headBytes, headDim) * scale;
+        const score = rowDot(kvDtype, keyBase + <usize>p * cacheRowBytes, query, headDim) * scale;
         store<f32>(scores + (<usize>p << 2), score);
         maximum = max(maximum, score);
       }
@@ -328,15 +348,15 @@ export function attention(q: usize, keys: usize, values: usize, out: usize, scor
       const vectorEnd = headDim & ~3;
       for (let p = 0; p < visible; p++) {
         const weight = load<f32>(scores + (<usize>p << 2)) / total;
-        const value = valueBase + <usize>p * headBytes;
+        const value = valueBase + <usize>p * cacheRowBytes;
         const w4 = f32x4.splat(weight);
         for (let i = 0; i < vectorEnd; i += 4) {
           const at = <usize>i << 2;
-          v128.store(result + at, f32x4.add(v128.load(result + at), f32x4.mul(w4, v128.load(value + at))));
+          v128.store(result + at, f32x4.add(v128.load(result + at), f32x4.mul(w4, loadWeights(kvDtype, value, i))));
         }
         for (let i = vectorEnd; i < headDim; i++) {
           const at = <usize>i << 2;
-          store<f32>(result + at, load<f32>(result + at) + weight * load<f32>(value + at));
+          store<f32>(result + at, load<f32>(result + at) + weight * scalarWeight(kvDtype, value, i));
         }
       }
     }
