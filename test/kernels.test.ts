@@ -8,7 +8,8 @@ import type { Ops, PackedFormat, PackedTensor, WeightSource } from '../src/engin
 import { ropeTables } from '../src/engine/rope.js';
 import { GREEDY, seededRandom } from '../src/engine/sampling.js';
 import { KernelOps } from '../src/kernels/wasm-ops.js';
-import { BLOCK_BYTES, dequantizeBlocks, quantizeBlocks, type BlockFormat } from '../src/quant/ggml-blocks.js';
+import { dequantizeBlocks, quantizeBlocks } from '../src/quant/ggml-blocks.js';
+import { dequantizeQ4K, quantizeQ4K } from '../src/quant/ggml-k-blocks.js';
 import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
 
 /** Weights held in memory in any packed format; readFloat gives their exact float values. */
@@ -39,6 +40,7 @@ function pack(format: PackedFormat, values: Float32Array): Uint8Array {
   if (format === 'F32') return new Uint8Array(Float32Array.from(values).buffer);
   if (format === 'F16') return new Uint8Array(Uint16Array.from(values, floatToHalf).buffer);
   if (format === 'BF16') return new Uint8Array(Uint16Array.from(new Uint32Array(Float32Array.from(values).buffer), (bits) => bits >>> 16).buffer);
+  if (format === 'Q4_K') return quantizeQ4K(values);
   return quantizeBlocks(format, values);
 }
 
@@ -47,6 +49,7 @@ function unpack(format: PackedFormat, bytes: Uint8Array, count: number): Float32
   if (format === 'F32') out.set(new Float32Array(bytes.slice().buffer));
   else if (format === 'F16') f16ToFloat32(new Uint16Array(bytes.slice().buffer), out);
   else if (format === 'BF16') bf16ToFloat32(new Uint16Array(bytes.slice().buffer), out);
+  else if (format === 'Q4_K') return dequantizeQ4K(bytes, count);
   else return dequantizeBlocks(format, bytes, count);
   return out;
 }
@@ -179,29 +182,29 @@ describe.each([1, 3])('%i thread(s)', (threads) => {
       onKernels!.forEach((output, step) => expectClose(output, onTfjs![step]!, 1e-5));
     });
 
-    test.each(['F32', 'BF16', 'Q8_0', 'Q4_0'] as const)('embedding rows from a %s table', (format) => {
-      const source = new MemorySource().add('table', format, [9, 64], gaussian(9 * 64));
+    test.each([['F32', 64], ['BF16', 64], ['Q8_0', 64], ['Q4_0', 64], ['Q4_K', 256]] as const)('embedding rows from a %s table of width %i', (format, width) => {
+      const source = new MemorySource().add('table', format, [9, width], gaussian(9 * width));
       const ids = Int32Array.of(8, 0, 3, 3);
       const table = kernels.embeddingWeight('table', source);
       const onKernels = kernels.scope(() => kernels.read(kernels.embedding(table, ids)));
       const values = source.readFloat('table').data;
-      const expected = Float32Array.from({ length: ids.length * 64 }, (_, i) => values[ids[Math.floor(i / 64)]! * 64 + (i % 64)]!);
-      expectClose(onKernels, expected, 1e-7);
+      const expected = Float32Array.from({ length: ids.length * width }, (_, i) => values[ids[Math.floor(i / width)]! * width + (i % width)]!);
+      expectClose(onKernels, expected, 1e-6);
     });
   });
 
   describe('quantized matrix-vector products', () => {
-    test.each(['Q8_0', 'Q4_0'] as const)('%s: equals dequantize-then-matmul of the Q8_0-quantized activations; 13 rows, K = 96', (format: BlockFormat) => {
-      const source = new MemorySource().add('w', format, [13, 96], gaussian(13 * 96, 0.1));
-      expect(source.describePacked('w').byteLength).toBe(BLOCK_BYTES[format] * 3 * 13);
+    test.each([['Q8_0', 96, 102], ['Q4_0', 96, 54], ['Q4_K', 512, 288]] as const)('%s: equals dequantize-then-matmul of the Q8_0-quantized activations; 13 rows, K = %i', (format, cols, rowBytes) => {
+      const source = new MemorySource().add('w', format, [13, cols], gaussian(13 * cols, 0.1));
+      expect(source.describePacked('w').byteLength).toBe(13 * rowBytes);
       const weights = source.readFloat('w').data;
       for (const tokens of [1, 3]) {
-        const x = gaussian(tokens * 96);
-        const onKernels = run(kernels, { x }, 96, source, ['w'], (ops, input, w) => ops.linear(input.x, w.w));
+        const x = gaussian(tokens * cols);
+        const onKernels = run(kernels, { x }, cols, source, ['w'], (ops, input, w) => ops.linear(input.x, w.w));
         // The kernel multiplies integer codes: exactly Σ dequant(W) · dequant(quant(x)), up to float rounding.
-        expectClose(onKernels, matmul(weights, quantizedActivations(x), 13, 96, tokens), 1e-5);
+        expectClose(onKernels, matmul(weights, quantizedActivations(x), 13, cols, tokens), 1e-5);
         // Against the float activations, the error stays within what 8-bit activations allow.
-        expectClose(onKernels, matmul(weights, x, 13, 96, tokens), 2e-2);
+        expectClose(onKernels, matmul(weights, x, 13, cols, tokens), 2e-2);
       }
     });
   });

@@ -14,7 +14,7 @@ import { SyntheticWeights } from '../engine/synthetic.js';
 import { KernelOps, type KvCacheType } from '../kernels/wasm-ops.js';
 import { PRESET_CONFIGS, PRESET_NAMES } from '../memory/presets.js';
 
-const FORMATS: Record<string, PackedFormat> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0', q4_0: 'Q4_0' };
+const FORMATS: Record<string, PackedFormat> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0', q4_0: 'Q4_0', q4_k: 'Q4_K' };
 
 type AnyModel = LlamaForCausalLM<unknown, unknown>;
 

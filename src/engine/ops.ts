@@ -69,8 +69,8 @@ export interface WeightSource {
   readPackedInto?(name: string, target: Uint8Array, byteOffset?: number): void;
 }
 
-/** Stored formats the CPU kernels compute on: floats, and GGUF's Q8_0 and Q4_0 blocks of 32. */
-export type PackedFormat = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
+/** Stored formats the CPU kernels compute on: floats, GGUF's Q8_0 and Q4_0 blocks of 32, and Q4_K super-blocks of 256. */
+export type PackedFormat = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K';
 
 /** Bytes of `rows` rows of `cols` weights stored in a format. */
 export function packedBytes(format: PackedFormat, rows: number, cols: number): number {
@@ -84,6 +84,8 @@ export function packedBytes(format: PackedFormat, rows: number, cols: number): n
       return rows * Math.ceil(cols / 32) * 34;
     case 'Q4_0':
       return rows * Math.ceil(cols / 32) * 18;
+    case 'Q4_K':
+      return rows * Math.ceil(cols / 256) * 144;
   }
 }
 

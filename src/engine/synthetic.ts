@@ -42,12 +42,15 @@ export class SyntheticWeights implements WeightSource {
       this.tameFloats(target, byteOffset);
       return;
     }
-    // Each block starts with its f16 scale: make every scale 0.01.
-    const blockBytes = format === 'Q8_0' ? 34 : 18;
-    const scale = floatToHalf(0.01);
-    for (let at = (blockBytes - (byteOffset % blockBytes)) % blockBytes; at + 1 < target.length; at += blockBytes) {
-      target[at] = scale & 0xff;
-      target[at + 1] = scale >> 8;
+    // Each block starts with its f16 scale (Q4_K: scale and min): make them small.
+    const blockBytes = packedBytes(format, 1, format === 'Q4_K' ? 256 : 32);
+    const scaleBytes = format === 'Q4_K' ? 4 : 2;
+    const scale = floatToHalf(0.001);
+    for (let block = Math.ceil(byteOffset / blockBytes) * blockBytes - byteOffset; block < target.length; block += blockBytes) {
+      for (let at = block; at < Math.min(block + scaleBytes, target.length); at += 2) {
+        target[at] = scale & 0xff;
+        if (at + 1 < target.length) target[at + 1] = scale >> 8;
+      }
     }
   }
 

@@ -12,8 +12,10 @@ export interface StoredMatrix {
 }
 
 const FLOAT_DTYPE_CODE: Partial<Record<PackedFormat, number>> = { F32: 0, F16: 1, BF16: 2 };
-// GGML type ids, as the kernels take them.
-const QUANT_FORMAT_CODE: Partial<Record<PackedFormat, number>> = { Q8_0: 8, Q4_0: 2 };
+// GGML type ids, as the kernels take them, and each format's block length.
+const QUANT_FORMAT_CODE: Partial<Record<PackedFormat, number>> = { Q8_0: 8, Q4_0: 2, Q4_K: 12 };
+const BLOCK_LENGTH: Partial<Record<PackedFormat, number>> = { Q8_0: 32, Q4_0: 32, Q4_K: 256 };
+// Activations are quantized in Q8_0 blocks of 32.
 const QUANT_BLOCK = 32;
 
 /** Bytes of `rows` rows of `cols` weights in a format the kernels compute on. */
@@ -37,13 +39,16 @@ export function multiply(instance: KernelInstance, matrix: StoredMatrix, x: numb
   const quantized = instance.scratch(tokens * matrix.cols);
   const scales = instance.scratch((tokens * matrix.cols) / QUANT_BLOCK * 4);
   kernels.quantize_q8_rows(x, quantized, scales, matrix.cols, tokens);
-  kernels.linear_q(quantCode(matrix.format, matrix.cols), matrix.offset, quantized, scales, y, matrix.cols, yStride, tokens, 0, matrix.rows);
+  const code = quantCode(matrix.format, matrix.cols);
+  if (matrix.format === 'Q4_K') kernels.linear_q4k(matrix.offset, quantized, scales, y, matrix.cols, yStride, tokens, 0, matrix.rows);
+  else kernels.linear_q(code, matrix.offset, quantized, scales, y, matrix.cols, yStride, tokens, 0, matrix.rows);
 }
 
 /** Rows of a table for each id (stored at `ids` as int32), as float32 at `out`. */
 export function gatherRows(instance: KernelInstance, table: StoredMatrix, ids: number, count: number, out: number): void {
   const floatCode = FLOAT_DTYPE_CODE[table.format];
   if (floatCode !== undefined) instance.kernels.embedding_float(floatCode, table.offset, ids, out, table.cols, count);
+  else if (table.format === 'Q4_K') instance.kernels.embedding_q4k(table.offset, ids, out, table.cols, count);
   else instance.kernels.embedding_q(quantCode(table.format, table.cols), table.offset, ids, out, table.cols, count);
 }
 
@@ -68,5 +73,6 @@ function quantCode(format: PackedFormat, cols: number): number {
 
 function checkBlocks(format: PackedFormat, cols: number): void {
   if (QUANT_FORMAT_CODE[format] === undefined) throw new HerdError(`the CPU kernels cannot compute on ${format} weights`);
-  if (cols % QUANT_BLOCK !== 0) throw new HerdError(`${format} rows must be a multiple of ${QUANT_BLOCK} long, got ${cols}`);
+  const block = BLOCK_LENGTH[format]!;
+  if (cols % block !== 0) throw new HerdError(`${format} rows must be a multiple of ${block} long, got ${cols}`);
 }

@@ -16,6 +16,8 @@ export interface KernelExports {
   embedding_float(dtype: number, table: number, ids: number, out: number, dim: number, count: number): void;
   embedding_q(format: number, table: number, ids: number, out: number, dim: number, count: number): void;
   read_sum(start: number, bytes: number): number;
+  linear_q4k(w: number, xq: number, xScales: number, y: number, inDim: number, outDim: number, tokens: number, rowStart: number, rowEnd: number): void;
+  embedding_q4k(table: number, ids: number, out: number, dim: number, count: number): void;
 }
 
 const WASM_FILE = new URL('../../dist/kernels/herd-kernels.wasm', import.meta.url);

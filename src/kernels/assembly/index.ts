@@ -232,6 +232,92 @@ export function linear_q(format: i32, w: usize, xq: usize, xScales: usize, y: us
   return sum4(acc);
 }
 
+// Q4_K super-blocks of 256 weights (144 bytes): f16 d, f16 dmin, 12 bytes packing eight 6-bit
+// scales and eight 6-bit mins, then 128 bytes of 4-bit codes; the 32 bytes of chunk c hold
+// sub-block 2c in their low nibbles and 2c + 1 in their high nibbles. Sub-block j of 32 weights
+// decodes as d·scale_j·q − dmin·min_j, so with Q8_0 activations (scale s_b, codes x) its dot
+// product is s_b·(d·scale_j·Σq·x − dmin·min_j·Σx): two integer sums per sub-block.
+const Q4K_BYTES: usize = 144;
+
+// get_scale_min_k4: scale (6 bits) and min (6 bits) of sub-block j.
+@inline function q4kScale(packed: usize, j: i32): f32 {
+  if (j < 4) return <f32>(load<u8>(packed + j) & 63);
+  return <f32>((load<u8>(packed + j + 4) & 0xf) | ((load<u8>(packed + j - 4) >> 6) << 4));
+}
+@inline function q4kMin(packed: usize, j: i32): f32 {
+  if (j < 4) return <f32>(load<u8>(packed + j + 4) & 63);
+  return <f32>((load<u8>(packed + j + 4) >> 4) | ((load<u8>(packed + j) >> 6) << 4));
+}
+
+// One sub-block's contribution: codes (32 values 0..15 as two vectors of 16) against activation block xq.
+@inline function accumulateQ4KSub(acc: v128, codesLow: v128, codesHigh: v128, xq: usize, xScale: f32, scale: f32, minimum: f32): v128 {
+  const first = v128.load(xq);
+  const second = v128.load(xq + 16);
+  const x0 = i16x8.extend_low_i8x16_s(first), x1 = i16x8.extend_high_i8x16_s(first);
+  const x2 = i16x8.extend_low_i8x16_s(second), x3 = i16x8.extend_high_i8x16_s(second);
+  const products = blockDotCodes(codesLow, codesHigh, x0, x1, x2, x3);
+  const sums = i32x4.dot_i16x8_s(i16x8.add(i16x8.add(x0, x1), i16x8.add(x2, x3)), i16x8.splat(1));
+  const scaled = f32x4.mul(f32x4.convert_i32x4_s(products), f32x4.splat(scale * xScale));
+  return f32x4.add(acc, f32x4.sub(scaled, f32x4.mul(f32x4.convert_i32x4_s(sums), f32x4.splat(minimum * xScale))));
+}
+
+@inline function rowDotQ4K(row: usize, superBlocks: i32, xq: usize, xScales: usize): f32 {
+  let acc = f32x4.splat(0);
+  for (let s = 0; s < superBlocks; s++) {
+    const block = row + <usize>s * Q4K_BYTES;
+    const d = halfToFloat(<u32>load<u16>(block));
+    const dmin = halfToFloat(<u32>load<u16>(block + 2));
+    const packed = block + 4;
+    for (let c = 0; c < 4; c++) {
+      const low = v128.load(block + 16 + (<usize>c << 5));
+      const high = v128.load(block + 32 + (<usize>c << 5));
+      const j = c << 1;
+      const b = (s << 3) + j;
+      const mask = i8x16.splat(0x0f);
+      acc = accumulateQ4KSub(acc, v128.and(low, mask), v128.and(high, mask), xq + (<usize>b << 5), load<f32>(xScales + (<usize>b << 2)), d * q4kScale(packed, j), dmin * q4kMin(packed, j));
+      acc = accumulateQ4KSub(acc, i8x16.shr_u(low, 4), i8x16.shr_u(high, 4), xq + (<usize>(b + 1) << 5), load<f32>(xScales + (<usize>(b + 1) << 2)), d * q4kScale(packed, j + 1), dmin * q4kMin(packed, j + 1));
+    }
+  }
+  return sum4(acc);
+}
+
+// y[t, r] for Q4_K weights; xq/xScales from quantize_q8_rows. Token tiles as in linear_float.
+export function linear_q4k(w: usize, xq: usize, xScales: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
+  const superBlocks = inDim >> 8;
+  const rowBytes = <usize>superBlocks * Q4K_BYTES;
+  for (let tile = 0; tile < tokens; tile += TOKEN_TILE) {
+    const tileEnd = min(tokens, tile + TOKEN_TILE);
+    for (let r = rowStart; r < rowEnd; r++) {
+      for (let t = tile; t < tileEnd; t++) {
+        store<f32>(y + ((<usize>t * outDim + r) << 2), rowDotQ4K(w + <usize>r * rowBytes, superBlocks, xq + <usize>t * inDim, xScales + (<usize>t * (inDim >> 5) << 2)));
+      }
+    }
+  }
+}
+
+// Rows of a Q4_K table for each id, dequantized.
+export function embedding_q4k(table: usize, ids: usize, out: usize, dim: i32, count: i32): void {
+  const rowBytes = <usize>(dim >> 8) * Q4K_BYTES;
+  for (let t = 0; t < count; t++) {
+    const row = table + <usize>load<i32>(ids + (<usize>t << 2)) * rowBytes;
+    const dst = out + (<usize>t * dim << 2);
+    for (let s = 0; s < dim >> 8; s++) {
+      const block = row + <usize>s * Q4K_BYTES;
+      const d = halfToFloat(<u32>load<u16>(block));
+      const dmin = halfToFloat(<u32>load<u16>(block + 2));
+      for (let j = 0; j < 8; j++) {
+        const scale = d * q4kScale(block + 4, j);
+        const minimum = dmin * q4kMin(block + 4, j);
+        for (let l = 0; l < 32; l++) {
+          const byte = <i32>load<u8>(block + 16 + (<usize>(j >> 1) << 5) + l);
+          const q = (j & 1) == 0 ? byte & 15 : byte >> 4;
+          store<f32>(dst + ((<usize>(s << 8) + (j << 5) + l) << 2), scale * <f32>q - minimum);
+        }
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The rest of a Llama layer, in float32.
 
