@@ -42,15 +42,14 @@ export class SyntheticWeights implements WeightSource {
       this.tameFloats(target, byteOffset);
       return;
     }
-    // Each block starts with its f16 scale (Q4_K: scale and min): make them small.
+    // Each block starts with its f16 scale (Q4_K: d, then dmin): small, and for Q4_K's unsigned
+    // codes a min that centres the weights near zero (d · 31.5 · 7.5 ≈ dmin · 31.5).
     const blockBytes = packedBytes(format, 1, format === 'Q4_K' ? 256 : 32);
-    const scaleBytes = format === 'Q4_K' ? 4 : 2;
-    const scale = floatToHalf(0.001);
+    const halves = format === 'Q4_K' ? [floatToHalf(0.001), floatToHalf(0.0075)] : [floatToHalf(0.001)];
     for (let block = Math.ceil(byteOffset / blockBytes) * blockBytes - byteOffset; block < target.length; block += blockBytes) {
-      for (let at = block; at < Math.min(block + scaleBytes, target.length); at += 2) {
-        target[at] = scale & 0xff;
-        if (at + 1 < target.length) target[at + 1] = scale >> 8;
-      }
+      halves.forEach((half, i) => {
+        if (block + 2 * i + 1 < target.length) target.set([half & 0xff, half >> 8], block + 2 * i);
+      });
     }
   }
 
