@@ -29,6 +29,8 @@ export const Command = {
   Linear: 3,
   FreeWeight: 4,
   Exit: 5,
+  /** Rows of shard `id` for the local row indices in input (as int32), to output as float32: id, count. */
+  GatherRows: 7,
   /** Read a private buffer of `bytes` bytes `passes` times (bandwidth probe): bytes, passes; the
    *  worker leaves the microseconds the reads took in RESULT. */
   ReadMemory: 6,

@@ -85,6 +85,13 @@ export class ThreadPool {
     });
   }
 
+  /** Rows `localRows` of worker `index`'s shard of weight `id`, as float32 rows of `cols`. */
+  gatherRows(index: number, id: number, localRows: Int32Array, cols: number): Float32Array {
+    new Int32Array(this.input.buffer, 0, localRows.length).set(localRows);
+    this.call(this.workers[index]!, Command.GatherRows, [id, localRows.length]);
+    return this.output.subarray(0, localRows.length * cols);
+  }
+
   freeShard(index: number, id: number): void {
     this.call(this.workers[index]!, Command.FreeWeight, [id]);
   }

@@ -71,11 +71,11 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   }
 
   linearWeight(name: string, source: WeightSource): KernelWeight {
-    return this.loadMatrix(name, source, false);
+    return this.loadMatrix(name, source);
   }
 
   embeddingWeight(name: string, source: WeightSource): KernelWeight {
-    return this.loadMatrix(name, source, true);
+    return this.loadMatrix(name, source);
   }
 
   vectorWeight(name: string, source: WeightSource): KernelWeight {
@@ -85,12 +85,31 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     return { offset, byteLength: host.data.byteLength, format: 'F32', rows: 1, cols: host.data.length, mainRows: 1, shards: [] };
   }
 
+  /** Rows of the table for each id; rows held by a worker's shard are fetched from that worker. */
   embedding(table: KernelWeight, ids: Int32Array): KernelTensor {
-    const idsOffset = this.instance.scratch(ids.byteLength);
-    new Int32Array(this.instance.kernels.memory.buffer, idsOffset, ids.length).set(ids);
     const out = this.tensor(ids.length, table.cols);
-    gatherRows(this.instance, table, idsOffset, ids.length, out.offset);
+    const local = [...ids.keys()].filter((i) => ids[i]! < table.mainRows);
+    this.gatherLocal(table, local.map((i) => ids[i]!), local, out);
+    table.shards.forEach((shard, index) => {
+      const end = table.shards[index + 1]?.rowStart ?? table.rows;
+      const positions = [...ids.keys()].filter((i) => ids[i]! >= shard.rowStart && ids[i]! < end);
+      if (positions.length === 0) return;
+      const rows = this.pool!.gatherRows(index, shard.id, Int32Array.from(positions, (i) => ids[i]! - shard.rowStart), table.cols);
+      const target = this.instance.floats(out.offset, ids.length * table.cols);
+      positions.forEach((position, k) => target.set(rows.subarray(k * table.cols, (k + 1) * table.cols), position * table.cols));
+    });
     return out;
+  }
+
+  private gatherLocal(table: KernelWeight, rowIds: number[], positions: number[], out: KernelTensor): void {
+    if (rowIds.length === 0) return;
+    const idsOffset = this.instance.scratch(rowIds.length * 4);
+    new Int32Array(this.instance.kernels.memory.buffer, idsOffset, rowIds.length).set(rowIds);
+    const rows = this.instance.scratch(rowIds.length * table.cols * 4);
+    gatherRows(this.instance, table, idsOffset, rowIds.length, rows);
+    const gathered = this.instance.floats(rows, rowIds.length * table.cols);
+    const target = this.instance.floats(out.offset, out.rows * out.cols);
+    positions.forEach((position, k) => target.set(gathered.subarray(k * table.cols, (k + 1) * table.cols), position * table.cols));
   }
 
   linear(x: KernelTensor, weight: KernelWeight): KernelTensor {
@@ -209,7 +228,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
    * Reads a matrix as stored (float when the source has no packed form) straight into the
    * instances' memories: the main thread's rows, then each worker's shard through the pool.
    */
-  private loadMatrix(name: string, source: WeightSource, keepAllRowsOnMain: boolean): KernelWeight {
+  private loadMatrix(name: string, source: WeightSource): KernelWeight {
     const packed = source.describePacked?.(name) ?? null;
     const host = packed && source.readPackedInto ? null : source.readFloat(name);
     const format = packed && !host ? packed.format : 'F32';
@@ -221,7 +240,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     };
     const starts = shardStarts(rows, this.threads);
     const mainRows = starts[1] ?? rows;
-    const mainBytes = (keepAllRowsOnMain ? rows : mainRows) * rowBytes;
+    const mainBytes = mainRows * rowBytes;
     const offset = this.instance.allocate(mainBytes);
     read(this.instance.bytes(offset, mainBytes), 0);
     const shards = starts.slice(1).map((rowStart, i) => {

@@ -1,5 +1,5 @@
 import { workerData } from 'node:worker_threads';
-import { multiply, readMemory, type StoredMatrix } from './linear.js';
+import { gatherRows, multiply, readMemory, type StoredMatrix } from './linear.js';
 import { ARG, COMMAND, Command, DONE, PACKED_FORMATS, RESULT, SEQUENCE, type WorkerSetup } from './protocol.js';
 import { KernelInstance } from './wasm-memory.js';
 
@@ -45,6 +45,9 @@ function run(command: number, args: number[]): void {
     case Command.Linear:
       linear(shards.get(id)!, a, b, c);
       break;
+    case Command.GatherRows:
+      gather(shards.get(id)!, a);
+      break;
     case Command.ReadMemory:
       control[RESULT] = Math.round(readMemory(instance, id, a) * 1e6);
       break;
@@ -66,5 +69,16 @@ function linear(shard: StoredMatrix, tokens: number, rowStart: number, outDim: n
     multiply(instance, shard, x, tokens, y, shard.rows);
     const result = instance.floats(y, tokens * shard.rows);
     for (let t = 0; t < tokens; t++) output.set(result.subarray(t * shard.rows, (t + 1) * shard.rows), t * outDim + rowStart);
+  });
+}
+
+/** Dequantized rows of this shard for the row indices in the input buffer. */
+function gather(shard: StoredMatrix, count: number): void {
+  instance.scope(() => {
+    const ids = instance.scratch(count * 4);
+    new Int32Array(instance.kernels.memory.buffer, ids, count).set(new Int32Array(setup.input, 0, count));
+    const rows = instance.scratch(count * shard.cols * 4);
+    gatherRows(instance, shard, ids, count, rows);
+    output.set(instance.floats(rows, count * shard.cols));
   });
 }
