@@ -1,0 +1,143 @@
+import fs from 'node:fs';
+import { Args, Flags } from '@oclif/core';
+import chalk from 'chalk';
+import { HerdCommand } from '../cli/base-command.js';
+import { modelFlags } from '../cli/flags.js';
+import { loadModelWithProgress } from '../cli/load.js';
+import { progressBar } from '../cli/progress.js';
+import { HerdError } from '../errors.js';
+import type { LoadedModel } from '../engine/load.js';
+import { compareDistributions, pairedDelta, type DistributionAgreement, type MetricDelta } from '../eval/compare.js';
+import { aggregate, rescore, resultsJson, writeReport, type EvalReport } from '../eval/results.js';
+import { runTask, type RunOptions } from '../eval/runner.js';
+import { builtinTaskNames, resolveTask } from '../eval/task-config.js';
+
+export default class Eval extends HerdCommand {
+  static override summary = 'Evaluate a model on benchmark tasks defined as lm-eval task YAML (accuracy, exact match, F1, perplexity).';
+
+  static override description = `Tasks are built-in (${builtinTaskNames().join(', ')}) or paths to lm-evaluation-harness task YAML files. Data is read from local files in Hugging Face layouts (jsonl, csv, parquet) under --data.
+Multiple-choice questions encode the context once and reuse its KV cache for every choice. Few-shot examples are drawn as lm-eval draws them (random.Random(seed).sample, seed 1234).
+--compare runs a second model on the same documents and reports metric deltas with a paired significance test, plus per-token KL divergence and top-1 agreement on --compare-text.`;
+
+  static override examples = [
+    '<%= config.bin %> eval tinystories --data ../shared/data',
+    '<%= config.bin %> eval arc_challenge,hellaswag --model ~/models/Llama-3.1-8B --data ~/data --limit 100 --output runs/base --log-samples',
+    '<%= config.bin %> eval mmlu --model ~/models/Llama-3.1-8B-Instruct --data ~/data --apply-chat-template --fewshot-as-multiturn',
+    '<%= config.bin %> eval --rescore runs/base',
+    '<%= config.bin %> eval arc_challenge --model ~/models/base --compare ~/models/base-q8 --data ~/data --limit 200 --compare-text ~/data/text/wikitext-2-raw-test.txt',
+  ];
+
+  static override args = {
+    tasks: Args.string({ description: 'Comma-separated task names or task YAML files.' }),
+  };
+
+  static override flags = {
+    ...modelFlags,
+    data: Flags.string({ description: 'Folder with the datasets (e.g. DIR/arc_challenge/test.jsonl, DIR/text/…).' }),
+    limit: Flags.integer({ description: 'Evaluate only the first N documents of each task.', min: 1 }),
+    seed: Flags.integer({ description: 'Seed of the few-shot sampler (lm-eval: 1234).', default: 1234 }),
+    'num-fewshot': Flags.integer({ description: "Few-shot examples per prompt (default: the task's num_fewshot).", min: 0 }),
+    'apply-chat-template': Flags.boolean({ description: "Wrap prompts in the model's chat template.", default: false }),
+    'fewshot-as-multiturn': Flags.boolean({ description: 'With --apply-chat-template: each few-shot example as a user/assistant turn.', default: false }),
+    system: Flags.string({ description: 'System instruction placed before the prompt (a system turn with --apply-chat-template).' }),
+    output: Flags.string({ char: 'o', description: 'Write results.json (lm-eval layout) into this folder.' }),
+    'log-samples': Flags.boolean({ description: 'With --output: also write samples_<task>.jsonl with prompts, loglikelihoods, predictions and scores.', default: false }),
+    rescore: Flags.string({ description: 'Recompute metrics from a folder written with --output --log-samples, without running a model.' }),
+    compare: Flags.string({ description: 'A second model folder (quantized, fine-tuned…) to run on the same documents.' }),
+    'compare-text': Flags.string({ description: 'With --compare: a text file for per-token KL divergence and top-1 agreement.' }),
+    'compare-tokens': Flags.integer({ description: 'With --compare-text: how many tokens of it to compare.', default: 2048, min: 1 }),
+    'max-length': Flags.integer({ description: "Longest model input in tokens (default: the model's context, at most 4096).", min: 2 }),
+    'max-gen-toks': Flags.integer({ description: "Most tokens generated per answer (default: the task's max_gen_toks, 256).", min: 1 }),
+    'bootstrap-iters': Flags.integer({ description: 'Bootstrap resamples for the perplexity stderrs (lm-eval: 100000).', default: 100000, min: 0 }),
+  };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(Eval);
+    if (flags['log-samples'] && !flags.output) throw new HerdError('--log-samples needs --output DIR');
+    if (flags['fewshot-as-multiturn'] && !flags['apply-chat-template']) throw new HerdError('--fewshot-as-multiturn needs --apply-chat-template');
+    if (flags.rescore) {
+      const report = rescore(flags.rescore, flags['bootstrap-iters']);
+      if (flags.output) writeReport(flags.output, report, false);
+      return this.print(report, flags.json);
+    }
+    if (!args.tasks) throw new HerdError(`name the tasks to run (built-in: ${builtinTaskNames().join(', ')}) or pass --rescore DIR`);
+    const configs = args.tasks.split(',').map((name) => resolveTask(name.trim()));
+    const base = await loadModelWithProgress(flags);
+    const runOptions = (loaded: LoadedModel): Omit<RunOptions, 'onDocument'> => ({
+      dataDir: flags.data,
+      limit: flags.limit,
+      fewshotSeed: flags.seed,
+      numFewshot: flags['num-fewshot'],
+      applyChatTemplate: flags['apply-chat-template'],
+      fewshotAsMultiturn: flags['fewshot-as-multiturn'],
+      systemInstruction: flags.system,
+      maxLength: flags['max-length'] ?? Math.min(loaded.config.maxPositionEmbeddings, 4096),
+      maxGenToks: flags['max-gen-toks'],
+    });
+    const settings = { limit: flags.limit ?? null, fewshot_seed: flags.seed, bootstrap_iters: flags['bootstrap-iters'], apply_chat_template: flags['apply-chat-template'], fewshot_as_multiturn: flags['fewshot-as-multiturn'], system_instruction: flags.system ?? null, backend: base.model.backendName };
+    const report = await this.evaluate(base, configs, runOptions(base), flags, settings);
+    if (flags.output) writeReport(flags.output, report, flags['log-samples']);
+    if (!flags.compare) return this.print(report, flags.json);
+    const variant = await loadModelWithProgress({ ...flags, model: flags.compare });
+    const variantReport = await this.evaluate(variant, configs, runOptions(variant), flags, settings);
+    const deltas = report.tasks.flatMap((entry, i) => entry.metrics.map((metric, k) => pairedDelta(entry.run.config.task, metric, variantReport.tasks[i]!.metrics[k]!)));
+    const agreement = flags['compare-text'] ? compareText(base, variant, flags['compare-text'], flags['compare-tokens'], runOptions(base).maxLength) : null;
+    this.printComparison(report, variantReport, deltas, agreement, flags.json);
+  }
+
+  private async evaluate(loaded: LoadedModel, configs: ReturnType<typeof resolveTask>[], options: Omit<RunOptions, 'onDocument'>, flags: { json: boolean; 'bootstrap-iters': number }, settings: Record<string, unknown>): Promise<EvalReport> {
+    const tasks: EvalReport['tasks'] = [];
+    for (const config of configs) {
+      const progress = progressBar(`${config.task}`, !flags.json);
+      try {
+        const run = await runTask(loaded, config, { ...options, onDocument: (done, total) => progress.update(done, total) });
+        tasks.push({ run, metrics: aggregate(config, run.samples, flags['bootstrap-iters']) });
+      } finally {
+        progress.stop();
+      }
+      for (const warning of tasks.at(-1)!.run.warnings) process.stderr.write(chalk.yellow(`herd: ${config.task}: ${warning}\n`));
+    }
+    return { tasks, model: loaded.dir, settings };
+  }
+
+  private print(report: EvalReport, json: boolean): void {
+    if (json) return this.log(JSON.stringify(resultsJson(report)));
+    const rows = report.tasks.flatMap(({ run, metrics }) =>
+      metrics.map((m) => [run.config.task, String(run.numFewshot), m.filter, m.metric, formatValue(m.value), Number.isFinite(m.stderr) ? `± ${formatValue(m.stderr)}` : '', String(run.samples.length)]),
+    );
+    this.log(table(['task', 'shots', 'filter', 'metric', 'value', 'stderr', 'n'], rows));
+  }
+
+  private printComparison(base: EvalReport, variant: EvalReport, deltas: MetricDelta[], agreement: DistributionAgreement | null, json: boolean): void {
+    if (json) {
+      return this.log(JSON.stringify({ base: resultsJson(base), variant: resultsJson(variant), deltas, distribution: agreement }));
+    }
+    const rows = deltas.map((d) => {
+      const significant = d.pValue !== null && d.pValue < 0.05;
+      const deltaText = `${d.delta >= 0 ? '+' : ''}${formatValue(d.delta)}`;
+      return [d.task, d.filter, d.metric, formatValue(d.base), formatValue(d.variant), significant ? chalk.bold(deltaText) : deltaText, d.pValue === null ? 'n/a' : d.pValue.toFixed(4)];
+    });
+    this.log(table(['task', 'filter', 'metric', 'base', 'variant', 'delta', 'p (paired)'], rows));
+    if (agreement) {
+      this.log(`\nnext-token distributions over ${agreement.tokens} tokens: mean KL(base‖variant) ${agreement.meanKl.toExponential(3)} nats (max ${agreement.maxKl.toExponential(3)}), top-1 agreement ${(agreement.top1Agreement * 100).toFixed(2)}%`);
+    }
+  }
+}
+
+function compareText(base: LoadedModel, variant: LoadedModel, file: string, tokens: number, window: number): DistributionAgreement {
+  if (!fs.existsSync(file)) throw new HerdError(`--compare-text ${file} does not exist`);
+  const ids = base.tokenizer.encode(fs.readFileSync(file, 'utf8'), true).slice(0, tokens);
+  return compareDistributions(base, variant, ids, window);
+}
+
+function formatValue(value: number): string {
+  return Math.abs(value) >= 100 ? value.toFixed(2) : value.toFixed(4);
+}
+
+/** A plain aligned table; the header is bold and dim rules separate it (chalk prints no colour when piped). */
+function table(header: string[], rows: string[][]): string {
+  const visible = (text: string) => text.replace(/\u001b\[[0-9;]*m/g, '').length;
+  const widths = header.map((title, i) => Math.max(visible(title), ...rows.map((row) => visible(row[i]!))));
+  const line = (cells: string[]) => cells.map((cell, i) => cell + ' '.repeat(widths[i]! - visible(cell))).join('  ');
+  return [chalk.bold(line(header)), chalk.dim(widths.map((w) => '─'.repeat(w)).join('  ')), ...rows.map((row) => line([chalk.cyan(row[0]!), ...row.slice(1)]))].join('\n');
+}
