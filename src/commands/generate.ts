@@ -1,8 +1,10 @@
 import { Args, Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { HerdCommand } from '../cli/base-command.js';
-import { modelFlags, numberFlag } from '../cli/flags.js';
+import { parseDate } from '../cli/date.js';
+import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
+import { samplingFlags, samplingOptions } from '../cli/sampling.js';
 import { describeTimings, measureTimings, type Timings } from '../cli/timings.js';
 import { HerdError } from '../errors.js';
 import { generate, type GenerateResult } from '../engine/generate.js';
@@ -33,12 +35,7 @@ Sampling defaults come from the model's generation_config.json (greedy when it d
     system: Flags.string({ description: 'System message (needs a chat template).' }),
     raw: Flags.boolean({ description: 'Feed the prompt as is, without the chat template.', default: false }),
     'max-new-tokens': Flags.integer({ char: 'n', description: 'Most tokens to generate.', default: 256, min: 1 }),
-    temperature: numberFlag({ description: 'Sampling temperature; 0 is greedy. Default: generation_config.json, else 0.', min: 0 }),
-    'top-p': numberFlag({ description: 'Nucleus sampling: keep the smallest set of tokens whose probability reaches p.', min: 0, max: 1 }),
-    'top-k': Flags.integer({ description: 'Keep the k most likely tokens (0: off). Default: generation_config.json, else 50 when sampling, as transformers.', min: 0 }),
-    'min-p': numberFlag({ description: 'Drop tokens less likely than min-p × the most likely one.', min: 0, max: 1 }),
-    'repetition-penalty': numberFlag({ description: 'Penalty (> 1) on tokens already in the prompt or output.', min: 0.01 }),
-    seed: Flags.integer({ description: 'Random seed; the same seed gives the same output. Default: random (reported in --json).' }),
+    ...samplingFlags,
     stop: Flags.string({ description: 'Stop when the text contains this string (repeatable).', multiple: true, default: [] }),
     logprobs: Flags.integer({ description: 'With --json: for each generated token, its logprob and the top N of the distribution.', min: 0, default: 0 }),
     date: Flags.string({ description: 'Date passed to the chat template as date_string (YYYY-MM-DD). Default: today.' }),
@@ -67,29 +64,6 @@ Sampling defaults come from the model's generation_config.json (greedy when it d
   }
 }
 
-interface SamplingFlags {
-  temperature?: number;
-  'top-p'?: number;
-  'top-k'?: number;
-  'min-p'?: number;
-  'repetition-penalty'?: number;
-  seed?: number;
-}
-
-/** Flags win; otherwise generation_config.json decides, as transformers' generate() does. */
-function samplingOptions(loaded: LoadedModel, flags: SamplingFlags): SamplingOptions {
-  const defaults = loaded.generation;
-  const configTemperature = defaults.doSample ? (defaults.temperature ?? 1) : 0;
-  return {
-    temperature: flags.temperature ?? configTemperature,
-    topP: flags['top-p'] ?? defaults.topP ?? 1,
-    topK: flags['top-k'] ?? defaults.topK ?? 50,
-    minP: flags['min-p'] ?? 0,
-    repetitionPenalty: flags['repetition-penalty'] ?? defaults.repetitionPenalty ?? 1,
-    seed: flags.seed ?? Math.floor(Math.random() * 2 ** 31),
-  };
-}
-
 function jsonReport(loaded: LoadedModel, prompt: string, ids: number[], sampling: SamplingOptions, result: GenerateResult, report: Timings, topN: number) {
   const token = (id: number) => loaded.tokenizer.idToToken(id) ?? null;
   return {
@@ -112,13 +86,6 @@ function jsonReport(loaded: LoadedModel, prompt: string, ids: number[], sampling
       })),
     }),
   };
-}
-
-function parseDate(text: string | undefined): Date | undefined {
-  if (text === undefined) return undefined;
-  const date = new Date(`${text}T00:00:00Z`);
-  if (!/^\d{4}-\d{2}-\d{2}$/.test(text) || Number.isNaN(date.getTime())) throw new HerdError(`--date must be YYYY-MM-DD, got "${text}"`);
-  return date;
 }
 
 async function readStdin(): Promise<string> {

@@ -1,5 +1,6 @@
 import { HerdError } from '../errors.js';
 import type { LlamaForCausalLM } from './model.js';
+import type { KvCache } from './ops.js';
 import { Sampler, logSoftmax, topEntries, type SamplingOptions } from './sampling.js';
 import { TextStream, type HerdTokenizer } from './tokenizer.js';
 
@@ -17,6 +18,23 @@ export interface GenerateRequest {
   onText?: (delta: string) => void;
   /** Checked before each token; true ends generation early (finish reason "abort"). */
   shouldStop?: () => boolean;
+  /**
+   * A KV cache kept across calls (multi-turn chat): the positions it holds that the prompt starts
+   * with are not computed again, and the cache is kept for the next call instead of freed.
+   */
+  reuseCache?: ReusableCache;
+}
+
+/** A KV cache kept between generate calls with the ids whose keys and values it holds. */
+export class ReusableCache {
+  cache: KvCache | null = null;
+  ids: number[] = [];
+
+  dispose(): void {
+    this.cache?.dispose();
+    this.cache = null;
+    this.ids = [];
+  }
 }
 
 export interface GeneratedToken {
@@ -37,6 +55,8 @@ export interface GenerateResult {
   tokens: GeneratedToken[];
   prefillMs: number;
   decodeMs: number;
+  /** Prompt tokens whose keys and values came from the reused cache (0 without `reuseCache`). */
+  reusedPromptTokens: number;
 }
 
 /** Generates to the end without pausing (scripts, tests, benchmarks). */
@@ -70,18 +90,20 @@ function* generateSteps(model: LlamaForCausalLM<unknown, unknown>, tokenizer: He
     throw new HerdError(`the prompt has ${promptLength} tokens but the model's context (max_position_embeddings) is ${context}`);
   }
   const maxNewTokens = Math.min(request.maxNewTokens, context - promptLength);
-  const cache = model.createCache(promptLength + maxNewTokens);
+  const { cache, reused } = request.reuseCache
+    ? prepareReusedCache(model, request.reuseCache, request.promptIds, promptLength + maxNewTokens)
+    : { cache: model.createCache(promptLength + maxNewTokens), reused: 0 };
   const sampler = new Sampler(request.sampling);
   const stream = new TextStream(tokenizer);
   const stops = new StopStringWatcher(request.stopStrings);
   const history = [...request.promptIds];
   const result: GenerateResult = {
-    generatedIds: [], text: '', finishReason: 'length', stoppedBy: null, tokens: [], prefillMs: 0, decodeMs: 0,
+    generatedIds: [], text: '', finishReason: 'length', stoppedBy: null, tokens: [], prefillMs: 0, decodeMs: 0, reusedPromptTokens: reused,
   };
 
   try {
     let started = performance.now();
-    let logits = model.forward(Int32Array.from(request.promptIds), cache);
+    let logits = model.forward(Int32Array.from(request.promptIds.slice(reused)), cache);
     result.prefillMs = performance.now() - started;
     started = performance.now();
     while (result.generatedIds.length < maxNewTokens) {
@@ -108,7 +130,9 @@ function* generateSteps(model: LlamaForCausalLM<unknown, unknown>, tokenizer: He
     }
     result.decodeMs = performance.now() - started;
   } finally {
-    cache.dispose();
+    // forward() raises cache.length only after a pass completes, so it counts valid positions.
+    if (request.reuseCache) request.reuseCache.ids = history.slice(0, cache.length);
+    else cache.dispose();
   }
   if (typeof result.stoppedBy !== 'string') {
     // Text held back as a possible stop string's start was not one after all.
@@ -117,6 +141,34 @@ function* generateSteps(model: LlamaForCausalLM<unknown, unknown>, tokenizer: He
   }
   result.text = stops.text;
   return result;
+}
+
+/** Positions a reused cache holds at first (createCache caps it at the model's context). */
+const REUSED_CACHE_MIN_POSITIONS = 4096;
+
+/**
+ * Makes the reused cache ready for this prompt: rewound to the prefix it shares with the prompt
+ * (at least one prompt token is always fed, for its logits), or replaced by a larger one.
+ */
+function prepareReusedCache(
+  model: LlamaForCausalLM<unknown, unknown>,
+  reuse: ReusableCache,
+  promptIds: readonly number[],
+  needed: number,
+): { cache: KvCache; reused: number } {
+  if (reuse.cache === null || reuse.cache.shape.capacity < needed) {
+    // A new cache starts empty (the prompt is recomputed), so it is made roomy: at least
+    // REUSED_CACHE_MIN_POSITIONS, and doubling keeps reallocations logarithmic in the chat's length.
+    const capacity = Math.max(needed, 2 * (reuse.cache?.shape.capacity ?? 0), REUSED_CACHE_MIN_POSITIONS);
+    reuse.dispose();
+    reuse.cache = model.createCache(capacity);
+  }
+  let shared = 0;
+  const limit = Math.min(reuse.ids.length, promptIds.length - 1);
+  while (shared < limit && reuse.ids[shared] === promptIds[shared]) shared++;
+  reuse.cache.length = shared;
+  reuse.ids = reuse.ids.slice(0, shared);
+  return { cache: reuse.cache, reused: shared };
 }
 
 function describeToken(id: number, logits: Float32Array, topN: number): GeneratedToken {

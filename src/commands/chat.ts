@@ -1,0 +1,103 @@
+import path from 'node:path';
+import { Flags } from '@oclif/core';
+import { HerdCommand } from '../cli/base-command.js';
+import { parseDate } from '../cli/date.js';
+import { modelFlags, numberFlag } from '../cli/flags.js';
+import { loadModelWithProgress } from '../cli/load.js';
+import { samplingFlags, samplingOptions } from '../cli/sampling.js';
+import { Conversation } from '../chat/conversation.js';
+import { ChatAgent } from '../chat/loop.js';
+import { runScript } from '../chat/script.js';
+import { SESSION_FORMAT, SESSION_VERSION, exportSession, loadSession, saveSession, type ChatSession, type SessionSettings } from '../chat/session.js';
+import { EngineTokenSource } from '../chat/token-source.js';
+import { DEFAULT_TOOL_SETTINGS, ToolBox, loadToolsFile, parseBuiltinTools } from '../chat/tools.js';
+import { selectChatTemplate } from '../templates/chat-template.js';
+
+export default class Chat extends HerdCommand {
+  static override summary = 'Chat with a Llama 3.1 Instruct model, with tool calling, in the terminal.';
+
+  static override description = `At a terminal, an interactive chat: replies stream, each tool call is a panel you approve (y/n/a), Ctrl+C stops a reply, and slash commands (/help) edit, save and load the conversation.
+When stdin or stdout is not a terminal, each input line is a user turn and replies go to stdout (--json: NDJSON events token, tool_call, tool_result, turn_end); tools then run only with --yes.
+Custom tools come from --tools FILE (OpenAI function schemas, each with a "command" argv that gets the arguments JSON on stdin); built-in tools from --builtin-tools. See docs/chat.md.`;
+
+  static override examples = [
+    '<%= config.bin %> chat --model ~/models/Llama-3.1-8B-Instruct',
+    '<%= config.bin %> chat -m ~/models/Llama-3.1-8B-Instruct --builtin-tools code_interpreter,brave_search --tools tools.json',
+    '<%= config.bin %> chat -m ~/models/Llama-3.1-8B-Instruct --resume chat.json',
+    'printf "Hi!\\nWhat can you do?\\n" | <%= config.bin %> chat -m ~/models/Llama-3.1-8B-Instruct --json',
+    '<%= config.bin %> chat --resume chat.json --export chat.jsonl < /dev/null',
+  ];
+
+  static override flags = {
+    ...modelFlags,
+    ...samplingFlags,
+    system: Flags.string({ description: 'System message.' }),
+    tools: Flags.file({ description: 'JSON file of custom tools: OpenAI function schemas, each with a "command" argv.', exists: true }),
+    'builtin-tools': Flags.string({ description: 'Built-in tools to switch on: brave_search, wolfram_alpha, code_interpreter (comma-separated or repeated).', multiple: true }),
+    date: Flags.string({ description: 'Date passed to the chat template as date_string (YYYY-MM-DD). Default: today.' }),
+    yes: Flags.boolean({ char: 'y', description: 'Run tool calls without asking.', default: false }),
+    resume: Flags.file({ description: 'Continue a session saved with /save (its model, tools and date unless given again).', exists: true }),
+    save: Flags.string({ description: 'Save the session to this JSON file when the chat ends.' }),
+    export: Flags.string({ description: 'Write the conversation as {"messages": [...]} JSONL (for finetune) when the chat ends.' }),
+    'max-new-tokens': Flags.integer({ char: 'n', description: 'Most tokens in one assistant message.', default: 1024, min: 1 }),
+    'tool-timeout': numberFlag({ description: 'Seconds a tool may run before it is stopped (default 30).', min: 0.1 }),
+    'max-tool-output': Flags.integer({ description: 'Bytes of a tool\'s output given to the model.', default: DEFAULT_TOOL_SETTINGS.maxOutputBytes, min: 1 }),
+    'max-tool-rounds': Flags.integer({ description: 'Most rounds of tool calls in one assistant turn.', default: 8, min: 1 }),
+  };
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(Chat);
+    const resumed = flags.resume === undefined ? undefined : loadSession(flags.resume);
+    const toolsFile = flags.tools ?? resumed?.settings.tools_file ?? null;
+    const builtinTools = parseBuiltinTools(flags['builtin-tools'] ?? resumed?.settings.builtin_tools ?? []);
+    const dateText = flags.date ?? resumed?.settings.date ?? null;
+    const date = parseDate(dateText ?? undefined);
+    const customTools = toolsFile === null ? [] : loadToolsFile(toolsFile);
+
+    const loaded = await loadModelWithProgress({ ...flags, model: flags.model ?? resumed?.settings.model });
+    selectChatTemplate(loaded.tokenizer.settings.chatTemplate, { source: path.join(loaded.dir, 'tokenizer_config.json'), hasTools: false });
+    const sampling = samplingOptions(loaded, flags);
+    const source = new EngineTokenSource(loaded, sampling);
+    const conversation = new Conversation(resumed?.messages ?? []);
+    if (flags.system !== undefined) conversation.setSystem(flags.system);
+    const tools = new ToolBox(customTools, builtinTools, {
+      timeoutMs: (flags['tool-timeout'] ?? DEFAULT_TOOL_SETTINGS.timeoutMs / 1000) * 1000,
+      maxOutputBytes: flags['max-tool-output'],
+      env: process.env,
+    });
+    const agent = new ChatAgent(conversation, {
+      source, tokenizer: loaded.tokenizer, tools, date, stopTokenIds: loaded.generation.eosTokenIds, maxNewTokens: flags['max-new-tokens'], maxToolRounds: flags['max-tool-rounds'],
+    });
+    const settings: SessionSettings = {
+      model: loaded.dir, builtin_tools: builtinTools, tools_file: toolsFile, date: dateText, max_new_tokens: flags['max-new-tokens'],
+      sampling: { temperature: sampling.temperature, top_p: sampling.topP, top_k: sampling.topK, min_p: sampling.minP, repetition_penalty: sampling.repetitionPenalty, seed: sampling.seed },
+    };
+    const session = (): ChatSession => ({ format: SESSION_FORMAT, version: SESSION_VERSION, settings, messages: conversation.messages });
+
+    try {
+      if (process.stdin.isTTY && process.stdout.isTTY && !flags.json) {
+        // Loaded only here, so that piped chats never load Ink and React.
+        const { runTui } = await import('../tui/run.js');
+        await runTui({
+          agent, model: path.basename(loaded.dir), approveAll: flags.yes,
+          session: {
+            save: (file) => {
+              const target = file ?? `herd-chat-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
+              saveSession(target, session());
+              return target;
+            },
+            load: (file) => {
+              conversation.messages = loadSession(file).messages;
+            },
+          },
+        });
+      } else {
+        await runScript(agent, { input: process.stdin, output: process.stdout, warn: (line) => process.stderr.write(`${line}\n`), json: flags.json, approveAll: flags.yes });
+      }
+    } finally {
+      source.dispose();
+    }
+    if (flags.save !== undefined) saveSession(flags.save, session());
+    if (flags.export !== undefined) exportSession(flags.export, conversation.messages);
+  }
+}
