@@ -1,5 +1,7 @@
+import os from 'node:os';
 import { Flags } from '@oclif/core';
 import chalk from 'chalk';
+import { benchLlamaCpp } from '../bench/llama-cpp.js';
 import { HerdCommand } from '../cli/base-command.js';
 import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
@@ -7,6 +9,7 @@ import { progressBar } from '../cli/progress.js';
 import { HerdError } from '../errors.js';
 import { activateBackend } from '../engine/backends/select.js';
 import { parseLlamaConfig } from '../engine/config.js';
+import { isGgufFile } from '../engine/load.js';
 import { LlamaForCausalLM } from '../engine/model.js';
 import type { PackedFormat } from '../engine/ops.js';
 import { argmax } from '../engine/sampling.js';
@@ -39,19 +42,37 @@ It is a benchmark that prints figures; no test checks its times.`;
     'prompt-tokens': Flags.integer({ char: 'p', description: 'Prompt length in tokens.', default: 128, min: 1 }),
     'gen-tokens': Flags.integer({ char: 'g', description: 'Tokens to decode.', default: 64, min: 2 }),
     bandwidth: Flags.boolean({ description: "Measure the machine's read bandwidth and report the fraction decoding reached.", default: false }),
+    compare: Flags.string({
+      description: 'Also run llama.cpp (through node-llama-cpp, installed separately) on the same GGUF --model with the same threads, and print the ratios.',
+      options: ['llama.cpp'],
+    }),
   };
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Bench);
+    if (flags.compare && !(flags.model && isGgufFile(flags.model))) throw new HerdError('--compare llama.cpp needs --model FILE.gguf, the file both run');
     const started = performance.now();
     const { model, label } = flags.synthetic ? await syntheticModel(flags.synthetic, FORMATS[flags.format]!, flags) : await folderModel(flags);
     const loadMs = performance.now() - started;
-    const figures = { model: label, backend: model.backendName, load_ms: Math.round(loadMs), ...measure(model, flags['prompt-tokens'], flags['gen-tokens']) };
+    const prompt = benchPrompt(model, flags['prompt-tokens']);
+    const figures = { model: label, backend: model.backendName, load_ms: Math.round(loadMs), ...measure(model, prompt, flags['gen-tokens']) };
     // Read before the bandwidth probe, whose buffers would count in the peak.
     const peakRss = process.resourceUsage().maxRSS * 1024;
     const bandwidth = flags.bandwidth ? await readBandwidth(flags.threads, figures.decode_bytes_per_second) : {};
     const report = { ...figures, peak_rss_bytes: peakRss, ...bandwidth };
-    this.log(flags.json ? JSON.stringify(report) : describe(report));
+    if (!flags.compare) {
+      this.log(flags.json ? JSON.stringify(report) : describe(report));
+      return;
+    }
+    const llamaCpp = await benchLlamaCpp(flags.model!, prompt, flags['gen-tokens'], flags.threads ?? os.availableParallelism());
+    const ratio = { prefill: round(figures.prefill_tokens_per_second / llamaCpp.prefill_tokens_per_second), decode: round(figures.decode_tokens_per_second / llamaCpp.decode_tokens_per_second) };
+    if (flags.json) {
+      this.log(JSON.stringify({ ...report, llama_cpp: llamaCpp, ratio }));
+      return;
+    }
+    this.log(describe(report));
+    this.log(`llama.cpp  ${llamaCpp.version} (node-llama-cpp) on ${llamaCpp.threads} threads: prefill ${llamaCpp.prefill_tokens_per_second} tok/s, decode ${llamaCpp.decode_tokens_per_second} tok/s`);
+    this.log(`herd ÷ llama.cpp: prefill ${chalk.bold(ratio.prefill)}×, decode ${chalk.bold(ratio.decode)}×`);
   }
 }
 
@@ -74,14 +95,18 @@ async function syntheticModel(preset: string, format: PackedFormat, flags: { bac
   }
 }
 
+/** Ids spread over the vocabulary; which ids they are does not change the work. */
+function benchPrompt(model: AnyModel, length: number): Int32Array {
+  return Int32Array.from({ length }, (_, i) => (i * 7919 + 17) % model.config.vocabSize);
+}
+
 /** Prefill once, then greedy single-token decode steps from the KV cache. */
-function measure(model: AnyModel, promptTokens: number, genTokens: number) {
+function measure(model: AnyModel, prompt: Int32Array, genTokens: number) {
+  const promptTokens = prompt.length;
   const context = model.config.maxPositionEmbeddings;
   if (promptTokens + genTokens > context) throw new HerdError(`--prompt-tokens + --gen-tokens (${promptTokens + genTokens}) exceed the model's context of ${context}`);
   const cache = model.createCache(promptTokens + genTokens);
   try {
-    // Ids spread over the vocabulary; which ids they are does not change the work.
-    const prompt = Int32Array.from({ length: promptTokens }, (_, i) => (i * 7919 + 17) % model.config.vocabSize);
     let started = performance.now();
     let logits = model.forward(prompt, cache);
     const prefillMs = performance.now() - started;

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { HerdError } from '../errors.js';
 import type { LlamaConfig } from './config.js';
 import type { PackedFormat, PackedTensor, WeightSource } from './ops.js';
+import type { QuantizedLayout } from '../quant/layout.js';
 import {
   FLOAT_DTYPES, openForReading, readBytesInto, readFloatTensor, readSafetensorsHeader, type HostTensor, type TensorEntry,
 } from './safetensors.js';
@@ -13,15 +14,23 @@ const INDEX_FILE = 'model.safetensors.index.json';
 /** The tensors of a checkpoint folder, validated, read one at a time when the backend asks. */
 export class Checkpoint implements WeightSource {
   private readonly descriptors = new Map<string, number>();
+  /** [out, in] of each weight the layout stores quantized, known once validated against the config. */
+  private readonly quantizedShapes = new Map<string, number[]>();
 
-  private constructor(private readonly entries: Map<string, TensorEntry>) {}
+  private constructor(
+    private readonly entries: Map<string, TensorEntry>,
+    private readonly layout: QuantizedLayout | null,
+  ) {}
 
-  /** Finds the safetensors files of `dir` (one file or an index of shards) and checks every header. */
-  static open(dir: string): Checkpoint {
+  /**
+   * Finds the safetensors files of `dir` (one file or an index of shards) and checks every header.
+   * `layout` is the quantized format config.json announces: its weights are rebuilt as float32.
+   */
+  static open(dir: string, layout: QuantizedLayout | null = null): Checkpoint {
     const indexPath = path.join(dir, INDEX_FILE);
     const singlePath = path.join(dir, SINGLE_FILE);
-    if (fs.existsSync(indexPath)) return new Checkpoint(openSharded(dir, indexPath));
-    if (fs.existsSync(singlePath)) return new Checkpoint(entriesByName(readSafetensorsHeader(singlePath), new Map()));
+    if (fs.existsSync(indexPath)) return new Checkpoint(openSharded(dir, indexPath), layout);
+    if (fs.existsSync(singlePath)) return new Checkpoint(entriesByName(readSafetensorsHeader(singlePath), new Map()), layout);
     throw new HerdError(`${dir}: no ${SINGLE_FILE} or ${INDEX_FILE}`);
   }
 
@@ -35,10 +44,24 @@ export class Checkpoint implements WeightSource {
     return entry;
   }
 
-  /** Reads one tensor as float32. Each file stays open until close(). */
+  /** Reads one tensor as float32 (dequantized when the layout stores it quantized). Each file stays open until close(). */
   readFloat(name: string): HostTensor {
+    const quantizedShape = this.quantizedShapes.get(name);
+    if (quantizedShape && this.layout) return { name, shape: quantizedShape, data: this.layout.dequantize(name, quantizedShape, this) };
     const entry = this.entry(name);
     return readFloatTensor(entry, this.descriptor(entry.file));
+  }
+
+  has(name: string): boolean {
+    return this.entries.has(name);
+  }
+
+  /** The stored bytes of any tensor, whatever its dtype, in a fresh (aligned) buffer. */
+  raw(name: string): Uint8Array {
+    const entry = this.entry(name);
+    const bytes = new Uint8Array(entry.end - entry.begin);
+    readBytesInto(this.descriptor(entry.file), entry.begin, bytes, entry);
+    return bytes;
   }
 
   private descriptor(file: string): number {
@@ -51,6 +74,7 @@ export class Checkpoint implements WeightSource {
   }
 
   describePacked(name: string): PackedTensor | null {
+    if (this.quantizedShapes.has(name)) return null;
     const entry = this.entry(name);
     if (!FLOAT_DTYPES.includes(entry.dtype)) return null;
     return { format: entry.dtype as PackedFormat, shape: entry.shape, byteLength: entry.end - entry.begin };
@@ -74,7 +98,15 @@ export class Checkpoint implements WeightSource {
    */
   validateAgainst(config: LlamaConfig): void {
     const expected = expectedTensorShapes(config);
+    const quantizedParts = new Set<string>();
     for (const [name, shape] of expected) {
+      const parts = this.layout?.partsOf(name, this) ?? null;
+      if (parts) {
+        this.layout!.check(name, shape, this);
+        parts.forEach((part) => quantizedParts.add(part));
+        this.quantizedShapes.set(name, shape);
+        continue;
+      }
       const entry = this.entries.get(name);
       if (!entry) throw new HerdError(`missing tensor ${name} (expected by config.json)`);
       const where = `${path.basename(entry.file)}: tensor ${name}`;
@@ -86,7 +118,7 @@ export class Checkpoint implements WeightSource {
       }
     }
     for (const entry of this.entries.values()) {
-      if (!expected.has(entry.name) && !isIgnorable(entry.name, config)) {
+      if (!expected.has(entry.name) && !quantizedParts.has(entry.name) && !isIgnorable(entry.name, config)) {
         throw new HerdError(`${path.basename(entry.file)}: unexpected tensor ${entry.name} for this config.json`);
       }
     }

@@ -4,10 +4,13 @@ import { fileURLToPath } from 'node:url';
 import { HerdError } from '../errors.js';
 import { activateBackend } from './backends/select.js';
 import type { KvCacheType } from '../kernels/wasm-ops.js';
-import { Checkpoint } from './checkpoint.js';
+import { Checkpoint, expectedTensorShapes } from './checkpoint.js';
 import { parseLlamaConfig, tokenIdList, type LlamaConfig } from './config.js';
 import { LlamaForCausalLM } from './model.js';
-import type { Ops } from './ops.js';
+import type { Ops, WeightSource } from './ops.js';
+import { GgufWeights } from '../quant/gguf-llama.js';
+import { tokenizerFromGguf } from '../quant/gguf-tokenizer.js';
+import { layoutFromConfig } from '../quant/layouts.js';
 import { AdaptedWeights, readPeftAdapter } from '../train/adapter.js';
 import { HerdTokenizer, readJsonFile } from './tokenizer.js';
 
@@ -53,11 +56,11 @@ export interface LoadOptions {
  */
 export async function loadModel(dir: string, options: LoadOptions = {}): Promise<LoadedModel> {
   const started = performance.now();
-  const { config, checkpoint } = openModelFolder(dir);
+  const { config, checkpoint, readTokenizer, readGeneration } = openModel(dir);
   try {
-    const tokenizer = HerdTokenizer.fromDir(dir);
-    const generation = readGenerationDefaults(dir, config);
-    const backendOps = await activateBackend({ backend: options.backend, threads: options.threads, packedWeights: storesPackedWeights(checkpoint) });
+    const tokenizer = readTokenizer();
+    const generation = readGeneration();
+    const backendOps = await activateBackend({ backend: options.backend, threads: options.threads, kvCacheType: options.kvCacheType, packedWeights: storesPackedWeights(checkpoint) });
     const ops = options.wrapOps ? options.wrapOps(backendOps, config) : backendOps;
     const source = options.adapter ? new AdaptedWeights(checkpoint, readPeftAdapter(options.adapter, config)) : checkpoint;
     const model = LlamaForCausalLM.load(config, source, ops, options.onProgress) as LlamaForCausalLM<unknown, unknown>;
@@ -67,11 +70,48 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
   }
 }
 
-/** Reads config.json and checks the checkpoint against it, without loading any weights. */
+/** A model before any weight reaches a backend: a Hugging Face folder or a single GGUF file. */
+interface OpenedModel {
+  config: LlamaConfig;
+  checkpoint: WeightSource & { close(): void };
+  readTokenizer(): HerdTokenizer;
+  readGeneration(): GenerationDefaults;
+}
+
+function openModel(dir: string): OpenedModel {
+  if (isGgufFile(dir)) {
+    const { weights, config } = GgufWeights.open(dir);
+    try {
+      weights.validate(expectedTensorShapes(config));
+    } catch (error) {
+      weights.close();
+      throw error;
+    }
+    const readTokenizer = () => {
+      const { tokenizerJson, tokenizerConfig } = tokenizerFromGguf(weights.file.metadata, dir);
+      return HerdTokenizer.fromJson(tokenizerJson, tokenizerConfig);
+    };
+    const readGeneration = () => ({ eosTokenIds: config.eosTokenIds, doSample: false, temperature: null, topP: null, topK: null, repetitionPenalty: null });
+    return { config, checkpoint: weights, readTokenizer, readGeneration };
+  }
+  const { config, checkpoint } = openModelFolder(dir);
+  return { config, checkpoint, readTokenizer: () => HerdTokenizer.fromDir(dir), readGeneration: () => readGenerationDefaults(dir, config) };
+}
+
+/** A .gguf file (herd runs GGUF models from the file itself, not a folder). */
+export function isGgufFile(file: string): boolean {
+  return file.toLowerCase().endsWith('.gguf') && fs.existsSync(file) && fs.statSync(file).isFile();
+}
+
+/**
+ * Reads config.json and checks the checkpoint against it, without loading any weights. A
+ * `quantization_config` selects the quantized layout whose weights are dequantized at load.
+ */
 export function openModelFolder(dir: string): { config: LlamaConfig; checkpoint: Checkpoint } {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new HerdError(`model folder ${dir} does not exist`);
-  const config = parseLlamaConfig(readJsonFile(path.join(dir, 'config.json'), true), 'config.json');
-  const checkpoint = Checkpoint.open(dir);
+  const rawConfig = readJsonFile(path.join(dir, 'config.json'), true);
+  const config = parseLlamaConfig(rawConfig, 'config.json');
+  const checkpoint = Checkpoint.open(dir, layoutFromConfig(rawConfig, 'config.json'));
   try {
     checkpoint.validateAgainst(config);
   } catch (error) {
@@ -82,8 +122,8 @@ export function openModelFolder(dir: string): { config: LlamaConfig; checkpoint:
 }
 
 /** True when the linear weights are stored in a form herd's kernels compute on without widening (16-bit, quantized). */
-function storesPackedWeights(checkpoint: Checkpoint): boolean {
-  const format = checkpoint.describePacked('model.layers.0.self_attn.q_proj.weight')?.format;
+function storesPackedWeights(checkpoint: WeightSource): boolean {
+  const format = checkpoint.describePacked?.('model.layers.0.self_attn.q_proj.weight')?.format;
   return format !== undefined && format !== 'F32';
 }
 

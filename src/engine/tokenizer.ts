@@ -22,9 +22,14 @@ export class HerdTokenizer {
   static fromDir(dir: string): HerdTokenizer {
     const tokenizerJson = readJsonFile(path.join(dir, 'tokenizer.json'), true);
     const configJson = (readJsonFile(path.join(dir, 'tokenizer_config.json'), false) ?? {}) as Record<string, unknown>;
+    return HerdTokenizer.fromJson(tokenizerJson as object, configJson);
+  }
+
+  /** A tokenizer from the contents of tokenizer.json and tokenizer_config.json (built from GGUF metadata, say). */
+  static fromJson(tokenizerJson: object, configJson: Record<string, unknown>): HerdTokenizer {
     let tokenizer: Tokenizer;
     try {
-      tokenizer = new Tokenizer(tokenizerJson as object, configJson);
+      tokenizer = new Tokenizer(tokenizerJson, configJson);
     } catch (error) {
       throw new HerdError(`tokenizer.json: cannot be loaded (${(error as Error).message.split('\n')[0]})`);
     }

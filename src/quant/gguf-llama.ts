@@ -1,0 +1,290 @@
+import fs from 'node:fs';
+import { HerdError } from '../errors.js';
+import type { LlamaConfig } from '../engine/config.js';
+import { floatToHalf } from '../engine/half.js';
+import type { PackedTensor, WeightSource } from '../engine/ops.js';
+import { ropeInverseFrequencies } from '../engine/rope.js';
+import { f16ToFloat32, openForReading, type HostTensor } from '../engine/safetensors.js';
+import { dequantizeBlocks, quantizeBlocks } from './ggml-blocks.js';
+import { dequantizeQ4K, quantizeQ4K } from './ggml-k-blocks.js';
+import { GGML_LAYOUT, GgmlType, GgufValueType, readGgufHeader, type GgufFile, type GgufMetadata, type GgufTensorInfo, type GgufTensorToWrite } from './gguf.js';
+
+/**
+ * Llama in GGUF, as llama.cpp's convert_hf_to_gguf.py writes it: tensor names (token_embd,
+ * blk.N.attn_q, …), the q/k row permutation (rows of each head interleaved for llama.cpp's
+ * RoPE, which pairs adjacent elements), `llama.*` hyper-parameters, and `rope_freqs` for
+ * Llama 3.1's RoPE scaling.
+ */
+
+export type GgufWeightType = 'Q8_0' | 'Q4_0' | 'Q4_K' | 'F16';
+
+/** llama_ftype of the file, for general.file_type. */
+const FILE_TYPE: Record<GgufWeightType, number> = { F16: 1, Q4_0: 2, Q8_0: 7, Q4_K: 14 };
+
+const GGUF_NAMES: Array<[RegExp, string]> = [
+  [/^model\.embed_tokens\.weight$/, 'token_embd.weight'],
+  [/^model\.norm\.weight$/, 'output_norm.weight'],
+  [/^lm_head\.weight$/, 'output.weight'],
+  [/^model\.layers\.(\d+)\.input_layernorm\.weight$/, 'blk.$1.attn_norm.weight'],
+  [/^model\.layers\.(\d+)\.self_attn\.q_proj\.weight$/, 'blk.$1.attn_q.weight'],
+  [/^model\.layers\.(\d+)\.self_attn\.k_proj\.weight$/, 'blk.$1.attn_k.weight'],
+  [/^model\.layers\.(\d+)\.self_attn\.v_proj\.weight$/, 'blk.$1.attn_v.weight'],
+  [/^model\.layers\.(\d+)\.self_attn\.o_proj\.weight$/, 'blk.$1.attn_output.weight'],
+  [/^model\.layers\.(\d+)\.post_attention_layernorm\.weight$/, 'blk.$1.ffn_norm.weight'],
+  [/^model\.layers\.(\d+)\.mlp\.gate_proj\.weight$/, 'blk.$1.ffn_gate.weight'],
+  [/^model\.layers\.(\d+)\.mlp\.up_proj\.weight$/, 'blk.$1.ffn_up.weight'],
+  [/^model\.layers\.(\d+)\.mlp\.down_proj\.weight$/, 'blk.$1.ffn_down.weight'],
+];
+
+export function ggufName(hfName: string): string {
+  for (const [pattern, replacement] of GGUF_NAMES) if (pattern.test(hfName)) return hfName.replace(pattern, replacement);
+  throw new HerdError(`no GGUF name for tensor ${hfName}`);
+}
+
+/** Heads whose rows llama.cpp interleaves: q with the query heads, k with the key/value heads. */
+function permutedHeads(hfName: string, config: LlamaConfig): number | null {
+  if (hfName.endsWith('self_attn.q_proj.weight')) return config.numAttentionHeads;
+  if (hfName.endsWith('self_attn.k_proj.weight')) return config.numKeyValueHeads;
+  return null;
+}
+
+/**
+ * llama.cpp's `permute`: within each head, HF row half·D/2 + i moves to 2i + half. `inverse`
+ * undoes it. Works on rows of any byte width (float or packed blocks).
+ */
+export function permuteRows(rows: Uint8Array, rowCount: number, heads: number, inverse: boolean): Uint8Array {
+  const rowBytes = rows.length / rowCount;
+  const headDim = rowCount / heads;
+  const out = new Uint8Array(rows.length);
+  for (let h = 0; h < heads; h++) {
+    for (let half = 0; half < 2; half++) {
+      for (let i = 0; i < headDim / 2; i++) {
+        const hf = h * headDim + half * (headDim / 2) + i;
+        const gguf = h * headDim + 2 * i + half;
+        const [from, to] = inverse ? [gguf, hf] : [hf, gguf];
+        out.set(rows.subarray(from * rowBytes, (from + 1) * rowBytes), to * rowBytes);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * The ggml type of one tensor: norms stay F32; a matrix whose rows do not split into the type's
+ * blocks falls back as llama.cpp does (Q4_K → Q4_0 here, where llama.cpp would use Q5_0; then F16).
+ */
+export function ggmlTypeFor(weightType: GgufWeightType, shape: number[]): GgmlType {
+  if (shape.length === 1) return GgmlType.F32;
+  const fits = (type: GgmlType) => shape[1]! % GGML_LAYOUT[type].block === 0;
+  const wanted = GgmlType[weightType as keyof typeof GgmlType];
+  if (fits(wanted)) return wanted;
+  if (wanted === GgmlType.Q4_K && fits(GgmlType.Q4_0)) return GgmlType.Q4_0;
+  return GgmlType.F16;
+}
+
+export function encodeTensor(type: GgmlType, data: Float32Array): Uint8Array {
+  switch (type) {
+    case GgmlType.F32: return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+    case GgmlType.F16: return new Uint8Array(Uint16Array.from(data, (x) => floatToHalf(x)).buffer);
+    case GgmlType.Q8_0: return quantizeBlocks('Q8_0', data);
+    case GgmlType.Q4_0: return quantizeBlocks('Q4_0', data);
+    case GgmlType.Q4_K: return quantizeQ4K(data);
+  }
+}
+
+export function decodeTensor(type: GgmlType, bytes: Uint8Array, count: number): Float32Array {
+  switch (type) {
+    case GgmlType.F32: return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    case GgmlType.F16: {
+      const out = new Float32Array(count);
+      f16ToFloat32(new Uint16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)), out);
+      return out;
+    }
+    case GgmlType.Q8_0: return dequantizeBlocks('Q8_0', bytes, count);
+    case GgmlType.Q4_0: return dequantizeBlocks('Q4_0', bytes, count);
+    case GgmlType.Q4_K: return dequantizeQ4K(bytes, count);
+  }
+}
+
+/** One HF tensor as a GGUF tensor: renamed, q/k rows permuted, encoded. */
+export function ggufTensor(tensor: HostTensor, weightType: GgufWeightType, config: LlamaConfig): GgufTensorToWrite {
+  const type = ggmlTypeFor(weightType, tensor.shape);
+  let bytes = encodeTensor(type, tensor.data);
+  const heads = permutedHeads(tensor.name, config);
+  if (heads !== null) bytes = permuteRows(bytes, tensor.shape[0]!, heads, false);
+  return { name: ggufName(tensor.name), type, dims: [...tensor.shape].reverse(), bytes };
+}
+
+/** llama.cpp's rope_freqs for llama3 scaling: the divisor of each frequency (generate_extra_tensors). */
+export function ropeFrequencyFactors(config: LlamaConfig): Float32Array | null {
+  if (config.ropeScaling?.type !== 'llama3') return null;
+  const scaled = ropeInverseFrequencies(config);
+  const plain = ropeInverseFrequencies({ ...config, ropeScaling: null });
+  return Float32Array.from(plain, (frequency, i) => frequency / scaled[i]!);
+}
+
+/** general.* and llama.* metadata from the config. */
+export function llamaMetadata(config: LlamaConfig, name: string, weightType: GgufWeightType): GgufMetadata {
+  const u32 = (value: number) => ({ type: GgufValueType.UINT32 as const, value });
+  const f32 = (value: number) => ({ type: GgufValueType.FLOAT32 as const, value });
+  const metadata: GgufMetadata = new Map();
+  metadata.set('general.architecture', { type: GgufValueType.STRING, value: 'llama' });
+  metadata.set('general.name', { type: GgufValueType.STRING, value: name });
+  metadata.set('general.file_type', u32(FILE_TYPE[weightType]));
+  metadata.set('general.quantization_version', u32(2));
+  metadata.set('llama.block_count', u32(config.numHiddenLayers));
+  metadata.set('llama.context_length', u32(config.maxPositionEmbeddings));
+  metadata.set('llama.embedding_length', u32(config.hiddenSize));
+  metadata.set('llama.feed_forward_length', u32(config.intermediateSize));
+  metadata.set('llama.attention.head_count', u32(config.numAttentionHeads));
+  metadata.set('llama.attention.head_count_kv', u32(config.numKeyValueHeads));
+  metadata.set('llama.attention.key_length', u32(config.headDim));
+  metadata.set('llama.attention.value_length', u32(config.headDim));
+  metadata.set('llama.rope.freq_base', f32(config.ropeTheta));
+  metadata.set('llama.rope.dimension_count', u32(config.headDim));
+  metadata.set('llama.attention.layer_norm_rms_epsilon', f32(config.rmsNormEps));
+  metadata.set('llama.vocab_size', u32(config.vocabSize));
+  if (config.ropeScaling?.type === 'linear') {
+    metadata.set('llama.rope.scaling.type', { type: GgufValueType.STRING, value: 'linear' });
+    metadata.set('llama.rope.scaling.factor', f32(config.ropeScaling.factor));
+  }
+  return metadata;
+}
+
+/** Meta's Llama 3.1/3.2 llama3 RoPE settings; a rope_freqs table is matched against these. */
+const LLAMA3_ROPE = { lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 };
+
+/** The LlamaConfig a GGUF file describes. */
+export function configFromGguf(file: GgufFile, readFactors: () => Float32Array): LlamaConfig {
+  const m = file.metadata;
+  const where = file.file;
+  if (m.get('general.architecture') !== 'llama') throw new HerdError(`${where}: general.architecture is ${JSON.stringify(m.get('general.architecture'))}; herd runs llama GGUF files`);
+  const number = (key: string, fallback?: number): number => {
+    const value = m.get(key);
+    if (typeof value === 'number') return value;
+    if (fallback !== undefined) return fallback;
+    throw new HerdError(`${where}: missing ${key}`);
+  };
+  const embedding = file.tensors.get('token_embd.weight');
+  if (!embedding) throw new HerdError(`${where}: missing tensor token_embd.weight`);
+  const heads = number('llama.attention.head_count');
+  const hidden = number('llama.embedding_length');
+  const tokens = m.get('tokenizer.ggml.tokens');
+  const config: LlamaConfig = {
+    vocabSize: embedding.dims[1]!,
+    hiddenSize: hidden,
+    intermediateSize: number('llama.feed_forward_length'),
+    numHiddenLayers: number('llama.block_count'),
+    numAttentionHeads: heads,
+    numKeyValueHeads: number('llama.attention.head_count_kv', heads),
+    headDim: number('llama.attention.key_length', hidden / heads),
+    rmsNormEps: number('llama.attention.layer_norm_rms_epsilon'),
+    ropeTheta: number('llama.rope.freq_base', 10000),
+    ropeScaling: m.get('llama.rope.scaling.type') === 'linear' ? { type: 'linear', factor: number('llama.rope.scaling.factor') } : null,
+    tieWordEmbeddings: !file.tensors.has('output.weight'),
+    maxPositionEmbeddings: number('llama.context_length'),
+    bosTokenId: typeof m.get('tokenizer.ggml.bos_token_id') === 'number' ? (m.get('tokenizer.ggml.bos_token_id') as number) : null,
+    eosTokenIds: typeof m.get('tokenizer.ggml.eos_token_id') === 'number' ? [m.get('tokenizer.ggml.eos_token_id') as number] : [],
+    torchDtype: null,
+  };
+  if (Array.isArray(tokens) && tokens.length !== config.vocabSize) throw new HerdError(`${where}: ${tokens.length} tokens but token_embd has ${config.vocabSize} rows`);
+  if (file.tensors.has('rope_freqs.weight')) config.ropeScaling = llama3ScalingFromFactors(config, readFactors(), where);
+  return config;
+}
+
+function llama3ScalingFromFactors(config: LlamaConfig, factors: Float32Array, where: string): LlamaConfig['ropeScaling'] {
+  const scaling = { type: 'llama3' as const, factor: Math.max(...factors), ...LLAMA3_ROPE };
+  const expected = ropeFrequencyFactors({ ...config, ropeScaling: scaling })!;
+  if (expected.length !== factors.length || expected.some((f, i) => Math.abs(f - factors[i]!) > 1e-3 * f)) {
+    throw new HerdError(`${where}: rope_freqs is not a Llama 3.1 llama3 RoPE table (factor ${scaling.factor}, low 1, high 4, original 8192)`);
+  }
+  return scaling;
+}
+
+/**
+ * A GGUF file as the engine's weight source: HF names in, float32 (q/k rows back in HF order) or,
+ * for Q8_0/Q4_0 matrices, the packed blocks herd's kernels compute on.
+ */
+export class GgufWeights implements WeightSource {
+  private fd: number | null = null;
+  private cached: { name: string; bytes: Uint8Array } | null = null;
+
+  constructor(readonly file: GgufFile, private readonly config: LlamaConfig) {}
+
+  static open(path: string): { weights: GgufWeights; config: LlamaConfig } {
+    const file = readGgufHeader(path);
+    const readFactors = () => {
+      const info = file.tensors.get('rope_freqs.weight')!;
+      const fd = openForReading(file.file);
+      try {
+        return decodeTensor(info.type, readTensorBytes(fd, info, file.file), info.dims[0]!);
+      } finally {
+        fs.closeSync(fd);
+      }
+    };
+    const config = configFromGguf(file, readFactors);
+    return { weights: new GgufWeights(file, config), config };
+  }
+
+  /** Checks that every tensor the config implies is present with its shape. */
+  validate(expected: Map<string, number[]>): void {
+    for (const [name, shape] of expected) {
+      const info = this.info(name);
+      if (info.dims.join() !== [...shape].reverse().join()) {
+        throw new HerdError(`${this.file.file}: tensor ${info.name} has dims [${info.dims.join(', ')}] but the metadata implies [${[...shape].reverse().join(', ')}]`);
+      }
+    }
+  }
+
+  readFloat(name: string): HostTensor {
+    const info = this.info(name);
+    const shape = [...info.dims].reverse();
+    const data = decodeTensor(info.type, this.bytes(name), shape.reduce((a, b) => a * b, 1));
+    return { name, shape, data };
+  }
+
+  describePacked(name: string): PackedTensor | null {
+    const info = this.info(name);
+    if (info.type !== GgmlType.Q8_0 && info.type !== GgmlType.Q4_0) return null;
+    return { format: GgmlType[info.type] as 'Q8_0' | 'Q4_0', shape: [...info.dims].reverse(), byteLength: info.byteLength };
+  }
+
+  readPackedInto(name: string, target: Uint8Array, byteOffset = 0): void {
+    target.set(this.bytes(name).subarray(byteOffset, byteOffset + target.length));
+  }
+
+  close(): void {
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = null;
+    this.cached = null;
+  }
+
+  private info(hfName: string): GgufTensorInfo {
+    const info = this.file.tensors.get(ggufName(hfName));
+    if (!info) throw new HerdError(`${this.file.file}: missing tensor ${ggufName(hfName)} (${hfName})`);
+    return info;
+  }
+
+  /** The stored bytes in HF row order; the last tensor is kept for the kernels' row-range reads. */
+  private bytes(hfName: string): Uint8Array {
+    if (this.cached?.name === hfName) return this.cached.bytes;
+    const info = this.info(hfName);
+    this.fd ??= openForReading(this.file.file);
+    let bytes = readTensorBytes(this.fd, info, this.file.file);
+    const heads = permutedHeads(hfName, this.config);
+    if (heads !== null) bytes = permuteRows(bytes, info.dims[1]!, heads, true);
+    this.cached = { name: hfName, bytes };
+    return bytes;
+  }
+}
+
+function readTensorBytes(fd: number, info: GgufTensorInfo, file: string): Uint8Array {
+  const bytes = new Uint8Array(info.byteLength);
+  let done = 0;
+  while (done < bytes.length) {
+    const read = fs.readSync(fd, bytes, done, bytes.length - done, info.begin + done);
+    if (read === 0) throw new HerdError(`${file}: tensor ${info.name} is truncated`);
+    done += read;
+  }
+  return bytes;
+}

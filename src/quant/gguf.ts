@@ -1,0 +1,257 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { HerdError } from '../errors.js';
+import { openForReading, writeFileAtomically } from '../engine/safetensors.js';
+
+/**
+ * The GGUF v3 container (ggml/docs/gguf.md): "GGUF", version, tensor and key-value counts, typed
+ * metadata, tensor infos (name, dims innermost first, ggml type, offset), then tensor data
+ * aligned to `general.alignment` (32).
+ */
+
+export const GGUF_MAGIC = 0x46554747;
+export const GGUF_VERSION = 3;
+export const GGUF_ALIGNMENT = 32;
+
+export enum GgufValueType { UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12 }
+
+/** ggml tensor types herd writes and reads. */
+export enum GgmlType { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, Q4_K = 12 }
+
+/** Elements per block and bytes per block of each type. */
+export const GGML_LAYOUT: Record<GgmlType, { block: number; bytes: number }> = {
+  [GgmlType.F32]: { block: 1, bytes: 4 },
+  [GgmlType.F16]: { block: 1, bytes: 2 },
+  [GgmlType.Q4_0]: { block: 32, bytes: 18 },
+  [GgmlType.Q8_0]: { block: 32, bytes: 34 },
+  [GgmlType.Q4_K]: { block: 256, bytes: 144 },
+};
+
+/** A metadata value with the type it is written as. */
+export type GgufValue =
+  | { type: GgufValueType.STRING; value: string }
+  | { type: GgufValueType.UINT32 | GgufValueType.INT32 | GgufValueType.FLOAT32 | GgufValueType.UINT64; value: number }
+  | { type: GgufValueType.BOOL; value: boolean }
+  | { type: GgufValueType.ARRAY; itemType: GgufValueType.STRING; value: string[] }
+  | { type: GgufValueType.ARRAY; itemType: GgufValueType.INT32 | GgufValueType.FLOAT32; value: number[] };
+
+export type GgufMetadata = Map<string, GgufValue>;
+
+export interface GgufTensorToWrite {
+  name: string;
+  type: GgmlType;
+  /** ggml order: innermost (contiguous) dimension first, e.g. [in, out] for a linear weight. */
+  dims: number[];
+  bytes: Uint8Array;
+}
+
+export function tensorByteLength(type: GgmlType, dims: readonly number[]): number {
+  const { block, bytes } = GGML_LAYOUT[type];
+  const count = dims.reduce((a, b) => a * b, 1);
+  if (dims[0]! % block !== 0) throw new HerdError(`ggml type ${GgmlType[type]} needs rows that are a multiple of ${block}`);
+  return (count / block) * bytes;
+}
+
+class Writer {
+  private readonly chunks: Buffer[] = [];
+  length = 0;
+
+  private push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+  }
+
+  u32(x: number): void {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(x);
+    this.push(b);
+  }
+
+  u64(x: number): void {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(x));
+    this.push(b);
+  }
+
+  string(s: string): void {
+    const bytes = Buffer.from(s, 'utf8');
+    this.u64(bytes.length);
+    this.push(bytes);
+  }
+
+  scalar(type: GgufValueType, value: number | boolean | string): void {
+    const b = Buffer.alloc(8);
+    switch (type) {
+      case GgufValueType.STRING: return this.string(value as string);
+      case GgufValueType.UINT32: b.writeUInt32LE(value as number); return this.push(b.subarray(0, 4));
+      case GgufValueType.INT32: b.writeInt32LE(value as number); return this.push(b.subarray(0, 4));
+      case GgufValueType.FLOAT32: b.writeFloatLE(value as number); return this.push(b.subarray(0, 4));
+      case GgufValueType.UINT64: return this.u64(value as number);
+      case GgufValueType.BOOL: return this.push(Buffer.from([value ? 1 : 0]));
+      default: throw new HerdError(`GGUF writer: value type ${type} is not written by herd`);
+    }
+  }
+
+  pad(alignment: number): void {
+    const extra = (alignment - (this.length % alignment)) % alignment;
+    if (extra) this.push(Buffer.alloc(extra));
+  }
+
+  get bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+/** Writes a GGUF file atomically. */
+export function writeGguf(file: string, metadata: GgufMetadata, tensors: GgufTensorToWrite[]): void {
+  const header = new Writer();
+  header.u32(GGUF_MAGIC);
+  header.u32(GGUF_VERSION);
+  header.u64(tensors.length);
+  header.u64(metadata.size);
+  for (const [key, entry] of metadata) {
+    header.string(key);
+    header.u32(entry.type);
+    if (entry.type === GgufValueType.ARRAY) {
+      header.u32(entry.itemType);
+      header.u64(entry.value.length);
+      for (const item of entry.value) header.scalar(entry.itemType, item);
+    } else {
+      header.scalar(entry.type, entry.value);
+    }
+  }
+  let offset = 0;
+  const parts: Uint8Array[] = [];
+  for (const tensor of tensors) {
+    if (tensor.bytes.length !== tensorByteLength(tensor.type, tensor.dims)) throw new HerdError(`GGUF writer: tensor ${tensor.name} has the wrong byte length`);
+    header.string(tensor.name);
+    header.u32(tensor.dims.length);
+    tensor.dims.forEach((d) => header.u64(d));
+    header.u32(tensor.type);
+    header.u64(offset);
+    parts.push(tensor.bytes);
+    const padding = (GGUF_ALIGNMENT - (tensor.bytes.length % GGUF_ALIGNMENT)) % GGUF_ALIGNMENT;
+    if (padding) parts.push(new Uint8Array(padding));
+    offset += tensor.bytes.length + padding;
+  }
+  header.pad(GGUF_ALIGNMENT);
+  writeFileAtomically(file, [header.bytes, ...parts]);
+}
+
+/** One tensor of a GGUF file: where its bytes are. */
+export interface GgufTensorInfo {
+  name: string;
+  type: GgmlType;
+  dims: number[];
+  /** Absolute offset in the file and byte length. */
+  begin: number;
+  byteLength: number;
+}
+
+export interface GgufFile {
+  file: string;
+  version: number;
+  metadata: Map<string, unknown>;
+  tensors: Map<string, GgufTensorInfo>;
+}
+
+/** Reads the header of a GGUF file (metadata and tensor table), checking it against the file size. */
+export function readGgufHeader(file: string): GgufFile {
+  const name = path.basename(file);
+  const fd = openForReading(file);
+  try {
+    const size = fs.fstatSync(fd).size;
+    const reader = new Reader(fd, size, name);
+    if (reader.u32() !== GGUF_MAGIC) throw new HerdError(`${name}: not a GGUF file (bad magic)`);
+    const version = reader.u32();
+    if (version !== 2 && version !== 3) throw new HerdError(`${name}: GGUF version ${version} is not supported (2 or 3)`);
+    const tensorCount = reader.u64();
+    const kvCount = reader.u64();
+    const metadata = new Map<string, unknown>();
+    for (let i = 0; i < kvCount; i++) {
+      const key = reader.string();
+      metadata.set(key, reader.value(reader.u32()));
+    }
+    const infos: Array<Omit<GgufTensorInfo, 'begin' | 'byteLength'> & { offset: number }> = [];
+    for (let i = 0; i < tensorCount; i++) {
+      const tensorName = reader.string();
+      const dims = Array.from({ length: reader.u32() }, () => reader.u64());
+      const type = reader.u32();
+      if (!(type in GGML_LAYOUT)) throw new HerdError(`${name}: tensor ${tensorName} has ggml type ${type}; herd reads F32, F16, Q8_0, Q4_0 and Q4_K`);
+      infos.push({ name: tensorName, dims, type, offset: reader.u64() });
+    }
+    const alignment = typeof metadata.get('general.alignment') === 'number' ? (metadata.get('general.alignment') as number) : GGUF_ALIGNMENT;
+    const dataStart = Math.ceil(reader.position / alignment) * alignment;
+    const tensors = new Map<string, GgufTensorInfo>();
+    for (const info of infos) {
+      const byteLength = tensorByteLength(info.type, info.dims);
+      const begin = dataStart + info.offset;
+      if (begin + byteLength > size) throw new HerdError(`${name}: tensor ${info.name} ends past the end of the file (truncated)`);
+      tensors.set(info.name, { name: info.name, type: info.type, dims: info.dims, begin, byteLength });
+    }
+    return { file, version, metadata, tensors };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Sequential reads of the header, in chunks. */
+class Reader {
+  position = 0;
+  private buffer = Buffer.alloc(0);
+  private bufferStart = 0;
+
+  constructor(private readonly fd: number, private readonly size: number, private readonly name: string) {}
+
+  private take(length: number): Buffer {
+    if (this.position + length > this.size) throw new HerdError(`${this.name}: the GGUF header runs past the end of the file`);
+    const from = this.position - this.bufferStart;
+    if (from < 0 || from + length > this.buffer.length) {
+      this.buffer = Buffer.alloc(Math.max(length, 1 << 20));
+      const read = fs.readSync(this.fd, this.buffer, 0, this.buffer.length, this.position);
+      this.buffer = this.buffer.subarray(0, read);
+      this.bufferStart = this.position;
+    }
+    const start = this.position - this.bufferStart;
+    this.position += length;
+    return this.buffer.subarray(start, start + length);
+  }
+
+  u32(): number {
+    return this.take(4).readUInt32LE(0);
+  }
+
+  u64(): number {
+    const value = this.take(8).readBigUInt64LE(0);
+    if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new HerdError(`${this.name}: a 64-bit count is implausibly large; the file is corrupt`);
+    return Number(value);
+  }
+
+  string(): string {
+    return this.take(this.u64()).toString('utf8');
+  }
+
+  value(type: number): unknown {
+    switch (type) {
+      case GgufValueType.UINT8: return this.take(1).readUInt8(0);
+      case GgufValueType.INT8: return this.take(1).readInt8(0);
+      case GgufValueType.UINT16: return this.take(2).readUInt16LE(0);
+      case GgufValueType.INT16: return this.take(2).readInt16LE(0);
+      case GgufValueType.UINT32: return this.u32();
+      case GgufValueType.INT32: return this.take(4).readInt32LE(0);
+      case GgufValueType.FLOAT32: return this.take(4).readFloatLE(0);
+      case GgufValueType.BOOL: return this.take(1).readUInt8(0) !== 0;
+      case GgufValueType.STRING: return this.string();
+      case GgufValueType.UINT64: return this.u64();
+      case GgufValueType.INT64: return Number(this.take(8).readBigInt64LE(0));
+      case GgufValueType.FLOAT64: return this.take(8).readDoubleLE(0);
+      case GgufValueType.ARRAY: {
+        const itemType = this.u32();
+        const count = this.u64();
+        if (count > this.size) throw new HerdError(`${this.name}: an array of ${count} items cannot fit in the file; it is corrupt`);
+        return Array.from({ length: count }, () => this.value(itemType));
+      }
+      default: throw new HerdError(`${this.name}: unknown GGUF value type ${type}; the file is corrupt`);
+    }
+  }
+}

@@ -1,0 +1,62 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadModel } from '../src/engine/load.js';
+import { DEFAULT_CALIBRATION_FILE } from '../src/quant/calibration.js';
+import { runQuantizeJob, type QuantizeJobOptions } from '../src/quant/job.js';
+import { scoreAgainstBase } from '../src/quant/scorecard.js';
+import { SHARED, STORIES } from './fixtures.js';
+
+function options(outDir: string, overrides: Partial<QuantizeJobOptions> = {}): QuantizeJobOptions {
+  return {
+    modelDir: STORIES, outDir, formats: ['gptq'], groupSize: 64,
+    calibration: { file: DEFAULT_CALIBRATION_FILE, samples: 2, seqLen: 64 },
+    gptq: { symmetric: true, actOrder: false, dampPercent: 0.01 }, nf4DoubleQuant: false, ...overrides,
+  };
+}
+
+test('an interrupted job resumes from its finished layers and writes the same bytes as an uninterrupted one', async () => {
+  const whole = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-quant-whole-'));
+  const [complete] = await runQuantizeJob(options(whole));
+  const interrupted = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-quant-resume-'));
+  const stopAfterTwo = (_format: string, done: number) => {
+    if (done === 2) throw new Error('interrupted');
+  };
+  await expect(runQuantizeJob(options(interrupted, { onLayer: stopAfterTwo }))).rejects.toThrow('interrupted');
+  expect(fs.existsSync(path.join(interrupted, 'stories260K-gptq'))).toBe(false);
+  const [resumed] = await runQuantizeJob(options(interrupted));
+  expect(resumed!.resumedLayers).toBe(2);
+  expect(fs.readFileSync(path.join(resumed!.path, 'model.safetensors'))).toEqual(fs.readFileSync(path.join(complete!.path, 'model.safetensors')));
+  const [again] = await runQuantizeJob(options(interrupted));
+  expect(again!.alreadyDone).toBe(true);
+});
+
+test('corrupt or unsupported input models give one clear error', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-quant-bad-'));
+  const broken = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-quant-broken-'));
+  for (const name of fs.readdirSync(STORIES)) fs.copyFileSync(path.join(STORIES, name), path.join(broken, name));
+  const weights = path.join(broken, 'model.safetensors');
+  fs.truncateSync(weights, fs.statSync(weights).size - 100);
+  await expect(runQuantizeJob(options(out, { modelDir: broken }))).rejects.toThrow(/truncated/);
+  await expect(runQuantizeJob(options(out, { groupSize: 128 }))).rejects.toThrow('hidden size 64 is not a multiple of --group-size 128');
+  const quantized = (await runQuantizeJob(options(out, { formats: ['nf4'] })))[0]!.path;
+  await expect(runQuantizeJob(options(out, { modelDir: quantized }))).rejects.toThrow(/already quantized/);
+  const config = JSON.parse(fs.readFileSync(path.join(quantized, 'config.json'), 'utf8'));
+  config.quantization_config.quant_method = 'hqq';
+  fs.writeFileSync(path.join(quantized, 'config.json'), JSON.stringify(config));
+  await expect(loadModel(quantized, { backend: 'cpu' })).rejects.toThrow('config.json: quantization_config: quant_method "hqq" is not supported');
+});
+
+test('scorecard: Q8_0 perplexity on TinyStories within 1 % of the base', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-quant-score-'));
+  const [q8] = await runQuantizeJob(options(out, { formats: ['gguf-q8_0'] }));
+  const text = fs.readFileSync(path.join(SHARED, 'data/text/tinystories-valid-head.txt'), 'utf8').slice(0, 20000);
+  const base = await loadModel(STORIES, { backend: 'cpu' });
+  const quant = await loadModel(q8!.path, { backend: 'cpu' });
+  const card = scoreAgainstBase(base, quant, text, 256, 1024);
+  expect(card.tokens).toBeGreaterThan(1000);
+  expect(Math.abs(card.quantPerplexity / card.basePerplexity - 1)).toBeLessThan(0.01);
+  expect(card.top1Agreement).toBeGreaterThan(0.95);
+  expect(card.meanKl).toBeGreaterThanOrEqual(0);
+  expect(card.p99Kl).toBeGreaterThanOrEqual(card.meanKl);
+});
