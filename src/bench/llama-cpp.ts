@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { HerdError } from '../errors.js';
 
 /** What `herd bench --compare llama.cpp` measures on llama.cpp, for the same file and threads. */
@@ -60,14 +63,24 @@ export async function benchLlamaCpp(modelPath: string, prompt: Int32Array, genTo
   }
 }
 
+/** The version in the package.json above a package's entry file (its exports hide package.json). */
+function packageVersion(entryFile: string): string {
+  for (let dir = path.dirname(entryFile); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const manifest = path.join(dir, 'package.json');
+    if (fs.existsSync(manifest)) {
+      const { name, version } = JSON.parse(fs.readFileSync(manifest, 'utf8')) as { name?: string; version?: string };
+      if (name === 'node-llama-cpp' && version) return version;
+    }
+  }
+  return 'unknown version';
+}
+
 async function importNodeLlamaCpp(): Promise<{ module: NodeLlamaCpp; version: string }> {
   // A variable specifier: node-llama-cpp is optional and never a dependency of herd.
   const specifier: string = 'node-llama-cpp';
   try {
     const module = (await import(specifier)) as NodeLlamaCpp;
-    const { createRequire } = await import('node:module');
-    const version = (createRequire(import.meta.url)(`${specifier}/package.json`) as { version: string }).version;
-    return { module, version };
+    return { module, version: packageVersion(fileURLToPath(import.meta.resolve(specifier))) };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') throw new HerdError(`--compare llama.cpp needs node-llama-cpp, which is not installed: ${INSTALL_HINT}`);

@@ -2,6 +2,7 @@ import os from 'node:os';
 import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { benchLlamaCpp } from '../bench/llama-cpp.js';
+import { writeSyntheticGguf } from '../bench/synthetic-gguf.js';
 import { HerdCommand } from '../cli/base-command.js';
 import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
@@ -42,6 +43,8 @@ It is a benchmark that prints figures; no test checks its times.`;
     'prompt-tokens': Flags.integer({ char: 'p', description: 'Prompt length in tokens.', default: 128, min: 1 }),
     'gen-tokens': Flags.integer({ char: 'g', description: 'Tokens to decode.', default: 64, min: 2 }),
     bandwidth: Flags.boolean({ description: "Measure the machine's read bandwidth and report the fraction decoding reached.", default: false }),
+    'write-gguf': Flags.string({ description: 'With --synthetic: also write the model as this GGUF file (for --compare runs on the same file).', dependsOn: ['synthetic', 'tokenizer'] }),
+    tokenizer: Flags.string({ description: 'With --write-gguf: the Hugging Face folder whose tokenizer goes into the GGUF (it must fit the preset\'s vocabulary).' }),
     compare: Flags.string({
       description: 'Also run llama.cpp (through node-llama-cpp, installed separately) on the same GGUF --model with the same threads, and print the ratios.',
       options: ['llama.cpp'],
@@ -53,6 +56,9 @@ It is a benchmark that prints figures; no test checks its times.`;
     if (flags.compare && !(flags.model && isGgufFile(flags.model))) throw new HerdError('--compare llama.cpp needs --model FILE.gguf, the file both run');
     const started = performance.now();
     const { model, label } = flags.synthetic ? await syntheticModel(flags.synthetic, FORMATS[flags.format]!, flags) : await folderModel(flags);
+    if (flags.synthetic && flags['write-gguf']) {
+      writeSyntheticGguf(flags['write-gguf'], model.config, new SyntheticWeights(model.config, FORMATS[flags.format]!), flags.tokenizer!, label);
+    }
     const loadMs = performance.now() - started;
     const prompt = benchPrompt(model, flags['prompt-tokens']);
     const figures = { model: label, backend: model.backendName, load_ms: Math.round(loadMs), ...measure(model, prompt, flags['gen-tokens']) };
