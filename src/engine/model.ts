@@ -113,7 +113,8 @@ export class LlamaForCausalLM<T, W> {
     const rope = ropeTables(this.inverseFrequencies, start, ids.length);
     let hidden = this.ops.embedding(this.weights.embedTokens, ids);
     this.weights.layers.forEach((layer, index) => {
-      hidden = this.decoderLayer(hidden, layer, index, cache, start, rope);
+      const run = (input: T) => this.decoderLayer(input, layer, index, cache, start, rope);
+      hidden = this.ops.checkpointLayer ? this.ops.checkpointLayer(hidden, run) : run(hidden);
     });
     if (!options.allPositions) hidden = this.ops.lastRows(hidden, 1);
     hidden = this.ops.rmsNorm(hidden, this.weights.norm, this.config.rmsNormEps);

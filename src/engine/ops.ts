@@ -48,6 +48,11 @@ export interface Ops<T, W> {
   scope<R>(fn: () => R): R;
   /** Frees a weight. */
   disposeWeight(weight: W): void;
+  /**
+   * Runs one decoder layer on `input`. Optional: a training backend may keep only the layer's
+   * input and recompute the layer in the backward pass (gradient checkpointing).
+   */
+  checkpointLayer?(input: T, run: (input: T) => T): T;
   /** Bytes the backend holds for a weight (as it computes on it: float32 on tfjs, as stored on the kernels). */
   storedBytes(weight: W): number;
 }
