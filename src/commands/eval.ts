@@ -16,7 +16,7 @@ export default class Eval extends HerdCommand {
   static override summary = 'Evaluate a model on benchmark tasks defined as lm-eval task YAML (accuracy, exact match, F1, perplexity).';
 
   static override description = `Tasks are built-in (${builtinTaskNames().join(', ')}) or paths to lm-evaluation-harness task YAML files. Data is read from local files in Hugging Face layouts (jsonl, csv, parquet) under --data.
-Multiple-choice questions encode the context once and reuse its KV cache for every choice. Few-shot examples are drawn as lm-eval draws them (random.Random(seed).sample, seed 1234).
+One KV cache is kept across a task's requests: a context is encoded once for all its choices, and few-shot examples shared by consecutive documents once for all of them. Few-shot examples are drawn as lm-eval draws them (random.Random(seed).sample, seed 1234).
 --compare runs a second model on the same documents and reports metric deltas with a paired significance test, plus per-token KL divergence and top-1 agreement on --compare-text.`;
 
   static override examples = [

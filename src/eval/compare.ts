@@ -79,7 +79,8 @@ export function compareDistributions(base: LoadedModel, variant: LoadedModel, to
   return { tokens: count, meanKl: klTotal / count, maxKl: klMax, top1Agreement: agree / count };
 }
 
-function allLogits(loaded: LoadedModel, ids: Int32Array): Float32Array {
+/** Logits of every position of `ids` ([ids.length × vocab]), run from an empty cache. */
+export function allLogits(loaded: LoadedModel, ids: Int32Array): Float32Array {
   const cache = loaded.model.createCache(ids.length);
   try {
     return loaded.model.forward(ids, cache, { allPositions: true });

@@ -32,7 +32,7 @@ export interface ExactMatchOptions {
 }
 
 /** Python's string.punctuation. */
-const PUNCTUATION = new Set('!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~');
+export const PUNCTUATION: ReadonlySet<string> = new Set('!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~');
 
 /** lm-eval's exact_match (HF evaluate's): regexes removed, then case and punctuation, then equality; any of several references counts. */
 export function exactMatch(prediction: string, references: readonly string[], options: ExactMatchOptions): number {

@@ -108,7 +108,7 @@ export function rescore(dir: string, bootstrapIters: number): EvalReport {
 }
 
 function rescored(config: TaskConfig, sample: SampleRecord): Pick<SampleRecord, 'metrics' | 'filtered_resps'> {
-  const { scores, filtered } = scoreOutput(config, sample.output);
+  const { scores, filtered } = scoreOutput(config, sample.output, sample.doc);
   return { metrics: scores, filtered_resps: filtered };
 }
 

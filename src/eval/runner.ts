@@ -4,7 +4,7 @@
  */
 import { HerdError } from '../errors.js';
 import { GREEDY } from '../engine/sampling.js';
-import { generate } from '../engine/generate.js';
+import { generate, ReusableCache } from '../engine/generate.js';
 import type { LoadedModel } from '../engine/load.js';
 import { renderChatTemplate, selectChatTemplate } from '../templates/chat-template.js';
 import { readSplit, type LocatedDoc } from './data.js';
@@ -12,7 +12,7 @@ import { LoglikelihoodScorer } from './loglikelihood.js';
 import { fewshotContext, FewshotSampler, TaskPrompts, type Context, type PromptOptions } from './prompts.js';
 import { scoreOutput, type DocScores, type RawOutput } from './scoring.js';
 import type { TaskConfig } from './task-config.js';
-import { countsFunction, countUnits, docsFunction } from './task-functions.js';
+import { countsFunction, countUnits, docsFunction, TaskFunctionError, type Doc } from './task-functions.js';
 
 export interface RunOptions {
   dataDir?: string;
@@ -82,7 +82,13 @@ export async function loadTaskDocs(config: TaskConfig, dataDir: string | undefin
 
 function processDocs(config: TaskConfig, docs: LocatedDoc[] | null): LocatedDoc[] | null {
   if (docs === null || config.process_docs === null) return docs;
-  const processed = docsFunction(config.process_docs)(docs.map((located) => located.doc));
+  let processed: Doc[];
+  try {
+    processed = docsFunction(config.process_docs)(docs.map((located) => located.doc));
+  } catch (error) {
+    if (error instanceof TaskFunctionError) throw new HerdError(`${docs[0]?.file ?? config.source}: task ${config.task}: process_docs: ${error.message}`);
+    throw error;
+  }
   // A 1:1 map keeps each document's file and row; a regrouping (wikitext articles) numbers its outputs.
   if (processed.length === docs.length) return processed.map((doc, i) => ({ ...docs[i]!, doc }));
   return processed.map((doc, row) => ({ doc, file: docs[0]?.file ?? config.source, row }));
@@ -95,20 +101,31 @@ export async function runTask(loaded: LoadedModel, config: TaskConfig, options: 
   const selected = options.limit === undefined ? docs.evalDocs : docs.evalDocs.slice(0, options.limit);
   const prompts = new TaskPrompts(config, docs.evalDocs[0]!.doc);
   const sampler = numFewshot > 0 ? new FewshotSampler(prompts, docs.fewshotPool, docs.sameSplit, options.fewshotSeed) : null;
-  const scorer = new LoglikelihoodScorer(loaded.model, options.maxLength);
   const promptOptions: PromptOptions = { numFewshot, systemInstruction: options.systemInstruction, applyChatTemplate: options.applyChatTemplate, fewshotAsMultiturn: options.fewshotAsMultiturn };
+  const caches: DocumentCaches = { scorer: new LoglikelihoodScorer(loaded.model, options.maxLength), generation: new ReusableCache() };
   const samples: SampleRecord[] = [];
-  for (const [docId, located] of selected.entries()) {
-    const record = runDocument(loaded, scorer, prompts, sampler, located, promptOptions, options);
-    samples.push({ doc_id: docId, ...record });
-    options.onDocument?.(docId + 1, selected.length);
+  try {
+    for (const [docId, located] of selected.entries()) {
+      const record = runDocument(loaded, caches, prompts, sampler, located, promptOptions, options);
+      samples.push({ doc_id: docId, ...record });
+      options.onDocument?.(docId + 1, selected.length);
+    }
+  } finally {
+    caches.scorer.dispose();
+    caches.generation.dispose();
   }
   return { config, numFewshot, totalDocs: docs.evalDocs.length, samples, warnings: docs.warnings };
 }
 
+/** KV caches kept from one document to the next, so a prefix they share is computed once. */
+interface DocumentCaches {
+  scorer: LoglikelihoodScorer;
+  generation: ReusableCache;
+}
+
 function runDocument(
   loaded: LoadedModel,
-  scorer: LoglikelihoodScorer,
+  { scorer, generation }: DocumentCaches,
   prompts: TaskPrompts,
   sampler: FewshotSampler | null,
   located: LocatedDoc,
@@ -144,12 +161,12 @@ function runDocument(
   }
   const target = prompts.docToTarget(located);
   const references = (Array.isArray(target) ? target : [target]).map(String);
-  const response = generateAnswer(loaded, contextText, context.kind === 'chat', config, options);
+  const response = generateAnswer(loaded, generation, contextText, context.kind === 'chat', config, options);
   return finish(config, { ...base, target, arguments: [contextText] }, { kind: 'generate_until', references, response });
 }
 
 function finish(config: TaskConfig, record: Pick<SampleRecord, 'doc' | 'source' | 'target' | 'arguments'>, output: RawOutput): Omit<SampleRecord, 'doc_id'> {
-  const { scores, filtered } = scoreOutput(config, output);
+  const { scores, filtered } = scoreOutput(config, output, record.doc);
   return { ...record, output, filtered_resps: filtered, metrics: scores };
 }
 
@@ -177,19 +194,13 @@ function scorePairs(loaded: LoadedModel, scorer: LoglikelihoodScorer, pairs: Arr
     const contextIds = loaded.tokenizer.encode(ctx, addSpecial);
     return { context: contextIds, continuation: loaded.tokenizer.encode(ctx + cont, addSpecial).slice(contextIds.length) };
   });
-  // Choices that share a context share one KV cache.
-  const results = new Array<ReturnType<LoglikelihoodScorer['scoreContinuations']>[number]>(pairs.length);
-  const groups = new Map<string, number[]>();
-  encoded.forEach((pair, i) => groups.set(pair.context.join(','), [...(groups.get(pair.context.join(',')) ?? []), i]));
-  for (const members of groups.values()) {
-    const scores = scorer.scoreContinuations(encoded[members[0]!]!.context, members.map((i) => encoded[i]!.continuation));
-    members.forEach((i, k) => (results[i] = scores[k]!));
-  }
-  return results;
+  // The scorer's kept KV cache makes choices sharing a context (and documents sharing few-shot examples) share its encoding.
+  return scorer.score(encoded);
 }
 
-function generateAnswer(loaded: LoadedModel, prompt: string, chatRendered: boolean, config: TaskConfig, options: RunOptions): string {
+function generateAnswer(loaded: LoadedModel, reuseCache: ReusableCache, prompt: string, chatRendered: boolean, config: TaskConfig, options: RunOptions): string {
   const result = generate(loaded.model, loaded.tokenizer, {
+    reuseCache,
     promptIds: loaded.tokenizer.encode(prompt, !chatRendered),
     maxNewTokens: options.maxGenToks ?? config.generation_kwargs.max_gen_toks,
     sampling: GREEDY,

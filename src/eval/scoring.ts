@@ -5,6 +5,7 @@
  */
 import { HerdError } from '../errors.js';
 import type { FilterConfig, MetricConfig, TaskConfig } from './task-config.js';
+import { resultsFunction, type Doc } from './task-functions.js';
 import { exactMatch, multipleChoiceScores, pythonRegex, squadExactMatch, squadF1, type WeightedItem } from './metrics.js';
 
 /** What the model produced for one document, as written to the samples jsonl. */
@@ -19,7 +20,8 @@ export type DocScores = Record<string, number | WeightedItem>;
 
 export const NO_FILTER = 'none';
 
-export function scoreOutput(config: TaskConfig, output: RawOutput): { scores: DocScores; filtered: Record<string, string> } {
+/** `doc` is the processed document, for tasks whose process_results reads its gold answers (drop). */
+export function scoreOutput(config: TaskConfig, output: RawOutput, doc: Doc): { scores: DocScores; filtered: Record<string, string> } {
   const scores: DocScores = {};
   const filtered: Record<string, string> = {};
   if (output.kind === 'multiple_choice') {
@@ -39,10 +41,14 @@ export function scoreOutput(config: TaskConfig, output: RawOutput): { scores: Do
     }
   } else {
     const filters: FilterConfig[] = config.filter_list.length > 0 ? config.filter_list : [{ name: NO_FILTER, filter: [{ function: 'take_first' }] }];
+    const fromResults = config.process_results ? resultsFunction(config.process_results) : null;
     for (const filter of filters) {
       const answer = applyFilter(filter, output.response);
       filtered[filter.name] = answer;
-      for (const metric of config.metric_list) scores[`${metric.metric},${filter.name}`] = generatedScore(config, metric, answer, output.references);
+      const results = fromResults?.(doc, answer);
+      for (const metric of config.metric_list) {
+        scores[`${metric.metric},${filter.name}`] = results ? resultValue(config, results, metric.metric) : generatedScore(config, metric, answer, output.references);
+      }
     }
   }
   return { scores, filtered };
@@ -51,6 +57,12 @@ export function scoreOutput(config: TaskConfig, output: RawOutput): { scores: Do
 function pick(mc: ReturnType<typeof multipleChoiceScores>, metric: string, config: TaskConfig): number {
   if (metric === 'acc' || metric === 'acc_norm' || metric === 'exact_match') return mc[metric];
   throw unknownMetric(config, metric);
+}
+
+function resultValue(config: TaskConfig, results: Record<string, number>, metric: string): number {
+  const value = results[metric];
+  if (value === undefined) throw new HerdError(`${config.source}: task ${config.task}: process_results gives ${Object.keys(results).join(', ')}, not "${metric}"`);
+  return value;
 }
 
 function generatedScore(config: TaskConfig, metric: MetricConfig, answer: string, references: string[]): number {

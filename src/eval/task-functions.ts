@@ -4,6 +4,7 @@
  * an error that lists what is available.
  */
 import { HerdError } from '../errors.js';
+import { dropAnswers, dropProcessResults, type DropAnswer } from './drop.js';
 import type { FunctionRef } from './task-config.js';
 
 export type Doc = Record<string, unknown>;
@@ -12,6 +13,8 @@ type DocsFunction = (docs: Doc[]) => Doc[];
 type DocFunction = (doc: Doc) => unknown;
 /** The word and byte counts a perplexity document is scored per (lm-eval's process_results). */
 type CountsFunction = (doc: Doc, target: string) => { words: number; bytes: number };
+/** A generated answer's metric values (lm-eval's process_results for generate_until tasks). */
+type ResultsFunction = (doc: Doc, response: string) => Record<string, number>;
 
 /** hellaswag/utils.py `preprocess`: WikiHow bracket markup out, double spaces squeezed. */
 function hellaswagPreprocess(text: string): string {
@@ -51,6 +54,15 @@ const DOCS_FUNCTIONS: Record<string, DocsFunction> = {
     }
     return articles;
   },
+  // drop/utils.py process_docs: the original fields plus id and the parsed gold answers.
+  'drop.process_docs': (docs) =>
+    docs.map((doc, i) => {
+      try {
+        return { ...doc, id: doc.query_id, answers: dropAnswers(doc) };
+      } catch (error) {
+        return fail(`document ${i + 1}: ${(error as Error).message}`);
+      }
+    }),
 };
 
 const DOC_FUNCTIONS: Record<string, DocFunction> = {
@@ -65,6 +77,10 @@ const DOC_FUNCTIONS: Record<string, DocFunction> = {
 const COUNTS_FUNCTIONS: Record<string, CountsFunction> = {
   // wikitext counts words and bytes in the page before detokenization.
   'wikitext.process_results': (doc) => countUnits(text(doc, 'page')),
+};
+
+const RESULTS_FUNCTIONS: Record<string, ResultsFunction> = {
+  'drop.process_results': (doc, response) => dropProcessResults(response, list(doc, 'answers') as DropAnswer[]),
 };
 
 function wikitextDetokenize(page: string): string {
@@ -122,4 +138,5 @@ function lookup<F>(table: Record<string, F>, ref: FunctionRef, role: string): F 
 
 export const docsFunction = (ref: FunctionRef): DocsFunction => lookup(DOCS_FUNCTIONS, ref, 'process_docs');
 export const docFunction = (ref: FunctionRef): DocFunction => lookup(DOC_FUNCTIONS, ref, 'doc_to_text/doc_to_target/doc_to_choice');
-export const countsFunction = (ref: FunctionRef): CountsFunction => lookup(COUNTS_FUNCTIONS, ref, 'process_results');
+export const countsFunction = (ref: FunctionRef): CountsFunction => lookup(COUNTS_FUNCTIONS, ref, 'process_results of a loglikelihood_rolling task');
+export const resultsFunction = (ref: FunctionRef): ResultsFunction => lookup(RESULTS_FUNCTIONS, ref, 'process_results of a generate_until task');

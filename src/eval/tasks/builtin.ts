@@ -249,6 +249,35 @@ metric_list:
 metadata:
   version: 3.0
 `,
+  drop: String.raw`
+# lm-eval tasks/drop/default.yaml (version 3.0) with the post's 3 shots: passage and question joined
+# by a space, no target delimiter, generation until ".", em and f1 from drop/utils.py process_results.
+# The few-shot target is the first gold answer's spans joined by "," (lm-eval joins its "answer"
+# field; herd joins the parsed answer so both the EleutherAI/drop and the answers_spans layouts work).
+task: drop
+dataset_path: EleutherAI/drop
+output_type: generate_until
+training_split: train
+validation_split: validation
+process_docs: !function drop.process_docs
+doc_to_text: "{{passage}} {{question}}"
+doc_to_target: "{{ answers[0]|join(',') }}"
+target_delimiter: ""
+process_results: !function drop.process_results
+generation_kwargs:
+  until:
+    - "."
+num_fewshot: 3
+metric_list:
+  - metric: em
+    aggregation: mean
+    higher_is_better: true
+  - metric: f1
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 3.0
+`,
   wikitext: String.raw`
 # lm-eval tasks/wikitext/wikitext.yaml over a local wikitext-2 raw test file: the file is split into
 # articles at their " = Title = " headings (lm-eval reads EleutherAI/wikitext_document_level, one
