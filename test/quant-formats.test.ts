@@ -1,4 +1,4 @@
-import { AWQ_ORDER, awqQuantizationConfig, packAwq, unpackAwq } from '../src/quant/awq.js';
+import { AWQ_ORDER, awqQuantizationConfig, packAwq, quantizeAwq, unpackAwq } from '../src/quant/awq.js';
 import { FP8_MAX, floatToFp8E4m3, fp8E4m3ToFloat, fp8QuantizationConfig, quantizeFp8, FP8_LAYOUT } from '../src/quant/fp8.js';
 import { dequantizeQ4K, quantizeQ4K } from '../src/quant/ggml-k-blocks.js';
 import { gptqQuantizationConfig, packGptq, unpackGptq, DEFAULT_GPTQ, GPTQ_MIN_ZERO } from '../src/quant/gptq.js';
@@ -88,6 +88,19 @@ describe('round trips within each format\'s error bound (random matrices)', () =
       }
       expect(worst).toBeLessThanOrEqual(0);
       expect(viaGptq).toEqual(back);
+    }
+  });
+
+  test("AWQ's own min/max groups (AutoAWQ pseudo_quantize_tensor): every weight within half a step of (max − min) / 15", () => {
+    const m = unpackAwq(stored(packAwq('p', quantizeAwq(weight, 128))), 'p', rows, cols, 128);
+    const back = dequantizeInt4(m);
+    for (let r = 0; r < rows; r++) {
+      for (let g = 0; g < cols / 128; g++) {
+        const scale = m.scales[g * rows + r]!;
+        const group = data.subarray(r * cols + g * 128, r * cols + (g + 1) * 128);
+        expect(scale).toBeCloseTo((Math.max(...group) - Math.min(...group)) / 15, 3);
+        group.forEach((v, c) => expect(Math.abs(back[r * cols + g * 128 + c]! - v)).toBeLessThanOrEqual(scale * (0.5 + 8 * 2 ** -11) + 1e-7));
+      }
     }
   });
 

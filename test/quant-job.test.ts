@@ -4,7 +4,7 @@ import path from 'node:path';
 import { loadModel } from '../src/engine/load.js';
 import { DEFAULT_CALIBRATION_FILE } from '../src/quant/calibration.js';
 import { runQuantizeJob, type QuantizeJobOptions } from '../src/quant/job.js';
-import { scoreAgainstBase } from '../src/quant/scorecard.js';
+import { QUANT_BACKEND, scoreAgainstBase } from '../src/quant/scorecard.js';
 import { SHARED, STORIES } from './fixtures.js';
 
 function options(outDir: string, overrides: Partial<QuantizeJobOptions> = {}): QuantizeJobOptions {
@@ -44,19 +44,48 @@ test('corrupt or unsupported input models give one clear error', async () => {
   const config = JSON.parse(fs.readFileSync(path.join(quantized, 'config.json'), 'utf8'));
   config.quantization_config.quant_method = 'hqq';
   fs.writeFileSync(path.join(quantized, 'config.json'), JSON.stringify(config));
-  await expect(loadModel(quantized, { backend: 'cpu' })).rejects.toThrow('config.json: quantization_config: quant_method "hqq" is not supported');
+  await expect(loadModel(quantized, { backend: QUANT_BACKEND })).rejects.toThrow('config.json: quantization_config: quant_method "hqq" is not supported');
 });
+
+test('without --group-size the 4-bit formats take 128, or the largest group the hidden size splits into (64 here), and say which', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-quant-group-'));
+  const [rtn] = await runQuantizeJob(options(out, { formats: ['int4-rtn'], groupSize: undefined }));
+  expect(rtn!.groupSize).toBe(64);
+  const config = JSON.parse(fs.readFileSync(path.join(rtn!.path, 'config.json'), 'utf8'));
+  expect(config.quantization_config.group_size).toBe(64);
+  const [again] = await runQuantizeJob(options(out, { formats: ['int4-rtn'], groupSize: undefined }));
+  expect(again!.alreadyDone).toBe(true);
+  expect(again!.notes).toEqual(rtn!.notes);
+});
+
+const scoreText = fs.readFileSync(path.join(SHARED, 'data/text/tinystories-valid-head.txt'), 'utf8');
 
 test('scorecard: Q8_0 perplexity on TinyStories within 1 % of the base', async () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-quant-score-'));
   const [q8] = await runQuantizeJob(options(out, { formats: ['gguf-q8_0'] }));
-  const text = fs.readFileSync(path.join(SHARED, 'data/text/tinystories-valid-head.txt'), 'utf8').slice(0, 20000);
-  const base = await loadModel(STORIES, { backend: 'cpu' });
-  const quant = await loadModel(q8!.path, { backend: 'cpu' });
-  const card = scoreAgainstBase(base, quant, text, 256, 1024);
-  expect(card.tokens).toBeGreaterThan(1000);
+  const base = await loadModel(STORIES, { backend: QUANT_BACKEND });
+  const quant = await loadModel(q8!.path, { backend: QUANT_BACKEND });
+  const card = scoreAgainstBase(base, quant, scoreText, 256, 1024);
+  expect(card.tokens).toBe(1024);
   expect(Math.abs(card.quantPerplexity / card.basePerplexity - 1)).toBeLessThan(0.01);
   expect(card.top1Agreement).toBeGreaterThan(0.95);
   expect(card.meanKl).toBeGreaterThanOrEqual(0);
   expect(card.p99Kl).toBeGreaterThanOrEqual(card.meanKl);
+});
+
+test('scorecard: AWQ and GPTQ perplexity on TinyStories no worse than round-to-nearest 4-bit at the same group size', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-quant-int4-'));
+  const results = await runQuantizeJob(options(out, {
+    formats: ['int4-rtn', 'awq', 'gptq'], groupSize: 32,
+    calibration: { file: DEFAULT_CALIBRATION_FILE, samples: 4, seqLen: 128 },
+    gptq: { symmetric: false, actOrder: false, dampPercent: 0.01 },
+  }));
+  const base = await loadModel(STORIES, { backend: QUANT_BACKEND });
+  const perplexity: Record<string, number> = {};
+  for (const result of results) {
+    const quant = await loadModel(result.path, { backend: QUANT_BACKEND });
+    perplexity[result.format] = scoreAgainstBase(base, quant, scoreText, 256, 1024).quantPerplexity;
+  }
+  expect(perplexity.awq).toBeLessThanOrEqual(perplexity['int4-rtn']!);
+  expect(perplexity.gptq).toBeLessThanOrEqual(perplexity['int4-rtn']!);
 });

@@ -26,7 +26,7 @@ function rangeText(min: number, max: number): string {
 
 /** --model and --backend, shared by every command that runs a model. */
 export const modelFlags = {
-  model: Flags.string({ char: 'm', description: 'Hugging Face model folder (config.json, safetensors, tokenizer.json). Default: the embedded stories260K.' }),
+  model: Flags.string({ char: 'm', description: 'Hugging Face model folder (config.json, safetensors, tokenizer.json; quantized fbgemm_fp8, awq, gptq or bitsandbytes nf4 too) or a .gguf file. Default: the embedded stories260K.' }),
   backend: Flags.string({
     description: `Compute backend (${BACKEND_CHOICES.join(', ')}). Default: node-gpu when installed, else herd's kernels for 16-bit and quantized weights, else the first tfjs backend that loads.`,
   }),

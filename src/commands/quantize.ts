@@ -5,7 +5,7 @@ import { HerdError } from '../errors.js';
 import { DEFAULT_MODEL_DIR, loadModel } from '../engine/load.js';
 import { DEFAULT_CALIBRATION_FILE } from '../quant/calibration.js';
 import { FORMATS, runQuantizeJob, type FormatResult, type QuantFormat } from '../quant/job.js';
-import { readScoreText, scoreAgainstBase, type Scorecard } from '../quant/scorecard.js';
+import { QUANT_BACKEND, readScoreText, scoreAgainstBase, type Scorecard } from '../quant/scorecard.js';
 
 export default class Quantize extends HerdCommand {
   static override summary = 'Write FP8, AWQ, GPTQ, NF4 and GGUF checkpoints of a model, and score what they lose.';
@@ -26,7 +26,7 @@ export default class Quantize extends HerdCommand {
     model: Flags.string({ char: 'm', description: 'Source Hugging Face model folder. Default: the embedded stories260K.' }),
     format: Flags.string({ char: 'f', description: `Formats, comma-separated: ${FORMATS.join(', ')}.`, default: 'gguf-q8_0' }),
     out: Flags.string({ char: 'o', description: 'Folder for the outputs (created if missing).' }),
-    'group-size': Flags.integer({ description: 'Input columns per scale for awq, gptq and int4-rtn.', default: 128, min: 8 }),
+    'group-size': Flags.integer({ description: 'Input columns per scale for awq, gptq and int4-rtn. Default: 128, or the largest of 64, 32, 16, 8 that the model\'s hidden size splits into (64 for stories260K).', min: 8 }),
     calibration: Flags.string({ description: 'Calibration text (.txt, .jsonl or .parquet with a text field). Default: the TinyStories text shipped with herd.' }),
     samples: Flags.integer({ description: 'Calibration windows.', default: 16, min: 1 }),
     'seq-len': Flags.integer({ description: 'Tokens per calibration window.', default: 256, min: 2 }),
@@ -78,7 +78,7 @@ export default class Quantize extends HerdCommand {
     }
     for (const r of results) {
       const state = r.alreadyDone ? 'already complete' : r.resumedLayers > 0 ? `resumed ${r.resumedLayers} layers` : `${r.seconds.toFixed(1)} s`;
-      this.log(`${r.format.padEnd(10)} ${r.path}  ${(r.bytes / 2 ** 20).toFixed(2)} MiB  ${r.bitsPerWeight.toFixed(2)} bits/weight  ${state}`);
+      this.log(`${r.format.padEnd(10)} ${r.path}  ${(r.bytes / 2 ** 20).toFixed(2)} MiB  ${r.bitsPerWeight.toFixed(2)} bits/weight${r.groupSize === null ? '' : `  group ${r.groupSize}`}  ${state}`);
       for (const note of r.notes) this.log(`           note: ${note}`);
       if (cards.has(r.path)) this.log(`           ${describeCard('', cards.get(r.path)!).trim()}`);
     }
@@ -86,8 +86,8 @@ export default class Quantize extends HerdCommand {
 
   private async score(baseDir: string, quantPath: string, textFile: string, maxTokens: number): Promise<Scorecard> {
     const text = readScoreText(textFile);
-    const base = await loadModel(baseDir, { backend: 'cpu' });
-    const quant = await loadModel(quantPath, { backend: 'cpu' });
+    const base = await loadModel(baseDir, { backend: QUANT_BACKEND });
+    const quant = await loadModel(quantPath, { backend: QUANT_BACKEND });
     try {
       return scoreAgainstBase(base, quant, text, Math.min(512, base.config.maxPositionEmbeddings), maxTokens);
     } finally {

@@ -1,7 +1,7 @@
 import type { HostTensor } from '../engine/safetensors.js';
 import type { QuantizedLayout, QuantizedTensors } from './layout.js';
 import {
-  checkGroupable, dequantizeInt4, emptyInt4, packNibbles, quantizeInt4Rtn, unpackNibbles, type Int4Matrix,
+  INT4_MAX, checkGroupable, dequantizeInt4, emptyInt4, packNibbles, quantizeInt4Groups, roundHalfEven, unpackNibbles, type GroupParams, type Int4Matrix,
 } from './int4.js';
 import { expectPart, f16Tensor, i32Tensor, moduleOf, readF16, readI32, type StoredTensors } from './tensors.js';
 
@@ -57,6 +57,27 @@ export function unpackAwq(stored: StoredTensors, prefix: string, out: number, in
   return m;
 }
 
+/**
+ * AutoAWQ's `pseudo_quantize_tensor` with zero-point: scale = max(max − min, 1e-5) / 15 and
+ * zero = clamp(−round(min / scale), 0, 15) per group. Unlike GPTQ's parameters, the range is the
+ * group's own min..max, not widened to contain 0.
+ */
+export function awqGroupParams(values: ArrayLike<number>): GroupParams {
+  let low = Infinity;
+  let high = -Infinity;
+  for (let i = 0; i < values.length; i++) {
+    low = Math.min(low, values[i]!);
+    high = Math.max(high, values[i]!);
+  }
+  const scale = Math.fround(Math.max(high - low, 1e-5) / INT4_MAX);
+  return { scale, zero: Math.min(INT4_MAX, Math.max(0, -roundHalfEven(low / scale))) };
+}
+
+/** AWQ's 4-bit quantization of a (scaled, clipped) weight [out, in]. */
+export function quantizeAwq(weight: HostTensor, groupSize: number): Int4Matrix {
+  return quantizeInt4Groups(weight, groupSize, awqGroupParams);
+}
+
 /** transformers' AwqConfig keys as AutoAWQ writes them into config.json. */
 export function awqQuantizationConfig(groupSize: number): Record<string, unknown> {
   return { bits: 4, group_size: groupSize, modules_to_not_convert: null, quant_method: 'awq', version: 'gemm', zero_point: true };
@@ -87,78 +108,6 @@ export interface Activations {
   rows: number;
   cols: number;
   data: Float32Array;
-}
-
-/** AutoAWQ's grid: 20 ratios α in [0, 1). */
-const GRID = 20;
-
-/**
- * AWQ's activation-aware scale search (AutoAWQ `_search_best_scale`): per input channel
- * s = mean|x|^α / mean|ŵ|^(1−α) (ŵ = |w| over its group maximum), normalised by √(max·min);
- * the α whose round-to-nearest quantization of W·diag(s), applied to X·diag(1/s), gives the
- * smallest output error of the linears sharing X wins. Returns s ([in]); the caller divides the
- * preceding norm or projection by s and multiplies these weights by s, as AutoAWQ's
- * apply_scale does. The error measured is that of the linears themselves, not of the whole
- * attention block (a simplification of AutoAWQ's module2inspect).
- */
-export function searchAwqScales(weights: HostTensor[], x: Activations, groupSize: number): Float32Array {
-  const cols = x.cols;
-  const xMean = columnMeanAbs(x);
-  const wMean = normalisedWeightMean(weights, groupSize, cols);
-  const reference = weights.map((w) => matmulTransposed(x, w.data, w.shape[0]!));
-  let best = { error: Infinity, scales: new Float32Array(cols).fill(1) };
-  for (let step = 0; step < GRID; step++) {
-    const ratio = step / GRID;
-    const scales = new Float32Array(cols);
-    for (let c = 0; c < cols; c++) scales[c] = Math.max(xMean[c]! ** ratio / Math.max(wMean[c]!, 1e-12) ** (1 - ratio), 1e-4);
-    let lo = Infinity;
-    let hi = 0;
-    for (const s of scales) {
-      lo = Math.min(lo, s);
-      hi = Math.max(hi, s);
-    }
-    const norm = Math.sqrt(lo * hi);
-    for (let c = 0; c < cols; c++) scales[c] = scales[c]! / norm;
-    const error = weights.reduce((sum, w, k) => sum + scaledQuantizationError(w, scales, x, reference[k]!, groupSize), 0);
-    if (error < best.error) best = { error, scales };
-  }
-  return best.scales;
-}
-
-/** ‖X Wᵀ − (X/s)·Q(W·s)ᵀ‖² summed. */
-function scaledQuantizationError(weight: HostTensor, scales: Float32Array, x: Activations, reference: Float32Array, groupSize: number): number {
-  const [out, cols] = weight.shape as [number, number];
-  const scaled = new Float32Array(weight.data.length);
-  for (let i = 0; i < scaled.length; i++) scaled[i] = weight.data[i]! * scales[i % cols]!;
-  const quantized = dequantizeInt4(quantizeInt4Rtn({ name: weight.name, shape: [out, cols], data: scaled }, groupSize, false));
-  for (let i = 0; i < quantized.length; i++) quantized[i] = quantized[i]! / scales[i % cols]!;
-  const approx = matmulTransposed(x, quantized, out);
-  let error = 0;
-  for (let i = 0; i < approx.length; i++) error += (approx[i]! - reference[i]!) ** 2;
-  return error;
-}
-
-function columnMeanAbs(x: Activations): Float32Array {
-  const mean = new Float32Array(x.cols);
-  for (let r = 0; r < x.rows; r++) for (let c = 0; c < x.cols; c++) mean[c] = mean[c]! + Math.abs(x.data[r * x.cols + c]!);
-  return mean.map((sum) => sum / x.rows);
-}
-
-function normalisedWeightMean(weights: HostTensor[], groupSize: number, cols: number): Float32Array {
-  const mean = new Float32Array(cols);
-  let rows = 0;
-  for (const w of weights) {
-    const out = w.shape[0]!;
-    rows += out;
-    for (let r = 0; r < out; r++) {
-      for (let g = 0; g < cols; g += groupSize) {
-        let groupMax = 0;
-        for (let c = g; c < g + groupSize; c++) groupMax = Math.max(groupMax, Math.abs(w.data[r * cols + c]!));
-        for (let c = g; c < g + groupSize; c++) mean[c] = mean[c]! + Math.abs(w.data[r * cols + c]!) / (groupMax + 1e-6);
-      }
-    }
-  }
-  return mean.map((sum) => sum / rows);
 }
 
 /** X [rows, in] · Wᵀ for W [out, in]. */

@@ -62,28 +62,40 @@ export function calibrationWindows(texts: string[], tokenizer: HerdTokenizer, bo
 }
 
 /**
- * An Ops decorator that records the input rows of chosen linear weights as the one model
- * definition runs: the calibration activations AWQ and GPTQ need, without a second forward pass.
+ * An Ops decorator that records the input rows of chosen linear weights and RMSNorms as the one
+ * model definition runs: the calibration activations AWQ and GPTQ need (an input_layernorm's
+ * input is its decoder layer's residual input), without a second forward pass.
  */
 export class ActivationRecorder {
   private readonly names = new Map<unknown, string>();
   private readonly rows = new Map<string, Float32Array[]>();
 
-  /** `inputWidths`: the weights to record, each with its input features (the `in` of [out, in]). */
+  /** `inputWidths`: the weights to record, each with its input features (the `in` of [out, in], or a norm's width). */
   constructor(private readonly inputWidths: Map<string, number>) {}
 
   wrap<T, W>(ops: Ops<T, W>): Ops<T, W> {
-    const { names, rows, inputWidths } = this;
+    const { inputWidths } = this;
+    const named = (weight: W, name: string): W => {
+      if (inputWidths.has(name)) this.names.set(weight, name);
+      return weight;
+    };
+    const record = (x: T, weight: W): void => {
+      const name = this.names.get(weight);
+      if (name === undefined) return;
+      const parts = this.rows.get(name) ?? [];
+      parts.push(ops.read(x));
+      this.rows.set(name, parts);
+    };
     return Object.assign(Object.create(ops) as Ops<T, W>, {
-      linearWeight(name: string, source: WeightSource): W {
-        const weight = ops.linearWeight(name, source);
-        if (inputWidths.has(name)) names.set(weight, name);
-        return weight;
-      },
+      linearWeight: (name: string, source: WeightSource): W => named(ops.linearWeight(name, source), name),
+      vectorWeight: (name: string, source: WeightSource): W => named(ops.vectorWeight(name, source), name),
       linear(x: T, weight: W): T {
-        const name = names.get(weight);
-        if (name !== undefined) rows.set(name, [...(rows.get(name) ?? []), ops.read(x)]);
+        record(x, weight);
         return ops.linear(x, weight);
+      },
+      rmsNorm(x: T, weight: W, eps: number): T {
+        record(x, weight);
+        return ops.rmsNorm(x, weight, eps);
       },
     });
   }

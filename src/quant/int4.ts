@@ -72,6 +72,11 @@ export function checkGroupable(name: string, rows: number, cols: number, groupSi
 
 /** Plain round-to-nearest (the baseline AWQ and GPTQ are measured against). */
 export function quantizeInt4Rtn(weight: HostTensor, groupSize: number, symmetric: boolean, minZero = 0): Int4Matrix {
+  return quantizeInt4Groups(weight, groupSize, (values) => groupParams(values, symmetric, minZero));
+}
+
+/** Round-to-nearest 4-bit quantization of every group with the parameters `paramsOf` chooses for it. */
+export function quantizeInt4Groups(weight: HostTensor, groupSize: number, paramsOf: (values: Float32Array) => GroupParams): Int4Matrix {
   const [rows, cols] = matrixShape(weight);
   checkGroupable(weight.name, rows, cols, groupSize);
   const groups = cols / groupSize;
@@ -79,7 +84,7 @@ export function quantizeInt4Rtn(weight: HostTensor, groupSize: number, symmetric
   for (let r = 0; r < rows; r++) {
     for (let g = 0; g < groups; g++) {
       const start = r * cols + g * groupSize;
-      const params = groupParams(weight.data.subarray(start, start + groupSize), symmetric, minZero);
+      const params = paramsOf(weight.data.subarray(start, start + groupSize));
       result.scales[g * rows + r] = params.scale;
       result.zeros[g * rows + r] = params.zero;
       for (let c = 0; c < groupSize; c++) result.codes[start + c] = quantizeCode(weight.data[start + c]!, params);

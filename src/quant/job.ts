@@ -4,13 +4,17 @@ import path from 'node:path';
 import { HerdError } from '../errors.js';
 import type { Checkpoint } from '../engine/checkpoint.js';
 import type { LlamaConfig } from '../engine/config.js';
+import { activateBackend } from '../engine/backends/select.js';
 import { loadModel, openModelFolder } from '../engine/load.js';
 import { elementCount, readSafetensorsHeader, writeSafetensors, type HostTensor, type TensorToWrite } from '../engine/safetensors.js';
 import { readJsonFile } from '../engine/tokenizer.js';
-import { divideRows, scaleColumns, searchAwqScales, awqQuantizationConfig, packAwq, type Activations } from './awq.js';
+import { awqQuantizationConfig, packAwq, quantizeAwq, type Activations } from './awq.js';
+import { awqLayer } from './awq-search.js';
+import { DecoderLayerRunner, padColumns, padMlp, type LayerWeights } from './layer-runner.js';
+import { QUANT_BACKEND } from './scorecard.js';
 import { ActivationRecorder, calibrationWindows, readCalibrationTexts, runCalibration, type CalibrationOptions } from './calibration.js';
 import { fp8QuantizationConfig, fp8Quantizes, quantizeFp8 } from './fp8.js';
-import { GgufValueType, readGgufHeader, writeGguf, type GgufTensorToWrite } from './gguf.js';
+import { GgmlType, GgufValueType, readGgufHeader, writeGguf, type GgufTensorToWrite } from './gguf.js';
 import { ggufTensor, llamaMetadata, ropeFrequencyFactors, type GgufWeightType } from './gguf-llama.js';
 import { tokenizerMetadata } from './gguf-tokenizer.js';
 import { GPTQ_MIN_ZERO, gptqQuantizationConfig, packGptq, quantizeGptq, type GptqOptions } from './gptq.js';
@@ -26,7 +30,8 @@ export interface QuantizeJobOptions {
   modelDir: string;
   outDir: string;
   formats: QuantFormat[];
-  groupSize: number;
+  /** Input columns per 4-bit group; absent: 128, or the largest of 64, 32, 16, 8 that the model's widths split into. */
+  groupSize?: number;
   calibration: CalibrationOptions;
   gptq: Omit<GptqOptions, 'groupSize' | 'blockSize'>;
   nf4DoubleQuant: boolean;
@@ -39,6 +44,8 @@ export interface FormatResult {
   path: string;
   bytes: number;
   bitsPerWeight: number;
+  /** Input columns per 4-bit group (awq, gptq, int4-rtn), else null. */
+  groupSize: number | null;
   seconds: number;
   /** Layers taken from an interrupted run instead of being quantized again. */
   resumedLayers: number;
@@ -59,9 +66,10 @@ export async function runQuantizeJob(options: QuantizeJobOptions): Promise<Forma
   try {
     const rawConfig = readJsonFile(path.join(options.modelDir, 'config.json'), true) as Record<string, unknown>;
     if (rawConfig.quantization_config) throw new HerdError(`${options.modelDir}: already quantized (${JSON.stringify((rawConfig.quantization_config as { quant_method?: unknown }).quant_method)}); quantize the float model`);
-    checkIntFormats(options, config);
+    const resolved = { ...options, groupSize: options.groupSize ?? largestGroup(intWidths(config)) };
+    checkIntFormats(resolved, config);
     fs.mkdirSync(options.outDir, { recursive: true });
-    const context = new JobContext(options, config, checkpoint, rawConfig);
+    const context = new JobContext(resolved, config, checkpoint, rawConfig);
     const results: FormatResult[] = [];
     for (const format of options.formats) results.push(await context.run(format));
     return results;
@@ -70,29 +78,37 @@ export async function runQuantizeJob(options: QuantizeJobOptions): Promise<Forma
   }
 }
 
-function checkIntFormats(options: QuantizeJobOptions, config: LlamaConfig): void {
+type ResolvedOptions = QuantizeJobOptions & { groupSize: number };
+
+/** The widths 4-bit groups must divide: the inputs of q/k/v, gate/up (hidden) and of o (heads × head_dim). */
+function intWidths(config: LlamaConfig): number[] {
+  return [config.hiddenSize, config.numAttentionHeads * config.headDim];
+}
+
+function checkIntFormats(options: ResolvedOptions, config: LlamaConfig): void {
   if (!options.formats.some((f) => INT4.includes(f))) return;
   const g = options.groupSize;
   if (g % 8 !== 0) throw new HerdError(`--group-size ${g} must be a multiple of 8 for 4-bit packing`);
-  const widths = [config.hiddenSize, config.numAttentionHeads * config.headDim];
-  const bad = widths.find((w) => w % g !== 0);
-  if (bad !== undefined) throw new HerdError(`hidden size ${bad} is not a multiple of --group-size ${g}; choose a group size that divides it (e.g. ${largestGroup(bad)})`);
+  const bad = intWidths(config).find((w) => w % g !== 0);
+  if (bad !== undefined) throw new HerdError(`hidden size ${bad} is not a multiple of --group-size ${g}; choose a group size that divides it (e.g. ${largestGroup([bad])})`);
 }
 
-function largestGroup(width: number): number {
-  for (const g of [128, 64, 32, 16, 8]) if (width % g === 0) return g;
+/** AWQ's and GPTQ's usual 128, or the largest smaller power of two every width splits into. */
+function largestGroup(widths: number[]): number {
+  for (const g of [128, 64, 32, 16, 8]) if (widths.every((w) => w % g === 0)) return g;
   return 8;
 }
 
 /** What one job shares across formats: the source, its fingerprint and (lazily) the calibration activations. */
 class JobContext {
   private recorder: ActivationRecorder | null = null;
+  private runner: DecoderLayerRunner | undefined;
   readonly fingerprint: string;
   private readonly parameters: number;
   readonly paddedIntermediate: number;
 
   constructor(
-    readonly options: QuantizeJobOptions,
+    readonly options: ResolvedOptions,
     readonly config: LlamaConfig,
     readonly source: Checkpoint,
     readonly rawConfig: Record<string, unknown>,
@@ -111,16 +127,15 @@ class JobContext {
     const settings = this.settingsOf(format);
     const result = (resumedLayers: number, alreadyDone: boolean, notes: string[]): FormatResult => {
       const bytes = isGguf ? fs.statSync(target).size : weightBytes(target);
-      return { format, path: target, bytes, bitsPerWeight: (bytes * 8) / this.parameters, seconds: (performance.now() - started) / 1000, resumedLayers, alreadyDone, notes };
+      return { format, path: target, bytes, bitsPerWeight: (bytes * 8) / this.parameters, groupSize: INT4.includes(format) ? this.options.groupSize : null, seconds: (performance.now() - started) / 1000, resumedLayers, alreadyDone, notes };
     };
     if (isGguf) {
       if (fs.existsSync(target) && ggufSettings(target) === settings) return result(0, true, []);
       this.writeGguf(format.slice(5).toUpperCase() as GgufWeightType, target, settings, format);
       return result(0, false, []);
     }
-    if (fs.existsSync(path.join(target, MARKER)) && (readJsonFile(path.join(target, MARKER), true) as { settings?: string }).settings === settings) {
-      return result(0, true, []);
-    }
+    const done = fs.existsSync(path.join(target, MARKER)) ? (readJsonFile(path.join(target, MARKER), true) as { settings?: string; notes?: string[] }) : null;
+    if (done?.settings === settings) return result(0, true, done.notes ?? []);
     const { resumedLayers, notes } = await this.writeSafetensorsFormat(format, target, settings);
     return result(resumedLayers, false, notes);
   }
@@ -141,9 +156,10 @@ class JobContext {
       const widths = new Map<string, number>();
       for (let layer = 0; layer < this.config.numHiddenLayers; layer++) {
         for (const linear of LINEARS) widths.set(`model.layers.${layer}.${linear}.weight`, this.source.entry(`model.layers.${layer}.${linear}.weight`).shape[1]!);
+        widths.set(`model.layers.${layer}.input_layernorm.weight`, this.config.hiddenSize);
       }
       const recorder = new ActivationRecorder(widths);
-      const loaded = await loadModel(this.options.modelDir, { backend: 'cpu', wrapOps: (ops) => recorder.wrap(ops) });
+      const loaded = await loadModel(this.options.modelDir, { backend: QUANT_BACKEND, wrapOps: (ops) => recorder.wrap(ops) });
       try {
         const texts = await readCalibrationTexts(this.options.calibration.file);
         runCalibration(loaded, calibrationWindows(texts, loaded.tokenizer, this.config.bosTokenId, this.options.calibration));
@@ -153,6 +169,12 @@ class JobContext {
       this.recorder = recorder;
     }
     return this.recorder.activations(name);
+  }
+
+  /** Runs single decoder layers for AWQ's block-output loss, on one backend for the whole job. */
+  private async layerRunner(): Promise<DecoderLayerRunner> {
+    this.runner ??= new DecoderLayerRunner(await activateBackend({ backend: QUANT_BACKEND }), this.config, this.options.calibration.seqLen);
+    return this.runner;
   }
 
   private async writeSafetensorsFormat(format: QuantFormat, target: string, settings: string): Promise<{ resumedLayers: number; notes: string[] }> {
@@ -182,6 +204,7 @@ class JobContext {
       notes.push(`intermediate_size padded from ${this.config.intermediateSize} to ${this.paddedIntermediate} with zero rows/columns (the same function) so the MLP splits into groups of ${this.options.groupSize}`);
     }
     fs.writeFileSync(path.join(partial, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+    fs.writeFileSync(partialMarker, JSON.stringify({ settings, notes }));
     for (const name of COMPANION_FILES) {
       const from = path.join(this.options.modelDir, name);
       if (fs.existsSync(from)) fs.copyFileSync(from, path.join(partial, name));
@@ -228,33 +251,31 @@ class JobContext {
       }
       return out;
     }
-    const weights = Object.fromEntries(LINEARS.map((linear) => [linear, read(linear)])) as Record<(typeof LINEARS)[number], HostTensor>;
-    padMlp(weights, this.paddedIntermediate);
     const inputNorm = this.source.readFloat(norms.input);
     const postNorm = this.source.readFloat(norms.post);
+    const weights: LayerWeights = new Map([
+      ...LINEARS.map((linear): [string, HostTensor] => [`${linear}.weight`, read(linear)]),
+      ['input_layernorm.weight', inputNorm],
+      ['post_attention_layernorm.weight', postNorm],
+    ]);
+    padMlp(weights, this.paddedIntermediate);
     const act = async (linear: string): Promise<Activations> => padColumns(await this.activations(`${prefix}.${linear}.weight`), linear === 'mlp.down_proj' ? this.paddedIntermediate : 0);
     const g = this.options.groupSize;
     if (format === 'awq') {
-      const apply = (scales: Float32Array, previous: HostTensor, linears: HostTensor[]) => {
-        divideRows(previous, scales);
-        linears.forEach((w) => scaleColumns(w, scales));
+      const inputs = {
+        hidden: await this.activations(norms.input),
+        attention: await act('self_attn.q_proj'),
+        attentionOutput: await act('self_attn.o_proj'),
+        mlp: await act('mlp.gate_proj'),
+        down: await act('mlp.down_proj'),
       };
-      const { q, k, v, o, gate, up, down } = short(weights);
-      const sQkv = searchAwqScales([q, k, v], await act('self_attn.q_proj'), g);
-      const sGateUp = searchAwqScales([gate, up], await act('mlp.gate_proj'), g);
-      const sDown = searchAwqScales([down], await act('mlp.down_proj'), g);
-      // AutoAWQ scales v → o only when their shapes line up (no grouped-query attention).
-      const sO = v.shape[0] === o.shape[1] ? searchAwqScales([o], await act('self_attn.o_proj'), g) : null;
-      apply(sQkv, inputNorm, [q, k, v]);
-      apply(sGateUp, postNorm, [gate, up]);
-      apply(sDown, up, [down]);
-      if (sO) apply(sO, v, [o]);
+      awqLayer(weights, inputs, await this.layerRunner(), g);
     }
     const out: TensorToWrite[] = [f32Tensor(norms.input, inputNorm.shape, inputNorm.data), f32Tensor(norms.post, postNorm.shape, postNorm.data)];
     for (const linear of LINEARS) {
       const name = `${prefix}.${linear}`;
-      const weight = weights[linear];
-      if (format === 'awq') out.push(...packAwq(name, quantizeInt4Rtn(weight, g, false)));
+      const weight = weights.get(`${linear}.weight`)!;
+      if (format === 'awq') out.push(...packAwq(name, quantizeAwq(weight, g)));
       else if (format === 'int4-rtn') out.push(...packGptq(name, quantizeInt4Rtn(weight, g, this.options.gptq.symmetric, GPTQ_MIN_ZERO)));
       else out.push(...packGptq(name, quantizeGptq(weight, await act(linear), { ...this.options.gptq, groupSize: g, blockSize: 128 })));
     }
@@ -267,7 +288,7 @@ class JobContext {
     metadata.set('herd.quantize.settings', { type: GgufValueType.STRING, value: settings });
     const tensors: GgufTensorToWrite[] = [];
     const factors = ropeFrequencyFactors(this.config);
-    if (factors) tensors.push({ name: 'rope_freqs.weight', type: 0, dims: [factors.length], bytes: new Uint8Array(factors.buffer) });
+    if (factors) tensors.push({ name: 'rope_freqs.weight', type: GgmlType.F32, dims: [factors.length], bytes: new Uint8Array(factors.buffer) });
     const layers = this.config.numHiddenLayers;
     const add = (name: string) => tensors.push(ggufTensor(this.source.readFloat(name), weightType, this.config));
     add('model.embed_tokens.weight');
@@ -282,35 +303,6 @@ class JobContext {
     if (!this.config.tieWordEmbeddings) add('lm_head.weight');
     writeGguf(target, metadata, tensors);
   }
-}
-
-function short(w: Record<(typeof LINEARS)[number], HostTensor>) {
-  return { q: w['self_attn.q_proj'], k: w['self_attn.k_proj'], v: w['self_attn.v_proj'], o: w['self_attn.o_proj'], gate: w['mlp.gate_proj'], up: w['mlp.up_proj'], down: w['mlp.down_proj'] };
-}
-
-/** Zero rows of gate/up and zero columns of down up to `width`: silu(0)·0 = 0, so the MLP computes the same. */
-function padMlp(w: Record<(typeof LINEARS)[number], HostTensor>, width: number): void {
-  for (const linear of ['mlp.gate_proj', 'mlp.up_proj'] as const) {
-    const t = w[linear];
-    if (t.shape[0] === width) continue;
-    const data = new Float32Array(width * t.shape[1]!);
-    data.set(t.data);
-    w[linear] = { name: t.name, shape: [width, t.shape[1]!], data };
-  }
-  const down = w['mlp.down_proj'];
-  if (down.shape[1] !== width) {
-    const [rows, cols] = down.shape as [number, number];
-    const data = new Float32Array(rows * width);
-    for (let r = 0; r < rows; r++) data.set(down.data.subarray(r * cols, (r + 1) * cols), r * width);
-    w['mlp.down_proj'] = { name: down.name, shape: [rows, width], data };
-  }
-}
-
-function padColumns(x: Activations, width: number): Activations {
-  if (width === 0 || width === x.cols) return x;
-  const data = new Float32Array(x.rows * width);
-  for (let r = 0; r < x.rows; r++) data.set(x.data.subarray(r * x.cols, (r + 1) * x.cols), r * width);
-  return { rows: x.rows, cols: width, data };
 }
 
 function rawTensor(source: Checkpoint, name: string): TensorToWrite {

@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import { HerdError } from '../errors.js';
 import type { LoadedModel } from '../engine/load.js';
-import { logSoftmax } from '../engine/sampling.js';
+import type { HerdTokenizer } from '../engine/tokenizer.js';
+import { argmax, logSoftmax } from '../engine/sampling.js';
+import { allLogits } from '../eval/compare.js';
 
 /** Quality of a quantized model against its base on the same text. */
 export interface Scorecard {
@@ -16,13 +18,21 @@ export interface Scorecard {
 }
 
 /**
+ * The backend scoring and calibration run on: herd's WASM kernels. tfjs's cpu backend broadcasts
+ * element by element (the causal mask and RoPE tables of every layer), which made one 256-token
+ * forward of stories260K take about a second; the kernels take tens of milliseconds. Both models
+ * of a scorecard run on the same backend, so backend rounding never counts as quantization loss.
+ */
+export const QUANT_BACKEND = 'kernels';
+
+/**
  * Scores both models over the text's tokens in windows of `window` (each starting with BOS when
  * the tokenizer has one), through the engine's forward with logits for every position.
  */
 export function scoreAgainstBase(base: LoadedModel, quant: LoadedModel, text: string, window: number, maxTokens: number): Scorecard {
   if (base.config.vocabSize !== quant.config.vocabSize) throw new HerdError(`the models' vocabularies differ (${base.config.vocabSize} vs ${quant.config.vocabSize})`);
   const bos = base.config.bosTokenId;
-  const ids = base.tokenizer.encode(text, false).slice(0, maxTokens);
+  const ids = encodePrefix(base.tokenizer, text, maxTokens);
   const vocab = base.config.vocabSize;
   const kls: number[] = [];
   let baseNll = 0;
@@ -32,24 +42,20 @@ export function scoreAgainstBase(base: LoadedModel, quant: LoadedModel, text: st
   for (let start = 0; start + 1 < ids.length; start += body) {
     const chunk = ids.slice(start, start + body);
     const input = Int32Array.from(bos === null ? chunk : [bos, ...chunk]);
-    const [p, q] = [base, quant].map((loaded) => allPositionLogits(loaded, input));
+    const [p, q] = [base, quant].map((loaded) => allLogits(loaded, input));
     // Row i predicts input[i + 1]; with BOS prepended every chunk token is predicted.
     for (let row = 0; row + 1 < input.length; row++) {
-      const logP = logSoftmax(p!.subarray(row * vocab, (row + 1) * vocab));
-      const logQ = logSoftmax(q!.subarray(row * vocab, (row + 1) * vocab));
+      const rowP = p!.subarray(row * vocab, (row + 1) * vocab);
+      const rowQ = q!.subarray(row * vocab, (row + 1) * vocab);
+      const logP = logSoftmax(rowP);
+      const logQ = logSoftmax(rowQ);
       const next = input[row + 1]!;
       baseNll -= logP[next]!;
       quantNll -= logQ[next]!;
       let kl = 0;
-      let bestP = 0;
-      let bestQ = 0;
-      for (let v = 0; v < vocab; v++) {
-        kl += Math.exp(logP[v]!) * (logP[v]! - logQ[v]!);
-        if (logP[v]! > logP[bestP]!) bestP = v;
-        if (logQ[v]! > logQ[bestQ]!) bestQ = v;
-      }
+      for (let v = 0; v < vocab; v++) kl += Math.exp(logP[v]!) * (logP[v]! - logQ[v]!);
       kls.push(Math.max(kl, 0));
-      if (bestP === bestQ) agree++;
+      if (argmax(rowP) === argmax(rowQ)) agree++;
     }
   }
   if (kls.length === 0) throw new HerdError('the score text has too few tokens');
@@ -64,12 +70,18 @@ export function scoreAgainstBase(base: LoadedModel, quant: LoadedModel, text: st
   };
 }
 
-function allPositionLogits(loaded: LoadedModel, ids: Int32Array): Float32Array {
-  const cache = loaded.model.createCache(ids.length);
-  try {
-    return loaded.model.forward(ids, cache, { allPositions: true });
-  } finally {
-    cache.dispose();
+/**
+ * The first `maxTokens` tokens of the text, tokenizing only as much of it as that takes: a long
+ * score file (the TinyStories head is 0.8 MB) took seconds to tokenize whole. The text is cut
+ * after a line, and only tokens before the last one (which a merge across the cut could change)
+ * are kept.
+ */
+function encodePrefix(tokenizer: HerdTokenizer, text: string, maxTokens: number): number[] {
+  for (let chars = maxTokens * 8; ; chars *= 2) {
+    const end = chars >= text.length ? text.length : text.lastIndexOf('\n', chars) + 1;
+    if (end <= 0 && chars < text.length) continue;
+    const ids = tokenizer.encode(text.slice(0, end), false);
+    if (ids.length > maxTokens || end === text.length) return ids.slice(0, maxTokens);
   }
 }
 

@@ -1,0 +1,105 @@
+import type { LlamaConfig } from '../engine/config.js';
+import { LlamaForCausalLM } from '../engine/model.js';
+import type { Ops, WeightSource } from '../engine/ops.js';
+import type { HostTensor } from '../engine/safetensors.js';
+import type { Activations } from './awq.js';
+
+/** The weights of one decoder layer, named as within a layer: `self_attn.q_proj.weight`, `input_layernorm.weight`, … */
+export type LayerWeights = Map<string, HostTensor>;
+
+/**
+ * Runs one decoder layer of the engine's model definition on recorded inputs, with weights the
+ * caller chooses: how AWQ measures the output of a whole attention or MLP block (AutoAWQ's
+ * module2inspect) without a second forward pass. The layer is the only layer of a model whose
+ * "embedding table" is the recorded residual inputs, one row per calibration token, so looking up
+ * ids w·L .. w·L+L−1 feeds window w to the layer at positions 0..L−1 as in the full model.
+ */
+export class DecoderLayerRunner {
+  constructor(
+    private readonly ops: Ops<unknown, unknown>,
+    private readonly config: LlamaConfig,
+    private readonly windowLength: number,
+  ) {}
+
+  /**
+   * The output rows of `recorded` (a linear of the layer: `self_attn.o_proj.weight` is the
+   * attention block's output, `mlp.down_proj.weight` the MLP's) for every token of `hidden`.
+   */
+  run(hidden: Activations, weights: LayerWeights, recorded: string): Float32Array {
+    const outputs: Float32Array[] = [];
+    const ops = recordOutputs(this.ops, `model.layers.0.${recorded}`, outputs);
+    const intermediate = weights.get('mlp.up_proj.weight')!.shape[0]!;
+    const config: LlamaConfig = { ...this.config, numHiddenLayers: 1, tieWordEmbeddings: true, vocabSize: hidden.rows, intermediateSize: intermediate };
+    const model = LlamaForCausalLM.load(config, layerSource(hidden, weights), ops);
+    try {
+      const length = this.windowLength;
+      for (let start = 0; start < hidden.rows; start += length) {
+        const cache = model.createCache(length);
+        try {
+          model.forward(Int32Array.from({ length }, (_, i) => start + i), cache);
+        } finally {
+          cache.dispose();
+        }
+      }
+    } finally {
+      model.dispose();
+    }
+    const result = new Float32Array(outputs.reduce((sum, part) => sum + part.length, 0));
+    outputs.reduce((offset, part) => (result.set(part, offset), offset + part.length), 0);
+    return result;
+  }
+}
+
+/** Weights of the one-layer model: the layer's, the recorded rows as the table, a unit final norm. */
+function layerSource(hidden: Activations, weights: LayerWeights): WeightSource {
+  return {
+    readFloat(name: string): HostTensor {
+      if (name === 'model.embed_tokens.weight') return { name, shape: [hidden.rows, hidden.cols], data: hidden.data };
+      if (name === 'model.norm.weight') return { name, shape: [hidden.cols], data: new Float32Array(hidden.cols).fill(1) };
+      const weight = weights.get(name.replace(/^model\.layers\.0\./, ''));
+      if (!weight) throw new Error(`layer runner: no weight ${name}`);
+      return weight;
+    },
+  };
+}
+
+/** Ops that copy the output of one named linear to `into` each time it runs. */
+function recordOutputs<T, W>(ops: Ops<T, W>, name: string, into: Float32Array[]): Ops<T, W> {
+  const recorded = new Set<W>();
+  return Object.assign(Object.create(ops) as Ops<T, W>, {
+    linearWeight(weightName: string, source: WeightSource): W {
+      const weight = ops.linearWeight(weightName, source);
+      if (weightName === name) recorded.add(weight);
+      return weight;
+    },
+    linear(x: T, weight: W): T {
+      const y = ops.linear(x, weight);
+      if (recorded.has(weight)) into.push(ops.read(y));
+      return y;
+    },
+  });
+}
+
+/**
+ * Pads gate/up with zero rows and down with zero columns up to `width` (silu(0)·0 = 0: the MLP
+ * computes the same), so an intermediate size such as stories260K's 172 splits into groups.
+ */
+export function padMlp(weights: LayerWeights, width: number): void {
+  for (const name of ['mlp.gate_proj.weight', 'mlp.up_proj.weight']) {
+    const t = weights.get(name)!;
+    if (t.shape[0] === width) continue;
+    const data = new Float32Array(width * t.shape[1]!);
+    data.set(t.data);
+    weights.set(name, { name: t.name, shape: [width, t.shape[1]!], data });
+  }
+  const down = weights.get('mlp.down_proj.weight')!;
+  if (down.shape[1] !== width) weights.set('mlp.down_proj.weight', { name: down.name, shape: [down.shape[0]!, width], data: padColumns({ rows: down.shape[0]!, cols: down.shape[1]!, data: down.data }, width).data });
+}
+
+/** Rows widened to `width` columns with zeros (0: unchanged), as the padded down_proj reads them. */
+export function padColumns(x: Activations, width: number): Activations {
+  if (width === 0 || width === x.cols) return x;
+  const data = new Float32Array(x.rows * width);
+  for (let r = 0; r < x.rows; r++) data.set(x.data.subarray(r * x.cols, (r + 1) * x.cols), r * width);
+  return { rows: x.rows, cols: width, data };
+}
