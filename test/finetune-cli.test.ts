@@ -59,3 +59,17 @@ test('train with --json, then generate with --adapter equals generate on the mer
   expect(withAdapter.stdout).toBe(fromMerged.stdout);
   expect(withAdapter.stdout).not.toBe(base.stdout);
 });
+
+test('--load-in-4bit and --gradient-checkpointing reach training: the 4-bit base gives another first loss', () => {
+  const firstLoss = (extra: string[]) => {
+    const result = herd(['finetune', '--data', data, '--output-dir', path.join(tmp, `run${extra.length}`), '--max-steps', '1', '--backend', 'wasm', '--json', ...extra]);
+    expect(result.status).toBe(0);
+    const events = result.stdout.trim().split('\n').map((line) => JSON.parse(line) as { event: string; loss?: number });
+    return events.find((e) => e.event === 'step')!.loss!;
+  };
+  const float = firstLoss([]);
+  const checkpointed = firstLoss(['--gradient-checkpointing']);
+  const quantized = firstLoss(['--gradient-checkpointing', '--load-in-4bit']);
+  expect(checkpointed).toBeCloseTo(float, 4);
+  expect(Math.abs(quantized - float)).toBeGreaterThan(1e-3);
+});

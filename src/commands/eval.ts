@@ -44,6 +44,7 @@ One KV cache is kept across a task's requests: a context is encoded once for all
     'log-samples': Flags.boolean({ description: 'With --output: also write samples_<task>.jsonl with prompts, loglikelihoods, predictions and scores.', default: false }),
     rescore: Flags.string({ description: 'Recompute metrics from a folder written with --output --log-samples, without running a model.' }),
     compare: Flags.string({ description: 'A second model folder (quantized, fine-tuned…) to run on the same documents.' }),
+    'compare-adapter': Flags.string({ description: 'With --compare: a PEFT adapter for the second model (--adapter applies to --model only).' }),
     'compare-text': Flags.string({ description: 'With --compare: a text file for per-token KL divergence and top-1 agreement.' }),
     'compare-tokens': Flags.integer({ description: 'With --compare-text: how many tokens of it to compare.', default: 2048, min: 1 }),
     'max-length': Flags.integer({ description: "Longest model input in tokens (default: the model's context, at most 4096).", min: 2 }),
@@ -78,7 +79,7 @@ One KV cache is kept across a task's requests: a context is encoded once for all
     const report = await this.evaluate(base, configs, runOptions(base), flags, settings);
     if (flags.output) writeReport(flags.output, report, flags['log-samples']);
     if (!flags.compare) return this.print(report, flags.json);
-    const variant = await loadModelWithProgress({ ...flags, model: flags.compare });
+    const variant = await loadModelWithProgress({ ...flags, model: flags.compare, adapter: flags['compare-adapter'] });
     const variantReport = await this.evaluate(variant, configs, runOptions(variant), flags, settings);
     const deltas = report.tasks.flatMap((entry, i) => entry.metrics.map((metric, k) => pairedDelta(entry.run.config.task, metric, variantReport.tasks[i]!.metrics[k]!)));
     const agreement = flags['compare-text'] ? compareText(base, variant, flags['compare-text'], flags['compare-tokens'], runOptions(base).maxLength) : null;

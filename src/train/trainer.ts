@@ -9,7 +9,7 @@ import { readFloatTensor, readSafetensorsHeader, openForReading, writeFileAtomic
 import { seededRandom } from '../engine/sampling.js';
 import { readPeftAdapter, writePeftAdapter, peftTensorName, type LoraMatrices } from './adapter.js';
 import type { TrainingExample } from './data.js';
-import { LoraOps, type LoraSettings } from './lora.js';
+import { LoraOps, mixSeed, type LoraSettings, type TrainingMemory } from './lora.js';
 import { exampleLossSum, labelCount, meanLoss } from './loss.js';
 import { AdamW, ADAMW_DEFAULTS, clipByGlobalNorm, learningRateAt, warmupStepsFor, type MomentState, type SchedulerType } from './optimizer.js';
 
@@ -18,8 +18,16 @@ export interface LoraModel {
   lora: LoraOps;
 }
 
-/** Loads a base model on a tfjs backend (autodiff needs tfjs) with LoRA parameters on its target modules. */
-export async function loadLoraModel(dir: string, settings: LoraSettings, seed: number, options: { backend?: string; onProgress?: (done: number, total: number) => void } = {}): Promise<LoraModel> {
+export interface LoraLoadOptions extends Partial<TrainingMemory> {
+  backend?: string;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Loads a base model on a tfjs backend (autodiff needs tfjs) with LoRA parameters on its target
+ * modules; `loadIn4bit` holds the base in NF4 (QLoRA), `gradientCheckpointing` recomputes layers.
+ */
+export async function loadLoraModel(dir: string, settings: LoraSettings, seed: number, options: LoraLoadOptions = {}): Promise<LoraModel> {
   if (options.backend === 'kernels') throw new HerdError("training needs a tfjs backend (automatic differentiation); herd's kernels only run inference");
   let lora: LoraOps | null = null;
   const loaded = await loadModel(dir, {
@@ -27,7 +35,7 @@ export async function loadLoraModel(dir: string, settings: LoraSettings, seed: n
     onProgress: options.onProgress,
     wrapOps: (ops) => {
       if (!(ops instanceof TfjsOps)) throw new HerdError(`training needs a tfjs backend, not ${ops.name}`);
-      lora = new LoraOps(ops, settings, seed);
+      lora = new LoraOps(ops, settings, seed, { gradientCheckpointing: options.gradientCheckpointing ?? false, loadIn4bit: options.loadIn4bit ?? false });
       return lora as never;
     },
   });
@@ -110,7 +118,8 @@ export function train(model: LoraModel, examples: readonly TrainingExample[], ev
     for (let step = startStep; step < totalSteps; step++) {
       const batch = Array.from({ length: perUpdate }, (_, i) => examples[order.at(step * perUpdate + i)]!);
       const learningRate = learningRateAt(options.schedulerType, options.learningRate, step, warmupSteps, totalSteps);
-      model.lora.setDropoutSeed(dropoutSeed(options.seed, step));
+      // A dropout stream per update, fixed by the seed, so a resumed run draws the same masks.
+      model.lora.setDropoutSeed(mixSeed(options.seed, step));
       const { loss, gradNorm } = update(model, optimizer, batch, options, learningRate);
       model.lora.setDropoutSeed(null);
       lastLoss = loss;
@@ -175,11 +184,6 @@ function addInto(total: tf.Tensor[], more: tf.Tensor[]): tf.Tensor[] {
     more[i]!.dispose();
     return next;
   });
-}
-
-/** A different dropout stream for every update, fixed by the seed, so a resumed run draws the same masks. */
-function dropoutSeed(seed: number, step: number): number {
-  return (Math.imul(seed ^ 0x5bd1e995, 0x9e3779b1) + step) >>> 0;
 }
 
 /**

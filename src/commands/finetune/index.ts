@@ -21,6 +21,7 @@ Flag names follow TRL / transformers / PEFT (learning_rate → --learning-rate).
     '<%= config.bin %> finetune --model ~/models/Llama-3.1-8B-Instruct --data train.jsonl --output-dir out --lora-r 16 --lora-alpha 32 --lora-target-modules q_proj k_proj v_proj o_proj --learning-rate 2e-4 --per-device-train-batch-size 1 --gradient-accumulation-steps 8 --num-train-epochs 1',
     '<%= config.bin %> finetune --data stories.jsonl --max-steps 200 --eval-data held-out.jsonl --eval-steps 50 --save-steps 50 --output-dir out',
     '<%= config.bin %> finetune --data stories.jsonl --max-steps 200 --save-steps 50 --output-dir out --resume',
+    '<%= config.bin %> finetune --model ~/models/Llama-3.1-8B-Instruct --data train.jsonl --output-dir out --load-in-4bit --gradient-checkpointing',
   ];
 
   static override flags = {
@@ -35,15 +36,13 @@ Flag names follow TRL / transformers / PEFT (learning_rate → --learning-rate).
     'eval-steps': Flags.integer({ description: 'Eval loss every N updates (0: only at the end).', default: 0, min: 0 }),
     'save-steps': Flags.integer({ description: 'Write output-dir/checkpoint-N every N updates (0: only the final adapter).', default: 0, min: 0 }),
     resume: Flags.boolean({ description: 'Continue from the newest checkpoint-N in --output-dir: same step, optimizer state and data order.', default: false }),
-    'gradient-checkpointing': Flags.boolean({ description: "Recompute each layer's activations in the backward pass (not yet available; see docs/finetune.md).", default: false }),
-    'load-in-4bit': Flags.boolean({ description: 'QLoRA: an NF4 base dequantized on the fly (not yet available; see docs/finetune.md).', default: false }),
+    'gradient-checkpointing': Flags.boolean({ description: "Keep only each decoder layer's input and recompute its activations in the backward pass (less memory, about a third more compute).", default: false }),
+    'load-in-4bit': Flags.boolean({ description: "QLoRA: hold the decoder layers' frozen projections in NF4 (4.5 bits a weight), dequantized inside each matmul.", default: false }),
     'base-model-name': Flags.string({ description: 'base_model_name_or_path written in adapter_config.json. Default: the --model path.' }),
   };
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Finetune);
-    if (flags['gradient-checkpointing']) throw new HerdError('--gradient-checkpointing is not available yet: it needs a per-layer hook in the model definition (see docs/finetune.md)');
-    if (flags['load-in-4bit']) throw new HerdError('--load-in-4bit (QLoRA) is not available yet; train a LoRA on the 16-bit base (see docs/finetune.md)');
     const settings = validateLoraSettings({
       r: flags['lora-r'],
       alpha: flags['lora-alpha'] ?? 32,
@@ -52,7 +51,12 @@ Flag names follow TRL / transformers / PEFT (learning_rate → --learning-rate).
     });
     const modelDir = flags.model ?? DEFAULT_MODEL_DIR;
     const progress = progressBar('Loading weights', !flags.json);
-    const model = await loadLoraModel(modelDir, settings, flags.seed, { backend: flags.backend, onProgress: (done, total) => progress.update(done, total) }).finally(() => progress.stop());
+    const model = await loadLoraModel(modelDir, settings, flags.seed, {
+      backend: flags.backend,
+      gradientCheckpointing: flags['gradient-checkpointing'],
+      loadIn4bit: flags['load-in-4bit'],
+      onProgress: (done, total) => progress.update(done, total),
+    }).finally(() => progress.stop());
     try {
       const dataOptions = { maxSeqLength: flags['max-seq-length'], trainOnPrompt: flags['train-on-prompt'] };
       const examples = await loadExamples(flags.data, model.loaded.tokenizer, dataOptions);
