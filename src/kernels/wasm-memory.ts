@@ -25,6 +25,8 @@ const PAGE = 65536;
 // Below this offset lies whatever static data the compiled module keeps.
 const FIRST_FREE_BYTE = PAGE;
 const ALIGN = 16;
+const GROWTH_STEP = 16 * 2 ** 20;
+const MAX_BYTES = 65536 * PAGE;
 
 let compiled: WebAssembly.Module | null = null;
 
@@ -121,14 +123,23 @@ export class KernelInstance {
 
   private ensureCapacity(end: number): void {
     const memory = this.kernels.memory;
-    if (end <= memory.buffer.byteLength) return;
-    const pages = Math.ceil((end - memory.buffer.byteLength) / PAGE);
-    try {
-      memory.grow(pages);
-    } catch {
-      throw new HerdError(`the CPU kernels need ${(end / 2 ** 30).toFixed(2)} GiB in one WebAssembly memory, over its 4 GiB limit`);
+    const size = memory.buffer.byteLength;
+    if (end <= size) return;
+    if (end > MAX_BYTES) throw new HerdError(`the CPU kernels need ${(end / 2 ** 30).toFixed(2)} GiB in one WebAssembly memory, over its 4 GiB limit`);
+    // Grow by at least a quarter (and 16 MiB): loading a model allocates thousands of blocks, and
+    // pages never touched cost address space, not memory. Fall back to the exact need.
+    const generous = Math.min(Math.max(end, size + size / 4, size + GROWTH_STEP), MAX_BYTES);
+    for (const target of [generous, end]) {
+      try {
+        memory.grow(Math.ceil((target - size) / PAGE));
+        return;
+      } catch {
+        // try the smaller size
+      }
     }
+    throw new HerdError(`the CPU kernels could not grow their memory to ${(end / 2 ** 30).toFixed(2)} GiB`);
   }
+
 }
 
 function roundUp(bytes: number): number {

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { HerdError } from '../errors.js';
 import type { LlamaConfig } from '../engine/config.js';
 import { floatToHalf } from '../engine/half.js';
-import type { PackedTensor, WeightSource } from '../engine/ops.js';
+import type { PackedFormat, PackedTensor, WeightSource } from '../engine/ops.js';
 import { ropeInverseFrequencies } from '../engine/rope.js';
 import { f16ToFloat32, openForReading, type HostTensor } from '../engine/safetensors.js';
 import { dequantizeBlocks, quantizeBlocks } from './ggml-blocks.js';
@@ -245,12 +245,22 @@ export class GgufWeights implements WeightSource {
 
   describePacked(name: string): PackedTensor | null {
     const info = this.info(name);
-    if (info.type !== GgmlType.Q8_0 && info.type !== GgmlType.Q4_0) return null;
-    return { format: GgmlType[info.type] as 'Q8_0' | 'Q4_0', shape: [...info.dims].reverse(), byteLength: info.byteLength };
+    const format = PACKED_FORMATS[info.type];
+    return format ? { format, shape: [...info.dims].reverse(), byteLength: info.byteLength } : null;
   }
 
+  /**
+   * Reads stored bytes straight from the file into `target`; only q and k, whose rows llama.cpp
+   * stores permuted, go through a copy put back in HF row order.
+   */
   readPackedInto(name: string, target: Uint8Array, byteOffset = 0): void {
-    target.set(this.bytes(name).subarray(byteOffset, byteOffset + target.length));
+    if (permutedHeads(name, this.config) !== null) {
+      target.set(this.bytes(name).subarray(byteOffset, byteOffset + target.length));
+      return;
+    }
+    const info = this.info(name);
+    this.fd ??= openForReading(this.file.file);
+    readRange(this.fd, info, byteOffset, target, this.file.file);
   }
 
   close(): void {
@@ -280,11 +290,22 @@ export class GgufWeights implements WeightSource {
 
 function readTensorBytes(fd: number, info: GgufTensorInfo, file: string): Uint8Array {
   const bytes = new Uint8Array(info.byteLength);
+  readRange(fd, info, 0, bytes, file);
+  return bytes;
+}
+
+/** Fills `target` with the tensor's bytes from `byteOffset` on. */
+function readRange(fd: number, info: GgufTensorInfo, byteOffset: number, target: Uint8Array, file: string): void {
+  if (byteOffset + target.length > info.byteLength) throw new HerdError(`${file}: read past the end of tensor ${info.name}`);
   let done = 0;
-  while (done < bytes.length) {
-    const read = fs.readSync(fd, bytes, done, bytes.length - done, info.begin + done);
+  while (done < target.length) {
+    const read = fs.readSync(fd, target, done, target.length - done, info.begin + byteOffset + done);
     if (read === 0) throw new HerdError(`${file}: tensor ${info.name} is truncated`);
     done += read;
   }
-  return bytes;
 }
+
+/** The GGUF tensor types herd's kernels compute on as stored. */
+const PACKED_FORMATS: Partial<Record<GgmlType, PackedFormat>> = {
+  [GgmlType.F32]: 'F32', [GgmlType.F16]: 'F16', [GgmlType.Q8_0]: 'Q8_0', [GgmlType.Q4_0]: 'Q4_0', [GgmlType.Q4_K]: 'Q4_K',
+};
