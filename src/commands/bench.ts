@@ -145,7 +145,7 @@ async function readBandwidth(threads: number | undefined, decodeBytesPerSecond: 
 }
 
 function describe(report: Record<string, number | string>): string {
-  const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
+  const gb = (bytes: number) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : `${(bytes / 1e6).toFixed(2)} MB`);
   const lines = [
     `model      ${report.model} (backend ${report.backend})`,
     `load       ${report.load_ms} ms`,
