@@ -10,6 +10,7 @@ import { GREEDY, seededRandom } from '../src/engine/sampling.js';
 import { KernelOps } from '../src/kernels/wasm-ops.js';
 import { dequantizeBlocks, quantizeBlocks } from '../src/quant/ggml-blocks.js';
 import { dequantizeQ4K, quantizeQ4K } from '../src/quant/ggml-k-blocks.js';
+import { roundHalfEven } from '../src/quant/int4.js';
 import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
 
 /** Weights held in memory in any packed format; readFloat gives their exact float values. */
@@ -107,13 +108,6 @@ function quantizedActivations(x: Float32Array): Float32Array {
     block.forEach((value, i) => (out[b * 32 + i] = roundHalfEven(Math.fround(value * inverse)) * scale));
   }
   return out;
-}
-
-function roundHalfEven(x: number): number {
-  const floor = Math.floor(x);
-  const fraction = x - floor;
-  if (fraction !== 0.5) return Math.round(x);
-  return floor % 2 === 0 ? floor : floor + 1;
 }
 
 function matmul(w: Float32Array, x: Float32Array, rows: number, cols: number, tokens: number): Float32Array {

@@ -38,6 +38,7 @@ function peakRssBytes(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
-function round(value: number): number {
+/** Two decimals, for figures people read. */
+export function round(value: number): number {
   return Math.round(value * 100) / 100;
 }

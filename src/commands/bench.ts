@@ -7,6 +7,7 @@ import { HerdCommand } from '../cli/base-command.js';
 import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
 import { progressBar } from '../cli/progress.js';
+import { round } from '../cli/timings.js';
 import { HerdError } from '../errors.js';
 import { activateBackend } from '../engine/backends/select.js';
 import { parseLlamaConfig } from '../engine/config.js';
@@ -157,8 +158,4 @@ function describe(report: Record<string, number | string>): string {
   }
   lines.push(`peak RSS   ${((report.peak_rss_bytes as number) / 2 ** 20).toFixed(1)} MiB`);
   return lines.join('\n');
-}
-
-function round(value: number): number {
-  return Math.round(value * 100) / 100;
 }

@@ -65,18 +65,24 @@ export function compareDistributions(base: LoadedModel, variant: LoadedModel, to
     const [p, q] = [base, variant].map((loaded) => allLogits(loaded, ids)) as [Float32Array, Float32Array];
     const vocab = base.config.vocabSize;
     for (let row = 0; row < ids.length; row++) {
-      const logP = logSoftmax(p.subarray(row * vocab, (row + 1) * vocab));
-      const logQ = logSoftmax(q.subarray(row * vocab, (row + 1) * vocab));
-      let kl = 0;
-      for (let v = 0; v < vocab; v++) kl += Math.exp(logP[v]!) * (logP[v]! - logQ[v]!);
+      const { kl, sameTop1 } = positionDivergence(p.subarray(row * vocab, (row + 1) * vocab), q.subarray(row * vocab, (row + 1) * vocab));
       klTotal += kl;
       klMax = Math.max(klMax, kl);
-      if (argmax(p.subarray(row * vocab, (row + 1) * vocab)) === argmax(q.subarray(row * vocab, (row + 1) * vocab))) agree++;
+      if (sameTop1) agree++;
       count++;
     }
   }
   if (count === 0) throw new HerdError('the comparison text has no tokens');
   return { tokens: count, meanKl: klTotal / count, maxKl: klMax, top1Agreement: agree / count };
+}
+
+/** How one position's next-token distribution under q departs from p: log-probabilities, KL(p ‖ q) in nats, same top-1. */
+export function positionDivergence(logitsP: Float32Array, logitsQ: Float32Array): { logP: Float64Array; logQ: Float64Array; kl: number; sameTop1: boolean } {
+  const logP = logSoftmax(logitsP);
+  const logQ = logSoftmax(logitsQ);
+  let kl = 0;
+  for (let v = 0; v < logP.length; v++) kl += Math.exp(logP[v]!) * (logP[v]! - logQ[v]!);
+  return { logP, logQ, kl, sameTop1: argmax(logitsP) === argmax(logitsQ) };
 }
 
 /** Logits of every position of `ids` ([ids.length × vocab]), run from an empty cache. */

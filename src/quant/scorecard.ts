@@ -2,8 +2,7 @@ import fs from 'node:fs';
 import { HerdError } from '../errors.js';
 import type { LoadedModel } from '../engine/load.js';
 import type { HerdTokenizer } from '../engine/tokenizer.js';
-import { argmax, logSoftmax } from '../engine/sampling.js';
-import { allLogits } from '../eval/compare.js';
+import { allLogits, positionDivergence } from '../eval/compare.js';
 
 /** Quality of a quantized model against its base on the same text. */
 export interface Scorecard {
@@ -45,17 +44,12 @@ export function scoreAgainstBase(base: LoadedModel, quant: LoadedModel, text: st
     const [p, q] = [base, quant].map((loaded) => allLogits(loaded, input));
     // Row i predicts input[i + 1]; with BOS prepended every chunk token is predicted.
     for (let row = 0; row + 1 < input.length; row++) {
-      const rowP = p!.subarray(row * vocab, (row + 1) * vocab);
-      const rowQ = q!.subarray(row * vocab, (row + 1) * vocab);
-      const logP = logSoftmax(rowP);
-      const logQ = logSoftmax(rowQ);
+      const { logP, logQ, kl, sameTop1 } = positionDivergence(p!.subarray(row * vocab, (row + 1) * vocab), q!.subarray(row * vocab, (row + 1) * vocab));
       const next = input[row + 1]!;
       baseNll -= logP[next]!;
       quantNll -= logQ[next]!;
-      let kl = 0;
-      for (let v = 0; v < vocab; v++) kl += Math.exp(logP[v]!) * (logP[v]! - logQ[v]!);
       kls.push(Math.max(kl, 0));
-      if (argmax(rowP) === argmax(rowQ)) agree++;
+      if (sameTop1) agree++;
     }
   }
   if (kls.length === 0) throw new HerdError('the score text has too few tokens');
