@@ -69,3 +69,20 @@ describe('streaming decode', () => {
     expect(printed.every((delta) => !delta.includes('\uFFFD'))).toBe(true);
   });
 });
+
+describe('streaming decode at the end of the output', () => {
+  test('an unfinished character is flushed as the replacement character a full decode gives', () => {
+    const stream = new TextStream(tokenizer);
+    // The first two of 🦙's three byte-level tokens: the character never completes.
+    const printed = [2028, 9468, 99].map((id) => stream.push(id)).join('');
+    expect(printed).toBe('This');
+    expect(printed + stream.flush()).toBe(tokenizer.decode([2028, 9468, 99]));
+  });
+
+  test('a long output streams to exactly its full decode', () => {
+    const ids = tokenizer.encode('Streaming 🦙 text: naïve café, 東京, and "quotes" — over many tokens. '.repeat(20), false);
+    const stream = new TextStream(tokenizer);
+    const printed = ids.map((id) => stream.push(id)).join('') + stream.flush();
+    expect(printed).toBe(tokenizer.decode(ids));
+  });
+});

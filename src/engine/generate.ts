@@ -135,9 +135,15 @@ function* generateSteps(model: LlamaForCausalLM<unknown, unknown>, tokenizer: He
     else cache.dispose();
   }
   if (typeof result.stoppedBy !== 'string') {
-    // Text held back as a possible stop string's start was not one after all.
-    const rest = stops.flush();
-    if (rest) request.onText?.(rest);
+    // Bytes of a character the output never completed, then text held back as a possible stop
+    // string's start that was not one after all.
+    const tail = stops.feed(stream.flush());
+    if (tail.text) request.onText?.(tail.text);
+    if (tail.matched !== null) Object.assign(result, { finishReason: 'stop', stoppedBy: tail.matched });
+    else {
+      const rest = stops.flush();
+      if (rest) request.onText?.(rest);
+    }
   }
   result.text = stops.text;
   return result;

@@ -66,28 +66,37 @@ export class HerdTokenizer {
 /**
  * Turns a growing list of token ids into text deltas that are safe to print: a character whose
  * bytes are split across tokens is held back until it is complete.
+ *
+ * Each step decodes only the tokens since the last printed chunk, together with that chunk as
+ * context (decoders that look at neighbours — spaces, byte fallback — then see what they need),
+ * and prints the difference, as vLLM's incremental detokenizer does: the cost per token stays
+ * constant instead of growing with the length of the output.
  */
 export class TextStream {
   private readonly ids: number[] = [];
-  private emitted = '';
+  /** ids[prefix..read) were printed last; ids[read..] are not printed yet. */
+  private prefix = 0;
+  private read = 0;
 
   constructor(private readonly tokenizer: HerdTokenizer) {}
 
   /** Adds a token; returns the text that became final. */
   push(id: number): string {
     this.ids.push(id);
-    // Decoding the whole sequence keeps decoders that look at neighbours (spaces, byte fallback) right.
-    const text = this.tokenizer.decode(this.ids);
-    const complete = text.endsWith('\uFFFD') ? text.replace(/\uFFFD+$/, '') : text;
-    if (!complete.startsWith(this.emitted)) return '';
-    const delta = complete.slice(this.emitted.length);
-    this.emitted = complete;
-    return delta;
+    const printed = this.tokenizer.decode(this.ids.slice(this.prefix, this.read));
+    const text = this.tokenizer.decode(this.ids.slice(this.prefix));
+    if (text.length <= printed.length || text.endsWith('\uFFFD') || !text.startsWith(printed)) return '';
+    this.prefix = this.read;
+    this.read = this.ids.length;
+    return text.slice(printed.length);
   }
 
-  /** Everything decoded so far, including a trailing incomplete character. */
-  get text(): string {
-    return this.tokenizer.decode(this.ids);
+  /** At the end of the output: what is not printed yet, replacement characters included. */
+  flush(): string {
+    const printed = this.tokenizer.decode(this.ids.slice(this.prefix, this.read));
+    const text = this.tokenizer.decode(this.ids.slice(this.prefix));
+    this.prefix = this.read = this.ids.length;
+    return text.startsWith(printed) ? text.slice(printed.length) : '';
   }
 }
 
