@@ -110,6 +110,13 @@ function quantizedActivations(x: Float32Array): Float32Array {
   return out;
 }
 
+/** Half the Q8_0 quantization step of each activation's block: the most rounding moves it. */
+function halfSteps(x: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let b = 0; b < x.length / 32; b++) out.fill(Math.max(...Array.from(x.subarray(b * 32, (b + 1) * 32), Math.abs)) / 127 / 2, b * 32, (b + 1) * 32);
+  return out;
+}
+
 function matmul(w: Float32Array, x: Float32Array, rows: number, cols: number, tokens: number): Float32Array {
   const y = new Float32Array(rows * tokens);
   for (let t = 0; t < tokens; t++) {
@@ -188,17 +195,22 @@ describe.each([1, 3])('%i thread(s)', (threads) => {
   });
 
   describe('quantized matrix-vector products', () => {
-    test.each([['Q8_0', 96, 102], ['Q4_0', 96, 54], ['Q4_K', 512, 288]] as const)('%s: equals dequantize-then-matmul of the Q8_0-quantized activations; 13 rows, K = %i', (format, cols, rowBytes) => {
-      const source = new MemorySource().add('w', format, [13, cols], gaussian(13 * cols, 0.1));
-      expect(source.describePacked('w').byteLength).toBe(13 * rowBytes);
+    // 13 rows: groups of four and a short last group; 71 rows: also the 16-row decode passes.
+    test.each([
+      ['Q8_0', 13, 96, 102], ['Q8_0', 71, 96, 102], ['Q4_0', 13, 96, 54], ['Q4_0', 71, 64, 36], ['Q4_K', 13, 512, 288], ['Q4_K', 71, 256, 144],
+    ] as const)('%s: equals dequantize-then-matmul of the Q8_0-quantized activations; %i rows, K = %i', (format, rows, cols, rowBytes) => {
+      const source = new MemorySource().add('w', format, [rows, cols], gaussian(rows * cols, 0.1));
+      expect(source.describePacked('w').byteLength).toBe(rows * rowBytes);
       const weights = source.readFloat('w').data;
       for (const tokens of [1, 3]) {
         const x = gaussian(tokens * cols);
         const onKernels = run(kernels, { x }, cols, source, ['w'], (ops, input, w) => ops.linear(input.x, w.w));
         // The kernel multiplies integer codes: exactly Σ dequant(W) · dequant(quant(x)), up to float rounding.
-        expectClose(onKernels, matmul(weights, quantizedActivations(x), 13, cols, tokens), 1e-5);
-        // Against the float activations, the error stays within what 8-bit activations allow.
-        expectClose(onKernels, matmul(weights, x, 13, cols, tokens), 2e-2);
+        expectClose(onKernels, matmul(weights, quantizedActivations(x), rows, cols, tokens), 1e-5);
+        // Against the float activations, each output is off by at most Σ|w|·(half a quantization step).
+        const exact = matmul(weights, x, rows, cols, tokens);
+        const bound = matmul(weights.map(Math.abs), halfSteps(x), rows, cols, tokens);
+        onKernels.forEach((value, i) => expect(Math.abs(value - exact[i]!)).toBeLessThanOrEqual(bound[i]! * 1.0001 + 1e-5));
       }
     });
   });

@@ -18,10 +18,51 @@ const BLOCK_LENGTH: Partial<Record<PackedFormat, number>> = { Q8_0: 32, Q4_0: 32
 // Activations are quantized in Q8_0 blocks of 32.
 const QUANT_BLOCK = 32;
 
-/** Bytes of `rows` rows of `cols` weights in a format the kernels compute on. */
-export function matrixBytes(format: PackedFormat, rows: number, cols: number): number {
+/** Bytes of one stored row of `cols` weights in a format the kernels compute on. */
+export function rowBytes(format: PackedFormat, cols: number): number {
   if (QUANT_FORMAT_CODE[format] !== undefined) checkBlocks(format, cols);
-  return packedBytes(format, rows, cols);
+  return packedBytes(format, 1, cols);
+}
+
+/** Q8_0 and Q4_0 rows are kept in groups of four interleaved rows (repack_rows in the kernels). */
+function isGrouped(format: PackedFormat): boolean {
+  return format === 'Q8_0' || format === 'Q4_0';
+}
+
+/** Bytes a matrix of `rows` rows takes in a kernel instance (row groups pad the last group). */
+export function storageBytes(format: PackedFormat, rows: number, cols: number): number {
+  return (isGrouped(format) ? Math.ceil(rows / 4) * 4 : rows) * rowBytes(format, cols);
+}
+
+// Weights travel from disk to their place in chunks of whole row groups of at most this size.
+export const CHUNK_BYTES = 4 * 2 ** 20;
+
+/** Rows per loading chunk: a multiple of four. */
+export function chunkRows(format: PackedFormat, cols: number): number {
+  const rows = Math.floor(CHUNK_BYTES / rowBytes(format, cols) / 4) * 4;
+  if (rows === 0) throw new HerdError(`rows of ${cols} ${format} weights are too long for the CPU kernels`);
+  return rows;
+}
+
+/**
+ * Writes stored rows starting at row `firstRow` (a multiple of four) of `matrix`: `fill` puts
+ * their bytes as stored on disk into the view it is given. Row-grouped formats are filled into
+ * scratch memory and reordered into place; the others are filled in place.
+ */
+export function writeRows(instance: KernelInstance, matrix: StoredMatrix, firstRow: number, count: number, fill: (target: Uint8Array) => void): void {
+  const bytesPerRow = rowBytes(matrix.format, matrix.cols);
+  const destination = matrix.offset + firstRow * bytesPerRow;
+  if (!isGrouped(matrix.format)) {
+    fill(instance.bytes(destination, count * bytesPerRow));
+    return;
+  }
+  const groups = Math.ceil(count / 4);
+  instance.scope(() => {
+    const staging = instance.scratch(groups * 4 * bytesPerRow);
+    fill(instance.bytes(staging, count * bytesPerRow));
+    instance.bytes(staging + count * bytesPerRow, (groups * 4 - count) * bytesPerRow).fill(0);
+    instance.kernels.repack_rows(QUANT_FORMAT_CODE[matrix.format]!, staging, destination, groups, matrix.cols / QUANT_BLOCK);
+  });
 }
 
 /**
@@ -36,12 +77,15 @@ export function multiply(instance: KernelInstance, matrix: StoredMatrix, x: numb
     kernels.linear_float(floatCode, matrix.offset, x, y, matrix.cols, yStride, tokens, 0, matrix.rows);
     return;
   }
+  const blocks = (tokens * matrix.cols) / QUANT_BLOCK;
   const quantized = instance.scratch(tokens * matrix.cols);
-  const scales = instance.scratch((tokens * matrix.cols) / QUANT_BLOCK * 4);
-  kernels.quantize_q8_rows(x, quantized, scales, matrix.cols, tokens);
+  const scales = instance.scratch(blocks * 4);
+  const sums = instance.scratch(blocks * 4);
+  const split = instance.scratch(blocks * 2 * QUANT_BLOCK);
+  kernels.quantize_activations(x, quantized, scales, sums, split, matrix.cols, tokens);
   const code = quantCode(matrix.format, matrix.cols);
-  if (matrix.format === 'Q4_K') kernels.linear_q4k(matrix.offset, quantized, scales, y, matrix.cols, yStride, tokens, 0, matrix.rows);
-  else kernels.linear_q(code, matrix.offset, quantized, scales, y, matrix.cols, yStride, tokens, 0, matrix.rows);
+  if (matrix.format === 'Q4_K') kernels.linear_q4k(matrix.offset, quantized, scales, sums, y, matrix.cols, yStride, tokens, 0, matrix.rows);
+  else kernels.linear_q(code, matrix.offset, quantized, scales, sums, split, y, matrix.cols, yStride, tokens, 0, matrix.rows);
 }
 
 /** Rows of a table for each id (stored at `ids` as int32), as float32 at `out`. */

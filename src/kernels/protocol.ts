@@ -23,7 +23,7 @@ export const CONTROL_INTS = 10;
 export const Command = {
   /** Allocate a weight shard: id, byteLength, format index, rows, cols. */
   AllocateWeight: 1,
-  /** Copy transfer[0..length) into weight `id` at byteOffset: id, byteOffset, length. */
+  /** Write `count` rows from row `firstRow` of weight `id`, their stored bytes in transfer: id, firstRow, count. */
   WriteWeight: 2,
   /** output[t, rowStart + i] = shard(id) · input[t]: id, tokens, rowStart, outDim. */
   Linear: 3,
@@ -44,4 +44,17 @@ export interface WorkerSetup {
   transfer: SharedArrayBuffer;
   input: SharedArrayBuffer;
   output: SharedArrayBuffer;
+}
+
+// About a millisecond of polling: longer than the gap between two layers' calls in a forward pass.
+const SPINS = 100_000;
+
+/**
+ * Waits until control[index] is no longer `value`: polls first, then sleeps in Atomics.wait.
+ * A thread woken from Atomics.wait takes tens of microseconds to run again, which a forward pass
+ * with a hundred synchronised calls per token would pay every time.
+ */
+export function waitForChange(control: Int32Array, index: number, value: number): void {
+  for (let spin = 0; spin < SPINS; spin++) if (Atomics.load(control, index) !== value) return;
+  Atomics.wait(control, index, value);
 }

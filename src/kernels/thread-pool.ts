@@ -1,11 +1,11 @@
 import { Worker } from 'node:worker_threads';
 import { HerdError } from '../errors.js';
 import type { PackedFormat } from '../engine/ops.js';
-import { ARG, COMMAND, Command, CONTROL_INTS, DONE, PACKED_FORMATS, RESULT, SEQUENCE, type WorkerSetup } from './protocol.js';
+import { CHUNK_BYTES, chunkRows, rowBytes, storageBytes } from './linear.js';
+import { ARG, COMMAND, Command, CONTROL_INTS, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
 
 const WORKER_FILE = new URL('../../dist/kernels/worker.js', import.meta.url);
-// Weight bytes cross to a worker in chunks of this size; activations in blocks of at most this many floats.
-const TRANSFER_BYTES = 16 * 2 ** 20;
+// Activations cross in blocks of at most this many floats.
 const IO_FLOATS = 4 * 2 ** 20;
 
 /** One worker and its control block. */
@@ -21,7 +21,7 @@ interface KernelWorker {
  * wait for the workers.
  */
 export class ThreadPool {
-  private readonly transfer = new SharedArrayBuffer(TRANSFER_BYTES);
+  private readonly transfer = new SharedArrayBuffer(CHUNK_BYTES);
   private readonly input = new Float32Array(new SharedArrayBuffer(IO_FLOATS * 4));
   private readonly output = new Float32Array(new SharedArrayBuffer(IO_FLOATS * 4));
   private nextWeightId = 1;
@@ -44,15 +44,16 @@ export class ThreadPool {
     return IO_FLOATS;
   }
 
-  /** Gives worker `index` its shard of a weight, read by `read` into transfer chunks. */
-  loadShard(index: number, format: PackedFormat, rows: number, cols: number, byteLength: number, read: (target: Uint8Array, byteOffset: number) => void): number {
+  /** Gives worker `index` its shard of a weight, read by `read` (rows from `firstRow`) into transfer chunks. */
+  loadShard(index: number, format: PackedFormat, rows: number, cols: number, read: (target: Uint8Array, firstRow: number) => void): number {
     const id = this.nextWeightId++;
     const worker = this.workers[index]!;
-    this.call(worker, Command.AllocateWeight, [id, byteLength, PACKED_FORMATS.indexOf(format), rows, cols]);
-    for (let offset = 0; offset < byteLength; offset += TRANSFER_BYTES) {
-      const length = Math.min(TRANSFER_BYTES, byteLength - offset);
-      read(new Uint8Array(this.transfer, 0, length), offset);
-      this.call(worker, Command.WriteWeight, [id, offset, length]);
+    this.call(worker, Command.AllocateWeight, [id, storageBytes(format, rows, cols), PACKED_FORMATS.indexOf(format), rows, cols]);
+    const chunk = chunkRows(format, cols);
+    for (let first = 0; first < rows; first += chunk) {
+      const count = Math.min(chunk, rows - first);
+      read(new Uint8Array(this.transfer, 0, count * rowBytes(format, cols)), first);
+      this.call(worker, Command.WriteWeight, [id, first, count]);
     }
     return id;
   }
@@ -135,7 +136,7 @@ export class ThreadPool {
       const done = Atomics.load(worker.control, DONE);
       if (done === worker.sequence) return;
       if (done === -worker.sequence) throw new HerdError('a kernel worker failed (its message is above)');
-      Atomics.wait(worker.control, DONE, done);
+      waitForChange(worker.control, DONE, done);
     }
   }
 }

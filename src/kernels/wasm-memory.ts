@@ -1,12 +1,14 @@
 import fs from 'node:fs';
+import v8 from 'node:v8';
 import { HerdError } from '../errors.js';
 
 /** The functions src/kernels/assembly/index.ts exports; pointers are byte offsets. */
 export interface KernelExports {
   memory: WebAssembly.Memory;
   linear_float(dtype: number, w: number, x: number, y: number, inDim: number, outDim: number, tokens: number, rowStart: number, rowEnd: number): void;
-  quantize_q8_rows(x: number, q: number, scales: number, inDim: number, tokens: number): void;
-  linear_q(format: number, w: number, xq: number, xScales: number, y: number, inDim: number, outDim: number, tokens: number, rowStart: number, rowEnd: number): void;
+  quantize_activations(x: number, q: number, scales: number, sums: number, split: number, inDim: number, tokens: number): void;
+  linear_q(format: number, w: number, xq: number, xScales: number, xSums: number, xSplit: number, y: number, inDim: number, outDim: number, tokens: number, rowStart: number, rowEnd: number): void;
+  repack_rows(format: number, src: number, dst: number, groups: number, blocks: number): void;
   rmsnorm(x: number, w: number, y: number, dim: number, rows: number, eps: number): void;
   rope(x: number, cos: number, sin: number, rows: number, heads: number, headDim: number): void;
   cache_write(kvDtype: number, src: number, cache: number, rows: number, start: number, kvHeads: number, headDim: number, capacity: number): void;
@@ -16,7 +18,7 @@ export interface KernelExports {
   embedding_float(dtype: number, table: number, ids: number, out: number, dim: number, count: number): void;
   embedding_q(format: number, table: number, ids: number, out: number, dim: number, count: number): void;
   read_sum(start: number, bytes: number): number;
-  linear_q4k(w: number, xq: number, xScales: number, y: number, inDim: number, outDim: number, tokens: number, rowStart: number, rowEnd: number): void;
+  linear_q4k(w: number, xq: number, xScales: number, xSums: number, y: number, inDim: number, outDim: number, tokens: number, rowStart: number, rowEnd: number): void;
   embedding_q4k(table: number, ids: number, out: number, dim: number, count: number): void;
 }
 
@@ -30,13 +32,26 @@ const MAX_BYTES = 65536 * PAGE;
 
 let compiled: WebAssembly.Module | null = null;
 
-/** The compiled kernels, read once per process from the file the build wrote. */
+/** The compiled kernels, read once per process (and per worker) from the file the build wrote. */
 export function kernelModule(): WebAssembly.Module {
   if (!compiled) {
     if (!fs.existsSync(WASM_FILE)) throw new HerdError(`the CPU kernels are not built (${WASM_FILE.pathname} is missing): run npm run build`);
-    compiled = new WebAssembly.Module(fs.readFileSync(WASM_FILE));
+    const bytes = fs.readFileSync(WASM_FILE);
+    enableRelaxedSimd(bytes);
+    compiled = new WebAssembly.Module(bytes);
   }
   return compiled;
+}
+
+/**
+ * The kernels use relaxed SIMD's 8-bit dot product (one instruction for 16 products, where plain
+ * SIMD needs five). V8 ships it from version 11.4 (Node 22); Node 20's V8 has it behind a flag,
+ * which must be set before the module compiles. V8's flags are process-wide, so workers see it.
+ */
+function enableRelaxedSimd(bytes: Uint8Array): void {
+  if (WebAssembly.validate(bytes)) return;
+  v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+  if (!WebAssembly.validate(bytes)) throw new HerdError(`this Node.js (${process.version}) cannot compile the CPU kernels: they need WebAssembly relaxed SIMD (Node 20 or later)`);
 }
 
 /**

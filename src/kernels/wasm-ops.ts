@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { KvCache, KvCacheShape, Ops, WeightSource } from '../engine/ops.js';
 import type { RopeTables } from '../engine/rope.js';
-import { gatherRows, matrixBytes, multiply, readMemory, type StoredMatrix } from './linear.js';
+import { chunkRows, gatherRows, multiply, readMemory, rowBytes, storageBytes, writeRows, type StoredMatrix } from './linear.js';
 import { ThreadPool } from './thread-pool.js';
 import { KernelInstance } from './wasm-memory.js';
 
@@ -199,7 +199,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   }
 
   storedBytes(weight: KernelWeight): number {
-    return matrixBytes(weight.format, weight.rows, weight.cols);
+    return weight.rows * rowBytes(weight.format, weight.cols);
   }
 
   disposeWeight(weight: KernelWeight): void {
@@ -233,22 +233,27 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     const host = packed && source.readPackedInto ? null : source.readFloat(name);
     const format = packed && !host ? packed.format : 'F32';
     const [rows, cols] = (packed?.shape ?? host!.shape) as [number, number];
-    const rowBytes = matrixBytes(format, 1, cols);
-    const read = (target: Uint8Array, byteOffset: number) => {
+    const bytesPerRow = rowBytes(format, cols);
+    const read = (target: Uint8Array, firstRow: number) => {
+      const byteOffset = firstRow * bytesPerRow;
       if (host) target.set(new Uint8Array(host.data.buffer, host.data.byteOffset + byteOffset, target.length));
       else source.readPackedInto!(name, target, byteOffset);
     };
     const starts = shardStarts(rows, this.threads);
     const mainRows = starts[1] ?? rows;
-    const mainBytes = mainRows * rowBytes;
-    const offset = this.instance.allocate(mainBytes);
-    read(this.instance.bytes(offset, mainBytes), 0);
+    const byteLength = storageBytes(format, mainRows, cols);
+    const main = { offset: this.instance.allocate(byteLength), byteLength, format, rows: mainRows, cols };
+    const chunk = chunkRows(format, cols);
+    for (let first = 0; first < mainRows; first += chunk) {
+      const count = Math.min(chunk, mainRows - first);
+      writeRows(this.instance, main, first, count, (target) => read(target, first));
+    }
     const shards = starts.slice(1).map((rowStart, i) => {
       const shardRows = (starts[i + 2] ?? rows) - rowStart;
-      const id = this.pool!.loadShard(i, format, shardRows, cols, shardRows * rowBytes, (target, byteOffset) => read(target, rowStart * rowBytes + byteOffset));
+      const id = this.pool!.loadShard(i, format, shardRows, cols, (target, firstRow) => read(target, rowStart + firstRow));
       return { id, rowStart };
     });
-    return { offset, byteLength: mainBytes, format, rows, cols, mainRows, shards };
+    return { ...main, rows, mainRows, shards };
   }
 
   private tensor(rows: number, cols: number): KernelTensor {

@@ -1,6 +1,6 @@
 import { workerData } from 'node:worker_threads';
-import { gatherRows, multiply, readMemory, type StoredMatrix } from './linear.js';
-import { ARG, COMMAND, Command, DONE, PACKED_FORMATS, RESULT, SEQUENCE, type WorkerSetup } from './protocol.js';
+import { gatherRows, multiply, readMemory, rowBytes, writeRows, type StoredMatrix } from './linear.js';
+import { ARG, COMMAND, Command, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
 import { KernelInstance } from './wasm-memory.js';
 
 /**
@@ -17,7 +17,7 @@ const shards = new Map<number, StoredMatrix>();
 
 let sequence = 0;
 for (;;) {
-  Atomics.wait(control, SEQUENCE, sequence);
+  waitForChange(control, SEQUENCE, sequence);
   sequence = Atomics.load(control, SEQUENCE);
   const command = control[COMMAND]!;
   if (command === Command.Exit) break;
@@ -39,9 +39,11 @@ function run(command: number, args: number[]): void {
     case Command.AllocateWeight:
       shards.set(id, { offset: instance.allocate(a), byteLength: a, format: PACKED_FORMATS[b]!, rows: c, cols: d });
       break;
-    case Command.WriteWeight:
-      instance.bytes(shards.get(id)!.offset + a, b).set(transfer.subarray(0, b));
+    case Command.WriteWeight: {
+      const shard = shards.get(id)!;
+      writeRows(instance, shard, a, b, (target) => target.set(transfer.subarray(0, b * rowBytes(shard.format, shard.cols))));
       break;
+    }
     case Command.Linear:
       linear(shards.get(id)!, a, b, c);
       break;

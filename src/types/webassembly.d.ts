@@ -3,6 +3,7 @@
 declare namespace WebAssembly {
   interface Module {}
   var Module: { new (bytes: Uint8Array): Module };
+  function validate(bytes: Uint8Array): boolean;
 
   interface Instance {
     readonly exports: Record<string, unknown>;

@@ -131,10 +131,17 @@ export function linear_float(dtype: i32, w: usize, x: usize, y: usize, inDim: i3
 
 const BLOCK: i32 = 32;
 
-// Quantizes `tokens` rows of `inDim` floats into q (int8, same layout) and scales (one f32 per
-// block of 32): scale = absmax / 127, q = round(x / scale), as llama.cpp's quantize_row_q8_0.
-export function quantize_q8_rows(x: usize, q: usize, scales: usize, inDim: i32, tokens: i32): void {
+// Quantizes `tokens` rows of `inDim` floats in Q8_0 blocks of 32, as llama.cpp's quantize_row_q8_0
+// (scale = absmax / 127, q = round(x / scale)), and writes every form the weight kernels read:
+//   q       int8 codes, same layout as x;
+//   scales  one f32 per block;
+//   sums    one i32 per block, Σ codes (the zero-point and min terms of 4-bit formats need it);
+//   split   per block 32 bytes max(q, 0) then 32 bytes max(−q, 0): both halves fit the unsigned
+//           7-bit operand of relaxed_dot, so a signed weight · signed activation product is
+//           dot(w, positive part) − dot(w, negative part).
+export function quantize_activations(x: usize, q: usize, scales: usize, sums: usize, split: usize, inDim: i32, tokens: i32): void {
   const blocks = (inDim / BLOCK) * tokens;
+  const zero = i8x16.splat(0);
   for (let b = 0; b < blocks; b++) {
     const src = x + (<usize>b * BLOCK << 2);
     let maxAbs = f32x4.splat(0);
@@ -144,92 +151,201 @@ export function quantize_q8_rows(x: usize, q: usize, scales: usize, inDim: i32, 
     const inverse = f32x4.splat(scale != 0 ? 1 / scale : 0);
     store<f32>(scales + (<usize>b << 2), scale);
     const dst = q + <usize>b * BLOCK;
+    const halves = split + (<usize>b << 6);
+    let total = i32x4.splat(0);
     for (let i = 0; i < BLOCK; i += 16) {
       const at = src + (<usize>i << 2);
       const r0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(at), inverse)));
       const r1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(at + 16), inverse)));
       const r2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(at + 32), inverse)));
       const r3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(at + 48), inverse)));
-      v128.store(dst + i, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(r0, r1), i16x8.narrow_i32x4_s(r2, r3)));
+      total = i32x4.add(total, i32x4.add(i32x4.add(r0, r1), i32x4.add(r2, r3)));
+      const codes = i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(r0, r1), i16x8.narrow_i32x4_s(r2, r3));
+      v128.store(dst + i, codes);
+      v128.store(halves + i, i8x16.max_s(codes, zero));
+      v128.store(halves + 32 + i, i8x16.max_s(i8x16.neg(codes), zero));
     }
+    store<i32>(sums + (<usize>b << 2), i32x4.extract_lane(total, 0) + i32x4.extract_lane(total, 1) + i32x4.extract_lane(total, 2) + i32x4.extract_lane(total, 3));
   }
 }
 
-// Σ w[i]·x[i] over a block of 32 int8 weight codes (lo16: elements 0..15, hi16: 16..31) and the
-// block's activation codes widened once to int16 (x0..x3, shared by every row), as four int32 lanes.
-@inline function blockDotCodes(lo16: v128, hi16: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
-  const p0 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo16), x0);
-  const p1 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo16), x1);
-  const p2 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi16), x2);
-  const p3 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi16), x3);
-  return i32x4.add(i32x4.add(p0, p1), i32x4.add(p2, p3));
+// Q8_0 and Q4_0 weights are kept in row groups: four output rows interleaved block by block, so
+// one pass over a group computes four outputs from one sequential stream, and the four block
+// scales come in one load. A group of `blocks` blocks holds
+//   [blocks][4] f16 scales, then [blocks][4][codes of one block]
+// (codes: 32 int8 for Q8_0; for Q4_0 16 bytes whose low nibbles are elements 0..15 and high nibbles
+// 16..31, value = nibble − 8), which is exactly the bytes of the four GGUF rows it replaces: the
+// same packed weights, reordered at load (repack_rows). A last group short of four rows is padded
+// with zero rows.
+
+const Q8_0: i32 = 8;
+
+@inline function blockBytesOf(format: i32): usize {
+  return format == Q8_0 ? 34 : 18;
+}
+@inline function codeBytesOf(format: i32): usize {
+  return format == Q8_0 ? 32 : 16;
 }
 
-// Q8_0 block: f16 scale, 32 int8 (34 bytes). Q4_0 block: f16 scale, 16 bytes whose low nibbles are
-// elements 0..15 and high nibbles 16..31, value = (nibble − 8) · scale (18 bytes).
-@inline function blockDot(format: i32, block: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
-  if (format == 8) return blockDotCodes(v128.load(block + 2), v128.load(block + 18), x0, x1, x2, x3);
-  const packed = v128.load(block + 2);
-  const eight = i8x16.splat(8);
-  return blockDotCodes(i8x16.sub(v128.and(packed, i8x16.splat(0x0f)), eight), i8x16.sub(i8x16.shr_u(packed, 4), eight), x0, x1, x2, x3);
-}
-
-// One block's contribution to a row's vector accumulator: integer dot × weight scale × activation scale.
-@inline function accumulateBlock(acc: v128, format: i32, block: usize, x0: v128, x1: v128, x2: v128, x3: v128, xScale: f32): v128 {
-  const scale = f32x4.splat(halfToFloat(<u32>load<u16>(block)) * xScale);
-  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(blockDot(format, block, x0, x1, x2, x3)), scale));
-}
-
-// format: 8 = Q8_0, 2 = Q4_0 (GGML type ids). xq/xScales come from quantize_q8_rows.
-// Four rows at a time share each block of widened activations; sums stay in vector lanes until
-// the row ends; tokens go in tiles as in linear_float.
-export function linear_q(format: i32, w: usize, xq: usize, xScales: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
-  const blockBytes: usize = format == 8 ? 34 : 18;
-  const blocks = inDim / BLOCK;
+// Reorders `groups` × 4 GGUF rows at src (contiguous, zero-filled past the last real row) into
+// row groups at dst.
+export function repack_rows(format: i32, src: usize, dst: usize, groups: i32, blocks: i32): void {
+  const blockBytes = blockBytesOf(format);
+  const codeBytes = codeBytesOf(format);
   const rowBytes = <usize>blocks * blockBytes;
-  for (let tile = 0; tile < tokens; tile += TOKEN_TILE) {
-    const tileEnd = min(tokens, tile + TOKEN_TILE);
-    let r = rowStart;
-    for (; r + 4 <= rowEnd; r += 4) {
-      for (let t = tile; t < tileEnd; t++) fourRowsQ(format, w + <usize>r * rowBytes, rowBytes, blocks, blockBytes, xq + <usize>t * inDim, xScales + (<usize>t * blocks << 2), y + ((<usize>t * outDim + r) << 2));
-    }
-    for (; r < rowEnd; r++) {
-      for (let t = tile; t < tileEnd; t++) store<f32>(y + ((<usize>t * outDim + r) << 2), oneRowQ(format, w + <usize>r * rowBytes, blocks, blockBytes, xq + <usize>t * inDim, xScales + (<usize>t * blocks << 2)));
+  for (let g = 0; g < groups; g++) {
+    const rows = src + <usize>g * 4 * rowBytes;
+    const group = dst + <usize>g * 4 * rowBytes;
+    const codes = group + (<usize>blocks << 3);
+    for (let b = 0; b < blocks; b++) {
+      for (let j = 0; j < 4; j++) {
+        const block = rows + <usize>j * rowBytes + <usize>b * blockBytes;
+        store<u16>(group + (<usize>b << 3) + (<usize>j << 1), load<u16>(block));
+        memory.copy(codes + (<usize>b * 4 + j) * codeBytes, block + 2, codeBytes);
+      }
     }
   }
 }
 
-// Rows r..r+3 for one token: each block of widened activations serves four rows.
-@inline function fourRowsQ(format: i32, row: usize, rowBytes: usize, blocks: i32, blockBytes: usize, xq: usize, scales: usize, out: usize): void {
-  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
-  for (let b = 0; b < blocks; b++) {
-    const first = v128.load(xq + <usize>b * BLOCK);
-    const second = v128.load(xq + <usize>b * BLOCK + 16);
-    const x0 = i16x8.extend_low_i8x16_s(first), x1 = i16x8.extend_high_i8x16_s(first);
-    const x2 = i16x8.extend_low_i8x16_s(second), x3 = i16x8.extend_high_i8x16_s(second);
-    const xScale = load<f32>(scales + (<usize>b << 2));
-    const block = row + <usize>b * blockBytes;
-    acc0 = accumulateBlock(acc0, format, block, x0, x1, x2, x3, xScale);
-    acc1 = accumulateBlock(acc1, format, block + rowBytes, x0, x1, x2, x3, xScale);
-    acc2 = accumulateBlock(acc2, format, block + 2 * rowBytes, x0, x1, x2, x3, xScale);
-    acc3 = accumulateBlock(acc3, format, block + 3 * rowBytes, x0, x1, x2, x3, xScale);
-  }
-  store<f32>(out, sum4(acc0));
-  store<f32>(out + 4, sum4(acc1));
-  store<f32>(out + 8, sum4(acc2));
-  store<f32>(out + 12, sum4(acc3));
+// [Σ s0, Σ s1, Σ s2, Σ s3]: the lane sums of four rows' vectors, as one vector.
+@inline function rowSums(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const u0 = i32x4.add(i32x4.shuffle(s0, s1, 0, 1, 4, 5), i32x4.shuffle(s0, s1, 2, 3, 6, 7));
+  const u1 = i32x4.add(i32x4.shuffle(s2, s3, 0, 1, 4, 5), i32x4.shuffle(s2, s3, 2, 3, 6, 7));
+  return i32x4.add(i32x4.shuffle(u0, u1, 0, 2, 4, 6), i32x4.shuffle(u0, u1, 1, 3, 5, 7));
 }
 
-@inline function oneRowQ(format: i32, row: usize, blocks: i32, blockBytes: usize, xq: usize, scales: usize): f32 {
+// 16 int8 weights · 16 int8 activations given as their positive and negative parts (see
+// quantize_activations), as eight int16 pair sums. Each dot's pairs are at most 2·127·127 in size
+// and so is their exact difference, so the wrapping subtraction is exact.
+@inline function signedDot(w: v128, positive: v128, negative: v128): v128 {
+  return i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(w, positive), i16x8.relaxed_dot_i8x16_i7x16_s(w, negative));
+}
+
+const ONES = i16x8.splat(1);
+
+// Σ w·x over one Q8_0 block of one row, as four int32 lanes. `x` points at the block's split activations.
+@inline function q8BlockDot(codes: usize, p0: v128, p1: v128, n0: v128, n1: v128): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(signedDot(v128.load(codes), p0, n0), ONES), i32x4.dot_i16x8_s(signedDot(v128.load(codes + 16), p1, n1), ONES));
+}
+
+// Σ nibble·x over one Q4_0 block of one row (the −8 is applied per block from the activation sum).
+// The nibbles are the unsigned operand; pair sums are at most 2·15·127, two of them fit int16.
+@inline function q4BlockDot(codes: usize, x0: v128, x1: v128): v128 {
+  const packed = v128.load(codes);
+  const low = i16x8.relaxed_dot_i8x16_i7x16_s(x0, v128.and(packed, i8x16.splat(0x0f)));
+  const high = i16x8.relaxed_dot_i8x16_i7x16_s(x1, i8x16.shr_u(packed, 4));
+  return i32x4.dot_i16x8_s(i16x8.add(low, high), ONES);
+}
+
+// One block of one row group for one token: the four rows' scaled sums as a float vector.
+@inline function groupBlock(format: i32, group: usize, codes: usize, b: i32, xq: usize, xSplit: usize, xSum: i32, xScale: v128): v128 {
+  let sums: v128;
+  if (format == Q8_0) {
+    const x = xSplit + (<usize>b << 6);
+    const p0 = v128.load(x), p1 = v128.load(x + 16), n0 = v128.load(x + 32), n1 = v128.load(x + 48);
+    const c = codes + (<usize>b << 7);
+    sums = rowSums(q8BlockDot(c, p0, p1, n0, n1), q8BlockDot(c + 32, p0, p1, n0, n1), q8BlockDot(c + 64, p0, p1, n0, n1), q8BlockDot(c + 96, p0, p1, n0, n1));
+  } else {
+    const x0 = v128.load(xq + (<usize>b << 5)), x1 = v128.load(xq + (<usize>b << 5) + 16);
+    const c = codes + (<usize>b << 6);
+    sums = i32x4.sub(rowSums(q4BlockDot(c, x0, x1), q4BlockDot(c + 16, x0, x1), q4BlockDot(c + 32, x0, x1), q4BlockDot(c + 48, x0, x1)), i32x4.splat(xSum << 3));
+  }
+  const scales = f32x4.mul(halvesToFloats(v128.load64_zero(group + (<usize>b << 3))), xScale);
+  return f32x4.mul(f32x4.convert_i32x4_s(sums), scales);
+}
+
+// Activations of one token as quantize_activations wrote them.
+@unmanaged class Activations {
+  q: usize;
+  scales: usize;
+  sums: usize;
+  split: usize;
+}
+// One in static data: the runtime has no allocator (the JavaScript side owns the memory above it).
+const TOKEN = changetype<Activations>(memory.data(16));
+
+// Four outputs of row group `group` for one token.
+@inline function groupDot(format: i32, group: usize, blocks: i32, x: Activations): v128 {
+  const codes = group + (<usize>blocks << 3);
   let acc = f32x4.splat(0);
   for (let b = 0; b < blocks; b++) {
-    const first = v128.load(xq + <usize>b * BLOCK);
-    const second = v128.load(xq + <usize>b * BLOCK + 16);
-    const x0 = i16x8.extend_low_i8x16_s(first), x1 = i16x8.extend_high_i8x16_s(first);
-    const x2 = i16x8.extend_low_i8x16_s(second), x3 = i16x8.extend_high_i8x16_s(second);
-    acc = accumulateBlock(acc, format, row + <usize>b * blockBytes, x0, x1, x2, x3, load<f32>(scales + (<usize>b << 2)));
+    acc = f32x4.add(acc, groupBlock(format, group, codes, b, x.q, x.split, load<i32>(x.sums + (<usize>b << 2)), f32x4.splat(load<f32>(x.scales + (<usize>b << 2)))));
   }
-  return sum4(acc);
+  return acc;
+}
+
+// Sixteen outputs for one token: four groups `spacing` groups apart (rows r, r + 4·spacing, …).
+// Four streams at once keep enough memory reads in flight to approach the machine's bandwidth (one
+// stream reaches about half), and streams some 64 KiB apart suit the prefetchers best (measured).
+@inline function fourGroupsDot(format: i32, group: usize, groupBytes: usize, spacing: i32, blocks: i32, x: Activations, out: usize): void {
+  const codes = <usize>blocks << 3;
+  const stride = <usize>spacing * groupBytes;
+  const g1 = group + stride, g2 = g1 + stride, g3 = g2 + stride;
+  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
+  for (let b = 0; b < blocks; b++) {
+    const xSum = load<i32>(x.sums + (<usize>b << 2));
+    const xScale = f32x4.splat(load<f32>(x.scales + (<usize>b << 2)));
+    acc0 = f32x4.add(acc0, groupBlock(format, group, group + codes, b, x.q, x.split, xSum, xScale));
+    acc1 = f32x4.add(acc1, groupBlock(format, g1, g1 + codes, b, x.q, x.split, xSum, xScale));
+    acc2 = f32x4.add(acc2, groupBlock(format, g2, g2 + codes, b, x.q, x.split, xSum, xScale));
+    acc3 = f32x4.add(acc3, groupBlock(format, g3, g3 + codes, b, x.q, x.split, xSum, xScale));
+  }
+  const outStride = <usize>spacing << 4;
+  v128.store(out, acc0);
+  v128.store(out + outStride, acc1);
+  v128.store(out + 2 * outStride, acc2);
+  v128.store(out + 3 * outStride, acc3);
+}
+
+// Decode: rows from rowStart in passes of 16 · spacing rows, then of 16; returns the first row left.
+@inline function decodeGroups(format: i32, w: usize, groupBytes: usize, blocks: i32, x: Activations, y: usize, rowStart: i32, rowEnd: i32): i32 {
+  const spacing = max(1, <i32>((STREAM_GAP + (groupBytes >> 1)) / groupBytes));
+  let r = rowStart;
+  for (; r + 16 * spacing <= rowEnd; r += 16 * spacing) {
+    for (let i = 0; i < spacing; i++) {
+      const first = r + 4 * i;
+      fourGroupsDot(format, w + <usize>(first >> 2) * groupBytes, groupBytes, spacing, blocks, x, y + (<usize>first << 2));
+    }
+  }
+  for (; r + 16 <= rowEnd; r += 16) fourGroupsDot(format, w + <usize>(r >> 2) * groupBytes, groupBytes, 1, blocks, x, y + (<usize>r << 2));
+  return r;
+}
+const STREAM_GAP: usize = 65536;
+
+// Stores the first `count` lanes of v at out.
+@inline function storeLanes(out: usize, v: v128, count: i32): void {
+  if (count == 4) {
+    v128.store(out, v);
+    return;
+  }
+  store<f32>(out, f32x4.extract_lane(v, 0));
+  if (count > 1) store<f32>(out + 4, f32x4.extract_lane(v, 1));
+  if (count > 2) store<f32>(out + 8, f32x4.extract_lane(v, 2));
+}
+
+// y[t, r] for Q8_0 (format 8) or Q4_0 (format 2) weights in row groups, rows [rowStart, rowEnd)
+// with rowStart a multiple of 4; the activations come from quantize_activations. Decode takes 16
+// rows a pass; prefill takes a group at a time and runs every token of a tile past it while its
+// weights are in the L1 cache.
+export function linear_q(format: i32, w: usize, xq: usize, xScales: usize, xSums: usize, xSplit: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
+  const blocks = inDim >> 5;
+  const groupBytes = <usize>blocks * 4 * blockBytesOf(format);
+  const x = TOKEN;
+  let r = rowStart;
+  if (tokens == 1) {
+    x.q = xq; x.scales = xScales; x.sums = xSums; x.split = xSplit;
+    r = decodeGroups(format, w, groupBytes, blocks, x, y, rowStart, rowEnd);
+  }
+  for (; r < rowEnd; r += 4) {
+    const group = w + <usize>(r >> 2) * groupBytes;
+    for (let t = 0; t < tokens; t++) {
+      x.q = xq + <usize>t * inDim;
+      x.scales = xScales + (<usize>t * blocks << 2);
+      x.sums = xSums + (<usize>t * blocks << 2);
+      x.split = xSplit + (<usize>t * blocks << 6);
+      storeLanes(y + ((<usize>t * outDim + r) << 2), groupDot(format, group, blocks, x), min(4, rowEnd - r));
+    }
+  }
 }
 
 // Q4_K super-blocks of 256 weights (144 bytes): f16 d, f16 dmin, 12 bytes packing eight 6-bit
@@ -249,48 +365,67 @@ const Q4K_BYTES: usize = 144;
   return <f32>((load<u8>(packed + j + 4) >> 4) | ((load<u8>(packed + j) >> 6) << 4));
 }
 
-// One sub-block's contribution: codes (32 values 0..15 as two vectors of 16) against activation block xq.
-@inline function accumulateQ4KSub(acc: v128, codesLow: v128, codesHigh: v128, xq: usize, xScale: f32, scale: f32, minimum: f32): v128 {
-  const first = v128.load(xq);
-  const second = v128.load(xq + 16);
-  const x0 = i16x8.extend_low_i8x16_s(first), x1 = i16x8.extend_high_i8x16_s(first);
-  const x2 = i16x8.extend_low_i8x16_s(second), x3 = i16x8.extend_high_i8x16_s(second);
-  const products = blockDotCodes(codesLow, codesHigh, x0, x1, x2, x3);
-  const sums = i32x4.dot_i16x8_s(i16x8.add(i16x8.add(x0, x1), i16x8.add(x2, x3)), i16x8.splat(1));
+// One sub-block's contribution: codes (32 values 0..15 as two vectors of 16, the unsigned operand)
+// against activation block b.
+@inline function accumulateQ4KSub(acc: v128, codesLow: v128, codesHigh: v128, xq: usize, xSum: i32, xScale: f32, scale: f32, minimum: f32): v128 {
+  const low = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq), codesLow);
+  const high = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq + 16), codesHigh);
+  const products = i32x4.dot_i16x8_s(i16x8.add(low, high), ONES);
   const scaled = f32x4.mul(f32x4.convert_i32x4_s(products), f32x4.splat(scale * xScale));
-  return f32x4.add(acc, f32x4.sub(scaled, f32x4.mul(f32x4.convert_i32x4_s(sums), f32x4.splat(minimum * xScale))));
+  // The min term is spread over the four lanes that the row's final sum adds up.
+  return f32x4.sub(f32x4.add(acc, scaled), f32x4.splat(<f32>xSum * minimum * xScale * 0.25));
 }
 
-@inline function rowDotQ4K(row: usize, superBlocks: i32, xq: usize, xScales: usize): f32 {
-  let acc = f32x4.splat(0);
-  for (let s = 0; s < superBlocks; s++) {
-    const block = row + <usize>s * Q4K_BYTES;
-    const d = halfToFloat(<u32>load<u16>(block));
-    const dmin = halfToFloat(<u32>load<u16>(block + 2));
-    const packed = block + 4;
-    for (let c = 0; c < 4; c++) {
-      const low = v128.load(block + 16 + (<usize>c << 5));
-      const high = v128.load(block + 32 + (<usize>c << 5));
-      const j = c << 1;
-      const b = (s << 3) + j;
-      const mask = i8x16.splat(0x0f);
-      acc = accumulateQ4KSub(acc, v128.and(low, mask), v128.and(high, mask), xq + (<usize>b << 5), load<f32>(xScales + (<usize>b << 2)), d * q4kScale(packed, j), dmin * q4kMin(packed, j));
-      acc = accumulateQ4KSub(acc, i8x16.shr_u(low, 4), i8x16.shr_u(high, 4), xq + (<usize>(b + 1) << 5), load<f32>(xScales + (<usize>(b + 1) << 2)), d * q4kScale(packed, j + 1), dmin * q4kMin(packed, j + 1));
-    }
+// One super-block of one row: its eight sub-blocks added to acc.
+@inline function superBlockQ4K(acc: v128, block: usize, s: i32, x: Activations): v128 {
+  const d = halfToFloat(<u32>load<u16>(block));
+  const dmin = halfToFloat(<u32>load<u16>(block + 2));
+  const packed = block + 4;
+  const mask = i8x16.splat(0x0f);
+  for (let c = 0; c < 4; c++) {
+    const low = v128.load(block + 16 + (<usize>c << 5));
+    const high = v128.load(block + 32 + (<usize>c << 5));
+    const j = c << 1;
+    const b = (s << 3) + j;
+    const at = <usize>b << 2;
+    acc = accumulateQ4KSub(acc, v128.and(low, mask), v128.and(high, mask), x.q + (<usize>b << 5), load<i32>(x.sums + at), load<f32>(x.scales + at), d * q4kScale(packed, j), dmin * q4kMin(packed, j));
+    acc = accumulateQ4KSub(acc, i8x16.shr_u(low, 4), i8x16.shr_u(high, 4), x.q + (<usize>(b + 1) << 5), load<i32>(x.sums + at + 4), load<f32>(x.scales + at + 4), d * q4kScale(packed, j + 1), dmin * q4kMin(packed, j + 1));
   }
-  return sum4(acc);
+  return acc;
 }
 
-// y[t, r] for Q4_K weights; xq/xScales from quantize_q8_rows. Token tiles as in linear_float.
-export function linear_q4k(w: usize, xq: usize, xScales: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
+// y[t, r] for Q4_K weights (GGUF row layout); activations from quantize_activations. Decode takes
+// four rows at once, as four memory streams (see fourGroupsDot).
+export function linear_q4k(w: usize, xq: usize, xScales: usize, xSums: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
   const superBlocks = inDim >> 8;
   const rowBytes = <usize>superBlocks * Q4K_BYTES;
-  for (let tile = 0; tile < tokens; tile += TOKEN_TILE) {
-    const tileEnd = min(tokens, tile + TOKEN_TILE);
-    for (let r = rowStart; r < rowEnd; r++) {
-      for (let t = tile; t < tileEnd; t++) {
-        store<f32>(y + ((<usize>t * outDim + r) << 2), rowDotQ4K(w + <usize>r * rowBytes, superBlocks, xq + <usize>t * inDim, xScales + (<usize>t * (inDim >> 5) << 2)));
+  const x = TOKEN;
+  for (let t = 0; t < tokens; t++) {
+    x.q = xq + <usize>t * inDim;
+    x.scales = xScales + (<usize>t * (inDim >> 5) << 2);
+    x.sums = xSums + (<usize>t * (inDim >> 5) << 2);
+    const out = y + (<usize>t * outDim << 2);
+    let r = rowStart;
+    for (; r + 4 <= rowEnd; r += 4) {
+      const row = w + <usize>r * rowBytes;
+      let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
+      for (let s = 0; s < superBlocks; s++) {
+        const block = row + <usize>s * Q4K_BYTES;
+        acc0 = superBlockQ4K(acc0, block, s, x);
+        acc1 = superBlockQ4K(acc1, block + rowBytes, s, x);
+        acc2 = superBlockQ4K(acc2, block + 2 * rowBytes, s, x);
+        acc3 = superBlockQ4K(acc3, block + 3 * rowBytes, s, x);
       }
+      store<f32>(out + (<usize>r << 2), sum4(acc0));
+      store<f32>(out + (<usize>r << 2) + 4, sum4(acc1));
+      store<f32>(out + (<usize>r << 2) + 8, sum4(acc2));
+      store<f32>(out + (<usize>r << 2) + 12, sum4(acc3));
+    }
+    for (; r < rowEnd; r++) {
+      const row = w + <usize>r * rowBytes;
+      let acc = f32x4.splat(0);
+      for (let s = 0; s < superBlocks; s++) acc = superBlockQ4K(acc, row + <usize>s * Q4K_BYTES, s, x);
+      store<f32>(out + (<usize>r << 2), sum4(acc));
     }
   }
 }
@@ -480,21 +615,24 @@ export function embedding_float(dtype: i32, table: usize, ids: usize, out: usize
   }
 }
 
-// Rows of a Q8_0 or Q4_0 table for each id, dequantized.
+// Rows of a Q8_0 or Q4_0 table in row groups (see repack_rows) for each id, dequantized.
 export function embedding_q(format: i32, table: usize, ids: usize, out: usize, dim: i32, count: i32): void {
-  const blockBytes: usize = format == 8 ? 34 : 18;
-  const rowBytes = <usize>(dim / BLOCK) * blockBytes;
+  const blocks = dim / BLOCK;
+  const codeBytes = codeBytesOf(format);
+  const groupBytes = <usize>blocks * 4 * blockBytesOf(format);
   for (let t = 0; t < count; t++) {
-    const row = table + <usize>load<i32>(ids + (<usize>t << 2)) * rowBytes;
+    const id = load<i32>(ids + (<usize>t << 2));
+    const group = table + <usize>(id >> 2) * groupBytes;
+    const lane = <usize>(id & 3);
     const dst = out + (<usize>t * dim << 2);
-    for (let b = 0; b < dim / BLOCK; b++) {
-      const block = row + <usize>b * blockBytes;
-      const scale = halfToFloat(<u32>load<u16>(block));
+    for (let b = 0; b < blocks; b++) {
+      const scale = halfToFloat(<u32>load<u16>(group + (<usize>b << 3) + (lane << 1)));
+      const codes = group + (<usize>blocks << 3) + (<usize>b * 4 + lane) * codeBytes;
       for (let i = 0; i < BLOCK; i++) {
         let value: i32;
-        if (format == 8) value = <i32>load<i8>(block + 2 + i);
+        if (format == Q8_0) value = <i32>load<i8>(codes + i);
         else {
-          const byte = <i32>load<u8>(block + 2 + (i & 15));
+          const byte = <i32>load<u8>(codes + (i & 15));
           value = (i < 16 ? byte & 15 : byte >> 4) - 8;
         }
         store<f32>(dst + ((<usize>b * BLOCK + i) << 2), <f32>value * scale);
