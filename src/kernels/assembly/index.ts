@@ -274,14 +274,15 @@ const TOKEN = changetype<Activations>(memory.data(16));
   return acc;
 }
 
-// Sixteen outputs for one token: four groups `spacing` groups apart (rows r, r + 4·spacing, …).
-// Four streams at once keep enough memory reads in flight to approach the machine's bandwidth (one
-// stream reaches about half), and streams some 64 KiB apart suit the prefetchers best (measured).
-@inline function fourGroupsDot(format: i32, group: usize, groupBytes: usize, spacing: i32, blocks: i32, x: Activations, out: usize): void {
+// 32 outputs for one token: eight groups `spacing` groups apart (rows r, r + 4·spacing, …).
+// Eight streams at once keep enough memory reads in flight to exceed what one stream reads (one
+// stream reaches about half of it), and streams some 64 KiB apart suit the prefetchers best (measured).
+@inline function eightGroupsDot(format: i32, group: usize, groupBytes: usize, spacing: i32, blocks: i32, x: Activations, out: usize): void {
   const codes = <usize>blocks << 3;
   const stride = <usize>spacing * groupBytes;
-  const g1 = group + stride, g2 = g1 + stride, g3 = g2 + stride;
+  const g1 = group + stride, g2 = g1 + stride, g3 = g2 + stride, g4 = g3 + stride, g5 = g4 + stride, g6 = g5 + stride, g7 = g6 + stride;
   let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
+  let acc4 = f32x4.splat(0), acc5 = f32x4.splat(0), acc6 = f32x4.splat(0), acc7 = f32x4.splat(0);
   for (let b = 0; b < blocks; b++) {
     const xSum = load<i32>(x.sums + (<usize>b << 2));
     const xScale = f32x4.splat(load<f32>(x.scales + (<usize>b << 2)));
@@ -289,25 +290,33 @@ const TOKEN = changetype<Activations>(memory.data(16));
     acc1 = f32x4.add(acc1, groupBlock(format, g1, g1 + codes, b, x.q, x.split, xSum, xScale));
     acc2 = f32x4.add(acc2, groupBlock(format, g2, g2 + codes, b, x.q, x.split, xSum, xScale));
     acc3 = f32x4.add(acc3, groupBlock(format, g3, g3 + codes, b, x.q, x.split, xSum, xScale));
+    acc4 = f32x4.add(acc4, groupBlock(format, g4, g4 + codes, b, x.q, x.split, xSum, xScale));
+    acc5 = f32x4.add(acc5, groupBlock(format, g5, g5 + codes, b, x.q, x.split, xSum, xScale));
+    acc6 = f32x4.add(acc6, groupBlock(format, g6, g6 + codes, b, x.q, x.split, xSum, xScale));
+    acc7 = f32x4.add(acc7, groupBlock(format, g7, g7 + codes, b, x.q, x.split, xSum, xScale));
   }
   const outStride = <usize>spacing << 4;
   v128.store(out, acc0);
   v128.store(out + outStride, acc1);
   v128.store(out + 2 * outStride, acc2);
   v128.store(out + 3 * outStride, acc3);
+  v128.store(out + 4 * outStride, acc4);
+  v128.store(out + 5 * outStride, acc5);
+  v128.store(out + 6 * outStride, acc6);
+  v128.store(out + 7 * outStride, acc7);
 }
 
-// Decode: rows from rowStart in passes of 16 · spacing rows, then of 16; returns the first row left.
+// Decode: rows from rowStart in passes of 32 · spacing rows, then of 32; returns the first row left.
 @inline function decodeGroups(format: i32, w: usize, groupBytes: usize, blocks: i32, x: Activations, y: usize, rowStart: i32, rowEnd: i32): i32 {
   const spacing = max(1, <i32>((STREAM_GAP + (groupBytes >> 1)) / groupBytes));
   let r = rowStart;
-  for (; r + 16 * spacing <= rowEnd; r += 16 * spacing) {
+  for (; r + 32 * spacing <= rowEnd; r += 32 * spacing) {
     for (let i = 0; i < spacing; i++) {
       const first = r + 4 * i;
-      fourGroupsDot(format, w + <usize>(first >> 2) * groupBytes, groupBytes, spacing, blocks, x, y + (<usize>first << 2));
+      eightGroupsDot(format, w + <usize>(first >> 2) * groupBytes, groupBytes, spacing, blocks, x, y + (<usize>first << 2));
     }
   }
-  for (; r + 16 <= rowEnd; r += 16) fourGroupsDot(format, w + <usize>(r >> 2) * groupBytes, groupBytes, 1, blocks, x, y + (<usize>r << 2));
+  for (; r + 32 <= rowEnd; r += 32) eightGroupsDot(format, w + <usize>(r >> 2) * groupBytes, groupBytes, 1, blocks, x, y + (<usize>r << 2));
   return r;
 }
 const STREAM_GAP: usize = 65536;
@@ -641,16 +650,22 @@ export function embedding_q(format: i32, table: usize, ids: usize, out: usize, d
   }
 }
 
-// Reads `bytes` bytes from `start` (a multiple of 64) as fast as loads go and returns a sum
-// so the reads cannot be optimised away: the read-bandwidth probe of `herd bench --bandwidth`.
+// Reads `bytes` bytes from `start` (a multiple of 512) as fast as loads go, as eight streams, the
+// way the decode kernels read weights, and returns a sum so the reads cannot be optimised away:
+// the read-bandwidth probe of `herd bench --bandwidth`.
 export function read_sum(start: usize, bytes: usize): f32 {
   let a = f32x4.splat(0), b = f32x4.splat(0), c = f32x4.splat(0), d = f32x4.splat(0);
-  const end = start + bytes;
-  for (let p = start; p < end; p += 64) {
-    a = f32x4.add(a, v128.load(p));
-    b = f32x4.add(b, v128.load(p + 16));
-    c = f32x4.add(c, v128.load(p + 32));
-    d = f32x4.add(d, v128.load(p + 48));
+  const part = bytes >> 3;
+  const end = start + part;
+  for (let p = start; p < end; p += 32) {
+    a = f32x4.add(a, f32x4.add(v128.load(p), v128.load(p + 16)));
+    b = f32x4.add(b, f32x4.add(v128.load(p + part), v128.load(p + part + 16)));
+    c = f32x4.add(c, f32x4.add(v128.load(p + 2 * part), v128.load(p + 2 * part + 16)));
+    d = f32x4.add(d, f32x4.add(v128.load(p + 3 * part), v128.load(p + 3 * part + 16)));
+    a = f32x4.add(a, f32x4.add(v128.load(p + 4 * part), v128.load(p + 4 * part + 16)));
+    b = f32x4.add(b, f32x4.add(v128.load(p + 5 * part), v128.load(p + 5 * part + 16)));
+    c = f32x4.add(c, f32x4.add(v128.load(p + 6 * part), v128.load(p + 6 * part + 16)));
+    d = f32x4.add(d, f32x4.add(v128.load(p + 7 * part), v128.load(p + 7 * part + 16)));
   }
   return sum4(f32x4.add(f32x4.add(a, b), f32x4.add(c, d)));
 }
