@@ -114,7 +114,7 @@ export class LlamaForCausalLM<T, W> {
     let hidden = this.ops.embedding(this.weights.embedTokens, ids);
     this.weights.layers.forEach((layer, index) => {
       const run = (input: T) => this.decoderLayer(input, layer, index, cache, start, rope);
-      hidden = this.ops.checkpointLayer ? this.ops.checkpointLayer(hidden, run) : run(hidden);
+      hidden = this.ops.runLayer ? this.ops.runLayer(hidden, run) : run(hidden);
     });
     if (!options.allPositions) hidden = this.ops.lastRows(hidden, 1);
     hidden = this.ops.rmsNorm(hidden, this.weights.norm, this.config.rmsNormEps);

@@ -49,10 +49,11 @@ export interface Ops<T, W> {
   /** Frees a weight. */
   disposeWeight(weight: W): void;
   /**
-   * Runs one decoder layer on `input`. Optional: a training backend may keep only the layer's
-   * input and recompute the layer in the backward pass (gradient checkpointing).
+   * Runs one decoder layer on `input`. Optional: a backend may use the layer's boundary to manage
+   * memory. A training backend keeps only the layer's input and recomputes the layer in the
+   * backward pass (gradient checkpointing); the CPU kernels free the layer's intermediate results.
    */
-  checkpointLayer?(input: T, run: (input: T) => T): T;
+  runLayer?(input: T, run: (input: T) => T): T;
   /** Bytes the backend holds for a weight (as it computes on it: float32 on tfjs, as stored on the kernels). */
   storedBytes(weight: W): number;
 }

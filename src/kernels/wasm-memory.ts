@@ -116,6 +116,23 @@ export class KernelInstance {
     return offset;
   }
 
+  /** Where the next scratch allocation goes. */
+  scratchMark(): number {
+    if (this.scratchTop === null) throw new Error('scratch mark outside a scope');
+    return this.scratchTop;
+  }
+
+  /**
+   * Releases the scratch allocated since `mark` except `bytes` bytes at `offset`, which move
+   * down to `mark`; returns their new offset.
+   */
+  keepSince(mark: number, offset: number, bytes: number): number {
+    if (offset < mark) return offset;
+    new Uint8Array(this.kernels.memory.buffer).copyWithin(mark, offset, offset + bytes);
+    this.scratchTop = mark + roundUp(Math.max(bytes, 1));
+    return mark;
+  }
+
   /** Runs fn with scratch memory that is released when it returns. Scopes do not nest. */
   scope<R>(fn: () => R): R {
     if (this.scratchTop !== null) return fn();

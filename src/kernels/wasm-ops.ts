@@ -198,6 +198,13 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     return this.instance.scope(fn);
   }
 
+  /** Keeps only the layer's output of what it allocated, so a long prompt needs scratch for one layer, not all. */
+  runLayer(input: KernelTensor, run: (input: KernelTensor) => KernelTensor): KernelTensor {
+    const mark = this.instance.scratchMark();
+    const output = run(input);
+    return { ...output, offset: this.instance.keepSince(mark, output.offset, output.rows * output.cols * 4) };
+  }
+
   storedBytes(weight: KernelWeight): number {
     return weight.rows * rowBytes(weight.format, weight.cols);
   }

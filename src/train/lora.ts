@@ -81,7 +81,7 @@ export class LoraOps implements Ops<tf.Tensor2D, LoraWeight> {
   private dropoutSeed: number | null = null;
   /** Dropout masks drawn since the seed was set: mask k comes from mixSeed(seed, k), so a recomputed layer can draw its masks again. */
   private dropoutCalls = 0;
-  /** The decoder layer the next checkpointLayer call runs (the model runs them in order after the embedding). */
+  /** The decoder layer the next runLayer call runs (the model runs them in order after the embedding). */
   private nextLayer = 0;
   /** The LoRA pairs a checkpointed layer's forward used, to check they are the ones it declared. */
   private usedPairs: Set<LoraPair> | null = null;
@@ -156,7 +156,7 @@ export class LoraOps implements Ops<tf.Tensor2D, LoraWeight> {
     return this.base.rmsNorm(x, floatWeight(weight), eps);
   }
 
-  checkpointLayer(input: tf.Tensor2D, run: (input: tf.Tensor2D) => tf.Tensor2D): tf.Tensor2D {
+  runLayer(input: tf.Tensor2D, run: (input: tf.Tensor2D) => tf.Tensor2D): tf.Tensor2D {
     if (!this.memory.gradientCheckpointing) return run(input);
     const layer = this.nextLayer++;
     const pairs = this.pairs.filter((pair) => pair.module.startsWith(`model.layers.${layer}.`));
