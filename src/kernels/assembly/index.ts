@@ -21,11 +21,32 @@ const HALF_TO_FLOAT_SCALE: f32 = reinterpret<f32>(0x77800000); // 2^112
   return reinterpret<f32>(reinterpret<u32>(magnitude) | ((h & 0x8000) << 16));
 }
 
+// Vector constants live in memory and are loaded where used: V8 rebuilds a v128 constant from
+// immediates every time a loop uses it (several instructions each), which made a block of the
+// quantized kernels about twice as expensive; a load is one instruction.
+const CONSTANTS = memory.data(80, 16);
+v128.store(CONSTANTS, i32x4.splat(0x7fff));
+v128.store(CONSTANTS + 16, i32x4.splat(0x8000));
+v128.store(CONSTANTS + 32, f32x4.splat(HALF_TO_FLOAT_SCALE));
+v128.store(CONSTANTS + 48, i16x8.splat(1));
+v128.store(CONSTANTS + 64, i8x16.splat(0x0f));
+@inline function halfMagnitudeMask(): v128 { return v128.load(CONSTANTS); }
+@inline function halfSignMask(): v128 { return v128.load(CONSTANTS + 16); }
+@inline function halfToFloatScale(): v128 { return v128.load(CONSTANTS + 32); }
+@inline function ones16(): v128 { return v128.load(CONSTANTS + 48); }
+@inline function lowNibbles(): v128 { return v128.load(CONSTANTS + 64); }
+
+// The high nibble of each byte. WASM has no 8-bit shift on x86 (V8 emulates i8x16.shr_u with
+// several instructions); a 16-bit shift followed by the mask gives the same bytes in two.
+@inline function highNibbles(packed: v128): v128 {
+  return v128.and(i16x8.shr_u(packed, 4), lowNibbles());
+}
+
 // Four halves (the low 64 bits of `packed`) → four floats.
 @inline function halvesToFloats(packed: v128): v128 {
   const widened = i32x4.extend_low_i16x8_u(packed);
-  const magnitude = f32x4.mul(i32x4.shl(v128.and(widened, i32x4.splat(0x7fff)), 13), f32x4.splat(HALF_TO_FLOAT_SCALE));
-  return v128.or(magnitude, i32x4.shl(v128.and(widened, i32x4.splat(0x8000)), 16));
+  const magnitude = f32x4.mul(i32x4.shl(v128.and(widened, halfMagnitudeMask()), 13), halfToFloatScale());
+  return v128.or(magnitude, i32x4.shl(v128.and(widened, halfSignMask()), 16));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -179,6 +200,7 @@ export function quantize_activations(x: usize, q: usize, scales: usize, sums: us
 // with zero rows.
 
 const Q8_0: i32 = 8;
+const Q4_0: i32 = 2;
 
 @inline function blockBytesOf(format: i32): usize {
   return format == Q8_0 ? 34 : 18;
@@ -221,20 +243,18 @@ export function repack_rows(format: i32, src: usize, dst: usize, groups: i32, bl
   return i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(w, positive), i16x8.relaxed_dot_i8x16_i7x16_s(w, negative));
 }
 
-const ONES = i16x8.splat(1);
-
 // Σ w·x over one Q8_0 block of one row, as four int32 lanes. `x` points at the block's split activations.
 @inline function q8BlockDot(codes: usize, p0: v128, p1: v128, n0: v128, n1: v128): v128 {
-  return i32x4.add(i32x4.dot_i16x8_s(signedDot(v128.load(codes), p0, n0), ONES), i32x4.dot_i16x8_s(signedDot(v128.load(codes + 16), p1, n1), ONES));
+  return i32x4.add(i32x4.dot_i16x8_s(signedDot(v128.load(codes), p0, n0), ones16()), i32x4.dot_i16x8_s(signedDot(v128.load(codes + 16), p1, n1), ones16()));
 }
 
 // Σ nibble·x over one Q4_0 block of one row (the −8 is applied per block from the activation sum).
 // The nibbles are the unsigned operand; pair sums are at most 2·15·127, two of them fit int16.
 @inline function q4BlockDot(codes: usize, x0: v128, x1: v128): v128 {
   const packed = v128.load(codes);
-  const low = i16x8.relaxed_dot_i8x16_i7x16_s(x0, v128.and(packed, i8x16.splat(0x0f)));
-  const high = i16x8.relaxed_dot_i8x16_i7x16_s(x1, i8x16.shr_u(packed, 4));
-  return i32x4.dot_i16x8_s(i16x8.add(low, high), ONES);
+  const low = i16x8.relaxed_dot_i8x16_i7x16_s(x0, v128.and(packed, lowNibbles()));
+  const high = i16x8.relaxed_dot_i8x16_i7x16_s(x1, highNibbles(packed));
+  return i32x4.dot_i16x8_s(i16x8.add(low, high), ones16());
 }
 
 // One block of one row group for one token: the four rows' scaled sums as a float vector.
@@ -254,22 +274,13 @@ const ONES = i16x8.splat(1);
   return f32x4.mul(f32x4.convert_i32x4_s(sums), scales);
 }
 
-// Activations of one token as quantize_activations wrote them.
-@unmanaged class Activations {
-  q: usize;
-  scales: usize;
-  sums: usize;
-  split: usize;
-}
-// One in static data: the runtime has no allocator (the JavaScript side owns the memory above it).
-const TOKEN = changetype<Activations>(memory.data(16));
-
 // Four outputs of row group `group` for one token.
-@inline function groupDot(format: i32, group: usize, blocks: i32, x: Activations): v128 {
+// (xq, xScales, xSums, xSplit: one token's activations as quantize_activations wrote them.)
+@inline function groupDot(format: i32, group: usize, blocks: i32, xq: usize, xScales: usize, xSums: usize, xSplit: usize): v128 {
   const codes = group + (<usize>blocks << 3);
   let acc = f32x4.splat(0);
   for (let b = 0; b < blocks; b++) {
-    acc = f32x4.add(acc, groupBlock(format, group, codes, b, x.q, x.split, load<i32>(x.sums + (<usize>b << 2)), f32x4.splat(load<f32>(x.scales + (<usize>b << 2)))));
+    acc = f32x4.add(acc, groupBlock(format, group, codes, b, xq, xSplit, load<i32>(xSums + (<usize>b << 2)), f32x4.splat(load<f32>(xScales + (<usize>b << 2)))));
   }
   return acc;
 }
@@ -277,23 +288,23 @@ const TOKEN = changetype<Activations>(memory.data(16));
 // 32 outputs for one token: eight groups `spacing` groups apart (rows r, r + 4·spacing, …).
 // Eight streams at once keep enough memory reads in flight to exceed what one stream reads (one
 // stream reaches about half of it), and streams some 64 KiB apart suit the prefetchers best (measured).
-@inline function eightGroupsDot(format: i32, group: usize, groupBytes: usize, spacing: i32, blocks: i32, x: Activations, out: usize): void {
+@inline function eightGroupsDot(format: i32, group: usize, groupBytes: usize, spacing: i32, blocks: i32, xq: usize, xScales: usize, xSums: usize, xSplit: usize, out: usize): void {
   const codes = <usize>blocks << 3;
   const stride = <usize>spacing * groupBytes;
   const g1 = group + stride, g2 = g1 + stride, g3 = g2 + stride, g4 = g3 + stride, g5 = g4 + stride, g6 = g5 + stride, g7 = g6 + stride;
   let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
   let acc4 = f32x4.splat(0), acc5 = f32x4.splat(0), acc6 = f32x4.splat(0), acc7 = f32x4.splat(0);
   for (let b = 0; b < blocks; b++) {
-    const xSum = load<i32>(x.sums + (<usize>b << 2));
-    const xScale = f32x4.splat(load<f32>(x.scales + (<usize>b << 2)));
-    acc0 = f32x4.add(acc0, groupBlock(format, group, group + codes, b, x.q, x.split, xSum, xScale));
-    acc1 = f32x4.add(acc1, groupBlock(format, g1, g1 + codes, b, x.q, x.split, xSum, xScale));
-    acc2 = f32x4.add(acc2, groupBlock(format, g2, g2 + codes, b, x.q, x.split, xSum, xScale));
-    acc3 = f32x4.add(acc3, groupBlock(format, g3, g3 + codes, b, x.q, x.split, xSum, xScale));
-    acc4 = f32x4.add(acc4, groupBlock(format, g4, g4 + codes, b, x.q, x.split, xSum, xScale));
-    acc5 = f32x4.add(acc5, groupBlock(format, g5, g5 + codes, b, x.q, x.split, xSum, xScale));
-    acc6 = f32x4.add(acc6, groupBlock(format, g6, g6 + codes, b, x.q, x.split, xSum, xScale));
-    acc7 = f32x4.add(acc7, groupBlock(format, g7, g7 + codes, b, x.q, x.split, xSum, xScale));
+    const xSum = load<i32>(xSums + (<usize>b << 2));
+    const xScale = f32x4.splat(load<f32>(xScales + (<usize>b << 2)));
+    acc0 = f32x4.add(acc0, groupBlock(format, group, group + codes, b, xq, xSplit, xSum, xScale));
+    acc1 = f32x4.add(acc1, groupBlock(format, g1, g1 + codes, b, xq, xSplit, xSum, xScale));
+    acc2 = f32x4.add(acc2, groupBlock(format, g2, g2 + codes, b, xq, xSplit, xSum, xScale));
+    acc3 = f32x4.add(acc3, groupBlock(format, g3, g3 + codes, b, xq, xSplit, xSum, xScale));
+    acc4 = f32x4.add(acc4, groupBlock(format, g4, g4 + codes, b, xq, xSplit, xSum, xScale));
+    acc5 = f32x4.add(acc5, groupBlock(format, g5, g5 + codes, b, xq, xSplit, xSum, xScale));
+    acc6 = f32x4.add(acc6, groupBlock(format, g6, g6 + codes, b, xq, xSplit, xSum, xScale));
+    acc7 = f32x4.add(acc7, groupBlock(format, g7, g7 + codes, b, xq, xSplit, xSum, xScale));
   }
   const outStride = <usize>spacing << 4;
   v128.store(out, acc0);
@@ -307,16 +318,16 @@ const TOKEN = changetype<Activations>(memory.data(16));
 }
 
 // Decode: rows from rowStart in passes of 32 · spacing rows, then of 32; returns the first row left.
-@inline function decodeGroups(format: i32, w: usize, groupBytes: usize, blocks: i32, x: Activations, y: usize, rowStart: i32, rowEnd: i32): i32 {
+@inline function decodeGroups(format: i32, w: usize, groupBytes: usize, blocks: i32, xq: usize, xScales: usize, xSums: usize, xSplit: usize, y: usize, rowStart: i32, rowEnd: i32): i32 {
   const spacing = max(1, <i32>((STREAM_GAP + (groupBytes >> 1)) / groupBytes));
   let r = rowStart;
   for (; r + 32 * spacing <= rowEnd; r += 32 * spacing) {
     for (let i = 0; i < spacing; i++) {
       const first = r + 4 * i;
-      eightGroupsDot(format, w + <usize>(first >> 2) * groupBytes, groupBytes, spacing, blocks, x, y + (<usize>first << 2));
+      eightGroupsDot(format, w + <usize>(first >> 2) * groupBytes, groupBytes, spacing, blocks, xq, xScales, xSums, xSplit, y + (<usize>first << 2));
     }
   }
-  for (; r + 32 <= rowEnd; r += 32) eightGroupsDot(format, w + <usize>(r >> 2) * groupBytes, groupBytes, 1, blocks, x, y + (<usize>r << 2));
+  for (; r + 32 <= rowEnd; r += 32) eightGroupsDot(format, w + <usize>(r >> 2) * groupBytes, groupBytes, 1, blocks, xq, xScales, xSums, xSplit, y + (<usize>r << 2));
   return r;
 }
 const STREAM_GAP: usize = 65536;
@@ -337,22 +348,21 @@ const STREAM_GAP: usize = 65536;
 // rows a pass; prefill takes a group at a time and runs every token of a tile past it while its
 // weights are in the L1 cache.
 export function linear_q(format: i32, w: usize, xq: usize, xScales: usize, xSums: usize, xSplit: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
+  // One copy of the loops per format, so no format test runs inside them.
+  if (format == Q8_0) rowsQ(Q8_0, w, xq, xScales, xSums, xSplit, y, inDim, outDim, tokens, rowStart, rowEnd);
+  else rowsQ(Q4_0, w, xq, xScales, xSums, xSplit, y, inDim, outDim, tokens, rowStart, rowEnd);
+}
+
+@inline function rowsQ(format: i32, w: usize, xq: usize, xScales: usize, xSums: usize, xSplit: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
   const blocks = inDim >> 5;
   const groupBytes = <usize>blocks * 4 * blockBytesOf(format);
-  const x = TOKEN;
   let r = rowStart;
-  if (tokens == 1) {
-    x.q = xq; x.scales = xScales; x.sums = xSums; x.split = xSplit;
-    r = decodeGroups(format, w, groupBytes, blocks, x, y, rowStart, rowEnd);
-  }
+  if (tokens == 1) r = decodeGroups(format, w, groupBytes, blocks, xq, xScales, xSums, xSplit, y, rowStart, rowEnd);
   for (; r < rowEnd; r += 4) {
     const group = w + <usize>(r >> 2) * groupBytes;
     for (let t = 0; t < tokens; t++) {
-      x.q = xq + <usize>t * inDim;
-      x.scales = xScales + (<usize>t * blocks << 2);
-      x.sums = xSums + (<usize>t * blocks << 2);
-      x.split = xSplit + (<usize>t * blocks << 6);
-      storeLanes(y + ((<usize>t * outDim + r) << 2), groupDot(format, group, blocks, x), min(4, rowEnd - r));
+      const sums = groupDot(format, group, blocks, xq + <usize>t * inDim, xScales + (<usize>t * blocks << 2), xSums + (<usize>t * blocks << 2), xSplit + (<usize>t * blocks << 6));
+      storeLanes(y + ((<usize>t * outDim + r) << 2), sums, min(4, rowEnd - r));
     }
   }
 }
@@ -379,26 +389,26 @@ const Q4K_BYTES: usize = 144;
 @inline function accumulateQ4KSub(acc: v128, codesLow: v128, codesHigh: v128, xq: usize, xSum: i32, xScale: f32, scale: f32, minimum: f32): v128 {
   const low = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq), codesLow);
   const high = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq + 16), codesHigh);
-  const products = i32x4.dot_i16x8_s(i16x8.add(low, high), ONES);
+  const products = i32x4.dot_i16x8_s(i16x8.add(low, high), ones16());
   const scaled = f32x4.mul(f32x4.convert_i32x4_s(products), f32x4.splat(scale * xScale));
   // The min term is spread over the four lanes that the row's final sum adds up.
   return f32x4.sub(f32x4.add(acc, scaled), f32x4.splat(<f32>xSum * minimum * xScale * 0.25));
 }
 
 // One super-block of one row: its eight sub-blocks added to acc.
-@inline function superBlockQ4K(acc: v128, block: usize, s: i32, x: Activations): v128 {
+@inline function superBlockQ4K(acc: v128, block: usize, s: i32, xq: usize, xScales: usize, xSums: usize): v128 {
   const d = halfToFloat(<u32>load<u16>(block));
   const dmin = halfToFloat(<u32>load<u16>(block + 2));
   const packed = block + 4;
-  const mask = i8x16.splat(0x0f);
+  const mask = lowNibbles();
   for (let c = 0; c < 4; c++) {
     const low = v128.load(block + 16 + (<usize>c << 5));
     const high = v128.load(block + 32 + (<usize>c << 5));
     const j = c << 1;
     const b = (s << 3) + j;
     const at = <usize>b << 2;
-    acc = accumulateQ4KSub(acc, v128.and(low, mask), v128.and(high, mask), x.q + (<usize>b << 5), load<i32>(x.sums + at), load<f32>(x.scales + at), d * q4kScale(packed, j), dmin * q4kMin(packed, j));
-    acc = accumulateQ4KSub(acc, i8x16.shr_u(low, 4), i8x16.shr_u(high, 4), x.q + (<usize>(b + 1) << 5), load<i32>(x.sums + at + 4), load<f32>(x.scales + at + 4), d * q4kScale(packed, j + 1), dmin * q4kMin(packed, j + 1));
+    acc = accumulateQ4KSub(acc, v128.and(low, mask), v128.and(high, mask), xq + (<usize>b << 5), load<i32>(xSums + at), load<f32>(xScales + at), d * q4kScale(packed, j), dmin * q4kMin(packed, j));
+    acc = accumulateQ4KSub(acc, highNibbles(low), highNibbles(high), xq + (<usize>(b + 1) << 5), load<i32>(xSums + at + 4), load<f32>(xScales + at + 4), d * q4kScale(packed, j + 1), dmin * q4kMin(packed, j + 1));
   }
   return acc;
 }
@@ -408,11 +418,10 @@ const Q4K_BYTES: usize = 144;
 export function linear_q4k(w: usize, xq: usize, xScales: usize, xSums: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
   const superBlocks = inDim >> 8;
   const rowBytes = <usize>superBlocks * Q4K_BYTES;
-  const x = TOKEN;
   for (let t = 0; t < tokens; t++) {
-    x.q = xq + <usize>t * inDim;
-    x.scales = xScales + (<usize>t * (inDim >> 5) << 2);
-    x.sums = xSums + (<usize>t * (inDim >> 5) << 2);
+    const q = xq + <usize>t * inDim;
+    const scales = xScales + (<usize>t * (inDim >> 5) << 2);
+    const sums = xSums + (<usize>t * (inDim >> 5) << 2);
     const out = y + (<usize>t * outDim << 2);
     let r = rowStart;
     for (; r + 4 <= rowEnd; r += 4) {
@@ -420,10 +429,10 @@ export function linear_q4k(w: usize, xq: usize, xScales: usize, xSums: usize, y:
       let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
       for (let s = 0; s < superBlocks; s++) {
         const block = row + <usize>s * Q4K_BYTES;
-        acc0 = superBlockQ4K(acc0, block, s, x);
-        acc1 = superBlockQ4K(acc1, block + rowBytes, s, x);
-        acc2 = superBlockQ4K(acc2, block + 2 * rowBytes, s, x);
-        acc3 = superBlockQ4K(acc3, block + 3 * rowBytes, s, x);
+        acc0 = superBlockQ4K(acc0, block, s, q, scales, sums);
+        acc1 = superBlockQ4K(acc1, block + rowBytes, s, q, scales, sums);
+        acc2 = superBlockQ4K(acc2, block + 2 * rowBytes, s, q, scales, sums);
+        acc3 = superBlockQ4K(acc3, block + 3 * rowBytes, s, q, scales, sums);
       }
       store<f32>(out + (<usize>r << 2), sum4(acc0));
       store<f32>(out + (<usize>r << 2) + 4, sum4(acc1));
@@ -433,7 +442,7 @@ export function linear_q4k(w: usize, xq: usize, xScales: usize, xSums: usize, y:
     for (; r < rowEnd; r++) {
       const row = w + <usize>r * rowBytes;
       let acc = f32x4.splat(0);
-      for (let s = 0; s < superBlocks; s++) acc = superBlockQ4K(acc, row + <usize>s * Q4K_BYTES, s, x);
+      for (let s = 0; s < superBlocks; s++) acc = superBlockQ4K(acc, row + <usize>s * Q4K_BYTES, s, q, scales, sums);
       store<f32>(out + (<usize>r << 2), sum4(acc));
     }
   }
