@@ -602,13 +602,55 @@ export function attention(kvDtype: i32, q: usize, keys: usize, values: usize, ou
   }
 }
 
-// out = silu(gate) · up = gate / (1 + e^−gate) · up
+// out = silu(gate) · up = gate / (1 + e^−gate) · up, four at a time (a scalar exp per element
+// cost more than the rest of a decoded layer's non-matrix work together).
 export function swiglu(gate: usize, up: usize, out: usize, n: i32): void {
-  for (let i = 0; i < n; i++) {
+  const vectorEnd = n & ~3;
+  for (let i = 0; i < vectorEnd; i += 4) {
+    const at = <usize>i << 2;
+    const g = v128.load(gate + at);
+    const silu = f32x4.div(g, f32x4.add(f32x4.splat(1), exp4(f32x4.neg(g))));
+    v128.store(out + at, f32x4.mul(silu, v128.load(up + at)));
+  }
+  for (let i = vectorEnd; i < n; i++) {
     const at = <usize>i << 2;
     const g = load<f32>(gate + at);
     store<f32>(out + at, (g / (1 + Mathf.exp(-g))) * load<f32>(up + at));
   }
+}
+
+// e^x for four floats, as Cephes' expf: x = n·ln 2 + r with |r| ≤ ln 2 / 2 (ln 2 in two parts for
+// an exact reduction), e^r by its degree-7 Taylor-like polynomial, then 2^n through the exponent
+// bits. Within 2 ulp of e^x; x is clamped to ±88.3, where float32 e^x ends.
+const EXP_CONSTANTS = memory.data(48, 16);
+store<f32>(EXP_CONSTANTS, 1.9875691500e-4);
+store<f32>(EXP_CONSTANTS + 4, 1.3981999507e-3);
+store<f32>(EXP_CONSTANTS + 8, 8.3334519073e-3);
+store<f32>(EXP_CONSTANTS + 12, 4.1665795894e-2);
+store<f32>(EXP_CONSTANTS + 16, 1.6666665459e-1);
+store<f32>(EXP_CONSTANTS + 20, 5.0000001201e-1);
+store<f32>(EXP_CONSTANTS + 24, 1.44269504088896341); // log2 e
+store<f32>(EXP_CONSTANTS + 28, 0.693359375); // ln 2, high part
+store<f32>(EXP_CONSTANTS + 32, -2.12194440e-4); // ln 2, low part
+store<f32>(EXP_CONSTANTS + 36, 88.3762626647949);
+@inline function expConstant(i: i32): v128 {
+  return v128.load32_splat(EXP_CONSTANTS + (<usize>i << 2));
+}
+
+@inline function exp4(value: v128): v128 {
+  const limit = expConstant(9);
+  const x = f32x4.max(f32x4.min(value, limit), f32x4.neg(limit));
+  const n = f32x4.nearest(f32x4.mul(x, expConstant(6)));
+  const r = f32x4.sub(f32x4.sub(x, f32x4.mul(n, expConstant(7))), f32x4.mul(n, expConstant(8)));
+  let p = expConstant(0);
+  for (let i = 1; i < 6; i++) p = f32x4.add(f32x4.mul(p, r), expConstant(i));
+  const er = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), f32x4.splat(1));
+  // 2^n: n + 127 in the exponent field. At n = 128 (x near 88.7 after rounding) split in two halves.
+  const ni = i32x4.trunc_sat_f32x4_s(n);
+  const half = i32x4.shr_s(ni, 1);
+  const twoHalf = i32x4.shl(i32x4.add(half, i32x4.splat(127)), 23);
+  const twoRest = i32x4.shl(i32x4.add(i32x4.sub(ni, half), i32x4.splat(127)), 23);
+  return f32x4.mul(f32x4.mul(er, twoHalf), twoRest);
 }
 
 export function add(a: usize, b: usize, out: usize, n: i32): void {
