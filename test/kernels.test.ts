@@ -196,10 +196,10 @@ describe.each([1, 3])('%i thread(s)', (threads) => {
 
   describe('quantized matrix-vector products', () => {
     // 13 rows: groups of four and a short last group; 71 rows: also decode's passes of 32 rows in
-    // eight streams; 263 rows of 2048 or 4096: streams spaced 64 KiB apart (8 and 7 groups).
+    // eight streams (Q4_K: 16 rows in four); 263 rows of 2048 or 4096: streams spaced 64 KiB apart.
     test.each([
       ['Q8_0', 13, 96, 102], ['Q8_0', 71, 96, 102], ['Q8_0', 263, 2048, 2176], ['Q4_0', 13, 96, 54], ['Q4_0', 71, 64, 36], ['Q4_0', 263, 4096, 2304],
-      ['Q4_K', 13, 512, 288], ['Q4_K', 71, 256, 144],
+      ['Q4_K', 13, 512, 288], ['Q4_K', 71, 256, 144], ['Q4_K', 263, 2048, 1152],
     ] as const)('%s: equals dequantize-then-matmul of the Q8_0-quantized activations; %i rows, K = %i', (format, rows, cols, rowBytes) => {
       const source = new MemorySource().add('w', format, [rows, cols], gaussian(rows * cols, 0.1));
       expect(source.describePacked('w').byteLength).toBe(rows * rowBytes);

@@ -24,14 +24,19 @@ export function rowBytes(format: PackedFormat, cols: number): number {
   return packedBytes(format, 1, cols);
 }
 
-/** Q8_0 and Q4_0 rows are kept in groups of four interleaved rows (repack_rows in the kernels). */
+/** Quantized rows are kept in groups of four interleaved rows (repack_rows, repack_q4k in the kernels). */
 function isGrouped(format: PackedFormat): boolean {
-  return format === 'Q8_0' || format === 'Q4_0';
+  return QUANT_FORMAT_CODE[format] !== undefined;
+}
+
+/** Bytes one row takes in a kernel instance: as stored, but for Q4_K's unpacked scales (148 bytes per 256 weights). */
+function storedRowBytes(format: PackedFormat, cols: number): number {
+  return format === 'Q4_K' ? (cols / 256) * 148 : rowBytes(format, cols);
 }
 
 /** Bytes a matrix of `rows` rows takes in a kernel instance (row groups pad the last group). */
 export function storageBytes(format: PackedFormat, rows: number, cols: number): number {
-  return (isGrouped(format) ? Math.ceil(rows / 4) * 4 : rows) * rowBytes(format, cols);
+  return (isGrouped(format) ? Math.ceil(rows / 4) * 4 : rows) * storedRowBytes(format, cols);
 }
 
 // Weights travel from disk to their place in chunks of whole row groups of at most this size.
@@ -51,7 +56,7 @@ export function chunkRows(format: PackedFormat, cols: number): number {
  */
 export function writeRows(instance: KernelInstance, matrix: StoredMatrix, firstRow: number, count: number, fill: (target: Uint8Array) => void): void {
   const bytesPerRow = rowBytes(matrix.format, matrix.cols);
-  const destination = matrix.offset + firstRow * bytesPerRow;
+  const destination = matrix.offset + firstRow * storedRowBytes(matrix.format, matrix.cols);
   if (!isGrouped(matrix.format)) {
     fill(instance.bytes(destination, count * bytesPerRow));
     return;
@@ -61,7 +66,8 @@ export function writeRows(instance: KernelInstance, matrix: StoredMatrix, firstR
     const staging = instance.scratch(groups * 4 * bytesPerRow);
     fill(instance.bytes(staging, count * bytesPerRow));
     instance.bytes(staging + count * bytesPerRow, (groups * 4 - count) * bytesPerRow).fill(0);
-    instance.kernels.repack_rows(QUANT_FORMAT_CODE[matrix.format]!, staging, destination, groups, matrix.cols / QUANT_BLOCK);
+    if (matrix.format === 'Q4_K') instance.kernels.repack_q4k(staging, destination, groups, matrix.cols / 256);
+    else instance.kernels.repack_rows(QUANT_FORMAT_CODE[matrix.format]!, staging, destination, groups, matrix.cols / QUANT_BLOCK);
   });
 }
 

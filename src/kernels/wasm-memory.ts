@@ -9,6 +9,7 @@ export interface KernelExports {
   quantize_activations(x: number, q: number, scales: number, sums: number, split: number, inDim: number, tokens: number): void;
   linear_q(format: number, w: number, xq: number, xScales: number, xSums: number, xSplit: number, y: number, inDim: number, outDim: number, tokens: number, rowStart: number, rowEnd: number): void;
   repack_rows(format: number, src: number, dst: number, groups: number, blocks: number): void;
+  repack_q4k(src: number, dst: number, groups: number, superBlocks: number): void;
   rmsnorm(x: number, w: number, y: number, dim: number, rows: number, eps: number): void;
   rope(x: number, cos: number, sin: number, rows: number, heads: number, headDim: number): void;
   cache_write(kvDtype: number, src: number, cache: number, rows: number, start: number, kvHeads: number, headDim: number, capacity: number): void;
