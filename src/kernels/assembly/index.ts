@@ -258,9 +258,9 @@ export function repack_rows(format: i32, src: usize, dst: usize, groups: i32, bl
 }
 
 // One block of one row group for one token: the four rows' scaled sums as a float vector.
-@inline function groupBlock(format: i32, group: usize, codes: usize, b: i32, xq: usize, xSplit: usize, xSum: i32, xScale: v128): v128 {
+@inline function groupBlock<Codes>(group: usize, codes: usize, b: i32, xq: usize, xSplit: usize, xSum: i32, xScale: v128): v128 {
   let sums: v128;
-  if (format == Q8_0) {
+  if (isSigned<Codes>()) {
     const x = xSplit + (<usize>b << 6);
     const p0 = v128.load(x), p1 = v128.load(x + 16), n0 = v128.load(x + 32), n1 = v128.load(x + 48);
     const c = codes + (<usize>b << 7);
@@ -276,11 +276,11 @@ export function repack_rows(format: i32, src: usize, dst: usize, groups: i32, bl
 
 // Four outputs of row group `group` for one token.
 // (xq, xScales, xSums, xSplit: one token's activations as quantize_activations wrote them.)
-@inline function groupDot(format: i32, group: usize, blocks: i32, xq: usize, xScales: usize, xSums: usize, xSplit: usize): v128 {
+@inline function groupDot<Codes>(group: usize, blocks: i32, xq: usize, xScales: usize, xSums: usize, xSplit: usize): v128 {
   const codes = group + (<usize>blocks << 3);
   let acc = f32x4.splat(0);
   for (let b = 0; b < blocks; b++) {
-    acc = f32x4.add(acc, groupBlock(format, group, codes, b, xq, xSplit, load<i32>(xSums + (<usize>b << 2)), f32x4.splat(load<f32>(xScales + (<usize>b << 2)))));
+    acc = f32x4.add(acc, groupBlock<Codes>(group, codes, b, xq, xSplit, load<i32>(xSums + (<usize>b << 2)), f32x4.splat(load<f32>(xScales + (<usize>b << 2)))));
   }
   return acc;
 }
@@ -288,7 +288,7 @@ export function repack_rows(format: i32, src: usize, dst: usize, groups: i32, bl
 // 32 outputs for one token: eight groups `spacing` groups apart (rows r, r + 4·spacing, …).
 // Eight streams at once keep enough memory reads in flight to exceed what one stream reads (one
 // stream reaches about half of it), and streams some 64 KiB apart suit the prefetchers best (measured).
-@inline function eightGroupsDot(format: i32, group: usize, groupBytes: usize, spacing: i32, blocks: i32, xq: usize, xScales: usize, xSums: usize, xSplit: usize, out: usize): void {
+@inline function eightGroupsDot<Codes>(group: usize, groupBytes: usize, spacing: i32, blocks: i32, xq: usize, xScales: usize, xSums: usize, xSplit: usize, out: usize): void {
   const codes = <usize>blocks << 3;
   const stride = <usize>spacing * groupBytes;
   const g1 = group + stride, g2 = g1 + stride, g3 = g2 + stride, g4 = g3 + stride, g5 = g4 + stride, g6 = g5 + stride, g7 = g6 + stride;
@@ -297,14 +297,14 @@ export function repack_rows(format: i32, src: usize, dst: usize, groups: i32, bl
   for (let b = 0; b < blocks; b++) {
     const xSum = load<i32>(xSums + (<usize>b << 2));
     const xScale = f32x4.splat(load<f32>(xScales + (<usize>b << 2)));
-    acc0 = f32x4.add(acc0, groupBlock(format, group, group + codes, b, xq, xSplit, xSum, xScale));
-    acc1 = f32x4.add(acc1, groupBlock(format, g1, g1 + codes, b, xq, xSplit, xSum, xScale));
-    acc2 = f32x4.add(acc2, groupBlock(format, g2, g2 + codes, b, xq, xSplit, xSum, xScale));
-    acc3 = f32x4.add(acc3, groupBlock(format, g3, g3 + codes, b, xq, xSplit, xSum, xScale));
-    acc4 = f32x4.add(acc4, groupBlock(format, g4, g4 + codes, b, xq, xSplit, xSum, xScale));
-    acc5 = f32x4.add(acc5, groupBlock(format, g5, g5 + codes, b, xq, xSplit, xSum, xScale));
-    acc6 = f32x4.add(acc6, groupBlock(format, g6, g6 + codes, b, xq, xSplit, xSum, xScale));
-    acc7 = f32x4.add(acc7, groupBlock(format, g7, g7 + codes, b, xq, xSplit, xSum, xScale));
+    acc0 = f32x4.add(acc0, groupBlock<Codes>(group, group + codes, b, xq, xSplit, xSum, xScale));
+    acc1 = f32x4.add(acc1, groupBlock<Codes>(g1, g1 + codes, b, xq, xSplit, xSum, xScale));
+    acc2 = f32x4.add(acc2, groupBlock<Codes>(g2, g2 + codes, b, xq, xSplit, xSum, xScale));
+    acc3 = f32x4.add(acc3, groupBlock<Codes>(g3, g3 + codes, b, xq, xSplit, xSum, xScale));
+    acc4 = f32x4.add(acc4, groupBlock<Codes>(g4, g4 + codes, b, xq, xSplit, xSum, xScale));
+    acc5 = f32x4.add(acc5, groupBlock<Codes>(g5, g5 + codes, b, xq, xSplit, xSum, xScale));
+    acc6 = f32x4.add(acc6, groupBlock<Codes>(g6, g6 + codes, b, xq, xSplit, xSum, xScale));
+    acc7 = f32x4.add(acc7, groupBlock<Codes>(g7, g7 + codes, b, xq, xSplit, xSum, xScale));
   }
   const outStride = <usize>spacing << 4;
   v128.store(out, acc0);
@@ -318,16 +318,16 @@ export function repack_rows(format: i32, src: usize, dst: usize, groups: i32, bl
 }
 
 // Decode: rows from rowStart in passes of 32 · spacing rows, then of 32; returns the first row left.
-@inline function decodeGroups(format: i32, w: usize, groupBytes: usize, blocks: i32, xq: usize, xScales: usize, xSums: usize, xSplit: usize, y: usize, rowStart: i32, rowEnd: i32): i32 {
+@inline function decodeGroups<Codes>(w: usize, groupBytes: usize, blocks: i32, xq: usize, xScales: usize, xSums: usize, xSplit: usize, y: usize, rowStart: i32, rowEnd: i32): i32 {
   const spacing = max(1, <i32>((STREAM_GAP + (groupBytes >> 1)) / groupBytes));
   let r = rowStart;
   for (; r + 32 * spacing <= rowEnd; r += 32 * spacing) {
     for (let i = 0; i < spacing; i++) {
       const first = r + 4 * i;
-      eightGroupsDot(format, w + <usize>(first >> 2) * groupBytes, groupBytes, spacing, blocks, xq, xScales, xSums, xSplit, y + (<usize>first << 2));
+      eightGroupsDot<Codes>(w + <usize>(first >> 2) * groupBytes, groupBytes, spacing, blocks, xq, xScales, xSums, xSplit, y + (<usize>first << 2));
     }
   }
-  for (; r + 32 <= rowEnd; r += 32) eightGroupsDot(format, w + <usize>(r >> 2) * groupBytes, groupBytes, 1, blocks, xq, xScales, xSums, xSplit, y + (<usize>r << 2));
+  for (; r + 32 <= rowEnd; r += 32) eightGroupsDot<Codes>(w + <usize>(r >> 2) * groupBytes, groupBytes, 1, blocks, xq, xScales, xSums, xSplit, y + (<usize>r << 2));
   return r;
 }
 const STREAM_GAP: usize = 65536;
@@ -348,20 +348,21 @@ const STREAM_GAP: usize = 65536;
 // rows a pass; prefill takes a group at a time and runs every token of a tile past it while its
 // weights are in the L1 cache.
 export function linear_q(format: i32, w: usize, xq: usize, xScales: usize, xSums: usize, xSplit: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
-  // One copy of the loops per format, so no format test runs inside them.
-  if (format == Q8_0) rowsQ(Q8_0, w, xq, xScales, xSums, xSplit, y, inDim, outDim, tokens, rowStart, rowEnd);
-  else rowsQ(Q4_0, w, xq, xScales, xSums, xSplit, y, inDim, outDim, tokens, rowStart, rowEnd);
+  // One copy of the loops per format (Codes: i8 for Q8_0, u8 for Q4_0's nibbles), compiled
+  // separately, so no format test runs inside them.
+  if (format == Q8_0) rowsQ<i8>(w, xq, xScales, xSums, xSplit, y, inDim, outDim, tokens, rowStart, rowEnd);
+  else rowsQ<u8>(w, xq, xScales, xSums, xSplit, y, inDim, outDim, tokens, rowStart, rowEnd);
 }
 
-@inline function rowsQ(format: i32, w: usize, xq: usize, xScales: usize, xSums: usize, xSplit: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
+@inline function rowsQ<Codes>(w: usize, xq: usize, xScales: usize, xSums: usize, xSplit: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
   const blocks = inDim >> 5;
-  const groupBytes = <usize>blocks * 4 * blockBytesOf(format);
+  const groupBytes = <usize>blocks * 4 * blockBytesOf(isSigned<Codes>() ? Q8_0 : Q4_0);
   let r = rowStart;
-  if (tokens == 1) r = decodeGroups(format, w, groupBytes, blocks, xq, xScales, xSums, xSplit, y, rowStart, rowEnd);
+  if (tokens == 1) r = decodeGroups<Codes>(w, groupBytes, blocks, xq, xScales, xSums, xSplit, y, rowStart, rowEnd);
   for (; r < rowEnd; r += 4) {
     const group = w + <usize>(r >> 2) * groupBytes;
     for (let t = 0; t < tokens; t++) {
-      const sums = groupDot(format, group, blocks, xq + <usize>t * inDim, xScales + (<usize>t * blocks << 2), xSums + (<usize>t * blocks << 2), xSplit + (<usize>t * blocks << 6));
+      const sums = groupDot<Codes>(group, blocks, xq + <usize>t * inDim, xScales + (<usize>t * blocks << 2), xSums + (<usize>t * blocks << 2), xSplit + (<usize>t * blocks << 6));
       storeLanes(y + ((<usize>t * outDim + r) << 2), sums, min(4, rowEnd - r));
     }
   }
