@@ -25,13 +25,11 @@ const HALF_TO_FLOAT_SCALE: f32 = reinterpret<f32>(0x77800000); // 2^112
 // immediates every time a loop uses it (several instructions each), which made a block of the
 // quantized kernels about twice as expensive; a load is one instruction.
 const CONSTANTS = memory.data(80, 16);
-v128.store(CONSTANTS, i32x4.splat(0x7fff));
-v128.store(CONSTANTS + 16, i32x4.splat(0x8000));
+v128.store(CONSTANTS, i32x4.splat(0x8fffffff));
 v128.store(CONSTANTS + 32, f32x4.splat(HALF_TO_FLOAT_SCALE));
 v128.store(CONSTANTS + 48, i16x8.splat(1));
 v128.store(CONSTANTS + 64, i8x16.splat(0x0f));
-@inline function halfMagnitudeMask(): v128 { return v128.load(CONSTANTS); }
-@inline function halfSignMask(): v128 { return v128.load(CONSTANTS + 16); }
+@inline function halfBitsMask(): v128 { return v128.load(CONSTANTS); }
 @inline function halfToFloatScale(): v128 { return v128.load(CONSTANTS + 32); }
 @inline function ones16(): v128 { return v128.load(CONSTANTS + 48); }
 @inline function lowNibbles(): v128 { return v128.load(CONSTANTS + 64); }
@@ -42,11 +40,13 @@ v128.store(CONSTANTS + 64, i8x16.splat(0x0f));
   return v128.and(i16x8.shr_u(packed, 4), lowNibbles());
 }
 
-// Four halves (the low 64 bits of `packed`) → four floats.
+// Four halves (the low 64 bits of `packed`) → four floats. Sign-extending a half to 32 bits and
+// shifting it left by 13 puts its magnitude bits where a float's go and copies of its sign in bits
+// 28..31; clearing bits 28..30 leaves sign | magnitude, 2^−112 times the value (subnormal halves
+// included), and one multiply rebiases the exponent.
 @inline function halvesToFloats(packed: v128): v128 {
-  const widened = i32x4.extend_low_i16x8_u(packed);
-  const magnitude = f32x4.mul(i32x4.shl(v128.and(widened, halfMagnitudeMask()), 13), halfToFloatScale());
-  return v128.or(magnitude, i32x4.shl(v128.and(widened, halfSignMask()), 16));
+  const bits = v128.and(i32x4.shl(i32x4.extend_low_i16x8_s(packed), 13), halfBitsMask());
+  return f32x4.mul(bits, halfToFloatScale());
 }
 
 // ---------------------------------------------------------------------------------------------
