@@ -13,11 +13,14 @@ import { dequantizeQ4K, quantizeQ4K } from '../src/quant/ggml-k-blocks.js';
 import { roundHalfEven } from '../src/quant/int4.js';
 import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
 
-/** Weights held in memory in any packed format; readFloat gives their exact float values. */
-class MemorySource implements WeightSource {
-  private readonly tensors = new Map<string, { format: PackedFormat; shape: number[]; bytes: Uint8Array }>();
+/** The formats this file packs itself (INT4_G128 comes from AWQ/GPTQ checkpoints: test/kernels-int4.test.ts). */
+type TestFormat = Exclude<PackedFormat, 'INT4_G128'>;
 
-  add(name: string, format: PackedFormat, shape: number[], values: Float32Array): this {
+/** Weights held in memory in any of those formats; readFloat gives their exact float values. */
+class MemorySource implements WeightSource {
+  private readonly tensors = new Map<string, { format: TestFormat; shape: number[]; bytes: Uint8Array }>();
+
+  add(name: string, format: TestFormat, shape: number[], values: Float32Array): this {
     this.tensors.set(name, { format, shape, bytes: pack(format, values) });
     return this;
   }
@@ -37,7 +40,7 @@ class MemorySource implements WeightSource {
   }
 }
 
-function pack(format: PackedFormat, values: Float32Array): Uint8Array {
+function pack(format: TestFormat, values: Float32Array): Uint8Array {
   if (format === 'F32') return new Uint8Array(Float32Array.from(values).buffer);
   if (format === 'F16') return new Uint8Array(Uint16Array.from(values, floatToHalf).buffer);
   if (format === 'BF16') return new Uint8Array(Uint16Array.from(new Uint32Array(Float32Array.from(values).buffer), (bits) => bits >>> 16).buffer);
@@ -45,7 +48,7 @@ function pack(format: PackedFormat, values: Float32Array): Uint8Array {
   return quantizeBlocks(format, values);
 }
 
-function unpack(format: PackedFormat, bytes: Uint8Array, count: number): Float32Array {
+function unpack(format: TestFormat, bytes: Uint8Array, count: number): Float32Array {
   const out = new Float32Array(count);
   if (format === 'F32') out.set(new Float32Array(bytes.slice().buffer));
   else if (format === 'F16') f16ToFloat32(new Uint16Array(bytes.slice().buffer), out);

@@ -4,6 +4,7 @@ import { HerdError } from '../errors.js';
 import type { LlamaConfig } from './config.js';
 import type { PackedFormat, PackedTensor, WeightSource } from './ops.js';
 import type { QuantizedLayout } from '../quant/layout.js';
+import { Int4RowReader, describeInt4Rows } from '../quant/int4-rows.js';
 import {
   FLOAT_DTYPES, openForReading, readBytesInto, readFloatTensor, readSafetensorsHeader, type HostTensor, type TensorEntry,
 } from './safetensors.js';
@@ -16,6 +17,7 @@ export class Checkpoint implements WeightSource {
   private readonly descriptors = new Map<string, number>();
   /** [out, in] of each weight the layout stores quantized, known once validated against the config. */
   private readonly quantizedShapes = new Map<string, number[]>();
+  private readonly int4Rows = new Int4RowReader();
 
   private constructor(
     private readonly entries: Map<string, TensorEntry>,
@@ -73,14 +75,21 @@ export class Checkpoint implements WeightSource {
     return fd;
   }
 
+  /** Float tensors as stored; AWQ/GPTQ int4 weights as INT4_G128 rows (src/quant/int4-rows.ts) where their groups allow. */
   describePacked(name: string): PackedTensor | null {
-    if (this.quantizedShapes.has(name)) return null;
+    const quantizedShape = this.quantizedShapes.get(name);
+    if (quantizedShape) return this.layout?.int4 ? describeInt4Rows(name, quantizedShape, this.layout.int4, this) : null;
     const entry = this.entry(name);
     if (!FLOAT_DTYPES.includes(entry.dtype)) return null;
     return { format: entry.dtype as PackedFormat, shape: entry.shape, byteLength: entry.end - entry.begin };
   }
 
   readPackedInto(name: string, target: Uint8Array, byteOffset = 0): void {
+    const quantizedShape = this.quantizedShapes.get(name);
+    if (quantizedShape && this.layout?.int4) {
+      this.int4Rows.read(name, quantizedShape, this.layout.int4, this, target, byteOffset);
+      return;
+    }
     const entry = this.entry(name);
     if (byteOffset + target.length > entry.end - entry.begin) throw new HerdError(`read past the end of tensor ${name}`);
     readBytesInto(this.descriptor(entry.file), entry.begin + byteOffset, target, entry);

@@ -12,19 +12,23 @@ export interface StoredMatrix {
 }
 
 const FLOAT_DTYPE_CODE: Partial<Record<PackedFormat, number>> = { F32: 0, F16: 1, BF16: 2 };
-// GGML type ids, as the kernels take them, and each format's block length.
+// GGML type ids, as the kernels take them.
 const QUANT_FORMAT_CODE: Partial<Record<PackedFormat, number>> = { Q8_0: 8, Q4_0: 2, Q4_K: 12 };
-const BLOCK_LENGTH: Partial<Record<PackedFormat, number>> = { Q8_0: 32, Q4_0: 32, Q4_K: 256 };
+// Each quantized format's block length (INT4_G128: its group of 128 columns).
+const BLOCK_LENGTH: Partial<Record<PackedFormat, number>> = { Q8_0: 32, Q4_0: 32, Q4_K: 256, INT4_G128: 128 };
 // Activations are quantized in Q8_0 blocks of 32.
 const QUANT_BLOCK = 32;
 
 /** Bytes of one stored row of `cols` weights in a format the kernels compute on. */
 export function rowBytes(format: PackedFormat, cols: number): number {
-  if (QUANT_FORMAT_CODE[format] !== undefined) checkBlocks(format, cols);
+  if (BLOCK_LENGTH[format] !== undefined) checkBlocks(format, cols);
   return packedBytes(format, 1, cols);
 }
 
-/** Quantized rows are kept in groups of four interleaved rows (repack_rows, repack_q4k in the kernels). */
+/**
+ * GGUF's quantized rows are kept in groups of four interleaved rows (repack_rows, repack_q4k in
+ * the kernels); INT4_G128 rows are computed on as read.
+ */
 function isGrouped(format: PackedFormat): boolean {
   return QUANT_FORMAT_CODE[format] !== undefined;
 }
@@ -89,6 +93,10 @@ export function multiply(instance: KernelInstance, matrix: StoredMatrix, x: numb
   const sums = instance.scratch(blocks * 4);
   const split = instance.scratch(blocks * 2 * QUANT_BLOCK);
   kernels.quantize_activations(x, quantized, scales, sums, split, matrix.cols, tokens);
+  if (matrix.format === 'INT4_G128') {
+    kernels.linear_int4(matrix.offset, quantized, scales, sums, y, matrix.cols, yStride, tokens, 0, matrix.rows);
+    return;
+  }
   const code = quantCode(matrix.format, matrix.cols);
   if (matrix.format === 'Q4_K') kernels.linear_q4k(matrix.offset, quantized, scales, sums, y, matrix.cols, yStride, tokens, 0, matrix.rows);
   else kernels.linear_q(code, matrix.offset, quantized, scales, sums, split, y, matrix.cols, yStride, tokens, 0, matrix.rows);
@@ -97,6 +105,8 @@ export function multiply(instance: KernelInstance, matrix: StoredMatrix, x: numb
 /** Rows of a table for each id (stored at `ids` as int32), as float32 at `out`. */
 export function gatherRows(instance: KernelInstance, table: StoredMatrix, ids: number, count: number, out: number): void {
   const floatCode = FLOAT_DTYPE_CODE[table.format];
+  // AWQ and GPTQ leave the embedding table in floats.
+  if (table.format === 'INT4_G128') throw new HerdError('the CPU kernels cannot look up embeddings in INT4_G128 rows');
   if (floatCode !== undefined) instance.kernels.embedding_float(floatCode, table.offset, ids, out, table.cols, count);
   else if (table.format === 'Q4_K') instance.kernels.embedding_q4k(table.offset, ids, out, table.cols, count);
   else instance.kernels.embedding_q(quantCode(table.format, table.cols), table.offset, ids, out, table.cols, count);
@@ -122,7 +132,7 @@ function quantCode(format: PackedFormat, cols: number): number {
 }
 
 function checkBlocks(format: PackedFormat, cols: number): void {
-  if (QUANT_FORMAT_CODE[format] === undefined) throw new HerdError(`the CPU kernels cannot compute on ${format} weights`);
+  if (BLOCK_LENGTH[format] === undefined) throw new HerdError(`the CPU kernels cannot compute on ${format} weights`);
   const block = BLOCK_LENGTH[format]!;
   if (cols % block !== 0) throw new HerdError(`${format} rows must be a multiple of ${block} long, got ${cols}`);
 }

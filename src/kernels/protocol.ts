@@ -37,7 +37,7 @@ export const Command = {
 } as const;
 
 /** Weight formats travel as their index in this list. */
-export const PACKED_FORMATS: readonly PackedFormat[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_K'];
+export const PACKED_FORMATS: readonly PackedFormat[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_K', 'INT4_G128'];
 
 export interface WorkerSetup {
   control: SharedArrayBuffer;

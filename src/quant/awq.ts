@@ -1,7 +1,7 @@
 import type { HostTensor } from '../engine/safetensors.js';
 import type { QuantizedLayout, QuantizedTensors } from './layout.js';
 import {
-  INT4_MAX, checkGroupable, dequantizeInt4, emptyInt4, packNibbles, quantizeInt4Groups, roundHalfEven, unpackNibbles, type GroupParams, type Int4Matrix,
+  INT4_MAX, checkGroupable, contiguousGroups, dequantizeInt4, emptyInt4, packNibbles, quantizeInt4Groups, roundHalfEven, unpackNibbles, type GroupParams, type Int4Matrix,
 } from './int4.js';
 import { expectPart, f16Tensor, i32Tensor, moduleOf, readF16, readI32, type StoredTensors } from './tensors.js';
 
@@ -99,6 +99,11 @@ export function awqLayout(groupSize: number): QuantizedLayout {
     },
     dequantize(name, [out, inFeatures], stored) {
       return dequantizeInt4(unpackAwq(stored, moduleOf(name), out!, inFeatures!, groupSize));
+    },
+    int4: {
+      groupSize,
+      groupOfColumns: (_name, [, inFeatures]) => contiguousGroups(inFeatures!, groupSize),
+      unpack: (name, [out, inFeatures], stored) => unpackAwq(stored, moduleOf(name), out!, inFeatures!, groupSize),
     },
   };
 }

@@ -119,6 +119,11 @@ export function gptqLayout(groupSize: number): QuantizedLayout {
     dequantize(name, [out, inFeatures], stored) {
       return dequantizeInt4(unpackGptq(stored, moduleOf(name), out!, inFeatures!, groupSize));
     },
+    int4: {
+      groupSize,
+      groupOfColumns: (name, _shape, stored) => readI32(stored, `${moduleOf(name)}.g_idx`),
+      unpack: (name, [out, inFeatures], stored) => unpackGptq(stored, moduleOf(name), out!, inFeatures!, groupSize),
+    },
   };
 }
 

@@ -95,8 +95,12 @@ export function quantizeInt4Groups(weight: HostTensor, groupSize: number, params
 
 export function emptyInt4(rows: number, cols: number, groupSize: number): Int4Matrix {
   const groups = cols / groupSize;
-  const groupOfColumn = Int32Array.from({ length: cols }, (_, c) => Math.floor(c / groupSize));
-  return { rows, cols, groupSize, codes: new Uint8Array(rows * cols), scales: new Float32Array(groups * rows), zeros: new Uint8Array(groups * rows), groupOfColumn };
+  return { rows, cols, groupSize, codes: new Uint8Array(rows * cols), scales: new Float32Array(groups * rows), zeros: new Uint8Array(groups * rows), groupOfColumn: contiguousGroups(cols, groupSize) };
+}
+
+/** Group of each input column when groups are runs of `groupSize` columns in order (no act-order). */
+export function contiguousGroups(cols: number, groupSize: number): Int32Array {
+  return Int32Array.from({ length: cols }, (_, c) => Math.floor(c / groupSize));
 }
 
 /** The float matrix [out, in] an Int4Matrix stands for. */

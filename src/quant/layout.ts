@@ -1,4 +1,5 @@
 import type { TensorToWrite } from '../engine/safetensors.js';
+import type { Int4Matrix } from './int4.js';
 import type { StoredTensors } from './tensors.js';
 
 /**
@@ -14,6 +15,17 @@ export interface QuantizedLayout {
   check(name: string, shape: number[], stored: StoredTensors): void;
   /** The float32 weight [out, in], row-major. */
   dequantize(name: string, shape: number[], stored: StoredTensors): Float32Array;
+  /** For int4 group layouts (AWQ, GPTQ): their codes as stored, which the CPU kernels compute on without dequantizing. */
+  readonly int4?: Int4Access;
+}
+
+/** Read access to the 4-bit codes and group parameters of an AWQ or GPTQ weight [out, in]. */
+export interface Int4Access {
+  readonly groupSize: number;
+  /** The group of each input column, read without unpacking the codes (GPTQ's g_idx; in order for AWQ). */
+  groupOfColumns(name: string, shape: number[], stored: StoredTensors): Int32Array;
+  /** Codes, scales and zeros of the whole weight (one byte a code: no float copy). */
+  unpack(name: string, shape: number[], stored: StoredTensors): Int4Matrix;
 }
 
 /** What a format writes in place of one float weight. */

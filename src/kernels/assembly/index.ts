@@ -5,49 +5,7 @@
 // nn.Linear layout [out, in], so each output row is one contiguous dot product, and a call
 // computes only the rows [rowStart, rowEnd): that is how work is split across threads.
 
-// ---------------------------------------------------------------------------------------------
-// Small helpers
-
-@inline function sum4(v: v128): f32 {
-  return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
-}
-
-// IEEE half → float: shifting the 15 magnitude bits into a float's place and multiplying by
-// 2^112 rebiases the exponent; subnormal halves come out exact too. (No Inf/NaN in weights.)
-const HALF_TO_FLOAT_SCALE: f32 = reinterpret<f32>(0x77800000); // 2^112
-
-@inline function halfToFloat(h: u32): f32 {
-  const magnitude = reinterpret<f32>((h & 0x7fff) << 13) * HALF_TO_FLOAT_SCALE;
-  return reinterpret<f32>(reinterpret<u32>(magnitude) | ((h & 0x8000) << 16));
-}
-
-// Vector constants live in memory and are loaded where used: V8 rebuilds a v128 constant from
-// immediates every time a loop uses it (several instructions each), which made a block of the
-// quantized kernels about twice as expensive; a load is one instruction.
-const CONSTANTS = memory.data(80, 16);
-v128.store(CONSTANTS, i32x4.splat(0x8fffffff));
-v128.store(CONSTANTS + 32, f32x4.splat(HALF_TO_FLOAT_SCALE));
-v128.store(CONSTANTS + 48, i16x8.splat(1));
-v128.store(CONSTANTS + 64, i8x16.splat(0x0f));
-@inline function halfBitsMask(): v128 { return v128.load(CONSTANTS); }
-@inline function halfToFloatScale(): v128 { return v128.load(CONSTANTS + 32); }
-@inline function ones16(): v128 { return v128.load(CONSTANTS + 48); }
-@inline function lowNibbles(): v128 { return v128.load(CONSTANTS + 64); }
-
-// The high nibble of each byte. WASM has no 8-bit shift on x86 (V8 emulates i8x16.shr_u with
-// several instructions); a 16-bit shift followed by the mask gives the same bytes in two.
-@inline function highNibbles(packed: v128): v128 {
-  return v128.and(i16x8.shr_u(packed, 4), lowNibbles());
-}
-
-// Four halves (the low 64 bits of `packed`) → four floats. Sign-extending a half to 32 bits and
-// shifting it left by 13 puts its magnitude bits where a float's go and copies of its sign in bits
-// 28..31; clearing bits 28..30 leaves sign | magnitude, 2^−112 times the value (subnormal halves
-// included), and one multiply rebiases the exponent.
-@inline function halvesToFloats(packed: v128): v128 {
-  const bits = v128.and(i32x4.shl(i32x4.extend_low_i16x8_s(packed), 13), halfBitsMask());
-  return f32x4.mul(bits, halfToFloatScale());
-}
+import { halfToFloat, halvesToFloats, highNibbles, lowNibbles, ones16, STREAM_GAP, sum4, TOKEN_TILE } from './common';
 
 // ---------------------------------------------------------------------------------------------
 // Linear layers on float weights: y[t, r] = Σ_k W[r, k] · x[t, k]
@@ -82,10 +40,6 @@ v128.store(CONSTANTS + 64, i8x16.splat(0x0f));
 @inline function scalarWeight(dtype: i32, w: usize, k: i32): f32 {
   return dtype == 0 ? scalarF32(w, k) : dtype == 1 ? scalarF16(w, k) : scalarBF16(w, k);
 }
-
-// Prefill takes tokens in tiles: a tile's activations stay in cache while every row of the
-// weights streams past once, instead of once per token.
-const TOKEN_TILE: i32 = 32;
 
 export function linear_float(dtype: i32, w: usize, x: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
   const rowBytes = <usize>inDim << (dtype == 0 ? 2 : 1);
@@ -330,8 +284,6 @@ export function repack_rows(format: i32, src: usize, dst: usize, groups: i32, bl
   for (; r + 32 <= rowEnd; r += 32) eightGroupsDot<Codes>(w + <usize>(r >> 2) * groupBytes, groupBytes, 1, blocks, xq, xScales, xSums, xSplit, y + (<usize>r << 2));
   return r;
 }
-const STREAM_GAP: usize = 65536;
-
 // Stores the first `count` lanes of v at out.
 @inline function storeLanes(out: usize, v: v128, count: i32): void {
   if (count == 4) {
@@ -771,3 +723,5 @@ export function read_sum(start: usize, bytes: usize): f32 {
   }
   return sum4(f32x4.add(f32x4.add(a, b), f32x4.add(c, d)));
 }
+
+export * from './int4';
