@@ -218,6 +218,23 @@ describe.each([1, 3])('%i thread(s)', (threads) => {
         onKernels.forEach((value, i) => expect(Math.abs(value - exact[i]!)).toBeLessThanOrEqual(bound[i]! * 1.0001 + 1e-5));
       }
     });
+    // Every weight and activation code at ±127: a pair of products reaches 2·127² = 32258, the
+    // most an int16 lane of the 8-bit dot product holds, and rows 0 and 1 have all products of one
+    // sign. Exact integer sums give dequantize-then-matmul to float rounding; a wrapped or
+    // saturated lane would be off by 65536 · scale².
+    test.each(['Q8_0', 'Q4_0'] as const)('%s at the extremes of the codes: still exact', (format) => {
+      const rows = 37, cols = 128;
+      const signs = Float32Array.from({ length: cols }, () => (random() < 0.5 ? -1 : 1));
+      const w = Float32Array.from({ length: rows * cols }, (_, i) => {
+        const r = Math.floor(i / cols), c = i % cols;
+        return r === 0 ? signs[c]! : r === 1 ? -signs[c]! : random() < 0.5 ? -1 : 1;
+      });
+      const source = new MemorySource().add('w', format, [rows, cols], w);
+      const x = Float32Array.from(signs, (sign) => sign * 3);
+      const onKernels = run(kernels, { x }, cols, source, ['w'], (ops, input, weights) => ops.linear(input.x, weights.w));
+      expectClose(onKernels, matmul(source.readFloat('w').data, quantizedActivations(x), rows, cols, 1), 1e-5);
+      expect(Math.abs(onKernels[0]!)).toBeGreaterThan(100);
+    });
   });
 
   describe('the model on the kernels', () => {
