@@ -197,46 +197,75 @@ export function repack_rows(format: i32, src: usize, dst: usize, groups: i32, bl
   return i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(w, positive), i16x8.relaxed_dot_i8x16_i7x16_s(w, negative));
 }
 
-// Σ w·x over one Q8_0 block of one row, as four int32 lanes. `x` points at the block's split activations.
-@inline function q8BlockDot(codes: usize, p0: v128, p1: v128, n0: v128, n1: v128): v128 {
-  return i32x4.add(i32x4.dot_i16x8_s(signedDot(v128.load(codes), p0, n0), ones16()), i32x4.dot_i16x8_s(signedDot(v128.load(codes + 16), p1, n1), ones16()));
+// Σ w·x over one Q8_0 block of one row, as four int32 lanes: `first`/`second` are its 32 codes,
+// p/n the block's activations split into positive and negative parts.
+@inline function q8BlockDot(first: v128, second: v128, p0: v128, p1: v128, n0: v128, n1: v128): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(signedDot(first, p0, n0), ones16()), i32x4.dot_i16x8_s(signedDot(second, p1, n1), ones16()));
 }
 
-// Σ nibble·x over one Q4_0 block of one row (the −8 is applied per block from the activation sum).
-// The nibbles are the unsigned operand; pair sums are at most 2·15·127, two of them fit int16.
-@inline function q4BlockDot(codes: usize, x0: v128, x1: v128): v128 {
-  const packed = v128.load(codes);
-  const low = i16x8.relaxed_dot_i8x16_i7x16_s(x0, v128.and(packed, lowNibbles()));
-  const high = i16x8.relaxed_dot_i8x16_i7x16_s(x1, highNibbles(packed));
-  return i32x4.dot_i16x8_s(i16x8.add(low, high), ones16());
+// Σ nibble·x over one Q4_0 block of one row (the −8 is applied per block from the activation sum):
+// `low`/`high` are its 32 codes unpacked, the unsigned operand; pair sums are at most 2·15·127,
+// two of them fit int16.
+@inline function q4BlockDot(low: v128, high: v128, x0: v128, x1: v128): v128 {
+  return i32x4.dot_i16x8_s(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, low), i16x8.relaxed_dot_i8x16_i7x16_s(x1, high)), ones16());
 }
 
-// One block of one row group for one token: the four rows' scaled sums as a float vector.
-@inline function groupBlock<Codes>(group: usize, codes: usize, b: i32, xq: usize, xSplit: usize, xSum: i32, xScale: v128): v128 {
-  let sums: v128;
+// Block b of a row group for one token: the four rows' sums scaled by `weightScales` (the rows'
+// block scales as floats) and the token's activation scale. c0..c7 are the rows' codes as
+// vectors: for Q8_0 each row's two halves, for Q4_0 each row's low and high nibbles, unpacked
+// once for every token that uses them. (q, scales, sums, split: the token's activations as
+// quantize_activations wrote them.)
+@inline function blockTerm<Codes>(c0: v128, c1: v128, c2: v128, c3: v128, c4: v128, c5: v128, c6: v128, c7: v128, weightScales: v128, b: i32, q: usize, scales: usize, sums: usize, split: usize): v128 {
+  let dots: v128;
   if (isSigned<Codes>()) {
-    const x = xSplit + (<usize>b << 6);
+    const x = split + (<usize>b << 6);
     const p0 = v128.load(x), p1 = v128.load(x + 16), n0 = v128.load(x + 32), n1 = v128.load(x + 48);
-    const c = codes + (<usize>b << 7);
-    sums = rowSums(q8BlockDot(c, p0, p1, n0, n1), q8BlockDot(c + 32, p0, p1, n0, n1), q8BlockDot(c + 64, p0, p1, n0, n1), q8BlockDot(c + 96, p0, p1, n0, n1));
+    dots = rowSums(q8BlockDot(c0, c1, p0, p1, n0, n1), q8BlockDot(c2, c3, p0, p1, n0, n1), q8BlockDot(c4, c5, p0, p1, n0, n1), q8BlockDot(c6, c7, p0, p1, n0, n1));
   } else {
-    const x0 = v128.load(xq + (<usize>b << 5)), x1 = v128.load(xq + (<usize>b << 5) + 16);
-    const c = codes + (<usize>b << 6);
-    sums = i32x4.sub(rowSums(q4BlockDot(c, x0, x1), q4BlockDot(c + 16, x0, x1), q4BlockDot(c + 32, x0, x1), q4BlockDot(c + 48, x0, x1)), i32x4.splat(xSum << 3));
+    const x0 = v128.load(q + (<usize>b << 5)), x1 = v128.load(q + (<usize>b << 5) + 16);
+    const nibbles = rowSums(q4BlockDot(c0, c1, x0, x1), q4BlockDot(c2, c3, x0, x1), q4BlockDot(c4, c5, x0, x1), q4BlockDot(c6, c7, x0, x1));
+    dots = i32x4.sub(nibbles, i32x4.splat(load<i32>(sums + (<usize>b << 2)) << 3));
   }
-  const scales = f32x4.mul(halvesToFloats(v128.load64_zero(group + (<usize>b << 3))), xScale);
-  return f32x4.mul(f32x4.convert_i32x4_s(sums), scales);
+  return f32x4.mul(f32x4.convert_i32x4_s(dots), f32x4.mul(weightScales, f32x4.splat(load<f32>(scales + (<usize>b << 2)))));
 }
 
-// Four outputs of row group `group` for one token.
-// (xq, xScales, xSums, xSplit: one token's activations as quantize_activations wrote them.)
-@inline function groupDot<Codes>(group: usize, blocks: i32, xq: usize, xScales: usize, xSums: usize, xSplit: usize): v128 {
+// Code vector i (0..7) of block b of a row group whose codes start at `codes` (see blockTerm).
+@inline function codeVector<Codes>(codes: usize, b: i32, i: i32): v128 {
+  if (isSigned<Codes>()) return v128.load(codes + (<usize>b << 7) + (<usize>i << 4));
+  const packed = v128.load(codes + (<usize>b << 6) + (<usize>(i >> 1) << 4));
+  return (i & 1) == 0 ? v128.and(packed, lowNibbles()) : highNibbles(packed);
+}
+
+@inline function weightScalesOf(group: usize, b: i32): v128 {
+  return halvesToFloats(v128.load64_zero(group + (<usize>b << 3)));
+}
+
+// One block of one row group for one token.
+@inline function groupBlock<Codes>(group: usize, codes: usize, b: i32, q: usize, scales: usize, sums: usize, split: usize): v128 {
+  return blockTerm<Codes>(codeVector<Codes>(codes, b, 0), codeVector<Codes>(codes, b, 1), codeVector<Codes>(codes, b, 2), codeVector<Codes>(codes, b, 3),
+    codeVector<Codes>(codes, b, 4), codeVector<Codes>(codes, b, 5), codeVector<Codes>(codes, b, 6), codeVector<Codes>(codes, b, 7), weightScalesOf(group, b), b, q, scales, sums, split);
+}
+
+// Prefill: the four outputs of row group `group` for `count` (1..4) tokens from token pointer
+// xq.. on, written at `out` with `outStride` bytes per token; each block's codes are loaded,
+// unpacked and scaled once for all of them.
+@inline function groupTokens<Codes>(group: usize, blocks: i32, count: i32, rows: i32, xq: usize, xScales: usize, xSums: usize, xSplit: usize, inDim: i32, out: usize, outStride: usize): void {
   const codes = group + (<usize>blocks << 3);
-  let acc = f32x4.splat(0);
+  const qStride = <usize>inDim, blockStride = <usize>blocks << 2, splitStride = <usize>blocks << 6;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   for (let b = 0; b < blocks; b++) {
-    acc = f32x4.add(acc, groupBlock<Codes>(group, codes, b, xq, xSplit, load<i32>(xSums + (<usize>b << 2)), f32x4.splat(load<f32>(xScales + (<usize>b << 2)))));
+    const c0 = codeVector<Codes>(codes, b, 0), c1 = codeVector<Codes>(codes, b, 1), c2 = codeVector<Codes>(codes, b, 2), c3 = codeVector<Codes>(codes, b, 3);
+    const c4 = codeVector<Codes>(codes, b, 4), c5 = codeVector<Codes>(codes, b, 5), c6 = codeVector<Codes>(codes, b, 6), c7 = codeVector<Codes>(codes, b, 7);
+    const w = weightScalesOf(group, b);
+    a0 = f32x4.add(a0, blockTerm<Codes>(c0, c1, c2, c3, c4, c5, c6, c7, w, b, xq, xScales, xSums, xSplit));
+    if (count > 1) a1 = f32x4.add(a1, blockTerm<Codes>(c0, c1, c2, c3, c4, c5, c6, c7, w, b, xq + qStride, xScales + blockStride, xSums + blockStride, xSplit + splitStride));
+    if (count > 2) a2 = f32x4.add(a2, blockTerm<Codes>(c0, c1, c2, c3, c4, c5, c6, c7, w, b, xq + 2 * qStride, xScales + 2 * blockStride, xSums + 2 * blockStride, xSplit + 2 * splitStride));
+    if (count > 3) a3 = f32x4.add(a3, blockTerm<Codes>(c0, c1, c2, c3, c4, c5, c6, c7, w, b, xq + 3 * qStride, xScales + 3 * blockStride, xSums + 3 * blockStride, xSplit + 3 * splitStride));
   }
-  return acc;
+  storeLanes(out, a0, rows);
+  if (count > 1) storeLanes(out + outStride, a1, rows);
+  if (count > 2) storeLanes(out + 2 * outStride, a2, rows);
+  if (count > 3) storeLanes(out + 3 * outStride, a3, rows);
 }
 
 // 32 outputs for one token: eight groups `spacing` groups apart (rows r, r + 4·spacing, …).
@@ -249,16 +278,14 @@ export function repack_rows(format: i32, src: usize, dst: usize, groups: i32, bl
   let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
   let acc4 = f32x4.splat(0), acc5 = f32x4.splat(0), acc6 = f32x4.splat(0), acc7 = f32x4.splat(0);
   for (let b = 0; b < blocks; b++) {
-    const xSum = load<i32>(xSums + (<usize>b << 2));
-    const xScale = f32x4.splat(load<f32>(xScales + (<usize>b << 2)));
-    acc0 = f32x4.add(acc0, groupBlock<Codes>(group, group + codes, b, xq, xSplit, xSum, xScale));
-    acc1 = f32x4.add(acc1, groupBlock<Codes>(g1, g1 + codes, b, xq, xSplit, xSum, xScale));
-    acc2 = f32x4.add(acc2, groupBlock<Codes>(g2, g2 + codes, b, xq, xSplit, xSum, xScale));
-    acc3 = f32x4.add(acc3, groupBlock<Codes>(g3, g3 + codes, b, xq, xSplit, xSum, xScale));
-    acc4 = f32x4.add(acc4, groupBlock<Codes>(g4, g4 + codes, b, xq, xSplit, xSum, xScale));
-    acc5 = f32x4.add(acc5, groupBlock<Codes>(g5, g5 + codes, b, xq, xSplit, xSum, xScale));
-    acc6 = f32x4.add(acc6, groupBlock<Codes>(g6, g6 + codes, b, xq, xSplit, xSum, xScale));
-    acc7 = f32x4.add(acc7, groupBlock<Codes>(g7, g7 + codes, b, xq, xSplit, xSum, xScale));
+    acc0 = f32x4.add(acc0, groupBlock<Codes>(group, group + codes, b, xq, xScales, xSums, xSplit));
+    acc1 = f32x4.add(acc1, groupBlock<Codes>(g1, g1 + codes, b, xq, xScales, xSums, xSplit));
+    acc2 = f32x4.add(acc2, groupBlock<Codes>(g2, g2 + codes, b, xq, xScales, xSums, xSplit));
+    acc3 = f32x4.add(acc3, groupBlock<Codes>(g3, g3 + codes, b, xq, xScales, xSums, xSplit));
+    acc4 = f32x4.add(acc4, groupBlock<Codes>(g4, g4 + codes, b, xq, xScales, xSums, xSplit));
+    acc5 = f32x4.add(acc5, groupBlock<Codes>(g5, g5 + codes, b, xq, xScales, xSums, xSplit));
+    acc6 = f32x4.add(acc6, groupBlock<Codes>(g6, g6 + codes, b, xq, xScales, xSums, xSplit));
+    acc7 = f32x4.add(acc7, groupBlock<Codes>(g7, g7 + codes, b, xq, xScales, xSums, xSplit));
   }
   const outStride = <usize>spacing << 4;
   v128.store(out, acc0);
@@ -296,9 +323,9 @@ export function repack_rows(format: i32, src: usize, dst: usize, groups: i32, bl
 }
 
 // y[t, r] for Q8_0 (format 8) or Q4_0 (format 2) weights in row groups, rows [rowStart, rowEnd)
-// with rowStart a multiple of 4; the activations come from quantize_activations. Decode takes 16
-// rows a pass; prefill takes a group at a time and runs every token of a tile past it while its
-// weights are in the L1 cache.
+// with rowStart a multiple of 4; the activations come from quantize_activations. Decode takes 32
+// rows a pass (decodeGroups); prefill takes a group at a time and runs every token of a tile past
+// it four at a time, while its weights are in the L1 cache.
 export function linear_q(format: i32, w: usize, xq: usize, xScales: usize, xSums: usize, xSplit: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
   // One copy of the loops per format (Codes: i8 for Q8_0, u8 for Q4_0's nibbles), compiled
   // separately, so no format test runs inside them.
@@ -311,11 +338,14 @@ export function linear_q(format: i32, w: usize, xq: usize, xScales: usize, xSums
   const groupBytes = <usize>blocks * 4 * blockBytesOf(isSigned<Codes>() ? Q8_0 : Q4_0);
   let r = rowStart;
   if (tokens == 1) r = decodeGroups<Codes>(w, groupBytes, blocks, xq, xScales, xSums, xSplit, y, rowStart, rowEnd);
-  for (; r < rowEnd; r += 4) {
-    const group = w + <usize>(r >> 2) * groupBytes;
-    for (let t = 0; t < tokens; t++) {
-      const sums = groupDot<Codes>(group, blocks, xq + <usize>t * inDim, xScales + (<usize>t * blocks << 2), xSums + (<usize>t * blocks << 2), xSplit + (<usize>t * blocks << 6));
-      storeLanes(y + ((<usize>t * outDim + r) << 2), sums, min(4, rowEnd - r));
+  for (let tile = 0; tile < tokens; tile += TOKEN_TILE) {
+    const tileEnd = min(tokens, tile + TOKEN_TILE);
+    for (let row = r; row < rowEnd; row += 4) {
+      const group = w + <usize>(row >> 2) * groupBytes;
+      for (let t = tile; t < tileEnd; t += 4) {
+        groupTokens<Codes>(group, blocks, min(4, tileEnd - t), min(4, rowEnd - row), xq + <usize>t * inDim, xScales + (<usize>t * blocks << 2),
+          xSums + (<usize>t * blocks << 2), xSplit + (<usize>t * blocks << 6), inDim, y + ((<usize>t * outDim + row) << 2), <usize>outDim << 2);
+      }
     }
   }
 }
