@@ -160,9 +160,11 @@ export class KernelInstance {
     const size = memory.buffer.byteLength;
     if (end <= size) return;
     if (end > MAX_BYTES) throw new HerdError(`the CPU kernels need ${(end / 2 ** 30).toFixed(2)} GiB in one WebAssembly memory, over its 4 GiB limit`);
-    // Grow by at least a quarter (and 16 MiB): loading a model allocates thousands of blocks, and
-    // pages never touched cost address space, not memory. Fall back to the exact need.
-    const generous = Math.min(Math.max(end, size + size / 4, size + GROWTH_STEP), MAX_BYTES);
+    // At least double (and 16 MiB): loading a model allocates thousands of blocks, pages never
+    // touched cost address space, not memory, and every grow makes V8 collect garbage (it counts
+    // the memory as external), which with the tokenizer's heap costs tens of milliseconds each.
+    // Fall back to the exact need.
+    const generous = Math.min(Math.max(end, size * 2, size + GROWTH_STEP), MAX_BYTES);
     for (const target of [generous, end]) {
       try {
         memory.grow(Math.ceil((target - size) / PAGE));

@@ -54,19 +54,22 @@ function permutedHeads(hfName: string, config: LlamaConfig): number | null {
  */
 export function permuteRows(rows: Uint8Array, rowCount: number, heads: number, inverse: boolean): Uint8Array {
   const rowBytes = rows.length / rowCount;
-  const headDim = rowCount / heads;
   const out = new Uint8Array(rows.length);
-  for (let h = 0; h < heads; h++) {
-    for (let half = 0; half < 2; half++) {
-      for (let i = 0; i < headDim / 2; i++) {
-        const hf = h * headDim + half * (headDim / 2) + i;
-        const gguf = h * headDim + 2 * i + half;
-        const [from, to] = inverse ? [gguf, hf] : [hf, gguf];
-        out.set(rows.subarray(from * rowBytes, (from + 1) * rowBytes), to * rowBytes);
-      }
-    }
+  for (let hf = 0; hf < rowCount; hf++) {
+    const gguf = ggufRowOf(hf, rowCount, heads);
+    const [from, to] = inverse ? [gguf, hf] : [hf, gguf];
+    out.set(rows.subarray(from * rowBytes, (from + 1) * rowBytes), to * rowBytes);
   }
   return out;
+}
+
+/** Where GGUF keeps row `hf` of a q or k projection: each head's two rotary halves interleaved. */
+function ggufRowOf(hf: number, rowCount: number, heads: number): number {
+  const headDim = rowCount / heads;
+  const head = Math.floor(hf / headDim);
+  const within = hf % headDim;
+  const half = within < headDim / 2 ? 0 : 1;
+  return head * headDim + 2 * (within - half * (headDim / 2)) + half;
 }
 
 /**
@@ -253,14 +256,22 @@ export class GgufWeights implements WeightSource {
    * Reads stored bytes straight from the file into `target`; only q and k, whose rows llama.cpp
    * stores permuted, go through a copy put back in HF row order.
    */
+  /** Reads straight from the file; q and k rows one at a time, each from its place in GGUF's order. */
   readPackedInto(name: string, target: Uint8Array, byteOffset = 0): void {
-    if (permutedHeads(name, this.config) !== null) {
-      target.set(this.bytes(name).subarray(byteOffset, byteOffset + target.length));
-      return;
-    }
     const info = this.info(name);
     this.fd ??= openForReading(this.file.file);
-    readRange(this.fd, info, byteOffset, target, this.file.file);
+    const heads = permutedHeads(name, this.config);
+    if (heads === null) {
+      readRange(this.fd, info, byteOffset, target, this.file.file);
+      return;
+    }
+    const rowCount = info.dims[1]!;
+    const rowBytes = info.byteLength / rowCount;
+    if (byteOffset % rowBytes !== 0 || target.length % rowBytes !== 0) throw new HerdError(`${this.file.file}: tensor ${info.name} must be read in whole rows`);
+    for (let k = 0; k < target.length / rowBytes; k++) {
+      const row = ggufRowOf(byteOffset / rowBytes + k, rowCount, heads);
+      readRange(this.fd, info, row * rowBytes, target.subarray(k * rowBytes, (k + 1) * rowBytes), this.file.file);
+    }
   }
 
   close(): void {
