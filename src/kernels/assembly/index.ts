@@ -401,11 +401,6 @@ export function repack_q4k(src: usize, dst: usize, groups: i32, superBlocks: i32
   return f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(at))));
 }
 
-// Σ code·x of one row's sub-block: `low`/`high` are its 32 codes (0..15) as two vectors.
-@inline function nibbleDot(low: v128, high: v128, x0: v128, x1: v128): v128 {
-  return i32x4.dot_i16x8_s(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, low), i16x8.relaxed_dot_i8x16_i7x16_s(x1, high)), ones16());
-}
-
 // One super-block of a row group for one token: the four rows' contributions as a float vector.
 @inline function q4kGroupSuperBlock(block: usize, s: i32, xq: usize, xScales: usize, xSums: usize): v128 {
   const codes = block + Q4K_HEADER_BYTES;
@@ -418,10 +413,10 @@ export function repack_q4k(src: usize, dst: usize, groups: i32, superBlocks: i32
     const l0 = v128.load(chunk), h0 = v128.load(chunk + 16), l1 = v128.load(chunk + 32), h1 = v128.load(chunk + 48);
     const l2 = v128.load(chunk + 64), h2 = v128.load(chunk + 80), l3 = v128.load(chunk + 96), h3 = v128.load(chunk + 112);
     const mask = lowNibbles();
-    const even = rowSums(nibbleDot(v128.and(l0, mask), v128.and(h0, mask), xa0, xa1), nibbleDot(v128.and(l1, mask), v128.and(h1, mask), xa0, xa1),
-      nibbleDot(v128.and(l2, mask), v128.and(h2, mask), xa0, xa1), nibbleDot(v128.and(l3, mask), v128.and(h3, mask), xa0, xa1));
-    const odd = rowSums(nibbleDot(highNibbles(l0), highNibbles(h0), xb0, xb1), nibbleDot(highNibbles(l1), highNibbles(h1), xb0, xb1),
-      nibbleDot(highNibbles(l2), highNibbles(h2), xb0, xb1), nibbleDot(highNibbles(l3), highNibbles(h3), xb0, xb1));
+    const even = rowSums(q4BlockDot(v128.and(l0, mask), v128.and(h0, mask), xa0, xa1), q4BlockDot(v128.and(l1, mask), v128.and(h1, mask), xa0, xa1),
+      q4BlockDot(v128.and(l2, mask), v128.and(h2, mask), xa0, xa1), q4BlockDot(v128.and(l3, mask), v128.and(h3, mask), xa0, xa1));
+    const odd = rowSums(q4BlockDot(highNibbles(l0), highNibbles(h0), xb0, xb1), q4BlockDot(highNibbles(l1), highNibbles(h1), xb0, xb1),
+      q4BlockDot(highNibbles(l2), highNibbles(h2), xb0, xb1), q4BlockDot(highNibbles(l3), highNibbles(h3), xb0, xb1));
     const xScaleA = load<f32>(xScales + (<usize>b << 2)), xScaleB = load<f32>(xScales + (<usize>b << 2) + 4);
     const j = c << 1;
     scaled = f32x4.add(scaled, f32x4.mul(f32x4.mul(f32x4.convert_i32x4_s(even), bytesToFloats(block + 16 + (<usize>j << 2))), f32x4.splat(xScaleA)));
