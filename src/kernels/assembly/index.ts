@@ -311,6 +311,7 @@ export function repack_rows(format: i32, src: usize, dst: usize, groups: i32, bl
   for (; r + 32 <= rowEnd; r += 32) eightGroupsDot<Codes>(w + <usize>(r >> 2) * groupBytes, groupBytes, 1, blocks, xq, xScales, xSums, xSplit, y + (<usize>r << 2));
   return r;
 }
+
 // Stores the first `count` lanes of v at out.
 @inline function storeLanes(out: usize, v: v128, count: i32): void {
   if (count == 4) {
