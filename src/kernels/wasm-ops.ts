@@ -158,7 +158,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     kernels.cache_write(this.kvDtype, k.offset, storage.keys, k.rows, start, kvHeads, headDim, capacity);
     kernels.cache_write(this.kvDtype, v.offset, storage.values, v.rows, start, kvHeads, headDim, capacity);
     const out = this.tensor(q.rows, q.cols);
-    const scores = this.instance.scratch((start + q.rows) * 4);
+    const scores = this.instance.scratch((q.cols / headDim / kvHeads) * (start + q.rows) * 4);
     kernels.attention(this.kvDtype, q.offset, storage.keys, storage.values, out.offset, scores, q.rows, start, q.cols / headDim, kvHeads, headDim, capacity);
     return out;
   }

@@ -33,51 +33,59 @@ import { halfToFloat, halvesToFloats, highNibbles, lowNibbles, ones16, STREAM_GA
   return reinterpret<f32>((<u32>load<u16>(w + (<usize>k << 1))) << 16);
 }
 
-// dtype: 0 = F32, 1 = F16, 2 = BF16 (bytes per weight 4, 2, 2)
-@inline function loadWeights(dtype: i32, w: usize, k: i32): v128 {
-  return dtype == 0 ? loadF32(w, k) : dtype == 1 ? loadF16(w, k) : loadBF16(w, k);
+// The stored type as a type parameter, so each is compiled into its own loops (V8 would test a
+// runtime dtype at every load): f32 = F32, u16 = F16, i16 = BF16. The exports take
+// dtype 0 = F32, 1 = F16, 2 = BF16 (bytes per weight 4, 2, 2).
+@inline function loadWeights<T>(w: usize, k: i32): v128 {
+  return isFloat<T>() ? loadF32(w, k) : isSigned<T>() ? loadBF16(w, k) : loadF16(w, k);
 }
-@inline function scalarWeight(dtype: i32, w: usize, k: i32): f32 {
-  return dtype == 0 ? scalarF32(w, k) : dtype == 1 ? scalarF16(w, k) : scalarBF16(w, k);
+@inline function scalarWeight<T>(w: usize, k: i32): f32 {
+  return isFloat<T>() ? scalarF32(w, k) : isSigned<T>() ? scalarBF16(w, k) : scalarF16(w, k);
 }
 
 export function linear_float(dtype: i32, w: usize, x: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
-  const rowBytes = <usize>inDim << (dtype == 0 ? 2 : 1);
+  if (dtype == 0) linearFloat<f32>(w, x, y, inDim, outDim, tokens, rowStart, rowEnd);
+  else if (dtype == 1) linearFloat<u16>(w, x, y, inDim, outDim, tokens, rowStart, rowEnd);
+  else linearFloat<i16>(w, x, y, inDim, outDim, tokens, rowStart, rowEnd);
+}
+
+@inline function linearFloat<T>(w: usize, x: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
+  const rowBytes = <usize>inDim * sizeof<T>();
   const xRow = <usize>inDim << 2;
   for (let tile = 0; tile < tokens; tile += TOKEN_TILE) {
     const tileEnd = min(tokens, tile + TOKEN_TILE);
     for (let r = rowStart; r < rowEnd; r++) {
       const row = w + <usize>r * rowBytes;
       let t = tile;
-      for (; t + 4 <= tileEnd; t += 4) rowTimesFourTokens(dtype, row, x + <usize>t * xRow, xRow, y + (<usize>t * outDim + r) * 4, <usize>outDim << 2, inDim);
+      for (; t + 4 <= tileEnd; t += 4) rowTimesFourTokens<T>(row, x + <usize>t * xRow, xRow, y + (<usize>t * outDim + r) * 4, <usize>outDim << 2, inDim);
       // Decode (one token) and a tile's last few tokens: one dot product each.
-      for (; t < tileEnd; t++) store<f32>(y + (<usize>t * outDim + r) * 4, rowDot(dtype, row, x + <usize>t * xRow, inDim));
+      for (; t < tileEnd; t++) store<f32>(y + (<usize>t * outDim + r) * 4, rowDot<T>(row, x + <usize>t * xRow, inDim));
     }
   }
 }
 
-@inline function rowDot(dtype: i32, row: usize, x: usize, inDim: i32): f32 {
+@inline function rowDot<T>(row: usize, x: usize, inDim: i32): f32 {
   // Two accumulators hide the latency of the adds.
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
   const pairEnd = inDim & ~7;
   let k = 0;
   for (; k < pairEnd; k += 8) {
-    a0 = f32x4.add(a0, f32x4.mul(loadWeights(dtype, row, k), v128.load(x + (<usize>k << 2))));
-    a1 = f32x4.add(a1, f32x4.mul(loadWeights(dtype, row, k + 4), v128.load(x + (<usize>(k + 4) << 2))));
+    a0 = f32x4.add(a0, f32x4.mul(loadWeights<T>(row, k), v128.load(x + (<usize>k << 2))));
+    a1 = f32x4.add(a1, f32x4.mul(loadWeights<T>(row, k + 4), v128.load(x + (<usize>(k + 4) << 2))));
   }
-  for (; k < (inDim & ~3); k += 4) a0 = f32x4.add(a0, f32x4.mul(loadWeights(dtype, row, k), v128.load(x + (<usize>k << 2))));
+  for (; k < (inDim & ~3); k += 4) a0 = f32x4.add(a0, f32x4.mul(loadWeights<T>(row, k), v128.load(x + (<usize>k << 2))));
   let sum = sum4(f32x4.add(a0, a1));
-  for (; k < inDim; k++) sum += scalarWeight(dtype, row, k) * load<f32>(x + (<usize>k << 2));
+  for (; k < inDim; k++) sum += scalarWeight<T>(row, k) * load<f32>(x + (<usize>k << 2));
   return sum;
 }
 
 // Prefill: four tokens share each weight vector loaded.
-@inline function rowTimesFourTokens(dtype: i32, row: usize, x0: usize, xRow: usize, out: usize, outRow: usize, inDim: i32): void {
+@inline function rowTimesFourTokens<T>(row: usize, x0: usize, xRow: usize, out: usize, outRow: usize, inDim: i32): void {
   const x1 = x0 + xRow, x2 = x1 + xRow, x3 = x2 + xRow;
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   const vectorEnd = inDim & ~3;
   for (let k = 0; k < vectorEnd; k += 4) {
-    const wv = loadWeights(dtype, row, k);
+    const wv = loadWeights<T>(row, k);
     const offset = <usize>k << 2;
     a0 = f32x4.add(a0, f32x4.mul(wv, v128.load(x0 + offset)));
     a1 = f32x4.add(a1, f32x4.mul(wv, v128.load(x1 + offset)));
@@ -86,7 +94,7 @@ export function linear_float(dtype: i32, w: usize, x: usize, y: usize, inDim: i3
   }
   let s0 = sum4(a0), s1 = sum4(a1), s2 = sum4(a2), s3 = sum4(a3);
   for (let k = vectorEnd; k < inDim; k++) {
-    const wk = scalarWeight(dtype, row, k);
+    const wk = scalarWeight<T>(row, k);
     const offset = <usize>k << 2;
     s0 += wk * load<f32>(x0 + offset);
     s1 += wk * load<f32>(x1 + offset);
@@ -605,49 +613,83 @@ export function cache_write(kvDtype: i32, src: usize, cache: usize, rows: i32, s
 }
 
 // Causal grouped-query attention of q [rows, heads · headDim] at positions start.. over the
-// cache (kvDtype as cache_write); `scores` is scratch for (start + rows) floats. Query head h
-// reads kv head h / group.
+// cache (kvDtype as cache_write); `scores` is scratch for (heads / kvHeads) · (start + rows)
+// floats. The query heads that share a kv head (h / group) are taken together, so each cached
+// key and value row is read from memory once per group instead of once per head.
 export function attention(kvDtype: i32, q: usize, keys: usize, values: usize, out: usize, scores: usize, rows: i32, start: i32, heads: i32, kvHeads: i32, headDim: i32, capacity: i32): void {
+  if (kvDtype == 0) attentionOver<f32>(q, keys, values, out, scores, rows, start, heads, kvHeads, headDim, capacity);
+  else attentionOver<u16>(q, keys, values, out, scores, rows, start, heads, kvHeads, headDim, capacity);
+}
+
+// attention on a cache stored as T (f32 or u16 = F16).
+@inline function attentionOver<T>(q: usize, keys: usize, values: usize, out: usize, scores: usize, rows: i32, start: i32, heads: i32, kvHeads: i32, headDim: i32, capacity: i32): void {
   const group = heads / kvHeads;
   const scale: f32 = 1 / Mathf.sqrt(<f32>headDim);
   const headBytes = <usize>headDim << 2;
-  const cacheRowBytes = <usize>headDim << (kvDtype == 0 ? 2 : 1);
+  const cacheRowBytes = <usize>headDim * sizeof<T>();
   for (let t = 0; t < rows; t++) {
     const visible = start + t + 1;
-    for (let h = 0; h < heads; h++) {
-      const query = q + (<usize>t * heads + h) * headBytes;
-      const g = h / group;
+    const headScores = <usize>visible << 2;
+    for (let g = 0; g < kvHeads; g++) {
+      const firstHead = g * group;
       const keyBase = keys + <usize>g * capacity * cacheRowBytes;
       const valueBase = values + <usize>g * capacity * cacheRowBytes;
-      let maximum: f32 = -Infinity;
       for (let p = 0; p < visible; p++) {
-        const score = rowDot(kvDtype, keyBase + <usize>p * cacheRowBytes, query, headDim) * scale;
-        store<f32>(scores + (<usize>p << 2), score);
-        maximum = max(maximum, score);
-      }
-      let total: f32 = 0;
-      for (let p = 0; p < visible; p++) {
-        const weight = Mathf.exp(load<f32>(scores + (<usize>p << 2)) - maximum);
-        store<f32>(scores + (<usize>p << 2), weight);
-        total += weight;
-      }
-      const result = out + (<usize>t * heads + h) * headBytes;
-      memory.fill(result, 0, headBytes);
-      const vectorEnd = headDim & ~3;
-      for (let p = 0; p < visible; p++) {
-        const weight = load<f32>(scores + (<usize>p << 2)) / total;
-        const value = valueBase + <usize>p * cacheRowBytes;
-        const w4 = f32x4.splat(weight);
-        for (let i = 0; i < vectorEnd; i += 4) {
-          const at = <usize>i << 2;
-          v128.store(result + at, f32x4.add(v128.load(result + at), f32x4.mul(w4, loadWeights(kvDtype, value, i))));
+        const key = keyBase + <usize>p * cacheRowBytes;
+        for (let i = 0; i < group; i++) {
+          const query = q + (<usize>t * heads + firstHead + i) * headBytes;
+          store<f32>(scores + <usize>i * headScores + (<usize>p << 2), rowDot<T>(key, query, headDim) * scale);
         }
-        for (let i = vectorEnd; i < headDim; i++) {
-          const at = <usize>i << 2;
-          store<f32>(result + at, load<f32>(result + at) + weight * scalarWeight(kvDtype, value, i));
+      }
+      for (let i = 0; i < group; i++) {
+        softmaxInPlace(scores + <usize>i * headScores, visible);
+        memory.fill(out + (<usize>t * heads + firstHead + i) * headBytes, 0, headBytes);
+      }
+      for (let p = 0; p < visible; p++) {
+        const value = valueBase + <usize>p * cacheRowBytes;
+        for (let i = 0; i < group; i++) {
+          addScaledRow<T>(out + (<usize>t * heads + firstHead + i) * headBytes, value, load<f32>(scores + <usize>i * headScores + (<usize>p << 2)), headDim);
         }
       }
     }
+  }
+}
+
+// Softmax of `count` floats at x, in place, four at a time (exp4).
+@inline function softmaxInPlace(x: usize, count: i32): void {
+  const vectorEnd = count & ~3;
+  let maximum: f32 = -Infinity;
+  for (let p = 0; p < count; p++) maximum = max(maximum, load<f32>(x + (<usize>p << 2)));
+  const shift = f32x4.splat(maximum);
+  let totals = f32x4.splat(0);
+  for (let p = 0; p < vectorEnd; p += 4) {
+    const at = x + (<usize>p << 2);
+    const weights = exp4(f32x4.sub(v128.load(at), shift));
+    v128.store(at, weights);
+    totals = f32x4.add(totals, weights);
+  }
+  let total = sum4(totals);
+  for (let p = vectorEnd; p < count; p++) {
+    const weight = Mathf.exp(load<f32>(x + (<usize>p << 2)) - maximum);
+    store<f32>(x + (<usize>p << 2), weight);
+    total += weight;
+  }
+  const inverse = f32x4.splat(1 / total);
+  for (let p = 0; p < vectorEnd; p += 4) v128.store(x + (<usize>p << 2), f32x4.mul(v128.load(x + (<usize>p << 2)), inverse));
+  for (let p = vectorEnd; p < count; p++) store<f32>(x + (<usize>p << 2), load<f32>(x + (<usize>p << 2)) * f32x4.extract_lane(inverse, 0));
+}
+
+// result[0..n) += weight · row (row stored as T).
+@inline function addScaledRow<T>(result: usize, row: usize, weight: f32, n: i32): void {
+  const vectorEnd = n & ~3;
+  const w4 = f32x4.splat(weight);
+  for (let i = 0; i < vectorEnd; i += 4) {
+    const at = <usize>i << 2;
+    v128.store(result + at, f32x4.add(v128.load(result + at), f32x4.mul(w4, loadWeights<T>(row, i))));
+  }
+  for (let i = vectorEnd; i < n; i++) {
+    const at = <usize>i << 2;
+    store<f32>(result + at, load<f32>(result + at) + weight * scalarWeight<T>(row, i));
   }
 }
 
@@ -716,11 +758,17 @@ export function add(a: usize, b: usize, out: usize, n: i32): void {
 
 // Rows of a float table (dtype as linear_float) for each id, as float32.
 export function embedding_float(dtype: i32, table: usize, ids: usize, out: usize, dim: i32, count: i32): void {
-  const rowBytes = <usize>dim << (dtype == 0 ? 2 : 1);
+  if (dtype == 0) embeddingFloat<f32>(table, ids, out, dim, count);
+  else if (dtype == 1) embeddingFloat<u16>(table, ids, out, dim, count);
+  else embeddingFloat<i16>(table, ids, out, dim, count);
+}
+
+@inline function embeddingFloat<T>(table: usize, ids: usize, out: usize, dim: i32, count: i32): void {
+  const rowBytes = <usize>dim * sizeof<T>();
   for (let t = 0; t < count; t++) {
     const row = table + <usize>load<i32>(ids + (<usize>t << 2)) * rowBytes;
     const dst = out + (<usize>t * dim << 2);
-    for (let k = 0; k < dim; k++) store<f32>(dst + (<usize>k << 2), scalarWeight(dtype, row, k));
+    for (let k = 0; k < dim; k++) store<f32>(dst + (<usize>k << 2), scalarWeight<T>(row, k));
   }
 }
 
