@@ -144,10 +144,14 @@ describe.each([1, 3])('%i thread(s)', (threads) => {
   });
 
   describe('each kernel equals the tfjs op on awkward shapes', () => {
-    test.each(['F32', 'F16', 'BF16'] as const)('linear on %s weights: 13 rows, K = 67, 1 to 6 tokens', (format) => {
-      const source = new MemorySource().add('w', format, [13, 67], gaussian(13 * 67, 0.1));
+    // 13 × 67: single rows and the scalar tail; 37 × 2050 on one thread: also decode's passes of
+    // four rows in streams some 64 KiB apart.
+    test.each([
+      ['F32', 13, 67], ['F16', 13, 67], ['BF16', 13, 67], ['F32', 37, 2050], ['F16', 37, 2050], ['BF16', 37, 2050],
+    ] as const)('linear on %s weights: %i rows, K = %i, 1 to 6 tokens', (format, rows, cols) => {
+      const source = new MemorySource().add('w', format, [rows, cols], gaussian(rows * cols, 0.1));
       for (let tokens = 1; tokens <= 6; tokens++) {
-        const [onKernels, onTfjs] = onBoth({ x: gaussian(tokens * 67) }, 67, source, ['w'], (ops, input, weights) => ops.linear(input.x, weights.w));
+        const [onKernels, onTfjs] = onBoth({ x: gaussian(tokens * cols) }, cols, source, ['w'], (ops, input, weights) => ops.linear(input.x, weights.w));
         expectClose(onKernels, onTfjs, 1e-5);
       }
     });
