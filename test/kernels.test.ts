@@ -170,12 +170,15 @@ describe.each([1, 3])('%i thread(s)', (threads) => {
       expectClose(onKernels, onTfjs, 1e-6);
     });
 
-    test('grouped-query attention over a cache: 6 heads, 2 kv heads, head 12, prefill 5 then 3 more', () => {
-      const steps = [5, 3].map((rows, step) => ({ rows, q: gaussianFrom(step, rows * 72), k: gaussianFrom(step + 10, rows * 24), v: gaussianFrom(step + 20, rows * 24) }));
+    // Head 12: values a dimension at a time; head 40: one pass of 32 dimensions, then 8 more.
+    test.each([12, 40])('grouped-query attention over a cache: 6 heads, 2 kv heads, head %i, prefill 5 then 3 more', (headDim) => {
+      const steps = [5, 3].map((rows, step) => ({
+        rows, q: gaussianFrom(step, rows * 6 * headDim), k: gaussianFrom(step + 10, rows * 2 * headDim), v: gaussianFrom(step + 20, rows * 2 * headDim),
+      }));
       const [onKernels, onTfjs] = [kernels, reference].map((ops) => {
-        const cache = ops.createKvCache({ layers: 1, kvHeads: 2, headDim: 12, capacity: 9 });
+        const cache = ops.createKvCache({ layers: 1, kvHeads: 2, headDim, capacity: 9 });
         const outputs = steps.map(({ rows, q, k, v }) => {
-          const tables = new MemorySource().add('q', 'F32', [rows, 72], q).add('k', 'F32', [rows, 24], k).add('v', 'F32', [rows, 24], v);
+          const tables = new MemorySource().add('q', 'F32', [rows, 6 * headDim], q).add('k', 'F32', [rows, 2 * headDim], k).add('v', 'F32', [rows, 2 * headDim], v);
           const loaded = ['q', 'k', 'v'].map((name) => ops.embeddingWeight(name, tables));
           const out = ops.scope(() => {
             const [qs, ks, vs] = loaded.map((table) => ops.embedding(table, Int32Array.from({ length: rows }, (_, i) => i)));
@@ -292,13 +295,13 @@ describe.each([1, 3])('%i thread(s)', (threads) => {
 });
 
 describe('F16 KV cache', () => {
-  test('attention over half-precision keys and values stays within half precision of float32', async () => {
+  test.each([12, 40])('attention over half-precision keys and values stays within half precision of float32 (head %i)', async (headDim) => {
     const half = (await KernelOps.create({ threads: 1, kvCacheType: 'f16' })) as unknown as AnyOps;
     const rows = 6;
-    const inputs = { q: gaussianFrom(1, rows * 72), k: gaussianFrom(2, rows * 24), v: gaussianFrom(3, rows * 24) };
+    const inputs = { q: gaussianFrom(1, rows * 6 * headDim), k: gaussianFrom(2, rows * 2 * headDim), v: gaussianFrom(3, rows * 2 * headDim) };
     const [onHalf, onTfjs] = [half, reference].map((ops) => {
-      const cache = ops.createKvCache({ layers: 1, kvHeads: 2, headDim: 12, capacity: rows });
-      const tables = new MemorySource().add('q', 'F32', [rows, 72], inputs.q).add('k', 'F32', [rows, 24], inputs.k).add('v', 'F32', [rows, 24], inputs.v);
+      const cache = ops.createKvCache({ layers: 1, kvHeads: 2, headDim, capacity: rows });
+      const tables = new MemorySource().add('q', 'F32', [rows, 6 * headDim], inputs.q).add('k', 'F32', [rows, 2 * headDim], inputs.k).add('v', 'F32', [rows, 2 * headDim], inputs.v);
       const loaded = ['q', 'k', 'v'].map((name) => ops.embeddingWeight(name, tables));
       const out = ops.scope(() => {
         const [q, k, v] = loaded.map((table) => ops.embedding(table, Int32Array.from({ length: rows }, (_, i) => i)));

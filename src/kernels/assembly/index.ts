@@ -677,14 +677,9 @@ export function attention(kvDtype: i32, q: usize, keys: usize, values: usize, ou
         }
       }
       for (let i = 0; i < group; i++) {
-        softmaxInPlace(scores + <usize>i * headScores, visible);
-        memory.fill(out + (<usize>t * heads + firstHead + i) * headBytes, 0, headBytes);
-      }
-      for (let p = 0; p < visible; p++) {
-        const value = valueBase + <usize>p * cacheRowBytes;
-        for (let i = 0; i < group; i++) {
-          addScaledRow<T>(out + (<usize>t * heads + firstHead + i) * headBytes, value, load<f32>(scores + <usize>i * headScores + (<usize>p << 2)), headDim);
-        }
+        const weights = scores + <usize>i * headScores;
+        softmaxInPlace(weights, visible);
+        weightedValues<T>(out + (<usize>t * heads + firstHead + i) * headBytes, valueBase, cacheRowBytes, weights, visible, headDim);
       }
     }
   }
@@ -714,17 +709,44 @@ export function attention(kvDtype: i32, q: usize, keys: usize, values: usize, ou
   for (let p = vectorEnd; p < count; p++) store<f32>(x + (<usize>p << 2), load<f32>(x + (<usize>p << 2)) * f32x4.extract_lane(inverse, 0));
 }
 
-// result[0..n) += weight · row (row stored as T).
-@inline function addScaledRow<T>(result: usize, row: usize, weight: f32, n: i32): void {
-  const vectorEnd = n & ~3;
-  const w4 = f32x4.splat(weight);
-  for (let i = 0; i < vectorEnd; i += 4) {
-    const at = <usize>i << 2;
-    v128.store(result + at, f32x4.add(v128.load(result + at), f32x4.mul(w4, loadWeights<T>(row, i))));
+// result[0..headDim) = Σ_p weights[p] · row p of the values (rows stored as T, `rowBytes` apart),
+// 32 dimensions at a time in eight vector accumulators; what is left of headDim one row at a time.
+@inline function weightedValues<T>(result: usize, values: usize, rowBytes: usize, weights: usize, count: i32, headDim: i32): void {
+  let d = 0;
+  for (; d + 32 <= headDim; d += 32) {
+    let v0 = f32x4.splat(0), v1 = f32x4.splat(0), v2 = f32x4.splat(0), v3 = f32x4.splat(0);
+    let v4 = f32x4.splat(0), v5 = f32x4.splat(0), v6 = f32x4.splat(0), v7 = f32x4.splat(0);
+    for (let p = 0; p < count; p++) {
+      const w = v128.load32_splat(weights + (<usize>p << 2));
+      const row = values + <usize>p * rowBytes;
+      v0 = f32x4.add(v0, f32x4.mul(w, loadWeights<T>(row, d)));
+      v1 = f32x4.add(v1, f32x4.mul(w, loadWeights<T>(row, d + 4)));
+      v2 = f32x4.add(v2, f32x4.mul(w, loadWeights<T>(row, d + 8)));
+      v3 = f32x4.add(v3, f32x4.mul(w, loadWeights<T>(row, d + 12)));
+      v4 = f32x4.add(v4, f32x4.mul(w, loadWeights<T>(row, d + 16)));
+      v5 = f32x4.add(v5, f32x4.mul(w, loadWeights<T>(row, d + 20)));
+      v6 = f32x4.add(v6, f32x4.mul(w, loadWeights<T>(row, d + 24)));
+      v7 = f32x4.add(v7, f32x4.mul(w, loadWeights<T>(row, d + 28)));
+    }
+    const at = result + (<usize>d << 2);
+    v128.store(at, v0);
+    v128.store(at + 16, v1);
+    v128.store(at + 32, v2);
+    v128.store(at + 48, v3);
+    v128.store(at + 64, v4);
+    v128.store(at + 80, v5);
+    v128.store(at + 96, v6);
+    v128.store(at + 112, v7);
   }
-  for (let i = vectorEnd; i < n; i++) {
-    const at = <usize>i << 2;
-    store<f32>(result + at, load<f32>(result + at) + weight * scalarWeight<T>(row, i));
+  if (d == headDim) return;
+  memory.fill(result + (<usize>d << 2), 0, <usize>(headDim - d) << 2);
+  for (let p = 0; p < count; p++) {
+    const weight = load<f32>(weights + (<usize>p << 2));
+    const row = values + <usize>p * rowBytes;
+    for (let k = d; k < headDim; k++) {
+      const at = result + (<usize>k << 2);
+      store<f32>(at, load<f32>(at) + weight * scalarWeight<T>(row, k));
+    }
   }
 }
 
