@@ -669,38 +669,37 @@ export function attention(kvDtype: i32, q: usize, keys: usize, values: usize, ou
       const firstHead = g * group;
       const keyBase = keys + <usize>g * capacity * cacheRowBytes;
       const valueBase = values + <usize>g * capacity * cacheRowBytes;
-      for (let p = 0; p < visible; p++) {
-        const key = keyBase + <usize>p * cacheRowBytes;
-        for (let i = 0; i < group; i++) {
-          const query = q + (<usize>t * heads + firstHead + i) * headBytes;
-          store<f32>(scores + <usize>i * headScores + (<usize>p << 2), rowDot<T>(key, query, headDim) * scale);
-        }
-      }
       for (let i = 0; i < group; i++) {
+        const query = q + (<usize>t * heads + firstHead + i) * headBytes;
         const weights = scores + <usize>i * headScores;
-        softmaxInPlace(weights, visible);
+        // Four keys at a time share one reduction (fourRowsDot); the group's keys stay in cache for its next head.
+        let p = 0;
+        for (; p + 4 <= visible; p += 4) fourRowsDot<T>(keyBase + <usize>p * cacheRowBytes, cacheRowBytes, query, headDim, weights + (<usize>p << 2), 4);
+        for (; p < visible; p++) store<f32>(weights + (<usize>p << 2), rowDot<T>(keyBase + <usize>p * cacheRowBytes, query, headDim));
+        softmaxInPlace(weights, visible, scale);
         weightedValues<T>(out + (<usize>t * heads + firstHead + i) * headBytes, valueBase, cacheRowBytes, weights, visible, headDim);
       }
     }
   }
 }
 
-// Softmax of `count` floats at x, in place, four at a time (exp4).
-@inline function softmaxInPlace(x: usize, count: i32): void {
+// Softmax of `count` floats at x times `scale`, in place, four at a time (exp4).
+@inline function softmaxInPlace(x: usize, count: i32, scale: f32): void {
   const vectorEnd = count & ~3;
   let maximum: f32 = -Infinity;
   for (let p = 0; p < count; p++) maximum = max(maximum, load<f32>(x + (<usize>p << 2)));
   const shift = f32x4.splat(maximum);
+  const scales = f32x4.splat(scale);
   let totals = f32x4.splat(0);
   for (let p = 0; p < vectorEnd; p += 4) {
     const at = x + (<usize>p << 2);
-    const weights = exp4(f32x4.sub(v128.load(at), shift));
+    const weights = exp4(f32x4.mul(f32x4.sub(v128.load(at), shift), scales));
     v128.store(at, weights);
     totals = f32x4.add(totals, weights);
   }
   let total = sum4(totals);
   for (let p = vectorEnd; p < count; p++) {
-    const weight = Mathf.exp(load<f32>(x + (<usize>p << 2)) - maximum);
+    const weight = Mathf.exp((load<f32>(x + (<usize>p << 2)) - maximum) * scale);
     store<f32>(x + (<usize>p << 2), weight);
     total += weight;
   }
