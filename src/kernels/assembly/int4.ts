@@ -33,7 +33,6 @@ const CODES: usize = 4;
   return i32x4.dot_i16x8_s(i16x8.add(i32x4.shuffle(ab, cd, 0, 2, 4, 6), i32x4.shuffle(ab, cd, 1, 3, 5, 7)), ones16());
 }
 
-
 // One group of one row for one token, one lane per activation block:
 // scale · s_b · (Σ code·x − zero · Σx), from the group's codes unpacked (block b's first 16 codes
 // in l_b, last 16 in h_b), its zero and scale splatted. `x` points at the group's 128 activation
