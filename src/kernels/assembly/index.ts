@@ -445,64 +445,49 @@ export function repack_q4k(src: usize, dst: usize, groups: i32, superBlocks: i32
   return f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(at))));
 }
 
-// Running sums of the tokens a Q4_K pass computes: one vector (four rows) per token or group, in
-// static memory so that one super-block's codes can serve several of them.
-const Q4K_SUMS = memory.data(128, 16);
-
-// Adds super-block s of a row group, for `count` tokens, to the vectors at `sums` (16 bytes
-// apart): token t's activations start at xq + t·qStride and xScales/xSums + t·blockStride. Each
-// chunk's 16 vectors of codes are loaded and unpacked once for all the tokens.
-@inline function q4kSuperBlock(block: usize, s: i32, count: i32, xq: usize, xScales: usize, xSums: usize, qStride: usize, blockStride: usize, sums: usize): void {
+// One super-block of a row group for one token: the four rows' contributions as a float vector.
+@inline function q4kGroupSuperBlock(block: usize, s: i32, xq: usize, xScales: usize, xSums: usize): v128 {
   const codes = block + Q4K_HEADER_BYTES;
-  const scaled = Q4K_SUMS + 64;
-  for (let t = 0; t < count; t++) v128.store(scaled + (<usize>t << 4), f32x4.splat(0));
+  let scaled = f32x4.splat(0), mins = f32x4.splat(0);
   for (let c = 0; c < 4; c++) {
     const b = (s << 3) + (c << 1); // activation block of sub-block 2c; 2c + 1 follows
+    const x = xq + (<usize>b << 5);
+    const xa0 = v128.load(x), xa1 = v128.load(x + 16), xb0 = v128.load(x + 32), xb1 = v128.load(x + 48);
     const chunk = codes + (<usize>c << 7);
     const l0 = v128.load(chunk), h0 = v128.load(chunk + 16), l1 = v128.load(chunk + 32), h1 = v128.load(chunk + 48);
     const l2 = v128.load(chunk + 64), h2 = v128.load(chunk + 80), l3 = v128.load(chunk + 96), h3 = v128.load(chunk + 112);
     const mask = lowNibbles();
-    const el0 = v128.and(l0, mask), eh0 = v128.and(h0, mask), el1 = v128.and(l1, mask), eh1 = v128.and(h1, mask);
-    const el2 = v128.and(l2, mask), eh2 = v128.and(h2, mask), el3 = v128.and(l3, mask), eh3 = v128.and(h3, mask);
-    const ol0 = highNibbles(l0), oh0 = highNibbles(h0), ol1 = highNibbles(l1), oh1 = highNibbles(h1);
-    const ol2 = highNibbles(l2), oh2 = highNibbles(h2), ol3 = highNibbles(l3), oh3 = highNibbles(h3);
+    const even = rowSums(q4BlockDot(v128.and(l0, mask), v128.and(h0, mask), xa0, xa1), q4BlockDot(v128.and(l1, mask), v128.and(h1, mask), xa0, xa1),
+      q4BlockDot(v128.and(l2, mask), v128.and(h2, mask), xa0, xa1), q4BlockDot(v128.and(l3, mask), v128.and(h3, mask), xa0, xa1));
+    const odd = rowSums(q4BlockDot(highNibbles(l0), highNibbles(h0), xb0, xb1), q4BlockDot(highNibbles(l1), highNibbles(h1), xb0, xb1),
+      q4BlockDot(highNibbles(l2), highNibbles(h2), xb0, xb1), q4BlockDot(highNibbles(l3), highNibbles(h3), xb0, xb1));
+    const xScaleA = load<f32>(xScales + (<usize>b << 2)), xScaleB = load<f32>(xScales + (<usize>b << 2) + 4);
     const j = c << 1;
-    const scaleEven = bytesToFloats(block + 16 + (<usize>j << 2)), scaleOdd = bytesToFloats(block + 20 + (<usize>j << 2));
-    for (let t = 0; t < count; t++) {
-      const x = xq + <usize>t * qStride + (<usize>b << 5);
-      const xa0 = v128.load(x), xa1 = v128.load(x + 16), xb0 = v128.load(x + 32), xb1 = v128.load(x + 48);
-      const even = rowSums(q4BlockDot(el0, eh0, xa0, xa1), q4BlockDot(el1, eh1, xa0, xa1), q4BlockDot(el2, eh2, xa0, xa1), q4BlockDot(el3, eh3, xa0, xa1));
-      const odd = rowSums(q4BlockDot(ol0, oh0, xb0, xb1), q4BlockDot(ol1, oh1, xb0, xb1), q4BlockDot(ol2, oh2, xb0, xb1), q4BlockDot(ol3, oh3, xb0, xb1));
-      const xScale = xScales + <usize>t * blockStride + (<usize>b << 2);
-      const term = f32x4.add(f32x4.mul(f32x4.mul(f32x4.convert_i32x4_s(even), scaleEven), v128.load32_splat(xScale)),
-        f32x4.mul(f32x4.mul(f32x4.convert_i32x4_s(odd), scaleOdd), v128.load32_splat(xScale + 4)));
-      const at = scaled + (<usize>t << 4);
-      v128.store(at, f32x4.add(v128.load(at), term));
-    }
+    scaled = f32x4.add(scaled, f32x4.mul(f32x4.mul(f32x4.convert_i32x4_s(even), bytesToFloats(block + 16 + (<usize>j << 2))), f32x4.splat(xScaleA)));
+    scaled = f32x4.add(scaled, f32x4.mul(f32x4.mul(f32x4.convert_i32x4_s(odd), bytesToFloats(block + 20 + (<usize>j << 2))), f32x4.splat(xScaleB)));
+    mins = f32x4.add(mins, f32x4.mul(bytesToFloats(block + 48 + (<usize>j << 2)), f32x4.splat(<f32>load<i32>(xSums + (<usize>b << 2)) * xScaleA)));
+    mins = f32x4.add(mins, f32x4.mul(bytesToFloats(block + 52 + (<usize>j << 2)), f32x4.splat(<f32>load<i32>(xSums + (<usize>b << 2) + 4) * xScaleB)));
   }
-  const d = halvesToFloats(v128.load64_zero(block)), dmin = halvesToFloats(v128.load64_zero(block + 8));
-  for (let t = 0; t < count; t++) {
-    let mins = f32x4.splat(0);
-    for (let k = 0; k < 8; k++) {
-      const at = <usize>t * blockStride + (<usize>((s << 3) + k) << 2);
-      mins = f32x4.add(mins, f32x4.mul(bytesToFloats(block + 48 + (<usize>k << 2)), f32x4.splat(<f32>load<i32>(xSums + at) * load<f32>(xScales + at))));
-    }
-    const sum = sums + (<usize>t << 4);
-    v128.store(sum, f32x4.add(v128.load(sum), f32x4.sub(f32x4.mul(d, v128.load(scaled + (<usize>t << 4))), f32x4.mul(dmin, mins))));
-  }
+  return f32x4.sub(f32x4.mul(halvesToFloats(v128.load64_zero(block)), scaled), f32x4.mul(halvesToFloats(v128.load64_zero(block + 8)), mins));
 }
 
 // Sixteen outputs for one token from four groups `spacing` groups apart, from row `first` on.
 @inline function fourGroupsQ4K(w: usize, first: i32, groupBytes: usize, spacing: i32, superBlocks: i32, xq: usize, xScales: usize, xSums: usize, y: usize): void {
   const stride = <usize>spacing * groupBytes;
-  const group = w + <usize>(first >> 2) * groupBytes;
-  for (let g = 0; g < 4; g++) v128.store(Q4K_SUMS + (<usize>g << 4), f32x4.splat(0));
+  const g0 = w + <usize>(first >> 2) * groupBytes, g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
+  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0), acc2 = f32x4.splat(0), acc3 = f32x4.splat(0);
   for (let s = 0; s < superBlocks; s++) {
-    const at = group + <usize>s * Q4K_GROUP_BYTES;
-    for (let g = 0; g < 4; g++) q4kSuperBlock(at + <usize>g * stride, s, 1, xq, xScales, xSums, 0, 0, Q4K_SUMS + (<usize>g << 4));
+    const at = <usize>s * Q4K_GROUP_BYTES;
+    acc0 = f32x4.add(acc0, q4kGroupSuperBlock(g0 + at, s, xq, xScales, xSums));
+    acc1 = f32x4.add(acc1, q4kGroupSuperBlock(g1 + at, s, xq, xScales, xSums));
+    acc2 = f32x4.add(acc2, q4kGroupSuperBlock(g2 + at, s, xq, xScales, xSums));
+    acc3 = f32x4.add(acc3, q4kGroupSuperBlock(g3 + at, s, xq, xScales, xSums));
   }
   const out = y + (<usize>first << 2), outStride = <usize>spacing << 4;
-  for (let g = 0; g < 4; g++) v128.store(out + <usize>g * outStride, v128.load(Q4K_SUMS + (<usize>g << 4)));
+  v128.store(out, acc0);
+  v128.store(out + outStride, acc1);
+  v128.store(out + 2 * outStride, acc2);
+  v128.store(out + 3 * outStride, acc3);
 }
 
 // y[t, r] for Q4_K weights in row groups, rows [rowStart, rowEnd) with rowStart a multiple of 4;
@@ -519,20 +504,15 @@ export function linear_q4k(w: usize, xq: usize, xScales: usize, xSums: usize, y:
     }
     for (; r + 16 <= rowEnd; r += 16) fourGroupsQ4K(w, r, groupBytes, 1, superBlocks, xq, xScales, xSums, y);
   }
-  // Prefill: a group's codes serve four tokens at a time, tokens in tiles.
-  const blockStride = <usize>(inDim >> 5) << 2;
-  for (let tile = 0; tile < tokens; tile += TOKEN_TILE) {
-    const tileEnd = min(tokens, tile + TOKEN_TILE);
-    for (let row = r; row < rowEnd; row += 4) {
-      const group = w + <usize>(row >> 2) * groupBytes;
-      for (let t = tile; t < tileEnd; t += 4) {
-        const count = min(4, tileEnd - t);
-        for (let i = 0; i < count; i++) v128.store(Q4K_SUMS + (<usize>i << 4), f32x4.splat(0));
-        for (let s = 0; s < superBlocks; s++) {
-          q4kSuperBlock(group + <usize>s * Q4K_GROUP_BYTES, s, count, xq + <usize>t * inDim, xScales + <usize>t * blockStride, xSums + <usize>t * blockStride, <usize>inDim, blockStride, Q4K_SUMS);
-        }
-        for (let i = 0; i < count; i++) storeLanes(y + ((<usize>(t + i) * outDim + row) << 2), v128.load(Q4K_SUMS + (<usize>i << 4)), min(4, rowEnd - row));
+  for (; r < rowEnd; r += 4) {
+    const group = w + <usize>(r >> 2) * groupBytes;
+    for (let t = 0; t < tokens; t++) {
+      const blocks = inDim >> 5;
+      let acc = f32x4.splat(0);
+      for (let s = 0; s < superBlocks; s++) {
+        acc = f32x4.add(acc, q4kGroupSuperBlock(group + <usize>s * Q4K_GROUP_BYTES, s, xq + <usize>t * inDim, xScales + (<usize>t * blocks << 2), xSums + (<usize>t * blocks << 2)));
       }
+      storeLanes(y + ((<usize>t * outDim + r) << 2), acc, min(4, rowEnd - r));
     }
   }
 }
@@ -768,7 +748,8 @@ export function swiglu(gate: usize, up: usize, out: usize, n: i32): void {
 
 // e^x for four floats, as Cephes' expf: x = n·ln 2 + r with |r| ≤ ln 2 / 2 (ln 2 in two parts for
 // an exact reduction), e^r by its degree-7 Taylor-like polynomial, then 2^n through the exponent
-// bits. Within 2 ulp of e^x; x is clamped to ±88.3, where float32 e^x ends.
+// bits. Within 2 ulp of e^x; x is clamped to 88.3, where float32 e^x ends, and results under the
+// smallest normal float are 0.
 const EXP_CONSTANTS = memory.data(48, 16);
 store<f32>(EXP_CONSTANTS, 1.9875691500e-4);
 store<f32>(EXP_CONSTANTS + 4, 1.3981999507e-3);
@@ -780,6 +761,7 @@ store<f32>(EXP_CONSTANTS + 24, 1.44269504088896341); // log2 e
 store<f32>(EXP_CONSTANTS + 28, 0.693359375); // ln 2, high part
 store<f32>(EXP_CONSTANTS + 32, -2.12194440e-4); // ln 2, low part
 store<f32>(EXP_CONSTANTS + 36, 88.3762626647949);
+store<f32>(EXP_CONSTANTS + 40, -87.3365447505531); // ln of the smallest normal float
 @inline function expConstant(i: i32): v128 {
   return v128.load32_splat(EXP_CONSTANTS + (<usize>i << 2));
 }
@@ -797,7 +779,11 @@ store<f32>(EXP_CONSTANTS + 36, 88.3762626647949);
   const half = i32x4.shr_s(ni, 1);
   const twoHalf = i32x4.shl(i32x4.add(half, i32x4.splat(127)), 23);
   const twoRest = i32x4.shl(i32x4.add(i32x4.sub(ni, half), i32x4.splat(127)), 23);
-  return f32x4.mul(f32x4.mul(er, twoHalf), twoRest);
+  // Below the smallest normal float the result is 0, not a subnormal: x86 takes a microcode
+  // assist of about a hundred cycles for each subnormal operand, and a softmax over a long
+  // context feeds thousands of such weights into its weighted sum (measured: 10× slower attention).
+  const tiny = f32x4.lt(value, expConstant(10));
+  return v128.andnot(f32x4.mul(f32x4.mul(er, twoHalf), twoRest), tiny);
 }
 
 export function add(a: usize, b: usize, out: usize, n: i32): void {
