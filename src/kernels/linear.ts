@@ -91,7 +91,8 @@ export function multiply(instance: KernelInstance, matrix: StoredMatrix, x: numb
   const quantized = instance.scratch(tokens * matrix.cols);
   const scales = instance.scratch(blocks * 4);
   const sums = instance.scratch(blocks * 4);
-  const split = instance.scratch(blocks * 2 * QUANT_BLOCK);
+  // Q8_0's weights are signed, so its products take the activations split in two (see the kernels).
+  const split = matrix.format === 'Q8_0' ? instance.scratch(blocks * 2 * QUANT_BLOCK) : 0;
   kernels.quantize_activations(x, quantized, scales, sums, split, matrix.cols, tokens);
   if (matrix.format === 'INT4_G128') {
     kernels.linear_int4(matrix.offset, quantized, scales, sums, y, matrix.cols, yStride, tokens, 0, matrix.rows);

@@ -9,7 +9,7 @@
 
 // IEEE half → float: shifting the 15 magnitude bits into a float's place and multiplying by
 // 2^112 rebiases the exponent; subnormal halves come out exact too. (No Inf/NaN in weights.)
-export const HALF_TO_FLOAT_SCALE: f32 = reinterpret<f32>(0x77800000); // 2^112
+const HALF_TO_FLOAT_SCALE: f32 = reinterpret<f32>(0x77800000); // 2^112
 
 @inline export function halfToFloat(h: u32): f32 {
   const magnitude = reinterpret<f32>((h & 0x7fff) << 13) * HALF_TO_FLOAT_SCALE;

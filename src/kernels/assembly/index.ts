@@ -156,7 +156,7 @@ const BLOCK: i32 = 32;
 //   sums    one i32 per block, Σ codes (the zero-point and min terms of 4-bit formats need it);
 //   split   per block 32 bytes max(q, 0) then 32 bytes max(−q, 0): both halves fit the unsigned
 //           7-bit operand of relaxed_dot, so a signed weight · signed activation product is
-//           dot(w, positive part) − dot(w, negative part).
+//           dot(w, positive part) − dot(w, negative part). Only Q8_0 reads it: 0 skips it.
 export function quantize_activations(x: usize, q: usize, scales: usize, sums: usize, split: usize, inDim: i32, tokens: i32): void {
   const blocks = (inDim / BLOCK) * tokens;
   const zero = i8x16.splat(0);
@@ -180,6 +180,7 @@ export function quantize_activations(x: usize, q: usize, scales: usize, sums: us
       total = i32x4.add(total, i32x4.add(i32x4.add(r0, r1), i32x4.add(r2, r3)));
       const codes = i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(r0, r1), i16x8.narrow_i32x4_s(r2, r3));
       v128.store(dst + i, codes);
+      if (split == 0) continue;
       v128.store(halves + i, i8x16.max_s(codes, zero));
       v128.store(halves + 32 + i, i8x16.max_s(i8x16.neg(codes), zero));
     }
