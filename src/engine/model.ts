@@ -133,9 +133,11 @@ export class LlamaForCausalLM<T, W> {
 
   private selfAttention(x: T, layer: DecoderLayerWeights<W>, index: number, cache: KvCache, start: number, rope: RopeTables): T {
     const { numAttentionHeads, numKeyValueHeads } = this.config;
-    const queries = this.ops.rope(this.ops.linear(x, layer.qProj), numAttentionHeads, rope);
-    const keys = this.ops.rope(this.ops.linear(x, layer.kProj), numKeyValueHeads, rope);
+    const queryStates = this.ops.linear(x, layer.qProj);
+    const keyStates = this.ops.linear(x, layer.kProj);
     const values = this.ops.linear(x, layer.vProj);
+    const queries = this.ops.rope(queryStates, numAttentionHeads, rope);
+    const keys = this.ops.rope(keyStates, numKeyValueHeads, rope);
     const attended = this.ops.attention(queries, keys, values, cache, index, start);
     return this.ops.linear(attended, layer.oProj);
   }
