@@ -152,8 +152,33 @@ describe.each([1, 3])('%i thread(s)', (threads) => {
       const source = new MemorySource().add('w', format, [rows, cols], gaussian(rows * cols, 0.1));
       for (let tokens = 1; tokens <= 6; tokens++) {
         const [onKernels, onTfjs] = onBoth({ x: gaussian(tokens * cols) }, cols, source, ['w'], (ops, input, weights) => ops.linear(input.x, weights.w));
-        expectClose(onKernels, onTfjs, 1e-5);
+        // Both sides round in float32, in different orders: the difference grows as √K.
+        expectClose(onKernels, onTfjs, 2e-6 * Math.sqrt(cols));
       }
+    });
+
+    // With workers a linear returns before their rows arrive; whatever reads it first waits for them.
+    test('three linears of one input (as q, k and v), read last first', () => {
+      const source = new MemorySource();
+      for (const name of ['q', 'k', 'v']) source.add(name, 'F32', [13, 67], gaussian(13 * 67, 0.1));
+      const [onKernels, onTfjs] = onBoth({ x: gaussian(3 * 67) }, 67, source, ['q', 'k', 'v'], (ops, input, weights) => {
+        const [q, k, v] = [weights.q, weights.k, weights.v].map((w) => ops.linear(input.x, w));
+        return ops.add(ops.add(v!, k!), q!);
+      });
+      expectClose(onKernels, onTfjs, 1e-5);
+    });
+
+    // The workers' activations and results cross in shared buffers of 4 Mi floats: here a and b
+    // (520 × 4096 results each) do not fit together, and c (520 × 8200) does not fit at all.
+    test('linears whose results exceed the buffers shared with the workers', () => {
+      const source = new MemorySource()
+        .add('a', 'F32', [4096, 8], gaussian(4096 * 8, 0.3)).add('b', 'F32', [4096, 8], gaussian(4096 * 8, 0.3)).add('c', 'F32', [8200, 8], gaussian(8200 * 8, 0.3))
+        .add('fromA', 'F32', [16, 4096], gaussian(16 * 4096, 0.02)).add('fromC', 'F32', [16, 8200], gaussian(16 * 8200, 0.02));
+      const [onKernels, onTfjs] = onBoth({ x: gaussian(520 * 8) }, 8, source, ['a', 'b', 'c', 'fromA', 'fromC'], (ops, input, w) => {
+        const [a, b, c] = [w.a, w.b, w.c].map((weight) => ops.linear(input.x, weight));
+        return ops.add(ops.add(ops.linear(a!, w.fromA), ops.linear(b!, w.fromA)), ops.linear(c!, w.fromC));
+      });
+      expectClose(onKernels, onTfjs, 1e-4);
     });
 
     test('rmsnorm, swiglu and add with 37 features', () => {

@@ -5,27 +5,42 @@ import type { PackedFormat } from '../engine/ops.js';
  * Atomics, so the model's forward pass stays an ordinary synchronous function.
  *
  * Each worker has its own control block (Int32Array over a SharedArrayBuffer):
- *   [SEQUENCE] the main thread increments it to post a command, then notifies;
- *   [DONE]     the worker sets it to the sequence number it finished (negated if the command
- *              failed), then notifies;
- *   [COMMAND], [ARG0..ARG5] the command and its integer arguments.
+ *   [SEQUENCE] the number of commands the main thread has posted; it increments it, then notifies;
+ *   [DONE]     the number of commands the worker has finished (negated if the last one failed),
+ *              set after each command, then notified;
+ *   [RESULT]   a command's integer result;
+ *   [SLOT0..]  a ring of COMMAND_SLOTS commands, command number s in slot s % COMMAND_SLOTS, each
+ *              its code and ARGS integer arguments.
+ * The worker runs the commands in order as they come, so the main thread may post several (the
+ * q, k and v projections of a layer) and wait only when it needs a result: one synchronisation
+ * where there were three. It must not post command s before command s - COMMAND_SLOTS is done.
  * Data travels through buffers shared by all workers: `transfer` (weight bytes on load), `input`
- * (activations, float32) and `output` (float32, [tokens, outDim], each worker writing its rows).
+ * (activations, float32) and `output` (float32, [tokens, outDim], each worker writing its rows);
+ * a linear command names where in them its activations and results lie.
  */
 
 export const SEQUENCE = 0;
 export const DONE = 1;
-export const COMMAND = 2;
-export const ARG = 3;
-export const RESULT = 9;
-export const CONTROL_INTS = 10;
+export const RESULT = 2;
+const FIRST_SLOT = 3;
+export const ARGS = 6;
+export const COMMAND_SLOTS = 8;
+export const CONTROL_INTS = FIRST_SLOT + COMMAND_SLOTS * (1 + ARGS);
+
+/** Where command number `sequence` (from 1) lies in a control block: its code, then its arguments. */
+export function commandSlot(sequence: number): number {
+  return FIRST_SLOT + (sequence % COMMAND_SLOTS) * (1 + ARGS);
+}
 
 export const Command = {
   /** Allocate a weight shard: id, byteLength, format index, rows, cols. */
   AllocateWeight: 1,
   /** Write `count` rows from row `firstRow` of weight `id`, their stored bytes in transfer: id, firstRow, count. */
   WriteWeight: 2,
-  /** output[t, rowStart + i] = shard(id) · input[t]: id, tokens, rowStart, outDim. */
+  /**
+   * output[outputAt + t·outDim + rowStart + i] = shard(id) · input[inputAt + t·cols ..]:
+   * id, tokens, rowStart, outDim, inputAt, outputAt (offsets in floats).
+   */
   Linear: 3,
   FreeWeight: 4,
   Exit: 5,

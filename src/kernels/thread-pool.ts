@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { HerdError } from '../errors.js';
 import type { PackedFormat } from '../engine/ops.js';
 import { CHUNK_BYTES, chunkRows, rowBytes, storageBytes } from './linear.js';
-import { ARG, COMMAND, Command, CONTROL_INTS, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
+import { Command, COMMAND_SLOTS, commandSlot, CONTROL_INTS, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
 
 const WORKER_FILE = new URL('../../dist/kernels/worker.js', import.meta.url);
 // Activations cross in blocks of at most this many floats.
@@ -12,18 +12,31 @@ const IO_FLOATS = 4 * 2 ** 20;
 interface KernelWorker {
   thread: Worker;
   control: Int32Array;
+  /** Commands posted to it so far. */
   sequence: number;
+}
+
+/** A linear posted to the workers: where its results will lie in the output buffer, and the command number each worker runs it as. */
+export interface PostedLinear {
+  outputAt: number;
+  sequences: number[];
 }
 
 /**
  * The worker threads that hold shards of the linear weights (the main thread holds the first
- * shard itself). Every call is synchronous: post a command, compute the main thread's share,
- * wait for the workers.
+ * shard itself). Linear layers are posted and awaited separately, so the main thread computes
+ * its share meanwhile and may post several before it needs their results; everything else is
+ * one synchronous call.
+ *
+ * Activations and results of posted linears take consecutive room in the shared input and output
+ * buffers, given back all at once by `reset` when every result has been read.
  */
 export class ThreadPool {
   private readonly transfer = new SharedArrayBuffer(CHUNK_BYTES);
   private readonly input = new Float32Array(new SharedArrayBuffer(IO_FLOATS * 4));
   private readonly output = new Float32Array(new SharedArrayBuffer(IO_FLOATS * 4));
+  private inputUsed = 0;
+  private outputUsed = 0;
   private nextWeightId = 1;
 
   private constructor(private readonly workers: KernelWorker[]) {}
@@ -40,6 +53,7 @@ export class ThreadPool {
     return this.workers.length + 1;
   }
 
+  /** Floats the input and output buffers each hold. */
   get maxFloats(): number {
     return IO_FLOATS;
   }
@@ -58,19 +72,40 @@ export class ThreadPool {
     return id;
   }
 
-  /**
-   * Posts the activations to the workers holding shards of a weight (shard i on worker i);
-   * finishLinear waits for them.
-   */
-  startLinear(shards: ReadonlyArray<{ id: number; rowStart: number }>, x: Float32Array, tokens: number, outDim: number): void {
-    this.input.set(x);
-    shards.forEach(({ id, rowStart }, i) => this.post(this.workers[i]!, Command.Linear, [id, tokens, rowStart, outDim]));
+  /** Whether `inputFloats` more activations and `outputFloats` more results fit before the next reset. */
+  fits(inputFloats: number, outputFloats: number): boolean {
+    return this.inputUsed + inputFloats <= IO_FLOATS && this.outputUsed + outputFloats <= IO_FLOATS;
   }
 
-  /** Waits for the shards' rows: they are in the result ([tokens, outDim], at each shard's columns). */
-  finishLinear(shardCount: number): Float32Array {
-    this.workers.slice(0, shardCount).forEach((worker) => this.wait(worker));
+  /** Copies activations into the input buffer (fits must have said there is room); returns where they start. */
+  stageInput(x: Float32Array): number {
+    const at = this.inputUsed;
+    this.input.set(x, at);
+    this.inputUsed += x.length;
+    return at;
+  }
+
+  /**
+   * Has the workers holding shards of a weight (shard i on worker i) compute their rows for the
+   * `tokens` activations staged at `inputAt`; awaitLinear waits for them.
+   */
+  postLinear(shards: ReadonlyArray<{ id: number; rowStart: number }>, inputAt: number, tokens: number, outDim: number): PostedLinear {
+    const outputAt = this.outputUsed;
+    this.outputUsed += tokens * outDim;
+    const sequences = shards.map(({ id, rowStart }, i) => this.post(this.workers[i]!, Command.Linear, [id, tokens, rowStart, outDim, inputAt, outputAt]));
+    return { outputAt, sequences };
+  }
+
+  /** Waits for a posted linear: the shards' rows are then in the returned buffer ([tokens, outDim] from outputAt, at each shard's columns). */
+  awaitLinear(posted: PostedLinear): Float32Array {
+    posted.sequences.forEach((sequence, i) => this.waitFor(this.workers[i]!, sequence));
     return this.output;
+  }
+
+  /** Starts the shared buffers over: the results of every posted linear must have been read. */
+  reset(): void {
+    this.inputUsed = 0;
+    this.outputUsed = 0;
   }
 
   /**
@@ -78,15 +113,15 @@ export class ThreadPool {
    * returns the seconds each worker's reads took.
    */
   readMemory(bytes: number, passes: number, onMainThread: () => void): number[] {
-    this.workers.forEach((worker) => this.post(worker, Command.ReadMemory, [bytes, passes]));
+    const sequences = this.workers.map((worker) => this.post(worker, Command.ReadMemory, [bytes, passes]));
     onMainThread();
-    return this.workers.map((worker) => {
-      this.wait(worker);
+    return this.workers.map((worker, i) => {
+      this.waitFor(worker, sequences[i]!);
       return worker.control[RESULT]! / 1e6;
     });
   }
 
-  /** Rows `localRows` of worker `index`'s shard of weight `id`, as float32 rows of `cols`. */
+  /** Rows `localRows` of worker `index`'s shard of weight `id`, as float32 rows of `cols` (the shared buffers must be free). */
   gatherRows(index: number, id: number, localRows: Int32Array, cols: number): Float32Array {
     new Int32Array(this.input.buffer, 0, localRows.length).set(localRows);
     this.call(this.workers[index]!, Command.GatherRows, [id, localRows.length]);
@@ -99,7 +134,8 @@ export class ThreadPool {
 
   async stop(): Promise<void> {
     for (const worker of this.workers) {
-      this.post(worker, Command.Exit, []);
+      // A worker whose command failed has stopped taking commands already.
+      if (Atomics.load(worker.control, DONE) >= 0) this.post(worker, Command.Exit, []);
       await worker.thread.terminate();
     }
     this.workers.length = 0;
@@ -119,23 +155,28 @@ export class ThreadPool {
   }
 
   private call(worker: KernelWorker, command: number, args: number[]): void {
-    this.post(worker, command, args);
-    this.wait(worker);
+    this.waitFor(worker, this.post(worker, command, args));
   }
 
-  private post(worker: KernelWorker, command: number, args: number[]): void {
-    worker.control[COMMAND] = command;
-    args.forEach((value, i) => (worker.control[ARG + i] = value));
-    worker.sequence++;
-    Atomics.store(worker.control, SEQUENCE, worker.sequence);
+  /** Posts a command once its slot is free; returns its number. */
+  private post(worker: KernelWorker, command: number, args: number[]): number {
+    const sequence = worker.sequence + 1;
+    this.waitFor(worker, sequence - COMMAND_SLOTS);
+    const slot = commandSlot(sequence);
+    worker.control[slot] = command;
+    args.forEach((value, i) => (worker.control[slot + 1 + i] = value));
+    worker.sequence = sequence;
+    Atomics.store(worker.control, SEQUENCE, sequence);
     Atomics.notify(worker.control, SEQUENCE);
+    return sequence;
   }
 
-  private wait(worker: KernelWorker): void {
+  /** Waits until the worker has finished command number `sequence`. */
+  private waitFor(worker: KernelWorker, sequence: number): void {
     for (;;) {
       const done = Atomics.load(worker.control, DONE);
-      if (done === worker.sequence) return;
-      if (done === -worker.sequence) throw new HerdError('a kernel worker failed (its message is above)');
+      if (done < 0) throw new HerdError('a kernel worker failed (its message is above)');
+      if (done >= sequence) return;
       waitForChange(worker.control, DONE, done);
     }
   }

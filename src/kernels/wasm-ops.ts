@@ -2,10 +2,13 @@ import os from 'node:os';
 import type { KvCache, KvCacheShape, Ops, WeightSource } from '../engine/ops.js';
 import type { RopeTables } from '../engine/rope.js';
 import { chunkRows, gatherRows, multiply, readMemory, rowBytes, storageBytes, writeRows, type StoredMatrix } from './linear.js';
-import { ThreadPool } from './thread-pool.js';
+import { ThreadPool, type PostedLinear } from './thread-pool.js';
 import { KernelInstance } from './wasm-memory.js';
 
-/** Activations: float32 rows in the main instance's memory. */
+/**
+ * Activations: float32 rows in the main instance's memory. A linear layer's output may be
+ * unsettled (see KernelOps.linear) until an op reads it.
+ */
 export interface KernelTensor {
   offset: number;
   rows: number;
@@ -46,14 +49,27 @@ export interface KernelOptions {
   kvCacheType?: KvCacheType;
 }
 
+/** A linear output whose workers' rows are still to come: rows [mainRows, rows) of every token. */
+interface WorkerRows {
+  posted: PostedLinear;
+  mainRows: number;
+}
+
 /**
  * The model's ops on herd's WASM SIMD kernels. Linear layers compute directly on the stored
- * weights (F32, F16, BF16, Q8_0, Q4_0), split by output rows across worker threads that each own
- * a WebAssembly memory, so a model may exceed one memory's 4 GiB.
+ * weights (F32, F16, BF16, Q8_0, Q4_0, Q4_K, INT4_G128), split by output rows across worker
+ * threads that each own a WebAssembly memory, so a model may exceed one memory's 4 GiB.
+ *
+ * A linear layer returns as soon as the main thread has its own rows; the workers' rows are
+ * copied in (settled) when an op first reads the tensor. So the q, k and v projections of a
+ * layer, or gate and up, run back to back on the workers with one wait among them.
  */
 export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   readonly name = 'kernels';
   private readonly instance = new KernelInstance();
+  private readonly unsettled = new Map<KernelTensor, WorkerRows>();
+  /** The tensor whose rows the shared input buffer holds, for the next linear of the same input. */
+  private staged: { tensor: KernelTensor; inputAt: number } | null = null;
 
   private readonly kvDtype: number;
 
@@ -87,6 +103,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
 
   /** Rows of the table for each id; rows held by a worker's shard are fetched from that worker. */
   embedding(table: KernelWeight, ids: Int32Array): KernelTensor {
+    this.settleAll();
     const out = this.tensor(ids.length, table.cols);
     const local = [...ids.keys()].filter((i) => ids[i]! < table.mainRows);
     this.gatherLocal(table, local.map((i) => ids[i]!), local, out);
@@ -113,37 +130,83 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   }
 
   linear(x: KernelTensor, weight: KernelWeight): KernelTensor {
+    this.settle(x);
     const y = this.tensor(x.rows, weight.rows);
     const mainPart = { ...weight, rows: weight.mainRows };
     if (!this.pool || weight.shards.length === 0) {
       multiply(this.instance, mainPart, x.offset, x.rows, y.offset, weight.rows);
       return y;
     }
-    // As many tokens at a time as the shared activation buffers hold.
-    const chunk = Math.max(1, Math.floor(this.pool.maxFloats / Math.max(x.cols, weight.rows)));
+    if (this.unsettled.size === 0) this.releaseShared();
+    const inputFloats = this.staged?.tensor === x ? 0 : x.rows * x.cols;
+    if (!this.pool.fits(inputFloats, x.rows * weight.rows)) this.settleAll();
+    if (!this.pool.fits(x.rows * x.cols, x.rows * weight.rows)) return this.linearInChunks(x, mainPart, weight, y);
+    const posted = this.pool.postLinear(weight.shards, this.stage(x), x.rows, weight.rows);
+    multiply(this.instance, mainPart, x.offset, x.rows, y.offset, weight.rows);
+    this.unsettled.set(y, { posted, mainRows: weight.mainRows });
+    return y;
+  }
+
+  /** A linear too large for the shared buffers, as many tokens at a time as they hold, each part waited for. */
+  private linearInChunks(x: KernelTensor, mainPart: StoredMatrix, weight: KernelWeight, y: KernelTensor): KernelTensor {
+    const pool = this.pool!;
+    const chunk = Math.max(1, Math.floor(pool.maxFloats / Math.max(x.cols, weight.rows)));
     for (let first = 0; first < x.rows; first += chunk) {
-      const tokens = Math.min(chunk, x.rows - first);
-      const xAt = x.offset + first * x.cols * 4;
-      const yAt = y.offset + first * weight.rows * 4;
-      this.pool.startLinear(weight.shards, this.instance.floats(xAt, tokens * x.cols), tokens, weight.rows);
-      multiply(this.instance, mainPart, xAt, tokens, yAt, weight.rows);
-      const results = this.pool.finishLinear(weight.shards.length);
-      const yRows = this.instance.floats(yAt, tokens * weight.rows);
-      for (let t = 0; t < tokens; t++) {
-        const from = t * weight.rows;
-        yRows.set(results.subarray(from + weight.mainRows, from + weight.rows), from + weight.mainRows);
-      }
+      const part = { offset: x.offset + first * x.cols * 4, rows: Math.min(chunk, x.rows - first), cols: x.cols };
+      const yPart = { offset: y.offset + first * weight.rows * 4, rows: part.rows, cols: weight.rows };
+      this.releaseShared();
+      const posted = pool.postLinear(weight.shards, this.stage(part), part.rows, weight.rows);
+      multiply(this.instance, mainPart, part.offset, part.rows, yPart.offset, weight.rows);
+      this.copyWorkerRows(yPart, { posted, mainRows: weight.mainRows });
     }
     return y;
   }
 
+  /** Where x lies in the shared input buffer, copying it there unless it is already. */
+  private stage(x: KernelTensor): number {
+    if (this.staged?.tensor !== x) this.staged = { tensor: x, inputAt: this.pool!.stageInput(this.instance.floats(x.offset, x.rows * x.cols)) };
+    return this.staged.inputAt;
+  }
+
+  /** Gives back the room of the shared buffers; nothing may be unsettled. */
+  private releaseShared(): void {
+    this.pool!.reset();
+    this.staged = null;
+  }
+
+  /** Waits for the workers' rows of the tensors, if they are unsettled, and copies them in. */
+  private settle(...tensors: KernelTensor[]): void {
+    for (const tensor of tensors) {
+      const rows = this.unsettled.get(tensor);
+      if (!rows) continue;
+      this.copyWorkerRows(tensor, rows);
+      this.unsettled.delete(tensor);
+    }
+  }
+
+  private settleAll(): void {
+    this.settle(...this.unsettled.keys());
+    if (this.pool) this.releaseShared();
+  }
+
+  private copyWorkerRows(y: KernelTensor, { posted, mainRows }: WorkerRows): void {
+    const results = this.pool!.awaitLinear(posted);
+    const target = this.instance.floats(y.offset, y.rows * y.cols);
+    for (let t = 0; t < y.rows; t++) {
+      const from = t * y.cols;
+      target.set(results.subarray(posted.outputAt + from + mainRows, posted.outputAt + from + y.cols), from + mainRows);
+    }
+  }
+
   rmsNorm(x: KernelTensor, weight: KernelWeight, eps: number): KernelTensor {
+    this.settle(x);
     const y = this.tensor(x.rows, x.cols);
     this.instance.kernels.rmsnorm(x.offset, weight.offset, y.offset, x.cols, x.rows, eps);
     return y;
   }
 
   rope(x: KernelTensor, heads: number, tables: RopeTables): KernelTensor {
+    this.settle(x);
     const y = this.copy(x);
     const cos = this.upload(tables.cos);
     const sin = this.upload(tables.sin);
@@ -152,6 +215,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   }
 
   attention(q: KernelTensor, k: KernelTensor, v: KernelTensor, cache: KvCache, layer: number, start: number): KernelTensor {
+    this.settle(q, k, v);
     const { kvHeads, headDim, capacity } = cache.shape;
     const storage = (cache as KernelKvCache).layers[layer]!;
     const kernels = this.instance.kernels;
@@ -164,22 +228,26 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   }
 
   swiglu(gate: KernelTensor, up: KernelTensor): KernelTensor {
+    this.settle(gate, up);
     const out = this.tensor(gate.rows, gate.cols);
     this.instance.kernels.swiglu(gate.offset, up.offset, out.offset, gate.rows * gate.cols);
     return out;
   }
 
   add(a: KernelTensor, b: KernelTensor): KernelTensor {
+    this.settle(a, b);
     const out = this.tensor(a.rows, a.cols);
     this.instance.kernels.add(a.offset, b.offset, out.offset, a.rows * a.cols);
     return out;
   }
 
   lastRows(x: KernelTensor, count: number): KernelTensor {
+    this.settle(x);
     return { offset: x.offset + (x.rows - count) * x.cols * 4, rows: count, cols: x.cols };
   }
 
   read(x: KernelTensor): Float32Array {
+    this.settle(x);
     return this.instance.floats(x.offset, x.rows * x.cols).slice();
   }
 
@@ -195,13 +263,21 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   }
 
   scope<R>(fn: () => R): R {
-    return this.instance.scope(fn);
+    return this.instance.scope(() => {
+      try {
+        return fn();
+      } finally {
+        // Nothing freed may still be waiting for rows.
+        this.settleAll();
+      }
+    });
   }
 
   /** Keeps only the layer's output of what it allocated, so a long prompt needs scratch for one layer, not all. */
   runLayer(input: KernelTensor, run: (input: KernelTensor) => KernelTensor): KernelTensor {
     const mark = this.instance.scratchMark();
     const output = run(input);
+    this.settleAll();
     return { ...output, offset: this.instance.keepSince(mark, output.offset, output.rows * output.cols * 4) };
   }
 
@@ -210,6 +286,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   }
 
   disposeWeight(weight: KernelWeight): void {
+    this.settleAll();
     this.instance.free(weight.offset, weight.byteLength);
     weight.shards.forEach((shard, i) => this.pool!.freeShard(i, shard.id));
   }
@@ -220,6 +297,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
    * and the threads' rates add up.
    */
   measureReadBandwidth(bytesPerThread = 256 * 2 ** 20, passes = 4): number {
+    this.settleAll();
     let mainSeconds = 0;
     const readOwn = () => (mainSeconds = readMemory(this.instance, bytesPerThread, passes));
     const seconds = this.pool ? this.pool.readMemory(bytesPerThread, passes, readOwn) : (readOwn(), []);

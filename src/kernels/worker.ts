@@ -1,6 +1,6 @@
 import { workerData } from 'node:worker_threads';
 import { gatherRows, multiply, readMemory, rowBytes, writeRows, type StoredMatrix } from './linear.js';
-import { ARG, COMMAND, Command, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
+import { ARGS, Command, commandSlot, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
 import { KernelInstance } from './wasm-memory.js';
 
 /**
@@ -15,26 +15,31 @@ const output = new Float32Array(setup.output);
 const instance = new KernelInstance();
 const shards = new Map<number, StoredMatrix>();
 
-let sequence = 0;
-for (;;) {
-  waitForChange(control, SEQUENCE, sequence);
-  sequence = Atomics.load(control, SEQUENCE);
-  const command = control[COMMAND]!;
-  if (command === Command.Exit) break;
-  let finished = sequence;
-  try {
-    run(command, Array.from(control.subarray(ARG, ARG + 6)));
-  } catch (error) {
-    // The main thread is blocked waiting: tell it through DONE, then say why on stderr.
-    finished = -sequence;
-    process.stderr.write(`herd kernel worker: ${(error as Error).message}\n`);
+let finished = 0;
+commands: for (;;) {
+  waitForChange(control, SEQUENCE, finished);
+  const posted = Atomics.load(control, SEQUENCE);
+  while (finished < posted) {
+    const slot = commandSlot(finished + 1);
+    const command = control[slot]!;
+    if (command === Command.Exit) break commands;
+    try {
+      run(command, Array.from(control.subarray(slot + 1, slot + 1 + ARGS)));
+    } catch (error) {
+      // The main thread waits on DONE: tell it there, say why on stderr, and take no more commands.
+      Atomics.store(control, DONE, -(finished + 1));
+      Atomics.notify(control, DONE);
+      process.stderr.write(`herd kernel worker: ${(error as Error).message}\n`);
+      break commands;
+    }
+    finished++;
+    Atomics.store(control, DONE, finished);
+    Atomics.notify(control, DONE);
   }
-  Atomics.store(control, DONE, finished);
-  Atomics.notify(control, DONE);
 }
 
 function run(command: number, args: number[]): void {
-  const [id, a, b, c, d] = args as [number, number, number, number, number];
+  const [id, a, b, c, d, e] = args as [number, number, number, number, number, number];
   switch (command) {
     case Command.AllocateWeight:
       shards.set(id, { offset: instance.allocate(a), byteLength: a, format: PACKED_FORMATS[b]!, rows: c, cols: d });
@@ -45,7 +50,7 @@ function run(command: number, args: number[]): void {
       break;
     }
     case Command.Linear:
-      linear(shards.get(id)!, a, b, c);
+      linear(shards.get(id)!, a, b, c, d, e);
       break;
     case Command.GatherRows:
       gather(shards.get(id)!, a);
@@ -63,14 +68,14 @@ function run(command: number, args: number[]): void {
 }
 
 /** Computes this shard's rows for every token and writes them at their columns of the output. */
-function linear(shard: StoredMatrix, tokens: number, rowStart: number, outDim: number): void {
+function linear(shard: StoredMatrix, tokens: number, rowStart: number, outDim: number, inputAt: number, outputAt: number): void {
   instance.scope(() => {
     const x = instance.scratch(tokens * shard.cols * 4);
-    instance.floats(x, tokens * shard.cols).set(input.subarray(0, tokens * shard.cols));
+    instance.floats(x, tokens * shard.cols).set(input.subarray(inputAt, inputAt + tokens * shard.cols));
     const y = instance.scratch(tokens * shard.rows * 4);
     multiply(instance, shard, x, tokens, y, shard.rows);
     const result = instance.floats(y, tokens * shard.rows);
-    for (let t = 0; t < tokens; t++) output.set(result.subarray(t * shard.rows, (t + 1) * shard.rows), t * outDim + rowStart);
+    for (let t = 0; t < tokens; t++) output.set(result.subarray(t * shard.rows, (t + 1) * shard.rows), outputAt + t * outDim + rowStart);
   });
 }
 
