@@ -23,7 +23,7 @@ export const SEQUENCE = 0;
 export const DONE = 1;
 export const RESULT = 2;
 const FIRST_SLOT = 3;
-export const ARGS = 6;
+export const ARGS = 7;
 export const COMMAND_SLOTS = 8;
 export const CONTROL_INTS = FIRST_SLOT + COMMAND_SLOTS * (1 + ARGS);
 
@@ -49,6 +49,15 @@ export const Command = {
   /** Read a private buffer of `bytes` bytes `passes` times (bandwidth probe): bytes, passes; the
    *  worker leaves the microseconds the reads took in RESULT. */
   ReadMemory: 6,
+  /** Allocate a KV cache for some kv heads: id, layers, kvHeads (this worker's), headDim, capacity, kvDtype (0 F32, 1 F16). */
+  AllocateCache: 8,
+  FreeCache: 9,
+  /**
+   * Attention of this worker's heads, as KernelOps.attention: id, layer, rows, start, inputAt,
+   * outputAt, group (query heads per kv head). The input holds the heads' q rows [rows, kvHeads · group · headDim], then k and v
+   * rows [rows, kvHeads · headDim]; the output gets [rows, kvHeads · group · headDim].
+   */
+  Attention: 10,
 } as const;
 
 /** Weight formats travel as their index in this list. */

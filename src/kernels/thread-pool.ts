@@ -16,8 +16,11 @@ interface KernelWorker {
   sequence: number;
 }
 
-/** A linear posted to the workers: where its results will lie in the output buffer, and the command number each worker runs it as. */
-export interface PostedLinear {
+/**
+ * Work posted to the workers: where its results will lie in the output buffer, and the command
+ * number each worker runs it as (0 for a worker with no part in it).
+ */
+export interface Posted {
   outputAt: number;
   sequences: number[];
 }
@@ -37,7 +40,7 @@ export class ThreadPool {
   private readonly output = new Float32Array(new SharedArrayBuffer(IO_FLOATS * 4));
   private inputUsed = 0;
   private outputUsed = 0;
-  private nextWeightId = 1;
+  private nextId = 1;
 
   private constructor(private readonly workers: KernelWorker[]) {}
 
@@ -60,7 +63,7 @@ export class ThreadPool {
 
   /** Gives worker `index` its shard of a weight, read by `read` (rows from `firstRow`) into transfer chunks. */
   loadShard(index: number, format: PackedFormat, rows: number, cols: number, read: (target: Uint8Array, firstRow: number) => void): number {
-    const id = this.nextWeightId++;
+    const id = this.nextId++;
     const worker = this.workers[index]!;
     this.call(worker, Command.AllocateWeight, [id, storageBytes(format, rows, cols), PACKED_FORMATS.indexOf(format), rows, cols]);
     const chunk = chunkRows(format, cols);
@@ -79,27 +82,59 @@ export class ThreadPool {
 
   /** Copies activations into the input buffer (fits must have said there is room); returns where they start. */
   stageInput(x: Float32Array): number {
+    return this.stageRows(x, 1, x.length, 0, x.length);
+  }
+
+  /** Copies columns [from, from + count) of `rows` rows of `rowLength` floats into the input buffer, row after row; returns where they start. */
+  stageRows(source: Float32Array, rows: number, rowLength: number, from: number, count: number): number {
     const at = this.inputUsed;
-    this.input.set(x, at);
-    this.inputUsed += x.length;
+    copyColumns(rows, count, source, rowLength, from, this.input, count, at);
+    this.inputUsed += rows * count;
     return at;
   }
 
   /**
    * Has the workers holding shards of a weight (shard i on worker i) compute their rows for the
-   * `tokens` activations staged at `inputAt`; awaitLinear waits for them.
+   * `tokens` activations staged at `inputAt`; awaitResults waits for them.
    */
-  postLinear(shards: ReadonlyArray<{ id: number; rowStart: number }>, inputAt: number, tokens: number, outDim: number): PostedLinear {
-    const outputAt = this.outputUsed;
-    this.outputUsed += tokens * outDim;
+  postLinear(shards: ReadonlyArray<{ id: number; rowStart: number }>, inputAt: number, tokens: number, outDim: number): Posted {
+    const outputAt = this.take(tokens * outDim);
     const sequences = shards.map(({ id, rowStart }, i) => this.post(this.workers[i]!, Command.Linear, [id, tokens, rowStart, outDim, inputAt, outputAt]));
     return { outputAt, sequences };
   }
 
-  /** Waits for a posted linear: the shards' rows are then in the returned buffer ([tokens, outDim] from outputAt, at each shard's columns). */
-  awaitLinear(posted: PostedLinear): Float32Array {
+  /**
+   * Has worker `index` compute attention for its kv heads of cache `id` on the q, k and v rows
+   * staged at `inputAt` (see Command.Attention); its `outputFloats` results come at outputAt.
+   */
+  postAttention(index: number, id: number, layer: number, group: number, rows: number, start: number, inputAt: number, outputFloats: number): Posted {
+    const outputAt = this.take(outputFloats);
+    const sequences = this.workers.map((worker, i) => (i === index ? this.post(worker, Command.Attention, [id, layer, rows, start, inputAt, outputAt, group]) : 0));
+    return { outputAt, sequences };
+  }
+
+  /** Waits for posted work: its results are then in the returned buffer from outputAt. */
+  awaitResults(posted: Posted): Float32Array {
     posted.sequences.forEach((sequence, i) => this.waitFor(this.workers[i]!, sequence));
     return this.output;
+  }
+
+  /** Allocates a KV cache for `kvHeads` kv heads on worker `index` (see Command.AllocateCache); returns its id. */
+  allocateCache(index: number, layers: number, kvHeads: number, headDim: number, capacity: number, kvDtype: number): number {
+    const id = this.nextId++;
+    this.call(this.workers[index]!, Command.AllocateCache, [id, layers, kvHeads, headDim, capacity, kvDtype]);
+    return id;
+  }
+
+  freeCache(index: number, id: number): void {
+    this.release(index, Command.FreeCache, id);
+  }
+
+  /** Room for `floats` results in the output buffer. */
+  private take(floats: number): number {
+    const at = this.outputUsed;
+    this.outputUsed += floats;
+    return at;
   }
 
   /** Starts the shared buffers over: the results of every posted linear must have been read. */
@@ -129,7 +164,13 @@ export class ThreadPool {
   }
 
   freeShard(index: number, id: number): void {
-    this.call(this.workers[index]!, Command.FreeWeight, [id]);
+    this.release(index, Command.FreeWeight, id);
+  }
+
+  /** Frees a weight or cache on a worker; once the pool has stopped, its memory went with it. */
+  private release(index: number, command: number, id: number): void {
+    const worker = this.workers[index];
+    if (worker) this.call(worker, command, [id]);
   }
 
   async stop(): Promise<void> {
@@ -180,4 +221,12 @@ export class ThreadPool {
       waitForChange(worker.control, DONE, done);
     }
   }
+}
+
+/**
+ * Copies `count` floats of each of `rows` rows: from `source` (rows `sourceStride` apart, from
+ * `sourceAt`) to `target` (rows `targetStride` apart, from `targetAt`).
+ */
+export function copyColumns(rows: number, count: number, source: Float32Array, sourceStride: number, sourceAt: number, target: Float32Array, targetStride: number, targetAt: number): void {
+  for (let r = 0; r < rows; r++) target.set(source.subarray(sourceAt + r * sourceStride, sourceAt + r * sourceStride + count), targetAt + r * targetStride);
 }

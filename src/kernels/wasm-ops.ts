@@ -2,7 +2,8 @@ import os from 'node:os';
 import type { KvCache, KvCacheShape, Ops, WeightSource } from '../engine/ops.js';
 import type { RopeTables } from '../engine/rope.js';
 import { chunkRows, gatherRows, multiply, readMemory, rowBytes, storageBytes, writeRows, type StoredMatrix } from './linear.js';
-import { ThreadPool, type PostedLinear } from './thread-pool.js';
+import { allocateCacheShard, attendShard, freeCacheShard, type CacheShard } from './attention.js';
+import { copyColumns, ThreadPool, type Posted } from './thread-pool.js';
 import { KernelInstance } from './wasm-memory.js';
 
 /**
@@ -24,12 +25,22 @@ export interface KernelWeight extends StoredMatrix {
   shards: Array<{ id: number; rowStart: number }>;
 }
 
+/** A worker's share of a KV cache: kv heads [firstKvHead, firstKvHead + kvHeads). */
+interface CacheShare {
+  index: number;
+  id: number;
+  firstKvHead: number;
+  kvHeads: number;
+}
+
+/** A KV cache split by kv heads: the main thread's first heads, then a share on each worker that has any. */
 class KernelKvCache implements KvCache {
   length = 0;
 
   constructor(
     readonly shape: KvCacheShape,
-    readonly layers: Array<{ keys: number; values: number }>,
+    readonly main: CacheShard,
+    readonly shares: CacheShare[],
     private readonly release: () => void,
   ) {}
 
@@ -51,7 +62,7 @@ export interface KernelOptions {
 
 /** A linear output whose workers' rows are still to come: rows [mainRows, rows) of every token. */
 interface WorkerRows {
-  posted: PostedLinear;
+  posted: Posted;
   mainRows: number;
 }
 
@@ -125,7 +136,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     const rows = this.instance.scratch(rowIds.length * table.cols * 4);
     gatherRows(this.instance, table, idsOffset, rowIds.length, rows);
     const gathered = this.instance.floats(rows, rowIds.length * table.cols);
-    const target = this.instance.floats(out.offset, out.rows * out.cols);
+    const target = this.floatsOf(out);
     positions.forEach((position, k) => target.set(gathered.subarray(k * table.cols, (k + 1) * table.cols), position * table.cols));
   }
 
@@ -152,8 +163,8 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     const pool = this.pool!;
     const chunk = Math.max(1, Math.floor(pool.maxFloats / Math.max(x.cols, weight.rows)));
     for (let first = 0; first < x.rows; first += chunk) {
-      const part = { offset: x.offset + first * x.cols * 4, rows: Math.min(chunk, x.rows - first), cols: x.cols };
-      const yPart = { offset: y.offset + first * weight.rows * 4, rows: part.rows, cols: weight.rows };
+      const part = rowsOf(x, first, Math.min(chunk, x.rows - first));
+      const yPart = rowsOf(y, first, part.rows);
       this.releaseShared();
       const posted = pool.postLinear(weight.shards, this.stage(part), part.rows, weight.rows);
       multiply(this.instance, mainPart, part.offset, part.rows, yPart.offset, weight.rows);
@@ -164,7 +175,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
 
   /** Where x lies in the shared input buffer, copying it there unless it is already. */
   private stage(x: KernelTensor): number {
-    if (this.staged?.tensor !== x) this.staged = { tensor: x, inputAt: this.pool!.stageInput(this.instance.floats(x.offset, x.rows * x.cols)) };
+    if (this.staged?.tensor !== x) this.staged = { tensor: x, inputAt: this.pool!.stageInput(this.floatsOf(x)) };
     return this.staged.inputAt;
   }
 
@@ -190,12 +201,8 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   }
 
   private copyWorkerRows(y: KernelTensor, { posted, mainRows }: WorkerRows): void {
-    const results = this.pool!.awaitLinear(posted);
-    const target = this.instance.floats(y.offset, y.rows * y.cols);
-    for (let t = 0; t < y.rows; t++) {
-      const from = t * y.cols;
-      target.set(results.subarray(posted.outputAt + from + mainRows, posted.outputAt + from + y.cols), from + mainRows);
-    }
+    const results = this.pool!.awaitResults(posted);
+    copyColumns(y.rows, y.cols - mainRows, results, y.cols, posted.outputAt + mainRows, this.floatsOf(y), y.cols, mainRows);
   }
 
   rmsNorm(x: KernelTensor, weight: KernelWeight, eps: number): KernelTensor {
@@ -214,17 +221,60 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     return y;
   }
 
+  /**
+   * Each thread computes the heads whose keys and values it keeps: the workers' on the q, k and v
+   * rows staged for them, the main thread's meanwhile; as many rows at a time as the shared
+   * buffers hold.
+   */
   attention(q: KernelTensor, k: KernelTensor, v: KernelTensor, cache: KvCache, layer: number, start: number): KernelTensor {
     this.settle(q, k, v);
-    const { kvHeads, headDim, capacity } = cache.shape;
-    const storage = (cache as KernelKvCache).layers[layer]!;
-    const kernels = this.instance.kernels;
-    kernels.cache_write(this.kvDtype, k.offset, storage.keys, k.rows, start, kvHeads, headDim, capacity);
-    kernels.cache_write(this.kvDtype, v.offset, storage.values, v.rows, start, kvHeads, headDim, capacity);
+    const kvCache = cache as KernelKvCache;
+    const group = q.cols / cache.shape.headDim / cache.shape.kvHeads;
     const out = this.tensor(q.rows, q.cols);
-    const scores = this.instance.scratch((q.cols / headDim / kvHeads) * (start + q.rows) * 4);
-    kernels.attention(this.kvDtype, q.offset, storage.keys, storage.values, out.offset, scores, q.rows, start, q.cols / headDim, kvHeads, headDim, capacity);
+    if (kvCache.shares.length === 0) {
+      attendShard(this.instance, kvCache.main, layer, group, q.offset, k.offset, v.offset, out.offset, q.rows, start);
+      return out;
+    }
+    this.settleAll();
+    const chunk = Math.max(1, Math.floor(this.pool!.maxFloats / (q.cols + 2 * k.cols)));
+    for (let first = 0; first < q.rows; first += chunk) {
+      const count = Math.min(chunk, q.rows - first);
+      this.attendRows(kvCache, layer, group, rowsOf(q, first, count), rowsOf(k, first, count), rowsOf(v, first, count), rowsOf(out, first, count), start + first);
+    }
     return out;
+  }
+
+  private attendRows(cache: KernelKvCache, layer: number, group: number, q: KernelTensor, k: KernelTensor, v: KernelTensor, out: KernelTensor, start: number): void {
+    const pool = this.pool!;
+    const { headDim } = cache.shape;
+    this.releaseShared();
+    const posted = cache.shares.map(({ index, id, firstKvHead, kvHeads }) => {
+      const inputAt = pool.stageRows(this.floatsOf(q), q.rows, q.cols, firstKvHead * group * headDim, kvHeads * group * headDim);
+      pool.stageRows(this.floatsOf(k), k.rows, k.cols, firstKvHead * headDim, kvHeads * headDim);
+      pool.stageRows(this.floatsOf(v), v.rows, v.cols, firstKvHead * headDim, kvHeads * headDim);
+      return pool.postAttention(index, id, layer, group, q.rows, start, inputAt, q.rows * kvHeads * group * headDim);
+    });
+    const heads = cache.main.kvHeads;
+    const mainOut = this.tensor(q.rows, heads * group * headDim);
+    const [mainQ, mainK, mainV] = [this.columns(q, heads * group * headDim), this.columns(k, heads * headDim), this.columns(v, heads * headDim)];
+    attendShard(this.instance, cache.main, layer, group, mainQ.offset, mainK.offset, mainV.offset, mainOut.offset, q.rows, start);
+    copyColumns(q.rows, mainOut.cols, this.floatsOf(mainOut), mainOut.cols, 0, this.floatsOf(out), out.cols, 0);
+    cache.shares.forEach(({ firstKvHead, kvHeads }, i) => {
+      const results = pool.awaitResults(posted[i]!);
+      const width = kvHeads * group * headDim;
+      copyColumns(q.rows, width, results, width, posted[i]!.outputAt, this.floatsOf(out), out.cols, firstKvHead * group * headDim);
+    });
+  }
+
+  /** The first `count` columns of x, as a tensor of their own. */
+  private columns(x: KernelTensor, count: number): KernelTensor {
+    const y = this.tensor(x.rows, count);
+    copyColumns(x.rows, count, this.floatsOf(x), x.cols, 0, this.floatsOf(y), count, 0);
+    return y;
+  }
+
+  private floatsOf(x: KernelTensor): Float32Array {
+    return this.instance.floats(x.offset, x.rows * x.cols);
   }
 
   swiglu(gate: KernelTensor, up: KernelTensor): KernelTensor {
@@ -248,17 +298,21 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
 
   read(x: KernelTensor): Float32Array {
     this.settle(x);
-    return this.instance.floats(x.offset, x.rows * x.cols).slice();
+    return this.floatsOf(x).slice();
   }
 
+  /** The cache of each kv head lives with the thread that computes its attention (see attention). */
   createKvCache(shape: KvCacheShape): KvCache {
-    const bytes = shape.kvHeads * shape.capacity * shape.headDim * (this.kvDtype === 1 ? 2 : 4);
-    const layers = Array.from({ length: shape.layers }, () => ({ keys: this.instance.allocate(bytes), values: this.instance.allocate(bytes) }));
-    return new KernelKvCache(shape, layers, () => {
-      for (const { keys, values } of layers) {
-        this.instance.free(keys, bytes);
-        this.instance.free(values, bytes);
-      }
+    const { layers, kvHeads, headDim, capacity } = shape;
+    const starts = shareStarts(kvHeads, this.threads, 1);
+    const main = allocateCacheShard(this.instance, { kvHeads: starts[1] ?? kvHeads, headDim, capacity, kvDtype: this.kvDtype }, layers);
+    const shares = starts.slice(1).map((firstKvHead, index) => {
+      const count = (starts[index + 2] ?? kvHeads) - firstKvHead;
+      return { index, firstKvHead, kvHeads: count, id: this.pool!.allocateCache(index, layers, count, headDim, capacity, this.kvDtype) };
+    });
+    return new KernelKvCache(shape, main, shares, () => {
+      freeCacheShard(this.instance, main);
+      shares.forEach(({ index, id }) => this.pool!.freeCache(index, id));
     });
   }
 
@@ -324,7 +378,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
       if (host) target.set(new Uint8Array(host.data.buffer, host.data.byteOffset + byteOffset, target.length));
       else source.readPackedInto!(name, target, byteOffset);
     };
-    const starts = shardStarts(rows, this.threads);
+    const starts = shareStarts(rows, this.threads, 4);
     const mainRows = starts[1] ?? rows;
     const byteLength = storageBytes(format, mainRows, cols);
     const main = { offset: this.instance.allocate(byteLength), byteLength, format, rows: mainRows, cols };
@@ -358,10 +412,17 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   }
 }
 
-/** First row of each thread's share, in multiples of 4 rows (the kernels' row block). */
-function shardStarts(rows: number, threads: number): number[] {
-  const share = Math.ceil(rows / threads / 4) * 4;
+/**
+ * Where each thread's share of `count` rows or heads starts, shares in multiples of `unit` (4
+ * rows, the kernels' row block, for weights); threads past the last share get none.
+ */
+function shareStarts(count: number, threads: number, unit: number): number[] {
+  const share = Math.ceil(count / threads / unit) * unit;
   const starts: number[] = [];
-  for (let start = 0; start < rows && starts.length < threads; start += share) starts.push(start);
+  for (let start = 0; start < count && starts.length < threads; start += share) starts.push(start);
   return starts;
+}
+
+function rowsOf(x: KernelTensor, first: number, count: number): KernelTensor {
+  return { offset: x.offset + first * x.cols * 4, rows: count, cols: x.cols };
 }

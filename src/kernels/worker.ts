@@ -1,4 +1,5 @@
 import { workerData } from 'node:worker_threads';
+import { allocateCacheShard, attendShard, freeCacheShard, type CacheShard } from './attention.js';
 import { gatherRows, multiply, readMemory, rowBytes, writeRows, type StoredMatrix } from './linear.js';
 import { ARGS, Command, commandSlot, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
 import { KernelInstance } from './wasm-memory.js';
@@ -14,6 +15,7 @@ const input = new Float32Array(setup.input);
 const output = new Float32Array(setup.output);
 const instance = new KernelInstance();
 const shards = new Map<number, StoredMatrix>();
+const caches = new Map<number, CacheShard>();
 
 let finished = 0;
 commands: for (;;) {
@@ -39,7 +41,7 @@ commands: for (;;) {
 }
 
 function run(command: number, args: number[]): void {
-  const [id, a, b, c, d, e] = args as [number, number, number, number, number, number];
+  const [id, a, b, c, d, e, f] = args as [number, number, number, number, number, number, number];
   switch (command) {
     case Command.AllocateWeight:
       shards.set(id, { offset: instance.allocate(a), byteLength: a, format: PACKED_FORMATS[b]!, rows: c, cols: d });
@@ -64,6 +66,16 @@ function run(command: number, args: number[]): void {
       shards.delete(id);
       break;
     }
+    case Command.AllocateCache:
+      caches.set(id, allocateCacheShard(instance, { kvHeads: b, headDim: c, capacity: d, kvDtype: e }, a));
+      break;
+    case Command.FreeCache:
+      freeCacheShard(instance, caches.get(id)!);
+      caches.delete(id);
+      break;
+    case Command.Attention:
+      attend(caches.get(id)!, a, b, c, d, e, f);
+      break;
   }
 }
 
@@ -76,6 +88,19 @@ function linear(shard: StoredMatrix, tokens: number, rowStart: number, outDim: n
     multiply(instance, shard, x, tokens, y, shard.rows);
     const result = instance.floats(y, tokens * shard.rows);
     for (let t = 0; t < tokens; t++) output.set(result.subarray(t * shard.rows, (t + 1) * shard.rows), outputAt + t * outDim + rowStart);
+  });
+}
+
+/** Attention of this worker's kv heads for the q, k and v rows staged at inputAt (see Command.Attention). */
+function attend(cache: CacheShard, layer: number, rows: number, start: number, inputAt: number, outputAt: number, group: number): void {
+  const qFloats = rows * cache.kvHeads * group * cache.headDim;
+  const kvFloats = rows * cache.kvHeads * cache.headDim;
+  instance.scope(() => {
+    const q = instance.scratch((qFloats + 2 * kvFloats) * 4);
+    instance.floats(q, qFloats + 2 * kvFloats).set(input.subarray(inputAt, inputAt + qFloats + 2 * kvFloats));
+    const out = instance.scratch(qFloats * 4);
+    attendShard(instance, cache, layer, group, q, q + qFloats * 4, q + (qFloats + kvFloats) * 4, out, rows, start);
+    output.set(instance.floats(out, qFloats), outputAt);
   });
 }
 
