@@ -16,7 +16,7 @@ import type { PackedFormat } from '../engine/ops.js';
  * where there were three. It must not post command s before command s - COMMAND_SLOTS is done.
  * Data travels through buffers shared by all workers: `transfer` (weight bytes on load), `input`
  * (activations, float32) and `output` (float32, [tokens, outDim], each worker writing its rows);
- * a linear command names where in them its activations and results lie.
+ * linear and attention commands name where in them their inputs and results lie.
  */
 
 export const SEQUENCE = 0;
@@ -54,8 +54,9 @@ export const Command = {
   FreeCache: 9,
   /**
    * Attention of this worker's heads, as KernelOps.attention: id, layer, rows, start, inputAt,
-   * outputAt, group (query heads per kv head). The input holds the heads' q rows [rows, kvHeads · group · headDim], then k and v
-   * rows [rows, kvHeads · headDim]; the output gets [rows, kvHeads · group · headDim].
+   * outputAt, group (query heads per kv head). The input holds the heads' q rows
+   * [rows, kvHeads · group · headDim], then k and v rows [rows, kvHeads · headDim]; the output
+   * gets [rows, kvHeads · group · headDim].
    */
   Attention: 10,
 } as const;
@@ -81,4 +82,13 @@ const SPINS = 100_000;
 export function waitForChange(control: Int32Array, index: number, value: number): void {
   for (let spin = 0; spin < SPINS; spin++) if (Atomics.load(control, index) !== value) return;
   Atomics.wait(control, index, value);
+}
+
+/**
+ * Copies `count` floats of each of `rows` rows: from `source` (rows `sourceStride` apart, from
+ * `sourceAt`) to `target` (rows `targetStride` apart, from `targetAt`). How rows move between the
+ * threads' memories and the shared buffers.
+ */
+export function copyColumns(rows: number, count: number, source: Float32Array, sourceStride: number, sourceAt: number, target: Float32Array, targetStride: number, targetAt: number): void {
+  for (let r = 0; r < rows; r++) target.set(source.subarray(sourceAt + r * sourceStride, sourceAt + r * sourceStride + count), targetAt + r * targetStride);
 }

@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { HerdError } from '../errors.js';
 import type { PackedFormat } from '../engine/ops.js';
 import { CHUNK_BYTES, chunkRows, rowBytes, storageBytes } from './linear.js';
-import { Command, COMMAND_SLOTS, commandSlot, CONTROL_INTS, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
+import { Command, COMMAND_SLOTS, commandSlot, CONTROL_INTS, copyColumns, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
 
 const WORKER_FILE = new URL('../../dist/kernels/worker.js', import.meta.url);
 // Activations cross in blocks of at most this many floats.
@@ -27,11 +27,11 @@ export interface Posted {
 
 /**
  * The worker threads that hold shards of the linear weights (the main thread holds the first
- * shard itself). Linear layers are posted and awaited separately, so the main thread computes
- * its share meanwhile and may post several before it needs their results; everything else is
- * one synchronous call.
+ * shard itself) and the KV caches of some kv heads. Linear layers and attention are posted and
+ * awaited separately, so the main thread computes its share meanwhile and may post several
+ * before it needs their results; everything else is one synchronous call.
  *
- * Activations and results of posted linears take consecutive room in the shared input and output
+ * Inputs and results of posted work take consecutive room in the shared input and output
  * buffers, given back all at once by `reset` when every result has been read.
  */
 export class ThreadPool {
@@ -130,14 +130,7 @@ export class ThreadPool {
     this.release(index, Command.FreeCache, id);
   }
 
-  /** Room for `floats` results in the output buffer. */
-  private take(floats: number): number {
-    const at = this.outputUsed;
-    this.outputUsed += floats;
-    return at;
-  }
-
-  /** Starts the shared buffers over: the results of every posted linear must have been read. */
+  /** Starts the shared buffers over: the results of all posted work must have been read. */
   reset(): void {
     this.inputUsed = 0;
     this.outputUsed = 0;
@@ -195,6 +188,13 @@ export class ThreadPool {
     return { thread, control, sequence: 0 };
   }
 
+  /** Room for `floats` results in the output buffer. */
+  private take(floats: number): number {
+    const at = this.outputUsed;
+    this.outputUsed += floats;
+    return at;
+  }
+
   private call(worker: KernelWorker, command: number, args: number[]): void {
     this.waitFor(worker, this.post(worker, command, args));
   }
@@ -223,10 +223,3 @@ export class ThreadPool {
   }
 }
 
-/**
- * Copies `count` floats of each of `rows` rows: from `source` (rows `sourceStride` apart, from
- * `sourceAt`) to `target` (rows `targetStride` apart, from `targetAt`).
- */
-export function copyColumns(rows: number, count: number, source: Float32Array, sourceStride: number, sourceAt: number, target: Float32Array, targetStride: number, targetAt: number): void {
-  for (let r = 0; r < rows; r++) target.set(source.subarray(sourceAt + r * sourceStride, sourceAt + r * sourceStride + count), targetAt + r * targetStride);
-}

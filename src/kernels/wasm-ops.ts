@@ -3,7 +3,8 @@ import type { KvCache, KvCacheShape, Ops, WeightSource } from '../engine/ops.js'
 import type { RopeTables } from '../engine/rope.js';
 import { chunkRows, gatherRows, multiply, readMemory, rowBytes, storageBytes, writeRows, type StoredMatrix } from './linear.js';
 import { allocateCacheShard, attendShard, freeCacheShard, type CacheShard } from './attention.js';
-import { copyColumns, ThreadPool, type Posted } from './thread-pool.js';
+import { copyColumns } from './protocol.js';
+import { ThreadPool, type Posted } from './thread-pool.js';
 import { KernelInstance } from './wasm-memory.js';
 
 /**
@@ -73,7 +74,8 @@ interface WorkerRows {
  *
  * A linear layer returns as soon as the main thread has its own rows; the workers' rows are
  * copied in (settled) when an op first reads the tensor. So the q, k and v projections of a
- * layer, or gate and up, run back to back on the workers with one wait among them.
+ * layer, or gate and up, run back to back on the workers with one wait among them. Attention is
+ * split by kv heads in the same way, each thread keeping its heads' part of the KV cache.
  */
 export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   readonly name = 'kernels';

@@ -1,7 +1,7 @@
 import { workerData } from 'node:worker_threads';
 import { allocateCacheShard, attendShard, freeCacheShard, type CacheShard } from './attention.js';
 import { gatherRows, multiply, readMemory, rowBytes, writeRows, type StoredMatrix } from './linear.js';
-import { ARGS, Command, commandSlot, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
+import { ARGS, Command, commandSlot, copyColumns, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
 import { KernelInstance } from './wasm-memory.js';
 
 /**
@@ -86,8 +86,7 @@ function linear(shard: StoredMatrix, tokens: number, rowStart: number, outDim: n
     instance.floats(x, tokens * shard.cols).set(input.subarray(inputAt, inputAt + tokens * shard.cols));
     const y = instance.scratch(tokens * shard.rows * 4);
     multiply(instance, shard, x, tokens, y, shard.rows);
-    const result = instance.floats(y, tokens * shard.rows);
-    for (let t = 0; t < tokens; t++) output.set(result.subarray(t * shard.rows, (t + 1) * shard.rows), outputAt + t * outDim + rowStart);
+    copyColumns(tokens, shard.rows, instance.floats(y, tokens * shard.rows), shard.rows, 0, output, outDim, outputAt + rowStart);
   });
 }
 
