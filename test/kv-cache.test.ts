@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadModel, type LoadedModel } from '../src/engine/load.js';
+import { PREFILL_CHUNK_TOKENS } from '../src/engine/model.js';
 import { SHARED, TINY_LLAMA } from './fixtures.js';
 
 let loaded: LoadedModel;
@@ -60,4 +61,43 @@ test('all-position logits equal last-position logits at each prefix', () => {
     const row = all.subarray(position * vocab, (position + 1) * vocab);
     expect(maxAbsDifference(row, fullRecomputation(prefix.slice(0, position + 1)))).toBeLessThan(1e-5);
   }
+});
+
+describe.each(['wasm', 'kernels'] as const)('a long input runs through the layers in parts (%s backend)', (backend) => {
+  let model: LoadedModel['model'];
+
+  beforeAll(async () => {
+    model = backend === 'wasm' ? loaded.model : (await loadModel(TINY_LLAMA, { backend, threads: 2 })).model;
+  });
+
+  function run(prompt: number[], chunkTokens: number | undefined, allPositions = false): Float32Array {
+    const cache = model.createCache(prompt.length);
+    try {
+      const logits = model.forward(Int32Array.from(prompt), cache, { chunkTokens, allPositions });
+      expect(cache.length).toBe(prompt.length);
+      return logits;
+    } finally {
+      cache.dispose();
+    }
+  }
+
+  test("the last position's logits equal those of one pass, in the default parts and in parts of 7", () => {
+    const prompt = ids.slice(0, 2 * PREFILL_CHUNK_TOKENS + 44);
+    const onePass = run(prompt, prompt.length);
+    expect(maxAbsDifference(run(prompt, undefined), onePass)).toBeLessThan(1e-5);
+    expect(maxAbsDifference(run(prompt, 7), onePass)).toBeLessThan(1e-5);
+  });
+
+  test("every position's logits equal those of one pass", () => {
+    const prompt = ids.slice(0, 20);
+    expect(maxAbsDifference(run(prompt, 6, true), run(prompt, prompt.length, true))).toBeLessThan(1e-5);
+  });
+
+  test('an input longer than the cache is refused before any part of it runs', () => {
+    const cache = model.createCache(10);
+    expect(() => model.forward(Int32Array.from(ids.slice(0, 12)), cache, { chunkTokens: 4 })).toThrow('sequence of 12 tokens exceeds the context of 10 positions');
+    expect(cache.length).toBe(0);
+    expect(() => model.forward(Int32Array.of(1), cache, { chunkTokens: 0 })).toThrow('chunkTokens must be at least 1');
+    cache.dispose();
+  });
 });
