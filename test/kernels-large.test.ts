@@ -7,9 +7,9 @@ import { KernelOps } from '../src/kernels/wasm-ops.js';
 
 /**
  * A model whose float32 weights total more than 4 GiB, more than one WebAssembly memory can hold:
- * the kernels must spread it over the threads' memories. Made on the fly: the decoder layers are
- * zero (so every layer adds nothing to the residual stream) and the small embedding table and
- * head are ones, so the logits are known from first principles.
+ * the kernels must spread it over several memories, of several threads or of one. Made on the
+ * fly: the decoder layers are zero (so every layer adds nothing to the residual stream) and the
+ * small embedding table and head are ones, so the logits are known from first principles.
  */
 const config: LlamaConfig = {
   vocabSize: 64, hiddenSize: 4096, intermediateSize: 14336, numHiddenLayers: 5, numAttentionHeads: 32, numKeyValueHeads: 8, headDim: 128,
@@ -39,12 +39,14 @@ class SyntheticSource implements WeightSource {
   }
 }
 
-test('a model of more than 4 GiB of weights loads and runs on three threads', async () => {
-  const ops = await KernelOps.create({ threads: 3 });
+// On three threads each holds a third (1.4 GiB) in one memory; on one, the main thread fills three.
+test.each([[3, 1], [1, 3]])('a model of more than 4 GiB of weights loads and runs on %i thread(s), %i memory(ies) on the main thread', async (threads, mainMemories) => {
+  const ops = await KernelOps.create({ threads });
   const source = new SyntheticSource();
   try {
     const model = LlamaForCausalLM.load(config, source, ops as never);
     expect(source.bytes).toBeGreaterThan(4 * 2 ** 30);
+    expect(ops.mainMemories).toBe(mainMemories);
     const cache = model.createCache(4);
     const logits = model.forward(Int32Array.of(3, 7), cache);
     cache.dispose();

@@ -291,6 +291,35 @@ describe.each([1, 3])('%i thread(s)', (threads) => {
       expect(result.generatedIds).toEqual(reference.generated_ids);
     });
 
+    test('weights spread over many memories per thread give exactly the logits of one memory per thread', async () => {
+      const { config, checkpoint } = openModelFolder(TINY_LLAMA);
+      const logitsWith = async (weightBytesPerMemory?: number) => {
+        const ops = await KernelOps.create({ threads, weightBytesPerMemory });
+        try {
+          const model = LlamaForCausalLM.load(config, checkpoint, ops as unknown as AnyOps);
+          const cache = model.createCache(6);
+          // Embedding lookups and products in every memory, on a prompt and a decoded token.
+          const prompt = model.forward(Int32Array.of(128000, 791, 6864, 315, 9822), cache, { allPositions: true });
+          const decoded = model.forward(Int32Array.of(1174), cache);
+          return { logits: [...prompt, ...decoded], memories: ops.mainMemories };
+        } finally {
+          await ops.close();
+        }
+      };
+      try {
+        const single = await logitsWith();
+        // 40 KiB a memory: tiny-llama's matrices take 4 to 24 KiB as BF16 (a thread's share of
+        // them less), its embedding table and head 16 MiB each, so the threads make several memories.
+        const spread = await logitsWith(40 * 1024);
+        expect(single.memories).toBe(1);
+        expect(spread.memories).toBeGreaterThanOrEqual(4);
+        expect(spread.logits).toHaveLength(single.logits.length);
+        expect(spread.logits.filter((logit, i) => logit !== single.logits[i])).toHaveLength(0);
+      } finally {
+        checkpoint.close();
+      }
+    });
+
     test('stories260K in Q8_0: the kernels give the greedy tokens the tfjs path gives on the same weights', () => {
       // Q8_0 needs rows that are multiples of 32: every matrix but down_proj (172 columns), which stays F32.
       const { config, checkpoint } = openModelFolder(STORIES);

@@ -1,5 +1,6 @@
 import { HerdError } from '../errors.js';
 import { packedBytes, type PackedFormat } from '../engine/ops.js';
+import { copyColumns } from './protocol.js';
 import type { KernelInstance } from './wasm-memory.js';
 
 /** A weight (or one thread's shard of its rows) as stored, rows of [out, in], in one instance's memory. */
@@ -9,6 +10,11 @@ export interface StoredMatrix {
   format: PackedFormat;
   rows: number;
   cols: number;
+}
+
+/** A stored matrix and the instance whose memory holds it. */
+export interface PlacedMatrix extends StoredMatrix {
+  instance: KernelInstance;
 }
 
 const FLOAT_DTYPE_CODE: Partial<Record<PackedFormat, number>> = { F32: 0, F16: 1, BF16: 2 };
@@ -101,6 +107,27 @@ export function multiply(instance: KernelInstance, matrix: StoredMatrix, x: numb
   const code = quantCode(matrix.format, matrix.cols);
   if (matrix.format === 'Q4_K') kernels.linear_q4k(matrix.offset, quantized, scales, sums, y, matrix.cols, yStride, tokens, 0, matrix.rows);
   else kernels.linear_q(code, matrix.offset, quantized, scales, sums, split, y, matrix.cols, yStride, tokens, 0, matrix.rows);
+}
+
+/**
+ * multiply for a matrix that may lie in another memory than the activations (`home`): then x is
+ * copied into the matrix's memory and the products back, a few kilobytes per token against the
+ * matrix's megabytes. Must run inside home's scratch scope.
+ */
+export function multiplyPlaced(home: KernelInstance, matrix: PlacedMatrix, x: number, tokens: number, y: number, yStride: number): void {
+  const memory = matrix.instance;
+  if (memory === home) {
+    multiply(home, matrix, x, tokens, y, yStride);
+    return;
+  }
+  memory.scope(() => {
+    const xCopy = memory.scratch(tokens * matrix.cols * 4);
+    memory.floats(xCopy, tokens * matrix.cols).set(home.floats(x, tokens * matrix.cols));
+    const products = memory.scratch(tokens * matrix.rows * 4);
+    multiply(memory, matrix, xCopy, tokens, products, matrix.rows);
+    const target = home.floats(y, (tokens - 1) * yStride + matrix.rows);
+    copyColumns(tokens, matrix.rows, memory.floats(products, tokens * matrix.rows), matrix.rows, 0, target, yStride, 0);
+  });
 }
 
 /** Rows of a table for each id (stored at `ids` as int32), as float32 at `out`. */

@@ -69,6 +69,8 @@ export interface WorkerSetup {
   transfer: SharedArrayBuffer;
   input: SharedArrayBuffer;
   output: SharedArrayBuffer;
+  /** Weights the worker puts in one memory before making another (ThreadMemories; undefined: the default). */
+  weightBytesPerMemory: number | undefined;
 }
 
 // About a millisecond of polling: longer than the gap between two layers' calls in a forward pass.

@@ -42,11 +42,14 @@ export class ThreadPool {
   private outputUsed = 0;
   private nextId = 1;
 
-  private constructor(private readonly workers: KernelWorker[]) {}
+  private constructor(
+    private readonly workers: KernelWorker[],
+    private readonly weightBytesPerMemory: number | undefined,
+  ) {}
 
-  /** Starts `count` workers and waits until each is listening. */
-  static async start(count: number): Promise<ThreadPool> {
-    const pool = new ThreadPool([]);
+  /** Starts `count` workers and waits until each is listening; see ThreadMemories for `weightBytesPerMemory`. */
+  static async start(count: number, weightBytesPerMemory?: number): Promise<ThreadPool> {
+    const pool = new ThreadPool([], weightBytesPerMemory);
     for (let i = 0; i < count; i++) pool.workers.push(await pool.spawn());
     return pool;
   }
@@ -177,7 +180,13 @@ export class ThreadPool {
 
   private async spawn(): Promise<KernelWorker> {
     const control = new Int32Array(new SharedArrayBuffer(CONTROL_INTS * 4));
-    const setup: WorkerSetup = { control: control.buffer as SharedArrayBuffer, transfer: this.transfer, input: this.input.buffer as SharedArrayBuffer, output: this.output.buffer as SharedArrayBuffer };
+    const setup: WorkerSetup = {
+      control: control.buffer as SharedArrayBuffer,
+      transfer: this.transfer,
+      input: this.input.buffer as SharedArrayBuffer,
+      output: this.output.buffer as SharedArrayBuffer,
+      weightBytesPerMemory: this.weightBytesPerMemory,
+    };
     const thread = new Worker(WORKER_FILE, { workerData: setup });
     await new Promise<void>((resolve, reject) => {
       thread.once('online', () => resolve());

@@ -31,6 +31,10 @@ const FIRST_FREE_BYTE = PAGE;
 const ALIGN = 16;
 const GROWTH_STEP = 16 * 2 ** 20;
 const MAX_BYTES = 65536 * PAGE;
+// Weights a thread puts in one memory before it makes another: the first memory keeps the other
+// half of its 4 GiB for the thread's share of the KV cache (an 8B model's F32 cache of 15,000
+// positions on two threads), activations and scratch.
+const WEIGHT_BYTES_PER_MEMORY = 2 * 2 ** 30;
 
 let compiled: WebAssembly.Module | null = null;
 
@@ -69,6 +73,11 @@ export class KernelInstance {
 
   constructor() {
     this.kernels = new WebAssembly.Instance(kernelModule(), {}).exports as unknown as KernelExports;
+  }
+
+  /** Bytes from the first long-lived block to the end of the highest. */
+  get reservedBytes(): number {
+    return this.top - FIRST_FREE_BYTE;
   }
 
   /** A long-lived block, kept until free(). */
@@ -176,6 +185,32 @@ export class KernelInstance {
     throw new HerdError(`the CPU kernels could not grow their memory to ${(end / 2 ** 30).toFixed(2)} GiB`);
   }
 
+}
+
+/**
+ * The memories one thread computes in. The first (`home`) holds the activations, KV caches and
+ * scratch, and weights up to `weightBytes`; a weight goes to the first memory with room for it
+ * under that limit, or to a new memory when none has. So one thread's share of a model may be
+ * larger than one WebAssembly memory's 4 GiB.
+ */
+export class ThreadMemories {
+  readonly home = new KernelInstance();
+  private readonly all = [this.home];
+
+  constructor(private readonly weightBytes = WEIGHT_BYTES_PER_MEMORY) {}
+
+  get count(): number {
+    return this.all.length;
+  }
+
+  /** The memory a weight of `bytes` bytes is to be allocated in. */
+  forWeight(bytes: number): KernelInstance {
+    const roomy = this.all.find((instance) => instance.reservedBytes + roundUp(bytes) <= this.weightBytes);
+    if (roomy) return roomy;
+    const fresh = new KernelInstance();
+    this.all.push(fresh);
+    return fresh;
+  }
 }
 
 function roundUp(bytes: number): number {

@@ -1,11 +1,11 @@
 import os from 'node:os';
 import type { KvCache, KvCacheShape, Ops, WeightSource } from '../engine/ops.js';
 import type { RopeTables } from '../engine/rope.js';
-import { chunkRows, gatherRows, multiply, readMemory, rowBytes, storageBytes, writeRows, type StoredMatrix } from './linear.js';
+import { chunkRows, gatherRows, multiplyPlaced, readMemory, rowBytes, storageBytes, writeRows, type PlacedMatrix } from './linear.js';
 import { allocateCacheShard, attendShard, freeCacheShard, type CacheShard } from './attention.js';
 import { copyColumns } from './protocol.js';
 import { ThreadPool, type Posted } from './thread-pool.js';
-import { KernelInstance } from './wasm-memory.js';
+import { ThreadMemories, type KernelInstance } from './wasm-memory.js';
 
 /**
  * Activations: float32 rows in the main instance's memory. A linear layer's output may be
@@ -18,10 +18,10 @@ export interface KernelTensor {
 }
 
 /**
- * A weight as stored. With threads, the main instance holds rows [0, mainRows) (all rows for an
- * embedding table, which it also gathers from) and each worker one more contiguous shard.
+ * A weight as stored. With threads, the main thread holds rows [0, mainRows) (in `instance`,
+ * one of its memories) and each worker one more contiguous shard.
  */
-export interface KernelWeight extends StoredMatrix {
+export interface KernelWeight extends PlacedMatrix {
   mainRows: number;
   shards: Array<{ id: number; rowStart: number }>;
 }
@@ -59,6 +59,8 @@ export interface KernelOptions {
   /** Threads computing each linear layer, the main thread included (default: the cores available). */
   threads?: number;
   kvCacheType?: KvCacheType;
+  /** Bytes of weights each thread puts in one WebAssembly memory before it makes another (ThreadMemories). */
+  weightBytesPerMemory?: number;
 }
 
 /** A linear output whose workers' rows are still to come: rows [mainRows, rows) of every token. */
@@ -79,24 +81,33 @@ interface WorkerRows {
  */
 export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   readonly name = 'kernels';
-  private readonly instance = new KernelInstance();
+  private readonly memories: ThreadMemories;
+  /** The main thread's first memory: activations, KV caches, scratch, norms and some weights. */
+  private readonly instance: KernelInstance;
   private readonly unsettled = new Map<KernelTensor, WorkerRows>();
   /** The tensor whose rows the shared input buffer holds, for the next linear of the same input. */
   private staged: { tensor: KernelTensor; inputAt: number } | null = null;
 
   private readonly kvDtype: number;
 
-  private constructor(private readonly pool: ThreadPool | null, kvCacheType: KvCacheType) {
-    this.kvDtype = kvCacheType === 'f16' ? 1 : 0;
+  private constructor(private readonly pool: ThreadPool | null, options: KernelOptions) {
+    this.memories = new ThreadMemories(options.weightBytesPerMemory);
+    this.instance = this.memories.home;
+    this.kvDtype = options.kvCacheType === 'f16' ? 1 : 0;
   }
 
   static async create(options: KernelOptions = {}): Promise<KernelOps> {
     const threads = Math.max(1, options.threads ?? os.availableParallelism());
-    return new KernelOps(threads > 1 ? await ThreadPool.start(threads - 1) : null, options.kvCacheType ?? 'f32');
+    return new KernelOps(threads > 1 ? await ThreadPool.start(threads - 1, options.weightBytesPerMemory) : null, options);
   }
 
   get threads(): number {
     return this.pool?.threads ?? 1;
+  }
+
+  /** WebAssembly memories the main thread computes in (each worker has as many as its shards need). */
+  get mainMemories(): number {
+    return this.memories.count;
   }
 
   linearWeight(name: string, source: WeightSource): KernelWeight {
@@ -111,7 +122,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     const host = source.readFloat(name);
     const offset = this.instance.allocate(host.data.byteLength);
     this.instance.floats(offset, host.data.length).set(host.data);
-    return { offset, byteLength: host.data.byteLength, format: 'F32', rows: 1, cols: host.data.length, mainRows: 1, shards: [] };
+    return { instance: this.instance, offset, byteLength: host.data.byteLength, format: 'F32', rows: 1, cols: host.data.length, mainRows: 1, shards: [] };
   }
 
   /** Rows of the table for each id; rows held by a worker's shard are fetched from that worker. */
@@ -133,13 +144,16 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
 
   private gatherLocal(table: KernelWeight, rowIds: number[], positions: number[], out: KernelTensor): void {
     if (rowIds.length === 0) return;
-    const idsOffset = this.instance.scratch(rowIds.length * 4);
-    new Int32Array(this.instance.kernels.memory.buffer, idsOffset, rowIds.length).set(rowIds);
-    const rows = this.instance.scratch(rowIds.length * table.cols * 4);
-    gatherRows(this.instance, table, idsOffset, rowIds.length, rows);
-    const gathered = this.instance.floats(rows, rowIds.length * table.cols);
-    const target = this.floatsOf(out);
-    positions.forEach((position, k) => target.set(gathered.subarray(k * table.cols, (k + 1) * table.cols), position * table.cols));
+    const memory = table.instance;
+    memory.scope(() => {
+      const idsOffset = memory.scratch(rowIds.length * 4);
+      new Int32Array(memory.kernels.memory.buffer, idsOffset, rowIds.length).set(rowIds);
+      const rows = memory.scratch(rowIds.length * table.cols * 4);
+      gatherRows(memory, table, idsOffset, rowIds.length, rows);
+      const gathered = memory.floats(rows, rowIds.length * table.cols);
+      const target = this.floatsOf(out);
+      positions.forEach((position, k) => target.set(gathered.subarray(k * table.cols, (k + 1) * table.cols), position * table.cols));
+    });
   }
 
   linear(x: KernelTensor, weight: KernelWeight): KernelTensor {
@@ -147,7 +161,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     const y = this.tensor(x.rows, weight.rows);
     const mainPart = { ...weight, rows: weight.mainRows };
     if (!this.pool || weight.shards.length === 0) {
-      multiply(this.instance, mainPart, x.offset, x.rows, y.offset, weight.rows);
+      multiplyPlaced(this.instance, mainPart, x.offset, x.rows, y.offset, weight.rows);
       return y;
     }
     if (this.unsettled.size === 0) this.releaseShared();
@@ -155,13 +169,13 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     if (!this.pool.fits(inputFloats, x.rows * weight.rows)) this.settleAll();
     if (!this.pool.fits(x.rows * x.cols, x.rows * weight.rows)) return this.linearInChunks(x, mainPart, weight, y);
     const posted = this.pool.postLinear(weight.shards, this.stage(x), x.rows, weight.rows);
-    multiply(this.instance, mainPart, x.offset, x.rows, y.offset, weight.rows);
+    multiplyPlaced(this.instance, mainPart, x.offset, x.rows, y.offset, weight.rows);
     this.unsettled.set(y, { posted, mainRows: weight.mainRows });
     return y;
   }
 
   /** A linear too large for the shared buffers, as many tokens at a time as they hold, each part waited for. */
-  private linearInChunks(x: KernelTensor, mainPart: StoredMatrix, weight: KernelWeight, y: KernelTensor): KernelTensor {
+  private linearInChunks(x: KernelTensor, mainPart: PlacedMatrix, weight: KernelWeight, y: KernelTensor): KernelTensor {
     const pool = this.pool!;
     const chunk = Math.max(1, Math.floor(pool.maxFloats / Math.max(x.cols, weight.rows)));
     for (let first = 0; first < x.rows; first += chunk) {
@@ -169,7 +183,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
       const yPart = rowsOf(y, first, part.rows);
       this.releaseShared();
       const posted = pool.postLinear(weight.shards, this.stage(part), part.rows, weight.rows);
-      multiply(this.instance, mainPart, part.offset, part.rows, yPart.offset, weight.rows);
+      multiplyPlaced(this.instance, mainPart, part.offset, part.rows, yPart.offset, weight.rows);
       this.copyWorkerRows(yPart, { posted, mainRows: weight.mainRows });
     }
     return y;
@@ -343,7 +357,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
 
   disposeWeight(weight: KernelWeight): void {
     this.settleAll();
-    this.instance.free(weight.offset, weight.byteLength);
+    weight.instance.free(weight.offset, weight.byteLength);
     weight.shards.forEach((shard, i) => this.pool!.freeShard(i, shard.id));
   }
 
@@ -383,11 +397,12 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     const starts = shareStarts(rows, this.threads, 4);
     const mainRows = starts[1] ?? rows;
     const byteLength = storageBytes(format, mainRows, cols);
-    const main = { offset: this.instance.allocate(byteLength), byteLength, format, rows: mainRows, cols };
+    const memory = this.memories.forWeight(byteLength);
+    const main = { instance: memory, offset: memory.allocate(byteLength), byteLength, format, rows: mainRows, cols };
     const chunk = chunkRows(format, cols);
     for (let first = 0; first < mainRows; first += chunk) {
       const count = Math.min(chunk, mainRows - first);
-      writeRows(this.instance, main, first, count, (target) => read(target, first));
+      writeRows(memory, main, first, count, (target) => read(target, first));
     }
     const shards = starts.slice(1).map((rowStart, i) => {
       const shardRows = (starts[i + 2] ?? rows) - rowStart;

@@ -1,11 +1,11 @@
 import { workerData } from 'node:worker_threads';
 import { allocateCacheShard, attendShard, freeCacheShard, type CacheShard } from './attention.js';
-import { gatherRows, multiply, readMemory, rowBytes, writeRows, type StoredMatrix } from './linear.js';
+import { gatherRows, multiply, readMemory, rowBytes, writeRows, type PlacedMatrix } from './linear.js';
 import { ARGS, Command, commandSlot, copyColumns, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
-import { KernelInstance } from './wasm-memory.js';
+import { ThreadMemories } from './wasm-memory.js';
 
 /**
- * A kernel worker: its own WebAssembly instance and memory holding its shard of every linear
+ * A kernel worker: its own WebAssembly instances and memories holding its shard of every linear
  * weight, serving commands from the main thread until told to exit (protocol.ts).
  */
 const setup = workerData as WorkerSetup;
@@ -13,8 +13,10 @@ const control = new Int32Array(setup.control);
 const transfer = new Uint8Array(setup.transfer);
 const input = new Float32Array(setup.input);
 const output = new Float32Array(setup.output);
-const instance = new KernelInstance();
-const shards = new Map<number, StoredMatrix>();
+const memories = new ThreadMemories(setup.weightBytesPerMemory);
+// KV caches and the bandwidth probe's buffer live here; weights wherever memories places them.
+const instance = memories.home;
+const shards = new Map<number, PlacedMatrix>();
 const caches = new Map<number, CacheShard>();
 
 let finished = 0;
@@ -43,12 +45,14 @@ commands: for (;;) {
 function run(command: number, args: number[]): void {
   const [id, a, b, c, d, e, f] = args as [number, number, number, number, number, number, number];
   switch (command) {
-    case Command.AllocateWeight:
-      shards.set(id, { offset: instance.allocate(a), byteLength: a, format: PACKED_FORMATS[b]!, rows: c, cols: d });
+    case Command.AllocateWeight: {
+      const memory = memories.forWeight(a);
+      shards.set(id, { instance: memory, offset: memory.allocate(a), byteLength: a, format: PACKED_FORMATS[b]!, rows: c, cols: d });
       break;
+    }
     case Command.WriteWeight: {
       const shard = shards.get(id)!;
-      writeRows(instance, shard, a, b, (target) => target.set(transfer.subarray(0, b * rowBytes(shard.format, shard.cols))));
+      writeRows(shard.instance, shard, a, b, (target) => target.set(transfer.subarray(0, b * rowBytes(shard.format, shard.cols))));
       break;
     }
     case Command.Linear:
@@ -62,7 +66,7 @@ function run(command: number, args: number[]): void {
       break;
     case Command.FreeWeight: {
       const shard = shards.get(id)!;
-      instance.free(shard.offset, shard.byteLength);
+      shard.instance.free(shard.offset, shard.byteLength);
       shards.delete(id);
       break;
     }
@@ -80,13 +84,14 @@ function run(command: number, args: number[]): void {
 }
 
 /** Computes this shard's rows for every token and writes them at their columns of the output. */
-function linear(shard: StoredMatrix, tokens: number, rowStart: number, outDim: number, inputAt: number, outputAt: number): void {
-  instance.scope(() => {
-    const x = instance.scratch(tokens * shard.cols * 4);
-    instance.floats(x, tokens * shard.cols).set(input.subarray(inputAt, inputAt + tokens * shard.cols));
-    const y = instance.scratch(tokens * shard.rows * 4);
-    multiply(instance, shard, x, tokens, y, shard.rows);
-    copyColumns(tokens, shard.rows, instance.floats(y, tokens * shard.rows), shard.rows, 0, output, outDim, outputAt + rowStart);
+function linear(shard: PlacedMatrix, tokens: number, rowStart: number, outDim: number, inputAt: number, outputAt: number): void {
+  const memory = shard.instance;
+  memory.scope(() => {
+    const x = memory.scratch(tokens * shard.cols * 4);
+    memory.floats(x, tokens * shard.cols).set(input.subarray(inputAt, inputAt + tokens * shard.cols));
+    const y = memory.scratch(tokens * shard.rows * 4);
+    multiply(memory, shard, x, tokens, y, shard.rows);
+    copyColumns(tokens, shard.rows, memory.floats(y, tokens * shard.rows), shard.rows, 0, output, outDim, outputAt + rowStart);
   });
 }
 
@@ -104,12 +109,13 @@ function attend(cache: CacheShard, layer: number, rows: number, start: number, i
 }
 
 /** Dequantized rows of this shard for the row indices in the input buffer. */
-function gather(shard: StoredMatrix, count: number): void {
-  instance.scope(() => {
-    const ids = instance.scratch(count * 4);
-    new Int32Array(instance.kernels.memory.buffer, ids, count).set(new Int32Array(setup.input, 0, count));
-    const rows = instance.scratch(count * shard.cols * 4);
-    gatherRows(instance, shard, ids, count, rows);
-    output.set(instance.floats(rows, count * shard.cols));
+function gather(shard: PlacedMatrix, count: number): void {
+  const memory = shard.instance;
+  memory.scope(() => {
+    const ids = memory.scratch(count * 4);
+    new Int32Array(memory.kernels.memory.buffer, ids, count).set(new Int32Array(setup.input, 0, count));
+    const rows = memory.scratch(count * shard.cols * 4);
+    gatherRows(memory, shard, ids, count, rows);
+    output.set(memory.floats(rows, count * shard.cols));
   });
 }
