@@ -2,10 +2,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { generate } from '../src/engine/generate.js';
-import { floatToHalf } from '../src/engine/half.js';
+import { floatToHalf } from '../src/formats/half.js';
 import { loadModel } from '../src/engine/load.js';
-import { readSafetensorsHeader, writeSafetensors } from '../src/engine/safetensors.js';
-import { Checkpoint } from '../src/engine/checkpoint.js';
+import { readSafetensorsHeader, writeSafetensors } from '../src/formats/safetensors.js';
+import { Checkpoint } from '../src/formats/checkpoint.js';
 import { GREEDY } from '../src/engine/sampling.js';
 import { STORIES, readJson } from './fixtures.js';
 

@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Checkpoint } from '../src/engine/checkpoint.js';
-import { parseLlamaConfig } from '../src/engine/config.js';
+import { Checkpoint } from '../src/formats/checkpoint.js';
+import { parseLlamaConfig } from '../src/spec/llama-config.js';
 import { openModelFolder } from '../src/engine/load.js';
-import { bf16ToFloat32, f16ToFloat32, readSafetensorsHeader, writeSafetensors } from '../src/engine/safetensors.js';
+import { bf16ToFloat32, f16ToFloat32, readSafetensorsHeader, writeSafetensors } from '../src/formats/safetensors.js';
 import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
 
 function scratchCopy(source: string): string {

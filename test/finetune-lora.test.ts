@@ -9,7 +9,7 @@ import type { TrainingExample } from '../src/train/data.js';
 import { validateLoraSettings, type LoraSettings } from '../src/train/lora.js';
 import { exampleLossSum, meanLoss } from '../src/train/loss.js';
 import { assignLoraMatrices, loadLoraModel, loraMatrices, type LoraModel } from '../src/train/trainer.js';
-import { readSafetensorsHeader } from '../src/engine/safetensors.js';
+import { readSafetensorsHeader } from '../src/formats/safetensors.js';
 import { readJson, TINY_LLAMA } from './fixtures.js';
 
 // LoRA beneath the one model definition, on tiny-llama-3.1 with the cpu backend.

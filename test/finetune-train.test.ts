@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { readSafetensorsHeader, readFloatTensor, openForReading } from '../src/engine/safetensors.js';
+import { readSafetensorsHeader, readFloatTensor } from '../src/formats/safetensors.js';
+import { openForReading } from '../src/formats/files.js';
 import { loadExamples, tokenizeRow, type TrainingExample } from '../src/train/data.js';
 import { validateLoraSettings } from '../src/train/lora.js';
 import { meanLoss } from '../src/train/loss.js';

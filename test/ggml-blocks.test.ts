@@ -1,5 +1,5 @@
-import { floatToHalf, halfToFloat } from '../src/engine/half.js';
-import { dequantizeBlocks, quantizeBlocks } from '../src/quant/ggml-blocks.js';
+import { floatToHalf, halfToFloat } from '../src/formats/half.js';
+import { dequantizeBlocks, quantizeBlocks } from '../src/formats/ggml-blocks.js';
 
 test('Q4_0 packs element j in the low nibble and j + 16 in the high nibble, offset by 8', () => {
   // Largest magnitude −8 gives scale d = −8 / −8 = 1, so each code is x + 8.

@@ -2,21 +2,24 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { activateBackend } from '../src/engine/backends/select.js';
-import { Checkpoint, expectedTensorShapes } from '../src/engine/checkpoint.js';
-import type { LlamaConfig } from '../src/engine/config.js';
-import { floatToHalf, halfToFloat } from '../src/engine/half.js';
+import { Checkpoint, expectedTensorShapes } from '../src/formats/checkpoint.js';
+import type { LlamaConfig } from '../src/spec/llama-config.js';
+import { floatToHalf, halfToFloat } from '../src/formats/half.js';
 import { LlamaForCausalLM } from '../src/engine/model.js';
-import { packedBytes, type Ops } from '../src/engine/ops.js';
-import { writeSafetensors, type HostTensor, type TensorToWrite } from '../src/engine/safetensors.js';
+import { type Ops } from '../src/engine/ops.js';
+import { packedBytes } from '../src/formats/weights.js';
+import { writeSafetensors, type HostTensor, type TensorToWrite } from '../src/formats/safetensors.js';
 import { seededRandom } from '../src/engine/sampling.js';
 import { HerdError } from '../src/errors.js';
 import { KernelInstance } from '../src/kernels/wasm-memory.js';
 import { KernelOps } from '../src/kernels/wasm-ops.js';
-import { awqLayout, packAwq, quantizeAwq } from '../src/quant/awq.js';
-import { gptqLayout, packGptq, quantizeGptq, DEFAULT_GPTQ } from '../src/quant/gptq.js';
-import { quantizeInt4Rtn } from '../src/quant/int4.js';
-import type { QuantizedLayout } from '../src/quant/layout.js';
-import { f32Tensor, moduleOf } from '../src/quant/tensors.js';
+import { quantizeAwq } from '../src/quant/awq.js';
+import { awqLayout, packAwq } from '../src/formats/awq.js';
+import { quantizeGptq } from '../src/quant/gptq.js';
+import { gptqLayout, packGptq, DEFAULT_GPTQ } from '../src/formats/gptq.js';
+import { quantizeInt4Rtn } from '../src/formats/int4.js';
+import type { QuantizedLayout } from '../src/formats/quantized-layout.js';
+import { f32Tensor, moduleOf } from '../src/formats/stored-tensors.js';
 
 /**
  * INT4_G128 rows (AWQ/GPTQ int4 repacked by output row) and the linear_int4 kernel on them.

@@ -1,8 +1,8 @@
-import type { LlamaConfig } from '../src/engine/config.js';
+import type { LlamaConfig } from '../src/spec/llama-config.js';
 import { LlamaForCausalLM } from '../src/engine/model.js';
-import type { WeightSource } from '../src/engine/ops.js';
-import type { HostTensor } from '../src/engine/safetensors.js';
-import { expectedTensorShapes } from '../src/engine/checkpoint.js';
+import type { WeightSource } from '../src/formats/weights.js';
+import type { HostTensor } from '../src/formats/safetensors.js';
+import { expectedTensorShapes } from '../src/formats/checkpoint.js';
 import { KernelOps } from '../src/kernels/wasm-ops.js';
 
 /**

@@ -1,16 +1,17 @@
 import { activateBackend } from '../src/engine/backends/select.js';
 import { generate } from '../src/engine/generate.js';
-import { bf16ToFloat32, f16ToFloat32, type HostTensor } from '../src/engine/safetensors.js';
-import { floatToHalf } from '../src/engine/half.js';
+import { bf16ToFloat32, f16ToFloat32, type HostTensor } from '../src/formats/safetensors.js';
+import { floatToHalf } from '../src/formats/half.js';
 import { loadModel, openModelFolder } from '../src/engine/load.js';
 import { LlamaForCausalLM } from '../src/engine/model.js';
-import type { Ops, PackedFormat, PackedTensor, WeightSource } from '../src/engine/ops.js';
+import type { Ops } from '../src/engine/ops.js';
+import type { PackedFormat, PackedTensor, WeightSource } from '../src/formats/weights.js';
 import { ropeTables } from '../src/engine/rope.js';
 import { GREEDY, seededRandom } from '../src/engine/sampling.js';
 import { KernelOps } from '../src/kernels/wasm-ops.js';
-import { dequantizeBlocks, quantizeBlocks } from '../src/quant/ggml-blocks.js';
-import { dequantizeQ4K, quantizeQ4K } from '../src/quant/ggml-k-blocks.js';
-import { roundHalfEven } from '../src/quant/int4.js';
+import { dequantizeBlocks, quantizeBlocks } from '../src/formats/ggml-blocks.js';
+import { dequantizeQ4K, quantizeQ4K } from '../src/formats/ggml-k-blocks.js';
+import { roundHalfEven } from '../src/formats/int4.js';
 import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
 
 /** The formats this file packs itself (INT4_G128 comes from AWQ/GPTQ checkpoints: test/kernels-int4.test.ts). */

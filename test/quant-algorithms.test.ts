@@ -1,11 +1,12 @@
 import { activateBackend } from '../src/engine/backends/select.js';
 import { loadModel, openModelFolder } from '../src/engine/load.js';
-import type { HostTensor } from '../src/engine/safetensors.js';
+import type { HostTensor } from '../src/formats/safetensors.js';
 import { matmulTransposed, quantizeAwq, type Activations } from '../src/quant/awq.js';
 import { awqLayer } from '../src/quant/awq-search.js';
 import { ActivationRecorder, calibrationWindows, DEFAULT_CALIBRATION_FILE, readCalibrationTexts, runCalibration } from '../src/quant/calibration.js';
-import { quantizeGptq, DEFAULT_GPTQ } from '../src/quant/gptq.js';
-import { dequantizeInt4, quantizeInt4Rtn } from '../src/quant/int4.js';
+import { quantizeGptq } from '../src/quant/gptq.js';
+import { DEFAULT_GPTQ } from '../src/formats/gptq.js';
+import { dequantizeInt4, quantizeInt4Rtn } from '../src/formats/int4.js';
 import { DecoderLayerRunner, padColumns, padMlp, type LayerWeights } from '../src/quant/layer-runner.js';
 import { QUANT_BACKEND } from '../src/quant/scorecard.js';
 import { STORIES } from './fixtures.js';

@@ -1,11 +1,12 @@
-import { AWQ_ORDER, awqQuantizationConfig, packAwq, quantizeAwq, unpackAwq } from '../src/quant/awq.js';
-import { FP8_MAX, floatToFp8E4m3, fp8E4m3ToFloat, fp8QuantizationConfig, quantizeFp8, FP8_LAYOUT } from '../src/quant/fp8.js';
-import { dequantizeQ4K, quantizeQ4K } from '../src/quant/ggml-k-blocks.js';
-import { gptqQuantizationConfig, packGptq, unpackGptq, DEFAULT_GPTQ, GPTQ_MIN_ZERO } from '../src/quant/gptq.js';
-import { dequantizeInt4, emptyInt4, packNibbles, quantizeInt4Rtn, SEQUENTIAL_ORDER } from '../src/quant/int4.js';
-import { NF4_LAYOUT, NF4_TABLE, dynamicMap, nf4QuantizationConfig, quantizeNf4, quantizeNf4Flat } from '../src/quant/nf4.js';
-import type { StoredTensors } from '../src/quant/tensors.js';
-import type { TensorToWrite } from '../src/engine/safetensors.js';
+import { quantizeAwq } from '../src/quant/awq.js';
+import { AWQ_ORDER, awqQuantizationConfig, packAwq, unpackAwq } from '../src/formats/awq.js';
+import { FP8_MAX, floatToFp8E4m3, fp8E4m3ToFloat, fp8QuantizationConfig, quantizeFp8, FP8_LAYOUT } from '../src/formats/fp8.js';
+import { dequantizeQ4K, quantizeQ4K } from '../src/formats/ggml-k-blocks.js';
+import { gptqQuantizationConfig, packGptq, unpackGptq, DEFAULT_GPTQ, GPTQ_MIN_ZERO } from '../src/formats/gptq.js';
+import { dequantizeInt4, emptyInt4, packNibbles, quantizeInt4Rtn, SEQUENTIAL_ORDER } from '../src/formats/int4.js';
+import { NF4_LAYOUT, NF4_TABLE, dynamicMap, nf4QuantizationConfig, quantizeNf4, quantizeNf4Flat } from '../src/formats/nf4.js';
+import type { StoredTensors } from '../src/formats/stored-tensors.js';
+import type { TensorToWrite } from '../src/formats/safetensors.js';
 import { seededRandom } from '../src/engine/sampling.js';
 
 /** Tensors as a layout reads them, straight from what a format wrote. */

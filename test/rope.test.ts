@@ -1,6 +1,7 @@
 import path from 'node:path';
-import { parseLlamaConfig } from '../src/engine/config.js';
-import { ropeInverseFrequencies, ropeTables } from '../src/engine/rope.js';
+import { parseLlamaConfig } from '../src/spec/llama-config.js';
+import { ropeTables } from '../src/engine/rope.js';
+import { ropeInverseFrequencies } from '../src/spec/rope.js';
 import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
 
 test('llama3-scaled inverse frequencies of tiny-llama-3.1 (values from the fixture README)', () => {

@@ -2,8 +2,8 @@
  * Chat sessions on disk: /save and --resume use one JSON file (messages with their tool calls
  * and results, and the chat's settings); --export writes `{"messages": […]}` JSONL for finetune.
  */
-import { writeFileAtomically } from '../engine/safetensors.js';
-import { readJsonFile } from '../engine/tokenizer.js';
+import { writeFileAtomically } from '../formats/files.js';
+import { readJsonFile } from '../formats/files.js';
 import { HerdError } from '../errors.js';
 import type { ChatMessage, ToolCall } from '../templates/chat-template.js';
 

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { readJsonFile } from '../engine/tokenizer.js';
+import { readJsonFile } from '../formats/files.js';
 import { HerdError } from '../errors.js';
 import type { ToolCall } from '../templates/chat-template.js';
 import { CODE_INTERPRETER } from '../templates/tool-calls.js';

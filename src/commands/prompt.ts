@@ -5,7 +5,8 @@ import { renderConversation } from '../chat/render.js';
 import { checkMessage } from '../chat/session.js';
 import { loadToolsFile, parseBuiltinTools } from '../chat/tools.js';
 import { DEFAULT_MODEL_DIR } from '../engine/load.js';
-import { HerdTokenizer, readJsonFile } from '../engine/tokenizer.js';
+import { HerdTokenizer } from '../engine/tokenizer.js';
+import { readJsonFile } from '../formats/files.js';
 import { HerdError } from '../errors.js';
 import { renderTemplateVariables, selectChatTemplate, type ChatMessage } from '../templates/chat-template.js';
 

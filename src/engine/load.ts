@@ -4,15 +4,17 @@ import { fileURLToPath } from 'node:url';
 import { HerdError } from '../errors.js';
 import { activateBackend } from './backends/select.js';
 import type { KvCacheType } from '../kernels/wasm-ops.js';
-import { Checkpoint, expectedTensorShapes } from './checkpoint.js';
-import { parseLlamaConfig, tokenIdList, type LlamaConfig } from './config.js';
+import { Checkpoint, expectedTensorShapes } from '../formats/checkpoint.js';
+import { parseLlamaConfig, tokenIdList, type LlamaConfig } from '../spec/llama-config.js';
 import { LlamaForCausalLM } from './model.js';
-import type { Ops, WeightSource } from './ops.js';
-import { GgufWeights } from '../quant/gguf-llama.js';
-import { tokenizerFromGguf } from '../quant/gguf-tokenizer.js';
-import { layoutFromConfig } from '../quant/layouts.js';
+import type { Ops } from './ops.js';
+import type { WeightSource } from '../formats/weights.js';
+import { GgufWeights } from '../formats/gguf-llama.js';
+import { tokenizerFromGguf } from '../formats/gguf-tokenizer.js';
+import { layoutFromConfig } from '../formats/quantized-layouts.js';
 import { AdaptedWeights, readPeftAdapter } from '../train/adapter.js';
-import { HerdTokenizer, readJsonFile } from './tokenizer.js';
+import { HerdTokenizer } from './tokenizer.js';
+import { readJsonFile } from '../formats/files.js';
 
 /** The model that ships inside herd (karpathy's stories260K), used when no --model is given. */
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/stories260K', import.meta.url));

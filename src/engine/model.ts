@@ -1,7 +1,9 @@
 import { HerdError } from '../errors.js';
-import type { LlamaConfig } from './config.js';
-import type { KvCache, Ops, WeightSource } from './ops.js';
-import { ropeInverseFrequencies, ropeTables, type RopeTables } from './rope.js';
+import type { LlamaConfig } from '../spec/llama-config.js';
+import type { KvCache, Ops } from './ops.js';
+import type { WeightSource } from '../formats/weights.js';
+import { ropeTables, type RopeTables } from './rope.js';
+import { ropeInverseFrequencies } from '../spec/rope.js';
 
 /**
  * LlamaForCausalLM with Hugging Face semantics, written once over the Ops interface.

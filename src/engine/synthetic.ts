@@ -1,9 +1,9 @@
 import { randomFillSync } from 'node:crypto';
-import { floatToHalf } from './half.js';
-import { expectedTensorShapes } from './checkpoint.js';
-import type { LlamaConfig } from './config.js';
-import { packedBytes, type PackedFormat, type PackedTensor, type WeightSource } from './ops.js';
-import type { HostTensor } from './safetensors.js';
+import { floatToHalf } from '../formats/half.js';
+import { expectedTensorShapes } from '../formats/checkpoint.js';
+import type { LlamaConfig } from '../spec/llama-config.js';
+import { packedBytes, type PackedFormat, type PackedTensor, type WeightSource } from '../formats/weights.js';
+import type { HostTensor } from '../formats/safetensors.js';
 
 /**
  * Random weights of a model's exact shapes in one stored format, made as they are read: for

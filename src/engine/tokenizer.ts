@@ -1,7 +1,7 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { HerdError } from '../errors.js';
+import { readJsonFile } from '../formats/files.js';
 
 /** tokenizer_config.json fields herd uses. */
 export interface TokenizerSettings {
@@ -128,15 +128,3 @@ function tokenContent(value: unknown): string | null {
   return null;
 }
 
-/** Reads a JSON file; a missing optional file gives null, a missing required one a clear error. */
-export function readJsonFile(file: string, required: boolean): unknown {
-  if (!fs.existsSync(file)) {
-    if (required) throw new HerdError(`missing ${path.basename(file)} in ${path.dirname(file)}`);
-    return null;
-  }
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new HerdError(`${file}: not valid JSON (${(error as Error).message.split('\n')[0]})`);
-  }
-}

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { HerdError } from '../errors.js';
-import { writeFileAtomically } from '../engine/safetensors.js';
+import { writeFileAtomically } from '../formats/files.js';
 import { bitsPerByte, bootstrapStderr, mean, meanStderr, weightedPerplexity, type WeightedItem } from './metrics.js';
 import type { TaskRun, SampleRecord } from './runner.js';
 import { scoreOutput } from './scoring.js';

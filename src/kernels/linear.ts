@@ -1,5 +1,5 @@
 import { HerdError } from '../errors.js';
-import { packedBytes, type PackedFormat } from '../engine/ops.js';
+import { packedBytes, type PackedFormat } from '../formats/weights.js';
 import { copyColumns } from './protocol.js';
 import type { KernelInstance } from './wasm-memory.js';
 

@@ -1,4 +1,4 @@
-import type { PackedFormat } from '../engine/ops.js';
+import type { PackedFormat } from '../formats/weights.js';
 
 /**
  * How the main thread and the kernel workers talk: all synchronously, through shared memory and

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { HerdError } from '../errors.js';
-import type { PackedFormat } from '../engine/ops.js';
+import type { PackedFormat } from '../formats/weights.js';
 import { CHUNK_BYTES, chunkRows, rowBytes, storageBytes } from './linear.js';
 import { Command, COMMAND_SLOTS, commandSlot, CONTROL_INTS, copyColumns, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
 

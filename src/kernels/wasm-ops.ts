@@ -1,5 +1,6 @@
 import os from 'node:os';
-import type { KvCache, KvCacheShape, Ops, WeightSource } from '../engine/ops.js';
+import type { KvCache, KvCacheShape, Ops } from '../engine/ops.js';
+import type { WeightSource } from '../formats/weights.js';
 import type { RopeTables } from '../engine/rope.js';
 import { chunkRows, gatherRows, multiplyPlaced, readMemory, rowBytes, storageBytes, writeRows, type PlacedMatrix } from './linear.js';
 import { allocateCacheShard, attendShard, freeCacheShard, type CacheShard } from './attention.js';

@@ -1,6 +1,6 @@
-import type { HostTensor } from '../engine/safetensors.js';
+import type { HostTensor } from '../formats/safetensors.js';
 import { awqGroupParams, divideRows, matmulTransposed, quantizeAwq, scaleColumns, type Activations } from './awq.js';
-import { dequantizeInt4, dequantizeCode, quantizeCode } from './int4.js';
+import { dequantizeInt4, dequantizeCode, quantizeCode } from '../formats/int4.js';
 import type { DecoderLayerRunner, LayerWeights } from './layer-runner.js';
 
 /**

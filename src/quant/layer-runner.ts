@@ -1,7 +1,8 @@
-import type { LlamaConfig } from '../engine/config.js';
+import type { LlamaConfig } from '../spec/llama-config.js';
 import { LlamaForCausalLM } from '../engine/model.js';
-import type { Ops, WeightSource } from '../engine/ops.js';
-import type { HostTensor } from '../engine/safetensors.js';
+import type { Ops } from '../engine/ops.js';
+import type { WeightSource } from '../formats/weights.js';
+import type { HostTensor } from '../formats/safetensors.js';
 import type { Activations } from './awq.js';
 
 /** The weights of one decoder layer, named as within a layer: `self_attn.q_proj.weight`, `input_layernorm.weight`, … */

@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { HerdError } from '../errors.js';
-import type { LlamaConfig } from '../engine/config.js';
-import { expectedTensorShapes } from '../engine/checkpoint.js';
-import type { PackedTensor, WeightSource } from '../engine/ops.js';
-import { readFloatTensor, readSafetensorsHeader, openForReading, writeFileAtomically, writeSafetensors, type HostTensor } from '../engine/safetensors.js';
-import { readJsonFile } from '../engine/tokenizer.js';
+import type { LlamaConfig } from '../spec/llama-config.js';
+import { expectedTensorShapes } from '../formats/checkpoint.js';
+import type { PackedTensor, WeightSource } from '../formats/weights.js';
+import { readFloatTensor, readSafetensorsHeader, writeSafetensors, type HostTensor } from '../formats/safetensors.js';
+import { openForReading, writeFileAtomically } from '../formats/files.js';
+import { readJsonFile } from '../formats/files.js';
 import { LORA_TARGETS, moduleOf, validateLoraSettings, type LoraSettings } from './lora.js';
 
 /**

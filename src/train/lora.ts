@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { HerdError } from '../errors.js';
-import type { LlamaConfig } from '../engine/config.js';
-import type { KvCache, KvCacheShape, Ops, WeightSource } from '../engine/ops.js';
+import type { LlamaConfig } from '../spec/llama-config.js';
+import type { KvCache, KvCacheShape, Ops } from '../engine/ops.js';
+import type { WeightSource } from '../formats/weights.js';
 import type { RopeTables } from '../engine/rope.js';
 import type { TfjsOps, TfjsWeight } from '../engine/backends/tfjs-ops.js';
 import { seededRandom } from '../engine/sampling.js';

@@ -1,9 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { HerdError } from '../errors.js';
-import { floatToHalf } from '../engine/half.js';
+import { floatToHalf } from '../formats/half.js';
 import { openModelFolder } from '../engine/load.js';
-import { writeSafetensors, type TensorToWrite } from '../engine/safetensors.js';
+import { writeSafetensors, type TensorToWrite } from '../formats/safetensors.js';
 import { mergeDelta, readPeftAdapter } from './adapter.js';
 
 export interface MergeResult {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { HostTensor } from '../engine/safetensors.js';
-import { dequantizeNf4Flat, quantizeNf4Flat } from '../quant/nf4.js';
+import type { HostTensor } from '../formats/safetensors.js';
+import { dequantizeNf4Flat, quantizeNf4Flat } from '../formats/nf4.js';
 
 /**
  * A frozen linear weight of a QLoRA base: the [out, in] weight in bitsandbytes' NF4 (blocks of

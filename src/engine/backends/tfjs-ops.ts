@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { KvCache, KvCacheShape, Ops, WeightSource } from '../ops.js';
+import type { KvCache, KvCacheShape, Ops } from '../ops.js';
+import type { WeightSource } from '../../formats/weights.js';
 import type { RopeTables } from '../rope.js';
 
 /**

@@ -1,7 +1,7 @@
-import type { HostTensor } from '../engine/safetensors.js';
-import type { QuantizedLayout, QuantizedTensors } from './layout.js';
+import type { HostTensor } from './safetensors.js';
+import type { QuantizedLayout, QuantizedTensors } from './quantized-layout.js';
 import { matrixShape } from './int4.js';
-import { expectPart, f32Tensor, moduleOf, readF32 } from './tensors.js';
+import { expectPart, f32Tensor, moduleOf, readF32 } from './stored-tensors.js';
 
 /**
  * FP8 E4M3 ("fn": bias 7, no infinities, largest finite 448) with one float32 scale per output

@@ -1,4 +1,4 @@
-import { floatToHalf, halfToFloat } from '../engine/half.js';
+import { floatToHalf, halfToFloat } from './half.js';
 import { HerdError } from '../errors.js';
 // ggml's nearest_int rounds half to even.
 import { roundHalfEven as nearestInt } from './int4.js';

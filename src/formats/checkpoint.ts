@@ -1,13 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { HerdError } from '../errors.js';
-import type { LlamaConfig } from './config.js';
-import type { PackedFormat, PackedTensor, WeightSource } from './ops.js';
-import type { QuantizedLayout } from '../quant/layout.js';
-import { Int4RowReader, describeInt4Rows } from '../quant/int4-rows.js';
-import {
-  FLOAT_DTYPES, openForReading, readBytesInto, readFloatTensor, readSafetensorsHeader, type HostTensor, type TensorEntry,
-} from './safetensors.js';
+import type { LlamaConfig } from '../spec/llama-config.js';
+import type { PackedFormat, PackedTensor, WeightSource } from './weights.js';
+import type { QuantizedLayout } from './quantized-layout.js';
+import { Int4RowReader, describeInt4Rows } from './int4-rows.js';
+import { FLOAT_DTYPES, readBytesInto, readFloatTensor, readSafetensorsHeader, type HostTensor, type TensorEntry } from './safetensors.js';
+import { openForReading } from './files.js';
 
 const SINGLE_FILE = 'model.safetensors';
 const INDEX_FILE = 'model.safetensors.index.json';

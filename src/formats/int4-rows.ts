@@ -1,9 +1,9 @@
 import { ensure } from '../errors.js';
-import { floatToHalf } from '../engine/half.js';
-import { INT4_GROUP_BYTES, INT4_GROUP_COLUMNS, packedBytes, type PackedTensor } from '../engine/ops.js';
+import { floatToHalf } from './half.js';
+import { INT4_GROUP_BYTES, INT4_GROUP_COLUMNS, packedBytes, type PackedTensor } from './weights.js';
 import type { Int4Matrix } from './int4.js';
-import type { Int4Access } from './layout.js';
-import type { StoredTensors } from './tensors.js';
+import type { Int4Access } from './quantized-layout.js';
+import type { StoredTensors } from './stored-tensors.js';
 
 /**
  * AWQ and GPTQ int4 weights repacked by output row for the CPU kernels (PackedFormat INT4_G128),

@@ -1,5 +1,5 @@
 import { HerdError } from '../errors.js';
-import { floatToHalf, halfToFloat } from '../engine/half.js';
+import { floatToHalf, halfToFloat } from './half.js';
 
 /**
  * GGUF's Q8_0 and Q4_0 blocks of 32 weights, as llama.cpp's reference quantizers

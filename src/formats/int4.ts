@@ -1,5 +1,5 @@
 import { HerdError } from '../errors.js';
-import type { HostTensor } from '../engine/safetensors.js';
+import type { HostTensor } from './safetensors.js';
 
 /**
  * 4-bit integer group quantization as AWQ and GPTQ share it: each output row is cut into groups

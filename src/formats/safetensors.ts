@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { HerdError } from '../errors.js';
+import { openForReading, writeFileAtomically } from './files.js';
 import { halfToFloat } from './half.js';
 
 /** Bytes per element of every dtype the safetensors format defines. */
@@ -97,14 +98,6 @@ export function f16ToFloat32(halves: Uint16Array, out: Float32Array): void {
   for (let i = 0; i < halves.length; i++) out[i] = halfToFloat(halves[i]!);
 }
 
-export function openForReading(file: string): number {
-  try {
-    return fs.openSync(file, 'r');
-  } catch (error) {
-    throw new HerdError(`cannot open ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
-}
-
 function readBytes(fd: number, position: number, length: number): Buffer {
   const buffer = Buffer.alloc(length);
   const read = fs.readSync(fd, buffer, 0, length, position);
@@ -191,20 +184,4 @@ export function writeSafetensors(file: string, tensors: TensorToWrite[], metadat
   const length = Buffer.alloc(8);
   length.writeBigUInt64LE(BigInt(Buffer.byteLength(headerText)));
   writeFileAtomically(file, [length, Buffer.from(headerText, 'utf8'), ...sorted.map((t) => t.bytes)]);
-}
-
-/** Writes parts to `file.tmp-PID` and renames it over `file`, so readers never see half a file. */
-export function writeFileAtomically(file: string, parts: Uint8Array[]): void {
-  const temporary = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(temporary, 'w');
-  try {
-    for (const part of parts) fs.writeSync(fd, part);
-    fs.fsyncSync(fd);
-  } catch (error) {
-    fs.closeSync(fd);
-    fs.rmSync(temporary, { force: true });
-    throw error;
-  }
-  fs.closeSync(fd);
-  fs.renameSync(temporary, file);
 }

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { HerdError } from '../errors.js';
-import { readJsonFile } from '../engine/tokenizer.js';
+import { readJsonFile } from './files.js';
 import { GgufValueType, type GgufMetadata } from './gguf.js';
 
 /**

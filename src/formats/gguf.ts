@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { HerdError } from '../errors.js';
-import { openForReading, writeFileAtomically } from '../engine/safetensors.js';
+import { openForReading, writeFileAtomically } from './files.js';
 
 /**
  * The GGUF v3 container (ggml/docs/gguf.md): "GGUF", version, tensor and key-value counts, typed

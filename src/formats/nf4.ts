@@ -1,7 +1,7 @@
 import { HerdError } from '../errors.js';
-import type { HostTensor } from '../engine/safetensors.js';
-import type { QuantizedLayout, QuantizedTensors } from './layout.js';
-import { expectPart, f32Tensor, readF32, u8Tensor, type StoredTensors } from './tensors.js';
+import type { HostTensor } from './safetensors.js';
+import type { QuantizedLayout, QuantizedTensors } from './quantized-layout.js';
+import { expectPart, f32Tensor, readF32, u8Tensor, type StoredTensors } from './stored-tensors.js';
 
 /**
  * bitsandbytes NF4 as transformers saves a `Linear4bit` (bitsandbytes/functional.py

@@ -2,7 +2,7 @@ import { HerdError } from '../errors.js';
 import { awqLayout } from './awq.js';
 import { FP8_LAYOUT } from './fp8.js';
 import { gptqLayout } from './gptq.js';
-import type { QuantizedLayout } from './layout.js';
+import type { QuantizedLayout } from './quantized-layout.js';
 import { NF4_LAYOUT } from './nf4.js';
 
 /**

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { HerdError } from '../errors.js';
-import { floatToHalf } from '../engine/half.js';
-import { f16ToFloat32, type TensorEntry, type TensorToWrite } from '../engine/safetensors.js';
+import { floatToHalf } from './half.js';
+import { f16ToFloat32, type TensorEntry, type TensorToWrite } from './safetensors.js';
 
 /** Little-endian tensor bytes to write, and typed views of stored bytes, for the quantized layouts. */
 

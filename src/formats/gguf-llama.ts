@@ -1,10 +1,11 @@
 import fs from 'node:fs';
 import { HerdError } from '../errors.js';
-import type { LlamaConfig } from '../engine/config.js';
-import { floatToHalf } from '../engine/half.js';
-import type { PackedFormat, PackedTensor, WeightSource } from '../engine/ops.js';
-import { ropeInverseFrequencies } from '../engine/rope.js';
-import { f16ToFloat32, openForReading, type HostTensor } from '../engine/safetensors.js';
+import type { LlamaConfig } from '../spec/llama-config.js';
+import { floatToHalf } from './half.js';
+import type { PackedFormat, PackedTensor, WeightSource } from './weights.js';
+import { ropeInverseFrequencies } from '../spec/rope.js';
+import { f16ToFloat32, type HostTensor } from './safetensors.js';
+import { openForReading } from './files.js';
 import { dequantizeBlocks, quantizeBlocks } from './ggml-blocks.js';
 import { dequantizeQ4K, quantizeQ4K } from './ggml-k-blocks.js';
 import { GGML_LAYOUT, GgmlType, GgufValueType, readGgufHeader, type GgufFile, type GgufMetadata, type GgufTensorInfo, type GgufTensorToWrite } from './gguf.js';

@@ -1,6 +1,6 @@
-import type { TensorToWrite } from '../engine/safetensors.js';
+import type { TensorToWrite } from './safetensors.js';
 import type { Int4Matrix } from './int4.js';
-import type { StoredTensors } from './tensors.js';
+import type { StoredTensors } from './stored-tensors.js';
 
 /**
  * How one quantized safetensors format stores the float weight of a linear module, so the
