@@ -3,12 +3,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { expectedTensorShapes } from '../src/formats/checkpoint.js';
+import { tensorShapes } from '../src/spec/tensors.js';
 import { openModelFolder } from '../src/engine/load.js';
 import { seededRandom } from '../src/engine/sampling.js';
 import { writeSafetensors } from '../src/formats/safetensors.js';
-import { mergeDelta, readPeftAdapter, writePeftAdapter, type LoraMatrices } from '../src/train/adapter.js';
-import { validateLoraSettings } from '../src/train/lora.js';
+import { mergeDelta, readPeftAdapter, writePeftAdapter, type LoraMatrices } from '../src/formats/peft.js';
+import { validateLoraSettings } from '../src/formats/peft.js';
 import { SHARED, STORIES, TINY_LLAMA } from './fixtures.js';
 
 // --adapter in herd eval and herd chat, through the built CLI (npm test builds first).
@@ -27,7 +27,7 @@ function writeRandomAdapter(modelDir: string, dir: string, std: number): void {
   const random = seededRandom(17);
   const draw = (count: number) => Float32Array.from({ length: count }, () => (random() * 2 - 1) * std);
   const matrices: LoraMatrices[] = [];
-  for (const [module, shape] of expectedTensorShapes(config)) {
+  for (const [module, shape] of tensorShapes(config)) {
     if (!SETTINGS.targetModules.some((target) => module.endsWith(`.${target}.weight`))) continue;
     const [out, inFeatures] = shape as [number, number];
     matrices.push({ module, a: { name: 'A', shape: [SETTINGS.r, inFeatures], data: draw(SETTINGS.r * inFeatures) }, b: { name: 'B', shape: [out, SETTINGS.r], data: draw(out * SETTINGS.r) } });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { seededRandom } from '../src/engine/sampling.js';
 import type { TrainingExample } from '../src/train/data.js';
-import { validateLoraSettings } from '../src/train/lora.js';
+import { validateLoraSettings } from '../src/formats/peft.js';
 import { exampleLossSum } from '../src/train/loss.js';
 import { loadLoraModel, loraMatrices, train, type LoraModel, type TrainOptions } from '../src/train/trainer.js';
 import { readJson, TINY_LLAMA } from './fixtures.js';

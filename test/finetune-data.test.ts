@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { HerdTokenizer } from '../src/engine/tokenizer.js';
 import { loadExamples, tokenizeRow, type TrainingExample } from '../src/train/data.js';
-import { validateLoraSettings } from '../src/train/lora.js';
+import { validateLoraSettings } from '../src/formats/peft.js';
 import { learningRateAt, warmupStepsFor } from '../src/train/optimizer.js';
 import { DataOrder } from '../src/train/trainer.js';
 import { SHARED, STORIES, TINY_LLAMA } from './fixtures.js';

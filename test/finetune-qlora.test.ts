@@ -9,7 +9,9 @@ import type { WeightSource } from '../src/formats/weights.js';
 import { seededRandom } from '../src/engine/sampling.js';
 import { dequantizeNf4Flat, quantizeNf4Flat } from '../src/formats/nf4.js';
 import { loadExamples, type TrainingExample } from '../src/train/data.js';
-import { LoraOps, moduleOf, validateLoraSettings } from '../src/train/lora.js';
+import { LoraOps } from '../src/train/lora.js';
+import { linearModuleOf } from '../src/spec/tensors.js';
+import { validateLoraSettings } from '../src/formats/peft.js';
 import { exampleLossSum, meanLoss } from '../src/train/loss.js';
 import { loadLoraModel, train, type LoraModel } from '../src/train/trainer.js';
 import { SHARED, STORIES } from './fixtures.js';
@@ -44,7 +46,7 @@ function roundTripped(source: WeightSource): WeightSource {
   return {
     readFloat(name) {
       const host = source.readFloat(name);
-      if (moduleOf(name) === null) return host;
+      if (linearModuleOf(name) === null) return host;
       const { packed, absmax } = quantizeNf4Flat(host.data);
       return { ...host, data: dequantizeNf4Flat(packed, absmax, host.data.length) };
     },

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { readSafetensorsHeader, readFloatTensor } from '../src/formats/safetensors.js';
 import { openForReading } from '../src/formats/files.js';
 import { loadExamples, tokenizeRow, type TrainingExample } from '../src/train/data.js';
-import { validateLoraSettings } from '../src/train/lora.js';
+import { validateLoraSettings } from '../src/formats/peft.js';
 import { meanLoss } from '../src/train/loss.js';
 import { loadLoraModel, train, type TrainEvent, type TrainOptions } from '../src/train/trainer.js';
 import { SHARED, STORIES, TINY_LLAMA } from './fixtures.js';

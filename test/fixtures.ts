@@ -11,3 +11,4 @@ export const LLAMA_TOKENIZER = path.join(SHARED, 'fixtures/llama-3.1-tokenizer')
 export function readJson<T>(file: string): T {
   return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
 }
+export const GGUF_LLAMACPP = path.join(SHARED, 'fixtures/gguf-llamacpp');

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { activateBackend } from '../src/engine/backends/select.js';
-import { Checkpoint, expectedTensorShapes } from '../src/formats/checkpoint.js';
+import { Checkpoint } from '../src/formats/checkpoint.js';
+import { tensorShapes } from '../src/spec/tensors.js';
 import type { LlamaConfig } from '../src/spec/llama-config.js';
 import { floatToHalf, halfToFloat } from '../src/formats/half.js';
 import { LlamaForCausalLM } from '../src/engine/model.js';
@@ -31,8 +32,9 @@ import { f32Tensor, moduleOf } from '../src/formats/stored-tensors.js';
 const config: LlamaConfig = {
   vocabSize: 40, hiddenSize: 256, intermediateSize: 384, numHiddenLayers: 1, numAttentionHeads: 4, numKeyValueHeads: 1, headDim: 64,
   rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null, tieWordEmbeddings: false, maxPositionEmbeddings: 16, bosTokenId: null, eosTokenIds: [], torchDtype: null,
+  attentionBias: false, mlpBias: false, hiddenAct: 'silu',
 };
-const shapes = expectedTensorShapes(config);
+const shapes = tensorShapes(config);
 const linearNames = [...shapes.keys()].filter((name) => name.startsWith('model.layers.') && shapes.get(name)!.length === 2);
 
 function gaussian(count: number, seed: number, std = 0.05): Float32Array {

@@ -2,7 +2,7 @@ import type { LlamaConfig } from '../src/spec/llama-config.js';
 import { LlamaForCausalLM } from '../src/engine/model.js';
 import type { WeightSource } from '../src/formats/weights.js';
 import type { HostTensor } from '../src/formats/safetensors.js';
-import { expectedTensorShapes } from '../src/formats/checkpoint.js';
+import { tensorShapes } from '../src/spec/tensors.js';
 import { KernelOps } from '../src/kernels/wasm-ops.js';
 
 /**
@@ -14,8 +14,9 @@ import { KernelOps } from '../src/kernels/wasm-ops.js';
 const config: LlamaConfig = {
   vocabSize: 64, hiddenSize: 4096, intermediateSize: 14336, numHiddenLayers: 5, numAttentionHeads: 32, numKeyValueHeads: 8, headDim: 128,
   rmsNormEps: 1e-5, ropeTheta: 500000, ropeScaling: null, tieWordEmbeddings: false, maxPositionEmbeddings: 16, bosTokenId: null, eosTokenIds: [], torchDtype: null,
+  attentionBias: false, mlpBias: false, hiddenAct: 'silu',
 };
-const shapes = expectedTensorShapes(config);
+const shapes = tensorShapes(config);
 
 class SyntheticSource implements WeightSource {
   bytes = 0;

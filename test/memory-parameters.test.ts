@@ -1,6 +1,7 @@
-import { architectureFromHfConfig } from '../src/memory/architecture.js';
+import { parseLlamaConfig } from '../src/spec/llama-config.js';
 import { countParameters } from '../src/memory/parameters.js';
-import { PRESET_NAMES, presetModel } from '../src/memory/presets.js';
+import { presetModel } from '../src/memory/presets.js';
+import { PRESET_NAMES } from '../src/spec/presets.js';
 import { HerdError } from '../src/errors.js';
 
 const total = (preset: string): number => countParameters(presetModel(preset).architecture).total;
@@ -45,24 +46,24 @@ describe('reading a config.json', () => {
   const minimal = { hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, vocab_size: 100 };
 
   test('takes the transformers defaults for optional fields', () => {
-    const arch = architectureFromHfConfig(minimal, 'config.json');
+    const arch = parseLlamaConfig(minimal, 'config.json');
     expect(arch).toMatchObject({ numKeyValueHeads: 4, headDim: 16, tieWordEmbeddings: false, attentionBias: false });
   });
 
   test('counts biases when the config asks for them', () => {
-    const plain = countParameters(architectureFromHfConfig(minimal, 'config.json')).total;
-    const biased = countParameters(architectureFromHfConfig({ ...minimal, attention_bias: true, mlp_bias: true }, 'config.json')).total;
+    const plain = countParameters(parseLlamaConfig(minimal, 'config.json')).total;
+    const biased = countParameters(parseLlamaConfig({ ...minimal, attention_bias: true, mlp_bias: true }, 'config.json')).total;
     // Per layer: q, k, v, o biases (4 × 64) and gate, up, down biases (128 + 128 + 64).
     expect(biased - plain).toBe(2 * (4 * 64 + 128 + 128 + 64));
   });
 
-  test('names every missing required field in one line', () => {
-    expect(() => architectureFromHfConfig({ hidden_size: 64 }, 'x/config.json')).toThrow(
-      new HerdError('x/config.json is missing required fields: intermediate_size, num_hidden_layers, num_attention_heads, vocab_size'),
+  test('names a missing required field in one line', () => {
+    expect(() => parseLlamaConfig({ hidden_size: 64 }, 'x/config.json')).toThrow(
+      new HerdError('x/config.json: num_attention_heads must be a positive number, got undefined'),
     );
   });
 
   test('rejects a field that is not a positive whole number', () => {
-    expect(() => architectureFromHfConfig({ ...minimal, num_hidden_layers: -2 }, 'config.json')).toThrow(/num_hidden_layers must be a positive whole number/);
+    expect(() => parseLlamaConfig({ ...minimal, num_hidden_layers: -2 }, 'config.json')).toThrow(/num_hidden_layers must be a positive number, got -2/);
   });
 });

@@ -2,7 +2,8 @@ import type { LlamaConfig } from '../spec/llama-config.js';
 import { SyntheticWeights } from '../engine/synthetic.js';
 import { HerdError } from '../errors.js';
 import { GgmlType, writeGguf, type GgufTensorToWrite } from '../formats/gguf.js';
-import { ggufName, llamaMetadata, type GgufWeightType } from '../formats/gguf-llama.js';
+import { llamaMetadata, ropeFreqsTensor, type GgufWeightType } from '../formats/gguf-llama.js';
+import { ggufNameOf } from '../spec/tensors.js';
 import { tokenizerMetadata } from '../formats/gguf-tokenizer.js';
 
 const GGML_TYPES: Partial<Record<string, [GgmlType, GgufWeightType]>> = {
@@ -23,12 +24,14 @@ export function writeSyntheticGguf(file: string, config: LlamaConfig, weights: S
     const packed = weights.describePacked(name);
     if (!packed) {
       const { shape, data } = weights.readFloat(name);
-      return { name: ggufName(name), type: GgmlType.F32, dims: [...shape].reverse(), bytes: new Uint8Array(data.buffer) };
+      return { name: ggufNameOf(name), type: GgmlType.F32, dims: [...shape].reverse(), bytes: new Uint8Array(data.buffer) };
     }
     const bytes = new Uint8Array(packed.byteLength);
     weights.readPackedInto(name, bytes);
-    return { name: ggufName(name), type, dims: [...packed.shape].reverse(), bytes };
+    return { name: ggufNameOf(name), type, dims: [...packed.shape].reverse(), bytes };
   });
+  const ropeFreqs = ropeFreqsTensor(config);
+  if (ropeFreqs) tensors.unshift(ropeFreqs);
   const metadata = llamaMetadata(config, label, weightType);
   for (const [key, value] of tokenizerMetadata(tokenizerDir, config.bosTokenId, config.eosTokenIds)) metadata.set(key, value);
   writeGguf(file, metadata, tensors);

@@ -10,14 +10,13 @@ import { progressBar } from '../cli/progress.js';
 import { round } from '../cli/timings.js';
 import { HerdError } from '../errors.js';
 import { activateBackend } from '../engine/backends/select.js';
-import { parseLlamaConfig } from '../spec/llama-config.js';
 import { isGgufFile } from '../engine/load.js';
 import { LlamaForCausalLM } from '../engine/model.js';
 import type { PackedFormat } from '../formats/weights.js';
 import { argmax } from '../engine/sampling.js';
 import { SyntheticWeights } from '../engine/synthetic.js';
 import { KernelOps, type KvCacheType } from '../kernels/wasm-ops.js';
-import { PRESET_CONFIGS, PRESET_NAMES } from '../memory/presets.js';
+import { PRESET_NAMES, presetConfig } from '../spec/presets.js';
 
 const FORMATS: Record<string, PackedFormat> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0', q4_0: 'Q4_0', q4_k: 'Q4_K' };
 
@@ -89,9 +88,7 @@ async function folderModel(flags: { model?: string; backend?: string; threads?: 
 }
 
 async function syntheticModel(preset: string, format: PackedFormat, flags: { backend?: string; threads?: number; 'kv-cache-type': string; json: boolean }): Promise<{ model: AnyModel; label: string }> {
-  const raw = PRESET_CONFIGS[preset];
-  if (!raw) throw new HerdError(`unknown --synthetic preset "${preset}"; choose one of ${PRESET_NAMES.join(', ')}`);
-  const config = parseLlamaConfig({ model_type: 'llama', ...raw }, `preset ${preset}`);
+  const config = presetConfig(preset);
   const ops = await activateBackend({ backend: flags.backend, threads: flags.threads, kvCacheType: flags['kv-cache-type'] as KvCacheType, packedWeights: format !== 'F32' });
   const progress = progressBar('Making weights', !flags.json);
   try {

@@ -9,7 +9,7 @@ import { resolveModel } from '../memory/model-source.js';
 import { buildPlan } from '../memory/plan.js';
 import { compareWithPost } from '../memory/post-tables.js';
 import { PRECISION_IDS } from '../memory/precision.js';
-import { PRESET_NAMES } from '../memory/presets.js';
+import { PRESET_NAMES } from '../spec/presets.js';
 import { comparisonSections, measurementSection, planSections } from '../memory/report.js';
 import { parseUnit, planRequestFromFlags } from '../memory/request.js';
 import { renderSectionText, type Section } from '../memory/table.js';

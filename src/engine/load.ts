@@ -4,7 +4,9 @@ import { fileURLToPath } from 'node:url';
 import { HerdError } from '../errors.js';
 import { activateBackend } from './backends/select.js';
 import type { KvCacheType } from '../kernels/wasm-ops.js';
-import { Checkpoint, expectedTensorShapes } from '../formats/checkpoint.js';
+import { Checkpoint } from '../formats/checkpoint.js';
+import { tensorShapes } from '../spec/tensors.js';
+import { checkRunnable } from './runnable.js';
 import { parseLlamaConfig, tokenIdList, type LlamaConfig } from '../spec/llama-config.js';
 import { LlamaForCausalLM } from './model.js';
 import type { Ops } from './ops.js';
@@ -12,7 +14,7 @@ import type { WeightSource } from '../formats/weights.js';
 import { GgufWeights } from '../formats/gguf-llama.js';
 import { tokenizerFromGguf } from '../formats/gguf-tokenizer.js';
 import { layoutFromConfig } from '../formats/quantized-layouts.js';
-import { AdaptedWeights, readPeftAdapter } from '../train/adapter.js';
+import { AdaptedWeights, readPeftAdapter } from '../formats/peft.js';
 import { HerdTokenizer } from './tokenizer.js';
 import { readJsonFile } from '../formats/files.js';
 
@@ -84,7 +86,8 @@ function openModel(dir: string): OpenedModel {
   if (isGgufFile(dir)) {
     const { weights, config } = GgufWeights.open(dir);
     try {
-      weights.validate(expectedTensorShapes(config));
+      checkRunnable(config, dir);
+      weights.validate(tensorShapes(config));
     } catch (error) {
       weights.close();
       throw error;
@@ -113,6 +116,7 @@ export function openModelFolder(dir: string): { config: LlamaConfig; checkpoint:
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new HerdError(`model folder ${dir} does not exist`);
   const rawConfig = readJsonFile(path.join(dir, 'config.json'), true);
   const config = parseLlamaConfig(rawConfig, 'config.json');
+  checkRunnable(config, 'config.json');
   const checkpoint = Checkpoint.open(dir, layoutFromConfig(rawConfig, 'config.json'));
   try {
     checkpoint.validateAgainst(config);

@@ -1,6 +1,6 @@
 import { randomFillSync } from 'node:crypto';
 import { floatToHalf } from '../formats/half.js';
-import { expectedTensorShapes } from '../formats/checkpoint.js';
+import { tensorShapes } from '../spec/tensors.js';
 import type { LlamaConfig } from '../spec/llama-config.js';
 import { packedBytes, type PackedFormat, type PackedTensor, type WeightSource } from '../formats/weights.js';
 import type { HostTensor } from '../formats/safetensors.js';
@@ -14,7 +14,7 @@ export class SyntheticWeights implements WeightSource {
   private readonly shapes: Map<string, number[]>;
 
   constructor(config: LlamaConfig, private readonly format: PackedFormat) {
-    this.shapes = expectedTensorShapes(config);
+    this.shapes = tensorShapes(config);
   }
 
   names(): string[] {

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { HerdError } from '../errors.js';
+import { tensorShapes } from '../spec/tensors.js';
 import type { LlamaConfig } from '../spec/llama-config.js';
 import type { PackedFormat, PackedTensor, WeightSource } from './weights.js';
 import type { QuantizedLayout } from './quantized-layout.js';
@@ -74,7 +75,7 @@ export class Checkpoint implements WeightSource {
     return fd;
   }
 
-  /** Float tensors as stored; AWQ/GPTQ int4 weights as INT4_G128 rows (src/quant/int4-rows.ts) where their groups allow. */
+  /** Float tensors as stored; AWQ/GPTQ int4 weights as INT4_G128 rows (src/formats/int4-rows.ts) where their groups allow. */
   describePacked(name: string): PackedTensor | null {
     const quantizedShape = this.quantizedShapes.get(name);
     if (quantizedShape) return this.layout?.int4 ? describeInt4Rows(name, quantizedShape, this.layout.int4, this) : null;
@@ -105,7 +106,7 @@ export class Checkpoint implements WeightSource {
    * with more layers than its config, say).
    */
   validateAgainst(config: LlamaConfig): void {
-    const expected = expectedTensorShapes(config);
+    const expected = tensorShapes(config);
     const quantizedParts = new Set<string>();
     for (const [name, shape] of expected) {
       const parts = this.layout?.partsOf(name, this) ?? null;
@@ -131,29 +132,6 @@ export class Checkpoint implements WeightSource {
       }
     }
   }
-}
-
-/** Names and [out, in] shapes of every tensor LlamaForCausalLM has under this config. */
-export function expectedTensorShapes(config: LlamaConfig): Map<string, number[]> {
-  const { hiddenSize: h, intermediateSize: inter, headDim, vocabSize } = config;
-  const qSize = config.numAttentionHeads * headDim;
-  const kvSize = config.numKeyValueHeads * headDim;
-  const shapes = new Map<string, number[]>([['model.embed_tokens.weight', [vocabSize, h]]]);
-  for (let layer = 0; layer < config.numHiddenLayers; layer++) {
-    const prefix = `model.layers.${layer}`;
-    shapes.set(`${prefix}.input_layernorm.weight`, [h]);
-    shapes.set(`${prefix}.self_attn.q_proj.weight`, [qSize, h]);
-    shapes.set(`${prefix}.self_attn.k_proj.weight`, [kvSize, h]);
-    shapes.set(`${prefix}.self_attn.v_proj.weight`, [kvSize, h]);
-    shapes.set(`${prefix}.self_attn.o_proj.weight`, [h, qSize]);
-    shapes.set(`${prefix}.post_attention_layernorm.weight`, [h]);
-    shapes.set(`${prefix}.mlp.gate_proj.weight`, [inter, h]);
-    shapes.set(`${prefix}.mlp.up_proj.weight`, [inter, h]);
-    shapes.set(`${prefix}.mlp.down_proj.weight`, [h, inter]);
-  }
-  shapes.set('model.norm.weight', [h]);
-  if (!config.tieWordEmbeddings) shapes.set('lm_head.weight', [vocabSize, h]);
-  return shapes;
 }
 
 function isIgnorable(name: string, config: LlamaConfig): boolean {

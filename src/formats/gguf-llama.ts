@@ -3,7 +3,9 @@ import { HerdError } from '../errors.js';
 import type { LlamaConfig } from '../spec/llama-config.js';
 import { floatToHalf } from './half.js';
 import type { PackedFormat, PackedTensor, WeightSource } from './weights.js';
-import { ropeInverseFrequencies } from '../spec/rope.js';
+import { configFromGgufMetadata, type GgufModelDescription } from '../spec/gguf-metadata.js';
+import { ropeFrequencyFactors } from '../spec/rope.js';
+import { ggufNameOf, permutedHeadsOf } from '../spec/tensors.js';
 import { f16ToFloat32, type HostTensor } from './safetensors.js';
 import { openForReading } from './files.js';
 import { dequantizeBlocks, quantizeBlocks } from './ggml-blocks.js';
@@ -21,33 +23,6 @@ export type GgufWeightType = 'Q8_0' | 'Q4_0' | 'Q4_K' | 'F16';
 
 /** llama_ftype of the file, for general.file_type. */
 const FILE_TYPE: Record<GgufWeightType, number> = { F16: 1, Q4_0: 2, Q8_0: 7, Q4_K: 14 };
-
-const GGUF_NAMES: Array<[RegExp, string]> = [
-  [/^model\.embed_tokens\.weight$/, 'token_embd.weight'],
-  [/^model\.norm\.weight$/, 'output_norm.weight'],
-  [/^lm_head\.weight$/, 'output.weight'],
-  [/^model\.layers\.(\d+)\.input_layernorm\.weight$/, 'blk.$1.attn_norm.weight'],
-  [/^model\.layers\.(\d+)\.self_attn\.q_proj\.weight$/, 'blk.$1.attn_q.weight'],
-  [/^model\.layers\.(\d+)\.self_attn\.k_proj\.weight$/, 'blk.$1.attn_k.weight'],
-  [/^model\.layers\.(\d+)\.self_attn\.v_proj\.weight$/, 'blk.$1.attn_v.weight'],
-  [/^model\.layers\.(\d+)\.self_attn\.o_proj\.weight$/, 'blk.$1.attn_output.weight'],
-  [/^model\.layers\.(\d+)\.post_attention_layernorm\.weight$/, 'blk.$1.ffn_norm.weight'],
-  [/^model\.layers\.(\d+)\.mlp\.gate_proj\.weight$/, 'blk.$1.ffn_gate.weight'],
-  [/^model\.layers\.(\d+)\.mlp\.up_proj\.weight$/, 'blk.$1.ffn_up.weight'],
-  [/^model\.layers\.(\d+)\.mlp\.down_proj\.weight$/, 'blk.$1.ffn_down.weight'],
-];
-
-export function ggufName(hfName: string): string {
-  for (const [pattern, replacement] of GGUF_NAMES) if (pattern.test(hfName)) return hfName.replace(pattern, replacement);
-  throw new HerdError(`no GGUF name for tensor ${hfName}`);
-}
-
-/** Heads whose rows llama.cpp interleaves: q with the query heads, k with the key/value heads. */
-function permutedHeads(hfName: string, config: LlamaConfig): number | null {
-  if (hfName.endsWith('self_attn.q_proj.weight')) return config.numAttentionHeads;
-  if (hfName.endsWith('self_attn.k_proj.weight')) return config.numKeyValueHeads;
-  return null;
-}
 
 /**
  * llama.cpp's `permute`: within each head, HF row half·D/2 + i moves to 2i + half. `inverse`
@@ -114,17 +89,15 @@ export function decodeTensor(type: GgmlType, bytes: Uint8Array, count: number): 
 export function ggufTensor(tensor: HostTensor, weightType: GgufWeightType, config: LlamaConfig): GgufTensorToWrite {
   const type = ggmlTypeFor(weightType, tensor.shape);
   let bytes = encodeTensor(type, tensor.data);
-  const heads = permutedHeads(tensor.name, config);
+  const heads = permutedHeadsOf(tensor.name, config);
   if (heads !== null) bytes = permuteRows(bytes, tensor.shape[0]!, heads, false);
-  return { name: ggufName(tensor.name), type, dims: [...tensor.shape].reverse(), bytes };
+  return { name: ggufNameOf(tensor.name), type, dims: [...tensor.shape].reverse(), bytes };
 }
 
-/** llama.cpp's rope_freqs for llama3 scaling: the divisor of each frequency (generate_extra_tensors). */
-export function ropeFrequencyFactors(config: LlamaConfig): Float32Array | null {
-  if (config.ropeScaling?.type !== 'llama3') return null;
-  const scaled = ropeInverseFrequencies(config);
-  const plain = ropeInverseFrequencies({ ...config, ropeScaling: null });
-  return Float32Array.from(plain, (frequency, i) => frequency / scaled[i]!);
+/** llama.cpp's rope_freqs.weight for a llama3-scaled config (convert_hf_to_gguf.py writes it), else null. */
+export function ropeFreqsTensor(config: LlamaConfig): GgufTensorToWrite | null {
+  const factors = ropeFrequencyFactors(config);
+  return factors && { name: 'rope_freqs.weight', type: GgmlType.F32, dims: [factors.length], bytes: new Uint8Array(factors.buffer) };
 }
 
 /** general.* and llama.* metadata from the config. */
@@ -155,54 +128,18 @@ export function llamaMetadata(config: LlamaConfig, name: string, weightType: Ggu
   return metadata;
 }
 
-/** Meta's Llama 3.1/3.2 llama3 RoPE settings; a rope_freqs table is matched against these. */
-const LLAMA3_ROPE = { lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 };
-
-/** The LlamaConfig a GGUF file describes. */
-export function configFromGguf(file: GgufFile, readFactors: () => Float32Array): LlamaConfig {
-  const m = file.metadata;
-  const where = file.file;
-  if (m.get('general.architecture') !== 'llama') throw new HerdError(`${where}: general.architecture is ${JSON.stringify(m.get('general.architecture'))}; herd runs llama GGUF files`);
-  const number = (key: string, fallback?: number): number => {
-    const value = m.get(key);
-    if (typeof value === 'number') return value;
-    if (fallback !== undefined) return fallback;
-    throw new HerdError(`${where}: missing ${key}`);
+/** A GGUF header as the spec's metadata parser reads it. */
+export function describeGgufModel(file: GgufFile): GgufModelDescription {
+  const readRopeFactors = () => {
+    const info = file.tensors.get('rope_freqs.weight')!;
+    const fd = openForReading(file.file);
+    try {
+      return decodeTensor(info.type, readTensorBytes(fd, info, file.file), info.dims[0]!);
+    } finally {
+      fs.closeSync(fd);
+    }
   };
-  const embedding = file.tensors.get('token_embd.weight');
-  if (!embedding) throw new HerdError(`${where}: missing tensor token_embd.weight`);
-  const heads = number('llama.attention.head_count');
-  const hidden = number('llama.embedding_length');
-  const tokens = m.get('tokenizer.ggml.tokens');
-  const config: LlamaConfig = {
-    vocabSize: embedding.dims[1]!,
-    hiddenSize: hidden,
-    intermediateSize: number('llama.feed_forward_length'),
-    numHiddenLayers: number('llama.block_count'),
-    numAttentionHeads: heads,
-    numKeyValueHeads: number('llama.attention.head_count_kv', heads),
-    headDim: number('llama.attention.key_length', hidden / heads),
-    rmsNormEps: number('llama.attention.layer_norm_rms_epsilon'),
-    ropeTheta: number('llama.rope.freq_base', 10000),
-    ropeScaling: m.get('llama.rope.scaling.type') === 'linear' ? { type: 'linear', factor: number('llama.rope.scaling.factor') } : null,
-    tieWordEmbeddings: !file.tensors.has('output.weight'),
-    maxPositionEmbeddings: number('llama.context_length'),
-    bosTokenId: typeof m.get('tokenizer.ggml.bos_token_id') === 'number' ? (m.get('tokenizer.ggml.bos_token_id') as number) : null,
-    eosTokenIds: typeof m.get('tokenizer.ggml.eos_token_id') === 'number' ? [m.get('tokenizer.ggml.eos_token_id') as number] : [],
-    torchDtype: null,
-  };
-  if (Array.isArray(tokens) && tokens.length !== config.vocabSize) throw new HerdError(`${where}: ${tokens.length} tokens but token_embd has ${config.vocabSize} rows`);
-  if (file.tensors.has('rope_freqs.weight')) config.ropeScaling = llama3ScalingFromFactors(config, readFactors(), where);
-  return config;
-}
-
-function llama3ScalingFromFactors(config: LlamaConfig, factors: Float32Array, where: string): LlamaConfig['ropeScaling'] {
-  const scaling = { type: 'llama3' as const, factor: Math.max(...factors), ...LLAMA3_ROPE };
-  const expected = ropeFrequencyFactors({ ...config, ropeScaling: scaling })!;
-  if (expected.length !== factors.length || expected.some((f, i) => Math.abs(f - factors[i]!) > 1e-3 * f)) {
-    throw new HerdError(`${where}: rope_freqs is not a Llama 3.1 llama3 RoPE table (factor ${scaling.factor}, low 1, high 4, original 8192)`);
-  }
-  return scaling;
+  return { metadata: file.metadata, tensorDims: (name) => file.tensors.get(name)?.dims, readRopeFactors, source: file.file };
 }
 
 /**
@@ -217,16 +154,7 @@ export class GgufWeights implements WeightSource {
 
   static open(path: string): { weights: GgufWeights; config: LlamaConfig } {
     const file = readGgufHeader(path);
-    const readFactors = () => {
-      const info = file.tensors.get('rope_freqs.weight')!;
-      const fd = openForReading(file.file);
-      try {
-        return decodeTensor(info.type, readTensorBytes(fd, info, file.file), info.dims[0]!);
-      } finally {
-        fs.closeSync(fd);
-      }
-    };
-    const config = configFromGguf(file, readFactors);
+    const config = configFromGgufMetadata(describeGgufModel(file));
     return { weights: new GgufWeights(file, config), config };
   }
 
@@ -261,7 +189,7 @@ export class GgufWeights implements WeightSource {
   readPackedInto(name: string, target: Uint8Array, byteOffset = 0): void {
     const info = this.info(name);
     this.fd ??= openForReading(this.file.file);
-    const heads = permutedHeads(name, this.config);
+    const heads = permutedHeadsOf(name, this.config);
     if (heads === null) {
       readRange(this.fd, info, byteOffset, target, this.file.file);
       return;
@@ -282,8 +210,8 @@ export class GgufWeights implements WeightSource {
   }
 
   private info(hfName: string): GgufTensorInfo {
-    const info = this.file.tensors.get(ggufName(hfName));
-    if (!info) throw new HerdError(`${this.file.file}: missing tensor ${ggufName(hfName)} (${hfName})`);
+    const info = this.file.tensors.get(ggufNameOf(hfName));
+    if (!info) throw new HerdError(`${this.file.file}: missing tensor ${ggufNameOf(hfName)} (${hfName})`);
     return info;
   }
 
@@ -293,7 +221,7 @@ export class GgufWeights implements WeightSource {
     const info = this.info(hfName);
     this.fd ??= openForReading(this.file.file);
     let bytes = readTensorBytes(this.fd, info, this.file.file);
-    const heads = permutedHeads(hfName, this.config);
+    const heads = permutedHeadsOf(hfName, this.config);
     if (heads !== null) bytes = permuteRows(bytes, info.dims[1]!, heads, true);
     this.cached = { name: hfName, bytes };
     return bytes;

@@ -155,8 +155,12 @@ export interface GgufFile {
   tensors: Map<string, GgufTensorInfo>;
 }
 
-/** Reads the header of a GGUF file (metadata and tensor table), checking it against the file size. */
-export function readGgufHeader(file: string): GgufFile {
+/**
+ * Reads the header of a GGUF file (metadata and tensor table), checking it against the file
+ * size; `headerOnly` reads a header whose tensor data is not there (the memory planner prices a
+ * model from its header alone).
+ */
+export function readGgufHeader(file: string, options: { headerOnly?: boolean } = {}): GgufFile {
   const name = path.basename(file);
   const fd = openForReading(file);
   try {
@@ -186,7 +190,7 @@ export function readGgufHeader(file: string): GgufFile {
     for (const info of infos) {
       const byteLength = tensorByteLength(info.type, info.dims);
       const begin = dataStart + info.offset;
-      if (begin + byteLength > size) throw new HerdError(`${name}: tensor ${info.name} ends past the end of the file (truncated)`);
+      if (!options.headerOnly && begin + byteLength > size) throw new HerdError(`${name}: tensor ${info.name} ends past the end of the file (truncated)`);
       tensors.set(info.name, { name: info.name, type: info.type, dims: info.dims, begin, byteLength });
     }
     return { file, version, metadata, tensors };

@@ -21,7 +21,7 @@ export interface WeightSource {
 /**
  * Stored formats the CPU kernels compute on: floats, GGUF's Q8_0 and Q4_0 blocks of 32, Q4_K
  * super-blocks of 256, and INT4_G128, AWQ/GPTQ int4 with one scale and zero per 128 columns
- * repacked row by row (src/quant/int4-rows.ts defines its bytes).
+ * repacked row by row (src/formats/int4-rows.ts defines its bytes).
  */
 export type PackedFormat = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K' | 'INT4_G128';
 

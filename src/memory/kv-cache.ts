@@ -1,5 +1,5 @@
 import { HerdError } from '../errors.js';
-import type { LlamaArchitecture } from './architecture.js';
+import type { LlamaConfig } from '../spec/llama-config.js';
 
 /** Bits per cached element (fp32 is what herd's own engine keeps); q8_0 and q4_0 are llama.cpp's quantized caches, block scales included. */
 export const KV_CACHE_BITS = { fp32: 32, fp16: 16, bf16: 16, fp8: 8, q8_0: 8.5, q4_0: 4.5 } as const;
@@ -13,10 +13,10 @@ export function parseKvDtype(text: string): KvCacheDtype {
 }
 
 /** 2 (K and V) × layers × kv_heads × head_dim × bytes: what one token of one sequence costs. */
-export function kvBytesPerToken(arch: LlamaArchitecture, dtype: KvCacheDtype): number {
-  return (2 * arch.numLayers * arch.numKeyValueHeads * arch.headDim * KV_CACHE_BITS[dtype]) / 8;
+export function kvBytesPerToken(arch: LlamaConfig, dtype: KvCacheDtype): number {
+  return (2 * arch.numHiddenLayers * arch.numKeyValueHeads * arch.headDim * KV_CACHE_BITS[dtype]) / 8;
 }
 
-export function kvCacheBytes(arch: LlamaArchitecture, dtype: KvCacheDtype, tokens: number, batch: number): number {
+export function kvCacheBytes(arch: LlamaConfig, dtype: KvCacheDtype, tokens: number, batch: number): number {
   return kvBytesPerToken(arch, dtype) * tokens * batch;
 }

@@ -1,9 +1,11 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { HerdError } from '../errors.js';
-import { architectureFromHfConfig, type ModelSpec } from './architecture.js';
+import { parseLlamaConfig } from '../spec/llama-config.js';
+import type { ModelSpec } from './architecture.js';
 import { readGgufModel } from './gguf-model.js';
-import { isPresetName, PRESET_NAMES, presetModel } from './presets.js';
+import { presetModel } from './presets.js';
+import { isPresetName, PRESET_NAMES } from '../spec/presets.js';
 
 /** Resolves `--model`: a preset name, a Hugging Face folder or its config.json, or a GGUF file. */
 export async function resolveModel(input: string): Promise<ModelSpec> {
@@ -38,5 +40,5 @@ async function readHfConfig(path: string, name: string): Promise<ModelSpec> {
   } catch {
     throw new HerdError(`${path} is not valid JSON`);
   }
-  return { name, source: path, architecture: architectureFromHfConfig(raw, path) };
+  return { name, source: path, architecture: parseLlamaConfig(raw, path) };
 }

@@ -1,5 +1,6 @@
 import { HerdError } from '../errors.js';
-import type { LlamaArchitecture, ModelSpec } from './architecture.js';
+import type { ModelSpec } from './architecture.js';
+import type { LlamaConfig } from '../spec/llama-config.js';
 import { checkFit, type FitResult, type MemoryDemand } from './fit.js';
 import type { Hardware } from './hardware.js';
 import { KV_CACHE_BITS, kvBytesPerToken, type KvCacheDtype } from './kv-cache.js';
@@ -43,7 +44,7 @@ export interface TrainingRow extends TrainingEstimate {
 }
 
 export interface MemoryPlan {
-  model: { name: string; source: string; architecture: LlamaArchitecture; parameters: ParameterBreakdown };
+  model: { name: string; source: string; architecture: LlamaConfig; parameters: ParameterBreakdown };
   kvCache: { dtype: KvCacheDtype; bytesPerToken: number; formula: string };
   inference: InferenceRow[];
   training: TrainingRow[];
@@ -57,7 +58,7 @@ export function buildPlan(request: PlanRequest): MemoryPlan {
   const workspace = inferenceWorkspaceBytes(arch, batch);
   const inference = request.precisions.flatMap((precision) => {
     const weights = weightsFor(model, precision, request.recipe);
-    return request.contexts.map((context) => inferenceRow(weights, context, batch, perToken, workspace, request.hardware, arch.maxContext));
+    return request.contexts.map((context) => inferenceRow(weights, context, batch, perToken, workspace, request.hardware, arch.maxPositionEmbeddings));
   });
   const training = request.trainingMethods.map((method) => trainingRow(arch, { ...request.training, method }, request.hardware));
   return {
@@ -65,7 +66,7 @@ export function buildPlan(request: PlanRequest): MemoryPlan {
     kvCache: {
       dtype: request.kvDtype,
       bytesPerToken: perToken,
-      formula: `2 × ${arch.numLayers} layers × ${arch.numKeyValueHeads} kv heads × ${arch.headDim} head dim × ${KV_CACHE_BITS[request.kvDtype] / 8} bytes`,
+      formula: `2 × ${arch.numHiddenLayers} layers × ${arch.numKeyValueHeads} kv heads × ${arch.headDim} head dim × ${KV_CACHE_BITS[request.kvDtype] / 8} bytes`,
     },
     inference,
     training,
@@ -91,7 +92,7 @@ function weightsFor(model: ModelSpec, precision: PlanPrecision, recipe: RecipeOp
  * default micro-batch) holding the residual, the normed input and the SwiGLU gate and up outputs in
  * 16-bit, plus fp32 logits for each sequence's last position.
  */
-export function inferenceWorkspaceBytes(arch: LlamaArchitecture, batch: number): number {
+export function inferenceWorkspaceBytes(arch: LlamaConfig, batch: number): number {
   const chunkTokens = 512;
   return batch * (chunkTokens * (2 * arch.hiddenSize + 2 * arch.intermediateSize) * 2 + 4 * arch.vocabSize);
 }
@@ -121,7 +122,7 @@ function inferenceRow(
   };
 }
 
-function trainingRow(arch: LlamaArchitecture, options: TrainingOptions, hardware: Hardware | undefined): TrainingRow {
+function trainingRow(arch: LlamaConfig, options: TrainingOptions, hardware: Hardware | undefined): TrainingRow {
   const estimate = estimateTraining(arch, options);
   const demand: MemoryDemand = {
     fixedShardedBytes: estimate.shardableBytes,
@@ -133,6 +134,6 @@ function trainingRow(arch: LlamaArchitecture, options: TrainingOptions, hardware
     ...estimate,
     seqLen: options.seqLen,
     batch: options.batch,
-    ...(hardware ? { fit: checkFit(demand, hardware, options.seqLen, arch.maxContext) } : {}),
+    ...(hardware ? { fit: checkFit(demand, hardware, options.seqLen, arch.maxPositionEmbeddings) } : {}),
   };
 }

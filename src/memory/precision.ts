@@ -1,5 +1,6 @@
 import { HerdError } from '../errors.js';
-import type { LlamaArchitecture, StoredTensor } from './architecture.js';
+import type { StoredTensor } from './architecture.js';
+import type { LlamaConfig } from '../spec/llama-config.js';
 import { listWeightTensors, MLP_PROJECTIONS, tensorElements, type WeightTensor } from './parameters.js';
 
 /** How one tensor is stored: bits per weight plus the scales a quantizer keeps per row or per tensor. */
@@ -67,7 +68,7 @@ export function parsePrecision(text: string): PrecisionId {
 }
 
 /** The format a precision recipe gives one tensor. */
-export function formatFor(precision: PrecisionId, tensor: WeightTensor, arch: LlamaArchitecture, options: RecipeOptions): StorageFormat {
+export function formatFor(precision: PrecisionId, tensor: WeightTensor, arch: LlamaConfig, options: RecipeOptions): StorageFormat {
   const isGguf = precision === 'q8_0' || precision === 'q4_0' || precision === 'q4_k_m';
   if (tensor.module === 'norm' || tensor.module === 'bias') {
     // 1-D tensors are never quantized; llama.cpp keeps them in fp32.
@@ -102,15 +103,15 @@ export function formatFor(precision: PrecisionId, tensor: WeightTensor, arch: Ll
 }
 
 /** Llama 3 paper §6.2: FP8 for the feed-forward projections only, never in the first or last layer. */
-function isMetaFp8Tensor(tensor: WeightTensor, arch: LlamaArchitecture): boolean {
+function isMetaFp8Tensor(tensor: WeightTensor, arch: LlamaConfig): boolean {
   const layer = tensor.layer ?? -1;
-  return MLP_PROJECTIONS.includes(tensor.module) && layer > 0 && layer < arch.numLayers - 1;
+  return MLP_PROJECTIONS.includes(tensor.module) && layer > 0 && layer < arch.numHiddenLayers - 1;
 }
 
 /** llama.cpp's Q4_K_M rules (llama-quant.cpp): Q6_K for the head and for attn_v/ffn_down in some layers. */
-function q4KMediumFormat(tensor: WeightTensor, arch: LlamaArchitecture): StorageFormat {
+function q4KMediumFormat(tensor: WeightTensor, arch: LlamaConfig): StorageFormat {
   if (tensor.module === 'lm_head') return Q6_K;
-  const moreBits = tensor.layer !== undefined && useMoreBits(tensor.layer, arch.numLayers);
+  const moreBits = tensor.layer !== undefined && useMoreBits(tensor.layer, arch.numHiddenLayers);
   return (tensor.module === 'v_proj' || tensor.module === 'down_proj') && moreBits ? Q6_K : Q4_K;
 }
 
@@ -139,7 +140,7 @@ export interface WeightEstimate {
   byFormat: FormatShare[];
 }
 
-export function estimateWeights(arch: LlamaArchitecture, precision: PrecisionId, options: RecipeOptions): WeightEstimate {
+export function estimateWeights(arch: LlamaConfig, precision: PrecisionId, options: RecipeOptions): WeightEstimate {
   const shares = new Map<string, FormatShare>();
   for (const tensor of listWeightTensors(arch)) {
     const format = formatFor(precision, tensor, arch, options);

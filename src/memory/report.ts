@@ -32,7 +32,7 @@ function modelSection(plan: MemoryPlan): Section {
       [{ text: 'total', tone: 'strong' }, { text: count(parameters.total), tone: 'strong' }],
     ],
     notes: [
-      `source: ${plan.model.source}; ${arch.numLayers} layers, hidden ${arch.hiddenSize}, MLP ${arch.intermediateSize}, head dim ${arch.headDim}, vocab ${arch.vocabSize}, max context ${count(arch.maxContext)} tokens`,
+      `source: ${plan.model.source}; ${arch.numHiddenLayers} layers, hidden ${arch.hiddenSize}, MLP ${arch.intermediateSize}, head dim ${arch.headDim}, vocab ${arch.vocabSize}, max context ${count(arch.maxPositionEmbeddings)} tokens`,
     ],
   };
 }

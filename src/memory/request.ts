@@ -39,7 +39,7 @@ export function planRequestFromFlags(model: ModelSpec, flags: MemoryFlags): Plan
       groupSize: flags['group-size'] === undefined ? DEFAULT_RECIPE_OPTIONS.groupSize : parsePositiveInteger(flags['group-size'], '--group-size'),
       keep16BitEmbeddings: flags['keep-16bit-embeddings'],
     },
-    contexts: flags.context?.map((text) => parseTokenCount(text, '--context')) ?? [model.architecture.maxContext],
+    contexts: flags.context?.map((text) => parseTokenCount(text, '--context')) ?? [model.architecture.maxPositionEmbeddings],
     batch,
     kvDtype: parseKvDtype(flags['kv-dtype']),
     trainingMethods: (flags.train ?? []).map(parseTrainingMethod),

@@ -1,5 +1,5 @@
 import { HerdError } from '../errors.js';
-import type { LlamaArchitecture } from './architecture.js';
+import type { LlamaConfig } from '../spec/llama-config.js';
 import { countParameters, LINEAR_PROJECTIONS, listWeightTensors, type ModuleKind } from './parameters.js';
 import { DEFAULT_RECIPE_OPTIONS, estimateWeights } from './precision.js';
 
@@ -65,13 +65,13 @@ export function parseLoraTargets(text: string): ModuleKind[] {
 }
 
 /** LoRA adds r × (inputs + outputs) parameters (matrices A and B) to each targeted projection. */
-export function loraParameters(arch: LlamaArchitecture, rank: number, targets: readonly ModuleKind[]): number {
+export function loraParameters(arch: LlamaConfig, rank: number, targets: readonly ModuleKind[]): number {
   return listWeightTensors(arch)
     .filter((tensor) => targets.includes(tensor.module))
     .reduce((sum, tensor) => sum + rank * (tensor.rows + tensor.columns), 0);
 }
 
-export function estimateTraining(arch: LlamaArchitecture, options: TrainingOptions): TrainingEstimate {
+export function estimateTraining(arch: LlamaConfig, options: TrainingOptions): TrainingEstimate {
   const total = countParameters(arch).total;
   const trainable = options.method === 'full' ? total : loraParameters(arch, options.loraRank, options.loraTargets);
   const terms = [...baseWeightTerms(arch, options, total), ...trainableStateTerms(trainable, options)];
@@ -96,7 +96,7 @@ export function estimateTraining(arch: LlamaArchitecture, options: TrainingOptio
 
 const count = (value: number): string => value.toLocaleString('en-US');
 
-function baseWeightTerms(arch: LlamaArchitecture, options: TrainingOptions, total: number): MemoryTerm[] {
+function baseWeightTerms(arch: LlamaConfig, options: TrainingOptions, total: number): MemoryTerm[] {
   if (options.method === 'full') {
     return [
       { name: 'weights (bf16)', bytes: 2 * total, formula: `${count(total)} params × 2 bytes` },
@@ -141,17 +141,17 @@ function trainableStateTerms(trainable: number, options: TrainingOptions): Memor
  * only each layer's input (h) is kept and one layer is recomputed at a time. The loss adds fp32 logits
  * and their gradient (8 bytes × vocab).
  */
-export function activationBytes(arch: LlamaArchitecture, options: Pick<TrainingOptions, 'batch' | 'seqLen'>): TrainingEstimate['activations'] {
+export function activationBytes(arch: LlamaConfig, options: Pick<TrainingOptions, 'batch' | 'seqLen'>): TrainingEstimate['activations'] {
   const tokens = options.batch * options.seqLen;
   const perLayer = 2 * layerActivationElements(arch);
   const logits = 8 * arch.vocabSize;
   return {
-    fullBytes: tokens * (arch.numLayers * perLayer + logits),
-    checkpointedBytes: tokens * (arch.numLayers * 2 * arch.hiddenSize + perLayer + logits),
+    fullBytes: tokens * (arch.numHiddenLayers * perLayer + logits),
+    checkpointedBytes: tokens * (arch.numHiddenLayers * 2 * arch.hiddenSize + perLayer + logits),
   };
 }
 
-function layerActivationElements(arch: LlamaArchitecture): number {
+function layerActivationElements(arch: LlamaConfig): number {
   const qWidth = arch.numAttentionHeads * arch.headDim;
   const kvWidth = arch.numKeyValueHeads * arch.headDim;
   return 4 * arch.hiddenSize + 2 * qWidth + 2 * kvWidth + 3 * arch.intermediateSize;

@@ -15,8 +15,8 @@ import { DecoderLayerRunner, padColumns, padMlp, type LayerWeights } from './lay
 import { QUANT_BACKEND } from './scorecard.js';
 import { ActivationRecorder, calibrationWindows, readCalibrationTexts, runCalibration, type CalibrationOptions } from './calibration.js';
 import { fp8QuantizationConfig, fp8Quantizes, quantizeFp8 } from '../formats/fp8.js';
-import { GgmlType, GgufValueType, readGgufHeader, writeGguf, type GgufTensorToWrite } from '../formats/gguf.js';
-import { ggufTensor, llamaMetadata, ropeFrequencyFactors, type GgufWeightType } from '../formats/gguf-llama.js';
+import { GgufValueType, readGgufHeader, writeGguf, type GgufTensorToWrite } from '../formats/gguf.js';
+import { ggufTensor, llamaMetadata, ropeFreqsTensor, type GgufWeightType } from '../formats/gguf-llama.js';
 import { tokenizerMetadata } from '../formats/gguf-tokenizer.js';
 import { quantizeGptq } from './gptq.js';
 import { GPTQ_MIN_ZERO, gptqQuantizationConfig, packGptq, type GptqOptions } from '../formats/gptq.js';
@@ -289,8 +289,8 @@ class JobContext {
     for (const [key, value] of tokenizerMetadata(this.options.modelDir, this.config.bosTokenId, this.config.eosTokenIds)) metadata.set(key, value);
     metadata.set('herd.quantize.settings', { type: GgufValueType.STRING, value: settings });
     const tensors: GgufTensorToWrite[] = [];
-    const factors = ropeFrequencyFactors(this.config);
-    if (factors) tensors.push({ name: 'rope_freqs.weight', type: GgmlType.F32, dims: [factors.length], bytes: new Uint8Array(factors.buffer) });
+    const ropeFreqs = ropeFreqsTensor(this.config);
+    if (ropeFreqs) tensors.push(ropeFreqs);
     const layers = this.config.numHiddenLayers;
     const add = (name: string) => tensors.push(ggufTensor(this.source.readFloat(name), weightType, this.config));
     add('model.embed_tokens.weight');

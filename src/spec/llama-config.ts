@@ -22,11 +22,18 @@ export interface LlamaConfig {
   bosTokenId: number | null;
   eosTokenIds: number[];
   torchDtype: string | null;
+  /** Llama 3.1 has neither; other Llama-architecture models may (the memory planner counts them). */
+  attentionBias: boolean;
+  mlpBias: boolean;
+  hiddenAct: string;
 }
 
 type Json = Record<string, unknown>;
 
-/** Reads and checks a parsed config.json; `source` names the file in error messages. */
+/**
+ * Reads and checks a parsed config.json; `source` names the file in error messages. This says
+ * what the checkpoint is; whether the engine can run it is a separate check (engine/runnable.ts).
+ */
 export function parseLlamaConfig(raw: unknown, source: string): LlamaConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new HerdError(`${source}: expected a JSON object`);
@@ -60,6 +67,9 @@ export function parseLlamaConfig(raw: unknown, source: string): LlamaConfig {
     bosTokenId: typeof json.bos_token_id === 'number' ? json.bos_token_id : null,
     eosTokenIds: tokenIdList(json.eos_token_id),
     torchDtype: typeof json.torch_dtype === 'string' ? json.torch_dtype : null,
+    attentionBias: json.attention_bias === true,
+    mlpBias: json.mlp_bias === true,
+    hiddenAct: typeof json.hidden_act === 'string' ? json.hidden_act : 'silu',
   };
 }
 
@@ -73,15 +83,11 @@ export function tokenIdList(value: unknown): number[] {
 function checkArchitecture(json: Json, source: string): void {
   const architectures = json.architectures;
   const modelType = json.model_type;
+  // A bare config (the memory planner's, a preset's) names neither; anything it names must be Llama.
+  if (modelType === undefined && architectures === undefined) return;
   const isLlama = modelType === 'llama' || (Array.isArray(architectures) && architectures.includes('LlamaForCausalLM'));
   if (!isLlama) {
     throw new HerdError(`${source}: not a Llama model (model_type ${JSON.stringify(modelType)}, architectures ${JSON.stringify(architectures)})`);
-  }
-  if (json.attention_bias === true || json.mlp_bias === true) {
-    throw new HerdError(`${source}: attention_bias / mlp_bias are not supported (Llama 3.1 has no biases)`);
-  }
-  if (json.hidden_act !== undefined && json.hidden_act !== 'silu') {
-    throw new HerdError(`${source}: hidden_act ${JSON.stringify(json.hidden_act)} is not supported (Llama uses silu)`);
   }
 }
 

@@ -24,3 +24,11 @@ export function ropeInverseFrequencies(config: LlamaConfig): Float32Array {
     return (1 - smooth) * (frequency / factor) + smooth * frequency;
   });
 }
+
+/** llama.cpp's rope_freqs for llama3 scaling: the divisor of each frequency (generate_extra_tensors). */
+export function ropeFrequencyFactors(config: LlamaConfig): Float32Array | null {
+  if (config.ropeScaling?.type !== 'llama3') return null;
+  const scaled = ropeInverseFrequencies(config);
+  const plain = ropeInverseFrequencies({ ...config, ropeScaling: null });
+  return Float32Array.from(plain, (frequency, i) => frequency / scaled[i]!);
+}

@@ -4,7 +4,7 @@ import cliProgress from 'cli-progress';
 import { numberFlag } from '../cli/flags.js';
 import type { HerdTokenizer } from '../engine/tokenizer.js';
 import type { TrainingExample } from './data.js';
-import { LORA_TARGETS } from './lora.js';
+import { LINEAR_MODULES } from '../spec/tensors.js';
 import { SCHEDULER_TYPES } from './optimizer.js';
 import type { TrainEvent } from './trainer.js';
 
@@ -25,7 +25,7 @@ export const loraFlags = {
   'lora-alpha': numberFlag({ description: 'LoRA alpha; the update is scaled by alpha / r. Default: 32.' }),
   'lora-dropout': numberFlag({ description: 'Dropout on the LoRA input during training. Default: 0.05.' }),
   'lora-target-modules': Flags.string({
-    description: `Modules to adapt (${LORA_TARGETS.join(', ')}), space- or comma-separated.`,
+    description: `Modules to adapt (${LINEAR_MODULES.join(', ')}), space- or comma-separated.`,
     multiple: true,
     default: ['q_proj', 'k_proj', 'v_proj', 'o_proj'],
   }),

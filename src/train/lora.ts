@@ -7,37 +7,9 @@ import type { RopeTables } from '../engine/rope.js';
 import type { TfjsOps, TfjsWeight } from '../engine/backends/tfjs-ops.js';
 import { seededRandom } from '../engine/sampling.js';
 import { registerTrainingGradients } from './gradients.js';
+import type { LoraSettings } from '../formats/peft.js';
+import { linearModuleOf } from '../spec/tensors.js';
 import { isNf4Weight, nf4Linear, nf4StoredBytes, packNf4Weight, type Nf4Weight } from './qlora.js';
-
-/** The linear modules of a Llama decoder layer, by the names PEFT's target_modules uses. */
-export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
-export type LoraTarget = (typeof LORA_TARGETS)[number];
-
-export interface LoraSettings {
-  r: number;
-  alpha: number;
-  dropout: number;
-  targetModules: LoraTarget[];
-}
-
-/** Checks rank, alpha, dropout and module names, with one clear line for each mistake. */
-export function validateLoraSettings(settings: { r: number; alpha: number; dropout: number; targetModules: readonly string[] }): LoraSettings {
-  if (!Number.isInteger(settings.r) || settings.r < 1) throw new HerdError(`LoRA rank (--lora-r) must be a whole number of at least 1, got ${settings.r}`);
-  if (!(settings.alpha > 0)) throw new HerdError(`--lora-alpha must be positive, got ${settings.alpha}`);
-  if (!(settings.dropout >= 0 && settings.dropout < 1)) throw new HerdError(`--lora-dropout must be in [0, 1), got ${settings.dropout}`);
-  if (settings.targetModules.length === 0) throw new HerdError('--lora-target-modules names no module');
-  const unknown = settings.targetModules.filter((name) => !(LORA_TARGETS as readonly string[]).includes(name));
-  if (unknown.length > 0) {
-    throw new HerdError(`target module ${unknown.join(', ')} does not exist in a Llama model; choose from ${LORA_TARGETS.join(', ')}`);
-  }
-  return { ...settings, targetModules: [...new Set(settings.targetModules)] as LoraTarget[] };
-}
-
-/** The module a checkpoint tensor belongs to: model.layers.3.self_attn.q_proj.weight → q_proj. */
-export function moduleOf(tensorName: string): string | null {
-  const match = /^model\.layers\.\d+\.(?:self_attn|mlp)\.(\w+)\.weight$/.exec(tensorName);
-  return match ? match[1]! : null;
-}
 
 /** One adapted linear layer: ΔW = (alpha / r) · B · A, with A [r, in] and B [out, r]. */
 export interface LoraPair {
@@ -100,7 +72,7 @@ export class LoraOps implements Ops<tf.Tensor2D, LoraWeight> {
   }
 
   linearWeight(name: string, source: WeightSource): LoraWeight {
-    const module = moduleOf(name);
+    const module = linearModuleOf(name);
     // As bitsandbytes, QLoRA quantizes the decoder layers' projections; embeddings and head stay float.
     const weight = this.memory.loadIn4bit && module !== null ? packNf4Weight(source.readFloat(name)) : this.base.linearWeight(name, source);
     if (module === null || !(this.settings.targetModules as string[]).includes(module)) return weight;
@@ -252,7 +224,7 @@ export class LoraOps implements Ops<tf.Tensor2D, LoraWeight> {
   /** Fails unless the model has at least one module to adapt (a target that matched nothing is a mistake). */
   checkTargetsFound(config: LlamaConfig): void {
     for (const target of this.settings.targetModules) {
-      if (!this.pairs.some((pair) => moduleOf(pair.module) === target)) {
+      if (!this.pairs.some((pair) => linearModuleOf(pair.module) === target)) {
         throw new HerdError(`target module ${target} matched no weight of this model (${config.numHiddenLayers} layers)`);
       }
     }

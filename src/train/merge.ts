@@ -4,7 +4,7 @@ import { HerdError } from '../errors.js';
 import { floatToHalf } from '../formats/half.js';
 import { openModelFolder } from '../engine/load.js';
 import { writeSafetensors, type TensorToWrite } from '../formats/safetensors.js';
-import { mergeDelta, readPeftAdapter } from './adapter.js';
+import { mergeDelta, readPeftAdapter } from '../formats/peft.js';
 
 export interface MergeResult {
   mergedTensors: number;

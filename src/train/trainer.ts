@@ -8,9 +8,10 @@ import type { KvCache } from '../engine/ops.js';
 import { readFloatTensor, readSafetensorsHeader, writeSafetensors, type HostTensor } from '../formats/safetensors.js';
 import { openForReading, writeFileAtomically } from '../formats/files.js';
 import { seededRandom } from '../engine/sampling.js';
-import { readPeftAdapter, writePeftAdapter, peftTensorName, type LoraMatrices } from './adapter.js';
+import { readPeftAdapter, writePeftAdapter, peftTensorName, type LoraMatrices } from '../formats/peft.js';
 import type { TrainingExample } from './data.js';
-import { LoraOps, mixSeed, type LoraSettings, type TrainingMemory } from './lora.js';
+import { LoraOps, mixSeed, type TrainingMemory } from './lora.js';
+import { type LoraSettings } from '../formats/peft.js';
 import { exampleLossSum, labelCount, meanLoss } from './loss.js';
 import { AdamW, ADAMW_DEFAULTS, clipByGlobalNorm, learningRateAt, warmupStepsFor, type MomentState, type SchedulerType } from './optimizer.js';
 

@@ -6,7 +6,7 @@ import { HerdError } from '../../errors.js';
 import { DEFAULT_MODEL_DIR } from '../../engine/load.js';
 import { dataFlags, loraFlags, optimizationFlags, trainingReporter } from '../../train/cli.js';
 import { loadExamples, summarize } from '../../train/data.js';
-import { validateLoraSettings } from '../../train/lora.js';
+import { validateLoraSettings } from '../../formats/peft.js';
 import type { SchedulerType } from '../../train/optimizer.js';
 import { loadLoraModel, train } from '../../train/trainer.js';
 

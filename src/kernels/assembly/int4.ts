@@ -1,4 +1,4 @@
-// Linear layers on AWQ/GPTQ int4 weights in INT4_G128 rows (src/quant/int4-rows.ts defines the
+// Linear layers on AWQ/GPTQ int4 weights in INT4_G128 rows (src/formats/int4-rows.ts defines the
 // bytes): row r is inDim / 128 groups of 68 bytes, each an f16 scale, a u8 zero, a pad byte and
 // 64 bytes of codes, 16 per activation block of 32: byte j holds column j of the block in its
 // low nibble and column 16 + j in its high nibble. w = (code − zero) · scale.

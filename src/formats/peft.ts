@@ -2,12 +2,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { HerdError } from '../errors.js';
 import type { LlamaConfig } from '../spec/llama-config.js';
-import { expectedTensorShapes } from '../formats/checkpoint.js';
-import type { PackedTensor, WeightSource } from '../formats/weights.js';
-import { readFloatTensor, readSafetensorsHeader, writeSafetensors, type HostTensor } from '../formats/safetensors.js';
-import { openForReading, writeFileAtomically } from '../formats/files.js';
-import { readJsonFile } from '../formats/files.js';
-import { LORA_TARGETS, moduleOf, validateLoraSettings, type LoraSettings } from './lora.js';
+import type { PackedTensor, WeightSource } from './weights.js';
+import { readFloatTensor, readSafetensorsHeader, writeSafetensors, type HostTensor } from './safetensors.js';
+import { openForReading, writeFileAtomically } from './files.js';
+import { readJsonFile } from './files.js';
+import { LINEAR_MODULES, linearModuleOf, tensorShapes, type LinearModule } from '../spec/tensors.js';
 
 /**
  * LoRA adapters in PEFT's layout, so transformers, vLLM and llama.cpp's convert_lora_to_gguf.py
@@ -18,6 +17,27 @@ import { LORA_TARGETS, moduleOf, validateLoraSettings, type LoraSettings } from 
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
+
+/** LoRA settings as adapter_config.json records them (the modules are the spec's linear modules). */
+export interface LoraSettings {
+  r: number;
+  alpha: number;
+  dropout: number;
+  targetModules: LinearModule[];
+}
+
+/** Checks rank, alpha, dropout and module names, with one clear line for each mistake. */
+export function validateLoraSettings(settings: { r: number; alpha: number; dropout: number; targetModules: readonly string[] }): LoraSettings {
+  if (!Number.isInteger(settings.r) || settings.r < 1) throw new HerdError(`LoRA rank (--lora-r) must be a whole number of at least 1, got ${settings.r}`);
+  if (!(settings.alpha > 0)) throw new HerdError(`--lora-alpha must be positive, got ${settings.alpha}`);
+  if (!(settings.dropout >= 0 && settings.dropout < 1)) throw new HerdError(`--lora-dropout must be in [0, 1), got ${settings.dropout}`);
+  if (settings.targetModules.length === 0) throw new HerdError('--lora-target-modules names no module');
+  const unknown = settings.targetModules.filter((name) => !(LINEAR_MODULES as readonly string[]).includes(name));
+  if (unknown.length > 0) {
+    throw new HerdError(`target module ${unknown.join(', ')} does not exist in a Llama model; choose from ${LINEAR_MODULES.join(', ')}`);
+  }
+  return { ...settings, targetModules: [...new Set(settings.targetModules)] as LinearModule[] };
+}
 
 /** A's and B's of one adapted module, host-side, row-major. */
 export interface LoraMatrices {
@@ -98,7 +118,7 @@ export function readPeftAdapter(dir: string, config: LlamaConfig): LoraAdapter {
 
 function targetModulesOf(value: unknown, where: string): string[] {
   // PEFT also saves a single regex string; herd understands the list form and "all-linear".
-  if (value === 'all-linear') return [...LORA_TARGETS];
+  if (value === 'all-linear') return [...LINEAR_MODULES];
   if (!Array.isArray(value) || !value.every((name) => typeof name === 'string')) {
     throw new HerdError(`${where}: target_modules must be a list of module names`);
   }
@@ -107,7 +127,7 @@ function targetModulesOf(value: unknown, where: string): string[] {
 
 function readAdapterMatrices(file: string, config: LlamaConfig, r: number): Map<string, LoraMatrices> {
   if (!fs.existsSync(file)) throw new HerdError(`${path.dirname(file)}: no ${ADAPTER_WEIGHTS} (PEFT's pickled adapter_model.bin is not read)`);
-  const shapes = expectedTensorShapes(config);
+  const shapes = tensorShapes(config);
   const entries = readSafetensorsHeader(file);
   const byName = new Map(entries.map((entry) => [entry.name, entry]));
   const matrices = new Map<string, LoraMatrices>();
@@ -121,7 +141,7 @@ function readAdapterMatrices(file: string, config: LlamaConfig, r: number): Map<
       }
       const module = `${match[1]}.weight`;
       const baseShape = shapes.get(module);
-      if (!baseShape || moduleOf(module) === null) throw new HerdError(`${path.basename(file)}: ${entry.name} adapts ${module}, which this model does not have`);
+      if (!baseShape || linearModuleOf(module) === null) throw new HerdError(`${path.basename(file)}: ${entry.name} adapts ${module}, which this model does not have`);
       const bEntry = byName.get(entry.name.replace('.lora_A', '.lora_B'));
       if (!bEntry) throw new HerdError(`${path.basename(file)}: ${entry.name} has no matching lora_B`);
       const [out, inFeatures] = baseShape as [number, number];

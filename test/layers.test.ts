@@ -1,0 +1,85 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The layers of herd, bottom up: the Llama spec → file formats → the engine → features →
+ * commands. A lower layer never imports a higher one. This checks every relative import in src/.
+ */
+const SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src');
+
+/** What each folder may import besides itself and src/errors.ts. */
+const ALLOWED: Record<string, readonly string[]> = {
+  spec: [],
+  formats: ['spec'],
+};
+
+/** Folders a folder must never import. */
+const FORBIDDEN: Record<string, readonly string[]> = {
+  engine: ['quant', 'train', 'eval', 'chat', 'tui', 'memory', 'commands', 'cli', 'bench'],
+};
+
+interface Import {
+  from: string;
+  to: string;
+}
+
+function sourceFiles(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) return entry.name === 'assembly' ? [] : sourceFiles(full);
+    return /\.tsx?$/.test(entry.name) ? [full] : [];
+  });
+}
+
+/** Relative imports of a file's text, as paths relative to src/. */
+function importsOf(file: string, text: string): Import[] {
+  const from = path.relative(SRC, file);
+  return [...text.matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)].map((match) => ({
+    from,
+    to: path.relative(SRC, path.resolve(path.dirname(file), match[1]!)),
+  }));
+}
+
+function folderOf(relative: string): string {
+  return relative.includes(path.sep) ? relative.split(path.sep)[0]! : '';
+}
+
+/** Every import that breaks the layer rules, as "from → to". */
+function violations(imports: readonly Import[]): string[] {
+  return imports
+    .filter(({ from, to }) => {
+      const source = folderOf(from);
+      const target = folderOf(to);
+      if (target === source || to.replace(/\.js$/, '') === 'errors') return false;
+      const allowed = ALLOWED[source];
+      if (allowed) return !allowed.includes(target);
+      return FORBIDDEN[source]?.includes(target) ?? false;
+    })
+    .map(({ from, to }) => `${from} → ${to}`);
+}
+
+describe('layers', () => {
+  test('no file in src imports a layer above its own', () => {
+    const imports = sourceFiles(SRC).flatMap((file) => importsOf(file, fs.readFileSync(file, 'utf8')));
+    expect(imports.length).toBeGreaterThan(200);
+    expect(violations(imports)).toEqual([]);
+  });
+
+  test('the rule catches the engine importing quant/ or train/, and formats/ importing the engine', () => {
+    const fake = (from: string, source: string) => importsOf(path.join(SRC, from), source);
+    expect(violations([
+      ...fake('engine/load.ts', "import { quantize } from '../quant/job.js';"),
+      ...fake('engine/model.ts', "import { LoraPair } from '../train/lora.js';"),
+      ...fake('formats/gguf.ts', "import type { Ops } from '../engine/ops.js';"),
+      ...fake('spec/tensors.ts', "import { readGgufHeader } from '../formats/gguf.js';"),
+      ...fake('formats/gguf-llama.ts', "import { ggufNameOf } from '../spec/tensors.js';"),
+      ...fake('engine/load.ts', "import { GgufWeights } from '../formats/gguf-llama.js';"),
+    ])).toEqual([
+      `${path.join('engine', 'load.ts')} → ${path.join('quant', 'job.js')}`,
+      `${path.join('engine', 'model.ts')} → ${path.join('train', 'lora.js')}`,
+      `${path.join('formats', 'gguf.ts')} → ${path.join('engine', 'ops.js')}`,
+      `${path.join('spec', 'tensors.ts')} → ${path.join('formats', 'gguf.js')}`,
+    ]);
+  });
+});
