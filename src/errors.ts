@@ -1,12 +1,49 @@
 /**
+ * What went wrong, as scripts see it in `{"error": {"type": …}}` (docs/scripting.md):
+ * - usage: the command line itself is wrong (unknown flag, bad flag value); exit 2
+ * - input: a file or value the person gave is wrong (data, prompt, settings); the default for HerdError
+ * - model: a model folder, checkpoint, GGUF or adapter is missing, malformed or unsupported
+ * - io: the file system refused (ENOENT, EACCES, ENOSPC, …)
+ * - network: a request over the network failed (chat's web tools)
+ * - internal: anything herd did not expect: a bug
+ */
+export const ERROR_TYPES = ['usage', 'input', 'model', 'io', 'network', 'internal'] as const;
+export type ErrorType = (typeof ERROR_TYPES)[number];
+
+export interface HerdErrorDetails {
+  /** Which kind of failure; `input` when not given. */
+  kind?: ErrorType;
+  /** The file at fault, when there is one. */
+  file?: string;
+  /** The tensor at fault, when there is one. */
+  tensor?: string;
+  /** What the person can do about it. */
+  hint?: string;
+}
+
+/**
  * An error meant for the person at the terminal: its message is one complete line that says
  * what is wrong and, where it helps, which file or tensor. Commands print it without a stack.
  */
 export class HerdError extends Error {
-  constructor(message: string) {
+  readonly kind: ErrorType;
+  readonly file?: string;
+  readonly tensor?: string;
+  readonly hint?: string;
+
+  constructor(message: string, details: HerdErrorDetails = {}) {
     super(message);
     this.name = 'HerdError';
+    this.kind = details.kind ?? 'input';
+    this.file = details.file;
+    this.tensor = details.tensor;
+    this.hint = details.hint;
   }
+}
+
+/** A HerdError about a model file: the checkpoint, GGUF, config or adapter named in `file`. */
+export function modelError(message: string, file: string, tensor?: string): HerdError {
+  return new HerdError(message, { kind: 'model', file, tensor });
 }
 
 /** Throws a HerdError unless the condition holds. */

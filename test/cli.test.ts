@@ -1,28 +1,8 @@
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { HerdTokenizer } from '../src/engine/tokenizer.js';
 import { SHARED, STORIES, TINY_LLAMA, readJson } from './fixtures.js';
-
-// These run the built CLI (npm test builds first) as a person or a script would.
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
-
-function herd(args: string[], input?: string) {
-  const result = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: 60000 });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-
-function storiesCopy(change: (dir: string) => void): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-cli-'));
-  for (const name of fs.readdirSync(STORIES)) {
-    fs.copyFileSync(path.join(STORIES, name), path.join(dir, name));
-    fs.chmodSync(path.join(dir, name), 0o644);
-  }
-  change(dir);
-  return dir;
-}
+import { herd, storiesCopy } from './herd-cli.js';
 
 function expectOneLineError(result: ReturnType<typeof herd>, pattern: RegExp): void {
   expect(result.status).not.toBe(0);

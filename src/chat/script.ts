@@ -4,6 +4,7 @@
  */
 import readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
+import { jsonLine, SCHEMAS } from '../cli/json-output.js';
 import type { ChatAgent, ChatEvent, TurnHooks } from './loop.js';
 
 export interface ScriptOptions {
@@ -19,7 +20,7 @@ export interface ScriptOptions {
 export async function runScript(agent: ChatAgent, options: ScriptOptions): Promise<void> {
   const write = (line: string) => options.output.write(`${line}\n`);
   const hooks: TurnHooks = {
-    onEvent: options.json ? (event) => { const json = ndjsonEvent(event); if (json) write(JSON.stringify(json)); } : textPrinter(options.output),
+    onEvent: options.json ? (event) => { const json = ndjsonEvent(event); if (json) write(jsonLine(SCHEMAS.chat, json)); } : textPrinter(options.output),
     approve: async (call) => {
       if (!options.approveAll) options.warn(`herd: ${call.function.name} was not run: pass --yes to let tools run when chat is not interactive`);
       return options.approveAll;

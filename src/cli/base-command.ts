@@ -1,26 +1,42 @@
 import { Command, Flags } from '@oclif/core';
 import { HerdError } from '../errors.js';
+import { classifyFailure, errorJson, exitCodeFor, jsonLine, type SchemaId } from './json-output.js';
 
 type CommandError = Error & { code?: string; oclif?: { exit?: number } };
 
 /**
  * What every herd command shares: `--json` and `--verbose`, and the rule that a failure is one
- * clear line on stderr with a non-zero exit (the stack only with --verbose).
+ * clear line on stderr with a non-zero exit (the stack only with --verbose); with --json the
+ * failure is also one herd.error/1 object on stdout (docs/scripting.md).
  */
 export abstract class HerdCommand extends Command {
   static override baseFlags = {
-    json: Flags.boolean({ description: 'Print one JSON object on stdout instead of text.', default: false }),
+    json: Flags.boolean({ description: 'Print JSON on stdout instead of text (docs/scripting.md; failures too).', default: false }),
     verbose: Flags.boolean({ description: 'Print timings and details on stderr; show stack traces on errors.', default: false }),
   };
+
+  /** Prints one JSON object for scripts, named by its schema. */
+  protected printJson(schema: SchemaId, body: object): void {
+    this.log(jsonLine(schema, body));
+  }
 
   protected override async catch(error: CommandError): Promise<void> {
     // oclif ends --help and --version by throwing an exit "error"; let it through.
     if (error.code === 'EEXIT') return super.catch(error);
-    const verbose = this.argv.includes('--verbose');
-    if (verbose && !(error instanceof HerdError)) process.stderr.write(`${error.stack ?? error.message}\n`);
-    process.stderr.write(`herd: ${oneLine(error.message)}\n`);
+    const message = oneLine(error.message);
+    const report = classifyFailure(error, message);
+    if (this.flagGiven('--verbose') && !(error instanceof HerdError)) process.stderr.write(`${error.stack ?? error.message}\n`);
+    process.stderr.write(`herd: ${message}${report.hint === undefined ? '' : ` (${report.hint})`}\n`);
+    // Read from the raw argv: when parsing failed there are no parsed flags.
+    if (this.flagGiven('--json')) process.stdout.write(`${errorJson(report)}\n`);
     // oclif's parse errors carry exit 2 (usage); everything else is 1.
-    process.exitCode = error.oclif?.exit ?? 1;
+    process.exitCode = error.oclif?.exit ?? exitCodeFor(report);
+  }
+
+  /** Whether a boolean flag is on the command line, before any `--` that ends the flags. */
+  private flagGiven(flag: string): boolean {
+    const end = this.argv.indexOf('--');
+    return (end === -1 ? this.argv : this.argv.slice(0, end)).includes(flag);
   }
 }
 

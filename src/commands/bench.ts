@@ -4,6 +4,7 @@ import chalk from 'chalk';
 import { benchLlamaCpp } from '../bench/llama-cpp.js';
 import { writeSyntheticGguf } from '../bench/synthetic-gguf.js';
 import { HerdCommand } from '../cli/base-command.js';
+import { SCHEMAS } from '../cli/json-output.js';
 import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
 import { progressBar } from '../cli/progress.js';
@@ -67,13 +68,14 @@ It is a benchmark that prints figures; no test checks its times.`;
     const bandwidth = flags.bandwidth ? await readBandwidth(flags.threads, figures.decode_bytes_per_second) : {};
     const report = { ...figures, peak_rss_bytes: peakRss, ...bandwidth };
     if (!flags.compare) {
-      this.log(flags.json ? JSON.stringify(report) : describe(report));
+      if (flags.json) this.printJson(SCHEMAS.bench, report);
+      else this.log(describe(report));
       return;
     }
     const llamaCpp = await benchLlamaCpp(flags.model!, prompt, flags['gen-tokens'], flags.threads ?? os.availableParallelism());
     const ratio = { prefill: round(figures.prefill_tokens_per_second / llamaCpp.prefill_tokens_per_second), decode: round(figures.decode_tokens_per_second / llamaCpp.decode_tokens_per_second) };
     if (flags.json) {
-      this.log(JSON.stringify({ ...report, llama_cpp: llamaCpp, ratio }));
+      this.printJson(SCHEMAS.bench, { ...report, llama_cpp: llamaCpp, ratio });
       return;
     }
     this.log(describe(report));

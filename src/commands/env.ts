@@ -1,6 +1,7 @@
 import os from 'node:os';
 import chalk from 'chalk';
 import { HerdCommand } from '../cli/base-command.js';
+import { SCHEMAS } from '../cli/json-output.js';
 import { probeBackends } from '../engine/backends/select.js';
 
 export default class Env extends HerdCommand {
@@ -27,7 +28,7 @@ export default class Env extends HerdCommand {
       memory_bytes: os.totalmem(),
     };
     if (flags.json) {
-      this.log(JSON.stringify({ ...machine, backends, default_backend: automatic }));
+      this.printJson(SCHEMAS.env, { ...machine, backends, default_backend: automatic });
       return;
     }
     this.log(`node ${machine.node} on ${machine.platform}, ${machine.cpus} cores (${machine.cpu_model}), ${(machine.memory_bytes / 2 ** 30).toFixed(1)} GiB memory`);

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { Args, Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { HerdCommand } from '../cli/base-command.js';
+import { SCHEMAS } from '../cli/json-output.js';
 import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
 import { progressBar } from '../cli/progress.js';
@@ -102,7 +103,7 @@ One KV cache is kept across a task's requests: a context is encoded once for all
   }
 
   private print(report: EvalReport, json: boolean): void {
-    if (json) return this.log(JSON.stringify(resultsJson(report)));
+    if (json) return this.printJson(SCHEMAS.eval, resultsJson(report));
     const rows = report.tasks.flatMap(({ run, metrics }) =>
       metrics.map((m) => [run.config.task, String(run.numFewshot), m.filter, m.metric, formatValue(m.value), Number.isFinite(m.stderr) ? `± ${formatValue(m.stderr)}` : '', String(run.samples.length)]),
     );
@@ -111,7 +112,7 @@ One KV cache is kept across a task's requests: a context is encoded once for all
 
   private printComparison(base: EvalReport, variant: EvalReport, deltas: MetricDelta[], agreement: DistributionAgreement | null, json: boolean): void {
     if (json) {
-      return this.log(JSON.stringify({ base: resultsJson(base), variant: resultsJson(variant), deltas, distribution: agreement }));
+      return this.printJson(SCHEMAS.evalCompare, { base: resultsJson(base), variant: resultsJson(variant), deltas, distribution: agreement });
     }
     const rows = deltas.map((d) => {
       const significant = d.pValue !== null && d.pValue < 0.05;

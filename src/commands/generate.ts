@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { HerdCommand } from '../cli/base-command.js';
+import { SCHEMAS } from '../cli/json-output.js';
 import { parseDate } from '../cli/date.js';
 import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
@@ -59,7 +60,7 @@ Sampling defaults come from the model's generation_config.json (greedy when it d
     });
     const report = measureTimings(loaded, ids.length, result);
     if (streaming) process.stdout.write('\n');
-    else this.log(JSON.stringify(jsonReport(loaded, text, ids, sampling, result, report, flags.logprobs)));
+    else this.printJson(SCHEMAS.generate, jsonReport(loaded, text, ids, sampling, result, report, flags.logprobs));
     if (flags.verbose) process.stderr.write(chalk.dim(describeTimings(report, loaded.model.backendName)) + '\n');
   }
 }

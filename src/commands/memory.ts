@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { HerdCommand } from '../cli/base-command.js';
+import { SCHEMAS } from '../cli/json-output.js';
 import { HerdError } from '../errors.js';
 import { ACCELERATORS } from '../memory/hardware.js';
 import { KV_CACHE_DTYPES } from '../memory/kv-cache.js';
@@ -87,7 +88,7 @@ Formulas and assumptions: docs/memory.md.`;
       await writeFileAtomically(flags.markdown, markdownReport(`herd memory: ${model?.name ?? 'Llama 3.1 post tables'}`, sections));
     }
     if (flags.json) {
-      this.log(JSON.stringify({ units: 'bytes', plan: plan ?? null, measurement: measurement ?? null, comparePost: comparison ?? null }, null, 2));
+      this.printJson(SCHEMAS.memory, { units: 'bytes', plan: plan ?? null, measurement: measurement ?? null, comparePost: comparison ?? null });
       return;
     }
     this.log(sections.map(renderSectionText).join('\n\n'));

@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { HerdCommand } from '../cli/base-command.js';
+import { SCHEMAS } from '../cli/json-output.js';
 import { parseDate } from '../cli/date.js';
 import { renderConversation } from '../chat/render.js';
 import { checkMessage } from '../chat/session.js';
@@ -47,7 +48,7 @@ Only the tokenizer files are read, not the weights.`;
       }, !flags['no-generation-prompt']).text;
     // The template writes <|begin_of_text|> itself: no special tokens are added.
     const ids = tokenizer.encode(text, false);
-    if (flags.json) this.log(JSON.stringify({ prompt: text, ids, token_count: ids.length }));
+    if (flags.json) this.printJson(SCHEMAS.prompt, { prompt: text, ids, token_count: ids.length });
     else if (flags.ids) this.log(JSON.stringify(ids));
     else process.stdout.write(text);
   }

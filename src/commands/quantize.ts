@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { HerdCommand } from '../cli/base-command.js';
+import { SCHEMAS } from '../cli/json-output.js';
 import { progressBar } from '../cli/progress.js';
 import { HerdError } from '../errors.js';
 import { DEFAULT_MODEL_DIR, loadModel } from '../engine/load.js';
@@ -45,7 +46,8 @@ export default class Quantize extends HerdCommand {
     if (args.action === 'score') {
       if (!flags.base || !flags.quant || !flags.score) throw new HerdError('quantize score needs --base DIR, --quant DIR and --score TEXTFILE');
       const card = await this.score(flags.base, flags.quant, flags.score, flags['score-tokens']);
-      this.log(flags.json ? JSON.stringify({ base: flags.base, quant: flags.quant, ...snake(card) }) : describeCard(flags.quant, card));
+      if (flags.json) this.printJson(SCHEMAS.quantizeScore, { base: flags.base, quant: flags.quant, ...snake(card) });
+      else this.log(describeCard(flags.quant, card));
       return;
     }
     if (!flags.out) throw new HerdError('--out DIR is required: where the quantized models are written');
@@ -73,7 +75,7 @@ export default class Quantize extends HerdCommand {
     const cards = new Map<string, Scorecard>();
     if (flags.score) for (const r of results) cards.set(r.path, await this.score(modelDir, r.path, flags.score, flags['score-tokens']));
     if (flags.json) {
-      this.log(JSON.stringify({ model: modelDir, out: flags.out, formats: results.map((r) => ({ ...snake(r), ...(cards.has(r.path) ? { score: snake(cards.get(r.path)!) } : {}) })) }));
+      this.printJson(SCHEMAS.quantize, { model: modelDir, out: flags.out, formats: results.map((r) => ({ ...snake(r), ...(cards.has(r.path) ? { score: snake(cards.get(r.path)!) } : {}) })) });
       return;
     }
     for (const r of results) {

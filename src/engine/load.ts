@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HerdError } from '../errors.js';
+import { modelError } from '../errors.js';
 import { activateBackend } from './backends/select.js';
 import type { KvCacheType } from '../kernels/wasm-ops.js';
 import { Checkpoint } from '../formats/checkpoint.js';
@@ -113,7 +113,7 @@ export function isGgufFile(file: string): boolean {
  * `quantization_config` selects the quantized layout whose weights are dequantized at load.
  */
 export function openModelFolder(dir: string): { config: LlamaConfig; checkpoint: Checkpoint } {
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new HerdError(`model folder ${dir} does not exist`);
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw modelError(`model folder ${dir} does not exist`, dir);
   const rawConfig = readJsonFile(path.join(dir, 'config.json'), true);
   const config = parseLlamaConfig(rawConfig, 'config.json');
   checkRunnable(config, 'config.json');

@@ -7,9 +7,9 @@ import type { LlamaConfig } from '../spec/llama-config.js';
  */
 export function checkRunnable(config: LlamaConfig, source: string): void {
   if (config.attentionBias || config.mlpBias) {
-    throw new HerdError(`${source}: attention_bias / mlp_bias are not supported (Llama 3.1 has no biases)`);
+    throw new HerdError(`${source}: attention_bias / mlp_bias are not supported (Llama 3.1 has no biases)`, { kind: 'model' });
   }
   if (config.hiddenAct !== 'silu') {
-    throw new HerdError(`${source}: hidden_act ${JSON.stringify(config.hiddenAct)} is not supported (Llama uses silu)`);
+    throw new HerdError(`${source}: hidden_act ${JSON.stringify(config.hiddenAct)} is not supported (Llama uses silu)`, { kind: 'model' });
   }
 }

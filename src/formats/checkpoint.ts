@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { HerdError } from '../errors.js';
+import { HerdError, modelError } from '../errors.js';
 import { tensorShapes } from '../spec/tensors.js';
 import type { LlamaConfig } from '../spec/llama-config.js';
 import type { PackedFormat, PackedTensor, WeightSource } from './weights.js';
@@ -33,7 +33,7 @@ export class Checkpoint implements WeightSource {
     const singlePath = path.join(dir, SINGLE_FILE);
     if (fs.existsSync(indexPath)) return new Checkpoint(openSharded(dir, indexPath), layout);
     if (fs.existsSync(singlePath)) return new Checkpoint(entriesByName(readSafetensorsHeader(singlePath), new Map()), layout);
-    throw new HerdError(`${dir}: no ${SINGLE_FILE} or ${INDEX_FILE}`);
+    throw modelError(`${dir}: no ${SINGLE_FILE} or ${INDEX_FILE}`, dir);
   }
 
   names(): string[] {
@@ -42,7 +42,7 @@ export class Checkpoint implements WeightSource {
 
   entry(name: string): TensorEntry {
     const entry = this.entries.get(name);
-    if (!entry) throw new HerdError(`checkpoint has no tensor ${name}`);
+    if (!entry) throw new HerdError(`checkpoint has no tensor ${name}`, { kind: 'model', tensor: name });
     return entry;
   }
 
@@ -117,18 +117,18 @@ export class Checkpoint implements WeightSource {
         continue;
       }
       const entry = this.entries.get(name);
-      if (!entry) throw new HerdError(`missing tensor ${name} (expected by config.json)`);
+      if (!entry) throw new HerdError(`missing tensor ${name} (expected by config.json)`, { kind: 'model', tensor: name });
       const where = `${path.basename(entry.file)}: tensor ${name}`;
       if (!sameShape(entry.shape, shape)) {
-        throw new HerdError(`${where} has shape [${entry.shape.join(', ')}] but config.json implies [${shape.join(', ')}]`);
+        throw modelError(`${where} has shape [${entry.shape.join(', ')}] but config.json implies [${shape.join(', ')}]`, entry.file, name);
       }
       if (!FLOAT_DTYPES.includes(entry.dtype)) {
-        throw new HerdError(`${where} has dtype ${entry.dtype}; the engine reads F32, F16 and BF16 checkpoints`);
+        throw modelError(`${where} has dtype ${entry.dtype}; the engine reads F32, F16 and BF16 checkpoints`, entry.file, name);
       }
     }
     for (const entry of this.entries.values()) {
       if (!expected.has(entry.name) && !quantizedParts.has(entry.name) && !isIgnorable(entry.name, config)) {
-        throw new HerdError(`${path.basename(entry.file)}: unexpected tensor ${entry.name} for this config.json`);
+        throw modelError(`${path.basename(entry.file)}: unexpected tensor ${entry.name} for this config.json`, entry.file, entry.name);
       }
     }
   }
@@ -145,17 +145,17 @@ function openSharded(dir: string, indexPath: string): Map<string, TensorEntry> {
   const entries = new Map<string, TensorEntry>();
   for (const shard of shardFiles) {
     const shardPath = path.join(dir, shard);
-    if (!fs.existsSync(shardPath)) throw new HerdError(`${INDEX_FILE} names shard ${shard}, which does not exist`);
+    if (!fs.existsSync(shardPath)) throw modelError(`${INDEX_FILE} names shard ${shard}, which does not exist`, indexPath);
     entriesByName(readSafetensorsHeader(shardPath), entries);
   }
   for (const [name, shard] of Object.entries(weightMap)) {
     const entry = entries.get(name);
     if (!entry || path.basename(entry.file) !== shard) {
-      throw new HerdError(`${INDEX_FILE} places tensor ${name} in ${shard}, but that shard does not hold it`);
+      throw modelError(`${INDEX_FILE} places tensor ${name} in ${shard}, but that shard does not hold it`, indexPath, name);
     }
   }
   for (const entry of entries.values()) {
-    if (!(entry.name in weightMap)) throw new HerdError(`${path.basename(entry.file)}: tensor ${entry.name} is not listed in ${INDEX_FILE}`);
+    if (!(entry.name in weightMap)) throw modelError(`${path.basename(entry.file)}: tensor ${entry.name} is not listed in ${INDEX_FILE}`, entry.file, entry.name);
   }
   return entries;
 }
@@ -165,11 +165,11 @@ function readWeightMap(indexPath: string): Record<string, string> {
   try {
     index = JSON.parse(fs.readFileSync(indexPath, 'utf8'));
   } catch {
-    throw new HerdError(`${INDEX_FILE}: not valid JSON`);
+    throw modelError(`${INDEX_FILE}: not valid JSON`, indexPath);
   }
   const weightMap = (index as { weight_map?: unknown }).weight_map;
   if (typeof weightMap !== 'object' || weightMap === null || !Object.values(weightMap).every((v) => typeof v === 'string')) {
-    throw new HerdError(`${INDEX_FILE}: weight_map must map tensor names to shard file names`);
+    throw modelError(`${INDEX_FILE}: weight_map must map tensor names to shard file names`, indexPath);
   }
   return weightMap as Record<string, string>;
 }
@@ -178,7 +178,7 @@ function entriesByName(list: TensorEntry[], into: Map<string, TensorEntry>): Map
   for (const entry of list) {
     const previous = into.get(entry.name);
     if (previous) {
-      throw new HerdError(`tensor ${entry.name} appears twice: in ${path.basename(previous.file)} and ${path.basename(entry.file)}`);
+      throw modelError(`tensor ${entry.name} appears twice: in ${path.basename(previous.file)} and ${path.basename(entry.file)}`, entry.file, entry.name);
     }
     into.set(entry.name, entry);
   }

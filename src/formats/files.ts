@@ -8,7 +8,7 @@ export function openForReading(file: string): number {
   try {
     return fs.openSync(file, 'r');
   } catch (error) {
-    throw new HerdError(`cannot open ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new HerdError(`cannot open ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { kind: 'io', file });
   }
 }
 
@@ -31,12 +31,12 @@ export function writeFileAtomically(file: string, parts: Uint8Array[]): void {
 /** Reads a JSON file; a missing optional file gives null, a missing required one a clear error. */
 export function readJsonFile(file: string, required: boolean): unknown {
   if (!fs.existsSync(file)) {
-    if (required) throw new HerdError(`missing ${path.basename(file)} in ${path.dirname(file)}`);
+    if (required) throw new HerdError(`missing ${path.basename(file)} in ${path.dirname(file)}`, { file });
     return null;
   }
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (error) {
-    throw new HerdError(`${file}: not valid JSON (${(error as Error).message.split('\n')[0]})`);
+    throw new HerdError(`${file}: not valid JSON (${(error as Error).message.split('\n')[0]})`, { file });
   }
 }

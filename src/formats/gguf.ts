@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { HerdError } from '../errors.js';
+import { HerdError, modelError } from '../errors.js';
 import { openForReading, writeFileAtomically } from './files.js';
 
 /**
@@ -165,10 +165,10 @@ export function readGgufHeader(file: string, options: { headerOnly?: boolean } =
   const fd = openForReading(file);
   try {
     const size = fs.fstatSync(fd).size;
-    const reader = new Reader(fd, size, name);
-    if (reader.u32() !== GGUF_MAGIC) throw new HerdError(`${name}: not a GGUF file (bad magic)`);
+    const reader = new Reader(fd, size, file);
+    if (reader.u32() !== GGUF_MAGIC) throw modelError(`${name}: not a GGUF file (bad magic)`, file);
     const version = reader.u32();
-    if (version !== 2 && version !== 3) throw new HerdError(`${name}: GGUF version ${version} is not supported (2 or 3)`);
+    if (version !== 2 && version !== 3) throw modelError(`${name}: GGUF version ${version} is not supported (2 or 3)`, file);
     const tensorCount = reader.u64();
     const kvCount = reader.u64();
     const metadata = new Map<string, unknown>();
@@ -181,7 +181,7 @@ export function readGgufHeader(file: string, options: { headerOnly?: boolean } =
       const tensorName = reader.string();
       const dims = Array.from({ length: reader.u32() }, () => reader.u64());
       const type = reader.u32();
-      if (!(type in GGML_LAYOUT)) throw new HerdError(`${name}: tensor ${tensorName} has ggml type ${type}; herd reads F32, F16, Q8_0, Q4_0 and Q4_K`);
+      if (!(type in GGML_LAYOUT)) throw modelError(`${name}: tensor ${tensorName} has ggml type ${type}; herd reads F32, F16, Q8_0, Q4_0 and Q4_K`, file, tensorName);
       infos.push({ name: tensorName, dims, type, offset: reader.u64() });
     }
     const alignment = typeof metadata.get('general.alignment') === 'number' ? (metadata.get('general.alignment') as number) : GGUF_ALIGNMENT;
@@ -190,7 +190,7 @@ export function readGgufHeader(file: string, options: { headerOnly?: boolean } =
     for (const info of infos) {
       const byteLength = tensorByteLength(info.type, info.dims);
       const begin = dataStart + info.offset;
-      if (!options.headerOnly && begin + byteLength > size) throw new HerdError(`${name}: tensor ${info.name} ends past the end of the file (truncated)`);
+      if (!options.headerOnly && begin + byteLength > size) throw modelError(`${name}: tensor ${info.name} ends past the end of the file (truncated)`, file, info.name);
       tensors.set(info.name, { name: info.name, type: info.type, dims: info.dims, begin, byteLength });
     }
     return { file, version, metadata, tensors };
@@ -205,10 +205,14 @@ class Reader {
   private buffer = Buffer.alloc(0);
   private bufferStart = 0;
 
-  constructor(private readonly fd: number, private readonly size: number, private readonly name: string) {}
+  private readonly name: string;
+
+  constructor(private readonly fd: number, private readonly size: number, private readonly file: string) {
+    this.name = path.basename(file);
+  }
 
   private take(length: number): Buffer {
-    if (this.position + length > this.size) throw new HerdError(`${this.name}: the GGUF header runs past the end of the file`);
+    if (this.position + length > this.size) throw modelError(`${this.name}: the GGUF header runs past the end of the file`, this.file);
     const from = this.position - this.bufferStart;
     if (from < 0 || from + length > this.buffer.length) {
       this.buffer = Buffer.alloc(Math.max(length, 1 << 20));
@@ -227,7 +231,7 @@ class Reader {
 
   u64(): number {
     const value = this.take(8).readBigUInt64LE(0);
-    if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new HerdError(`${this.name}: a 64-bit count is implausibly large; the file is corrupt`);
+    if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw modelError(`${this.name}: a 64-bit count is implausibly large; the file is corrupt`, this.file);
     return Number(value);
   }
 
@@ -252,10 +256,10 @@ class Reader {
       case GgufValueType.ARRAY: {
         const itemType = this.u32();
         const count = this.u64();
-        if (count > this.size) throw new HerdError(`${this.name}: an array of ${count} items cannot fit in the file; it is corrupt`);
+        if (count > this.size) throw modelError(`${this.name}: an array of ${count} items cannot fit in the file; it is corrupt`, this.file);
         return Array.from({ length: count }, () => this.value(itemType));
       }
-      default: throw new HerdError(`${this.name}: unknown GGUF value type ${type}; the file is corrupt`);
+      default: throw modelError(`${this.name}: unknown GGUF value type ${type}; the file is corrupt`, this.file);
     }
   }
 }

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { HerdError } from '../errors.js';
+import { HerdError, modelError } from '../errors.js';
 import { openForReading, writeFileAtomically } from './files.js';
 import { halfToFloat } from './half.js';
 
@@ -45,13 +45,13 @@ export function readSafetensorsHeader(file: string): TensorEntry[] {
   const fd = openForReading(file);
   try {
     const fileSize = fs.fstatSync(fd).size;
-    if (fileSize < 8) throw new HerdError(`${name}: too short to be a safetensors file (${fileSize} bytes)`);
+    if (fileSize < 8) throw modelError(`${name}: too short to be a safetensors file (${fileSize} bytes)`, file);
     const lengthBytes = readBytes(fd, 0, 8);
     const headerLength = Number(lengthBytes.readBigUInt64LE(0));
     if (headerLength > MAX_HEADER_BYTES || 8 + headerLength > fileSize) {
-      throw new HerdError(`${name}: header length ${headerLength} does not fit in the file (${fileSize} bytes); the file is truncated or not safetensors`);
+      throw modelError(`${name}: header length ${headerLength} does not fit in the file (${fileSize} bytes); the file is truncated or not safetensors`, file);
     }
-    const header = parseHeaderJson(readBytes(fd, 8, headerLength).toString('utf8'), name);
+    const header = parseHeaderJson(readBytes(fd, 8, headerLength).toString('utf8'), file);
     const dataStart = 8 + headerLength;
     const entries = Object.entries(header)
       .filter(([tensorName]) => tensorName !== '__metadata__')
@@ -78,7 +78,7 @@ export function readFloatTensor(entry: TensorEntry, fd: number): HostTensor {
     if (entry.dtype === 'BF16') bf16ToFloat32(halves, data);
     else f16ToFloat32(halves, data);
   } else {
-    throw new HerdError(`${path.basename(entry.file)}: tensor ${entry.name} has dtype ${entry.dtype}; the engine reads F32, F16 and BF16`);
+    throw modelError(`${path.basename(entry.file)}: tensor ${entry.name} has dtype ${entry.dtype}; the engine reads F32, F16 and BF16`, entry.file, entry.name);
   }
   return { name: entry.name, shape: entry.shape, data };
 }
@@ -110,20 +110,21 @@ export function readBytesInto(fd: number, position: number, target: Uint8Array, 
   let done = 0;
   while (done < target.length) {
     const read = fs.readSync(fd, target, done, target.length - done, position + done);
-    if (read === 0) throw new HerdError(`${path.basename(entry.file)}: tensor ${entry.name} is truncated`);
+    if (read === 0) throw modelError(`${path.basename(entry.file)}: tensor ${entry.name} is truncated`, entry.file, entry.name);
     done += read;
   }
 }
 
-function parseHeaderJson(text: string, name: string): Record<string, unknown> {
+function parseHeaderJson(text: string, file: string): Record<string, unknown> {
+  const name = path.basename(file);
   let header: unknown;
   try {
     header = JSON.parse(text);
   } catch {
-    throw new HerdError(`${name}: the safetensors header is not valid JSON`);
+    throw modelError(`${name}: the safetensors header is not valid JSON`, file);
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) {
-    throw new HerdError(`${name}: the safetensors header is not a JSON object`);
+    throw modelError(`${name}: the safetensors header is not a JSON object`, file);
   }
   return header as Record<string, unknown>;
 }
@@ -131,18 +132,18 @@ function parseHeaderJson(text: string, name: string): Record<string, unknown> {
 function parseEntry(name: string, value: unknown, file: string, dataStart: number): TensorEntry {
   const where = `${path.basename(file)}: tensor ${name}`;
   const info = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown } | null;
-  if (typeof info !== 'object' || info === null) throw new HerdError(`${where}: header entry is not an object`);
+  if (typeof info !== 'object' || info === null) throw modelError(`${where}: header entry is not an object`, file, name);
   const { dtype, shape, data_offsets: offsets } = info;
-  if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) throw new HerdError(`${where}: unknown dtype ${JSON.stringify(dtype)}`);
+  if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) throw modelError(`${where}: unknown dtype ${JSON.stringify(dtype)}`, file, name);
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
-    throw new HerdError(`${where}: shape ${JSON.stringify(shape)} is not a list of sizes`);
+    throw modelError(`${where}: shape ${JSON.stringify(shape)} is not a list of sizes`, file, name);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
-    throw new HerdError(`${where}: data_offsets ${JSON.stringify(offsets)} are invalid`);
+    throw modelError(`${where}: data_offsets ${JSON.stringify(offsets)} are invalid`, file, name);
   }
   const expectedBytes = elementCount(shape as number[]) * DTYPE_BYTES[dtype]!;
   if (offsets[1] - offsets[0] !== expectedBytes) {
-    throw new HerdError(`${where}: holds ${offsets[1] - offsets[0]} bytes but ${dtype} ${JSON.stringify(shape)} needs ${expectedBytes}`);
+    throw modelError(`${where}: holds ${offsets[1] - offsets[0]} bytes but ${dtype} ${JSON.stringify(shape)} needs ${expectedBytes}`, file, name);
   }
   return { name, dtype, shape: shape as number[], file, begin: dataStart + offsets[0], end: dataStart + offsets[1] };
 }
@@ -152,10 +153,10 @@ function checkDataSection(entries: TensorEntry[], fileSize: number, name: string
   for (let i = 0; i < byStart.length; i++) {
     const entry = byStart[i]!;
     if (entry.end > fileSize) {
-      throw new HerdError(`${name}: tensor ${entry.name} ends at byte ${entry.end} but the file has ${fileSize} bytes (truncated)`);
+      throw modelError(`${name}: tensor ${entry.name} ends at byte ${entry.end} but the file has ${fileSize} bytes (truncated)`, entry.file, entry.name);
     }
     const next = byStart[i + 1];
-    if (next && next.begin < entry.end) throw new HerdError(`${name}: tensors ${entry.name} and ${next.name} overlap`);
+    if (next && next.begin < entry.end) throw modelError(`${name}: tensors ${entry.name} and ${next.name} overlap`, entry.file, next.name);
   }
 }
 

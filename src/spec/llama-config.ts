@@ -36,7 +36,7 @@ type Json = Record<string, unknown>;
  */
 export function parseLlamaConfig(raw: unknown, source: string): LlamaConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new HerdError(`${source}: expected a JSON object`);
+    throw new HerdError(`${source}: expected a JSON object`, { kind: 'model' });
   }
   const json = raw as Json;
   checkArchitecture(json, source);
@@ -45,11 +45,11 @@ export function parseLlamaConfig(raw: unknown, source: string): LlamaConfig {
   const numAttentionHeads = positive('num_attention_heads');
   const numKeyValueHeads = json.num_key_value_heads === undefined ? numAttentionHeads : positive('num_key_value_heads');
   if (numAttentionHeads % numKeyValueHeads !== 0) {
-    throw new HerdError(`${source}: num_attention_heads (${numAttentionHeads}) must be a multiple of num_key_value_heads (${numKeyValueHeads})`);
+    throw new HerdError(`${source}: num_attention_heads (${numAttentionHeads}) must be a multiple of num_key_value_heads (${numKeyValueHeads})`, { kind: 'model' });
   }
   const headDim = json.head_dim === undefined || json.head_dim === null ? hiddenSize / numAttentionHeads : positive('head_dim');
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
-    throw new HerdError(`${source}: head_dim ${headDim} must be an even integer (hidden_size / num_attention_heads when absent)`);
+    throw new HerdError(`${source}: head_dim ${headDim} must be an even integer (hidden_size / num_attention_heads when absent)`, { kind: 'model' });
   }
   return {
     vocabSize: positive('vocab_size'),
@@ -87,13 +87,13 @@ function checkArchitecture(json: Json, source: string): void {
   if (modelType === undefined && architectures === undefined) return;
   const isLlama = modelType === 'llama' || (Array.isArray(architectures) && architectures.includes('LlamaForCausalLM'));
   if (!isLlama) {
-    throw new HerdError(`${source}: not a Llama model (model_type ${JSON.stringify(modelType)}, architectures ${JSON.stringify(architectures)})`);
+    throw new HerdError(`${source}: not a Llama model (model_type ${JSON.stringify(modelType)}, architectures ${JSON.stringify(architectures)})`, { kind: 'model' });
   }
 }
 
 function parseRopeScaling(value: unknown, source: string): RopeScaling | null {
   if (value === undefined || value === null) return null;
-  if (typeof value !== 'object' || Array.isArray(value)) throw new HerdError(`${source}: rope_scaling must be an object or null`);
+  if (typeof value !== 'object' || Array.isArray(value)) throw new HerdError(`${source}: rope_scaling must be an object or null`, { kind: 'model' });
   const scaling = value as Json;
   const type = scaling.rope_type ?? scaling.type;
   const where = `${source}: rope_scaling`;
@@ -108,24 +108,24 @@ function parseRopeScaling(value: unknown, source: string): RopeScaling | null {
       originalMaxPositionEmbeddings: positiveInteger(scaling, 'original_max_position_embeddings', where),
     };
     if (scalingConfig.highFreqFactor <= scalingConfig.lowFreqFactor) {
-      throw new HerdError(`${where}: high_freq_factor must be greater than low_freq_factor`);
+      throw new HerdError(`${where}: high_freq_factor must be greater than low_freq_factor`, { kind: 'model' });
     }
     return scalingConfig;
   }
-  throw new HerdError(`${where}: rope type ${JSON.stringify(type)} is not supported (llama3, linear or none)`);
+  throw new HerdError(`${where}: rope type ${JSON.stringify(type)} is not supported (llama3, linear or none)`, { kind: 'model' });
 }
 
 function positiveNumber(json: Json, key: string, source: string, fallback?: number): number {
   const value = json[key];
   if (value === undefined && fallback !== undefined) return fallback;
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new HerdError(`${source}: ${key} must be a positive number, got ${JSON.stringify(value)}`);
+    throw new HerdError(`${source}: ${key} must be a positive number, got ${JSON.stringify(value)}`, { kind: 'model' });
   }
   return value;
 }
 
 function positiveInteger(json: Json, key: string, source: string, fallback?: number): number {
   const value = positiveNumber(json, key, source, fallback);
-  if (!Number.isInteger(value)) throw new HerdError(`${source}: ${key} must be an integer, got ${value}`);
+  if (!Number.isInteger(value)) throw new HerdError(`${source}: ${key} must be an integer, got ${value}`, { kind: 'model' });
   return value;
 }

@@ -2,6 +2,7 @@ import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import cliProgress from 'cli-progress';
 import { numberFlag } from '../cli/flags.js';
+import { jsonLine, SCHEMAS } from '../cli/json-output.js';
 import type { HerdTokenizer } from '../engine/tokenizer.js';
 import type { TrainingExample } from './data.js';
 import { LINEAR_MODULES } from '../spec/tensors.js';
@@ -71,7 +72,7 @@ export function trainingReporter(json: boolean, write: (line: string) => void): 
   const say = (text: string) => (bars ? bars.log(`${text}\n`) : write(text));
   const onEvent = (event: TrainEvent) => {
     if (json) {
-      if (event.kind !== 'step' || event.log) write(JSON.stringify(jsonEvent(event)));
+      if (event.kind !== 'step' || event.log) write(jsonLine(SCHEMAS.finetune, jsonEvent(event)));
       return;
     }
     if (event.kind === 'start') {

@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { HerdCommand } from '../../cli/base-command.js';
+import { SCHEMAS } from '../../cli/json-output.js';
 import { DEFAULT_MODEL_DIR } from '../../engine/load.js';
 import { HerdTokenizer } from '../../engine/tokenizer.js';
 import { loadExamples, summarize } from '../../train/data.js';
@@ -31,7 +32,7 @@ Prints the counts and one rendered example; the tokens that carry no loss (promp
     const example = examples[Math.min(flags.row, examples.length) - 1]!;
     if (flags.json) {
       const tokens = [...example.ids].map((id, i) => ({ id, token: tokenizer.idToToken(id) ?? null, trained: example.trained[i] === 1 }));
-      this.log(JSON.stringify({ data: flags.data, ...snakeCase(summary), example: { row: example.row, truncated: example.truncated, tokens } }));
+      this.printJson(SCHEMAS.finetuneCheck, { data: flags.data, ...snakeCase(summary), example: { row: example.row, truncated: example.truncated, tokens } });
       return;
     }
     this.log(`${summary.rows} rows · ${summary.tokens} tokens · ${summary.trainedTokens} trained · longest ${summary.longest} · ${summary.truncatedRows} truncated to ${flags['max-seq-length']}`);

@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { HerdCommand } from '../../cli/base-command.js';
+import { SCHEMAS } from '../../cli/json-output.js';
 import { progressBar } from '../../cli/progress.js';
 import { DEFAULT_MODEL_DIR } from '../../engine/load.js';
 import { mergeAdapter } from '../../train/merge.js';
@@ -31,7 +32,7 @@ export default class FinetuneMerge extends HerdCommand {
         progress.stop();
       }
     })();
-    if (flags.json) this.log(JSON.stringify({ model: modelDir, adapter: flags.adapter, output_dir: flags['output-dir'], merged_tensors: result.mergedTensors, files: result.files }));
+    if (flags.json) this.printJson(SCHEMAS.finetuneMerge, { model: modelDir, adapter: flags.adapter, output_dir: flags['output-dir'], merged_tensors: result.mergedTensors, files: result.files });
     else this.log(`merged ${result.mergedTensors} weights into ${flags['output-dir']} (${result.files.join(', ')})`);
   }
 }
