@@ -45,6 +45,7 @@ export class ScriptedTokenSource implements TokenSource {
         break;
       }
       generatedIds.push(id);
+      request.onToken();
       if (request.stopTokenIds.includes(id)) {
         finishReason = 'stop';
         stoppedBy = id;

@@ -107,3 +107,24 @@ test('Ctrl+C stops the reply being generated and the chat goes on', async () => 
   await waitForFrame(ui, (frame) => frame.includes('Second reply.'), 'the next reply');
   ui.unmount();
 });
+
+test('while a reply is generated, the status line counts its tokens and speed live', async () => {
+  const reply = 'One two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen.';
+  const { ui, agent } = app([[...textIds(reply), EOT]]);
+  await waitForFrame(ui, (frame) => frame.includes('tiny · 0/131072 tokens'), 'the status line');
+  await typeLine(ui, 'count');
+  await waitForFrame(ui, (frame) => frame.includes('fifteen.') && frame.includes('Enter sends'), 'the full reply');
+  const promptTokens = renderConversation(llamaTokenizer, [{ role: 'user', content: 'count' }], agent.promptSettings).ids.length;
+  const finalTokens = promptTokens + textIds(reply).length + 1;
+  // Frames drawn while the reply was being generated, with their token count and speed.
+  const live = ui.frames
+    .filter((frame) => frame.includes('Ctrl+C stops'))
+    .map((frame) => /tiny · (\d+)\/131072 tokens · ([\d.]+) tok\/s/.exec(frame))
+    .filter((match) => match !== null)
+    .map((match) => ({ tokens: Number(match[1]), speed: Number(match[2]) }));
+  const counts = live.map((status) => status.tokens).filter((count) => count > 0);
+  expect(new Set(counts.filter((count) => count > promptTokens && count < finalTokens)).size).toBeGreaterThan(1);
+  counts.forEach((count, index) => expect(count).toBeGreaterThanOrEqual(counts[index - 1] ?? 0));
+  expect(live.some((status) => status.speed > 0)).toBe(true);
+  ui.unmount();
+});

@@ -96,6 +96,12 @@ describe('--json successes validate against docs/schemas', () => {
     expect(validator('generate')({ ...report, finish_reason: 'tired' })).toMatch(/must be equal to one of the allowed values/);
   });
 
+  test('generate --stream-json: every token line and the end line', () => {
+    const lines = expectValidLines('generate-stream', herd(['generate', '--stream-json', '-n', '3', '--logprobs', '1', 'Once upon a time']));
+    expect(lines.map((line) => line.type)).toEqual(['token', 'token', 'token', 'end']);
+    expect(validator('generate-stream')({ ...lines[0], type: 'end' })).not.toBe('valid');
+  });
+
   test('chat piped: every NDJSON line', () => {
     const events = expectValidLines('chat', herd(['chat', '--json', '--model', TINY_LLAMA, '-n', '2', '--temperature', '0'], 'Hi\n'));
     expect(events.at(-1)!.type).toBe('turn_end');

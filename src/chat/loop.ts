@@ -32,6 +32,8 @@ export interface TurnSummary {
 
 export type ChatEvent =
   | { type: 'token'; text: string }
+  /** After each generated token: the context filled so far and the decode speed of this message. */
+  | { type: 'progress'; contextTokens: number; tokensPerSecond: number }
   /** A generated message is complete: its text and the calls parsed from it. */
   | { type: 'message'; text: string; toolCalls: ToolCall[] }
   | { type: 'tool_call'; call: ToolCall }
@@ -120,11 +122,13 @@ export class ChatAgent {
   private async generateMessage(hooks: TurnHooks, summary: TurnSummary): Promise<TokenReply> {
     const prompt = renderConversation(this.options.tokenizer, this.conversation.messages, this.promptSettings);
     const room = this.contextLength - prompt.ids.length;
+    const progress = new DecodeProgress(prompt.ids.length);
     const reply = await this.options.source.next({
       promptIds: prompt.ids,
       maxNewTokens: Math.min(this.options.maxNewTokens, Math.max(room, 0)),
       stopTokenIds: this.options.stopTokenIds,
       onText: (text) => hooks.onEvent({ type: 'token', text }),
+      onToken: () => hooks.onEvent({ type: 'progress', ...progress.next() }),
       shouldStop: hooks.shouldStop,
     });
     summary.promptTokens += prompt.ids.length;
@@ -153,5 +157,25 @@ export class ChatAgent {
     const ms = Math.round(performance.now() - started);
     hooks.onEvent({ type: 'tool_result', id: call.id, name: call.function.name, ok: outcome.ok, content: outcome.content, ms });
     this.conversation.add({ role: 'ipython', content: outcome.content, tool_call_id: call.id });
+  }
+}
+
+/**
+ * Live figures for one message. The first token comes from the prompt's pass, so speed counts
+ * the tokens after it over the time since it, as the turn's decode_tokens_per_second does.
+ */
+class DecodeProgress {
+  private generated = 0;
+  private firstTokenAt = 0;
+
+  constructor(private readonly promptTokens: number) {}
+
+  next(): { contextTokens: number; tokensPerSecond: number } {
+    const now = performance.now();
+    if (this.generated === 0) this.firstTokenAt = now;
+    this.generated++;
+    const elapsedMs = now - this.firstTokenAt;
+    const tokensPerSecond = elapsedMs > 0 ? Math.round(((this.generated - 1) / elapsedMs) * 1000 * 100) / 100 : 0;
+    return { contextTokens: this.promptTokens + this.generated, tokensPerSecond };
   }
 }

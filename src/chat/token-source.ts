@@ -13,6 +13,8 @@ export interface TokenRequest {
   stopTokenIds: readonly number[];
   /** Text as soon as it is final. */
   onText: (delta: string) => void;
+  /** Called once per generated token (the stop token too), for live counts. */
+  onToken: () => void;
   /** Checked between tokens; true stops (finish reason "abort"). */
   shouldStop: () => boolean;
 }
@@ -57,6 +59,7 @@ export class EngineTokenSource implements TokenSource {
       stopStrings: [],
       topLogprobs: 0,
       onText: request.onText,
+      onToken: request.onToken,
       shouldStop: request.shouldStop,
       reuseCache: this.kept,
     });

@@ -49,3 +49,6 @@ function oneLine(message: string): string {
     .join(': ')
     .replace(/:\s*:/g, ':');
 }
+
+/** The exit statuses every command keeps to, appended to each command's --help description. */
+export const EXIT_STATUS_HELP = 'Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted (Ctrl-C).';

@@ -7,6 +7,7 @@ import { HerdError, type ErrorType } from '../errors.js';
  */
 export const SCHEMAS = {
   generate: 'herd.generate/1',
+  generateStream: 'herd.generate-stream/1',
   chat: 'herd.chat/1',
   prompt: 'herd.prompt/1',
   memory: 'herd.memory/1',

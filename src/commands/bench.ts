@@ -3,7 +3,7 @@ import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { benchLlamaCpp } from '../bench/llama-cpp.js';
 import { writeSyntheticGguf } from '../bench/synthetic-gguf.js';
-import { HerdCommand } from '../cli/base-command.js';
+import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
@@ -29,7 +29,8 @@ export default class Bench extends HerdCommand {
   static override description = `Runs the model on a prompt of --prompt-tokens token ids, then decodes --gen-tokens tokens greedily (no sampling, no stop), and prints load time, prefill and decode tokens/s, the bytes of weights each decoded token reads, and peak RSS.
 --synthetic PRESET builds a model of a published shape with random weights in --format (nothing to download; random weights are fine for speed).
 --bandwidth also measures the machine's read bandwidth with herd's kernels on --threads threads and reports the fraction decoding reached.
-It is a benchmark that prints figures; no test checks its times.`;
+It is a benchmark that prints figures; no test checks its times.
+${EXIT_STATUS_HELP}`;
 
   static override examples = [
     '<%= config.bin %> bench',

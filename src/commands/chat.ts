@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Flags } from '@oclif/core';
-import { HerdCommand } from '../cli/base-command.js';
+import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { parseDate } from '../cli/date.js';
 import { modelFlags, numberFlag } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
@@ -18,7 +18,8 @@ export default class Chat extends HerdCommand {
 
   static override description = `At a terminal, an interactive chat: replies stream, each tool call is a panel you approve (y/n/a), Ctrl+C stops a reply, and slash commands (/help) edit, save and load the conversation.
 When stdin or stdout is not a terminal, each input line is a user turn and replies go to stdout (--json: NDJSON events token, tool_call, tool_result, turn_end); tools then run only with --yes.
-Custom tools come from --tools FILE (OpenAI function schemas, each with a "command" argv that gets the arguments JSON on stdin); built-in tools from --builtin-tools. See docs/chat.md.`;
+Custom tools come from --tools FILE (OpenAI function schemas, each with a "command" argv that gets the arguments JSON on stdin); built-in tools from --builtin-tools. See docs/chat.md.
+${EXIT_STATUS_HELP}`;
 
   static override examples = [
     '<%= config.bin %> chat --model ~/models/Llama-3.1-8B-Instruct',

@@ -1,13 +1,14 @@
 import os from 'node:os';
 import chalk from 'chalk';
-import { HerdCommand } from '../cli/base-command.js';
+import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { probeBackends } from '../engine/backends/select.js';
 
 export default class Env extends HerdCommand {
   static override summary = 'Show the machine and which compute backends herd found, and why.';
 
-  static override description = `herd runs its one model definition on tfjs or on its own WASM SIMD kernels. For tfjs it tries @tensorflow/tfjs-node-gpu, then @tensorflow/tfjs-node (both optional: install one to use it), then @tensorflow/tfjs-backend-wasm, which is always installed. Without a GPU, 16-bit and quantized checkpoints run on herd's kernels, which compute on the stored weights. The pure-JavaScript cpu backend is only used when forced with --backend cpu.`;
+  static override description = `herd runs its one model definition on tfjs or on its own WASM SIMD kernels. For tfjs it tries @tensorflow/tfjs-node-gpu, then @tensorflow/tfjs-node (both optional: install one to use it), then @tensorflow/tfjs-backend-wasm, which is always installed. Without a GPU, 16-bit and quantized checkpoints run on herd's kernels, which compute on the stored weights. The pure-JavaScript cpu backend is only used when forced with --backend cpu.
+${EXIT_STATUS_HELP}`;
 
   static override examples = ['<%= config.bin %> env', '<%= config.bin %> env --json'];
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { Args, Flags } from '@oclif/core';
 import chalk from 'chalk';
-import { HerdCommand } from '../cli/base-command.js';
+import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
@@ -18,7 +18,8 @@ export default class Eval extends HerdCommand {
 
   static override description = `Tasks are built-in (${builtinTaskNames().join(', ')}) or paths to lm-evaluation-harness task YAML files. Data is read from local files in Hugging Face layouts (jsonl, csv, parquet) under --data.
 One KV cache is kept across a task's requests: a context is encoded once for all its choices, and few-shot examples shared by consecutive documents once for all of them. Few-shot examples are drawn as lm-eval draws them (random.Random(seed).sample, seed 1234).
---compare runs a second model on the same documents and reports metric deltas with a paired significance test, plus per-token KL divergence and top-1 agreement on --compare-text.`;
+--compare runs a second model on the same documents and reports metric deltas with a paired significance test, plus per-token KL divergence and top-1 agreement on --compare-text.
+${EXIT_STATUS_HELP}`;
 
   static override examples = [
     '<%= config.bin %> eval tinystories --data ../shared/data',
@@ -29,7 +30,8 @@ One KV cache is kept across a task's requests: a context is encoded once for all
   ];
 
   static override args = {
-    tasks: Args.string({ description: 'Comma-separated task names or task YAML files.' }),
+    // ignoreStdin: oclif would read a missing argument from stdin (and trim it); tasks are only ever named.
+    tasks: Args.string({ description: 'Comma-separated task names or task YAML files.', ignoreStdin: true }),
   };
 
   static override flags = {

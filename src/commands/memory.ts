@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { HerdCommand } from '../cli/base-command.js';
+import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { HerdError } from '../errors.js';
 import { ACCELERATORS } from '../memory/hardware.js';
@@ -24,7 +24,8 @@ export default class Memory extends HerdCommand {
 MODEL is a preset (${PRESET_NAMES.join(', ')}), a Hugging Face folder or its config.json, or a GGUF file (only its header is read).
 Every size names its unit: GiB = 2^30 bytes, GB = 10^9 bytes (--units). Token counts take k = 1,024 (128k = 131,072).
 --compare-post prints the Llama 3.1 post's three memory tables beside herd's values under the post's own conventions.
-Formulas and assumptions: docs/memory.md.`;
+Formulas and assumptions: docs/memory.md.
+${EXIT_STATUS_HELP}`;
 
   static override examples = [
     '<%= config.bin %> memory -m llama-3.1-8b',

@@ -1,5 +1,6 @@
+import fs from 'node:fs';
 import { Flags } from '@oclif/core';
-import { HerdCommand } from '../cli/base-command.js';
+import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { parseDate } from '../cli/date.js';
 import { renderConversation } from '../chat/render.js';
@@ -9,6 +10,7 @@ import { DEFAULT_MODEL_DIR } from '../engine/load.js';
 import { HerdTokenizer } from '../engine/tokenizer.js';
 import { readJsonFile } from '../formats/files.js';
 import { HerdError } from '../errors.js';
+import { parseJsonKeepingFloats } from '../templates/python-json.js';
 import { renderTemplateVariables, selectChatTemplate, type ChatMessage } from '../templates/chat-template.js';
 
 export default class Prompt extends HerdCommand {
@@ -16,7 +18,8 @@ export default class Prompt extends HerdCommand {
 
   static override description = `Renders the model's own chat_template (tokenizer_config.json) as transformers does, byte for byte.
 Give --messages FILE (a JSON array of messages in OpenAI shape, or {"messages": [...]}, as herd chat exports), optionally with --tools, --builtin-tools and --date; or --vars FILE with the template's variables as one JSON object (messages, tools, builtin_tools, tools_in_user_message, date_string, add_generation_prompt), passed as they are.
-Only the tokenizer files are read, not the weights.`;
+Only the tokenizer files are read, not the weights.
+${EXIT_STATUS_HELP}`;
 
   static override examples = [
     '<%= config.bin %> prompt --model ~/models/Llama-3.1-8B-Instruct --messages chat.json',
@@ -40,7 +43,7 @@ Only the tokenizer files are read, not the weights.`;
     const { flags } = await this.parse(Prompt);
     const tokenizer = HerdTokenizer.fromDir(flags.model ?? DEFAULT_MODEL_DIR);
     const text = flags.vars !== undefined
-      ? renderVariables(tokenizer, readJsonFile(flags.vars, true))
+      ? renderVariables(tokenizer, readVariables(flags.vars))
       : renderConversation(tokenizer, readMessages(flags.messages!), {
         tools: flags.tools === undefined ? undefined : loadToolsFile(flags.tools).map((tool) => tool.schema),
         builtinTools: parseBuiltinTools(flags['builtin-tools']),
@@ -51,6 +54,15 @@ Only the tokenizer files are read, not the weights.`;
     if (flags.json) this.printJson(SCHEMAS.prompt, { prompt: text, ids, token_count: ids.length });
     else if (flags.ids) this.log(JSON.stringify(ids));
     else process.stdout.write(text);
+  }
+}
+
+/** The --vars file, read as Python's json.load reads it (a float such as 391.0 stays a float). */
+function readVariables(file: string): unknown {
+  try {
+    return parseJsonKeepingFloats(fs.readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new HerdError(`${file}: not valid JSON (${(error as Error).message.split('\n')[0]})`);
   }
 }
 

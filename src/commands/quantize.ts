@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { HerdCommand } from '../cli/base-command.js';
+import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { progressBar } from '../cli/progress.js';
 import { HerdError } from '../errors.js';
@@ -11,7 +11,8 @@ import { QUANT_BACKEND, readScoreText, scoreAgainstBase, type Scorecard } from '
 export default class Quantize extends HerdCommand {
   static override summary = 'Write FP8, AWQ, GPTQ, NF4 and GGUF checkpoints of a model, and score what they lose.';
 
-  static override description = `Runs several formats in one job (--format fp8,awq,gptq,nf4,gguf-q4_k). Safetensors formats become folders <model>-<format> that transformers, vLLM and herd load; GGUF formats become <model>-<type>.gguf files for llama.cpp, Ollama and herd. The source folder is only read. Each layer is written as it finishes, so an interrupted job resumes where it stopped; outputs already complete with the same settings are kept. With --score TEXT (or "herd quantize score --base DIR --quant DIR") it prints perplexity, KL divergence and top-1 agreement against the base model. See docs/quantization.md.`;
+  static override description = `Runs several formats in one job (--format fp8,awq,gptq,nf4,gguf-q4_k). Safetensors formats become folders <model>-<format> that transformers, vLLM and herd load; GGUF formats become <model>-<type>.gguf files for llama.cpp, Ollama and herd. The source folder is only read. Each layer is written as it finishes, so an interrupted job resumes where it stopped; outputs already complete with the same settings are kept. With --score TEXT (or "herd quantize score --base DIR --quant DIR") it prints perplexity, KL divergence and top-1 agreement against the base model. See docs/quantization.md.
+${EXIT_STATUS_HELP}`;
 
   static override examples = [
     '<%= config.bin %> quantize --model ~/models/Llama-3.2-1B --format fp8,awq,gptq,nf4,gguf-q4_k --out ~/models/quantized',
@@ -20,7 +21,7 @@ export default class Quantize extends HerdCommand {
   ];
 
   static override args = {
-    action: Args.string({ description: '"score" to compare an existing quantized model with its base.', options: ['score'], required: false }),
+    action: Args.string({ description: '"score" to compare an existing quantized model with its base.', options: ['score'], required: false, ignoreStdin: true }),
   };
 
   static override flags = {

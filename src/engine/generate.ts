@@ -16,6 +16,8 @@ export interface GenerateRequest {
   topLogprobs: number;
   /** Receives text as soon as it is final, for streaming. */
   onText?: (delta: string) => void;
+  /** Receives each token as it is chosen, before the text it completes goes to onText. */
+  onToken?: (token: GeneratedToken) => void;
   /** Checked before each token; true ends generation early (finish reason "abort"). */
   shouldStop?: () => boolean;
   /**
@@ -114,7 +116,9 @@ function* generateSteps(model: LlamaForCausalLM<unknown, unknown>, tokenizer: He
       const id = sampler.next(logits, history);
       history.push(id);
       result.generatedIds.push(id);
-      result.tokens.push(describeToken(id, logits, request.topLogprobs));
+      const token = describeToken(id, logits, request.topLogprobs);
+      result.tokens.push(token);
+      request.onToken?.(token);
       if (request.stopTokenIds.includes(id)) {
         Object.assign(result, { finishReason: 'stop', stoppedBy: id });
         break;

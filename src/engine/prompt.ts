@@ -4,7 +4,10 @@ import type { HerdTokenizer } from './tokenizer.js';
 
 export interface PromptRequest {
   text: string;
-  /** Feed the text as is (BOS added as the tokenizer's post-processor says), skipping any chat template. */
+  /**
+   * Feed the text as is (BOS added as the tokenizer's post-processor says, unless the text starts
+   * with it), skipping any chat template.
+   */
   raw: boolean;
   system?: string;
   /** Passed to the template as date_string. */
@@ -19,7 +22,10 @@ export function promptIds(tokenizer: HerdTokenizer, request: PromptRequest): num
   const settings = tokenizer.settings;
   if (request.raw || settings.chatTemplate === null) {
     if (request.system !== undefined) throw new HerdError('--system needs a chat template, and this model has none (or --raw was given)');
-    return tokenizer.encode(request.text, true);
+    // Text that already starts with the BOS token (a chat template rendered by hand) gets no
+    // second one: the post-processor would add it blindly, as transformers does.
+    const startsWithBos = settings.bosToken !== null && settings.bosToken !== '' && request.text.startsWith(settings.bosToken);
+    return tokenizer.encode(request.text, !startsWithBos);
   }
   const template = selectChatTemplate(settings.chatTemplate, { source: 'tokenizer_config.json', hasTools: false });
   const messages: ChatMessage[] = [];

@@ -4,6 +4,7 @@
  */
 import type { TokenizerSettings } from '../engine/tokenizer.js';
 import { HerdError } from '../errors.js';
+import { parseJsonKeepingFloats } from './python-json.js';
 import { parseTemplate, renderProgram, TemplateRaisedError, type JinjaNode } from './jinja-compat.js';
 import { strftime } from './strftime.js';
 
@@ -100,7 +101,8 @@ function templateMessage(message: ChatMessage): Record<string, unknown> {
 function decodedArguments(call: ToolCall): Record<string, unknown> {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(call.function.arguments);
+    // Floats stay floats (`1.0`, not `1`), as Python's json.loads keeps them for the template.
+    parsed = parseJsonKeepingFloats(call.function.arguments);
   } catch {
     throw new HerdError(`tool call ${call.function.name}: arguments are not JSON: ${call.function.arguments}`);
   }

@@ -5,11 +5,14 @@
  * The package's interpreter has no `select`/`reject` filters, so the official Llama 3.1 template
  * (`builtin_tools | reject('equalto', 'code_interpreter')`) fails as soon as `builtin_tools` is set.
  * A subclass of its public `Interpreter` answers those two filter expressions itself and leaves
- * every other node to the package. Its other differences that matter here (trim_blocks,
- * lstrip_blocks, `tojson` with ensure_ascii=False and Python's separators) already match; the
- * fixture tests in test/chat-template.test.ts hold that.
+ * every other node to the package. It also answers `tojson` itself, because the package writes a
+ * float with an integral value as an integer (`391` where json.dumps writes `391.0`); floats reach
+ * templates as floats when their JSON was read with parseJsonKeepingFloats (python-json.ts). Its
+ * other differences that matter here (trim_blocks, lstrip_blocks) already match; the fixture tests
+ * in test/chat-template.test.ts hold that.
  */
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
+import { PythonFloat, pythonFloatRepr } from './python-json.js';
 import { strftime } from './strftime.js';
 
 /**
@@ -31,6 +34,7 @@ interface JinjaEnvironment {
 }
 interface JinjaInterpreter {
   evaluate(node: JinjaNode | undefined, environment: JinjaEnvironment): RuntimeValue;
+  evaluateArguments(args: Statement[], environment: JinjaEnvironment): [RuntimeValue[], Map<string, RuntimeValue>];
   run(program: JinjaNode): RuntimeValue;
 }
 type Statement = JinjaNode | undefined;
@@ -66,8 +70,10 @@ class CompatInterpreter extends TypedInterpreter {
   override evaluate(statement: Statement, environment: JinjaEnvironment): RuntimeValue {
     if (statement?.type === 'FilterExpression') {
       const node = statement as unknown as FilterExpressionNode;
-      const keep = SELECTING_FILTERS.get(filterName(node));
+      const name = filterName(node);
+      const keep = SELECTING_FILTERS.get(name);
       if (keep !== undefined) return this.selectItems(node, environment, keep);
+      if (name === 'tojson') return this.toJson(node, environment);
     }
     return super.evaluate(statement, environment);
   }
@@ -79,6 +85,23 @@ class CompatInterpreter extends TypedInterpreter {
     const [testName, ...testArgs] = args;
     const passes = testName === undefined ? (item: RuntimeValue) => item.__bool__().value : namedTest(environment, testName, testArgs);
     return runtimeList(items.filter((item) => passes(item) === keep));
+  }
+
+  /** transformers' tojson: json.dumps(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False). */
+  private toJson(node: FilterExpressionNode, environment: JinjaEnvironment): RuntimeValue {
+    const [args, kwargs] = node.filter.type === 'CallExpression' ? this.evaluateArguments(node.filter.args, environment) : [[], new Map<string, RuntimeValue>()];
+    const option = (name: string, position: number) => (kwargs.get(name) ?? args[position])?.value ?? null;
+    const indent = option('indent', 1) as number | string | null;
+    const separators = option('separators', 2) as RuntimeValue[] | null;
+    const [itemSeparator, keySeparator] = separators?.map((separator) => String(separator.value)) ?? [indent === null ? ', ' : ',', ': '];
+    const options: DumpOptions = {
+      indent: typeof indent === 'number' ? ' '.repeat(indent) : indent,
+      itemSeparator: itemSeparator!,
+      keySeparator: keySeparator!,
+      ensureAscii: option('ensure_ascii', 0) === true,
+      sortKeys: option('sort_keys', 3) === true,
+    };
+    return toRuntimeValue(pythonJsonDumps(this.evaluate(node.operand, environment), options, 0));
   }
 
   private evaluateArgument(arg: Statement, environment: JinjaEnvironment): RuntimeValue {
@@ -104,6 +127,56 @@ function iterate(value: RuntimeValue): RuntimeValue[] {
   if (typeof value.value === 'string') return Array.from(value.value, (char) => toRuntimeValue(char));
   if (value.value instanceof Map && value.type === 'ObjectValue') return [...value.value.keys()].map((key) => toRuntimeValue(key));
   throw new Error(`'${value.type}' object is not iterable`);
+}
+
+interface DumpOptions {
+  /** null: all on one line. */
+  indent: string | null;
+  itemSeparator: string;
+  keySeparator: string;
+  ensureAscii: boolean;
+  sortKeys: boolean;
+}
+
+/** Python's json.dumps over template values: floats in Python's repr (`391.0`), the rest as JSON. */
+function pythonJsonDumps(value: RuntimeValue, options: DumpOptions, depth: number): string {
+  switch (value.type) {
+    case 'NullValue':
+    case 'UndefinedValue':
+      return 'null';
+    case 'BooleanValue':
+      return value.value ? 'true' : 'false';
+    case 'IntegerValue':
+      return String(value.value);
+    case 'FloatValue':
+      return pythonFloatRepr(value.value as number);
+    case 'StringValue':
+      return jsonString(value.value as string, options.ensureAscii);
+    case 'ArrayValue':
+    case 'TupleValue':
+      return jsonContainer('[', ']', (value.value as RuntimeValue[]).map((item) => pythonJsonDumps(item, options, depth + 1)), options, depth);
+    case 'ObjectValue': {
+      const entries = [...(value.value as Map<string, RuntimeValue>).entries()];
+      if (options.sortKeys) entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      const members = entries.map(([key, item]) => `${jsonString(key, options.ensureAscii)}${options.keySeparator}${pythonJsonDumps(item, options, depth + 1)}`);
+      return jsonContainer('{', '}', members, options, depth);
+    }
+    default:
+      throw new Error(`Object of type ${value.type} is not JSON serializable`);
+  }
+}
+
+function jsonContainer(open: string, close: string, members: string[], options: DumpOptions, depth: number): string {
+  if (members.length === 0) return `${open}${close}`;
+  if (options.indent === null) return `${open}${members.join(options.itemSeparator)}${close}`;
+  const inner = `\n${options.indent.repeat(depth + 1)}`;
+  return `${open}${inner}${members.join(`${options.itemSeparator}${inner}`)}\n${options.indent.repeat(depth)}${close}`;
+}
+
+/** JSON.stringify escapes what json.dumps does (quote, backslash, control characters, lowercase hex). */
+function jsonString(text: string, ensureAscii: boolean): string {
+  const json = JSON.stringify(text);
+  return ensureAscii ? json.replace(/[\u0080-\uffff]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`) : json;
 }
 
 /** The package exports no value classes; an Environment converts plain values into them. */
@@ -157,7 +230,26 @@ export function renderProgram(program: JinjaNode, variables: Record<string, unkn
   for (const [name, value] of Object.entries(variables)) {
     // A caller's variable replaces a global of the same name, as a render() keyword does in jinja2.
     environment.variables.delete(name);
-    environment.set(name, value);
+    environment.variables.set(name, templateValue(value));
   }
   return String(new CompatInterpreter(environment).run(program).value);
+}
+
+/** A plain value as the template sees it, with each PythonFloat a float even when its value is integral. */
+function templateValue(value: unknown): RuntimeValue {
+  if (value instanceof PythonFloat) return floatValue(value.value);
+  if (Array.isArray(value)) return runtimeList(value.map(templateValue));
+  if (typeof value === 'object' && value !== null) {
+    const object = toRuntimeValue({});
+    for (const [key, item] of Object.entries(value)) (object.value as Map<string, RuntimeValue>).set(key, templateValue(item));
+    return object;
+  }
+  return toRuntimeValue(value);
+}
+
+/** The package makes a float only of a number with a fraction; its class is taken from one. */
+const FloatValue = toRuntimeValue(0.5).constructor as new (value: number) => RuntimeValue;
+
+function floatValue(value: number): RuntimeValue {
+  return new FloatValue(value);
 }

@@ -51,6 +51,10 @@ export function ChatApp({ agent, model, approveAll, session }: ChatAppProps) {
 
   const hooks: TurnHooks = {
     onEvent: (event) => {
+      if (event.type === 'progress') {
+        setStatus({ contextTokens: event.contextTokens, tokensPerSecond: event.tokensPerSecond });
+        return;
+      }
       setItems((current) => applyEvent(current, event));
       if (event.type === 'turn_end') setStatus({ contextTokens: event.contextTokens, tokensPerSecond: event.decodeTokensPerSecond });
     },

@@ -8,7 +8,7 @@ export interface StatusLineProps {
   busy: boolean;
 }
 
-/** Model, context used, speed of the last reply, and what keys do now. */
+/** Model, context used and decode speed (live while a reply is generated), and what keys do now. */
 export function StatusLine({ model, contextTokens, contextLength, tokensPerSecond, busy }: StatusLineProps) {
   const hint = busy ? 'generating · Ctrl+C stops' : 'Enter sends · \\ at line end continues · /help';
   return (

@@ -26,6 +26,9 @@ export function applyEvent(items: readonly TranscriptItem[], event: ChatEvent): 
       return updateTool(items, event.id, (item) => ({ ...item, state: event.state }));
     case 'tool_result':
       return updateTool(items, event.id, (item) => ({ ...item, result: event.content }));
+    case 'progress':
+      // Status figures, drawn by the status line.
+      return [...items];
     case 'turn_end':
       return streaming ? [...before, { ...streaming, streaming: false }] : [...items];
   }

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import chalk from 'chalk';
-import { HerdCommand } from '../../cli/base-command.js';
+import { EXIT_STATUS_HELP, HerdCommand } from '../../cli/base-command.js';
 import { SCHEMAS } from '../../cli/json-output.js';
 import { DEFAULT_MODEL_DIR } from '../../engine/load.js';
 import { HerdTokenizer } from '../../engine/tokenizer.js';
@@ -11,7 +11,8 @@ export default class FinetuneCheck extends HerdCommand {
   static override summary = 'Validate fine-tuning data and show one example as the model will see it.';
 
   static override description = `Reads every row of a .jsonl or .parquet file in the TRL / mlx-lm layouts ({"messages": [...]}, {"prompt", "completion"} or {"text"}), renders chat rows through the model's chat template and tokenizes them, stopping at the first bad row with its row number.
-Prints the counts and one rendered example; the tokens that carry no loss (prompt, system and user turns) are shown in [brackets] (and dimmed on a terminal).`;
+Prints the counts and one rendered example; the tokens that carry no loss (prompt, system and user turns) are shown in [brackets] (and dimmed on a terminal).
+${EXIT_STATUS_HELP}`;
 
   static override examples = [
     '<%= config.bin %> finetune check --data train.jsonl --model ~/models/Llama-3.1-8B-Instruct',

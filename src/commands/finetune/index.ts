@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Flags } from '@oclif/core';
-import { HerdCommand } from '../../cli/base-command.js';
+import { EXIT_STATUS_HELP, HerdCommand } from '../../cli/base-command.js';
 import { progressBar } from '../../cli/progress.js';
 import { HerdError } from '../../errors.js';
 import { DEFAULT_MODEL_DIR } from '../../engine/load.js';
@@ -15,7 +15,8 @@ export default class Finetune extends HerdCommand {
 
   static override description = `Supervised fine-tuning as TRL's SFTTrainer does it, on herd's own engine: LoRA matrices on the chosen projections of a frozen base model, AdamW with warmup and a linear, cosine or constant schedule, gradient accumulation and clipping. The loss is taken only on assistant / completion tokens unless --train-on-prompt.
 Training runs on a tfjs backend (tfjs-node-gpu when installed, else wasm or cpu). The adapter is written to --output-dir as PEFT files (adapter_config.json, adapter_model.safetensors) that transformers, vLLM and llama.cpp's convert_lora_to_gguf.py load; use it with --adapter in generate, or merge it with herd finetune merge.
-Flag names follow TRL / transformers / PEFT (learning_rate → --learning-rate). See docs/finetune.md.`;
+Flag names follow TRL / transformers / PEFT (learning_rate → --learning-rate). See docs/finetune.md.
+${EXIT_STATUS_HELP}`;
 
   static override examples = [
     '<%= config.bin %> finetune --model ~/models/Llama-3.1-8B-Instruct --data train.jsonl --output-dir out --lora-r 16 --lora-alpha 32 --lora-target-modules q_proj k_proj v_proj o_proj --learning-rate 2e-4 --per-device-train-batch-size 1 --gradient-accumulation-steps 8 --num-train-epochs 1',

@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { HerdCommand } from '../../cli/base-command.js';
+import { EXIT_STATUS_HELP, HerdCommand } from '../../cli/base-command.js';
 import { SCHEMAS } from '../../cli/json-output.js';
 import { progressBar } from '../../cli/progress.js';
 import { DEFAULT_MODEL_DIR } from '../../engine/load.js';
@@ -8,7 +8,8 @@ import { mergeAdapter } from '../../train/merge.js';
 export default class FinetuneMerge extends HerdCommand {
   static override summary = 'Merge a LoRA adapter into its base model and write a full model folder.';
 
-  static override description = `Writes --output-dir as a Hugging Face model folder: each adapted weight becomes W + (alpha / r) · B · A in the weight's own dtype, every other tensor and file is copied unchanged (same shards, same index). The result loads anywhere a model does, with no adapter.`;
+  static override description = `Writes --output-dir as a Hugging Face model folder: each adapted weight becomes W + (alpha / r) · B · A in the weight's own dtype, every other tensor and file is copied unchanged (same shards, same index). The result loads anywhere a model does, with no adapter.
+${EXIT_STATUS_HELP}`;
 
   static override examples = [
     '<%= config.bin %> finetune merge --model ~/models/Llama-3.1-8B-Instruct --adapter out --output-dir merged',
