@@ -101,12 +101,12 @@ describe('GGUF input (header only)', () => {
     expect(model.architecture).toMatchObject({
       hiddenSize: 64,
       intermediateSize: 128,
-      numLayers: 2,
+      numHiddenLayers: 2,
       numAttentionHeads: 4,
       numKeyValueHeads: 2,
       headDim: 16,
       vocabSize: 96,
-      maxContext: 256,
+      maxPositionEmbeddings: 256,
       tieWordEmbeddings: false,
     });
     // embeddings 96×64, per layer 2×64 norms + 64² + 2×64×32 + 64² + 3×64×128, final norm 64, head 96×64.
@@ -144,7 +144,7 @@ describe('GGUF input (header only)', () => {
   });
 
   test('a file that is not GGUF is one clear error', async () => {
-    await expect(resolveModel(write('bad.gguf', Buffer.from('not a gguf file at all')))).rejects.toThrow(/cannot read GGUF header of .*bad.gguf/);
+    await expect(resolveModel(write('bad.gguf', Buffer.from('not a gguf file at all')))).rejects.toThrow('bad.gguf: not a GGUF file (bad magic)');
   });
 });
 
