@@ -6,8 +6,9 @@
  * - io: the file system refused (ENOENT, EACCES, ENOSPC, …)
  * - network: a request over the network failed (chat's web tools)
  * - internal: anything herd did not expect: a bug
+ * - interrupted: Ctrl-C stopped a long job, which kept what it finished for the next run; exit 130
  */
-export const ERROR_TYPES = ['usage', 'input', 'model', 'io', 'network', 'internal'] as const;
+export const ERROR_TYPES = ['usage', 'input', 'model', 'io', 'network', 'internal', 'interrupted'] as const;
 export type ErrorType = (typeof ERROR_TYPES)[number];
 
 export interface HerdErrorDetails {
@@ -59,8 +60,19 @@ export class HerdUsageError extends HerdError {
   readonly oclif = { exit: 2 };
 
   constructor(message: string) {
-    super(message);
+    super(message, { kind: 'usage' });
     this.name = 'HerdUsageError';
+  }
+}
+
+/**
+ * Ctrl-C stopped a long job between two of its steps; the message says what was kept and how the
+ * next run resumes. Exit status 130.
+ */
+export class HerdInterrupted extends HerdError {
+  constructor(message: string) {
+    super(message, { kind: 'interrupted' });
+    this.name = 'HerdInterrupted';
   }
 }
 

@@ -82,18 +82,18 @@ test('gradients with --gradient-checkpointing equal those without, with fewer te
   expect(tf.memory().numTensors).toBe(tensorsBefore);
 });
 
-test('a few training steps give the same losses and adapter with and without checkpointing', () => {
+test('a few training steps give the same losses and adapter with and without checkpointing', async () => {
   const options = (outputDir: string): TrainOptions => ({
     learningRate: 1e-2, schedulerType: 'constant', warmupSteps: 0, warmupRatio: 0, weightDecay: 0.01, maxGradNorm: 1, batchSize: 1,
     gradientAccumulationSteps: 1, numEpochs: 1, maxSteps: 2, seed: 5, loggingSteps: 1, evalSteps: 0, saveSteps: 0, outputDir, resume: false, baseModelName: 'test',
   });
-  const run = (model: LoraModel, name: string) => {
+  const run = async (model: LoraModel, name: string) => {
     const losses: number[] = [];
-    train(model, [EXAMPLE], null, options(path.join(tmp, name)), (event) => event.kind === 'step' && losses.push(event.loss));
+    await train(model, [EXAMPLE], null, options(path.join(tmp, name)), (event) => event.kind === 'step' && losses.push(event.loss));
     return { losses, matrices: loraMatrices(model.lora) };
   };
-  const expected = run(plain, 'plain');
-  const actual = run(checkpointed, 'checkpointed');
+  const expected = await run(plain, 'plain');
+  const actual = await run(checkpointed, 'checkpointed');
   expect(expected.losses[1]!).toBeLessThan(expected.losses[0]!);
   for (let i = 0; i < 2; i++) expect(Math.abs(actual.losses[i]! - expected.losses[i]!)).toBeLessThan(1e-4 * expected.losses[i]!);
   expected.matrices.forEach((want, i) => {

@@ -129,10 +129,10 @@ test('LoRA gradients through the 4-bit base equal those through the round-trippe
   }
 });
 
-test('QLoRA training lowers the loss', () => {
+test('QLoRA training lowers the loss', async () => {
   for (const pair of qlora.lora.pairs) pair.b.assign(tf.zeros(pair.b.shape));
   const before = meanLoss(qlora.loaded.model, [example]);
-  train(qlora, [example], null, {
+  await train(qlora, [example], null, {
     learningRate: 1e-2, schedulerType: 'constant', warmupSteps: 0, warmupRatio: 0, weightDecay: 0, maxGradNorm: 1, batchSize: 1,
     gradientAccumulationSteps: 1, numEpochs: 1, maxSteps: 8, seed: 1, loggingSteps: 1, evalSteps: 0, saveSteps: 0,
     outputDir: path.join(tmp, 'out'), resume: false, baseModelName: 'test',

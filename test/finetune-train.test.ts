@@ -5,6 +5,7 @@ import { readSafetensorsHeader, readFloatTensor } from '../src/formats/safetenso
 import { openForReading } from '../src/formats/files.js';
 import { loadExamples, tokenizeRow, type TrainingExample } from '../src/train/data.js';
 import { validateLoraSettings } from '../src/formats/peft.js';
+import { HerdInterrupted } from '../src/errors.js';
 import { meanLoss } from '../src/train/loss.js';
 import { loadLoraModel, train, type TrainEvent, type TrainOptions } from '../src/train/trainer.js';
 import { SHARED, STORIES, TINY_LLAMA } from './fixtures.js';
@@ -40,7 +41,7 @@ test('LoRA on stories260K over TinyStories lowers the held-out loss', async () =
     const heldOut = await loadExamples(storyRows(100, 12), model.loaded.tokenizer, data);
     const before = meanLoss(model.loaded.model, heldOut);
     const events: TrainEvent[] = [];
-    const result = train(model, trainSet, heldOut, options({ learningRate: 3e-3, maxSteps: 24, batchSize: 2, evalSteps: 12, outputDir: path.join(tmp, 'stories') }), (e) => events.push(e));
+    const result = await train(model, trainSet, heldOut, options({ learningRate: 3e-3, maxSteps: 24, batchSize: 2, evalSteps: 12, outputDir: path.join(tmp, 'stories') }), (e) => events.push(e));
     const evals = events.filter((e): e is Extract<TrainEvent, { kind: 'eval' }> => e.kind === 'eval').map((e) => e.evalLoss);
     expect(evals).toHaveLength(2);
     expect(result.evalLoss).toBe(evals[1]);
@@ -62,7 +63,7 @@ test('the tiny Llama 3.1 fixture overfits a gsm8k chat row, with the prompt mask
     expect(trained).toBeLessThan(example.ids.length / 2);
     expect(example.trained.subarray(0, example.ids.length - trained).every((flag) => flag === 0)).toBe(true);
     const losses: number[] = [];
-    train(model, [example], null, options({ learningRate: 1e-2, maxSteps: 20, outputDir: path.join(tmp, 'gsm8k') }), (e) => e.kind === 'step' && losses.push(e.loss));
+    await train(model, [example], null, options({ learningRate: 1e-2, maxSteps: 20, outputDir: path.join(tmp, 'gsm8k') }), (e) => e.kind === 'step' && losses.push(e.loss));
     // Random weights start near ln(128256) = 11.76 per token. The frozen final RMSNorm and head
     // (rows of norm ≈ 0.02·√64) bound any logit to about ±1.5, so no adapter can get below about
     // 10.5 nats: a drop of more than 1 nat is most of the way there.
@@ -86,12 +87,12 @@ function tensors(file: string): Map<string, Float32Array> {
 test('a resumed run continues with the same step, optimizer state and data order as an uninterrupted one', async () => {
   const settings = validateLoraSettings({ r: 4, alpha: 8, dropout: 0.1, targetModules: ['q_proj', 'v_proj'] });
   const file = storyRows(200, 5);
-  const run = async (outputDir: string, resume: boolean, seed: number) => {
+  const run = async (outputDir: string, resume: boolean, seed: number, extra: Partial<TrainOptions> = {}) => {
     const model = await loadLoraModel(STORIES, settings, seed, { backend: BACKEND });
     try {
       const examples = await loadExamples(file, model.loaded.tokenizer, { maxSeqLength: 64, trainOnPrompt: false });
       const events: TrainEvent[] = [];
-      train(model, examples, null, options({ outputDir, resume, maxSteps: 6, saveSteps: 3, gradientAccumulationSteps: 2, schedulerType: 'cosine', warmupSteps: 2, weightDecay: 0.01 }), (e) => events.push(e));
+      await train(model, examples, null, options({ outputDir, resume, maxSteps: 6, saveSteps: 3, gradientAccumulationSteps: 2, schedulerType: 'cosine', warmupSteps: 2, weightDecay: 0.01, ...extra }), (e) => events.push(e));
       return events;
     } finally {
       model.loaded.model.dispose();
@@ -110,4 +111,17 @@ test('a resumed run continues with the same step, optimizer state and data order
   const again = tensors(path.join(resumed, 'adapter_model.safetensors'));
   expect([...again.keys()]).toEqual([...final.keys()]);
   for (const [name, data] of final) expect(again.get(name)).toEqual(data);
+
+  // Ctrl-C after step 4 (between two checkpoints): a checkpoint of step 4 is saved, and --resume continues from it exactly.
+  const stopped = path.join(tmp, 'stopped');
+  let updates = 0;
+  await expect(run(stopped, false, 42, { shouldStop: () => ++updates >= 4 })).rejects.toThrow(
+    new HerdInterrupted(`interrupted after step 4 of 6: ${path.join(stopped, 'checkpoint-4')} is saved; the same command with --resume continues from it`),
+  );
+  expect(fs.existsSync(path.join(stopped, 'adapter_model.safetensors'))).toBe(false);
+  const finished = await run(stopped, true, 7);
+  expect(finished[0]).toMatchObject({ kind: 'start', step: 4, totalSteps: 6 });
+  expect(steps(finished)).toEqual(steps(uninterrupted).slice(4));
+  const afterStop = tensors(path.join(stopped, 'adapter_model.safetensors'));
+  for (const [name, data] of final) expect(afterStop.get(name)).toEqual(data);
 });

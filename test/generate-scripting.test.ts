@@ -126,7 +126,11 @@ describe('--prompt-ids', () => {
     expectOneLineError(herd(['generate', '--prompt-ids', '-', 'Once'], '[1]'), 2, /^herd: give the prompt as an argument or with --prompt-ids, not both\n$/);
     expectOneLineError(herd(['generate', '--prompt-ids', '-', '--prompt-file', 'x.txt'], '[1]'), 2, /--prompt-file/);
     expectOneLineError(herd(['generate', '--prompt-ids', '-', '--system', 'Be brief.'], '[1]'), 2, /--system/);
-    expectOneLineError(herd(['generate', '--json', '--stream-json', 'Once']), 2, /^herd: --json and --stream-json print different things: choose one\n$/);
+    // With --json the failure is also the herd.error/1 object on stdout (docs/scripting.md).
+    const both = herd(['generate', '--json', '--stream-json', 'Once']);
+    expect(both.status).toBe(2);
+    expect(both.stderr).toBe('herd: --json and --stream-json print different things: choose one\n');
+    expect(JSON.parse(both.stdout)).toEqual({ schema: 'herd.error/1', error: { message: '--json and --stream-json print different things: choose one', type: 'usage' } });
   });
 });
 

@@ -46,7 +46,7 @@ describe('bad input: one clear line and a non-zero exit', () => {
 
   test.each([
     [['-m', 'llama-9'], /^herd: unknown preset or missing path "llama-9"; presets: llama-3.1-8b, /],
-    [['-m', config], /^herd: .*config.json is missing required fields: intermediate_size, num_attention_heads, vocab_size$/],
+    [['-m', config], /^herd: .*config.json: num_attention_heads must be a positive number, got undefined$/],
     [['-m', 'llama-3.1-8b', '--context', 'abc'], /^herd: --context "abc" is not a token count/],
     [['-m', 'llama-3.1-8b', '--context=-5'], /^herd: --context "-5" is not a token count/],
     [['-m', 'llama-3.1-8b', '--context', '-5'], /^herd: --context "-5" is not a token count/],

@@ -10,12 +10,13 @@ import { DEFAULT_TRAINING_OPTIONS } from '../src/memory/training.js';
 /** GGUF v3 value types and GGML tensor types used below (from the GGUF specification). */
 const UINT32 = 4;
 const STRING = 8;
+const FLOAT32 = 6;
 const F32 = 0;
 const F16 = 1;
 const Q4_0 = 2;
 const Q8_0 = 8;
 
-type Kv = [key: string, type: typeof UINT32 | typeof STRING, value: number | string];
+type Kv = [key: string, type: typeof UINT32 | typeof FLOAT32 | typeof STRING, value: number | string];
 type Tensor = [name: string, dims: number[], type: number];
 
 /** Writes a GGUF v3 header: magic, version, tensor count, kv count, typed metadata, tensor table. */
@@ -35,6 +36,7 @@ function ggufHeader(kvs: Kv[], tensors: Tensor[]): Buffer {
     string(key);
     u32(type);
     if (type === STRING) string(String(value));
+    else if (type === FLOAT32) parts.push(Buffer.from(new Float32Array([Number(value)]).buffer));
     else u32(Number(value));
   }
   let offset = 0;
@@ -58,6 +60,7 @@ const METADATA: Kv[] = [
   ['llama.feed_forward_length', UINT32, 128],
   ['llama.attention.head_count', UINT32, 4],
   ['llama.attention.head_count_kv', UINT32, 2],
+  ['llama.attention.layer_norm_rms_epsilon', FLOAT32, 1e-5],
   ['llama.context_length', UINT32, 256],
   ['llama.vocab_size', UINT32, 96],
 ];

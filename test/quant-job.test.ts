@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { HerdInterrupted } from '../src/errors.js';
 import { loadModel } from '../src/engine/load.js';
 import { DEFAULT_CALIBRATION_FILE } from '../src/quant/calibration.js';
 import { runQuantizeJob, type QuantizeJobOptions } from '../src/quant/job.js';
@@ -19,10 +20,12 @@ test('an interrupted job resumes from its finished layers and writes the same by
   const whole = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-quant-whole-'));
   const [complete] = await runQuantizeJob(options(whole));
   const interrupted = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-quant-resume-'));
-  const stopAfterTwo = (_format: string, done: number) => {
-    if (done === 2) throw new Error('interrupted');
-  };
-  await expect(runQuantizeJob(options(interrupted, { onLayer: stopAfterTwo }))).rejects.toThrow('interrupted');
+  // Ctrl-C while the second layer is quantized: the job stops once that layer is written.
+  let asked = 0;
+  const partial = path.join(interrupted, 'stories260K-gptq.partial');
+  await expect(runQuantizeJob(options(interrupted, { shouldStop: () => ++asked === 2 }))).rejects.toThrow(
+    new HerdInterrupted(`interrupted after layer 2 of 5 of gptq: the finished layers are kept in ${partial}; the same command resumes from them`),
+  );
   expect(fs.existsSync(path.join(interrupted, 'stories260K-gptq'))).toBe(false);
   const [resumed] = await runQuantizeJob(options(interrupted));
   expect(resumed!.resumedLayers).toBe(2);

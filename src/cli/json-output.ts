@@ -1,4 +1,4 @@
-import { HerdError, type ErrorType } from '../errors.js';
+import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, HerdError, type ErrorType } from '../errors.js';
 
 /**
  * Every JSON object herd prints names its shape in a "schema" field, "herd.<name>/<version>",
@@ -65,9 +65,10 @@ export function errorJson(report: FailureReport): string {
   return jsonLine(SCHEMAS.error, { error: report });
 }
 
-/** Exit status for a failure: 2 when the command line was wrong, 1 otherwise. */
+/** Exit status for a failure: 2 when the command line was wrong, 130 when Ctrl-C stopped a job, 1 otherwise. */
 export function exitCodeFor(report: FailureReport): number {
-  return report.type === 'usage' ? 2 : 1;
+  if (report.type === 'usage') return EXIT_USAGE;
+  return report.type === 'interrupted' ? EXIT_INTERRUPTED : EXIT_FAILURE;
 }
 
 function systemCode(error: unknown): string | undefined {

@@ -1,7 +1,9 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { Args, Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
+import { InterruptWatch } from '../cli/interrupt.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
@@ -10,6 +12,7 @@ import { HerdError } from '../errors.js';
 import type { LoadedModel } from '../engine/load.js';
 import { compareDistributions, pairedDelta, type DistributionAgreement, type MetricDelta } from '../eval/compare.js';
 import { aggregate, rescore, resultsJson, writeReport, type EvalReport } from '../eval/results.js';
+import { clearEvalProgress, EvalProgress } from '../eval/progress.js';
 import { runTask, type RunOptions } from '../eval/runner.js';
 import { builtinTaskNames, resolveTask } from '../eval/task-config.js';
 
@@ -79,13 +82,35 @@ ${EXIT_STATUS_HELP}`;
       maxGenToks: flags['max-gen-toks'],
     });
     const settings = { limit: flags.limit ?? null, fewshot_seed: flags.seed, bootstrap_iters: flags['bootstrap-iters'], apply_chat_template: flags['apply-chat-template'], fewshot_as_multiturn: flags['fewshot-as-multiturn'], system_instruction: flags.system ?? null, backend: base.model.backendName };
-    const report = await this.evaluate(base, configs, runOptions(base), flags, settings);
-    if (flags.output) writeReport(flags.output, report, flags['log-samples']);
-    if (!flags.compare) return this.print(report, flags.json);
-    const variant = await loadModelWithProgress({ ...flags, model: flags.compare, adapter: flags['compare-adapter'] });
-    const variantReport = await this.evaluate(variant, configs, runOptions(variant), flags, settings);
+    const interrupt = new InterruptWatch();
+    try {
+      // With --output, each document's record is kept as it finishes, so Ctrl-C loses nothing that ran.
+      const progressOf = (loaded: LoadedModel, adapter: string | undefined) => flags.output ? new EvalProgress(flags.output, { model: path.resolve(loaded.dir), adapter: adapter ?? null, options: runOptions(loaded) }) : undefined;
+      const jobOptions = (loaded: LoadedModel, adapter: string | undefined) => ({ ...runOptions(loaded), progress: progressOf(loaded, adapter), shouldStop: () => interrupt.interrupted });
+      const report = await this.evaluate(base, configs, jobOptions(base, flags.adapter), flags, settings);
+      if (!flags.compare) {
+        this.finishReport(report, flags);
+        return this.print(report, flags.json);
+      }
+      const variant = await loadModelWithProgress({ ...flags, model: flags.compare, adapter: flags['compare-adapter'] });
+      const variantReport = await this.evaluate(variant, configs, jobOptions(variant, flags['compare-adapter']), flags, settings);
+      this.finishReport(report, flags);
+      this.compare(base, variant, report, variantReport, flags, runOptions(base).maxLength);
+    } finally {
+      interrupt.dispose();
+    }
+  }
+
+  /** Writes results.json (and the samples) when --output asks, then drops the kept progress. */
+  private finishReport(report: EvalReport, flags: { output?: string; 'log-samples': boolean }): void {
+    if (!flags.output) return;
+    writeReport(flags.output, report, flags['log-samples']);
+    clearEvalProgress(flags.output);
+  }
+
+  private compare(base: LoadedModel, variant: LoadedModel, report: EvalReport, variantReport: EvalReport, flags: { json: boolean; 'compare-text'?: string; 'compare-tokens': number }, maxLength: number): void {
     const deltas = report.tasks.flatMap((entry, i) => entry.metrics.map((metric, k) => pairedDelta(entry.run.config.task, metric, variantReport.tasks[i]!.metrics[k]!)));
-    const agreement = flags['compare-text'] ? compareText(base, variant, flags['compare-text'], flags['compare-tokens'], runOptions(base).maxLength) : null;
+    const agreement = flags['compare-text'] ? compareText(base, variant, flags['compare-text'], flags['compare-tokens'], maxLength) : null;
     this.printComparison(report, variantReport, deltas, agreement, flags.json);
   }
 

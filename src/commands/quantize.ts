@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
+import { InterruptWatch } from '../cli/interrupt.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { progressBar } from '../cli/progress.js';
 import { HerdError } from '../errors.js';
@@ -58,8 +59,10 @@ ${EXIT_STATUS_HELP}`;
     const modelDir = flags.model ?? DEFAULT_MODEL_DIR;
     const bars = new Map<QuantFormat, ReturnType<typeof progressBar>>();
     let results: FormatResult[];
+    const interrupt = new InterruptWatch();
     try {
       results = await runQuantizeJob({
+        shouldStop: () => interrupt.interrupted,
         modelDir, outDir: flags.out, formats, groupSize: flags['group-size'],
         calibration: { file: flags.calibration ?? DEFAULT_CALIBRATION_FILE, samples: flags.samples, seqLen: flags['seq-len'] },
         gptq: { symmetric: !flags.asym, actOrder: flags['act-order'], dampPercent: damp },
@@ -71,6 +74,7 @@ ${EXIT_STATUS_HELP}`;
         },
       });
     } finally {
+      interrupt.dispose();
       for (const bar of bars.values()) bar.stop();
     }
     const cards = new Map<string, Scorecard>();

@@ -2,7 +2,9 @@
  * Running a task on a loaded model: documents from local files, lm-eval's prompts and requests,
  * the model's outputs, and a sample record per document that scoring and --rescore read.
  */
-import { HerdError } from '../errors.js';
+import { HerdError, HerdInterrupted } from '../errors.js';
+import { stopRequested, type ShouldStop } from '../stop-signal.js';
+import type { EvalProgress } from './progress.js';
 import { GREEDY } from '../engine/sampling.js';
 import { generate, ReusableCache } from '../engine/generate.js';
 import type { LoadedModel } from '../engine/load.js';
@@ -29,6 +31,10 @@ export interface RunOptions {
   /** Overrides generation_kwargs.max_gen_toks. */
   maxGenToks?: number;
   onDocument?: (done: number, total: number) => void;
+  /** Keeps each document's record as it finishes, and gives back those of an interrupted run. */
+  progress?: EvalProgress;
+  /** Asked after each document: Ctrl-C stops there (HerdInterrupted). */
+  shouldStop?: ShouldStop;
 }
 
 /** One document's record: what lm-eval's --log_samples writes, plus what --rescore needs. */
@@ -103,12 +109,21 @@ export async function runTask(loaded: LoadedModel, config: TaskConfig, options: 
   const sampler = numFewshot > 0 ? new FewshotSampler(prompts, docs.fewshotPool, docs.sameSplit, options.fewshotSeed) : null;
   const promptOptions: PromptOptions = { numFewshot, systemInstruction: options.systemInstruction, applyChatTemplate: options.applyChatTemplate, fewshotAsMultiturn: options.fewshotAsMultiturn };
   const caches: DocumentCaches = { scorer: new LoglikelihoodScorer(loaded.model, options.maxLength), generation: new ReusableCache() };
-  const samples: SampleRecord[] = [];
+  const samples: SampleRecord[] = options.progress?.kept(config).slice(0, selected.length) ?? [];
   try {
     for (const [docId, located] of selected.entries()) {
-      const record = runDocument(loaded, caches, prompts, sampler, located, promptOptions, options);
-      samples.push({ doc_id: docId, ...record });
+      // A kept document still draws its few-shot examples: the sampler's stream must reach the next one where it would have.
+      if (docId < samples.length && sampler) fewshotContext(prompts, sampler, located, promptOptions);
+      if (docId >= samples.length) {
+        const sample = { doc_id: docId, ...runDocument(loaded, caches, prompts, sampler, located, promptOptions, options) };
+        samples.push(sample);
+        options.progress?.record(config, sample);
+      }
       options.onDocument?.(docId + 1, selected.length);
+      if (docId + 1 < selected.length && (await stopRequested(options.shouldStop))) {
+        const kept = options.progress ? `they are kept in ${options.progress.describe()} and the same command resumes from them` : 'nothing is kept without --output DIR';
+        throw new HerdInterrupted(`interrupted after ${docId + 1} of ${selected.length} documents of ${config.task}: ${kept}`);
+      }
     }
   } finally {
     caches.scorer.dispose();

@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { HerdError } from '../errors.js';
+import { HerdError, HerdInterrupted } from '../errors.js';
+import { stopRequested, type ShouldStop } from '../stop-signal.js';
 import type { Checkpoint } from '../formats/checkpoint.js';
 import type { LlamaConfig } from '../spec/llama-config.js';
 import { activateBackend } from '../engine/backends/select.js';
@@ -39,6 +40,8 @@ export interface QuantizeJobOptions {
   nf4DoubleQuant: boolean;
   /** Called after each layer of each format (and once with done = total when a format is complete). */
   onLayer?: (format: QuantFormat, done: number, total: number) => void;
+  /** Asked after each layer written: Ctrl-C stops there (HerdInterrupted), the finished layers kept for the next run. */
+  shouldStop?: ShouldStop;
 }
 
 export interface FormatResult {
@@ -191,8 +194,14 @@ class JobContext {
     let resumedLayers = 0;
     for (let layer = 0; layer < layers; layer++) {
       const file = path.join(partial, `layer-${layer}.safetensors`);
-      if (fs.existsSync(file)) resumedLayers++;
-      else writeSafetensors(file, await this.quantizeLayer(format, layer));
+      if (fs.existsSync(file)) {
+        resumedLayers++;
+      } else {
+        writeSafetensors(file, await this.quantizeLayer(format, layer));
+        if (layer + 1 < layers && (await stopRequested(this.options.shouldStop))) {
+          throw new HerdInterrupted(`interrupted after layer ${layer + 1} of ${layers} of ${format}: the finished layers are kept in ${partial}; the same command resumes from them`);
+        }
+      }
       this.options.onLayer?.(format, layer + 1, layers);
     }
     const tensors: TensorToWrite[] = [...this.nonLayerTensors()];

@@ -1,17 +1,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { HerdError } from '../errors.js';
+import { HerdError, HerdInterrupted } from '../errors.js';
+import { stopRequested, type ShouldStop } from '../stop-signal.js';
 import { TfjsOps } from '../engine/backends/tfjs-ops.js';
 import { loadModel, type LoadedModel } from '../engine/load.js';
 import type { KvCache } from '../engine/ops.js';
 import { readFloatTensor, readSafetensorsHeader, writeSafetensors, type HostTensor } from '../formats/safetensors.js';
 import { openForReading, writeFileAtomically } from '../formats/files.js';
 import { seededRandom } from '../engine/sampling.js';
-import { readPeftAdapter, writePeftAdapter, peftTensorName, type LoraMatrices } from '../formats/peft.js';
+import { readPeftAdapter, writePeftAdapter, peftTensorName, type LoraMatrices, type LoraSettings } from '../formats/peft.js';
 import type { TrainingExample } from './data.js';
 import { LoraOps, mixSeed, type TrainingMemory } from './lora.js';
-import { type LoraSettings } from '../formats/peft.js';
 import { exampleLossSum, labelCount, meanLoss } from './loss.js';
 import { AdamW, ADAMW_DEFAULTS, clipByGlobalNorm, learningRateAt, warmupStepsFor, type MomentState, type SchedulerType } from './optimizer.js';
 
@@ -74,6 +74,8 @@ export interface TrainOptions {
   outputDir: string;
   /** Continue from the newest checkpoint-N in outputDir. */
   resume: boolean;
+  /** Asked between updates: Ctrl-C saves a checkpoint there and stops (HerdInterrupted). */
+  shouldStop?: ShouldStop;
   /** Written into adapter_config.json as base_model_name_or_path. */
   baseModelName: string;
 }
@@ -101,7 +103,7 @@ const STATE_FILE = 'trainer_state.json';
  * trained tokens in the whole update (as transformers does with num_items_in_batch), so
  * accumulation gives the same gradient as one large batch.
  */
-export function train(model: LoraModel, examples: readonly TrainingExample[], evalExamples: readonly TrainingExample[] | null, options: TrainOptions, onEvent: (event: TrainEvent) => void = () => {}): TrainResult {
+export async function train(model: LoraModel, examples: readonly TrainingExample[], evalExamples: readonly TrainingExample[] | null, options: TrainOptions, onEvent: (event: TrainEvent) => void = () => {}): Promise<TrainResult> {
   if (examples.length === 0) throw new HerdError('no training examples');
   const parameters = model.lora.variables();
   const optimizer = new AdamW(parameters, { ...ADAMW_DEFAULTS, weightDecay: options.weightDecay });
@@ -137,6 +139,11 @@ export function train(model: LoraModel, examples: readonly TrainingExample[], ev
       if (options.saveSteps > 0 && done % options.saveSteps === 0 && done < totalSteps) {
         const dir = saveCheckpoint(model, optimizer, options, done);
         onEvent({ kind: 'checkpoint', step: done, dir });
+      }
+      if (done < totalSteps && (await stopRequested(options.shouldStop))) {
+        const dir = saveCheckpoint(model, optimizer, options, done);
+        onEvent({ kind: 'checkpoint', step: done, dir });
+        throw new HerdInterrupted(`interrupted after step ${done} of ${totalSteps}: ${dir} is saved; the same command with --resume continues from it`);
       }
     }
     writePeftAdapter(options.outputDir, model.lora.settings, options.baseModelName, loraMatrices(model.lora));

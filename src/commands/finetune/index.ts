@@ -2,6 +2,7 @@ import path from 'node:path';
 import { Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../../cli/base-command.js';
 import { progressBar } from '../../cli/progress.js';
+import { InterruptWatch } from '../../cli/interrupt.js';
 import { HerdError } from '../../errors.js';
 import { DEFAULT_MODEL_DIR } from '../../engine/load.js';
 import { dataFlags, loraFlags, optimizationFlags, trainingReporter } from '../../train/cli.js';
@@ -65,8 +66,9 @@ ${EXIT_STATUS_HELP}`;
       const summary = summarize(examples);
       if (summary.trainedTokens === 0) throw new HerdError(`${flags.data}: no token carries a loss (every row is masked or truncated away)`);
       const reporter = trainingReporter(flags.json, (line) => this.log(line));
+      const interrupt = new InterruptWatch();
       try {
-        train(model, examples, evalExamples, {
+        await train(model, examples, evalExamples, {
           learningRate: flags['learning-rate'] ?? 2e-4,
           schedulerType: flags['lr-scheduler-type'] as SchedulerType,
           warmupSteps: flags['warmup-steps'],
@@ -84,8 +86,10 @@ ${EXIT_STATUS_HELP}`;
           outputDir: flags['output-dir'],
           resume: flags.resume,
           baseModelName: flags['base-model-name'] ?? path.resolve(modelDir),
+          shouldStop: () => interrupt.interrupted,
         }, reporter.onEvent);
       } finally {
+        interrupt.dispose();
         reporter.stop();
       }
     } finally {
