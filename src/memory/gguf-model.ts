@@ -16,7 +16,8 @@ export async function readGgufModel(path: string): Promise<ModelSpec> {
   return {
     name: typeof name === 'string' ? name : basename(path),
     source: path,
-    architecture: configFromGgufMetadata(describeGgufModel(file)),
+    // The header alone: the rope_freqs table's data is not read (nor needed to plan memory).
+    architecture: configFromGgufMetadata({ ...describeGgufModel(file), readRopeFactors: undefined }),
     storedTensors: tensors,
   };
 }

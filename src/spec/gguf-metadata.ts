@@ -12,8 +12,11 @@ export interface GgufModelDescription {
   metadata: ReadonlyMap<string, unknown>;
   /** ggml dims (innermost first) of a tensor by its GGUF name, undefined when absent. */
   tensorDims(name: string): readonly number[] | undefined;
-  /** The rope_freqs.weight values; called only when that tensor is present. */
-  readRopeFactors(): Float32Array;
+  /**
+   * The rope_freqs.weight values; called only when that tensor is present. Absent for a header
+   * read without its tensor data (the memory planner's), which then leaves the RoPE scaling unread.
+   */
+  readRopeFactors?: () => Float32Array;
   /** Names the file in error messages. */
   source: string;
 }
@@ -62,7 +65,7 @@ export function configFromGgufMetadata(gguf: GgufModelDescription): LlamaConfig 
   if (vocabulary !== undefined && vocabulary !== config.vocabSize) {
     throw new HerdError(`${where}: the metadata gives a vocabulary of ${vocabulary} tokens but tensor token_embd.weight has ${config.vocabSize} rows`);
   }
-  if (gguf.tensorDims('rope_freqs.weight') !== undefined) config.ropeScaling = llama3ScalingFromFactors(config, gguf.readRopeFactors(), where);
+  if (gguf.tensorDims('rope_freqs.weight') !== undefined && gguf.readRopeFactors) config.ropeScaling = llama3ScalingFromFactors(config, gguf.readRopeFactors(), where);
   return config;
 }
 
