@@ -14,8 +14,8 @@ import { dequantizeQ4K, quantizeQ4K } from '../src/formats/ggml-k-blocks.js';
 import { roundHalfEven } from '../src/formats/int4.js';
 import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
 
-/** The formats this file packs itself (INT4_G128 comes from AWQ/GPTQ checkpoints: test/kernels-int4.test.ts). */
-type TestFormat = Exclude<PackedFormat, 'INT4_G128'>;
+/** The formats this file packs itself (INT4_G128: test/kernels-int4.test.ts; the other K-quants: test/kernels-kquants.test.ts). */
+type TestFormat = Extract<PackedFormat, 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K'>;
 
 /** Weights held in memory in any of those formats; readFloat gives their exact float values. */
 class MemorySource implements WeightSource {
