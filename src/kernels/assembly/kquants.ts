@@ -1,13 +1,15 @@
 // Linear layers and embedding lookups on GGUF's K-quant super-blocks of 256 weights: Q6_K, Q5_K,
 // Q3_K, Q2_K and IQ4_XS (byte layouts in src/formats/ggml-k-quants.ts), kept as GGUF stores them.
 //
-// These kernels decode each super-block's codes to floats in SIMD lanes (scale · q − min, the
-// same float32 operations as ggml's reference dequantizers, so bit for bit the same weights) and
-// multiply them with the float32 activations. Unlike the Q8_0/Q4_0/Q4_K kernels they do not
-// quantize the activations to 8 bits: the results are exact math on the dequantized weights, as
-// the fixture's dequant_oracle computes, for one kernel shared by five bit layouts whose codes
-// (signed 6-bit, 3-bit with an offset, non-linear IQ4 levels) would each need their own integer
-// dot product. The cost is arithmetic, not memory: see docs/performance.md.
+// These kernels decode the codes in SIMD lanes and multiply them, converted to float32, with
+// the float32 activations: decode multiplies each chunk of 16 codes with its activations and
+// applies the chunk's scale (and min) once; prefill and embedding lookups decode whole rows with
+// the same float32 operations as ggml's reference dequantizers (scale · q − min), so bit for bit
+// ggml's weights. Unlike the Q8_0/Q4_0/Q4_K kernels they do not quantize the activations to 8
+// bits: the results are exact math on the dequantized weights up to float32 rounding, as the
+// fixture's dequant_oracle computes, and one kernel serves five bit layouts whose codes (signed
+// 6-bit, 3-bit with an offset, non-linear IQ4 levels) would each need their own integer dot
+// product. The cost is arithmetic, not memory: see docs/performance.md.
 
 import { halfToFloat, highNibbles, lowNibbles, q4kMin, q4kScale, STREAM_GAP, sum4, TOKEN_TILE } from './common';
 
