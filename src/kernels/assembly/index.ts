@@ -852,4 +852,5 @@ export function read_sum(start: usize, bytes: usize): f32 {
 }
 
 export * from './int4';
+export * from './blocks32';
 export * from './kquants';
