@@ -83,7 +83,7 @@ function decodeQ5K(block: Uint8Array, out: Float32Array): void {
 }
 
 /** The sixteen 6-bit Q3_K scales, minus their offset of 32: low nibbles in bytes 0..7, top two bits in bytes 8..11. */
-export function q3kScale(scales: Uint8Array, j: number): number {
+function q3kScale(scales: Uint8Array, j: number): number {
   const low = j < 8 ? scales[j]! & 0xf : scales[j - 8]! >> 4;
   const high = (scales[8 + (j % 4)]! >> (2 * Math.floor(j / 4))) & 3;
   return (low | (high << 4)) - 32;

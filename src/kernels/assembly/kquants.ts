@@ -194,7 +194,7 @@ v128.store(CONSTANTS + 64, i8x16(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13
     for (let c = 0; c < 16; c++) {
       const at = xs + (<usize>c << 6);
       const x0 = v128.load(at), x1 = v128.load(at + 16), x2 = v128.load(at + 32), x3 = v128.load(at + 48);
-      const xSum = hasMin<T>() ? f32x4.add(f32x4.add(x0, x1), f32x4.add(x2, x3)) : x0;
+      const xSum = hasMin<T>() ? f32x4.add(f32x4.add(x0, x1), f32x4.add(x2, x3)) : x0; // unused without a min
       a0 = f32x4.add(a0, chunkDot<T>(b0, c, d0, m0, x0, x1, x2, x3, xSum));
       a1 = f32x4.add(a1, chunkDot<T>(b1, c, d1, m1, x0, x1, x2, x3, xSum));
       a2 = f32x4.add(a2, chunkDot<T>(b2, c, d2, m2, x0, x1, x2, x3, xSum));
