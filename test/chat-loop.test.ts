@@ -7,9 +7,9 @@ import { ChatAgent, type ChatEvent, type TurnHooks } from '../src/chat/loop.js';
 import { ToolBox, loadToolsFile, type ToolSettings } from '../src/chat/tools.js';
 import type { ToolCall } from '../src/templates/chat-template.js';
 import { EOM, EOT, LLAMA_STOP_IDS, PYTHON_TAG_ID, ScriptedTokenSource, llamaTokenizer, textIds } from './chat-scripted-source.js';
-import { SHARED, readJson } from './fixtures.js';
+import { LLAMA_CHAT, readJson } from './fixtures.js';
 
-const CHAT_FIXTURES = path.join(SHARED, 'fixtures/llama-3.1-chat');
+const CHAT_FIXTURES = LLAMA_CHAT;
 const weatherTool = readJson<{ weather_tool: { function: { name: string } } }>(path.join(CHAT_FIXTURES, 'cases.json')).weather_tool;
 /** The date the fixtures' template renders by default. */
 const FIXTURE_DATE = new Date(2024, 6, 26);

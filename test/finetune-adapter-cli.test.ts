@@ -9,7 +9,7 @@ import { seededRandom } from '../src/engine/sampling.js';
 import { writeSafetensors } from '../src/engine/safetensors.js';
 import { mergeDelta, readPeftAdapter, writePeftAdapter, type LoraMatrices } from '../src/train/adapter.js';
 import { validateLoraSettings } from '../src/train/lora.js';
-import { SHARED, STORIES, TINY_LLAMA } from './fixtures.js';
+import { DATA, STORIES, TINY_LLAMA } from './fixtures.js';
 
 // --adapter in herd eval and herd chat, through the built CLI (npm test builds first).
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
@@ -66,7 +66,7 @@ test('eval --adapter changes the loglikelihood of stories260K, to that of the me
   const merged = path.join(tmp, 'stories-merged');
   expect(herd(['finetune', 'merge', '--model', STORIES, '--adapter', adapter, '--output-dir', merged]).status).toBe(0);
   const evaluate = (extra: string[]) => {
-    const result = herd(['eval', 'tinystories', '--data', path.join(SHARED, 'data'), '--limit', '4', '--backend', 'wasm', '--json', ...extra]);
+    const result = herd(['eval', 'tinystories', '--data', DATA, '--limit', '4', '--backend', 'wasm', '--json', ...extra]);
     expect(result.status).toBe(0);
     return (JSON.parse(result.stdout) as { results: { tinystories: Record<string, number> } }).results.tinystories['bits_per_byte,none']!;
   };
@@ -80,7 +80,7 @@ test('eval --compare with --compare-adapter: base against base + adapter; --adap
   const adapter = path.join(tmp, 'stories-compare-adapter');
   writeRandomAdapter(STORIES, adapter, 0.3);
   const compare = (extra: string[]) => {
-    const result = herd(['eval', 'tinystories', '--data', path.join(SHARED, 'data'), '--limit', '4', '--backend', 'wasm', '--json', '--model', STORIES, '--compare', STORIES, ...extra]);
+    const result = herd(['eval', 'tinystories', '--data', DATA, '--limit', '4', '--backend', 'wasm', '--json', '--model', STORIES, '--compare', STORIES, ...extra]);
     expect(result.status).toBe(0);
     const report = JSON.parse(result.stdout) as { deltas: Array<{ metric: string; base: number; variant: number }> };
     return report.deltas.find((delta) => delta.metric === 'bits_per_byte')!;

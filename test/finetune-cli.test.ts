@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SHARED } from './fixtures.js';
+import { DATA } from './fixtures.js';
 
 // The built CLI (npm test builds first), as a person or a script runs it.
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
@@ -17,7 +17,7 @@ let tmp: string;
 let data: string;
 beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-ftcli-'));
-  const stories = fs.readFileSync(path.join(SHARED, 'data/text/tinystories-valid-head.txt'), 'utf8').split('\n\n').slice(0, 8);
+  const stories = fs.readFileSync(path.join(DATA, 'text/tinystories-valid-head.txt'), 'utf8').split('\n\n').slice(0, 8);
   data = path.join(tmp, 'stories.jsonl');
   fs.writeFileSync(data, [JSON.stringify({ prompt: 'Once upon a time', completion: ' there was a cat.' }), ...stories.map((text) => JSON.stringify({ text: text.trim() }))].join('\n') + '\n');
 });

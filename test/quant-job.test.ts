@@ -5,7 +5,7 @@ import { loadModel } from '../src/engine/load.js';
 import { DEFAULT_CALIBRATION_FILE } from '../src/quant/calibration.js';
 import { runQuantizeJob, type QuantizeJobOptions } from '../src/quant/job.js';
 import { QUANT_BACKEND, scoreAgainstBase } from '../src/quant/scorecard.js';
-import { SHARED, STORIES } from './fixtures.js';
+import { DATA, STORIES } from './fixtures.js';
 
 function options(outDir: string, overrides: Partial<QuantizeJobOptions> = {}): QuantizeJobOptions {
   return {
@@ -58,7 +58,7 @@ test('without --group-size the 4-bit formats take 128, or the largest group the 
   expect(again!.notes).toEqual(rtn!.notes);
 });
 
-const scoreText = fs.readFileSync(path.join(SHARED, 'data/text/tinystories-valid-head.txt'), 'utf8');
+const scoreText = fs.readFileSync(path.join(DATA, 'text/tinystories-valid-head.txt'), 'utf8');
 
 test('scorecard: Q8_0 perplexity on TinyStories within 1 % of the base', async () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-quant-score-'));
