@@ -5,12 +5,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HerdTokenizer } from '../src/engine/tokenizer.js';
 import { LLAMA_CHAT, STORIES, TINY_LLAMA, readJson } from './fixtures.js';
+import { HANG_GUARD_MS } from './hang-guard.js';
 
 // These run the built CLI (npm test builds first) as a person or a script would.
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
 
 function herd(args: string[], input?: string) {
-  const result = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: 60000 });
+  const result = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: HANG_GUARD_MS });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 

@@ -10,13 +10,14 @@ import { writeSafetensors } from '../src/engine/safetensors.js';
 import { mergeDelta, readPeftAdapter, writePeftAdapter, type LoraMatrices } from '../src/train/adapter.js';
 import { validateLoraSettings } from '../src/train/lora.js';
 import { DATA, STORIES, TINY_LLAMA } from './fixtures.js';
+import { HANG_GUARD_MS } from './hang-guard.js';
 
 // --adapter in herd eval and herd chat, through the built CLI (npm test builds first).
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
 const SETTINGS = validateLoraSettings({ r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj', 'v_proj', 'down_proj'] });
 
 function herd(args: string[], input = '') {
-  const result = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', input, timeout: 60000 });
+  const result = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', input, timeout: HANG_GUARD_MS });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 

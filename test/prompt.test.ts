@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderConversation } from '../src/chat/render.js';
 import { LLAMA_TOKENIZER, LLAMA_CHAT, TINY_LLAMA, readJson } from './fixtures.js';
+import { HANG_GUARD_MS } from './hang-guard.js';
 import { EOM, PYTHON_TAG_ID, llamaTokenizer } from './chat-scripted-source.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
@@ -15,7 +16,7 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-prompt-'));
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
 function herd(args: string[]) {
-  const result = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60000 });
+  const result = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: HANG_GUARD_MS });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
