@@ -54,7 +54,7 @@ test('the tiny Llama 3.1 fixture overfits a gsm8k chat row, with the prompt mask
   const settings = validateLoraSettings({ r: 8, alpha: 16, dropout: 0, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] });
   const model = await loadLoraModel(TINY_LLAMA, settings, 1, { backend: BACKEND });
   try {
-    // The shortest row of the file (row 2349): 67 prompt tokens, 41 answer tokens.
+    // The shortest row of the whole file (row 2349, the last the copy keeps): 67 prompt tokens, 41 answer tokens.
     const row = JSON.parse(fs.readFileSync(path.join(DATA, 'sft/gsm8k-chat-train.jsonl'), 'utf8').split('\n')[2348]!);
     const example: TrainingExample = tokenizeRow(row, 2349, model.loaded.tokenizer, { maxSeqLength: 256, trainOnPrompt: false });
     const trained = example.trained.reduce((n, flag) => n + flag, 0);
