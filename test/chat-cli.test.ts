@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TINY_LLAMA } from './fixtures.js';
+import { HANG_GUARD_MS } from './hang-guard.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-chat-cli-'));
@@ -18,7 +19,7 @@ fs.writeFileSync(path.join(work, 'hooks.mjs'), `export async function resolve(sp
 fs.writeFileSync(REGISTER, `import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n`);
 
 function chat(args: string[], input: string) {
-  const result = spawnSync(process.execPath, ['--import', REGISTER, BIN, 'chat', '--model', TINY_LLAMA, '--temperature', '0', '--date', '2024-07-26', ...args], { input, encoding: 'utf8', timeout: 60000 });
+  const result = spawnSync(process.execPath, ['--import', REGISTER, BIN, 'chat', '--model', TINY_LLAMA, '--temperature', '0', '--date', '2024-07-26', ...args], { input, encoding: 'utf8', timeout: HANG_GUARD_MS });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -55,7 +56,7 @@ test('piped text mode prints one reply line per turn on stdout; a model without 
   expect(result.stdout.endsWith('\n')).toBe(true);
   expect(result.stdout.split('\n')).toHaveLength(2);
 
-  const stories = spawnSync(process.execPath, [BIN, 'chat'], { input: 'Hi\n', encoding: 'utf8', timeout: 60000 });
+  const stories = spawnSync(process.execPath, [BIN, 'chat'], { input: 'Hi\n', encoding: 'utf8', timeout: HANG_GUARD_MS });
   expect(stories.status).not.toBe(0);
   expect(stories.stderr).toMatch(/^herd: .*tokenizer_config\.json has no chat_template: this model has no chat format \(use raw text with herd generate\)\n$/);
 });

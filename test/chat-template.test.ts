@@ -9,9 +9,9 @@ import {
   selectChatTemplate,
   type ChatTemplateInput,
 } from '../src/templates/chat-template.js';
-import { LLAMA_TOKENIZER, SHARED, readJson } from './fixtures.js';
+import { LLAMA_TOKENIZER, LLAMA_CHAT, readJson } from './fixtures.js';
 
-const CHAT_FIXTURES = path.join(SHARED, 'fixtures/llama-3.1-chat');
+const CHAT_FIXTURES = LLAMA_CHAT;
 
 interface ChatCases {
   weather_tool: unknown;

@@ -8,21 +8,28 @@ import { renderConversation } from '../src/chat/render.js';
 import { ToolBox, type CustomTool } from '../src/chat/tools.js';
 import { ChatApp } from '../src/tui/ChatApp.js';
 import { EOT, LLAMA_STOP_IDS, ScriptedTokenSource, llamaTokenizer, textIds } from './chat-scripted-source.js';
+import { HANG_GUARD_MS } from './hang-guard.js';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-chat-tui-'));
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
 function app(replies: number[][], customTools: CustomTool[] = []) {
   const source = new ScriptedTokenSource(replies);
-  const tools = new ToolBox(customTools, [], { timeoutMs: 10_000, maxOutputBytes: 4096, env: {} });
+  const tools = new ToolBox(customTools, [], { timeoutMs: HANG_GUARD_MS, maxOutputBytes: 4096, env: {} });
   const agent = new ChatAgent(new Conversation(), { source, tokenizer: llamaTokenizer, tools, stopTokenIds: LLAMA_STOP_IDS, maxNewTokens: 512, maxToolRounds: 4 });
   const saved: string[] = [];
   const ui = render(<ChatApp agent={agent} model="tiny" approveAll={false} session={{ save: (file) => { saved.push(file ?? 'default.json'); return file ?? 'default.json'; }, load: () => {} }} />);
   return { ui, agent, saved };
 }
 
+/**
+ * Polls for a frame. The limit only stops a broken UI (with a message naming the missing frame,
+ * which jest's hang guard would not give); a loaded machine that starts a tool process slowly
+ * must not reach it.
+ */
 async function waitForFrame(ui: ReturnType<typeof render>, test: (frame: string) => boolean, what: string): Promise<string> {
-  for (let waited = 0; waited < 5000; waited += 10) {
+  const deadline = Date.now() + 5 * 60_000;
+  while (Date.now() < deadline) {
     const frame = ui.lastFrame() ?? '';
     if (test(frame)) return frame;
     await new Promise((resolve) => setTimeout(resolve, 10));

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { HerdTokenizer } from '../src/engine/tokenizer.js';
-import { SHARED, STORIES, TINY_LLAMA, readJson } from './fixtures.js';
+import { LLAMA_CHAT, STORIES, TINY_LLAMA, readJson } from './fixtures.js';
 import { herd, storiesCopy } from './herd-cli.js';
 
 function expectOneLineError(result: ReturnType<typeof herd>, pattern: RegExp): void {
@@ -52,7 +52,7 @@ describe('herd generate', () => {
   test("applies the model's chat template: the prompt Python jinja2 renders, with one BOS", () => {
     const result = herd(['generate', '--model', TINY_LLAMA, '--system', 'You are a helpful assistant.', '--date', '2024-07-26', '--json', '-n', '1', 'What is the capital of France?']);
     expect(result.status).toBe(0);
-    const expected = fs.readFileSync(path.join(SHARED, 'fixtures/llama-3.1-chat/expected/a_simple_system_user.txt'), 'utf8');
+    const expected = fs.readFileSync(path.join(LLAMA_CHAT, 'expected/a_simple_system_user.txt'), 'utf8');
     const promptIds: number[] = JSON.parse(result.stdout).prompt_ids;
     expect(promptIds).toEqual(HerdTokenizer.fromDir(TINY_LLAMA).encode(expected, false));
     expect(promptIds.filter((id) => id === 128000)).toHaveLength(1);

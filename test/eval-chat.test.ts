@@ -4,9 +4,9 @@ import { loadModel, type LoadedModel } from '../src/engine/load.js';
 import { runTask, type RunOptions } from '../src/eval/runner.js';
 import { resolveTask } from '../src/eval/task-config.js';
 import { renderChatTemplate, type ChatMessage } from '../src/templates/chat-template.js';
-import { readJson, SHARED, TINY_LLAMA } from './fixtures.js';
+import { readJson, DATA, TINY_LLAMA } from './fixtures.js';
 
-const boolq = (i: number): Record<string, any> => JSON.parse(fs.readFileSync(path.join(SHARED, 'data/evals/boolq/validation.jsonl'), 'utf8').split('\n')[i]!);
+const boolq = (i: number): Record<string, any> => JSON.parse(fs.readFileSync(path.join(DATA, 'evals/boolq/validation.jsonl'), 'utf8').split('\n')[i]!);
 /** lm-eval's boolq doc_to_text and its yes/no target. */
 const question = (doc: Record<string, any>) => `${doc.passage}\nQuestion: ${doc.question}?\nAnswer:`;
 const answer = (doc: Record<string, any>) => ['no', 'yes'][doc.label]!;
@@ -24,7 +24,7 @@ describe('--apply-chat-template on tiny-llama-3.1 (Llama 3.1 chat template)', ()
   // Seed 1234 draws validation rows 3187 and 1805 as boolq's two examples for document 0 (see eval.test.ts).
   const [first, second, asked] = [boolq(3187), boolq(1805), boolq(0)];
   const options = (fewshotAsMultiturn: boolean): RunOptions => ({
-    dataDir: path.join(SHARED, 'data'),
+    dataDir: DATA,
     limit: 1,
     fewshotSeed: 1234,
     numFewshot: 2,

@@ -8,9 +8,9 @@ import { readFloatTensor, readSafetensorsHeader, writeSafetensors } from '../src
 import { openForReading } from '../src/formats/files.js';
 import { compareDistributions, pairedDelta } from '../src/eval/compare.js';
 import type { MetricValue } from '../src/eval/results.js';
-import { SHARED, STORIES } from './fixtures.js';
+import { DATA, STORIES } from './fixtures.js';
 
-const TEXT = path.join(SHARED, 'data/text/tinystories-valid-head.txt');
+const TEXT = path.join(DATA, 'text/tinystories-valid-head.txt');
 
 /** A copy of stories260K whose matrices are rounded to 16 levels per tensor (a crude 4-bit quantization). */
 function writeQuantizedCopy(): string {
@@ -104,7 +104,7 @@ describe('next-token distributions of stories260K and a quantized copy', () => {
 
   describe('herd eval --compare', () => {
     const run = promisify(execFile);
-    const evalArgs = (variantModel: string) => ['eval', 'boolq', '--model', STORIES, '--compare', variantModel, '--data', path.join(SHARED, 'data'), '--limit', '6', '--max-length', '256', '--compare-text', TEXT, '--compare-tokens', '64', '--json'];
+    const evalArgs = (variantModel: string) => ['eval', 'boolq', '--model', STORIES, '--compare', variantModel, '--data', DATA, '--limit', '6', '--max-length', '256', '--compare-text', TEXT, '--compare-tokens', '64', '--json'];
 
     test('with itself: every delta 0 with p = 1, KL 0, agreement 1', async () => {
       const out = JSON.parse((await run(path.resolve('bin/run.js'), evalArgs(STORIES))).stdout);

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-/** Two DROP documents in the Hub's answers_spans layout (no DROP copy in ../shared): a number answer and a two-span answer. */
+/** Two DROP documents in the Hub's answers_spans layout (no DROP copy in the fixture data): a number answer and a two-span answer. */
 export const DROP_DOCS = [
   {
     section_id: 'nfl_1',

@@ -7,7 +7,7 @@ import { loadModel, type LoadedModel } from '../src/engine/load.js';
 import { EvalProgress } from '../src/eval/progress.js';
 import { runTask, type RunOptions } from '../src/eval/runner.js';
 import { resolveTask } from '../src/eval/task-config.js';
-import { SHARED, STORIES } from './fixtures.js';
+import { DATA, STORIES } from './fixtures.js';
 import { BIN, herd } from './herd-cli.js';
 
 // Ctrl-C in herd eval --output DIR: the documents that finished are kept, and the same run resumes
@@ -23,7 +23,7 @@ describe('an interrupted eval resumes where it stopped', () => {
   // arc_challenge with few-shot examples drawn from the evaluated split by a seeded sampler: the draw for
   // document k depends on every draw before it.
   const config = { ...resolveTask('arc_challenge'), fewshot_split: 'test' };
-  const options: RunOptions = { dataDir: path.join(SHARED, 'data'), limit: 5, numFewshot: 2, fewshotSeed: 1234, applyChatTemplate: false, fewshotAsMultiturn: false, maxLength: 512 };
+  const options: RunOptions = { dataDir: DATA, limit: 5, numFewshot: 2, fewshotSeed: 1234, applyChatTemplate: false, fewshotAsMultiturn: false, maxLength: 512 };
 
   test('documents before the interruption are kept, the rest run once, and the records equal an uninterrupted run', async () => {
     const whole = await runTask(stories, config, options);
@@ -55,7 +55,7 @@ describe('an interrupted eval resumes where it stopped', () => {
 describe('Ctrl-C in herd eval --output', () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-eval-sigint-'));
   afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
-  const args = ['eval', 'arc_challenge', '--data', path.join(SHARED, 'data'), '--limit', '40', '--num-fewshot', '0', '--output', out, '--json'];
+  const args = ['eval', 'arc_challenge', '--data', DATA, '--limit', '40', '--num-fewshot', '0', '--output', out, '--json'];
   const keptLines = () => {
     const dir = path.join(out, '.herd-eval-progress');
     if (!fs.existsSync(dir)) return 0;

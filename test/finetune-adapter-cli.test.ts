@@ -9,14 +9,15 @@ import { seededRandom } from '../src/engine/sampling.js';
 import { writeSafetensors } from '../src/formats/safetensors.js';
 import { mergeDelta, readPeftAdapter, writePeftAdapter, type LoraMatrices } from '../src/formats/peft.js';
 import { validateLoraSettings } from '../src/formats/peft.js';
-import { SHARED, STORIES, TINY_LLAMA } from './fixtures.js';
+import { DATA, STORIES, TINY_LLAMA } from './fixtures.js';
+import { HANG_GUARD_MS } from './hang-guard.js';
 
 // --adapter in herd eval and herd chat, through the built CLI (npm test builds first).
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
 const SETTINGS = validateLoraSettings({ r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj', 'v_proj', 'down_proj'] });
 
 function herd(args: string[], input = '') {
-  const result = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', input, timeout: 60000 });
+  const result = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', input, timeout: HANG_GUARD_MS });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -66,7 +67,7 @@ test('eval --adapter changes the loglikelihood of stories260K, to that of the me
   const merged = path.join(tmp, 'stories-merged');
   expect(herd(['finetune', 'merge', '--model', STORIES, '--adapter', adapter, '--output-dir', merged]).status).toBe(0);
   const evaluate = (extra: string[]) => {
-    const result = herd(['eval', 'tinystories', '--data', path.join(SHARED, 'data'), '--limit', '4', '--backend', 'wasm', '--json', ...extra]);
+    const result = herd(['eval', 'tinystories', '--data', DATA, '--limit', '4', '--backend', 'wasm', '--json', ...extra]);
     expect(result.status).toBe(0);
     return (JSON.parse(result.stdout) as { results: { tinystories: Record<string, number> } }).results.tinystories['bits_per_byte,none']!;
   };
@@ -80,7 +81,7 @@ test('eval --compare with --compare-adapter: base against base + adapter; --adap
   const adapter = path.join(tmp, 'stories-compare-adapter');
   writeRandomAdapter(STORIES, adapter, 0.3);
   const compare = (extra: string[]) => {
-    const result = herd(['eval', 'tinystories', '--data', path.join(SHARED, 'data'), '--limit', '4', '--backend', 'wasm', '--json', '--model', STORIES, '--compare', STORIES, ...extra]);
+    const result = herd(['eval', 'tinystories', '--data', DATA, '--limit', '4', '--backend', 'wasm', '--json', '--model', STORIES, '--compare', STORIES, ...extra]);
     expect(result.status).toBe(0);
     const report = JSON.parse(result.stdout) as { deltas: Array<{ metric: string; base: number; variant: number }> };
     return report.deltas.find((delta) => delta.metric === 'bits_per_byte')!;

@@ -3,13 +3,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SHARED } from './fixtures.js';
+import { DATA } from './fixtures.js';
+import { HANG_GUARD_MS } from './hang-guard.js';
 
 // The built CLI (npm test builds first), as a person or a script runs it.
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
 
 function herd(args: string[]) {
-  const result = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60000 });
+  const result = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: HANG_GUARD_MS });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -17,7 +18,7 @@ let tmp: string;
 let data: string;
 beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-ftcli-'));
-  const stories = fs.readFileSync(path.join(SHARED, 'data/text/tinystories-valid-head.txt'), 'utf8').split('\n\n').slice(0, 8);
+  const stories = fs.readFileSync(path.join(DATA, 'text/tinystories-valid-head.txt'), 'utf8').split('\n\n').slice(0, 8);
   data = path.join(tmp, 'stories.jsonl');
   fs.writeFileSync(data, [JSON.stringify({ prompt: 'Once upon a time', completion: ' there was a cat.' }), ...stories.map((text) => JSON.stringify({ text: text.trim() }))].join('\n') + '\n');
 });

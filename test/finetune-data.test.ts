@@ -6,12 +6,12 @@ import { loadExamples, tokenizeRow, type TrainingExample } from '../src/train/da
 import { validateLoraSettings } from '../src/formats/peft.js';
 import { learningRateAt, warmupStepsFor } from '../src/train/optimizer.js';
 import { DataOrder } from '../src/train/trainer.js';
-import { SHARED, STORIES, TINY_LLAMA } from './fixtures.js';
+import { DATA, STORIES, TINY_LLAMA } from './fixtures.js';
 
 const llama = HerdTokenizer.fromDir(TINY_LLAMA);
 const stories = HerdTokenizer.fromDir(STORIES);
 const OPTIONS = { maxSeqLength: 1024, trainOnPrompt: false };
-const GSM8K = path.join(SHARED, 'data/sft/gsm8k-chat-train.jsonl');
+const GSM8K = path.join(DATA, 'sft/gsm8k-chat-train.jsonl');
 
 function parts(example: TrainingExample, tokenizer: HerdTokenizer): { trained: string; masked: string } {
   const pick = (flag: number) => tokenizer.decode([...example.ids].filter((_, i) => example.trained[i] === flag));

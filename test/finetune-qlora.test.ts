@@ -14,7 +14,7 @@ import { linearModuleOf } from '../src/spec/tensors.js';
 import { validateLoraSettings } from '../src/formats/peft.js';
 import { exampleLossSum, meanLoss } from '../src/train/loss.js';
 import { loadLoraModel, train, type LoraModel } from '../src/train/trainer.js';
-import { SHARED, STORIES } from './fixtures.js';
+import { DATA, STORIES } from './fixtures.js';
 
 // QLoRA (--load-in-4bit) on stories260K with the wasm backend: the decoder layers' projections held
 // in NF4 and dequantized inside each linear call.
@@ -30,7 +30,7 @@ let example: TrainingExample;
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-qlora-'));
   qlora = await loadLoraModel(STORIES, SETTINGS, 3, { backend: BACKEND, loadIn4bit: true });
-  const stories = fs.readFileSync(path.join(SHARED, 'data/text/tinystories-valid-head.txt'), 'utf8').split('\n\n');
+  const stories = fs.readFileSync(path.join(DATA, 'text/tinystories-valid-head.txt'), 'utf8').split('\n\n');
   const file = path.join(tmp, 'stories.jsonl');
   fs.writeFileSync(file, stories.slice(0, 6).map((text) => JSON.stringify({ text: text.trim() })).join('\n') + '\n');
   example = (await loadExamples(file, qlora.loaded.tokenizer, { maxSeqLength: 48, trainOnPrompt: false }))[0]!;

@@ -8,7 +8,7 @@ import { validateLoraSettings } from '../src/formats/peft.js';
 import { HerdInterrupted } from '../src/errors.js';
 import { meanLoss } from '../src/train/loss.js';
 import { loadLoraModel, train, type TrainEvent, type TrainOptions } from '../src/train/trainer.js';
-import { SHARED, STORIES, TINY_LLAMA } from './fixtures.js';
+import { DATA, STORIES, TINY_LLAMA } from './fixtures.js';
 
 // Training runs on the wasm backend, the fastest tfjs backend here.
 const BACKEND = 'wasm';
@@ -26,7 +26,7 @@ function options(overrides: Partial<TrainOptions>): TrainOptions {
 
 /** TinyStories stories as {"text"} rows: the file separates stories by a blank line. */
 function storyRows(from: number, count: number): string {
-  const stories = fs.readFileSync(path.join(SHARED, 'data/text/tinystories-valid-head.txt'), 'utf8').split('\n\n').slice(from, from + count);
+  const stories = fs.readFileSync(path.join(DATA, 'text/tinystories-valid-head.txt'), 'utf8').split('\n\n').slice(from, from + count);
   const file = path.join(tmp, `stories-${from}-${count}.jsonl`);
   fs.writeFileSync(file, stories.map((text) => JSON.stringify({ text: text.trim() })).join('\n') + '\n');
   return file;
@@ -56,8 +56,8 @@ test('the tiny Llama 3.1 fixture overfits a gsm8k chat row, with the prompt mask
   const settings = validateLoraSettings({ r: 8, alpha: 16, dropout: 0, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] });
   const model = await loadLoraModel(TINY_LLAMA, settings, 1, { backend: BACKEND });
   try {
-    // The shortest row of the file (row 2349): 67 prompt tokens, 41 answer tokens.
-    const row = JSON.parse(fs.readFileSync(path.join(SHARED, 'data/sft/gsm8k-chat-train.jsonl'), 'utf8').split('\n')[2348]!);
+    // The shortest row of the whole file (row 2349, the last the copy keeps): 67 prompt tokens, 41 answer tokens.
+    const row = JSON.parse(fs.readFileSync(path.join(DATA, 'sft/gsm8k-chat-train.jsonl'), 'utf8').split('\n')[2348]!);
     const example: TrainingExample = tokenizeRow(row, 2349, model.loaded.tokenizer, { maxSeqLength: 256, trainOnPrompt: false });
     const trained = example.trained.reduce((n, flag) => n + flag, 0);
     expect(trained).toBeLessThan(example.ids.length / 2);

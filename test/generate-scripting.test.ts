@@ -3,12 +3,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SHARED, STORIES, TINY_LLAMA, readJson } from './fixtures.js';
+import { GGUF_LLAMACPP, STORIES, TINY_LLAMA, readJson } from './fixtures.js';
 
 // herd generate as a shell script uses it: exact prompts, token ids in, NDJSON out, exit statuses.
 // These run the built CLI (npm test builds first).
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
-const GGUF_SOURCE = path.join(SHARED, 'fixtures/gguf-llamacpp/source');
+const GGUF_SOURCE = path.join(GGUF_LLAMACPP, 'source');
 
 function herd(args: string[], input?: string) {
   const result = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: 120000 });
@@ -26,7 +26,7 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-scripting-'));
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
 interface PromptCase { name: string; text: string; prompt_ids: number[] }
-const chatCase = readJson<{ cases: PromptCase[] }>(path.join(SHARED, 'fixtures/gguf-llamacpp/reference.json')).cases.find((c) => c.name === 'chat')!;
+const chatCase = readJson<{ cases: PromptCase[] }>(path.join(GGUF_LLAMACPP, 'reference.json')).cases.find((c) => c.name === 'chat')!;
 const stories = readJson<{ prompt_ids: number[]; generated_ids: number[]; generated_text: string }>(`${STORIES}/reference.json`);
 const tiny = readJson<{ cases: Array<PromptCase & { generated_ids: number[]; steps: Array<{ id: number; logprob: number }> }> }>(`${TINY_LLAMA}/reference.json`).cases.find((c) => c.name === 'capital')!;
 

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { STORIES } from './fixtures.js';
+import { HANG_GUARD_MS } from './hang-guard.js';
 
 /** The built CLI (npm test builds first), run as a person or a script runs it. */
 export const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
@@ -11,7 +12,7 @@ export const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '.
 export function herd(args: string[], input?: string) {
   // Without jest's NODE_ENV=test, under which oclif adds development warnings to stderr.
   const { NODE_ENV: _test, ...env } = process.env;
-  const result = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: 60000, env });
+  const result = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: HANG_GUARD_MS, env });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 

@@ -3,14 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Ajv2020 from 'ajv/dist/2020.js';
-import { SHARED, TINY_LLAMA } from './fixtures.js';
+import { DATA, TINY_LLAMA } from './fixtures.js';
 import { herd, storiesCopy } from './herd-cli.js';
 
 // The scripting contract (docs/scripting.md): every --json success validates against its schema
 // in docs/schemas, and every --json failure is one herd.error/1 object. Outputs are real runs of
 // the built CLI on the small fixtures.
 const SCHEMA_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../docs/schemas');
-const DATA = path.join(SHARED, 'data');
 const ajv = new Ajv2020.default({ allErrors: true, strict: true, allowUnionTypes: true });
 
 function validator(name: string) {

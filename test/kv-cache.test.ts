@@ -2,14 +2,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadModel, type LoadedModel } from '../src/engine/load.js';
 import { PREFILL_CHUNK_TOKENS } from '../src/engine/model.js';
-import { SHARED, TINY_LLAMA } from './fixtures.js';
+import { DATA, TINY_LLAMA } from './fixtures.js';
 
 let loaded: LoadedModel;
 let ids: number[];
 
 beforeAll(async () => {
   loaded = await loadModel(TINY_LLAMA, { backend: 'wasm' });
-  const text = fs.readFileSync(path.join(SHARED, 'data/text/wikitext-2-raw-test.txt'), 'utf8').slice(0, 12000);
+  const text = fs.readFileSync(path.join(DATA, 'text/wikitext-2-raw-test.txt'), 'utf8').slice(0, 12000);
   ids = loaded.tokenizer.encode(text, true).slice(0, 2100);
 });
 

@@ -4,18 +4,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderConversation } from '../src/chat/render.js';
-import { LLAMA_TOKENIZER, SHARED, TINY_LLAMA, readJson } from './fixtures.js';
+import { LLAMA_TOKENIZER, LLAMA_CHAT, TINY_LLAMA, readJson } from './fixtures.js';
+import { HANG_GUARD_MS } from './hang-guard.js';
 import { EOM, PYTHON_TAG_ID, llamaTokenizer } from './chat-scripted-source.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
-const CHAT_FIXTURES = path.join(SHARED, 'fixtures/llama-3.1-chat');
+const CHAT_FIXTURES = LLAMA_CHAT;
 const fixture = readJson<{ weather_tool: unknown; cases: Record<string, { template: string; vars: Record<string, unknown> }> }>(path.join(CHAT_FIXTURES, 'cases.json'));
 const meta = readJson<{ cases: Array<{ op: string; messages?: Array<{ role: 'system' | 'user'; content: string }>; expected: unknown }> }>(path.join(LLAMA_TOKENIZER, 'vectors/meta-test-vectors.json'));
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-prompt-'));
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
 function herd(args: string[]) {
-  const result = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60000 });
+  const result = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: HANG_GUARD_MS });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 

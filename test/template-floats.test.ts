@@ -5,12 +5,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderChatTemplate, renderTemplateVariables } from '../src/templates/chat-template.js';
 import { parseJsonKeepingFloats, pythonFloatRepr } from '../src/templates/python-json.js';
-import { LLAMA_TOKENIZER, SHARED, readJson } from './fixtures.js';
+import { LLAMA_CHAT, LLAMA_TOKENIZER, readJson } from './fixtures.js';
 
 // Python's json.loads keeps 391.0 a float and json.dumps writes it back as "391.0"; the chat
 // template must print tool results and arguments the same way.
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
-const CHAT_FIXTURES = path.join(SHARED, 'fixtures/llama-3.1-chat');
+const CHAT_FIXTURES = LLAMA_CHAT;
 const LLAMA31 = readJson<{ chat_template: string }>(path.join(LLAMA_TOKENIZER, 'tokenizer_config.json')).chat_template;
 const cases = readJson<{ weather_tool: unknown; cases: Record<string, { vars: Record<string, unknown> }> }>(path.join(CHAT_FIXTURES, 'cases.json'));
 /** Case d2: a tool result given as a JSON object, rendered by Python jinja2 with json.dumps. */
