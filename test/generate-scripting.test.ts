@@ -1,19 +1,13 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { GGUF_LLAMACPP, STORIES, TINY_LLAMA, readJson } from './fixtures.js';
+import { BIN, herd } from './herd-cli.js';
 
 // herd generate as a shell script uses it: exact prompts, token ids in, NDJSON out, exit statuses.
 // These run the built CLI (npm test builds first).
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
 const GGUF_SOURCE = path.join(GGUF_LLAMACPP, 'source');
-
-function herd(args: string[], input?: string) {
-  const result = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: 120000 });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
 
 function expectOneLineError(result: ReturnType<typeof herd>, status: number, pattern: RegExp): void {
   expect(result.status).toBe(status);

@@ -1,20 +1,17 @@
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { renderChatTemplate, renderTemplateVariables } from '../src/templates/chat-template.js';
 import { parseJsonKeepingFloats, pythonFloatRepr } from '../src/templates/python-json.js';
 import { LLAMA_CHAT, LLAMA_TOKENIZER, readJson } from './fixtures.js';
+import { herd } from './herd-cli.js';
 
 // Python's json.loads keeps 391.0 a float and json.dumps writes it back as "391.0"; the chat
 // template must print tool results and arguments the same way.
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
-const CHAT_FIXTURES = LLAMA_CHAT;
 const LLAMA31 = readJson<{ chat_template: string }>(path.join(LLAMA_TOKENIZER, 'tokenizer_config.json')).chat_template;
-const cases = readJson<{ weather_tool: unknown; cases: Record<string, { vars: Record<string, unknown> }> }>(path.join(CHAT_FIXTURES, 'cases.json'));
+const cases = readJson<{ weather_tool: unknown; cases: Record<string, { vars: Record<string, unknown> }> }>(path.join(LLAMA_CHAT, 'cases.json'));
 /** Case d2: a tool result given as a JSON object, rendered by Python jinja2 with json.dumps. */
-const d2Expected = fs.readFileSync(path.join(CHAT_FIXTURES, 'expected/d2_tool_result_mapping_content.txt'), 'utf8');
+const d2Expected = fs.readFileSync(path.join(LLAMA_CHAT, 'expected/d2_tool_result_mapping_content.txt'), 'utf8');
 const D2_RESULT = '{"temperature": 61, "conditions": "foggy"}';
 
 /** The d2 case's variables as JSON text, with the tool result's object replaced by `result`. */
@@ -38,7 +35,7 @@ test('a tool result {"value": 391.0} renders as Python jinja2 renders it: 391.0,
 test('floats and integers keep Python\'s spelling through herd prompt --vars', () => {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'herd-floats-')), 'vars.json');
   fs.writeFileSync(file, d2VariablesText('{"value": 391.0, "count": 3, "ratio": 0.5, "big": 1e16, "small": 1.5E-5, "neg": -0.0}'));
-  const result = spawnSync(process.execPath, [BIN, 'prompt', '-m', LLAMA_TOKENIZER, '--vars', file], { encoding: 'utf8', timeout: 120000 });
+  const result = herd(['prompt', '-m', LLAMA_TOKENIZER, '--vars', file]);
   expect(result.stderr).toBe('');
   // json.dumps: repr() of each float (1e16 → 1e+16, 1.5E-5 → 1.5e-05), integers as written.
   expect(result.stdout).toBe(d2With('{"value": 391.0, "count": 3, "ratio": 0.5, "big": 1e+16, "small": 1.5e-05, "neg": -0.0}'));
