@@ -16,15 +16,20 @@ export const GGUF_ALIGNMENT = 32;
 export enum GgufValueType { UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12 }
 
 /** ggml tensor types herd writes and reads. */
-export enum GgmlType { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, Q4_K = 12 }
+export enum GgmlType { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q4_K = 12, Q5_K = 13, Q6_K = 14 }
 
 /** Elements per block and bytes per block of each type. */
 export const GGML_LAYOUT: Record<GgmlType, { block: number; bytes: number }> = {
   [GgmlType.F32]: { block: 1, bytes: 4 },
   [GgmlType.F16]: { block: 1, bytes: 2 },
   [GgmlType.Q4_0]: { block: 32, bytes: 18 },
+  [GgmlType.Q4_1]: { block: 32, bytes: 20 },
+  [GgmlType.Q5_0]: { block: 32, bytes: 22 },
+  [GgmlType.Q5_1]: { block: 32, bytes: 24 },
   [GgmlType.Q8_0]: { block: 32, bytes: 34 },
   [GgmlType.Q4_K]: { block: 256, bytes: 144 },
+  [GgmlType.Q5_K]: { block: 256, bytes: 176 },
+  [GgmlType.Q6_K]: { block: 256, bytes: 210 },
 };
 
 /** A metadata value with the type it is written as. */
