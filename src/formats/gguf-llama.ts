@@ -8,7 +8,10 @@ import { f16ToFloat32, type HostTensor } from './safetensors.js';
 import { openForReading } from './files.js';
 import { dequantizeBlocks, quantizeBlocks } from './ggml-blocks.js';
 import { dequantizeQ4K, quantizeQ4K } from './ggml-k-blocks.js';
-import { GGML_LAYOUT, GgmlType, GgufValueType, readGgufHeader, type GgufFile, type GgufMetadata, type GgufTensorInfo, type GgufTensorToWrite } from './gguf.js';
+import { quantizeLegacyBlocks } from './ggml-quantize-legacy.js';
+import { quantizeQ5K, quantizeQ6K } from './ggml-quantize-k.js';
+import { GGUF_MIXES, ggmlTypeFor, type GgufMix } from './gguf-recipe.js';
+import { GgmlType, GgufValueType, readGgufHeader, type GgufFile, type GgufMetadata, type GgufTensorInfo, type GgufTensorToWrite } from './gguf.js';
 
 /**
  * Llama in GGUF, as llama.cpp's convert_hf_to_gguf.py writes it: tensor names (token_embd,
@@ -16,11 +19,6 @@ import { GGML_LAYOUT, GgmlType, GgufValueType, readGgufHeader, type GgufFile, ty
  * RoPE, which pairs adjacent elements), `llama.*` hyper-parameters, and `rope_freqs` for
  * Llama 3.1's RoPE scaling.
  */
-
-export type GgufWeightType = 'Q8_0' | 'Q4_0' | 'Q4_K' | 'F16';
-
-/** llama_ftype of the file, for general.file_type. */
-const FILE_TYPE: Record<GgufWeightType, number> = { F16: 1, Q4_0: 2, Q8_0: 7, Q4_K: 14 };
 
 const GGUF_NAMES: Array<[RegExp, string]> = [
   [/^model\.embed_tokens\.weight$/, 'token_embd.weight'],
@@ -73,26 +71,18 @@ function ggufRowOf(hf: number, rowCount: number, heads: number): number {
   return head * headDim + 2 * (within - half * (headDim / 2)) + half;
 }
 
-/**
- * The ggml type of one tensor: norms stay F32; a matrix whose rows do not split into the type's
- * blocks falls back as llama.cpp does (Q4_K → Q4_0 here, where llama.cpp would use Q5_0; then F16).
- */
-export function ggmlTypeFor(weightType: GgufWeightType, shape: number[]): GgmlType {
-  if (shape.length === 1) return GgmlType.F32;
-  const fits = (type: GgmlType) => shape[1]! % GGML_LAYOUT[type].block === 0;
-  const wanted = GgmlType[weightType as keyof typeof GgmlType];
-  if (fits(wanted)) return wanted;
-  if (wanted === GgmlType.Q4_K && fits(GgmlType.Q4_0)) return GgmlType.Q4_0;
-  return GgmlType.F16;
-}
-
 export function encodeTensor(type: GgmlType, data: Float32Array): Uint8Array {
   switch (type) {
     case GgmlType.F32: return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
     case GgmlType.F16: return new Uint8Array(Uint16Array.from(data, (x) => floatToHalf(x)).buffer);
     case GgmlType.Q8_0: return quantizeBlocks('Q8_0', data);
     case GgmlType.Q4_0: return quantizeBlocks('Q4_0', data);
+    case GgmlType.Q4_1: return quantizeLegacyBlocks('Q4_1', data);
+    case GgmlType.Q5_0: return quantizeLegacyBlocks('Q5_0', data);
+    case GgmlType.Q5_1: return quantizeLegacyBlocks('Q5_1', data);
     case GgmlType.Q4_K: return quantizeQ4K(data);
+    case GgmlType.Q5_K: return quantizeQ5K(data);
+    case GgmlType.Q6_K: return quantizeQ6K(data);
   }
 }
 
@@ -107,16 +97,18 @@ export function decodeTensor(type: GgmlType, bytes: Uint8Array, count: number): 
     case GgmlType.Q8_0: return dequantizeBlocks('Q8_0', bytes, count);
     case GgmlType.Q4_0: return dequantizeBlocks('Q4_0', bytes, count);
     case GgmlType.Q4_K: return dequantizeQ4K(bytes, count);
+    default: throw new HerdError(`herd does not read ggml type ${GgmlType[type]} yet`);
   }
 }
 
-/** One HF tensor as a GGUF tensor: renamed, q/k rows permuted, encoded. */
-export function ggufTensor(tensor: HostTensor, weightType: GgufWeightType, config: LlamaConfig): GgufTensorToWrite {
-  const type = ggmlTypeFor(weightType, tensor.shape);
+/** One HF tensor as a GGUF tensor: renamed, typed by the mix's recipe, q/k rows permuted, encoded. */
+export function ggufTensor(tensor: HostTensor, mix: GgufMix, config: LlamaConfig): GgufTensorToWrite {
+  const name = ggufName(tensor.name);
+  const type = ggmlTypeFor(mix, name, tensor.shape, config);
   let bytes = encodeTensor(type, tensor.data);
   const heads = permutedHeads(tensor.name, config);
   if (heads !== null) bytes = permuteRows(bytes, tensor.shape[0]!, heads, false);
-  return { name: ggufName(tensor.name), type, dims: [...tensor.shape].reverse(), bytes };
+  return { name, type, dims: [...tensor.shape].reverse(), bytes };
 }
 
 /** llama.cpp's rope_freqs for llama3 scaling: the divisor of each frequency (generate_extra_tensors). */
@@ -128,13 +120,13 @@ export function ropeFrequencyFactors(config: LlamaConfig): Float32Array | null {
 }
 
 /** general.* and llama.* metadata from the config. */
-export function llamaMetadata(config: LlamaConfig, name: string, weightType: GgufWeightType): GgufMetadata {
+export function llamaMetadata(config: LlamaConfig, name: string, mix: GgufMix): GgufMetadata {
   const u32 = (value: number) => ({ type: GgufValueType.UINT32 as const, value });
   const f32 = (value: number) => ({ type: GgufValueType.FLOAT32 as const, value });
   const metadata: GgufMetadata = new Map();
   metadata.set('general.architecture', { type: GgufValueType.STRING, value: 'llama' });
   metadata.set('general.name', { type: GgufValueType.STRING, value: name });
-  metadata.set('general.file_type', u32(FILE_TYPE[weightType]));
+  metadata.set('general.file_type', u32(GGUF_MIXES[mix].fileType));
   metadata.set('general.quantization_version', u32(2));
   metadata.set('llama.block_count', u32(config.numHiddenLayers));
   metadata.set('llama.context_length', u32(config.maxPositionEmbeddings));
