@@ -1,7 +1,6 @@
 import { floatToHalf, halfToFloat } from './half.js';
 import { HerdError } from '../errors.js';
-// ggml's nearest_int rounds half to even.
-import { roundHalfEven as nearestInt } from './int4.js';
+import { roundHalfEven } from './int4.js';
 
 /**
  * GGUF's Q4_K super-blocks of 256 weights, 144 bytes, as llama.cpp's reference code writes and
@@ -71,6 +70,20 @@ export interface ScaleMinSearch {
 const f = Math.fround;
 
 /**
+ * ggml's nearest_int: a float plus 1.5·2^23 rounds to an integer, half to even (exact for |x| < 2^22,
+ * the range ggml asserts; roundHalfEven beyond). Also far faster than Math.round under Jest's VM
+ * contexts, where Math.round, Math.min and Math.max cost 20–30× more.
+ */
+export function nearestInt(x: number): number {
+  return Math.abs(x) < 4194304 ? f(x + 12582912) - 12582912 : roundHalfEven(x);
+}
+
+/** l limited to low..high (ggml's MAX(low, MIN(high, l))). */
+export function clamp(l: number, low: number, high: number): number {
+  return l < low ? low : l > high ? high : l;
+}
+
+/**
  * The part of `quantize_row_q4_K_ref` and `quantize_row_q5_K_ref` the two share: fits each of the 8 sub-blocks of
  * 32 (make_qkx2_quants, weighted by rms + |x|), writes f16 d and dmin and the 12 bytes of 6-bit scales and mins
  * into `header` (16 bytes), and the final codes 0..nmax of all 256 weights into `codes`.
@@ -96,8 +109,8 @@ export function fitScaleMinSuperBlock(x: Float32Array, search: ScaleMinSearch, h
   const inverseMin = maxMin > 0 ? f(63 / maxMin) : 0;
   const packed = header.subarray(4, 16);
   for (let j = 0; j < 8; j++) {
-    const ls = Math.min(63, nearestInt(f(inverseScale * scales[j]!)));
-    const lm = Math.min(63, nearestInt(f(inverseMin * mins[j]!)));
+    const ls = clamp(nearestInt(f(inverseScale * scales[j]!)), 0, 63);
+    const lm = clamp(nearestInt(f(inverseMin * mins[j]!)), 0, 63);
     if (j < 4) {
       packed[j] = ls;
       packed[j + 4] = lm;
@@ -121,7 +134,7 @@ export function fitScaleMinSuperBlock(x: Float32Array, search: ScaleMinSearch, h
     // A sub-block whose scale rounds to 0 keeps make_qkx2_quants' codes, as llama.cpp does.
     if (!scale) continue;
     const offset = f(dmin * m);
-    for (let l = 0; l < 32; l++) codes[j * 32 + l] = Math.max(0, Math.min(search.nmax, nearestInt(f(f(x[j * 32 + l]! + offset) / scale))));
+    for (let l = 0; l < 32; l++) codes[j * 32 + l] = clamp(nearestInt(f(f(x[j * 32 + l]! + offset) / scale)), 0, search.nmax);
   }
 }
 
@@ -133,7 +146,7 @@ export function makeQkx2Quants(search: ScaleMinSearch, x: Float32Array, weights:
   const { nmax, nstep } = search;
   const rmin = f(search.rmin);
   const rdelta = f(search.rdelta);
-  const clamp = (l: number) => Math.max(0, Math.min(nmax, l));
+  const code = (v: number, inverse: number) => clamp(nearestInt(f(inverse * f(v - min))), 0, nmax);
   let min = x[0]!;
   let max = x[0]!;
   let sumW = weights[0]!;
@@ -153,7 +166,7 @@ export function makeQkx2Quants(search: ScaleMinSearch, x: Float32Array, weights:
   let scale = f(1 / inverse);
   let bestError = 0;
   x.forEach((v, i) => {
-    codes[i] = clamp(nearestInt(f(inverse * f(v - min))));
+    codes[i] = code(v, inverse);
     const diff = f(f(f(scale * codes[i]!) + min) - v);
     bestError = f(bestError + f(weights[i]! * f(diff * diff)));
   });
@@ -165,7 +178,7 @@ export function makeQkx2Quants(search: ScaleMinSearch, x: Float32Array, weights:
     let sumL2 = 0;
     let sumXL = 0;
     x.forEach((v, i) => {
-      const l = clamp(nearestInt(f(inverse * f(v - min))));
+      const l = code(v, inverse);
       const wl = f(weights[i]! * l);
       trial[i] = l;
       sumL = f(sumL + wl);

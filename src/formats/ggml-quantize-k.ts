@@ -1,8 +1,6 @@
 import { HerdError } from '../errors.js';
 import { floatToHalf, halfToFloat } from './half.js';
-import { QK_K, fitScaleMinSuperBlock, type ScaleMinSearch } from './ggml-k-blocks.js';
-// ggml's nearest_int rounds half to even.
-import { roundHalfEven as nearestInt } from './int4.js';
+import { QK_K, clamp, fitScaleMinSuperBlock, nearestInt, type ScaleMinSearch } from './ggml-k-blocks.js';
 
 /**
  * Writers of GGUF's Q5_K and Q6_K super-blocks of 256 weights, as llama.cpp's reference quantizers
@@ -79,12 +77,12 @@ function quantizeQ6KBlock(x: Float32Array, out: Uint8Array): void {
   out[209] = dBits >> 8;
   const d = halfToFloat(dBits);
   const intScales = new Int8Array(out.buffer, out.byteOffset + 192, 16);
-  for (let ib = 0; ib < 16; ib++) intScales[ib] = Math.min(127, nearestInt(f(inverse * scales[ib]!)));
+  for (let ib = 0; ib < 16; ib++) intScales[ib] = clamp(nearestInt(f(inverse * scales[ib]!)), -128, 127);
   for (let ib = 0; ib < 16; ib++) {
     const step = f(d * intScales[ib]!);
     // A group whose scale rounds to 0 keeps make_qx_quants' codes, as llama.cpp does.
     if (!step) continue;
-    for (let i = ib * 16; i < ib * 16 + 16; i++) codes[i] = Math.max(-32, Math.min(31, nearestInt(f(x[i]! / step)))) + 32;
+    for (let i = ib * 16; i < ib * 16 + 16; i++) codes[i] = clamp(nearestInt(f(x[i]! / step)), -32, 31) + 32;
   }
   packQ6K(codes, out.subarray(0, 128), out.subarray(128, 192));
 }
@@ -123,7 +121,7 @@ function makeQxQuants(nmax: number, x: Float32Array, codes: Uint8Array): number 
     codes.fill(0);
     return 0;
   }
-  const code = (inverse: number, v: number) => Math.max(-nmax, Math.min(nmax - 1, nearestInt(f(inverse * v))));
+  const code = (inverse: number, v: number) => clamp(nearestInt(f(inverse * v)), -nmax, nmax - 1);
   /** The weighted sums Σ w·x·l and Σ w·l² of the codes one inverse scale gives. */
   const fit = (inverse: number) => {
     let sumLX = 0;

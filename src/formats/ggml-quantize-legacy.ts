@@ -1,6 +1,7 @@
 import { HerdError } from '../errors.js';
 import { floatToHalf } from './half.js';
 import { GGML_BLOCK } from './ggml-blocks.js';
+import { clamp } from './ggml-k-blocks.js';
 
 /**
  * Writers of GGUF's Q4_1, Q5_0 and Q5_1 blocks of 32 weights, as llama.cpp's reference quantizers
@@ -40,7 +41,7 @@ function writeQ4_1(block: Float32Array, view: DataView, at: number): void {
   view.setUint16(at, floatToHalf(d), true);
   view.setUint16(at + 2, floatToHalf(min), true);
   // C: MIN(15, (int8_t)(x0 + 0.5f)), truncation toward zero of a non-negative float.
-  const code = (x: number) => Math.min(15, Math.trunc(f(f(f(x - min) * inverse) + 0.5)));
+  const code = (x: number) => clamp(Math.trunc(f(f(f(x - min) * inverse) + 0.5)), 0, 15);
   writeNibbles(block, code, view, at + 4);
 }
 
@@ -50,7 +51,7 @@ function writeQ5_0(block: Float32Array, view: DataView, at: number): void {
   const d = f(extreme / -16);
   const inverse = d ? f(1 / d) : 0;
   view.setUint16(at, floatToHalf(d), true);
-  const code = (x: number) => Math.min(31, Math.trunc(f(f(x * inverse) + 16.5)));
+  const code = (x: number) => clamp(Math.trunc(f(f(x * inverse) + 16.5)), 0, 31);
   view.setUint32(at + 2, fifthBits(block, code), true);
   writeNibbles(block, code, view, at + 6);
 }
