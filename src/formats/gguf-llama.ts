@@ -4,14 +4,15 @@ import type { LlamaConfig } from '../spec/llama-config.js';
 import { floatToHalf } from './half.js';
 import type { PackedFormat, PackedTensor, WeightSource } from './weights.js';
 import { ropeInverseFrequencies } from '../spec/rope.js';
-import { f16ToFloat32, type HostTensor } from './safetensors.js';
+import type { HostTensor } from './safetensors.js';
 import { openForReading } from './files.js';
-import { dequantizeBlocks, quantizeBlocks } from './ggml-blocks.js';
-import { dequantizeQ4K, quantizeQ4K } from './ggml-k-blocks.js';
+import { quantizeBlocks } from './ggml-blocks.js';
+import { quantizeQ4K } from './ggml-k-blocks.js';
 import { quantizeLegacyBlocks } from './ggml-quantize-legacy.js';
 import { quantizeQ5K, quantizeQ6K } from './ggml-quantize-k.js';
+import { dequantizeGgml, type TensorPlace } from './ggml-dequantize.js';
 import { GGUF_MIXES, ggmlTypeFor, type GgufMix } from './gguf-recipe.js';
-import { GgmlType, GgufValueType, readGgufHeader, type GgufFile, type GgufMetadata, type GgufTensorInfo, type GgufTensorToWrite } from './gguf.js';
+import { GGML_LAYOUT, GgmlType, GgufValueType, readGgufHeader, type GgufFile, type GgufMetadata, type GgufTensorInfo, type GgufTensorToWrite } from './gguf.js';
 
 /**
  * Llama in GGUF, as llama.cpp's convert_hf_to_gguf.py writes it: tensor names (token_embd,
@@ -83,22 +84,13 @@ export function encodeTensor(type: GgmlType, data: Float32Array): Uint8Array {
     case GgmlType.Q4_K: return quantizeQ4K(data);
     case GgmlType.Q5_K: return quantizeQ5K(data);
     case GgmlType.Q6_K: return quantizeQ6K(data);
+    default: throw new HerdError(`herd does not write ggml type ${GgmlType[type]}`);
   }
 }
 
-export function decodeTensor(type: GgmlType, bytes: Uint8Array, count: number): Float32Array {
-  switch (type) {
-    case GgmlType.F32: return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-    case GgmlType.F16: {
-      const out = new Float32Array(count);
-      f16ToFloat32(new Uint16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)), out);
-      return out;
-    }
-    case GgmlType.Q8_0: return dequantizeBlocks('Q8_0', bytes, count);
-    case GgmlType.Q4_0: return dequantizeBlocks('Q4_0', bytes, count);
-    case GgmlType.Q4_K: return dequantizeQ4K(bytes, count);
-    default: throw new HerdError(`herd does not read ggml type ${GgmlType[type]} yet`);
-  }
+/** A stored tensor as float32, through the one entry point for every ggml type (ggml-dequantize.ts). */
+export function decodeTensor(type: GgmlType, bytes: Uint8Array, count: number, place?: TensorPlace): Float32Array {
+  return dequantizeGgml(type, bytes, count, place);
 }
 
 /** One HF tensor as a GGUF tensor: renamed, typed by the mix's recipe, q/k rows permuted, encoded. */
@@ -199,7 +191,7 @@ function llama3ScalingFromFactors(config: LlamaConfig, factors: Float32Array, wh
 
 /**
  * A GGUF file as the engine's weight source: HF names in, float32 (q/k rows back in HF order) or,
- * for Q8_0/Q4_0 matrices, the packed blocks herd's kernels compute on.
+ * for the types in PACKED_FORMATS, the packed blocks herd's kernels compute on.
  */
 export class GgufWeights implements WeightSource {
   private fd: number | null = null;
@@ -213,7 +205,7 @@ export class GgufWeights implements WeightSource {
       const info = file.tensors.get('rope_freqs.weight')!;
       const fd = openForReading(file.file);
       try {
-        return decodeTensor(info.type, readTensorBytes(fd, info, file.file), info.dims[0]!);
+        return decodeTensor(info.type, readTensorBytes(fd, info, file.file), info.dims[0]!, { file: file.file, tensor: info.name });
       } finally {
         fs.closeSync(fd);
       }
@@ -235,7 +227,7 @@ export class GgufWeights implements WeightSource {
   readFloat(name: string): HostTensor {
     const info = this.info(name);
     const shape = [...info.dims].reverse();
-    const data = decodeTensor(info.type, this.bytes(name), shape.reduce((a, b) => a * b, 1));
+    const data = decodeTensor(info.type, this.bytes(name), shape.reduce((a, b) => a * b, 1), { file: this.file.file, tensor: info.name });
     return { name, shape, data };
   }
 
@@ -245,10 +237,12 @@ export class GgufWeights implements WeightSource {
     return format ? { format, shape: [...info.dims].reverse(), byteLength: info.byteLength } : null;
   }
 
-  /**
-   * Reads stored bytes straight from the file into `target`; only q and k, whose rows llama.cpp
-   * stores permuted, go through a copy put back in HF row order.
-   */
+  dequantizedAtLoad(name: string): { type: string; bytesPerWeight: number } | null {
+    const { type } = this.info(name);
+    const { block, bytes } = GGML_LAYOUT[type];
+    return PACKED_FORMATS[type] || block === 1 ? null : { type: GgmlType[type], bytesPerWeight: bytes / block };
+  }
+
   /** Reads straight from the file; q and k rows one at a time, each from its place in GGUF's order. */
   readPackedInto(name: string, target: Uint8Array, byteOffset = 0): void {
     const info = this.info(name);
@@ -312,4 +306,5 @@ function readRange(fd: number, info: GgufTensorInfo, byteOffset: number, target:
 /** The GGUF tensor types herd's kernels compute on as stored. */
 const PACKED_FORMATS: Partial<Record<GgmlType, PackedFormat>> = {
   [GgmlType.F32]: 'F32', [GgmlType.F16]: 'F16', [GgmlType.Q8_0]: 'Q8_0', [GgmlType.Q4_0]: 'Q4_0', [GgmlType.Q4_K]: 'Q4_K',
+  [GgmlType.BF16]: 'BF16', [GgmlType.Q4_1]: 'Q4_1', [GgmlType.Q5_0]: 'Q5_0', [GgmlType.Q5_1]: 'Q5_1', [GgmlType.IQ4_NL]: 'IQ4_NL',
 };

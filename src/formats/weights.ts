@@ -16,14 +16,23 @@ export interface WeightSource {
    * on, straight into `target` (a backend may read a tensor in row ranges).
    */
   readPackedInto?(name: string, target: Uint8Array, byteOffset?: number): void;
+  /**
+   * The quantized type a tensor is stored in when the kernels cannot compute on it, so readFloat
+   * dequantizes it (and it takes float32's 4 bytes per weight); null otherwise.
+   */
+  dequantizedAtLoad?(name: string): { type: string; bytesPerWeight: number } | null;
 }
 
 /**
- * Stored formats the CPU kernels compute on: floats, GGUF's Q8_0 and Q4_0 blocks of 32, Q4_K
- * super-blocks of 256, and INT4_G128, AWQ/GPTQ int4 with one scale and zero per 128 columns
+ * Stored formats the CPU kernels compute on: floats, GGUF's Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and
+ * IQ4_NL blocks of 32 (GGUF_BLOCK32_BYTES), Q4_K super-blocks of 256, and INT4_G128, AWQ/GPTQ int4 with one scale and zero per 128 columns
  * repacked row by row (src/quant/int4-rows.ts defines its bytes).
  */
-export type PackedFormat = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K' | 'INT4_G128';
+export type PackedFormat = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'IQ4_NL' | 'Q4_K' | 'INT4_G128';
+
+/** Bytes of one block of 32 weights of the GGUF block formats the kernels decode to floats (src/kernels/assembly/blocks32.ts). */
+export const GGUF_BLOCK32_BYTES = { Q4_1: 20, Q5_0: 22, Q5_1: 24, IQ4_NL: 18 } as const;
+export type Block32Format = keyof typeof GGUF_BLOCK32_BYTES;
 
 /** Input columns per INT4_G128 group, and the bytes of one group: f16 scale, u8 zero, pad, 64 bytes of codes. */
 export const INT4_GROUP_COLUMNS = 128;
@@ -41,6 +50,11 @@ export function packedBytes(format: PackedFormat, rows: number, cols: number): n
       return rows * Math.ceil(cols / 32) * 34;
     case 'Q4_0':
       return rows * Math.ceil(cols / 32) * 18;
+    case 'Q4_1':
+    case 'Q5_0':
+    case 'Q5_1':
+    case 'IQ4_NL':
+      return rows * Math.ceil(cols / 32) * GGUF_BLOCK32_BYTES[format];
     case 'Q4_K':
       return rows * Math.ceil(cols / 256) * 144;
     case 'INT4_G128':

@@ -862,3 +862,4 @@ export function read_sum(start: usize, bytes: usize): f32 {
 }
 
 export * from './int4';
+export * from './blocks32';
