@@ -307,4 +307,5 @@ function readRange(fd: number, info: GgufTensorInfo, byteOffset: number, target:
 const PACKED_FORMATS: Partial<Record<GgmlType, PackedFormat>> = {
   [GgmlType.F32]: 'F32', [GgmlType.F16]: 'F16', [GgmlType.Q8_0]: 'Q8_0', [GgmlType.Q4_0]: 'Q4_0', [GgmlType.Q4_K]: 'Q4_K',
   [GgmlType.BF16]: 'BF16', [GgmlType.Q4_1]: 'Q4_1', [GgmlType.Q5_0]: 'Q5_0', [GgmlType.Q5_1]: 'Q5_1', [GgmlType.IQ4_NL]: 'IQ4_NL',
+  [GgmlType.Q6_K]: 'Q6_K', [GgmlType.Q5_K]: 'Q5_K', [GgmlType.Q3_K]: 'Q3_K', [GgmlType.Q2_K]: 'Q2_K', [GgmlType.IQ4_XS]: 'IQ4_XS',
 };

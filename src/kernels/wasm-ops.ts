@@ -74,8 +74,9 @@ interface WorkerRows {
 
 /**
  * The model's ops on herd's WASM SIMD kernels. Linear layers compute directly on the stored
- * weights (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q4_K, INT4_G128), split by output rows across worker
- * threads that each own a WebAssembly memory, so a model may exceed one memory's 4 GiB.
+ * weights (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q4_K and the other K-quants,
+ * INT4_G128), split by output rows across worker threads that each own a WebAssembly memory, so
+ * a model may exceed one memory's 4 GiB.
  *
  * A linear layer returns as soon as the main thread has its own rows; the workers' rows are
  * copied in (settled) when an op first reads the tensor. So the q, k and v projections of a
