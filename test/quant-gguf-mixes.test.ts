@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { openModelFolder } from '../src/engine/load.js';
 import { GGML_LAYOUT, GgmlType, readGgufHeader, type GgufFile, type GgufTensorInfo } from '../src/formats/gguf.js';
+import { GgufWeights, ggufName } from '../src/formats/gguf-llama.js';
 import { ggmlTypeFor, useMoreBits, type GgufMix } from '../src/formats/gguf-recipe.js';
 import { quantizeLegacyBlocks } from '../src/formats/ggml-quantize-legacy.js';
 import type { LlamaConfig } from '../src/spec/llama-config.js';
@@ -41,6 +42,17 @@ function tensorBytes(file: GgufFile, info: GgufTensorInfo): Uint8Array {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** rms(back − original) / rms(original). */
+function relativeRmsError(original: Float32Array, back: Float32Array): number {
+  let error = 0;
+  let energy = 0;
+  original.forEach((v, i) => {
+    error += (back[i]! - v) ** 2;
+    energy += v * v;
+  });
+  return Math.sqrt(error / energy);
 }
 
 describe('herd writes llama.cpp mixes of the fixture model as llama.cpp does', () => {
@@ -84,6 +96,26 @@ describe('herd writes llama.cpp mixes of the fixture model as llama.cpp does', (
     }
     console.log(`${name}: ${[...counts].map(([type, c]) => `${type} ${c.identical}/${c.blocks}`).join(', ')} blocks identical to llama.cpp's`);
     for (const [type, c] of counts) expect([type, c.identical]).toEqual([type, c.blocks]);
+  });
+
+  // Round trip: herd reads back what it wrote (GgufWeights, q/k rows returned to HF order). Bounds from
+  // uniform quantization, rms error ≈ step/√12 with ~2^bits steps over a block's ±2σ: about 0.08σ for
+  // 4 bits, 0.04σ for 5, 0.02σ for 6, 0.005σ for 8; a wrong row order would give ≈ 1.4σ.
+  const BOUND: Partial<Record<string, number>> = { Q4_K: 0.12, Q5_K: 0.06, Q6_K: 0.03, Q8_0: 0.01, F32: 0 };
+  test.each(LLAMA_CPP_FILES)('%s: herd reads its file back into the source tensors within the type\'s rounding', (_name, format) => {
+    const { weights } = GgufWeights.open(results.find((r) => r.format === format)!.path);
+    const source = openModelFolder(SOURCE).checkpoint;
+    try {
+      for (const hf of source.names()) {
+        const original = source.readFloat(hf).data;
+        const back = weights.readFloat(hf).data;
+        const type = GgmlType[weights.file.tensors.get(ggufName(hf))!.type];
+        expect([hf, type, relativeRmsError(original, back) <= BOUND[type]!]).toEqual([hf, type, true]);
+      }
+    } finally {
+      weights.close();
+      source.close();
+    }
   });
 });
 
@@ -154,6 +186,24 @@ describe('rows that are not whole super-blocks fall back as llama.cpp\'s rules s
     expect(typesOf(written)).toEqual(storiesExpected(types));
     // The header's byte lengths (blocks × block bytes) are checked against the file by readGgufHeader.
     for (const info of written.tensors.values()) expect(info.byteLength).toBe((info.dims.reduce((a, b) => a * b, 1) / GGML_LAYOUT[info.type].block) * GGML_LAYOUT[info.type].bytes);
+  });
+
+  // Q4_1, Q5_0 and Q5_1 come back through the kernels branch's dequantizers within their rounding (bounds as above).
+  test.each([['gguf-q4_1', 'Q4_1', 0.12], ['gguf-q5_0', 'Q5_0', 0.06], ['gguf-q5_k_m', 'Q5_1', 0.06]] as const)('%s: herd reads its %s matrices back within %s of their rms', (format, typeName, bound) => {
+    const { weights } = GgufWeights.open(results.find((r) => r.format === format)!.path);
+    const source = openModelFolder(STORIES).checkpoint;
+    try {
+      const names = source.names().filter((hf) => GgmlType[weights.file.tensors.get(ggufName(hf))!.type] === typeName);
+      expect(names.length).toBeGreaterThan(10);
+      for (const hf of names) {
+        const original = source.readFloat(hf).data;
+        const back = weights.readFloat(hf).data;
+        expect([hf, relativeRmsError(original, back) <= bound]).toEqual([hf, true]);
+      }
+    } finally {
+      weights.close();
+      source.close();
+    }
   });
 });
 
