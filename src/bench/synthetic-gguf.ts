@@ -2,11 +2,12 @@ import type { LlamaConfig } from '../spec/llama-config.js';
 import { SyntheticWeights } from '../engine/synthetic.js';
 import { HerdError } from '../errors.js';
 import { GgmlType, writeGguf, type GgufTensorToWrite } from '../formats/gguf.js';
-import { llamaMetadata, ropeFreqsTensor, type GgufWeightType } from '../formats/gguf-llama.js';
+import { llamaMetadata, ropeFreqsTensor } from '../formats/gguf-llama.js';
+import type { GgufMix } from '../formats/gguf-recipe.js';
 import { ggufNameOf } from '../spec/tensors.js';
 import { tokenizerMetadata } from '../formats/gguf-tokenizer.js';
 
-const GGML_TYPES: Partial<Record<string, [GgmlType, GgufWeightType]>> = {
+const GGML_TYPES: Partial<Record<string, [GgmlType, GgufMix]>> = {
   F16: [GgmlType.F16, 'F16'], Q8_0: [GgmlType.Q8_0, 'Q8_0'], Q4_0: [GgmlType.Q4_0, 'Q4_0'], Q4_K: [GgmlType.Q4_K, 'Q4_K'],
 };
 

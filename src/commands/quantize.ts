@@ -12,11 +12,11 @@ import { QUANT_BACKEND, readScoreText, scoreAgainstBase, type Scorecard } from '
 export default class Quantize extends HerdCommand {
   static override summary = 'Write FP8, AWQ, GPTQ, NF4 and GGUF checkpoints of a model, and score what they lose.';
 
-  static override description = `Runs several formats in one job (--format fp8,awq,gptq,nf4,gguf-q4_k). Safetensors formats become folders <model>-<format> that transformers, vLLM and herd load; GGUF formats become <model>-<type>.gguf files for llama.cpp, Ollama and herd. The source folder is only read. Each layer is written as it finishes, so an interrupted job resumes where it stopped; outputs already complete with the same settings are kept. With --score TEXT (or "herd quantize score --base DIR --quant DIR") it prints perplexity, KL divergence and top-1 agreement against the base model. See docs/quantization.md.
+  static override description = `Runs several formats in one job (--format fp8,awq,gptq,nf4,gguf-q4_k_m). Safetensors formats become folders <model>-<format> that transformers, vLLM and herd load; GGUF formats become <model>-<type>.gguf files for llama.cpp, Ollama and herd, with llama.cpp's per-tensor types for its mixes (gguf-q4_k_m, gguf-q5_k_m, gguf-q6_k, gguf-q5_0, gguf-q4_1, gguf-q8_0). The source folder is only read. Each layer is written as it finishes, so an interrupted job resumes where it stopped; outputs already complete with the same settings are kept. With --score TEXT (or "herd quantize score --base DIR --quant DIR") it prints perplexity, KL divergence and top-1 agreement against the base model. See docs/quantization.md.
 ${EXIT_STATUS_HELP}`;
 
   static override examples = [
-    '<%= config.bin %> quantize --model ~/models/Llama-3.2-1B --format fp8,awq,gptq,nf4,gguf-q4_k --out ~/models/quantized',
+    '<%= config.bin %> quantize --model ~/models/Llama-3.2-1B --format fp8,awq,gptq,nf4,gguf-q4_k_m --out ~/models/quantized',
     '<%= config.bin %> quantize --format gguf-q8_0,int4-rtn,gptq --group-size 64 --out /tmp/q --score story.txt --json',
     '<%= config.bin %> quantize score --base ~/models/Llama-3.2-1B --quant ~/models/quantized/Llama-3.2-1B-awq --score wiki.txt',
   ];
@@ -85,9 +85,9 @@ ${EXIT_STATUS_HELP}`;
     }
     for (const r of results) {
       const state = r.alreadyDone ? 'already complete' : r.resumedLayers > 0 ? `resumed ${r.resumedLayers} layers` : `${r.seconds.toFixed(1)} s`;
-      this.log(`${r.format.padEnd(10)} ${r.path}  ${(r.bytes / 2 ** 20).toFixed(2)} MiB  ${r.bitsPerWeight.toFixed(2)} bits/weight${r.groupSize === null ? '' : `  group ${r.groupSize}`}  ${state}`);
-      for (const note of r.notes) this.log(`           note: ${note}`);
-      if (cards.has(r.path)) this.log(`           ${describeCard('', cards.get(r.path)!).trim()}`);
+      this.log(`${r.format.padEnd(12)} ${r.path}  ${(r.bytes / 2 ** 20).toFixed(2)} MiB  ${r.bitsPerWeight.toFixed(2)} bits/weight${r.groupSize === null ? '' : `  group ${r.groupSize}`}  ${state}`);
+      for (const note of r.notes) this.log(`             note: ${note}`);
+      if (cards.has(r.path)) this.log(`             ${describeCard('', cards.get(r.path)!).trim()}`);
     }
   }
 

@@ -48,19 +48,20 @@ export function dequantizeBlocks(format: BlockFormat, bytes: Uint8Array, count: 
 function quantizeQ8_0Block(block: Float32Array, view: DataView, at: number): void {
   let amax = 0;
   for (const x of block) amax = Math.max(amax, Math.abs(x));
-  const d = amax / 127;
-  const inverse = d ? 1 / d : 0;
+  // float32 like the C code: d, its inverse and each product are rounded to float.
+  const d = Math.fround(amax / 127);
+  const inverse = d ? Math.fround(1 / d) : 0;
   view.setUint16(at, floatToHalf(d), true);
-  block.forEach((x, i) => view.setInt8(at + 2 + i, roundHalfAway(x * inverse)));
+  block.forEach((x, i) => view.setInt8(at + 2 + i, roundHalfAway(Math.fround(x * inverse))));
 }
 
 function quantizeQ4_0Block(block: Float32Array, view: DataView, at: number): void {
   let extreme = 0;
   for (const x of block) if (Math.abs(x) > Math.abs(extreme)) extreme = x;
-  const d = extreme / -8;
-  const inverse = d ? 1 / d : 0;
+  const d = Math.fround(extreme / -8);
+  const inverse = d ? Math.fround(1 / d) : 0;
   view.setUint16(at, floatToHalf(d), true);
-  const code = (x: number) => Math.min(15, Math.trunc(Math.fround(x * inverse) + 8.5));
+  const code = (x: number) => Math.min(15, Math.trunc(Math.fround(Math.fround(x * inverse) + 8.5)));
   for (let i = 0; i < 16; i++) view.setUint8(at + 2 + i, code(block[i]!) | (code(block[i + 16]!) << 4));
 }
 

@@ -10,7 +10,10 @@ import type { HostTensor } from './safetensors.js';
 import { openForReading } from './files.js';
 import { quantizeBlocks } from './ggml-blocks.js';
 import { quantizeQ4K } from './ggml-k-blocks.js';
+import { quantizeLegacyBlocks } from './ggml-quantize-legacy.js';
+import { quantizeQ5K, quantizeQ6K } from './ggml-quantize-k.js';
 import { dequantizeGgml, type TensorPlace } from './ggml-dequantize.js';
+import { GGUF_MIXES, ggmlTypeFor, type GgufMix } from './gguf-recipe.js';
 import { GGML_LAYOUT, GgmlType, GgufValueType, readGgufHeader, type GgufFile, type GgufMetadata, type GgufTensorInfo, type GgufTensorToWrite } from './gguf.js';
 
 /**
@@ -20,10 +23,6 @@ import { GGML_LAYOUT, GgmlType, GgufValueType, readGgufHeader, type GgufFile, ty
  * Llama 3.1's RoPE scaling.
  */
 
-export type GgufWeightType = 'Q8_0' | 'Q4_0' | 'Q4_K' | 'F16';
-
-/** llama_ftype of the file, for general.file_type. */
-const FILE_TYPE: Record<GgufWeightType, number> = { F16: 1, Q4_0: 2, Q8_0: 7, Q4_K: 14 };
 
 /**
  * llama.cpp's `permute`: within each head, HF row half·D/2 + i moves to 2i + half. `inverse`
@@ -49,26 +48,18 @@ function ggufRowOf(hf: number, rowCount: number, heads: number): number {
   return head * headDim + 2 * (within - half * (headDim / 2)) + half;
 }
 
-/**
- * The ggml type of one tensor: norms stay F32; a matrix whose rows do not split into the type's
- * blocks falls back as llama.cpp does (Q4_K → Q4_0 here, where llama.cpp would use Q5_0; then F16).
- */
-export function ggmlTypeFor(weightType: GgufWeightType, shape: number[]): GgmlType {
-  if (shape.length === 1) return GgmlType.F32;
-  const fits = (type: GgmlType) => shape[1]! % GGML_LAYOUT[type].block === 0;
-  const wanted = GgmlType[weightType as keyof typeof GgmlType];
-  if (fits(wanted)) return wanted;
-  if (wanted === GgmlType.Q4_K && fits(GgmlType.Q4_0)) return GgmlType.Q4_0;
-  return GgmlType.F16;
-}
-
 export function encodeTensor(type: GgmlType, data: Float32Array): Uint8Array {
   switch (type) {
     case GgmlType.F32: return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
     case GgmlType.F16: return new Uint8Array(Uint16Array.from(data, (x) => floatToHalf(x)).buffer);
     case GgmlType.Q8_0: return quantizeBlocks('Q8_0', data);
     case GgmlType.Q4_0: return quantizeBlocks('Q4_0', data);
+    case GgmlType.Q4_1: return quantizeLegacyBlocks('Q4_1', data);
+    case GgmlType.Q5_0: return quantizeLegacyBlocks('Q5_0', data);
+    case GgmlType.Q5_1: return quantizeLegacyBlocks('Q5_1', data);
     case GgmlType.Q4_K: return quantizeQ4K(data);
+    case GgmlType.Q5_K: return quantizeQ5K(data);
+    case GgmlType.Q6_K: return quantizeQ6K(data);
     default: throw new HerdError(`herd does not write ggml type ${GgmlType[type]}`);
   }
 }
@@ -78,13 +69,14 @@ export function decodeTensor(type: GgmlType, bytes: Uint8Array, count: number, p
   return dequantizeGgml(type, bytes, count, place);
 }
 
-/** One HF tensor as a GGUF tensor: renamed, q/k rows permuted, encoded. */
-export function ggufTensor(tensor: HostTensor, weightType: GgufWeightType, config: LlamaConfig): GgufTensorToWrite {
-  const type = ggmlTypeFor(weightType, tensor.shape);
+/** One HF tensor as a GGUF tensor: renamed, typed by the mix's recipe, q/k rows permuted, encoded. */
+export function ggufTensor(tensor: HostTensor, mix: GgufMix, config: LlamaConfig): GgufTensorToWrite {
+  const name = ggufNameOf(tensor.name);
+  const type = ggmlTypeFor(mix, name, tensor.shape, config);
   let bytes = encodeTensor(type, tensor.data);
   const heads = permutedHeadsOf(tensor.name, config);
   if (heads !== null) bytes = permuteRows(bytes, tensor.shape[0]!, heads, false);
-  return { name: ggufNameOf(tensor.name), type, dims: [...tensor.shape].reverse(), bytes };
+  return { name, type, dims: [...tensor.shape].reverse(), bytes };
 }
 
 /** llama.cpp's rope_freqs.weight for a llama3-scaled config (convert_hf_to_gguf.py writes it), else null. */
@@ -94,13 +86,13 @@ export function ropeFreqsTensor(config: LlamaConfig): GgufTensorToWrite | null {
 }
 
 /** general.* and llama.* metadata from the config. */
-export function llamaMetadata(config: LlamaConfig, name: string, weightType: GgufWeightType): GgufMetadata {
+export function llamaMetadata(config: LlamaConfig, name: string, mix: GgufMix): GgufMetadata {
   const u32 = (value: number) => ({ type: GgufValueType.UINT32 as const, value });
   const f32 = (value: number) => ({ type: GgufValueType.FLOAT32 as const, value });
   const metadata: GgufMetadata = new Map();
   metadata.set('general.architecture', { type: GgufValueType.STRING, value: 'llama' });
   metadata.set('general.name', { type: GgufValueType.STRING, value: name });
-  metadata.set('general.file_type', u32(FILE_TYPE[weightType]));
+  metadata.set('general.file_type', u32(GGUF_MIXES[mix].fileType));
   metadata.set('general.quantization_version', u32(2));
   metadata.set('llama.block_count', u32(config.numHiddenLayers));
   metadata.set('llama.context_length', u32(config.maxPositionEmbeddings));

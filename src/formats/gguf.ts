@@ -74,7 +74,9 @@ export const GGML_LAYOUT: Record<GgmlType, { block: number; bytes: number }> = {
 };
 
 /** The types herd's GGUF writer produces; reading accepts every type above. */
-export const GGUF_WRITTEN_TYPES: ReadonlySet<GgmlType> = new Set([GgmlType.F32, GgmlType.F16, GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K]);
+export const GGUF_WRITTEN_TYPES: ReadonlySet<GgmlType> = new Set([
+  GgmlType.F32, GgmlType.F16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+]);
 
 export function isGgmlType(id: number): id is GgmlType {
   return Object.prototype.hasOwnProperty.call(GGML_LAYOUT, id);

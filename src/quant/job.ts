@@ -17,7 +17,8 @@ import { QUANT_BACKEND } from './scorecard.js';
 import { ActivationRecorder, calibrationWindows, readCalibrationTexts, runCalibration, type CalibrationOptions } from './calibration.js';
 import { fp8QuantizationConfig, fp8Quantizes, quantizeFp8 } from '../formats/fp8.js';
 import { GgufValueType, readGgufHeader, writeGguf, type GgufTensorToWrite } from '../formats/gguf.js';
-import { ggufTensor, llamaMetadata, ropeFreqsTensor, type GgufWeightType } from '../formats/gguf-llama.js';
+import { ggufTensor, llamaMetadata, ropeFreqsTensor } from '../formats/gguf-llama.js';
+import type { GgufMix } from '../formats/gguf-recipe.js';
 import { tokenizerMetadata } from '../formats/gguf-tokenizer.js';
 import { quantizeGptq } from './gptq.js';
 import { GPTQ_MIN_ZERO, gptqQuantizationConfig, packGptq, type GptqOptions } from '../formats/gptq.js';
@@ -25,8 +26,14 @@ import { quantizeInt4Rtn } from '../formats/int4.js';
 import { nf4QuantizationConfig, quantizeNf4 } from '../formats/nf4.js';
 import { f32Tensor } from '../formats/stored-tensors.js';
 
-/** Every format `herd quantize --format` writes. int4-rtn is plain round-to-nearest in GPTQ's layout, the baseline. */
-export const FORMATS = ['fp8', 'awq', 'gptq', 'int4-rtn', 'nf4', 'gguf-q8_0', 'gguf-q4_0', 'gguf-q4_k', 'gguf-f16'] as const;
+/**
+ * Every format `herd quantize --format` writes. int4-rtn is plain round-to-nearest in GPTQ's layout, the baseline.
+ * gguf-<mix> writes llama.cpp's mix of that name (src/formats/gguf-recipe.ts).
+ */
+export const FORMATS = [
+  'fp8', 'awq', 'gptq', 'int4-rtn', 'nf4',
+  'gguf-q8_0', 'gguf-q6_k', 'gguf-q5_k_m', 'gguf-q5_0', 'gguf-q4_k_m', 'gguf-q4_k', 'gguf-q4_1', 'gguf-q4_0', 'gguf-f16',
+] as const;
 export type QuantFormat = (typeof FORMATS)[number];
 
 export interface QuantizeJobOptions {
@@ -136,7 +143,7 @@ class JobContext {
     };
     if (isGguf) {
       if (fs.existsSync(target) && ggufSettings(target) === settings) return result(0, true, []);
-      this.writeGguf(format.slice(5).toUpperCase() as GgufWeightType, target, settings, format);
+      this.writeGguf(format.slice(5).toUpperCase() as GgufMix, target, settings, format);
       return result(0, false, []);
     }
     const done = fs.existsSync(path.join(target, MARKER)) ? (readJsonFile(path.join(target, MARKER), true) as { settings?: string; notes?: string[] }) : null;
@@ -293,15 +300,15 @@ class JobContext {
     return out;
   }
 
-  private writeGguf(weightType: GgufWeightType, target: string, settings: string, format: QuantFormat): void {
-    const metadata = llamaMetadata(this.config, path.basename(path.resolve(this.options.modelDir)), weightType);
+  private writeGguf(mix: GgufMix, target: string, settings: string, format: QuantFormat): void {
+    const metadata = llamaMetadata(this.config, path.basename(path.resolve(this.options.modelDir)), mix);
     for (const [key, value] of tokenizerMetadata(this.options.modelDir, this.config.bosTokenId, this.config.eosTokenIds)) metadata.set(key, value);
     metadata.set('herd.quantize.settings', { type: GgufValueType.STRING, value: settings });
     const tensors: GgufTensorToWrite[] = [];
     const ropeFreqs = ropeFreqsTensor(this.config);
     if (ropeFreqs) tensors.push(ropeFreqs);
     const layers = this.config.numHiddenLayers;
-    const add = (name: string) => tensors.push(ggufTensor(this.source.readFloat(name), weightType, this.config));
+    const add = (name: string) => tensors.push(ggufTensor(this.source.readFloat(name), mix, this.config));
     add('model.embed_tokens.weight');
     for (let layer = 0; layer < layers; layer++) {
       const prefix = `model.layers.${layer}`;
