@@ -54,11 +54,12 @@ const ROW_FALLBACK: Partial<Record<GgmlType, GgmlType>> = {
 
 /**
  * The ggml type of one tensor of `config`'s model in `mix`, by its GGUF name and HF shape
- * ([rows, columns] for a matrix).
+ * ([rows, columns] for a matrix). `pure` false gives llama-quantize's default choices even for
+ * the mixes herd writes --pure (the memory planner prices files as people download them).
  */
-export function ggmlTypeFor(mix: GgufMix, ggufName: string, shape: readonly number[], config: LlamaConfig): GgmlType {
+export function ggmlTypeFor(mix: GgufMix, ggufName: string, shape: readonly number[], config: LlamaConfig, pure = GGUF_MIXES[mix].pure): GgmlType {
   if (shape.length < 2 || ggufName.endsWith('_norm.weight')) return GgmlType.F32;
-  const { defaultType, pure } = GGUF_MIXES[mix];
+  const { defaultType } = GGUF_MIXES[mix];
   // llama.cpp applies neither the recipe nor the fallback to a float default type.
   if (defaultType === GgmlType.F16) return GgmlType.F16;
   const columns = shape[shape.length - 1]!;

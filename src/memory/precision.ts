@@ -1,4 +1,7 @@
 import { HerdError } from '../errors.js';
+import { GGML_LAYOUT, GgmlType } from '../formats/gguf.js';
+import { ggmlTypeFor, type GgufMix } from '../formats/gguf-recipe.js';
+import { ggufNameOf } from '../spec/tensors.js';
 import type { StoredTensor } from './architecture.js';
 import type { LlamaConfig } from '../spec/llama-config.js';
 import { listWeightTensors, MLP_PROJECTIONS, tensorElements, type WeightTensor } from './parameters.js';
@@ -24,11 +27,6 @@ const FP8_ROW: StorageFormat = { label: 'fp8 (row scales)', bitsPerWeight: 8, bi
 const INT8_ROW: StorageFormat = { label: 'int8 (row scales)', bitsPerWeight: 8, bitsPerRow: 32, bitsPerTensor: 0 };
 // NF4 with double quantization: an 8-bit absmax per 64 weights, and one fp32 per 256 of those.
 const NF4: StorageFormat = plain('nf4', 4 + 8 / 64 + 32 / (64 * 256));
-// GGUF block formats: bytes per block × 8 / weights per block, e.g. Q8_0 = (2 + 32) bytes per 32.
-const Q8_0 = plain('Q8_0', (34 * 8) / 32);
-const Q4_0 = plain('Q4_0', (18 * 8) / 32);
-const Q4_K = plain('Q4_K', (144 * 8) / 256);
-const Q6_K = plain('Q6_K', (210 * 8) / 256);
 
 /** AWQ/GPTQ: 4-bit weights with an fp16 scale and a packed 4-bit zero point per group. */
 function int4Grouped(groupSize: number): StorageFormat {
@@ -94,11 +92,11 @@ export function formatFor(precision: PrecisionId, tensor: WeightTensor, arch: Ll
     case 'nf4':
       return NF4;
     case 'q8_0':
-      return Q8_0;
+      return ggufFormat('Q8_0', tensor, arch);
     case 'q4_0':
-      return tensor.module === 'lm_head' ? Q6_K : Q4_0;
+      return ggufFormat('Q4_0', tensor, arch);
     case 'q4_k_m':
-      return q4KMediumFormat(tensor, arch);
+      return ggufFormat('Q4_K_M', tensor, arch);
   }
 }
 
@@ -108,17 +106,12 @@ function isMetaFp8Tensor(tensor: WeightTensor, arch: LlamaConfig): boolean {
   return MLP_PROJECTIONS.includes(tensor.module) && layer > 0 && layer < arch.numHiddenLayers - 1;
 }
 
-/** llama.cpp's Q4_K_M rules (llama-quant.cpp): Q6_K for the head and for attn_v/ffn_down in some layers. */
-function q4KMediumFormat(tensor: WeightTensor, arch: LlamaConfig): StorageFormat {
-  if (tensor.module === 'lm_head') return Q6_K;
-  const moreBits = tensor.layer !== undefined && useMoreBits(tensor.layer, arch.numHiddenLayers);
-  return (tensor.module === 'v_proj' || tensor.module === 'down_proj') && moreBits ? Q6_K : Q4_K;
-}
-
-/** The first and last eighth of the layers, and every third layer between them. */
-function useMoreBits(layer: number, layers: number): boolean {
-  const eighth = Math.floor(layers / 8);
-  return layer < eighth || layer >= Math.floor((7 * layers) / 8) || (layer - eighth) % 3 === 2;
+/** A GGUF mix as llama-quantize writes it by default: the one recipe herd quantizes with (src/formats/gguf-recipe.ts). */
+function ggufFormat(mix: GgufMix, tensor: WeightTensor, arch: LlamaConfig): StorageFormat {
+  const shape = tensor.module === 'norm' || tensor.module === 'bias' ? [tensor.columns] : [tensor.rows, tensor.columns];
+  const type = ggmlTypeFor(mix, ggufNameOf(tensor.name), shape, arch, false);
+  const { block, bytes } = GGML_LAYOUT[type];
+  return plain(GgmlType[type], (bytes * 8) / block);
 }
 
 export function tensorBytes(format: StorageFormat, elements: number, rows: number): number {
