@@ -7,6 +7,7 @@ export const SHARED = path.resolve(path.dirname(fileURLToPath(import.meta.url)),
 export const TINY_LLAMA = path.join(SHARED, 'fixtures/tiny-llama-3.1');
 export const STORIES = path.join(SHARED, 'fixtures/stories260K');
 export const LLAMA_TOKENIZER = path.join(SHARED, 'fixtures/llama-3.1-tokenizer');
+export const GGUF_LLAMACPP = path.join(SHARED, 'fixtures/gguf-llamacpp');
 
 export function readJson<T>(file: string): T {
   return JSON.parse(fs.readFileSync(file, 'utf8')) as T;

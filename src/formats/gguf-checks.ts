@@ -22,15 +22,17 @@ export function checkLlamaMetadataAgainstTensors(file: GgufFile): void {
   checkBlockCount(file, number('llama.block_count'), fail);
   const heads = number('llama.attention.head_count');
   if (hidden === undefined || heads === undefined) return;
-  const headDim = number('llama.attention.key_length') ?? hidden / heads;
+  const keyLength = number('llama.attention.key_length');
+  const headDim = keyLength ?? hidden / heads;
+  const headSize = keyLength !== undefined ? `llama.attention.key_length ${headDim}` : `head size ${headDim} (llama.embedding_length ${hidden} / llama.attention.head_count ${heads})`;
   const kvHeads = number('llama.attention.head_count_kv') ?? heads;
   for (const [name, info] of file.tensors) {
     const rows = info.dims[1];
     if (/^blk\.\d+\.attn_q\.weight$/.test(name) && rows !== heads * headDim) {
-      fail(`tensor ${name} has ${rows} rows but llama.attention.head_count ${heads} × head size ${headDim} is ${heads * headDim}`);
+      fail(`tensor ${name} has ${rows} rows but llama.attention.head_count ${heads} × ${headSize} is ${heads * headDim}`);
     }
     if (/^blk\.\d+\.attn_[kv]\.weight$/.test(name) && rows !== kvHeads * headDim) {
-      fail(`tensor ${name} has ${rows} rows but llama.attention.head_count_kv ${kvHeads} × head size ${headDim} is ${kvHeads * headDim}`);
+      fail(`tensor ${name} has ${rows} rows but llama.attention.head_count_kv ${kvHeads} × ${headSize} is ${kvHeads * headDim}`);
     }
   }
   const factors = file.tensors.get('rope_freqs.weight');
@@ -43,7 +45,7 @@ function checkBlockCount(file: GgufFile, blockCount: number | undefined, fail: (
   const layers = new Map<number, string>();
   for (const name of file.tensors.keys()) {
     const layer = /^blk\.(\d+)\./.exec(name);
-    if (layer) layers.set(Number(layer[1]), name);
+    if (layer && !layers.has(Number(layer[1]))) layers.set(Number(layer[1]), name);
   }
   for (const [layer, name] of layers) {
     if (layer >= blockCount) fail(`tensor ${name} belongs to layer ${layer} but llama.block_count is ${blockCount}`);

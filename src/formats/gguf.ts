@@ -205,7 +205,7 @@ export function readGgufHeader(file: string): GgufFile {
 function storedByteLength(info: { name: string; type: GgmlType; dims: number[] }, file: string): number {
   const { block } = GGML_LAYOUT[info.type];
   if (info.dims.length === 0 || info.dims[0]! % block !== 0) {
-    throw new HerdError(`${file}: tensor ${info.name} has rows of ${info.dims[0]} elements, not a multiple of ${GgmlType[info.type]}'s block of ${block}`);
+    throw new HerdError(`${file}: tensor ${info.name} has rows of ${info.dims[0]} values, not a multiple of ${GgmlType[info.type]}'s block of ${block}`);
   }
   return tensorByteLength(info.type, info.dims);
 }
