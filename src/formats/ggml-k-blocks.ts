@@ -40,8 +40,8 @@ export function dequantizeQ4K(bytes: Uint8Array, count: number): Float32Array {
   return out;
 }
 
-/** get_scale_min_k4. */
-function scaleMin(j: number, q: Uint8Array): [number, number] {
+/** get_scale_min_k4: the 6-bit scale and min of sub-block j from the 12 packed bytes (Q4_K and Q5_K share them). */
+export function scaleMin(j: number, q: Uint8Array): [number, number] {
   if (j < 4) return [q[j]! & 63, q[j + 4]! & 63];
   return [(q[j + 4]! & 0xf) | ((q[j - 4]! >> 6) << 4), (q[j + 4]! >> 4) | ((q[j]! >> 6) << 4)];
 }

@@ -96,6 +96,7 @@ export function encodeTensor(type: GgmlType, data: Float32Array): Uint8Array {
     case GgmlType.Q8_0: return quantizeBlocks('Q8_0', data);
     case GgmlType.Q4_0: return quantizeBlocks('Q4_0', data);
     case GgmlType.Q4_K: return quantizeQ4K(data);
+    default: throw new HerdError(`herd does not write ggml type ${GgmlType[type]}`);
   }
 }
 
@@ -110,6 +111,7 @@ export function decodeTensor(type: GgmlType, bytes: Uint8Array, count: number): 
     case GgmlType.Q8_0: return dequantizeBlocks('Q8_0', bytes, count);
     case GgmlType.Q4_0: return dequantizeBlocks('Q4_0', bytes, count);
     case GgmlType.Q4_K: return dequantizeQ4K(bytes, count);
+    default: throw new HerdError(`herd cannot dequantize ggml type ${GgmlType[type]}`);
   }
 }
 

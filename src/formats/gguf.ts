@@ -15,17 +15,70 @@ export const GGUF_ALIGNMENT = 32;
 
 export enum GgufValueType { UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12 }
 
-/** ggml tensor types herd writes and reads. */
-export enum GgmlType { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, Q4_K = 12 }
+/**
+ * Every ggml tensor type, numbered as ggml.h's `enum ggml_type` (gguf-py's GGMLQuantizationType);
+ * the gaps (4, 5, 31–33, 36–38) are types ggml removed.
+ */
+export enum GgmlType {
+  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
+  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
+  IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22, IQ4_XS = 23,
+  I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30,
+  TQ1_0 = 34, TQ2_0 = 35, MXFP4 = 39, NVFP4 = 40, Q1_0 = 41,
+}
 
-/** Elements per block and bytes per block of each type. */
+/** Weights of a K-quant super-block (ggml's QK_K). */
+const QK_K = 256;
+
+/**
+ * Elements per block and bytes per block of each type, as ggml-common.h's block structs
+ * (gguf-py's GGML_QUANT_SIZES): with these the reader can size and skip any tensor, even
+ * one herd cannot compute on.
+ */
 export const GGML_LAYOUT: Record<GgmlType, { block: number; bytes: number }> = {
   [GgmlType.F32]: { block: 1, bytes: 4 },
   [GgmlType.F16]: { block: 1, bytes: 2 },
-  [GgmlType.Q4_0]: { block: 32, bytes: 18 },
-  [GgmlType.Q8_0]: { block: 32, bytes: 34 },
-  [GgmlType.Q4_K]: { block: 256, bytes: 144 },
+  [GgmlType.Q4_0]: { block: 32, bytes: 2 + 16 },
+  [GgmlType.Q4_1]: { block: 32, bytes: 2 + 2 + 16 },
+  [GgmlType.Q5_0]: { block: 32, bytes: 2 + 4 + 16 },
+  [GgmlType.Q5_1]: { block: 32, bytes: 2 + 2 + 4 + 16 },
+  [GgmlType.Q8_0]: { block: 32, bytes: 2 + 32 },
+  // Two f16 (d, s) as ggml-common.h's static_assert says; gguf-py's table still has 4 + 4 + 32.
+  [GgmlType.Q8_1]: { block: 32, bytes: 2 + 2 + 32 },
+  [GgmlType.Q2_K]: { block: QK_K, bytes: 2 + 2 + QK_K / 16 + QK_K / 4 },
+  [GgmlType.Q3_K]: { block: QK_K, bytes: 2 + QK_K / 4 + QK_K / 8 + 12 },
+  [GgmlType.Q4_K]: { block: QK_K, bytes: 2 + 2 + QK_K / 2 + 12 },
+  [GgmlType.Q5_K]: { block: QK_K, bytes: 2 + 2 + QK_K / 2 + QK_K / 8 + 12 },
+  [GgmlType.Q6_K]: { block: QK_K, bytes: 2 + QK_K / 2 + QK_K / 4 + QK_K / 16 },
+  [GgmlType.Q8_K]: { block: QK_K, bytes: 4 + QK_K + QK_K / 8 },
+  [GgmlType.IQ2_XXS]: { block: QK_K, bytes: 2 + QK_K / 4 },
+  [GgmlType.IQ2_XS]: { block: QK_K, bytes: 2 + QK_K / 4 + QK_K / 32 },
+  [GgmlType.IQ3_XXS]: { block: QK_K, bytes: 2 + QK_K / 4 + QK_K / 8 },
+  [GgmlType.IQ1_S]: { block: QK_K, bytes: 2 + QK_K / 8 + QK_K / 16 },
+  [GgmlType.IQ4_NL]: { block: 32, bytes: 2 + 16 },
+  [GgmlType.IQ3_S]: { block: QK_K, bytes: 2 + QK_K / 4 + QK_K / 8 + QK_K / 32 + 4 },
+  [GgmlType.IQ2_S]: { block: QK_K, bytes: 2 + QK_K / 4 + QK_K / 16 },
+  [GgmlType.IQ4_XS]: { block: QK_K, bytes: 2 + 2 + QK_K / 2 + QK_K / 64 },
+  [GgmlType.I8]: { block: 1, bytes: 1 },
+  [GgmlType.I16]: { block: 1, bytes: 2 },
+  [GgmlType.I32]: { block: 1, bytes: 4 },
+  [GgmlType.I64]: { block: 1, bytes: 8 },
+  [GgmlType.F64]: { block: 1, bytes: 8 },
+  [GgmlType.IQ1_M]: { block: QK_K, bytes: QK_K / 8 + QK_K / 16 + QK_K / 32 },
+  [GgmlType.BF16]: { block: 1, bytes: 2 },
+  [GgmlType.TQ1_0]: { block: QK_K, bytes: 2 + 4 * 13 },
+  [GgmlType.TQ2_0]: { block: QK_K, bytes: 2 + QK_K / 4 },
+  [GgmlType.MXFP4]: { block: 32, bytes: 1 + 16 },
+  [GgmlType.NVFP4]: { block: 64, bytes: 4 + 32 },
+  [GgmlType.Q1_0]: { block: 128, bytes: 2 + 16 },
 };
+
+/** The types herd's GGUF writer produces; reading accepts every type above. */
+export const GGUF_WRITTEN_TYPES: ReadonlySet<GgmlType> = new Set([GgmlType.F32, GgmlType.F16, GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K]);
+
+export function isGgmlType(id: number): id is GgmlType {
+  return Object.prototype.hasOwnProperty.call(GGML_LAYOUT, id);
+}
 
 /** A metadata value with the type it is written as. */
 export type GgufValue =
@@ -124,6 +177,7 @@ export function writeGguf(file: string, metadata: GgufMetadata, tensors: GgufTen
   let offset = 0;
   const parts: Uint8Array[] = [];
   for (const tensor of tensors) {
+    if (!GGUF_WRITTEN_TYPES.has(tensor.type)) throw new HerdError(`GGUF writer: tensor ${tensor.name} has ggml type ${GgmlType[tensor.type] ?? tensor.type}, which herd does not write`);
     if (tensor.bytes.length !== tensorByteLength(tensor.type, tensor.dims)) throw new HerdError(`GGUF writer: tensor ${tensor.name} has the wrong byte length`);
     header.string(tensor.name);
     header.u32(tensor.dims.length);
@@ -180,7 +234,7 @@ export function readGgufHeader(file: string): GgufFile {
       const tensorName = reader.string();
       const dims = Array.from({ length: reader.u32() }, () => reader.u64());
       const type = reader.u32();
-      if (!(type in GGML_LAYOUT)) throw new HerdError(`${name}: tensor ${tensorName} has ggml type ${type}; herd reads F32, F16, Q8_0, Q4_0 and Q4_K`);
+      if (!isGgmlType(type)) throw new HerdError(`${name}: tensor ${tensorName} has unknown ggml type ${type}`);
       infos.push({ name: tensorName, dims, type, offset: reader.u64() });
     }
     const alignment = typeof metadata.get('general.alignment') === 'number' ? (metadata.get('general.alignment') as number) : GGUF_ALIGNMENT;
