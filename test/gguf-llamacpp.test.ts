@@ -216,7 +216,7 @@ describe('a broken GGUF is one clear line naming the file and the tensor', () =>
 
   test('an unknown ggml type id', async () => {
     patchTensorInfo(source, broken('type.gguf'), 'blk.1.ffn_up.weight', (info) => (info.type = 99));
-    expect(await loadError(broken('type.gguf'))).toMatch(/^type\.gguf: tensor blk\.1\.ffn_up\.weight has ggml type 99\b/);
+    expect(await loadError(broken('type.gguf'))).toMatch(/^type\.gguf: tensor blk\.1\.ffn_up\.weight has unknown ggml type 99$/);
   });
 
   test('rows that do not split into whole blocks', async () => {

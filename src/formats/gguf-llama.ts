@@ -7,10 +7,11 @@ import { ropeInverseFrequencies } from '../spec/rope.js';
 import { readGgufModel } from './gguf-split.js';
 import { checkLlamaMetadataAgainstTensors } from './gguf-checks.js';
 import { endOfGenerationIds } from './gguf-tokenizer.js';
-import { f16ToFloat32, type HostTensor } from './safetensors.js';
+import type { HostTensor } from './safetensors.js';
 import { openForReading } from './files.js';
-import { dequantizeBlocks, quantizeBlocks } from './ggml-blocks.js';
-import { dequantizeQ4K, quantizeQ4K } from './ggml-k-blocks.js';
+import { quantizeBlocks } from './ggml-blocks.js';
+import { quantizeQ4K } from './ggml-k-blocks.js';
+import { dequantizeGgml, type TensorPlace } from './ggml-dequantize.js';
 import { GGML_LAYOUT, GgmlType, GgufValueType, type GgufFile, type GgufMetadata, type GgufTensorInfo, type GgufTensorToWrite } from './gguf.js';
 
 /**
@@ -100,19 +101,9 @@ export function encodeTensor(type: GgmlType, data: Float32Array): Uint8Array {
   }
 }
 
-export function decodeTensor(type: GgmlType, bytes: Uint8Array, count: number): Float32Array {
-  switch (type) {
-    case GgmlType.F32: return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-    case GgmlType.F16: {
-      const out = new Float32Array(count);
-      f16ToFloat32(new Uint16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)), out);
-      return out;
-    }
-    case GgmlType.Q8_0: return dequantizeBlocks('Q8_0', bytes, count);
-    case GgmlType.Q4_0: return dequantizeBlocks('Q4_0', bytes, count);
-    case GgmlType.Q4_K: return dequantizeQ4K(bytes, count);
-    default: throw new HerdError(`herd cannot dequantize ggml type ${GgmlType[type]}`);
-  }
+/** A stored tensor as float32, through the one entry point for every ggml type (ggml-dequantize.ts). */
+export function decodeTensor(type: GgmlType, bytes: Uint8Array, count: number, place?: TensorPlace): Float32Array {
+  return dequantizeGgml(type, bytes, count, place);
 }
 
 /** One HF tensor as a GGUF tensor: renamed, q/k rows permuted, encoded. */
@@ -229,7 +220,7 @@ export class GgufWeights implements WeightSource {
       const info = file.tensors.get('rope_freqs.weight')!;
       const fd = openForReading(info.file);
       try {
-        return decodeTensor(info.type, readTensorBytes(fd, info), info.dims[0]!);
+        return decodeTensor(info.type, readTensorBytes(fd, info), info.dims[0]!, { file: info.file, tensor: info.name });
       } finally {
         fs.closeSync(fd);
       }
@@ -251,7 +242,7 @@ export class GgufWeights implements WeightSource {
   readFloat(name: string): HostTensor {
     const info = this.info(name);
     const shape = [...info.dims].reverse();
-    const data = decodeTensor(info.type, this.bytes(name), shape.reduce((a, b) => a * b, 1));
+    const data = decodeTensor(info.type, this.bytes(name), shape.reduce((a, b) => a * b, 1), { file: info.file, tensor: info.name });
     return { name, shape, data };
   }
 
