@@ -3,6 +3,7 @@ import { halfToFloat } from './half.js';
 import { bf16ToFloat32, f16ToFloat32 } from './safetensors.js';
 import { dequantizeBlocks } from './ggml-blocks.js';
 import { dequantizeQ4K } from './ggml-k-blocks.js';
+import { dequantizeKQuant } from './ggml-k-quants.js';
 import { GGML_LAYOUT, GgmlType } from './gguf.js';
 
 /**
@@ -33,6 +34,11 @@ export const DEQUANTIZERS: Partial<Record<GgmlType, Dequantizer>> = {
   [GgmlType.Q8_0]: (bytes, count) => dequantizeBlocks('Q8_0', bytes, count),
   [GgmlType.Q4_0]: (bytes, count) => dequantizeBlocks('Q4_0', bytes, count),
   [GgmlType.Q4_K]: dequantizeQ4K,
+  [GgmlType.Q6_K]: (bytes, count) => dequantizeKQuant('Q6_K', bytes, count),
+  [GgmlType.Q5_K]: (bytes, count) => dequantizeKQuant('Q5_K', bytes, count),
+  [GgmlType.Q3_K]: (bytes, count) => dequantizeKQuant('Q3_K', bytes, count),
+  [GgmlType.Q2_K]: (bytes, count) => dequantizeKQuant('Q2_K', bytes, count),
+  [GgmlType.IQ4_XS]: (bytes, count) => dequantizeKQuant('IQ4_XS', bytes, count),
   [GgmlType.Q4_1]: (bytes, count) => blocksOf32(GgmlType.Q4_1, bytes, count, q4_1Block),
   [GgmlType.Q5_0]: (bytes, count) => blocksOf32(GgmlType.Q5_0, bytes, count, q5_0Block),
   [GgmlType.Q5_1]: (bytes, count) => blocksOf32(GgmlType.Q5_1, bytes, count, q5_1Block),
