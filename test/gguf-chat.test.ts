@@ -12,10 +12,11 @@ import { ToolBox } from '../src/chat/tools.js';
 import { loadModel, type LoadedModel } from '../src/engine/load.js';
 import { HerdTokenizer } from '../src/engine/tokenizer.js';
 import { GgmlType, readGgufHeader } from '../src/formats/gguf.js';
+import { endOfGenerationIds, tokenizerFromGguf, tokenizerMetadata } from '../src/formats/gguf-tokenizer.js';
 import { DEFAULT_CALIBRATION_FILE } from '../src/quant/calibration.js';
 import { runQuantizeJob } from '../src/quant/job.js';
 import { END_OF_TEXT, EOM, EOT, PYTHON_TAG_ID, ScriptedTokenSource, textIds } from './chat-scripted-source.js';
-import { TINY_LLAMA, readJson } from './fixtures.js';
+import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-gguf-chat-'));
 const generationConfig = readJson<{ eos_token_id: number[] }>(path.join(TINY_LLAMA, 'generation_config.json'));
@@ -97,5 +98,28 @@ describe('chat with scripted Llama 3.1 ids: the GGUF file and the Hugging Face f
     expect(fromGguf.prompts).toEqual(fromFolder.prompts);
     expect(withoutCallIds(fromGguf.messages)).toEqual(withoutCallIds(fromFolder.messages));
     expect(fromGguf.summaries).toEqual(fromFolder.summaries);
+  });
+});
+
+describe('a SentencePiece-style (tokenizer.ggml.model "llama") vocabulary in GGUF: stories260K', () => {
+  const stories = readJson<{ generated_ids: number[]; generated_text: string }>(path.join(STORIES, 'reference.json'));
+  const metadata = new Map([...tokenizerMetadata(STORIES, 1, [2])].map(([key, entry]) => [key, entry.value]));
+  const { tokenizerJson, tokenizerConfig } = tokenizerFromGguf(metadata, 'stories260K.gguf');
+  const fromGguf = HerdTokenizer.fromJson(tokenizerJson, tokenizerConfig);
+  const fromFolder = HerdTokenizer.fromDir(STORIES);
+
+  test('scores and <0xNN> byte tokens are written; the stop ids are </s> alone', () => {
+    expect(metadata.get('tokenizer.ggml.model')).toBe('llama');
+    expect((metadata.get('tokenizer.ggml.tokens') as string[]).slice(0, 4)).toEqual(['<unk>', '<s>', '</s>', '<0x00>']);
+    expect((metadata.get('tokenizer.ggml.token_type') as number[]).slice(0, 4)).toEqual([2, 3, 3, 6]);
+    expect(endOfGenerationIds(metadata)).toEqual([2]);
+  });
+
+  test('encodes (BOS added, byte fallback) and decodes as the folder\'s tokenizer.json', () => {
+    expect(fromGguf.decode(stories.generated_ids)).toBe(stories.generated_text);
+    for (const text of [stories.generated_text, 'Lily saw a 🐶 and said "héllo"!', '  two  spaces\nand a line', '']) {
+      expect(fromGguf.encode(text, true)).toEqual(fromFolder.encode(text, true));
+    }
+    expect(fromGguf.encode('Once', true)[0]).toBe(1);
   });
 });
