@@ -3,6 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { GgmlType, readGgufHeader } from '../src/formats/gguf.js';
 import { dequantizeGgml } from '../src/formats/ggml-dequantize.js';
+import { GgufWeights } from '../src/formats/gguf-llama.js';
+import type { LlamaConfig } from '../src/spec/llama-config.js';
 
 // Every expectation below comes from ggml's definitions, written out by hand: the block sizes of
 // ggml-common.h's static_asserts and the formulas of ggml-quants.c's dequantize_row_*.
@@ -218,5 +220,34 @@ describe('types herd cannot dequantize', () => {
     expect(() => dequantizeGgml(GgmlType.Q5_0, new Uint8Array(21), 32, { file: 'model.gguf', tensor: 'output.weight' })).toThrow(
       /^model\.gguf: Q5_0 data of 21 bytes is not 32 elements in blocks of 32 \(tensor output\.weight\)$/,
     );
+  });
+});
+
+describe('GGUF tensors as a weight source', () => {
+  // ffn tensors only: the config matters just for q and k, whose rows GGUF permutes.
+  const config = { numAttentionHeads: 1, numKeyValueHeads: 1 } as LlamaConfig;
+  const tensors = [
+    { name: 'blk.0.ffn_up.weight', type: GgmlType.Q5_1, dims: [64, 2], bytes: 4 * 24 },
+    { name: 'blk.0.ffn_down.weight', type: GgmlType.BF16, dims: [64, 2], bytes: 256 },
+    { name: 'blk.0.ffn_gate.weight', type: GgmlType.IQ2_XS, dims: [256, 1], bytes: 74 },
+    { name: 'blk.1.ffn_up.weight', type: GgmlType.Q8_K, dims: [256, 1], bytes: 292 },
+    { name: 'blk.1.ffn_down.weight', type: GgmlType.Q4_0, dims: [32, 1], bytes: 18 },
+  ];
+
+  test('the kernels get Q4_1/Q5_0/Q5_1/IQ4_NL and BF16 as stored; other quantized types say they are dequantized at load', () => {
+    const weights = new GgufWeights(readGgufHeader(rawGguf(tensors)), config);
+    expect(weights.describePacked('model.layers.0.mlp.up_proj.weight')).toEqual({ format: 'Q5_1', shape: [2, 64], byteLength: 96 });
+    expect(weights.describePacked('model.layers.0.mlp.down_proj.weight')).toEqual({ format: 'BF16', shape: [2, 64], byteLength: 256 });
+    expect(weights.describePacked('model.layers.1.mlp.up_proj.weight')).toBeNull();
+    expect(weights.dequantizedAtLoad('model.layers.1.mlp.up_proj.weight')).toEqual({ type: 'Q8_K', bytesPerWeight: 292 / 256 });
+    expect(weights.dequantizedAtLoad('model.layers.1.mlp.down_proj.weight')).toBeNull();
+    expect(weights.dequantizedAtLoad('model.layers.0.mlp.down_proj.weight')).toBeNull();
+    weights.close();
+  });
+
+  test('reading a type herd cannot dequantize is one line naming the file, the type and the tensor', () => {
+    const weights = new GgufWeights(readGgufHeader(rawGguf(tensors)), config);
+    expect(() => weights.readFloat('model.layers.0.mlp.gate_proj.weight')).toThrow(/\/types\.gguf: herd cannot compute on or dequantize IQ2_XS \(tensor blk\.0\.ffn_gate\.weight\)$/);
+    weights.close();
   });
 });

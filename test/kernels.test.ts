@@ -5,17 +5,22 @@ import { floatToHalf } from '../src/formats/half.js';
 import { loadModel, openModelFolder } from '../src/engine/load.js';
 import { LlamaForCausalLM } from '../src/engine/model.js';
 import type { Ops } from '../src/engine/ops.js';
-import type { PackedFormat, PackedTensor, WeightSource } from '../src/formats/weights.js';
+import type { Block32Format, PackedFormat, PackedTensor, WeightSource } from '../src/formats/weights.js';
 import { ropeTables } from '../src/engine/rope.js';
 import { GREEDY, seededRandom } from '../src/engine/sampling.js';
 import { KernelOps } from '../src/kernels/wasm-ops.js';
 import { dequantizeBlocks, quantizeBlocks } from '../src/formats/ggml-blocks.js';
 import { dequantizeQ4K, quantizeQ4K } from '../src/formats/ggml-k-blocks.js';
+import type { KQuantType } from '../src/formats/ggml-k-quants.js';
 import { roundHalfEven } from '../src/formats/int4.js';
 import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
 
-/** The formats this file packs itself (INT4_G128 comes from AWQ/GPTQ checkpoints: test/kernels-int4.test.ts). */
-type TestFormat = Exclude<PackedFormat, 'INT4_G128'>;
+/**
+ * The formats this file packs itself (INT4_G128 comes from AWQ/GPTQ checkpoints:
+ * test/kernels-int4.test.ts; the other GGUF blocks of 32 are built in test/kernels-blocks32.test.ts,
+ * the other K-quants in test/kernels-kquants.test.ts).
+ */
+type TestFormat = Exclude<PackedFormat, 'INT4_G128' | Block32Format | KQuantType>;
 
 /** Weights held in memory in any of those formats; readFloat gives their exact float values. */
 class MemorySource implements WeightSource {

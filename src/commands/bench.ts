@@ -19,7 +19,9 @@ import { SyntheticWeights } from '../engine/synthetic.js';
 import { KernelOps, type KvCacheType } from '../kernels/wasm-ops.js';
 import { PRESET_CONFIGS, PRESET_NAMES } from '../memory/presets.js';
 
-const FORMATS: Record<string, PackedFormat> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0', q4_0: 'Q4_0', q4_k: 'Q4_K' };
+const FORMATS: Record<string, PackedFormat> = {
+  f32: 'F32', f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0', q4_0: 'Q4_0', q4_k: 'Q4_K', q6_k: 'Q6_K', q5_k: 'Q5_K', q3_k: 'Q3_K', q2_k: 'Q2_K', iq4_xs: 'IQ4_XS',
+};
 
 type AnyModel = LlamaForCausalLM<unknown, unknown>;
 

@@ -6,6 +6,22 @@ import { packedBytes, type PackedFormat, type PackedTensor, type WeightSource } 
 import type { HostTensor } from '../formats/safetensors.js';
 
 /**
+ * Each quantized format's block (weights) and where its f16 scales lie in it, with small values:
+ * for unsigned codes with a min (Q4_K, Q5_K, Q2_K) a min that centres the weights near zero
+ * (Q4_K: d · 31.5 · 7.5 ≈ dmin · 31.5).
+ */
+const BLOCK_SCALES: Partial<Record<PackedFormat, { weights: number; scales: Array<[number, number]> }>> = {
+  Q8_0: { weights: 32, scales: [[0, 0.001]] },
+  Q4_0: { weights: 32, scales: [[0, 0.001]] },
+  Q4_K: { weights: 256, scales: [[0, 0.001], [2, 0.0075]] },
+  Q6_K: { weights: 256, scales: [[208, 0.0001]] },
+  Q5_K: { weights: 256, scales: [[0, 0.0005], [2, 0.00775]] },
+  Q3_K: { weights: 256, scales: [[108, 0.001]] },
+  Q2_K: { weights: 256, scales: [[80, 0.001], [82, 0.0015]] },
+  IQ4_XS: { weights: 256, scales: [[0, 0.0001]] },
+};
+
+/**
  * Random weights of a model's exact shapes in one stored format, made as they are read: for
  * speed and memory benchmarks of model shapes nobody has to download ("random weights are fine
  * for speed"). Norms are ones so activations stay finite; block scales are small.
@@ -42,14 +58,13 @@ export class SyntheticWeights implements WeightSource {
       this.tameFloats(target, byteOffset);
       return;
     }
-    // Each block starts with its f16 scale (Q4_K: d, then dmin): small, and for Q4_K's unsigned
-    // codes a min that centres the weights near zero (d · 31.5 · 7.5 ≈ dmin · 31.5).
-    const blockBytes = packedBytes(format, 1, format === 'Q4_K' ? 256 : 32);
-    const halves = format === 'Q4_K' ? [floatToHalf(0.001), floatToHalf(0.0075)] : [floatToHalf(0.001)];
+    const { weights, scales } = BLOCK_SCALES[format]!;
+    const blockBytes = packedBytes(format, 1, weights);
     for (let block = Math.ceil(byteOffset / blockBytes) * blockBytes - byteOffset; block < target.length; block += blockBytes) {
-      halves.forEach((half, i) => {
-        if (block + 2 * i + 1 < target.length) target.set([half & 0xff, half >> 8], block + 2 * i);
-      });
+      for (const [at, value] of scales) {
+        const half = floatToHalf(value);
+        if (block + at + 1 < target.length) target.set([half & 0xff, half >> 8], block + at);
+      }
     }
   }
 

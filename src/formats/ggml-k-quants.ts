@@ -1,7 +1,8 @@
 import { HerdError } from '../errors.js';
 import { halfToFloat } from './half.js';
 import { QK_K, scaleMin } from './ggml-k-blocks.js';
-import { IQ4_NL_VALUES } from './iq4nl-values.js';
+// Used only when a block is decoded, so the import cycle with ggml-dequantize.ts (which registers these dequantizers) is harmless.
+import { IQ4_NL_LEVELS } from './ggml-dequantize.js';
 
 /**
  * Readers of GGUF's other super-block types of 256 weights, exactly as ggml's reference
@@ -14,7 +15,7 @@ import { IQ4_NL_VALUES } from './iq4nl-values.js';
  *   Q5_K   176: d f16, dmin f16, scales[12] (Q4_K's eight 6-bit scales and mins), qh[32] 5th bits, qs[128] low 4 bits
  *   Q3_K   110: hmask[32] 3rd bits, qs[64] low 2 bits, scales[12] (sixteen 6-bit scales, offset 32), d f16
  *   Q2_K    84: scales[16] (low nibble scale, high nibble min), qs[64] 2-bit codes, d f16, dmin f16
- *   IQ4_XS 136: d f16, scales_h u16 (2 high bits per 32 weights), scales_l[4] (low nibbles), qs[128] 4-bit indexes into IQ4_NL_VALUES
+ *   IQ4_XS 136: d f16, scales_h u16 (2 high bits per 32 weights), scales_l[4] (low nibbles), qs[128] 4-bit indexes into IQ4_NL_LEVELS
  */
 export type KQuantType = 'Q6_K' | 'Q5_K' | 'Q3_K' | 'Q2_K' | 'IQ4_XS';
 
@@ -82,7 +83,7 @@ function decodeQ5K(block: Uint8Array, out: Float32Array): void {
 }
 
 /** The sixteen 6-bit Q3_K scales, minus their offset of 32: low nibbles in bytes 0..7, top two bits in bytes 8..11. */
-export function q3kScale(scales: Uint8Array, j: number): number {
+function q3kScale(scales: Uint8Array, j: number): number {
   const low = j < 8 ? scales[j]! & 0xf : scales[j - 8]! >> 4;
   const high = (scales[8 + (j % 4)]! >> (2 * Math.floor(j / 4))) & 3;
   return (low | (high << 4)) - 32;
@@ -134,8 +135,8 @@ function decodeIQ4XS(block: Uint8Array, out: Float32Array): void {
     const scale = f32(d * ((low | (((scalesHigh >> (2 * b)) & 3) << 4)) - 32));
     const qs = block.subarray(8 + 16 * b, 24 + 16 * b);
     for (let j = 0; j < 16; j++) {
-      out[32 * b + j] = scale * IQ4_NL_VALUES[qs[j]! & 0xf]!;
-      out[32 * b + 16 + j] = scale * IQ4_NL_VALUES[qs[j]! >> 4]!;
+      out[32 * b + j] = scale * IQ4_NL_LEVELS[qs[j]! & 0xf]!;
+      out[32 * b + 16 + j] = scale * IQ4_NL_LEVELS[qs[j]! >> 4]!;
     }
   }
 }

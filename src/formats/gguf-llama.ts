@@ -203,7 +203,7 @@ function llama3ScalingFromFactors(config: LlamaConfig, factors: Float32Array, wh
 
 /**
  * A GGUF file as the engine's weight source: HF names in, float32 (q/k rows back in HF order) or,
- * for Q8_0/Q4_0 matrices, the packed blocks herd's kernels compute on.
+ * for the types in PACKED_FORMATS, the packed blocks herd's kernels compute on.
  */
 export class GgufWeights implements WeightSource {
   /** Open descriptors by file: a split model reads each tensor from the part that holds it. */
@@ -252,10 +252,12 @@ export class GgufWeights implements WeightSource {
     return format ? { format, shape: [...info.dims].reverse(), byteLength: info.byteLength } : null;
   }
 
-  /**
-   * Reads stored bytes straight from the file into `target`; only q and k, whose rows llama.cpp
-   * stores permuted, go through a copy put back in HF row order.
-   */
+  dequantizedAtLoad(name: string): { type: string; bytesPerWeight: number } | null {
+    const { type } = this.info(name);
+    const { block, bytes } = GGML_LAYOUT[type];
+    return PACKED_FORMATS[type] || block === 1 ? null : { type: GgmlType[type], bytesPerWeight: bytes / block };
+  }
+
   /** Reads straight from the file; q and k rows one at a time, each from its place in GGUF's order. */
   readPackedInto(name: string, target: Uint8Array, byteOffset = 0): void {
     const info = this.info(name);
@@ -328,4 +330,6 @@ function readRange(fd: number, info: GgufTensorInfo, byteOffset: number, target:
 /** The GGUF tensor types herd's kernels compute on as stored. */
 const PACKED_FORMATS: Partial<Record<GgmlType, PackedFormat>> = {
   [GgmlType.F32]: 'F32', [GgmlType.F16]: 'F16', [GgmlType.Q8_0]: 'Q8_0', [GgmlType.Q4_0]: 'Q4_0', [GgmlType.Q4_K]: 'Q4_K',
+  [GgmlType.BF16]: 'BF16', [GgmlType.Q4_1]: 'Q4_1', [GgmlType.Q5_0]: 'Q5_0', [GgmlType.Q5_1]: 'Q5_1', [GgmlType.IQ4_NL]: 'IQ4_NL',
+  [GgmlType.Q6_K]: 'Q6_K', [GgmlType.Q5_K]: 'Q5_K', [GgmlType.Q3_K]: 'Q3_K', [GgmlType.Q2_K]: 'Q2_K', [GgmlType.IQ4_XS]: 'IQ4_XS',
 };

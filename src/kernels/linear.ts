@@ -20,8 +20,17 @@ export interface PlacedMatrix extends StoredMatrix {
 const FLOAT_DTYPE_CODE: Partial<Record<PackedFormat, number>> = { F32: 0, F16: 1, BF16: 2 };
 // GGML type ids, as the kernels take them.
 const QUANT_FORMAT_CODE: Partial<Record<PackedFormat, number>> = { Q8_0: 8, Q4_0: 2, Q4_K: 12 };
+// K-quant super-blocks kept as GGUF stores them, by ggml type id: computed on float activations
+// (see src/kernels/assembly/kquants.ts).
+const K_QUANT_CODE: Partial<Record<PackedFormat, number>> = { Q2_K: 10, Q3_K: 11, Q5_K: 13, Q6_K: 14, IQ4_XS: 23 };
+// GGUF blocks of 32 the kernels decode to floats as stored (blocks32.ts), by ggml type id.
+const BLOCK32_FORMAT_CODE: Partial<Record<PackedFormat, number>> = { Q4_1: 3, Q5_0: 6, Q5_1: 7, IQ4_NL: 20 };
+// Of those, the ones with a per-block min, whose products need the activations' block sums.
+const WITH_MIN: ReadonlySet<PackedFormat> = new Set(['Q4_1', 'Q5_1']);
 // Each quantized format's block length (INT4_G128: its group of 128 columns).
-const BLOCK_LENGTH: Partial<Record<PackedFormat, number>> = { Q8_0: 32, Q4_0: 32, Q4_K: 256, INT4_G128: 128 };
+const BLOCK_LENGTH: Partial<Record<PackedFormat, number>> = {
+  Q8_0: 32, Q4_0: 32, Q4_1: 32, Q5_0: 32, Q5_1: 32, IQ4_NL: 32, Q4_K: 256, Q6_K: 256, Q5_K: 256, Q3_K: 256, Q2_K: 256, IQ4_XS: 256, INT4_G128: 128,
+};
 // Activations are quantized in Q8_0 blocks of 32.
 const QUANT_BLOCK = 32;
 
@@ -32,8 +41,8 @@ export function rowBytes(format: PackedFormat, cols: number): number {
 }
 
 /**
- * GGUF's quantized rows are kept in groups of four interleaved rows (repack_rows, repack_q4k in
- * the kernels); INT4_G128 rows are computed on as read.
+ * GGUF's Q8_0, Q4_0 and Q4_K rows are kept in groups of four interleaved rows (repack_rows,
+ * repack_q4k in the kernels); the other K-quants and INT4_G128 rows are computed on as read.
  */
 function isGrouped(format: PackedFormat): boolean {
   return QUANT_FORMAT_CODE[format] !== undefined;
@@ -83,14 +92,30 @@ export function writeRows(instance: KernelInstance, matrix: StoredMatrix, firstR
 
 /**
  * y[t, c] = Σ_k W[c, k] · x[t, k] for the matrix's rows c, written at columns 0..rows-1 of a
- * y with `yStride` floats per token. Quantized weights multiply activations quantized to Q8_0
- * blocks, as llama.cpp does. Must run inside the instance's scratch scope.
+ * y with `yStride` floats per token. Q8_0, Q4_0, Q4_K and INT4_G128 weights multiply activations
+ * quantized to Q8_0 blocks, as llama.cpp does; the other GGUF blocks of 32 (Q4_1, Q5_0, Q5_1,
+ * IQ4_NL) and the other K-quants are decoded to floats and multiply the float activations. Must
+ * run inside the instance's scratch scope.
  */
 export function multiply(instance: KernelInstance, matrix: StoredMatrix, x: number, tokens: number, y: number, yStride: number): void {
   const kernels = instance.kernels;
   const floatCode = FLOAT_DTYPE_CODE[matrix.format];
   if (floatCode !== undefined) {
     kernels.linear_float(floatCode, matrix.offset, x, y, matrix.cols, yStride, tokens, 0, matrix.rows);
+    return;
+  }
+  const kQuantCode = K_QUANT_CODE[matrix.format];
+  if (kQuantCode !== undefined) {
+    // Room for one row decoded to floats.
+    kernels.linear_kquant(kQuantCode, matrix.offset, x, y, matrix.cols, yStride, tokens, 0, matrix.rows, instance.scratch(matrix.cols * 4));
+    return;
+  }
+  const block32Code = BLOCK32_FORMAT_CODE[matrix.format];
+  if (block32Code !== undefined) {
+    checkBlocks(matrix.format, matrix.cols);
+    const sums = WITH_MIN.has(matrix.format) ? instance.scratch(((tokens * matrix.cols) / QUANT_BLOCK) * 4) : 0;
+    if (sums) kernels.activation_block_sums(x, sums, matrix.cols, tokens);
+    kernels.linear_blocks32(block32Code, matrix.offset, x, sums, y, matrix.cols, yStride, tokens, 0, matrix.rows);
     return;
   }
   const blocks = (tokens * matrix.cols) / QUANT_BLOCK;
@@ -135,7 +160,11 @@ export function gatherRows(instance: KernelInstance, table: StoredMatrix, ids: n
   const floatCode = FLOAT_DTYPE_CODE[table.format];
   // AWQ and GPTQ leave the embedding table in floats.
   if (table.format === 'INT4_G128') throw new HerdError('the CPU kernels cannot look up embeddings in INT4_G128 rows');
+  const kQuantCode = K_QUANT_CODE[table.format];
+  const block32Code = BLOCK32_FORMAT_CODE[table.format];
   if (floatCode !== undefined) instance.kernels.embedding_float(floatCode, table.offset, ids, out, table.cols, count);
+  else if (kQuantCode !== undefined) instance.kernels.embedding_kquant(kQuantCode, table.offset, ids, out, table.cols, count);
+  else if (block32Code !== undefined) instance.kernels.embedding_blocks32(block32Code, table.offset, ids, out, table.cols, count);
   else if (table.format === 'Q4_K') instance.kernels.embedding_q4k(table.offset, ids, out, table.cols, count);
   else instance.kernels.embedding_q(quantCode(table.format, table.cols), table.offset, ids, out, table.cols, count);
 }

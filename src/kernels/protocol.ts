@@ -62,7 +62,9 @@ export const Command = {
 } as const;
 
 /** Weight formats travel as their index in this list. */
-export const PACKED_FORMATS: readonly PackedFormat[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_K', 'INT4_G128'];
+export const PACKED_FORMATS: readonly PackedFormat[] = [
+  'F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_K', 'INT4_G128', 'Q4_1', 'Q5_0', 'Q5_1', 'IQ4_NL', 'Q6_K', 'Q5_K', 'Q3_K', 'Q2_K', 'IQ4_XS',
+];
 
 export interface WorkerSetup {
   control: SharedArrayBuffer;

@@ -21,7 +21,12 @@ export interface KernelExports {
   read_sum(start: number, bytes: number): number;
   linear_q4k(w: number, xq: number, xScales: number, xSums: number, y: number, inDim: number, outDim: number, tokens: number, rowStart: number, rowEnd: number): void;
   embedding_q4k(table: number, ids: number, out: number, dim: number, count: number): void;
+  linear_kquant(type: number, w: number, x: number, y: number, inDim: number, outDim: number, tokens: number, rowStart: number, rowEnd: number, scratch: number): void;
+  embedding_kquant(type: number, table: number, ids: number, out: number, dim: number, count: number): void;
   linear_int4(w: number, xq: number, xScales: number, xSums: number, y: number, inDim: number, outDim: number, tokens: number, rowStart: number, rowEnd: number): void;
+  activation_block_sums(x: number, sums: number, inDim: number, tokens: number): void;
+  linear_blocks32(format: number, w: number, x: number, sums: number, y: number, inDim: number, outDim: number, tokens: number, rowStart: number, rowEnd: number): void;
+  embedding_blocks32(format: number, table: number, ids: number, out: number, dim: number, count: number): void;
 }
 
 const WASM_FILE = new URL('../../dist/kernels/herd-kernels.wasm', import.meta.url);

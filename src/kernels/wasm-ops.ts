@@ -62,6 +62,8 @@ export interface KernelOptions {
   kvCacheType?: KvCacheType;
   /** Bytes of weights each thread puts in one WebAssembly memory before it makes another (ThreadMemories). */
   weightBytesPerMemory?: number;
+  /** Where one-line notices go (default: stderr), e.g. that a weight type costs float32's memory. */
+  notice?: (line: string) => void;
 }
 
 /** A linear output whose workers' rows are still to come: rows [mainRows, rows) of every token. */
@@ -72,8 +74,9 @@ interface WorkerRows {
 
 /**
  * The model's ops on herd's WASM SIMD kernels. Linear layers compute directly on the stored
- * weights (F32, F16, BF16, Q8_0, Q4_0, Q4_K, INT4_G128), split by output rows across worker
- * threads that each own a WebAssembly memory, so a model may exceed one memory's 4 GiB.
+ * weights (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q4_K and the other K-quants,
+ * INT4_G128), split by output rows across worker threads that each own a WebAssembly memory, so
+ * a model may exceed one memory's 4 GiB.
  *
  * A linear layer returns as soon as the main thread has its own rows; the workers' rows are
  * copied in (settled) when an op first reads the tensor. So the q, k and v projections of a
@@ -90,11 +93,15 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   private staged: { tensor: KernelTensor; inputAt: number } | null = null;
 
   private readonly kvDtype: number;
+  private readonly notice: (line: string) => void;
+  /** Stored types already reported as dequantized at load: one notice per type per model. */
+  private readonly dequantizedTypes = new Set<string>();
 
   private constructor(private readonly pool: ThreadPool | null, options: KernelOptions) {
     this.memories = new ThreadMemories(options.weightBytesPerMemory);
     this.instance = this.memories.home;
     this.kvDtype = options.kvCacheType === 'f16' ? 1 : 0;
+    this.notice = options.notice ?? ((line) => process.stderr.write(`herd: ${line}\n`));
   }
 
   static async create(options: KernelOptions = {}): Promise<KernelOps> {
@@ -388,6 +395,7 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     const packed = source.describePacked?.(name) ?? null;
     const host = packed && source.readPackedInto ? null : source.readFloat(name);
     const format = packed && !host ? packed.format : 'F32';
+    if (host) this.noticeDequantized(name, source);
     const [rows, cols] = (packed?.shape ?? host!.shape) as [number, number];
     const bytesPerRow = rowBytes(format, cols);
     const read = (target: Uint8Array, firstRow: number) => {
@@ -411,6 +419,15 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
       return { id, rowStart };
     });
     return { ...main, rows, mainRows, shards };
+  }
+
+  /** Says once per stored type that its tensors were dequantized to float32, and what that costs. */
+  private noticeDequantized(name: string, source: WeightSource): void {
+    const stored = source.dequantizedAtLoad?.(name);
+    if (!stored || this.dequantizedTypes.has(stored.type)) return;
+    this.dequantizedTypes.add(stored.type);
+    const times = (4 / stored.bytesPerWeight).toFixed(1);
+    this.notice(`the CPU kernels do not compute on ${stored.type}; its tensors are dequantized to float32 at load (4 bytes per weight instead of ${stored.bytesPerWeight.toFixed(3)}, ${times}× the memory)`);
   }
 
   private tensor(rows: number, cols: number): KernelTensor {

@@ -16,6 +16,16 @@ const HALF_TO_FLOAT_SCALE: f32 = reinterpret<f32>(0x77800000); // 2^112
   return reinterpret<f32>(reinterpret<u32>(magnitude) | ((h & 0x8000) << 16));
 }
 
+// get_scale_min_k4: scale (6 bits) and min (6 bits) of sub-block j of Q4_K's and Q5_K's 12 packed bytes.
+@inline export function q4kScale(packed: usize, j: i32): u8 {
+  if (j < 4) return load<u8>(packed + j) & 63;
+  return (load<u8>(packed + j + 4) & 0xf) | ((load<u8>(packed + j - 4) >> 6) << 4);
+}
+@inline export function q4kMin(packed: usize, j: i32): u8 {
+  if (j < 4) return load<u8>(packed + j + 4) & 63;
+  return (load<u8>(packed + j + 4) >> 4) | ((load<u8>(packed + j) >> 6) << 4);
+}
+
 // Vector constants live in memory and are loaded where used: V8 rebuilds a v128 constant from
 // immediates every time a loop uses it (several instructions each), which made a block of the
 // quantized kernels about twice as expensive; a load is one instruction.

@@ -5,7 +5,7 @@
 // nn.Linear layout [out, in], so each output row is one contiguous dot product, and a call
 // computes only the rows [rowStart, rowEnd): that is how work is split across threads.
 
-import { halfToFloat, halvesToFloats, highNibbles, lowNibbles, ones16, STREAM_GAP, sum4, TOKEN_TILE } from './common';
+import { halfToFloat, halvesToFloats, highNibbles, lowNibbles, ones16, q4kMin, q4kScale, STREAM_GAP, sum4, TOKEN_TILE } from './common';
 
 // ---------------------------------------------------------------------------------------------
 // Linear layers on float weights: y[t, r] = Σ_k W[r, k] · x[t, k]
@@ -410,16 +410,6 @@ export function linear_q(format: i32, w: usize, xq: usize, xScales: usize, xSums
 const Q4K_BYTES: usize = 144;
 const Q4K_GROUP_BYTES: usize = 592;
 const Q4K_HEADER_BYTES: usize = 80;
-
-// get_scale_min_k4: scale (6 bits) and min (6 bits) of sub-block j.
-@inline function q4kScale(packed: usize, j: i32): u8 {
-  if (j < 4) return load<u8>(packed + j) & 63;
-  return (load<u8>(packed + j + 4) & 0xf) | ((load<u8>(packed + j - 4) >> 6) << 4);
-}
-@inline function q4kMin(packed: usize, j: i32): u8 {
-  if (j < 4) return load<u8>(packed + j + 4) & 63;
-  return (load<u8>(packed + j + 4) >> 4) | ((load<u8>(packed + j) >> 6) << 4);
-}
 
 // Reorders `groups` × 4 GGUF Q4_K rows at src into row groups at dst.
 export function repack_q4k(src: usize, dst: usize, groups: i32, superBlocks: i32): void {
@@ -862,3 +852,5 @@ export function read_sum(start: usize, bytes: usize): f32 {
 }
 
 export * from './int4';
+export * from './blocks32';
+export * from './kquants';
