@@ -41,20 +41,20 @@ const FILES = ['Q8_0', 'Q6_K', 'Q5_K_M', 'Q4_K_M'];
 
 /**
  * Largest |logprob difference| allowed on the kernels (the default backend for these files), from
- * what was measured on llama.cpp's top-5 along each reference sequence. Where herd's kernels
- * compute on the stored blocks they round activations to 8 bits as llama.cpp does, but not with
- * its summation order, so they stay about as far from exact math as llama.cpp is; K-quant
- * types without a kernel (Q6_K, Q5_K) are dequantized at load and multiplied in float32, which is
- * exact math to float rounding and, per the fixture README, only about 0.2 from llama.cpp.
+ * what was measured on llama.cpp's top-5 along each reference sequence. The Q8_0 and Q4_K kernels
+ * round activations to 8 bits as llama.cpp does, but not with its summation order, so they stay
+ * about as far from exact math as llama.cpp is; the Q6_K and Q5_K kernels multiply float32
+ * activations, which is exact math to float rounding and, per the fixture README, only about 0.2
+ * from llama.cpp.
  */
 const KERNEL_TOLERANCES: Record<string, { oracle: number; llamaCpp: number }> = {
   // Q8_0 kernel: measured 0.092 from exact math (llama.cpp: 0.089) and 0.082 from llama.cpp.
   Q8_0: { oracle: 0.12, llamaCpp: 0.1 },
-  // float32 products on dequantized Q6_K: measured 6.6e-6 and 0.160.
+  // Q6_K kernel (float activations): measured 6.6e-6 and 0.160.
   Q6_K: { oracle: 1e-4, llamaCpp: 0.2 },
-  // float32 products on dequantized Q5_K/Q6_K: measured 4.9e-6 and 0.174.
+  // Q5_K and Q6_K kernels (float activations): measured 4.9e-6 and 0.174.
   Q5_K_M: { oracle: 1e-4, llamaCpp: 0.2 },
-  // Q4_K kernel (8-bit activations) beside dequantized Q6_K: measured 0.042 and 0.176.
+  // Q4_K kernel (8-bit activations) beside the Q6_K kernel: measured 0.042 and 0.176.
   Q4_K_M: { oracle: 0.06, llamaCpp: 0.2 },
 };
 /** The tfjs path dequantizes every tensor at load and computes in float32: measured ≤ 1.3e-5. */
@@ -158,8 +158,8 @@ describe.each(FILES)('llama.cpp %s file', (type) => {
   });
 });
 
-test('the kernels are the backend chosen automatically for a file whose matrices they compute on as stored (Q8_0)', async () => {
-  const loaded = await loadModel(fixtureFile('Q8_0'), { threads: 1 });
+test.each(FILES)('the kernels are the backend chosen automatically for the %s file (they compute on its types as stored)', async (type) => {
+  const loaded = await loadModel(fixtureFile(type), { threads: 1 });
   expect(loaded.model.backendName).toBe('kernels');
   loaded.model.dispose();
 });
