@@ -6,6 +6,9 @@ import type { PackedFormat, PackedTensor, WeightSource } from './weights.js';
 import { configFromGgufMetadata, type GgufModelDescription } from '../spec/gguf-metadata.js';
 import { ropeFrequencyFactors } from '../spec/rope.js';
 import { ggufNameOf, permutedHeadsOf } from '../spec/tensors.js';
+import { readGgufModel } from './gguf-split.js';
+import { checkLlamaMetadataAgainstTensors } from './gguf-checks.js';
+import { endOfGenerationIds } from './gguf-tokenizer.js';
 import type { HostTensor } from './safetensors.js';
 import { openForReading } from './files.js';
 import { quantizeBlocks } from './ggml-blocks.js';
@@ -14,7 +17,7 @@ import { quantizeLegacyBlocks } from './ggml-quantize-legacy.js';
 import { quantizeQ5K, quantizeQ6K } from './ggml-quantize-k.js';
 import { dequantizeGgml, type TensorPlace } from './ggml-dequantize.js';
 import { GGUF_MIXES, ggmlTypeFor, type GgufMix } from './gguf-recipe.js';
-import { GGML_LAYOUT, GgmlType, GgufValueType, readGgufHeader, type GgufFile, type GgufMetadata, type GgufTensorInfo, type GgufTensorToWrite } from './gguf.js';
+import { GGML_LAYOUT, GgmlType, GgufValueType, type GgufFile, type GgufMetadata, type GgufTensorInfo, type GgufTensorToWrite } from './gguf.js';
 
 /**
  * Llama in GGUF, as llama.cpp's convert_hf_to_gguf.py writes it: tensor names (token_embd,
@@ -117,9 +120,10 @@ export function llamaMetadata(config: LlamaConfig, name: string, mix: GgufMix): 
 export function describeGgufModel(file: GgufFile): GgufModelDescription {
   const readRopeFactors = () => {
     const info = file.tensors.get('rope_freqs.weight')!;
-    const fd = openForReading(file.file);
+    // A split model's parts each hold their own tensors: read this one from its part.
+    const fd = openForReading(info.file);
     try {
-      return decodeTensor(info.type, readTensorBytes(fd, info, file.file), info.dims[0]!, { file: file.file, tensor: info.name });
+      return decodeTensor(info.type, readTensorBytes(fd, info), info.dims[0]!, { file: info.file, tensor: info.name });
     } finally {
       fs.closeSync(fd);
     }
@@ -132,14 +136,18 @@ export function describeGgufModel(file: GgufFile): GgufModelDescription {
  * for the types in PACKED_FORMATS, the packed blocks herd's kernels compute on.
  */
 export class GgufWeights implements WeightSource {
-  private fd: number | null = null;
+  /** Open descriptors by file: a split model reads each tensor from the part that holds it. */
+  private readonly fds = new Map<string, number>();
   private cached: { name: string; bytes: Uint8Array } | null = null;
 
   constructor(readonly file: GgufFile, private readonly config: LlamaConfig) {}
 
+  /** Opens a GGUF file, or a split model from its first part. */
   static open(path: string): { weights: GgufWeights; config: LlamaConfig } {
-    const file = readGgufHeader(path);
-    const config = configFromGgufMetadata(describeGgufModel(file));
+    const file = readGgufModel(path);
+    checkLlamaMetadataAgainstTensors(file);
+    // llama.cpp's end-of-generation set (eos, eot, eom) from the tokenizer metadata, not just eos.
+    const config = { ...configFromGgufMetadata(describeGgufModel(file)), eosTokenIds: endOfGenerationIds(file.metadata) };
     return { weights: new GgufWeights(file, config), config };
   }
 
@@ -156,7 +164,7 @@ export class GgufWeights implements WeightSource {
   readFloat(name: string): HostTensor {
     const info = this.info(name);
     const shape = [...info.dims].reverse();
-    const data = decodeTensor(info.type, this.bytes(name), shape.reduce((a, b) => a * b, 1), { file: this.file.file, tensor: info.name });
+    const data = decodeTensor(info.type, this.bytes(name), shape.reduce((a, b) => a * b, 1), { file: info.file, tensor: info.name });
     return { name, shape, data };
   }
 
@@ -175,25 +183,34 @@ export class GgufWeights implements WeightSource {
   /** Reads straight from the file; q and k rows one at a time, each from its place in GGUF's order. */
   readPackedInto(name: string, target: Uint8Array, byteOffset = 0): void {
     const info = this.info(name);
-    this.fd ??= openForReading(this.file.file);
+    const fd = this.descriptor(info);
     const heads = permutedHeadsOf(name, this.config);
     if (heads === null) {
-      readRange(this.fd, info, byteOffset, target, this.file.file);
+      readRange(fd, info, byteOffset, target);
       return;
     }
     const rowCount = info.dims[1]!;
     const rowBytes = info.byteLength / rowCount;
-    if (byteOffset % rowBytes !== 0 || target.length % rowBytes !== 0) throw new HerdError(`${this.file.file}: tensor ${info.name} must be read in whole rows`);
+    if (byteOffset % rowBytes !== 0 || target.length % rowBytes !== 0) throw new HerdError(`${info.file}: tensor ${info.name} must be read in whole rows`);
     for (let k = 0; k < target.length / rowBytes; k++) {
       const row = ggufRowOf(byteOffset / rowBytes + k, rowCount, heads);
-      readRange(this.fd, info, row * rowBytes, target.subarray(k * rowBytes, (k + 1) * rowBytes), this.file.file);
+      readRange(fd, info, row * rowBytes, target.subarray(k * rowBytes, (k + 1) * rowBytes));
     }
   }
 
   close(): void {
-    if (this.fd !== null) fs.closeSync(this.fd);
-    this.fd = null;
+    for (const fd of this.fds.values()) fs.closeSync(fd);
+    this.fds.clear();
     this.cached = null;
+  }
+
+  private descriptor(info: GgufTensorInfo): number {
+    let fd = this.fds.get(info.file);
+    if (fd === undefined) {
+      fd = openForReading(info.file);
+      this.fds.set(info.file, fd);
+    }
+    return fd;
   }
 
   private info(hfName: string): GgufTensorInfo {
@@ -206,8 +223,7 @@ export class GgufWeights implements WeightSource {
   private bytes(hfName: string): Uint8Array {
     if (this.cached?.name === hfName) return this.cached.bytes;
     const info = this.info(hfName);
-    this.fd ??= openForReading(this.file.file);
-    let bytes = readTensorBytes(this.fd, info, this.file.file);
+    let bytes = readTensorBytes(this.descriptor(info), info);
     const heads = permutedHeadsOf(hfName, this.config);
     if (heads !== null) bytes = permuteRows(bytes, info.dims[1]!, heads, true);
     this.cached = { name: hfName, bytes };
@@ -215,14 +231,15 @@ export class GgufWeights implements WeightSource {
   }
 }
 
-function readTensorBytes(fd: number, info: GgufTensorInfo, file: string): Uint8Array {
+function readTensorBytes(fd: number, info: GgufTensorInfo): Uint8Array {
   const bytes = new Uint8Array(info.byteLength);
-  readRange(fd, info, 0, bytes, file);
+  readRange(fd, info, 0, bytes);
   return bytes;
 }
 
 /** Fills `target` with the tensor's bytes from `byteOffset` on. */
-function readRange(fd: number, info: GgufTensorInfo, byteOffset: number, target: Uint8Array, file: string): void {
+function readRange(fd: number, info: GgufTensorInfo, byteOffset: number, target: Uint8Array): void {
+  const file = info.file;
   if (byteOffset + target.length > info.byteLength) throw new HerdError(`${file}: read past the end of tensor ${info.name}`);
   let done = 0;
   while (done < target.length) {

@@ -85,6 +85,37 @@ function mergeScores(tokens: string[], merges: string[]): number[] {
   return tokens.map((token, id) => -(rank.get(token) ?? merges.length + id));
 }
 
+/**
+ * Token texts that end generation, as llama.cpp's llama-vocab.cpp recognises them whatever the
+ * metadata says (Llama 3.1: `<|eot_id|>` ends a turn, `<|eom_id|>` a built-in tool call,
+ * `<|end_of_text|>` the text). Left out: the texts llama.cpp only counts under workarounds for
+ * other model families (gpt-oss, gemma4, paddleocr), which are not llama architecture.
+ */
+const END_OF_GENERATION_TEXTS = new Set([
+  '<|eot_id|>', '<|im_end|>', '<|end|>', '<end_of_turn>', '<|endoftext|>', '<|eom_id|>', '<EOT>', '_<EOT>', '[EOT]', '[EOS]', '<|end_of_text|>', '<end_of_utterance>',
+]);
+
+/**
+ * The ids that stop generation, built as llama.cpp builds its end-of-generation set: every token
+ * whose text is a known end marker, plus the ids in tokenizer.ggml.eos_token_id, eot_token_id and
+ * eom_token_id; ascending. For a Llama 3.1 Instruct file this is [end_of_text, eom, eot], the
+ * eos_token_id list of the Hugging Face folder's generation_config.json.
+ */
+export function endOfGenerationIds(metadata: Map<string, unknown>): number[] {
+  const tokens = metadata.get('tokenizer.ggml.tokens');
+  const ids = new Set<number>();
+  if (Array.isArray(tokens)) {
+    tokens.forEach((token, id) => {
+      if (END_OF_GENERATION_TEXTS.has(token as string)) ids.add(id);
+    });
+  }
+  for (const key of ['tokenizer.ggml.eos_token_id', 'tokenizer.ggml.eot_token_id', 'tokenizer.ggml.eom_token_id']) {
+    const id = metadata.get(key);
+    if (typeof id === 'number' && id >= 0) ids.add(id);
+  }
+  return [...ids].sort((a, b) => a - b);
+}
+
 /** tokenizer.json and tokenizer_config.json objects for @huggingface/tokenizers, from GGUF metadata. */
 export function tokenizerFromGguf(metadata: Map<string, unknown>, source: string): { tokenizerJson: object; tokenizerConfig: Record<string, unknown> } {
   const model = metadata.get('tokenizer.ggml.model');

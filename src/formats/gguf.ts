@@ -85,7 +85,7 @@ export function isGgmlType(id: number): id is GgmlType {
 /** A metadata value with the type it is written as. */
 export type GgufValue =
   | { type: GgufValueType.STRING; value: string }
-  | { type: GgufValueType.UINT32 | GgufValueType.INT32 | GgufValueType.FLOAT32 | GgufValueType.UINT64; value: number }
+  | { type: GgufValueType.UINT16 | GgufValueType.UINT32 | GgufValueType.INT32 | GgufValueType.FLOAT32 | GgufValueType.UINT64; value: number }
   | { type: GgufValueType.BOOL; value: boolean }
   | { type: GgufValueType.ARRAY; itemType: GgufValueType.STRING; value: string[] }
   | { type: GgufValueType.ARRAY; itemType: GgufValueType.INT32 | GgufValueType.FLOAT32; value: number[] };
@@ -138,6 +138,7 @@ class Writer {
     const b = Buffer.alloc(8);
     switch (type) {
       case GgufValueType.STRING: return this.string(value as string);
+      case GgufValueType.UINT16: b.writeUInt16LE(value as number); return this.push(b.subarray(0, 2));
       case GgufValueType.UINT32: b.writeUInt32LE(value as number); return this.push(b.subarray(0, 4));
       case GgufValueType.INT32: b.writeInt32LE(value as number); return this.push(b.subarray(0, 4));
       case GgufValueType.FLOAT32: b.writeFloatLE(value as number); return this.push(b.subarray(0, 4));
@@ -197,6 +198,8 @@ export function writeGguf(file: string, metadata: GgufMetadata, tensors: GgufTen
 /** One tensor of a GGUF file: where its bytes are. */
 export interface GgufTensorInfo {
   name: string;
+  /** The file that holds its bytes (one part of a split model, or the model file). */
+  file: string;
   type: GgmlType;
   dims: number[];
   /** Absolute offset in the file and byte length. */
@@ -232,7 +235,7 @@ export function readGgufHeader(file: string, options: { headerOnly?: boolean } =
       const key = reader.string();
       metadata.set(key, reader.value(reader.u32()));
     }
-    const infos: Array<Omit<GgufTensorInfo, 'begin' | 'byteLength'> & { offset: number }> = [];
+    const infos: Array<Omit<GgufTensorInfo, 'file' | 'begin' | 'byteLength'> & { offset: number }> = [];
     for (let i = 0; i < tensorCount; i++) {
       const tensorName = reader.string();
       const dims = Array.from({ length: reader.u32() }, () => reader.u64());
@@ -244,14 +247,41 @@ export function readGgufHeader(file: string, options: { headerOnly?: boolean } =
     const dataStart = Math.ceil(reader.position / alignment) * alignment;
     const tensors = new Map<string, GgufTensorInfo>();
     for (const info of infos) {
-      const byteLength = tensorByteLength(info.type, info.dims);
+      const byteLength = storedByteLength(info, name);
+      if (info.offset % alignment !== 0) throw new HerdError(`${name}: tensor ${info.name} starts at data offset ${info.offset}, which is not a multiple of the alignment ${alignment}`);
       const begin = dataStart + info.offset;
       if (!options.headerOnly && begin + byteLength > size) throw modelError(`${name}: tensor ${info.name} ends past the end of the file (truncated)`, file, info.name);
-      tensors.set(info.name, { name: info.name, type: info.type, dims: info.dims, begin, byteLength });
+      if (tensors.has(info.name)) throw modelError(`${name}: tensor ${info.name} is listed twice`, file, info.name);
+      tensors.set(info.name, { name: info.name, file, type: info.type, dims: info.dims, begin, byteLength });
     }
+    checkNoOverlap([...tensors.values()], name);
     return { file, version, metadata, tensors };
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/** The bytes a tensor's type and dims imply; rows must split into whole blocks. */
+function storedByteLength(info: { name: string; type: GgmlType; dims: number[] }, file: string): number {
+  const { block } = GGML_LAYOUT[info.type];
+  if (info.dims.length === 0 || info.dims[0]! % block !== 0) {
+    throw new HerdError(`${file}: tensor ${info.name} has rows of ${info.dims[0]} values, not a multiple of ${GgmlType[info.type]}'s block of ${block}`);
+  }
+  return tensorByteLength(info.type, info.dims);
+}
+
+/**
+ * Tensor data regions must not overlap: sorted by offset, each tensor has to end before the next
+ * begins (a smaller offset gap than the tensor's size means its type or shape is wrong).
+ */
+function checkNoOverlap(tensors: GgufTensorInfo[], file: string): void {
+  const byStart = [...tensors].sort((a, b) => a.begin - b.begin);
+  for (let i = 1; i < byStart.length; i++) {
+    const previous = byStart[i - 1]!;
+    const current = byStart[i]!;
+    if (previous.begin + previous.byteLength > current.begin) {
+      throw new HerdError(`${file}: tensor ${previous.name} (${GgmlType[previous.type]} [${previous.dims.join(', ')}], ${previous.byteLength} bytes) runs into tensor ${current.name}, which starts ${current.begin - previous.begin} bytes after it`);
+    }
   }
 }
 
