@@ -1,14 +1,14 @@
 import { basename } from 'node:path';
 import { HerdError } from '../errors.js';
 import { GGML_LAYOUT, GgmlType, type GgufTensorInfo } from '../formats/gguf.js';
-import { readGgufModel as readGgufParts } from '../formats/gguf-split.js';
+import { readGgufModel } from '../formats/gguf-split.js';
 import { describeGgufModel } from '../formats/gguf-llama.js';
 import { configFromGgufMetadata } from '../spec/gguf-metadata.js';
 import type { ModelSpec, StoredTensor } from './architecture.js';
 
 /** Reads a GGUF file's header only (metadata and tensor table; every part of a split model) with herd's GGUF reader; no tensor data is loaded. */
-export async function readGgufModel(path: string): Promise<ModelSpec> {
-  const file = readGgufParts(path, { headerOnly: true });
+export async function ggufModelSpec(path: string): Promise<ModelSpec> {
+  const file = readGgufModel(path, { headerOnly: true });
   const tensors = [...file.tensors.values()]
     // rope_freqs is a precomputed RoPE table llama.cpp adds for Llama 3.1, not a weight.
     .filter((info) => !info.name.startsWith('rope_freqs'))

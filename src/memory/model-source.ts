@@ -3,7 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { HerdError } from '../errors.js';
 import { parseLlamaConfig } from '../spec/llama-config.js';
 import type { ModelSpec } from './architecture.js';
-import { readGgufModel } from './gguf-model.js';
+import { ggufModelSpec } from './gguf-model.js';
 import { presetModel } from './presets.js';
 import { isPresetName, PRESET_NAMES } from '../spec/presets.js';
 
@@ -15,7 +15,7 @@ export async function resolveModel(input: string): Promise<ModelSpec> {
     throw new HerdError(`unknown preset or missing path "${input}"; presets: ${PRESET_NAMES.join(', ')}`);
   }
   if (kind === 'directory') return readHfConfig(join(input, 'config.json'), basename(input));
-  if (input.toLowerCase().endsWith('.gguf')) return readGgufModel(input);
+  if (input.toLowerCase().endsWith('.gguf')) return ggufModelSpec(input);
   return readHfConfig(input, basename(dirname(input)));
 }
 
