@@ -73,3 +73,6 @@ function nibble(byte: number, index: number): number {
 function roundHalfAway(x: number): number {
   return Math.sign(x) * Math.round(Math.abs(x));
 }
+
+/** IQ4_NL's 16 non-linear levels (kvalues_iq4nl in ggml-common.h), shared by IQ4_NL and IQ4_XS. */
+export const IQ4_NL_LEVELS: readonly number[] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];

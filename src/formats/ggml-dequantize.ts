@@ -1,7 +1,7 @@
 import { HerdError } from '../errors.js';
 import { halfToFloat } from './half.js';
 import { bf16ToFloat32, f16ToFloat32 } from './safetensors.js';
-import { dequantizeBlocks } from './ggml-blocks.js';
+import { dequantizeBlocks, IQ4_NL_LEVELS } from './ggml-blocks.js';
 import { dequantizeQ4K } from './ggml-k-blocks.js';
 import { dequantizeKQuant } from './ggml-k-quants.js';
 import { GGML_LAYOUT, GgmlType } from './gguf.js';
@@ -129,9 +129,6 @@ function q5_1Block(view: DataView, at: number, out: Float32Array): void {
   const d = half(view, at), m = half(view, at + 2);
   for (let j = 0; j < 32; j++) out[j] = Math.fround((nibble(view, at + 8, j) | fifthBit(view, at + 4, j)) * d + m);
 }
-
-/** IQ4_NL's 16 non-linear levels (kvalues_iq4nl in ggml-common.h). */
-export const IQ4_NL_LEVELS: readonly number[] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 /** IQ4_NL (18 bytes): f16 d, codes; x = d · level[q]. */
 function iq4NlBlock(view: DataView, at: number, out: Float32Array): void {

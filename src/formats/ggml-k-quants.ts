@@ -2,7 +2,7 @@ import { HerdError } from '../errors.js';
 import { halfToFloat } from './half.js';
 import { QK_K, scaleMin } from './ggml-k-blocks.js';
 // Used only when a block is decoded, so the import cycle with ggml-dequantize.ts (which registers these dequantizers) is harmless.
-import { IQ4_NL_LEVELS } from './ggml-dequantize.js';
+import { IQ4_NL_LEVELS } from './ggml-blocks.js';
 
 /**
  * Readers of GGUF's other super-block types of 256 weights, exactly as ggml's reference
