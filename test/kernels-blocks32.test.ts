@@ -138,11 +138,11 @@ test('a quantized type the kernels do not compute on is dequantized at load with
   const ops = await KernelOps.create({ threads: 1, notice: (line) => notices.push(line) });
   try {
     const floats = new BlockSource().add('a', 'F32', [4, 32], new Uint8Array(512)).add('b', 'F32', [4, 32], new Uint8Array(512));
-    // As GGUF's Q2_K would be: only floats to offer, 84 bytes per 256 weights stored.
-    const source: WeightSource = { readFloat: (name) => floats.readFloat(name), dequantizedAtLoad: () => ({ type: 'Q2_K', bytesPerWeight: 84 / 256 }) };
+    // As GGUF's TQ2_0 is: only floats to offer, 66 bytes per 256 weights stored.
+    const source: WeightSource = { readFloat: (name) => floats.readFloat(name), dequantizedAtLoad: () => ({ type: 'TQ2_0', bytesPerWeight: 66 / 256 }) };
     ops.linearWeight('a', source);
     ops.linearWeight('b', source);
-    expect(notices).toEqual(['the CPU kernels do not compute on Q2_K; its tensors are dequantized to float32 at load (4 bytes per weight instead of 0.328, 12.2× the memory)']);
+    expect(notices).toEqual(['the CPU kernels do not compute on TQ2_0; its tensors are dequantized to float32 at load (4 bytes per weight instead of 0.258, 15.5× the memory)']);
   } finally {
     await ops.close();
   }
