@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { HerdError } from '../errors.js';
+import { modelError } from '../errors.js';
 import type { GgufFile } from './gguf.js';
 
 /**
@@ -12,7 +12,7 @@ export function checkLlamaMetadataAgainstTensors(file: GgufFile): void {
   const m = file.metadata;
   const number = (key: string): number | undefined => (typeof m.get(key) === 'number' ? (m.get(key) as number) : undefined);
   const fail = (message: string): never => {
-    throw new HerdError(`${where}: ${message}`);
+    throw modelError(`${where}: ${message}`, file.file);
   };
   const hidden = number('llama.embedding_length');
   const embedding = file.tensors.get('token_embd.weight');
