@@ -17,6 +17,7 @@ import { DEFAULT_CALIBRATION_FILE } from '../src/quant/calibration.js';
 import { runQuantizeJob } from '../src/quant/job.js';
 import { END_OF_TEXT, EOM, EOT, PYTHON_TAG_ID, ScriptedTokenSource, textIds } from './chat-scripted-source.js';
 import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
+import { HANG_GUARD_MS } from './hang-guard.js';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-gguf-chat-'));
 const generationConfig = readJson<{ eos_token_id: number[] }>(path.join(TINY_LLAMA, 'generation_config.json'));
@@ -73,7 +74,7 @@ describe('chat with scripted Llama 3.1 ids: the GGUF file and the Hugging Face f
 
   async function chat(tokenizer: HerdTokenizer, stopTokenIds: number[]) {
     const source = new ScriptedTokenSource(script());
-    const tools = new ToolBox([], ['brave_search'], { timeoutMs: 10_000, maxOutputBytes: 4096, env: {} });
+    const tools = new ToolBox([], ['brave_search'], { timeoutMs: HANG_GUARD_MS, maxOutputBytes: 4096, env: {} });
     const conversation = new Conversation([]);
     const agent = new ChatAgent(conversation, { source, tokenizer, tools, date: new Date(2024, 6, 26), stopTokenIds, maxNewTokens: 256, maxToolRounds: 4 });
     const hooks = { onEvent: () => {}, approve: async () => true, shouldStop: () => false };
