@@ -31,6 +31,10 @@ export const SLOW_SUITES = [
   'test/quant-engine.test.ts', // 131 s
   'test/quant-gguf-llama3.test.ts', // 137 s
   'test/quant-job.test.ts', // 220 s, of which 120 s the AWQ/GPTQ scorecard that then timed out (now smaller)
+  'test/quant-gguf-mixes.test.ts', // 82 s: herd's mixes of the llama.cpp fixture model, block by block
+  'test/gguf-chat.test.ts', // 32 s: a Llama 3.1 chat through a herd-written GGUF
+  'test/json-contract.test.ts', // 27 s: every command's --json through the built CLI
+  'test/generate-scripting.test.ts', // 24 s: generate as scripts run it, Ctrl-C included
 ];
 
 const OPT_IN = '\\.shared\\.test\\.tsx?$';
@@ -56,5 +60,7 @@ export default {
   // The hang guard (test/hang-guard.ts), not a speed limit: a loaded machine may be many times
   // slower than an idle one. test/test-timeouts.test.ts keeps the two equal.
   testTimeout: 15 * 60 * 1000,
+  // Both cores: most suites are one JavaScript thread, so two at a time roughly halve the run.
+  maxWorkers: 2,
   reporters: [['<rootDir>/test/timing-reporter.js', { tier, slowSuites: SLOW_SUITES }], 'default'],
 };
