@@ -1,11 +1,10 @@
 import { activateBackend } from '../src/engine/backends/select.js';
 import type { Ops } from '../src/engine/ops.js';
 import { seededRandom } from '../src/engine/sampling.js';
-import { dequantizeKQuant, K_QUANT_BYTES, type KQuantType } from '../src/formats/ggml-k-quants.js';
+import { K_QUANT_BYTES, type KQuantType } from '../src/formats/ggml-k-quants.js';
 import { floatToHalf } from '../src/formats/half.js';
-import type { HostTensor } from '../src/formats/safetensors.js';
-import type { PackedTensor, WeightSource } from '../src/formats/weights.js';
 import { KernelOps } from '../src/kernels/wasm-ops.js';
+import { exactProducts, linearOn, StoredWeights } from './stored-weights.js';
 
 /**
  * The K-quant kernels (linear_kquant, embedding_kquant) against the TypeScript dequantizers,
@@ -40,67 +39,10 @@ function randomRows(type: KQuantType, rows: number, cols: number, seed: number):
   return bytes;
 }
 
-/** K-quant matrices as stored bytes, and float tables for the inputs. */
-class MemorySource implements WeightSource {
-  private readonly packed = new Map<string, { type: KQuantType; shape: number[]; bytes: Uint8Array }>();
-  private readonly floats = new Map<string, HostTensor>();
-
-  addPacked(name: string, type: KQuantType, shape: number[], bytes: Uint8Array): this {
-    this.packed.set(name, { type, shape, bytes });
-    return this;
-  }
-
-  addFloat(name: string, shape: number[], data: Float32Array): this {
-    this.floats.set(name, { name, shape, data });
-    return this;
-  }
-
-  readFloat(name: string): HostTensor {
-    const packed = this.packed.get(name);
-    if (!packed) return this.floats.get(name)!;
-    return { name, shape: packed.shape, data: dequantizeKQuant(packed.type, packed.bytes, packed.shape[0]! * packed.shape[1]!) };
-  }
-
-  describePacked(name: string): PackedTensor | null {
-    const packed = this.packed.get(name);
-    return packed ? { format: packed.type, shape: packed.shape, byteLength: packed.bytes.length } : null;
-  }
-
-  readPackedInto(name: string, target: Uint8Array, byteOffset = 0): void {
-    target.set(this.packed.get(name)!.bytes.subarray(byteOffset, byteOffset + target.length));
-  }
-}
-
 const gaussian = (count: number, seed: number) => {
   const random = seededRandom(seed);
   return Float32Array.from({ length: count }, () => (random() + random() + random() - 1.5) * 2);
 };
-
-/** y = x · Wᵀ for x [tokens, cols] and W [rows, cols] on `ops`; x enters as rows of an F32 table. */
-function linearOn(ops: AnyOps, source: MemorySource, x: Float32Array, tokens: number, cols: number): Float32Array {
-  source.addFloat('x', [tokens, cols], x);
-  const table = ops.embeddingWeight('x', source);
-  const weight = ops.linearWeight('w', source);
-  return ops.scope(() => ops.read(ops.linear(ops.embedding(table, Int32Array.from({ length: tokens }, (_, i) => i)), weight)));
-}
-
-/** In float64: the exact products, and Σ|w·x| per output, the scale of float32 rounding error. */
-function exactProducts(w: Float32Array, x: Float32Array, rows: number, cols: number, tokens: number): { exact: Float64Array; magnitude: Float64Array } {
-  const exact = new Float64Array(rows * tokens), magnitude = new Float64Array(rows * tokens);
-  for (let t = 0; t < tokens; t++) {
-    for (let r = 0; r < rows; r++) {
-      let sum = 0, size = 0;
-      for (let k = 0; k < cols; k++) {
-        const product = w[r * cols + k]! * x[t * cols + k]!;
-        sum += product;
-        size += Math.abs(product);
-      }
-      exact[t * rows + r] = sum;
-      magnitude[t * rows + r] = size;
-    }
-  }
-  return { exact, magnitude };
-}
 
 describe.each([1, 3])('%i thread(s)', (threads) => {
   let kernels: AnyOps;
@@ -117,12 +59,12 @@ describe.each([1, 3])('%i thread(s)', (threads) => {
   // (263 × 2048 stops at 3, to keep the float64 reference quick).
   describe.each(TYPES)('%s', (type) => {
     test.each([[1, 256, [1, 3, 37]], [3, 512, [1, 3, 37]], [37, 256, [1, 3, 37]], [263, 2048, [1, 3]]])('linear: %i rows, K = %i, tokens %j, equals dequantize-then-matmul', (rows, cols, tokenCounts) => {
-      const source = new MemorySource().addPacked('w', type, [rows, cols], randomRows(type, rows, cols, rows + cols));
+      const source = new StoredWeights().addPacked('w', type, [rows, cols], randomRows(type, rows, cols, rows + cols));
       const w = source.readFloat('w').data;
       for (const tokens of tokenCounts) {
         const x = gaussian(tokens * cols, tokens);
-        const y = linearOn(kernels, source, x, tokens, cols);
-        const { exact, magnitude } = exactProducts(w, x, rows, cols, tokens);
+        const y = linearOn(kernels, source, 'w', x, cols);
+        const { exact, magnitude } = exactProducts(w, x, rows, cols);
         expect(y).toHaveLength(rows * tokens);
         // float32 sums of `cols` products: off by far less than 2e-5 · Σ|w·x|.
         y.forEach((value, i) => expect(Math.abs(value - exact[i]!)).toBeLessThanOrEqual(2e-5 * magnitude[i]! + 1e-30));
@@ -131,7 +73,7 @@ describe.each([1, 3])('%i thread(s)', (threads) => {
 
     test('embedding rows equal the dequantized rows exactly', () => {
       const width = 512;
-      const source = new MemorySource().addPacked('table', type, [9, width], randomRows(type, 9, width, 5));
+      const source = new StoredWeights().addPacked('table', type, [9, width], randomRows(type, 9, width, 5));
       const ids = Int32Array.of(8, 0, 3, 3);
       const table = kernels.embeddingWeight('table', source);
       const rows = kernels.scope(() => kernels.read(kernels.embedding(table, ids)));
@@ -147,10 +89,10 @@ test('the tfjs backend computes the same products from the dequantized weights',
   const kernels = (await KernelOps.create({ threads: 1 })) as unknown as AnyOps;
   try {
     for (const type of TYPES) {
-      const source = new MemorySource().addPacked('w', type, [13, 512], randomRows(type, 13, 512, 77));
+      const source = new StoredWeights().addPacked('w', type, [13, 512], randomRows(type, 13, 512, 77));
       const x = gaussian(5 * 512, 9);
-      const onKernels = linearOn(kernels, source, x, 5, 512);
-      const onTfjs = linearOn(reference, source, x, 5, 512);
+      const onKernels = linearOn(kernels, source, 'w', x, 512);
+      const onTfjs = linearOn(reference, source, 'w', x, 512);
       onKernels.forEach((value, i) => expect(Math.abs(value - onTfjs[i]!)).toBeLessThan(1e-4 * (1 + Math.abs(onTfjs[i]!))));
     }
   } finally {

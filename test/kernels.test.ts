@@ -1,16 +1,16 @@
 import { activateBackend } from '../src/engine/backends/select.js';
 import { generate } from '../src/engine/generate.js';
-import { bf16ToFloat32, f16ToFloat32, type HostTensor } from '../src/formats/safetensors.js';
 import { floatToHalf } from '../src/formats/half.js';
 import { loadModel, openModelFolder } from '../src/engine/load.js';
 import { LlamaForCausalLM } from '../src/engine/model.js';
 import type { Ops } from '../src/engine/ops.js';
-import type { Block32Format, PackedFormat, PackedTensor, WeightSource } from '../src/formats/weights.js';
+import type { Block32Format, PackedFormat, WeightSource } from '../src/formats/weights.js';
 import { ropeTables } from '../src/engine/rope.js';
 import { GREEDY, seededRandom } from '../src/engine/sampling.js';
 import { KernelOps } from '../src/kernels/wasm-ops.js';
-import { dequantizeBlocks, quantizeBlocks } from '../src/formats/ggml-blocks.js';
-import { dequantizeQ4K, quantizeQ4K } from '../src/formats/ggml-k-blocks.js';
+import { StoredWeights } from './stored-weights.js';
+import { quantizeBlocks } from '../src/formats/ggml-blocks.js';
+import { quantizeQ4K } from '../src/formats/ggml-k-blocks.js';
 import type { KQuantType } from '../src/formats/ggml-k-quants.js';
 import { roundHalfEven } from '../src/formats/int4.js';
 import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
@@ -22,27 +22,10 @@ import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
  */
 type TestFormat = Exclude<PackedFormat, 'INT4_G128' | Block32Format | KQuantType>;
 
-/** Weights held in memory in any of those formats; readFloat gives their exact float values. */
-class MemorySource implements WeightSource {
-  private readonly tensors = new Map<string, { format: TestFormat; shape: number[]; bytes: Uint8Array }>();
-
+/** The shared stored weights, filled with float values packed here in the format under test. */
+class MemorySource extends StoredWeights {
   add(name: string, format: TestFormat, shape: number[], values: Float32Array): this {
-    this.tensors.set(name, { format, shape, bytes: pack(format, values) });
-    return this;
-  }
-
-  readFloat(name: string): HostTensor {
-    const { format, shape, bytes } = this.tensors.get(name)!;
-    return { name, shape, data: unpack(format, bytes, shape.reduce((a, b) => a * b)) };
-  }
-
-  describePacked(name: string): PackedTensor {
-    const { format, shape, bytes } = this.tensors.get(name)!;
-    return { format, shape, byteLength: bytes.length };
-  }
-
-  readPackedInto(name: string, target: Uint8Array, byteOffset = 0): void {
-    target.set(this.tensors.get(name)!.bytes.subarray(byteOffset, byteOffset + target.length));
+    return this.addPacked(name, format, shape, pack(format, values));
   }
 }
 
@@ -52,16 +35,6 @@ function pack(format: TestFormat, values: Float32Array): Uint8Array {
   if (format === 'BF16') return new Uint8Array(Uint16Array.from(new Uint32Array(Float32Array.from(values).buffer), (bits) => bits >>> 16).buffer);
   if (format === 'Q4_K') return quantizeQ4K(values);
   return quantizeBlocks(format, values);
-}
-
-function unpack(format: TestFormat, bytes: Uint8Array, count: number): Float32Array {
-  const out = new Float32Array(count);
-  if (format === 'F32') out.set(new Float32Array(bytes.slice().buffer));
-  else if (format === 'F16') f16ToFloat32(new Uint16Array(bytes.slice().buffer), out);
-  else if (format === 'BF16') bf16ToFloat32(new Uint16Array(bytes.slice().buffer), out);
-  else if (format === 'Q4_K') return dequantizeQ4K(bytes, count);
-  else return dequantizeBlocks(format, bytes, count);
-  return out;
 }
 
 const random = seededRandom(11);
