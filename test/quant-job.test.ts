@@ -34,6 +34,16 @@ test('an interrupted job resumes from its finished layers and writes the same by
   expect(again!.alreadyDone).toBe(true);
 });
 
+test('Ctrl-C while a GGUF file is built stops the job and leaves no file', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-quant-gguf-stop-'));
+  let asked = 0;
+  await expect(runQuantizeJob(options(out, { formats: ['gguf-q8_0'], shouldStop: () => ++asked === 3 }))).rejects.toThrow(
+    new HerdInterrupted('interrupted after layer 3 of 5 of gguf-q8_0: a GGUF file is written whole, so nothing of it is kept; the formats finished before it are complete'),
+  );
+  expect(fs.readdirSync(out)).toEqual([]);
+  fs.rmSync(out, { recursive: true, force: true });
+});
+
 test('corrupt or unsupported input models give one clear error', async () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-quant-bad-'));
   const broken = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-quant-broken-'));

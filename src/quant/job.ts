@@ -143,7 +143,7 @@ class JobContext {
     };
     if (isGguf) {
       if (fs.existsSync(target) && ggufSettings(target) === settings) return result(0, true, []);
-      this.writeGguf(format.slice(5).toUpperCase() as GgufMix, target, settings, format);
+      await this.writeGguf(format.slice(5).toUpperCase() as GgufMix, target, settings, format);
       return result(0, false, []);
     }
     const done = fs.existsSync(path.join(target, MARKER)) ? (readJsonFile(path.join(target, MARKER), true) as { settings?: string; notes?: string[] }) : null;
@@ -300,7 +300,7 @@ class JobContext {
     return out;
   }
 
-  private writeGguf(mix: GgufMix, target: string, settings: string, format: QuantFormat): void {
+  private async writeGguf(mix: GgufMix, target: string, settings: string, format: QuantFormat): Promise<void> {
     const metadata = llamaMetadata(this.config, path.basename(path.resolve(this.options.modelDir)), mix);
     for (const [key, value] of tokenizerMetadata(this.options.modelDir, this.config.bosTokenId, this.config.eosTokenIds)) metadata.set(key, value);
     metadata.set('herd.quantize.settings', { type: GgufValueType.STRING, value: settings });
@@ -316,6 +316,10 @@ class JobContext {
       add(`${prefix}.post_attention_layernorm.weight`);
       for (const linear of LINEARS) add(`${prefix}.${linear}.weight`);
       this.options.onLayer?.(format, layer + 1, layers);
+      // A GGUF file is written whole at the end: stopping keeps nothing of it, but ends the job now.
+      if (layer + 1 < layers && (await stopRequested(this.options.shouldStop))) {
+        throw new HerdInterrupted(`interrupted after layer ${layer + 1} of ${layers} of ${format}: a GGUF file is written whole, so nothing of it is kept; the formats finished before it are complete`);
+      }
     }
     add('model.norm.weight');
     if (!this.config.tieWordEmbeddings) add('lm_head.weight');
