@@ -1,8 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { modelError } from '../errors.js';
 import { HerdTokenizer } from '../engine/tokenizer.js';
-import { HerdError } from '../errors.js';
+import { HerdError, modelError } from '../errors.js';
 import { DebertaClassifier } from './deberta.js';
 
 /**
