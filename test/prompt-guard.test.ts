@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { activateBackend } from '../src/engine/backends/select.js';
 import { buildRelativePosition, logBucketPosition } from '../src/guard/deberta.js';
-import { PromptGuard, type SegmentResult } from '../src/guard/prompt-guard.js';
+import { PromptGuard, scoresOf, type SegmentResult } from '../src/guard/prompt-guard.js';
 import { PROMPT_GUARD_TINY } from './fixtures.js';
 
 /** The fixture's reference.json (float64 oracle of HF's DebertaV2ForSequenceClassification). */
@@ -131,6 +131,13 @@ describe('Prompt Guard classifier against the float64 reference', () => {
     const total = halved.reduce((sum, value) => sum + value, 0);
     expect(maxAbsDiff(result.segments[0]!.probs, halved.map((value) => value / total))).toBeLessThanOrEqual(TOLERANCE);
     expect(() => guard.classify(hello.text!, { temperature: 0 })).toThrow('temperature must be positive; got 0');
+  });
+});
+
+describe("Meta's scores", () => {
+  test('Prompt Guard 2 (two labels) gives malicious = P(label 1); other label counts are refused', () => {
+    expect(scoresOf([0.25, 0.75])).toEqual({ malicious: 0.75 });
+    expect(() => scoresOf([0.1, 0.2, 0.3, 0.4])).toThrow('Prompt Guard has 2 or 3 labels; this classifier has 4');
   });
 });
 
