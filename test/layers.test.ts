@@ -12,6 +12,8 @@ const SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src')
 const ALLOWED: Record<string, readonly string[]> = {
   spec: [],
   formats: ['spec'],
+  // The safety classifiers run on the engine's tokenizer and backends and read weights through formats/.
+  guard: ['spec', 'formats', 'engine'],
 };
 
 /** Folders a folder must never import. */
@@ -66,6 +68,12 @@ describe('layers', () => {
     expect(violations(imports)).toEqual([]);
   });
 
+  // guard/ has no command or chat shield yet; whoever adds one decides where it sits in the layers.
+  test('nothing outside guard/ imports guard/ yet', () => {
+    const imports = sourceFiles(SRC).flatMap((file) => importsOf(file, fs.readFileSync(file, 'utf8')));
+    expect(imports.filter(({ from, to }) => folderOf(to) === 'guard' && folderOf(from) !== 'guard').map(({ from, to }) => `${from} → ${to}`)).toEqual([]);
+  });
+
   test('the rule catches the engine importing quant/ or train/, and formats/ importing the engine', () => {
     const fake = (from: string, source: string) => importsOf(path.join(SRC, from), source);
     expect(violations([
@@ -75,11 +83,14 @@ describe('layers', () => {
       ...fake('spec/tensors.ts', "import { readGgufHeader } from '../formats/gguf.js';"),
       ...fake('formats/gguf-llama.ts', "import { ggufNameOf } from '../spec/tensors.js';"),
       ...fake('engine/load.ts', "import { GgufWeights } from '../formats/gguf-llama.js';"),
+      ...fake('guard/deberta.ts', "import { readFloatTensor } from '../formats/safetensors.js';"),
+      ...fake('guard/prompt-guard.ts', "import { ChatSession } from '../chat/session.js';"),
     ])).toEqual([
       `${path.join('engine', 'load.ts')} → ${path.join('quant', 'job.js')}`,
       `${path.join('engine', 'model.ts')} → ${path.join('train', 'lora.js')}`,
       `${path.join('formats', 'gguf.ts')} → ${path.join('engine', 'ops.js')}`,
       `${path.join('spec', 'tensors.ts')} → ${path.join('formats', 'gguf.js')}`,
+      `${path.join('guard', 'prompt-guard.ts')} → ${path.join('chat', 'session.js')}`,
     ]);
   });
 });
