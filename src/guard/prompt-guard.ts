@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { logSoftmax } from '../engine/sampling.js';
 import { HerdTokenizer } from '../engine/tokenizer.js';
 import { HerdError, modelError } from '../errors.js';
 import { DebertaClassifier } from './deberta.js';
@@ -106,13 +107,9 @@ export class PromptGuard {
   }
 }
 
-/** softmax(logits / temperature), in float64 on the host. */
+/** softmax(logits / temperature): the engine's log-softmax (float64), exponentiated. */
 export function softmax(logits: readonly number[], temperature = 1): number[] {
-  const scaled = logits.map((logit) => logit / temperature);
-  const top = Math.max(...scaled);
-  const exps = scaled.map((value) => Math.exp(value - top));
-  const total = exps.reduce((sum, value) => sum + value, 0);
-  return exps.map((value) => value / total);
+  return Array.from(logSoftmax(Float32Array.from(logits, (logit) => logit / temperature)), Math.exp);
 }
 
 /**
