@@ -59,6 +59,8 @@ export class LoraOps implements Ops<tf.Tensor2D, LoraWeight> {
   /** The LoRA pairs a checkpointed layer's forward used, to check they are the ones it declared. */
   private usedPairs: Set<LoraPair> | null = null;
   private readonly memory: TrainingMemory;
+  /** Off inside withAdapterDisabled: the model is then the frozen base (DPO's reference model). */
+  private adapterEnabled = true;
 
   constructor(private readonly base: TfjsOps, readonly settings: LoraSettings, seed: number, memory: Partial<TrainingMemory> = {}) {
     registerTrainingGradients();
@@ -98,7 +100,7 @@ export class LoraOps implements Ops<tf.Tensor2D, LoraWeight> {
 
   linear(x: tf.Tensor2D, weight: LoraWeight): tf.Tensor2D {
     const y = isNf4Weight(weight) ? nf4Linear(x, weight) : this.base.linear(x, weight);
-    if (!weight.lora) return y;
+    if (!weight.lora || !this.adapterEnabled) return y;
     this.usedPairs?.add(weight.lora);
     const down = tf.matMul(this.dropout(x), weight.lora.a, false, true);
     return tf.add(y, tf.mul(tf.matMul(down, weight.lora.b, false, true), this.scale));
@@ -129,8 +131,23 @@ export class LoraOps implements Ops<tf.Tensor2D, LoraWeight> {
     return this.base.rmsNorm(x, floatWeight(weight), eps);
   }
 
+  /**
+   * Runs `fn` on the base model alone, as PEFT's disable_adapter(): every linear skips its LoRA
+   * term, so the same weights serve as the reference model with no second copy of them.
+   */
+  withAdapterDisabled<R>(fn: () => R): R {
+    const was = this.adapterEnabled;
+    this.adapterEnabled = false;
+    try {
+      return fn();
+    } finally {
+      this.adapterEnabled = was;
+    }
+  }
+
   runLayer(input: tf.Tensor2D, run: (input: tf.Tensor2D) => tf.Tensor2D): tf.Tensor2D {
-    if (!this.memory.gradientCheckpointing) return run(input);
+    // Without the adapter a layer has no LoRA matrices to recompute gradients for.
+    if (!this.memory.gradientCheckpointing || !this.adapterEnabled) return run(input);
     const layer = this.nextLayer++;
     const pairs = this.pairs.filter((pair) => pair.module.startsWith(`model.layers.${layer}.`));
     const variables = pairs.flatMap((pair) => [pair.a, pair.b]);

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KvCache } from '../engine/ops.js';
 import type { LlamaForCausalLM } from '../engine/model.js';
 import type { TrainingExample } from './data.js';
+import type { TrainingObjective } from './objective.js';
 
 /** A model whose backend tensors are tfjs tensors (what LoraOps runs on). */
 export type TfjsModel = LlamaForCausalLM<unknown, unknown>;
@@ -40,18 +41,39 @@ export function exampleLossSum(model: TfjsModel, example: TrainingExample, cache
   return tf.sum(tf.sub(tf.logSumExp(picked, 1), targetLogits));
 }
 
+/** exampleLossSum as a number, without gradients, in a cache of its own. */
+export function exampleLossValue(model: TfjsModel, example: TrainingExample): number {
+  const cache = model.createCache(example.ids.length);
+  try {
+    return tf.tidy(() => exampleLossSum(model, example, cache).dataSync()[0]!);
+  } finally {
+    cache.dispose();
+  }
+}
+
 /** Mean loss per trained token over examples, without gradients (eval, held-out checks). */
 export function meanLoss(model: TfjsModel, examples: readonly TrainingExample[]): number {
   let total = 0;
   let count = 0;
   for (const example of examples) {
-    const cache = model.createCache(example.ids.length);
-    try {
-      total += tf.tidy(() => exampleLossSum(model, example, cache).dataSync()[0]!);
-      count += labelCount(example);
-    } finally {
-      cache.dispose();
-    }
+    total += exampleLossValue(model, example);
+    count += labelCount(example);
   }
   return count === 0 ? 0 : total / count;
 }
+
+/**
+ * Supervised fine-tuning as transformers does it with num_items_in_batch: the summed cross-entropy
+ * of the trained tokens, divided by the trained tokens of the whole update.
+ */
+export const SUPERVISED: TrainingObjective<TrainingExample> = {
+  tokens: (example) => example.ids.length,
+  trains: (example) => labelCount(example) > 0,
+  normalizer: (batch) => batch.reduce((n, example) => n + labelCount(example), 0),
+  prepare: () => {},
+  loss(model, micro, normalizer, openCache) {
+    const sums = micro.map((example) => exampleLossSum(model.loaded.model, example, openCache(example.ids.length)));
+    return { loss: tf.div(tf.addN(sums), normalizer), metrics: [] };
+  },
+  evaluate: (model, examples) => ({ loss: meanLoss(model.loaded.model, examples), metrics: {} }),
+};

@@ -12,7 +12,8 @@ import { seededRandom } from '../engine/sampling.js';
 import { readPeftAdapter, writePeftAdapter, peftTensorName, type LoraMatrices, type LoraSettings } from '../formats/peft.js';
 import type { TrainingExample } from './data.js';
 import { LoraOps, mixSeed, type TrainingMemory } from './lora.js';
-import { exampleLossSum, labelCount, meanLoss } from './loss.js';
+import { SUPERVISED } from './loss.js';
+import { meanMetrics, type Metrics, type TrainingObjective } from './objective.js';
 import { AdamW, ADAMW_DEFAULTS, clipByGlobalNorm, learningRateAt, warmupStepsFor, type MomentState, type SchedulerType } from './optimizer.js';
 
 export interface LoraModel {
@@ -82,8 +83,8 @@ export interface TrainOptions {
 
 export type TrainEvent =
   | { kind: 'start'; step: number; totalSteps: number; trainableParameters: number; examples: number }
-  | { kind: 'step'; step: number; totalSteps: number; loss: number; learningRate: number; gradNorm: number; epoch: number; tokensPerSecond: number; elapsedMs: number; log: boolean }
-  | { kind: 'eval'; step: number; evalLoss: number }
+  | { kind: 'step'; step: number; totalSteps: number; loss: number; learningRate: number; gradNorm: number; epoch: number; tokensPerSecond: number; elapsedMs: number; log: boolean; metrics: Metrics }
+  | { kind: 'eval'; step: number; evalLoss: number; metrics: Metrics }
   | { kind: 'checkpoint'; step: number; dir: string }
   | { kind: 'done'; step: number; adapterDir: string };
 
@@ -98,12 +99,19 @@ const OPTIMIZER_FILE = 'optimizer.safetensors';
 const STATE_FILE = 'trainer_state.json';
 
 /**
- * Fine-tunes the LoRA parameters: each update takes batchSize × gradientAccumulationSteps
- * examples in a seeded per-epoch shuffle, and divides the summed token losses by the number of
- * trained tokens in the whole update (as transformers does with num_items_in_batch), so
- * accumulation gives the same gradient as one large batch.
+ * Supervised fine-tuning of the LoRA parameters: the summed token losses of an update divided by
+ * the number of trained tokens in the whole update (as transformers does with num_items_in_batch).
  */
-export async function train(model: LoraModel, examples: readonly TrainingExample[], evalExamples: readonly TrainingExample[] | null, options: TrainOptions, onEvent: (event: TrainEvent) => void = () => {}): Promise<TrainResult> {
+export function train(model: LoraModel, examples: readonly TrainingExample[], evalExamples: readonly TrainingExample[] | null, options: TrainOptions, onEvent: (event: TrainEvent) => void = () => {}): Promise<TrainResult> {
+  return trainObjective(SUPERVISED, model, examples, evalExamples, options, onEvent);
+}
+
+/**
+ * Fine-tunes the LoRA parameters on any objective: each update takes batchSize ×
+ * gradientAccumulationSteps examples in a seeded per-epoch shuffle, and the objective's loss is
+ * normalized over the whole update, so accumulation gives the same gradient as one large batch.
+ */
+export async function trainObjective<E>(objective: TrainingObjective<E>, model: LoraModel, examples: readonly E[], evalExamples: readonly E[] | null, options: TrainOptions, onEvent: (event: TrainEvent) => void = () => {}): Promise<TrainResult> {
   if (examples.length === 0) throw new HerdError('no training examples');
   const parameters = model.lora.variables();
   const optimizer = new AdamW(parameters, { ...ADAMW_DEFAULTS, weightDecay: options.weightDecay });
@@ -124,17 +132,18 @@ export async function train(model: LoraModel, examples: readonly TrainingExample
       const learningRate = learningRateAt(options.schedulerType, options.learningRate, step, warmupSteps, totalSteps);
       // A dropout stream per update, fixed by the seed, so a resumed run draws the same masks.
       model.lora.setDropoutSeed(mixSeed(options.seed, step));
-      const { loss, gradNorm } = update(model, optimizer, batch, options, learningRate);
+      const { loss, gradNorm, metrics } = update(objective, model, optimizer, batch, options, learningRate);
       model.lora.setDropoutSeed(null);
       lastLoss = loss;
-      tokensSeen += batch.reduce((n, example) => n + example.ids.length, 0);
+      tokensSeen += batch.reduce((n, example) => n + objective.tokens(example), 0);
       const done = step + 1;
       const elapsedMs = performance.now() - started;
       const log = done % options.loggingSteps === 0 || done === totalSteps;
-      onEvent({ kind: 'step', step: done, totalSteps, loss, learningRate, gradNorm, epoch: (done * perUpdate) / examples.length, tokensPerSecond: (tokensSeen / elapsedMs) * 1000, elapsedMs, log });
+      onEvent({ kind: 'step', step: done, totalSteps, loss, learningRate, gradNorm, epoch: (done * perUpdate) / examples.length, tokensPerSecond: (tokensSeen / elapsedMs) * 1000, elapsedMs, log, metrics });
       if (evalExamples && ((options.evalSteps > 0 && done % options.evalSteps === 0) || done === totalSteps)) {
-        evalLoss = meanLoss(model.loaded.model, evalExamples);
-        onEvent({ kind: 'eval', step: done, evalLoss });
+        const evaluated = objective.evaluate(model, evalExamples);
+        evalLoss = evaluated.loss;
+        onEvent({ kind: 'eval', step: done, evalLoss, metrics: evaluated.metrics });
       }
       if (options.saveSteps > 0 && done % options.saveSteps === 0 && done < totalSteps) {
         const dir = saveCheckpoint(model, optimizer, options, done);
@@ -154,18 +163,28 @@ export async function train(model: LoraModel, examples: readonly TrainingExample
   }
 }
 
-/** One optimizer update over `batch`, in micro-batches of batchSize; returns the mean token loss. */
-function update(model: LoraModel, optimizer: AdamW, batch: TrainingExample[], options: TrainOptions, learningRate: number): { loss: number; gradNorm: number } {
+/** One optimizer update over `batch`, in micro-batches of batchSize; returns the update's loss and mean metrics. */
+function update<E>(objective: TrainingObjective<E>, model: LoraModel, optimizer: AdamW, batch: E[], options: TrainOptions, learningRate: number): { loss: number; gradNorm: number; metrics: Metrics } {
   const parameters = model.lora.variables();
-  const tokens = batch.reduce((n, example) => n + labelCount(example), 0);
+  const normalizer = objective.normalizer(batch);
   let gradients: tf.Tensor[] | null = null;
   let loss = 0;
+  const metrics: Metrics[] = [];
   for (let start = 0; start < batch.length; start += options.batchSize) {
-    const micro = batch.slice(start, start + options.batchSize).filter((example) => labelCount(example) > 0);
+    const micro = batch.slice(start, start + options.batchSize).filter((example) => objective.trains(example));
     if (micro.length === 0) continue;
-    const caches = micro.map((example) => model.loaded.model.createCache(example.ids.length));
+    objective.prepare(model, micro);
+    const caches: KvCache[] = [];
+    const openCache = (length: number) => {
+      caches.push(model.loaded.model.createCache(length));
+      return caches[caches.length - 1]!;
+    };
     try {
-      const { value, grads } = tf.variableGrads(() => microBatchLoss(model, micro, caches, tokens), parameters);
+      const { value, grads } = tf.variableGrads(() => {
+        const microLoss = objective.loss(model, micro, normalizer, openCache);
+        metrics.push(...microLoss.metrics);
+        return microLoss.loss;
+      }, parameters);
       loss += value.dataSync()[0]!;
       value.dispose();
       const ordered = parameters.map((p) => grads[p.name] ?? tf.zerosLike(p));
@@ -174,16 +193,11 @@ function update(model: LoraModel, optimizer: AdamW, batch: TrainingExample[], op
       caches.forEach((cache) => cache.dispose());
     }
   }
-  if (gradients === null) return { loss: 0, gradNorm: 0 };
+  if (gradients === null) return { loss: 0, gradNorm: 0, metrics: {} };
   const gradNorm = clipByGlobalNorm(gradients, options.maxGradNorm);
   optimizer.apply(gradients, learningRate);
   gradients.forEach((g) => g.dispose());
-  return { loss, gradNorm };
-}
-
-function microBatchLoss(model: LoraModel, micro: TrainingExample[], caches: KvCache[], tokens: number): tf.Scalar {
-  const sums = micro.map((example, i) => exampleLossSum(model.loaded.model, example, caches[i]!));
-  return tf.div(tf.addN(sums), tokens);
+  return { loss, gradNorm, metrics: meanMetrics(metrics) };
 }
 
 function addInto(total: tf.Tensor[], more: tf.Tensor[]): tf.Tensor[] {
