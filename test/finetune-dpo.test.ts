@@ -14,10 +14,10 @@ import { tokenizePreferenceRow, type PreferencePair } from '../src/train/prefere
 import { loadLoraModel, trainObjective, type LoraModel, type TrainEvent, type TrainOptions } from '../src/train/trainer.js';
 import { DATA, STORIES } from './fixtures.js';
 
-// DPO on stories260K (cpu backend, float32): plain-text pairs whose prompt is a story's first
+// DPO on stories260K (wasm, the fastest tfjs backend here; float32): plain-text pairs whose prompt is a story's first
 // words, chosen its next words and rejected the next words of another story.
 const SETTINGS: LoraSettings = validateLoraSettings({ r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj', 'v_proj'] });
-const BACKEND = 'cpu';
+const BACKEND = 'wasm';
 
 let tmp: string;
 let base: LoadedModel;
@@ -102,7 +102,7 @@ test('on the model, the loss is the formula over completion log-probabilities, t
   const model = await loadLoraModel(STORIES, SETTINGS, 3, { backend: BACKEND });
   try {
     randomizeB(model, 5, 0.5);
-    const pairs = pairsFor(model, 3);
+    const pairs = pairsFor(model, 2);
     const beta = 1;
     const objective = new DpoObjective(beta);
     const vocab = model.loaded.config.vocabSize;
@@ -130,11 +130,12 @@ test('on the model, the loss is the formula over completion log-probabilities, t
     expect(Math.abs(value.dataSync()[0]! - expectedLoss)).toBeLessThan(1e-4);
     value.dispose();
     // float32 logits put about 1e-5 of noise on each loss value; with h = 1e-2 that is 1e-3 on a
-    // central difference, well under the 3% + 2e-3 allowed on the largest entries of each A and B.
+    // central difference, well under the 3% + 2e-3 allowed on the largest entry of each A and B
+    // checked (layer 0's q_proj and the last layer's v_proj).
     let compared = 0;
     for (const variable of [variables[0]!, variables[1]!, variables[variables.length - 2]!, variables[variables.length - 1]!]) {
       const gradient = grads[variable.name]!.dataSync() as Float32Array;
-      const largest = [...gradient.keys()].sort((i, j) => Math.abs(gradient[j]!) - Math.abs(gradient[i]!)).slice(0, 2);
+      const largest = [...gradient.keys()].sort((i, j) => Math.abs(gradient[j]!) - Math.abs(gradient[i]!)).slice(0, 1);
       for (const index of largest) {
         const values = Float32Array.from(variable.dataSync() as Float32Array);
         const at = (x: number) => {
@@ -151,7 +152,7 @@ test('on the model, the loss is the formula over completion log-probabilities, t
         compared++;
       }
     }
-    expect(compared).toBe(8);
+    expect(compared).toBe(4);
     Object.values(grads).forEach((g) => g.dispose());
   } finally {
     model.loaded.model.dispose();
@@ -159,9 +160,9 @@ test('on the model, the loss is the formula over completion log-probabilities, t
 });
 
 test.each([
-  ['LoRA', {}],
-  ['QLoRA with gradient checkpointing', { loadIn4bit: true, gradientCheckpointing: true }],
-])('%s: with B at zero the policy is the reference (loss log 2, margins 0); a few steps raise the reward accuracy and margins', async (_name, memory) => {
+  ['LoRA', {}, 8],
+  ['QLoRA with gradient checkpointing', { loadIn4bit: true, gradientCheckpointing: true }, 4],
+])('%s: with B at zero the policy is the reference (loss log 2, margins 0); a few steps raise the reward accuracy and margins', async (_name, memory, maxSteps) => {
   const model = await loadLoraModel(STORIES, SETTINGS, 3, { backend: BACKEND, ...memory });
   try {
     const pairs = pairsFor(model, 4);
@@ -171,14 +172,14 @@ test.each([
     expect(before.metrics).toMatchObject({ 'rewards/chosen': 0, 'rewards/rejected': 0, 'rewards/margins': 0, 'rewards/accuracies': 0 });
 
     const steps: Array<Extract<TrainEvent, { kind: 'step' }>> = [];
-    await trainObjective(objective, model, pairs, null, options({ maxSteps: 8, learningRate: 2e-2, outputDir: path.join(tmp, `rise-${steps.length}-${Object.keys(memory).length}`) }), (e) => e.kind === 'step' && steps.push(e));
+    await trainObjective(objective, model, pairs, null, options({ maxSteps, learningRate: 2e-2, outputDir: path.join(tmp, `rise-${maxSteps}`) }), (e) => e.kind === 'step' && steps.push(e));
     expect(Math.abs(steps[0]!.loss - Math.LN2)).toBeLessThan(1e-6);
     expect(steps[0]!.metrics['rewards/margins']).toBe(0);
     const after = objective.evaluate(model, pairs);
     expect(after.loss).toBeLessThan(Math.LN2 - 0.05);
     expect(after.metrics['rewards/accuracies']).toBe(1);
     expect(after.metrics['rewards/margins']).toBeGreaterThan(0.5);
-    expect(Object.keys(steps[7]!.metrics).sort()).toEqual(['logps/chosen', 'logps/rejected', 'rewards/accuracies', 'rewards/chosen', 'rewards/margins', 'rewards/rejected']);
+    expect(Object.keys(steps[maxSteps - 1]!.metrics).sort()).toEqual(['logps/chosen', 'logps/rejected', 'rewards/accuracies', 'rewards/chosen', 'rewards/margins', 'rewards/rejected']);
   } finally {
     model.loaded.model.dispose();
   }

@@ -8,6 +8,7 @@ import type { TrainingExample } from './data.js';
 import { LINEAR_MODULES } from '../spec/tensors.js';
 import { SCHEDULER_TYPES } from './optimizer.js';
 import type { TrainEvent } from './trainer.js';
+import type { Metrics } from './objective.js';
 
 /**
  * What `herd finetune` and `herd finetune check` share on the command line: flag names follow
@@ -16,9 +17,18 @@ import type { TrainEvent } from './trainer.js';
  */
 
 export const dataFlags = {
-  data: Flags.string({ description: 'Training data: .jsonl or .parquet rows of {"messages"}, {"prompt","completion"} or {"text"}.', required: true }),
+  data: Flags.string({ description: 'Training data: .jsonl or .parquet rows of {"messages"}, {"prompt","completion"} or {"text"}; with --method dpo, {"prompt","chosen","rejected"} or {"chosen","rejected"}.', required: true }),
   'max-seq-length': Flags.integer({ description: 'Longest example in tokens; longer rows are truncated (TRL max_length).', default: 1024, min: 2 }),
   'train-on-prompt': Flags.boolean({ description: 'Take the loss on prompt, system and user tokens too (default: only assistant / completion tokens).', default: false }),
+};
+
+export const TRAINING_METHODS = ['sft', 'dpo'] as const;
+export type TrainingMethod = (typeof TRAINING_METHODS)[number];
+
+/** TRL's trainers: SFTTrainer, or DPOTrainer with DPOConfig's beta. */
+export const methodFlags = {
+  method: Flags.string({ description: 'sft: supervised loss on the completions; dpo: Direct Preference Optimization on chosen/rejected pairs.', options: [...TRAINING_METHODS], default: 'sft' }),
+  beta: numberFlag({ description: 'DPO: how far the policy may move from the reference (the base without the adapter). Default: 0.1.', min: Number.MIN_VALUE }),
 };
 
 export const loraFlags = {
@@ -80,9 +90,9 @@ export function trainingReporter(json: boolean, write: (line: string) => void): 
       say(`training ${event.trainableParameters.toLocaleString('en-US')} LoRA parameters on ${event.examples} examples, updates ${event.step + 1}..${event.totalSteps}`);
     } else if (event.kind === 'step') {
       bar?.update(event.step, { loss: event.loss.toFixed(4), lr: event.learningRate.toExponential(2), speed: event.tokensPerSecond.toFixed(0) });
-      if (event.log) say(`step ${event.step}/${event.totalSteps}  loss ${event.loss.toFixed(4)}  lr ${event.learningRate.toExponential(3)}  grad_norm ${event.gradNorm.toFixed(3)}  epoch ${event.epoch.toFixed(2)}`);
+      if (event.log) say(`step ${event.step}/${event.totalSteps}  loss ${event.loss.toFixed(4)}  lr ${event.learningRate.toExponential(3)}  grad_norm ${event.gradNorm.toFixed(3)}  epoch ${event.epoch.toFixed(2)}${metricsText(event.metrics, '')}`);
     } else if (event.kind === 'eval') {
-      say(`step ${event.step}  eval_loss ${event.evalLoss.toFixed(4)}`);
+      say(`step ${event.step}  eval_loss ${event.evalLoss.toFixed(4)}${metricsText(event.metrics, 'eval_')}`);
     } else if (event.kind === 'checkpoint') {
       say(`saved ${event.dir}`);
     } else {
@@ -93,15 +103,24 @@ export function trainingReporter(json: boolean, write: (line: string) => void): 
   return { onEvent, stop: () => bars?.stop() };
 }
 
+function metricsText(metrics: Metrics, prefix: string): string {
+  return Object.entries(metrics).map(([key, value]) => `  ${prefix}${key} ${value.toFixed(4)}`).join('');
+}
+
+/** Metrics under their TRL names, held-out ones prefixed eval_ as transformers logs them. */
+function prefixed(metrics: Metrics, prefix: string): Metrics {
+  return Object.fromEntries(Object.entries(metrics).map(([key, value]) => [`${prefix}${key}`, value]));
+}
+
 /** Log lines with transformers' key names, for scripts. */
 function jsonEvent(event: TrainEvent): Record<string, unknown> {
   switch (event.kind) {
     case 'start':
       return { event: 'start', step: event.step, max_steps: event.totalSteps, trainable_parameters: event.trainableParameters, examples: event.examples };
     case 'step':
-      return { event: 'step', step: event.step, loss: event.loss, learning_rate: event.learningRate, grad_norm: event.gradNorm, epoch: event.epoch, tokens_per_second: event.tokensPerSecond, elapsed_ms: Math.round(event.elapsedMs) };
+      return { event: 'step', step: event.step, loss: event.loss, learning_rate: event.learningRate, grad_norm: event.gradNorm, epoch: event.epoch, tokens_per_second: event.tokensPerSecond, elapsed_ms: Math.round(event.elapsedMs), ...event.metrics };
     case 'eval':
-      return { event: 'eval', step: event.step, eval_loss: event.evalLoss };
+      return { event: 'eval', step: event.step, eval_loss: event.evalLoss, ...prefixed(event.metrics, 'eval_') };
     case 'checkpoint':
       return { event: 'checkpoint', step: event.step, dir: event.dir };
     case 'done':

@@ -3,18 +3,25 @@ import { Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../../cli/base-command.js';
 import { progressBar } from '../../cli/progress.js';
 import { InterruptWatch } from '../../cli/interrupt.js';
-import { HerdError } from '../../errors.js';
+import { HerdError, HerdUsageError } from '../../errors.js';
 import { DEFAULT_MODEL_DIR } from '../../engine/load.js';
-import { dataFlags, loraFlags, optimizationFlags, trainingReporter } from '../../train/cli.js';
-import { loadExamples, summarize } from '../../train/data.js';
+import type { HerdTokenizer } from '../../engine/tokenizer.js';
+import { dataFlags, loraFlags, methodFlags, optimizationFlags, trainingReporter, type TrainingMethod } from '../../train/cli.js';
+import { loadExamples, summarize, type DataOptions } from '../../train/data.js';
+import { DEFAULT_BETA, DpoObjective } from '../../train/dpo.js';
 import { validateLoraSettings } from '../../formats/peft.js';
 import type { SchedulerType } from '../../train/optimizer.js';
-import { loadLoraModel, train } from '../../train/trainer.js';
+import { loadPreferencePairs } from '../../train/preference-data.js';
+import { loadLoraModel, train, trainObjective, type LoraModel, type TrainEvent, type TrainOptions, type TrainResult } from '../../train/trainer.js';
+
+/** A loaded data set, ready to train on with its objective. */
+type TrainingRun = (model: LoraModel, options: TrainOptions, onEvent: (event: TrainEvent) => void) => Promise<TrainResult>;
 
 export default class Finetune extends HerdCommand {
-  static override summary = 'Fine-tune a Llama model with LoRA and write a PEFT adapter.';
+  static override summary = 'Fine-tune a Llama model with LoRA (supervised or DPO) and write a PEFT adapter.';
 
   static override description = `Supervised fine-tuning as TRL's SFTTrainer does it, on herd's own engine: LoRA matrices on the chosen projections of a frozen base model, AdamW with warmup and a linear, cosine or constant schedule, gradient accumulation and clipping. The loss is taken only on assistant / completion tokens unless --train-on-prompt.
+--method dpo trains on preference pairs as TRL's DPOTrainer (sigmoid loss, --beta): rows of {"prompt","chosen","rejected"} or {"chosen","rejected"}; the reference model is the base with the adapter switched off, and rewards/chosen, rewards/rejected, rewards/margins and rewards/accuracies are logged.
 Training runs on a tfjs backend (tfjs-node-gpu when installed, else wasm or cpu). The adapter is written to --output-dir as PEFT files (adapter_config.json, adapter_model.safetensors) that transformers, vLLM and llama.cpp's convert_lora_to_gguf.py load; use it with --adapter in generate, or merge it with herd finetune merge.
 Flag names follow TRL / transformers / PEFT (learning_rate → --learning-rate). See docs/finetune.md.
 ${EXIT_STATUS_HELP}`;
@@ -24,11 +31,13 @@ ${EXIT_STATUS_HELP}`;
     '<%= config.bin %> finetune --data stories.jsonl --max-steps 200 --eval-data held-out.jsonl --eval-steps 50 --save-steps 50 --output-dir out',
     '<%= config.bin %> finetune --data stories.jsonl --max-steps 200 --save-steps 50 --output-dir out --resume',
     '<%= config.bin %> finetune --model ~/models/Llama-3.1-8B-Instruct --data train.jsonl --output-dir out --load-in-4bit --gradient-checkpointing',
+    '<%= config.bin %> finetune --method dpo --beta 0.1 --model ~/models/Llama-3.1-8B-Instruct --data preferences.jsonl --output-dir dpo-out --learning-rate 5e-6',
   ];
 
   static override flags = {
     model: Flags.string({ char: 'm', description: 'Base model folder (Hugging Face layout). Default: the embedded stories260K.' }),
     backend: Flags.string({ description: 'tfjs backend to train on (node-gpu, node, wasm, cpu, or tfjs for the first that loads).', default: 'tfjs' }),
+    ...methodFlags,
     ...dataFlags,
     'eval-data': Flags.string({ description: 'Held-out data in the same layouts; its loss is reported every --eval-steps and at the end.' }),
     'output-dir': Flags.string({ char: 'o', description: 'Where checkpoints and the final adapter go.', required: true }),
@@ -45,6 +54,9 @@ ${EXIT_STATUS_HELP}`;
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Finetune);
+    const method = flags.method as TrainingMethod;
+    if (method === 'sft' && flags.beta !== undefined) throw new HerdUsageError('--beta is the DPO loss temperature; it needs --method dpo');
+    if (method === 'dpo' && flags['train-on-prompt']) throw new HerdUsageError('--train-on-prompt is for --method sft; DPO scores the completions only');
     const settings = validateLoraSettings({
       r: flags['lora-r'],
       alpha: flags['lora-alpha'] ?? 32,
@@ -61,14 +73,14 @@ ${EXIT_STATUS_HELP}`;
     }).finally(() => progress.stop());
     try {
       const dataOptions = { maxSeqLength: flags['max-seq-length'], trainOnPrompt: flags['train-on-prompt'] };
-      const examples = await loadExamples(flags.data, model.loaded.tokenizer, dataOptions);
-      const evalExamples = flags['eval-data'] ? await loadExamples(flags['eval-data'], model.loaded.tokenizer, dataOptions) : null;
-      const summary = summarize(examples);
-      if (summary.trainedTokens === 0) throw new HerdError(`${flags.data}: no token carries a loss (every row is masked or truncated away)`);
+      const files = { data: flags.data, evalData: flags['eval-data'] };
+      const training = method === 'dpo'
+        ? await preferenceRun(files, model.loaded.tokenizer, dataOptions, flags.beta ?? DEFAULT_BETA)
+        : await supervisedRun(files, model.loaded.tokenizer, dataOptions);
       const reporter = trainingReporter(flags.json, (line) => this.log(line));
       const interrupt = new InterruptWatch();
       try {
-        await train(model, examples, evalExamples, {
+        await training(model, {
           learningRate: flags['learning-rate'] ?? 2e-4,
           schedulerType: flags['lr-scheduler-type'] as SchedulerType,
           warmupSteps: flags['warmup-steps'],
@@ -96,4 +108,22 @@ ${EXIT_STATUS_HELP}`;
       model.loaded.model.dispose();
     }
   }
+}
+
+interface DataFiles {
+  data: string;
+  evalData: string | undefined;
+}
+
+async function supervisedRun(files: DataFiles, tokenizer: HerdTokenizer, dataOptions: DataOptions): Promise<TrainingRun> {
+  const examples = await loadExamples(files.data, tokenizer, dataOptions);
+  const evalExamples = files.evalData ? await loadExamples(files.evalData, tokenizer, dataOptions) : null;
+  if (summarize(examples).trainedTokens === 0) throw new HerdError(`${files.data}: no token carries a loss (every row is masked or truncated away)`);
+  return (model, options, onEvent) => train(model, examples, evalExamples, options, onEvent);
+}
+
+async function preferenceRun(files: DataFiles, tokenizer: HerdTokenizer, dataOptions: DataOptions, beta: number): Promise<TrainingRun> {
+  const pairs = await loadPreferencePairs(files.data, tokenizer, dataOptions);
+  const evalPairs = files.evalData ? await loadPreferencePairs(files.evalData, tokenizer, dataOptions) : null;
+  return (model, options, onEvent) => trainObjective(new DpoObjective(beta), model, pairs, evalPairs, options, onEvent);
 }
