@@ -24,6 +24,7 @@ export const SLOW_SUITES = [
   'test/finetune-lora.test.ts', // 83 s
   'test/finetune-qlora.test.ts', // 42 s
   'test/finetune-train.test.ts', // 142 s
+  'test/finetune-dpo.test.ts', // 52-72 s at load 14 (about 16 s of CPU): DPO training runs, QLoRA and resume included
   'test/kernels-large.test.ts', // 93 s
   'test/kernels.test.ts', // 71 s
   'test/kv-cache.test.ts', // 51 s

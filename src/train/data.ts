@@ -55,11 +55,16 @@ export async function readRows(file: string): Promise<unknown[]> {
 }
 
 /** Reads and tokenizes a data file; any malformed row stops it with the file and row number. */
-export async function loadExamples(file: string, tokenizer: HerdTokenizer, options: DataOptions): Promise<TrainingExample[]> {
+export function loadExamples(file: string, tokenizer: HerdTokenizer, options: DataOptions): Promise<TrainingExample[]> {
+  return mapRows(file, (row, rowNumber) => tokenizeRow(row, rowNumber, tokenizer, options));
+}
+
+/** Reads every row of a data file through `map`; a HerdError it throws gets the file and 1-based row in front. */
+export async function mapRows<T>(file: string, map: (row: unknown, rowNumber: number) => T): Promise<T[]> {
   const rows = await readRows(file);
   return rows.map((row, index) => {
     try {
-      return tokenizeRow(row, index + 1, tokenizer, options);
+      return map(row, index + 1);
     } catch (error) {
       if (error instanceof HerdError) throw new HerdError(`${file}: row ${index + 1}: ${error.message}`);
       throw error;

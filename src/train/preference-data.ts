@@ -1,6 +1,6 @@
 import { HerdError } from '../errors.js';
 import type { HerdTokenizer } from '../engine/tokenizer.js';
-import { readRows, tokenizeRow, type DataOptions, type TrainingExample } from './data.js';
+import { mapRows, tokenizeRow, type DataOptions, type TrainingExample } from './data.js';
 import { labelCount } from './loss.js';
 
 /**
@@ -32,16 +32,8 @@ interface SplitRow {
 }
 
 /** Reads and tokenizes a preference file; any malformed row stops it with the file and row number. */
-export async function loadPreferencePairs(file: string, tokenizer: HerdTokenizer, options: Pick<DataOptions, 'maxSeqLength'>): Promise<PreferencePair[]> {
-  const rows = await readRows(file);
-  return rows.map((row, index) => {
-    try {
-      return tokenizePreferenceRow(row, index + 1, tokenizer, options);
-    } catch (error) {
-      if (error instanceof HerdError) throw new HerdError(`${file}: row ${index + 1}: ${error.message}`);
-      throw error;
-    }
-  });
+export function loadPreferencePairs(file: string, tokenizer: HerdTokenizer, options: Pick<DataOptions, 'maxSeqLength'>): Promise<PreferencePair[]> {
+  return mapRows(file, (row, rowNumber) => tokenizePreferenceRow(row, rowNumber, tokenizer, options));
 }
 
 export function tokenizePreferenceRow(row: unknown, rowNumber: number, tokenizer: HerdTokenizer, options: Pick<DataOptions, 'maxSeqLength'>): PreferencePair {
