@@ -7,7 +7,9 @@ import { DATA } from './fixtures.js';
 import { herd } from './herd-cli.js';
 
 // `herd finetune --method dpo` through the built CLI on the embedded stories260K.
-const SCHEMA = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../docs/schemas/herd.finetune.schema.json');
+const SCHEMAS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../docs/schemas');
+const SCHEMA = path.join(SCHEMAS, 'herd.finetune.schema.json');
+const CHECK_SCHEMA = path.join(SCHEMAS, 'herd.finetune-check.schema.json');
 
 let tmp: string;
 let pairs: string;
@@ -38,6 +40,25 @@ test('--method dpo --json: every line validates, steps carry TRL metrics, the fi
   expect(events[1]!['logps/chosen']).toBeLessThan(0);
   expect(Object.keys(events[3]!)).toEqual(expect.arrayContaining(['eval_loss', 'eval_rewards/margins', 'eval_rewards/accuracies', 'eval_logps/rejected']));
   expect(fs.readdirSync(out).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+});
+
+test('finetune check --method dpo shows both sides of a pair with the shared prompt masked; --json validates', () => {
+  const pair = { prompt: 'Once upon a time', chosen: ' there was a cat.', rejected: ' the end.' };
+  const file = path.join(tmp, 'check.jsonl');
+  fs.writeFileSync(file, `${JSON.stringify(pair)}\n`);
+  const result = herd(['finetune', 'check', '--method', 'dpo', '--data', file]);
+  expect(result.stderr).toBe('');
+  expect(result.stdout).toMatch(/^1 rows · \d+ tokens · \d+ trained · longest \d+ · 0 truncated to 1024\nrow 1 chosen \(\d+ tokens; \[masked\] tokens carry no loss\):\n/);
+  expect(result.stdout).toContain('\n[<s> Once upon a time] there was a cat.</s>\nrow 1 rejected (');
+  expect(result.stdout).toContain('\n[<s> Once upon a time] the end.</s>\n');
+
+  const json = herd(['finetune', 'check', '--method', 'dpo', '--data', file, '--json']);
+  const ajv = new Ajv2020.default({ allErrors: true, strict: true, allowUnionTypes: true });
+  const validate = ajv.compile(JSON.parse(fs.readFileSync(CHECK_SCHEMA, 'utf8')));
+  const report = JSON.parse(json.stdout) as { rows: number; example: { tokens: Array<{ trained: boolean }> }; rejected_example: { tokens: Array<{ trained: boolean }> } };
+  expect(validate(report) ? 'valid' : ajv.errorsText(validate.errors)).toBe('valid');
+  expect(report.rows).toBe(1);
+  expect(report.rejected_example.tokens.filter((token) => token.trained).length).toBeLessThan(report.example.tokens.filter((token) => token.trained).length);
 });
 
 test('a preference file whose row lacks "rejected" is one line naming the file and row; --beta without --method dpo is a usage error', () => {
