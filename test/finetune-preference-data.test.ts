@@ -79,6 +79,9 @@ test('a bad preference row stops loading with the file, the row number and what 
   await expect(failure('apart.jsonl', { chosen: [user('a'), assistant('b')], rejected: [user('c'), assistant('d')] }, llama)).rejects.toThrow(
     /apart\.jsonl: row 2: "chosen" and "rejected" differ at message 0 \("user" vs "user"\), before an assistant turn: they answer different prompts/,
   );
+  await expect(failure('prefix.jsonl', { chosen: 'Once upon a time', rejected: 'Once upon a time there was a cat.' })).rejects.toThrow(
+    /row 2: "chosen" is empty once the prompt it shares with "rejected" is taken off \(it is the beginning of "rejected"\)/,
+  );
   await expect(failure('noshared.jsonl', { chosen: 'abc', rejected: 'xyz' })).rejects.toThrow(/row 2: "chosen" and "rejected" share no beginning/);
   await expect(failure('noassistant.jsonl', { prompt: [user('a')], chosen: [user('b')], rejected: [assistant('c')] }, llama)).rejects.toThrow(/row 2: chosen: has no assistant message to train on/);
   await expect(failure('long.jsonl', { prompt: 'Once upon a time there was a big dog', chosen: ' yes', rejected: ' no' }, stories, 8)).rejects.toThrow(

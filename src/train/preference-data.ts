@@ -61,7 +61,10 @@ function splitRow(row: unknown): SplitRow {
   const split = 'prompt' in record ? explicitPrompt(record.prompt, record.chosen, record.rejected) : implicitPrompt(record.chosen, record.rejected);
   if (sameSide(split.chosen, split.rejected)) throw new HerdError('"chosen" and "rejected" are identical, so the pair prefers nothing');
   for (const field of ['prompt', 'chosen', 'rejected'] as const) {
-    if (split[field].length === 0) throw new HerdError(`"${field}" is empty`);
+    if (split[field].length > 0) continue;
+    const other = field === 'chosen' ? 'rejected' : 'chosen';
+    // Implicit prompts: one side is all beginning of the other, so it has no answer of its own.
+    throw new HerdError('prompt' in record || field === 'prompt' ? `"${field}" is empty` : `"${field}" is empty once the prompt it shares with "${other}" is taken off (it is the beginning of "${other}")`);
   }
   return split;
 }
