@@ -119,6 +119,8 @@ interface Sequence {
   tokens: GeneratedToken[];
   cachedPromptTokens: number;
   promptLogprobs: PromptTokenLogprob[] | undefined;
+  /** Out of the queue and the running set, its promise settled. */
+  ended: boolean;
 }
 
 /** One sequence's part of a step: the ids it feeds, and whether it needs logits for each of them. */
@@ -166,7 +168,7 @@ export class Scheduler implements Generator {
       this.waiting.push({
         request, resolve, reject, submittedAt: performance.now(), firstTokenAt: null, cache: null, sampler: new Sampler(request.sampling),
         history: [...request.promptIds], generated: [], tokens: [], cachedPromptTokens: 0,
-        promptLogprobs: request.promptLogprobs === undefined ? undefined : [null],
+        promptLogprobs: request.promptLogprobs === undefined ? undefined : [null], ended: false,
       });
       this.startLoop();
     });
@@ -213,11 +215,14 @@ export class Scheduler implements Generator {
     this.loopDone = this.loop();
   }
 
-  /** Steps while there is work, letting the event loop run between steps. */
+  /**
+   * Steps while there is work, letting the event loop run before each step: submit returns at
+   * once, and requests that arrive together start in the same step.
+   */
   private async loop(): Promise<void> {
     while (this.waiting.length + this.running.length > 0) {
-      this.step();
       await new Promise((resolve) => setImmediate(resolve));
+      this.step();
     }
     this.looping = false;
   }
@@ -238,7 +243,8 @@ export class Scheduler implements Generator {
     }
     this.steps++;
     this.sequencesStepped += work.length;
-    work.forEach((part, i) => this.advance(part, logits[i]!));
+    // A callback (onToken, or a close it calls) may end other sequences of this step meanwhile.
+    work.forEach((part, i) => part.sequence.ended || this.advance(part, logits[i]!));
   }
 
   /** Moves waiting sequences into free slots, each with a cache that starts from the longest cached prefix of its prompt. */
@@ -275,9 +281,9 @@ export class Scheduler implements Generator {
     return work;
   }
 
-  /** One pass for the step's work: each part's logits (last position, or all positions for prompt logprobs). */
+  /** One batched pass for the step's work: each part's logits (last position, or all positions for prompt logprobs). */
   private forward(work: readonly StepWork[]): Float32Array[] {
-    return work.map(({ sequence, ids, allPositions }) => this.model.forward(ids, sequence.cache!, { allPositions, chunkTokens: ids.length }));
+    return this.model.forwardBatch(work.map(({ sequence, ids, allPositions }) => ({ ids, cache: sequence.cache!, allPositions })));
   }
 
   /** Takes a part's logits: prompt logprobs from prompt rows, then, once the sequence has caught up, the next token. */
@@ -355,6 +361,8 @@ export class Scheduler implements Generator {
 
   /** Takes the sequence out of the queue or the running set; false if it had ended already. */
   private remove(sequence: Sequence): boolean {
+    if (sequence.ended) return false;
+    sequence.ended = true;
     for (const list of [this.waiting, this.running]) {
       const index = list.indexOf(sequence);
       if (index >= 0) {
