@@ -143,6 +143,17 @@ describe('the scheduler (tfjs)', () => {
     expect(warm.generatedIds).toEqual(alone.generatedIds);
   });
 
+  test('a long generation outgrows its first cache and goes on exactly as generate does', async () => {
+    const [a] = prompts(loaded, 1);
+    // A new sequence's cache has room for 256 generated tokens (FIRST_DECODE_POSITIONS), then doubles.
+    const maxNewTokens = 300;
+    const scheduler = new Scheduler(loaded.model, { parallel: 2, maxQueue: 0, contextLength: 512, prefixCacheBytes: 0 });
+    const result = await scheduler.submit(greedyRequest(a!, maxNewTokens));
+    await scheduler.close();
+    const alone = generate(loaded.model, loaded.tokenizer, { promptIds: a!, maxNewTokens, sampling: GREEDY, stopTokenIds: [], stopStrings: [], topLogprobs: 0 });
+    expect(result.generatedIds).toEqual(alone.generatedIds);
+  });
+
   test('a cancelled sequence frees its slot: the waiting one starts and the stats show it', async () => {
     const [a, b] = prompts(loaded, 2);
     const scheduler = new Scheduler(loaded.model, { parallel: 1, maxQueue: 1, contextLength: 256, prefixCacheBytes: 0 });

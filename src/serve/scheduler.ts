@@ -130,6 +130,9 @@ interface StepWork {
   allPositions: boolean;
 }
 
+/** Positions for generated tokens a new sequence's cache has before it first grows. */
+const FIRST_DECODE_POSITIONS = 256;
+
 /** Assumed seconds per request before any has finished, for the first Retry-After. */
 const INITIAL_REQUEST_SECONDS = 1;
 
@@ -222,7 +225,12 @@ export class Scheduler implements Generator {
   private async loop(): Promise<void> {
     while (this.waiting.length + this.running.length > 0) {
       await new Promise((resolve) => setImmediate(resolve));
-      this.step();
+      try {
+        this.step();
+      } catch (error) {
+        // A fault outside any one sequence's part: no request may wait for a loop that stopped.
+        for (const sequence of [...this.waiting, ...this.running]) this.fail(sequence, error);
+      }
     }
     this.looping = false;
   }
@@ -251,12 +259,31 @@ export class Scheduler implements Generator {
   private admit(): void {
     while (this.running.length < this.options.parallel && this.waiting.length > 0) {
       const sequence = this.waiting.shift()!;
-      const { promptIds, maxNewTokens } = sequence.request;
-      sequence.cache = this.model.createCache(promptIds.length + maxNewTokens);
-      // Prompt logprobs need the logits of every prompt position, which a borrowed prefix has not got.
-      if (sequence.promptLogprobs === undefined) sequence.cachedPromptTokens = this.prefixCache.borrowInto(promptIds, sequence.cache);
       this.running.push(sequence);
+      const { promptIds, maxNewTokens } = sequence.request;
+      try {
+        sequence.cache = this.model.createCache(promptIds.length + Math.min(maxNewTokens, FIRST_DECODE_POSITIONS));
+        // Prompt logprobs need the logits of every prompt position, which a borrowed prefix has not got.
+        if (sequence.promptLogprobs === undefined) sequence.cachedPromptTokens = this.prefixCache.borrowInto(promptIds, sequence.cache);
+      } catch (error) {
+        this.fail(sequence, error);
+      }
     }
+  }
+
+  /**
+   * Makes room in the sequence's cache for `tokens` more positions: a cache starts with room for
+   * the prompt and FIRST_DECODE_POSITIONS, and doubles (up to prompt + maxNewTokens) when full,
+   * so a request allowed the whole context does not hold a whole context's KV from its start.
+   */
+  private makeRoom(sequence: Sequence, tokens: number): void {
+    const cache = sequence.cache!;
+    if (cache.length + tokens <= cache.shape.capacity) return;
+    const { promptIds, maxNewTokens } = sequence.request;
+    const larger = this.model.createCache(Math.min(Math.max(2 * cache.shape.capacity, cache.length + tokens), promptIds.length + maxNewTokens));
+    this.model.copyCache(cache, larger, cache.length);
+    cache.dispose();
+    sequence.cache = larger;
   }
 
   /**
@@ -267,16 +294,22 @@ export class Scheduler implements Generator {
     const decoding = this.running.filter((sequence) => sequence.cache!.length >= sequence.request.promptIds.length);
     let budget = Math.max(1, this.stepTokens - decoding.length);
     const work: StepWork[] = [];
-    for (const sequence of this.running) {
+    for (const sequence of [...this.running]) {
       const cache = sequence.cache!;
       const promptLeft = sequence.request.promptIds.length - cache.length;
-      if (promptLeft <= 0) {
-        work.push({ sequence, ids: Int32Array.from(sequence.history.slice(cache.length)), allPositions: false });
-      } else if (budget > 0) {
-        const count = Math.min(promptLeft, budget);
-        budget -= count;
-        work.push({ sequence, ids: Int32Array.from(sequence.history.slice(cache.length, cache.length + count)), allPositions: sequence.promptLogprobs !== undefined });
+      const count = promptLeft <= 0 ? sequence.history.length - cache.length : Math.min(promptLeft, budget);
+      if (count === 0) continue;
+      if (promptLeft > 0) budget -= count;
+      try {
+        this.makeRoom(sequence, count);
+      } catch (error) {
+        this.fail(sequence, error);
+        continue;
       }
+      // makeRoom may have replaced the cache (and emptied the old one).
+      const first = sequence.cache!.length;
+      const ids = Int32Array.from(sequence.history.slice(first, first + count));
+      work.push({ sequence, ids, allPositions: promptLeft > 0 && sequence.promptLogprobs !== undefined });
     }
     return work;
   }
