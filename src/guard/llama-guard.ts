@@ -59,6 +59,7 @@ export class LlamaGuard {
     // The template writes <|begin_of_text|> itself: no special tokens are added.
     const promptIds = this.loaded.tokenizer.encode(prompt, false);
     const stepScores: number[] = [];
+    let wordScore: number | undefined;
     const result = await generateAsync(this.loaded.model, this.loaded.tokenizer, {
       promptIds,
       maxNewTokens: VERDICT_MAX_TOKENS,
@@ -67,6 +68,11 @@ export class LlamaGuard {
       stopStrings: [],
       topLogprobs: 0,
       onLogits: (logits) => stepScores.push(twoWaySoftmax(logits[this.safeId]!, logits[this.unsafeId]!)),
+      onToken: (token) => {
+        if (wordScore === undefined && !this.isWhitespace(token.id)) wordScore = stepScores.at(-1);
+      },
+      // Below the threshold the verdict is safe whatever follows: no category text is needed.
+      shouldStop: () => options.threshold !== undefined && wordScore !== undefined && wordScore < options.threshold,
     });
     const scoredStep = this.firstWordStep(result.generatedIds);
     const pUnsafe = stepScores[scoredStep] ?? stepScores[0]!;
@@ -82,8 +88,12 @@ export class LlamaGuard {
 
   /** The step of the first generated token that is not whitespace only: where the verdict word starts. */
   private firstWordStep(ids: readonly number[]): number {
-    const step = ids.findIndex((id) => this.loaded.tokenizer.decode([id]).trim() !== '');
+    const step = ids.findIndex((id) => !this.isWhitespace(id));
     return step === -1 ? 0 : step;
+  }
+
+  private isWhitespace(id: number): boolean {
+    return this.loaded.tokenizer.decode([id]).trim() === '';
   }
 }
 
