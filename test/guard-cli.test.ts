@@ -107,6 +107,20 @@ describe('herd guard with Prompt Guard (prompt-guard-tiny)', () => {
   });
 });
 
+describe('herd chat --prompt-guard with the real classifier (prompt-guard-tiny)', () => {
+  test('a user line scored at the threshold never reaches the model: a shield event, a refusal, finish content_filter', () => {
+    // "Hello, world!" has jailbreak score 0.0627 in the fixture's reference: over a threshold of 0.05.
+    const run = herd(['chat', '--json', '-m', TINY_LLAMA, '--temperature', '0', '--prompt-guard', PROMPT_GUARD_TINY, '--prompt-guard-threshold', '0.05'], 'Hello, world!\n');
+    expect(run.status).toBe(0);
+    const events = run.stdout.trimEnd().split('\n').map((line) => json(line));
+    expect(events.map((event) => event.type)).toEqual(['shield', 'token', 'turn_end']);
+    expect(events[0]).toMatchObject({ stage: 'user', by: 'prompt-guard', categories: [] });
+    expect(Math.abs(events[0]!.score - 0.06267774859786279)).toBeLessThan(1e-4);
+    expect(events[1]!.text).toBe("I can't help with that: Prompt Guard scored it 0.06 as a jailbreak.");
+    expect(events[2]).toMatchObject({ finish_reason: 'content_filter', generated_tokens: 0, prompt_tokens: 0 });
+  });
+});
+
 describe('herd guard refuses bad models with one line and exit 2', () => {
   function folder(name: string, files: Record<string, string>, copyFrom?: string): string {
     const dir = path.join(work, name);

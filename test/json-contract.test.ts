@@ -108,6 +108,8 @@ describe('--json successes validate against docs/schemas', () => {
     expect(events.at(-1)!.type).toBe('turn_end');
     const { generated_tokens: _dropped, ...incomplete } = events.at(-1)!;
     expect(validator('chat')(incomplete)).not.toBe('valid');
+    const shielded = expectValidLines('chat', herd(['chat', '--json', '--model', TINY_LLAMA, '--prompt-guard', PROMPT_GUARD_TINY, '--prompt-guard-threshold', '0'], 'Hi\n'));
+    expect(shielded.map((event) => event.type)).toEqual(['shield', 'token', 'turn_end']);
   });
 
   test('guard: Prompt Guard scores and a Llama Guard verdict (both safe, exit 0)', () => {
