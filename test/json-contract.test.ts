@@ -131,6 +131,8 @@ describe('--json successes validate against docs/schemas', () => {
     const [measured] = expectValidLines('memory', herd(['memory', '--json', '--measure', '--model', 'models/stories260K']));
     expect(measured!.measurement).not.toBeNull();
     expect(validator('memory')({ ...plan, units: 'GiB' })).not.toBe('valid');
+    const [classifier] = expectValidLines('memory', herd(['memory', '--json', '--model', 'llama-prompt-guard-2-22m']));
+    expect((classifier!.classifier as { parameters: { total: number } }).parameters.total).toBe(70_830_722);
   });
 
   test('env and bench', () => {
