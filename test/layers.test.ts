@@ -18,7 +18,9 @@ const ALLOWED: Record<string, readonly string[]> = {
 
 /** Folders a folder must never import. */
 const FORBIDDEN: Record<string, readonly string[]> = {
-  engine: ['quant', 'train', 'eval', 'chat', 'tui', 'memory', 'commands', 'cli', 'bench'],
+  engine: ['quant', 'train', 'eval', 'chat', 'tui', 'memory', 'commands', 'cli', 'bench', 'serve'],
+  // The serving engine (scheduler, prefix cache) sits on the engine; the engine and kernels never import it.
+  kernels: ['serve'],
 };
 
 interface Import {
