@@ -52,6 +52,21 @@ export class GuardShield {
     return this.scan(content, 'third-party');
   }
 
+  /**
+   * The whole-conversation check herd serve asks for (serve/context.ts's ChatShield): the tool
+   * results in it, then the last message as what it is, a user turn or a reply to be returned.
+   */
+  async allows(messages: ReadonlyArray<{ role: string; content: string }>): Promise<boolean> {
+    for (const message of messages) {
+      if ((message.role === 'tool' || message.role === 'ipython') && (await this.checkToolResult(message.role, message.content))) return false;
+    }
+    const last = messages.at(-1);
+    if (last === undefined) return true;
+    const history = messages.slice(0, -1);
+    if (last.role === 'assistant') return (await this.checkReply(history, last.content)) === null;
+    return last.role !== 'user' || (await this.checkUserTurn(history, last.content)) === null;
+  }
+
   private scan(text: string, source: TextSource): Block | null {
     const guard = this.settings.promptGuard;
     if (!guard) return null;
