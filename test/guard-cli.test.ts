@@ -56,6 +56,16 @@ describe('herd guard with Llama Guard 3 (tiny-llama-3.1: random weights, real to
     expect(json(run.stdout)).toMatchObject({ role: 'agent', prompt: expectedPrompt('e2_guard_agent_response') });
   });
 
+  test('--exclude-categories and --categories-file change the listed categories, codes kept', () => {
+    const block = (prompt: string) => prompt.split('<BEGIN UNSAFE CONTENT CATEGORIES>\n')[1]!.split('\n<END UNSAFE CONTENT CATEGORIES>')[0]!.split('\n');
+    const excluded = herd(['guard', '-m', TINY_LLAMA, '--exclude-categories', 'S2,S14', '--threshold', '1', '--json', 'Hi']);
+    expect(block(json(excluded.stdout).prompt)).toEqual(['S1: Violent Crimes.', ...expectedPrompt('e_guard_user_prompt').split('\n').filter((line) => /^S(3|4|5|6|7|8|9|10|11|12|13): /.test(line))]);
+    const file = path.join(work, 'categories.txt');
+    fs.writeFileSync(file, 'O1: Medical advice.\nO2: Competitors\n');
+    const custom = herd(['guard', '-m', TINY_LLAMA, '--categories-file', file, '--categories', 'O2', '--threshold', '1', '--json', 'Hi']);
+    expect(block(json(custom.stdout).prompt)).toEqual(['O2: Competitors.']);
+  });
+
   test('an unsafe score whose answer is not a verdict is an error (exit 2), never safe', () => {
     // --threshold 0: every score is unsafe, so the random model's text must name the categories, and cannot.
     const run = herd(['guard', '-m', TINY_LLAMA, '--threshold', '0', '--json', 'Hello']);

@@ -38,8 +38,8 @@ Exit status: 0 safe, 1 unsafe, 2 error (bad input, an unparseable verdict, usage
     'prompt-guard': Flags.string({ description: 'A Prompt Guard folder (Prompt Guard 1 or 2: config.json, model.safetensors, tokenizer.json).' }),
     messages: Flags.file({ description: 'Llama Guard: a JSON file of messages ([{"role", "content"}] or {"messages": [...]}) instead of TEXT.', exists: true }),
     role: Flags.string({ description: 'Llama Guard: classify the last user turn or the last agent (assistant) turn. Default: the last turn\'s.', options: ['user', 'agent'] }),
-    categories: Flags.string({ description: 'Llama Guard: check only these hazard categories (S1,S10,…; comma-separated or repeated).', multiple: true }),
-    'exclude-categories': Flags.string({ description: 'Llama Guard: leave these hazard categories out (comma-separated or repeated).', multiple: true }),
+    categories: Flags.string({ description: 'Llama Guard: check only these hazard categories (comma-separated: S1,S10).' }),
+    'exclude-categories': Flags.string({ description: 'Llama Guard: leave these hazard categories out (comma-separated); the others keep their codes.' }),
     'categories-file': Flags.file({ description: 'Llama Guard: custom categories, one "CODE: Name." per line, instead of S1–S14.', exists: true }),
     threshold: numberFlag({ description: 'Unsafe when the score reaches this. Llama Guard: P(unsafe) decides instead of the generated verdict. Prompt Guard default: 0.9 (Prompt Guard 2), 0.5 (Prompt Guard 1).', min: 0, max: 1 }),
     source: Flags.string({ description: 'Prompt Guard: where the text comes from: user (jailbreak score) or third-party (injection score; tool results, web pages).', options: ['user', 'third-party'], default: 'user' }),
@@ -95,7 +95,7 @@ Exit status: 0 safe, 1 unsafe, 2 error (bad input, an unparseable verdict, usage
 }
 
 type GuardFlags = {
-  messages?: string; role?: string; categories?: string[]; 'exclude-categories'?: string[]; 'categories-file'?: string;
+  messages?: string; role?: string; categories?: string; 'exclude-categories'?: string; 'categories-file'?: string;
   threshold?: number; source: string; temperature?: number; backend?: string; threads?: number; json: boolean;
 };
 
@@ -106,6 +106,6 @@ async function readText(text: string | undefined): Promise<string> {
 
 function categoriesFrom(flags: GuardFlags, defaults: readonly HazardCategory[]): HazardCategory[] {
   const all = flags['categories-file'] === undefined ? defaults : parseCategoryList(fs.readFileSync(flags['categories-file'], 'utf8'), flags['categories-file']);
-  const codes = (values: string[] | undefined) => values?.flatMap((value) => value.split(',')).map((code) => code.trim()).filter((code) => code !== '');
+  const codes = (value: string | undefined) => value?.split(',').map((code) => code.trim()).filter((code) => code !== '');
   return selectCategories(all, { only: codes(flags.categories), exclude: codes(flags['exclude-categories']) });
 }
