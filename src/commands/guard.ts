@@ -11,7 +11,7 @@ import { detectGuardKind, loadPromptGuard } from '../guard/guard-model.js';
 import { LlamaGuard } from '../guard/llama-guard.js';
 import { guardTurnsOf, parseCategoryList, selectCategories, type GuardRole, type HazardCategory } from '../guard/llama-guard-prompt.js';
 import { defaultPromptGuardThreshold, type TextSource } from '../guard/prompt-guard.js';
-import { llamaGuardJson, llamaGuardText, promptGuardJson, promptGuardText } from '../guard/report.js';
+import { llamaGuardJson, llamaGuardText, promptGuardJson, promptGuardText, promptGuardVerdict } from '../guard/report.js';
 
 export default class Guard extends HerdCommand {
   static override summary = 'Classify a conversation with Llama Guard 3, or a text with Prompt Guard.';
@@ -81,7 +81,7 @@ Exit status: 0 safe, 1 unsafe, 2 error (bad input, an unparseable verdict, usage
       const verdict = { source: flags.source as TextSource, threshold: flags.threshold ?? defaultPromptGuardThreshold(classification.labels.length), temperature, classification };
       if (flags.json) this.printJson(SCHEMAS.guard, promptGuardJson(model, verdict));
       else this.log(promptGuardText(verdict));
-      return promptGuardJson(model, verdict).verdict === 'unsafe';
+      return promptGuardVerdict(verdict).verdict === 'unsafe';
     } finally {
       guard.dispose();
     }
