@@ -81,3 +81,7 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 /** 128 + SIGINT (2), what shells report for a program ended by Ctrl-C. */
 export const EXIT_INTERRUPTED = 130;
+
+/** herd guard: a verdict of unsafe (a result, not a failure) and, so that 1 stays unambiguous, any failure. */
+export const EXIT_UNSAFE = 1;
+export const EXIT_GUARD_ERROR = 2;

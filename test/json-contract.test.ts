@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Ajv2020 from 'ajv/dist/2020.js';
-import { DATA, TINY_LLAMA } from './fixtures.js';
+import { DATA, PROMPT_GUARD_TINY, TINY_LLAMA } from './fixtures.js';
 import { herd, storiesCopy } from './herd-cli.js';
 
 // The scripting contract (docs/scripting.md): every --json success validates against its schema
@@ -55,6 +55,8 @@ describe('--json failures are one herd.error/1 object on stdout and one line on 
     { args: ['quantize', '--out', path.join(file('plain.txt', 'x'), 'sub')], type: 'io', exit: 1, file: path.join(work, 'plain.txt', 'sub') },
     { args: ['bench', '--synthetic', 'llama-9'], type: 'input', exit: 1 },
     { args: ['env', '--no-such-flag'], type: 'usage', exit: 2 },
+    // herd guard keeps exit 1 for an unsafe verdict, so its failures are 2.
+    { args: ['guard', '--model', path.join(work, 'missing'), 'hi'], type: 'model', exit: 2, file: path.join(work, 'missing') },
   ];
 
   test.each(cases)('herd $args.0 … → $type, exit $exit', ({ args, type, exit, file: faultyFile, tensor }) => {
@@ -106,6 +108,15 @@ describe('--json successes validate against docs/schemas', () => {
     expect(events.at(-1)!.type).toBe('turn_end');
     const { generated_tokens: _dropped, ...incomplete } = events.at(-1)!;
     expect(validator('chat')(incomplete)).not.toBe('valid');
+    const shielded = expectValidLines('chat', herd(['chat', '--json', '--model', TINY_LLAMA, '--prompt-guard', PROMPT_GUARD_TINY, '--prompt-guard-threshold', '0'], 'Hi\n'));
+    expect(shielded.map((event) => event.type)).toEqual(['shield', 'token', 'turn_end']);
+  });
+
+  test('guard: Prompt Guard scores and a Llama Guard verdict (both safe, exit 0)', () => {
+    const [scored] = expectValidLines('guard', herd(['guard', '--json', '--prompt-guard', PROMPT_GUARD_TINY, 'Hello, world!']));
+    expect(validator('guard')({ ...scored, verdict: 'maybe' })).not.toBe('valid');
+    const [verdict] = expectValidLines('guard', herd(['guard', '--json', '--model', TINY_LLAMA, '--threshold', '1', 'Hi']));
+    expect(validator('guard')({ ...verdict, label: 'jailbreak' })).not.toBe('valid');
   });
 
   test('prompt', () => {
@@ -120,6 +131,8 @@ describe('--json successes validate against docs/schemas', () => {
     const [measured] = expectValidLines('memory', herd(['memory', '--json', '--measure', '--model', 'models/stories260K']));
     expect(measured!.measurement).not.toBeNull();
     expect(validator('memory')({ ...plan, units: 'GiB' })).not.toBe('valid');
+    const [classifier] = expectValidLines('memory', herd(['memory', '--json', '--model', 'llama-prompt-guard-2-22m']));
+    expect((classifier!.classifier as { parameters: { total: number } }).parameters.total).toBe(70_830_722);
   });
 
   test('env and bench', () => {

@@ -14,6 +14,8 @@ describe('exact parameter counts of the published configs', () => {
     ['llama-3.2-1b', 1_235_814_400],
     ['llama-3.2-3b', 3_212_749_824],
     ['llama-guard-3-8b', 8_030_261_248],
+    ['llama-guard-3-8b-int8', 8_030_261_248],
+    ['llama-guard-3-1b', 1_498_482_688],
   ])('%s has %d parameters', (preset, expected) => {
     expect(total(preset)).toBe(expected);
   });
@@ -36,8 +38,8 @@ describe('exact parameter counts of the published configs', () => {
     expect(parameters.embeddings).toBe(128256 * 2048);
   });
 
-  test('preset names are matched without regard to case and all six exist', () => {
-    expect(PRESET_NAMES).toHaveLength(6);
+  test('preset names are matched without regard to case and all eight exist', () => {
+    expect(PRESET_NAMES).toHaveLength(8);
     expect(presetModel('Llama-3.1-8B').name).toBe('llama-3.1-8b');
   });
 });

@@ -6,6 +6,7 @@
  */
 import type { GeneratedToken } from '../src/engine/generate.js';
 import { HerdError } from '../src/errors.js';
+import type { ChatShield } from '../src/serve/context.js';
 import { HerdServer, type ServerOptions } from '../src/serve/server.js';
 import { QueueFullError, type Generator, type GeneratorStats, type SequenceRequest, type SequenceResult } from '../src/serve/scheduler.js';
 import { LLAMA_STOP_IDS, llamaTokenizer } from './chat-scripted-source.js';
@@ -96,7 +97,7 @@ export class ScriptedGenerator implements Generator {
 export const SERVED_ID = 'llama-3.1-test';
 
 /** A server on 127.0.0.1 (any free port) over `generator` with the official Llama 3.1 tokenizer. */
-export async function startScriptedServer(generator: Generator, options: Partial<ServerOptions> = {}): Promise<{ server: HerdServer; url: string }> {
+export async function startScriptedServer(generator: Generator, options: Partial<ServerOptions> = {}, shield?: ChatShield): Promise<{ server: HerdServer; url: string }> {
   const server = new HerdServer({ maxBodyBytes: 1 << 20, timeoutSeconds: null, ...options });
   const url = await server.listen(0, '127.0.0.1');
   server.ready({
@@ -108,6 +109,7 @@ export async function startScriptedServer(generator: Generator, options: Partial
       vocabSize: 128256,
       created: 1,
     },
+    ...(shield && { shield }),
   });
   return { server, url };
 }

@@ -9,13 +9,14 @@ import type { ToolCall } from '../templates/chat-template.js';
 import { parseAssistantMessage } from '../templates/tool-calls.js';
 import type { Conversation } from './conversation.js';
 import { renderConversation, type PromptSettings } from './render.js';
+import { refusal, withheldToolResult, withheldUserMessage, type Shield, type ShieldBlock, type ShieldStage } from './shield.js';
 import type { TokenReply, TokenSource } from './token-source.js';
 import type { ToolBox } from './tools.js';
 
 export type ToolState = 'awaiting_approval' | 'running' | 'done' | 'error' | 'refused';
 
-/** Why a turn ended: the model's finish reason, or the cap on tool rounds. */
-export type TurnEndReason = FinishReason | 'tool_rounds';
+/** Why a turn ended: the model's finish reason, the cap on tool rounds, or a shield that blocked it. */
+export type TurnEndReason = FinishReason | 'tool_rounds' | 'content_filter';
 
 export interface TurnSummary {
   finishReason: TurnEndReason;
@@ -39,6 +40,8 @@ export type ChatEvent =
   | { type: 'tool_call'; call: ToolCall }
   | { type: 'tool_state'; id: string; state: ToolState }
   | { type: 'tool_result'; id: string; name: string; ok: boolean; content: string; ms: number }
+  /** A shield stopped content: a user turn, an assistant message or a tool result. */
+  | { type: 'shield'; stage: ShieldStage; block: ShieldBlock }
   | ({ type: 'turn_end' } & TurnSummary);
 
 export interface TurnHooks {
@@ -60,6 +63,8 @@ export interface ChatOptions {
   maxNewTokens: number;
   /** Most generate → run tools rounds in one turn, so a model that keeps calling cannot loop forever. */
   maxToolRounds: number;
+  /** Safety checks on user turns, replies and tool results (herd chat --guard, --prompt-guard). */
+  shield?: Shield;
 }
 
 export class ChatAgent {
@@ -78,23 +83,30 @@ export class ChatAgent {
     return { tools: this.options.tools.schemas, builtinTools: [...this.options.tools.builtinTools], date: this.options.date };
   }
 
-  /** Adds the person's message and generates the assistant's turn. */
-  send(text: string, hooks: TurnHooks): Promise<TurnSummary> {
+  /** Adds the person's message and generates the assistant's turn; a blocked message never reaches the model. */
+  async send(text: string, hooks: TurnHooks): Promise<TurnSummary> {
+    const block = await this.options.shield?.checkUserTurn(this.conversation.messages, text);
+    if (block) {
+      this.conversation.add({ role: 'user', content: withheldUserMessage(block) });
+      return this.refuse('user', block, hooks, emptySummary());
+    }
     this.conversation.add({ role: 'user', content: text });
     return this.respond(hooks);
   }
 
   /** Generates the assistant's turn for the conversation as it stands. */
   async respond(hooks: TurnHooks): Promise<TurnSummary> {
-    const summary: TurnSummary = {
-      finishReason: 'stop', contextTokens: 0, promptTokens: 0, computedPromptTokens: 0, generatedTokens: 0, toolCalls: 0, prefillMs: 0, decodeMs: 0, decodeTokensPerSecond: 0,
-    };
+    const summary = emptySummary();
     for (let round = 0; ; round++) {
       if (round === this.options.maxToolRounds) {
         summary.finishReason = 'tool_rounds';
         break;
       }
       const reply = await this.generateMessage(hooks, summary);
+      const block = await this.options.shield?.checkReply(this.conversation.messages, reply.text);
+      if (block) return this.refuse('assistant', block, hooks, summary);
+      // A checked reply is shown once it has passed, whole.
+      if (this.options.shield?.checksReplies && reply.text !== '') hooks.onEvent({ type: 'token', text: reply.text });
       const parsed = parseAssistantMessage(reply.text);
       const complete = reply.finishReason === 'stop';
       const calls = complete ? parsed.toolCalls : [];
@@ -114,6 +126,21 @@ export class ChatAgent {
         break;
       }
     }
+    return this.endTurn(summary, hooks);
+  }
+
+  /** Ends the turn with a refusal in place of what the shield stopped. */
+  private refuse(stage: ShieldStage, block: ShieldBlock, hooks: TurnHooks, summary: TurnSummary): TurnSummary {
+    hooks.onEvent({ type: 'shield', stage, block });
+    const text = refusal(block);
+    hooks.onEvent({ type: 'token', text });
+    hooks.onEvent({ type: 'message', text, toolCalls: [] });
+    this.conversation.add({ role: 'assistant', content: text });
+    summary.finishReason = 'content_filter';
+    return this.endTurn(summary, hooks);
+  }
+
+  private endTurn(summary: TurnSummary, hooks: TurnHooks): TurnSummary {
     summary.decodeTokensPerSecond = summary.decodeMs > 0 ? Math.round((summary.generatedTokens / summary.decodeMs) * 1000 * 100) / 100 : 0;
     hooks.onEvent({ type: 'turn_end', ...summary });
     return summary;
@@ -127,7 +154,9 @@ export class ChatAgent {
       promptIds: prompt.ids,
       maxNewTokens: Math.min(this.options.maxNewTokens, Math.max(room, 0)),
       stopTokenIds: this.options.stopTokenIds,
-      onText: (text) => hooks.onEvent({ type: 'token', text }),
+      onText: (text) => {
+        if (!this.options.shield?.checksReplies) hooks.onEvent({ type: 'token', text });
+      },
       onToken: () => hooks.onEvent({ type: 'progress', ...progress.next() }),
       shouldStop: hooks.shouldStop,
     });
@@ -154,10 +183,19 @@ export class ChatAgent {
       outcome = { ok: false, content: `error: the user declined to run ${call.function.name}` };
       hooks.onEvent({ type: 'tool_state', id: call.id, state: 'refused' });
     }
+    const block = outcome.ok ? await this.options.shield?.checkToolResult(call.function.name, outcome.content) : null;
+    if (block) {
+      hooks.onEvent({ type: 'shield', stage: 'tool_result', block });
+      outcome = { ok: false, content: withheldToolResult(call.function.name, block) };
+    }
     const ms = Math.round(performance.now() - started);
     hooks.onEvent({ type: 'tool_result', id: call.id, name: call.function.name, ok: outcome.ok, content: outcome.content, ms });
     this.conversation.add({ role: 'ipython', content: outcome.content, tool_call_id: call.id });
   }
+}
+
+function emptySummary(): TurnSummary {
+  return { finishReason: 'stop', contextTokens: 0, promptTokens: 0, computedPromptTokens: 0, generatedTokens: 0, toolCalls: 0, prefillMs: 0, decodeMs: 0, decodeTokensPerSecond: 0 };
 }
 
 /**

@@ -57,6 +57,8 @@ function ndjsonEvent(event: ChatEvent): Record<string, unknown> | undefined {
       return { type: 'tool_call', id: event.call.id, name: event.call.function.name, arguments: event.call.function.arguments };
     case 'tool_result':
       return { type: 'tool_result', id: event.id, name: event.name, ok: event.ok, content: event.content, ms: event.ms };
+    case 'shield':
+      return { type: 'shield', stage: event.stage, by: event.block.by, categories: event.block.categories, score: event.block.score, reason: event.block.reason };
     case 'turn_end':
       return {
         type: 'turn_end',

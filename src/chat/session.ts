@@ -49,6 +49,15 @@ export function exportSession(file: string, messages: readonly ChatMessage[]): v
   writeFileAtomically(file, [Buffer.from(`${JSON.stringify({ messages })}\n`, 'utf8')]);
 }
 
+/** A messages file (herd prompt --messages, herd guard --messages): a JSON array of messages or {"messages": [...]}. */
+export function readMessagesFile(file: string): ChatMessage[] {
+  const parsed = readJsonFile(file, true);
+  const list = Array.isArray(parsed) ? parsed : (parsed as { messages?: unknown } | null)?.messages;
+  if (!Array.isArray(list)) throw new HerdError(`${file}: expected a JSON array of messages or {"messages": [...]}`);
+  list.forEach((message, index) => checkMessage(message, `${file}: message ${index}`));
+  return list as ChatMessage[];
+}
+
 const ROLES: ReadonlySet<string> = new Set(['system', 'user', 'assistant', 'ipython', 'tool']);
 
 /** Checks a message read from a file (sessions, herd prompt --messages). */

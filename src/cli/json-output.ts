@@ -21,6 +21,7 @@ export const SCHEMAS = {
   bench: 'herd.bench/1',
   serve: 'herd.serve/1',
   env: 'herd.env/1',
+  guard: 'herd.guard/1',
   error: 'herd.error/1',
 } as const;
 

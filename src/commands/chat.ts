@@ -5,6 +5,7 @@ import { parseDate } from '../cli/date.js';
 import { modelFlags, numberFlag } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
 import { samplingFlags, samplingOptions } from '../cli/sampling.js';
+import { loadShield, shieldFlags } from '../cli/shields.js';
 import { Conversation } from '../chat/conversation.js';
 import { ChatAgent } from '../chat/loop.js';
 import { runScript } from '../chat/script.js';
@@ -27,6 +28,7 @@ ${EXIT_STATUS_HELP}`;
     '<%= config.bin %> chat -m ~/models/Llama-3.1-8B-Instruct --resume chat.json',
     'printf "Hi!\\nWhat can you do?\\n" | <%= config.bin %> chat -m ~/models/Llama-3.1-8B-Instruct --json',
     '<%= config.bin %> chat --resume chat.json --export chat.jsonl < /dev/null',
+    '<%= config.bin %> chat -m ~/models/Llama-3.1-8B-Instruct --guard ~/models/Llama-Guard-3-1B --prompt-guard ~/models/Prompt-Guard-86M --builtin-tools brave_search',
   ];
 
   static override flags = {
@@ -44,6 +46,7 @@ ${EXIT_STATUS_HELP}`;
     'tool-timeout': numberFlag({ description: 'Seconds a tool may run before it is stopped (default 30).', min: 0.1 }),
     'max-tool-output': Flags.integer({ description: 'Bytes of a tool\'s output given to the model.', default: DEFAULT_TOOL_SETTINGS.maxOutputBytes, min: 1 }),
     'max-tool-rounds': Flags.integer({ description: 'Most rounds of tool calls in one assistant turn.', default: 8, min: 1 }),
+    ...shieldFlags,
   };
 
   async run(): Promise<void> {
@@ -58,6 +61,7 @@ ${EXIT_STATUS_HELP}`;
     const loaded = await loadModelWithProgress({ ...flags, model: flags.model ?? resumed?.settings.model });
     selectChatTemplate(loaded.tokenizer.settings.chatTemplate, { source: path.join(loaded.dir, 'tokenizer_config.json'), hasTools: false });
     const sampling = samplingOptions(loaded, flags);
+    const guards = await loadShield(flags, loaded);
     const source = new EngineTokenSource(loaded, sampling);
     const conversation = new Conversation(resumed?.messages ?? []);
     if (flags.system !== undefined) conversation.setSystem(flags.system);
@@ -68,6 +72,7 @@ ${EXIT_STATUS_HELP}`;
     });
     const agent = new ChatAgent(conversation, {
       source, tokenizer: loaded.tokenizer, tools, date, stopTokenIds: loaded.generation.eosTokenIds, maxNewTokens: flags['max-new-tokens'], maxToolRounds: flags['max-tool-rounds'],
+      shield: guards?.shield,
     });
     const settings: SessionSettings = {
       model: loaded.dir, builtin_tools: builtinTools, tools_file: toolsFile, date: dateText, max_new_tokens: flags['max-new-tokens'],
@@ -97,6 +102,7 @@ ${EXIT_STATUS_HELP}`;
       }
     } finally {
       source.dispose();
+      guards?.dispose();
     }
     if (flags.save !== undefined) saveSession(flags.save, session());
     if (flags.export !== undefined) exportSession(flags.export, conversation.messages);

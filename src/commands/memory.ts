@@ -10,7 +10,9 @@ import { resolveModel } from '../memory/model-source.js';
 import { buildPlan } from '../memory/plan.js';
 import { compareWithPost } from '../memory/post-tables.js';
 import { PRECISION_IDS } from '../memory/precision.js';
+import { classifierPlan, classifierSections, resolveClassifier } from '../memory/classifier.js';
 import { PRESET_NAMES } from '../spec/presets.js';
+import { PROMPT_GUARD_PRESETS } from '../spec/deberta.js';
 import { comparisonSections, measurementSection, planSections } from '../memory/report.js';
 import { parseUnit, planRequestFromFlags } from '../memory/request.js';
 import { renderSectionText, type Section } from '../memory/table.js';
@@ -21,7 +23,7 @@ export default class Memory extends HerdCommand {
 
   static override description = `Computes the exact parameter count from the model's config, the memory of its weights at each precision, the KV cache for a context and batch, and (with --train) full fine-tuning, LoRA and QLoRA with every term shown. With --gpu or --memory it says whether each configuration fits, the largest context that does, or how many devices it needs.
 
-MODEL is a preset (${PRESET_NAMES.join(', ')}), a Hugging Face folder or its config.json, or a GGUF file (only its header is read).
+MODEL is a preset (${PRESET_NAMES.join(', ')}; Prompt Guard: ${Object.keys(PROMPT_GUARD_PRESETS).join(', ')}), a Hugging Face folder or its config.json, or a GGUF file (only its header is read).
 Every size names its unit: GiB = 2^30 bytes, GB = 10^9 bytes (--units). Token counts take k = 1,024 (128k = 131,072).
 --compare-post prints the Llama 3.1 post's three memory tables beside herd's values under the post's own conventions.
 Formulas and assumptions: docs/memory.md.
@@ -75,6 +77,13 @@ ${EXIT_STATUS_HELP}`;
       throw new HerdError('give a model with --model (a preset, folder, config.json or .gguf), or use --compare-post');
     }
     if (flags.measure && flags.model === undefined) throw new HerdError('--measure needs --model DIR, a Hugging Face folder');
+    const classifier = flags.model === undefined ? undefined : resolveClassifier(flags.model);
+    if (classifier) {
+      const plan = classifierPlan(classifier);
+      if (flags.json) this.printJson(SCHEMAS.memory, { units: 'bytes', plan: null, measurement: null, comparePost: null, classifier: plan });
+      else this.log(classifierSections(plan, unit).map(renderSectionText).join('\n\n'));
+      return;
+    }
     const model = flags.model === undefined ? undefined : await resolveModel(flags.model);
     const plan = model ? buildPlan(planRequestFromFlags(model, flags)) : undefined;
     const comparison = flags['compare-post'] ? compareWithPost() : undefined;

@@ -4,14 +4,13 @@ import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { parseDate } from '../cli/date.js';
 import { renderConversation } from '../chat/render.js';
-import { checkMessage } from '../chat/session.js';
+import { readMessagesFile } from '../chat/session.js';
 import { loadToolsFile, parseBuiltinTools } from '../chat/tools.js';
 import { DEFAULT_MODEL_DIR } from '../engine/load.js';
 import { HerdTokenizer } from '../engine/tokenizer.js';
-import { readJsonFile } from '../formats/files.js';
 import { HerdError } from '../errors.js';
 import { parseJsonKeepingFloats } from '../templates/python-json.js';
-import { renderTemplateVariables, selectChatTemplate, type ChatMessage } from '../templates/chat-template.js';
+import { renderTemplateVariables, selectChatTemplate } from '../templates/chat-template.js';
 
 export default class Prompt extends HerdCommand {
   static override summary = 'Print the exact prompt a model receives for a conversation (its chat template, rendered).';
@@ -44,7 +43,7 @@ ${EXIT_STATUS_HELP}`;
     const tokenizer = HerdTokenizer.fromDir(flags.model ?? DEFAULT_MODEL_DIR);
     const text = flags.vars !== undefined
       ? renderVariables(tokenizer, readVariables(flags.vars))
-      : renderConversation(tokenizer, readMessages(flags.messages!), {
+      : renderConversation(tokenizer, readMessagesFile(flags.messages!), {
         tools: flags.tools === undefined ? undefined : loadToolsFile(flags.tools).map((tool) => tool.schema),
         builtinTools: parseBuiltinTools(flags['builtin-tools']),
         date: parseDate(flags.date),
@@ -74,12 +73,4 @@ function renderVariables(tokenizer: HerdTokenizer, variables: unknown): string {
   const template = selectChatTemplate(tokenizer.settings.chatTemplate, { source: 'tokenizer_config.json', hasTools });
   const special = { bos_token: tokenizer.settings.bosToken ?? '', eos_token: tokenizer.settings.eosToken ?? '' };
   return renderTemplateVariables(template, { ...special, ...record }, 'tokenizer_config.json');
-}
-
-function readMessages(file: string): ChatMessage[] {
-  const parsed = readJsonFile(file, true);
-  const list = Array.isArray(parsed) ? parsed : (parsed as { messages?: unknown } | null)?.messages;
-  if (!Array.isArray(list)) throw new HerdError(`${file}: expected a JSON array of messages or {"messages": [...]}`);
-  list.forEach((message, index) => checkMessage(message, `${file}: message ${index}`));
-  return list as ChatMessage[];
 }

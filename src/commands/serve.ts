@@ -3,6 +3,7 @@ import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { modelFlags, numberFlag } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
+import { loadShield, shieldFlags } from '../cli/shields.js';
 import { HerdUsageError } from '../errors.js';
 import { DEFAULT_MAX_BODY_BYTES, HerdServer } from '../serve/server.js';
 import { attachModel, DEFAULT_CONTEXT, stopOnSignal, type ServeSettings } from '../serve/start.js';
@@ -34,6 +35,8 @@ ${EXIT_STATUS_HELP}`;
     timeout: numberFlag({ description: 'Seconds a request may run before it is cancelled (504). Default: no limit.', min: 0.001 }),
     grace: numberFlag({ description: 'Seconds requests in flight get to finish after SIGINT or SIGTERM.', min: 0 }),
     'max-body-bytes': Flags.integer({ description: 'Largest request body accepted (413 beyond).', default: DEFAULT_MAX_BODY_BYTES, min: 1 }),
+    // Chat completions only: a blocked request or reply is answered with finish_reason "content_filter" (docs/safety.md).
+    ...shieldFlags,
   };
 
   async run(): Promise<void> {
@@ -55,7 +58,8 @@ ${EXIT_STATUS_HELP}`;
       if (!flags.json) process.stderr.write(`herd serve: ${signal}: finishing requests in flight\n`);
     });
     const loaded = await loadModelWithProgress(flags);
-    const { scheduler, modelId: model } = attachModel(server, loaded, settings);
+    const guards = await loadShield(flags, loaded);
+    const { scheduler, modelId: model } = attachModel(server, loaded, settings, guards?.shield);
     if (flags.json) {
       this.printJson(SCHEMAS.serve, { event: 'ready', url, model, backend: loaded.model.backendName, parallel: flags.parallel, max_queue: flags['max-queue'], context_length: scheduler.contextLength });
     } else {
@@ -64,5 +68,6 @@ ${EXIT_STATUS_HELP}`;
     await stopped;
     if (flags.json) this.printJson(SCHEMAS.serve, { event: 'stopped' });
     loaded.model.dispose();
+    guards?.dispose();
   }
 }

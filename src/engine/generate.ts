@@ -18,6 +18,8 @@ export interface GenerateRequest {
   onText?: (delta: string) => void;
   /** Receives each token as it is chosen, before the text it completes goes to onText. */
   onToken?: (token: GeneratedToken) => void;
+  /** Receives the raw logits of each step before its token is chosen (classifiers read a few ids' scores). */
+  onLogits?: (logits: Float32Array) => void;
   /** Checked before each token; true ends generation early (finish reason "abort"). */
   shouldStop?: () => boolean;
   /**
@@ -113,6 +115,7 @@ function* generateSteps(model: LlamaForCausalLM<unknown, unknown>, tokenizer: He
         result.finishReason = 'abort';
         break;
       }
+      request.onLogits?.(logits);
       const id = sampler.next(logits, history, result.generatedIds);
       history.push(id);
       result.generatedIds.push(id);

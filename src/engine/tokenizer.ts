@@ -2,6 +2,7 @@ import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { HerdError } from '../errors.js';
 import { readJsonFile } from '../formats/files.js';
+import { replacePrecompiledNormalizers } from './precompiled-charsmap.js';
 
 /** tokenizer_config.json fields herd uses. */
 export interface TokenizerSettings {
@@ -33,6 +34,7 @@ export class HerdTokenizer {
     } catch (error) {
       throw new HerdError(`tokenizer.json: cannot be loaded (${(error as Error).message.split('\n')[0]})`);
     }
+    replacePrecompiledNormalizers(tokenizer);
     return new HerdTokenizer(tokenizer, readSettings(configJson));
   }
 

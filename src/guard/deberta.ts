@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { HerdError, modelError } from '../errors.js';
 import { openForReading, readJsonFile } from '../formats/files.js';
 import { readFloatTensor, readSafetensorsHeader, type HostTensor } from '../formats/safetensors.js';
+import { debertaTensors } from '../spec/deberta.js';
 
 /**
  * Hugging Face `DebertaV2ForSequenceClassification` (the architecture of Meta's Prompt Guard),
@@ -161,9 +162,12 @@ export class DebertaClassifier {
     const file = path.join(dir, 'model.safetensors');
     if (!fs.existsSync(file)) throw modelError(`${dir}: no model.safetensors`, file);
     const entries = new Map(readSafetensorsHeader(file).map((entry) => [entry.name, entry]));
+    // The one DeBERTa tensor table (spec/deberta.ts) gives every shape config.json implies.
+    const shapes = new Map(debertaTensors({ ...config, numLabels: config.labels.length }).map((tensor) => [tensor.name, tensor.shape]));
     const fd = openForReading(file);
     try {
-      const read = (name: string, shape: number[]): HostTensor => {
+      const read = (name: string): HostTensor => {
+        const shape = shapes.get(name)!;
         const entry = entries.get(name);
         if (!entry) throw modelError(`${path.basename(file)}: missing tensor ${name}`, file, name);
         if (JSON.stringify(entry.shape) !== JSON.stringify(shape)) {
@@ -175,32 +179,34 @@ export class DebertaClassifier {
       if (classifierRows !== undefined && classifierRows !== config.labels.length) {
         throw modelError(`${path.join(dir, 'config.json')}: id2label names ${config.labels.length} labels but classifier.weight has ${classifierRows} rows`, file, 'classifier.weight');
       }
-      const H = config.hiddenSize;
-      const matrix = (name: string, rows: number, columns: number) => tf.tensor2d(read(name, [rows, columns]).data, [rows, columns]);
-      const vector = (name: string, size: number) => tf.tensor1d(read(name, [size]).data);
-      const linear = (prefix: string, out: number, input: number): Linear => ({ weight: matrix(`${prefix}.weight`, out, input), bias: vector(`${prefix}.bias`, out) });
-      const layerNorm = (prefix: string): LayerNorm => ({ weight: vector(`${prefix}.weight`, H), bias: vector(`${prefix}.bias`, H) });
+      const matrix = (name: string) => {
+        const [rows, columns] = shapes.get(name)!;
+        return tf.tensor2d(read(name).data, [rows!, columns!]);
+      };
+      const vector = (name: string) => tf.tensor1d(read(name).data);
+      const linear = (prefix: string): Linear => ({ weight: matrix(`${prefix}.weight`), bias: vector(`${prefix}.bias`) });
+      const layerNorm = (prefix: string): LayerNorm => ({ weight: vector(`${prefix}.weight`), bias: vector(`${prefix}.bias`) });
       const layers = Array.from({ length: config.numLayers }, (_, n): EncoderLayer => {
         const prefix = `deberta.encoder.layer.${n}`;
         return {
-          query: linear(`${prefix}.attention.self.query_proj`, H, H),
-          key: linear(`${prefix}.attention.self.key_proj`, H, H),
-          value: linear(`${prefix}.attention.self.value_proj`, H, H),
-          attentionOutput: linear(`${prefix}.attention.output.dense`, H, H),
+          query: linear(`${prefix}.attention.self.query_proj`),
+          key: linear(`${prefix}.attention.self.key_proj`),
+          value: linear(`${prefix}.attention.self.value_proj`),
+          attentionOutput: linear(`${prefix}.attention.output.dense`),
           attentionNorm: layerNorm(`${prefix}.attention.output.LayerNorm`),
-          intermediate: linear(`${prefix}.intermediate.dense`, config.intermediateSize, H),
-          output: linear(`${prefix}.output.dense`, H, config.intermediateSize),
+          intermediate: linear(`${prefix}.intermediate.dense`),
+          output: linear(`${prefix}.output.dense`),
           outputNorm: layerNorm(`${prefix}.output.LayerNorm`),
         };
       });
       return new DebertaClassifier(config, {
-        wordEmbeddings: matrix('deberta.embeddings.word_embeddings.weight', config.vocabSize, H),
+        wordEmbeddings: matrix('deberta.embeddings.word_embeddings.weight'),
         embeddingsNorm: layerNorm('deberta.embeddings.LayerNorm'),
         layers,
-        relEmbeddings: matrix('deberta.encoder.rel_embeddings.weight', 2 * config.positionBuckets, H),
+        relEmbeddings: matrix('deberta.encoder.rel_embeddings.weight'),
         relEmbeddingsNorm: layerNorm('deberta.encoder.LayerNorm'),
-        pooler: linear('pooler.dense', H, H),
-        classifier: linear('classifier', config.labels.length, H),
+        pooler: linear('pooler.dense'),
+        classifier: linear('classifier'),
       });
     } finally {
       fs.closeSync(fd);

@@ -127,3 +127,26 @@ function maxScores(all: readonly PromptGuardScores[]): PromptGuardScores {
   for (const scores of all) for (const [name, value] of Object.entries(scores)) result[name] = Math.max(result[name] ?? -Infinity, value);
   return result as PromptGuardScores;
 }
+
+/** Where a text comes from: the person (jailbreak check) or third-party data (injection check). */
+export type TextSource = 'user' | 'third-party';
+
+/** The score that decides, as Meta uses them: which label it is and its value. */
+export interface DecidingScore {
+  label: 'jailbreak' | 'injection' | 'malicious';
+  score: number;
+}
+
+/**
+ * Prompt Guard 1 checks a person's input for jailbreaks and third-party data for injections (a
+ * jailbreak there counts as one); Prompt Guard 2 has one malicious score for both.
+ */
+export function decidingScore(scores: PromptGuardScores, source: TextSource): DecidingScore {
+  if ('malicious' in scores) return { label: 'malicious', score: scores.malicious };
+  return source === 'user' ? { label: 'jailbreak', score: scores.jailbreak } : { label: 'injection', score: scores.injection };
+}
+
+/** The threshold of Meta's examples: 0.9 for Prompt Guard 2 (2 labels), 0.5 for Prompt Guard 1. */
+export function defaultPromptGuardThreshold(labelCount: number): number {
+  return labelCount === 2 ? 0.9 : 0.5;
+}

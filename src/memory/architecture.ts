@@ -6,6 +6,8 @@ export interface ModelSpec {
   /** "preset", a config.json path, or a GGUF path. */
   source: string;
   architecture: LlamaConfig;
+  /** The precision the model is published in when it is not 16-bit (a preset's int8 release); the default to price. */
+  publishedPrecision?: 'int8';
   /** Present for GGUF input: the tensors as stored, so the file's own precision can be priced exactly. */
   storedTensors?: StoredTensor[];
 }

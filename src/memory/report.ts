@@ -5,9 +5,9 @@ import { type ComparisonCell, INFERENCE_TOLERANCE, TRAINING_TOLERANCE } from './
 import type { Cell, Column, Section } from './table.js';
 import { type ByteUnit, formatBytes } from './units.js';
 
-const left = (header: string): Column => ({ header, align: 'left' });
-const right = (header: string): Column => ({ header, align: 'right' });
-const count = (value: number): string => value.toLocaleString('en-US');
+export const left = (header: string): Column => ({ header, align: 'left' });
+export const right = (header: string): Column => ({ header, align: 'right' });
+export const count = (value: number): string => value.toLocaleString('en-US');
 
 export function unitNote(unit: ByteUnit): string {
   return unit === 'GiB' ? 'Sizes in GiB (1 GiB = 2^30 bytes = 1.074 GB).' : 'Sizes in GB (1 GB = 10^9 bytes = 0.931 GiB).';

@@ -57,9 +57,9 @@ export function planRequestFromFlags(model: ModelSpec, flags: MemoryFlags): Plan
   };
 }
 
-/** A GGUF is priced as stored unless asked otherwise; anything else gets the post's three precisions. */
+/** A GGUF is priced as stored unless asked otherwise, an int8 release as int8; anything else gets the post's three precisions. */
 function precisionsFromFlags(model: ModelSpec, given: string[] | undefined): PlanPrecision[] {
-  if (given === undefined || given.length === 0) return model.storedTensors ? ['file'] : ['bf16', 'fp8', 'int4'];
+  if (given === undefined || given.length === 0) return model.storedTensors ? ['file'] : model.publishedPrecision ? [model.publishedPrecision] : ['bf16', 'fp8', 'int4'];
   return given.map((text) => (text.toLowerCase() === 'file' ? 'file' : parsePrecision(text)));
 }
 

@@ -6,6 +6,7 @@
 import path from 'node:path';
 import type { LoadedModel } from '../engine/load.js';
 import { isGgufFile } from '../engine/load.js';
+import type { ChatShield } from './context.js';
 import { Scheduler, type SchedulerOptions } from './scheduler.js';
 import { HerdServer, type ServerOptions } from './server.js';
 
@@ -26,7 +27,7 @@ export function defaultModelName(dir: string): string {
   return isGgufFile(dir) ? base.replace(/\.gguf$/i, '') : base;
 }
 
-export function attachModel(server: HerdServer, loaded: LoadedModel, settings: ServeSettings): { scheduler: Scheduler; modelId: string } {
+export function attachModel(server: HerdServer, loaded: LoadedModel, settings: ServeSettings, shield?: ChatShield): { scheduler: Scheduler; modelId: string } {
   const contextLength = Math.min(settings.scheduler.contextLength ?? DEFAULT_CONTEXT, loaded.config.maxPositionEmbeddings);
   const scheduler = new Scheduler(loaded.model, { ...settings.scheduler, contextLength });
   const modelId = settings.modelName ?? defaultModelName(loaded.dir);
@@ -39,6 +40,7 @@ export function attachModel(server: HerdServer, loaded: LoadedModel, settings: S
       vocabSize: loaded.config.vocabSize,
       created: Math.floor(Date.now() / 1000),
     },
+    ...(shield && { shield }),
   });
   return { scheduler, modelId };
 }

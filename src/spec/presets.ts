@@ -50,7 +50,17 @@ export const PRESET_CONFIGS: Readonly<Record<string, Readonly<Record<string, unk
   'llama-3.2-3b': { ...LLAMA_32_COMMON, head_dim: 128, hidden_size: 3072, num_attention_heads: 24, num_hidden_layers: 28 },
   // Llama Guard 3 8B is a fine-tune of Llama 3.1 8B: the same architecture, stopping at <|eot_id|>.
   'llama-guard-3-8b': { ...LLAMA_31_8B, eos_token_id: 128009 },
+  // Its INT8 release: the same weights in bitsandbytes LLM.int8 (8-bit linear layers).
+  'llama-guard-3-8b-int8': { ...LLAMA_31_8B, eos_token_id: 128009, quantization_config: { quant_method: 'bitsandbytes', load_in_8bit: true, load_in_4bit: false } },
+  // Llama Guard 3 1B is a fine-tune of Llama 3.2 1B whose output head is its own matrix (not tied): 1.50B parameters.
+  'llama-guard-3-1b': { ...LLAMA_32_COMMON, head_dim: 64, hidden_size: 2048, num_attention_heads: 32, num_hidden_layers: 16, tie_word_embeddings: false, eos_token_id: 128009 },
 };
+
+/** The weight precision a preset is published in when it is not 16-bit (its config.json's quantization_config). */
+export function presetPublishedPrecision(name: string): 'int8' | undefined {
+  const quantization = PRESET_CONFIGS[name.toLowerCase()]?.quantization_config as { load_in_8bit?: boolean } | undefined;
+  return quantization?.load_in_8bit ? 'int8' : undefined;
+}
 
 export const PRESET_NAMES: readonly string[] = Object.keys(PRESET_CONFIGS);
 

@@ -26,6 +26,8 @@ export function applyEvent(items: readonly TranscriptItem[], event: ChatEvent): 
       return updateTool(items, event.id, (item) => ({ ...item, state: event.state }));
     case 'tool_result':
       return updateTool(items, event.id, (item) => ({ ...item, result: event.content }));
+    case 'shield':
+      return [...items, { kind: 'info', text: `${event.block.by === 'llama-guard' ? 'Llama Guard' : 'Prompt Guard'} blocked the ${event.stage.replace('_', ' ')}: ${event.block.reason}` }];
     case 'progress':
       // Status figures, drawn by the status line.
       return [...items];
