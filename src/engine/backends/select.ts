@@ -42,7 +42,10 @@ const SPECS: Record<TfjsBackendName, BackendSpec> = {
 /** Tries each backend without activating any, so `herd env` can say what was found and why. */
 export async function probeBackends(): Promise<BackendProbe[]> {
   const probes: BackendProbe[] = [];
-  for (const name of BACKEND_NAMES) probes.push(await probe(name));
+  for (const name of BACKEND_NAMES) {
+    // A path forced with HERD_CPU_ISA that the CPU lacks is an error when loading a model; here, a reason.
+    probes.push(await probe(name).catch((error: Error) => ({ name, available: false, reason: error.message })));
+  }
   return probes;
 }
 
