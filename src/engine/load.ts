@@ -64,7 +64,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
   try {
     const tokenizer = readTokenizer();
     const generation = readGeneration();
-    const backendOps = await activateBackend({ backend: options.backend, threads: options.threads, kvCacheType: options.kvCacheType, packedWeights: storesPackedWeights(checkpoint) });
+    const backendOps = await activateBackend({ backend: options.backend, threads: options.threads, kvCacheType: options.kvCacheType, packedWeights: storesPackedWeights(checkpoint), storedFormats: storedFormats(checkpoint, config) });
     const ops = options.wrapOps ? options.wrapOps(backendOps, config) : backendOps;
     const source = options.adapter ? new AdaptedWeights(checkpoint, readPeftAdapter(options.adapter, config)) : checkpoint;
     const model = LlamaForCausalLM.load(config, source, ops, options.onProgress) as LlamaForCausalLM<unknown, unknown>;
@@ -131,6 +131,11 @@ export function openModelFolder(dir: string): { config: LlamaConfig; checkpoint:
 function storesPackedWeights(checkpoint: WeightSource): boolean {
   const format = checkpoint.describePacked?.('model.layers.0.self_attn.q_proj.weight')?.format;
   return format !== undefined && format !== 'F32';
+}
+
+/** The stored format of every weight of the model (F32 where the source gives floats only). */
+function storedFormats(checkpoint: WeightSource, config: LlamaConfig): string[] {
+  return [...new Set([...tensorShapes(config).keys()].map((name) => checkpoint.describePacked?.(name)?.format ?? 'F32'))];
 }
 
 function readGenerationDefaults(dir: string, config: LlamaConfig): GenerationDefaults {

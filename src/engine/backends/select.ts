@@ -4,11 +4,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import { HerdError } from '../../errors.js';
 import { KernelOps, type KvCacheType } from '../../kernels/wasm-ops.js';
 import { kernelModule } from '../../kernels/wasm-memory.js';
+import { loadNativeAddon } from '../../native/addon.js';
+import { NativeOps, nativeSupportsAll } from '../../native/native-ops.js';
 import type { Ops } from '../ops.js';
 import { TfjsOps } from './tfjs-ops.js';
 
-/** The backends herd knows: tfjs ones in the order auto-detection tries them, then herd's own kernels. */
-export const BACKEND_NAMES = ['node-gpu', 'node', 'wasm', 'cpu', 'kernels'] as const;
+/** The backends herd knows: tfjs ones in the order auto-detection tries them, then herd's own kernels (WASM, native C). */
+export const BACKEND_NAMES = ['node-gpu', 'node', 'wasm', 'cpu', 'kernels', 'native'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
 export interface BackendProbe {
@@ -26,7 +28,7 @@ interface BackendSpec {
   register: () => Promise<void>;
 }
 
-type TfjsBackendName = Exclude<BackendName, 'kernels'>;
+type TfjsBackendName = Exclude<BackendName, 'kernels' | 'native'>;
 
 const require = createRequire(import.meta.url);
 
@@ -40,7 +42,10 @@ const SPECS: Record<TfjsBackendName, BackendSpec> = {
 /** Tries each backend without activating any, so `herd env` can say what was found and why. */
 export async function probeBackends(): Promise<BackendProbe[]> {
   const probes: BackendProbe[] = [];
-  for (const name of BACKEND_NAMES) probes.push(await probe(name));
+  for (const name of BACKEND_NAMES) {
+    // A path forced with HERD_CPU_ISA that the CPU lacks is an error when loading a model; here, a reason.
+    probes.push(await probe(name).catch((error: Error) => ({ name, available: false, reason: error.message })));
+  }
   return probes;
 }
 
@@ -53,6 +58,11 @@ export interface BackendRequest {
   kvCacheType?: KvCacheType;
   /** The checkpoint stores 16-bit or quantized weights, which herd's kernels compute on as stored. */
   packedWeights?: boolean;
+  /**
+   * The stored formats of all the model's weights (when known): the native kernels are chosen
+   * automatically only if they compute on every one, else the WASM kernels are.
+   */
+  storedFormats?: readonly string[];
 }
 
 /** Every name --backend accepts. */
@@ -70,12 +80,13 @@ export async function activateBackend(request: BackendRequest = {}): Promise<Ops
   if (requested !== undefined && !BACKEND_CHOICES.includes(requested)) {
     throw new HerdError(`unknown backend "${requested}"; choose one of ${BACKEND_CHOICES.join(', ')}`);
   }
-  const candidates = requested === undefined ? automaticOrder(request.packedWeights ?? false) : requested === 'tfjs' ? TFJS_ORDER : [requested as BackendName];
+  const candidates = requested === undefined ? automaticOrder(request) : requested === 'tfjs' ? TFJS_ORDER : [requested as BackendName];
   const failures: string[] = [];
   for (const name of candidates) {
     const result = await probe(name);
+    if (result.available && name === 'native') return NativeOps.create({ threads: request.threads, kvCacheType: request.kvCacheType }) as Ops<unknown, unknown>;
     if (result.available && name === 'kernels') return (await KernelOps.create({ threads: request.threads, kvCacheType: request.kvCacheType })) as Ops<unknown, unknown>;
-    if (result.available && name !== 'kernels' && (await tf.setBackend(SPECS[name].tfjsName))) {
+    if (result.available && name !== 'kernels' && name !== 'native' && (await tf.setBackend(SPECS[name].tfjsName))) {
       await tf.ready();
       if (name === 'cpu') silenceNodeAdvice();
       return new TfjsOps(name) as Ops<unknown, unknown>;
@@ -85,12 +96,15 @@ export async function activateBackend(request: BackendRequest = {}): Promise<Ops
   throw new HerdError(`no usable backend (${failures.join('; ')})`);
 }
 
-function automaticOrder(packedWeights: boolean): BackendName[] {
-  return packedWeights ? ['node-gpu', 'kernels', 'node', 'wasm'] : TFJS_ORDER;
+function automaticOrder({ packedWeights, storedFormats }: BackendRequest): BackendName[] {
+  if (!packedWeights) return TFJS_ORDER;
+  const native: BackendName[] = storedFormats && nativeSupportsAll(storedFormats) ? ['native'] : [];
+  return ['node-gpu', ...native, 'kernels', 'node', 'wasm'];
 }
 
 async function probe(name: BackendName): Promise<BackendProbe> {
   if (name === 'kernels') return probeKernels();
+  if (name === 'native') return probeNative();
   const spec = SPECS[name];
   try {
     await spec.register();
@@ -118,6 +132,14 @@ function probeKernels(): BackendProbe {
   } catch (error) {
     return { name: 'kernels', available: false, reason: (error as Error).message };
   }
+}
+
+/** The native kernels: whether they loaded, and the instruction-set path they chose and why. */
+function probeNative(): BackendProbe {
+  const { addon, reason } = loadNativeAddon();
+  if (!addon) return { name: 'native', available: false, reason };
+  const { isa, reason: why } = addon.info();
+  return { name: 'native', available: true, reason: `herd's native C kernels on the ${isa} path (${why}; F32, F16, BF16, Q8_0, Q4_0, Q4_K weights)` };
 }
 
 async function importOptional(packageName: string): Promise<void> {

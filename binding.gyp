@@ -1,0 +1,19 @@
+{
+  "targets": [
+    {
+      "target_name": "herd_native",
+      "sources": [
+        "src/native/addon.c",
+        "src/native/dispatch.c",
+        "src/native/pool.c",
+        "src/native/ops.c",
+        "src/native/kernels_scalar.c",
+        "src/native/kernels_avx2.c",
+        "src/native/kernels_avxvnni.c",
+        "src/native/kernels_avx512.c"
+      ],
+      "cflags": ["-std=c11", "-O3", "-Wall", "-Wextra", "-fno-math-errno"],
+      "libraries": ["-lpthread", "-lm"]
+    }
+  ]
+}

@@ -1,0 +1,272 @@
+/* The N-API surface of herd's native kernels; src/native/addon.ts is its only caller. */
+#include <node_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dispatch.h"
+#include "ops.h"
+#include "pool.h"
+
+static herd_isa_choice chosen;
+
+#define CHECK(call)                                                         \
+  do {                                                                      \
+    if ((call) != napi_ok) {                                                \
+      napi_throw_error(env, NULL, "herd native: bad arguments to " #call); \
+      return NULL;                                                          \
+    }                                                                       \
+  } while (0)
+
+typedef struct {
+  void *data;
+  size_t length; /* elements */
+} array_view;
+
+/* A typed array argument of the expected element type. */
+static int typed_array(napi_env env, napi_value value, napi_typedarray_type expected, array_view *view) {
+  napi_typedarray_type type;
+  napi_value buffer;
+  size_t offset;
+  if (napi_get_typedarray_info(env, value, &type, &view->length, &view->data, &buffer, &offset) != napi_ok || type != expected) {
+    napi_throw_type_error(env, NULL, "herd native: a typed array of the wrong type");
+    return 0;
+  }
+  return 1;
+}
+
+static int int_arg(napi_env env, napi_value value, int *out) {
+  if (napi_get_value_int32(env, value, out) != napi_ok) {
+    napi_throw_type_error(env, NULL, "herd native: expected an integer");
+    return 0;
+  }
+  return 1;
+}
+
+static napi_value string_value(napi_env env, const char *text) {
+  napi_value value;
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &value);
+  return value;
+}
+
+/* choose(forced?): picks the path (forced by name, or the best); throws with the reason if the forced one cannot run. */
+static napi_value choose(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char forced[32] = "";
+  napi_valuetype type = napi_undefined;
+  if (argc > 0) napi_typeof(env, argv[0], &type);
+  if (type == napi_string) CHECK(napi_get_value_string_utf8(env, argv[0], forced, sizeof forced, NULL));
+  herd_isa_choice next;
+  if (!herd_choose_isa(forced, &next)) {
+    char message[300];
+    snprintf(message, sizeof message, "HERD_CPU_ISA=%s cannot run here: %s", forced, next.reason);
+    napi_throw_error(env, "HERD_ISA", message);
+    return NULL;
+  }
+  chosen = next;
+  return NULL;
+}
+
+/* info(): { isa, reason, threads, paths: { name: "" when it runs here, else what is missing } }. */
+static napi_value info(napi_env env, napi_callback_info cb) {
+  (void)cb;
+  napi_value result, paths, threads;
+  napi_create_object(env, &result);
+  napi_set_named_property(env, result, "isa", string_value(env, chosen.kernels ? chosen.kernels->name : "none"));
+  napi_set_named_property(env, result, "reason", string_value(env, chosen.reason));
+  napi_create_int32(env, herd_pool_threads(), &threads);
+  napi_set_named_property(env, result, "threads", threads);
+  napi_create_object(env, &paths);
+  static const char *const names[] = {"scalar", "avx2", "avxvnni", "avx512"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    char why[160] = "";
+    if (!herd_isa_supported(names[i], why, sizeof why) && why[0] == '\0') snprintf(why, sizeof why, "unsupported");
+    napi_set_named_property(env, paths, names[i], string_value(env, why));
+  }
+  napi_set_named_property(env, result, "paths", paths);
+  return result;
+}
+
+static napi_value start_threads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int threads;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || !int_arg(env, argv[0], &threads)) return NULL;
+  if (!herd_pool_start(threads)) napi_throw_error(env, NULL, "herd native: could not start the threads");
+  return NULL;
+}
+
+static napi_value stop_threads(napi_env env, napi_callback_info info) {
+  (void)env;
+  (void)info;
+  herd_pool_stop();
+  return NULL;
+}
+
+/* linear(format, weights: Uint8Array, rows, cols, x: Float32Array, tokens, y: Float32Array) */
+static napi_value linear(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  int format, rows, cols, tokens;
+  array_view w, x, y;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 7 || !int_arg(env, argv[0], &format) || !typed_array(env, argv[1], napi_uint8_array, &w) || !int_arg(env, argv[2], &rows) ||
+      !int_arg(env, argv[3], &cols) || !typed_array(env, argv[4], napi_float32_array, &x) || !int_arg(env, argv[5], &tokens) ||
+      !typed_array(env, argv[6], napi_float32_array, &y))
+    return NULL;
+  const size_t row_bytes = herd_row_bytes(format, cols);
+  if (row_bytes == 0 || w.length < row_bytes * rows || x.length < (size_t)tokens * cols || y.length < (size_t)tokens * rows) {
+    napi_throw_range_error(env, NULL, "herd native: linear's sizes do not match its arrays");
+    return NULL;
+  }
+  if (!herd_linear(chosen.kernels, format, w.data, rows, cols, x.data, tokens, y.data)) napi_throw_error(env, NULL, "herd native: out of memory");
+  return NULL;
+}
+
+/* embedding(format, table: Uint8Array, rows, cols, ids: Int32Array, out: Float32Array) */
+static napi_value embedding(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  int format, rows, cols;
+  array_view table, ids, out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 6 || !int_arg(env, argv[0], &format) || !typed_array(env, argv[1], napi_uint8_array, &table) || !int_arg(env, argv[2], &rows) ||
+      !int_arg(env, argv[3], &cols) || !typed_array(env, argv[4], napi_int32_array, &ids) || !typed_array(env, argv[5], napi_float32_array, &out))
+    return NULL;
+  const size_t row_bytes = herd_row_bytes(format, cols);
+  int ok = row_bytes != 0 && table.length >= row_bytes * rows && out.length >= ids.length * cols;
+  for (size_t i = 0; ok && i < ids.length; i++) ok = ((int32_t *)ids.data)[i] >= 0 && ((int32_t *)ids.data)[i] < rows;
+  if (!ok) {
+    napi_throw_range_error(env, NULL, "herd native: an embedding id or size out of range");
+    return NULL;
+  }
+  herd_embedding(format, table.data, cols, ids.data, (int)ids.length, out.data);
+  return NULL;
+}
+
+/* rmsnorm(x, w, y, dim, eps): every row of x (length a multiple of dim). */
+static napi_value rmsnorm(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  array_view x, w, y;
+  int dim;
+  double eps;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5 || !typed_array(env, argv[0], napi_float32_array, &x) || !typed_array(env, argv[1], napi_float32_array, &w) ||
+      !typed_array(env, argv[2], napi_float32_array, &y) || !int_arg(env, argv[3], &dim))
+    return NULL;
+  CHECK(napi_get_value_double(env, argv[4], &eps));
+  if (dim <= 0 || w.length < (size_t)dim || x.length % dim || y.length < x.length) {
+    napi_throw_range_error(env, NULL, "herd native: rmsnorm's sizes do not match");
+    return NULL;
+  }
+  herd_rmsnorm(x.data, w.data, y.data, dim, (int)(x.length / dim), (float)eps);
+  return NULL;
+}
+
+/* rope(x, cos, sin, heads, headDim): in place on x [rows, heads·headDim]. */
+static napi_value rope(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  array_view x, cos, sin;
+  int heads, head_dim;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5 || !typed_array(env, argv[0], napi_float32_array, &x) || !typed_array(env, argv[1], napi_float32_array, &cos) ||
+      !typed_array(env, argv[2], napi_float32_array, &sin) || !int_arg(env, argv[3], &heads) || !int_arg(env, argv[4], &head_dim))
+    return NULL;
+  const size_t width = (size_t)heads * head_dim, rows = width ? x.length / width : 0;
+  if (width == 0 || x.length % width || cos.length < rows * head_dim || sin.length < rows * head_dim) {
+    napi_throw_range_error(env, NULL, "herd native: rope's sizes do not match");
+    return NULL;
+  }
+  herd_rope(x.data, cos.data, sin.data, (int)rows, heads, head_dim);
+  return NULL;
+}
+
+/* swiglu(gate, up, out) and add(a, b, out): elementwise over equal lengths. */
+static napi_value elementwise(napi_env env, napi_callback_info info, void (*op)(const float *, const float *, float *, size_t)) {
+  size_t argc = 3;
+  napi_value argv[3];
+  array_view a, b, out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3 || !typed_array(env, argv[0], napi_float32_array, &a) || !typed_array(env, argv[1], napi_float32_array, &b) ||
+      !typed_array(env, argv[2], napi_float32_array, &out))
+    return NULL;
+  if (b.length != a.length || out.length != a.length) {
+    napi_throw_range_error(env, NULL, "herd native: elementwise lengths differ");
+    return NULL;
+  }
+  op(a.data, b.data, out.data, a.length);
+  return NULL;
+}
+static napi_value swiglu(napi_env env, napi_callback_info info) { return elementwise(env, info, herd_swiglu); }
+static napi_value add(napi_env env, napi_callback_info info) { return elementwise(env, info, herd_add); }
+
+/*
+ * attention(keys, values, kvHeads, headDim, capacity, q, k, v, out, start, heads): keys and values
+ * one layer of a cache (Float32Array, or Uint16Array of halves); q/k/v/out rows of one sequence.
+ */
+static napi_value attention(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  napi_typedarray_type type;
+  napi_value ignored;
+  size_t offset;
+  herd_cache_layer cache;
+  array_view keys, values, q, k, v, out;
+  int start, heads;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 11) {
+    napi_throw_type_error(env, NULL, "herd native: attention takes 11 arguments");
+    return NULL;
+  }
+  CHECK(napi_get_typedarray_info(env, argv[0], &type, &keys.length, &keys.data, &ignored, &offset));
+  cache.f16 = type == napi_uint16_array;
+  if (!typed_array(env, argv[0], type, &keys) || (type != napi_float32_array && !cache.f16) || !typed_array(env, argv[1], type, &values) ||
+      !int_arg(env, argv[2], &cache.kv_heads) || !int_arg(env, argv[3], &cache.head_dim) || !int_arg(env, argv[4], &cache.capacity) ||
+      !typed_array(env, argv[5], napi_float32_array, &q) || !typed_array(env, argv[6], napi_float32_array, &k) ||
+      !typed_array(env, argv[7], napi_float32_array, &v) || !typed_array(env, argv[8], napi_float32_array, &out) || !int_arg(env, argv[9], &start) ||
+      !int_arg(env, argv[10], &heads))
+    return NULL;
+  const size_t kv_width = (size_t)cache.kv_heads * cache.head_dim, rows = kv_width ? k.length / kv_width : 0;
+  if (kv_width == 0 || heads % cache.kv_heads || keys.length < kv_width * cache.capacity || values.length < keys.length ||
+      start < 0 || start + rows > (size_t)cache.capacity || v.length != k.length || q.length != rows * heads * cache.head_dim || out.length != q.length) {
+    napi_throw_range_error(env, NULL, "herd native: attention's sizes do not match its cache");
+    return NULL;
+  }
+  cache.keys = keys.data;
+  cache.values = values.data;
+  if (!herd_attention(chosen.kernels, &cache, q.data, k.data, v.data, out.data, (int)rows, start, heads))
+    napi_throw_error(env, NULL, "herd native: out of memory");
+  return NULL;
+}
+
+/* Joins the threads when Node (or a worker thread's environment) shuts down. */
+static void stop_at_exit(void *unused) {
+  (void)unused;
+  herd_pool_stop();
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  herd_choose_isa(NULL, &chosen);
+  napi_add_env_cleanup_hook(env, stop_at_exit, NULL);
+  const napi_property_descriptor functions[] = {
+      {"choose", NULL, choose, NULL, NULL, NULL, napi_default, NULL},
+      {"info", NULL, info, NULL, NULL, NULL, napi_default, NULL},
+      {"startThreads", NULL, start_threads, NULL, NULL, NULL, napi_default, NULL},
+      {"stopThreads", NULL, stop_threads, NULL, NULL, NULL, napi_default, NULL},
+      {"linear", NULL, linear, NULL, NULL, NULL, napi_default, NULL},
+      {"embedding", NULL, embedding, NULL, NULL, NULL, napi_default, NULL},
+      {"rmsnorm", NULL, rmsnorm, NULL, NULL, NULL, napi_default, NULL},
+      {"rope", NULL, rope, NULL, NULL, NULL, napi_default, NULL},
+      {"swiglu", NULL, swiglu, NULL, NULL, NULL, napi_default, NULL},
+      {"add", NULL, add, NULL, NULL, NULL, napi_default, NULL},
+      {"attention", NULL, attention, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,87 @@
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { HerdError } from '../errors.js';
+
+/** The N-API surface of src/native/addon.c. Arrays are passed by reference; sizes are checked in C. */
+export interface NativeAddon {
+  choose(forced?: string): void;
+  info(): NativeInfo;
+  startThreads(threads: number): void;
+  stopThreads(): void;
+  linear(format: number, weights: Uint8Array, rows: number, cols: number, x: Float32Array, tokens: number, y: Float32Array): void;
+  embedding(format: number, table: Uint8Array, rows: number, cols: number, ids: Int32Array, out: Float32Array): void;
+  rmsnorm(x: Float32Array, weight: Float32Array, y: Float32Array, dim: number, eps: number): void;
+  rope(x: Float32Array, cos: Float32Array, sin: Float32Array, heads: number, headDim: number): void;
+  swiglu(gate: Float32Array, up: Float32Array, out: Float32Array): void;
+  add(a: Float32Array, b: Float32Array, out: Float32Array): void;
+  attention(
+    keys: Float32Array | Uint16Array,
+    values: Float32Array | Uint16Array,
+    kvHeads: number,
+    headDim: number,
+    capacity: number,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    out: Float32Array,
+    start: number,
+    heads: number,
+  ): void;
+}
+
+export interface NativeInfo {
+  /** The instruction-set path the kernels run on. */
+  isa: string;
+  /** Why that path: the best the CPU supports, or forced by HERD_CPU_ISA. */
+  reason: string;
+  threads: number;
+  /** Every path this build has: "" when this CPU runs it, else what it lacks. */
+  paths: Record<string, string>;
+}
+
+/** The paths HERD_CPU_ISA may force (x86-64 builds; others have scalar only). */
+export const ISA_NAMES = ['scalar', 'avx2', 'avxvnni', 'avx512'] as const;
+
+// build/Release sits at the repository root, two folders above both src/native and dist/native.
+const ADDON_FILE = fileURLToPath(new URL('../../build/Release/herd_native.node', import.meta.url));
+
+type Loaded = { addon: NativeAddon; reason: null } | { addon: null; reason: string };
+let loaded: Loaded | null = null;
+
+/**
+ * The native kernels, or null with the reason they are unavailable: switched off (HERD_NATIVE=0,
+ * as the fallback tests do), never built (no compiler at install), or failing to load. A path
+ * forced with HERD_CPU_ISA that this CPU cannot run is an error, not a silent fallback.
+ */
+export function loadNativeAddon(): Loaded {
+  loaded ??= loadOnce();
+  return loaded;
+}
+
+function loadOnce(): Loaded {
+  if (process.env.HERD_NATIVE === '0') return { addon: null, reason: 'switched off by HERD_NATIVE=0' };
+  if (!fs.existsSync(ADDON_FILE)) return { addon: null, reason: `not built (${ADDON_FILE} is missing: node-gyp found no compiler at install, or run npm run build:native)` };
+  let addon: NativeAddon;
+  try {
+    addon = createRequire(import.meta.url)(ADDON_FILE) as NativeAddon;
+  } catch (error) {
+    return { addon: null, reason: `failed to load: ${(error as Error).message.split('\n')[0]}` };
+  }
+  const forced = process.env.HERD_CPU_ISA;
+  if (forced) {
+    try {
+      addon.choose(forced);
+    } catch (error) {
+      throw new HerdError((error as Error).message);
+    }
+  }
+  return { addon, reason: null };
+}
+
+/** The addon, or a HerdError saying why there is none (for --backend native). */
+export function requireNativeAddon(): NativeAddon {
+  const { addon, reason } = loadNativeAddon();
+  if (!addon) throw new HerdError(`the native kernels are unavailable: ${reason}`);
+  return addon;
+}

@@ -1,0 +1,86 @@
+/* Runtime choice of the instruction-set path: once at load, from CPUID and the OS's saved state. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dispatch.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+
+/* The OS saves the AVX (YMM) and AVX-512 (opmask, ZMM) registers across context switches only if XCR0 says so. */
+static unsigned long long xcr0(void) {
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & (1u << 27))) return 0; /* no OSXSAVE */
+  unsigned lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return ((unsigned long long)hi << 32) | lo;
+}
+
+static int has_avxvnni(void) {
+  unsigned eax, ebx, ecx, edx;
+  if (__get_cpuid_max(0, 0) < 7) return 0;
+  __cpuid_count(7, 1, eax, ebx, ecx, edx);
+  return (eax >> 4) & 1;
+}
+#endif
+
+static const herd_kernels *kernels_of(const char *name) {
+  if (strcmp(name, "scalar") == 0) return &herd_kernels_scalar;
+#if defined(__x86_64__)
+  if (strcmp(name, "avx2") == 0) return &herd_kernels_avx2;
+  if (strcmp(name, "avxvnni") == 0) return &herd_kernels_avxvnni;
+  if (strcmp(name, "avx512") == 0) return &herd_kernels_avx512;
+#endif
+  return NULL;
+}
+
+int herd_isa_supported(const char *name, char *why, size_t why_size) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  const unsigned long long state = xcr0();
+  const int ymm = (state & 0x6) == 0x6, zmm = (state & 0xe6) == 0xe6;
+  const int avx2 = ymm && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  if (strcmp(name, "scalar") == 0) return 1;
+  if (strcmp(name, "avx2") == 0) {
+    if (!avx2) snprintf(why, why_size, "this CPU or OS lacks AVX2, FMA or F16C");
+    return avx2;
+  }
+  if (strcmp(name, "avxvnni") == 0) {
+    const int ok = avx2 && has_avxvnni();
+    if (!ok) snprintf(why, why_size, "this CPU lacks AVX-VNNI");
+    return ok;
+  }
+  if (strcmp(name, "avx512") == 0) {
+    const int ok = avx2 && zmm && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    if (!ok) snprintf(why, why_size, "this CPU or OS lacks AVX-512 F/BW/VL/VNNI");
+    return ok;
+  }
+#else
+  if (strcmp(name, "scalar") == 0) return 1;
+#endif
+  snprintf(why, why_size, "unknown path \"%s\" (choose one of %s)", name, HERD_ISA_NAMES);
+  return 0;
+}
+
+int herd_choose_isa(const char *forced, herd_isa_choice *choice) {
+  memset(choice, 0, sizeof *choice);
+  if (forced != NULL && forced[0] != '\0') {
+    if (!herd_isa_supported(forced, choice->reason, sizeof choice->reason)) return 0;
+    choice->kernels = kernels_of(forced);
+    snprintf(choice->reason, sizeof choice->reason, "forced by HERD_CPU_ISA=%s", forced);
+    return 1;
+  }
+  static const char *const preference[] = {"avx512", "avxvnni", "avx2"};
+  char why[160];
+  for (size_t i = 0; i < sizeof preference / sizeof preference[0]; i++) {
+    if (kernels_of(preference[i]) && herd_isa_supported(preference[i], why, sizeof why)) {
+      choice->kernels = kernels_of(preference[i]);
+      snprintf(choice->reason, sizeof choice->reason, "the best path this CPU supports (CPUID and XCR0)");
+      return 1;
+    }
+  }
+  choice->kernels = &herd_kernels_scalar;
+  snprintf(choice->reason, sizeof choice->reason, "no SIMD path this build has runs on this CPU");
+  return 1;
+}

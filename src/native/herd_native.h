@@ -1,0 +1,52 @@
+/* Shared declarations of herd's native CPU kernels (see docs/performance.md, "Native kernels"). */
+#ifndef HERD_NATIVE_H
+#define HERD_NATIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Stored weight formats the native kernels compute on (codes shared with src/native/addon.ts). */
+enum herd_format { FMT_F32 = 0, FMT_F16 = 1, FMT_BF16 = 2, FMT_Q8_0 = 3, FMT_Q4_0 = 4, FMT_Q4_K = 5 };
+
+#define QK 32      /* weights per Q8_0 / Q4_0 block, and per Q4_K sub-block */
+#define QK_K 256   /* weights per Q4_K super-block */
+#define Q8_0_BYTES 34
+#define Q4_0_BYTES 18
+#define Q4_K_BYTES 144
+
+/*
+ * Activations quantized for the int8 dot products, as llama.cpp does: Q8_0 blocks (one float
+ * scale per 32 values) for Q8_0/Q4_0 weights; Q8_K (one float scale per 256, with the sum of each
+ * 32 codes, which Q4_K's minimums multiply) for Q4_K weights.
+ */
+typedef struct {
+  const int8_t *codes;   /* tokens * cols */
+  const float *scales;   /* one per block (32 or 256 values) */
+  const int32_t *sums;   /* Q8_K: one per 32 values */
+} quantized_row;
+
+/* One instruction-set path: the inner products every linear layer is made of. */
+typedef struct {
+  const char *name;
+  float (*dot_f32)(const float *a, const float *b, int n);
+  void (*f16_to_f32)(const uint16_t *src, float *dst, int n);
+  void (*bf16_to_f32)(const uint16_t *src, float *dst, int n);
+  /* Dot of one weight row with one quantized activation row (nb blocks of 32, or of 256 for Q4_K). */
+  float (*dot_q8_0)(const uint8_t *w, const int8_t *x, const float *xd, int nb);
+  float (*dot_q4_0)(const uint8_t *w, const int8_t *x, const float *xd, int nb);
+  float (*dot_q4_k)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+} herd_kernels;
+
+extern const herd_kernels herd_kernels_scalar;
+#if defined(__x86_64__) || defined(__i386__)
+extern const herd_kernels herd_kernels_avx2;
+extern const herd_kernels herd_kernels_avxvnni;
+extern const herd_kernels herd_kernels_avx512;
+#endif
+
+float herd_half_to_float(uint16_t h);
+uint16_t herd_float_to_half(float f);
+/* Q4_K's 6-bit scale and minimum of sub-block j (llama.cpp's get_scale_min_k4). */
+void herd_q4k_scale_min(int j, const uint8_t *q, uint8_t *scale, uint8_t *min);
+
+#endif

@@ -1,0 +1,115 @@
+/* The portable path: plain C the compiler may vectorize for the baseline ISA (SSE2 on x86-64). */
+#include <string.h>
+#include "herd_native.h"
+
+float herd_half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff, bits;
+  if (exponent == 0) {
+    if (mantissa == 0) bits = sign;
+    else { /* subnormal: normalise */
+      exponent = 1;
+      while (!(mantissa & 0x400)) { mantissa <<= 1; exponent--; }
+      mantissa &= 0x3ff;
+      bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    }
+  } else if (exponent == 31) bits = sign | 0x7f800000 | (mantissa << 13);
+  else bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+static uint32_t round_shift(uint32_t value, uint32_t shift) {
+  uint32_t half = 1u << (shift - 1), remainder = value & ((1u << shift) - 1), result = value >> shift;
+  if (remainder > half || (remainder == half && (result & 1))) result++;
+  return result;
+}
+
+/* Round to nearest even, as the WASM kernels' F16 KV cache does. */
+uint16_t herd_float_to_half(float f) {
+  uint32_t bits;
+  memcpy(&bits, &f, 4);
+  uint32_t sign = (bits >> 16) & 0x8000, mantissa = bits & 0x7fffff;
+  int exponent = (int)((bits >> 23) & 0xff) - 112;
+  if (((bits >> 23) & 0xff) == 0xff) return (uint16_t)(sign | 0x7c00 | (mantissa ? 0x200 : 0));
+  if (exponent >= 31) return (uint16_t)(sign | 0x7c00);
+  if (exponent <= 0) {
+    if (exponent < -10) return (uint16_t)sign;
+    return (uint16_t)(sign | round_shift(mantissa | 0x800000, (uint32_t)(14 - exponent)));
+  }
+  return (uint16_t)(sign | (((uint32_t)exponent << 10) + round_shift(mantissa, 13)));
+}
+
+void herd_q4k_scale_min(int j, const uint8_t *q, uint8_t *scale, uint8_t *min) {
+  if (j < 4) {
+    *scale = q[j] & 63;
+    *min = q[j + 4] & 63;
+  } else {
+    *scale = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
+    *min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+static float dot_f32(const float *a, const float *b, int n) {
+  float total = 0;
+  for (int i = 0; i < n; i++) total += a[i] * b[i];
+  return total;
+}
+
+static void f16_to_f32(const uint16_t *src, float *dst, int n) {
+  for (int i = 0; i < n; i++) dst[i] = herd_half_to_float(src[i]);
+}
+
+static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
+  for (int i = 0; i < n; i++) {
+    uint32_t bits = (uint32_t)src[i] << 16;
+    memcpy(&dst[i], &bits, 4);
+  }
+}
+
+static float dot_q8_0(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
+  float total = 0;
+  for (int b = 0; b < nb; b++, w += Q8_0_BYTES, x += QK) {
+    const int8_t *q = (const int8_t *)(w + 2);
+    int32_t sum = 0;
+    for (int i = 0; i < QK; i++) sum += q[i] * x[i];
+    total += herd_half_to_float((uint16_t)(w[0] | w[1] << 8)) * xd[b] * (float)sum;
+  }
+  return total;
+}
+
+static float dot_q4_0(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
+  float total = 0;
+  for (int b = 0; b < nb; b++, w += Q4_0_BYTES, x += QK) {
+    const uint8_t *q = w + 2;
+    int32_t sum = 0;
+    for (int i = 0; i < QK / 2; i++) sum += ((q[i] & 0xf) - 8) * x[i] + ((q[i] >> 4) - 8) * x[i + QK / 2];
+    total += herd_half_to_float((uint16_t)(w[0] | w[1] << 8)) * xd[b] * (float)sum;
+  }
+  return total;
+}
+
+/* Q4_K: d f16, dmin f16, scales[12], qs[128]; each 32 bytes of qs hold two sub-blocks (low, high nibbles). */
+static float dot_q4_k(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
+  float total = 0;
+  for (int b = 0; b < nb; b++, w += Q4_K_BYTES, x += QK_K) {
+    const float d = herd_half_to_float((uint16_t)(w[0] | w[1] << 8)) * xd[b];
+    const float dmin = herd_half_to_float((uint16_t)(w[2] | w[3] << 8)) * xd[b];
+    const uint8_t *qs = w + 16;
+    int32_t scaled = 0, mins = 0;
+    for (int j = 0; j < 8; j++) {
+      uint8_t sc, m;
+      herd_q4k_scale_min(j, w + 4, &sc, &m);
+      const uint8_t *codes = qs + 32 * (j / 2);
+      const int shift = (j & 1) * 4;
+      int32_t sum = 0;
+      for (int i = 0; i < QK; i++) sum += ((codes[i] >> shift) & 0xf) * x[32 * j + i];
+      scaled += sc * sum;
+      mins += m * xs[b * 8 + j];
+    }
+    total += d * (float)scaled - dmin * (float)mins;
+  }
+  return total;
+}
+
+const herd_kernels herd_kernels_scalar = {"scalar", dot_f32, f16_to_f32, bf16_to_f32, dot_q8_0, dot_q4_0, dot_q4_k};

@@ -1,0 +1,268 @@
+/* The ops of a Llama layer on the chosen path's inner products, shared out over the thread pool. */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ops.h"
+#include "pool.h"
+
+size_t herd_row_bytes(int format, int cols) {
+  switch (format) {
+    case FMT_F32: return (size_t)cols * 4;
+    case FMT_F16:
+    case FMT_BF16: return (size_t)cols * 2;
+    case FMT_Q8_0: return cols % QK ? 0 : (size_t)(cols / QK) * Q8_0_BYTES;
+    case FMT_Q4_0: return cols % QK ? 0 : (size_t)(cols / QK) * Q4_0_BYTES;
+    case FMT_Q4_K: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * Q4_K_BYTES;
+    default: return 0;
+  }
+}
+
+/* Scale amax/127 and codes round(x/scale), as llama.cpp's quantize_row_q8_0 (with a float scale). */
+static float quantize_block(const float *x, int n, int8_t *codes) {
+  float amax = 0;
+  for (int i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+  const float scale = amax / 127.0f, inverse = scale != 0 ? 1.0f / scale : 0.0f;
+  for (int i = 0; i < n; i++) codes[i] = (int8_t)lrintf(x[i] * inverse);
+  return scale;
+}
+
+void herd_quantize_q8_0(const float *x, int cols, int8_t *codes, float *scales) {
+  for (int b = 0; b < cols / QK; b++) scales[b] = quantize_block(x + b * QK, QK, codes + b * QK);
+}
+
+void herd_quantize_q8_k(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums) {
+  for (int b = 0; b < cols / QK_K; b++) scales[b] = quantize_block(x + b * QK_K, QK_K, codes + b * QK_K);
+  for (int j = 0; j < cols / QK; j++) {
+    int32_t sum = 0;
+    for (int i = 0; i < QK; i++) sum += codes[j * QK + i];
+    sums[j] = sum;
+  }
+}
+
+/* Rows per unit of work a thread takes at a time: enough to amortise the shared counter. */
+#define ROW_CHUNK 16
+
+typedef struct {
+  const herd_kernels *k;
+  int format, rows, cols, tokens;
+  const uint8_t *w;
+  size_t row_bytes;
+  const float *x;
+  float *y;
+  const int8_t *codes;
+  const float *scales;
+  const int32_t *sums;
+  float *row_floats;  /* per thread: one 16-bit row widened to floats */
+  atomic_int next;
+} linear_job;
+
+static float quantized_dot(const linear_job *job, const uint8_t *row, int t) {
+  const int cols = job->cols;
+  const int8_t *codes = job->codes + (size_t)t * cols;
+  switch (job->format) {
+    case FMT_Q8_0: return job->k->dot_q8_0(row, codes, job->scales + (size_t)t * (cols / QK), cols / QK);
+    case FMT_Q4_0: return job->k->dot_q4_0(row, codes, job->scales + (size_t)t * (cols / QK), cols / QK);
+    default: return job->k->dot_q4_k(row, codes, job->scales + (size_t)t * (cols / QK_K), job->sums + (size_t)t * (cols / QK), cols / QK_K);
+  }
+}
+
+static void linear_rows(const linear_job *job, int first, int last, int thread) {
+  for (int r = first; r < last; r++) {
+    const uint8_t *row = job->w + (size_t)r * job->row_bytes;
+    const float *floats = (const float *)row;
+    if (job->format == FMT_F16 || job->format == FMT_BF16) {
+      float *widened = job->row_floats + (size_t)thread * job->cols;
+      if (job->format == FMT_F16) job->k->f16_to_f32((const uint16_t *)row, widened, job->cols);
+      else job->k->bf16_to_f32((const uint16_t *)row, widened, job->cols);
+      floats = widened;
+    }
+    for (int t = 0; t < job->tokens; t++) {
+      job->y[(size_t)t * job->rows + r] = job->format <= FMT_BF16 ? job->k->dot_f32(floats, job->x + (size_t)t * job->cols, job->cols)
+                                                                    : quantized_dot(job, row, t);
+    }
+  }
+}
+
+static void linear_task(void *context, int thread) {
+  linear_job *job = context;
+  for (;;) {
+    const int first = atomic_fetch_add(&job->next, ROW_CHUNK);
+    if (first >= job->rows) return;
+    linear_rows(job, first, first + ROW_CHUNK < job->rows ? first + ROW_CHUNK : job->rows, thread);
+  }
+}
+
+int herd_linear(const herd_kernels *k, int format, const uint8_t *w, int rows, int cols, const float *x, int tokens, float *y) {
+  linear_job job = {.k = k, .format = format, .rows = rows, .cols = cols, .tokens = tokens, .w = w, .row_bytes = herd_row_bytes(format, cols), .x = x, .y = y};
+  atomic_init(&job.next, 0);
+  void *scratch = NULL;
+  if (format == FMT_F16 || format == FMT_BF16) {
+    scratch = job.row_floats = malloc((size_t)herd_pool_threads() * cols * sizeof(float));
+  } else if (format >= FMT_Q8_0) {
+    const size_t values = (size_t)tokens * cols;
+    scratch = malloc(values + values / QK * (sizeof(float) + sizeof(int32_t)));
+    if (scratch != NULL) {
+      int8_t *codes = scratch;
+      float *scales = (float *)(codes + values);
+      int32_t *sums = (int32_t *)(scales + values / QK);
+      for (int t = 0; t < tokens; t++) {
+        const float *row = x + (size_t)t * cols;
+        if (format == FMT_Q4_K) herd_quantize_q8_k(row, cols, codes + (size_t)t * cols, scales + (size_t)t * (cols / QK_K), sums + (size_t)t * (cols / QK));
+        else herd_quantize_q8_0(row, cols, codes + (size_t)t * cols, scales + (size_t)t * (cols / QK));
+      }
+      job.codes = codes;
+      job.scales = scales;
+      job.sums = sums;
+    }
+  }
+  if (format != FMT_F32 && scratch == NULL) return 0;
+  herd_pool_run(linear_task, &job);
+  free(scratch);
+  return 1;
+}
+
+static void dequantize_row(int format, const uint8_t *row, int cols, float *out) {
+  switch (format) {
+    case FMT_F32: memcpy(out, row, (size_t)cols * 4); return;
+    case FMT_F16: herd_kernels_scalar.f16_to_f32((const uint16_t *)row, out, cols); return;
+    case FMT_BF16: herd_kernels_scalar.bf16_to_f32((const uint16_t *)row, out, cols); return;
+    case FMT_Q8_0:
+      for (int b = 0; b < cols / QK; b++, row += Q8_0_BYTES) {
+        const float d = herd_half_to_float((uint16_t)(row[0] | row[1] << 8));
+        for (int i = 0; i < QK; i++) out[b * QK + i] = d * (float)(int8_t)row[2 + i];
+      }
+      return;
+    case FMT_Q4_0:
+      for (int b = 0; b < cols / QK; b++, row += Q4_0_BYTES) {
+        const float d = herd_half_to_float((uint16_t)(row[0] | row[1] << 8));
+        for (int i = 0; i < QK / 2; i++) {
+          out[b * QK + i] = d * (float)((row[2 + i] & 0xf) - 8);
+          out[b * QK + i + QK / 2] = d * (float)((row[2 + i] >> 4) - 8);
+        }
+      }
+      return;
+    default:
+      for (int b = 0; b < cols / QK_K; b++, row += Q4_K_BYTES) {
+        const float d = herd_half_to_float((uint16_t)(row[0] | row[1] << 8)), dmin = herd_half_to_float((uint16_t)(row[2] | row[3] << 8));
+        for (int j = 0; j < 8; j++) {
+          uint8_t sc, m;
+          herd_q4k_scale_min(j, row + 4, &sc, &m);
+          const uint8_t *codes = row + 16 + 32 * (j / 2);
+          for (int i = 0; i < QK; i++) out[b * QK_K + j * QK + i] = d * sc * (float)((codes[i] >> ((j & 1) * 4)) & 0xf) - dmin * m;
+        }
+      }
+  }
+}
+
+void herd_embedding(int format, const uint8_t *table, int cols, const int32_t *ids, int count, float *out) {
+  const size_t row_bytes = herd_row_bytes(format, cols);
+  for (int i = 0; i < count; i++) dequantize_row(format, table + (size_t)ids[i] * row_bytes, cols, out + (size_t)i * cols);
+}
+
+void herd_rmsnorm(const float *x, const float *w, float *y, int dim, int rows, float eps) {
+  for (int t = 0; t < rows; t++, x += dim, y += dim) {
+    float squares = 0;
+    for (int i = 0; i < dim; i++) squares += x[i] * x[i];
+    const float inverse = 1.0f / sqrtf(squares / (float)dim + eps);
+    for (int i = 0; i < dim; i++) y[i] = x[i] * inverse * w[i];
+  }
+}
+
+void herd_rope(float *x, const float *cos, const float *sin, int rows, int heads, int head_dim) {
+  const int half = head_dim / 2;
+  for (int t = 0; t < rows; t++) {
+    const float *c = cos + (size_t)t * head_dim, *s = sin + (size_t)t * head_dim;
+    for (int h = 0; h < heads; h++) {
+      float *head = x + ((size_t)t * heads + h) * head_dim;
+      for (int i = 0; i < half; i++) {
+        const float first = head[i], second = head[i + half];
+        head[i] = first * c[i] - second * s[i];
+        head[i + half] = second * c[i + half] + first * s[i + half];
+      }
+    }
+  }
+}
+
+void herd_swiglu(const float *gate, const float *up, float *out, size_t n) {
+  for (size_t i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+void herd_add(const float *a, const float *b, float *out, size_t n) {
+  for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+static void cache_write(const herd_cache_layer *cache, void *base, const float *src, int rows, int start) {
+  const int width = cache->kv_heads * cache->head_dim;
+  for (int t = 0; t < rows; t++) {
+    for (int g = 0; g < cache->kv_heads; g++) {
+      const float *from = src + (size_t)t * width + (size_t)g * cache->head_dim;
+      const size_t at = ((size_t)g * cache->capacity + start + t) * cache->head_dim;
+      if (!cache->f16) memcpy((float *)base + at, from, (size_t)cache->head_dim * 4);
+      else for (int i = 0; i < cache->head_dim; i++) ((uint16_t *)base)[at + i] = herd_float_to_half(from[i]);
+    }
+  }
+}
+
+typedef struct {
+  const herd_kernels *k;
+  const herd_cache_layer *cache;
+  const float *q;
+  float *out;
+  int rows, start, heads;
+  float *scratch;  /* per thread: scores of the visible positions, then one cached row as floats */
+  atomic_int next;
+} attention_job;
+
+/* One cached key or value row as floats (the F16 cache is widened on the way). */
+static const float *cached_row(const attention_job *job, const void *base, int g, int p, float *widened) {
+  const herd_cache_layer *cache = job->cache;
+  const size_t at = ((size_t)g * cache->capacity + p) * cache->head_dim;
+  if (!cache->f16) return (const float *)base + at;
+  job->k->f16_to_f32((const uint16_t *)base + at, widened, cache->head_dim);
+  return widened;
+}
+
+/* Query head h of row t: softmax(q·Kᵀ/√d) over positions 0..start+t, times V. */
+static void attend_head(const attention_job *job, int t, int h, float *scores, float *widened) {
+  const herd_cache_layer *cache = job->cache;
+  const int d = cache->head_dim, visible = job->start + t + 1, g = h / (job->heads / cache->kv_heads);
+  const float *query = job->q + ((size_t)t * job->heads + h) * d;
+  const float scale = 1.0f / sqrtf((float)d);
+  float maximum = -INFINITY, total = 0;
+  for (int p = 0; p < visible; p++) {
+    scores[p] = job->k->dot_f32(cached_row(job, cache->keys, g, p, widened), query, d) * scale;
+    maximum = fmaxf(maximum, scores[p]);
+  }
+  for (int p = 0; p < visible; p++) total += scores[p] = expf(scores[p] - maximum);
+  float *result = job->out + ((size_t)t * job->heads + h) * d;
+  memset(result, 0, (size_t)d * 4);
+  for (int p = 0; p < visible; p++) {
+    const float weight = scores[p] / total, *value = cached_row(job, cache->values, g, p, widened);
+    for (int i = 0; i < d; i++) result[i] += weight * value[i];
+  }
+}
+
+static void attention_task(void *context, int thread) {
+  attention_job *job = context;
+  const size_t per_thread = (size_t)job->start + job->rows + job->cache->head_dim;
+  float *scores = job->scratch + (size_t)thread * per_thread;
+  for (;;) {
+    const int item = atomic_fetch_add(&job->next, 1);
+    if (item >= job->rows * job->heads) return;
+    attend_head(job, item / job->heads, item % job->heads, scores, scores + job->start + job->rows);
+  }
+}
+
+int herd_attention(const herd_kernels *k, const herd_cache_layer *cache, const float *q, const float *kr, const float *vr,
+                   float *out, int rows, int start, int heads) {
+  cache_write(cache, cache->keys, kr, rows, start);
+  cache_write(cache, cache->values, vr, rows, start);
+  attention_job job = {.k = k, .cache = cache, .q = q, .out = out, .rows = rows, .start = start, .heads = heads};
+  atomic_init(&job.next, 0);
+  job.scratch = malloc((size_t)herd_pool_threads() * ((size_t)start + rows + cache->head_dim) * sizeof(float));
+  if (job.scratch == NULL) return 0;
+  herd_pool_run(attention_task, &job);
+  free(job.scratch);
+  return 1;
+}
