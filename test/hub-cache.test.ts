@@ -1,16 +1,12 @@
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { scanCacheDir } from '@huggingface/hub';
 import { HerdError } from '../src/errors.js';
+import { gitSha1, pythonStyleCache, sha256 } from './hub-cache-layout.js';
 import { blobPath, hubCacheDir, linkSnapshotFile, listFiles, markSnapshotUsed, publishBlob, readRef, removeModel, repoFolderName, scanCache, snapshotDir, writeRef } from '../src/hub/cache.js';
 
-// The layout every test checks against is huggingface_hub's (file_download.py, _cache_manager.py),
-// written out here from its documentation rather than through the code under test.
-const sha256 = (content: Buffer) => crypto.createHash('sha256').update(content).digest('hex');
-/** git's blob id, the etag the Hub gives a file that is not in LFS. */
-const gitSha1 = (content: Buffer) => crypto.createHash('sha1').update(`blob ${content.length}\0`).update(content).digest('hex');
+// The layout every test checks against is huggingface_hub's, built by hand in hub-cache-layout.ts.
 const COMMIT_A = 'a'.repeat(40);
 const COMMIT_B = '0123456789abcdef0123456789abcdef01234567';
 
@@ -28,25 +24,6 @@ function tree(folder: string, prefix = ''): string[] {
     if (entry.isDirectory()) return [`${relative}/`, ...tree(full, `${relative}/`)];
     return [relative];
   });
-}
-
-/** A cache as Python's hf_hub_download leaves it, built by hand: blobs, relative links, refs. */
-function pythonStyleCache(cacheDir: string, repo: string, snapshots: Record<string, Record<string, { content: Buffer; lfs: boolean }>>, refs: Record<string, string>): void {
-  const repoFolder = path.join(cacheDir, `models--${repo.replace('/', '--')}`);
-  for (const [commit, files] of Object.entries(snapshots)) {
-    for (const [file, { content, lfs }] of Object.entries(files)) {
-      const etag = lfs ? sha256(content) : gitSha1(content);
-      fs.mkdirSync(path.join(repoFolder, 'blobs'), { recursive: true });
-      fs.writeFileSync(path.join(repoFolder, 'blobs', etag), content);
-      const pointer = path.join(repoFolder, 'snapshots', commit, file);
-      fs.mkdirSync(path.dirname(pointer), { recursive: true });
-      fs.symlinkSync(`${'../'.repeat(file.split('/').length + 1)}blobs/${etag}`, pointer);
-    }
-  }
-  for (const [ref, commit] of Object.entries(refs)) {
-    fs.mkdirSync(path.dirname(path.join(repoFolder, 'refs', ref)), { recursive: true });
-    fs.writeFileSync(path.join(repoFolder, 'refs', ref), commit);
-  }
 }
 
 const CONFIG = Buffer.from('{"model_type": "llama"}\n');

@@ -20,6 +20,8 @@ export const SCHEMAS = {
   finetuneMerge: 'herd.finetune-merge/1',
   bench: 'herd.bench/1',
   env: 'herd.env/1',
+  models: 'herd.models/1',
+  rm: 'herd.rm/1',
   error: 'herd.error/1',
 } as const;
 

@@ -1,0 +1,121 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Ajv2020 from 'ajv/dist/2020.js';
+import { gitSha1, pythonStyleCache, sha256 } from './hub-cache-layout.js';
+import { herd } from './herd-cli.js';
+
+// herd models and herd rm through the built CLI, on caches laid out by hand as Python writes them.
+const SCHEMA_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../docs/schemas');
+const ajv = new Ajv2020.default({ allErrors: true, strict: true, allowUnionTypes: true });
+const validate = (name: string, value: unknown) => {
+  const check = ajv.getSchema(`herd.${name}/1`) ?? ajv.compile(JSON.parse(fs.readFileSync(path.join(SCHEMA_DIR, `herd.${name}.schema.json`), 'utf8')));
+  return check(value) ? 'valid' : ajv.errorsText(check.errors);
+};
+
+const COMMIT_A = 'a'.repeat(40);
+const COMMIT_B = 'b'.repeat(40);
+const CONFIG = Buffer.from('{"model_type": "llama"}');
+const WEIGHTS = Buffer.from('weights of the first revision');
+const WEIGHTS_V2 = Buffer.from('weights of the second revision, longer');
+const GGUF = Buffer.from('GGUF quantized weights');
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-hub-commands-'));
+const cacheDir = path.join(work, 'hub');
+const savedCache = process.env.HF_HUB_CACHE;
+// herd() passes this process's environment to the CLI.
+beforeAll(() => {
+  process.env.HF_HUB_CACHE = cacheDir;
+  pythonStyleCache(cacheDir, 'org/model', {
+    [COMMIT_A]: { 'config.json': { content: CONFIG, lfs: false }, 'model.safetensors': { content: WEIGHTS, lfs: true } },
+    [COMMIT_B]: { 'config.json': { content: CONFIG, lfs: false }, 'model.safetensors': { content: WEIGHTS_V2, lfs: true } },
+  }, { main: COMMIT_B, v1: COMMIT_A });
+  pythonStyleCache(cacheDir, 'org/model-GGUF', { [COMMIT_A]: { 'model-Q4_K_M.gguf': { content: GGUF, lfs: true } } }, { main: COMMIT_A });
+  const old = new Date('2026-01-02T03:04:05Z');
+  for (const blob of fs.readdirSync(path.join(cacheDir, 'models--org--model', 'blobs'))) fs.utimesSync(path.join(cacheDir, 'models--org--model', 'blobs', blob), old, old);
+});
+afterAll(() => {
+  if (savedCache === undefined) delete process.env.HF_HUB_CACHE;
+  else process.env.HF_HUB_CACHE = savedCache;
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+function expectOneLineError(result: ReturnType<typeof herd>, status: number, message: string): void {
+  expect(result.status).toBe(status);
+  expect(result.stdout).toBe('');
+  expect(result.stderr).toBe(`herd: ${message}\n`);
+}
+
+describe('herd models', () => {
+  test('--json: every model, its revisions and refs, sizes with each blob once, last used', () => {
+    const result = herd(['models', '--json']);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const report = JSON.parse(result.stdout);
+    expect(validate('models', report)).toBe('valid');
+    expect(report.cache_dir).toBe(cacheDir);
+    expect(report.size_on_disk).toBe(CONFIG.length + WEIGHTS.length + WEIGHTS_V2.length + GGUF.length);
+    expect(report.models.map((model: { repo: string }) => model.repo)).toEqual(['org/model', 'org/model-GGUF']);
+    const [model] = report.models;
+    expect(model).toMatchObject({ path: path.join(cacheDir, 'models--org--model'), size_on_disk: CONFIG.length + WEIGHTS.length + WEIGHTS_V2.length, file_count: 3, last_used: '2026-01-02T03:04:05.000Z' });
+    expect(model.revisions).toEqual([
+      { commit: COMMIT_A, refs: ['v1'], path: path.join(cacheDir, 'models--org--model', 'snapshots', COMMIT_A), files: ['config.json', 'model.safetensors'], size: CONFIG.length + WEIGHTS.length, last_used: '2026-01-02T03:04:05.000Z' },
+      { commit: COMMIT_B, refs: ['main'], path: path.join(cacheDir, 'models--org--model', 'snapshots', COMMIT_B), files: ['config.json', 'model.safetensors'], size: CONFIG.length + WEIGHTS_V2.length, last_used: '2026-01-02T03:04:05.000Z' },
+    ]);
+  });
+
+  test('text: a row per revision, its refs and short commit, and no colour when piped', () => {
+    const result = herd(['models']);
+    expect(result.status).toBe(0);
+    expect(result.stdout).not.toMatch(/\u001b\[/);
+    const lines = result.stdout.trimEnd().split('\n');
+    expect(lines[0]).toBe(`Models in ${cacheDir}`);
+    expect(lines[1]).toMatch(/^MODEL +REVISION +FILES +SIZE +LAST USED$/);
+    expect(lines[2]).toMatch(/^org\/model +v1 aaaaaaa +2 +\S+ \S+ +2026-01-02 03:04 UTC$/);
+    expect(lines[3]).toMatch(/^ +main bbbbbbb +2 /);
+    expect(lines[4]).toMatch(/^org\/model-GGUF +main aaaaaaa +1 /);
+    expect(lines[5]).toMatch(/^ +2 models, .* on disk, each blob counted once$/);
+  });
+
+  test('an absent cache is an empty list', () => {
+    const empty = path.join(work, 'nothing-here');
+    process.env.HF_HUB_CACHE = empty;
+    try {
+      expect(JSON.parse(herd(['models', '--json']).stdout)).toEqual({ schema: 'herd.models/1', cache_dir: empty, size_on_disk: 0, models: [] });
+    } finally {
+      process.env.HF_HUB_CACHE = cacheDir;
+    }
+  });
+});
+
+describe('herd rm', () => {
+  test('one revision: its snapshot, ref and the blob only it used; the shared config stays', () => {
+    const result = herd(['rm', 'org/model@v1', '--json']);
+    expect(result.stderr).toBe('');
+    const report = JSON.parse(result.stdout);
+    expect(validate('rm', report)).toBe('valid');
+    expect(report).toEqual({ schema: 'herd.rm/1', cache_dir: cacheDir, repo: 'org/model', removed_commits: [COMMIT_A], removed_refs: ['v1'], freed_bytes: WEIGHTS.length, removed_repo: false });
+    const repoFolder = path.join(cacheDir, 'models--org--model');
+    expect(fs.readdirSync(path.join(repoFolder, 'blobs')).sort()).toEqual([gitSha1(CONFIG), sha256(WEIGHTS_V2)].sort());
+    expect(fs.readdirSync(path.join(repoFolder, 'snapshots'))).toEqual([COMMIT_B]);
+    expect(fs.readdirSync(path.join(repoFolder, 'refs'))).toEqual(['main']);
+  });
+
+  test('what is not cached, and a name with a quantization, are refused in one line and remove nothing', () => {
+    const unknown = herd(['rm', 'org/unknown', '--json']);
+    expect(unknown.status).toBe(1);
+    expect(unknown.stderr).toBe(`herd: org/unknown is not in the cache (${cacheDir}) (herd models lists what is)\n`);
+    expect(JSON.parse(unknown.stdout)).toMatchObject({ schema: 'herd.error/1', error: { type: 'input', hint: 'herd models lists what is' } });
+    expectOneLineError(herd(['rm', 'org/model', '--revision', 'v1']), 1, `revision v1 of org/model is not in the cache; cached: main (bbbbbbb)`);
+    expectOneLineError(herd(['rm', 'org/model-GGUF:Q4_K_M']), 2, 'herd rm removes a model or one revision of it, not one file: give org/model-GGUF without :Q4_K_M');
+    expect(fs.existsSync(path.join(cacheDir, 'models--org--model', 'snapshots', COMMIT_B))).toBe(true);
+  });
+
+  test('the whole model, leaving the other model alone', () => {
+    const result = herd(['rm', 'org/model']);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toMatch(new RegExp(`^removed org/model from ${cacheDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, freeing \\S+ \\S+\\n$`));
+    expect(fs.readdirSync(cacheDir)).toEqual(['models--org--model-GGUF']);
+  });
+});
