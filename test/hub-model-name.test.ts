@@ -60,7 +60,7 @@ describe('parseModelArgument: a path that exists is local, anything else must be
       error = caught as HerdError;
     }
     expect(error).toBeInstanceOf(HerdError);
-    expect(error!.message).toBe(`model path ${arg} does not exist`);
+    expect(error!.message).toBe(`model ${/\.(gguf|json)$/.test(arg) ? 'file' : 'folder'} ${arg} does not exist`);
     expect(error!.kind).toBe('model');
     expect(error!.file).toBe(arg);
   });

@@ -33,7 +33,7 @@ const LOCAL_FILE_ENDINGS = /\.(gguf|json|safetensors)$/i;
  */
 export function parseModelArgument(arg: string): ModelArgument {
   if (fs.existsSync(arg)) return { kind: 'local', path: arg };
-  if (looksLikePath(arg)) throw new HerdError(`model path ${arg} does not exist`, { kind: 'model', file: arg });
+  if (looksLikePath(arg)) throw new HerdError(`model ${LOCAL_FILE_ENDINGS.test(arg) ? 'file' : 'folder'} ${arg} does not exist`, { kind: 'model', file: arg });
   return { kind: 'hub', name: parseHubName(arg) };
 }
 
