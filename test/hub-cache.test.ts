@@ -251,7 +251,7 @@ describe('removing a model', () => {
   test('an unknown model or revision is one clear error and removes nothing', () => {
     const cacheDir = build();
     const before = tree(cacheDir);
-    expect(() => removeModel(cacheDir, 'org/missing')).toThrow(`org/missing is not in the cache (${cacheDir})`);
+    expect(() => removeModel(cacheDir, 'org/missing')).toThrow(`org/missing is not in the cache (${cacheDir}); herd models lists what is`);
     expect(() => removeModel(cacheDir, 'org/model', 'v9')).toThrow(`revision v9 of org/model is not in the cache; cached: main (${COMMIT_B.slice(0, 7)}); v1 (${COMMIT_A.slice(0, 7)})`);
     expect(() => removeModel(cacheDir, 'org/model', 'fff0000')).toThrow(HerdError);
     expect(tree(cacheDir)).toEqual(before);

@@ -254,7 +254,7 @@ export interface Removal {
  */
 export function removeModel(cacheDir: string, repo: string, revision?: string): Removal {
   const folder = repoDir(cacheDir, repo);
-  if (!fs.existsSync(folder)) throw new HerdError(`${repo} is not in the cache (${cacheDir})`, { hint: 'herd models lists what is' });
+  if (!fs.existsSync(folder)) throw new HerdError(`${repo} is not in the cache (${cacheDir}); herd models lists what is`);
   const revisions = fs.existsSync(path.join(folder, 'snapshots')) ? scanRepo(folder).revisions : [];
   if (revision === undefined) return removeRepoFolder(cacheDir, repo, revisions);
   const commit = findCachedCommit(cacheDir, repo, revision, revisions);
