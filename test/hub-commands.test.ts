@@ -6,7 +6,8 @@ import Ajv2020 from 'ajv/dist/2020.js';
 import { gitSha1, pythonStyleCache, sha256 } from './hub-cache-layout.js';
 import { herd } from './herd-cli.js';
 
-// herd models and herd rm through the built CLI, on caches laid out by hand as Python writes them.
+// herd models, herd rm and --model org/name through the built CLI, on caches laid out by hand as
+// Python writes them.
 const SCHEMA_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../docs/schemas');
 const ajv = new Ajv2020.default({ allErrors: true, strict: true, allowUnionTypes: true });
 const validate = (name: string, value: unknown) => {
@@ -105,8 +106,8 @@ describe('herd rm', () => {
   test('what is not cached, and a name with a quantization, are refused in one line and remove nothing', () => {
     const unknown = herd(['rm', 'org/unknown', '--json']);
     expect(unknown.status).toBe(1);
-    expect(unknown.stderr).toBe(`herd: org/unknown is not in the cache (${cacheDir}) (herd models lists what is)\n`);
-    expect(JSON.parse(unknown.stdout)).toMatchObject({ schema: 'herd.error/1', error: { type: 'input', hint: 'herd models lists what is' } });
+    expect(unknown.stderr).toBe(`herd: org/unknown is not in the cache (${cacheDir}); herd models lists what is\n`);
+    expect(JSON.parse(unknown.stdout)).toEqual({ schema: 'herd.error/1', error: { type: 'input', message: `org/unknown is not in the cache (${cacheDir}); herd models lists what is` } });
     expectOneLineError(herd(['rm', 'org/model', '--revision', 'v1']), 1, `revision v1 of org/model is not in the cache; cached: main (bbbbbbb)`);
     expectOneLineError(herd(['rm', 'org/model-GGUF:Q4_K_M']), 2, 'herd rm removes a model or one revision of it, not one file: give org/model-GGUF without :Q4_K_M');
     expect(fs.existsSync(path.join(cacheDir, 'models--org--model', 'snapshots', COMMIT_B))).toBe(true);
