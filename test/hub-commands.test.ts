@@ -21,6 +21,7 @@ const CONFIG = Buffer.from('{"model_type": "llama"}');
 const WEIGHTS = Buffer.from('weights of the first revision');
 const WEIGHTS_V2 = Buffer.from('weights of the second revision, longer');
 const GGUF = Buffer.from('GGUF quantized weights');
+const GGUF_Q8 = Buffer.from('GGUF weights at 8 bits');
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-hub-commands-'));
 const cacheDir = path.join(work, 'hub');
@@ -32,7 +33,7 @@ beforeAll(() => {
     [COMMIT_A]: { 'config.json': { content: CONFIG, lfs: false }, 'model.safetensors': { content: WEIGHTS, lfs: true } },
     [COMMIT_B]: { 'config.json': { content: CONFIG, lfs: false }, 'model.safetensors': { content: WEIGHTS_V2, lfs: true } },
   }, { main: COMMIT_B, v1: COMMIT_A });
-  pythonStyleCache(cacheDir, 'org/model-GGUF', { [COMMIT_A]: { 'model-Q4_K_M.gguf': { content: GGUF, lfs: true } } }, { main: COMMIT_A });
+  pythonStyleCache(cacheDir, 'org/model-GGUF', { [COMMIT_A]: { 'model-Q4_K_M.gguf': { content: GGUF, lfs: true }, 'model-Q8_0.gguf': { content: GGUF_Q8, lfs: true } } }, { main: COMMIT_A });
   const old = new Date('2026-01-02T03:04:05Z');
   for (const blob of fs.readdirSync(path.join(cacheDir, 'models--org--model', 'blobs'))) fs.utimesSync(path.join(cacheDir, 'models--org--model', 'blobs', blob), old, old);
 });
@@ -56,7 +57,7 @@ describe('herd models', () => {
     const report = JSON.parse(result.stdout);
     expect(validate('models', report)).toBe('valid');
     expect(report.cache_dir).toBe(cacheDir);
-    expect(report.size_on_disk).toBe(CONFIG.length + WEIGHTS.length + WEIGHTS_V2.length + GGUF.length);
+    expect(report.size_on_disk).toBe(CONFIG.length + WEIGHTS.length + WEIGHTS_V2.length + GGUF.length + GGUF_Q8.length);
     expect(report.models.map((model: { repo: string }) => model.repo)).toEqual(['org/model', 'org/model-GGUF']);
     const [model] = report.models;
     expect(model).toMatchObject({ path: path.join(cacheDir, 'models--org--model'), size_on_disk: CONFIG.length + WEIGHTS.length + WEIGHTS_V2.length, file_count: 3, last_used: '2026-01-02T03:04:05.000Z' });
@@ -75,7 +76,7 @@ describe('herd models', () => {
     expect(lines[1]).toMatch(/^MODEL +REVISION +FILES +SIZE +LAST USED$/);
     expect(lines[2]).toMatch(/^org\/model +v1 aaaaaaa +2 +\S+ \S+ +2026-01-02 03:04 UTC$/);
     expect(lines[3]).toMatch(/^ +main bbbbbbb +2 /);
-    expect(lines[4]).toMatch(/^org\/model-GGUF +main aaaaaaa +1 /);
+    expect(lines[4]).toMatch(/^org\/model-GGUF +main aaaaaaa +2 /);
     expect(lines[5]).toMatch(/^ +2 models, .* on disk, each blob counted once$/);
   });
 
@@ -96,7 +97,7 @@ describe('herd rm', () => {
     expect(result.stderr).toBe('');
     const report = JSON.parse(result.stdout);
     expect(validate('rm', report)).toBe('valid');
-    expect(report).toEqual({ schema: 'herd.rm/1', cache_dir: cacheDir, repo: 'org/model', removed_commits: [COMMIT_A], removed_refs: ['v1'], freed_bytes: WEIGHTS.length, removed_repo: false });
+    expect(report).toEqual({ schema: 'herd.rm/1', cache_dir: cacheDir, repo: 'org/model', removed_commits: [COMMIT_A], removed_refs: ['v1'], removed_files: [], freed_bytes: WEIGHTS.length, removed_repo: false });
     const repoFolder = path.join(cacheDir, 'models--org--model');
     expect(fs.readdirSync(path.join(repoFolder, 'blobs')).sort()).toEqual([gitSha1(CONFIG), sha256(WEIGHTS_V2)].sort());
     expect(fs.readdirSync(path.join(repoFolder, 'snapshots'))).toEqual([COMMIT_B]);
@@ -109,8 +110,15 @@ describe('herd rm', () => {
     expect(unknown.stderr).toBe(`herd: org/unknown is not in the cache (${cacheDir}); herd models lists what is\n`);
     expect(JSON.parse(unknown.stdout)).toEqual({ schema: 'herd.error/1', error: { type: 'input', message: `org/unknown is not in the cache (${cacheDir}); herd models lists what is` } });
     expectOneLineError(herd(['rm', 'org/model', '--revision', 'v1']), 1, `revision v1 of org/model is not in the cache; cached: main (bbbbbbb)`);
-    expectOneLineError(herd(['rm', 'org/model-GGUF:Q4_K_M']), 2, 'herd rm removes a model or one revision of it, not one file: give org/model-GGUF without :Q4_K_M');
+    expectOneLineError(herd(['rm', 'org/model-GGUF:Q5_K_M']), 1, 'no GGUF file in org/model-GGUF matches "Q5_K_M"; available tags: Q4_K_M, Q8_0');
     expect(fs.existsSync(path.join(cacheDir, 'models--org--model', 'snapshots', COMMIT_B))).toBe(true);
+  });
+
+  test('org/name:QUANT: one GGUF quantization, the other staying', () => {
+    const report = JSON.parse(herd(['rm', 'org/model-GGUF:Q8_0', '--json']).stdout);
+    expect(report).toMatchObject({ removed_commits: [], removed_files: ['model-Q8_0.gguf'], freed_bytes: GGUF_Q8.length, removed_repo: false });
+    expect(fs.readdirSync(path.join(cacheDir, 'models--org--model-GGUF', 'snapshots', COMMIT_A))).toEqual(['model-Q4_K_M.gguf']);
+    expect(fs.readdirSync(path.join(cacheDir, 'models--org--model-GGUF', 'blobs'))).toEqual([sha256(GGUF)]);
   });
 
   test('the whole model, leaving the other model alone', () => {
