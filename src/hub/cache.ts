@@ -5,6 +5,7 @@ import { HerdError } from '../errors.js';
 import { writeFileAtomically } from '../formats/files.js';
 import { isSafeRevision } from './model-name.js';
 import { chooseGguf } from './select-files.js';
+import { hfHome } from './settings.js';
 
 /**
  * The Hugging Face cache exactly as Python's huggingface_hub lays it out (file_download.py,
@@ -26,9 +27,7 @@ const COMMIT = /^[0-9a-f]{40}$/;
 /** Where the cache is: HF_HUB_CACHE, else HF_HOME/hub, else $XDG_CACHE_HOME or ~/.cache, then huggingface/hub. */
 export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   const explicit = env.HF_HUB_CACHE || env.HUGGINGFACE_HUB_CACHE;
-  if (explicit) return expandHome(explicit);
-  const home = env.HF_HOME ? expandHome(env.HF_HOME) : path.join(expandHome(env.XDG_CACHE_HOME || '~/.cache'), 'huggingface');
-  return path.join(home, 'hub');
+  return explicit ? expandHome(explicit) : path.join(hfHome(env), 'hub');
 }
 
 /** `models--org--name`: the repository type, then the id's parts, joined by `--`. */
