@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Ajv2020 from 'ajv/dist/2020.js';
-import { gitSha1, pythonStyleCache, sha256 } from './hub-cache-layout.js';
+import { TINY_LLAMA, readJson } from './fixtures.js';
+import { folderContents, gitSha1, pythonStyleCache, sha256 } from './hub-cache-layout.js';
 import { herd } from './herd-cli.js';
 
 // herd models, herd rm and --model org/name through the built CLI, on caches laid out by hand as
@@ -126,5 +127,39 @@ describe('herd rm', () => {
     expect(result.status).toBe(0);
     expect(result.stdout).toMatch(new RegExp(`^removed org/model from ${cacheDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, freeing \\S+ \\S+\\n$`));
     expect(fs.readdirSync(cacheDir)).toEqual(['models--org--model-GGUF']);
+  });
+});
+
+describe('--model org/name from the cache, with HF_HUB_OFFLINE=1 (no Hub to ask)', () => {
+  const tiny = readJson<{ cases: Array<{ name: string; prompt_ids: number[]; generated_ids: number[] }> }>(path.join(TINY_LLAMA, 'reference.json')).cases.find((c) => c.name === 'capital')!;
+  const TINY_FILES = ['config.json', 'generation_config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json'];
+  beforeAll(() => {
+    process.env.HF_HUB_OFFLINE = '1';
+    pythonStyleCache(cacheDir, 'meta-llama/tiny', { [COMMIT_A]: folderContents(TINY_LLAMA, TINY_FILES), [COMMIT_B]: folderContents(TINY_LLAMA, ['config.json']) }, { main: COMMIT_A, configs: COMMIT_B });
+  });
+  afterAll(() => {
+    delete process.env.HF_HUB_OFFLINE;
+  });
+
+  test('herd generate runs a cached model and reproduces the reference greedy tokens', () => {
+    const result = herd(['generate', '--model', 'meta-llama/tiny', '--prompt-ids', '-', '--json', '--temperature', '0', '-n', '16'], JSON.stringify(tiny.prompt_ids));
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const report = JSON.parse(result.stdout);
+    expect(report.model).toBe(path.join(cacheDir, 'models--meta-llama--tiny', 'snapshots', COMMIT_A));
+    expect(report.generated_ids).toEqual(tiny.generated_ids);
+  });
+
+  test('herd memory needs only the config, and names the model by its id', () => {
+    const result = herd(['memory', '--model', 'meta-llama/tiny@configs', '--json']);
+    expect(result.stderr).toBe('');
+    const config = JSON.parse(fs.readFileSync(path.join(TINY_LLAMA, 'config.json'), 'utf8'));
+    const report = JSON.parse(result.stdout);
+    expect(report.plan.model.name).toBe('meta-llama/tiny@configs');
+    expect(report.plan.model.architecture.numHiddenLayers).toBe(config.num_hidden_layers);
+  });
+
+  test('a model the cache lacks is one line saying how to get it', () => {
+    expectOneLineError(herd(['generate', '--model', 'meta-llama/absent', 'Hi']), 1, `HF_HUB_OFFLINE is set and meta-llama/absent is not in the cache (${cacheDir}): run herd pull meta-llama/absent online first`);
   });
 });
