@@ -22,6 +22,7 @@ export const SCHEMAS = {
   env: 'herd.env/1',
   models: 'herd.models/1',
   rm: 'herd.rm/1',
+  pull: 'herd.pull/1',
   error: 'herd.error/1',
 } as const;
 

@@ -11,12 +11,12 @@ export function freeBytesAt(dir: string): number {
 export function checkFreeSpace(dir: string, neededBytes: number, freeBytes: (dir: string) => number = freeBytesAt): void {
   const free = freeBytes(dir);
   if (neededBytes > free) {
-    throw new HerdError(`not enough disk space in ${dir}: the download needs ${formatBytes(neededBytes)} (${neededBytes} bytes) and ${formatBytes(free)} (${free} bytes) is free`, { kind: 'io', file: dir });
+    throw new HerdError(`not enough disk space in ${dir}: the download needs ${readableBytes(neededBytes)} (${neededBytes} bytes) and ${readableBytes(free)} (${free} bytes) is free`, { kind: 'io', file: dir });
   }
 }
 
 /** 1536 → "1.5 KiB": binary units, as disk tools print them. */
-export function formatBytes(bytes: number): string {
+export function readableBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
   let value = bytes;
   let unit = 0;
@@ -24,5 +24,5 @@ export function formatBytes(bytes: number): string {
     value /= 1024;
     unit++;
   }
-  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+  return unit === 0 ? `${Math.round(value)} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
