@@ -5,6 +5,7 @@ import { hubCacheDir, markSnapshotUsed, readRef, snapshotDir } from '../hub/cach
 import { ensureModel, pullModel } from '../hub/ensure.js';
 import { formatHubName, parseModelArgument, type HubModelName } from '../hub/model-name.js';
 import { hubSettings } from '../hub/settings.js';
+import { downloadProgress } from './download-progress.js';
 
 /**
  * What a command reads of its --model:
@@ -41,8 +42,7 @@ export async function resolveModelArgument(arg: string | undefined, options: Mod
   if (parsed.kind === 'local') return parsed.path;
   const env = options.env ?? process.env;
   const part = parsed.name.quant === undefined ? options.part ?? 'weights' : 'weights';
-  // The combined download bar (src/cli/download-progress.ts) joins when the network side commits it.
-  const progress = undefined;
+  const progress = options.json ? undefined : downloadProgress(env);
   if (part === 'weights') {
     const modelPath = await ensureModel(parsed.name, { env, progress });
     const snapshot = snapshotOf(modelPath);

@@ -3,7 +3,7 @@ import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { HerdUsageError } from '../errors.js';
 import { hubCacheDir, removeGgufModel, removeModel } from '../hub/cache.js';
-import { formatBytes } from '../memory/units.js';
+import { readableBytes } from '../hub/disk-space.js';
 import { parseHubName } from '../hub/model-name.js';
 
 export default class Rm extends HerdCommand {
@@ -41,6 +41,6 @@ ${EXIT_STATUS_HELP}`;
       return;
     }
     const what = removal.removedRepo ? removal.repo : removal.removedCommits.length > 0 ? `${removal.repo} revision ${removal.removedCommits.map((commit) => commit.slice(0, 7)).join(', ')}` : `${removal.removedFiles.join(', ')} of ${removal.repo}`;
-    this.log(`removed ${what} from ${cacheDir}, freeing ${formatBytes(removal.freedBytes, 'GiB')}`);
+    this.log(`removed ${what} from ${cacheDir}, freeing ${readableBytes(removal.freedBytes)}`);
   }
 }
