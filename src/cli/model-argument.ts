@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { HerdError } from '../errors.js';
 import { hubCacheDir, markSnapshotUsed, readRef, snapshotDir } from '../hub/cache.js';
+import type { DownloadProgress } from '../hub/download-files.js';
 import { ensureModel, pullModel } from '../hub/ensure.js';
 import { formatHubName, parseModelArgument, type HubModelName } from '../hub/model-name.js';
 import { hubSettings } from '../hub/settings.js';
@@ -12,7 +13,8 @@ import { downloadProgress } from './download-progress.js';
  * - weights: the whole model (a snapshot folder, or a GGUF repository's first .gguf file);
  * - tokenizer: the tokenizer and chat template files, read from the snapshot folder;
  * - config: config.json alone (herd memory), given as that file's path.
- * A GGUF model (`org/name:QUANT`) holds its tokenizer and config inside, so it is fetched whole.
+ * A GGUF model (`org/name:QUANT`, or a GGUF repository without config.json) holds its config
+ * inside, so it is fetched whole; its tokenizer is no tokenizer.json, so `tokenizer` refuses it.
  */
 export type ModelPart = 'weights' | 'tokenizer' | 'config';
 
@@ -40,21 +42,29 @@ export async function resolveModelArgument(arg: string | undefined, options: Mod
   if (arg === undefined) return undefined;
   const parsed = parseModelArgument(arg);
   if (parsed.kind === 'local') return parsed.path;
+  const { name } = parsed;
   const env = options.env ?? process.env;
-  const part = parsed.name.quant === undefined ? options.part ?? 'weights' : 'weights';
+  const part = options.part ?? 'weights';
   const progress = options.json ? undefined : downloadProgress(env);
-  if (part === 'weights') {
-    const modelPath = await ensureModel(parsed.name, { env, progress });
-    const snapshot = snapshotOf(modelPath);
-    if (snapshot !== undefined) markSnapshotUsed(snapshot);
-    return modelPath;
+  if (part === 'tokenizer' && name.quant !== undefined) {
+    throw new HerdError(`${formatHubName(name)} is one GGUF file, and this command reads tokenizer.json from a model folder: name a safetensors repository, without :${name.quant}`);
   }
-  const snapshot = hubSettings(env).offline
-    ? cachedSnapshot(parsed.name, env)
-    : (await pullModel(parsed.name, { env, progress, exclude: WEIGHT_PATTERNS })).snapshot;
+  // A GGUF file holds its own config: herd memory reads its header.
+  if (part === 'weights' || name.quant !== undefined) return runnableModel(name, env, progress);
+  const snapshot = hubSettings(env).offline ? cachedSnapshot(name, env) : (await pullModel(name, { env, progress, exclude: WEIGHT_PATTERNS })).snapshot;
   const needed = path.join(snapshot, NEEDED_FILE[part]);
-  if (!fs.existsSync(needed)) throw new HerdError(`${formatHubName(parsed.name)} has no ${NEEDED_FILE[part]}`, { kind: 'model', file: needed });
-  return part === 'config' ? needed : snapshot;
+  if (fs.existsSync(needed)) return part === 'config' ? needed : snapshot;
+  // A GGUF repository has no config.json beside its files: the quantization llama.cpp would pick does.
+  if (part === 'config') return runnableModel(name, env, progress);
+  throw new HerdError(`${formatHubName(name)} has no ${NEEDED_FILE[part]}`, { kind: 'model', file: needed });
+}
+
+/** The whole model, from the cache or downloaded; its blobs are marked used. */
+async function runnableModel(name: HubModelName, env: NodeJS.ProcessEnv, progress: DownloadProgress | undefined): Promise<string> {
+  const modelPath = await ensureModel(name, { env, progress });
+  const snapshot = snapshotOf(modelPath);
+  if (snapshot !== undefined) markSnapshotUsed(snapshot);
+  return modelPath;
 }
 
 /** The snapshot a branch or commit points to in the cache, without any request. */
