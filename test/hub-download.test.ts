@@ -1,5 +1,4 @@
 import { spawnSync } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -13,6 +12,7 @@ import type { DownloadProgress } from '../src/hub/download-files.js';
 import { HerdError } from '../src/errors.js';
 import { GGUF_LLAMACPP, STORIES } from './fixtures.js';
 import { FakeHub, filesOf, type FakeFile } from './fake-hub.js';
+import { gitSha1, sha256 } from './hub-cache-layout.js';
 import { writeSplitGguf } from './gguf-rewrite.js';
 import { HANG_GUARD_MS } from './hang-guard.js';
 
@@ -74,8 +74,7 @@ function pull(repo: string, env: NodeJS.ProcessEnv, options: EnsureOptions & { q
 
 /** The blob name a file must have: sha256 of an LFS file's content, git's blob sha1 of the rest. */
 function expectedBlobName(file: FakeFile): string {
-  if (file.lfs) return crypto.createHash('sha256').update(file.content).digest('hex');
-  return crypto.createHash('sha1').update(Buffer.concat([Buffer.from(`blob ${file.content.length}\0`), file.content])).digest('hex');
+  return file.lfs ? sha256(file.content) : gitSha1(file.content);
 }
 
 /** Every path below a folder, folders marked with a trailing /, links shown as `-> target`. */
