@@ -4,7 +4,7 @@ import path from 'node:path';
 import { scanCacheDir } from '@huggingface/hub';
 import { HerdError } from '../src/errors.js';
 import { gitSha1, pythonStyleCache, sha256 } from './hub-cache-layout.js';
-import { blobPath, hubCacheDir, linkSnapshotFile, listFiles, markSnapshotUsed, publishBlob, readRef, removeModel, repoFolderName, scanCache, snapshotDir, writeRef } from '../src/hub/cache.js';
+import { blobPath, hubCacheDir, linkSnapshotFile, listFiles, markSnapshotUsed, publishBlob, readRef, removeGgufModel, removeModel, repoFolderName, scanCache, snapshotDir, writeRef } from '../src/hub/cache.js';
 
 // The layout every test checks against is huggingface_hub's, built by hand in hub-cache-layout.ts.
 const COMMIT_A = 'a'.repeat(40);
@@ -215,7 +215,7 @@ describe('removing a model', () => {
     const cacheDir = build();
     const other = tree(path.join(cacheDir, 'models--org--other'));
     const removal = removeModel(cacheDir, 'org/model', 'v1');
-    expect(removal).toEqual({ repo: 'org/model', removedCommits: [COMMIT_A], removedRefs: ['v1'], freedBytes: WEIGHTS.length, removedRepo: false });
+    expect(removal).toEqual({ repo: 'org/model', removedCommits: [COMMIT_A], removedRefs: ['v1'], removedFiles: [], freedBytes: WEIGHTS.length, removedRepo: false });
     expect(tree(path.join(cacheDir, 'models--org--model'))).toEqual([
       '.no_exist/',
       'blobs/',
@@ -235,7 +235,7 @@ describe('removing a model', () => {
     fs.mkdirSync(path.join(cacheDir, '.locks', 'models--org--model'), { recursive: true });
     expect(removeModel(cacheDir, 'org/model', COMMIT_B.slice(0, 7)).removedCommits).toEqual([COMMIT_B]);
     const last = removeModel(cacheDir, 'org/model', 'v1');
-    expect(last).toEqual({ repo: 'org/model', removedCommits: [COMMIT_A], removedRefs: ['v1'], freedBytes: CONFIG.length + WEIGHTS.length, removedRepo: true });
+    expect(last).toEqual({ repo: 'org/model', removedCommits: [COMMIT_A], removedRefs: ['v1'], removedFiles: [], freedBytes: CONFIG.length + WEIGHTS.length, removedRepo: true });
     expect(fs.readdirSync(cacheDir).sort()).toEqual(['.locks', 'models--org--other']);
     expect(fs.readdirSync(path.join(cacheDir, '.locks'))).toEqual([]);
   });
@@ -243,7 +243,7 @@ describe('removing a model', () => {
   test('without a revision: the whole repository, every blob counted once', () => {
     const cacheDir = build();
     expect(removeModel(cacheDir, 'org/model')).toEqual({
-      repo: 'org/model', removedCommits: [COMMIT_A, COMMIT_B].sort(), removedRefs: expect.arrayContaining(['main', 'v1']), freedBytes: CONFIG.length + WEIGHTS.length + WEIGHTS_V2.length, removedRepo: true,
+      repo: 'org/model', removedCommits: [COMMIT_A, COMMIT_B].sort(), removedRefs: expect.arrayContaining(['main', 'v1']), removedFiles: [], freedBytes: CONFIG.length + WEIGHTS.length + WEIGHTS_V2.length, removedRepo: true,
     });
     expect(fs.readdirSync(cacheDir)).toEqual(['models--org--other']);
   });
@@ -255,5 +255,33 @@ describe('removing a model', () => {
     expect(() => removeModel(cacheDir, 'org/model', 'v9')).toThrow(`revision v9 of org/model is not in the cache; cached: main (${COMMIT_B.slice(0, 7)}); v1 (${COMMIT_A.slice(0, 7)})`);
     expect(() => removeModel(cacheDir, 'org/model', 'fff0000')).toThrow(HerdError);
     expect(tree(cacheDir)).toEqual(before);
+  });
+
+  test('one GGUF quantization: its parts and their blobs; other quantizations, and blobs another revision links, stay', () => {
+    const cacheDir = newCache();
+    const [q4, q8a, q8b] = ['Q4_K_M weights', 'Q8_0 part one', 'Q8_0 part two'].map((text) => Buffer.from(text));
+    pythonStyleCache(cacheDir, 'org/gguf', {
+      [COMMIT_A]: { 'm-Q4_K_M.gguf': { content: q4!, lfs: true }, 'Q8_0/m-Q8_0-00001-of-00002.gguf': { content: q8a!, lfs: true }, 'Q8_0/m-Q8_0-00002-of-00002.gguf': { content: q8b!, lfs: true } },
+      [COMMIT_B]: { 'Q8_0/m-Q8_0-00002-of-00002.gguf': { content: q8b!, lfs: true } },
+    }, { main: COMMIT_A, old: COMMIT_B });
+    expect(removeGgufModel(cacheDir, 'org/gguf', 'main', 'Q8_0')).toEqual({
+      repo: 'org/gguf', removedCommits: [], removedRefs: [], removedFiles: ['Q8_0/m-Q8_0-00001-of-00002.gguf', 'Q8_0/m-Q8_0-00002-of-00002.gguf'], freedBytes: q8a!.length, removedRepo: false,
+    });
+    expect(tree(path.join(cacheDir, 'models--org--gguf'))).toEqual([
+      'blobs/',
+      ...[sha256(q4!), sha256(q8b!)].sort().map((etag) => `blobs/${etag}`),
+      'refs/',
+      'refs/main',
+      'refs/old',
+      'snapshots/',
+      `snapshots/${COMMIT_B}/`,
+      `snapshots/${COMMIT_B}/Q8_0/`,
+      `snapshots/${COMMIT_B}/Q8_0/m-Q8_0-00002-of-00002.gguf -> ../../../blobs/${sha256(q8b!)}`,
+      `snapshots/${COMMIT_A}/`,
+      `snapshots/${COMMIT_A}/m-Q4_K_M.gguf -> ../../blobs/${sha256(q4!)}`,
+    ]);
+    expect(() => removeGgufModel(cacheDir, 'org/gguf', 'main', 'Q5_K_M')).toThrow('no GGUF file in org/gguf matches "Q5_K_M"; available tags: Q4_K_M');
+    // The last quantization of a snapshot takes the revision with it.
+    expect(removeGgufModel(cacheDir, 'org/gguf', 'main', 'Q4_K_M')).toMatchObject({ removedCommits: [COMMIT_A], removedRefs: ['main'], removedFiles: ['m-Q4_K_M.gguf'], freedBytes: q4!.length });
   });
 });

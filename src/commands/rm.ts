@@ -2,24 +2,25 @@ import { Args, Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { HerdUsageError } from '../errors.js';
-import { hubCacheDir, removeModel } from '../hub/cache.js';
+import { hubCacheDir, removeGgufModel, removeModel } from '../hub/cache.js';
 import { formatBytes } from '../memory/units.js';
 import { parseHubName } from '../hub/model-name.js';
 
 export default class Rm extends HerdCommand {
   static override summary = 'Remove a model from the Hugging Face cache.';
 
-  static override description = `Removes MODEL (org/name) from the cache herd shares with huggingface_hub: with a revision (org/name@REV or --revision REV: a branch, tag, or commit or its first 7 digits), that snapshot, the refs pointing at it and the files no other snapshot uses; without one, every revision of the model. Other models are never touched, and nothing is asked: the files can be downloaded again. See docs/models.md.
+  static override description = `Removes MODEL (org/name) from the cache herd shares with huggingface_hub: with a revision (org/name@REV or --revision REV: a branch, tag, or commit or its first 7 digits), that snapshot, the refs pointing at it and the files no other snapshot uses; without one, every revision of the model. org/name:QUANT removes one GGUF quantization (every part of it) from the snapshot of main (or of the revision given), keeping the others. Other models are never touched, and nothing is asked: the files can be downloaded again. See docs/models.md.
 ${EXIT_STATUS_HELP}`;
 
   static override examples = [
     '<%= config.bin %> rm meta-llama/Llama-3.2-1B-Instruct',
     '<%= config.bin %> rm meta-llama/Llama-3.2-1B-Instruct@refs/pr/12',
     '<%= config.bin %> rm org/model --revision 0123abc --json',
+    '<%= config.bin %> rm bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q8_0',
   ];
 
   static override args = {
-    model: Args.string({ description: 'The model, as org/name or org/name@revision.', required: true, ignoreStdin: true }),
+    model: Args.string({ description: 'The model, as org/name, org/name@revision, or org/name[@revision]:QUANT for one GGUF quantization.', required: true, ignoreStdin: true }),
   };
 
   static override flags = {
@@ -29,17 +30,17 @@ ${EXIT_STATUS_HELP}`;
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Rm);
     const name = parseHubName(args.model);
-    if (name.quant !== undefined) throw new HerdUsageError(`herd rm removes a model or one revision of it, not one file: give ${name.repo}${name.revision === undefined ? '' : `@${name.revision}`} without :${name.quant}`);
     if (name.revision !== undefined && flags.revision !== undefined && name.revision !== flags.revision) {
       throw new HerdUsageError(`${args.model} names revision ${name.revision} but --revision says ${flags.revision}; give one`);
     }
     const cacheDir = hubCacheDir();
-    const removal = removeModel(cacheDir, name.repo, flags.revision ?? name.revision);
+    const revision = flags.revision ?? name.revision;
+    const removal = name.quant === undefined ? removeModel(cacheDir, name.repo, revision) : removeGgufModel(cacheDir, name.repo, revision ?? 'main', name.quant);
     if (flags.json) {
-      this.printJson(SCHEMAS.rm, { cache_dir: cacheDir, repo: removal.repo, removed_commits: removal.removedCommits, removed_refs: removal.removedRefs, freed_bytes: removal.freedBytes, removed_repo: removal.removedRepo });
+      this.printJson(SCHEMAS.rm, { cache_dir: cacheDir, repo: removal.repo, removed_commits: removal.removedCommits, removed_refs: removal.removedRefs, removed_files: removal.removedFiles, freed_bytes: removal.freedBytes, removed_repo: removal.removedRepo });
       return;
     }
-    const what = removal.removedRepo ? removal.repo : `${removal.repo} revision ${removal.removedCommits.map((commit) => commit.slice(0, 7)).join(', ')}`;
+    const what = removal.removedRepo ? removal.repo : removal.removedCommits.length > 0 ? `${removal.repo} revision ${removal.removedCommits.map((commit) => commit.slice(0, 7)).join(', ')}` : `${removal.removedFiles.join(', ')} of ${removal.repo}`;
     this.log(`removed ${what} from ${cacheDir}, freeing ${formatBytes(removal.freedBytes, 'GiB')}`);
   }
 }

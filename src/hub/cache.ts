@@ -4,6 +4,8 @@ import path from 'node:path';
 import { HerdError } from '../errors.js';
 import { writeFileAtomically } from '../formats/files.js';
 import { isSafeRevision } from './model-name.js';
+import { chooseGguf } from './select-files.js';
+import { hfHome } from './settings.js';
 
 /**
  * The Hugging Face cache exactly as Python's huggingface_hub lays it out (file_download.py,
@@ -25,9 +27,7 @@ const COMMIT = /^[0-9a-f]{40}$/;
 /** Where the cache is: HF_HUB_CACHE, else HF_HOME/hub, else $XDG_CACHE_HOME or ~/.cache, then huggingface/hub. */
 export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   const explicit = env.HF_HUB_CACHE || env.HUGGINGFACE_HUB_CACHE;
-  if (explicit) return expandHome(explicit);
-  const home = env.HF_HOME ? expandHome(env.HF_HOME) : path.join(expandHome(env.XDG_CACHE_HOME || '~/.cache'), 'huggingface');
-  return path.join(home, 'hub');
+  return explicit ? expandHome(explicit) : path.join(hfHome(env), 'hub');
 }
 
 /** `models--org--name`: the repository type, then the id's parts, joined by `--`. */
@@ -242,6 +242,8 @@ export interface Removal {
   repo: string;
   removedCommits: string[];
   removedRefs: string[];
+  /** Files taken out of a snapshot that stays (one GGUF quantization of several). */
+  removedFiles: string[];
   freedBytes: number;
   /** The whole models--org--name folder went: no snapshot was left. */
   removedRepo: boolean;
@@ -253,25 +255,70 @@ export interface Removal {
  * the last snapshot goes, so does the folder. Nothing outside models--org--name is touched.
  */
 export function removeModel(cacheDir: string, repo: string, revision?: string): Removal {
+  const revisions = cachedRevisions(cacheDir, repo);
+  if (revision === undefined) return removeRepoFolder(cacheDir, repo, revisions);
+  return removeRevision(cacheDir, repo, revisions, findCachedCommit(cacheDir, repo, revision, revisions));
+}
+
+/**
+ * Removes one GGUF model (every part of a split one) from the snapshot a revision points to, and
+ * the blobs nothing else links to: one quantization of a repository whose snapshot holds several.
+ * A snapshot left with nothing goes as a whole revision does.
+ */
+export function removeGgufModel(cacheDir: string, repo: string, revision: string, quant: string): Removal {
+  const revisions = cachedRevisions(cacheDir, repo);
+  const commit = findCachedCommit(cacheDir, repo, revision, revisions);
+  const target = revisions.find((candidate) => candidate.commit === commit)!;
+  const parts = chooseGguf(repo, target.files, quant);
+  if (parts.length === target.files.length) return { ...removeRevision(cacheDir, repo, revisions, commit), removedFiles: parts.map((part) => part.path) };
+  const kept = revisions.flatMap((other) => other.files.filter((file) => !parts.includes(file)));
+  const freedBytes = deleteUnlinkedBlobs(cacheDir, repo, parts, kept);
+  for (const part of parts) {
+    const pointer = path.join(target.path, ...part.path.split('/'));
+    fs.rmSync(pointer, { force: true });
+    removeEmptyFolders(path.dirname(pointer), target.path);
+  }
+  return { repo, removedCommits: [], removedRefs: [], removedFiles: parts.map((part) => part.path), freedBytes, removedRepo: false };
+}
+
+/** The revisions of a cached repository; a HerdError when it is not cached. */
+function cachedRevisions(cacheDir: string, repo: string): CachedRevision[] {
   const folder = repoDir(cacheDir, repo);
   if (!fs.existsSync(folder)) throw new HerdError(`${repo} is not in the cache (${cacheDir}); herd models lists what is`);
-  const revisions = fs.existsSync(path.join(folder, 'snapshots')) ? scanRepo(folder).revisions : [];
-  if (revision === undefined) return removeRepoFolder(cacheDir, repo, revisions);
-  const commit = findCachedCommit(cacheDir, repo, revision, revisions);
+  return fs.existsSync(path.join(folder, 'snapshots')) ? scanRepo(folder).revisions : [];
+}
+
+function removeRevision(cacheDir: string, repo: string, revisions: readonly CachedRevision[], commit: string): Removal {
   const removed = revisions.find((candidate) => candidate.commit === commit)!;
   const kept = revisions.filter((candidate) => candidate !== removed);
   if (kept.length === 0) return removeRepoFolder(cacheDir, repo, revisions);
-  const stillLinked = new Set(kept.flatMap((other) => other.files.map((file) => file.blobPath)));
-  const blobsFolder = fs.existsSync(path.join(folder, 'blobs')) ? fs.realpathSync(path.join(folder, 'blobs')) : undefined;
-  const inBlobs = (file: CachedFile) => path.dirname(file.blobPath) === blobsFolder;
-  // Only this repository's own blobs are candidates, whatever a link points at.
-  const orphans = uniqueBlobs(removed.files).filter((file) => inBlobs(file) && !stillLinked.has(file.blobPath));
-  const copies = removed.files.filter((file) => file.blobPath.startsWith(fs.realpathSync(removed.path) + path.sep));
-  for (const blob of orphans) fs.rmSync(blob.blobPath, { force: true });
+  const freedBytes = deleteUnlinkedBlobs(cacheDir, repo, removed.files, kept.flatMap((other) => other.files));
   fs.rmSync(removed.path, { recursive: true, force: true });
-  fs.rmSync(path.join(folder, '.no_exist', commit), { recursive: true, force: true });
+  fs.rmSync(path.join(repoDir(cacheDir, repo), '.no_exist', commit), { recursive: true, force: true });
   for (const ref of removed.refs) fs.rmSync(refPath(cacheDir, repo, ref), { force: true });
-  return { repo, removedCommits: [commit], removedRefs: removed.refs, freedBytes: sumSizes(orphans) + sumSizes(copies), removedRepo: false };
+  return { repo, removedCommits: [commit], removedRefs: removed.refs, removedFiles: [], freedBytes, removedRepo: false };
+}
+
+/**
+ * Deletes the blobs of `removed` files that no `kept` file links to, and returns the bytes they
+ * and the removed files that are real copies (no symlink) free. Only this repository's own blobs
+ * are candidates, whatever a link points at.
+ */
+function deleteUnlinkedBlobs(cacheDir: string, repo: string, removed: readonly CachedFile[], kept: readonly CachedFile[]): number {
+  const blobs = path.join(repoDir(cacheDir, repo), 'blobs');
+  const blobsFolder = fs.existsSync(blobs) ? fs.realpathSync(blobs) : undefined;
+  const stillLinked = new Set(kept.map((file) => file.blobPath));
+  const inBlobs = (file: CachedFile) => path.dirname(file.blobPath) === blobsFolder;
+  const orphans = uniqueBlobs(removed).filter((file) => inBlobs(file) && !stillLinked.has(file.blobPath));
+  for (const blob of orphans) fs.rmSync(blob.blobPath, { force: true });
+  return sumSizes(orphans) + sumSizes(removed.filter((file) => !inBlobs(file)));
+}
+
+/** Removes `folder` and the folders above it up to `top` (kept) while they are empty. */
+function removeEmptyFolders(folder: string, top: string): void {
+  for (let current = folder; current !== top && current.startsWith(top + path.sep) && fs.readdirSync(current).length === 0; current = path.dirname(current)) {
+    fs.rmdirSync(current);
+  }
 }
 
 function removeRepoFolder(cacheDir: string, repo: string, revisions: readonly CachedRevision[]): Removal {
@@ -284,6 +331,7 @@ function removeRepoFolder(cacheDir: string, repo: string, revisions: readonly Ca
     repo,
     removedCommits: revisions.map((revision) => revision.commit),
     removedRefs: revisions.flatMap((revision) => revision.refs),
+    removedFiles: [],
     freedBytes,
     removedRepo: true,
   };

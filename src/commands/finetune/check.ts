@@ -1,7 +1,9 @@
 import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { EXIT_STATUS_HELP, HerdCommand } from '../../cli/base-command.js';
+import { HUB_ID_FORMS } from '../../cli/flags.js';
 import { SCHEMAS } from '../../cli/json-output.js';
+import { resolveModelArgument } from '../../cli/model-argument.js';
 import { DEFAULT_MODEL_DIR } from '../../engine/load.js';
 import { HerdTokenizer } from '../../engine/tokenizer.js';
 import { loadExamples, summarize } from '../../train/data.js';
@@ -20,14 +22,14 @@ ${EXIT_STATUS_HELP}`;
   ];
 
   static override flags = {
-    model: Flags.string({ char: 'm', description: 'Model folder whose tokenizer and chat template render the data. Default: the embedded stories260K.' }),
+    model: Flags.string({ char: 'm', description: `Model whose tokenizer and chat template render the data: a folder, or a Hugging Face id ${HUB_ID_FORMS} (only its tokenizer and configs are downloaded). Default: the embedded stories260K.` }),
     ...dataFlags,
     row: Flags.integer({ description: 'Which row to show (1-based).', default: 1, min: 1 }),
   };
 
   async run(): Promise<void> {
     const { flags } = await this.parse(FinetuneCheck);
-    const tokenizer = HerdTokenizer.fromDir(flags.model ?? DEFAULT_MODEL_DIR);
+    const tokenizer = HerdTokenizer.fromDir((await resolveModelArgument(flags.model, { json: flags.json, part: 'tokenizer' })) ?? DEFAULT_MODEL_DIR);
     const examples = await loadExamples(flags.data, tokenizer, { maxSeqLength: flags['max-seq-length'], trainOnPrompt: flags['train-on-prompt'] });
     const summary = summarize(examples);
     const example = examples[Math.min(flags.row, examples.length) - 1]!;

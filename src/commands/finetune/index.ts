@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../../cli/base-command.js';
+import { HUB_ID_FORMS } from '../../cli/flags.js';
+import { resolveModelArgument } from '../../cli/model-argument.js';
 import { progressBar } from '../../cli/progress.js';
 import { InterruptWatch } from '../../cli/interrupt.js';
 import { HerdError } from '../../errors.js';
@@ -27,7 +29,7 @@ ${EXIT_STATUS_HELP}`;
   ];
 
   static override flags = {
-    model: Flags.string({ char: 'm', description: 'Base model folder (Hugging Face layout). Default: the embedded stories260K.' }),
+    model: Flags.string({ char: 'm', description: `Base model: a folder (Hugging Face layout) or a Hugging Face id ${HUB_ID_FORMS}. Default: the embedded stories260K.` }),
     backend: Flags.string({ description: 'tfjs backend to train on (node-gpu, node, wasm, cpu, or tfjs for the first that loads).', default: 'tfjs' }),
     ...dataFlags,
     'eval-data': Flags.string({ description: 'Held-out data in the same layouts; its loss is reported every --eval-steps and at the end.' }),
@@ -51,7 +53,7 @@ ${EXIT_STATUS_HELP}`;
       dropout: flags['lora-dropout'] ?? 0.05,
       targetModules: flags['lora-target-modules'].flatMap((value) => value.split(/[\s,]+/)).filter((name) => name !== ''),
     });
-    const modelDir = flags.model ?? DEFAULT_MODEL_DIR;
+    const modelDir = (await resolveModelArgument(flags.model, { json: flags.json })) ?? DEFAULT_MODEL_DIR;
     const progress = progressBar('Loading weights', !flags.json);
     const model = await loadLoraModel(modelDir, settings, flags.seed, {
       backend: flags.backend,
