@@ -268,7 +268,9 @@ export class FakeHub {
     seen.bytesSent = cut;
     if (cut === body.length) return void res.end(body);
     res.write(body.subarray(0, cut), () => {
-      if (drop !== undefined) res.destroy();
+      // A clean close (FIN after the bytes) rather than a reset, so the client surely holds every
+      // byte counted as sent; it still sees the body end short of Content-Length.
+      if (drop !== undefined) res.socket?.end();
       else this.stalled.add(res);
     });
     res.on('close', () => this.stalled.delete(res));

@@ -105,8 +105,8 @@ describe('herd generate --model org/tiny', () => {
     expect(run.stderr).not.toMatch(/^herd: /m);
     expect(run.status).toBe(0);
     expect(JSON.parse(run.stdout).generated_ids).toEqual(tiny.generated_ids);
-    // Not a terminal: progress comes as plain lines on stderr.
-    expect(run.stderr).toMatch(new RegExp(`^downloading org/tiny@${commit().slice(0, 7)}: ${TINY_TAKEN.length} files, `, 'm'));
+    // --json: no progress on stderr.
+    expect(run.stderr).toBe('');
     const blobs = TINY_TAKEN.map(blobName);
     expect(tree(cache)).toEqual([
       'models--org--tiny/',
@@ -192,11 +192,20 @@ describe('herd pull', () => {
     expect(JSON.parse(run.stdout).error.type).toBe('network');
   });
 
-  test('HF_HUB_DISABLE_PROGRESS_BARS leaves stderr empty; the path to load is the one line on stdout', async () => {
-    const { cache, env } = environment({ HF_HUB_DISABLE_PROGRESS_BARS: '1' });
-    const run = await herdAsync(['pull', 'karpathy/stories'], env);
-    expect(run.stderr).toBe('');
-    expect(run.stdout).toBe(`${path.join(cache, 'models--karpathy--stories', 'snapshots', hub.repos.get('karpathy/stories')!.refs.main!)}\n`);
+  test('progress is plain lines on stderr in a pipe, none under HF_HUB_DISABLE_PROGRESS_BARS; the path to load is the one line on stdout', async () => {
+    const stories = hub.repos.get('karpathy/stories')!;
+    const shown = environment();
+    const run = await herdAsync(['pull', 'karpathy/stories'], shown.env);
+    expect(run.stdout).toBe(`${path.join(shown.cache, 'models--karpathy--stories', 'snapshots', stories.refs.main!)}\n`);
+    const lines = run.stderr.trimEnd().split('\n');
+    // The index-less repo: config, generation config, weights, special tokens, tokenizer and its config.
+    expect(lines[0]).toBe(`downloading karpathy/stories@${stories.refs.main!.slice(0, 7)}: 6 files, 1.0 MiB`);
+    expect(lines.slice(1, -1).sort()).toEqual(['  config.json (604 B)', '  generation_config.json (45 B)', '  model.safetensors (1020.5 KiB)', '  special_tokens_map.json (414 B)', '  tokenizer.json (14.4 KiB)', '  tokenizer_config.json (855 B)']);
+    expect(lines.at(-1)).toMatch(/^downloaded 1\.0 MiB in \d+\.\d s \(.+\/s\)$/);
+    const quiet = environment({ HF_HUB_DISABLE_PROGRESS_BARS: '1' });
+    const silent = await herdAsync(['pull', 'karpathy/stories'], quiet.env);
+    expect(silent.stderr).toBe('');
+    expect(silent.stdout).toBe(`${path.join(quiet.cache, 'models--karpathy--stories', 'snapshots', stories.refs.main!)}\n`);
   });
 });
 
