@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { gitSha1, sha256 } from './hub-cache-layout.js';
 
 export interface FakeFile {
   path: string;
@@ -70,15 +71,6 @@ function fakeCommit(repo: string, files: readonly FakeFile[], salt = ''): string
   return hash.digest('hex');
 }
 
-export function sha256(content: Buffer): string {
-  return crypto.createHash('sha256').update(content).digest('hex');
-}
-
-/** git's blob id: sha1 of `blob <size>\0` and the content (computed here from its definition). */
-export function gitSha1(content: Buffer): string {
-  return crypto.createHash('sha1').update(`blob ${content.length}\0`).update(content).digest('hex');
-}
-
 /** The files of a fixture folder (links followed), with the Hub's usual LFS rule: weights and big tokenizers. */
 export function filesOf(folder: string, options: { skip?: readonly string[]; prefix?: string } = {}): FakeFile[] {
   return fs.readdirSync(folder).filter((name) => !(options.skip ?? []).includes(name)).sort().map((name) => ({
@@ -110,7 +102,9 @@ export class FakeHub {
   static async start(): Promise<FakeHub> {
     const hub = new FakeHub();
     hub.endpoint = await listen(hub.hubServer);
-    hub.cdnOrigin = await listen(hub.cdnServer);
+    // Another host name for the same loopback address: clients (herd, huggingface_hub) tell the
+    // Hub from the CDN by host, and must not send the token there.
+    hub.cdnOrigin = (await listen(hub.cdnServer)).replace('127.0.0.1', 'localhost');
     return hub;
   }
 
@@ -274,7 +268,9 @@ export class FakeHub {
     seen.bytesSent = cut;
     if (cut === body.length) return void res.end(body);
     res.write(body.subarray(0, cut), () => {
-      if (drop !== undefined) res.destroy();
+      // A clean close (FIN after the bytes) rather than a reset, so the client surely holds every
+      // byte counted as sent; it still sees the body end short of Content-Length.
+      if (drop !== undefined) res.socket?.end();
       else this.stalled.add(res);
     });
     res.on('close', () => this.stalled.delete(res));
