@@ -38,6 +38,7 @@ export const SLOW_SUITES = [
   'test/json-contract.test.ts', // 27 s: every command's --json through the built CLI
   'test/generate-scripting.test.ts', // 24 s: generate as scripts run it, Ctrl-C included
   'test/serve-scheduler.test.ts', // 85 s at load 15 (21 s of CPU): batching on tfjs and on the kernels' worker threads
+  'test/hub-cli.test.ts', // 55 s: models by name through the built CLI against the fake Hub
 ];
 
 const OPT_IN = '\\.shared\\.test\\.tsx?$';

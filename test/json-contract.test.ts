@@ -57,6 +57,9 @@ describe('--json failures are one herd.error/1 object on stdout and one line on 
     { args: ['env', '--no-such-flag'], type: 'usage', exit: 2 },
     // herd guard keeps exit 1 for an unsafe verdict, so its failures are 2.
     { args: ['guard', '--model', path.join(work, 'missing'), 'hi'], type: 'model', exit: 2, file: path.join(work, 'missing') },
+    // The cache is read, never written, when the model is not in it (herd.models/1 and herd.rm/1 successes: test/hub-commands.test.ts).
+    { args: ['rm', 'org/never-cached-by-anyone'], type: 'input', exit: 1 },
+    { args: ['rm', 'org/x@main', '--revision', 'v1'], type: 'usage', exit: 2 },
   ];
 
   test.each(cases)('herd $args.0 … → $type, exit $exit', ({ args, type, exit, file: faultyFile, tensor }) => {

@@ -14,11 +14,13 @@ const ALLOWED: Record<string, readonly string[]> = {
   formats: ['spec'],
   // The safety classifiers run on the engine's tokenizer and backends and read weights through formats/.
   guard: ['spec', 'formats', 'engine'],
+  // The Hugging Face cache and downloads: names, files and bytes, no model code.
+  hub: ['spec', 'formats'],
 };
 
 /** Folders a folder must never import. */
 const FORBIDDEN: Record<string, readonly string[]> = {
-  engine: ['quant', 'train', 'eval', 'chat', 'tui', 'memory', 'commands', 'cli', 'bench', 'serve'],
+  engine: ['quant', 'train', 'eval', 'chat', 'tui', 'memory', 'commands', 'cli', 'bench', 'serve', 'hub'],
   // The serving engine (scheduler, prefix cache) sits on the engine; the engine and kernels never import it.
   kernels: ['serve'],
 };

@@ -24,9 +24,12 @@ function rangeText(min: number, max: number): string {
   return max < Infinity ? ` of at most ${max}` : '';
 }
 
+/** How --model names a model on the Hugging Face Hub, for every command's --model description. */
+export const HUB_ID_FORMS = 'org/name[@revision][:QUANT]';
+
 /** --model and --backend, shared by every command that runs a model. */
 export const modelFlags = {
-  model: Flags.string({ char: 'm', description: 'Hugging Face model folder (config.json, safetensors, tokenizer.json; quantized fbgemm_fp8, awq, gptq or bitsandbytes nf4 too) or a .gguf file. Default: the embedded stories260K.' }),
+  model: Flags.string({ char: 'm', description: `Model: a Hugging Face model folder (config.json, safetensors, tokenizer.json; quantized fbgemm_fp8, awq, gptq or bitsandbytes nf4 too) or a .gguf file, or a Hugging Face id ${HUB_ID_FORMS}, downloaded into the Hugging Face cache on first use (docs/models.md). Default: the embedded stories260K.` }),
   backend: Flags.string({
     description: `Compute backend (${BACKEND_CHOICES.join(', ')}). Default: node-gpu when installed, else herd's kernels for 16-bit and quantized weights, else the first tfjs backend that loads.`,
   }),

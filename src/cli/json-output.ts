@@ -22,6 +22,9 @@ export const SCHEMAS = {
   serve: 'herd.serve/1',
   env: 'herd.env/1',
   guard: 'herd.guard/1',
+  models: 'herd.models/1',
+  rm: 'herd.rm/1',
+  pull: 'herd.pull/1',
   error: 'herd.error/1',
 } as const;
 

@@ -8,6 +8,7 @@ import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
+import { resolveModelArgument } from '../cli/model-argument.js';
 import { progressBar } from '../cli/progress.js';
 import { round } from '../cli/timings.js';
 import { HerdError, HerdUsageError } from '../errors.js';
@@ -60,9 +61,10 @@ ${EXIT_STATUS_HELP}`;
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Bench);
-    if (flags.compare && !(flags.model && isGgufFile(flags.model))) throw new HerdError('--compare llama.cpp needs --model FILE.gguf, the file both run');
+    const modelPath = flags.synthetic ? undefined : await resolveModelArgument(flags.model, { json: flags.json });
+    if (flags.compare && !(modelPath && isGgufFile(modelPath))) throw new HerdError('--compare llama.cpp needs --model FILE.gguf (or org/name:QUANT), the file both run');
     const started = performance.now();
-    const { model, label } = flags.synthetic ? await syntheticModel(flags.synthetic, FORMATS[flags.format]!, flags) : await folderModel(flags);
+    const { model, label } = flags.synthetic ? await syntheticModel(flags.synthetic, FORMATS[flags.format]!, flags) : await folderModel({ ...flags, model: modelPath });
     if (flags.synthetic && flags['write-gguf']) {
       writeSyntheticGguf(flags['write-gguf'], model.config, new SyntheticWeights(model.config, FORMATS[flags.format]!), flags.tokenizer!, label);
     }
@@ -78,7 +80,7 @@ ${EXIT_STATUS_HELP}`;
       else this.log([describe(report), ...describeStreams(report.streams, report.prefix_cache)].join('\n'));
       return;
     }
-    const llamaCpp = await benchLlamaCpp(flags.model!, prompt, flags['gen-tokens'], flags.threads ?? os.availableParallelism());
+    const llamaCpp = await benchLlamaCpp(modelPath!, prompt, flags['gen-tokens'], flags.threads ?? os.availableParallelism());
     const ratio = { prefill: round(figures.prefill_tokens_per_second / llamaCpp.prefill_tokens_per_second), decode: round(figures.decode_tokens_per_second / llamaCpp.decode_tokens_per_second) };
     if (flags.json) {
       this.printJson(SCHEMAS.bench, { ...report, llama_cpp: llamaCpp, ratio });

@@ -4,6 +4,7 @@ import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { parseDate } from '../cli/date.js';
 import { modelFlags, numberFlag } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
+import { modelDisplayName } from '../cli/model-argument.js';
 import { samplingFlags, samplingOptions } from '../cli/sampling.js';
 import { loadShield, shieldFlags } from '../cli/shields.js';
 import { Conversation } from '../chat/conversation.js';
@@ -85,7 +86,7 @@ ${EXIT_STATUS_HELP}`;
         // Loaded only here, so that piped chats never load Ink and React.
         const { runTui } = await import('../tui/run.js');
         await runTui({
-          agent, model: path.basename(loaded.dir), approveAll: flags.yes,
+          agent, model: modelDisplayName(loaded.dir), approveAll: flags.yes,
           session: {
             save: (file) => {
               const target = file ?? `herd-chat-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;

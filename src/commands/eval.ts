@@ -5,7 +5,7 @@ import chalk from 'chalk';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { InterruptWatch } from '../cli/interrupt.js';
 import { SCHEMAS } from '../cli/json-output.js';
-import { modelFlags } from '../cli/flags.js';
+import { HUB_ID_FORMS, modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
 import { progressBar } from '../cli/progress.js';
 import { HerdError } from '../errors.js';
@@ -49,7 +49,7 @@ ${EXIT_STATUS_HELP}`;
     output: Flags.string({ char: 'o', description: 'Write results.json (lm-eval layout) into this folder.' }),
     'log-samples': Flags.boolean({ description: 'With --output: also write samples_<task>.jsonl with prompts, loglikelihoods, predictions and scores.', default: false }),
     rescore: Flags.string({ description: 'Recompute metrics from a folder written with --output --log-samples, without running a model.' }),
-    compare: Flags.string({ description: 'A second model folder (quantized, fine-tuned…) to run on the same documents.' }),
+    compare: Flags.string({ description: `A second model (quantized, fine-tuned…) to run on the same documents: a folder, a .gguf file or a Hugging Face id ${HUB_ID_FORMS}.` }),
     'compare-adapter': Flags.string({ description: 'With --compare: a PEFT adapter for the second model (--adapter applies to --model only).' }),
     'compare-text': Flags.string({ description: 'With --compare: a text file for per-token KL divergence and top-1 agreement.' }),
     'compare-tokens': Flags.integer({ description: 'With --compare-text: how many tokens of it to compare.', default: 2048, min: 1 }),

@@ -7,11 +7,13 @@ import { KV_CACHE_DTYPES } from '../memory/kv-cache.js';
 import { markdownReport, writeFileAtomically } from '../memory/markdown-file.js';
 import { measureAgainstEstimate } from '../memory/measure.js';
 import { resolveModel } from '../memory/model-source.js';
+import { isHubModelArgument, resolveModelArgument } from '../cli/model-argument.js';
+import { HUB_ID_FORMS } from '../cli/flags.js';
 import { buildPlan } from '../memory/plan.js';
 import { compareWithPost } from '../memory/post-tables.js';
 import { PRECISION_IDS } from '../memory/precision.js';
 import { classifierPlan, classifierSections, resolveClassifier } from '../memory/classifier.js';
-import { PRESET_NAMES } from '../spec/presets.js';
+import { isPresetName, PRESET_NAMES } from '../spec/presets.js';
 import { PROMPT_GUARD_PRESETS } from '../spec/deberta.js';
 import { comparisonSections, measurementSection, planSections } from '../memory/report.js';
 import { parseUnit, planRequestFromFlags } from '../memory/request.js';
@@ -23,7 +25,7 @@ export default class Memory extends HerdCommand {
 
   static override description = `Computes the exact parameter count from the model's config, the memory of its weights at each precision, the KV cache for a context and batch, and (with --train) full fine-tuning, LoRA and QLoRA with every term shown. With --gpu or --memory it says whether each configuration fits, the largest context that does, or how many devices it needs.
 
-MODEL is a preset (${PRESET_NAMES.join(', ')}; Prompt Guard: ${Object.keys(PROMPT_GUARD_PRESETS).join(', ')}), a Hugging Face folder or its config.json, or a GGUF file (only its header is read).
+MODEL is a preset (${PRESET_NAMES.join(', ')}; Prompt Guard: ${Object.keys(PROMPT_GUARD_PRESETS).join(', ')}), a Hugging Face folder or its config.json, a GGUF file (only its header is read), or a Hugging Face id org/name[@revision][:QUANT] (docs/models.md).
 Every size names its unit: GiB = 2^30 bytes, GB = 10^9 bytes (--units). Token counts take k = 1,024 (128k = 131,072).
 --compare-post prints the Llama 3.1 post's three memory tables beside herd's values under the post's own conventions.
 Formulas and assumptions: docs/memory.md.
@@ -40,7 +42,7 @@ ${EXIT_STATUS_HELP}`;
   ];
 
   static override flags = {
-    model: Flags.string({ char: 'm', description: 'Preset name, Hugging Face folder, config.json or .gguf file.' }),
+    model: Flags.string({ char: 'm', description: `Preset name, Hugging Face folder, config.json or .gguf file, or a Hugging Face id ${HUB_ID_FORMS} (only its config.json is downloaded, or the whole model with --measure).` }),
     precision: Flags.string({
       char: 'p',
       multiple: true,
@@ -84,10 +86,11 @@ ${EXIT_STATUS_HELP}`;
       else this.log(classifierSections(plan, unit).map(renderSectionText).join('\n\n'));
       return;
     }
-    const model = flags.model === undefined ? undefined : await resolveModel(flags.model);
+    const modelPath = await memoryModelPath(flags.model, flags);
+    const model = modelPath === undefined ? undefined : { ...(await resolveModel(modelPath)), ...(modelPath !== flags.model && { name: flags.model! }) };
     const plan = model ? buildPlan(planRequestFromFlags(model, flags)) : undefined;
     const comparison = flags['compare-post'] ? compareWithPost() : undefined;
-    const measurement = flags.measure && model && flags.model ? await measureAgainstEstimate(model, flags.model, flags.backend) : undefined;
+    const measurement = flags.measure && model && modelPath ? await measureAgainstEstimate(model, modelPath, flags.backend) : undefined;
 
     const sections: Section[] = [
       ...(plan ? planSections(plan, unit) : []),
@@ -103,4 +106,14 @@ ${EXIT_STATUS_HELP}`;
     }
     this.log(sections.map(renderSectionText).join('\n\n'));
   }
+}
+
+/**
+ * What --model reads: a preset or a path as they are (resolveModel names unknown presets and
+ * missing paths); a Hugging Face id through the cache: its config.json alone, or the whole model
+ * for --measure.
+ */
+async function memoryModelPath(model: string | undefined, flags: { measure: boolean; json: boolean }): Promise<string | undefined> {
+  if (model === undefined || isPresetName(model) || !isHubModelArgument(model)) return model;
+  return resolveModelArgument(model, { json: flags.json, part: flags.measure ? 'weights' : 'config' });
 }

@@ -1,7 +1,9 @@
 import { Args, Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
+import { HUB_ID_FORMS } from '../cli/flags.js';
 import { InterruptWatch } from '../cli/interrupt.js';
 import { SCHEMAS } from '../cli/json-output.js';
+import { modelDisplayName, resolveModelArgument } from '../cli/model-argument.js';
 import { progressBar } from '../cli/progress.js';
 import { HerdError } from '../errors.js';
 import { DEFAULT_MODEL_DIR, loadModel } from '../engine/load.js';
@@ -26,7 +28,7 @@ ${EXIT_STATUS_HELP}`;
   };
 
   static override flags = {
-    model: Flags.string({ char: 'm', description: 'Source Hugging Face model folder. Default: the embedded stories260K.' }),
+    model: Flags.string({ char: 'm', description: `Source model: a Hugging Face model folder, or a Hugging Face id ${HUB_ID_FORMS}. Default: the embedded stories260K.` }),
     format: Flags.string({ char: 'f', description: `Formats, comma-separated: ${FORMATS.join(', ')}.`, default: 'gguf-q8_0' }),
     out: Flags.string({ char: 'o', description: 'Folder for the outputs (created if missing).' }),
     'group-size': Flags.integer({ description: 'Input columns per scale for awq, gptq and int4-rtn. Default: 128, or the largest of 64, 32, 16, 8 that the model\'s hidden size splits into (64 for stories260K).', min: 8 }),
@@ -39,15 +41,16 @@ ${EXIT_STATUS_HELP}`;
     'double-quant': Flags.boolean({ description: 'NF4 double quantization of the absmax values.', default: false }),
     score: Flags.string({ description: 'Text file to score each output (or --quant) against the base model on.' }),
     'score-tokens': Flags.integer({ description: 'Most tokens of --score text to use.', default: 4096, min: 2 }),
-    base: Flags.string({ description: 'score: the base model folder.' }),
-    quant: Flags.string({ description: 'score: the quantized model (folder or .gguf).' }),
+    base: Flags.string({ description: `score: the base model (folder or Hugging Face id ${HUB_ID_FORMS}).` }),
+    quant: Flags.string({ description: `score: the quantized model (folder, .gguf, or Hugging Face id ${HUB_ID_FORMS}).` }),
   };
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Quantize);
     if (args.action === 'score') {
       if (!flags.base || !flags.quant || !flags.score) throw new HerdError('quantize score needs --base DIR, --quant DIR and --score TEXTFILE');
-      const card = await this.score(flags.base, flags.quant, flags.score, flags['score-tokens']);
+      const [base, quant] = [await resolveModelArgument(flags.base, { json: flags.json }), await resolveModelArgument(flags.quant, { json: flags.json })];
+      const card = await this.score(base!, quant!, flags.score, flags['score-tokens']);
       if (flags.json) this.printJson(SCHEMAS.quantizeScore, { base: flags.base, quant: flags.quant, ...snake(card) });
       else this.log(describeCard(flags.quant, card));
       return;
@@ -56,14 +59,14 @@ ${EXIT_STATUS_HELP}`;
     const formats = parseFormats(flags.format);
     const damp = Number(flags.damp);
     if (!(damp > 0 && damp < 1)) throw new HerdError(`--damp must be a number between 0 and 1, got "${flags.damp}"`);
-    const modelDir = flags.model ?? DEFAULT_MODEL_DIR;
+    const modelDir = (await resolveModelArgument(flags.model, { json: flags.json })) ?? DEFAULT_MODEL_DIR;
     const bars = new Map<QuantFormat, ReturnType<typeof progressBar>>();
     let results: FormatResult[];
     const interrupt = new InterruptWatch();
     try {
       results = await runQuantizeJob({
         shouldStop: () => interrupt.interrupted,
-        modelDir, outDir: flags.out, formats, groupSize: flags['group-size'],
+        modelDir, modelName: modelDisplayName(modelDir).split('/').pop(), outDir: flags.out, formats, groupSize: flags['group-size'],
         calibration: { file: flags.calibration ?? DEFAULT_CALIBRATION_FILE, samples: flags.samples, seqLen: flags['seq-len'] },
         gptq: { symmetric: !flags.asym, actOrder: flags['act-order'], dampPercent: damp },
         nf4DoubleQuant: flags['double-quant'],

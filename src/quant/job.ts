@@ -38,6 +38,11 @@ export type QuantFormat = (typeof FORMATS)[number];
 
 export interface QuantizeJobOptions {
   modelDir: string;
+  /**
+   * The model's name in output file names and GGUF general.name; the folder's name by default (a
+   * Hugging Face cache snapshot's folder is a commit hash, so its caller names the model).
+   */
+  modelName?: string;
   outDir: string;
   formats: QuantFormat[];
   /** Input columns per 4-bit group; absent: 128, or the largest of 64, 32, 16, 8 that the model's widths split into. */
@@ -131,9 +136,13 @@ class JobContext {
     this.paddedIntermediate = Math.ceil(config.intermediateSize / g) * g;
   }
 
+  private modelName(): string {
+    return this.options.modelName ?? path.basename(path.resolve(this.options.modelDir));
+  }
+
   async run(format: QuantFormat): Promise<FormatResult> {
     const started = performance.now();
-    const base = path.basename(path.resolve(this.options.modelDir));
+    const base = this.modelName();
     const isGguf = format.startsWith('gguf-');
     const target = path.join(this.options.outDir, isGguf ? `${base}-${format.slice(5)}.gguf` : `${base}-${format}`);
     const settings = this.settingsOf(format);
@@ -301,7 +310,7 @@ class JobContext {
   }
 
   private async writeGguf(mix: GgufMix, target: string, settings: string, format: QuantFormat): Promise<void> {
-    const metadata = llamaMetadata(this.config, path.basename(path.resolve(this.options.modelDir)), mix);
+    const metadata = llamaMetadata(this.config, this.modelName(), mix);
     for (const [key, value] of tokenizerMetadata(this.options.modelDir, this.config.bosTokenId, this.config.eosTokenIds)) metadata.set(key, value);
     metadata.set('herd.quantize.settings', { type: GgufValueType.STRING, value: settings });
     const tensors: GgufTensorToWrite[] = [];

@@ -2,6 +2,7 @@ import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { EXIT_STATUS_HELP, HerdCommand } from '../../cli/base-command.js';
 import { SCHEMAS } from '../../cli/json-output.js';
+import { resolveModelArgument } from '../../cli/model-argument.js';
 import { DEFAULT_MODEL_DIR } from '../../engine/load.js';
 import { HerdTokenizer } from '../../engine/tokenizer.js';
 import { HerdUsageError } from '../../errors.js';
@@ -24,7 +25,7 @@ ${EXIT_STATUS_HELP}`;
   ];
 
   static override flags = {
-    model: Flags.string({ char: 'm', description: 'Model folder whose tokenizer and chat template render the data. Default: the embedded stories260K.' }),
+    model: Flags.string({ char: 'm', description: `Model whose tokenizer and chat template render the data: a folder, or a Hugging Face id org/name[@revision] (only its tokenizer and configs are downloaded). Default: the embedded stories260K.` }),
     method: methodFlags.method,
     ...dataFlags,
     row: Flags.integer({ description: 'Which row to show (1-based).', default: 1, min: 1 }),
@@ -32,7 +33,7 @@ ${EXIT_STATUS_HELP}`;
 
   async run(): Promise<void> {
     const { flags } = await this.parse(FinetuneCheck);
-    const tokenizer = HerdTokenizer.fromDir(flags.model ?? DEFAULT_MODEL_DIR);
+    const tokenizer = HerdTokenizer.fromDir((await resolveModelArgument(flags.model, { json: flags.json, part: 'tokenizer' })) ?? DEFAULT_MODEL_DIR);
     const maxSeqLength = flags['max-seq-length'];
     const method = flags.method as TrainingMethod;
     if (method === 'dpo' && flags['train-on-prompt']) throw new HerdUsageError('--train-on-prompt is for --method sft; DPO scores the completions only');

@@ -1,6 +1,9 @@
 import path from 'node:path';
 import { Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../../cli/base-command.js';
+import { HUB_ID_FORMS } from '../../cli/flags.js';
+import { isHubModelArgument, resolveModelArgument } from '../../cli/model-argument.js';
+import { parseHubName } from '../../hub/model-name.js';
 import { progressBar } from '../../cli/progress.js';
 import { InterruptWatch } from '../../cli/interrupt.js';
 import { HerdError, HerdUsageError } from '../../errors.js';
@@ -35,7 +38,7 @@ ${EXIT_STATUS_HELP}`;
   ];
 
   static override flags = {
-    model: Flags.string({ char: 'm', description: 'Base model folder (Hugging Face layout). Default: the embedded stories260K.' }),
+    model: Flags.string({ char: 'm', description: `Base model: a folder (Hugging Face layout) or a Hugging Face id ${HUB_ID_FORMS}. Default: the embedded stories260K.` }),
     backend: Flags.string({ description: 'tfjs backend to train on (node-gpu, node, wasm, cpu, or tfjs for the first that loads).', default: 'tfjs' }),
     ...methodFlags,
     ...dataFlags,
@@ -49,7 +52,7 @@ ${EXIT_STATUS_HELP}`;
     resume: Flags.boolean({ description: 'Continue from the newest checkpoint-N in --output-dir: same step, optimizer state and data order.', default: false }),
     'gradient-checkpointing': Flags.boolean({ description: "Keep only each decoder layer's input and recompute its activations in the backward pass (less memory, about a third more compute).", default: false }),
     'load-in-4bit': Flags.boolean({ description: "QLoRA: hold the decoder layers' frozen projections in NF4 (4.5 bits a weight), dequantized inside each matmul.", default: false }),
-    'base-model-name': Flags.string({ description: 'base_model_name_or_path written in adapter_config.json. Default: the --model path.' }),
+    'base-model-name': Flags.string({ description: 'base_model_name_or_path written in adapter_config.json. Default: the --model path, or its Hugging Face id (org/name) as PEFT writes it.' }),
   };
 
   async run(): Promise<void> {
@@ -63,7 +66,7 @@ ${EXIT_STATUS_HELP}`;
       dropout: flags['lora-dropout'] ?? 0.05,
       targetModules: flags['lora-target-modules'].flatMap((value) => value.split(/[\s,]+/)).filter((name) => name !== ''),
     });
-    const modelDir = flags.model ?? DEFAULT_MODEL_DIR;
+    const modelDir = (await resolveModelArgument(flags.model, { json: flags.json })) ?? DEFAULT_MODEL_DIR;
     const progress = progressBar('Loading weights', !flags.json);
     const model = await loadLoraModel(modelDir, settings, flags.seed, {
       backend: flags.backend,
@@ -97,7 +100,7 @@ ${EXIT_STATUS_HELP}`;
           saveSteps: flags['save-steps'],
           outputDir: flags['output-dir'],
           resume: flags.resume,
-          baseModelName: flags['base-model-name'] ?? path.resolve(modelDir),
+          baseModelName: flags['base-model-name'] ?? baseModelName(flags.model, modelDir),
           shouldStop: () => interrupt.interrupted,
         }, reporter.onEvent);
       } finally {
@@ -126,4 +129,9 @@ async function preferenceRun(files: DataFiles, tokenizer: HerdTokenizer, dataOpt
   const pairs = await loadPreferencePairs(files.data, tokenizer, dataOptions);
   const evalPairs = files.evalData ? await loadPreferencePairs(files.evalData, tokenizer, dataOptions) : null;
   return (model, options, onEvent) => trainObjective(new DpoObjective(beta), model, pairs, evalPairs, options, onEvent);
+}
+
+/** What PEFT records as the base: a Hub model's id (without revision or tag), else the folder's absolute path. */
+function baseModelName(arg: string | undefined, modelDir: string): string {
+  return arg !== undefined && isHubModelArgument(arg) ? parseHubName(arg).repo : path.resolve(modelDir);
 }

@@ -1,6 +1,8 @@
 import { Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../../cli/base-command.js';
 import { SCHEMAS } from '../../cli/json-output.js';
+import { HUB_ID_FORMS } from '../../cli/flags.js';
+import { resolveModelArgument } from '../../cli/model-argument.js';
 import { progressBar } from '../../cli/progress.js';
 import { DEFAULT_MODEL_DIR } from '../../engine/load.js';
 import { mergeAdapter } from '../../train/merge.js';
@@ -17,14 +19,14 @@ ${EXIT_STATUS_HELP}`;
   ];
 
   static override flags = {
-    model: Flags.string({ char: 'm', description: 'Base model folder. Default: the embedded stories260K.' }),
+    model: Flags.string({ char: 'm', description: `Base model: a folder, or a Hugging Face id ${HUB_ID_FORMS}. Default: the embedded stories260K.` }),
     adapter: Flags.string({ description: 'PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors).', required: true }),
     'output-dir': Flags.string({ char: 'o', description: 'Folder for the merged model (must differ from --model).', required: true }),
   };
 
   async run(): Promise<void> {
     const { flags } = await this.parse(FinetuneMerge);
-    const modelDir = flags.model ?? DEFAULT_MODEL_DIR;
+    const modelDir = (await resolveModelArgument(flags.model, { json: flags.json })) ?? DEFAULT_MODEL_DIR;
     const progress = progressBar('Merging', !flags.json);
     const result = (() => {
       try {
