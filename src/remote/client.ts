@@ -163,16 +163,8 @@ export class EndpointClient {
     return new HerdError(`cannot reach the endpoint ${this.base} (${reason}): is the server running?`, { kind: 'network' });
   }
 
-  /** Retry-After in seconds or as an HTTP date; otherwise base · 2^attempt. */
   private retryDelay(response: Response, attempt: number): number {
-    const maxDelay = this.settings.maxRetryDelayMs ?? DEFAULT_MAX_RETRY_DELAY_MS;
-    const header = response.headers.get('retry-after');
-    if (header !== null) {
-      const seconds = Number(header);
-      const delay = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - Date.now();
-      if (Number.isFinite(delay)) return Math.min(Math.max(delay, 0), maxDelay);
-    }
-    return Math.min((this.settings.retryBaseMs ?? DEFAULT_RETRY_BASE_MS) * 2 ** attempt, maxDelay);
+    return retryDelayMs(response.headers.get('retry-after'), attempt, this.settings.retryBaseMs ?? DEFAULT_RETRY_BASE_MS, this.settings.maxRetryDelayMs ?? DEFAULT_MAX_RETRY_DELAY_MS);
   }
 
   private async statusError(route: string, response: Response, attempt: number): Promise<EndpointHttpError> {
@@ -185,6 +177,16 @@ export class EndpointClient {
     const retried = attempt > 0 ? ` after ${attempt} retries` : '';
     return new EndpointHttpError(`${where}${retried}${detail ? `: ${detail}` : ''}`, response.status);
   }
+}
+
+/** The wait before retry `attempt` (0-based): Retry-After in seconds or as an HTTP date, else base · 2^attempt; at most maxMs. */
+export function retryDelayMs(retryAfter: string | null, attempt: number, baseMs: number, maxMs: number, now = Date.now()): number {
+  if (retryAfter !== null && retryAfter.trim() !== '') {
+    const seconds = Number(retryAfter);
+    const delay = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(retryAfter) - now;
+    if (Number.isFinite(delay)) return Math.min(Math.max(delay, 0), maxMs);
+  }
+  return Math.min(baseMs * 2 ** attempt, maxMs);
 }
 
 /** The message an OpenAI-style error body carries ({"error": {"message"}} or {"error": "…"} or {"detail"}), on one line. */
