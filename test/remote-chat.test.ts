@@ -1,10 +1,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { readTemplate, remoteChatOptions, type LocalTemplate, type RemoteTarget } from '../src/cli/endpoint.js';
+import { remoteChatOptions, type LocalTemplate, type RemoteTarget } from '../src/cli/endpoint.js';
 import { Conversation } from '../src/chat/conversation.js';
 import { ChatAgent, type ChatSourceOptions, type TurnHooks } from '../src/chat/loop.js';
 import { ToolBox, loadToolsFile } from '../src/chat/tools.js';
+import { readGenerationDefaults } from '../src/engine/load.js';
 import { GREEDY } from '../src/engine/sampling.js';
 import { probeEndpoint } from '../src/remote/capabilities.js';
 import { EndpointClient } from '../src/remote/client.js';
@@ -43,8 +44,8 @@ function withNumberedCallIds(messages: ChatMessage[]): ChatMessage[] {
   }));
 }
 
-/** --template-from: the Llama 3.1 tokenizer folder, read once for the suite. */
-const TEMPLATE = readTemplate(LLAMA_TOKENIZER);
+/** --template-from the Llama 3.1 tokenizer folder (its tokenizer already loaded by the scripted source). */
+const TEMPLATE: LocalTemplate = { dir: LLAMA_TOKENIZER, tokenizer: llamaTokenizer, generation: readGenerationDefaults(LLAMA_TOKENIZER, { eosTokenIds: [] }) };
 
 async function connect(server: FakeServer, template: LocalTemplate | null): Promise<RemoteTarget> {
   const client = new EndpointClient({ url: `${server.url}/v1`, retryBaseMs: 1 });

@@ -7,6 +7,7 @@
  *   `tool_calls` become herd's, so the same loop runs them.
  */
 import { randomUUID } from 'node:crypto';
+import type { FinishReason } from '../engine/generate.js';
 import type { SamplingOptions } from '../engine/sampling.js';
 import type { HerdTokenizer } from '../engine/tokenizer.js';
 import { HerdError } from '../errors.js';
@@ -45,6 +46,73 @@ class StreamClock {
   }
 }
 
+export interface RemoteGenerationRequest {
+  promptIds: readonly number[];
+  maxNewTokens: number;
+  stopTokenIds: readonly number[];
+  stopStrings: readonly string[];
+  onText: (delta: string) => void;
+  /** Once per streamed piece (a token, on servers that stream token by token). */
+  onToken: () => void;
+  shouldStop: () => boolean;
+}
+
+export interface RemoteGeneration {
+  /** The text encoded again by the local tokenizer (the server sends text), with the stop id that ended it. */
+  generatedIds: number[];
+  text: string;
+  finishReason: FinishReason;
+  /** The stop id or stop string that ended the text, when the server says or the text shows it. */
+  stoppedBy: number | string | null;
+  promptTokens: number;
+  completionTokens: number;
+  prefillMs: number;
+  decodeMs: number;
+}
+
+/**
+ * A server continuing prompt ids herd made, streamed: the raw path beneath chat's raw mode and
+ * herd generate --endpoint. Special tokens stay in the text (vLLM's skip_special_tokens false) so
+ * that <|python_tag|> reaches herd's parser.
+ */
+export async function generateRemotely(client: EndpointClient, model: string, tokenizer: HerdTokenizer, sampling: SamplingOptions, request: RemoteGenerationRequest): Promise<RemoteGeneration> {
+  const clock = new StreamClock();
+  const result = await streamCompletion(client, {
+    model,
+    prompt: request.promptIds,
+    maxTokens: request.maxNewTokens,
+    stop: request.stopStrings,
+    sampling: openAiSampling(sampling),
+    extra: { skip_special_tokens: false, stop_token_ids: request.stopTokenIds },
+  }, (delta) => {
+    clock.mark();
+    request.onToken();
+    request.onText(delta);
+  }, request.shouldStop);
+  const stopped = !result.aborted && result.finishReason === 'stop';
+  const ending = endingToken(tokenizer, result.text, result.stopReason, request.stopTokenIds);
+  const stoppedBy = !stopped ? null : typeof result.stopReason === 'string' ? result.stopReason : ending.id;
+  const generatedIds = [...tokenizer.encode(ending.text, false), ...(typeof stoppedBy === 'number' ? [stoppedBy] : [])];
+  return {
+    generatedIds,
+    text: ending.text,
+    finishReason: result.aborted ? 'abort' : stopped ? 'stop' : 'length',
+    stoppedBy,
+    promptTokens: result.usage?.prompt_tokens ?? request.promptIds.length,
+    completionTokens: result.usage?.completion_tokens ?? generatedIds.length,
+    ...clock.figures(),
+  };
+}
+
+/** vLLM names the stop id in stop_reason; a server that writes the end token as text has it cut off here. */
+function endingToken(tokenizer: HerdTokenizer, text: string, stopReason: number | string | null, stopIds: readonly number[]): { text: string; id: number | null } {
+  for (const id of stopIds) {
+    const token = tokenizer.decode([id]);
+    if (token !== '' && text.endsWith(token)) return { text: text.slice(0, -token.length), id };
+  }
+  return { text, id: typeof stopReason === 'number' ? stopReason : (stopIds[stopIds.length - 1] ?? null) };
+}
+
 /** Raw mode: a server's /v1/completions continuing the prompt ids herd rendered. */
 export class RemoteCompletionsTokenSource implements TokenSource {
   constructor(
@@ -56,42 +124,16 @@ export class RemoteCompletionsTokenSource implements TokenSource {
   ) {}
 
   async next(request: TokenRequest): Promise<TokenReply> {
-    const clock = new StreamClock();
-    const result = await streamCompletion(this.client, {
-      model: this.model,
-      prompt: request.promptIds,
-      maxTokens: request.maxNewTokens,
-      sampling: openAiSampling(this.sampling),
-      // vLLM's fields (herd serve takes them too): keep <|python_tag|> in the text; end on every Llama 3.1 end token.
-      extra: { skip_special_tokens: false, stop_token_ids: request.stopTokenIds },
-    }, (delta) => {
-      clock.mark();
-      request.onToken();
-      request.onText(delta);
-    }, request.shouldStop);
-    const ending = this.endingToken(result.text, result.stopReason, request.stopTokenIds);
-    const text = ending.text;
-    const stopped = !result.aborted && result.finishReason === 'stop';
-    const stoppedBy = stopped ? ending.id : null;
-    // The server sends text, not ids: the reply's ids are the text encoded again, with the stop token that ended it.
-    const generatedIds = [...this.tokenizer.encode(text, false), ...(stoppedBy === null ? [] : [stoppedBy])];
+    const reply = await generateRemotely(this.client, this.model, this.tokenizer, this.sampling, { ...request, stopStrings: [] });
     return {
-      generatedIds,
-      text,
-      finishReason: result.aborted ? 'abort' : stopped ? 'stop' : 'length',
-      stoppedBy,
-      computedPromptTokens: result.usage?.prompt_tokens ?? request.promptIds.length,
-      ...clock.figures(),
+      generatedIds: reply.generatedIds,
+      text: reply.text,
+      finishReason: reply.finishReason,
+      stoppedBy: typeof reply.stoppedBy === 'number' ? reply.stoppedBy : null,
+      computedPromptTokens: reply.promptTokens,
+      prefillMs: reply.prefillMs,
+      decodeMs: reply.decodeMs,
     };
-  }
-
-  /** vLLM names the stop id in stop_reason; a server that writes the end token as text has it cut off here. */
-  private endingToken(text: string, stopReason: number | string | null, stopIds: readonly number[]): { text: string; id: number | null } {
-    for (const id of stopIds) {
-      const token = this.tokenizer.decode([id]);
-      if (token !== '' && text.endsWith(token)) return { text: text.slice(0, -token.length), id };
-    }
-    return { text, id: typeof stopReason === 'number' ? stopReason : (stopIds[stopIds.length - 1] ?? null) };
   }
 
   dispose(): void {}

@@ -114,3 +114,10 @@ export async function streamCompletion(client: EndpointClient, request: Completi
   }
   return result;
 }
+
+/** vLLM's /tokenize (herd serve has it too): the server's own token ids for a text. */
+export async function tokenizeRemotely(client: EndpointClient, model: string, text: string, addSpecialTokens: boolean): Promise<number[]> {
+  const body = (await client.postJson('/tokenize', { model, prompt: text, add_special_tokens: addSpecialTokens })) as { tokens?: unknown };
+  if (!Array.isArray(body.tokens) || !body.tokens.every((id) => Number.isInteger(id))) throw new HerdError(`${client.base}/tokenize: the answer has no "tokens" array of ids`, { kind: 'network' });
+  return body.tokens as number[];
+}
