@@ -45,7 +45,7 @@ describe('commands over --endpoint', () => {
     const result = await herdAsync(['env', ...connection(), '--json'], { HERD_API_KEY: 'secret' });
     expect(result.status).toBe(0);
     expect(JSON.parse(result.stdout).endpoint).toEqual({
-      url: server.url, models: ['stories'], model: 'stories', context_length: null, completions: true, chat_completions: false, prompt_logprobs: false, tokenize: false,
+      url: server.url, models: ['stories'], model: 'stories', context_length: null, completions: true, chat_completions: false, prompt_logprobs: false, tokenize: false, token_id_prompts: true,
       chat_mode: 'raw', chat_mode_reason: expect.stringMatching(/^raw: herd renders/),
     });
   });

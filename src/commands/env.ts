@@ -56,7 +56,8 @@ ${EXIT_STATUS_HELP}`;
   private printEndpoint(found: EndpointFindings): void {
     const mark = (ok: boolean) => (ok ? chalk.green('yes') : chalk.yellow('no '));
     this.log(`endpoint ${found.url}: models ${found.models.join(', ')} (using ${found.model}${found.context_length === null ? '' : `, context ${found.context_length}`})`);
-    this.log(`  /v1/completions       ${mark(found.completions)}  raw prompts: generate, eval, chat's raw mode`);
+    this.log(`  /v1/completions       ${mark(found.completions)}  raw prompts: generate, eval`);
+    this.log(`  token-id prompts      ${mark(found.token_id_prompts)}  the exact ids herd renders: generate, chat's raw mode`);
     this.log(`  prompt logprobs       ${mark(found.prompt_logprobs)}  echo + logprobs: loglikelihood and perplexity tasks`);
     this.log(`  /v1/chat/completions  ${mark(found.chat_completions)}  the server's template and tool parsing: chat's chat mode`);
     this.log(`  /tokenize             ${mark(found.tokenize)}  the server's token counts (herd prompt)`);
@@ -78,6 +79,7 @@ function endpointFindings({ capabilities, template }: RemoteTarget) {
     chat_completions: capabilities.chat,
     prompt_logprobs: capabilities.promptLogprobs,
     tokenize: capabilities.tokenize,
+    token_id_prompts: capabilities.tokenIdPrompts,
     chat_mode: chooseChatMode(capabilities, haveTemplate),
     chat_mode_reason: describeChatMode(capabilities, haveTemplate),
   };

@@ -108,7 +108,9 @@ ${EXIT_STATUS_HELP}`;
     if (flags['template-from'] === undefined) throw new HerdUsageError("--endpoint: herd generate needs --template-from, a folder with the served model's tokenizer files, to build the prompt ids as a local run does");
     if (output === 'stream-json' || flags.logprobs > 0) throw new HerdUsageError('--stream-json and --logprobs are not available with --endpoint yet: use --json');
     const target = await connectEndpoint(flags);
-    if (!target.capabilities.completions) throw new HerdError(`${target.capabilities.endpoint} has no /v1/completions, which herd generate --endpoint needs`);
+    if (!target.capabilities.completions || !target.capabilities.tokenIdPrompts) {
+      throw new HerdError(`${target.capabilities.endpoint} has no /v1/completions that takes token ids, which herd generate --endpoint needs (herd chat --endpoint without --template-from uses its chat route)`);
+    }
     const { tokenizer, generation } = target.template!;
     const ids = input.ids ?? promptIds(tokenizer, { text: input.text, raw: flags.raw, system: flags.system, date: parseDate(flags.date) });
     if (ids.length === 0) throw new HerdError('the prompt is empty and this tokenizer adds no BOS: there is nothing to send');

@@ -26,8 +26,8 @@ export interface EvalRequests {
   score(requests: readonly TokenRequest[]): Promise<ContinuationScore[]>;
   /** lm-eval's loglikelihood_rolling over text tokens (no BOS). */
   rollingLoglikelihood(tokens: readonly number[]): Promise<number>;
-  /** Greedy continuation of the prompt until an end-of-text id or a stop string (cut before it). */
-  generateUntil(promptIds: readonly number[], maxNewTokens: number, until: readonly string[]): Promise<string>;
+  /** Greedy continuation of the prompt (its ids, and the text they encode) until an end-of-text id or a stop string (cut before it). */
+  generateUntil(prompt: { ids: readonly number[]; text: string }, maxNewTokens: number, until: readonly string[]): Promise<string>;
   dispose(): void;
 }
 
@@ -55,8 +55,8 @@ export class LocalEvalModel implements EvalModel {
     return {
       score: async (requests) => scorer.score(requests),
       rollingLoglikelihood: async (tokens) => scorer.rollingLoglikelihood(tokens, prefixToken),
-      generateUntil: async (promptIds, maxNewTokens, until) => generate(loaded.model, loaded.tokenizer, {
-        reuseCache: generation, promptIds, maxNewTokens, sampling: GREEDY, stopTokenIds: loaded.generation.eosTokenIds, stopStrings: until, topLogprobs: 0,
+      generateUntil: async (prompt, maxNewTokens, until) => generate(loaded.model, loaded.tokenizer, {
+        reuseCache: generation, promptIds: prompt.ids, maxNewTokens, sampling: GREEDY, stopTokenIds: loaded.generation.eosTokenIds, stopStrings: until, topLogprobs: 0,
       }).text,
       dispose: () => {
         scorer.dispose();

@@ -194,7 +194,7 @@ function prepareDocument(
   const references = (Array.isArray(target) ? target : [target]).map(String);
   return async (requests, options) => {
     const promptIds = model.tokenizer.encode(contextText, !chatRendered);
-    const response = await requests.generateUntil(promptIds, options.maxGenToks ?? config.generation_kwargs.max_gen_toks, config.generation_kwargs.until);
+    const response = await requests.generateUntil({ ids: promptIds, text: contextText }, options.maxGenToks ?? config.generation_kwargs.max_gen_toks, config.generation_kwargs.until);
     return finish(config, { ...base, target, arguments: [contextText] }, { kind: 'generate_until', references, response });
   };
 }

@@ -203,7 +203,7 @@ const COMMANDS: Record<ServingEngine, (plan: PlanFields, request: LaunchRequest)
     'llama-server', '-m', plan.checkpoint,
     '-c', String(plan.maxModelLength),
     '-ngl', '999',
-    ...(request.kvDtype === 'q8_0' || request.kvDtype === 'q4_0' ? ['--cache-type-k', request.kvDtype, '--cache-type-v', request.kvDtype, '--flash-attn'] : []),
+    ...(request.kvDtype === 'q8_0' || request.kvDtype === 'q4_0' ? ['--cache-type-k', request.kvDtype, '--cache-type-v', request.kvDtype, '--flash-attn', 'on'] : []),
     '--jinja',
     '--port', String(request.port),
   ],

@@ -18,6 +18,8 @@ export interface EndpointCapabilities {
   promptLogprobs: boolean;
   chat: boolean;
   tokenize: boolean;
+  /** /v1/completions takes a prompt of token ids (vLLM, herd serve, llama.cpp); TGI and Ollama take text only. */
+  tokenIdPrompts: boolean;
 }
 
 /** Chat modes: herd renders the template and parses tool calls, or the server does both. */
@@ -29,6 +31,7 @@ export async function probeEndpoint(client: EndpointClient): Promise<EndpointCap
   const echo = await routeAnswer(() => client.postJson('/v1/completions', { model, prompt: 'Hello', max_tokens: 1, temperature: 0, echo: true, logprobs: 1 }));
   // A server may refuse echo (400) yet complete: ask once more without it.
   const completions = echo.found || (echo.status === 400 && (await routeAnswer(() => client.postJson('/v1/completions', { model, prompt: 'Hello', max_tokens: 1, temperature: 0 }))).found);
+  const ids = completions ? await routeAnswer(() => client.postJson('/v1/completions', { model, prompt: [1, 2], max_tokens: 1, temperature: 0 })) : null;
   const chat = await routeAnswer(() => client.postJson('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'Hello' }], max_tokens: 1, temperature: 0 }));
   const tokenize = await routeAnswer(() => client.postJson('/tokenize', { model, prompt: 'Hello' }));
   return {
@@ -40,6 +43,7 @@ export async function probeEndpoint(client: EndpointClient): Promise<EndpointCap
     promptLogprobs: echo.found && hasPromptLogprobs(echo.body),
     chat: chat.found,
     tokenize: tokenize.found && Array.isArray((tokenize.body as { tokens?: unknown }).tokens),
+    tokenIdPrompts: ids?.found ?? false,
   };
 }
 
@@ -54,7 +58,7 @@ export function hasPromptLogprobs(body: unknown): boolean {
  * Llama 3.1 prompts and the built-in tools. Otherwise the server's chat route, with its template.
  */
 export function chooseChatMode(capabilities: EndpointCapabilities, haveTemplate: boolean): ChatMode | null {
-  if (capabilities.completions && haveTemplate) return 'raw';
+  if (capabilities.completions && capabilities.tokenIdPrompts && haveTemplate) return 'raw';
   return capabilities.chat ? 'chat' : null;
 }
 
@@ -63,7 +67,7 @@ export function describeChatMode(capabilities: EndpointCapabilities, haveTemplat
   const mode = chooseChatMode(capabilities, haveTemplate);
   if (mode === 'raw') return 'raw: herd renders the Llama 3.1 template (--template-from) and parses tool calls itself';
   if (mode === 'chat') {
-    const why = capabilities.completions ? 'pass --template-from a Llama 3.1 tokenizer folder for raw mode' : 'the server has no /v1/completions';
+    const why = !capabilities.completions ? 'the server has no /v1/completions' : !capabilities.tokenIdPrompts ? 'its /v1/completions takes no token-id prompts' : 'pass --template-from a Llama 3.1 tokenizer folder for raw mode';
     return `chat: the server's /v1/chat/completions renders the template and parses tool calls (${why})`;
   }
   return 'none: the server has neither /v1/completions with a local template nor /v1/chat/completions';

@@ -58,7 +58,8 @@ export async function promptLogprobs(client: EndpointClient, model: string, ids:
 
 export interface CompletionRequest {
   model: string;
-  prompt: readonly number[];
+  /** Token ids where the server takes them (exactly what the local engine would run), else text. */
+  prompt: readonly number[] | string;
   maxTokens: number;
   stop?: readonly string[];
   /** Sampling fields as the OpenAI API names them (temperature, top_p, seed, …). */

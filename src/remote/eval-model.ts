@@ -42,8 +42,9 @@ export class RemoteEvalModel implements EvalModel {
         const windows = rollingWindows(tokens, this.prefixToken, maxLength).map(([context, continuation]) => ({ context, continuation }));
         return (await score(windows)).reduce((sum, window) => sum + window.logprob, 0);
       },
-      generateUntil: async (promptIds, maxNewTokens, until) => {
-        const result = await complete(client, { model, prompt: promptIds, maxTokens: maxNewTokens, stop: until, sampling: { temperature: 0 } });
+      generateUntil: async (prompt, maxNewTokens, until) => {
+        // Servers that take only text (TGI, Ollama) tokenize it themselves, adding their BOS as the local encoding did.
+        const result = await complete(client, { model, prompt: capabilities.tokenIdPrompts ? prompt.ids : prompt.text, maxTokens: maxNewTokens, stop: until, sampling: { temperature: 0 } });
         // A server that returns the end-of-text token as text (skip_special_tokens off) ends the answer there, as the engine does.
         return eos !== null && result.text.endsWith(eos) ? result.text.slice(0, -eos.length) : result.text;
       },
