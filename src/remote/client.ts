@@ -29,6 +29,10 @@ const DEFAULT_RETRIES = 5;
 const DEFAULT_RETRY_BASE_MS = 500;
 const DEFAULT_MAX_RETRY_DELAY_MS = 60_000;
 
+/** Times a request is sent again after a kept-alive connection turned out closed. */
+const STALE_CONNECTION_RETRIES = 2;
+const STALE_CONNECTION_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'UND_ERR_SOCKET', 'EPIPE']);
+
 /** Statuses that mean "come back later" rather than "this request is wrong". */
 const RETRIED_STATUSES: ReadonlySet<number> = new Set([429, 503]);
 
@@ -128,7 +132,7 @@ export class EndpointClient {
   private async sendWithRetries(route: string, body: object | undefined): Promise<Response> {
     const retries = this.settings.retries ?? DEFAULT_RETRIES;
     for (let attempt = 0; ; attempt++) {
-      const response = await this.fetchOnce(route, body);
+      const response = await this.fetchReconnecting(route, body);
       if (response.ok) return response;
       if (RETRIED_STATUSES.has(response.status) && attempt < retries) {
         await response.body?.cancel();
@@ -139,21 +143,31 @@ export class EndpointClient {
     }
   }
 
+  /**
+   * A kept-alive connection the server closed while idle fails the next request on it (reset,
+   * "other side closed") before any answer: that request is sent again on a fresh connection.
+   */
+  private async fetchReconnecting(route: string, body: object | undefined): Promise<Response> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.fetchOnce(route, body);
+      } catch (error) {
+        if (attempt >= STALE_CONNECTION_RETRIES || !isStaleConnection(error)) throw this.connectionError(error as Error);
+      }
+    }
+  }
+
   private async fetchOnce(route: string, body: object | undefined): Promise<Response> {
     const headers: Record<string, string> = { accept: 'application/json, text/event-stream' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.settings.apiKey) headers.authorization = `Bearer ${this.settings.apiKey}`;
     this.requestsSent++;
-    try {
-      return await fetch(this.url(route), {
-        method: body === undefined ? 'GET' : 'POST',
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.settings.timeoutMs ?? DEFAULT_TIMEOUT_MS),
-      });
-    } catch (error) {
-      throw this.connectionError(error as Error);
-    }
+    return fetch(this.url(route), {
+      method: body === undefined ? 'GET' : 'POST',
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(this.settings.timeoutMs ?? DEFAULT_TIMEOUT_MS),
+    });
   }
 
   private connectionError(error: Error): HerdError {
@@ -177,6 +191,11 @@ export class EndpointClient {
     const retried = attempt > 0 ? ` after ${attempt} retries` : '';
     return new EndpointHttpError(`${where}${retried}${detail ? `: ${detail}` : ''}`, response.status);
   }
+}
+
+function isStaleConnection(error: unknown): boolean {
+  const code = (error as { cause?: { code?: unknown } }).cause?.code;
+  return typeof code === 'string' && STALE_CONNECTION_CODES.has(code);
 }
 
 /** The wait before retry `attempt` (0-based): Retry-After in seconds or as an HTTP date, else base · 2^attempt; at most maxMs. */
