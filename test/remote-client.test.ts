@@ -64,6 +64,22 @@ describe('retries, backoff and one-line failures', () => {
     }
   });
 
+  test('a connection the server drops before answering is tried again, twice at most', async () => {
+    let drops = 2;
+    const server = await startFakeServer((request, response) => {
+      if (drops-- > 0) return response.socket?.destroy();
+      sendJson(response, 200, modelList('llama'));
+    });
+    try {
+      expect(await new EndpointClient({ url: server.url }).listModels()).toEqual([{ id: 'llama', contextLength: null }]);
+      expect(server.requests).toHaveLength(3);
+      drops = 3;
+      await expect(new EndpointClient({ url: server.url }).listModels()).rejects.toThrow(/^cannot reach the endpoint .* \((ECONNRESET|UND_ERR_SOCKET)\): is the server running\?$/);
+    } finally {
+      await server.close();
+    }
+  });
+
   test('a dead endpoint fails with one line', async () => {
     // A port that was just listened on and closed: nothing answers there.
     const gone = await startFakeServer(() => undefined);
