@@ -30,6 +30,7 @@ export const SLOW_SUITES = [
   'test/kernels.test.ts', // 71 s
   'test/kv-cache.test.ts', // 51 s
   'test/prompt.test.ts', // 114 s: a CLI process per case
+  'test/remote-serve.test.ts', // 79 s: herd serve in a child process, the tiny model loaded twice
   'test/quant-engine.test.ts', // 131 s
   'test/quant-gguf-llama3.test.ts', // 137 s
   'test/quant-job.test.ts', // 220 s, of which 120 s the AWQ/GPTQ scorecard that then timed out (now smaller)

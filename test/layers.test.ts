@@ -16,13 +16,18 @@ const ALLOWED: Record<string, readonly string[]> = {
   guard: ['spec', 'formats', 'engine'],
   // The Hugging Face cache and downloads: names, files and bytes, no model code.
   hub: ['spec', 'formats'],
+  // The remote backend sits beneath the same chat loop and eval runner as the engine: it implements their interfaces.
+  remote: ['spec', 'formats', 'engine', 'templates', 'chat', 'eval'],
 };
 
 /** Folders a folder must never import. */
 const FORBIDDEN: Record<string, readonly string[]> = {
-  engine: ['quant', 'train', 'eval', 'chat', 'tui', 'memory', 'commands', 'cli', 'bench', 'serve', 'hub'],
+  engine: ['quant', 'train', 'eval', 'chat', 'tui', 'memory', 'commands', 'cli', 'bench', 'serve', 'hub', 'remote'],
   // The serving engine (scheduler, prefix cache) sits on the engine; the engine and kernels never import it.
   kernels: ['serve'],
+  // chat/ and eval/ define the interfaces remote/ implements; they never reach for it.
+  chat: ['remote'],
+  eval: ['remote'],
 };
 
 interface Import {

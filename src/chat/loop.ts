@@ -6,11 +6,11 @@
 import type { FinishReason } from '../engine/generate.js';
 import type { HerdTokenizer } from '../engine/tokenizer.js';
 import type { ToolCall } from '../templates/chat-template.js';
-import { parseAssistantMessage } from '../templates/tool-calls.js';
 import type { Conversation } from './conversation.js';
-import { renderConversation, type PromptSettings } from './render.js';
+import { TemplateMessageSource, type MessageReply, type MessageSource } from './message-source.js';
+import type { PromptSettings } from './render.js';
 import { refusal, withheldToolResult, withheldUserMessage, type Shield, type ShieldBlock, type ShieldStage } from './shield.js';
-import type { TokenReply, TokenSource } from './token-source.js';
+import type { TokenSource } from './token-source.js';
 import type { ToolBox } from './tools.js';
 
 export type ToolState = 'awaiting_approval' | 'running' | 'done' | 'error' | 'refused';
@@ -52,14 +52,10 @@ export interface TurnHooks {
   shouldStop(): boolean;
 }
 
-export interface ChatOptions {
-  source: TokenSource;
-  tokenizer: HerdTokenizer;
+interface LoopSettings {
   tools: ToolBox;
   /** The date the template writes (today when unset). */
   date?: Date;
-  /** Ids that end a message (generation_config's eos_token_id). */
-  stopTokenIds: readonly number[];
   maxNewTokens: number;
   /** Most generate → run tools rounds in one turn, so a model that keeps calling cannot loop forever. */
   maxToolRounds: number;
@@ -67,8 +63,28 @@ export interface ChatOptions {
   shield?: Shield;
 }
 
+/** herd renders the template for a TokenSource (the engine, a server's raw completions)… */
+interface TemplateSourceOptions {
+  source: TokenSource;
+  tokenizer: HerdTokenizer;
+  /** Ids that end a message (generation_config's eos_token_id). */
+  stopTokenIds: readonly number[];
+}
+
+/** …or a MessageSource takes the messages whole (a server's /v1/chat/completions). */
+interface MessageSourceOptions {
+  messageSource: MessageSource;
+}
+
+export type ChatSourceOptions = TemplateSourceOptions | MessageSourceOptions;
+export type ChatOptions = LoopSettings & ChatSourceOptions;
+
 export class ChatAgent {
-  constructor(readonly conversation: Conversation, private readonly options: ChatOptions) {}
+  private readonly messages: MessageSource;
+
+  constructor(readonly conversation: Conversation, private readonly options: ChatOptions) {
+    this.messages = 'messageSource' in options ? options.messageSource : new TemplateMessageSource(options.source, options.tokenizer, options.stopTokenIds);
+  }
 
   get tools(): ToolBox {
     return this.options.tools;
@@ -107,13 +123,12 @@ export class ChatAgent {
       if (block) return this.refuse('assistant', block, hooks, summary);
       // A checked reply is shown once it has passed, whole.
       if (this.options.shield?.checksReplies && reply.text !== '') hooks.onEvent({ type: 'token', text: reply.text });
-      const parsed = parseAssistantMessage(reply.text);
       const complete = reply.finishReason === 'stop';
-      const calls = complete ? parsed.toolCalls : [];
+      const calls = complete ? reply.toolCalls : [];
       hooks.onEvent({ type: 'message', text: reply.text, toolCalls: calls });
       if (calls.length === 0) {
         // An interrupted or cut-off message is kept as text: it is what the person saw.
-        const content = complete ? parsed.content : reply.text;
+        const content = complete ? reply.content : reply.text;
         if (content.trim() !== '') this.conversation.add({ role: 'assistant', content });
         summary.finishReason = reply.finishReason;
         break;
@@ -146,26 +161,24 @@ export class ChatAgent {
     return summary;
   }
 
-  private async generateMessage(hooks: TurnHooks, summary: TurnSummary): Promise<TokenReply> {
-    const prompt = renderConversation(this.options.tokenizer, this.conversation.messages, this.promptSettings);
-    const room = this.contextLength - prompt.ids.length;
-    const progress = new DecodeProgress(prompt.ids.length);
-    const reply = await this.options.source.next({
-      promptIds: prompt.ids,
-      maxNewTokens: Math.min(this.options.maxNewTokens, Math.max(room, 0)),
-      stopTokenIds: this.options.stopTokenIds,
+  private async generateMessage(hooks: TurnHooks, summary: TurnSummary): Promise<MessageReply> {
+    const reply = await this.messages.next({
+      messages: this.conversation.messages,
+      settings: this.promptSettings,
+      maxNewTokens: this.options.maxNewTokens,
       onText: (text) => {
+        // A checked reply is shown only once it has passed.
         if (!this.options.shield?.checksReplies) hooks.onEvent({ type: 'token', text });
       },
-      onToken: () => hooks.onEvent({ type: 'progress', ...progress.next() }),
+      onProgress: (figures) => hooks.onEvent({ type: 'progress', ...figures }),
       shouldStop: hooks.shouldStop,
     });
-    summary.promptTokens += prompt.ids.length;
+    summary.promptTokens += reply.promptTokens;
     summary.computedPromptTokens += reply.computedPromptTokens;
-    summary.generatedTokens += reply.generatedIds.length;
+    summary.generatedTokens += reply.generatedTokens;
     summary.prefillMs += reply.prefillMs;
     summary.decodeMs += reply.decodeMs;
-    summary.contextTokens = prompt.ids.length + reply.generatedIds.length;
+    summary.contextTokens = reply.promptTokens + reply.generatedTokens;
     return reply;
   }
 
@@ -198,22 +211,3 @@ function emptySummary(): TurnSummary {
   return { finishReason: 'stop', contextTokens: 0, promptTokens: 0, computedPromptTokens: 0, generatedTokens: 0, toolCalls: 0, prefillMs: 0, decodeMs: 0, decodeTokensPerSecond: 0 };
 }
 
-/**
- * Live figures for one message. The first token comes from the prompt's pass, so speed counts
- * the tokens after it over the time since it, as the turn's decode_tokens_per_second does.
- */
-class DecodeProgress {
-  private generated = 0;
-  private firstTokenAt = 0;
-
-  constructor(private readonly promptTokens: number) {}
-
-  next(): { contextTokens: number; tokensPerSecond: number } {
-    const now = performance.now();
-    if (this.generated === 0) this.firstTokenAt = now;
-    this.generated++;
-    const elapsedMs = now - this.firstTokenAt;
-    const tokensPerSecond = elapsedMs > 0 ? Math.round(((this.generated - 1) / elapsedMs) * 1000 * 100) / 100 : 0;
-    return { contextTokens: this.promptTokens + this.generated, tokensPerSecond };
-  }
-}

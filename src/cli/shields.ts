@@ -15,16 +15,19 @@ export const shieldFlags = {
   'guard-backend': Flags.string({ description: 'Compute backend for the guard models (default: chosen as for the main model; Prompt Guard always runs on tfjs).' }),
 };
 
+/** Backends that are herd's own kernels rather than tfjs: with them, Prompt Guard activates a tfjs backend of its own. */
+const HERD_KERNEL_BACKENDS: readonly string[] = ['kernels', 'native'];
+
 export interface LoadedShield {
   shield: GuardShield;
   dispose(): void;
 }
 
 /**
- * Loads the guards the flags name, or returns null when there are none. `main` is the chat model,
- * whose tfjs backend Prompt Guard shares when it has one.
+ * Loads the guards the flags name, or returns null when there are none. `main` is the local chat
+ * model (null when it runs on a server), whose tfjs backend Prompt Guard shares when it has one.
  */
-export async function loadShield(flags: { guard?: string; 'guard-threshold'?: number; 'prompt-guard'?: string; 'prompt-guard-threshold'?: number; 'guard-backend'?: string; threads?: number }, main: LoadedModel): Promise<LoadedShield | null> {
+export async function loadShield(flags: { guard?: string; 'guard-threshold'?: number; 'prompt-guard'?: string; 'prompt-guard-threshold'?: number; 'guard-backend'?: string; threads?: number }, main: LoadedModel | null): Promise<LoadedShield | null> {
   if (flags.guard === undefined && flags['prompt-guard'] === undefined) return null;
   let llamaGuard: LlamaGuard | undefined;
   let promptGuard: PromptGuard | undefined;
@@ -33,7 +36,7 @@ export async function loadShield(flags: { guard?: string; 'guard-threshold'?: nu
     llamaGuard = new LlamaGuard(await loadModel(flags.guard, { backend: flags['guard-backend'], threads: flags.threads }));
   }
   if (flags['prompt-guard'] !== undefined) {
-    promptGuard = await loadPromptGuard(flags['prompt-guard'], { backend: flags['guard-backend'], mainModelOnTfjs: main.model.backendName !== 'kernels' });
+    promptGuard = await loadPromptGuard(flags['prompt-guard'], { backend: flags['guard-backend'], mainModelOnTfjs: main !== null && !HERD_KERNEL_BACKENDS.includes(main.model.backendName) });
   }
   const shield = new GuardShield({
     llamaGuard: llamaGuard && { classifier: llamaGuard, options: { threshold: flags['guard-threshold'] } },

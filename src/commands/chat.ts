@@ -2,17 +2,20 @@ import path from 'node:path';
 import { Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { parseDate } from '../cli/date.js';
+import { connectEndpoint, endpointFlags, remoteChatOptions, type RemoteTarget } from '../cli/endpoint.js';
 import { modelFlags, numberFlag } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
 import { modelDisplayName } from '../cli/model-argument.js';
-import { samplingFlags, samplingOptions } from '../cli/sampling.js';
+import { samplingFlags, samplingOptions, type SamplingFlags } from '../cli/sampling.js';
 import { loadShield, shieldFlags } from '../cli/shields.js';
 import { Conversation } from '../chat/conversation.js';
-import { ChatAgent } from '../chat/loop.js';
+import { ChatAgent, type ChatSourceOptions } from '../chat/loop.js';
 import { runScript } from '../chat/script.js';
 import { SESSION_FORMAT, SESSION_VERSION, exportSession, loadSession, saveSession, type ChatSession, type SessionSettings } from '../chat/session.js';
 import { EngineTokenSource } from '../chat/token-source.js';
 import { DEFAULT_TOOL_SETTINGS, ToolBox, loadToolsFile, parseBuiltinTools } from '../chat/tools.js';
+import type { LoadedModel } from '../engine/load.js';
+import type { SamplingOptions } from '../engine/sampling.js';
 import { selectChatTemplate } from '../templates/chat-template.js';
 
 export default class Chat extends HerdCommand {
@@ -30,10 +33,12 @@ ${EXIT_STATUS_HELP}`;
     'printf "Hi!\\nWhat can you do?\\n" | <%= config.bin %> chat -m ~/models/Llama-3.1-8B-Instruct --json',
     '<%= config.bin %> chat --resume chat.json --export chat.jsonl < /dev/null',
     '<%= config.bin %> chat -m ~/models/Llama-3.1-8B-Instruct --guard ~/models/Llama-Guard-3-1B --prompt-guard ~/models/Prompt-Guard-86M --builtin-tools brave_search',
+    '<%= config.bin %> chat --endpoint http://gpu-box:8000 --template-from ~/models/Llama-3.1-8B-Instruct --builtin-tools code_interpreter',
   ];
 
   static override flags = {
     ...modelFlags,
+    ...endpointFlags,
     ...samplingFlags,
     system: Flags.string({ description: 'System message.' }),
     tools: Flags.file({ description: 'JSON file of custom tools: OpenAI function schemas, each with a "command" argv.', exists: true }),
@@ -59,11 +64,11 @@ ${EXIT_STATUS_HELP}`;
     const date = parseDate(dateText ?? undefined);
     const customTools = toolsFile === null ? [] : loadToolsFile(toolsFile);
 
-    const loaded = await loadModelWithProgress({ ...flags, model: flags.model ?? resumed?.settings.model });
-    selectChatTemplate(loaded.tokenizer.settings.chatTemplate, { source: path.join(loaded.dir, 'tokenizer_config.json'), hasTools: false });
-    const sampling = samplingOptions(loaded, flags);
-    const guards = await loadShield(flags, loaded);
-    const source = new EngineTokenSource(loaded, sampling);
+    const engine = flags.endpoint === undefined
+      ? await localEngine({ ...flags, model: flags.model ?? resumed?.settings.model }, flags)
+      : remoteEngine(await connectEndpoint({ ...flags, endpoint: flags.endpoint }), flags);
+    const { sampling, sourceOptions, modelName } = engine;
+    const guards = await loadShield(flags, engine.loaded);
     const conversation = new Conversation(resumed?.messages ?? []);
     if (flags.system !== undefined) conversation.setSystem(flags.system);
     const tools = new ToolBox(customTools, builtinTools, {
@@ -71,12 +76,9 @@ ${EXIT_STATUS_HELP}`;
       maxOutputBytes: flags['max-tool-output'],
       env: process.env,
     });
-    const agent = new ChatAgent(conversation, {
-      source, tokenizer: loaded.tokenizer, tools, date, stopTokenIds: loaded.generation.eosTokenIds, maxNewTokens: flags['max-new-tokens'], maxToolRounds: flags['max-tool-rounds'],
-      shield: guards?.shield,
-    });
+    const agent = new ChatAgent(conversation, { ...sourceOptions, tools, date, maxNewTokens: flags['max-new-tokens'], maxToolRounds: flags['max-tool-rounds'], shield: guards?.shield });
     const settings: SessionSettings = {
-      model: loaded.dir, builtin_tools: builtinTools, tools_file: toolsFile, date: dateText, max_new_tokens: flags['max-new-tokens'],
+      model: modelName, builtin_tools: builtinTools, tools_file: toolsFile, date: dateText, max_new_tokens: flags['max-new-tokens'],
       sampling: { temperature: sampling.temperature, top_p: sampling.topP, top_k: sampling.topK, min_p: sampling.minP, repetition_penalty: sampling.repetitionPenalty, seed: sampling.seed },
     };
     const session = (): ChatSession => ({ format: SESSION_FORMAT, version: SESSION_VERSION, settings, messages: conversation.messages });
@@ -86,7 +88,7 @@ ${EXIT_STATUS_HELP}`;
         // Loaded only here, so that piped chats never load Ink and React.
         const { runTui } = await import('../tui/run.js');
         await runTui({
-          agent, model: modelDisplayName(loaded.dir), approveAll: flags.yes,
+          agent, model: modelDisplayName(modelName), approveAll: flags.yes,
           session: {
             save: (file) => {
               const target = file ?? `herd-chat-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
@@ -102,10 +104,42 @@ ${EXIT_STATUS_HELP}`;
         await runScript(agent, { input: process.stdin, output: process.stdout, warn: (line) => process.stderr.write(`${line}\n`), json: flags.json, approveAll: flags.yes });
       }
     } finally {
-      source.dispose();
+      engine.dispose();
       guards?.dispose();
     }
     if (flags.save !== undefined) saveSession(flags.save, session());
     if (flags.export !== undefined) exportSession(flags.export, conversation.messages);
   }
+}
+
+/** What the chat runs on: its source, the sampling it uses and the name a saved session records. */
+interface ChatEngine {
+  sourceOptions: ChatSourceOptions;
+  sampling: SamplingOptions;
+  modelName: string;
+  /** The local model, null on a server (the shields then pick their own backend). */
+  loaded: LoadedModel | null;
+  dispose(): void;
+}
+
+async function localEngine(loadFlags: Parameters<typeof loadModelWithProgress>[0], flags: SamplingFlags): Promise<ChatEngine> {
+  const loaded = await loadModelWithProgress(loadFlags);
+  selectChatTemplate(loaded.tokenizer.settings.chatTemplate, { source: path.join(loaded.dir, 'tokenizer_config.json'), hasTools: false });
+  const sampling = samplingOptions(loaded, flags);
+  const source = new EngineTokenSource(loaded, sampling);
+  return {
+    sourceOptions: { source, tokenizer: loaded.tokenizer, stopTokenIds: loaded.generation.eosTokenIds },
+    sampling,
+    modelName: loaded.dir,
+    loaded,
+    dispose: () => source.dispose(),
+  };
+}
+
+/** On a server: sampling defaults come from --template-from's generation_config.json, else greedy. */
+function remoteEngine(target: RemoteTarget, flags: SamplingFlags): ChatEngine {
+  const generation = target.template?.generation ?? { eosTokenIds: [], doSample: false, temperature: null, topP: null, topK: null, repetitionPenalty: null };
+  const sampling = samplingOptions({ generation }, flags);
+  const { options } = remoteChatOptions(target, sampling);
+  return { sourceOptions: options, sampling, modelName: target.capabilities.model, loaded: null, dispose: () => undefined };
 }
