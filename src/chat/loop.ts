@@ -91,7 +91,7 @@ export class ChatAgent {
   }
 
   get contextLength(): number {
-    return this.options.source.contextLength;
+    return this.messages.contextLength;
   }
 
   /** The prompt settings the template receives for this chat. */

@@ -7,7 +7,6 @@ import { InterruptWatch } from '../cli/interrupt.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { HUB_ID_FORMS, modelFlags } from '../cli/flags.js';
 import { connectEndpoint, endpointFlags, endpointJson, type EndpointFlags } from '../cli/endpoint.js';
-import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
 import { progressBar } from '../cli/progress.js';
 import { HerdError, HerdUsageError } from '../errors.js';
