@@ -14,6 +14,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   formats: ['spec'],
   // The safety classifiers run on the engine's tokenizer and backends and read weights through formats/.
   guard: ['spec', 'formats', 'engine'],
+  // herd synth runs models through the engine, prompts through the chat templates, and reads its
+  // instructions with eval's table readers (jsonl, csv, parquet).
+  synth: ['spec', 'formats', 'engine', 'templates', 'eval'],
 };
 
 /** Folders a folder must never import. */

@@ -20,6 +20,7 @@ export const SCHEMAS = {
   finetuneMerge: 'herd.finetune-merge/1',
   bench: 'herd.bench/1',
   env: 'herd.env/1',
+  synth: 'herd.synth/1',
   error: 'herd.error/1',
 } as const;
 
