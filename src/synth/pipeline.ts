@@ -89,7 +89,8 @@ export async function runPipeline(config: PipelineConfig, models: PipelineModels
     const row = await synthesizeRow(config, models, instruction);
     progress.record(instruction.key, row);
     rows.set(instruction.key, row);
-    options.onRow?.(++done, total);
+    done++;
+    options.onRow?.(done, total);
   });
   if (done < total) {
     throw new HerdInterrupted(`stopped after ${done} of ${total} rows; they are kept in ${progress.describe()} and the same command resumes from them`);
