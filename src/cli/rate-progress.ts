@@ -44,7 +44,8 @@ export function rateProgress(label: string, unit: string, enabled: boolean): Pro
     update(done, total) {
       first ??= done;
       const now = performance.now();
-      if (done < total && now - lastLine < LINE_INTERVAL_MS) return;
+      // No line before the first row of this run finishes: a run that fails at once prints only its error.
+      if (done < total && (done === first || now - lastLine < LINE_INTERVAL_MS)) return;
       lastLine = now;
       process.stderr.write(`${label}: ${done}/${total} ${unit}, ${rate(done).toFixed(2)} ${unit}/s, ETA ${eta(done, total)}\n`);
     },
