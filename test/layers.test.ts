@@ -14,14 +14,19 @@ const ALLOWED: Record<string, readonly string[]> = {
   formats: ['spec'],
   // The safety classifiers run on the engine's tokenizer and backends and read weights through formats/.
   guard: ['spec', 'formats', 'engine'],
-  // herd synth runs models through the engine, prompts through the chat templates, and reads its
-  // instructions with eval's table readers (jsonl, csv, parquet).
-  synth: ['spec', 'formats', 'engine', 'templates', 'eval'],
+  // The remote backend sits beneath the same chat loop and eval runner as the engine: it implements their interfaces.
+  remote: ['spec', 'formats', 'engine', 'templates', 'chat', 'eval'],
+  // herd synth runs models through the engine or remote/'s client, prompts through the chat
+  // templates, and reads its instructions with eval's table readers (jsonl, csv, parquet).
+  synth: ['spec', 'formats', 'engine', 'templates', 'eval', 'remote'],
 };
 
 /** Folders a folder must never import. */
 const FORBIDDEN: Record<string, readonly string[]> = {
-  engine: ['quant', 'train', 'eval', 'chat', 'tui', 'memory', 'commands', 'cli', 'bench'],
+  engine: ['quant', 'train', 'eval', 'chat', 'tui', 'memory', 'commands', 'cli', 'bench', 'remote'],
+  // chat/ and eval/ define the interfaces remote/ implements; they never reach for it.
+  chat: ['remote'],
+  eval: ['remote'],
 };
 
 interface Import {

@@ -6,10 +6,10 @@
 import type { FinishReason } from '../engine/generate.js';
 import type { HerdTokenizer } from '../engine/tokenizer.js';
 import type { ToolCall } from '../templates/chat-template.js';
-import { parseAssistantMessage } from '../templates/tool-calls.js';
 import type { Conversation } from './conversation.js';
-import { renderConversation, type PromptSettings } from './render.js';
-import type { TokenReply, TokenSource } from './token-source.js';
+import { TemplateMessageSource, type MessageReply, type MessageSource } from './message-source.js';
+import type { PromptSettings } from './render.js';
+import type { TokenSource } from './token-source.js';
 import type { ToolBox } from './tools.js';
 
 export type ToolState = 'awaiting_approval' | 'running' | 'done' | 'error' | 'refused';
@@ -49,28 +49,44 @@ export interface TurnHooks {
   shouldStop(): boolean;
 }
 
-export interface ChatOptions {
-  source: TokenSource;
-  tokenizer: HerdTokenizer;
+interface LoopSettings {
   tools: ToolBox;
   /** The date the template writes (today when unset). */
   date?: Date;
-  /** Ids that end a message (generation_config's eos_token_id). */
-  stopTokenIds: readonly number[];
   maxNewTokens: number;
   /** Most generate → run tools rounds in one turn, so a model that keeps calling cannot loop forever. */
   maxToolRounds: number;
 }
 
+/** herd renders the template for a TokenSource (the engine, a server's raw completions)… */
+interface TemplateSourceOptions {
+  source: TokenSource;
+  tokenizer: HerdTokenizer;
+  /** Ids that end a message (generation_config's eos_token_id). */
+  stopTokenIds: readonly number[];
+}
+
+/** …or a MessageSource takes the messages whole (a server's /v1/chat/completions). */
+interface MessageSourceOptions {
+  messageSource: MessageSource;
+}
+
+export type ChatSourceOptions = TemplateSourceOptions | MessageSourceOptions;
+export type ChatOptions = LoopSettings & ChatSourceOptions;
+
 export class ChatAgent {
-  constructor(readonly conversation: Conversation, private readonly options: ChatOptions) {}
+  private readonly messages: MessageSource;
+
+  constructor(readonly conversation: Conversation, private readonly options: ChatOptions) {
+    this.messages = 'messageSource' in options ? options.messageSource : new TemplateMessageSource(options.source, options.tokenizer, options.stopTokenIds);
+  }
 
   get tools(): ToolBox {
     return this.options.tools;
   }
 
   get contextLength(): number {
-    return this.options.source.contextLength;
+    return this.messages.contextLength;
   }
 
   /** The prompt settings the template receives for this chat. */
@@ -95,13 +111,12 @@ export class ChatAgent {
         break;
       }
       const reply = await this.generateMessage(hooks, summary);
-      const parsed = parseAssistantMessage(reply.text);
       const complete = reply.finishReason === 'stop';
-      const calls = complete ? parsed.toolCalls : [];
+      const calls = complete ? reply.toolCalls : [];
       hooks.onEvent({ type: 'message', text: reply.text, toolCalls: calls });
       if (calls.length === 0) {
         // An interrupted or cut-off message is kept as text: it is what the person saw.
-        const content = complete ? parsed.content : reply.text;
+        const content = complete ? reply.content : reply.text;
         if (content.trim() !== '') this.conversation.add({ role: 'assistant', content });
         summary.finishReason = reply.finishReason;
         break;
@@ -119,24 +134,21 @@ export class ChatAgent {
     return summary;
   }
 
-  private async generateMessage(hooks: TurnHooks, summary: TurnSummary): Promise<TokenReply> {
-    const prompt = renderConversation(this.options.tokenizer, this.conversation.messages, this.promptSettings);
-    const room = this.contextLength - prompt.ids.length;
-    const progress = new DecodeProgress(prompt.ids.length);
-    const reply = await this.options.source.next({
-      promptIds: prompt.ids,
-      maxNewTokens: Math.min(this.options.maxNewTokens, Math.max(room, 0)),
-      stopTokenIds: this.options.stopTokenIds,
+  private async generateMessage(hooks: TurnHooks, summary: TurnSummary): Promise<MessageReply> {
+    const reply = await this.messages.next({
+      messages: this.conversation.messages,
+      settings: this.promptSettings,
+      maxNewTokens: this.options.maxNewTokens,
       onText: (text) => hooks.onEvent({ type: 'token', text }),
-      onToken: () => hooks.onEvent({ type: 'progress', ...progress.next() }),
+      onProgress: (figures) => hooks.onEvent({ type: 'progress', ...figures }),
       shouldStop: hooks.shouldStop,
     });
-    summary.promptTokens += prompt.ids.length;
+    summary.promptTokens += reply.promptTokens;
     summary.computedPromptTokens += reply.computedPromptTokens;
-    summary.generatedTokens += reply.generatedIds.length;
+    summary.generatedTokens += reply.generatedTokens;
     summary.prefillMs += reply.prefillMs;
     summary.decodeMs += reply.decodeMs;
-    summary.contextTokens = prompt.ids.length + reply.generatedIds.length;
+    summary.contextTokens = reply.promptTokens + reply.generatedTokens;
     return reply;
   }
 
@@ -157,25 +169,5 @@ export class ChatAgent {
     const ms = Math.round(performance.now() - started);
     hooks.onEvent({ type: 'tool_result', id: call.id, name: call.function.name, ok: outcome.ok, content: outcome.content, ms });
     this.conversation.add({ role: 'ipython', content: outcome.content, tool_call_id: call.id });
-  }
-}
-
-/**
- * Live figures for one message. The first token comes from the prompt's pass, so speed counts
- * the tokens after it over the time since it, as the turn's decode_tokens_per_second does.
- */
-class DecodeProgress {
-  private generated = 0;
-  private firstTokenAt = 0;
-
-  constructor(private readonly promptTokens: number) {}
-
-  next(): { contextTokens: number; tokensPerSecond: number } {
-    const now = performance.now();
-    if (this.generated === 0) this.firstTokenAt = now;
-    this.generated++;
-    const elapsedMs = now - this.firstTokenAt;
-    const tokensPerSecond = elapsedMs > 0 ? Math.round(((this.generated - 1) / elapsedMs) * 1000 * 100) / 100 : 0;
-    return { contextTokens: this.promptTokens + this.generated, tokensPerSecond };
   }
 }

@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import type { LoadedModel } from '../engine/load.js';
+import type { GenerationDefaults } from '../engine/load.js';
 import type { SamplingOptions } from '../engine/sampling.js';
 import { numberFlag } from './flags.js';
 
@@ -23,7 +23,7 @@ export interface SamplingFlags {
 }
 
 /** Flags win; otherwise generation_config.json decides, as transformers' generate() does. */
-export function samplingOptions(loaded: LoadedModel, flags: SamplingFlags): SamplingOptions {
+export function samplingOptions(loaded: { generation: GenerationDefaults }, flags: SamplingFlags): SamplingOptions {
   const defaults = loaded.generation;
   const configTemperature = defaults.doSample ? (defaults.temperature ?? 1) : 0;
   return {

@@ -13,7 +13,7 @@ export interface Timings {
   peak_rss_bytes: number;
 }
 
-export function measureTimings(loaded: LoadedModel, promptTokens: number, result: GenerateResult): Timings {
+export function measureTimings(loaded: Pick<LoadedModel, 'loadMs'>, promptTokens: number, result: Pick<GenerateResult, 'generatedIds' | 'prefillMs' | 'decodeMs'>): Timings {
   // The first generated token comes from the prefill pass; each later one costs one decode pass.
   const decodePasses = Math.max(result.generatedIds.length - 1, 0);
   return {

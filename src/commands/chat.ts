@@ -2,15 +2,17 @@ import path from 'node:path';
 import { Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { parseDate } from '../cli/date.js';
+import { connectEndpoint, endpointFlags, remoteChatOptions, type RemoteTarget } from '../cli/endpoint.js';
 import { modelFlags, numberFlag } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
-import { samplingFlags, samplingOptions } from '../cli/sampling.js';
+import { samplingFlags, samplingOptions, type SamplingFlags } from '../cli/sampling.js';
 import { Conversation } from '../chat/conversation.js';
-import { ChatAgent } from '../chat/loop.js';
+import { ChatAgent, type ChatSourceOptions } from '../chat/loop.js';
 import { runScript } from '../chat/script.js';
 import { SESSION_FORMAT, SESSION_VERSION, exportSession, loadSession, saveSession, type ChatSession, type SessionSettings } from '../chat/session.js';
 import { EngineTokenSource } from '../chat/token-source.js';
 import { DEFAULT_TOOL_SETTINGS, ToolBox, loadToolsFile, parseBuiltinTools } from '../chat/tools.js';
+import type { SamplingOptions } from '../engine/sampling.js';
 import { selectChatTemplate } from '../templates/chat-template.js';
 
 export default class Chat extends HerdCommand {
@@ -27,10 +29,12 @@ ${EXIT_STATUS_HELP}`;
     '<%= config.bin %> chat -m ~/models/Llama-3.1-8B-Instruct --resume chat.json',
     'printf "Hi!\\nWhat can you do?\\n" | <%= config.bin %> chat -m ~/models/Llama-3.1-8B-Instruct --json',
     '<%= config.bin %> chat --resume chat.json --export chat.jsonl < /dev/null',
+    '<%= config.bin %> chat --endpoint http://gpu-box:8000 --template-from ~/models/Llama-3.1-8B-Instruct --builtin-tools code_interpreter',
   ];
 
   static override flags = {
     ...modelFlags,
+    ...endpointFlags,
     ...samplingFlags,
     system: Flags.string({ description: 'System message.' }),
     tools: Flags.file({ description: 'JSON file of custom tools: OpenAI function schemas, each with a "command" argv.', exists: true }),
@@ -55,10 +59,10 @@ ${EXIT_STATUS_HELP}`;
     const date = parseDate(dateText ?? undefined);
     const customTools = toolsFile === null ? [] : loadToolsFile(toolsFile);
 
-    const loaded = await loadModelWithProgress({ ...flags, model: flags.model ?? resumed?.settings.model });
-    selectChatTemplate(loaded.tokenizer.settings.chatTemplate, { source: path.join(loaded.dir, 'tokenizer_config.json'), hasTools: false });
-    const sampling = samplingOptions(loaded, flags);
-    const source = new EngineTokenSource(loaded, sampling);
+    const engine = flags.endpoint === undefined
+      ? await localEngine({ ...flags, model: flags.model ?? resumed?.settings.model }, flags)
+      : remoteEngine(await connectEndpoint({ ...flags, endpoint: flags.endpoint }), flags);
+    const { sampling, sourceOptions, modelName } = engine;
     const conversation = new Conversation(resumed?.messages ?? []);
     if (flags.system !== undefined) conversation.setSystem(flags.system);
     const tools = new ToolBox(customTools, builtinTools, {
@@ -66,11 +70,9 @@ ${EXIT_STATUS_HELP}`;
       maxOutputBytes: flags['max-tool-output'],
       env: process.env,
     });
-    const agent = new ChatAgent(conversation, {
-      source, tokenizer: loaded.tokenizer, tools, date, stopTokenIds: loaded.generation.eosTokenIds, maxNewTokens: flags['max-new-tokens'], maxToolRounds: flags['max-tool-rounds'],
-    });
+    const agent = new ChatAgent(conversation, { ...sourceOptions, tools, date, maxNewTokens: flags['max-new-tokens'], maxToolRounds: flags['max-tool-rounds'] });
     const settings: SessionSettings = {
-      model: loaded.dir, builtin_tools: builtinTools, tools_file: toolsFile, date: dateText, max_new_tokens: flags['max-new-tokens'],
+      model: modelName, builtin_tools: builtinTools, tools_file: toolsFile, date: dateText, max_new_tokens: flags['max-new-tokens'],
       sampling: { temperature: sampling.temperature, top_p: sampling.topP, top_k: sampling.topK, min_p: sampling.minP, repetition_penalty: sampling.repetitionPenalty, seed: sampling.seed },
     };
     const session = (): ChatSession => ({ format: SESSION_FORMAT, version: SESSION_VERSION, settings, messages: conversation.messages });
@@ -80,7 +82,7 @@ ${EXIT_STATUS_HELP}`;
         // Loaded only here, so that piped chats never load Ink and React.
         const { runTui } = await import('../tui/run.js');
         await runTui({
-          agent, model: path.basename(loaded.dir), approveAll: flags.yes,
+          agent, model: path.basename(modelName), approveAll: flags.yes,
           session: {
             save: (file) => {
               const target = file ?? `herd-chat-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
@@ -96,9 +98,38 @@ ${EXIT_STATUS_HELP}`;
         await runScript(agent, { input: process.stdin, output: process.stdout, warn: (line) => process.stderr.write(`${line}\n`), json: flags.json, approveAll: flags.yes });
       }
     } finally {
-      source.dispose();
+      engine.dispose();
     }
     if (flags.save !== undefined) saveSession(flags.save, session());
     if (flags.export !== undefined) exportSession(flags.export, conversation.messages);
   }
+}
+
+/** What the chat runs on: its source, the sampling it uses and the name a saved session records. */
+interface ChatEngine {
+  sourceOptions: ChatSourceOptions;
+  sampling: SamplingOptions;
+  modelName: string;
+  dispose(): void;
+}
+
+async function localEngine(loadFlags: Parameters<typeof loadModelWithProgress>[0], flags: SamplingFlags): Promise<ChatEngine> {
+  const loaded = await loadModelWithProgress(loadFlags);
+  selectChatTemplate(loaded.tokenizer.settings.chatTemplate, { source: path.join(loaded.dir, 'tokenizer_config.json'), hasTools: false });
+  const sampling = samplingOptions(loaded, flags);
+  const source = new EngineTokenSource(loaded, sampling);
+  return {
+    sourceOptions: { source, tokenizer: loaded.tokenizer, stopTokenIds: loaded.generation.eosTokenIds },
+    sampling,
+    modelName: loaded.dir,
+    dispose: () => source.dispose(),
+  };
+}
+
+/** On a server: sampling defaults come from --template-from's generation_config.json, else greedy. */
+function remoteEngine(target: RemoteTarget, flags: SamplingFlags): ChatEngine {
+  const generation = target.template?.generation ?? { eosTokenIds: [], doSample: false, temperature: null, topP: null, topK: null, repetitionPenalty: null };
+  const sampling = samplingOptions({ generation }, flags);
+  const { options } = remoteChatOptions(target, sampling);
+  return { sourceOptions: options, sampling, modelName: target.capabilities.model, dispose: () => undefined };
 }

@@ -2,7 +2,9 @@ import os from 'node:os';
 import chalk from 'chalk';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
+import { connectEndpoint, endpointFlags, type RemoteTarget } from '../cli/endpoint.js';
 import { probeBackends } from '../engine/backends/select.js';
+import { chooseChatMode, describeChatMode } from '../remote/capabilities.js';
 
 export default class Env extends HerdCommand {
   static override summary = 'Show the machine and which compute backends herd found, and why.';
@@ -10,10 +12,19 @@ export default class Env extends HerdCommand {
   static override description = `herd runs its one model definition on tfjs or on its own WASM SIMD kernels. For tfjs it tries @tensorflow/tfjs-node-gpu, then @tensorflow/tfjs-node (both optional: install one to use it), then @tensorflow/tfjs-backend-wasm, which is always installed. Without a GPU, 16-bit and quantized checkpoints run on herd's kernels, which compute on the stored weights. The pure-JavaScript cpu backend is only used when forced with --backend cpu.
 ${EXIT_STATUS_HELP}`;
 
-  static override examples = ['<%= config.bin %> env', '<%= config.bin %> env --json'];
+  static override examples = ['<%= config.bin %> env', '<%= config.bin %> env --json', '<%= config.bin %> env --endpoint http://gpu-box:8000 --template-from ~/models/Llama-3.1-70B-Instruct'];
+
+  static override flags = {
+    endpoint: endpointFlags.endpoint,
+    'api-key': endpointFlags['api-key'],
+    'endpoint-model': endpointFlags['endpoint-model'],
+    'endpoint-timeout': endpointFlags['endpoint-timeout'],
+    'template-from': endpointFlags['template-from'],
+  };
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Env);
+    const endpoint = flags.endpoint === undefined ? null : endpointFindings(await connectEndpoint({ ...flags, endpoint: flags.endpoint }));
     const backends = await probeBackends();
     const available = (name: string) => backends.some((b) => b.name === name && b.available);
     const firstTfjs = (['node-gpu', 'node', 'wasm'] as const).find(available) ?? null;
@@ -29,7 +40,7 @@ ${EXIT_STATUS_HELP}`;
       memory_bytes: os.totalmem(),
     };
     if (flags.json) {
-      this.printJson(SCHEMAS.env, { ...machine, backends, default_backend: automatic });
+      this.printJson(SCHEMAS.env, { ...machine, backends, default_backend: automatic, ...(endpoint && { endpoint }) });
       return;
     }
     this.log(`node ${machine.node} on ${machine.platform}, ${machine.cpus} cores (${machine.cpu_model}), ${(machine.memory_bytes / 2 ** 30).toFixed(1)} GiB memory`);
@@ -39,5 +50,35 @@ ${EXIT_STATUS_HELP}`;
       this.log(`  ${backend.name.padEnd(9)}${mark}  ${backend.reason}`);
     }
     this.log(`default: ${chalk.bold(automatic.float32 ?? 'none')} for float32 checkpoints, ${chalk.bold(automatic.packed ?? 'none')} for 16-bit and quantized ones (--backend overrides)`);
+    if (endpoint) this.printEndpoint(endpoint);
   }
+
+  private printEndpoint(found: EndpointFindings): void {
+    const mark = (ok: boolean) => (ok ? chalk.green('yes') : chalk.yellow('no '));
+    this.log(`endpoint ${found.url}: models ${found.models.join(', ')} (using ${found.model}${found.context_length === null ? '' : `, context ${found.context_length}`})`);
+    this.log(`  /v1/completions       ${mark(found.completions)}  raw prompts: generate, eval, chat's raw mode`);
+    this.log(`  prompt logprobs       ${mark(found.prompt_logprobs)}  echo + logprobs: loglikelihood and perplexity tasks`);
+    this.log(`  /v1/chat/completions  ${mark(found.chat_completions)}  the server's template and tool parsing: chat's chat mode`);
+    this.log(`  /tokenize             ${mark(found.tokenize)}  the server's token counts (herd prompt)`);
+    this.log(`chat mode: ${found.chat_mode_reason}`);
+  }
+}
+
+type EndpointFindings = ReturnType<typeof endpointFindings>;
+
+/** What the server offers and which chat mode herd will use with it (snake_case, for --json). */
+function endpointFindings({ capabilities, template }: RemoteTarget) {
+  const haveTemplate = template !== null;
+  return {
+    url: capabilities.endpoint,
+    models: capabilities.models,
+    model: capabilities.model,
+    context_length: capabilities.contextLength,
+    completions: capabilities.completions,
+    chat_completions: capabilities.chat,
+    prompt_logprobs: capabilities.promptLogprobs,
+    tokenize: capabilities.tokenize,
+    chat_mode: chooseChatMode(capabilities, haveTemplate),
+    chat_mode_reason: describeChatMode(capabilities, haveTemplate),
+  };
 }

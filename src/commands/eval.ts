@@ -5,15 +5,18 @@ import chalk from 'chalk';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { InterruptWatch } from '../cli/interrupt.js';
 import { SCHEMAS } from '../cli/json-output.js';
+import { connectEndpoint, endpointFlags, endpointJson, type EndpointFlags } from '../cli/endpoint.js';
 import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
 import { progressBar } from '../cli/progress.js';
-import { HerdError } from '../errors.js';
+import { HerdError, HerdUsageError } from '../errors.js';
 import type { LoadedModel } from '../engine/load.js';
 import { compareDistributions, pairedDelta, type DistributionAgreement, type MetricDelta } from '../eval/compare.js';
 import { aggregate, rescore, resultsJson, writeReport, type EvalReport } from '../eval/results.js';
 import { clearEvalProgress, EvalProgress } from '../eval/progress.js';
 import { runTask, type RunOptions } from '../eval/runner.js';
+import type { EvalModel } from '../eval/eval-model.js';
+import { RemoteEvalModel } from '../remote/eval-model.js';
 import { builtinTaskNames, resolveTask } from '../eval/task-config.js';
 
 export default class Eval extends HerdCommand {
@@ -29,6 +32,7 @@ ${EXIT_STATUS_HELP}`;
     '<%= config.bin %> eval arc_challenge,hellaswag --model ~/models/Llama-3.1-8B --data ~/data --limit 100 --output runs/base --log-samples',
     '<%= config.bin %> eval mmlu --model ~/models/Llama-3.1-8B-Instruct --data ~/data --apply-chat-template --fewshot-as-multiturn',
     '<%= config.bin %> eval --rescore runs/base',
+    '<%= config.bin %> eval hellaswag --endpoint http://gpu-box:8000 --template-from ~/models/Llama-3.1-70B --data ~/data --concurrency 16',
     '<%= config.bin %> eval arc_challenge --model ~/models/base --compare ~/models/base-q8 --data ~/data --limit 200 --compare-text ~/data/text/wikitext-2-raw-test.txt',
   ];
 
@@ -39,6 +43,8 @@ ${EXIT_STATUS_HELP}`;
 
   static override flags = {
     ...modelFlags,
+    ...endpointFlags,
+    concurrency: Flags.integer({ description: 'With --endpoint: most requests in flight at once.', default: 4, min: 1 }),
     data: Flags.string({ description: 'Folder with the datasets (e.g. DIR/arc_challenge/test.jsonl, DIR/text/…).' }),
     limit: Flags.integer({ description: 'Evaluate only the first N documents of each task.', min: 1 }),
     seed: Flags.integer({ description: 'Seed of the few-shot sampler (lm-eval: 1234).', default: 1234 }),
@@ -69,8 +75,9 @@ ${EXIT_STATUS_HELP}`;
     }
     if (!args.tasks) throw new HerdError(`name the tasks to run (built-in: ${builtinTaskNames().join(', ')}) or pass --rescore DIR`);
     const configs = args.tasks.split(',').map((name) => resolveTask(name.trim()));
-    const base = await loadModelWithProgress(flags);
-    const runOptions = (loaded: LoadedModel): Omit<RunOptions, 'onDocument'> => ({
+    const base = flags.endpoint === undefined ? localTarget(await loadModelWithProgress(flags)) : await remoteTarget({ ...flags, endpoint: flags.endpoint });
+    if (base.loaded === null && flags.compare) throw new HerdUsageError('--compare runs two local models; it does not take --endpoint');
+    const runOptions = (target: EvalTarget): Omit<RunOptions, 'onDocument'> => ({
       dataDir: flags.data,
       limit: flags.limit,
       fewshotSeed: flags.seed,
@@ -78,24 +85,27 @@ ${EXIT_STATUS_HELP}`;
       applyChatTemplate: flags['apply-chat-template'],
       fewshotAsMultiturn: flags['fewshot-as-multiturn'],
       systemInstruction: flags.system,
-      maxLength: flags['max-length'] ?? Math.min(loaded.config.maxPositionEmbeddings, 4096),
+      maxLength: flags['max-length'] ?? Math.min(target.contextLength, 4096),
       maxGenToks: flags['max-gen-toks'],
     });
-    const settings = { limit: flags.limit ?? null, fewshot_seed: flags.seed, bootstrap_iters: flags['bootstrap-iters'], apply_chat_template: flags['apply-chat-template'], fewshot_as_multiturn: flags['fewshot-as-multiturn'], system_instruction: flags.system ?? null, backend: base.model.backendName };
+    const settings = {
+      limit: flags.limit ?? null, fewshot_seed: flags.seed, bootstrap_iters: flags['bootstrap-iters'], apply_chat_template: flags['apply-chat-template'], fewshot_as_multiturn: flags['fewshot-as-multiturn'], system_instruction: flags.system ?? null, backend: base.backend,
+      ...(base.endpoint && { endpoint: base.endpoint }),
+    };
     const interrupt = new InterruptWatch();
     try {
       // With --output, each document's record is kept as it finishes, so Ctrl-C loses nothing that ran.
-      const progressOf = (loaded: LoadedModel, adapter: string | undefined) => flags.output ? new EvalProgress(flags.output, { model: path.resolve(loaded.dir), adapter: adapter ?? null, options: runOptions(loaded) }) : undefined;
-      const jobOptions = (loaded: LoadedModel, adapter: string | undefined) => ({ ...runOptions(loaded), progress: progressOf(loaded, adapter), shouldStop: () => interrupt.interrupted });
+      const progressOf = (target: EvalTarget, adapter: string | undefined) => flags.output ? new EvalProgress(flags.output, { model: target.progressName, adapter: adapter ?? null, options: runOptions(target) }) : undefined;
+      const jobOptions = (target: EvalTarget, adapter: string | undefined) => ({ ...runOptions(target), progress: progressOf(target, adapter), shouldStop: () => interrupt.interrupted });
       const report = await this.evaluate(base, configs, jobOptions(base, flags.adapter), flags, settings);
       if (!flags.compare) {
         this.finishReport(report, flags);
         return this.print(report, flags.json);
       }
-      const variant = await loadModelWithProgress({ ...flags, model: flags.compare, adapter: flags['compare-adapter'] });
+      const variant = localTarget(await loadModelWithProgress({ ...flags, model: flags.compare, adapter: flags['compare-adapter'] }));
       const variantReport = await this.evaluate(variant, configs, jobOptions(variant, flags['compare-adapter']), flags, settings);
       this.finishReport(report, flags);
-      this.compare(base, variant, report, variantReport, flags, runOptions(base).maxLength);
+      this.compare(base.loaded!, variant.loaded!, report, variantReport, flags, runOptions(base).maxLength);
     } finally {
       interrupt.dispose();
     }
@@ -114,19 +124,19 @@ ${EXIT_STATUS_HELP}`;
     this.printComparison(report, variantReport, deltas, agreement, flags.json);
   }
 
-  private async evaluate(loaded: LoadedModel, configs: ReturnType<typeof resolveTask>[], options: Omit<RunOptions, 'onDocument'>, flags: { json: boolean; 'bootstrap-iters': number }, settings: Record<string, unknown>): Promise<EvalReport> {
+  private async evaluate(target: EvalTarget, configs: ReturnType<typeof resolveTask>[], options: Omit<RunOptions, 'onDocument'>, flags: { json: boolean; 'bootstrap-iters': number }, settings: Record<string, unknown>): Promise<EvalReport> {
     const tasks: EvalReport['tasks'] = [];
     for (const config of configs) {
       const progress = progressBar(`${config.task}`, !flags.json);
       try {
-        const run = await runTask(loaded, config, { ...options, onDocument: (done, total) => progress.update(done, total) });
+        const run = await runTask(target.model, config, { ...options, onDocument: (done, total) => progress.update(done, total) });
         tasks.push({ run, metrics: aggregate(config, run.samples, flags['bootstrap-iters']) });
       } finally {
         progress.stop();
       }
       for (const warning of tasks.at(-1)!.run.warnings) process.stderr.write(chalk.yellow(`herd: ${config.task}: ${warning}\n`));
     }
-    return { tasks, model: loaded.dir, settings };
+    return { tasks, model: target.name, settings };
   }
 
   private print(report: EvalReport, json: boolean): void {
@@ -151,6 +161,41 @@ ${EXIT_STATUS_HELP}`;
       this.log(`\nnext-token distributions over ${agreement.tokens} tokens: mean KL(base‖variant) ${agreement.meanKl.toExponential(3)} nats (max ${agreement.maxKl.toExponential(3)}), top-1 agreement ${(agreement.top1Agreement * 100).toFixed(2)}%`);
     }
   }
+}
+
+/** A model to evaluate: the engine in this process, or a server. */
+interface EvalTarget {
+  model: EvalModel | LoadedModel;
+  /** What results.json records as the model (model_args pretrained=…). */
+  name: string;
+  /** What kept progress is matched against when a run resumes. */
+  progressName: string;
+  contextLength: number;
+  backend: string;
+  endpoint: { url: string; model: string } | null;
+  /** The local model, for --compare. */
+  loaded: LoadedModel | null;
+}
+
+function localTarget(loaded: LoadedModel): EvalTarget {
+  return { model: loaded, name: loaded.dir, progressName: path.resolve(loaded.dir), contextLength: loaded.config.maxPositionEmbeddings, backend: loaded.model.backendName, endpoint: null, loaded };
+}
+
+/** A server: prompts are built and tokenized with --template-from's tokenizer, as a local run would. */
+async function remoteTarget(flags: EndpointFlags & { endpoint: string; concurrency: number }): Promise<EvalTarget> {
+  if (flags['template-from'] === undefined) throw new HerdUsageError("--endpoint: herd eval needs --template-from, a folder with the served model's tokenizer.json, to build and tokenize prompts as a local run does");
+  const target = await connectEndpoint(flags, flags.concurrency);
+  const { capabilities } = target;
+  const name = `${capabilities.endpoint}/v1 ${capabilities.model}`;
+  return {
+    model: new RemoteEvalModel(target.client, capabilities, target.template!.tokenizer, flags.concurrency),
+    name,
+    progressName: name,
+    contextLength: capabilities.contextLength ?? 131_072,
+    backend: 'endpoint',
+    endpoint: endpointJson(capabilities),
+    loaded: null,
+  };
 }
 
 function compareText(base: LoadedModel, variant: LoadedModel, file: string, tokens: number, window: number): DistributionAgreement {

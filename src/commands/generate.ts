@@ -3,17 +3,19 @@ import chalk from 'chalk';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { jsonLine, SCHEMAS } from '../cli/json-output.js';
 import { parseDate } from '../cli/date.js';
+import { connectEndpoint, endpointFlags, endpointJson, type EndpointFlags } from '../cli/endpoint.js';
 import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
-import { samplingFlags, samplingOptions } from '../cli/sampling.js';
+import { samplingFlags, samplingOptions, type SamplingFlags } from '../cli/sampling.js';
 import { describeTimings, measureTimings, type Timings } from '../cli/timings.js';
 import { InterruptWatch } from '../cli/interrupt.js';
 import { checkPromptIds, checkPromptText, readPromptIds, readPromptText } from '../cli/prompt-input.js';
 import { EXIT_INTERRUPTED, HerdError, HerdUsageError } from '../errors.js';
 import { generateAsync, type GeneratedToken, type GenerateResult } from '../engine/generate.js';
-import type { LoadedModel } from '../engine/load.js';
 import { promptIds } from '../engine/prompt.js';
 import type { SamplingOptions } from '../engine/sampling.js';
+import type { HerdTokenizer } from '../engine/tokenizer.js';
+import { generateRemotely } from '../remote/chat-sources.js';
 
 export default class Generate extends HerdCommand {
   static override summary = 'Generate text from a prompt, streamed token by token.';
@@ -30,6 +32,7 @@ ${EXIT_STATUS_HELP}`;
     '<%= config.bin %> generate --raw --max-new-tokens 20 --json --logprobs 5 "The capital of France is"',
     '<%= config.bin %> generate -m ~/models/Llama-3.1-8B-Instruct --raw --prompt-file rendered-chat.txt --stream-json',
     'echo "[128000, 791, 6864]" | <%= config.bin %> generate -m ~/models/Llama-3.1-8B --prompt-ids - --json',
+    '<%= config.bin %> generate --endpoint http://gpu-box:8000 --template-from ~/models/Llama-3.1-70B-Instruct "Why is the sky blue?"',
   ];
 
   static override args = {
@@ -40,6 +43,7 @@ ${EXIT_STATUS_HELP}`;
 
   static override flags = {
     ...modelFlags,
+    ...endpointFlags,
     'prompt-file': Flags.string({ description: 'Read the prompt from this file, byte for byte (nothing dropped).' }),
     'prompt-ids': Flags.string({ description: 'Feed these token ids exactly (a JSON array, from a file or - for stdin): no tokenizer, no chat template, no BOS added.' }),
     system: Flags.string({ description: 'System message (needs a chat template).' }),
@@ -58,6 +62,7 @@ ${EXIT_STATUS_HELP}`;
     try {
       const output = outputMode(flags);
       const input = await readInput(args.prompt, flags);
+      if (flags.endpoint !== undefined) return await this.runOnEndpoint({ ...flags, endpoint: flags.endpoint }, input, output, () => interrupt.interrupted);
       const loaded = await loadModelWithProgress(flags);
       const ids = input.ids ?? promptIds(loaded.tokenizer, { text: input.text, raw: flags.raw, system: flags.system, date: parseDate(flags.date) });
       if (input.ids) checkPromptIds(ids, loaded.config.vocabSize);
@@ -87,16 +92,51 @@ ${EXIT_STATUS_HELP}`;
       else if (tokenLines) {
         tokenLines.end();
         this.printJson(SCHEMAS.generateStream, { type: 'end', finish_reason: finishReason, stopped_by: result.stoppedBy, usage: { prompt_tokens: ids.length, generated_tokens: result.generatedIds.length }, timings: report });
-      } else this.printJson(SCHEMAS.generate, jsonReport(loaded, input.ids ? null : input.text, ids, sampling, { ...result, finishReason }, report, flags.logprobs));
+      } else this.printJson(SCHEMAS.generate, jsonReport({ name: loaded.dir, backend: loaded.model.backendName, tokenizer: loaded.tokenizer }, input.ids ? null : input.text, ids, sampling, { ...result, finishReason }, report, flags.logprobs));
       if (flags.verbose) process.stderr.write(chalk.dim(describeTimings(report, loaded.model.backendName)) + '\n');
       if (finishReason === 'interrupted') process.exitCode = EXIT_INTERRUPTED;
     } finally {
       interrupt.dispose();
     }
   }
+
+  /**
+   * --endpoint: the same prompt ids (built with --template-from's tokenizer and template), continued
+   * by the server's /v1/completions and streamed; --json as locally, plus an "endpoint" field.
+   */
+  private async runOnEndpoint(flags: RemoteGenerateFlags, input: { text: string; ids?: number[] }, output: OutputMode, shouldStop: () => boolean): Promise<void> {
+    if (flags['template-from'] === undefined) throw new HerdUsageError("--endpoint: herd generate needs --template-from, a folder with the served model's tokenizer files, to build the prompt ids as a local run does");
+    if (output === 'stream-json' || flags.logprobs > 0) throw new HerdUsageError('--stream-json and --logprobs are not available with --endpoint yet: use --json');
+    const target = await connectEndpoint(flags);
+    if (!target.capabilities.completions) throw new HerdError(`${target.capabilities.endpoint} has no /v1/completions, which herd generate --endpoint needs`);
+    const { tokenizer, generation } = target.template!;
+    const ids = input.ids ?? promptIds(tokenizer, { text: input.text, raw: flags.raw, system: flags.system, date: parseDate(flags.date) });
+    if (ids.length === 0) throw new HerdError('the prompt is empty and this tokenizer adds no BOS: there is nothing to send');
+    const sampling = samplingOptions({ generation }, flags);
+    const result = await generateRemotely(target.client, target.capabilities.model, tokenizer, sampling, {
+      promptIds: ids,
+      maxNewTokens: flags['max-new-tokens'],
+      stopTokenIds: generation.eosTokenIds,
+      stopStrings: flags.stop,
+      onText: output === 'text' ? (delta) => process.stdout.write(delta) : () => undefined,
+      onToken: () => undefined,
+      shouldStop,
+    });
+    const finishReason = shouldStop() && result.finishReason === 'abort' ? 'interrupted' : result.finishReason;
+    const report = measureTimings({ loadMs: 0 }, ids.length, result);
+    if (output === 'text') process.stdout.write('\n');
+    else {
+      const source = { name: target.capabilities.model, backend: 'endpoint', tokenizer };
+      this.printJson(SCHEMAS.generate, { ...jsonReport(source, input.ids ? null : input.text, ids, sampling, { ...result, tokens: [], finishReason }, report, 0), endpoint: endpointJson(target.capabilities) });
+    }
+    if (flags.verbose) process.stderr.write(chalk.dim(describeTimings(report, `endpoint ${target.capabilities.endpoint}`)) + '\n');
+    if (finishReason === 'interrupted') process.exitCode = EXIT_INTERRUPTED;
+  }
 }
 
 type OutputMode = 'text' | 'json' | 'stream-json';
+
+type RemoteGenerateFlags = EndpointFlags & SamplingFlags & { endpoint: string; raw: boolean; system?: string; date?: string; 'max-new-tokens': number; stop: string[]; logprobs: number; verbose: boolean };
 
 function outputMode(flags: { json: boolean; 'stream-json': boolean }): OutputMode {
   if (flags.json && flags['stream-json']) throw new HerdUsageError('--json and --stream-json print different things: choose one');
@@ -143,11 +183,18 @@ class TokenLines {
   }
 }
 
-function jsonReport(loaded: LoadedModel, prompt: string | null, ids: number[], sampling: SamplingOptions, result: Omit<GenerateResult, 'finishReason'> & { finishReason: string }, report: Timings, topN: number) {
-  const token = (id: number) => loaded.tokenizer.idToToken(id) ?? null;
+/** What generated: a local model (its folder and backend) or a server (its model name, backend "endpoint"). */
+interface GenerationSource {
+  name: string;
+  backend: string;
+  tokenizer: HerdTokenizer;
+}
+
+function jsonReport(source: GenerationSource, prompt: string | null, ids: number[], sampling: SamplingOptions, result: Pick<GenerateResult, 'generatedIds' | 'text' | 'stoppedBy' | 'tokens'> & { finishReason: string }, report: Timings, topN: number) {
+  const token = (id: number) => source.tokenizer.idToToken(id) ?? null;
   return {
-    model: loaded.dir,
-    backend: loaded.model.backendName,
+    model: source.name,
+    backend: source.backend,
     prompt,
     prompt_ids: ids,
     generated_ids: result.generatedIds,

@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
+import { numberFlag } from '../cli/flags.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { HerdError } from '../errors.js';
 import { ACCELERATORS } from '../memory/hardware.js';
@@ -7,12 +8,14 @@ import { KV_CACHE_DTYPES } from '../memory/kv-cache.js';
 import { markdownReport, writeFileAtomically } from '../memory/markdown-file.js';
 import { measureAgainstEstimate } from '../memory/measure.js';
 import { resolveModel } from '../memory/model-source.js';
+import { planLaunch, SERVING_ENGINES, type LaunchPlan, type ServingEngine } from '../memory/launch.js';
 import { buildPlan } from '../memory/plan.js';
 import { compareWithPost } from '../memory/post-tables.js';
 import { PRECISION_IDS } from '../memory/precision.js';
 import { PRESET_NAMES } from '../spec/presets.js';
 import { comparisonSections, measurementSection, planSections } from '../memory/report.js';
-import { parseUnit, planRequestFromFlags } from '../memory/request.js';
+import { parseUnit, planRequestFromFlags, type MemoryFlags } from '../memory/request.js';
+import type { ModelSpec } from '../memory/architecture.js';
 import { renderSectionText, type Section } from '../memory/table.js';
 import { OPTIMIZER_IDS } from '../memory/training.js';
 
@@ -35,6 +38,8 @@ ${EXIT_STATUS_HELP}`;
     '<%= config.bin %> memory -m llama-3.2-3b --kv-dtype q8_0 --batch 4 --json',
     '<%= config.bin %> memory --compare-post --markdown memory-report.md',
     '<%= config.bin %> memory --measure -m ./models/stories260K',
+    '<%= config.bin %> memory --launch vllm -m llama-3.1-405b --gpu h100 --gpus 8',
+    '<%= config.bin %> memory --launch tgi -m llama-3.1-70b --gpu a100-80gb --gpus 4 --context 32k',
   ];
 
   static override flags = {
@@ -66,6 +71,9 @@ ${EXIT_STATUS_HELP}`;
     'compare-post': Flags.boolean({ description: "Print the Llama 3.1 post's memory tables beside herd's values, cell by cell.", default: false }),
     measure: Flags.boolean({ description: 'Load the --model folder with the engine, run one token, and print measured peak memory beside the estimate.', default: false }),
     backend: Flags.string({ description: 'Engine backend for --measure.' }),
+    launch: Flags.string({ description: 'Print the command that serves --model on --gpu × --gpus with this engine, sized by the plan (docs/distributed.md).', options: [...SERVING_ENGINES] }),
+    'gpu-memory-utilization': numberFlag({ description: 'With --launch: share of each device the engine may use (default 0.9, vLLM\'s).', min: 0.05, max: 1 }),
+    port: Flags.integer({ description: 'With --launch: the port the server listens on (default: vLLM 8000, TGI 3000, llama.cpp 8080).', min: 1, max: 65535 }),
   };
 
   async run(): Promise<void> {
@@ -76,6 +84,7 @@ ${EXIT_STATUS_HELP}`;
     }
     if (flags.measure && flags.model === undefined) throw new HerdError('--measure needs --model DIR, a Hugging Face folder');
     const model = flags.model === undefined ? undefined : await resolveModel(flags.model);
+    if (flags.launch !== undefined) return this.launch(flags.launch as ServingEngine, model, flags);
     const plan = model ? buildPlan(planRequestFromFlags(model, flags)) : undefined;
     const comparison = flags['compare-post'] ? compareWithPost() : undefined;
     const measurement = flags.measure && model && flags.model ? await measureAgainstEstimate(model, flags.model, flags.backend) : undefined;
@@ -94,4 +103,53 @@ ${EXIT_STATUS_HELP}`;
     }
     this.log(sections.map(renderSectionText).join('\n\n'));
   }
+
+  /** --launch: the serving command sized by the plan, and the herd chat line that talks to it. */
+  private launch(engine: ServingEngine, model: ModelSpec | undefined, flags: MemoryFlags & { model?: string; json: boolean; 'gpu-memory-utilization'?: number; port?: number }): void {
+    if (model === undefined || flags.model === undefined) throw new HerdError('--launch needs --model (a preset such as llama-3.1-70b, a folder or a .gguf)');
+    const request = planRequestFromFlags(model, flags);
+    if (request.hardware === undefined) throw new HerdError('--launch needs the hardware: --gpu NAME (and --gpus N) or --memory SIZE');
+    if (request.contexts.length > 1) throw new HerdError('--launch takes one --context');
+    const plan = planLaunch({
+      engine,
+      model,
+      modelArgument: flags.model,
+      hardware: request.hardware,
+      context: request.contexts[0]!,
+      kvDtype: request.kvDtype,
+      gpuMemoryUtilization: flags['gpu-memory-utilization'] ?? 0.9,
+      port: flags.port ?? DEFAULT_PORTS[engine],
+    });
+    if (flags.json) return this.printJson(SCHEMAS.memory, { units: 'bytes', plan: null, measurement: null, comparePost: null, launch: plan });
+    this.log(launchSummary(plan, request.hardware.label));
+  }
+}
+
+const DEFAULT_PORTS: Record<ServingEngine, number> = { vllm: 8000, tgi: 3000, 'llama.cpp': 8080 };
+
+function launchSummary(plan: LaunchPlan, device: string): string {
+  const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+  const quantization = plan.onTheFlyQuantization ? `, quantized to ${plan.onTheFlyQuantization} by the engine as it loads` : '';
+  return [
+    `${plan.engine}: ${plan.checkpoint} in ${plan.precision}${quantization} on ${plan.devices} × ${device}, context ${plan.maxModelLength} tokens`,
+    `per device: ${gib(plan.perDeviceBytes)} of ${gib(plan.usableBytesPerDevice)} the engine may use (weights, KV cache and workspace, from the plan)`,
+    ...plan.notes.map((note) => `note: ${note}`),
+    '',
+    shellLine(plan.command),
+    '',
+    'then:',
+    shellLine(plan.chatCommand),
+  ].join('\n');
+}
+
+/** A command as one shell line per flag, quoted where the shell would split or expand. */
+function shellLine(argv: readonly string[]): string {
+  const quoted = argv.map((arg) => (/^[\w@%+=:,./~-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''")}'`));
+  const lines: string[] = [];
+  for (const arg of quoted) {
+    if (arg.startsWith('-') && lines.length > 0) lines.push(arg);
+    else if (lines.length === 0) lines.push(arg);
+    else lines[lines.length - 1] += ` ${arg}`;
+  }
+  return lines.join(' \\\n  ');
 }

@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import { Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
+import { connectEndpoint, endpointFlags, endpointJson } from '../cli/endpoint.js';
+import { tokenizeRemotely } from '../remote/completions.js';
 import { parseDate } from '../cli/date.js';
 import { renderConversation } from '../chat/render.js';
 import { checkMessage } from '../chat/session.js';
@@ -26,6 +28,7 @@ ${EXIT_STATUS_HELP}`;
     '<%= config.bin %> prompt -m ~/models/Llama-3.1-8B-Instruct --messages chat.json --builtin-tools brave_search,wolfram_alpha --date 2024-07-26',
     '<%= config.bin %> prompt -m ~/models/Llama-3.1-8B-Instruct --vars case.json --ids',
     '<%= config.bin %> prompt -m ~/models/Llama-3.1-8B-Instruct --messages chat.json --tools tools.json --json',
+    '<%= config.bin %> prompt -m ~/models/Llama-3.1-8B-Instruct --messages chat.json --endpoint http://gpu-box:8000 --json',
   ];
 
   static override flags = {
@@ -37,11 +40,12 @@ ${EXIT_STATUS_HELP}`;
     date: Flags.string({ description: 'With --messages: date_string as YYYY-MM-DD. Default: today.', exclusive: ['vars'] }),
     'no-generation-prompt': Flags.boolean({ description: 'With --messages: end after the last message instead of opening the assistant\'s turn.', default: false, exclusive: ['vars'] }),
     ids: Flags.boolean({ description: 'Print the token ids (a JSON array) instead of the text.', default: false }),
+    ...endpointFlags,
   };
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Prompt);
-    const tokenizer = HerdTokenizer.fromDir(flags.model ?? DEFAULT_MODEL_DIR);
+    const tokenizer = HerdTokenizer.fromDir(flags.model ?? flags['template-from'] ?? DEFAULT_MODEL_DIR);
     const text = flags.vars !== undefined
       ? renderVariables(tokenizer, readVariables(flags.vars))
       : renderConversation(tokenizer, readMessages(flags.messages!), {
@@ -50,8 +54,11 @@ ${EXIT_STATUS_HELP}`;
         date: parseDate(flags.date),
       }, !flags['no-generation-prompt']).text;
     // The template writes <|begin_of_text|> itself: no special tokens are added.
-    const ids = tokenizer.encode(text, false);
-    if (flags.json) this.printJson(SCHEMAS.prompt, { prompt: text, ids, token_count: ids.length });
+    const local = tokenizer.encode(text, false);
+    const remote = flags.endpoint === undefined ? null : await serverTokens({ ...flags, endpoint: flags.endpoint, model: undefined }, text);
+    const ids = remote?.ids ?? local;
+    if (remote !== null && remote.ids === null) process.stderr.write(`herd: ${remote.endpoint.url} has no /tokenize; the ids are the local tokenizer's\n`);
+    if (flags.json) this.printJson(SCHEMAS.prompt, { prompt: text, ids, token_count: ids.length, ...(remote !== null && { endpoint: remote.endpoint }) });
     else if (flags.ids) this.log(JSON.stringify(ids));
     else process.stdout.write(text);
   }
@@ -82,4 +89,11 @@ function readMessages(file: string): ChatMessage[] {
   if (!Array.isArray(list)) throw new HerdError(`${file}: expected a JSON array of messages or {"messages": [...]}`);
   list.forEach((message, index) => checkMessage(message, `${file}: message ${index}`));
   return list as ChatMessage[];
+}
+
+/** The server's own ids for the rendered prompt (/tokenize, vLLM's shape), or null when it has no /tokenize. */
+async function serverTokens(flags: Parameters<typeof connectEndpoint>[0], text: string): Promise<{ ids: number[] | null; endpoint: { url: string; model: string } }> {
+  const { client, capabilities } = await connectEndpoint(flags);
+  const ids = capabilities.tokenize ? await tokenizeRemotely(client, capabilities.model, text, false) : null;
+  return { ids, endpoint: endpointJson(capabilities) };
 }

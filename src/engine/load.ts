@@ -133,7 +133,8 @@ function storesPackedWeights(checkpoint: WeightSource): boolean {
   return format !== undefined && format !== 'F32';
 }
 
-function readGenerationDefaults(dir: string, config: LlamaConfig): GenerationDefaults {
+/** generation_config.json of a folder; the stop ids fall back to config.json's eos_token_id. */
+export function readGenerationDefaults(dir: string, config: Pick<LlamaConfig, 'eosTokenIds'>): GenerationDefaults {
   const json = (readJsonFile(path.join(dir, 'generation_config.json'), false) ?? {}) as Record<string, unknown>;
   const number = (key: string): number | null => (typeof json[key] === 'number' ? json[key] : null);
   const eos = tokenIdList(json.eos_token_id);

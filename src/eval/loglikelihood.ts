@@ -92,12 +92,8 @@ export class LoglikelihoodScorer {
     this.next = [];
   }
 
-  /** Context + continuation as one token sequence; lm-eval keeps the last max_length + 1 tokens. */
-  private truncated({ context, continuation }: TokenRequest): { tokens: number[]; firstScored: number } {
-    if (context.length === 0) throw new HerdError('a continuation needs at least one context token (BOS)');
-    if (continuation.length > this.maxLength) throw new HerdError(`a continuation of ${continuation.length} tokens exceeds the ${this.maxLength}-token window`);
-    const kept = context.slice(-Math.max(1, this.maxLength + 1 - continuation.length));
-    return { tokens: [...kept, ...continuation], firstScored: kept.length };
+  private truncated(request: TokenRequest): ScoredSequence {
+    return scoredSequence(request, this.maxLength);
   }
 
   /**
@@ -180,6 +176,20 @@ export class LoglikelihoodScorer {
 
 function failMissingRow(): never {
   throw new HerdError('internal: a scored row was neither cached nor computed');
+}
+
+/** A request as the tokens the model reads and the first of them that is scored. */
+export interface ScoredSequence {
+  tokens: number[];
+  firstScored: number;
+}
+
+/** Context + continuation as one token sequence; lm-eval keeps the last max_length + 1 tokens. */
+export function scoredSequence({ context, continuation }: TokenRequest, maxLength: number): ScoredSequence {
+  if (context.length === 0) throw new HerdError('a continuation needs at least one context token (BOS)');
+  if (continuation.length > maxLength) throw new HerdError(`a continuation of ${continuation.length} tokens exceeds the ${maxLength}-token window`);
+  const kept = context.slice(-Math.max(1, maxLength + 1 - continuation.length));
+  return { tokens: [...kept, ...continuation], firstScored: kept.length };
 }
 
 /** Lexicographic order of token sequences, so that sequences sharing a prefix are adjacent. */

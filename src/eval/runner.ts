@@ -5,12 +5,12 @@
 import { HerdError, HerdInterrupted } from '../errors.js';
 import { stopRequested, type ShouldStop } from '../stop-signal.js';
 import type { EvalProgress } from './progress.js';
-import { GREEDY } from '../engine/sampling.js';
-import { generate, ReusableCache } from '../engine/generate.js';
 import type { LoadedModel } from '../engine/load.js';
+import type { HerdTokenizer } from '../engine/tokenizer.js';
 import { renderChatTemplate, selectChatTemplate } from '../templates/chat-template.js';
 import { readSplit, type LocatedDoc } from './data.js';
-import { LoglikelihoodScorer } from './loglikelihood.js';
+import { asEvalModel, type EvalModel, type EvalRequests } from './eval-model.js';
+import type { TokenRequest } from './loglikelihood.js';
 import { fewshotContext, FewshotSampler, TaskPrompts, type Context, type PromptOptions } from './prompts.js';
 import { scoreOutput, type DocScores, type RawOutput } from './scoring.js';
 import type { TaskConfig } from './task-config.js';
@@ -100,7 +100,8 @@ function processDocs(config: TaskConfig, docs: LocatedDoc[] | null): LocatedDoc[
   return processed.map((doc, row) => ({ doc, file: docs[0]?.file ?? config.source, row }));
 }
 
-export async function runTask(loaded: LoadedModel, config: TaskConfig, options: RunOptions): Promise<TaskRun> {
+export async function runTask(model: EvalModel | LoadedModel, config: TaskConfig, options: RunOptions): Promise<TaskRun> {
+  const evalModel = asEvalModel(model);
   const numFewshot = options.numFewshot ?? config.num_fewshot;
   if (config.output_type === 'loglikelihood_rolling' && numFewshot > 0) throw new HerdError(`task ${config.task}: perplexity tasks take no few-shot examples`);
   const docs = await loadTaskDocs(config, options.dataDir, numFewshot);
@@ -108,55 +109,66 @@ export async function runTask(loaded: LoadedModel, config: TaskConfig, options: 
   const prompts = new TaskPrompts(config, docs.evalDocs[0]!.doc);
   const sampler = numFewshot > 0 ? new FewshotSampler(prompts, docs.fewshotPool, docs.sameSplit, options.fewshotSeed) : null;
   const promptOptions: PromptOptions = { numFewshot, systemInstruction: options.systemInstruction, applyChatTemplate: options.applyChatTemplate, fewshotAsMultiturn: options.fewshotAsMultiturn };
-  const caches: DocumentCaches = { scorer: new LoglikelihoodScorer(loaded.model, options.maxLength), generation: new ReusableCache() };
+  const requests = evalModel.open(config.output_type, options.maxLength);
   const samples: SampleRecord[] = options.progress?.kept(config).slice(0, selected.length) ?? [];
+  // Documents start in order (the few-shot sampler draws as each is prepared) and finish in order; up to `concurrency` run at once.
+  const running: Array<Promise<SampleRecord>> = [];
   try {
     for (const [docId, located] of selected.entries()) {
-      // A kept document still draws its few-shot examples: the sampler's stream must reach the next one where it would have.
-      if (docId < samples.length && sampler) fewshotContext(prompts, sampler, located, promptOptions);
-      if (docId >= samples.length) {
-        const sample = { doc_id: docId, ...runDocument(loaded, caches, prompts, sampler, located, promptOptions, options) };
+      if (docId < samples.length) {
+        // A kept document still draws its few-shot examples: the sampler's stream must reach the next one where it would have.
+        if (sampler) fewshotContext(prompts, sampler, located, promptOptions);
+        options.onDocument?.(docId + 1, selected.length);
+        continue;
+      }
+      const work = prepareDocument(evalModel, prompts, sampler, located, promptOptions);
+      running.push(work(requests, options).then((record) => ({ doc_id: docId, ...record })));
+      const last = docId + 1 === selected.length;
+      while (running.length > 0 && (running.length >= evalModel.concurrency || last)) {
+        const sample = await running.shift()!;
         samples.push(sample);
         options.progress?.record(config, sample);
-      }
-      options.onDocument?.(docId + 1, selected.length);
-      if (docId + 1 < selected.length && (await stopRequested(options.shouldStop))) {
-        const kept = options.progress ? `they are kept in ${options.progress.describe()} and the same command resumes from them` : 'nothing is kept without --output DIR';
-        throw new HerdInterrupted(`interrupted after ${docId + 1} of ${selected.length} documents of ${config.task}: ${kept}`);
+        options.onDocument?.(sample.doc_id + 1, selected.length);
+        if (sample.doc_id + 1 < selected.length && (await stopRequested(options.shouldStop))) {
+          const kept = options.progress ? `they are kept in ${options.progress.describe()} and the same command resumes from them` : 'nothing is kept without --output DIR';
+          throw new HerdInterrupted(`interrupted after ${sample.doc_id + 1} of ${selected.length} documents of ${config.task}: ${kept}`);
+        }
       }
     }
   } finally {
-    caches.scorer.dispose();
-    caches.generation.dispose();
+    // Documents still running when one failed or Ctrl-C came are dropped, their failures with them.
+    for (const pending of running) pending.catch(() => undefined);
+    requests.dispose();
   }
   return { config, numFewshot, totalDocs: docs.evalDocs.length, samples, warnings: docs.warnings };
 }
 
-/** KV caches kept from one document to the next, so a prefix they share is computed once. */
-interface DocumentCaches {
-  scorer: LoglikelihoodScorer;
-  generation: ReusableCache;
-}
+type DocumentRecord = Omit<SampleRecord, 'doc_id'>;
 
-function runDocument(
-  loaded: LoadedModel,
-  { scorer, generation }: DocumentCaches,
+/**
+ * Builds a document's prompt now (drawing its few-shot examples in document order) and returns the
+ * work that asks the model about it.
+ */
+function prepareDocument(
+  model: EvalModel,
   prompts: TaskPrompts,
   sampler: FewshotSampler | null,
   located: LocatedDoc,
   promptOptions: PromptOptions,
-  options: RunOptions,
-): Omit<SampleRecord, 'doc_id'> {
+): (requests: EvalRequests, options: RunOptions) => Promise<DocumentRecord> {
   const config = prompts.config;
   const base = { doc: located.doc, source: { file: located.file, row: located.row } };
   if (config.output_type === 'loglikelihood_rolling') {
     const target = String(prompts.docToTarget(located));
     const units = config.process_results ? countsFunction(config.process_results)(located.doc, target) : countUnits(target);
-    const loglikelihood = scorer.rollingLoglikelihood(loaded.tokenizer.encode(target, false), prefixToken(loaded));
-    return finish(config, { ...base, target, arguments: [target] }, { kind: 'loglikelihood_rolling', loglikelihood, ...units });
+    return async (requests) => {
+      const loglikelihood = await requests.rollingLoglikelihood(model.tokenizer.encode(target, false));
+      return finish(config, { ...base, target, arguments: [target] }, { kind: 'loglikelihood_rolling', loglikelihood, ...units });
+    };
   }
   const context = fewshotContext(prompts, sampler, located, promptOptions);
-  const contextText = renderContext(loaded, context);
+  const contextText = renderContext(model.tokenizer, context);
+  const chatRendered = context.kind === 'chat';
   if (config.output_type === 'multiple_choice') {
     const choices = prompts.docToChoice(located);
     const gold = prompts.goldIndex(located, choices);
@@ -165,30 +177,37 @@ function runDocument(
     const pairs: Array<[string, string]> = prompts.isMultipleInput(located)
       ? choices.map((choice) => [contextText + choice, delimiter + String(prompts.docToTarget(located))])
       : choices.map((choice) => [contextText, delimiter + choice]);
-    const scores = scorePairs(loaded, scorer, pairs, context.kind === 'chat');
-    const output: RawOutput = { kind: 'multiple_choice', choices, gold, loglikelihoods: scores.map((s) => s.logprob), is_greedy: scores.map((s) => s.isGreedy) };
-    return finish(config, { ...base, target: gold, arguments: pairs }, output);
+    return async (requests) => {
+      const scores = await requests.score(encodePairs(model, pairs, chatRendered));
+      const output: RawOutput = { kind: 'multiple_choice', choices, gold, loglikelihoods: scores.map((s) => s.logprob), is_greedy: scores.map((s) => s.isGreedy) };
+      return finish(config, { ...base, target: gold, arguments: pairs }, output);
+    };
   }
   if (config.output_type === 'loglikelihood') {
     const target = String(prompts.docToTarget(located));
-    const [score] = scorePairs(loaded, scorer, [[contextText, target]], context.kind === 'chat');
-    return finish(config, { ...base, target, arguments: [[contextText, target]] }, { kind: 'loglikelihood', loglikelihood: score!.logprob, is_greedy: score!.isGreedy });
+    return async (requests) => {
+      const [score] = await requests.score(encodePairs(model, [[contextText, target]], chatRendered));
+      return finish(config, { ...base, target, arguments: [[contextText, target]] }, { kind: 'loglikelihood', loglikelihood: score!.logprob, is_greedy: score!.isGreedy });
+    };
   }
   const target = prompts.docToTarget(located);
   const references = (Array.isArray(target) ? target : [target]).map(String);
-  const response = generateAnswer(loaded, generation, contextText, context.kind === 'chat', config, options);
-  return finish(config, { ...base, target, arguments: [contextText] }, { kind: 'generate_until', references, response });
+  return async (requests, options) => {
+    const promptIds = model.tokenizer.encode(contextText, !chatRendered);
+    const response = await requests.generateUntil(promptIds, options.maxGenToks ?? config.generation_kwargs.max_gen_toks, config.generation_kwargs.until);
+    return finish(config, { ...base, target, arguments: [contextText] }, { kind: 'generate_until', references, response });
+  };
 }
 
-function finish(config: TaskConfig, record: Pick<SampleRecord, 'doc' | 'source' | 'target' | 'arguments'>, output: RawOutput): Omit<SampleRecord, 'doc_id'> {
+function finish(config: TaskConfig, record: Pick<SampleRecord, 'doc' | 'source' | 'target' | 'arguments'>, output: RawOutput): DocumentRecord {
   const { scores, filtered } = scoreOutput(config, output, record.doc);
   return { ...record, output, filtered_resps: filtered, metrics: scores };
 }
 
 /** The prompt as text: as is, or rendered through the model's chat template with a generation prompt. */
-function renderContext(loaded: LoadedModel, context: Context): string {
+function renderContext(tokenizer: HerdTokenizer, context: Context): string {
   if (context.kind === 'text') return context.text;
-  const settings = loaded.tokenizer.settings;
+  const settings = tokenizer.settings;
   if (settings.chatTemplate === null) throw new HerdError('--apply-chat-template: this model has no chat template');
   const template = selectChatTemplate(settings.chatTemplate, { source: 'tokenizer_config.json', hasTools: false });
   return renderChatTemplate(template, { messages: context.messages, addGenerationPrompt: true, bosToken: settings.bosToken ?? '', eosToken: settings.eosToken ?? '' });
@@ -199,36 +218,14 @@ function renderContext(loaded: LoadedModel, context: Context): string {
  * encoded whole, and the continuation is what follows the context's own encoding. A chat-rendered
  * context carries its BOS already; plain text gets the tokenizer's BOS.
  */
-function scorePairs(loaded: LoadedModel, scorer: LoglikelihoodScorer, pairs: Array<[string, string]>, chatRendered: boolean) {
+function encodePairs(model: EvalModel, pairs: Array<[string, string]>, chatRendered: boolean): TokenRequest[] {
   const addSpecial = !chatRendered;
-  const encoded = pairs.map(([context, continuation]) => {
+  return pairs.map(([context, continuation]) => {
     const spaces = context.length - context.trimEnd().length;
     const ctx = context.slice(0, context.length - spaces);
     const cont = context.slice(context.length - spaces) + continuation;
-    if (ctx === '') return { context: [prefixToken(loaded)], continuation: loaded.tokenizer.encode(cont, false) };
-    const contextIds = loaded.tokenizer.encode(ctx, addSpecial);
-    return { context: contextIds, continuation: loaded.tokenizer.encode(ctx + cont, addSpecial).slice(contextIds.length) };
+    if (ctx === '') return { context: [model.prefixToken], continuation: model.tokenizer.encode(cont, false) };
+    const contextIds = model.tokenizer.encode(ctx, addSpecial);
+    return { context: contextIds, continuation: model.tokenizer.encode(ctx + cont, addSpecial).slice(contextIds.length) };
   });
-  // The scorer's kept KV cache makes choices sharing a context (and documents sharing few-shot examples) share its encoding.
-  return scorer.score(encoded);
-}
-
-function generateAnswer(loaded: LoadedModel, reuseCache: ReusableCache, prompt: string, chatRendered: boolean, config: TaskConfig, options: RunOptions): string {
-  const result = generate(loaded.model, loaded.tokenizer, {
-    reuseCache,
-    promptIds: loaded.tokenizer.encode(prompt, !chatRendered),
-    maxNewTokens: options.maxGenToks ?? config.generation_kwargs.max_gen_toks,
-    sampling: GREEDY,
-    stopTokenIds: loaded.generation.eosTokenIds,
-    stopStrings: config.generation_kwargs.until,
-    topLogprobs: 0,
-  });
-  return result.text;
-}
-
-/** lm-eval's prefix_token_id: BOS, else the end-of-text token. */
-export function prefixToken(loaded: LoadedModel): number {
-  const id = loaded.config.bosTokenId ?? loaded.config.eosTokenIds[0];
-  if (id === undefined) throw new HerdError('the model has neither a bos_token_id nor an eos_token_id for scoring from an empty context');
-  return id;
 }
