@@ -222,11 +222,12 @@ function chatServer(models: Record<string, LocalChatModel>): Promise<http.Server
     let body = '';
     request.on('data', (chunk) => (body += chunk));
     request.on('end', async () => {
-      const call = JSON.parse(body) as { model: string; messages: Array<{ role: string; content: string }>; max_tokens: number; temperature: number; top_p: number; seed: number };
+      // Greedy requests carry no top_p or seed (OpenAI's defaults: 1 and none).
+      const call = JSON.parse(body) as { model: string; messages: Array<{ role: string; content: string }>; max_tokens: number; temperature: number; top_p?: number; seed?: number };
       const system = call.messages.find((m) => m.role === 'system')?.content ?? null;
       const user = call.messages.find((m) => m.role === 'user')!.content;
-      const sampling = { temperature: call.temperature, topP: call.top_p, topK: 0, minP: 0, repetitionPenalty: 1, maxNewTokens: call.max_tokens };
-      const content = await models[call.model]!.complete({ system, user, sampling, seed: call.seed });
+      const sampling = { temperature: call.temperature, topP: call.top_p ?? 1, topK: 0, minP: 0, repetitionPenalty: 1, maxNewTokens: call.max_tokens };
+      const content = await models[call.model]!.complete({ system, user, sampling, seed: call.seed ?? 0 });
       response.writeHead(200, { 'content-type': 'application/json' });
       response.end(JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }] }));
     });

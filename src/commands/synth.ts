@@ -45,7 +45,8 @@ ${EXIT_STATUS_HELP}`;
     output: Flags.string({ char: 'o', description: 'Output folder (synth.jsonl, preferences.jsonl, run-card.json).' }),
     seed: Flags.integer({ description: 'Seed of every draw (sampling, random-lower): the same seed gives the same local outputs. Default: the YAML seed, else 0.' }),
     limit: Flags.integer({ description: 'Only the first N distinct instructions.', min: 1 }),
-    retries: Flags.integer({ description: 'Retries of a failed endpoint request (doubling waits from 1 s).', default: 3, min: 0 }),
+    retries: Flags.integer({ description: "Retries of an endpoint request answered 429 or 503 (doubling waits from 1 s, or the server's Retry-After).", default: 3, min: 0 }),
+    'api-key': Flags.string({ description: 'API key sent to every endpoint as a Bearer token.', env: 'HERD_API_KEY' }),
     'max-concurrent-requests': Flags.integer({ description: 'Requests in flight per endpoint.', default: 4, min: 1 }),
     backend: Flags.string({ description: 'Compute backend for local models (as herd generate --backend).' }),
     threads: Flags.integer({ description: "Threads for herd's CPU kernels.", min: 1 }),
@@ -56,7 +57,7 @@ ${EXIT_STATUS_HELP}`;
     const config = pipelineOf(args.pipeline, flags);
     const interrupt = new InterruptWatch();
     try {
-      const models = await openModels(config, (modelPath) => loadModelWithProgress({ model: modelPath, backend: flags.backend, threads: flags.threads, json: flags.json }));
+      const models = await openModels(config, (modelPath) => loadModelWithProgress({ model: modelPath, backend: flags.backend, threads: flags.threads, json: flags.json }), flags['api-key']);
       const progress = rateProgress('synth', 'rows', !flags.json);
       let result: SynthResult;
       try {
@@ -103,7 +104,7 @@ interface SynthFlags {
 function pipelineOf(pipelineFile: string | undefined, flags: SynthFlags): PipelineConfig {
   if (pipelineFile !== undefined) {
     const describing = [...(flags.generator.length > 0 ? ['generator'] : []), ...(['instructions', 'judge', 'system', 'output'] as const).filter((name) => flags[name] !== undefined)];
-    if (describing.length > 0) throw new HerdUsageError(`${pipelineFile} describes the pipeline: drop --${describing.join(', --')} (only --seed, --limit and the backend flags go with a file)`);
+    if (describing.length > 0) throw new HerdUsageError(`${pipelineFile} describes the pipeline: drop --${describing.join(', --')} (only --seed, --limit, --api-key and the backend flags go with a file)`);
     const config = readPipelineFile(pipelineFile);
     return flags.seed === undefined ? config : { ...config, seed: flags.seed };
   }

@@ -9,13 +9,14 @@ export type ModelLoader = (modelPath: string) => Promise<LoadedModel>;
 
 /**
  * The pipeline's models: each local model is loaded once, however many steps use it (a generator
- * that also judges shares its weights); each endpoint gets its own request limit.
+ * that also judges shares its weights); each endpoint gets its own client and request limit, and
+ * `apiKey` (--api-key / HERD_API_KEY) goes to every endpoint as a Bearer token.
  */
-export async function openModels(config: PipelineConfig, load: ModelLoader): Promise<PipelineModels> {
+export async function openModels(config: PipelineConfig, load: ModelLoader, apiKey?: string): Promise<PipelineModels> {
   const loaded = new Map<string, { model: Promise<LoadedModel>; queue: RequestLimiter }>();
   const open = async (spec: ModelSpec): Promise<ChatModel> => {
     if (spec.location.kind === 'endpoint') {
-      return new EndpointChatModel(spec, { retries: config.retries, backoffMs: config.backoffMs, timeoutMs: config.requestTimeoutMs });
+      return new EndpointChatModel(spec, { retries: config.retries, backoffMs: config.backoffMs, timeoutMs: config.requestTimeoutMs }, apiKey);
     }
     const modelPath = spec.location.path;
     if (!loaded.has(modelPath)) loaded.set(modelPath, { model: load(modelPath), queue: new RequestLimiter(1) });
