@@ -186,7 +186,7 @@ describe.each([1, 3])('%i thread(s)', (threads) => {
           const loaded = ['q', 'k', 'v'].map((name) => ops.embeddingWeight(name, tables));
           const out = ops.scope(() => {
             const [qs, ks, vs] = loaded.map((table) => ops.embedding(table, Int32Array.from({ length: rows }, (_, i) => i)));
-            return ops.read(ops.attention(qs!, ks!, vs!, cache, 0, cache.length));
+            return ops.read(ops.attention(qs!, ks!, vs!, 0, [{ cache, start: cache.length, rows }]));
           });
           cache.length += rows;
           return out;
@@ -339,7 +339,7 @@ describe('F16 KV cache', () => {
       const loaded = ['q', 'k', 'v'].map((name) => ops.embeddingWeight(name, tables));
       const out = ops.scope(() => {
         const [q, k, v] = loaded.map((table) => ops.embedding(table, Int32Array.from({ length: rows }, (_, i) => i)));
-        return ops.read(ops.attention(q!, k!, v!, cache, 0, 0));
+        return ops.read(ops.attention(q!, k!, v!, 0, [{ cache, start: 0, rows }]));
       });
       cache.dispose();
       return out;

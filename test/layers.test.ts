@@ -23,10 +23,12 @@ const ALLOWED: Record<string, readonly string[]> = {
 
 /** Folders a folder must never import. */
 const FORBIDDEN: Record<string, readonly string[]> = {
-  engine: ['quant', 'train', 'eval', 'chat', 'tui', 'memory', 'commands', 'cli', 'bench', 'remote'],
+  engine: ['quant', 'train', 'eval', 'chat', 'tui', 'memory', 'commands', 'cli', 'bench', 'remote', 'serve'],
   // chat/ and eval/ define the interfaces remote/ implements; they never reach for it.
   chat: ['remote'],
   eval: ['remote'],
+  // The serving engine (scheduler, prefix cache) sits on the engine; the engine and kernels never import it.
+  kernels: ['serve'],
 };
 
 interface Import {

@@ -113,7 +113,7 @@ function* generateSteps(model: LlamaForCausalLM<unknown, unknown>, tokenizer: He
         result.finishReason = 'abort';
         break;
       }
-      const id = sampler.next(logits, history);
+      const id = sampler.next(logits, history, result.generatedIds);
       history.push(id);
       result.generatedIds.push(id);
       const token = describeToken(id, logits, request.topLogprobs);
@@ -181,7 +181,8 @@ function prepareReusedCache(
   return { cache: reuse.cache, reused: shared };
 }
 
-function describeToken(id: number, logits: Float32Array, topN: number): GeneratedToken {
+/** The chosen id with its log-probability and the top-N of the raw logits (NaN and none when topN is 0). */
+export function describeToken(id: number, logits: Float32Array, topN: number): GeneratedToken {
   if (topN <= 0) return { id, logprob: Number.NaN, top: [] };
   const logprobs = logSoftmax(logits);
   return { id, logprob: logprobs[id]!, top: topEntries(logprobs, topN) };

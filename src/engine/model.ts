@@ -1,8 +1,8 @@
 import { HerdError } from '../errors.js';
 import type { LlamaConfig } from '../spec/llama-config.js';
-import type { KvCache, Ops } from './ops.js';
+import type { AttentionSlice, KvCache, Ops } from './ops.js';
 import type { WeightSource } from '../formats/weights.js';
-import { ropeTables, type RopeTables } from './rope.js';
+import { concatenateRopeTables, ropeTables, type RopeTables } from './rope.js';
 import { ropeInverseFrequencies } from '../spec/rope.js';
 
 /**
@@ -45,6 +45,14 @@ export interface ForwardOptions {
   allPositions?: boolean;
   /** Tokens per pass through the layers (default PREFILL_CHUNK_TOKENS); the logits do not depend on it. */
   chunkTokens?: number;
+}
+
+/** One sequence's part of a batched pass: its new ids, the cache they extend, and which logits it wants. */
+export interface BatchedSequence {
+  ids: Int32Array;
+  cache: KvCache;
+  /** Logits for every one of its ids instead of only the last. */
+  allPositions?: boolean;
 }
 
 export class LlamaForCausalLM<T, W> {
@@ -119,7 +127,7 @@ export class LlamaForCausalLM<T, W> {
       const part = ids.subarray(first, first + chunkTokens);
       const isLast = first + chunkTokens >= ids.length;
       if (options.allPositions || isLast) logits.push(this.ops.scope(() => this.ops.read(this.logits(part, cache, options))));
-      else this.ops.scope(() => void this.hiddenStates(part, cache));
+      else this.ops.scope(() => void this.hiddenStates([{ ids: part, cache }]));
     }
     return logits.length === 1 ? logits[0]! : concatenate(logits);
   }
@@ -129,23 +137,60 @@ export class LlamaForCausalLM<T, W> {
    * caller's scope: for callers that keep computing on the backend, such as a training loss.
    */
   logits(ids: Int32Array, cache: KvCache, options: ForwardOptions = {}): T {
-    let hidden = this.hiddenStates(ids, cache);
+    let hidden = this.hiddenStates([{ ids, cache }]);
     if (!options.allPositions) hidden = this.ops.lastRows(hidden, 1);
     hidden = this.ops.rmsNorm(hidden, this.weights.norm, this.config.rmsNormEps);
     return this.ops.linear(hidden, this.weights.lmHead);
   }
 
-  /** Embedding, then every decoder layer, for `ids` at the positions after what `cache` holds; appends their keys and values. */
-  private hiddenStates(ids: Int32Array, cache: KvCache): T {
-    this.checkRoom(ids.length, cache);
-    const start = cache.length;
-    const rope = ropeTables(this.inverseFrequencies, start, ids.length);
-    let hidden = this.ops.embedding(this.weights.embedTokens, ids);
+  /**
+   * One pass over the new ids of several sequences (continuous batching): their rows go through
+   * every linear layer as one activation matrix, so each weight is read once for all of them,
+   * while each sequence attends only to its own cache. Returns each sequence's logits, as forward
+   * does, in the sequences' order. The caller keeps each part short (no chunking here).
+   */
+  forwardBatch(sequences: readonly BatchedSequence[]): Float32Array[] {
+    if (new Set(sequences.map(({ cache }) => cache)).size !== sequences.length) throw new HerdError('a batched pass takes each KV cache once');
+    const vocab = this.config.vocabSize;
+    const wanted: number[] = [];
+    let row = 0;
+    for (const { ids, allPositions } of sequences) {
+      for (let i = allPositions ? 0 : ids.length - 1; i < ids.length; i++) wanted.push(row + i);
+      row += ids.length;
+    }
+    const logits = this.ops.scope(() => {
+      const hidden = this.ops.pickRows(this.hiddenStates(sequences), wanted);
+      return this.ops.read(this.ops.linear(this.ops.rmsNorm(hidden, this.weights.norm, this.config.rmsNormEps), this.weights.lmHead));
+    });
+    let offset = 0;
+    return sequences.map(({ ids, allPositions }) => {
+      const rows = allPositions ? ids.length : 1;
+      offset += rows * vocab;
+      return logits.subarray(offset - rows * vocab, offset);
+    });
+  }
+
+  /** Copies the first `positions` positions of one cache into another (the prefix cache's reuse) and sets its length. */
+  copyCache(from: KvCache, to: KvCache, positions: number): void {
+    if (positions > from.length || positions > to.shape.capacity) throw new HerdError(`cannot copy ${positions} positions from a cache of ${from.length} into one of ${to.shape.capacity}`);
+    this.ops.copyKvCache(from, to, positions);
+  }
+
+  /**
+   * Embedding, then every decoder layer, for each sequence's ids at the positions after what its
+   * cache holds (rows of all sequences one after another); appends their keys and values.
+   */
+  private hiddenStates(sequences: readonly { ids: Int32Array; cache: KvCache }[]): T {
+    sequences.forEach(({ ids, cache }) => this.checkRoom(ids.length, cache));
+    const slices: AttentionSlice[] = sequences.map(({ ids, cache }) => ({ cache, start: cache.length, rows: ids.length }));
+    const rope = concatenateRopeTables(slices.map(({ start, rows }) => ropeTables(this.inverseFrequencies, start, rows)));
+    const allIds = sequences.length === 1 ? sequences[0]!.ids : Int32Array.from(sequences.flatMap(({ ids }) => [...ids]));
+    let hidden = this.ops.embedding(this.weights.embedTokens, allIds);
     this.weights.layers.forEach((layer, index) => {
-      const run = (input: T) => this.decoderLayer(input, layer, index, cache, start, rope);
+      const run = (input: T) => this.decoderLayer(input, layer, index, slices, rope);
       hidden = this.ops.runLayer ? this.ops.runLayer(hidden, run) : run(hidden);
     });
-    cache.length = start + ids.length;
+    slices.forEach(({ cache, start, rows }) => (cache.length = start + rows));
     return hidden;
   }
 
@@ -157,22 +202,22 @@ export class LlamaForCausalLM<T, W> {
     }
   }
 
-  private decoderLayer(hidden: T, layer: DecoderLayerWeights<W>, index: number, cache: KvCache, start: number, rope: RopeTables): T {
+  private decoderLayer(hidden: T, layer: DecoderLayerWeights<W>, index: number, slices: readonly AttentionSlice[], rope: RopeTables): T {
     const eps = this.config.rmsNormEps;
-    const attended = this.selfAttention(this.ops.rmsNorm(hidden, layer.inputLayernorm, eps), layer, index, cache, start, rope);
+    const attended = this.selfAttention(this.ops.rmsNorm(hidden, layer.inputLayernorm, eps), layer, index, slices, rope);
     const afterAttention = this.ops.add(hidden, attended);
     const mlpOut = this.mlp(this.ops.rmsNorm(afterAttention, layer.postAttentionLayernorm, eps), layer);
     return this.ops.add(afterAttention, mlpOut);
   }
 
-  private selfAttention(x: T, layer: DecoderLayerWeights<W>, index: number, cache: KvCache, start: number, rope: RopeTables): T {
+  private selfAttention(x: T, layer: DecoderLayerWeights<W>, index: number, slices: readonly AttentionSlice[], rope: RopeTables): T {
     const { numAttentionHeads, numKeyValueHeads } = this.config;
     const queryStates = this.ops.linear(x, layer.qProj);
     const keyStates = this.ops.linear(x, layer.kProj);
     const values = this.ops.linear(x, layer.vProj);
     const queries = this.ops.rope(queryStates, numAttentionHeads, rope);
     const keys = this.ops.rope(keyStates, numKeyValueHeads, rope);
-    const attended = this.ops.attention(queries, keys, values, cache, index, start);
+    const attended = this.ops.attention(queries, keys, values, index, slices);
     return this.ops.linear(attended, layer.oProj);
   }
 

@@ -30,20 +30,29 @@ export interface Ops<T, W> {
   /** Rotary embedding with HF's rotate_half on x [rows, heads * headDim], one table row per row of x. */
   rope(x: T, heads: number, tables: RopeTables): T;
   /**
-   * Writes k and v ([rows, kvHeads * headDim]) into the cache of `layer` at positions
-   * start..start+rows-1, then returns causal grouped-query attention of q over positions
-   * 0..start+rows-1: [rows, heads * headDim].
+   * Causal grouped-query attention of several sequences at once. The rows of q, k and v are the
+   * slices' rows one after another; for each slice, its k and v rows ([rows, kvHeads * headDim])
+   * go into its cache's `layer` at positions start..start+rows-1, and its q rows attend over its
+   * own cache's positions 0..start+rows-1 only. Returns [all rows, heads * headDim]. One slice is
+   * the single-sequence forward.
    */
-  attention(q: T, k: T, v: T, cache: KvCache, layer: number, start: number): T;
+  attention(q: T, k: T, v: T, layer: number, slices: readonly AttentionSlice[]): T;
   /** silu(gate) * up, elementwise. */
   swiglu(gate: T, up: T): T;
   add(a: T, b: T): T;
   /** The last `count` rows of x. */
   lastRows(x: T, count: number): T;
+  /** Rows `rows` of x, in that order (the positions of a batch whose logits are wanted). */
+  pickRows(x: T, rows: readonly number[]): T;
   /** Copies x to host memory, row-major. */
   read(x: T): Float32Array;
 
   createKvCache(shape: KvCacheShape): KvCache;
+  /**
+   * Copies the keys and values of positions 0..positions-1 of every layer from one cache into
+   * another of the same backend and shape (capacities may differ), and sets `to.length`.
+   */
+  copyKvCache(from: KvCache, to: KvCache, positions: number): void;
   /** Runs fn and frees every intermediate tensor it made, except what it returns (host data). */
   scope<R>(fn: () => R): R;
   /** Frees a weight. */
@@ -73,5 +82,20 @@ export interface KvCacheShape {
 export interface KvCache {
   readonly shape: KvCacheShape;
   length: number;
+  /** Bytes the cache holds when full (what keeping it costs). */
+  readonly bytes: number;
   dispose(): void;
+}
+
+/** One sequence's rows in a batched attention: its cache, and where in it those rows go. */
+export interface AttentionSlice {
+  cache: KvCache;
+  /** Positions the cache held before these rows. */
+  start: number;
+  rows: number;
+}
+
+/** Bytes of a full cache of `shape` at `elementBytes` per stored key or value element. */
+export function kvCacheBytes({ layers, kvHeads, headDim, capacity }: KvCacheShape, elementBytes: number): number {
+  return 2 * layers * kvHeads * headDim * capacity * elementBytes;
 }

@@ -25,3 +25,19 @@ export function ropeTables(inverseFrequencies: Float32Array, start: number, coun
   }
   return { cos, sin, count, headDim };
 }
+
+/** The tables of several runs of positions, one after another (a batch of sequences, each at its own positions). */
+export function concatenateRopeTables(tables: readonly RopeTables[]): RopeTables {
+  if (tables.length === 1) return tables[0]!;
+  const count = tables.reduce((total, table) => total + table.count, 0);
+  const headDim = tables[0]!.headDim;
+  const cos = new Float32Array(count * headDim);
+  const sin = new Float32Array(count * headDim);
+  let offset = 0;
+  for (const table of tables) {
+    cos.set(table.cos, offset);
+    sin.set(table.sin, offset);
+    offset += table.cos.length;
+  }
+  return { cos, sin, count, headDim };
+}

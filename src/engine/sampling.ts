@@ -1,6 +1,7 @@
 /**
  * Choosing the next token from logits, with transformers' semantics and order: repetition
- * penalty, then temperature, top-k, top-p, min-p, then a draw from a seeded generator.
+ * penalty, then OpenAI's presence and frequency penalties, then temperature, top-k, top-p, min-p,
+ * then a draw from a seeded generator.
  */
 
 export interface SamplingOptions {
@@ -14,6 +15,10 @@ export interface SamplingOptions {
   minP: number;
   /** CTRL-style penalty on tokens already seen (divide positive logits, multiply negative); 1 disables. */
   repetitionPenalty: number;
+  /** OpenAI's presence_penalty: subtracted once from the logit of every token generated so far; 0 (or absent) disables. */
+  presencePenalty?: number;
+  /** OpenAI's frequency_penalty: subtracted from a token's logit once per time it was generated; 0 (or absent) disables. */
+  frequencyPenalty?: number;
   seed: number;
 }
 
@@ -38,9 +43,13 @@ export class Sampler {
     this.random = seededRandom(options.seed);
   }
 
-  /** Picks the next id; `previous` is the prompt and everything generated so far. */
-  next(logits: Float32Array, previous: readonly number[]): number {
-    const penalized = applyRepetitionPenalty(logits, previous, this.options.repetitionPenalty);
+  /**
+   * Picks the next id; `previous` is the prompt and everything generated so far, `generated` the
+   * generated part alone (what the presence and frequency penalties count).
+   */
+  next(logits: Float32Array, previous: readonly number[], generated: readonly number[] = []): number {
+    const { repetitionPenalty, presencePenalty = 0, frequencyPenalty = 0 } = this.options;
+    const penalized = applyPresenceFrequencyPenalties(applyRepetitionPenalty(logits, previous, repetitionPenalty), generated, presencePenalty, frequencyPenalty);
     if (this.options.temperature <= 0) return argmax(penalized);
     const probabilities = filteredProbabilities(penalized, this.options);
     return drawFrom(probabilities, this.random());
@@ -54,6 +63,19 @@ export function applyRepetitionPenalty(logits: Float32Array, previous: readonly 
     const value = logits[id]!;
     out[id] = value < 0 ? value * penalty : value / penalty;
   }
+  return out;
+}
+
+/**
+ * OpenAI's definition: logit[j] -= count[j] · frequencyPenalty + (count[j] > 0) · presencePenalty,
+ * count[j] being how often token j was generated (the prompt does not count).
+ */
+export function applyPresenceFrequencyPenalties(logits: Float32Array, generated: readonly number[], presencePenalty: number, frequencyPenalty: number): Float32Array {
+  if ((presencePenalty === 0 && frequencyPenalty === 0) || generated.length === 0) return logits;
+  const counts = new Map<number, number>();
+  for (const id of generated) counts.set(id, (counts.get(id) ?? 0) + 1);
+  const out = Float32Array.from(logits);
+  for (const [id, count] of counts) out[id] = logits[id]! - count * frequencyPenalty - presencePenalty;
   return out;
 }
 

@@ -26,6 +26,22 @@ export function freeCacheShard(instance: KernelInstance, shard: CacheShard): voi
   }
 }
 
+/** Copies positions 0..positions-1 of every layer's keys and values between two shards of the same heads in one instance (capacities may differ). */
+export function copyCacheShard(instance: KernelInstance, from: CacheShard, to: CacheShard, positions: number): void {
+  const elementBytes = from.kvDtype === 1 ? 2 : 4;
+  const headBytes = (shard: CacheShard) => shard.capacity * shard.headDim * elementBytes;
+  const length = positions * from.headDim * elementBytes;
+  const memory = instance.bytes(0, instance.kernels.memory.buffer.byteLength);
+  from.layers.forEach((layer, index) => {
+    for (const which of ['keys', 'values'] as const) {
+      for (let head = 0; head < from.kvHeads; head++) {
+        const source = layer[which] + head * headBytes(from);
+        memory.copyWithin(to.layers[index]![which] + head * headBytes(to), source, source + length);
+      }
+    }
+  });
+}
+
 function cacheBlockBytes({ kvHeads, capacity, headDim, kvDtype }: Omit<CacheShard, 'layers'>): number {
   return kvHeads * capacity * headDim * (kvDtype === 1 ? 2 : 4);
 }

@@ -59,6 +59,8 @@ export const Command = {
    * gets [rows, kvHeads · group · headDim].
    */
   Attention: 10,
+  /** Copy positions 0..positions-1 of every layer from one of this worker's caches to another: fromId, toId, positions. */
+  CopyCache: 11,
 } as const;
 
 /** Weight formats travel as their index in this list. */

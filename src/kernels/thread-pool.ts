@@ -129,6 +129,11 @@ export class ThreadPool {
     return id;
   }
 
+  /** Copies positions 0..positions-1 of worker `index`'s cache `fromId` into its cache `toId`. */
+  copyCache(index: number, fromId: number, toId: number, positions: number): void {
+    this.call(this.workers[index]!, Command.CopyCache, [fromId, toId, positions]);
+  }
+
   freeCache(index: number, id: number): void {
     this.release(index, Command.FreeCache, id);
   }

@@ -1,9 +1,9 @@
 import os from 'node:os';
-import type { KvCache, KvCacheShape, Ops } from '../engine/ops.js';
+import { kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type Ops } from '../engine/ops.js';
 import type { WeightSource } from '../formats/weights.js';
 import type { RopeTables } from '../engine/rope.js';
 import { chunkRows, gatherRows, multiplyPlaced, readMemory, rowBytes, storageBytes, writeRows, type PlacedMatrix } from './linear.js';
-import { allocateCacheShard, attendShard, freeCacheShard, type CacheShard } from './attention.js';
+import { allocateCacheShard, attendShard, copyCacheShard, freeCacheShard, type CacheShard } from './attention.js';
 import { copyColumns } from './protocol.js';
 import { ThreadPool, type Posted } from './thread-pool.js';
 import { ThreadMemories, type KernelInstance } from './wasm-memory.js';
@@ -38,13 +38,16 @@ interface CacheShare {
 /** A KV cache split by kv heads: the main thread's first heads, then a share on each worker that has any. */
 class KernelKvCache implements KvCache {
   length = 0;
+  readonly bytes: number;
 
   constructor(
     readonly shape: KvCacheShape,
     readonly main: CacheShard,
     readonly shares: CacheShare[],
     private readonly release: () => void,
-  ) {}
+  ) {
+    this.bytes = kvCacheBytes(shape, main.kvDtype === 1 ? 2 : 4);
+  }
 
   dispose(): void {
     this.release();
@@ -246,26 +249,34 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   }
 
   /**
-   * Each thread computes the heads whose keys and values it keeps: the workers' on the q, k and v
-   * rows staged for them, the main thread's meanwhile; as many rows at a time as the shared
-   * buffers hold.
+   * Each slice (sequence) attends against its own cache, one after another. Within a slice, each
+   * thread computes the heads whose keys and values it keeps: the workers' on the q, k and v rows
+   * staged for them, the main thread's meanwhile; as many rows at a time as the shared buffers hold.
    */
-  attention(q: KernelTensor, k: KernelTensor, v: KernelTensor, cache: KvCache, layer: number, start: number): KernelTensor {
+  attention(q: KernelTensor, k: KernelTensor, v: KernelTensor, layer: number, slices: readonly AttentionSlice[]): KernelTensor {
     this.settle(q, k, v);
-    const kvCache = cache as KernelKvCache;
-    const group = q.cols / cache.shape.headDim / cache.shape.kvHeads;
     const out = this.tensor(q.rows, q.cols);
-    if (kvCache.shares.length === 0) {
-      attendShard(this.instance, kvCache.main, layer, group, q.offset, k.offset, v.offset, out.offset, q.rows, start);
-      return out;
+    let first = 0;
+    for (const { cache, start, rows } of slices) {
+      const part = (x: KernelTensor) => rowsOf(x, first, rows);
+      this.attendSlice(cache as KernelKvCache, layer, part(q), part(k), part(v), part(out), start);
+      first += rows;
+    }
+    return out;
+  }
+
+  private attendSlice(cache: KernelKvCache, layer: number, q: KernelTensor, k: KernelTensor, v: KernelTensor, out: KernelTensor, start: number): void {
+    const group = q.cols / cache.shape.headDim / cache.shape.kvHeads;
+    if (cache.shares.length === 0) {
+      attendShard(this.instance, cache.main, layer, group, q.offset, k.offset, v.offset, out.offset, q.rows, start);
+      return;
     }
     this.settleAll();
     const chunk = Math.max(1, Math.floor(this.pool!.maxFloats / (q.cols + 2 * k.cols)));
     for (let first = 0; first < q.rows; first += chunk) {
       const count = Math.min(chunk, q.rows - first);
-      this.attendRows(kvCache, layer, group, rowsOf(q, first, count), rowsOf(k, first, count), rowsOf(v, first, count), rowsOf(out, first, count), start + first);
+      this.attendRows(cache, layer, group, rowsOf(q, first, count), rowsOf(k, first, count), rowsOf(v, first, count), rowsOf(out, first, count), start + first);
     }
-    return out;
   }
 
   private attendRows(cache: KernelKvCache, layer: number, group: number, q: KernelTensor, k: KernelTensor, v: KernelTensor, out: KernelTensor, start: number): void {
@@ -320,6 +331,15 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     return { offset: x.offset + (x.rows - count) * x.cols * 4, rows: count, cols: x.cols };
   }
 
+  pickRows(x: KernelTensor, rows: readonly number[]): KernelTensor {
+    this.settle(x);
+    const y = this.tensor(rows.length, x.cols);
+    const source = this.floatsOf(x);
+    const target = this.floatsOf(y);
+    rows.forEach((row, i) => target.set(source.subarray(row * x.cols, (row + 1) * x.cols), i * x.cols));
+    return y;
+  }
+
   read(x: KernelTensor): Float32Array {
     this.settle(x);
     return this.floatsOf(x).slice();
@@ -338,6 +358,15 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
       freeCacheShard(this.instance, main);
       shares.forEach(({ index, id }) => this.pool!.freeCache(index, id));
     });
+  }
+
+  /** Each thread copies its own heads' part (the two caches split the heads alike). */
+  copyKvCache(from: KvCache, to: KvCache, positions: number): void {
+    const [source, target] = [from as KernelKvCache, to as KernelKvCache];
+    this.settleAll();
+    copyCacheShard(this.instance, source.main, target.main, positions);
+    source.shares.forEach((share, i) => this.pool!.copyCache(share.index, share.id, target.shares[i]!.id, positions));
+    to.length = positions;
   }
 
   scope<R>(fn: () => R): R {

@@ -1,5 +1,5 @@
 import { workerData } from 'node:worker_threads';
-import { allocateCacheShard, attendShard, freeCacheShard, type CacheShard } from './attention.js';
+import { allocateCacheShard, attendShard, copyCacheShard, freeCacheShard, type CacheShard } from './attention.js';
 import { gatherRows, multiply, readMemory, rowBytes, writeRows, type PlacedMatrix } from './linear.js';
 import { ARGS, Command, commandSlot, copyColumns, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
 import { ThreadMemories } from './wasm-memory.js';
@@ -79,6 +79,9 @@ function run(command: number, args: number[]): void {
       break;
     case Command.Attention:
       attend(caches.get(id)!, a, b, c, d, e, f);
+      break;
+    case Command.CopyCache:
+      copyCacheShard(instance, caches.get(id)!, caches.get(a)!, b);
       break;
   }
 }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { HerdError } from '../errors.js';
 import type { LlamaConfig } from '../spec/llama-config.js';
-import type { KvCache, KvCacheShape, Ops } from '../engine/ops.js';
+import type { AttentionSlice, KvCache, KvCacheShape, Ops } from '../engine/ops.js';
 import type { WeightSource } from '../formats/weights.js';
 import type { RopeTables } from '../engine/rope.js';
 import type { TfjsOps, TfjsWeight } from '../engine/backends/tfjs-ops.js';
@@ -175,8 +175,8 @@ export class LoraOps implements Ops<tf.Tensor2D, LoraWeight> {
     return this.base.rope(x, heads, tables);
   }
 
-  attention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, cache: KvCache, layer: number, start: number): tf.Tensor2D {
-    return this.base.attention(q, k, v, cache, layer, start);
+  attention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, layer: number, slices: readonly AttentionSlice[]): tf.Tensor2D {
+    return this.base.attention(q, k, v, layer, slices);
   }
 
   swiglu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
@@ -191,12 +191,20 @@ export class LoraOps implements Ops<tf.Tensor2D, LoraWeight> {
     return this.base.lastRows(x, count);
   }
 
+  pickRows(x: tf.Tensor2D, rows: readonly number[]): tf.Tensor2D {
+    return this.base.pickRows(x, rows);
+  }
+
   read(x: tf.Tensor2D): Float32Array {
     return this.base.read(x);
   }
 
   createKvCache(shape: KvCacheShape): KvCache {
     return this.base.createKvCache(shape);
+  }
+
+  copyKvCache(from: KvCache, to: KvCache, positions: number): void {
+    this.base.copyKvCache(from, to, positions);
   }
 
   scope<R>(fn: () => R): R {

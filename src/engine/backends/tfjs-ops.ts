@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { KvCache, KvCacheShape, Ops } from '../ops.js';
+import { kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type Ops } from '../ops.js';
 import type { WeightSource } from '../../formats/weights.js';
 import type { RopeTables } from '../rope.js';
 
@@ -22,9 +22,11 @@ interface TfjsLayerCache {
 class TfjsKvCache implements KvCache {
   length = 0;
   readonly layers: TfjsLayerCache[];
+  readonly bytes: number;
 
   constructor(readonly shape: KvCacheShape) {
     this.layers = Array.from({ length: shape.layers }, () => ({ keys: null, values: null }));
+    this.bytes = kvCacheBytes(shape, 4);
   }
 
   dispose(): void {
@@ -82,26 +84,17 @@ export class TfjsOps implements Ops<tf.Tensor2D, TfjsWeight> {
     return tf.reshape(tf.add(tf.mul(perHead, cos), tf.mul(rotated, sin)), [count, heads * headDim]);
   }
 
-  attention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, cache: KvCache, layer: number, start: number): tf.Tensor2D {
-    const { kvHeads, headDim } = cache.shape;
-    const rows = q.shape[0];
-    const heads = q.shape[1] / headDim;
-    const group = heads / kvHeads;
-    const layerCache = (cache as TfjsKvCache).layers[layer]!;
-    const keys = appendToCache(layerCache, 'keys', toHeads(k, kvHeads, headDim), start);
-    const values = appendToCache(layerCache, 'values', toHeads(v, kvHeads, headDim), start);
-    const positions = start + rows;
-
-    // Query heads kvHead*group .. kvHead*group+group-1 share one key/value head (HF's repeat_kv).
-    const queries = tf.reshape(toHeads(q, heads, headDim), [kvHeads, group * rows, headDim]);
-    let scores = tf.mul(tf.matMul(queries, keys, false, true), 1 / Math.sqrt(headDim));
-    if (rows > 1) {
-      const masked = tf.add(tf.reshape(scores, [kvHeads, group, rows, positions]), causalMask(rows, start));
-      scores = tf.reshape(masked, [kvHeads, group * rows, positions]);
-    }
-    const attended = tf.matMul(tf.softmax(scores), values);
-    const perHead = tf.reshape(attended, [heads, rows, headDim]);
-    return tf.reshape(tf.transpose(perHead, [1, 0, 2]), [rows, heads * headDim]);
+  /** Each slice attends on its own rows against its own cache; one slice needs no slicing (and keeps the training graph as it was). */
+  attention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, layer: number, slices: readonly AttentionSlice[]): tf.Tensor2D {
+    if (slices.length === 1) return attendOne(q, k, v, slices[0]!.cache, layer, slices[0]!.start);
+    let first = 0;
+    const outputs = slices.map(({ cache, start, rows }) => {
+      const part = (x: tf.Tensor2D) => tf.slice(x, [first, 0], [rows, x.shape[1]]);
+      const attended = attendOne(part(q), part(k), part(v), cache, layer, start);
+      first += rows;
+      return attended;
+    });
+    return tf.concat(outputs, 0);
   }
 
   swiglu(gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D {
@@ -116,12 +109,28 @@ export class TfjsOps implements Ops<tf.Tensor2D, TfjsWeight> {
     return tf.slice(x, [x.shape[0] - count, 0], [count, x.shape[1]]);
   }
 
+  pickRows(x: tf.Tensor2D, rows: readonly number[]): tf.Tensor2D {
+    return tf.gather(x, tf.tensor1d(Int32Array.from(rows), 'int32'));
+  }
+
   read(x: tf.Tensor2D): Float32Array {
     return x.dataSync() as Float32Array;
   }
 
   createKvCache(shape: KvCacheShape): KvCache {
     return new TfjsKvCache(shape);
+  }
+
+  copyKvCache(from: KvCache, to: KvCache, positions: number): void {
+    const source = (from as TfjsKvCache).layers;
+    (to as TfjsKvCache).layers.forEach((layer, index) => {
+      for (const which of ['keys', 'values'] as const) {
+        const kept = source[index]![which];
+        layer[which]?.dispose();
+        layer[which] = kept && positions > 0 ? tf.keep(tf.slice(kept, [0, 0, 0], [kept.shape[0], positions, kept.shape[2]])) : null;
+      }
+    });
+    to.length = positions;
   }
 
   scope<R>(fn: () => R): R {
@@ -140,6 +149,32 @@ export class TfjsOps implements Ops<tf.Tensor2D, TfjsWeight> {
   storedBytes(weight: TfjsWeight): number {
     return weight.tensor.size * 4;
   }
+}
+
+/**
+ * Writes k and v into the cache of `layer` at positions start.., then returns causal grouped-query
+ * attention of q over positions 0..start+rows-1.
+ */
+function attendOne(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, cache: KvCache, layer: number, start: number): tf.Tensor2D {
+  const { kvHeads, headDim } = cache.shape;
+  const rows = q.shape[0];
+  const heads = q.shape[1] / headDim;
+  const group = heads / kvHeads;
+  const layerCache = (cache as TfjsKvCache).layers[layer]!;
+  const keys = appendToCache(layerCache, 'keys', toHeads(k, kvHeads, headDim), start);
+  const values = appendToCache(layerCache, 'values', toHeads(v, kvHeads, headDim), start);
+  const positions = start + rows;
+
+  // Query heads kvHead*group .. kvHead*group+group-1 share one key/value head (HF's repeat_kv).
+  const queries = tf.reshape(toHeads(q, heads, headDim), [kvHeads, group * rows, headDim]);
+  let scores = tf.mul(tf.matMul(queries, keys, false, true), 1 / Math.sqrt(headDim));
+  if (rows > 1) {
+    const masked = tf.add(tf.reshape(scores, [kvHeads, group, rows, positions]), causalMask(rows, start));
+    scores = tf.reshape(masked, [kvHeads, group * rows, positions]);
+  }
+  const attended = tf.matMul(tf.softmax(scores), values);
+  const perHead = tf.reshape(attended, [heads, rows, headDim]);
+  return tf.reshape(tf.transpose(perHead, [1, 0, 2]), [rows, heads * headDim]);
 }
 
 /** [rows, heads * headDim] → [heads, rows, headDim]. */
