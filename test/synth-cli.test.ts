@@ -43,6 +43,19 @@ describe('herd synth', () => {
     expect(fs.existsSync(path.join(output, 'run-card.json'))).toBe(true);
   });
 
+  test('a YAML pipeline runs, with --output in place of its output.dir, and --limit', () => {
+    const pipeline = file('run.yaml', `source: {file: instructions.jsonl}\nseed: 5\nsteps:\n  - {type: text_generation, name: a, model: ${STORIES}, sampling: {max_new_tokens: 2}}\n  - {type: combine_columns}\n`);
+    const output = path.join(work, 'yaml-run');
+    const result = herd(['synth', pipeline, '--output', output, '--limit', '1', '--json']);
+    expect(result.status).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ schema: 'herd.synth/1', output_dir: output, counts: { rows: 1, generations: 1 }, files: { preferences: null } });
+    const [row] = fs.readFileSync(path.join(output, 'synth.jsonl'), 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line));
+    expect(Object.keys(row)).toEqual(['instruction', 'generations', 'model_names']);
+    expect(row.instruction).toBe('Say hi.');
+    const without = herd(['synth', pipeline]);
+    expectOneLineFailure(without, 1, `${pipeline}: output: missing`);
+  });
+
   test('a pipeline YAML with an unknown step names the file and the step', () => {
     const pipeline = file('unknown-step.yaml', `source: {file: ${instructions}}\nsteps:\n  - {type: text_generation, model: ${STORIES}}\n  - {type: translate}\noutput: {dir: out}\n`);
     expectOneLineFailure(herd(['synth', pipeline]), 1, `${pipeline}: steps[1].type: unknown step "translate" (steps: text_generation, combine_columns, ultrafeedback, preference_pairs)`);
@@ -68,6 +81,6 @@ describe('herd synth', () => {
 
   test('a YAML file and pipeline flags together are a usage error', () => {
     const pipeline = file('both.yaml', `source: {file: ${instructions}}\nsteps:\n  - {type: text_generation, model: ${STORIES}}\noutput: {dir: out}\n`);
-    expectOneLineFailure(herd(['synth', pipeline, '--generator', STORIES]), 2, `${pipeline} describes the pipeline: drop --generator (only --seed, --limit, --api-key and the backend flags go with a file)`);
+    expectOneLineFailure(herd(['synth', pipeline, '--generator', STORIES]), 2, `${pipeline} describes the pipeline: drop --generator (only --output, --seed, --limit, --api-key and the backend flags go with a file)`);
   });
 });

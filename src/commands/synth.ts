@@ -42,7 +42,7 @@ ${EXIT_STATUS_HELP}`;
     'top-p': numberFlag({ description: "Generators' nucleus sampling.", min: 0, max: 1 }),
     'judge-max-new-tokens': Flags.integer({ description: "Most tokens of the judge's reply.", default: JUDGE_SAMPLING.maxNewTokens, min: 1 }),
     rejected: Flags.string({ description: 'Which answer is rejected: the lowest rated, or a random one rated lower than the chosen.', options: ['lowest', 'random-lower'], default: 'lowest' }),
-    output: Flags.string({ char: 'o', description: 'Output folder (synth.jsonl, preferences.jsonl, run-card.json).' }),
+    output: Flags.string({ char: 'o', description: "Output folder (synth.jsonl, preferences.jsonl, run-card.json); with a YAML file it replaces the file's output.dir." }),
     seed: Flags.integer({ description: 'Seed of every draw (sampling, random-lower): the same seed gives the same local outputs. Default: the YAML seed, else 0.' }),
     limit: Flags.integer({ description: 'Only the first N distinct instructions.', min: 1 }),
     retries: Flags.integer({ description: "Retries of an endpoint request answered 429 or 503 (doubling waits from 1 s, or the server's Retry-After).", default: 3, min: 0 }),
@@ -100,12 +100,12 @@ interface SynthFlags {
   'max-concurrent-requests': number;
 }
 
-/** The YAML file, or the flags; the two are not mixed except for --seed and --limit. */
+/** The YAML file, or the flags; the two are not mixed except for --output, --seed and --limit. */
 function pipelineOf(pipelineFile: string | undefined, flags: SynthFlags): PipelineConfig {
   if (pipelineFile !== undefined) {
-    const describing = [...(flags.generator.length > 0 ? ['generator'] : []), ...(['instructions', 'judge', 'system', 'output'] as const).filter((name) => flags[name] !== undefined)];
-    if (describing.length > 0) throw new HerdUsageError(`${pipelineFile} describes the pipeline: drop --${describing.join(', --')} (only --seed, --limit, --api-key and the backend flags go with a file)`);
-    const config = readPipelineFile(pipelineFile);
+    const describing = [...(flags.generator.length > 0 ? ['generator'] : []), ...(['instructions', 'judge', 'system'] as const).filter((name) => flags[name] !== undefined)];
+    if (describing.length > 0) throw new HerdUsageError(`${pipelineFile} describes the pipeline: drop --${describing.join(', --')} (only --output, --seed, --limit, --api-key and the backend flags go with a file)`);
+    const config = readPipelineFile(pipelineFile, flags.output);
     return flags.seed === undefined ? config : { ...config, seed: flags.seed };
   }
   if (flags.instructions === undefined) throw new HerdUsageError('give a pipeline YAML file, or --instructions FILE with at least one --generator');

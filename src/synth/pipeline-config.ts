@@ -76,8 +76,8 @@ const DEFAULTS = { seed: 0, retries: 3, backoffMs: 1000, requestTimeoutMs: 600_0
 
 type Table = Record<string, unknown>;
 
-/** Reads and checks a pipeline YAML; relative paths in it are relative to the file. */
-export function readPipelineFile(file: string): PipelineConfig {
+/** Reads and checks a pipeline YAML; relative paths in it are relative to the file. `outputDir` (--output) replaces its output.dir. */
+export function readPipelineFile(file: string, outputDir?: string): PipelineConfig {
   if (!fs.existsSync(file)) throw new HerdError(`pipeline file ${file} does not exist`, { file });
   let document: unknown;
   try {
@@ -85,25 +85,25 @@ export function readPipelineFile(file: string): PipelineConfig {
   } catch (error) {
     throw new HerdError(`${file}: not valid YAML (${(error as Error).message.split('\n')[0]})`, { file });
   }
-  return parsePipeline(document, file, path.dirname(path.resolve(file)));
+  return parsePipeline(document, file, path.dirname(path.resolve(file)), outputDir);
 }
 
 /** Checks a pipeline document (the parsed YAML); `where` names it in messages. */
-export function parsePipeline(document: unknown, file: string | null, baseDir: string): PipelineConfig {
+export function parsePipeline(document: unknown, file: string | null, baseDir: string, outputDir?: string): PipelineConfig {
   const at = new KeyPath(file ?? 'pipeline');
   const root = table(document, at);
   allowKeys(root, ['source', 'steps', 'output', 'seed', 'date', 'retries', 'backoff_ms', 'request_timeout_s'], at);
   const source = table(required(root, 'source', at), at.key('source'));
   allowKeys(source, ['file', 'column'], at.key('source'));
   const steps = list(required(root, 'steps', at), at.key('steps')).map((step, index) => table(step, at.key(`steps[${index}]`)));
-  const output = table(required(root, 'output', at), at.key('output'));
+  const output = outputDir === undefined ? table(required(root, 'output', at), at.key('output')) : table(root.output ?? {}, at.key('output'));
   allowKeys(output, ['dir'], at.key('output'));
   const resolve = (value: string) => path.resolve(baseDir, value);
   return {
     file,
     source: { file: resolve(text(required(source, 'file', at.key('source')), at.key('source.file'))), column: optionalText(source, 'column', at.key('source')) ?? 'instruction' },
     ...parseSteps(steps, at, resolve),
-    outputDir: resolve(text(required(output, 'dir', at.key('output')), at.key('output.dir'))),
+    outputDir: outputDir === undefined ? resolve(text(required(output, 'dir', at.key('output')), at.key('output.dir'))) : path.resolve(outputDir),
     seed: optionalInteger(root, 'seed', at, 0) ?? DEFAULTS.seed,
     date: checkedDate(optionalText(root, 'date', at) ?? DEFAULT_DATE, at.key('date')),
     retries: optionalInteger(root, 'retries', at, 0) ?? DEFAULTS.retries,
