@@ -5,6 +5,7 @@
  * every key is checked, and a wrong one is reported as one line naming the file and the key.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import yaml from 'js-yaml';
 import { HerdError } from '../errors.js';
@@ -98,7 +99,8 @@ export function parsePipeline(document: unknown, file: string | null, baseDir: s
   const steps = list(required(root, 'steps', at), at.key('steps')).map((step, index) => table(step, at.key(`steps[${index}]`)));
   const output = outputDir === undefined ? table(required(root, 'output', at), at.key('output')) : table(root.output ?? {}, at.key('output'));
   allowKeys(output, ['dir'], at.key('output'));
-  const resolve = (value: string) => path.resolve(baseDir, value);
+  // "~/models/…" as a shell would read it: pipeline files are written like command lines.
+  const resolve = (value: string) => path.resolve(baseDir, value.startsWith('~/') ? path.join(os.homedir(), value.slice(2)) : value);
   return {
     file,
     source: { file: resolve(text(required(source, 'file', at.key('source')), at.key('source.file'))), column: optionalText(source, 'column', at.key('source')) ?? 'instruction' },
