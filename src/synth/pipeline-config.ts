@@ -124,7 +124,7 @@ function parseSteps(steps: Table[], at: KeyPath, resolve: (value: string) => str
     const type = text(required(step, 'type', where), where.key('type'));
     if (!(STEP_TYPES as readonly string[]).includes(type)) throw new HerdError(`${where.key('type')}: unknown step "${type}" (steps: ${STEP_TYPES.join(', ')})`, { file: at.file });
     const after = (earlier: string, present: boolean) => {
-      if (!present) throw new HerdError(`${where}: a ${type} step needs a ${earlier} step before it`, { file: at.file });
+      if (!present) throw new HerdError(`${where}: ${type} needs ${earlier === 'ultrafeedback' ? 'an' : 'a'} ${earlier} step before it`, { file: at.file });
     };
     if (type === 'text_generation') {
       if (judge !== null) throw new HerdError(`${where}: text_generation steps come before the ultrafeedback step`, { file: at.file });
