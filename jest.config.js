@@ -40,6 +40,7 @@ export const SLOW_SUITES = [
   'test/generate-scripting.test.ts', // 24 s: generate as scripts run it, Ctrl-C included
   'test/serve-scheduler.test.ts', // 85 s at load 15 (21 s of CPU): batching on tfjs and on the kernels' worker threads
   'test/hub-cli.test.ts', // 55 s: models by name through the built CLI against the fake Hub
+  'test/synth-cli.test.ts', // 34 s on a loaded machine: herd synth through the built CLI, a process per case
 ];
 
 const OPT_IN = '\\.shared\\.test\\.tsx?$';

@@ -140,6 +140,13 @@ describe('--json successes validate against docs/schemas', () => {
     expect((classifier!.classifier as { parameters: { total: number } }).parameters.total).toBe(70_830_722);
   });
 
+  test('synth', () => {
+    const instructions = file('synth.jsonl', '{"instruction":"Say hi."}\n');
+    const [report] = expectValidLines('synth', herd(['synth', '--json', '--instructions', instructions, '--generator', 'models/stories260K', '-n', '2', '--output', path.join(work, 'synth')]));
+    const { files: _dropped, ...incomplete } = report!;
+    expect(validator('synth')(incomplete)).toMatch(/must have required property 'files'/);
+  });
+
   test('env and bench', () => {
     expectValidLines('env', herd(['env', '--json']));
     const [bench] = expectValidLines('bench', herd(['bench', '--json', '--prompt-tokens', '4', '--gen-tokens', '2', '--streams', '1,2', '--prefix-cache-tokens', '6']));

@@ -18,6 +18,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   hub: ['spec', 'formats'],
   // The remote backend sits beneath the same chat loop and eval runner as the engine: it implements their interfaces.
   remote: ['spec', 'formats', 'engine', 'templates', 'chat', 'eval'],
+  // herd synth runs models through the engine or remote/'s client, prompts through the chat
+  // templates, and reads its instructions with eval's table readers (jsonl, csv, parquet).
+  synth: ['spec', 'formats', 'engine', 'templates', 'eval', 'remote'],
 };
 
 /** Folders a folder must never import. */

@@ -25,6 +25,7 @@ export const SCHEMAS = {
   models: 'herd.models/1',
   rm: 'herd.rm/1',
   pull: 'herd.pull/1',
+  synth: 'herd.synth/1',
   error: 'herd.error/1',
 } as const;
 

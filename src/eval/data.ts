@@ -76,6 +76,11 @@ function requireDataDir(dataDir: string | undefined, config: TaskConfig): string
 
 async function readDataFile(file: string, config: TaskConfig): Promise<LocatedDoc[]> {
   if (config.dataset_path === 'text') return readText(file, config.dataset_kwargs.sample_by ?? 'line');
+  return readTableFile(file);
+}
+
+/** One table file by its extension: .jsonl, .json (an array), .csv or .parquet (herd synth reads its instructions so too). */
+export async function readTableFile(file: string): Promise<LocatedDoc[]> {
   if (file.endsWith('.jsonl')) return readJsonl(file);
   if (file.endsWith('.json')) return readJsonArray(file);
   if (file.endsWith('.csv')) return readCsv(file);

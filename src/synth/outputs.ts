@@ -1,0 +1,81 @@
+/**
+ * What a finished run writes into its output folder, each file whole and atomically:
+ * - synth.jsonl: one row per instruction with distilabel's columns (instruction, generations,
+ *   model_names, ratings, rationales, chosen, rejected, …);
+ * - preferences.jsonl: the pairs in TRL's explicit-prompt conversational preference format
+ *   (`prompt`, `chosen`, `rejected` as message lists), what `herd finetune --method dpo` reads;
+ * - run-card.json: the models, sampling, prompt templates, counts and timings.
+ */
+import path from 'node:path';
+import { writeFileAtomically } from '../formats/files.js';
+import type { PipelineConfig, ModelSpec } from './pipeline-config.js';
+import type { SynthCounts, SynthRow } from './pipeline.js';
+import { judgeSystemPrompt, judgeUserPrompt } from './ultrafeedback.js';
+
+export interface OutputFiles {
+  rows: string;
+  /** Null when the pipeline has no preference_pairs step. */
+  preferences: string | null;
+  card: string;
+}
+
+export interface RunFacts {
+  counts: SynthCounts;
+  startedAt: Date;
+  seconds: number;
+  /** Rows this run produced (the rest were resumed). */
+  generatedRows: number;
+}
+
+export function writeOutputs(config: PipelineConfig, rows: readonly SynthRow[], facts: RunFacts): OutputFiles {
+  const files: OutputFiles = {
+    rows: path.join(config.outputDir, 'synth.jsonl'),
+    preferences: config.pairs === null ? null : path.join(config.outputDir, 'preferences.jsonl'),
+    card: path.join(config.outputDir, 'run-card.json'),
+  };
+  writeJsonLines(files.rows, rows);
+  if (files.preferences !== null) writeJsonLines(files.preferences, rows.flatMap(preferenceRecord));
+  writeFileAtomically(files.card, [Buffer.from(`${JSON.stringify(runCard(config, facts), null, 2)}\n`)]);
+  return files;
+}
+
+/** TRL's explicit-prompt form: the user turn as `prompt`, each answer as a one-message list. */
+function preferenceRecord(row: SynthRow): object[] {
+  if (!row.chosen || !row.rejected) return [];
+  return [{ prompt: [row.chosen[0]!], chosen: row.chosen.slice(1), rejected: row.rejected.slice(1) }];
+}
+
+function writeJsonLines(file: string, records: readonly object[]): void {
+  writeFileAtomically(file, [Buffer.from(records.map((record) => `${JSON.stringify(record)}\n`).join(''))]);
+}
+
+function runCard(config: PipelineConfig, facts: RunFacts): object {
+  const describe = (spec: ModelSpec) => ({
+    name: spec.name,
+    ...(spec.location.kind === 'local' ? { model: spec.location.path } : { endpoint: spec.location.url, model: spec.location.model }),
+    sampling: { temperature: spec.sampling.temperature, top_p: spec.sampling.topP, top_k: spec.sampling.topK, min_p: spec.sampling.minP, repetition_penalty: spec.sampling.repetitionPenalty, max_new_tokens: spec.sampling.maxNewTokens },
+  });
+  const textsPerRow = config.generators.reduce((sum, g) => sum + g.numGenerations, 0);
+  const placeholders = Array.from({ length: textsPerRow }, (_, i) => `{text_${i + 1}}`);
+  return {
+    pipeline: config.file,
+    source: config.source,
+    seed: config.seed,
+    date_string: config.date,
+    generators: config.generators.map((g) => ({ ...describe(g), system_prompt: g.system, num_generations: g.numGenerations })),
+    judge: config.judge && {
+      ...describe(config.judge),
+      aspect: config.judge.aspect,
+      system_prompt: judgeSystemPrompt(textsPerRow),
+      user_prompt_template: judgeUserPrompt(config.judge.aspect, '{instruction}', placeholders),
+    },
+    pairs: config.pairs && { rejected: config.pairs.rejected, min_margin: config.pairs.minMargin },
+    counts: facts.counts,
+    timings: {
+      started: facts.startedAt.toISOString(),
+      seconds: facts.seconds,
+      rows_this_run: facts.generatedRows,
+      rows_per_second: facts.seconds > 0 ? facts.generatedRows / facts.seconds : null,
+    },
+  };
+}

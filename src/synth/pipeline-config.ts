@@ -1,0 +1,344 @@
+/**
+ * A `herd synth` pipeline: where the instructions come from, the steps (text generation by one or
+ * more generators, combining their columns, UltraFeedback rating by a judge, preference pairs)
+ * and where the results go. Read from a small YAML file (docs/synth.md) or built from flags;
+ * every key is checked, and a wrong one is reported as one line naming the file and the key.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import yaml from 'js-yaml';
+import { HerdError } from '../errors.js';
+import { ASPECTS, isAspect, type Aspect } from './ultrafeedback.js';
+
+/** Where a model runs: a local folder or .gguf, or an OpenAI-compatible server (vLLM, TGI, herd serve). */
+export type ModelLocation = { kind: 'local'; path: string } | { kind: 'endpoint'; url: string; model: string };
+
+export interface Sampling {
+  temperature: number;
+  topP: number;
+  topK: number;
+  minP: number;
+  repetitionPenalty: number;
+  maxNewTokens: number;
+}
+
+export interface ModelSpec {
+  name: string;
+  location: ModelLocation;
+  sampling: Sampling;
+  /** Requests one endpoint serves at once (a local model runs one at a time). */
+  maxConcurrentRequests: number;
+}
+
+export interface GeneratorSpec extends ModelSpec {
+  system: string | null;
+  numGenerations: number;
+}
+
+export interface JudgeSpec extends ModelSpec {
+  aspect: Aspect;
+}
+
+export type RejectedRule = 'lowest' | 'random-lower';
+
+export interface PairRules {
+  rejected: RejectedRule;
+  /** Smallest chosen − rejected rating difference kept (1: only ties are dropped). */
+  minMargin: number;
+}
+
+export interface PipelineConfig {
+  /** The YAML file, or null when built from flags (for messages). */
+  file: string | null;
+  source: { file: string; column: string };
+  generators: GeneratorSpec[];
+  judge: JudgeSpec | null;
+  pairs: PairRules | null;
+  outputDir: string;
+  seed: number;
+  /** The chat template's date_string (YYYY-MM-DD): fixed, so the same seed gives the same prompts any day. */
+  date: string;
+  retries: number;
+  /** First wait before a retry; it doubles for each further one. */
+  backoffMs: number;
+  requestTimeoutMs: number;
+}
+
+export const STEP_TYPES = ['text_generation', 'combine_columns', 'ultrafeedback', 'preference_pairs'] as const;
+
+/** The date Llama 3.1's template writes when it is given none (26 Jul 2024), as YYYY-MM-DD. */
+export const DEFAULT_DATE = '2024-07-26';
+
+export const GENERATOR_SAMPLING: Sampling = { temperature: 0.7, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, maxNewTokens: 512 };
+export const JUDGE_SAMPLING: Sampling = { temperature: 0, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, maxNewTokens: 1024 };
+
+const DEFAULTS = { seed: 0, retries: 3, backoffMs: 1000, requestTimeoutMs: 600_000, maxConcurrentRequests: 4 };
+
+type Table = Record<string, unknown>;
+
+/** Reads and checks a pipeline YAML; relative paths in it are relative to the file. `outputDir` (--output) replaces its output.dir. */
+export function readPipelineFile(file: string, outputDir?: string): PipelineConfig {
+  if (!fs.existsSync(file)) throw new HerdError(`pipeline file ${file} does not exist`, { file });
+  let document: unknown;
+  try {
+    document = yaml.safeLoad(fs.readFileSync(file, 'utf8'), { filename: file });
+  } catch (error) {
+    throw new HerdError(`${file}: not valid YAML (${(error as Error).message.split('\n')[0]})`, { file });
+  }
+  return parsePipeline(document, file, path.dirname(path.resolve(file)), outputDir);
+}
+
+/** Checks a pipeline document (the parsed YAML); `where` names it in messages. */
+export function parsePipeline(document: unknown, file: string | null, baseDir: string, outputDir?: string): PipelineConfig {
+  const at = new KeyPath(file ?? 'pipeline');
+  const root = table(document, at);
+  allowKeys(root, ['source', 'steps', 'output', 'seed', 'date', 'retries', 'backoff_ms', 'request_timeout_s'], at);
+  const source = table(required(root, 'source', at), at.key('source'));
+  allowKeys(source, ['file', 'column'], at.key('source'));
+  const steps = list(required(root, 'steps', at), at.key('steps')).map((step, index) => table(step, at.key(`steps[${index}]`)));
+  const output = outputDir === undefined ? table(required(root, 'output', at), at.key('output')) : table(root.output ?? {}, at.key('output'));
+  allowKeys(output, ['dir'], at.key('output'));
+  // "~/models/…" as a shell would read it: pipeline files are written like command lines.
+  const resolve = (value: string) => path.resolve(baseDir, value.startsWith('~/') ? path.join(os.homedir(), value.slice(2)) : value);
+  return {
+    file,
+    source: { file: resolve(text(required(source, 'file', at.key('source')), at.key('source.file'))), column: optionalText(source, 'column', at.key('source')) ?? 'instruction' },
+    ...parseSteps(steps, at, resolve),
+    outputDir: outputDir === undefined ? resolve(text(required(output, 'dir', at.key('output')), at.key('output.dir'))) : path.resolve(outputDir),
+    seed: optionalInteger(root, 'seed', at, 0) ?? DEFAULTS.seed,
+    date: checkedDate(optionalText(root, 'date', at) ?? DEFAULT_DATE, at.key('date')),
+    retries: optionalInteger(root, 'retries', at, 0) ?? DEFAULTS.retries,
+    backoffMs: optionalInteger(root, 'backoff_ms', at, 0) ?? DEFAULTS.backoffMs,
+    requestTimeoutMs: (optionalNumber(root, 'request_timeout_s', at, 0) ?? DEFAULTS.requestTimeoutMs / 1000) * 1000,
+  };
+}
+
+/** The steps in their one meaningful order: generations, combined, rated, paired. */
+function parseSteps(steps: Table[], at: KeyPath, resolve: (value: string) => string): Pick<PipelineConfig, 'generators' | 'judge' | 'pairs'> {
+  const generators: GeneratorSpec[] = [];
+  let judge: JudgeSpec | null = null;
+  let pairs: PairRules | null = null;
+  steps.forEach((step, index) => {
+    const where = at.key(`steps[${index}]`);
+    const type = text(required(step, 'type', where), where.key('type'));
+    if (!(STEP_TYPES as readonly string[]).includes(type)) throw new HerdError(`${where.key('type')}: unknown step "${type}" (steps: ${STEP_TYPES.join(', ')})`, { file: at.file });
+    const after = (earlier: string, present: boolean) => {
+      if (!present) throw new HerdError(`${where}: ${type} needs ${earlier === 'ultrafeedback' ? 'an' : 'a'} ${earlier} step before it`, { file: at.file });
+    };
+    if (type === 'text_generation') {
+      if (judge !== null) throw new HerdError(`${where}: text_generation steps come before the ultrafeedback step`, { file: at.file });
+      generators.push(parseGenerator(step, where, resolve));
+    } else if (type === 'combine_columns') {
+      allowKeys(step, ['type'], where);
+      after('text_generation', generators.length > 0);
+    } else if (type === 'ultrafeedback') {
+      after('text_generation', generators.length > 0);
+      if (judge !== null) throw new HerdError(`${where}: the pipeline already has an ultrafeedback step`, { file: at.file });
+      judge = parseJudge(step, where, resolve);
+    } else {
+      after('ultrafeedback', judge !== null);
+      pairs = parsePairRules(step, where);
+    }
+  });
+  if (generators.length === 0) throw new HerdError(`${at.key('steps')}: the pipeline needs at least one text_generation step`, { file: at.file });
+  uniqueNames(generators, at);
+  return { generators, judge, pairs };
+}
+
+const MODEL_KEYS = ['type', 'name', 'model', 'endpoint', 'sampling', 'max_concurrent_requests'];
+
+function parseGenerator(step: Table, at: KeyPath, resolve: (value: string) => string): GeneratorSpec {
+  allowKeys(step, [...MODEL_KEYS, 'system', 'num_generations'], at);
+  return {
+    ...parseModel(step, at, resolve, GENERATOR_SAMPLING),
+    system: optionalText(step, 'system', at) ?? null,
+    numGenerations: optionalInteger(step, 'num_generations', at, 1) ?? 1,
+  };
+}
+
+function parseJudge(step: Table, at: KeyPath, resolve: (value: string) => string): JudgeSpec {
+  allowKeys(step, [...MODEL_KEYS, 'aspect'], at);
+  const aspect = optionalText(step, 'aspect', at) ?? 'overall-rating';
+  if (!isAspect(aspect)) throw new HerdError(`${at.key('aspect')}: unknown aspect "${aspect}" (aspects: ${ASPECTS.join(', ')})`, { file: at.file });
+  return { ...parseModel(step, at, resolve, JUDGE_SAMPLING), aspect };
+}
+
+function parsePairRules(step: Table, at: KeyPath): PairRules {
+  allowKeys(step, ['type', 'rejected', 'min_margin'], at);
+  const rejected = optionalText(step, 'rejected', at) ?? 'lowest';
+  if (rejected !== 'lowest' && rejected !== 'random-lower') throw new HerdError(`${at.key('rejected')}: expected lowest or random-lower, got "${rejected}"`, { file: at.file });
+  return { rejected, minMargin: optionalNumber(step, 'min_margin', at, Number.MIN_VALUE) ?? 1 };
+}
+
+/** `model: PATH` runs locally; `endpoint: URL` with `model: NAME` (the served model's name) runs remotely. */
+function parseModel(step: Table, at: KeyPath, resolve: (value: string) => string, defaults: Sampling): ModelSpec {
+  const model = text(required(step, 'model', at), at.key('model'));
+  const endpoint = optionalText(step, 'endpoint', at);
+  const location: ModelLocation = endpoint === undefined ? { kind: 'local', path: resolve(model) } : { kind: 'endpoint', url: endpointUrl(endpoint, at.key('endpoint')), model };
+  return {
+    name: optionalText(step, 'name', at) ?? defaultModelName(location),
+    location,
+    sampling: parseSampling(step.sampling, at.key('sampling'), defaults),
+    maxConcurrentRequests: optionalInteger(step, 'max_concurrent_requests', at, 1) ?? DEFAULTS.maxConcurrentRequests,
+  };
+}
+
+export function defaultModelName(location: ModelLocation): string {
+  return location.kind === 'local' ? path.basename(location.path).replace(/\.gguf$/, '') : location.model;
+}
+
+function endpointUrl(value: string, at: KeyPath): string {
+  try {
+    const url = new URL(value);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http');
+  } catch {
+    throw new HerdError(`${at}: "${value}" is not an http(s) URL`, { file: at.file });
+  }
+  return value;
+}
+
+function parseSampling(value: unknown, at: KeyPath, defaults: Sampling): Sampling {
+  if (value === undefined) return defaults;
+  const sampling = table(value, at);
+  allowKeys(sampling, ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'max_new_tokens'], at);
+  return {
+    temperature: optionalNumber(sampling, 'temperature', at, 0) ?? defaults.temperature,
+    topP: optionalNumber(sampling, 'top_p', at, 0, 1) ?? defaults.topP,
+    topK: optionalInteger(sampling, 'top_k', at, 0) ?? defaults.topK,
+    minP: optionalNumber(sampling, 'min_p', at, 0, 1) ?? defaults.minP,
+    repetitionPenalty: optionalNumber(sampling, 'repetition_penalty', at, 0.01) ?? defaults.repetitionPenalty,
+    maxNewTokens: optionalInteger(sampling, 'max_new_tokens', at, 1) ?? defaults.maxNewTokens,
+  };
+}
+
+/** Generator names label the generations (`model_names`), so two may not share one. */
+export function uniqueNames(generators: readonly { name: string }[], at: KeyPath | null): void {
+  const seen = new Set<string>();
+  for (const { name } of generators) {
+    if (seen.has(name)) throw new HerdError(`${at ? `${at.key('steps')}: ` : ''}two generators are named "${name}": give each its own name`, { file: at?.file });
+    seen.add(name);
+  }
+}
+
+/** The common case without a YAML file: what `herd synth`'s flags describe. */
+export interface PipelineFlags {
+  instructions: string;
+  column: string;
+  /** Each a local folder / .gguf, or MODEL@URL for an endpoint. */
+  generators: readonly string[];
+  judge?: string;
+  aspect: Aspect;
+  system?: string;
+  numGenerations: number;
+  generatorSampling: Sampling;
+  judgeMaxNewTokens: number;
+  rejected: RejectedRule;
+  outputDir: string;
+  seed: number;
+  retries: number;
+  maxConcurrentRequests: number;
+}
+
+export function pipelineFromFlags(flags: PipelineFlags): PipelineConfig {
+  const model = (spec: string, sampling: Sampling): ModelSpec => {
+    const location = modelLocation(spec);
+    return { name: defaultModelName(location), location, sampling, maxConcurrentRequests: flags.maxConcurrentRequests };
+  };
+  const generators = flags.generators.map((spec) => ({ ...model(spec, flags.generatorSampling), system: flags.system ?? null, numGenerations: flags.numGenerations }));
+  uniqueNames(generators, null);
+  const judge = flags.judge === undefined ? null : { ...model(flags.judge, { ...JUDGE_SAMPLING, maxNewTokens: flags.judgeMaxNewTokens }), aspect: flags.aspect };
+  return {
+    file: null,
+    source: { file: path.resolve(flags.instructions), column: flags.column },
+    generators,
+    judge,
+    pairs: judge === null ? null : { rejected: flags.rejected, minMargin: 1 },
+    outputDir: path.resolve(flags.outputDir),
+    seed: flags.seed,
+    date: DEFAULT_DATE,
+    retries: flags.retries,
+    backoffMs: DEFAULTS.backoffMs,
+    requestTimeoutMs: DEFAULTS.requestTimeoutMs,
+  };
+}
+
+/** The date as local midnight, which the template's strftime formats. */
+export function templateDate(config: PipelineConfig): Date {
+  const [year, month, day] = config.date.split('-').map(Number);
+  return new Date(year!, month! - 1, day!);
+}
+
+function checkedDate(value: string, at: KeyPath): string {
+  const [year, month, day] = value.split('-').map(Number);
+  const date = new Date(year!, month! - 1, day!);
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(value) || date.getMonth() !== month! - 1 || date.getDate() !== day) fail(at, `expected a date as YYYY-MM-DD, got "${value}"`);
+  return value;
+}
+
+/** "PATH" is a local model; "MODEL@http://host:port/v1" is MODEL served at that endpoint. */
+export function modelLocation(spec: string): ModelLocation {
+  const match = /^(.+)@(https?:\/\/.+)$/.exec(spec);
+  if (match) return { kind: 'endpoint', model: match[1]!, url: endpointUrl(match[2]!, new KeyPath(spec)) };
+  if (/^https?:\/\//.test(spec)) throw new HerdError(`${spec}: name the served model as MODEL@${spec} (e.g. meta-llama/Llama-3.1-70B-Instruct@${spec})`);
+  return { kind: 'local', path: path.resolve(spec) };
+}
+
+/** A dotted key path inside the pipeline file, for messages ("pipeline.yaml: steps[2].aspect"). */
+export class KeyPath {
+  constructor(readonly file: string, private readonly keys: string = '') {}
+
+  key(name: string): KeyPath {
+    return new KeyPath(this.file, this.keys === '' ? name : `${this.keys}.${name}`);
+  }
+
+  toString(): string {
+    return this.keys === '' ? this.file : `${this.file}: ${this.keys}`;
+  }
+}
+
+function fail(at: KeyPath, message: string): never {
+  throw new HerdError(`${at}: ${message}`, { file: at.file });
+}
+
+function table(value: unknown, at: KeyPath): Table {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(at, 'expected a mapping of keys');
+  return value as Table;
+}
+
+function list(value: unknown, at: KeyPath): unknown[] {
+  if (!Array.isArray(value)) fail(at, 'expected a list');
+  return value;
+}
+
+function allowKeys(value: Table, allowed: readonly string[], at: KeyPath): void {
+  const unknown = Object.keys(value).find((key) => !allowed.includes(key));
+  if (unknown !== undefined) throw new HerdError(`${at.key(unknown)}: unknown key (expected ${allowed.join(', ')})`, { file: at.file });
+}
+
+function required(value: Table, key: string, at: KeyPath): unknown {
+  if (value[key] === undefined || value[key] === null) throw new HerdError(`${at.key(key)}: missing`, { file: at.file });
+  return value[key];
+}
+
+function text(value: unknown, at: KeyPath): string {
+  if (typeof value !== 'string' || value === '') fail(at, 'expected a non-empty string');
+  return value;
+}
+
+function optionalText(value: Table, key: string, at: KeyPath): string | undefined {
+  return value[key] === undefined ? undefined : text(value[key], at.key(key));
+}
+
+function optionalNumber(value: Table, key: string, at: KeyPath, min: number, max = Infinity): number | undefined {
+  const item = value[key];
+  if (item === undefined) return undefined;
+  if (typeof item !== 'number' || !Number.isFinite(item) || item < min || item > max) fail(at.key(key), `expected a number${max < Infinity ? ` from ${min} to ${max}` : ` of at least ${min}`}, got ${JSON.stringify(item)}`);
+  return item;
+}
+
+function optionalInteger(value: Table, key: string, at: KeyPath, min: number): number | undefined {
+  const item = optionalNumber(value, key, at, min);
+  if (item !== undefined && !Number.isInteger(item)) fail(at.key(key), `expected a whole number, got ${item}`);
+  return item;
+}
