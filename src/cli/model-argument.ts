@@ -54,7 +54,7 @@ export async function resolveModelArgument(arg: string | undefined, options: Mod
   const snapshot = hubSettings(env).offline ? cachedSnapshot(name, env) : (await pullModel(name, { env, progress, exclude: WEIGHT_PATTERNS })).snapshot;
   const needed = path.join(snapshot, NEEDED_FILE[part]);
   if (fs.existsSync(needed)) return part === 'config' ? needed : snapshot;
-  // A GGUF repository has no config.json beside its files: the quantization llama.cpp would pick does.
+  // A GGUF repository has no config.json: the header of the quantization llama.cpp would pick holds it.
   if (part === 'config') return runnableModel(name, env, progress);
   throw new HerdError(`${formatHubName(name)} has no ${NEEDED_FILE[part]}`, { kind: 'model', file: needed });
 }
