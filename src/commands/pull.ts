@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { downloadProgress } from '../cli/download-progress.js';
+import { InterruptWatch } from '../cli/interrupt.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { HerdUsageError } from '../errors.js';
 import { hubCacheDir } from '../hub/cache.js';
@@ -38,10 +39,11 @@ ${EXIT_STATUS_HELP}`;
       throw new HerdUsageError(`${args.model} names revision ${name.revision} but --revision says ${flags.revision}; give one`);
     }
     const revision = flags.revision ?? name.revision;
+    const interrupt = new InterruptWatch();
     const pulled = await pullModel(
       { ...name, ...(revision !== undefined && { revision }) },
-      { include: flags.include, exclude: flags.exclude, progress: flags.json ? undefined : downloadProgress() },
-    );
+      { include: flags.include, exclude: flags.exclude, progress: flags.json ? undefined : downloadProgress(), shouldStop: () => interrupt.interrupted },
+    ).finally(() => interrupt.dispose());
     if (flags.json) {
       this.printJson(SCHEMAS.pull, {
         cache_dir: hubCacheDir(),
