@@ -350,3 +350,41 @@ async function listen(server: http.Server): Promise<string> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
+
+/**
+ * One fake Hub for a test file: started before its tests with the repos `addRepos` adds, counts
+ * and faults cleared before each test, closed (and `work` removed) after them. `cacheEnv` gives
+ * a fresh cache folder and the variables that point herd at it and at the fake Hub.
+ */
+export function fakeHubSuite(work: string, addRepos: (hub: FakeHub) => void): { cacheEnv(extra?: NodeJS.ProcessEnv): { cache: string; env: NodeJS.ProcessEnv } } {
+  let hub: FakeHub | undefined;
+  let caches = 0;
+  beforeAll(async () => {
+    hub = await FakeHub.start();
+    addRepos(hub);
+  });
+  afterAll(async () => {
+    await hub?.close();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    hub!.resetCounts();
+    hub!.faults = {};
+  });
+  return {
+    cacheEnv(extra = {}) {
+      const cache = path.join(work, `cache-${++caches}`);
+      return { cache, env: { HF_HUB_CACHE: cache, HF_HOME: path.join(work, 'home'), HF_ENDPOINT: hub!.endpoint, ...extra } };
+    },
+  };
+}
+
+/** Every entry below a folder, sorted: folders end in `/`, links show `-> target`. */
+export function listTree(folder: string, prefix = ''): string[] {
+  return fs.readdirSync(folder, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name)).flatMap((entry) => {
+    const full = path.join(folder, entry.name);
+    const relative = `${prefix}${entry.name}`;
+    if (entry.isSymbolicLink()) return [`${relative} -> ${fs.readlinkSync(full)}`];
+    return entry.isDirectory() ? [`${relative}/`, ...listTree(full, `${relative}/`)] : [relative];
+  });
+}

@@ -7,7 +7,7 @@ import { scanCacheDir } from '@huggingface/hub';
 import Ajv2020 from 'ajv/dist/2020.js';
 import { pullModel } from '../src/hub/ensure.js';
 import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
-import { FakeHub, filesOf, type FakeFile } from './fake-hub.js';
+import { fakeHubSuite, filesOf, listTree, type FakeFile, type FakeHub } from './fake-hub.js';
 import { HANG_GUARD_MS } from './hang-guard.js';
 import { gitSha1, sha256 } from './hub-cache-layout.js';
 import { BIN } from './herd-cli.js';
@@ -27,27 +27,18 @@ const FIRST_SHARD = 'model-00001-of-00002.safetensors';
 const tiny = readJson<{ cases: Array<{ name: string; prompt_ids: number[]; generated_ids: number[] }> }>(path.join(TINY_LLAMA, 'reference.json')).cases.find((c) => c.name === 'capital')!;
 let hub: FakeHub;
 
-beforeAll(async () => {
-  hub = await FakeHub.start();
+const suite = fakeHubSuite(work, (started) => {
+  hub = started;
   hub.addRepo('org/tiny', [...TINY_FILES, { path: 'original/consolidated.00.pth', content: Buffer.from('Meta format weights'), lfs: true }]);
   hub.addRepo('karpathy/stories', filesOf(STORIES, { skip: ['reference.json'] }));
   hub.addRepo('meta-llama/gated', filesOf(STORIES, { skip: ['reference.json'] }), { gated: true });
 });
-afterAll(async () => {
-  await hub.close();
-  fs.rmSync(work, { recursive: true, force: true });
-});
-beforeEach(() => {
-  hub.resetCounts();
-  hub.faults = {};
-});
 
-let caches = 0;
-/** A fresh cache and the environment that points the CLI at it and at the fake Hub, with no token. */
+/** A fresh cache and the environment that points the CLI at it and at the fake Hub, with no token or proxy of this machine's. */
 function environment(extra: NodeJS.ProcessEnv = {}): { cache: string; env: NodeJS.ProcessEnv } {
-  const cache = path.join(work, `cache-${++caches}`);
   const { NODE_ENV: _test, HF_TOKEN: _token, HF_HUB_OFFLINE: _offline, HF_HUB_DISABLE_PROGRESS_BARS: _bars, HTTPS_PROXY: _a, HTTP_PROXY: _b, https_proxy: _c, http_proxy: _d, ...base } = process.env;
-  return { cache, env: { ...base, HF_HUB_CACHE: cache, HF_HOME: path.join(work, 'home'), HF_ENDPOINT: hub.endpoint, HERD_HUB_RETRY_BASE_MS: '1', ...extra } };
+  const { cache, env } = suite.cacheEnv({ HERD_HUB_RETRY_BASE_MS: '1', ...extra });
+  return { cache, env: { ...base, ...env } };
 }
 
 interface Run {
@@ -82,16 +73,6 @@ function blobName(file: FakeFile): string {
   return file.lfs ? sha256(file.content) : gitSha1(file.content);
 }
 
-/** Every entry below a folder: folders end in /, links show their target. */
-function tree(folder: string, prefix = ''): string[] {
-  return fs.readdirSync(folder, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name)).flatMap((entry) => {
-    const full = path.join(folder, entry.name);
-    const relative = `${prefix}${entry.name}`;
-    if (entry.isSymbolicLink()) return [`${relative} -> ${fs.readlinkSync(full)}`];
-    return entry.isDirectory() ? [`${relative}/`, ...tree(full, `${relative}/`)] : [relative];
-  });
-}
-
 const generateArgs = (model: string, tokens: number) => ['generate', '--model', model, '--prompt-ids', '-', '--json', '--temperature', '0', '-n', String(tokens)];
 
 describe('herd generate --model org/tiny', () => {
@@ -108,7 +89,7 @@ describe('herd generate --model org/tiny', () => {
     // --json: no progress on stderr.
     expect(run.stderr).toBe('');
     const blobs = TINY_TAKEN.map(blobName);
-    expect(tree(cache)).toEqual([
+    expect(listTree(cache)).toEqual([
       'models--org--tiny/',
       'models--org--tiny/blobs/',
       ...[...blobs].sort().map((blob) => `models--org--tiny/blobs/${blob}`),
@@ -181,7 +162,7 @@ describe('herd pull', () => {
     expect(validate(report) ? 'valid' : ajv.errorsText(validate.errors)).toBe('valid');
     expect(report.model_path).toBe(path.join(cache, 'models--org--tiny', 'snapshots', hub.repos.get('org/tiny')!.refs.main!));
     expect(report.files.find((file: { path: string }) => file.path === FIRST_SHARD)).toEqual({ path: FIRST_SHARD, size: shard.content.length, blob: sha256(shard.content), downloaded: true });
-    expect(tree(cache).filter((entry) => /herd-(partial|lock)/.test(entry))).toEqual([]);
+    expect(listTree(cache).filter((entry) => /herd-(partial|lock)/.test(entry))).toEqual([]);
   });
 
   test('a gated model without a token is one line on stderr and one herd.error/1 object with --json', async () => {

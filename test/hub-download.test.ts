@@ -9,9 +9,9 @@ import { readGgufModel } from '../src/formats/gguf-split.js';
 import { acquireBlobLock } from '../src/hub/blob-lock.js';
 import { pullModel, type EnsureOptions } from '../src/hub/ensure.js';
 import type { DownloadProgress } from '../src/hub/download-files.js';
-import { HerdError } from '../src/errors.js';
+import { HerdError, HerdInterrupted } from '../src/errors.js';
 import { GGUF_LLAMACPP, STORIES } from './fixtures.js';
-import { FakeHub, filesOf, type FakeFile } from './fake-hub.js';
+import { fakeHubSuite, filesOf, listTree, type FakeFile, type FakeHub } from './fake-hub.js';
 import { gitSha1, sha256 } from './hub-cache-layout.js';
 import { writeSplitGguf } from './gguf-rewrite.js';
 import { HANG_GUARD_MS } from './hang-guard.js';
@@ -30,16 +30,15 @@ const weightsSize = fs.statSync(path.join(STORIES, WEIGHTS)).size;
 
 // A GGUF repo laid out as the big ones are: a split quantization in a folder, single files beside it.
 const ggufDir = path.join(work, 'gguf');
-let ggufFiles: FakeFile[];
 
-beforeAll(async () => {
-  hub = await FakeHub.start();
+const suite = fakeHubSuite(work, (started) => {
+  hub = started;
   hub.addRepo('karpathy/stories', [...STORIES_FILES, { path: 'original/consolidated.00.pth', content: Buffer.from('not for herd'), lfs: true }]);
   hub.addRepo('meta-llama/gated-stories', STORIES_FILES, { gated: true });
   fs.mkdirSync(ggufDir);
   writeSplitGguf(path.join(GGUF_LLAMACPP, 'model-Q4_K_M.gguf'), path.join(ggufDir, 'tiny-Q4_K_M'), 2);
   const q5 = fs.readFileSync(path.join(GGUF_LLAMACPP, 'model-Q5_K_M.gguf'));
-  ggufFiles = [
+  const ggufFiles: FakeFile[] = [
     ...filesOf(ggufDir, { prefix: 'Q4_K_M/' }),
     { path: 'tiny-Q8_0.gguf', content: fs.readFileSync(path.join(GGUF_LLAMACPP, 'model-Q8_0.gguf')), lfs: true },
     { path: 'tiny-Q5_K_M.gguf', content: q5, lfs: true },
@@ -48,21 +47,9 @@ beforeAll(async () => {
   ];
   hub.addRepo('org/tiny-GGUF', ggufFiles);
 });
-afterAll(async () => {
-  await hub.close();
-  fs.rmSync(work, { recursive: true, force: true });
-});
-beforeEach(() => {
-  hub.resetCounts();
-  hub.faults = {};
-});
 
-let cacheCount = 0;
 /** A fresh, empty cache folder and the environment that points herd at it and the fake Hub. */
-function freshCache(extra: NodeJS.ProcessEnv = {}): { cache: string; env: NodeJS.ProcessEnv } {
-  const cache = path.join(work, `cache-${++cacheCount}`);
-  return { cache, env: { HF_HUB_CACHE: cache, HF_ENDPOINT: hub.endpoint, HF_HOME: path.join(work, 'no-home'), HF_HUB_DOWNLOAD_TIMEOUT: '5', ...extra } };
-}
+const freshCache = (extra: NodeJS.ProcessEnv = {}) => suite.cacheEnv({ HF_HUB_DOWNLOAD_TIMEOUT: '5', ...extra });
 
 /** Backoffs are recorded, never waited. */
 function pull(repo: string, env: NodeJS.ProcessEnv, options: EnsureOptions & { quant?: string; revision?: string } = {}) {
@@ -77,17 +64,6 @@ function expectedBlobName(file: FakeFile): string {
   return file.lfs ? sha256(file.content) : gitSha1(file.content);
 }
 
-/** Every path below a folder, folders marked with a trailing /, links shown as `-> target`. */
-function tree(folder: string, prefix = ''): string[] {
-  return fs.readdirSync(folder, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name)).flatMap((entry) => {
-    const full = path.join(folder, entry.name);
-    const relative = `${prefix}${entry.name}`;
-    if (entry.isSymbolicLink()) return [`${relative} -> ${fs.readlinkSync(full)}`];
-    if (entry.isDirectory()) return [`${relative}/`, ...tree(full, `${relative}/`)];
-    return [relative];
-  });
-}
-
 describe('a download into the huggingface_hub cache layout', () => {
   test('org/name lands as refs/main, blobs named by their hashes and relative links, and nothing else', async () => {
     const { cache, env } = freshCache();
@@ -99,7 +75,7 @@ describe('a download into the huggingface_hub cache layout', () => {
     // refs/main: the 40-hex commit, no newline.
     expect(fs.readFileSync(path.join(repoDir, 'refs', 'main'), 'utf8')).toBe(commit);
     const blobs = TAKEN.map(expectedBlobName);
-    expect(tree(cache)).toEqual([
+    expect(listTree(cache)).toEqual([
       'models--karpathy--stories/',
       'models--karpathy--stories/blobs/',
       ...[...blobs].sort().map((blob) => `models--karpathy--stories/blobs/${blob}`),
@@ -156,7 +132,21 @@ describe('downloads that fail part way', () => {
     expect(fs.readFileSync(path.join(pulled.snapshot, WEIGHTS)).equals(fs.readFileSync(path.join(STORIES, WEIGHTS)))).toBe(true);
     expect(hub.requests.filter((r) => r.kind === 'cdn' && r.file === WEIGHTS).map((r) => r.range)).toEqual([undefined, 'bytes=300000-', 'bytes=600000-']);
     expect(hub.bytesSentFor(WEIGHTS)).toBe(weightsSize);
-    expect(tree(cache).filter((entry) => /herd-(partial|lock)/.test(entry))).toEqual([]);
+    expect(listTree(cache).filter((entry) => /herd-(partial|lock)/.test(entry))).toEqual([]);
+  });
+
+  test('Ctrl-C stops a download, even one waiting for bytes, and keeps what arrived for the next run', async () => {
+    const { cache, env } = freshCache({ HF_HUB_DOWNLOAD_TIMEOUT: '600' });
+    const partial = path.join(cache, 'models--karpathy--stories', 'blobs', `${expectedBlobName(TAKEN.find((f) => f.path === WEIGHTS)!)}.herd-partial`);
+    hub.faults.stall = { file: WEIGHTS, afterBytes: 200_000, times: 1 };
+    let interrupted = false;
+    const pulling = pull('karpathy/stories', env, { shouldStop: () => interrupted }).result;
+    while (!(fs.existsSync(partial) && fs.statSync(partial).size === 200_000)) await new Promise((resolve) => setTimeout(resolve, 20));
+    interrupted = true;
+    await expect(pulling).rejects.toThrow(new HerdInterrupted('the download of karpathy/stories stopped; 200000 of 1044992 bytes of model.safetensors are kept and the same command resumes from there'));
+    expect(listTree(cache).filter((entry) => /herd-(partial|lock)/.test(entry))).toEqual([`models--karpathy--stories/blobs/${path.basename(partial)}`]);
+    await pull('karpathy/stories', env).result;
+    expect(hub.requests.filter((r) => r.kind === 'cdn' && r.file === WEIGHTS).map((r) => r.range)).toEqual([undefined, 'bytes=200000-']);
   });
 
   test('a server that ignores Range sends the whole file again, and the download starts over cleanly', async () => {
@@ -183,7 +173,7 @@ describe('downloads that fail part way', () => {
     expect(error).toBeInstanceOf(HerdError);
     const weightsBlob = expectedBlobName(STORIES_FILES.find((f) => f.path === WEIGHTS)!);
     expect((error as HerdError).message).toMatch(new RegExp(`^karpathy/stories model\\.safetensors arrived corrupt \\(sha256 [0-9a-f]{64}, expected ${weightsBlob}\\); nothing was kept, run again$`));
-    const entries = tree(cache);
+    const entries = listTree(cache);
     expect(entries.filter((entry) => entry.includes(weightsBlob) || entry.includes(WEIGHTS))).toEqual([]);
     expect(entries.some((entry) => entry.includes('refs/main'))).toBe(false);
   });
@@ -260,7 +250,7 @@ describe('GGUF repositories', () => {
     const pulled = await pull('org/tiny-GGUF', env, { quant: 'Q4_K_M' }).result;
     expect(hub.fileRequests().filter((r) => r.kind === 'resolve').map((r) => r.file).sort()).toEqual(['Q4_K_M/tiny-Q4_K_M-00001-of-00002.gguf', 'Q4_K_M/tiny-Q4_K_M-00002-of-00002.gguf']);
     expect(pulled.modelPath).toBe(path.join(pulled.snapshot, 'Q4_K_M', 'tiny-Q4_K_M-00001-of-00002.gguf'));
-    const links = tree(cache).filter((entry) => entry.includes(' -> '));
+    const links = listTree(cache).filter((entry) => entry.includes(' -> '));
     expect(links).toHaveLength(2);
     // One folder deeper: one more ../ in the relative link.
     for (const link of links) expect(link).toMatch(/ -> \.\.\/\.\.\/\.\.\/blobs\/[0-9a-f]{64}$/);

@@ -58,6 +58,8 @@ describe('--json failures are one herd.error/1 object on stdout and one line on 
     // The cache is read, never written, when the model is not in it (herd.models/1 and herd.rm/1 successes: test/hub-commands.test.ts).
     { args: ['rm', 'org/never-cached-by-anyone'], type: 'input', exit: 1 },
     { args: ['rm', 'org/x@main', '--revision', 'v1'], type: 'usage', exit: 2 },
+    // Refused before any request (herd.pull/1 successes and network failures: test/hub-cli.test.ts).
+    { args: ['pull', 'org/x@main', '--revision', 'v1'], type: 'usage', exit: 2 },
   ];
 
   test.each(cases)('herd $args.0 … → $type, exit $exit', ({ args, type, exit, file: faultyFile, tensor }) => {
