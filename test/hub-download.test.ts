@@ -9,7 +9,7 @@ import { readGgufModel } from '../src/formats/gguf-split.js';
 import { acquireBlobLock } from '../src/hub/blob-lock.js';
 import { pullModel, type EnsureOptions } from '../src/hub/ensure.js';
 import type { DownloadProgress } from '../src/hub/download-files.js';
-import { HerdError } from '../src/errors.js';
+import { HerdError, HerdInterrupted } from '../src/errors.js';
 import { GGUF_LLAMACPP, STORIES } from './fixtures.js';
 import { fakeHubSuite, filesOf, listTree, type FakeFile, type FakeHub } from './fake-hub.js';
 import { gitSha1, sha256 } from './hub-cache-layout.js';
@@ -133,6 +133,20 @@ describe('downloads that fail part way', () => {
     expect(hub.requests.filter((r) => r.kind === 'cdn' && r.file === WEIGHTS).map((r) => r.range)).toEqual([undefined, 'bytes=300000-', 'bytes=600000-']);
     expect(hub.bytesSentFor(WEIGHTS)).toBe(weightsSize);
     expect(listTree(cache).filter((entry) => /herd-(partial|lock)/.test(entry))).toEqual([]);
+  });
+
+  test('Ctrl-C stops a download, even one waiting for bytes, and keeps what arrived for the next run', async () => {
+    const { cache, env } = freshCache({ HF_HUB_DOWNLOAD_TIMEOUT: '600' });
+    const partial = path.join(cache, 'models--karpathy--stories', 'blobs', `${expectedBlobName(TAKEN.find((f) => f.path === WEIGHTS)!)}.herd-partial`);
+    hub.faults.stall = { file: WEIGHTS, afterBytes: 200_000, times: 1 };
+    let interrupted = false;
+    const pulling = pull('karpathy/stories', env, { shouldStop: () => interrupted }).result;
+    while (!(fs.existsSync(partial) && fs.statSync(partial).size === 200_000)) await new Promise((resolve) => setTimeout(resolve, 20));
+    interrupted = true;
+    await expect(pulling).rejects.toThrow(new HerdInterrupted('the download of karpathy/stories stopped; 200000 of 1044992 bytes of model.safetensors are kept and the same command resumes from there'));
+    expect(listTree(cache).filter((entry) => /herd-(partial|lock)/.test(entry))).toEqual([`models--karpathy--stories/blobs/${path.basename(partial)}`]);
+    await pull('karpathy/stories', env).result;
+    expect(hub.requests.filter((r) => r.kind === 'cdn' && r.file === WEIGHTS).map((r) => r.range)).toEqual([undefined, 'bytes=200000-']);
   });
 
   test('a server that ignores Range sends the whole file again, and the download starts over cleanly', async () => {

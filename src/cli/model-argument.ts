@@ -2,11 +2,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { HerdError } from '../errors.js';
 import { hubCacheDir, markSnapshotUsed, readRef, snapshotDir } from '../hub/cache.js';
-import type { DownloadProgress } from '../hub/download-files.js';
-import { ensureModel, pullModel } from '../hub/ensure.js';
+import { ensureModel, pullModel, type EnsureOptions } from '../hub/ensure.js';
 import { formatHubName, parseModelArgument, type HubModelName } from '../hub/model-name.js';
 import { hubSettings } from '../hub/settings.js';
 import { downloadProgress } from './download-progress.js';
+import { InterruptWatch } from './interrupt.js';
 
 /**
  * What a command reads of its --model:
@@ -45,23 +45,35 @@ export async function resolveModelArgument(arg: string | undefined, options: Mod
   const { name } = parsed;
   const env = options.env ?? process.env;
   const part = options.part ?? 'weights';
-  const progress = options.json ? undefined : downloadProgress(env);
   if (part === 'tokenizer' && name.quant !== undefined) {
     throw new HerdError(`${formatHubName(name)} is one GGUF file, and this command reads tokenizer.json from a model folder: name a safetensors repository, without :${name.quant}`);
   }
+  // Ctrl-C stops a download between two reads, keeping its partial files for the next run (exit 130).
+  const interrupt = new InterruptWatch();
+  const download: DownloadOptions = { env, progress: options.json ? undefined : downloadProgress(env), shouldStop: () => interrupt.interrupted };
+  try {
+    return await hubModelPath(name, part, download);
+  } finally {
+    interrupt.dispose();
+  }
+}
+
+type DownloadOptions = Pick<EnsureOptions, 'env' | 'progress' | 'shouldStop'> & { env: NodeJS.ProcessEnv };
+
+async function hubModelPath(name: HubModelName, part: ModelPart, download: DownloadOptions): Promise<string> {
   // A GGUF file holds its own config: herd memory reads its header.
-  if (part === 'weights' || name.quant !== undefined) return runnableModel(name, env, progress);
-  const snapshot = hubSettings(env).offline ? cachedSnapshot(name, env) : (await pullModel(name, { env, progress, exclude: WEIGHT_PATTERNS })).snapshot;
+  if (part === 'weights' || name.quant !== undefined) return runnableModel(name, download);
+  const snapshot = hubSettings(download.env).offline ? cachedSnapshot(name, download.env) : (await pullModel(name, { ...download, exclude: WEIGHT_PATTERNS })).snapshot;
   const needed = path.join(snapshot, NEEDED_FILE[part]);
   if (fs.existsSync(needed)) return part === 'config' ? needed : snapshot;
-  // A GGUF repository has no config.json beside its files: the quantization llama.cpp would pick does.
-  if (part === 'config') return runnableModel(name, env, progress);
+  // A GGUF repository has no config.json: the header of the quantization llama.cpp would pick holds it.
+  if (part === 'config') return runnableModel(name, download);
   throw new HerdError(`${formatHubName(name)} has no ${NEEDED_FILE[part]}`, { kind: 'model', file: needed });
 }
 
 /** The whole model, from the cache or downloaded; its blobs are marked used. */
-async function runnableModel(name: HubModelName, env: NodeJS.ProcessEnv, progress: DownloadProgress | undefined): Promise<string> {
-  const modelPath = await ensureModel(name, { env, progress });
+async function runnableModel(name: HubModelName, download: DownloadOptions): Promise<string> {
+  const modelPath = await ensureModel(name, download);
   const snapshot = snapshotOf(modelPath);
   if (snapshot !== undefined) markSnapshotUsed(snapshot);
   return modelPath;

@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { downloadProgress } from '../cli/download-progress.js';
+import { InterruptWatch } from '../cli/interrupt.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { hubCacheDir } from '../hub/cache.js';
 import { pullModel } from '../hub/ensure.js';
@@ -32,10 +33,11 @@ ${EXIT_STATUS_HELP}`;
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Pull);
+    const interrupt = new InterruptWatch();
     const pulled = await pullModel(
       parseHubNameWithRevision(args.model, flags.revision),
-      { include: flags.include, exclude: flags.exclude, progress: flags.json ? undefined : downloadProgress() },
-    );
+      { include: flags.include, exclude: flags.exclude, progress: flags.json ? undefined : downloadProgress(), shouldStop: () => interrupt.interrupted },
+    ).finally(() => interrupt.dispose());
     if (flags.json) {
       this.printJson(SCHEMAS.pull, {
         cache_dir: hubCacheDir(),

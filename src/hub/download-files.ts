@@ -36,7 +36,7 @@ export async function downloadFiles(
   client: HubClient,
   cacheDir: string,
   jobs: readonly BlobJob[],
-  options: { label: string; stallMs: number; progress?: DownloadProgress },
+  options: { label: string; stallMs: number; progress?: DownloadProgress; shouldStop?: () => boolean },
 ): Promise<FileOutcome[]> {
   const missing = uniqueMissingBlobs(cacheDir, jobs);
   if (missing.length === 0) return jobs.map((job) => ({ file: job.file, blob: blobNameOf(job.file), downloaded: false }));
@@ -50,7 +50,12 @@ export async function downloadFiles(
   const downloaded = new Set<string>();
   try {
     await runPool(missing, CONCURRENCY, async (job) => {
-      const outcome = await downloadBlob(client, cacheDir, job, { stallMs: options.stallMs, counter: (bytes) => progress?.advance(bytes), onWait: (file) => progress?.waiting(file) });
+      const outcome = await downloadBlob(client, cacheDir, job, {
+        stallMs: options.stallMs,
+        counter: (bytes) => progress?.advance(bytes),
+        onWait: (file) => progress?.waiting(file),
+        shouldStop: options.shouldStop,
+      });
       if (outcome === 'downloaded') downloaded.add(blobNameOf(job.file));
       progress?.fileDone(job.file);
     });

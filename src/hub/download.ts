@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { HerdError } from '../errors.js';
+import { HerdError, HerdInterrupted } from '../errors.js';
 import { openFile } from './api.js';
 import { acquireBlobLock, type BlobLock } from './blob-lock.js';
 import { blobPath, publishBlob } from './cache.js';
@@ -31,6 +31,8 @@ export interface DownloadOptions {
   counter?: ByteCounter;
   /** Called when another process holds the blob's lock. */
   onWait?: (file: RepoFile) => void;
+  /** Ctrl-C: checked as bytes arrive; the partial file is kept for the next run. */
+  shouldStop?: () => boolean;
 }
 
 /** The blob's name in the cache: the LFS sha256, else the git blob sha1 (what the Hub's ETag says). */
@@ -87,7 +89,7 @@ async function fetchIntoPartial(client: HubClient, job: BlobJob, partial: string
       count(-offset);
       continue;
     }
-    const outcome = await fetchOnce(client, job, partial, offset, lock, options.stallMs, count);
+    const outcome = await fetchOnce(client, job, partial, offset, lock, options, count);
     if (outcome === 'progress') failures = 0;
     else failures++;
     if (failures >= client.retry.attempts) {
@@ -101,8 +103,10 @@ async function fetchIntoPartial(client: HubClient, job: BlobJob, partial: string
 type TryOutcome = 'progress' | 'no bytes' | 'expired link' | 'stalled';
 
 /** One request for the rest of the file, appended to the partial file until it ends or drops. */
-async function fetchOnce(client: HubClient, job: BlobJob, partial: string, offset: number, lock: BlobLock, stallMs: number, count: ByteCounter): Promise<TryOutcome> {
-  const watchdog = new StallWatchdog(stallMs);
+async function fetchOnce(client: HubClient, job: BlobJob, partial: string, offset: number, lock: BlobLock, options: DownloadOptions, count: ByteCounter): Promise<TryOutcome> {
+  const watchdog = new StallWatchdog(options.stallMs);
+  // Ctrl-C must also stop a download that is waiting for bytes.
+  const stopPoll = options.shouldStop && setInterval(() => options.shouldStop!() && watchdog.abort(), 100);
   let received = 0;
   try {
     const body = await openFile(client, job.repo, job.commit, job.file.path, offset, watchdog.signal);
@@ -129,18 +133,26 @@ async function fetchOnce(client: HubClient, job: BlobJob, partial: string, offse
         received += chunk.length;
         count(chunk.length);
         lock.touch();
+        if (options.shouldStop?.()) break;
       }
     } finally {
       await handle.close();
     }
+    if (options.shouldStop?.()) throw stopped(job, partial);
     return received > 0 ? 'progress' : 'no bytes';
   } catch (error) {
+    if (options.shouldStop?.()) throw stopped(job, partial);
     if (watchdog.signal.aborted) return received > 0 ? 'progress' : 'stalled';
     if (!isTransient(error)) throw error;
     return received > 0 ? 'progress' : 'no bytes';
   } finally {
     watchdog.stop();
+    clearInterval(stopPoll);
   }
+}
+
+function stopped(job: BlobJob, partial: string): HerdInterrupted {
+  return new HerdInterrupted(`the download of ${job.repo} stopped; ${sizeOf(partial)} of ${job.file.size} bytes of ${job.file.path} are kept and the same command resumes from there`);
 }
 
 /** The answer must be about the file the listing named: same blob, same commit. */
@@ -202,6 +214,10 @@ class StallWatchdog {
 
   reset(): void {
     this.timer.refresh();
+  }
+
+  abort(): void {
+    this.controller.abort();
   }
 
   stop(): void {

@@ -25,6 +25,8 @@ export interface EnsureOptions {
   /** Never make a request; HF_HUB_OFFLINE by default. */
   offline?: boolean;
   progress?: DownloadProgress;
+  /** Ctrl-C (an InterruptWatch's flag): the download stops with a HerdInterrupted, keeping its partial files. */
+  shouldStop?: () => boolean;
   env?: NodeJS.ProcessEnv;
   /** Retry policy and backoff clock, for tests. */
   client?: HubClientOptions;
@@ -86,6 +88,7 @@ export async function pullModel(name: HubModelName, options: EnsureOptions = {})
 }
 
 async function download(client: HubClient, cacheDir: string, name: HubModelName, revision: string, commit: string, options: EnsureOptions, stallMs: number): Promise<PulledModel> {
+  const shouldStop = options.shouldStop;
   const files = await listRepoFiles(client, name.repo, commit);
   const label = `${name.repo}@${commit.slice(0, 7)}`;
   const jobsOf = (chosen: readonly RepoFile[]) => chosen.map((file) => ({ repo: name.repo, commit, file }));
@@ -94,11 +97,11 @@ async function download(client: HubClient, cacheDir: string, name: HubModelName,
   let safetensorsIndex: string | undefined;
   let indexDownloaded = false;
   if (index !== undefined) {
-    indexDownloaded = (await downloadFiles(client, cacheDir, jobsOf([index]), { label, stallMs }))[0]!.downloaded;
+    indexDownloaded = (await downloadFiles(client, cacheDir, jobsOf([index]), { label, stallMs, shouldStop }))[0]!.downloaded;
     safetensorsIndex = fs.readFileSync(blobPath(cacheDir, name.repo, blobNameOf(index)), 'utf8');
   }
   const chosen = selectFiles(name.repo, files, { quant: name.quant, include: options.include, exclude: options.exclude, safetensorsIndex });
-  const outcomes = (await downloadFiles(client, cacheDir, jobsOf(chosen), { label, stallMs, progress: options.progress }))
+  const outcomes = (await downloadFiles(client, cacheDir, jobsOf(chosen), { label, stallMs, progress: options.progress, shouldStop }))
     .map((outcome) => (outcome.file === index && indexDownloaded ? { ...outcome, downloaded: true } : outcome));
   for (const outcome of outcomes) linkSnapshotFile(cacheDir, name.repo, commit, outcome.file.path, outcome.blob);
   recordRef(cacheDir, name.repo, revision, commit);
