@@ -75,7 +75,7 @@ describe('herd models', () => {
     const lines = result.stdout.trimEnd().split('\n');
     expect(lines[0]).toBe(`Models in ${cacheDir}`);
     expect(lines[1]).toMatch(/^MODEL +REVISION +FILES +SIZE +LAST USED$/);
-    expect(lines[2]).toMatch(/^org\/model +v1 aaaaaaa +2 +\S+ \S+ +2026-01-02 03:04 UTC$/);
+    expect(lines[2]).toMatch(new RegExp(`^org/model +v1 aaaaaaa +2 +${CONFIG.length + WEIGHTS.length} B +2026-01-02 03:04 UTC$`));
     expect(lines[3]).toMatch(/^ +main bbbbbbb +2 /);
     expect(lines[4]).toMatch(/^org\/model-GGUF +main aaaaaaa +2 /);
     expect(lines[5]).toMatch(/^ +2 models, .* on disk, each blob counted once$/);

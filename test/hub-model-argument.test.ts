@@ -153,10 +153,24 @@ describe('online: each command downloads the part of a model it reads', () => {
     expect(fetched()).toContain('tokenizer.json');
   });
 
-  test('a GGUF quantization is fetched whole: the file holds its own tokenizer and config', async () => {
+  test('herd memory on a GGUF repository: the one quantization, whose header holds the config', async () => {
     hub.resetCounts();
-    const file = await resolveModelArgument('org/tiny-GGUF:Q6_K', { env: { ...online, HF_ENDPOINT: hub.endpoint }, json: true, part: 'tokenizer' });
+    const file = await resolveModelArgument('org/tiny-GGUF:Q6_K', { env: { ...online, HF_ENDPOINT: hub.endpoint }, json: true, part: 'config' });
     expect(sha256(fs.readFileSync(file!))).toBe(ggufReference.files.Q6_K!.sha256);
     expect(fetched()).toEqual(['model-Q6_K.gguf']);
+    // Without a tag (and no config.json in the repository): the Q4_K_M llama.cpp would pick. (A
+    // fresh cache: with Q6_K cached, the cache's only quantization would be the one taken.)
+    hub.resetCounts();
+    const fresh = { ...online, HF_HUB_CACHE: path.join(work, 'online-fresh'), HF_ENDPOINT: hub.endpoint };
+    const chosen = await resolveModelArgument('org/tiny-GGUF', { env: fresh, json: true, part: 'config' });
+    expect(sha256(fs.readFileSync(chosen!))).toBe(ggufReference.files.Q4_K_M!.sha256);
+    expect(fetched()).toEqual(['model-Q4_K_M.gguf']);
+  });
+
+  test('herd prompt on a GGUF quantization is refused before any download', async () => {
+    hub.resetCounts();
+    const error = await failure(resolveModelArgument('org/tiny-GGUF:Q8_0', { env: { ...online, HF_ENDPOINT: hub.endpoint }, json: true, part: 'tokenizer' }));
+    expect(error.message).toBe('org/tiny-GGUF:Q8_0 is one GGUF file, and this command reads tokenizer.json from a model folder: name a safetensors repository, without :Q8_0');
+    expect(hub.requests).toEqual([]);
   });
 });

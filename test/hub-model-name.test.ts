@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { HerdError } from '../src/errors.js';
-import { formatHubName, parseHubName, parseModelArgument } from '../src/hub/model-name.js';
+import { HerdUsageError } from '../src/errors.js';
+import { formatHubName, parseHubName, parseHubNameWithRevision, parseModelArgument } from '../src/hub/model-name.js';
 import { STORIES } from './fixtures.js';
 
 describe('parseModelArgument: a path that exists is local, anything else must be a Hub id', () => {
@@ -63,5 +64,18 @@ describe('parseModelArgument: a path that exists is local, anything else must be
     expect(error!.message).toBe(`model ${/\.(gguf|json)$/.test(arg) ? 'file' : 'folder'} ${arg} does not exist`);
     expect(error!.kind).toBe('model');
     expect(error!.file).toBe(arg);
+  });
+});
+
+describe('a MODEL argument with --revision (herd pull, herd rm)', () => {
+  test('the revision from either place; the same one twice is fine', () => {
+    expect(parseHubNameWithRevision('org/name', undefined)).toEqual({ repo: 'org/name' });
+    expect(parseHubNameWithRevision('org/name', 'v1')).toEqual({ repo: 'org/name', revision: 'v1' });
+    expect(parseHubNameWithRevision('org/name@v1:Q8_0', 'v1')).toEqual({ repo: 'org/name', revision: 'v1', quant: 'Q8_0' });
+  });
+
+  test('two different revisions, or one that would leave refs/, are usage errors', () => {
+    expect(() => parseHubNameWithRevision('org/name@main', 'v1')).toThrow(new HerdUsageError('org/name@main names revision main but --revision says v1; give one'));
+    expect(() => parseHubNameWithRevision('org/name', '../x')).toThrow(HerdUsageError);
   });
 });

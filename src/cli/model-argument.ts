@@ -2,16 +2,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { HerdError } from '../errors.js';
 import { hubCacheDir, markSnapshotUsed, readRef, snapshotDir } from '../hub/cache.js';
-import { ensureModel, pullModel } from '../hub/ensure.js';
+import { ensureModel, pullModel, type EnsureOptions } from '../hub/ensure.js';
 import { formatHubName, parseModelArgument, type HubModelName } from '../hub/model-name.js';
 import { hubSettings } from '../hub/settings.js';
+import { downloadProgress } from './download-progress.js';
+import { InterruptWatch } from './interrupt.js';
 
 /**
  * What a command reads of its --model:
  * - weights: the whole model (a snapshot folder, or a GGUF repository's first .gguf file);
  * - tokenizer: the tokenizer and chat template files, read from the snapshot folder;
  * - config: config.json alone (herd memory), given as that file's path.
- * A GGUF model (`org/name:QUANT`) holds its tokenizer and config inside, so it is fetched whole.
+ * A GGUF model (`org/name:QUANT`, or a GGUF repository without config.json) holds its config
+ * inside, so it is fetched whole; its tokenizer is no tokenizer.json, so `tokenizer` refuses it.
  */
 export type ModelPart = 'weights' | 'tokenizer' | 'config';
 
@@ -39,22 +42,41 @@ export async function resolveModelArgument(arg: string | undefined, options: Mod
   if (arg === undefined) return undefined;
   const parsed = parseModelArgument(arg);
   if (parsed.kind === 'local') return parsed.path;
+  const { name } = parsed;
   const env = options.env ?? process.env;
-  const part = parsed.name.quant === undefined ? options.part ?? 'weights' : 'weights';
-  // The combined download bar (src/cli/download-progress.ts) joins when the network side commits it.
-  const progress = undefined;
-  if (part === 'weights') {
-    const modelPath = await ensureModel(parsed.name, { env, progress });
-    const snapshot = snapshotOf(modelPath);
-    if (snapshot !== undefined) markSnapshotUsed(snapshot);
-    return modelPath;
+  const part = options.part ?? 'weights';
+  if (part === 'tokenizer' && name.quant !== undefined) {
+    throw new HerdError(`${formatHubName(name)} is one GGUF file, and this command reads tokenizer.json from a model folder: name a safetensors repository, without :${name.quant}`);
   }
-  const snapshot = hubSettings(env).offline
-    ? cachedSnapshot(parsed.name, env)
-    : (await pullModel(parsed.name, { env, progress, exclude: WEIGHT_PATTERNS })).snapshot;
+  // Ctrl-C stops a download between two reads, keeping its partial files for the next run (exit 130).
+  const interrupt = new InterruptWatch();
+  const download: DownloadOptions = { env, progress: options.json ? undefined : downloadProgress(env), shouldStop: () => interrupt.interrupted };
+  try {
+    return await hubModelPath(name, part, download);
+  } finally {
+    interrupt.dispose();
+  }
+}
+
+type DownloadOptions = Pick<EnsureOptions, 'env' | 'progress' | 'shouldStop'> & { env: NodeJS.ProcessEnv };
+
+async function hubModelPath(name: HubModelName, part: ModelPart, download: DownloadOptions): Promise<string> {
+  // A GGUF file holds its own config: herd memory reads its header.
+  if (part === 'weights' || name.quant !== undefined) return runnableModel(name, download);
+  const snapshot = hubSettings(download.env).offline ? cachedSnapshot(name, download.env) : (await pullModel(name, { ...download, exclude: WEIGHT_PATTERNS })).snapshot;
   const needed = path.join(snapshot, NEEDED_FILE[part]);
-  if (!fs.existsSync(needed)) throw new HerdError(`${formatHubName(parsed.name)} has no ${NEEDED_FILE[part]}`, { kind: 'model', file: needed });
-  return part === 'config' ? needed : snapshot;
+  if (fs.existsSync(needed)) return part === 'config' ? needed : snapshot;
+  // A GGUF repository has no config.json: the header of the quantization llama.cpp would pick holds it.
+  if (part === 'config') return runnableModel(name, download);
+  throw new HerdError(`${formatHubName(name)} has no ${NEEDED_FILE[part]}`, { kind: 'model', file: needed });
+}
+
+/** The whole model, from the cache or downloaded; its blobs are marked used. */
+async function runnableModel(name: HubModelName, download: DownloadOptions): Promise<string> {
+  const modelPath = await ensureModel(name, download);
+  const snapshot = snapshotOf(modelPath);
+  if (snapshot !== undefined) markSnapshotUsed(snapshot);
+  return modelPath;
 }
 
 /** The snapshot a branch or commit points to in the cache, without any request. */

@@ -1,7 +1,7 @@
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { hubCacheDir, scanCache, type CachedRepo } from '../hub/cache.js';
-import { formatBytes } from '../memory/units.js';
+import { readableBytes } from '../hub/disk-space.js';
 import { renderSectionText, type Cell } from '../memory/table.js';
 
 export default class Models extends HerdCommand {
@@ -28,14 +28,14 @@ ${EXIT_STATUS_HELP}`;
       { text: index === 0 ? repo.repo : '', tone: 'strong' },
       { text: `${revision.refs.length > 0 ? `${revision.refs.join(',')} ` : ''}${revision.commit.slice(0, 7)}` },
       { text: String(revision.files.length) },
-      { text: formatBytes(revision.size, 'GiB') },
+      { text: readableBytes(revision.size) },
       { text: minute(revision.lastUsed), tone: 'dim' },
     ]));
     this.log(renderSectionText({
       title: `Models in ${cacheDir}`,
       columns: [{ header: 'MODEL', align: 'left' }, { header: 'REVISION', align: 'left' }, { header: 'FILES', align: 'right' }, { header: 'SIZE', align: 'right' }, { header: 'LAST USED', align: 'left' }],
       rows,
-      notes: [`${repos.length} model${repos.length === 1 ? '' : 's'}, ${formatBytes(totalSize(repos), 'GiB')} on disk, each blob counted once`],
+      notes: [`${repos.length} model${repos.length === 1 ? '' : 's'}, ${readableBytes(totalSize(repos))} on disk, each blob counted once`],
     }));
   }
 }

@@ -3,7 +3,6 @@ import { Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { parseDate } from '../cli/date.js';
-import { HUB_ID_FORMS } from '../cli/flags.js';
 import { resolveModelArgument } from '../cli/model-argument.js';
 import { renderConversation } from '../chat/render.js';
 import { checkMessage } from '../chat/session.js';
@@ -31,7 +30,7 @@ ${EXIT_STATUS_HELP}`;
   ];
 
   static override flags = {
-    model: Flags.string({ char: 'm', description: `Hugging Face model folder (tokenizer.json, tokenizer_config.json), a .gguf file, or a Hugging Face id ${HUB_ID_FORMS} (only its tokenizer and configs are downloaded). Default: the embedded stories260K (which has no chat template).` }),
+    model: Flags.string({ char: 'm', description: `Hugging Face model folder (tokenizer.json, tokenizer_config.json), or a Hugging Face id org/name[@revision] (only its tokenizer and configs are downloaded). Default: the embedded stories260K (which has no chat template).` }),
     messages: Flags.file({ description: 'JSON file of messages: [{"role", "content", …}] or {"messages": [...]}.', exists: true, exactlyOne: ['messages', 'vars'] }),
     vars: Flags.file({ description: 'JSON file of template variables, passed to the template as they are.', exists: true }),
     tools: Flags.file({ description: 'With --messages: a herd tools file (OpenAI function schemas; each `command` is left out of the prompt).', exists: true, exclusive: ['vars'] }),

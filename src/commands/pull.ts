@@ -3,10 +3,9 @@ import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { downloadProgress } from '../cli/download-progress.js';
 import { InterruptWatch } from '../cli/interrupt.js';
 import { SCHEMAS } from '../cli/json-output.js';
-import { HerdUsageError } from '../errors.js';
 import { hubCacheDir } from '../hub/cache.js';
 import { pullModel } from '../hub/ensure.js';
-import { parseHubName } from '../hub/model-name.js';
+import { parseHubNameWithRevision } from '../hub/model-name.js';
 
 export default class Pull extends HerdCommand {
   static override summary = 'Download a model from the Hugging Face Hub into the cache huggingface_hub uses.';
@@ -34,14 +33,9 @@ ${EXIT_STATUS_HELP}`;
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Pull);
-    const name = parseHubName(args.model);
-    if (name.revision !== undefined && flags.revision !== undefined && name.revision !== flags.revision) {
-      throw new HerdUsageError(`${args.model} names revision ${name.revision} but --revision says ${flags.revision}; give one`);
-    }
-    const revision = flags.revision ?? name.revision;
     const interrupt = new InterruptWatch();
     const pulled = await pullModel(
-      { ...name, ...(revision !== undefined && { revision }) },
+      parseHubNameWithRevision(args.model, flags.revision),
       { include: flags.include, exclude: flags.exclude, progress: flags.json ? undefined : downloadProgress(), shouldStop: () => interrupt.interrupted },
     ).finally(() => interrupt.dispose());
     if (flags.json) {

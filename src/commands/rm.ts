@@ -1,10 +1,9 @@
 import { Args, Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
-import { HerdUsageError } from '../errors.js';
 import { hubCacheDir, removeGgufModel, removeModel } from '../hub/cache.js';
-import { formatBytes } from '../memory/units.js';
-import { parseHubName } from '../hub/model-name.js';
+import { readableBytes } from '../hub/disk-space.js';
+import { parseHubNameWithRevision } from '../hub/model-name.js';
 
 export default class Rm extends HerdCommand {
   static override summary = 'Remove a model from the Hugging Face cache.';
@@ -29,18 +28,14 @@ ${EXIT_STATUS_HELP}`;
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Rm);
-    const name = parseHubName(args.model);
-    if (name.revision !== undefined && flags.revision !== undefined && name.revision !== flags.revision) {
-      throw new HerdUsageError(`${args.model} names revision ${name.revision} but --revision says ${flags.revision}; give one`);
-    }
+    const name = parseHubNameWithRevision(args.model, flags.revision);
     const cacheDir = hubCacheDir();
-    const revision = flags.revision ?? name.revision;
-    const removal = name.quant === undefined ? removeModel(cacheDir, name.repo, revision) : removeGgufModel(cacheDir, name.repo, revision ?? 'main', name.quant);
+    const removal = name.quant === undefined ? removeModel(cacheDir, name.repo, name.revision) : removeGgufModel(cacheDir, name.repo, name.revision ?? 'main', name.quant);
     if (flags.json) {
       this.printJson(SCHEMAS.rm, { cache_dir: cacheDir, repo: removal.repo, removed_commits: removal.removedCommits, removed_refs: removal.removedRefs, removed_files: removal.removedFiles, freed_bytes: removal.freedBytes, removed_repo: removal.removedRepo });
       return;
     }
     const what = removal.removedRepo ? removal.repo : removal.removedCommits.length > 0 ? `${removal.repo} revision ${removal.removedCommits.map((commit) => commit.slice(0, 7)).join(', ')}` : `${removal.removedFiles.join(', ')} of ${removal.repo}`;
-    this.log(`removed ${what} from ${cacheDir}, freeing ${formatBytes(removal.freedBytes, 'GiB')}`);
+    this.log(`removed ${what} from ${cacheDir}, freeing ${readableBytes(removal.freedBytes)}`);
   }
 }

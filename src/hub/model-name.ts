@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { HerdError } from '../errors.js';
+import { HerdError, HerdUsageError } from '../errors.js';
 
 /**
  * A model named by its Hugging Face id: `org/name`, optionally `@revision` (a branch, tag or
@@ -48,6 +48,18 @@ export function parseHubName(arg: string): HubModelName {
   if (revision !== undefined && !isSafeRevision(revision)) throw new HerdError(`"${revision}" in ${arg} is not a valid revision (a branch, tag or commit)`);
   if (quant !== undefined && (quant.startsWith('/') || quant.split('/').includes('..'))) throw new HerdError(`"${quant}" in ${arg} is not a quantization tag or a file name`);
   return { repo: `${org}/${name}`, ...(revision !== undefined && { revision }), ...(quant !== undefined && { quant }) };
+}
+
+/**
+ * A command's MODEL argument with its --revision flag (herd pull, herd rm): the revision given
+ * either way, and a usage error when both give different ones.
+ */
+export function parseHubNameWithRevision(arg: string, revisionFlag: string | undefined): HubModelName {
+  const name = parseHubName(arg);
+  if (revisionFlag === undefined) return name;
+  if (name.revision !== undefined && name.revision !== revisionFlag) throw new HerdUsageError(`${arg} names revision ${name.revision} but --revision says ${revisionFlag}; give one`);
+  if (!isSafeRevision(revisionFlag)) throw new HerdUsageError(`--revision "${revisionFlag}" is not a valid revision (a branch, tag or commit)`);
+  return { ...name, revision: revisionFlag };
 }
 
 /** The name as a person writes it: `org/name@revision:QUANT`, leaving out what is not given. */

@@ -1,7 +1,6 @@
 import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { EXIT_STATUS_HELP, HerdCommand } from '../../cli/base-command.js';
-import { HUB_ID_FORMS } from '../../cli/flags.js';
 import { SCHEMAS } from '../../cli/json-output.js';
 import { resolveModelArgument } from '../../cli/model-argument.js';
 import { DEFAULT_MODEL_DIR } from '../../engine/load.js';
@@ -22,7 +21,7 @@ ${EXIT_STATUS_HELP}`;
   ];
 
   static override flags = {
-    model: Flags.string({ char: 'm', description: `Model whose tokenizer and chat template render the data: a folder, or a Hugging Face id ${HUB_ID_FORMS} (only its tokenizer and configs are downloaded). Default: the embedded stories260K.` }),
+    model: Flags.string({ char: 'm', description: `Model whose tokenizer and chat template render the data: a folder, or a Hugging Face id org/name[@revision] (only its tokenizer and configs are downloaded). Default: the embedded stories260K.` }),
     ...dataFlags,
     row: Flags.integer({ description: 'Which row to show (1-based).', default: 1, min: 1 }),
   };

@@ -2,7 +2,8 @@ import path from 'node:path';
 import { Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../../cli/base-command.js';
 import { HUB_ID_FORMS } from '../../cli/flags.js';
-import { resolveModelArgument } from '../../cli/model-argument.js';
+import { isHubModelArgument, resolveModelArgument } from '../../cli/model-argument.js';
+import { parseHubName } from '../../hub/model-name.js';
 import { progressBar } from '../../cli/progress.js';
 import { InterruptWatch } from '../../cli/interrupt.js';
 import { HerdError } from '../../errors.js';
@@ -42,7 +43,7 @@ ${EXIT_STATUS_HELP}`;
     resume: Flags.boolean({ description: 'Continue from the newest checkpoint-N in --output-dir: same step, optimizer state and data order.', default: false }),
     'gradient-checkpointing': Flags.boolean({ description: "Keep only each decoder layer's input and recompute its activations in the backward pass (less memory, about a third more compute).", default: false }),
     'load-in-4bit': Flags.boolean({ description: "QLoRA: hold the decoder layers' frozen projections in NF4 (4.5 bits a weight), dequantized inside each matmul.", default: false }),
-    'base-model-name': Flags.string({ description: 'base_model_name_or_path written in adapter_config.json. Default: the --model path.' }),
+    'base-model-name': Flags.string({ description: 'base_model_name_or_path written in adapter_config.json. Default: the --model path, or its Hugging Face id (org/name) as PEFT writes it.' }),
   };
 
   async run(): Promise<void> {
@@ -87,7 +88,7 @@ ${EXIT_STATUS_HELP}`;
           saveSteps: flags['save-steps'],
           outputDir: flags['output-dir'],
           resume: flags.resume,
-          baseModelName: flags['base-model-name'] ?? path.resolve(modelDir),
+          baseModelName: flags['base-model-name'] ?? baseModelName(flags.model, modelDir),
           shouldStop: () => interrupt.interrupted,
         }, reporter.onEvent);
       } finally {
@@ -98,4 +99,9 @@ ${EXIT_STATUS_HELP}`;
       model.loaded.model.dispose();
     }
   }
+}
+
+/** What PEFT records as the base: a Hub model's id (without revision or tag), else the folder's absolute path. */
+function baseModelName(arg: string | undefined, modelDir: string): string {
+  return arg !== undefined && isHubModelArgument(arg) ? parseHubName(arg).repo : path.resolve(modelDir);
 }
