@@ -388,3 +388,29 @@ export function listTree(folder: string, prefix = ''): string[] {
     return entry.isDirectory() ? [`${relative}/`, ...listTree(full, `${relative}/`)] : [relative];
   });
 }
+
+/** A file's blob name in the cache: the sha256 of an LFS file's content, git's blob sha1 of the rest. */
+export function blobNameFor(file: FakeFile): string {
+  return file.lfs ? sha256(file.content) : gitSha1(file.content);
+}
+
+/**
+ * What listTree shows of a cache holding exactly `files` of one commit of `repo` on main, as
+ * huggingface_hub lays it out: each blob once under its hash, refs/main, and a relative link per
+ * file (top-level files here, so `../../blobs/`). Written from the layout's description, not from
+ * herd's code.
+ */
+export function expectedCacheTree(repo: string, commit: string, files: readonly FakeFile[]): string[] {
+  const folder = `models--${repo.replace('/', '--')}`;
+  const sorted = [...files].sort((a, b) => a.path.localeCompare(b.path));
+  return [
+    `${folder}/`,
+    `${folder}/blobs/`,
+    ...[...new Set(sorted.map(blobNameFor))].sort().map((blob) => `${folder}/blobs/${blob}`),
+    `${folder}/refs/`,
+    `${folder}/refs/main`,
+    `${folder}/snapshots/`,
+    `${folder}/snapshots/${commit}/`,
+    ...sorted.map((file) => `${folder}/snapshots/${commit}/${file.path} -> ../../blobs/${blobNameFor(file)}`),
+  ];
+}

@@ -7,9 +7,9 @@ import { scanCacheDir } from '@huggingface/hub';
 import Ajv2020 from 'ajv/dist/2020.js';
 import { pullModel } from '../src/hub/ensure.js';
 import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
-import { fakeHubSuite, filesOf, listTree, type FakeFile, type FakeHub } from './fake-hub.js';
+import { blobNameFor, expectedCacheTree, fakeHubSuite, filesOf, listTree, type FakeHub } from './fake-hub.js';
 import { HANG_GUARD_MS } from './hang-guard.js';
-import { gitSha1, sha256 } from './hub-cache-layout.js';
+import { sha256 } from './hub-cache-layout.js';
 import { BIN } from './herd-cli.js';
 
 // Models by name through the built CLI against the fake Hub (test/fake-hub.ts): `herd generate
@@ -69,9 +69,6 @@ function herdAsync(args: string[], env: NodeJS.ProcessEnv, input = '', whileRunn
   });
 }
 
-function blobName(file: FakeFile): string {
-  return file.lfs ? sha256(file.content) : gitSha1(file.content);
-}
 
 const generateArgs = (model: string, tokens: number) => ['generate', '--model', model, '--prompt-ids', '-', '--json', '--temperature', '0', '-n', String(tokens)];
 
@@ -88,20 +85,10 @@ describe('herd generate --model org/tiny', () => {
     expect(JSON.parse(run.stdout).generated_ids).toEqual(tiny.generated_ids);
     // --json: no progress on stderr.
     expect(run.stderr).toBe('');
-    const blobs = TINY_TAKEN.map(blobName);
-    expect(listTree(cache)).toEqual([
-      'models--org--tiny/',
-      'models--org--tiny/blobs/',
-      ...[...blobs].sort().map((blob) => `models--org--tiny/blobs/${blob}`),
-      'models--org--tiny/refs/',
-      'models--org--tiny/refs/main',
-      'models--org--tiny/snapshots/',
-      `models--org--tiny/snapshots/${commit()}/`,
-      ...TINY_TAKEN.map((file, i) => `models--org--tiny/snapshots/${commit()}/${file.path} -> ../../blobs/${blobs[i]}`),
-    ]);
+    expect(listTree(cache)).toEqual(expectedCacheTree('org/tiny', commit(), TINY_TAKEN));
     expect(fs.readFileSync(path.join(cache, 'models--org--tiny', 'refs', 'main'), 'utf8')).toBe(commit());
     // Each blob holds its file, so its name is the hash of its own content.
-    for (const [i, file] of TINY_TAKEN.entries()) expect(fs.readFileSync(path.join(cache, 'models--org--tiny', 'blobs', blobs[i]!)).equals(file.content)).toBe(true);
+    for (const file of TINY_TAKEN) expect(fs.readFileSync(path.join(cache, 'models--org--tiny', 'blobs', blobNameFor(file))).equals(file.content)).toBe(true);
     expect(hub.fileRequests().map((r) => r.file)).not.toContain('original/consolidated.00.pth');
   });
 

@@ -11,8 +11,7 @@ import { pullModel, type EnsureOptions } from '../src/hub/ensure.js';
 import type { DownloadProgress } from '../src/hub/download-files.js';
 import { HerdError, HerdInterrupted } from '../src/errors.js';
 import { GGUF_LLAMACPP, STORIES } from './fixtures.js';
-import { fakeHubSuite, filesOf, listTree, type FakeFile, type FakeHub } from './fake-hub.js';
-import { gitSha1, sha256 } from './hub-cache-layout.js';
+import { blobNameFor, expectedCacheTree, fakeHubSuite, filesOf, listTree, type FakeFile, type FakeHub } from './fake-hub.js';
 import { writeSplitGguf } from './gguf-rewrite.js';
 import { HANG_GUARD_MS } from './hang-guard.js';
 
@@ -59,10 +58,6 @@ function pull(repo: string, env: NodeJS.ProcessEnv, options: EnsureOptions & { q
   return { result, sleeps };
 }
 
-/** The blob name a file must have: sha256 of an LFS file's content, git's blob sha1 of the rest. */
-function expectedBlobName(file: FakeFile): string {
-  return file.lfs ? sha256(file.content) : gitSha1(file.content);
-}
 
 describe('a download into the huggingface_hub cache layout', () => {
   test('org/name lands as refs/main, blobs named by their hashes and relative links, and nothing else', async () => {
@@ -74,17 +69,7 @@ describe('a download into the huggingface_hub cache layout', () => {
     expect(pulled.modelPath).toBe(path.join(repoDir, 'snapshots', commit));
     // refs/main: the 40-hex commit, no newline.
     expect(fs.readFileSync(path.join(repoDir, 'refs', 'main'), 'utf8')).toBe(commit);
-    const blobs = TAKEN.map(expectedBlobName);
-    expect(listTree(cache)).toEqual([
-      'models--karpathy--stories/',
-      'models--karpathy--stories/blobs/',
-      ...[...blobs].sort().map((blob) => `models--karpathy--stories/blobs/${blob}`),
-      'models--karpathy--stories/refs/',
-      'models--karpathy--stories/refs/main',
-      'models--karpathy--stories/snapshots/',
-      `models--karpathy--stories/snapshots/${commit}/`,
-      ...TAKEN.map((file, i) => `models--karpathy--stories/snapshots/${commit}/${file.path} -> ../../blobs/${blobs[i]}`),
-    ]);
+    expect(listTree(cache)).toEqual(expectedCacheTree('karpathy/stories', commit, TAKEN));
     // Each blob is its file's content, and its name is that content's hash.
     for (const file of TAKEN) {
       expect(fs.readFileSync(path.join(pulled.snapshot, file.path)).equals(file.content)).toBe(true);
@@ -137,7 +122,7 @@ describe('downloads that fail part way', () => {
 
   test('Ctrl-C stops a download, even one waiting for bytes, and keeps what arrived for the next run', async () => {
     const { cache, env } = freshCache({ HF_HUB_DOWNLOAD_TIMEOUT: '600' });
-    const partial = path.join(cache, 'models--karpathy--stories', 'blobs', `${expectedBlobName(TAKEN.find((f) => f.path === WEIGHTS)!)}.herd-partial`);
+    const partial = path.join(cache, 'models--karpathy--stories', 'blobs', `${blobNameFor(TAKEN.find((f) => f.path === WEIGHTS)!)}.herd-partial`);
     hub.faults.stall = { file: WEIGHTS, afterBytes: 200_000, times: 1 };
     let interrupted = false;
     const pulling = pull('karpathy/stories', env, { shouldStop: () => interrupted }).result;
@@ -171,7 +156,7 @@ describe('downloads that fail part way', () => {
     hub.faults.corrupt = { file: WEIGHTS, offset: 123_456, times: 1 };
     const error = await pull('karpathy/stories', env).result.catch((e: unknown) => e as HerdError);
     expect(error).toBeInstanceOf(HerdError);
-    const weightsBlob = expectedBlobName(STORIES_FILES.find((f) => f.path === WEIGHTS)!);
+    const weightsBlob = blobNameFor(STORIES_FILES.find((f) => f.path === WEIGHTS)!);
     expect((error as HerdError).message).toMatch(new RegExp(`^karpathy/stories model\\.safetensors arrived corrupt \\(sha256 [0-9a-f]{64}, expected ${weightsBlob}\\); nothing was kept, run again$`));
     const entries = listTree(cache);
     expect(entries.filter((entry) => entry.includes(weightsBlob) || entry.includes(WEIGHTS))).toEqual([]);
@@ -272,7 +257,7 @@ describe('two downloads of one blob', () => {
     const weights = STORIES_FILES.find((f) => f.path === WEIGHTS)!;
     const blobs = path.join(cache, 'models--karpathy--stories', 'blobs');
     fs.mkdirSync(blobs, { recursive: true });
-    const held = await acquireBlobLock(path.join(blobs, `${expectedBlobName(weights)}.herd-lock`));
+    const held = await acquireBlobLock(path.join(blobs, `${blobNameFor(weights)}.herd-lock`));
     let waitedFor: string | undefined;
     const progress: DownloadProgress = { start() {}, advance() {}, fileDone() {}, stop() {}, waiting: (file) => void (waitedFor = file.path) };
     const pulling = pull('karpathy/stories', env, { progress }).result;
@@ -290,7 +275,7 @@ describe('two downloads of one blob', () => {
     const weights = STORIES_FILES.find((f) => f.path === WEIGHTS)!;
     const blobs = path.join(cache, 'models--karpathy--stories', 'blobs');
     fs.mkdirSync(blobs, { recursive: true });
-    fs.writeFileSync(path.join(blobs, `${expectedBlobName(weights)}.herd-lock`), `${os.hostname()} ${gone}\n`);
+    fs.writeFileSync(path.join(blobs, `${blobNameFor(weights)}.herd-lock`), `${os.hostname()} ${gone}\n`);
     await pull('karpathy/stories', env).result;
     expect(fs.readdirSync(blobs).filter((name) => name.includes('herd-'))).toEqual([]);
   });
