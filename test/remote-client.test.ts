@@ -66,7 +66,7 @@ describe('retries, backoff and one-line failures', () => {
 
   test('a connection the server drops before answering is tried again, twice at most', async () => {
     let drops = 2;
-    const server = await startFakeServer((request, response) => {
+    const server = await startFakeServer((_request, response) => {
       if (drops-- > 0) return response.socket?.destroy();
       sendJson(response, 200, modelList('llama'));
     });
