@@ -2,7 +2,7 @@ import path from 'node:path';
 import { Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { parseDate } from '../cli/date.js';
-import { connectEndpoint, endpointFlags, remoteChatOptions, type RemoteTarget } from '../cli/endpoint.js';
+import { connectEndpoint, endpointFlags, endpointJson, remoteChatOptions, type RemoteTarget } from '../cli/endpoint.js';
 import { modelFlags, numberFlag } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
 import { samplingFlags, samplingOptions, type SamplingFlags } from '../cli/sampling.js';
@@ -95,7 +95,7 @@ ${EXIT_STATUS_HELP}`;
           },
         });
       } else {
-        await runScript(agent, { input: process.stdin, output: process.stdout, warn: (line) => process.stderr.write(`${line}\n`), json: flags.json, approveAll: flags.yes });
+        await runScript(agent, { input: process.stdin, output: process.stdout, warn: (line) => process.stderr.write(`${line}\n`), json: flags.json, approveAll: flags.yes, endpoint: engine.endpoint });
       }
     } finally {
       engine.dispose();
@@ -110,6 +110,7 @@ interface ChatEngine {
   sourceOptions: ChatSourceOptions;
   sampling: SamplingOptions;
   modelName: string;
+  endpoint?: { url: string; model: string };
   dispose(): void;
 }
 
@@ -131,5 +132,5 @@ function remoteEngine(target: RemoteTarget, flags: SamplingFlags): ChatEngine {
   const generation = target.template?.generation ?? { eosTokenIds: [], doSample: false, temperature: null, topP: null, topK: null, repetitionPenalty: null };
   const sampling = samplingOptions({ generation }, flags);
   const { options } = remoteChatOptions(target, sampling);
-  return { sourceOptions: options, sampling, modelName: target.capabilities.model, dispose: () => undefined };
+  return { sourceOptions: options, sampling, modelName: target.capabilities.model, endpoint: endpointJson(target.capabilities), dispose: () => undefined };
 }
