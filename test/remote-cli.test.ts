@@ -1,6 +1,9 @@
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { errorBody, modelList, sendEvents, sendJson, startFakeServer, type FakeServer } from './fake-openai-server.js';
-import { DATA, STORIES } from './fixtures.js';
+import { DATA, STORIES, TINY_LLAMA } from './fixtures.js';
 import { BIN } from './herd-cli.js';
 
 /** The built CLI, run without blocking this process (the fake servers answer from it). */
@@ -29,6 +32,8 @@ beforeAll(async () => {
   server = await startFakeServer((request, response) => {
     if (request.headers.authorization !== 'Bearer secret') return sendJson(response, 401, errorBody('invalid api key'));
     if (request.path === '/v1/models') return sendJson(response, 200, modelList('stories'));
+    // vLLM's /tokenize: the server's own ids, here a fixed answer the test can recognise.
+    if (request.path === '/tokenize') return sendJson(response, 200, { count: 3, max_model_len: 2048, tokens: [7, 8, 9] });
     if (request.path === '/v1/chat/completions' && request.body!.stream === true) {
       return sendEvents(response, [{ choices: [{ index: 0, delta: { role: 'assistant', content: 'Hi!' }, finish_reason: 'stop' }] }, { choices: [], usage: { prompt_tokens: 12, completion_tokens: 3 } }]);
     }
@@ -50,7 +55,7 @@ describe('commands over --endpoint', () => {
     const result = await herdAsync(['env', ...connection(), '--json'], { HERD_API_KEY: 'secret' });
     expect(result.status).toBe(0);
     expect(JSON.parse(result.stdout).endpoint).toEqual({
-      url: server.url, models: ['stories'], model: 'stories', context_length: null, completions: true, chat_completions: true, prompt_logprobs: false, tokenize: false, token_id_prompts: true,
+      url: server.url, models: ['stories'], model: 'stories', context_length: null, completions: true, chat_completions: true, prompt_logprobs: false, tokenize: true, token_id_prompts: true,
       chat_mode: 'raw', chat_mode_reason: expect.stringMatching(/^raw: herd renders/),
     });
   });
@@ -71,6 +76,21 @@ describe('commands over --endpoint', () => {
     const events = result.stdout.trim().split('\n').map((line) => JSON.parse(line));
     expect(events[0]).toEqual({ schema: 'herd.chat/1', type: 'token', text: 'Hi!' });
     expect(events[1]).toEqual(expect.objectContaining({ type: 'turn_end', finish_reason: 'stop', prompt_tokens: 12, generated_tokens: 3, endpoint: { url: server.url, model: 'stories' } }));
+  });
+
+  test('prompt --endpoint renders locally and counts with the server\'s /tokenize', async () => {
+    const messages = path.join(os.tmpdir(), `herd-remote-cli-${process.pid}.json`);
+    fs.writeFileSync(messages, JSON.stringify([{ role: 'user', content: 'Hi' }]));
+    try {
+      const result = await herdAsync(['prompt', '--model', TINY_LLAMA, '--messages', messages, '--date', '2024-07-26', '--endpoint', server.url, '--json'], { HERD_API_KEY: 'secret' });
+      expect(result.status).toBe(0);
+      const report = JSON.parse(result.stdout);
+      expect(report).toEqual(expect.objectContaining({ ids: [7, 8, 9], token_count: 3, endpoint: { url: server.url, model: 'stories' } }));
+      expect(report.prompt).toContain('<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>');
+      expect(server.to('/tokenize').at(-1)!.body).toEqual({ model: 'stories', prompt: report.prompt, add_special_tokens: false });
+    } finally {
+      fs.rmSync(messages, { force: true });
+    }
   });
 
   test('eval: a loglikelihood task fails naming the missing capability; a dead endpoint and a wrong key each one line (an unknown model: remote-client.test.ts)', async () => {
