@@ -80,6 +80,15 @@ describe('retries, backoff and one-line failures', () => {
     }
   });
 
+  test('a server that never answers fails after --endpoint-timeout with one line', async () => {
+    const silent = await startFakeServer(() => undefined);
+    try {
+      await expect(new EndpointClient({ url: silent.url, timeoutMs: 200 }).listModels()).rejects.toThrow(`${silent.url} did not answer within 0.2 s`);
+    } finally {
+      await silent.close();
+    }
+  });
+
   test('a dead endpoint fails with one line', async () => {
     // A port that was just listened on and closed: nothing answers there.
     const gone = await startFakeServer(() => undefined);
