@@ -133,6 +133,7 @@ describe('--json successes validate against docs/schemas', () => {
     const [plan] = expectValidLines('memory', herd(['memory', '--json', '--model', 'llama-3.1-8b', '-c', '1k', '--train', 'full,lora,qlora', '--gpu', 'l4']));
     expect((plan!.plan as { training: unknown[] }).training).toHaveLength(3);
     expectValidLines('memory', herd(['memory', '--json', '--compare-post']));
+    expectValidLines('memory', herd(['memory', '--json', '--launch', 'vllm', '--model', 'llama-3.1-405b', '--gpu', 'h100', '--gpus', '8']));
     const [measured] = expectValidLines('memory', herd(['memory', '--json', '--measure', '--model', 'models/stories260K']));
     expect(measured!.measurement).not.toBeNull();
     expect(validator('memory')({ ...plan, units: 'GiB' })).not.toBe('valid');

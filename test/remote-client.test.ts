@@ -66,7 +66,7 @@ describe('retries, backoff and one-line failures', () => {
 
   test('a connection the server drops before answering is tried again, twice at most', async () => {
     let drops = 2;
-    const server = await startFakeServer((request, response) => {
+    const server = await startFakeServer((_request, response) => {
       if (drops-- > 0) return response.socket?.destroy();
       sendJson(response, 200, modelList('llama'));
     });
@@ -77,6 +77,15 @@ describe('retries, backoff and one-line failures', () => {
       await expect(new EndpointClient({ url: server.url }).listModels()).rejects.toThrow(/^cannot reach the endpoint .* \((ECONNRESET|UND_ERR_SOCKET)\): is the server running\?$/);
     } finally {
       await server.close();
+    }
+  });
+
+  test('a server that never answers fails after --endpoint-timeout with one line', async () => {
+    const silent = await startFakeServer(() => undefined);
+    try {
+      await expect(new EndpointClient({ url: silent.url, timeoutMs: 200 }).listModels()).rejects.toThrow(`${silent.url} did not answer within 0.2 s`);
+    } finally {
+      await silent.close();
     }
   });
 

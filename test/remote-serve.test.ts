@@ -81,20 +81,25 @@ describe('against herd serve: the same numbers as the local engine', () => {
     }
   });
 
-  test('chat in raw mode: the turn the local engine generates, greedy, token for token', async () => {
-    const turn = async (source: ChatSourceOptions) => {
-      const conversation = new Conversation([{ role: 'system', content: 'Be brief.' }]);
-      const tools = new ToolBox([], [], { timeoutMs: HANG_GUARD_MS, maxOutputBytes: 4096, env: {} });
-      const agent = new ChatAgent(conversation, { ...source, tools, date: new Date(2024, 6, 26), maxNewTokens: 12, maxToolRounds: 2 });
-      const summary = await agent.send('Hello there', { onEvent: () => undefined, approve: async () => false, shouldStop: () => false });
-      return { messages: conversation.messages, generated: summary.generatedTokens, prompt: summary.promptTokens };
-    };
+  /** One greedy turn (today's date, as the server's template writes it); its messages and token counts. */
+  async function turn(source: ChatSourceOptions) {
+    const conversation = new Conversation([{ role: 'system', content: 'Be brief.' }]);
+    const tools = new ToolBox([], [], { timeoutMs: HANG_GUARD_MS, maxOutputBytes: 4096, env: {} });
+    const agent = new ChatAgent(conversation, { ...source, tools, maxNewTokens: 12, maxToolRounds: 2 });
+    const summary = await agent.send('Hello there', { onEvent: () => undefined, approve: async () => false, shouldStop: () => false });
+    return { messages: conversation.messages, prompt: summary.promptTokens };
+  }
+
+  test('chat in both modes: the turn the local engine generates, greedy, token for token', async () => {
     const local = await turn({ source: new EngineTokenSource(tiny, GREEDY), tokenizer: tiny.tokenizer, stopTokenIds: tiny.generation.eosTokenIds });
     const client = new EndpointClient({ url });
-    const { mode, options: remoteOptions } = remoteChatOptions({ client, capabilities: await probeEndpoint(client), template: readTemplate(TINY_LLAMA) }, GREEDY);
-    expect(mode).toBe('raw');
-    const remote = await turn(remoteOptions);
-    expect(remote.messages).toEqual(local.messages);
-    expect(remote.prompt).toBe(local.prompt);
+    const capabilities = await probeEndpoint(client);
+    const raw = remoteChatOptions({ client, capabilities, template: readTemplate(TINY_LLAMA) }, GREEDY);
+    expect(raw.mode).toBe('raw');
+    expect(await turn(raw.options)).toEqual(local);
+    // Without a local template: the server renders the same template and parses the reply itself.
+    const chat = remoteChatOptions({ client, capabilities, template: null }, GREEDY);
+    expect(chat.mode).toBe('chat');
+    expect(await turn(chat.options)).toEqual(local);
   });
 });

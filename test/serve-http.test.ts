@@ -4,6 +4,7 @@
  * and statuses, the queue limit, disconnects, and a bounded load run.
  */
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { runInNewContext } from 'node:vm';
 import v8 from 'node:v8';
@@ -24,13 +25,19 @@ function expectedPrompt(name: string): string {
 
 const CALL_JSON = '{"name": "get_current_conditions", "parameters": {"location": "San Francisco, CA", "unit": "Fahrenheit"}}';
 const PROSE = 'Paris is the capital of France.';
+const ONE = textIds(' one')[0]!;
+
+/** A reply that goes on until the request is cancelled. */
+function* forever(): Generator<number> {
+  for (;;) yield ONE;
+}
 
 /** Replies chosen by what the last user message asks. */
-function scriptFor(promptIds: readonly number[]): number[] {
+function scriptFor(promptIds: readonly number[]): Iterable<number> {
   const prompt = llamaTokenizer.decode(promptIds);
   if (prompt.includes('weather in San Francisco')) return [...textIds(CALL_JSON), EOM];
   if (prompt.includes('latest price of 1oz gold')) return [PYTHON_TAG_ID, ...textIds('brave_search.call(query="gold price today")'), EOM];
-  if (prompt.includes('Count forever')) return Array.from({ length: 100_000 }, () => textIds(' one')[0]!);
+  if (prompt.includes('Count forever')) return forever();
   const numbered = /Request (\d+)\./.exec(prompt);
   if (numbered) return [...textIds(`Answer ${numbered[1]}.`), EOT];
   return [...textIds(PROSE), EOT];
@@ -199,14 +206,12 @@ describe('faults: each gets its status and OpenAI error object, and the server k
 
 describe('slots and the queue', () => {
   test('past --parallel + --max-queue: 429 with Retry-After; a disconnect mid-stream frees its slot at once', async () => {
-    const generator = new ScriptedGenerator(scriptFor, { parallel: 1, maxQueue: 1, contextLength: 200_000 });
+    const generator = new ScriptedGenerator(scriptFor, { parallel: 1, maxQueue: 1, contextLength: 200_000, tokenDelayMs: 2 });
     const { server, url } = await startScriptedServer(generator);
     try {
-      const forever = { model: SERVED_ID, messages: [{ role: 'user', content: 'Count forever' }], stream: true };
-      const first = new AbortController();
-      const second = new AbortController();
-      const running = await openStream(`${url}/v1/chat/completions`, forever, first.signal);
-      const waiting = fetch(`${url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify(forever), signal: second.signal }).catch(() => null);
+      const endless = { model: SERVED_ID, messages: [{ role: 'user', content: 'Count forever' }], stream: true };
+      const disconnectFirst = await openStream(`${url}/v1/chat/completions`, endless);
+      const disconnectSecond = await openStream(`${url}/v1/chat/completions`, endless);
       await until(() => generator.stats().waiting === 1);
 
       const refused = await postJson(`${url}/v1/chat/completions`, hello());
@@ -214,11 +219,9 @@ describe('slots and the queue', () => {
       expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
       expect(refused.json.error!.code).toBe('queue_full');
 
-      second.abort();
-      await waiting;
+      disconnectSecond();
       await until(() => generator.stats().waiting === 0);
-      first.abort();
-      await running.catch(() => undefined);
+      disconnectFirst();
       await until(() => generator.stats().running === 0);
       // The slot is free: the next request runs without waiting behind anything.
       const next = await postJson(`${url}/v1/chat/completions`, hello());
@@ -275,14 +278,19 @@ async function loadRun<T>(count: number, concurrency: number, call: (index: numb
   return results;
 }
 
-/** Opens a streamed request and resolves once its first chunk has arrived (the body keeps flowing until aborted). */
-async function openStream(url: string, body: unknown, signal: AbortSignal): Promise<Promise<void>> {
-  const response = await fetch(url, { method: 'POST', body: JSON.stringify(body), signal });
-  const reader = response.body!.getReader();
-  await reader.read();
-  return (async () => {
-    for (;;) if ((await reader.read()).done) return;
-  })();
+/**
+ * Opens a streamed request over node:http and resolves once its first chunk has arrived, with a
+ * function that disconnects it (the body keeps flowing until then).
+ */
+function openStream(url: string, body: unknown): Promise<() => void> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(url, { method: 'POST', headers: { 'Content-Type': 'application/json' } }, (response) => {
+      response.once('data', () => resolve(() => request.destroy()));
+      response.on('error', () => undefined);
+    });
+    request.on('error', (error) => (error.message === 'socket hang up' ? undefined : reject(error)));
+    request.end(JSON.stringify(body));
+  });
 }
 
 /** Waits (event-loop turns, no wall-clock limit of its own) until the condition holds. */

@@ -15,12 +15,14 @@ export interface ScriptOptions {
   json: boolean;
   /** --yes: tools run without asking (there is nobody to ask). */
   approveAll: boolean;
+  /** The server the chat runs on (--endpoint), named in each turn_end event. */
+  endpoint?: { url: string; model: string };
 }
 
 export async function runScript(agent: ChatAgent, options: ScriptOptions): Promise<void> {
   const write = (line: string) => options.output.write(`${line}\n`);
   const hooks: TurnHooks = {
-    onEvent: options.json ? (event) => { const json = ndjsonEvent(event); if (json) write(jsonLine(SCHEMAS.chat, json)); } : textPrinter(options.output),
+    onEvent: options.json ? (event) => { const json = ndjsonEvent(event, options.endpoint); if (json) write(jsonLine(SCHEMAS.chat, json)); } : textPrinter(options.output),
     approve: async (call) => {
       if (!options.approveAll) options.warn(`herd: ${call.function.name} was not run: pass --yes to let tools run when chat is not interactive`);
       return options.approveAll;
@@ -49,7 +51,7 @@ function textPrinter(output: Writable): (event: ChatEvent) => void {
 }
 
 /** The --json events: token, tool_call, tool_result and turn_end, in snake_case. */
-function ndjsonEvent(event: ChatEvent): Record<string, unknown> | undefined {
+function ndjsonEvent(event: ChatEvent, endpoint: ScriptOptions['endpoint']): Record<string, unknown> | undefined {
   switch (event.type) {
     case 'token':
       return { type: 'token', text: event.text };
@@ -71,6 +73,7 @@ function ndjsonEvent(event: ChatEvent): Record<string, unknown> | undefined {
         prefill_ms: Math.round(event.prefillMs * 100) / 100,
         decode_ms: Math.round(event.decodeMs * 100) / 100,
         decode_tokens_per_second: event.decodeTokensPerSecond,
+        ...(endpoint && { endpoint }),
       };
     default:
       return undefined;

@@ -11,7 +11,7 @@ import type { SamplingOptions } from '../engine/sampling.js';
 import { HerdTokenizer } from '../engine/tokenizer.js';
 import { HerdError, HerdUsageError } from '../errors.js';
 import { chooseChatMode, describeChatMode, probeEndpoint, type ChatMode, type EndpointCapabilities } from '../remote/capabilities.js';
-import { RemoteCompletionsTokenSource, ServerChatMessageSource } from '../remote/chat-sources.js';
+import { RemoteCompletionsTokenSource, ServerChatMessageSource } from '../remote/sources.js';
 import { EndpointClient } from '../remote/client.js';
 import { selectChatTemplate } from '../templates/chat-template.js';
 import { numberFlag } from './flags.js';

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { parseDate } from '../cli/date.js';
-import { connectEndpoint, endpointFlags, remoteChatOptions, type RemoteTarget } from '../cli/endpoint.js';
+import { connectEndpoint, endpointFlags, endpointJson, remoteChatOptions, type RemoteTarget } from '../cli/endpoint.js';
 import { modelFlags, numberFlag } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
 import { modelDisplayName } from '../cli/model-argument.js';
@@ -101,7 +101,7 @@ ${EXIT_STATUS_HELP}`;
           },
         });
       } else {
-        await runScript(agent, { input: process.stdin, output: process.stdout, warn: (line) => process.stderr.write(`${line}\n`), json: flags.json, approveAll: flags.yes });
+        await runScript(agent, { input: process.stdin, output: process.stdout, warn: (line) => process.stderr.write(`${line}\n`), json: flags.json, approveAll: flags.yes, endpoint: engine.endpoint });
       }
     } finally {
       engine.dispose();
@@ -119,6 +119,7 @@ interface ChatEngine {
   modelName: string;
   /** The local model, null on a server (the shields then pick their own backend). */
   loaded: LoadedModel | null;
+  endpoint?: { url: string; model: string };
   dispose(): void;
 }
 
@@ -141,5 +142,5 @@ function remoteEngine(target: RemoteTarget, flags: SamplingFlags): ChatEngine {
   const generation = target.template?.generation ?? { eosTokenIds: [], doSample: false, temperature: null, topP: null, topK: null, repetitionPenalty: null };
   const sampling = samplingOptions({ generation }, flags);
   const { options } = remoteChatOptions(target, sampling);
-  return { sourceOptions: options, sampling, modelName: target.capabilities.model, loaded: null, dispose: () => undefined };
+  return { sourceOptions: options, sampling, modelName: target.capabilities.model, loaded: null, endpoint: endpointJson(target.capabilities), dispose: () => undefined };
 }

@@ -15,7 +15,7 @@ import { generateAsync, type GeneratedToken, type GenerateResult } from '../engi
 import { promptIds } from '../engine/prompt.js';
 import type { SamplingOptions } from '../engine/sampling.js';
 import type { HerdTokenizer } from '../engine/tokenizer.js';
-import { generateRemotely } from '../remote/chat-sources.js';
+import { generateRemotely } from '../remote/sources.js';
 
 export default class Generate extends HerdCommand {
   static override summary = 'Generate text from a prompt, streamed token by token.';

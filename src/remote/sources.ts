@@ -1,5 +1,6 @@
 /**
- * herd chat against a server, in the two modes `herd env --endpoint` reports:
+ * Where generated text comes from on a server: herd generate --endpoint continues prompt ids
+ * (generateRemotely), and herd chat runs in the two modes `herd env --endpoint` reports:
  * - raw: herd renders the Llama 3.1 template (its own tokenizer from --template-from) and sends the
  *   token ids to /v1/completions; the reply keeps its special tokens (<|python_tag|>) so herd's own
  *   tool-call parsing sees what the local engine would: built-in tools, <|eom_id|> and ipython work.
