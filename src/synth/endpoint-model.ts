@@ -5,7 +5,7 @@
  * server's Retry-After).
  */
 import { HerdError } from '../errors.js';
-import { openAiSampling } from '../remote/chat-sources.js';
+import { openAiSampling } from '../remote/sources.js';
 import { EndpointClient } from '../remote/client.js';
 import type { ChatModel, ChatRequest } from './chat-model.js';
 import type { ModelSpec } from './pipeline-config.js';
