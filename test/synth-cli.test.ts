@@ -32,16 +32,24 @@ function expectOneLineFailure(result: ReturnType<typeof herd>, status: number, l
 }
 
 describe('herd synth', () => {
-  test('flags: two generators and a judge, plain progress lines when piped, the three files', () => {
+  test('flags: two generators and a judge, plain progress lines when piped, the three files', async () => {
     const output = path.join(work, 'flags');
-    const result = herd(['synth', '--instructions', instructions, '--generator', STORIES, '--generator', TINY_LLAMA, '--judge', TINY_LLAMA, '-n', '2', '--judge-max-new-tokens', '2', '--output', output, '--backend', 'wasm']);
-    expect(result.status).toBe(0);
-    expect(result.stderr).toMatch(/^synth: 2\/2 rows, \d+\.\d\d rows\/s, ETA \S+/m);
-    expect(result.stdout).toContain('2 rows (1 duplicate instructions dropped, 0 resumed), 4 generations');
+    // The judge is a server that echoes its prompt back: never a rating (a local judge would spend seconds on UltraFeedback's long prompt).
+    const judge = await echoServer();
+    try {
+      const result = await spawnHerd(['synth', '--instructions', instructions, '--generator', STORIES, '--generator', TINY_LLAMA, '--judge', `echo@${judge.url}/v1`, '-n', '2', '--output', output, '--backend', 'wasm']).done;
+      expect(result.status).toBe(0);
+      expect(result.stderr).toMatch(/^synth: 2\/2 rows, \d+\.\d\d rows\/s, ETA \S+/m);
+      expect(result.stdout).toContain('2 rows (1 duplicate instructions dropped, 0 resumed), 4 generations');
+      expect(judge.asked.map((prompt) => /## Annotation\n\n### Input\nInstruction: (.*)\n/.exec(prompt)?.[1])).toEqual(['Say hi.', 'Name a colour.']);
+    } finally {
+      judge.close();
+    }
     const rows = fs.readFileSync(path.join(output, 'synth.jsonl'), 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line));
-    expect(rows.map((row) => [row.instruction, row.model_names])).toEqual([['Say hi.', ['stories260K', 'tiny-llama-3.1']], ['Name a colour.', ['stories260K', 'tiny-llama-3.1']]]);
-    // Two tokens of a random-weight judge are no rating: recorded as missing, never guessed.
+    expect(rows.map((row) => [row.instruction, row.model_names, row.model_name])).toEqual([['Say hi.', ['stories260K', 'tiny-llama-3.1'], 'echo'], ['Name a colour.', ['stories260K', 'tiny-llama-3.1'], 'echo']]);
+    // An answer that is no rating is recorded as missing, never guessed, and the reply is kept.
     expect(rows.map((row) => row.ratings)).toEqual([[null, null], [null, null]]);
+    expect(rows[0].raw_judge_output).toMatch(/^Echo: # General Text Quality Assessment\n/);
     expect(fs.readFileSync(path.join(output, 'preferences.jsonl'), 'utf8')).toBe('');
     expect(fs.existsSync(path.join(output, 'run-card.json'))).toBe(true);
   });
