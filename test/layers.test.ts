@@ -16,9 +16,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   guard: ['spec', 'formats', 'engine'],
   // The remote backend sits beneath the same chat loop and eval runner as the engine: it implements their interfaces.
   remote: ['spec', 'formats', 'engine', 'templates', 'chat', 'eval'],
-  // herd synth runs models through the engine or remote/'s client, prompts through the chat
-  // templates, and reads its instructions with eval's table readers (jsonl, csv, parquet).
-  synth: ['spec', 'formats', 'engine', 'templates', 'eval', 'remote'],
+  // herd synth runs models through the engine (batched by serve/'s scheduler) or remote/'s client,
+  // prompts through the chat templates, and reads its instructions with eval's table readers.
+  synth: ['spec', 'formats', 'engine', 'templates', 'eval', 'remote', 'serve'],
 };
 
 /** Folders a folder must never import. */
