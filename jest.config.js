@@ -36,6 +36,7 @@ export const SLOW_SUITES = [
   'test/json-contract.test.ts', // 27 s: every command's --json through the built CLI
   'test/generate-scripting.test.ts', // 24 s: generate as scripts run it, Ctrl-C included
   'test/synth-cli.test.ts', // 34 s on a loaded machine: herd synth through the built CLI, a process per case
+  'test/synth-pipeline.test.ts', // 19-31 s on a loaded machine (8 s of CPU): three pipeline runs on tiny-llama's 128k-entry head
 ];
 
 const OPT_IN = '\\.shared\\.test\\.tsx?$';
