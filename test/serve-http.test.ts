@@ -11,6 +11,7 @@ import v8 from 'node:v8';
 import OpenAI from 'openai';
 import { EOM, EOT, PYTHON_TAG_ID, llamaTokenizer, textIds } from './chat-scripted-source.js';
 import { LLAMA_CHAT, readJson } from './fixtures.js';
+import { HerdServer } from '../src/serve/server.js';
 import { SERVED_ID, ScriptedGenerator, startScriptedServer } from './serve-scripted-generator.js';
 
 const weatherTool = readJson<{ weather_tool: OpenAI.Chat.Completions.ChatCompletionTool }>(path.join(LLAMA_CHAT, 'cases.json')).weather_tool;
@@ -202,6 +203,19 @@ describe('faults: each gets its status and OpenAI error object, and the server k
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('not_found');
   });
+});
+
+test('/health is 503 until the model is handed over, then 200; other endpoints are 503 meanwhile', async () => {
+  const server = new HerdServer({ maxBodyBytes: 1024, timeoutSeconds: null });
+  const url = await server.listen(0, '127.0.0.1');
+  try {
+    expect((await fetch(`${url}/health`)).status).toBe(503);
+    const early = await postJson(`${url}/v1/chat/completions`, hello());
+    expect(early.status).toBe(503);
+    expect(early.json.error!.code).toBe('model_loading');
+  } finally {
+    await server.shutdown(0);
+  }
 });
 
 describe('slots and the queue', () => {
