@@ -11,10 +11,13 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import Ajv2020 from 'ajv/dist/2020.js';
 import { TINY_LLAMA } from './fixtures.js';
-import { BIN } from './herd-cli.js';
+import { BIN, herd } from './herd-cli.js';
 
-const SCHEMA = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../docs/schemas/herd.serve.schema.json');
-const validate = new Ajv2020.default({ strict: true }).compile(JSON.parse(fs.readFileSync(SCHEMA, 'utf8')));
+const SCHEMAS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../docs/schemas');
+const ajv = new Ajv2020.default({ strict: true, allowUnionTypes: true });
+const schema = (name: string) => ajv.compile(JSON.parse(fs.readFileSync(path.join(SCHEMAS, `herd.${name}.schema.json`), 'utf8')));
+const validate = schema('serve');
+const validateBench = schema('bench-serve');
 
 /** Streams a completion; resolves with everything the client received once the response ends. */
 function streamCompletion(url: string, onFirstChunk: () => void): Promise<string> {
@@ -32,7 +35,7 @@ function streamCompletion(url: string, onFirstChunk: () => void): Promise<string
   });
 }
 
-test('SIGTERM during a stream: the stream ends with an error event and [DONE], the process exits 0', async () => {
+test('bench --serve against it; then SIGTERM during a stream: the stream ends with an error event and [DONE], the process exits 0', async () => {
   const { NODE_ENV: _test, ...env } = process.env;
   const child = spawn(process.execPath, [BIN, 'serve', '--model', TINY_LLAMA, '--port', '0', '--ctx-size', '512', '--grace', '0', '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -50,6 +53,11 @@ test('SIGTERM during a stream: the stream ends with an error event and [DONE], t
     expect(validate(readyLine)).toBe(true);
     expect(readyLine).toMatchObject({ schema: 'herd.serve/1', model: 'tiny-llama-3.1', context_length: 512, parallel: 4 });
     expect(readyLine.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const bench = herd(['bench', '--serve', readyLine.url as string, '--requests', '4', '--concurrency', '2', '--gen-tokens', '4', '--json']);
+    expect(bench.status).toBe(0);
+    const report = JSON.parse(bench.stdout) as Record<string, unknown>;
+    expect(validateBench(report)).toBe(true);
+    expect(report).toMatchObject({ schema: 'herd.bench-serve/1', completed: 4, errors: {} });
     const received = await streamCompletion(readyLine.url as string, () => child.kill('SIGTERM'));
     const events = received.split('\n\n').filter((event) => event.startsWith('data: ')).map((event) => event.slice('data: '.length));
     expect(events.at(-1)).toBe('[DONE]');
