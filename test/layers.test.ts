@@ -29,6 +29,10 @@ const FORBIDDEN: Record<string, readonly string[]> = {
   eval: ['remote'],
   // The serving engine (scheduler, prefix cache) sits on the engine; the engine and kernels never import it.
   kernels: ['serve'],
+  // The server (src/serve) is a feature: it renders chats with src/chat and runs the engine; only commands use it.
+  chat: ['serve'],
+  eval: ['serve'],
+  cli: ['serve'],
 };
 
 interface Import {

@@ -4,12 +4,15 @@
  * and statuses, the queue limit, disconnects, and a bounded load run.
  */
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { runInNewContext } from 'node:vm';
 import v8 from 'node:v8';
 import OpenAI from 'openai';
 import { EOM, EOT, PYTHON_TAG_ID, llamaTokenizer, textIds } from './chat-scripted-source.js';
 import { LLAMA_CHAT, readJson } from './fixtures.js';
+import { percentile, runLoad } from '../src/bench/serve-load.js';
+import { HerdServer } from '../src/serve/server.js';
 import { SERVED_ID, ScriptedGenerator, startScriptedServer } from './serve-scripted-generator.js';
 
 const weatherTool = readJson<{ weather_tool: OpenAI.Chat.Completions.ChatCompletionTool }>(path.join(LLAMA_CHAT, 'cases.json')).weather_tool;
@@ -24,13 +27,19 @@ function expectedPrompt(name: string): string {
 
 const CALL_JSON = '{"name": "get_current_conditions", "parameters": {"location": "San Francisco, CA", "unit": "Fahrenheit"}}';
 const PROSE = 'Paris is the capital of France.';
+const ONE = textIds(' one')[0]!;
+
+/** A reply that goes on until the request is cancelled. */
+function* forever(): Generator<number> {
+  for (;;) yield ONE;
+}
 
 /** Replies chosen by what the last user message asks. */
-function scriptFor(promptIds: readonly number[]): number[] {
+function scriptFor(promptIds: readonly number[]): Iterable<number> {
   const prompt = llamaTokenizer.decode(promptIds);
   if (prompt.includes('weather in San Francisco')) return [...textIds(CALL_JSON), EOM];
   if (prompt.includes('latest price of 1oz gold')) return [PYTHON_TAG_ID, ...textIds('brave_search.call(query="gold price today")'), EOM];
-  if (prompt.includes('Count forever')) return Array.from({ length: 100_000 }, () => textIds(' one')[0]!);
+  if (prompt.includes('Count forever')) return forever();
   const numbered = /Request (\d+)\./.exec(prompt);
   if (numbered) return [...textIds(`Answer ${numbered[1]}.`), EOT];
   return [...textIds(PROSE), EOT];
@@ -197,28 +206,41 @@ describe('faults: each gets its status and OpenAI error object, and the server k
   });
 });
 
+test('/health is 503 until the model is handed over, then 200; other endpoints are 503 meanwhile', async () => {
+  const server = new HerdServer({ maxBodyBytes: 1024, timeoutSeconds: null });
+  const url = await server.listen(0, '127.0.0.1');
+  try {
+    expect((await fetch(`${url}/health`)).status).toBe(503);
+    const early = await postJson(`${url}/v1/chat/completions`, hello());
+    expect(early.status).toBe(503);
+    expect(early.json.error!.code).toBe('model_loading');
+  } finally {
+    await server.shutdown(0);
+  }
+});
+
 describe('slots and the queue', () => {
   test('past --parallel + --max-queue: 429 with Retry-After; a disconnect mid-stream frees its slot at once', async () => {
-    const generator = new ScriptedGenerator(scriptFor, { parallel: 1, maxQueue: 1, contextLength: 200_000 });
+    const generator = new ScriptedGenerator(scriptFor, { parallel: 1, maxQueue: 1, contextLength: 200_000, tokenDelayMs: 2 });
     const { server, url } = await startScriptedServer(generator);
     try {
-      const forever = { model: SERVED_ID, messages: [{ role: 'user', content: 'Count forever' }], stream: true };
-      const first = new AbortController();
-      const second = new AbortController();
-      const running = await openStream(`${url}/v1/chat/completions`, forever, first.signal);
-      const waiting = fetch(`${url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify(forever), signal: second.signal }).catch(() => null);
+      const endless = { model: SERVED_ID, messages: [{ role: 'user', content: 'Count forever' }], stream: true };
+      const first = openStream(`${url}/v1/chat/completions`, endless);
+      await first.firstChunk;
+      const second = openStream(`${url}/v1/chat/completions`, endless);
       await until(() => generator.stats().waiting === 1);
 
+      // Streamed or not, a request past the queue gets the status itself, not an error event.
+      const refusedStream = await postJson(`${url}/v1/chat/completions`, endless);
+      expect(refusedStream.status).toBe(429);
       const refused = await postJson(`${url}/v1/chat/completions`, hello());
       expect(refused.status).toBe(429);
       expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
       expect(refused.json.error!.code).toBe('queue_full');
 
-      second.abort();
-      await waiting;
+      second.disconnect();
       await until(() => generator.stats().waiting === 0);
-      first.abort();
-      await running.catch(() => undefined);
+      first.disconnect();
       await until(() => generator.stats().running === 0);
       // The slot is free: the next request runs without waiting behind anything.
       const next = await postJson(`${url}/v1/chat/completions`, hello());
@@ -227,7 +249,7 @@ describe('slots and the queue', () => {
       expect(metrics).toContain('herd_requests_running 0');
       expect(metrics).toContain('herd_requests_waiting 0');
       expect(metrics).toMatch(/herd_requests_total\{endpoint="\/v1\/chat\/completions",status="499"\} 2/);
-      expect(metrics).toMatch(/herd_requests_total\{endpoint="\/v1\/chat\/completions",status="429"\} 1/);
+      expect(metrics).toMatch(/herd_requests_total\{endpoint="\/v1\/chat\/completions",status="429"\} 2/);
     } finally {
       await server.shutdown(0);
     }
@@ -261,6 +283,34 @@ describe('slots and the queue', () => {
   });
 });
 
+describe('herd bench --serve: a bounded load run', () => {
+  test('every request completes with timings; a full queue shows up as http_429 errors; only loopback URLs', async () => {
+    const generator = new ScriptedGenerator(scriptFor, { parallel: 1, maxQueue: 0, contextLength: 4096 });
+    const { server, url } = await startScriptedServer(generator);
+    try {
+      const serial = await runLoad({ url, concurrency: 1, requests: 6, maxTokens: 8, prompt: 'Hi' });
+      expect(serial).toMatchObject({ completed: 6, errors: {} });
+      // Each completion is the scripted prose, cut at max_tokens (8) by the usage count.
+      expect(serial.tokens_per_second).toBeGreaterThan(0);
+      expect(serial.ttft_ms.p50).not.toBeNull();
+      expect(serial.itl_ms.p99).not.toBeNull();
+      const crowded = await runLoad({ url, concurrency: 4, requests: 12, maxTokens: 8, prompt: 'Hi' });
+      expect(crowded.errors.http_429).toBeGreaterThan(0);
+      expect(crowded.completed + crowded.errors.http_429!).toBe(12);
+    } finally {
+      await server.shutdown(0);
+    }
+    await expect(runLoad({ url: 'http://example.com:8080', concurrency: 1, requests: 1, maxTokens: 1, prompt: 'Hi' })).rejects.toThrow(/loopback/);
+  });
+
+  test('percentiles are nearest-rank', () => {
+    const values = Array.from({ length: 100 }, (_, i) => 100 - i);
+    expect(percentile(values, 0.5)).toBe(50);
+    expect(percentile(values, 0.99)).toBe(99);
+    expect(percentile([], 0.5)).toBeNull();
+  });
+});
+
 /** `count` calls, at most `concurrency` at once. */
 async function loadRun<T>(count: number, concurrency: number, call: (index: number) => Promise<T>): Promise<T[]> {
   const results = new Array<T>(count);
@@ -275,14 +325,22 @@ async function loadRun<T>(count: number, concurrency: number, call: (index: numb
   return results;
 }
 
-/** Opens a streamed request and resolves once its first chunk has arrived (the body keeps flowing until aborted). */
-async function openStream(url: string, body: unknown, signal: AbortSignal): Promise<Promise<void>> {
-  const response = await fetch(url, { method: 'POST', body: JSON.stringify(body), signal });
-  const reader = response.body!.getReader();
-  await reader.read();
-  return (async () => {
-    for (;;) if ((await reader.read()).done) return;
-  })();
+/**
+ * Sends a streamed request over node:http; returns a function that disconnects it, and a promise
+ * of its first chunk (a queued request sends nothing before it runs).
+ */
+function openStream(url: string, body: unknown): { disconnect: () => void; firstChunk: Promise<void> } {
+  let disconnect = () => {};
+  const firstChunk = new Promise<void>((resolve, reject) => {
+    const request = http.request(url, { method: 'POST', headers: { 'Content-Type': 'application/json' } }, (response) => {
+      response.once('data', () => resolve());
+      response.on('error', () => undefined);
+    });
+    request.on('error', (error) => (error.message === 'socket hang up' ? undefined : reject(error)));
+    request.end(JSON.stringify(body));
+    disconnect = () => request.destroy();
+  });
+  return { disconnect, firstChunk };
 }
 
 /** Waits (event-loop turns, no wall-clock limit of its own) until the condition holds. */

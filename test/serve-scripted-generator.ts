@@ -14,6 +14,8 @@ export interface ScriptedOptions {
   parallel: number;
   maxQueue: number;
   contextLength: number;
+  /** Pause before each token (0: one event-loop turn). */
+  tokenDelayMs?: number;
 }
 
 export class ScriptedGenerator implements Generator {
@@ -24,7 +26,7 @@ export class ScriptedGenerator implements Generator {
   private readonly waiting: Array<() => void> = [];
   private closed = false;
 
-  constructor(private readonly reply: (promptIds: readonly number[]) => number[], private readonly options: ScriptedOptions = { parallel: 4, maxQueue: 16, contextLength: 4096 }) {
+  constructor(private readonly reply: (promptIds: readonly number[]) => Iterable<number>, private readonly options: ScriptedOptions = { parallel: 4, maxQueue: 16, contextLength: 4096 }) {
     this.contextLength = options.contextLength;
   }
 
@@ -77,7 +79,8 @@ export class ScriptedGenerator implements Generator {
     const tokens: GeneratedToken[] = [];
     for (const id of script) {
       if (tokens.length >= request.maxNewTokens) return this.result(request, tokens, 'length', null);
-      await new Promise((resolve) => setImmediate(resolve));
+      const delay = this.options.tokenDelayMs ?? 0;
+      await new Promise((resolve) => (delay > 0 ? setTimeout(resolve, delay) : setImmediate(resolve)));
       if (request.signal?.aborted || this.closed) return this.result(request, tokens, 'abort', null);
       // A made-up distribution: the chosen token at -0.5, an alternative below it.
       const token: GeneratedToken = { id, logprob: -0.5, top: request.topLogprobs > 0 ? [[id, -0.5], [(id + 1) % 128256, -1.5]].slice(0, request.topLogprobs) as Array<[number, number]> : [] };
