@@ -25,14 +25,13 @@ const ALLOWED: Record<string, readonly string[]> = {
 const FORBIDDEN: Record<string, readonly string[]> = {
   engine: ['quant', 'train', 'eval', 'chat', 'tui', 'memory', 'commands', 'cli', 'bench', 'remote', 'serve'],
   // chat/ and eval/ define the interfaces remote/ implements; they never reach for it.
-  chat: ['remote'],
-  eval: ['remote'],
+  // The server (src/serve) is a feature: it renders chats with src/chat and runs the engine; only
+  // commands use it, and synth/, which batches local models through its scheduler.
+  chat: ['remote', 'serve'],
+  eval: ['remote', 'serve'],
+  cli: ['serve'],
   // The serving engine (scheduler, prefix cache) sits on the engine; the engine and kernels never import it.
   kernels: ['serve'],
-  // The server (src/serve) is a feature: it renders chats with src/chat and runs the engine; only commands use it.
-  chat: ['serve'],
-  eval: ['serve'],
-  cli: ['serve'],
 };
 
 interface Import {
