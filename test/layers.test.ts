@@ -18,9 +18,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   hub: ['spec', 'formats'],
   // The remote backend sits beneath the same chat loop and eval runner as the engine: it implements their interfaces.
   remote: ['spec', 'formats', 'engine', 'templates', 'chat', 'eval'],
-  // herd synth runs models through the engine or remote/'s client, prompts through the chat
-  // templates, and reads its instructions with eval's table readers (jsonl, csv, parquet).
-  synth: ['spec', 'formats', 'engine', 'templates', 'eval', 'remote'],
+  // herd synth runs models through the engine (batched by serve/'s scheduler) or remote/'s client,
+  // prompts through the chat templates, and reads its instructions with eval's table readers.
+  synth: ['spec', 'formats', 'engine', 'templates', 'eval', 'remote', 'serve'],
 };
 
 /** Folders a folder must never import. */
@@ -29,8 +29,11 @@ const FORBIDDEN: Record<string, readonly string[]> = {
   // The serving engine (scheduler, prefix cache) sits on the engine; the engine and kernels never import it.
   kernels: ['serve'],
   // chat/ and eval/ define the interfaces remote/ implements; they never reach for it.
-  chat: ['remote'],
-  eval: ['remote'],
+  // The server (src/serve) is a feature: it renders chats with src/chat and runs the engine; only
+  // commands use it, and synth/, which batches local models through its scheduler.
+  chat: ['remote', 'serve'],
+  eval: ['remote', 'serve'],
+  cli: ['serve'],
 };
 
 interface Import {

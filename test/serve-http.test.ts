@@ -11,6 +11,8 @@ import v8 from 'node:v8';
 import OpenAI from 'openai';
 import { EOM, EOT, PYTHON_TAG_ID, llamaTokenizer, textIds } from './chat-scripted-source.js';
 import { LLAMA_CHAT, readJson } from './fixtures.js';
+import { percentile, runLoad } from '../src/bench/serve-load.js';
+import { HerdServer } from '../src/serve/server.js';
 import { SERVED_ID, ScriptedGenerator, startScriptedServer } from './serve-scripted-generator.js';
 
 const weatherTool = readJson<{ weather_tool: OpenAI.Chat.Completions.ChatCompletionTool }>(path.join(LLAMA_CHAT, 'cases.json')).weather_tool;
@@ -204,24 +206,41 @@ describe('faults: each gets its status and OpenAI error object, and the server k
   });
 });
 
+test('/health is 503 until the model is handed over, then 200; other endpoints are 503 meanwhile', async () => {
+  const server = new HerdServer({ maxBodyBytes: 1024, timeoutSeconds: null });
+  const url = await server.listen(0, '127.0.0.1');
+  try {
+    expect((await fetch(`${url}/health`)).status).toBe(503);
+    const early = await postJson(`${url}/v1/chat/completions`, hello());
+    expect(early.status).toBe(503);
+    expect(early.json.error!.code).toBe('model_loading');
+  } finally {
+    await server.shutdown(0);
+  }
+});
+
 describe('slots and the queue', () => {
   test('past --parallel + --max-queue: 429 with Retry-After; a disconnect mid-stream frees its slot at once', async () => {
     const generator = new ScriptedGenerator(scriptFor, { parallel: 1, maxQueue: 1, contextLength: 200_000, tokenDelayMs: 2 });
     const { server, url } = await startScriptedServer(generator);
     try {
       const endless = { model: SERVED_ID, messages: [{ role: 'user', content: 'Count forever' }], stream: true };
-      const disconnectFirst = await openStream(`${url}/v1/chat/completions`, endless);
-      const disconnectSecond = await openStream(`${url}/v1/chat/completions`, endless);
+      const first = openStream(`${url}/v1/chat/completions`, endless);
+      await first.firstChunk;
+      const second = openStream(`${url}/v1/chat/completions`, endless);
       await until(() => generator.stats().waiting === 1);
 
+      // Streamed or not, a request past the queue gets the status itself, not an error event.
+      const refusedStream = await postJson(`${url}/v1/chat/completions`, endless);
+      expect(refusedStream.status).toBe(429);
       const refused = await postJson(`${url}/v1/chat/completions`, hello());
       expect(refused.status).toBe(429);
       expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
       expect(refused.json.error!.code).toBe('queue_full');
 
-      disconnectSecond();
+      second.disconnect();
       await until(() => generator.stats().waiting === 0);
-      disconnectFirst();
+      first.disconnect();
       await until(() => generator.stats().running === 0);
       // The slot is free: the next request runs without waiting behind anything.
       const next = await postJson(`${url}/v1/chat/completions`, hello());
@@ -230,7 +249,7 @@ describe('slots and the queue', () => {
       expect(metrics).toContain('herd_requests_running 0');
       expect(metrics).toContain('herd_requests_waiting 0');
       expect(metrics).toMatch(/herd_requests_total\{endpoint="\/v1\/chat\/completions",status="499"\} 2/);
-      expect(metrics).toMatch(/herd_requests_total\{endpoint="\/v1\/chat\/completions",status="429"\} 1/);
+      expect(metrics).toMatch(/herd_requests_total\{endpoint="\/v1\/chat\/completions",status="429"\} 2/);
     } finally {
       await server.shutdown(0);
     }
@@ -264,6 +283,34 @@ describe('slots and the queue', () => {
   });
 });
 
+describe('herd bench --serve: a bounded load run', () => {
+  test('every request completes with timings; a full queue shows up as http_429 errors; only loopback URLs', async () => {
+    const generator = new ScriptedGenerator(scriptFor, { parallel: 1, maxQueue: 0, contextLength: 4096 });
+    const { server, url } = await startScriptedServer(generator);
+    try {
+      const serial = await runLoad({ url, concurrency: 1, requests: 6, maxTokens: 8, prompt: 'Hi' });
+      expect(serial).toMatchObject({ completed: 6, errors: {} });
+      // Each completion is the scripted prose, cut at max_tokens (8) by the usage count.
+      expect(serial.tokens_per_second).toBeGreaterThan(0);
+      expect(serial.ttft_ms.p50).not.toBeNull();
+      expect(serial.itl_ms.p99).not.toBeNull();
+      const crowded = await runLoad({ url, concurrency: 4, requests: 12, maxTokens: 8, prompt: 'Hi' });
+      expect(crowded.errors.http_429).toBeGreaterThan(0);
+      expect(crowded.completed + crowded.errors.http_429!).toBe(12);
+    } finally {
+      await server.shutdown(0);
+    }
+    await expect(runLoad({ url: 'http://example.com:8080', concurrency: 1, requests: 1, maxTokens: 1, prompt: 'Hi' })).rejects.toThrow(/loopback/);
+  });
+
+  test('percentiles are nearest-rank', () => {
+    const values = Array.from({ length: 100 }, (_, i) => 100 - i);
+    expect(percentile(values, 0.5)).toBe(50);
+    expect(percentile(values, 0.99)).toBe(99);
+    expect(percentile([], 0.5)).toBeNull();
+  });
+});
+
 /** `count` calls, at most `concurrency` at once. */
 async function loadRun<T>(count: number, concurrency: number, call: (index: number) => Promise<T>): Promise<T[]> {
   const results = new Array<T>(count);
@@ -279,18 +326,21 @@ async function loadRun<T>(count: number, concurrency: number, call: (index: numb
 }
 
 /**
- * Opens a streamed request over node:http and resolves once its first chunk has arrived, with a
- * function that disconnects it (the body keeps flowing until then).
+ * Sends a streamed request over node:http; returns a function that disconnects it, and a promise
+ * of its first chunk (a queued request sends nothing before it runs).
  */
-function openStream(url: string, body: unknown): Promise<() => void> {
-  return new Promise((resolve, reject) => {
+function openStream(url: string, body: unknown): { disconnect: () => void; firstChunk: Promise<void> } {
+  let disconnect = () => {};
+  const firstChunk = new Promise<void>((resolve, reject) => {
     const request = http.request(url, { method: 'POST', headers: { 'Content-Type': 'application/json' } }, (response) => {
-      response.once('data', () => resolve(() => request.destroy()));
+      response.once('data', () => resolve());
       response.on('error', () => undefined);
     });
     request.on('error', (error) => (error.message === 'socket hang up' ? undefined : reject(error)));
     request.end(JSON.stringify(body));
+    disconnect = () => request.destroy();
   });
+  return { disconnect, firstChunk };
 }
 
 /** Waits (event-loop turns, no wall-clock limit of its own) until the condition holds. */

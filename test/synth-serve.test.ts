@@ -4,6 +4,7 @@ import path from 'node:path';
 import { loadModel, type LoadedModel } from '../src/engine/load.js';
 import { attachModel } from '../src/serve/start.js';
 import { HerdServer } from '../src/serve/server.js';
+import { BatchedLocalChatModel } from '../src/synth/batched-model.js';
 import type { ChatModel, ChatRequest } from '../src/synth/chat-model.js';
 import { openModels } from '../src/synth/open-models.js';
 import { parsePipeline } from '../src/synth/pipeline-config.js';
@@ -11,9 +12,10 @@ import { runPipeline } from '../src/synth/pipeline.js';
 import { TINY_LLAMA } from './fixtures.js';
 
 /**
- * The same herd synth pipeline run on a local model and against `herd serve` serving that model
- * gives the same file: the served chat template, sampling and per-request seeds are the local
- * ones. herd serve renders with today's date, so both runs take today as the template's date.
+ * The same herd synth pipeline run on a local model, on the same model batched through herd
+ * serve's scheduler, and against `herd serve` serving it gives the same file: the scheduler's
+ * sampling and the served chat template and per-request seeds are the local ones. herd serve
+ * renders with today's date, so every run takes today as the template's date.
  */
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-synth-serve-'));
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
@@ -47,10 +49,21 @@ beforeAll(async () => {
   tiny = await loadModel(TINY_LLAMA, { backend: 'wasm' });
 });
 
-test('a local run and a run against herd serve write the same synth.jsonl', async () => {
+test('a local run one request at a time, a batched local run and a run against herd serve write the same synth.jsonl', async () => {
   const local = pipeline(path.join(work, 'local'), () => ({ model: TINY_LLAMA }));
   const localModels = await openModels({ ...local, judge: null }, async () => tiny);
   const localRun = await runPipeline(local, { generators: localModels.generators, judge });
+
+  // Three sequences at once through herd serve's scheduler, in this process.
+  const batched = pipeline(path.join(work, 'batched'), () => ({ model: TINY_LLAMA, max_concurrent_requests: 3 }));
+  const batchedModels = await openModels({ ...batched, judge: null }, async () => tiny);
+  expect(batchedModels.generators.map((model) => model.constructor)).toEqual([BatchedLocalChatModel, BatchedLocalChatModel]);
+  try {
+    const batchedRun = await runPipeline(batched, { generators: batchedModels.generators, judge });
+    expect(fs.readFileSync(batchedRun.files.rows, 'utf8')).toBe(fs.readFileSync(localRun.files.rows, 'utf8'));
+  } finally {
+    await batchedModels.close();
+  }
 
   const server = new HerdServer({ maxBodyBytes: 1 << 20, timeoutSeconds: null });
   const url = await server.listen(0, '127.0.0.1');

@@ -19,6 +19,7 @@ export const SCHEMAS = {
   finetuneCheck: 'herd.finetune-check/1',
   finetuneMerge: 'herd.finetune-merge/1',
   bench: 'herd.bench/1',
+  benchServe: 'herd.bench-serve/1',
   serve: 'herd.serve/1',
   env: 'herd.env/1',
   guard: 'herd.guard/1',

@@ -2,6 +2,7 @@ import os from 'node:os';
 import { Flags } from '@oclif/core';
 import chalk from 'chalk';
 import { benchLlamaCpp } from '../bench/llama-cpp.js';
+import { describeLoad, runLoad } from '../bench/serve-load.js';
 import { writeSyntheticGguf } from '../bench/synthetic-gguf.js';
 import { describeStreams, measurePrefixCache, measureStreams, parseStreamCounts } from '../bench/streams.js';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
@@ -27,6 +28,9 @@ const FORMATS: Record<string, PackedFormat> = {
 
 type AnyModel = LlamaForCausalLM<unknown, unknown>;
 
+/** What each --serve request asks the server to continue. */
+const SERVE_PROMPT = 'Once upon a time, in a village by the sea,';
+
 export default class Bench extends HerdCommand {
   static override summary = 'Measure load time, prefill and decode speed, memory, and the share of read bandwidth decoding uses.';
 
@@ -40,6 +44,7 @@ ${EXIT_STATUS_HELP}`;
     '<%= config.bin %> bench',
     '<%= config.bin %> bench --synthetic llama-3.2-1b --format q8_0 --bandwidth',
     '<%= config.bin %> bench --model ~/models/Llama-3.2-1B --prompt-tokens 512 --gen-tokens 128 --json',
+    '<%= config.bin %> bench --serve http://127.0.0.1:8080 --concurrency 8 --requests 64 --gen-tokens 128',
   ];
 
   static override flags = {
@@ -53,6 +58,10 @@ ${EXIT_STATUS_HELP}`;
     tokenizer: Flags.string({ description: 'With --write-gguf: the Hugging Face folder whose tokenizer goes into the GGUF (it must fit the preset\'s vocabulary).' }),
     streams: Flags.string({ description: 'Also measure aggregate decode tokens/s of this many concurrent streams through the serving scheduler (continuous batching), e.g. 1,2,4,8; each decodes --gen-tokens.' }),
     'prefix-cache-tokens': Flags.integer({ description: 'Also measure time to first token on a prompt of this many tokens, cold and then from the prefix cache (a repeated system prompt).', min: 2 }),
+    serve: Flags.string({ description: 'Instead of a model: a load run against the OpenAI-compatible server at this URL on this machine (http://127.0.0.1:PORT), --requests streamed completions of --gen-tokens tokens, --concurrency at a time.', exclusive: ['model', 'synthetic', 'compare'] }),
+    concurrency: Flags.integer({ description: 'With --serve: requests in flight at once.', default: 4, min: 1 }),
+    requests: Flags.integer({ description: 'With --serve: requests in all.', default: 32, min: 1 }),
+    'api-key': Flags.string({ description: 'With --serve: the server\'s API key.', env: 'HERD_API_KEY' }),
     compare: Flags.string({
       description: 'Also run llama.cpp (through node-llama-cpp, installed separately) on the same GGUF --model with the same threads, and print the ratios.',
       options: ['llama.cpp'],
@@ -61,6 +70,12 @@ ${EXIT_STATUS_HELP}`;
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Bench);
+    if (flags.serve) {
+      const report = await runLoad({ url: flags.serve, concurrency: flags.concurrency, requests: flags.requests, maxTokens: flags['gen-tokens'], prompt: SERVE_PROMPT, apiKey: flags['api-key'] });
+      if (flags.json) this.printJson(SCHEMAS.benchServe, report);
+      else this.log(describeLoad(report));
+      return;
+    }
     const modelPath = flags.synthetic ? undefined : await resolveModelArgument(flags.model, { json: flags.json });
     if (flags.compare && !(modelPath && isGgufFile(modelPath))) throw new HerdError('--compare llama.cpp needs --model FILE.gguf (or org/name:QUANT), the file both run');
     const started = performance.now();

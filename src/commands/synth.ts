@@ -47,7 +47,7 @@ ${EXIT_STATUS_HELP}`;
     limit: Flags.integer({ description: 'Only the first N distinct instructions.', min: 1 }),
     retries: Flags.integer({ description: "Retries of an endpoint request answered 429 or 503 (doubling waits from 1 s, or the server's Retry-After).", default: 3, min: 0 }),
     'api-key': Flags.string({ description: 'API key sent to every endpoint as a Bearer token.', env: 'HERD_API_KEY' }),
-    'max-concurrent-requests': Flags.integer({ description: 'Requests in flight per endpoint.', default: 4, min: 1 }),
+    'max-concurrent-requests': Flags.integer({ description: 'Requests in flight per endpoint (default 4); for a local model, sequences batched together (default 1: one at a time).', min: 1 }),
     backend: Flags.string({ description: 'Compute backend for local models (as herd generate --backend).' }),
     threads: Flags.integer({ description: "Threads for herd's CPU kernels.", min: 1 }),
   };
@@ -64,6 +64,7 @@ ${EXIT_STATUS_HELP}`;
         result = await runPipeline(config, models, { limit: flags.limit, shouldStop: () => interrupt.interrupted, onRow: (done, total) => progress.update(done, total) });
       } finally {
         progress.stop();
+        await models.close();
       }
       this.report(result, config, flags.json);
     } finally {
@@ -97,7 +98,7 @@ interface SynthFlags {
   output?: string;
   seed?: number;
   retries: number;
-  'max-concurrent-requests': number;
+  'max-concurrent-requests'?: number;
 }
 
 /** The YAML file, or the flags; the two are not mixed except for --output, --seed and --limit. */

@@ -164,13 +164,18 @@ async function streamChoices(
 ): Promise<void> {
   const events = new EventStream(exchange.response);
   const usageField = request.includeUsage ? { usage: null } : {};
+  const opened = new Set<number>();
   const send = (index: number, delta: object, extra: { logprobs?: object | null; finish_reason?: string | null } = {}) => {
+    // Each choice opens with its role chunk, sent with its first content (see EventStream).
+    if (!opened.has(index)) {
+      opened.add(index);
+      send(index, { role: 'assistant', content: '' });
+    }
     events.send({ ...head, object: 'chat.completion.chunk', choices: [{ index, delta, logprobs: extra.logprobs ?? null, finish_reason: extra.finish_reason ?? null }], ...usageField });
   };
   const logprobsOf = (tokens: GeneratedToken[]) => (request.topLogprobs === null ? null : { content: chatLogprobs(context.model.tokenizer, tokens) });
   try {
     const outcomes = await Promise.all(indices(request.params.n).map(async (index) => {
-      send(index, { role: 'assistant', content: '' });
       const outcome = await run(index, { onProse: (text, tokens) => send(index, { content: text }, { logprobs: logprobsOf(tokens) }) });
       (outcome.message.tool_calls ?? []).forEach((call, callIndex) => {
         send(index, { tool_calls: [{ index: callIndex, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] });

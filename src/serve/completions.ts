@@ -151,12 +151,15 @@ async function streamChoices<Job extends { prompt: Prompt; index: number }>(
 ): Promise<void> {
   const events = new EventStream(exchange.response);
   const usageField = request.includeUsage ? { usage: null } : {};
+  const opened = new Set<number>();
   const send = (index: number, text: string, logprobs: LegacyLogprobs | null = null, finishReason: string | null = null) => {
-    events.send({ ...head, object: 'text_completion', choices: [{ index, text, logprobs, finish_reason: finishReason }], ...usageField });
+    // The echoed prompt goes with a choice's first chunk (nothing is sent before a first token; see EventStream).
+    const echoed = request.echo && !opened.has(index) ? jobs.find((job) => job.index === index)!.prompt.text : '';
+    opened.add(index);
+    events.send({ ...head, object: 'text_completion', choices: [{ index, text: echoed + text, logprobs, finish_reason: finishReason }], ...usageField });
   };
   try {
     const outcomes = await Promise.all(jobs.map(async (job) => {
-      if (request.echo) send(job.index, job.prompt.text);
       const outcome = await run(job, (text) => send(job.index, text));
       send(job.index, '', outcome.logprobs, outcome.finishReason);
       return outcome;

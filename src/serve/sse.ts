@@ -6,10 +6,18 @@
 import type { ServerResponse } from 'node:http';
 import type { ApiError } from './api-error.js';
 
+// Nothing is written before a request has its first token (or its end): a request refused at
+// admission still gets its own status.
+
 export class EventStream {
   private started = false;
 
   constructor(private readonly response: ServerResponse) {}
+
+  /** Whether anything was sent: before that, a failure can still be an ordinary error response with its status (429, 400). */
+  get opened(): boolean {
+    return this.started;
+  }
 
   /** Whether the client is gone (nothing more can reach it). */
   get closed(): boolean {
@@ -29,7 +37,12 @@ export class EventStream {
     this.response.end();
   }
 
+  /**
+   * A failure: thrown again (for an ordinary status and error object) while nothing was sent —
+   * a full queue is a 429, not an error event — else an error event, then the end.
+   */
   fail(error: ApiError, withDone = true): void {
+    if (!this.started) throw error;
     this.send(error.body);
     this.end(withDone);
   }

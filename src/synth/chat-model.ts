@@ -6,6 +6,7 @@
 import { generateAsync } from '../engine/generate.js';
 import type { LoadedModel } from '../engine/load.js';
 import { promptIds } from '../engine/prompt.js';
+import type { SamplingOptions } from '../engine/sampling.js';
 import { HerdError } from '../errors.js';
 import type { Sampling } from './pipeline-config.js';
 
@@ -51,16 +52,10 @@ export class LocalChatModel implements ChatModel {
 
   complete(request: ChatRequest): Promise<string> {
     return this.queue.run(async () => {
-      const tokenizer = this.loaded.tokenizer;
-      if (request.system !== null && tokenizer.settings.chatTemplate === null) {
-        throw new HerdError(`${this.name}: the model has no chat template, so it cannot take a system prompt`, { kind: 'model', file: this.loaded.dir });
-      }
-      const ids = promptIds(tokenizer, { text: request.user, raw: false, system: request.system ?? undefined, date: this.date });
-      const { sampling } = request;
-      const result = await generateAsync(this.loaded.model, tokenizer, {
-        promptIds: ids,
-        maxNewTokens: sampling.maxNewTokens,
-        sampling: { temperature: sampling.temperature, topP: sampling.topP, topK: sampling.topK, minP: sampling.minP, repetitionPenalty: sampling.repetitionPenalty, seed: request.seed },
+      const result = await generateAsync(this.loaded.model, this.loaded.tokenizer, {
+        promptIds: localPromptIds(this.name, this.loaded, this.date, request),
+        maxNewTokens: request.sampling.maxNewTokens,
+        sampling: samplingOptions(request),
         stopTokenIds: this.loaded.generation.eosTokenIds,
         stopStrings: [],
         topLogprobs: 0,
@@ -68,4 +63,16 @@ export class LocalChatModel implements ChatModel {
       return result.text;
     });
   }
+}
+
+/** The request as the model's chat template renders it (or the raw instruction, for a model without one). */
+export function localPromptIds(name: string, loaded: LoadedModel, date: Date, request: ChatRequest): number[] {
+  if (request.system !== null && loaded.tokenizer.settings.chatTemplate === null) {
+    throw new HerdError(`${name}: the model has no chat template, so it cannot take a system prompt`, { kind: 'model', file: loaded.dir });
+  }
+  return promptIds(loaded.tokenizer, { text: request.user, raw: false, system: request.system ?? undefined, date });
+}
+
+export function samplingOptions({ sampling, seed }: ChatRequest): SamplingOptions {
+  return { temperature: sampling.temperature, topP: sampling.topP, topK: sampling.topK, minP: sampling.minP, repetitionPenalty: sampling.repetitionPenalty, seed };
 }

@@ -6,6 +6,7 @@
  *   (`prompt`, `chosen`, `rejected` as message lists), what `herd finetune --method dpo` reads;
  * - run-card.json: the models, sampling, prompt templates, counts and timings.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomically } from '../formats/files.js';
 import type { PipelineConfig, ModelSpec } from './pipeline-config.js';
@@ -33,6 +34,7 @@ export function writeOutputs(config: PipelineConfig, rows: readonly SynthRow[], 
     preferences: config.pairs === null ? null : path.join(config.outputDir, 'preferences.jsonl'),
     card: path.join(config.outputDir, 'run-card.json'),
   };
+  fs.mkdirSync(config.outputDir, { recursive: true });
   writeJsonLines(files.rows, rows);
   if (files.preferences !== null) writeJsonLines(files.preferences, rows.flatMap(preferenceRecord));
   writeFileAtomically(files.card, [Buffer.from(`${JSON.stringify(runCard(config, facts), null, 2)}\n`)]);

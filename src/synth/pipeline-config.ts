@@ -73,7 +73,12 @@ export const DEFAULT_DATE = '2024-07-26';
 export const GENERATOR_SAMPLING: Sampling = { temperature: 0.7, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, maxNewTokens: 512 };
 export const JUDGE_SAMPLING: Sampling = { temperature: 0, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, maxNewTokens: 1024 };
 
-const DEFAULTS = { seed: 0, retries: 3, backoffMs: 1000, requestTimeoutMs: 600_000, maxConcurrentRequests: 4 };
+const DEFAULTS = { seed: 0, retries: 3, backoffMs: 1000, requestTimeoutMs: 600_000 };
+
+/** An endpoint takes 4 requests at once; a local model runs one at a time unless asked to batch. */
+export function defaultConcurrency(location: ModelLocation): number {
+  return location.kind === 'endpoint' ? 4 : 1;
+}
 
 type Table = Record<string, unknown>;
 
@@ -180,7 +185,7 @@ function parseModel(step: Table, at: KeyPath, resolve: (value: string) => string
     name: optionalText(step, 'name', at) ?? defaultModelName(location),
     location,
     sampling: parseSampling(step.sampling, at.key('sampling'), defaults),
-    maxConcurrentRequests: optionalInteger(step, 'max_concurrent_requests', at, 1) ?? DEFAULTS.maxConcurrentRequests,
+    maxConcurrentRequests: optionalInteger(step, 'max_concurrent_requests', at, 1) ?? defaultConcurrency(location),
   };
 }
 
@@ -237,13 +242,13 @@ export interface PipelineFlags {
   outputDir: string;
   seed: number;
   retries: number;
-  maxConcurrentRequests: number;
+  maxConcurrentRequests?: number;
 }
 
 export function pipelineFromFlags(flags: PipelineFlags): PipelineConfig {
   const model = (spec: string, sampling: Sampling): ModelSpec => {
     const location = modelLocation(spec);
-    return { name: defaultModelName(location), location, sampling, maxConcurrentRequests: flags.maxConcurrentRequests };
+    return { name: defaultModelName(location), location, sampling, maxConcurrentRequests: flags.maxConcurrentRequests ?? defaultConcurrency(location) };
   };
   const generators = flags.generators.map((spec) => ({ ...model(spec, flags.generatorSampling), system: flags.system ?? null, numGenerations: flags.numGenerations }));
   uniqueNames(generators, null);

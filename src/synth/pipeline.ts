@@ -108,10 +108,10 @@ function progressSettings(config: PipelineConfig): unknown {
   return { source: config.source, generators: config.generators.map(({ maxConcurrentRequests: _, ...spec }) => spec), judge: config.judge && { ...config.judge, maxConcurrentRequests: undefined }, pairs: config.pairs, seed: config.seed, date: config.date };
 }
 
-/** As many rows at once as the busiest endpoint serves requests (local models queue their own). */
+/** As many rows at once as the busiest model takes requests (each model queues what is beyond its own limit). */
 function rowConcurrency(config: PipelineConfig): number {
   const specs = [...config.generators, ...(config.judge ? [config.judge] : [])];
-  return Math.max(1, ...specs.filter((spec) => spec.location.kind === 'endpoint').map((spec) => spec.maxConcurrentRequests));
+  return Math.max(1, ...specs.map((spec) => spec.maxConcurrentRequests));
 }
 
 /**
