@@ -83,7 +83,7 @@ describe('retries, backoff and one-line failures', () => {
   test('a server that never answers fails after --endpoint-timeout with one line', async () => {
     const silent = await startFakeServer(() => undefined);
     try {
-      await expect(new EndpointClient({ url: silent.url, timeoutMs: 200 }).listModels()).rejects.toThrow(`${silent.url} did not answer within 0.2 s`);
+      await expect(new EndpointClient({ url: silent.url, timeoutMs: 200 }).listModels()).rejects.toThrow(`${silent.url} did not answer within 0.2 s`); // timeout under test: the server never answers
     } finally {
       await silent.close();
     }
