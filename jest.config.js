@@ -21,7 +21,7 @@ export const SLOW_SUITES = [
   'test/finetune-adapter-cli.test.ts', // 186 s
   'test/finetune-checkpointing.test.ts', // 106 s
   'test/finetune-cli.test.ts', // 47 s
-  'test/guard-cli.test.ts', // 84 s (load 11): a CLI process per case, tiny-llama's 128k-row head
+  'test/guard-cli.test.ts', // 100 s at load 13: a CLI process per case, tiny-llama's 128k-row head
   'test/finetune-lora.test.ts', // 83 s
   'test/finetune-qlora.test.ts', // 42 s
   'test/finetune-train.test.ts', // 142 s

@@ -2,7 +2,7 @@ import { Conversation } from '../src/chat/conversation.js';
 import { ChatAgent, type ChatEvent, type TurnHooks } from '../src/chat/loop.js';
 import { ToolBox } from '../src/chat/tools.js';
 import { GuardShield, shieldTurns, type ConversationClassifier, type TextClassifier } from '../src/guard/shields.js';
-import type { GuardTurn } from '../src/guard/llama-guard-prompt.js';
+import { UnparseableVerdictError, type GuardTurn } from '../src/guard/llama-guard-prompt.js';
 import type { Classification } from '../src/guard/prompt-guard.js';
 import { EOM, EOT, LLAMA_STOP_IDS, PYTHON_TAG_ID, ScriptedTokenSource, llamaTokenizer, textIds } from './chat-scripted-source.js';
 import { HANG_GUARD_MS } from './hang-guard.js';
@@ -127,6 +127,20 @@ describe('--guard: Llama Guard on user turns and replies', () => {
     expect((await agent.send('What is water?', hooks)).finishReason).toBe('stop');
     expect(hooks.events.filter((event) => event.type === 'token')).toEqual([{ type: 'token', text: 'Water is H2O.' }]);
   });
+});
+
+test('an answer that is not a verdict blocks (the shield fails closed)', async () => {
+  const garbled: ConversationClassifier = {
+    classify: async () => {
+      throw new UnparseableVerdictError('Gloria sensors', 'the first line must be "safe" or "unsafe"');
+    },
+  };
+  const { agent, source, conversation } = agentWith([], new GuardShield({ llamaGuard: { classifier: garbled } }));
+  const hooks = recordingHooks();
+  expect((await agent.send('Hello', hooks)).finishReason).toBe('content_filter');
+  expect(source.prompts).toEqual([]);
+  expect(hooks.events[0]).toEqual({ type: 'shield', stage: 'user', block: { by: 'llama-guard', categories: [], score: null, reason: 'Llama Guard gave no readable verdict' } });
+  expect(conversation.messages.at(-1)).toEqual({ role: 'assistant', content: "I can't help with that: Llama Guard gave no readable verdict." });
 });
 
 test('the turns Llama Guard reads from a chat: no system or tool traffic, roles alternating from the user', () => {

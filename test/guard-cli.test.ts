@@ -131,6 +131,17 @@ describe('herd chat --prompt-guard with the real classifier (prompt-guard-tiny)'
   });
 });
 
+describe('herd chat --guard with a real Llama model as the guard (tiny-llama-3.1)', () => {
+  test('its random answer is no verdict: the shield fails closed and the turn never reaches the chat model', () => {
+    const run = herd(['chat', '--json', '-m', TINY_LLAMA, '--temperature', '0', '--guard', TINY_LLAMA], 'Hello\n');
+    expect(run.status).toBe(0);
+    const events = run.stdout.trimEnd().split('\n').map((line) => json(line));
+    expect(events.map((event) => event.type)).toEqual(['shield', 'token', 'turn_end']);
+    expect(events[0]).toMatchObject({ stage: 'user', by: 'llama-guard', score: null, reason: 'Llama Guard gave no readable verdict' });
+    expect(events[2]).toMatchObject({ finish_reason: 'content_filter', generated_tokens: 0 });
+  });
+});
+
 describe('herd guard refuses bad models with one line and exit 2', () => {
   function folder(name: string, files: Record<string, string>, copyFrom?: string): string {
     const dir = path.join(work, name);

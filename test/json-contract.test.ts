@@ -121,7 +121,8 @@ describe('--json successes validate against docs/schemas', () => {
     const [scored] = expectValidLines('guard', herd(['guard', '--json', '--prompt-guard', PROMPT_GUARD_TINY, 'Hello, world!']));
     expect(validator('guard')({ ...scored, verdict: 'maybe' })).not.toBe('valid');
     const [verdict] = expectValidLines('guard', herd(['guard', '--json', '--model', TINY_LLAMA, '--threshold', '1', 'Hi']));
-    expect(validator('guard')({ ...verdict, label: 'jailbreak' })).not.toBe('valid');
+    const { p_unsafe: _dropped, ...unscored } = verdict!;
+    expect(validator('guard')(unscored)).not.toBe('valid');
   });
 
   test('prompt', () => {

@@ -9,8 +9,8 @@ export interface ShieldBlock {
   by: 'llama-guard' | 'prompt-guard';
   /** Llama Guard's violated categories (empty for Prompt Guard). */
   categories: Array<{ code: string; name: string }>;
-  /** Llama Guard's P(unsafe), or the Prompt Guard score that crossed the threshold. */
-  score: number;
+  /** Llama Guard's P(unsafe), or the Prompt Guard score that crossed the threshold; null when Llama Guard's answer was not a verdict. */
+  score: number | null;
   /** One line for the person and the model: what was found. */
   reason: string;
 }

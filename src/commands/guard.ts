@@ -101,7 +101,9 @@ type GuardFlags = {
 
 /** TEXT, or stdin for "-" or no argument (one final newline dropped, as for herd generate). */
 async function readText(text: string | undefined): Promise<string> {
-  return readPromptText({ argument: text === '-' ? undefined : text });
+  const read = await readPromptText({ argument: text === '-' ? undefined : text });
+  if (read === '') throw new HerdError('the text to classify is empty');
+  return read;
 }
 
 function categoriesFrom(flags: GuardFlags, defaults: readonly HazardCategory[]): HazardCategory[] {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { activateBackend } from '../engine/backends/select.js';
 import { isGgufFile } from '../engine/load.js';
-import { modelError } from '../errors.js';
+import { HerdError, modelError } from '../errors.js';
 import { readJsonFile } from '../formats/files.js';
 import { PromptGuard } from './prompt-guard.js';
 
@@ -48,6 +48,7 @@ export function expectGuardKind(target: string, expected: GuardKind, flag: strin
  */
 export async function loadPromptGuard(dir: string, options: { backend?: string; mainModelOnTfjs?: boolean } = {}): Promise<PromptGuard> {
   expectGuardKind(dir, 'prompt-guard', '--prompt-guard');
+  if (options.backend === 'kernels') throw new HerdError("Prompt Guard runs on tfjs (node-gpu, node, wasm, cpu); herd's kernels run Llama models only");
   if (!options.mainModelOnTfjs) await activateBackend({ backend: options.backend ?? 'tfjs' });
   else await tf.ready();
   return PromptGuard.load(dir);

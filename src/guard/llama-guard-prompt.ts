@@ -112,13 +112,21 @@ export function renderLlamaGuardPrompt(turns: readonly GuardTurn[], categories: 
 
 export type ParsedVerdict = { safe: true } | { safe: false; categories: HazardCategory[] };
 
+/** Llama Guard answered something that is not a verdict: never read as safe. */
+export class UnparseableVerdictError extends HerdError {
+  constructor(text: string, why: string) {
+    super(`unparseable verdict ${JSON.stringify(text)} from Llama Guard: ${why}`, { kind: 'model' });
+    this.name = 'UnparseableVerdictError';
+  }
+}
+
 /**
  * Reads the model's answer strictly: "safe", or "unsafe" and a line of category codes from the
  * prompt's list (whitespace around the answer is ignored; Llama Guard 3 starts with "\n\n").
  * Anything else is an error, never a safe verdict.
  */
 export function parseVerdict(text: string, categories: readonly HazardCategory[]): ParsedVerdict {
-  const unparseable = (why: string) => new HerdError(`unparseable verdict ${JSON.stringify(text)} from Llama Guard: ${why}`, { kind: 'model' });
+  const unparseable = (why: string) => new UnparseableVerdictError(text, why);
   const lines = text.trim().split(/\r?\n/).map((line) => line.trim());
   if (lines.length === 1 && lines[0] === 'safe') return { safe: true };
   if (lines[0] !== 'unsafe') throw unparseable(`the first line must be "safe" or "unsafe"`);

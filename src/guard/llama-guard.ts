@@ -60,6 +60,7 @@ export class LlamaGuard {
     const promptIds = this.loaded.tokenizer.encode(prompt, false);
     const stepScores: number[] = [];
     let wordScore: number | undefined;
+    let text = '';
     const result = await generateAsync(this.loaded.model, this.loaded.tokenizer, {
       promptIds,
       maxNewTokens: VERDICT_MAX_TOKENS,
@@ -71,8 +72,12 @@ export class LlamaGuard {
       onToken: (token) => {
         if (wordScore === undefined && !this.isWhitespace(token.id)) wordScore = stepScores.at(-1);
       },
-      // Below the threshold the verdict is safe whatever follows: no category text is needed.
-      shouldStop: () => options.threshold !== undefined && wordScore !== undefined && wordScore < options.threshold,
+      onText: (delta) => {
+        text += delta;
+      },
+      // Below the threshold the verdict is safe whatever follows: no category text is needed. An
+      // answer that has stopped looking like one cannot become one: generating on is wasted.
+      shouldStop: () => (options.threshold !== undefined && wordScore !== undefined && wordScore < options.threshold) || !couldBeVerdict(text),
     });
     const scoredStep = this.firstWordStep(result.generatedIds);
     const pUnsafe = stepScores[scoredStep] ?? stepScores[0]!;
@@ -95,6 +100,12 @@ export class LlamaGuard {
   private isWhitespace(id: number): boolean {
     return this.loaded.tokenizer.decode([id]).trim() === '';
   }
+}
+
+/** Whether an answer so far can still read "safe" or "unsafe" on its first line. */
+function couldBeVerdict(text: string): boolean {
+  const firstLine = text.trimStart().split('\n')[0]!;
+  return ['safe', 'unsafe'].some((word) => word.startsWith(firstLine));
 }
 
 /** P(unsafe) against safe: softmax over the two logits, computed stably. */

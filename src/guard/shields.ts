@@ -1,5 +1,5 @@
 import type { LlamaGuardOptions } from './llama-guard.js';
-import type { GuardRole, GuardTurn, HazardCategory } from './llama-guard-prompt.js';
+import { UnparseableVerdictError, type GuardRole, type GuardTurn, type HazardCategory } from './llama-guard-prompt.js';
 import { decidingScore, type Classification, type ClassifyOptions, type TextSource } from './prompt-guard.js';
 
 /**
@@ -26,7 +26,8 @@ export interface ShieldSettings {
 interface Block {
   by: 'llama-guard' | 'prompt-guard';
   categories: HazardCategory[];
-  score: number;
+  /** null when Llama Guard's answer could not be read. */
+  score: number | null;
   reason: string;
 }
 
@@ -78,7 +79,14 @@ export class GuardShield {
   private async judge(history: History, role: GuardRole): Promise<Block | null> {
     const guard = this.settings.llamaGuard;
     if (!guard) return null;
-    const result = await guard.classifier.classify(shieldTurns(history), { ...guard.options, role });
+    let result: Awaited<ReturnType<ConversationClassifier['classify']>>;
+    try {
+      result = await guard.classifier.classify(shieldTurns(history), { ...guard.options, role });
+    } catch (error) {
+      // A shield fails closed: an answer that is not a verdict blocks, as an unsafe one does.
+      if (error instanceof UnparseableVerdictError) return { by: 'llama-guard', categories: [], score: null, reason: 'Llama Guard gave no readable verdict' };
+      throw error;
+    }
     if (result.verdict === 'safe') return null;
     const named = result.categories.map((category) => `${category.code} ${category.name}`).join(', ');
     return { by: 'llama-guard', categories: result.categories, score: result.pUnsafe, reason: `Llama Guard found it unsafe${named === '' ? '' : ` (${named})`}` };
