@@ -35,6 +35,7 @@ export const SLOW_SUITES = [
   'test/gguf-chat.test.ts', // 32 s: a Llama 3.1 chat through a herd-written GGUF
   'test/json-contract.test.ts', // 27 s: every command's --json through the built CLI
   'test/generate-scripting.test.ts', // 24 s: generate as scripts run it, Ctrl-C included
+  'test/serve-scheduler.test.ts', // 85 s at load 15 (21 s of CPU): batching on tfjs and on the kernels' worker threads
 ];
 
 const OPT_IN = '\\.shared\\.test\\.tsx?$';

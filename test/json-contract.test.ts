@@ -124,7 +124,9 @@ describe('--json successes validate against docs/schemas', () => {
 
   test('env and bench', () => {
     expectValidLines('env', herd(['env', '--json']));
-    const [bench] = expectValidLines('bench', herd(['bench', '--json', '--prompt-tokens', '4', '--gen-tokens', '2']));
+    const [bench] = expectValidLines('bench', herd(['bench', '--json', '--prompt-tokens', '4', '--gen-tokens', '2', '--streams', '1,2', '--prefix-cache-tokens', '6']));
+    expect((bench!.streams as Array<{ streams: number }>).map(({ streams }) => streams)).toEqual([1, 2]);
+    expect(bench!.prefix_cache).toMatchObject({ prompt_tokens: 6 });
     const { decode_tokens_per_second: _dropped, ...incomplete } = bench!;
     expect(validator('bench')(incomplete)).not.toBe('valid');
   });

@@ -218,8 +218,10 @@ describe.each([1, 3])('%i thread(s)', (threads) => {
       const source = new MemorySource().add('w', format, [rows, cols], gaussian(rows * cols, 0.1));
       expect(source.describePacked('w').byteLength).toBe(rows * rowBytes);
       const weights = source.readFloat('w').data;
-      // 3 and 6 tokens: prefill's passes of up to four tokens, and a short last one.
-      for (const tokens of [1, 3, 6]) {
+      // 3 and 6 tokens: decode's passes for a batch of sequences (up to 8 tokens) where rows come
+      // in passes of 32, prefill's passes of up to four tokens for the rest; 11 tokens: prefill's
+      // passes throughout, and a short last one.
+      for (const tokens of [1, 3, 6, 11]) {
         const x = gaussian(tokens * cols);
         const onKernels = run(kernels, { x }, cols, source, ['w'], (ops, input, w) => ops.linear(input.x, w.w));
         // The kernel multiplies integer codes: exactly Σ dequant(W) · dequant(quant(x)), up to float rounding.

@@ -1,7 +1,7 @@
 import { StopStringWatcher, generate, generateAsync } from '../src/engine/generate.js';
 import { loadModel } from '../src/engine/load.js';
 import {
-  GREEDY, Sampler, applyRepetitionPenalty, filteredProbabilities, logSoftmax, topEntries, type SamplingOptions,
+  GREEDY, Sampler, applyPresenceFrequencyPenalties, applyRepetitionPenalty, filteredProbabilities, logSoftmax, topEntries, type SamplingOptions,
 } from '../src/engine/sampling.js';
 import { STORIES } from './fixtures.js';
 
@@ -42,6 +42,16 @@ describe('sampling filters on a hand-built distribution', () => {
   test('repetition penalty divides positive and multiplies negative logits of seen tokens', () => {
     const penalized = applyRepetitionPenalty(Float32Array.of(2, -1, 0.5), [0, 1, 1], 2);
     expect([...penalized]).toEqual([1, -2, 0.5]);
+  });
+
+  test("presence and frequency penalties follow OpenAI's definition over generated tokens only", () => {
+    // Token 1 generated twice, token 3 once: logit − count × 0.5 − 0.25 for each; 0, 2 untouched.
+    const penalized = applyPresenceFrequencyPenalties(Float32Array.of(2, 1, 0.5, -1), [1, 3, 1], 0.25, 0.5);
+    expect([...penalized]).toEqual([2, 1 - 2 * 0.5 - 0.25, 0.5, -1 - 0.5 - 0.25]);
+    // The prompt (previous) does not count; the generated tokens do: greedy moves off token 0.
+    const sampler = new Sampler({ ...GREEDY, presencePenalty: 1, frequencyPenalty: 0.5 });
+    expect(sampler.next(Float32Array.of(2, 1.5, 0), [0, 0, 0])).toBe(0);
+    expect(sampler.next(Float32Array.of(2, 1.5, 0), [0], [0])).toBe(1);
   });
 
   test('draws follow the filtered distribution', () => {

@@ -4,13 +4,14 @@ import chalk from 'chalk';
 import { benchLlamaCpp } from '../bench/llama-cpp.js';
 import { describeLoad, runLoad } from '../bench/serve-load.js';
 import { writeSyntheticGguf } from '../bench/synthetic-gguf.js';
+import { describeStreams, measurePrefixCache, measureStreams, parseStreamCounts } from '../bench/streams.js';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { modelFlags } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
 import { progressBar } from '../cli/progress.js';
 import { round } from '../cli/timings.js';
-import { HerdError } from '../errors.js';
+import { HerdError, HerdUsageError } from '../errors.js';
 import { activateBackend } from '../engine/backends/select.js';
 import { isGgufFile } from '../engine/load.js';
 import { LlamaForCausalLM } from '../engine/model.js';
@@ -58,6 +59,8 @@ ${EXIT_STATUS_HELP}`;
     concurrency: Flags.integer({ description: 'With --serve: requests in flight at once.', default: 4, min: 1 }),
     requests: Flags.integer({ description: 'With --serve: requests in all.', default: 32, min: 1 }),
     'api-key': Flags.string({ description: 'With --serve: the server\'s API key.', env: 'HERD_API_KEY' }),
+    streams: Flags.string({ description: 'Also measure aggregate decode tokens/s of this many concurrent streams through the serving scheduler (continuous batching), e.g. 1,2,4,8; each decodes --gen-tokens.' }),
+    'prefix-cache-tokens': Flags.integer({ description: 'Also measure time to first token on a prompt of this many tokens, cold and then from the prefix cache (a repeated system prompt).', min: 2 }),
     compare: Flags.string({
       description: 'Also run llama.cpp (through node-llama-cpp, installed separately) on the same GGUF --model with the same threads, and print the ratios.',
       options: ['llama.cpp'],
@@ -84,10 +87,10 @@ ${EXIT_STATUS_HELP}`;
     // Read before the bandwidth probe, whose buffers would count in the peak.
     const peakRss = process.resourceUsage().maxRSS * 1024;
     const bandwidth = flags.bandwidth ? await readBandwidth(flags.threads, figures.decode_bytes_per_second) : {};
-    const report = { ...figures, peak_rss_bytes: peakRss, ...bandwidth };
+    const report = { ...figures, peak_rss_bytes: peakRss, ...bandwidth, ...(await servingFigures(model, flags)) };
     if (!flags.compare) {
       if (flags.json) this.printJson(SCHEMAS.bench, report);
-      else this.log(describe(report));
+      else this.log([describe(report), ...describeStreams(report.streams, report.prefix_cache)].join('\n'));
       return;
     }
     const llamaCpp = await benchLlamaCpp(flags.model!, prompt, flags['gen-tokens'], flags.threads ?? os.availableParallelism());
@@ -152,6 +155,17 @@ function measure(model: AnyModel, prompt: Int32Array, genTokens: number) {
   }
 }
 
+/** The serving engine's figures that --streams and --prefix-cache-tokens ask for. */
+async function servingFigures(model: AnyModel, flags: { streams?: string; 'prefix-cache-tokens'?: number; 'gen-tokens': number }) {
+  const counts = flags.streams === undefined ? null : parseStreamCounts(flags.streams);
+  if (flags.streams !== undefined && counts === null) throw new HerdUsageError(`--streams takes stream counts separated by commas, such as 1,2,4,8; got "${flags.streams}"`);
+  const streams = counts ? (await measureStreams(model, counts, flags['gen-tokens'])).map((row) => ({ ...row, decode_tokens_per_second: round(row.decode_tokens_per_second), speedup: round(row.speedup) })) : undefined;
+  const prefixTokens = flags['prefix-cache-tokens'];
+  const prefix = prefixTokens === undefined ? undefined : await measurePrefixCache(model, prefixTokens);
+  const prefixCache = prefix && { ...prefix, cold_ttft_ms: round(prefix.cold_ttft_ms), warm_ttft_ms: round(prefix.warm_ttft_ms), ratio: Number(prefix.ratio.toPrecision(3)) };
+  return { ...(streams ? { streams } : {}), ...(prefixCache ? { prefix_cache: prefixCache } : {}) };
+}
+
 async function readBandwidth(threads: number | undefined, decodeBytesPerSecond: number) {
   const kernels = await KernelOps.create({ threads });
   try {
@@ -162,7 +176,7 @@ async function readBandwidth(threads: number | undefined, decodeBytesPerSecond: 
   }
 }
 
-function describe(report: Record<string, number | string>): string {
+function describe(report: Record<string, unknown>): string {
   const gb = (bytes: number) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : `${(bytes / 1e6).toFixed(2)} MB`);
   const lines = [
     `model      ${report.model} (backend ${report.backend})`,

@@ -150,6 +150,7 @@ export class LlamaForCausalLM<T, W> {
    * does, in the sequences' order. The caller keeps each part short (no chunking here).
    */
   forwardBatch(sequences: readonly BatchedSequence[]): Float32Array[] {
+    if (sequences.length === 0) return [];
     if (new Set(sequences.map(({ cache }) => cache)).size !== sequences.length) throw new HerdError('a batched pass takes each KV cache once');
     const vocab = this.config.vocabSize;
     const wanted: number[] = [];

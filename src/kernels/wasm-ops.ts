@@ -69,6 +69,22 @@ export interface KernelOptions {
   notice?: (line: string) => void;
 }
 
+/** One sequence's rows of a batched attention (all of them, or as many as the shared buffers hold). */
+interface AttentionPart {
+  cache: KernelKvCache;
+  q: KernelTensor;
+  k: KernelTensor;
+  v: KernelTensor;
+  out: KernelTensor;
+  start: number;
+}
+
+/** A part whose workers' heads are posted, one Posted per share of its cache. */
+interface PostedAttention {
+  part: AttentionPart;
+  posted: Posted[];
+}
+
 /** A linear output whose workers' rows are still to come: rows [mainRows, rows) of every token. */
 interface WorkerRows {
   posted: Posted;
@@ -249,56 +265,82 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
   }
 
   /**
-   * Each slice (sequence) attends against its own cache, one after another. Within a slice, each
-   * thread computes the heads whose keys and values it keeps: the workers' on the q, k and v rows
-   * staged for them, the main thread's meanwhile; as many rows at a time as the shared buffers hold.
+   * Each slice (sequence) attends against its own cache. Each thread computes the heads whose
+   * keys and values it keeps: the workers' on the q, k and v rows staged for them, the main
+   * thread's meanwhile. The workers' parts of every slice are posted before the main thread
+   * computes any of its own, so a decoding batch waits for the workers once per layer, not once
+   * per sequence (as many rows at a time as the shared buffers hold).
    */
   attention(q: KernelTensor, k: KernelTensor, v: KernelTensor, layer: number, slices: readonly AttentionSlice[]): KernelTensor {
     this.settle(q, k, v);
     const out = this.tensor(q.rows, q.cols);
-    let first = 0;
-    for (const { cache, start, rows } of slices) {
-      const part = (x: KernelTensor) => rowsOf(x, first, rows);
-      this.attendSlice(cache as KernelKvCache, layer, part(q), part(k), part(v), part(out), start);
-      first += rows;
+    const parts = this.attentionParts(q, k, v, out, slices);
+    const group = q.cols / k.cols;
+    if (parts[0]!.cache.shares.length === 0) {
+      for (const part of parts) attendShard(this.instance, part.cache.main, layer, group, part.q.offset, part.k.offset, part.v.offset, part.out.offset, part.q.rows, part.start);
+      return out;
     }
+    this.settleAll();
+    let posted: PostedAttention[] = [];
+    for (const part of parts) {
+      const stagedFloats = part.q.rows * (part.q.cols + 2 * part.k.cols);
+      if (!this.pool!.fits(stagedFloats, part.q.rows * part.q.cols)) posted = this.completeAttention(posted, layer, group);
+      posted.push({ part, posted: this.postWorkerHeads(part, layer, group) });
+    }
+    this.completeAttention(posted, layer, group);
     return out;
   }
 
-  private attendSlice(cache: KernelKvCache, layer: number, q: KernelTensor, k: KernelTensor, v: KernelTensor, out: KernelTensor, start: number): void {
-    const group = q.cols / cache.shape.headDim / cache.shape.kvHeads;
-    if (cache.shares.length === 0) {
-      attendShard(this.instance, cache.main, layer, group, q.offset, k.offset, v.offset, out.offset, q.rows, start);
-      return;
+  /** The slices' rows of q, k, v and out, each slice in parts the shared buffers hold. */
+  private attentionParts(q: KernelTensor, k: KernelTensor, v: KernelTensor, out: KernelTensor, slices: readonly AttentionSlice[]): AttentionPart[] {
+    const chunk = this.pool ? Math.max(1, Math.floor(this.pool.maxFloats / (q.cols + 2 * k.cols))) : Infinity;
+    const parts: AttentionPart[] = [];
+    let row = 0;
+    for (const { cache, start, rows } of slices) {
+      for (let first = 0; first < rows; first += chunk) {
+        const count = Math.min(chunk, rows - first);
+        const at = (x: KernelTensor) => rowsOf(x, row + first, count);
+        parts.push({ cache: cache as KernelKvCache, q: at(q), k: at(k), v: at(v), out: at(out), start: start + first });
+      }
+      row += rows;
     }
-    this.settleAll();
-    const chunk = Math.max(1, Math.floor(this.pool!.maxFloats / (q.cols + 2 * k.cols)));
-    for (let first = 0; first < q.rows; first += chunk) {
-      const count = Math.min(chunk, q.rows - first);
-      this.attendRows(cache, layer, group, rowsOf(q, first, count), rowsOf(k, first, count), rowsOf(v, first, count), rowsOf(out, first, count), start + first);
-    }
+    return parts;
   }
 
-  private attendRows(cache: KernelKvCache, layer: number, group: number, q: KernelTensor, k: KernelTensor, v: KernelTensor, out: KernelTensor, start: number): void {
+  /** Stages each worker's heads of the part's q, k and v rows and posts its attention. */
+  private postWorkerHeads({ cache, q, k, v, start }: AttentionPart, layer: number, group: number): Posted[] {
     const pool = this.pool!;
     const { headDim } = cache.shape;
-    this.releaseShared();
-    const posted = cache.shares.map(({ index, id, firstKvHead, kvHeads }) => {
+    return cache.shares.map(({ index, id, firstKvHead, kvHeads }) => {
       const inputAt = pool.stageRows(this.floatsOf(q), q.rows, q.cols, firstKvHead * group * headDim, kvHeads * group * headDim);
       pool.stageRows(this.floatsOf(k), k.rows, k.cols, firstKvHead * headDim, kvHeads * headDim);
       pool.stageRows(this.floatsOf(v), v.rows, v.cols, firstKvHead * headDim, kvHeads * headDim);
       return pool.postAttention(index, id, layer, group, q.rows, start, inputAt, q.rows * kvHeads * group * headDim);
     });
-    const heads = cache.main.kvHeads;
-    const mainOut = this.tensor(q.rows, heads * group * headDim);
-    const [mainQ, mainK, mainV] = [this.columns(q, heads * group * headDim), this.columns(k, heads * headDim), this.columns(v, heads * headDim)];
-    attendShard(this.instance, cache.main, layer, group, mainQ.offset, mainK.offset, mainV.offset, mainOut.offset, q.rows, start);
-    copyColumns(q.rows, mainOut.cols, this.floatsOf(mainOut), mainOut.cols, 0, this.floatsOf(out), out.cols, 0);
-    cache.shares.forEach(({ firstKvHead, kvHeads }, i) => {
-      const results = pool.awaitResults(posted[i]!);
-      const width = kvHeads * group * headDim;
-      copyColumns(q.rows, width, results, width, posted[i]!.outputAt, this.floatsOf(out), out.cols, firstKvHead * group * headDim);
-    });
+  }
+
+  /**
+   * Computes the main thread's heads of every posted part, then copies in the workers' results;
+   * the shared buffers are free again afterwards. Returns an empty list for the next parts.
+   */
+  private completeAttention(posted: PostedAttention[], layer: number, group: number): PostedAttention[] {
+    for (const { part } of posted) {
+      const { cache, q, k, v, out, start } = part;
+      const width = cache.main.kvHeads * cache.shape.headDim;
+      const mainOut = this.tensor(q.rows, width * group);
+      const [mainQ, mainK, mainV] = [this.columns(q, width * group), this.columns(k, width), this.columns(v, width)];
+      attendShard(this.instance, cache.main, layer, group, mainQ.offset, mainK.offset, mainV.offset, mainOut.offset, q.rows, start);
+      copyColumns(q.rows, mainOut.cols, this.floatsOf(mainOut), mainOut.cols, 0, this.floatsOf(out), out.cols, 0);
+    }
+    for (const { part, posted: shares } of posted) {
+      part.cache.shares.forEach(({ firstKvHead, kvHeads }, i) => {
+        const results = this.pool!.awaitResults(shares[i]!);
+        const width = kvHeads * group * part.cache.shape.headDim;
+        copyColumns(part.q.rows, width, results, width, shares[i]!.outputAt, this.floatsOf(part.out), part.out.cols, firstKvHead * group * part.cache.shape.headDim);
+      });
+    }
+    if (posted.length > 0) this.releaseShared();
+    return [];
   }
 
   /** The first `count` columns of x, as a tensor of their own. */

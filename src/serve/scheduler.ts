@@ -119,6 +119,8 @@ interface Sequence {
   tokens: GeneratedToken[];
   cachedPromptTokens: number;
   promptLogprobs: PromptTokenLogprob[] | undefined;
+  /** Out of the queue and the running set, its promise settled. */
+  ended: boolean;
 }
 
 /** One sequence's part of a step: the ids it feeds, and whether it needs logits for each of them. */
@@ -127,6 +129,9 @@ interface StepWork {
   ids: Int32Array;
   allPositions: boolean;
 }
+
+/** Positions for generated tokens a new sequence's cache has before it first grows. */
+const FIRST_DECODE_POSITIONS = 256;
 
 /** Assumed seconds per request before any has finished, for the first Retry-After. */
 const INITIAL_REQUEST_SECONDS = 1;
@@ -166,7 +171,7 @@ export class Scheduler implements Generator {
       this.waiting.push({
         request, resolve, reject, submittedAt: performance.now(), firstTokenAt: null, cache: null, sampler: new Sampler(request.sampling),
         history: [...request.promptIds], generated: [], tokens: [], cachedPromptTokens: 0,
-        promptLogprobs: request.promptLogprobs === undefined ? undefined : [null],
+        promptLogprobs: request.promptLogprobs === undefined ? undefined : [null], ended: false,
       });
       this.startLoop();
     });
@@ -213,11 +218,19 @@ export class Scheduler implements Generator {
     this.loopDone = this.loop();
   }
 
-  /** Steps while there is work, letting the event loop run between steps. */
+  /**
+   * Steps while there is work, letting the event loop run before each step: submit returns at
+   * once, and requests that arrive together start in the same step.
+   */
   private async loop(): Promise<void> {
     while (this.waiting.length + this.running.length > 0) {
-      this.step();
       await new Promise((resolve) => setImmediate(resolve));
+      try {
+        this.step();
+      } catch (error) {
+        // A fault outside any one sequence's part: no request may wait for a loop that stopped.
+        for (const sequence of [...this.waiting, ...this.running]) this.fail(sequence, error);
+      }
     }
     this.looping = false;
   }
@@ -238,19 +251,39 @@ export class Scheduler implements Generator {
     }
     this.steps++;
     this.sequencesStepped += work.length;
-    work.forEach((part, i) => this.advance(part, logits[i]!));
+    // A callback (onToken, or a close it calls) may end other sequences of this step meanwhile.
+    work.forEach((part, i) => part.sequence.ended || this.advance(part, logits[i]!));
   }
 
   /** Moves waiting sequences into free slots, each with a cache that starts from the longest cached prefix of its prompt. */
   private admit(): void {
     while (this.running.length < this.options.parallel && this.waiting.length > 0) {
       const sequence = this.waiting.shift()!;
-      const { promptIds, maxNewTokens } = sequence.request;
-      sequence.cache = this.model.createCache(promptIds.length + maxNewTokens);
-      // Prompt logprobs need the logits of every prompt position, which a borrowed prefix has not got.
-      if (sequence.promptLogprobs === undefined) sequence.cachedPromptTokens = this.prefixCache.borrowInto(promptIds, sequence.cache);
       this.running.push(sequence);
+      const { promptIds, maxNewTokens } = sequence.request;
+      try {
+        sequence.cache = this.model.createCache(promptIds.length + Math.min(maxNewTokens, FIRST_DECODE_POSITIONS));
+        // Prompt logprobs need the logits of every prompt position, which a borrowed prefix has not got.
+        if (sequence.promptLogprobs === undefined) sequence.cachedPromptTokens = this.prefixCache.borrowInto(promptIds, sequence.cache);
+      } catch (error) {
+        this.fail(sequence, error);
+      }
     }
+  }
+
+  /**
+   * Makes room in the sequence's cache for `tokens` more positions: a cache starts with room for
+   * the prompt and FIRST_DECODE_POSITIONS, and doubles (up to prompt + maxNewTokens) when full,
+   * so a request allowed the whole context does not hold a whole context's KV from its start.
+   */
+  private makeRoom(sequence: Sequence, tokens: number): void {
+    const cache = sequence.cache!;
+    if (cache.length + tokens <= cache.shape.capacity) return;
+    const { promptIds, maxNewTokens } = sequence.request;
+    const larger = this.model.createCache(Math.min(Math.max(2 * cache.shape.capacity, cache.length + tokens), promptIds.length + maxNewTokens));
+    this.model.copyCache(cache, larger, cache.length);
+    cache.dispose();
+    sequence.cache = larger;
   }
 
   /**
@@ -261,23 +294,29 @@ export class Scheduler implements Generator {
     const decoding = this.running.filter((sequence) => sequence.cache!.length >= sequence.request.promptIds.length);
     let budget = Math.max(1, this.stepTokens - decoding.length);
     const work: StepWork[] = [];
-    for (const sequence of this.running) {
+    for (const sequence of [...this.running]) {
       const cache = sequence.cache!;
       const promptLeft = sequence.request.promptIds.length - cache.length;
-      if (promptLeft <= 0) {
-        work.push({ sequence, ids: Int32Array.from(sequence.history.slice(cache.length)), allPositions: false });
-      } else if (budget > 0) {
-        const count = Math.min(promptLeft, budget);
-        budget -= count;
-        work.push({ sequence, ids: Int32Array.from(sequence.history.slice(cache.length, cache.length + count)), allPositions: sequence.promptLogprobs !== undefined });
+      const count = promptLeft <= 0 ? sequence.history.length - cache.length : Math.min(promptLeft, budget);
+      if (count === 0) continue;
+      if (promptLeft > 0) budget -= count;
+      try {
+        this.makeRoom(sequence, count);
+      } catch (error) {
+        this.fail(sequence, error);
+        continue;
       }
+      // makeRoom may have replaced the cache (and emptied the old one).
+      const first = sequence.cache!.length;
+      const ids = Int32Array.from(sequence.history.slice(first, first + count));
+      work.push({ sequence, ids, allPositions: promptLeft > 0 && sequence.promptLogprobs !== undefined });
     }
     return work;
   }
 
-  /** One pass for the step's work: each part's logits (last position, or all positions for prompt logprobs). */
+  /** One batched pass for the step's work: each part's logits (last position, or all positions for prompt logprobs). */
   private forward(work: readonly StepWork[]): Float32Array[] {
-    return work.map(({ sequence, ids, allPositions }) => this.model.forward(ids, sequence.cache!, { allPositions, chunkTokens: ids.length }));
+    return this.model.forwardBatch(work.map(({ sequence, ids, allPositions }) => ({ ids, cache: sequence.cache!, allPositions })));
   }
 
   /** Takes a part's logits: prompt logprobs from prompt rows, then, once the sequence has caught up, the next token. */
@@ -355,6 +394,8 @@ export class Scheduler implements Generator {
 
   /** Takes the sequence out of the queue or the running set; false if it had ended already. */
   private remove(sequence: Sequence): boolean {
+    if (sequence.ended) return false;
+    sequence.ended = true;
     for (const list of [this.waiting, this.running]) {
       const index = list.indexOf(sequence);
       if (index >= 0) {

@@ -343,17 +343,28 @@ export function repack_rows(format: i32, src: usize, dst: usize, groups: i32, bl
 }
 
 // Decode: rows from rowStart in passes of 32 · spacing rows, then of 32; returns the first row left.
-@inline function decodeGroups<Codes>(w: usize, groupBytes: usize, blocks: i32, xq: usize, xScales: usize, xSums: usize, xSplit: usize, y: usize, rowStart: i32, rowEnd: i32): i32 {
+// Decoding: 32 rows a pass (eight groups, `spacing` apart) for each of `tokens` tokens (a batch
+// of sequences decoding together, at most DECODE_BATCH). The first token streams the eight
+// groups' weights from memory; the others find them still in the cache, so each weight is read
+// from memory once per step whatever the batch, and every token's sums run in the same order as
+// a lone token's (batching does not change its logits).
+@inline function decodeGroups<Codes>(w: usize, groupBytes: usize, blocks: i32, inDim: i32, outDim: i32, tokens: i32, xq: usize, xScales: usize, xSums: usize, xSplit: usize, y: usize, rowStart: i32, rowEnd: i32): i32 {
   const spacing = max(1, <i32>((STREAM_GAP + (groupBytes >> 1)) / groupBytes));
   let r = rowStart;
   for (; r + 32 * spacing <= rowEnd; r += 32 * spacing) {
-    for (let i = 0; i < spacing; i++) {
-      const first = r + 4 * i;
-      eightGroupsDot<Codes>(w + <usize>(first >> 2) * groupBytes, groupBytes, spacing, blocks, xq, xScales, xSums, xSplit, y + (<usize>first << 2));
-    }
+    for (let i = 0; i < spacing; i++) decodeEightGroups<Codes>(w, groupBytes, spacing, blocks, inDim, outDim, tokens, xq, xScales, xSums, xSplit, y, r + 4 * i);
   }
-  for (; r + 32 <= rowEnd; r += 32) eightGroupsDot<Codes>(w + <usize>(r >> 2) * groupBytes, groupBytes, 1, blocks, xq, xScales, xSums, xSplit, y + (<usize>r << 2));
+  for (; r + 32 <= rowEnd; r += 32) decodeEightGroups<Codes>(w, groupBytes, 1, blocks, inDim, outDim, tokens, xq, xScales, xSums, xSplit, y, r);
   return r;
+}
+
+// eightGroupsDot from row `first` for each token, the token's activations and outputs at their strides.
+@inline function decodeEightGroups<Codes>(w: usize, groupBytes: usize, spacing: i32, blocks: i32, inDim: i32, outDim: i32, tokens: i32, xq: usize, xScales: usize, xSums: usize, xSplit: usize, y: usize, first: i32): void {
+  const group = w + <usize>(first >> 2) * groupBytes;
+  for (let t = 0; t < tokens; t++) {
+    eightGroupsDot<Codes>(group, groupBytes, spacing, blocks, xq + <usize>t * inDim, xScales + (<usize>t * blocks << 2), xSums + (<usize>t * blocks << 2),
+      xSplit + (<usize>t * blocks << 6), y + ((<usize>t * outDim + first) << 2));
+  }
 }
 
 // Stores the first `count` lanes of v at out.
@@ -367,10 +378,14 @@ export function repack_rows(format: i32, src: usize, dst: usize, groups: i32, bl
   if (count > 2) store<f32>(out + 8, f32x4.extract_lane(v, 2));
 }
 
+// Most tokens a linear layer runs the decoding way (decodeGroups): the sequences of a batch that
+// decode together (the serving scheduler's continuous batching) rather than one prompt's tokens.
+const DECODE_BATCH = 8;
+
 // y[t, r] for Q8_0 (format 8) or Q4_0 (format 2) weights in row groups, rows [rowStart, rowEnd)
-// with rowStart a multiple of 4; the activations come from quantize_activations. Decode takes 32
-// rows a pass (decodeGroups); prefill takes a group at a time and runs every token of a tile past
-// it four at a time, while its weights are in the L1 cache.
+// with rowStart a multiple of 4; the activations come from quantize_activations. Decode (up to
+// DECODE_BATCH tokens) takes 32 rows a pass (decodeGroups); prefill takes a group at a time and
+// runs every token of a tile past it four at a time, while its weights are in the L1 cache.
 export function linear_q(format: i32, w: usize, xq: usize, xScales: usize, xSums: usize, xSplit: usize, y: usize, inDim: i32, outDim: i32, tokens: i32, rowStart: i32, rowEnd: i32): void {
   // One copy of the loops per format (Codes: i8 for Q8_0, u8 for Q4_0's nibbles), compiled
   // separately, so no format test runs inside them.
@@ -382,7 +397,7 @@ export function linear_q(format: i32, w: usize, xq: usize, xScales: usize, xSums
   const blocks = inDim >> 5;
   const groupBytes = <usize>blocks * 4 * blockBytesOf(isSigned<Codes>() ? Q8_0 : Q4_0);
   let r = rowStart;
-  if (tokens == 1) r = decodeGroups<Codes>(w, groupBytes, blocks, xq, xScales, xSums, xSplit, y, rowStart, rowEnd);
+  if (tokens <= DECODE_BATCH) r = decodeGroups<Codes>(w, groupBytes, blocks, inDim, outDim, tokens, xq, xScales, xSums, xSplit, y, rowStart, rowEnd);
   for (let tile = 0; tile < tokens; tile += TOKEN_TILE) {
     const tileEnd = min(tokens, tile + TOKEN_TILE);
     for (let row = r; row < rowEnd; row += 4) {
