@@ -255,6 +255,20 @@ describe('slots and the queue', () => {
     }
   });
 
+  test('--timeout cancels a request that runs past it: 504 with the timeout error object, and the slot is freed', async () => {
+    const generator = new ScriptedGenerator(scriptFor, { parallel: 1, maxQueue: 0, contextLength: 200_000, tokenDelayMs: 2 });
+    const { server, url } = await startScriptedServer(generator, { timeoutSeconds: 0.2 });
+    try {
+      const endless = await postJson(`${url}/v1/chat/completions`, { model: SERVED_ID, messages: [{ role: 'user', content: 'Count forever' }] });
+      expect(endless.status).toBe(504);
+      expect(endless.json.error!.code).toBe('timeout');
+      await until(() => generator.stats().running === 0);
+      expect((await postJson(`${url}/v1/chat/completions`, hello())).status).toBe(200);
+    } finally {
+      await server.shutdown(0);
+    }
+  });
+
   test('200 requests, 16 at a time, against --parallel 4: each gets its own answer or a clean 429; none hangs; memory comes back', async () => {
     const generator = new ScriptedGenerator(scriptFor, { parallel: 4, maxQueue: 4, contextLength: 4096 });
     const { server, url } = await startScriptedServer(generator);
@@ -300,7 +314,7 @@ describe('herd bench --serve: a bounded load run', () => {
     } finally {
       await server.shutdown(0);
     }
-    await expect(runLoad({ url: 'http://example.com:8080', concurrency: 1, requests: 1, maxTokens: 1, prompt: 'Hi' })).rejects.toThrow(/loopback/);
+    await expect(runLoad({ url: 'http://example.com:8080', concurrency: 1, requests: 1, maxTokens: 1, prompt: 'Hi' })).rejects.toThrow(/only targets this machine/);
   });
 
   test('percentiles are nearest-rank', () => {

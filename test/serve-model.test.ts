@@ -68,6 +68,10 @@ describe('herd serve on tiny-llama-3.1', () => {
     const rendered = await post('/tokenize', { messages: request.messages });
     expect(whole.usage!.prompt_tokens).toBe(rendered.count);
     expect(chunks.at(-1)!.usage).toMatchObject({ prompt_tokens: rendered.count, completion_tokens: whole.usage!.completion_tokens });
+    // The second request found the first one's prompt in the prefix cache (all but the last token, which is always run).
+    // (The first shares at most the BOS with the completion before it.)
+    expect(whole.usage!.prompt_tokens_details!.cached_tokens).toBeLessThanOrEqual(1);
+    expect(chunks.at(-1)!.usage!.prompt_tokens_details!.cached_tokens).toBe(rendered.count - 1);
     // Random weights: no end-of-turn id comes before the limit, so every one of the 12 tokens counts.
     expect(whole.usage!.completion_tokens).toBe(12);
   });

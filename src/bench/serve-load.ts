@@ -48,7 +48,7 @@ export function checkLoopbackUrl(url: string): URL {
     throw new HerdError(`--serve: "${url}" is not a URL (expected http://127.0.0.1:PORT)`);
   }
   if (parsed.protocol !== 'http:' || !LOOPBACK.has(parsed.hostname)) {
-    throw new HerdError(`--serve: ${url} is not a server on this machine; the load run only targets loopback addresses (127.0.0.1, localhost, ::1)`);
+    throw new HerdError(`--serve: ${url} is not a server on this machine; the load run only targets this machine (127.0.0.1, localhost or the IPv6 loopback)`);
   }
   return parsed;
 }

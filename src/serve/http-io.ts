@@ -20,7 +20,8 @@ export async function readBody(request: IncomingMessage, limitBytes: number): Pr
 }
 
 function tooLarge(limitBytes: number): ApiError {
-  return new ApiError(413, `the request body is larger than the server's limit of ${limitBytes} bytes`, 'invalid_request_error', null, 'request_too_large');
+  // The rest of the upload is not read: the connection closes after the answer.
+  return new ApiError(413, `the request body is larger than the server's limit of ${limitBytes} bytes`, 'invalid_request_error', null, 'request_too_large', { Connection: 'close' });
 }
 
 /** The body as one JSON object; anything else is a 400 that says what was wrong. */
