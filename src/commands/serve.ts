@@ -3,6 +3,7 @@ import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { modelFlags, numberFlag } from '../cli/flags.js';
 import { loadModelWithProgress } from '../cli/load.js';
+import { isHubModelArgument } from '../cli/model-argument.js';
 import { loadShield, shieldFlags } from '../cli/shields.js';
 import { HerdUsageError } from '../errors.js';
 import { DEFAULT_MAX_BODY_BYTES, HerdServer } from '../serve/server.js';
@@ -30,7 +31,7 @@ ${EXIT_STATUS_HELP}`;
     'ctx-size': Flags.integer({ description: `Most tokens (prompt + reply) of one request. Default: ${DEFAULT_CONTEXT}, or the model's context if smaller.`, min: 2 }),
     'prefix-cache': Flags.integer({ description: 'MiB of KV kept for prompts that start alike (system prompt, tools); 0 disables it.', default: 1024, min: 0 }),
     'api-key': Flags.string({ description: 'Require "Authorization: Bearer KEY" on every endpoint but /health and /metrics.', env: 'HERD_API_KEY' }),
-    'model-name': Flags.string({ description: 'The model id clients send as "model". Default: the model folder\'s name.' }),
+    'model-name': Flags.string({ description: 'The model id clients send as "model". Default: the Hugging Face id given to --model, else the model folder\'s name.' }),
     cors: Flags.string({ description: 'Allow browsers from this origin ("*" for any): Access-Control-Allow-Origin.' }),
     timeout: numberFlag({ description: 'Seconds a request may run before it is cancelled (504). Default: no limit.', min: 0.001 }),
     grace: numberFlag({ description: 'Seconds requests in flight get to finish after SIGINT or SIGTERM.', min: 0 }),
@@ -49,7 +50,8 @@ ${EXIT_STATUS_HELP}`;
       corsOrigin: flags.cors,
       maxBodyBytes: flags['max-body-bytes'],
       timeoutSeconds: flags.timeout ?? null,
-      modelName: flags['model-name'],
+      // A Hugging Face id is served under that id, as vLLM does; a folder under its name.
+      modelName: flags['model-name'] ?? (flags.model !== undefined && isHubModelArgument(flags.model) ? flags.model : undefined),
       scheduler: { parallel: flags.parallel, maxQueue: flags['max-queue'], contextLength: flags['ctx-size'], prefixCacheBytes: flags['prefix-cache'] * 2 ** 20 },
     };
     const server = new HerdServer(settings);
