@@ -62,8 +62,6 @@ ${EXIT_STATUS_HELP}`;
     concurrency: Flags.integer({ description: 'With --serve: requests in flight at once.', default: 4, min: 1 }),
     requests: Flags.integer({ description: 'With --serve: requests in all.', default: 32, min: 1 }),
     'api-key': Flags.string({ description: 'With --serve: the server\'s API key.', env: 'HERD_API_KEY' }),
-    streams: Flags.string({ description: 'Also measure aggregate decode tokens/s of this many concurrent streams through the serving scheduler (continuous batching), e.g. 1,2,4,8; each decodes --gen-tokens.' }),
-    'prefix-cache-tokens': Flags.integer({ description: 'Also measure time to first token on a prompt of this many tokens, cold and then from the prefix cache (a repeated system prompt).', min: 2 }),
     compare: Flags.string({
       description: 'Also run llama.cpp (through node-llama-cpp, installed separately) on the same GGUF --model with the same threads, and print the ratios.',
       options: ['llama.cpp'],
