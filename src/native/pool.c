@@ -30,7 +30,10 @@ static struct {
   atomic_int stopping;
   herd_task task;
   void *context;
-} pool = {1, NULL, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, NULL};
+  /* The generation when the workers were started: a worker that first runs after the first op was
+     published must still see that op as new. */
+  unsigned first_generation;
+} pool = {1, NULL, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, NULL, 0};
 
 static unsigned await_generation(unsigned seen) {
   for (int spins = 0; spins < SPIN_ROUNDS; spins++) {
@@ -46,7 +49,7 @@ static unsigned await_generation(unsigned seen) {
 
 static void *worker_main(void *argument) {
   const int thread = (int)(long)argument;
-  unsigned seen = atomic_load(&pool.generation);
+  unsigned seen = pool.first_generation;
   for (;;) {
     seen = await_generation(seen);
     if (atomic_load(&pool.stopping)) return NULL;
@@ -81,6 +84,7 @@ int herd_pool_start(int threads) {
   pool.workers = calloc((size_t)threads - 1, sizeof(pthread_t));
   if (pool.workers == NULL) return 0;
   pool.threads = threads;
+  pool.first_generation = atomic_load(&pool.generation);
   for (int i = 1; i < threads; i++) {
     if (pthread_create(&pool.workers[i - 1], NULL, worker_main, (void *)(long)i) != 0) {
       pool.threads = i;
