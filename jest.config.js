@@ -26,6 +26,7 @@ export const SLOW_SUITES = [
   'test/finetune-train.test.ts', // 142 s
   'test/kernels-large.test.ts', // 93 s
   'test/kernels.test.ts', // 71 s
+  'test/native-model.test.ts', // 55 s: the fixtures on the native backend, and CLI processes with it switched off
   'test/kv-cache.test.ts', // 51 s
   'test/prompt.test.ts', // 114 s: a CLI process per case
   'test/quant-engine.test.ts', // 131 s

@@ -21,6 +21,8 @@ const FORBIDDEN: Record<string, readonly string[]> = {
   engine: ['quant', 'train', 'eval', 'chat', 'tui', 'memory', 'commands', 'cli', 'bench', 'serve'],
   // The serving engine (scheduler, prefix cache) sits on the engine; the engine and kernels never import it.
   kernels: ['serve'],
+  // The native C kernels sit beside the WASM kernels: the engine's backend selection imports them.
+  native: ['serve', 'quant', 'train', 'eval', 'chat', 'tui', 'memory', 'commands', 'cli', 'bench'],
 };
 
 interface Import {
