@@ -28,6 +28,7 @@ export const SLOW_SUITES = [
   'test/finetune-dpo.test.ts', // 52-72 s at load 14 (about 16 s of CPU): DPO training runs, QLoRA and resume included
   'test/kernels-large.test.ts', // 93 s
   'test/kernels.test.ts', // 71 s
+  'test/native-model.test.ts', // 55 s: the fixtures on the native backend, and CLI processes with it switched off
   'test/kv-cache.test.ts', // 51 s
   'test/prompt.test.ts', // 114 s: a CLI process per case
   'test/remote-serve.test.ts', // 79 s: herd serve in a child process, the tiny model loaded twice

@@ -105,18 +105,18 @@ describe('bad input: one clear line and a non-zero exit', () => {
 describe('herd env and herd bench', () => {
   test('env reports every backend with why, and the automatic choices', () => {
     const report = JSON.parse(herd(['env', '--json']).stdout);
-    expect(report.backends.map((b: { name: string }) => b.name)).toEqual(['node-gpu', 'node', 'wasm', 'cpu', 'kernels']);
+    expect(report.backends.map((b: { name: string }) => b.name)).toEqual(['node-gpu', 'node', 'wasm', 'cpu', 'kernels', 'native']);
     const wasm = report.backends.find((b: { name: string }) => b.name === 'wasm');
     expect(wasm).toEqual({ name: 'wasm', available: true, reason: expect.stringMatching(/^@tensorflow\/tfjs-backend-wasm \d/) });
-    // Without tfjs-node-gpu (not installed here), 16-bit and quantized weights go to herd's kernels.
-    expect(report.default_backend).toEqual({ float32: 'wasm', packed: 'kernels' });
+    // Without tfjs-node-gpu (not installed here), 16-bit and quantized weights go to herd's native kernels (built here).
+    expect(report.default_backend).toEqual({ float32: 'wasm', packed: 'native' });
   });
 
-  test('a BF16 checkpoint runs on the kernels by default and on tfjs with --backend tfjs', () => {
+  test('a BF16 checkpoint runs on the native kernels by default and on tfjs with --backend tfjs', () => {
     const run = (extra: string[]) => JSON.parse(herd(['generate', '--model', TINY_LLAMA, '--raw', '--json', '-n', '4', '--temperature', '0', ...extra, 'The capital of France is']).stdout);
     const automatic = run([]);
     const tfjs = run(['--backend', 'tfjs']);
-    expect([automatic.backend, tfjs.backend]).toEqual(['kernels', 'wasm']);
+    expect([automatic.backend, tfjs.backend]).toEqual(['native', 'wasm']);
     expect(automatic.generated_ids).toEqual(tfjs.generated_ids);
   });
 

@@ -34,6 +34,8 @@ const FORBIDDEN: Record<string, readonly string[]> = {
   chat: ['remote', 'serve'],
   eval: ['remote', 'serve'],
   cli: ['serve'],
+  // The native C kernels sit beside the WASM kernels: the engine's backend selection imports them.
+  native: ['serve', 'quant', 'train', 'eval', 'chat', 'tui', 'memory', 'commands', 'cli', 'bench'],
 };
 
 interface Import {

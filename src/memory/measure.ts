@@ -32,7 +32,8 @@ export async function measurePeakMemory(dir: string, options: { backend?: string
   const peakRssBytes = process.resourceUsage().maxRSS * 1024;
   if (!(peakRssBytes > 0)) throw new HerdError('this platform does not report peak memory (getrusage maxrss)');
   const sixteenBit = loaded.config.torchDtype === 'bfloat16' || loaded.config.torchDtype === 'float16';
-  const weightPrecision = loaded.model.backendName === 'kernels' && sixteenBit ? 'bf16' : 'fp32';
+  // herd's kernels (WASM and native) keep 16-bit weights as stored; tfjs widens them.
+  const weightPrecision = ['kernels', 'native'].includes(loaded.model.backendName) && sixteenBit ? 'bf16' : 'fp32';
   return { peakRssBytes, rssBeforeLoadBytes, backend: loaded.model.backendName, cacheTokens, weightPrecision };
 }
 

@@ -46,7 +46,15 @@ extern const herd_kernels herd_kernels_avx512;
 
 float herd_half_to_float(uint16_t h);
 uint16_t herd_float_to_half(float f);
-/* Q4_K's 6-bit scale and minimum of sub-block j (llama.cpp's get_scale_min_k4). */
-void herd_q4k_scale_min(int j, const uint8_t *q, uint8_t *scale, uint8_t *min);
+/* Q4_K's 6-bit scale and minimum of sub-block j (llama.cpp's get_scale_min_k4); inline, as every path calls it 8 times per 256 weights. */
+static inline void herd_q4k_scale_min(int j, const uint8_t *q, uint8_t *scale, uint8_t *min) {
+  if (j < 4) {
+    *scale = q[j] & 63;
+    *min = q[j + 4] & 63;
+  } else {
+    *scale = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
+    *min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
 
 #endif

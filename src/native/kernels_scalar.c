@@ -40,16 +40,6 @@ uint16_t herd_float_to_half(float f) {
   return (uint16_t)(sign | (((uint32_t)exponent << 10) + round_shift(mantissa, 13)));
 }
 
-void herd_q4k_scale_min(int j, const uint8_t *q, uint8_t *scale, uint8_t *min) {
-  if (j < 4) {
-    *scale = q[j] & 63;
-    *min = q[j + 4] & 63;
-  } else {
-    *scale = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
-    *min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
-
 static float dot_f32(const float *a, const float *b, int n) {
   float total = 0;
   for (int i = 0; i < n; i++) total += a[i] * b[i];

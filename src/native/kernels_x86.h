@@ -1,13 +1,40 @@
 /*
- * The x86 SIMD kernels, included by one file per instruction-set path. Each includer first sets
- * its target (#pragma GCC target) and defines:
- *   dot_u8_i8(u, s)  eight int32 lanes, each the sum of four unsigned×signed byte products;
- *   HERD_WIDE_FLOATS 1 to take float dot products 16 lanes at a time (AVX-512);
- *   HERD_PATH_NAME, HERD_TABLE   the path's name and its herd_kernels table.
+ * The x86 SIMD kernels, included by one file per instruction-set path (kernels_avx2.c,
+ * kernels_avxvnni.c, kernels_avx512.c), each of which defines HERD_PATH first. The paths differ
+ * only in their target, the byte dot product (dot_u8_i8: eight int32 lanes, each the sum of four
+ * unsigned×signed byte products) and whether float products take 16 lanes at a time.
  */
+#if defined(__x86_64__)
+#define HERD_AVX2 1
+#define HERD_AVXVNNI 2
+#define HERD_AVX512 3
+#if HERD_PATH == HERD_AVX2
+#pragma GCC target("avx2,fma,f16c")
+#define HERD_PATH_NAME "avx2"
+#define HERD_TABLE herd_kernels_avx2
+#elif HERD_PATH == HERD_AVXVNNI
+#pragma GCC target("avx2,fma,f16c,avxvnni")
+#define HERD_PATH_NAME "avxvnni"
+#define HERD_TABLE herd_kernels_avxvnni
+#else
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
+#define HERD_PATH_NAME "avx512"
+#define HERD_TABLE herd_kernels_avx512
+#endif
 #include <immintrin.h>
 #include <string.h>
 #include "herd_native.h"
+
+#if HERD_PATH == HERD_AVX2
+/* pmaddubsw pairs to int16 (no overflow: |w| ≤ 128, |x| ≤ 127), then pmaddwd to int32. */
+static inline __m256i dot_u8_i8(__m256i u, __m256i s) { return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)); }
+#elif HERD_PATH == HERD_AVXVNNI
+/* VEX vpdpbusd (Alder Lake and later without AVX-512). */
+static inline __m256i dot_u8_i8(__m256i u, __m256i s) { return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s); }
+#else
+/* EVEX vpdpbusd on 256-bit vectors: a Q8_0 block is 32 bytes, so wider vectors would only pair blocks. */
+static inline __m256i dot_u8_i8(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s); }
+#endif
 
 static inline float hsum8(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -30,7 +57,7 @@ static inline __m256 signed_pairs_float(__m256i x, __m256i y) {
 static float dot_f32(const float *a, const float *b, int n) {
   int i = 0;
   float total = 0;
-#if HERD_WIDE_FLOATS
+#if HERD_PATH == HERD_AVX512
   __m512 w0 = _mm512_setzero_ps(), w1 = _mm512_setzero_ps();
   for (; i + 32 <= n; i += 32) {
     w0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), w0);
@@ -125,3 +152,4 @@ static float dot_q4_k(const uint8_t *w, const int8_t *x, const float *xd, const 
 }
 
 const herd_kernels HERD_TABLE = {HERD_PATH_NAME, dot_f32, f16_to_f32, bf16_to_f32, dot_q8_0, dot_q4_0, dot_q4_k};
+#endif

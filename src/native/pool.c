@@ -2,6 +2,11 @@
  * Workers wait for the next op by spinning briefly, then sleeping on a condition variable: a
  * decode step's ops follow each other within microseconds, but on a busy machine a worker that
  * kept spinning would take the core from the thread it waits for.
+ *
+ * The caller never waits for a worker that has not started on an op: work is shared out in
+ * chunks taken from a counter, and once the caller has run out of chunks it closes the op and
+ * waits only for the workers inside it. A worker the OS has not scheduled yet finds the op closed
+ * (or joins the next one), so one descheduled thread costs that thread's chunk, not the op.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -17,8 +22,8 @@
 #define cpu_relax() ((void)0)
 #endif
 
-/* About 50–100 µs of spinning before a worker sleeps, or the caller yields its core. */
-#define SPIN_ROUNDS 20000
+/* Some tens of microseconds of spinning before a worker sleeps, or the caller yields its core. */
+#define SPIN_ROUNDS 4000
 
 static struct {
   int threads;
@@ -26,15 +31,16 @@ static struct {
   pthread_mutex_t lock;
   pthread_cond_t wake;
   atomic_uint generation;
-  atomic_int pending;
+  atomic_int active;   /* workers inside the current op */
+  atomic_int closed;   /* the current op takes no more workers */
   atomic_int stopping;
   herd_task task;
   void *context;
-} pool = {1, NULL, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, NULL};
+} pool = {1, NULL, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 1, 0, NULL, NULL};
 
 static unsigned await_generation(unsigned seen) {
   for (int spins = 0; spins < SPIN_ROUNDS; spins++) {
-    unsigned now = atomic_load_explicit(&pool.generation, memory_order_acquire);
+    unsigned now = atomic_load(&pool.generation);
     if (now != seen) return now;
     cpu_relax();
   }
@@ -46,20 +52,27 @@ static unsigned await_generation(unsigned seen) {
 
 static void *worker_main(void *argument) {
   const int thread = (int)(long)argument;
-  unsigned seen = atomic_load(&pool.generation);
+  unsigned seen = 0;
   for (;;) {
     seen = await_generation(seen);
     if (atomic_load(&pool.stopping)) return NULL;
-    pool.task(pool.context, thread);
-    atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
+    /* Entering before looking at `closed`: the caller either sees this worker inside or this worker sees the op closed. */
+    atomic_fetch_add(&pool.active, 1);
+    if (!atomic_load(&pool.closed)) pool.task(pool.context, thread);
+    atomic_fetch_sub(&pool.active, 1);
   }
 }
 
-static void publish(herd_task task, void *context) {
-  pool.task = task;
-  pool.context = context;
+static void wait_for_workers_inside(void) {
+  for (int spins = 0; atomic_load(&pool.active) > 0; spins++) {
+    if (spins < SPIN_ROUNDS) cpu_relax();
+    else sched_yield();
+  }
+}
+
+static void wake_workers(void) {
   pthread_mutex_lock(&pool.lock);
-  atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+  atomic_fetch_add(&pool.generation, 1);
   pthread_cond_broadcast(&pool.wake);
   pthread_mutex_unlock(&pool.lock);
 }
@@ -67,7 +80,7 @@ static void publish(herd_task task, void *context) {
 void herd_pool_stop(void) {
   if (pool.workers == NULL) return;
   atomic_store(&pool.stopping, 1);
-  publish(NULL, NULL);
+  wake_workers();
   for (int i = 1; i < pool.threads; i++) pthread_join(pool.workers[i - 1], NULL);
   free(pool.workers);
   pool.workers = NULL;
@@ -80,6 +93,9 @@ int herd_pool_start(int threads) {
   if (threads <= 1) return 1;
   pool.workers = calloc((size_t)threads - 1, sizeof(pthread_t));
   if (pool.workers == NULL) return 0;
+  /* Workers start from generation 0's point of view: any op already published is new to them. */
+  atomic_store(&pool.generation, 1);
+  atomic_store(&pool.closed, 1);
   pool.threads = threads;
   for (int i = 1; i < threads; i++) {
     if (pthread_create(&pool.workers[i - 1], NULL, worker_main, (void *)(long)i) != 0) {
@@ -98,11 +114,12 @@ void herd_pool_run(herd_task task, void *context) {
     task(context, 0);
     return;
   }
-  atomic_store_explicit(&pool.pending, pool.threads - 1, memory_order_relaxed);
-  publish(task, context);
+  pool.task = task;
+  pool.context = context;
+  atomic_store(&pool.closed, 0);
+  wake_workers();
   task(context, 0);
-  for (int spins = 0; atomic_load_explicit(&pool.pending, memory_order_acquire) > 0; spins++) {
-    if (spins < SPIN_ROUNDS) cpu_relax();
-    else sched_yield();
-  }
+  /* Every chunk is taken once the caller's task returns; only workers still computing one matter. */
+  atomic_store(&pool.closed, 1);
+  wait_for_workers_inside();
 }

@@ -1,0 +1,219 @@
+import { dequantizeBlocks, quantizeBlocks } from '../src/formats/ggml-blocks.js';
+import { dequantizeQ4K, quantizeQ4K } from '../src/formats/ggml-k-blocks.js';
+import { floatToHalf, halfToFloat } from '../src/formats/half.js';
+import { seededRandom } from '../src/engine/sampling.js';
+import { ISA_NAMES, requireNativeAddon } from '../src/native/addon.js';
+import { NATIVE_FORMAT_CODES } from '../src/native/native-ops.js';
+
+/**
+ * Every native kernel against a float64 reference computed here from first principles (the
+ * project's dequantizers for the stored weights), on every instruction-set path this CPU runs
+ * and on 1 and 3 threads, on awkward shapes: odd row counts, one token and several, float rows
+ * whose length is no multiple of any vector width. The addon must be built: this file fails
+ * (it does not skip) when it is missing.
+ */
+const addon = requireNativeAddon();
+const runnable = ISA_NAMES.filter((name) => addon.info().paths[name] === '');
+
+type Format = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K';
+
+const gaussian = (seed: number, count: number) => {
+  const draw = seededRandom(seed);
+  return Float32Array.from({ length: count }, () => (draw() + draw() + draw() - 1.5) * 2);
+};
+
+/** Packed matrices by format, shape and seed: every path and thread count multiplies the same bytes. */
+const packedCache = new Map<string, { bytes: Uint8Array; weights: Float32Array }>();
+
+function packedRandom(format: Format, rows: number, cols: number, seed: number) {
+  const key = `${format}/${rows}/${cols}/${seed}`;
+  if (!packedCache.has(key)) packedCache.set(key, pack(format, gaussian(seed, rows * cols)));
+  return packedCache.get(key)!;
+}
+
+/** Stored bytes of the values in a format, and the weights they stand for (the reference's view of them). */
+function pack(format: Format, values: Float32Array): { bytes: Uint8Array; weights: Float32Array } {
+  switch (format) {
+    case 'F32':
+      return { bytes: new Uint8Array(values.slice().buffer), weights: values };
+    case 'F16': {
+      const halves = Uint16Array.from(values, floatToHalf);
+      return { bytes: new Uint8Array(halves.buffer), weights: Float32Array.from(halves, halfToFloat) };
+    }
+    case 'BF16': {
+      const halves = Uint16Array.from(new Uint32Array(values.slice().buffer), (bits) => bits >>> 16);
+      return { bytes: new Uint8Array(halves.buffer), weights: new Float32Array(Uint32Array.from(halves, (h) => h << 16).buffer) };
+    }
+    case 'Q4_K': {
+      const bytes = quantizeQ4K(values);
+      return { bytes, weights: dequantizeQ4K(bytes, values.length) };
+    }
+    default: {
+      const bytes = quantizeBlocks(format, values);
+      return { bytes, weights: dequantizeBlocks(format, bytes, values.length) };
+    }
+  }
+}
+
+/**
+ * The activations as the int8 products see them: blocks of 32 (Q8_0, Q4_0) or 256 (Q4_K) with
+ * scale max|x| / 127 and codes round(x / scale), as llama.cpp quantizes them.
+ */
+function quantizedActivations(format: Format, x: Float32Array): Float64Array {
+  const block = format === 'Q4_K' ? 256 : format === 'Q8_0' || format === 'Q4_0' ? 32 : 0;
+  if (block === 0) return Float64Array.from(x);
+  const out = new Float64Array(x.length);
+  for (let start = 0; start < x.length; start += block) {
+    const part = x.subarray(start, start + block);
+    const scale = Math.fround(Math.max(...part.map(Math.abs)) / 127);
+    part.forEach((value, i) => (out[start + i] = scale === 0 ? 0 : Math.round(Math.fround(value * Math.fround(1 / scale))) * scale));
+  }
+  return out;
+}
+
+/** y = x · Wᵀ in float64, and Σ|w·x| per output (the scale of its rounding error). */
+function referenceLinear(weights: Float32Array, rows: number, cols: number, x: Float64Array, tokens: number) {
+  const y = new Float64Array(tokens * rows);
+  const magnitude = new Float64Array(tokens * rows);
+  for (let t = 0; t < tokens; t++) {
+    for (let r = 0; r < rows; r++) {
+      for (let k = 0; k < cols; k++) {
+        const product = weights[r * cols + k]! * x[t * cols + k]!;
+        y[t * rows + r]! += product;
+        magnitude[t * rows + r]! += Math.abs(product);
+      }
+    }
+  }
+  return { y, magnitude };
+}
+
+function expectWithin(actual: Float32Array, expected: ArrayLike<number>, tolerance: (i: number) => number): void {
+  expect(actual.length).toBe(expected.length);
+  const worst = [...actual].map((value, i) => Math.abs(value - expected[i]!) / tolerance(i)).reduce((a, b) => Math.max(a, b), 0);
+  // Below 1: every element within its tolerance.
+  expect(worst).toBeLessThan(1);
+}
+
+// Float rows of 67 and 300 leave tails after every vector width; block formats need whole blocks.
+const LINEAR_SHAPES: Array<[Format, number, number]> = [
+  ['F32', 37, 67],
+  ['F16', 37, 300],
+  ['BF16', 37, 67],
+  ['Q8_0', 37, 96],
+  ['Q4_0', 37, 96],
+  ['Q4_K', 37, 512],
+];
+const results = new Map<string, Float32Array>();
+
+afterAll(() => addon.stopThreads());
+
+describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] as const)))('the %s path on %i thread(s)', (isa, threads) => {
+  beforeAll(() => {
+    addon.choose(isa);
+    addon.startThreads(threads);
+  });
+
+  test.each(LINEAR_SHAPES.flatMap(([format, rows, cols]) => [1, 5].map((tokens) => [format, rows, cols, tokens] as const)))(
+    'linear on %s weights [%i, %i] × %i token(s) equals the float64 product (activations quantized as llama.cpp does)',
+    (format, rows, cols, tokens) => {
+      const { bytes, weights } = packedRandom(format, rows, cols, rows + cols);
+      const x = gaussian(tokens, tokens * cols);
+      const y = new Float32Array(tokens * rows);
+      addon.linear(NATIVE_FORMAT_CODES[format]!, bytes, rows, cols, x, tokens, y);
+      const { y: expected, magnitude } = referenceLinear(weights, rows, cols, quantizedActivations(format, x), tokens);
+      // float32 accumulation over `cols` terms: a few ulps of Σ|w·x|.
+      expectWithin(y, expected, (i) => 2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-6);
+      results.set(`${format}/${tokens}/${isa}/${threads}`, y);
+    },
+  );
+
+  test.each(LINEAR_SHAPES.map(([format, rows, cols]) => [format, rows, cols] as const))('embedding rows of %s [%i, %i] equal the dequantized rows', (format, rows, cols) => {
+    const { bytes, weights } = packedRandom(format, rows, cols, rows + cols);
+    const ids = Int32Array.from([3, 0, rows - 1, 3]);
+    const out = new Float32Array(ids.length * cols);
+    addon.embedding(NATIVE_FORMAT_CODES[format]!, bytes, rows, cols, ids, out);
+    const expected = [...ids].flatMap((id) => [...weights.subarray(id * cols, (id + 1) * cols)]);
+    expectWithin(out, expected, (i) => 1e-6 * Math.max(1, Math.abs(expected[i]!)));
+  });
+
+  test.each([['f32'], ['f16']] as const)('attention over an %s cache: 3 cached positions, then 4 rows, 6 heads on 2 kv heads of 40', (type) => {
+    const [heads, kvHeads, headDim, capacity] = [6, 2, 40, 9];
+    const elements = kvHeads * capacity * headDim;
+    const [keys, values] = [0, 1].map(() => (type === 'f16' ? new Uint16Array(elements) : new Float32Array(elements)));
+    const step = (seed: number, start: number, rows: number) => {
+      const [q, k, v] = [gaussian(seed, rows * heads * headDim), gaussian(seed + 1, rows * kvHeads * headDim), gaussian(seed + 2, rows * kvHeads * headDim)];
+      const out = new Float32Array(q.length);
+      addon.attention(keys!, values!, kvHeads, headDim, capacity, q, k, v, out, start, heads);
+      return { q, k, v, out };
+    };
+    const first = step(10, 0, 3);
+    const second = step(20, 3, 4);
+    // What the cache holds: the rows as written, rounded to half precision in an f16 cache.
+    const stored = (x: Float32Array) => (type === 'f16' ? Float32Array.from(x, (value) => halfToFloat(floatToHalf(value))) : x);
+    const allKeys = [...stored(first.k), ...stored(second.k)];
+    const allValues = [...stored(first.v), ...stored(second.v)];
+    const expected = new Float64Array(second.out.length);
+    for (let t = 0; t < 4; t++) {
+      for (let h = 0; h < heads; h++) {
+        const g = Math.floor(h / (heads / kvHeads));
+        const visible = 3 + t + 1;
+        const scores = Array.from({ length: visible }, (_, p) => {
+          let dot = 0;
+          for (let i = 0; i < headDim; i++) dot += second.q[(t * heads + h) * headDim + i]! * allKeys[(p * kvHeads + g) * headDim + i]!;
+          return dot / Math.sqrt(headDim);
+        });
+        const top = Math.max(...scores);
+        const weights = scores.map((s) => Math.exp(s - top));
+        const total = weights.reduce((a, b) => a + b, 0);
+        for (let i = 0; i < headDim; i++) {
+          expected[(t * heads + h) * headDim + i] = weights.reduce((sum, w, p) => sum + (w / total) * allValues[(p * kvHeads + g) * headDim + i]!, 0);
+        }
+      }
+    }
+    expectWithin(second.out, expected, () => 1e-5);
+  });
+
+  test('rmsnorm, RoPE, SwiGLU and add on 3 rows of 2 heads of 10', () => {
+    const [rows, dim] = [3, 20];
+    const [x, w, other] = [gaussian(1, rows * dim), gaussian(2, dim), gaussian(3, rows * dim)];
+    const normed = new Float32Array(rows * dim);
+    addon.rmsnorm(x, w, normed, dim, 1e-5);
+    const expectedNorm = [...x].map((value, i) => {
+      const row = x.subarray(Math.floor(i / dim) * dim, Math.floor(i / dim) * dim + dim);
+      return (value / Math.sqrt(row.reduce((s, v) => s + v * v, 0) / dim + 1e-5)) * w[i % dim]!;
+    });
+    expectWithin(normed, expectedNorm, () => 1e-5);
+
+    const [cos, sin] = [gaussian(4, rows * 10), gaussian(5, rows * 10)];
+    const rotated = x.slice();
+    addon.rope(rotated, cos, sin, 2, 10);
+    const expectedRope = [...x].map((value, i) => {
+      const [t, d] = [Math.floor(i / dim), i % 10];
+      const partner = d < 5 ? -x[i + 5]! : x[i - 5]!;
+      return value * cos[t * 10 + d]! + partner * sin[t * 10 + d]!;
+    });
+    expectWithin(rotated, expectedRope, () => 1e-5);
+
+    const [gated, summed] = [new Float32Array(x.length), new Float32Array(x.length)];
+    addon.swiglu(x, other, gated);
+    addon.add(x, other, summed);
+    expectWithin(gated, [...x].map((g, i) => (g / (1 + Math.exp(-g))) * other[i]!), () => 1e-5);
+    expectWithin(summed, [...x].map((a, i) => a + other[i]!), () => 1e-6);
+  });
+});
+
+test('every path and thread count computes the same linear products (within float rounding of the scalar path)', () => {
+  expect(runnable).toContain('scalar');
+  for (const [key, y] of results) {
+    const scalar = results.get(key.replace(/\/[^/]+\/\d+$/, '/scalar/1'))!;
+    // Summation order differs between vector widths: float32 rounding of the largest product.
+    const largest = Math.max(...scalar.map(Math.abs));
+    expectWithin(y, scalar, () => 1e-5 * largest);
+  }
+  // 6 formats × 2 token counts × each path × 2 thread counts.
+  expect(results.size).toBe(24 * runnable.length);
+});
+
+test('a path this build does not have is refused with the reason', () => {
+  expect(() => addon.choose('avx9000')).toThrow(/HERD_CPU_ISA=avx9000 cannot run here: unknown path/);
+});
