@@ -138,7 +138,8 @@ async function fetchOnce(client: HubClient, job: BlobJob, partial: string, offse
     } finally {
       await handle.close();
     }
-    if (options.shouldStop?.()) throw stopped(job, partial);
+    // A file whose last bytes arrived as Ctrl-C came is finished: it is published, not reported as stopped.
+    if (options.shouldStop?.() && sizeOf(partial) < job.file.size) throw stopped(job, partial);
     return received > 0 ? 'progress' : 'no bytes';
   } catch (error) {
     if (options.shouldStop?.()) throw stopped(job, partial);
