@@ -94,7 +94,7 @@ describe('bad input: one clear line and a non-zero exit', () => {
   });
 
   test('an unknown backend', () => {
-    expectOneLineError(herd(['generate', '--backend', 'tpu', 'hi']), /^herd: unknown backend "tpu"; choose one of node-gpu, node, wasm, cpu, kernels, tfjs\n$/);
+    expectOneLineError(herd(['generate', '--backend', 'tpu', 'hi']), /^herd: unknown backend "tpu"; choose one of node-gpu, node, wasm, cpu, kernels, native, tfjs\n$/);
   });
 
   test('a model folder that does not exist', () => {
