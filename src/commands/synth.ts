@@ -34,7 +34,7 @@ ${EXIT_STATUS_HELP}`;
     column: Flags.string({ description: 'The column holding the instruction.', default: 'instruction' }),
     generator: Flags.string({ description: 'A generator: a model folder / .gguf, or MODEL@URL for an endpoint (repeatable).', multiple: true, default: [] }),
     judge: Flags.string({ description: 'The UltraFeedback judge: a model folder / .gguf, or MODEL@URL. Without it only generations are written.' }),
-    aspect: Flags.string({ description: 'UltraFeedback aspect the judge rates.', options: [...ASPECTS], default: 'overall-rating' }),
+    aspect: Flags.string({ description: 'UltraFeedback aspect the judge rates (repeatable: one judge prompt per aspect; pairs follow overall-rating if given, else the first).', options: [...ASPECTS], multiple: true, default: ['overall-rating'] }),
     system: Flags.string({ description: "The generators' system prompt." }),
     'num-generations': Flags.integer({ description: 'Answers per generator per instruction.', default: 1, min: 1 }),
     'max-new-tokens': Flags.integer({ char: 'n', description: 'Most tokens per answer.', default: GENERATOR_SAMPLING.maxNewTokens, min: 1 }),
@@ -87,7 +87,7 @@ interface SynthFlags {
   column: string;
   generator: string[];
   judge?: string;
-  aspect: string;
+  aspect: string[];
   system?: string;
   'num-generations': number;
   'max-new-tokens': number;
@@ -117,7 +117,7 @@ function pipelineOf(pipelineFile: string | undefined, flags: SynthFlags): Pipeli
     column: flags.column,
     generators: flags.generator,
     judge: flags.judge,
-    aspect: flags.aspect as Aspect,
+    aspects: flags.aspect as Aspect[],
     system: flags.system,
     numGenerations: flags['num-generations'],
     generatorSampling: { ...GENERATOR_SAMPLING, maxNewTokens: flags['max-new-tokens'], temperature: flags.temperature ?? GENERATOR_SAMPLING.temperature, topP: flags['top-p'] ?? GENERATOR_SAMPLING.topP },

@@ -68,10 +68,12 @@ function runCard(config: PipelineConfig, facts: RunFacts): object {
     judge: config.judge && {
       ...describe(config.judge),
       aspect: config.judge.aspect,
+      aspects: config.judge.aspects,
       system_prompt: judgeSystemPrompt(textsPerRow),
       user_prompt_template: judgeUserPrompt(config.judge.aspect, '{instruction}', placeholders),
+      user_prompt_templates: Object.fromEntries(config.judge.aspects.map((aspect) => [aspect, judgeUserPrompt(aspect, '{instruction}', placeholders)])),
     },
-    pairs: config.pairs && { rejected: config.pairs.rejected, min_margin: config.pairs.minMargin },
+    pairs: config.pairs && { aspect: config.judge?.aspect, rejected: config.pairs.rejected, min_margin: config.pairs.minMargin },
     counts: facts.counts,
     timings: {
       started: facts.startedAt.toISOString(),

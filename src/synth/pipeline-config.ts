@@ -37,6 +37,9 @@ export interface GeneratorSpec extends ModelSpec {
 }
 
 export interface JudgeSpec extends ModelSpec {
+  /** Every aspect the judge rates, one prompt each, in this order. */
+  aspects: Aspect[];
+  /** The aspect whose ratings fill `ratings` and pick the pairs: one of `aspects`. */
   aspect: Aspect;
 }
 
@@ -143,7 +146,9 @@ function parseSteps(steps: Table[], at: KeyPath, resolve: (value: string) => str
       judge = parseJudge(step, where, resolve);
     } else {
       after('ultrafeedback', judge !== null);
-      pairs = parsePairRules(step, where);
+      const rules = parsePairRules(step, where);
+      pairs = rules.pairs;
+      if (rules.aspect !== undefined) judge = { ...judge!, aspect: pairAspect(rules.aspect, judge!.aspects, where.key('aspect')) };
     }
   });
   if (generators.length === 0) throw new HerdError(`${at.key('steps')}: the pipeline needs at least one text_generation step`, { file: at.file });
@@ -162,18 +167,38 @@ function parseGenerator(step: Table, at: KeyPath, resolve: (value: string) => st
   };
 }
 
+/** `aspect: NAME` rates one aspect, `aspects: [NAME, …]` several (one judge prompt each). */
 function parseJudge(step: Table, at: KeyPath, resolve: (value: string) => string): JudgeSpec {
-  allowKeys(step, [...MODEL_KEYS, 'aspect'], at);
-  const aspect = optionalText(step, 'aspect', at) ?? 'overall-rating';
-  if (!isAspect(aspect)) throw new HerdError(`${at.key('aspect')}: unknown aspect "${aspect}" (aspects: ${ASPECTS.join(', ')})`, { file: at.file });
-  return { ...parseModel(step, at, resolve, JUDGE_SAMPLING), aspect };
+  allowKeys(step, [...MODEL_KEYS, 'aspect', 'aspects'], at);
+  if (step.aspect !== undefined && step.aspects !== undefined) fail(at, 'give aspect (one) or aspects (a list), not both');
+  const names = step.aspects === undefined ? [optionalText(step, 'aspect', at) ?? 'overall-rating'] : list(step.aspects, at.key('aspects')).map((name, i) => text(name, at.key(`aspects[${i}]`)));
+  if (names.length === 0) fail(at.key('aspects'), 'expected at least one aspect');
+  const aspects = names.map((name) => checkedAspect(name, at.key(step.aspects === undefined ? 'aspect' : 'aspects')));
+  if (new Set(aspects).size !== aspects.length) fail(at.key('aspects'), 'an aspect is listed twice');
+  return { ...parseModel(step, at, resolve, JUDGE_SAMPLING), aspects, aspect: defaultPairAspect(aspects) };
 }
 
-function parsePairRules(step: Table, at: KeyPath): PairRules {
-  allowKeys(step, ['type', 'rejected', 'min_margin'], at);
+function checkedAspect(name: string, at: KeyPath): Aspect {
+  if (!isAspect(name)) throw new HerdError(`${at}: unknown aspect "${name}" (aspects: ${ASPECTS.join(', ')})`, { file: at.file });
+  return name;
+}
+
+/** Pairs follow the holistic rating when it is judged, else the first aspect listed. */
+export function defaultPairAspect(aspects: readonly Aspect[]): Aspect {
+  return aspects.includes('overall-rating') ? 'overall-rating' : aspects[0]!;
+}
+
+function pairAspect(name: string, judged: readonly Aspect[], at: KeyPath): Aspect {
+  const aspect = checkedAspect(name, at);
+  if (!judged.includes(aspect)) fail(at, `"${aspect}" is not an aspect the judge rates (${judged.join(', ')})`);
+  return aspect;
+}
+
+function parsePairRules(step: Table, at: KeyPath): { pairs: PairRules; aspect?: string } {
+  allowKeys(step, ['type', 'rejected', 'min_margin', 'aspect'], at);
   const rejected = optionalText(step, 'rejected', at) ?? 'lowest';
   if (rejected !== 'lowest' && rejected !== 'random-lower') throw new HerdError(`${at.key('rejected')}: expected lowest or random-lower, got "${rejected}"`, { file: at.file });
-  return { rejected, minMargin: optionalNumber(step, 'min_margin', at, Number.MIN_VALUE) ?? 1 };
+  return { pairs: { rejected, minMargin: optionalNumber(step, 'min_margin', at, Number.MIN_VALUE) ?? 1 }, aspect: optionalText(step, 'aspect', at) };
 }
 
 /** `model: PATH` runs locally; `endpoint: URL` with `model: NAME` (the served model's name) runs remotely. */
@@ -233,7 +258,8 @@ export interface PipelineFlags {
   /** Each a local folder / .gguf, or MODEL@URL for an endpoint. */
   generators: readonly string[];
   judge?: string;
-  aspect: Aspect;
+  /** The aspects the judge rates; pairs follow overall-rating if listed, else the first. */
+  aspects: readonly Aspect[];
   system?: string;
   numGenerations: number;
   generatorSampling: Sampling;
@@ -252,7 +278,7 @@ export function pipelineFromFlags(flags: PipelineFlags): PipelineConfig {
   };
   const generators = flags.generators.map((spec) => ({ ...model(spec, flags.generatorSampling), system: flags.system ?? null, numGenerations: flags.numGenerations }));
   uniqueNames(generators, null);
-  const judge = flags.judge === undefined ? null : { ...model(flags.judge, { ...JUDGE_SAMPLING, maxNewTokens: flags.judgeMaxNewTokens }), aspect: flags.aspect };
+  const judge = flags.judge === undefined ? null : { ...model(flags.judge, { ...JUDGE_SAMPLING, maxNewTokens: flags.judgeMaxNewTokens }), aspects: [...new Set(flags.aspects)], aspect: defaultPairAspect(flags.aspects) };
   return {
     file: null,
     source: { file: path.resolve(flags.instructions), column: flags.column },
