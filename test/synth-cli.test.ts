@@ -92,7 +92,7 @@ describe('herd synth', () => {
 
   test('a YAML file and pipeline flags together are a usage error', () => {
     const pipeline = file('both.yaml', `source: {file: ${instructions}}\nsteps:\n  - {type: text_generation, model: ${STORIES}}\noutput: {dir: out}\n`);
-    expectOneLineFailure(herd(['synth', pipeline, '--generator', STORIES]), 2, `${pipeline} describes the pipeline: drop --generator (only --output, --seed, --limit, --api-key and the backend flags go with a file)`);
+    expectOneLineFailure(herd(['synth', pipeline, '--generator', STORIES]), 2, `${pipeline} describes the pipeline: drop --generator (only --output, --format, --seed, --limit, --api-key and the backend flags go with a file)`);
   });
 
   test('Ctrl-C: the row in flight finishes and is kept, exit 130; the same command resumes; the file equals an uninterrupted run', async () => {

@@ -7,7 +7,7 @@ import { loadModelWithProgress } from '../cli/load.js';
 import { rateProgress } from '../cli/rate-progress.js';
 import { HerdUsageError } from '../errors.js';
 import { openModels } from '../synth/open-models.js';
-import { GENERATOR_SAMPLING, JUDGE_SAMPLING, pipelineFromFlags, readPipelineFile, type PipelineConfig } from '../synth/pipeline-config.js';
+import { GENERATOR_SAMPLING, JUDGE_SAMPLING, OUTPUT_FORMATS, pipelineFromFlags, type OutputFormat, readPipelineFile, type PipelineConfig } from '../synth/pipeline-config.js';
 import { runPipeline, type SynthResult } from '../synth/pipeline.js';
 import { ASPECTS, type Aspect } from '../synth/ultrafeedback.js';
 
@@ -43,6 +43,7 @@ ${EXIT_STATUS_HELP}`;
     'judge-max-new-tokens': Flags.integer({ description: "Most tokens of the judge's reply.", default: JUDGE_SAMPLING.maxNewTokens, min: 1 }),
     rejected: Flags.string({ description: 'Which answer is rejected: the lowest rated, or a random one rated lower than the chosen.', options: ['lowest', 'random-lower'], default: 'lowest' }),
     output: Flags.string({ char: 'o', description: "Output folder (synth.jsonl, preferences.jsonl, run-card.json); with a YAML file it replaces the file's output.dir." }),
+    format: Flags.string({ description: 'Output files: jsonl, parquet (synth.parquet, preferences.parquet with nested list columns) or both. Default: the YAML output.format, else jsonl.', options: [...OUTPUT_FORMATS] }),
     seed: Flags.integer({ description: 'Seed of every draw (sampling, random-lower): the same seed gives the same local outputs. Default: the YAML seed, else 0.' }),
     limit: Flags.integer({ description: 'Only the first N distinct instructions.', min: 1 }),
     retries: Flags.integer({ description: "Retries of an endpoint request answered 429 or 503 (doubling waits from 1 s, or the server's Retry-After).", default: 3, min: 0 }),
@@ -78,7 +79,7 @@ ${EXIT_STATUS_HELP}`;
     this.log(`${counts.rows} rows (${counts.duplicates_dropped} duplicate instructions dropped, ${counts.rows_resumed} resumed), ${counts.generations} generations`);
     if (config.judge) this.log(`${counts.ratings} ratings, ${counts.missing_ratings} missing (unparseable judge replies, kept raw)`);
     if (config.pairs) this.log(`${counts.pairs} preference pairs; dropped: ${counts.dropped.tie} ties, ${counts.dropped['too-few-ratings']} with fewer than two ratings, ${counts.dropped.margin} below the margin`);
-    this.log(`wrote ${[files.rows, files.preferences, files.card].filter((file) => file !== null).join(', ')}`);
+    this.log(`wrote ${[files.rows, files.preferences, files.rows_parquet, files.preferences_parquet, files.card].filter((file) => file !== null).join(', ')}`);
   }
 }
 
@@ -96,6 +97,7 @@ interface SynthFlags {
   'judge-max-new-tokens': number;
   rejected: string;
   output?: string;
+  format?: string;
   seed?: number;
   retries: number;
   'max-concurrent-requests'?: number;
@@ -105,9 +107,9 @@ interface SynthFlags {
 function pipelineOf(pipelineFile: string | undefined, flags: SynthFlags): PipelineConfig {
   if (pipelineFile !== undefined) {
     const describing = [...(flags.generator.length > 0 ? ['generator'] : []), ...(['instructions', 'judge', 'system'] as const).filter((name) => flags[name] !== undefined)];
-    if (describing.length > 0) throw new HerdUsageError(`${pipelineFile} describes the pipeline: drop --${describing.join(', --')} (only --output, --seed, --limit, --api-key and the backend flags go with a file)`);
+    if (describing.length > 0) throw new HerdUsageError(`${pipelineFile} describes the pipeline: drop --${describing.join(', --')} (only --output, --format, --seed, --limit, --api-key and the backend flags go with a file)`);
     const config = readPipelineFile(pipelineFile, flags.output);
-    return flags.seed === undefined ? config : { ...config, seed: flags.seed };
+    return { ...config, seed: flags.seed ?? config.seed, outputFormat: (flags.format as OutputFormat | undefined) ?? config.outputFormat };
   }
   if (flags.instructions === undefined) throw new HerdUsageError('give a pipeline YAML file, or --instructions FILE with at least one --generator');
   if (flags.generator.length === 0) throw new HerdUsageError('--instructions needs at least one --generator (a model folder, .gguf or MODEL@URL)');
@@ -124,6 +126,7 @@ function pipelineOf(pipelineFile: string | undefined, flags: SynthFlags): Pipeli
     judgeMaxNewTokens: flags['judge-max-new-tokens'],
     rejected: flags.rejected as 'lowest' | 'random-lower',
     outputDir: flags.output,
+    outputFormat: (flags.format as OutputFormat | undefined) ?? 'jsonl',
     seed: flags.seed ?? 0,
     retries: flags.retries,
     maxConcurrentRequests: flags['max-concurrent-requests'],

@@ -59,6 +59,8 @@ export interface PipelineConfig {
   judge: JudgeSpec | null;
   pairs: PairRules | null;
   outputDir: string;
+  /** Which files the rows and the pairs are written as. */
+  outputFormat: OutputFormat;
   seed: number;
   /** The chat template's date_string (YYYY-MM-DD): fixed, so the same seed gives the same prompts any day. */
   date: string;
@@ -67,6 +69,9 @@ export interface PipelineConfig {
   backoffMs: number;
   requestTimeoutMs: number;
 }
+
+export const OUTPUT_FORMATS = ['jsonl', 'parquet', 'both'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export const STEP_TYPES = ['text_generation', 'combine_columns', 'ultrafeedback', 'preference_pairs'] as const;
 
@@ -106,7 +111,9 @@ export function parsePipeline(document: unknown, file: string | null, baseDir: s
   allowKeys(source, ['file', 'column'], at.key('source'));
   const steps = list(required(root, 'steps', at), at.key('steps')).map((step, index) => table(step, at.key(`steps[${index}]`)));
   const output = outputDir === undefined ? table(required(root, 'output', at), at.key('output')) : table(root.output ?? {}, at.key('output'));
-  allowKeys(output, ['dir'], at.key('output'));
+  allowKeys(output, ['dir', 'format'], at.key('output'));
+  const format = optionalText(output, 'format', at.key('output')) ?? 'jsonl';
+  if (!(OUTPUT_FORMATS as readonly string[]).includes(format)) fail(at.key('output.format'), `expected ${OUTPUT_FORMATS.join(', ')}, got "${format}"`);
   // "~/models/…" as a shell would read it: pipeline files are written like command lines.
   const resolve = (value: string) => path.resolve(baseDir, value.startsWith('~/') ? path.join(os.homedir(), value.slice(2)) : value);
   return {
@@ -114,6 +121,7 @@ export function parsePipeline(document: unknown, file: string | null, baseDir: s
     source: { file: resolve(text(required(source, 'file', at.key('source')), at.key('source.file'))), column: optionalText(source, 'column', at.key('source')) ?? 'instruction' },
     ...parseSteps(steps, at, resolve),
     outputDir: outputDir === undefined ? resolve(text(required(output, 'dir', at.key('output')), at.key('output.dir'))) : path.resolve(outputDir),
+    outputFormat: format as OutputFormat,
     seed: optionalInteger(root, 'seed', at, 0) ?? DEFAULTS.seed,
     date: checkedDate(optionalText(root, 'date', at) ?? DEFAULT_DATE, at.key('date')),
     retries: optionalInteger(root, 'retries', at, 0) ?? DEFAULTS.retries,
@@ -266,6 +274,7 @@ export interface PipelineFlags {
   judgeMaxNewTokens: number;
   rejected: RejectedRule;
   outputDir: string;
+  outputFormat: OutputFormat;
   seed: number;
   retries: number;
   maxConcurrentRequests?: number;
@@ -286,6 +295,7 @@ export function pipelineFromFlags(flags: PipelineFlags): PipelineConfig {
     judge,
     pairs: judge === null ? null : { rejected: flags.rejected, minMargin: 1 },
     outputDir: path.resolve(flags.outputDir),
+    outputFormat: flags.outputFormat,
     seed: flags.seed,
     date: DEFAULT_DATE,
     retries: flags.retries,

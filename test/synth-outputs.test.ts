@@ -1,15 +1,17 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import type { ChatModel, ChatRequest } from '../src/synth/chat-model.js';
 import { parsePipeline } from '../src/synth/pipeline-config.js';
 import { runPipeline } from '../src/synth/pipeline.js';
 
 /**
- * Several UltraFeedback aspects in one run: the judge is asked once per aspect, each aspect's
+ * The outputs of scripted runs (no model is loaded). Several UltraFeedback aspects in one run: the judge is asked once per aspect, each aspect's
  * ratings land in its own columns, and the pairs follow one aspect (overall-rating when judged,
  * else the first listed, or the one preference_pairs names). The generators and the judge are
- * scripted, so every expected rating below is read off the replies by hand.
+ * scripted, so every expected rating below is read off the replies by hand. Parquet output:
+ * read back with hyparquet, the same records as the jsonl files.
  */
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-synth-aspects-'));
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
@@ -40,7 +42,7 @@ class AspectJudge implements ChatModel {
   }
 }
 
-function pipeline(name: string, judgeStep: object, pairStep: object = {}) {
+function pipeline(name: string, judgeStep: object, pairStep: object = {}, format = 'jsonl') {
   return parsePipeline({
     source: { file: instructionsFile },
     steps: [
@@ -49,15 +51,18 @@ function pipeline(name: string, judgeStep: object, pairStep: object = {}) {
       { type: 'ultrafeedback', name: 'judge', model: 'judge', ...judgeStep },
       { type: 'preference_pairs', ...pairStep },
     ],
-    output: { dir: path.join(work, name) },
+    output: { dir: path.join(work, name), format },
   }, 'p.yaml', work);
 }
 
-async function run(name: string, judgeStep: object, pairStep: object = {}) {
+const readLines = (file: string) => fs.readFileSync(file, 'utf8').trimEnd().split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as Record<string, unknown>);
+const readParquet = async (file: string) => parquetReadObjects({ file: await asyncBufferFromFile(file) });
+
+async function run(name: string, judgeStep: object, pairStep: object = {}, format = 'jsonl') {
   const judge = new AspectJudge();
-  const result = await runPipeline(pipeline(name, judgeStep, pairStep), { generators: [generator('a'), generator('b')], judge });
-  const rows = fs.readFileSync(result.files.rows, 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
-  return { rows, counts: result.counts, judge, card: JSON.parse(fs.readFileSync(result.files.card, 'utf8')) };
+  const result = await runPipeline(pipeline(name, judgeStep, pairStep, format), { generators: [generator('a'), generator('b')], judge });
+  const rows = result.files.rows === null ? [] : readLines(result.files.rows);
+  return { rows, files: result.files, counts: result.counts, judge, card: JSON.parse(fs.readFileSync(result.files.card, 'utf8')) };
 }
 
 describe('herd synth with several aspects', () => {
@@ -113,5 +118,31 @@ describe('herd synth with several aspects', () => {
     [{ aspects: ['honesty'] }, { aspect: 'helpfulness' }, 'p.yaml: steps[3].aspect: "helpfulness" is not an aspect the judge rates (honesty)'],
   ])('bad aspects %j %j: one line', (judgeStep, pairStep, message) => {
     expect(() => pipeline('bad', judgeStep, pairStep)).toThrow(message);
+  });
+});
+
+describe('herd synth parquet output', () => {
+  test('format both: synth.parquet and preferences.parquet read back as the jsonl records, nested lists and nulls included', async () => {
+    const { rows, files } = await run('both', { aspects: ['overall-rating', 'helpfulness'] }, { aspect: 'helpfulness' }, 'both');
+    expect(files).toMatchObject({ rows_parquet: path.join(work, 'both', 'synth.parquet'), preferences_parquet: path.join(work, 'both', 'preferences.parquet') });
+    // The scripted values, not only a round trip: a null element in a list<int32>, messages as structs.
+    expect(rows[0]).toMatchObject({ ratings_overall_rating: [3, null], ratings: [5, 2], chosen: [{ role: 'user', content: 'Name a fruit.' }, { role: 'assistant', content: 'a: Name a fruit.' }] });
+    expect(await readParquet(files.rows_parquet!)).toEqual(rows);
+    const preferences = readLines(files.preferences!);
+    expect(preferences).toHaveLength(2);
+    expect(await readParquet(files.preferences_parquet!)).toEqual(preferences);
+  });
+
+  test('format parquet: no jsonl, and a run without pairs writes an empty preferences.parquet', async () => {
+    const { files } = await run('parquet-only', { aspect: 'overall-rating' }, {}, 'parquet');
+    expect([files.rows, files.preferences]).toEqual([null, null]);
+    expect(fs.readdirSync(path.join(work, 'parquet-only')).sort()).toEqual(['preferences.parquet', 'run-card.json', 'synth.parquet']);
+    const rows = await readParquet(files.rows_parquet!);
+    expect(rows.map((row) => [row.instruction, row.ratings, row.pair_dropped, row.chosen])).toEqual([['Name a fruit.', [3, null], 'too-few-ratings', null], ['Name a tree.', [3, null], 'too-few-ratings', null]]);
+    expect(await readParquet(files.preferences_parquet!)).toEqual([]);
+  });
+
+  test('an unknown format is one line', () => {
+    expect(() => pipeline('bad', {}, {}, 'csv')).toThrow('p.yaml: output.format: expected jsonl, parquet, both, got "csv"');
   });
 });
