@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { numberFlag } from '../cli/flags.js';
+import { downloadProgress } from '../cli/download-progress.js';
 import { InterruptWatch } from '../cli/interrupt.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { loadModelWithProgress } from '../cli/load.js';
@@ -30,7 +31,9 @@ ${EXIT_STATUS_HELP}`;
   };
 
   static override flags = {
-    instructions: Flags.string({ description: 'Instructions file (.jsonl, .json, .csv, .parquet).' }),
+    instructions: Flags.string({ description: 'Instructions file (.jsonl, .json, .csv, .parquet).', exclusive: ['dataset'] }),
+    dataset: Flags.string({ description: "Instructions from a Hub dataset (org/name): the split's data files, downloaded into the Hub cache (HF_HUB_OFFLINE: from the cache)." }),
+    split: Flags.string({ description: 'The split of --dataset.', default: 'train' }),
     column: Flags.string({ description: 'The column holding the instruction.', default: 'instruction' }),
     generator: Flags.string({ description: 'A generator: a model folder / .gguf, or MODEL@URL for an endpoint (repeatable).', multiple: true, default: [] }),
     judge: Flags.string({ description: 'The UltraFeedback judge: a model folder / .gguf, or MODEL@URL. Without it only generations are written.' }),
@@ -62,7 +65,7 @@ ${EXIT_STATUS_HELP}`;
       const progress = rateProgress('synth', 'rows', !flags.json);
       let result: SynthResult;
       try {
-        result = await runPipeline(config, models, { limit: flags.limit, shouldStop: () => interrupt.interrupted, onRow: (done, total) => progress.update(done, total) });
+        result = await runPipeline(config, models, { limit: flags.limit, shouldStop: () => interrupt.interrupted, onRow: (done, total) => progress.update(done, total), download: flags.json ? undefined : downloadProgress() });
       } finally {
         progress.stop();
         await models.close();
@@ -85,6 +88,8 @@ ${EXIT_STATUS_HELP}`;
 
 interface SynthFlags {
   instructions?: string;
+  dataset?: string;
+  split: string;
   column: string;
   generator: string[];
   judge?: string;
@@ -106,16 +111,16 @@ interface SynthFlags {
 /** The YAML file, or the flags; the two are not mixed except for --output, --seed and --limit. */
 function pipelineOf(pipelineFile: string | undefined, flags: SynthFlags): PipelineConfig {
   if (pipelineFile !== undefined) {
-    const describing = [...(flags.generator.length > 0 ? ['generator'] : []), ...(['instructions', 'judge', 'system'] as const).filter((name) => flags[name] !== undefined)];
+    const describing = [...(flags.generator.length > 0 ? ['generator'] : []), ...(['instructions', 'dataset', 'judge', 'system'] as const).filter((name) => flags[name] !== undefined)];
     if (describing.length > 0) throw new HerdUsageError(`${pipelineFile} describes the pipeline: drop --${describing.join(', --')} (only --output, --format, --seed, --limit, --api-key and the backend flags go with a file)`);
     const config = readPipelineFile(pipelineFile, flags.output);
     return { ...config, seed: flags.seed ?? config.seed, outputFormat: (flags.format as OutputFormat | undefined) ?? config.outputFormat };
   }
-  if (flags.instructions === undefined) throw new HerdUsageError('give a pipeline YAML file, or --instructions FILE with at least one --generator');
-  if (flags.generator.length === 0) throw new HerdUsageError('--instructions needs at least one --generator (a model folder, .gguf or MODEL@URL)');
+  if (flags.instructions === undefined && flags.dataset === undefined) throw new HerdUsageError('give a pipeline YAML file, or --instructions FILE (or --dataset ORG/NAME) with at least one --generator');
+  if (flags.generator.length === 0) throw new HerdUsageError(`--${flags.instructions === undefined ? 'dataset' : 'instructions'} needs at least one --generator (a model folder, .gguf or MODEL@URL)`);
   if (flags.output === undefined) throw new HerdUsageError('--output DIR is needed: the folder the results and the resumable progress go to');
   return pipelineFromFlags({
-    instructions: flags.instructions,
+    instructions: flags.instructions ?? { dataset: flags.dataset!, split: flags.split },
     column: flags.column,
     generators: flags.generator,
     judge: flags.judge,

@@ -51,10 +51,15 @@ export interface PairRules {
   minMargin: number;
 }
 
+/** A local file, or one split of a Hub dataset (its data files for the split). */
+export type InstructionSource =
+  | { file: string; dataset: null; column: string }
+  | { file: null; dataset: { id: string; split: string; revision: string }; column: string };
+
 export interface PipelineConfig {
   /** The YAML file, or null when built from flags (for messages). */
   file: string | null;
-  source: { file: string; column: string };
+  source: InstructionSource;
   generators: GeneratorSpec[];
   judge: JudgeSpec | null;
   pairs: PairRules | null;
@@ -108,7 +113,7 @@ export function parsePipeline(document: unknown, file: string | null, baseDir: s
   const root = table(document, at);
   allowKeys(root, ['source', 'steps', 'output', 'seed', 'date', 'retries', 'backoff_ms', 'request_timeout_s'], at);
   const source = table(required(root, 'source', at), at.key('source'));
-  allowKeys(source, ['file', 'column'], at.key('source'));
+  allowKeys(source, ['file', 'dataset', 'split', 'revision', 'column'], at.key('source'));
   const steps = list(required(root, 'steps', at), at.key('steps')).map((step, index) => table(step, at.key(`steps[${index}]`)));
   const output = outputDir === undefined ? table(required(root, 'output', at), at.key('output')) : table(root.output ?? {}, at.key('output'));
   allowKeys(output, ['dir', 'format'], at.key('output'));
@@ -118,7 +123,7 @@ export function parsePipeline(document: unknown, file: string | null, baseDir: s
   const resolve = (value: string) => path.resolve(baseDir, value.startsWith('~/') ? path.join(os.homedir(), value.slice(2)) : value);
   return {
     file,
-    source: { file: resolve(text(required(source, 'file', at.key('source')), at.key('source.file'))), column: optionalText(source, 'column', at.key('source')) ?? 'instruction' },
+    source: parseSource(source, at.key('source'), resolve),
     ...parseSteps(steps, at, resolve),
     outputDir: outputDir === undefined ? resolve(text(required(output, 'dir', at.key('output')), at.key('output.dir'))) : path.resolve(outputDir),
     outputFormat: format as OutputFormat,
@@ -128,6 +133,23 @@ export function parsePipeline(document: unknown, file: string | null, baseDir: s
     backoffMs: optionalInteger(root, 'backoff_ms', at, 0) ?? DEFAULTS.backoffMs,
     requestTimeoutMs: (optionalNumber(root, 'request_timeout_s', at, 0) ?? DEFAULTS.requestTimeoutMs / 1000) * 1000,
   };
+}
+
+/** `file: PATH`, or `dataset: org/name` with `split` (default train) and `revision` (default main). */
+function parseSource(source: Table, at: KeyPath, resolve: (value: string) => string): InstructionSource {
+  const column = optionalText(source, 'column', at) ?? 'instruction';
+  if ((source.file === undefined) === (source.dataset === undefined)) fail(at, 'give file (a local file) or dataset (a Hub dataset id), one of the two');
+  if (source.file !== undefined) {
+    const extra = ['split', 'revision'].find((key) => source[key] !== undefined);
+    if (extra !== undefined) fail(at.key(extra), 'goes with dataset, not file');
+    return { file: resolve(text(source.file, at.key('file'))), dataset: null, column };
+  }
+  return { file: null, dataset: { id: datasetId(text(source.dataset, at.key('dataset')), at.key('dataset')), split: optionalText(source, 'split', at) ?? 'train', revision: optionalText(source, 'revision', at) ?? 'main' }, column };
+}
+
+function datasetId(value: string, at: KeyPath): string {
+  if (!/^[\w.-]+\/[\w.-]+$/.test(value)) fail(at, `"${value}" is not a Hub dataset id (org/name)`);
+  return value;
 }
 
 /** The steps in their one meaningful order: generations, combined, rated, paired. */
@@ -261,7 +283,8 @@ export function uniqueNames(generators: readonly { name: string }[], at: KeyPath
 
 /** The common case without a YAML file: what `herd synth`'s flags describe. */
 export interface PipelineFlags {
-  instructions: string;
+  /** A local file, or a Hub dataset with its split. */
+  instructions: string | { dataset: string; split: string };
   column: string;
   /** Each a local folder / .gguf, or MODEL@URL for an endpoint. */
   generators: readonly string[];
@@ -290,7 +313,9 @@ export function pipelineFromFlags(flags: PipelineFlags): PipelineConfig {
   const judge = flags.judge === undefined ? null : { ...model(flags.judge, { ...JUDGE_SAMPLING, maxNewTokens: flags.judgeMaxNewTokens }), aspects: [...new Set(flags.aspects)], aspect: defaultPairAspect(flags.aspects) };
   return {
     file: null,
-    source: { file: path.resolve(flags.instructions), column: flags.column },
+    source: typeof flags.instructions === 'string'
+      ? { file: path.resolve(flags.instructions), dataset: null, column: flags.column }
+      : { file: null, dataset: { id: datasetId(flags.instructions.dataset, new KeyPath('--dataset')), split: flags.instructions.split, revision: 'main' }, column: flags.column },
     generators,
     judge,
     pairs: judge === null ? null : { rejected: flags.rejected, minMargin: 1 },

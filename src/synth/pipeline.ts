@@ -12,7 +12,8 @@ import type { ChatModel } from './chat-model.js';
 import { selectPair, type DropReason } from './pairs.js';
 import type { GeneratorSpec, JudgeSpec, PipelineConfig } from './pipeline-config.js';
 import { SynthProgress } from './progress-store.js';
-import { readInstructions, type Instruction } from './source.js';
+import { readSource, type Instruction } from './source.js';
+import type { DownloadProgress } from '../hub/download-files.js';
 import { judgeSystemPrompt, judgeUserPrompt, parseJudgeReply, type Aspect, type JudgeVerdict } from './ultrafeedback.js';
 import { writeOutputs, type OutputFiles } from './outputs.js';
 
@@ -52,6 +53,10 @@ export interface RunOptions {
   /** Checked before each row starts; true stops the run after the rows in flight. */
   shouldStop?: () => boolean;
   onRow?: (done: number, total: number) => void;
+  /** Draws a Hub dataset source's download. */
+  download?: DownloadProgress;
+  /** The Hub's settings for a dataset source; process.env by default. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface SynthCounts {
@@ -75,7 +80,7 @@ export interface SynthResult {
 export async function runPipeline(config: PipelineConfig, models: PipelineModels, options: RunOptions = {}): Promise<SynthResult> {
   const started = performance.now();
   const startedAt = new Date();
-  const source = await readInstructions(config.source.file, config.source.column, options.limit);
+  const source = await readSource(config.source, { limit: options.limit, download: options.download, shouldStop: options.shouldStop, env: options.env });
   const progress = new SynthProgress(config.outputDir, progressSettings(config));
   const kept = progress.kept();
   const pending = source.instructions.filter((instruction) => !kept.has(instruction.key));
@@ -149,7 +154,7 @@ async function synthesizeRow(config: PipelineConfig, models: PipelineModels, ins
     return config.pairs === null ? row : withPair(row, config, instruction);
   } catch (error) {
     if (!(error instanceof HerdError)) throw error;
-    throw new HerdError(`${config.source.file}: row ${instruction.sourceRow}: ${error.message}`, { kind: error.kind, file: error.file ?? config.source.file, hint: error.hint });
+    throw new HerdError(`${instruction.sourceFile}: row ${instruction.sourceRow}: ${error.message}`, { kind: error.kind, file: error.file ?? instruction.sourceFile, hint: error.hint });
   }
 }
 
