@@ -15,9 +15,9 @@ import { ASPECTS, type Aspect } from '../synth/ultrafeedback.js';
 export default class Synth extends HerdCommand {
   static override summary = 'Synthetic preference data: generate answers with one or more models, rate them with an UltraFeedback judge, keep chosen/rejected pairs.';
 
-  static override description = `Runs a pipeline described in a YAML file (docs/synth.md) or by flags: instructions from a jsonl/json/csv/parquet file (exact duplicates dropped), text generation by each generator, UltraFeedback rating by a judge (1-5 with a rationale; a reply that does not parse is kept raw with a null rating, never guessed), and preference pairs (chosen = highest rated, rejected = lowest or a random lower one; ties dropped).
+  static override description = `Runs a pipeline described in a YAML file (docs/synth.md) or by flags: instructions from a jsonl/json/csv/parquet file or a Hub dataset split (exact duplicates dropped), text generation by each generator, UltraFeedback rating by a judge for one or more aspects (1-5 with a rationale; a reply that does not parse is kept raw with a null rating, never guessed), and preference pairs (chosen = highest rated, rejected = lowest or a random lower one; ties dropped).
 Each model is a local folder / .gguf, or MODEL@URL for an OpenAI-compatible endpoint (vLLM, TGI, herd serve), whose requests run concurrently with retries.
-Writes OUTPUT/synth.jsonl (distilabel's columns), OUTPUT/preferences.jsonl (TRL's prompt/chosen/rejected message lists, for herd finetune --method dpo) and OUTPUT/run-card.json. Each finished row is kept as it completes: after Ctrl-C or a failure the same command resumes, and the files equal an uninterrupted run's.
+Writes OUTPUT/synth.jsonl (distilabel's columns), OUTPUT/preferences.jsonl (TRL's prompt/chosen/rejected message lists, for herd finetune --method dpo) and OUTPUT/run-card.json (--format parquet or both: synth.parquet and preferences.parquet). Each finished row is kept as it completes: after Ctrl-C or a failure the same command resumes, and the files equal an uninterrupted run's.
 ${EXIT_STATUS_HELP}`;
 
   static override examples = [
