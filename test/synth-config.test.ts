@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { modelLocation, parsePipeline } from '../src/synth/pipeline-config.js';
+import { GENERATOR_SAMPLING, modelLocation, parsePipeline, pipelineFromFlags } from '../src/synth/pipeline-config.js';
 import { readInstructions } from '../src/synth/source.js';
 
 // The pipeline description and the instructions source, checked without running a model.
@@ -42,6 +42,16 @@ describe('pipeline YAML', () => {
     [[], {}, 'p.yaml: steps: the pipeline needs at least one text_generation step'],
   ])('%j %j → %s', (steps, extra, message) => {
     expect(() => parse(steps, extra)).toThrow(message);
+  });
+
+  test('flags: --dataset with --split, repeated --aspect (pairs by overall-rating when given), --format', () => {
+    const config = pipelineFromFlags({
+      instructions: { dataset: 'HuggingFaceH4/ultrafeedback_binarized', split: 'train_prefs' }, column: 'prompt', generators: ['models/a'], judge: 'models/judge',
+      aspects: ['honesty', 'overall-rating', 'honesty'], numGenerations: 1, generatorSampling: GENERATOR_SAMPLING, judgeMaxNewTokens: 64, rejected: 'lowest', outputDir: 'out', outputFormat: 'parquet', seed: 0, retries: 0,
+    });
+    expect(config.source).toEqual({ file: null, dataset: { id: 'HuggingFaceH4/ultrafeedback_binarized', split: 'train_prefs', revision: 'main' }, column: 'prompt' });
+    expect(config.judge).toMatchObject({ aspects: ['honesty', 'overall-rating'], aspect: 'overall-rating' });
+    expect(config.outputFormat).toBe('parquet');
   });
 
   test('flags: MODEL@URL is a served model, a bare URL asks for the name', () => {
