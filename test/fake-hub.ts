@@ -108,7 +108,7 @@ export class FakeHub {
     return hub;
   }
 
-  /** Adds a repo whose `main` is a commit of `files`; returns that commit. */
+  /** Adds a repo whose `main` is a commit of `files`; returns that commit. A dataset's id is `datasets/org/name`, its path on the Hub. */
   addRepo(id: string, files: FakeFile[], options: { gated?: boolean } = {}): string {
     const commit = fakeCommit(id, files);
     this.repos.set(id, { id, refs: { main: commit }, commits: { [commit]: files }, gated: options.gated ?? false });
@@ -146,19 +146,21 @@ export class FakeHub {
     })));
   }
 
-  // --- the Hub: /api/models/{repo}/revision/{rev}, /api/models/{repo}/tree/{rev}, /{repo}/resolve/{rev}/{path}
+  // --- the Hub: /api/models/{repo}/revision/{rev}, /api/models/{repo}/tree/{rev}, /{repo}/resolve/{rev}/{path};
+  // datasets at /api/datasets/{id}/…, /datasets/{id}/resolve/…, kept under the repo id datasets/{id}.
 
   private handleHub(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url!, this.endpoint);
     const seen = this.see('hub', req, url);
     let match: RegExpExecArray | null;
-    if ((match = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(url.pathname))) {
+    const repoOf = (type: string, id: string) => (type === 'datasets' ? `datasets/${id}` : id);
+    if ((match = /^\/api\/(models|datasets)\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(url.pathname))) {
       seen.kind = 'revision';
-      this.answerRevision(res, seen, match[1]!, decodeURIComponent(match[2]!));
-    } else if ((match = /^\/api\/models\/([^/]+\/[^/]+)\/tree\/([^/]+)$/.exec(url.pathname))) {
+      this.answerRevision(res, seen, repoOf(match[1]!, match[2]!), decodeURIComponent(match[3]!));
+    } else if ((match = /^\/api\/(models|datasets)\/([^/]+\/[^/]+)\/tree\/([^/]+)$/.exec(url.pathname))) {
       seen.kind = 'tree';
-      this.answerTree(res, seen, url, match[1]!, decodeURIComponent(match[2]!));
-    } else if ((match = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname))) {
+      this.answerTree(res, seen, url, repoOf(match[1]!, match[2]!), decodeURIComponent(match[3]!));
+    } else if ((match = /^\/((?:datasets\/)?[^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname))) {
       seen.kind = 'resolve';
       this.answerResolve(req, res, seen, match[1]!, decodeURIComponent(match[2]!), match[3]!.split('/').map(decodeURIComponent).join('/'));
     } else {

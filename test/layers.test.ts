@@ -20,7 +20,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   remote: ['spec', 'formats', 'engine', 'templates', 'chat', 'eval'],
   // herd synth runs models through the engine (batched by serve/'s scheduler) or remote/'s client,
   // prompts through the chat templates, and reads its instructions with eval's table readers.
-  synth: ['spec', 'formats', 'engine', 'templates', 'eval', 'remote', 'serve'],
+  synth: ['spec', 'formats', 'engine', 'templates', 'eval', 'remote', 'serve', 'hub'],
 };
 
 /** Folders a folder must never import. */

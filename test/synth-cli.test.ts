@@ -54,12 +54,13 @@ describe('herd synth', () => {
     expect(fs.existsSync(path.join(output, 'run-card.json'))).toBe(true);
   });
 
-  test('a YAML pipeline runs, with --output in place of its output.dir, and --limit', () => {
+  test('a YAML pipeline runs, with --output in place of its output.dir, --format and --limit', () => {
     const pipeline = file('run.yaml', `source: {file: instructions.jsonl}\nseed: 5\nsteps:\n  - {type: text_generation, name: a, model: ${STORIES}, sampling: {max_new_tokens: 2}}\n  - {type: combine_columns}\n`);
     const output = path.join(work, 'yaml-run');
-    const result = herd(['synth', pipeline, '--output', output, '--limit', '1', '--json']);
+    const result = herd(['synth', pipeline, '--output', output, '--limit', '1', '--format', 'both', '--json']);
     expect(result.status).toBe(0);
-    expect(JSON.parse(result.stdout)).toMatchObject({ schema: 'herd.synth/1', output_dir: output, counts: { rows: 1, generations: 1 }, files: { preferences: null } });
+    expect(JSON.parse(result.stdout)).toMatchObject({ schema: 'herd.synth/1', output_dir: output, counts: { rows: 1, generations: 1 }, files: { preferences: null, rows_parquet: path.join(output, 'synth.parquet'), preferences_parquet: null } });
+    expect(fs.existsSync(path.join(output, 'synth.parquet'))).toBe(true);
     const [row] = fs.readFileSync(path.join(output, 'synth.jsonl'), 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line));
     expect(Object.keys(row)).toEqual(['instruction', 'generations', 'model_names']);
     expect(row.instruction).toBe('Say hi.');
@@ -92,7 +93,7 @@ describe('herd synth', () => {
 
   test('a YAML file and pipeline flags together are a usage error', () => {
     const pipeline = file('both.yaml', `source: {file: ${instructions}}\nsteps:\n  - {type: text_generation, model: ${STORIES}}\noutput: {dir: out}\n`);
-    expectOneLineFailure(herd(['synth', pipeline, '--generator', STORIES]), 2, `${pipeline} describes the pipeline: drop --generator (only --output, --seed, --limit, --api-key and the backend flags go with a file)`);
+    expectOneLineFailure(herd(['synth', pipeline, '--generator', STORIES]), 2, `${pipeline} describes the pipeline: drop --generator (only --output, --format, --seed, --limit, --api-key and the backend flags go with a file)`);
   });
 
   test('Ctrl-C: the row in flight finishes and is kept, exit 130; the same command resumes; the file equals an uninterrupted run', async () => {

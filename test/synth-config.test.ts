@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { modelLocation, parsePipeline } from '../src/synth/pipeline-config.js';
+import { GENERATOR_SAMPLING, modelLocation, parsePipeline, pipelineFromFlags } from '../src/synth/pipeline-config.js';
 import { readInstructions } from '../src/synth/source.js';
 
 // The pipeline description and the instructions source, checked without running a model.
@@ -15,7 +15,7 @@ const parse = (steps: object[], extra: object = {}) => parsePipeline({ source: {
 describe('pipeline YAML', () => {
   test('defaults: paths relative to the file, overall-rating, lowest, margin 1, the template date, greedy judge', () => {
     const config = parse([generator, { type: 'combine_columns' }, judge, { type: 'preference_pairs' }]);
-    expect(config.source).toEqual({ file: path.join(work, 'in.jsonl'), column: 'instruction' });
+    expect(config.source).toEqual({ file: path.join(work, 'in.jsonl'), dataset: null, column: 'instruction' });
     expect(config.generators[0]).toMatchObject({ name: 'a', location: { kind: 'local', path: path.join(work, 'models/a') }, system: null, numGenerations: 1, sampling: { temperature: 0.7, maxNewTokens: 512 } });
     expect(config.judge).toMatchObject({ name: 'judge', aspect: 'overall-rating', sampling: { temperature: 0, maxNewTokens: 1024 } });
     expect(config.pairs).toEqual({ rejected: 'lowest', minMargin: 1 });
@@ -44,6 +44,16 @@ describe('pipeline YAML', () => {
     expect(() => parse(steps, extra)).toThrow(message);
   });
 
+  test('flags: --dataset with --split, repeated --aspect (pairs by overall-rating when given), --format', () => {
+    const config = pipelineFromFlags({
+      instructions: { dataset: 'HuggingFaceH4/ultrafeedback_binarized', split: 'train_prefs' }, column: 'prompt', generators: ['models/a'], judge: 'models/judge',
+      aspects: ['honesty', 'overall-rating', 'honesty'], numGenerations: 1, generatorSampling: GENERATOR_SAMPLING, judgeMaxNewTokens: 64, rejected: 'lowest', outputDir: 'out', outputFormat: 'parquet', seed: 0, retries: 0,
+    });
+    expect(config.source).toEqual({ file: null, dataset: { id: 'HuggingFaceH4/ultrafeedback_binarized', split: 'train_prefs', revision: 'main' }, column: 'prompt' });
+    expect(config.judge).toMatchObject({ aspects: ['honesty', 'overall-rating'], aspect: 'overall-rating' });
+    expect(config.outputFormat).toBe('parquet');
+  });
+
   test('flags: MODEL@URL is a served model, a bare URL asks for the name', () => {
     expect(modelLocation('meta-llama/Llama-3.1-8B-Instruct@http://127.0.0.1:8000/v1')).toEqual({ kind: 'endpoint', model: 'meta-llama/Llama-3.1-8B-Instruct', url: 'http://127.0.0.1:8000/v1' });
     expect(() => modelLocation('http://127.0.0.1:8000/v1')).toThrow('http://127.0.0.1:8000/v1: name the served model as MODEL@http://127.0.0.1:8000/v1');
@@ -54,18 +64,18 @@ describe('instructions source', () => {
   test('csv with quoted commas; exact duplicates dropped (first kept); --limit after deduplication', async () => {
     const file = path.join(work, 'in.csv');
     fs.writeFileSync(file, 'id,instruction\n1,"Name red, green and blue."\n2,Say hi.\n3,"Name red, green and blue."\n4,Say hi!\n');
-    const all = await readInstructions(file, 'instruction', undefined);
+    const all = await readInstructions([file], 'instruction', undefined);
     expect(all.instructions.map((i) => [i.text, i.sourceRow])).toEqual([['Name red, green and blue.', 1], ['Say hi.', 2], ['Say hi!', 4]]);
     expect([all.rowsRead, all.duplicatesDropped]).toEqual([4, 1]);
-    expect((await readInstructions(file, 'instruction', 2)).instructions.map((i) => i.text)).toEqual(['Name red, green and blue.', 'Say hi.']);
+    expect((await readInstructions([file], 'instruction', 2)).instructions.map((i) => i.text)).toEqual(['Name red, green and blue.', 'Say hi.']);
   });
 
-  test('a json array; a missing column, an empty instruction and a hub id are one line each', async () => {
+  test('a json array; a missing column, an empty instruction and a hub id given as a file are one line each', async () => {
     const file = path.join(work, 'in.json');
     fs.writeFileSync(file, JSON.stringify([{ instruction: 'A.' }, { prompt: 'B.' }]));
-    await expect(readInstructions(file, 'instruction', undefined)).rejects.toThrow(`${file}: row 2: no column "instruction" (columns: prompt)`);
+    await expect(readInstructions([file], 'instruction', undefined)).rejects.toThrow(`${file}: row 2: no column "instruction" (columns: prompt)`);
     fs.writeFileSync(file, JSON.stringify([{ instruction: '  ' }]));
-    await expect(readInstructions(file, 'instruction', undefined)).rejects.toThrow(`${file}: row 1: column "instruction" is not a non-empty string`);
-    await expect(readInstructions('HuggingFaceH4/ultrafeedback', 'instruction', undefined)).rejects.toThrow('hub dataset ids are not downloaded by herd synth yet');
+    await expect(readInstructions([file], 'instruction', undefined)).rejects.toThrow(`${file}: row 1: column "instruction" is not a non-empty string`);
+    await expect(readInstructions(['HuggingFaceH4/ultrafeedback'], 'instruction', undefined)).rejects.toThrow('(a Hub dataset is source.dataset in a pipeline file, or --dataset)');
   });
 });

@@ -108,7 +108,7 @@ describe('herd synth pipeline', () => {
   beforeAll(async () => {
     const result = await runPipeline(config, await modelsFor(config, new ScriptedJudge()));
     expect(result.counts).toMatchObject({ rows_read: 22, duplicates_dropped: 2, rows: 20, rows_resumed: 0, generations: 60, ratings: 44, missing_ratings: 16, pairs: 14, dropped: { tie: 2, 'too-few-ratings': 4, margin: 0 } });
-    rows = readLines(result.files.rows) as unknown as SynthRow[];
+    rows = readLines(result.files.rows!) as unknown as SynthRow[];
   });
 
   test("one row per distinct instruction, in source order, with distilabel's columns", () => {
@@ -195,7 +195,7 @@ describe('herd synth pipeline', () => {
     const result = await runPipeline(resumed, await modelsFor(resumed, last), { limit: SUBSET });
     expect(last.asked).toEqual(INSTRUCTIONS.slice(3, SUBSET));
     expect(result.counts.rows_resumed).toBe(3);
-    expect(fs.readFileSync(result.files.rows, 'utf8')).toBe(firstLines(path.join(uninterrupted, 'synth.jsonl'), SUBSET));
+    expect(fs.readFileSync(result.files.rows!, 'utf8')).toBe(firstLines(path.join(uninterrupted, 'synth.jsonl'), SUBSET));
     expect(fs.existsSync(progressDir)).toBe(false);
   });
 
@@ -206,7 +206,7 @@ describe('herd synth pipeline', () => {
       const remote = LOCAL_GENERATORS.map(({ model: _path, ...step }) => ({ ...step, model: step.name, endpoint: url, max_concurrent_requests: 3 }));
       const endpointConfig = parsePipeline(PIPELINE(path.join(work, 'endpoints'), remote), 'pipeline.yaml', work);
       const result = await runPipeline(endpointConfig, await modelsFor(endpointConfig, new ScriptedJudge()), { limit: SUBSET });
-      expect(fs.readFileSync(result.files.rows, 'utf8')).toBe(firstLines(path.join(uninterrupted, 'synth.jsonl'), SUBSET));
+      expect(fs.readFileSync(result.files.rows!, 'utf8')).toBe(firstLines(path.join(uninterrupted, 'synth.jsonl'), SUBSET));
     } finally {
       server.close();
     }

@@ -60,7 +60,7 @@ test('a local run one request at a time, a batched local run and a run against h
   expect(batchedModels.generators.map((model) => model.constructor)).toEqual([BatchedLocalChatModel, BatchedLocalChatModel]);
   try {
     const batchedRun = await runPipeline(batched, { generators: batchedModels.generators, judge });
-    expect(fs.readFileSync(batchedRun.files.rows, 'utf8')).toBe(fs.readFileSync(localRun.files.rows, 'utf8'));
+    expect(fs.readFileSync(batchedRun.files.rows!, 'utf8')).toBe(fs.readFileSync(localRun.files.rows!, 'utf8'));
   } finally {
     await batchedModels.close();
   }
@@ -74,9 +74,9 @@ test('a local run one request at a time, a batched local run and a run against h
     const servedRun = await runPipeline(served, { generators: servedModels.generators, judge });
     expect(servedRun.counts.rows).toBe(2);
     // Each sampled answer has its own seed on the server too: a row's two samples differ.
-    const rows = fs.readFileSync(servedRun.files.rows, 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line) as { generations: string[] });
+    const rows = fs.readFileSync(servedRun.files.rows!, 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line) as { generations: string[] });
     expect(rows.every((row) => row.generations[0] !== row.generations[1])).toBe(true);
-    expect(fs.readFileSync(servedRun.files.rows, 'utf8')).toBe(fs.readFileSync(localRun.files.rows, 'utf8'));
+    expect(fs.readFileSync(servedRun.files.rows!, 'utf8')).toBe(fs.readFileSync(localRun.files.rows!, 'utf8'));
   } finally {
     await server.shutdown(0);
   }

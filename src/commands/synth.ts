@@ -1,22 +1,23 @@
 import { Args, Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { numberFlag } from '../cli/flags.js';
+import { downloadProgress } from '../cli/download-progress.js';
 import { InterruptWatch } from '../cli/interrupt.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { loadModelWithProgress } from '../cli/load.js';
 import { rateProgress } from '../cli/rate-progress.js';
 import { HerdUsageError } from '../errors.js';
 import { openModels } from '../synth/open-models.js';
-import { GENERATOR_SAMPLING, JUDGE_SAMPLING, pipelineFromFlags, readPipelineFile, type PipelineConfig } from '../synth/pipeline-config.js';
+import { GENERATOR_SAMPLING, JUDGE_SAMPLING, OUTPUT_FORMATS, pipelineFromFlags, type OutputFormat, readPipelineFile, type PipelineConfig } from '../synth/pipeline-config.js';
 import { runPipeline, type SynthResult } from '../synth/pipeline.js';
 import { ASPECTS, type Aspect } from '../synth/ultrafeedback.js';
 
 export default class Synth extends HerdCommand {
   static override summary = 'Synthetic preference data: generate answers with one or more models, rate them with an UltraFeedback judge, keep chosen/rejected pairs.';
 
-  static override description = `Runs a pipeline described in a YAML file (docs/synth.md) or by flags: instructions from a jsonl/json/csv/parquet file (exact duplicates dropped), text generation by each generator, UltraFeedback rating by a judge (1-5 with a rationale; a reply that does not parse is kept raw with a null rating, never guessed), and preference pairs (chosen = highest rated, rejected = lowest or a random lower one; ties dropped).
+  static override description = `Runs a pipeline described in a YAML file (docs/synth.md) or by flags: instructions from a jsonl/json/csv/parquet file or a Hub dataset split (exact duplicates dropped), text generation by each generator, UltraFeedback rating by a judge for one or more aspects (1-5 with a rationale; a reply that does not parse is kept raw with a null rating, never guessed), and preference pairs (chosen = highest rated, rejected = lowest or a random lower one; ties dropped).
 Each model is a local folder / .gguf, or MODEL@URL for an OpenAI-compatible endpoint (vLLM, TGI, herd serve), whose requests run concurrently with retries.
-Writes OUTPUT/synth.jsonl (distilabel's columns), OUTPUT/preferences.jsonl (TRL's prompt/chosen/rejected message lists, for herd finetune --method dpo) and OUTPUT/run-card.json. Each finished row is kept as it completes: after Ctrl-C or a failure the same command resumes, and the files equal an uninterrupted run's.
+Writes OUTPUT/synth.jsonl (distilabel's columns), OUTPUT/preferences.jsonl (TRL's prompt/chosen/rejected message lists, for herd finetune --method dpo) and OUTPUT/run-card.json (--format parquet or both: synth.parquet and preferences.parquet). Each finished row is kept as it completes: after Ctrl-C or a failure the same command resumes, and the files equal an uninterrupted run's.
 ${EXIT_STATUS_HELP}`;
 
   static override examples = [
@@ -30,11 +31,13 @@ ${EXIT_STATUS_HELP}`;
   };
 
   static override flags = {
-    instructions: Flags.string({ description: 'Instructions file (.jsonl, .json, .csv, .parquet).' }),
+    instructions: Flags.string({ description: 'Instructions file (.jsonl, .json, .csv, .parquet).', exclusive: ['dataset'] }),
+    dataset: Flags.string({ description: "Instructions from a Hub dataset (org/name): the split's data files, downloaded into the Hub cache (HF_HUB_OFFLINE: from the cache)." }),
+    split: Flags.string({ description: 'The split of --dataset.', default: 'train' }),
     column: Flags.string({ description: 'The column holding the instruction.', default: 'instruction' }),
     generator: Flags.string({ description: 'A generator: a model folder / .gguf, or MODEL@URL for an endpoint (repeatable).', multiple: true, default: [] }),
     judge: Flags.string({ description: 'The UltraFeedback judge: a model folder / .gguf, or MODEL@URL. Without it only generations are written.' }),
-    aspect: Flags.string({ description: 'UltraFeedback aspect the judge rates.', options: [...ASPECTS], default: 'overall-rating' }),
+    aspect: Flags.string({ description: 'UltraFeedback aspect the judge rates (repeatable: one judge prompt per aspect; pairs follow overall-rating if given, else the first).', options: [...ASPECTS], multiple: true, default: ['overall-rating'] }),
     system: Flags.string({ description: "The generators' system prompt." }),
     'num-generations': Flags.integer({ description: 'Answers per generator per instruction.', default: 1, min: 1 }),
     'max-new-tokens': Flags.integer({ char: 'n', description: 'Most tokens per answer.', default: GENERATOR_SAMPLING.maxNewTokens, min: 1 }),
@@ -43,6 +46,7 @@ ${EXIT_STATUS_HELP}`;
     'judge-max-new-tokens': Flags.integer({ description: "Most tokens of the judge's reply.", default: JUDGE_SAMPLING.maxNewTokens, min: 1 }),
     rejected: Flags.string({ description: 'Which answer is rejected: the lowest rated, or a random one rated lower than the chosen.', options: ['lowest', 'random-lower'], default: 'lowest' }),
     output: Flags.string({ char: 'o', description: "Output folder (synth.jsonl, preferences.jsonl, run-card.json); with a YAML file it replaces the file's output.dir." }),
+    format: Flags.string({ description: 'Output files: jsonl, parquet (synth.parquet, preferences.parquet with nested list columns) or both. Default: the YAML output.format, else jsonl.', options: [...OUTPUT_FORMATS] }),
     seed: Flags.integer({ description: 'Seed of every draw (sampling, random-lower): the same seed gives the same local outputs. Default: the YAML seed, else 0.' }),
     limit: Flags.integer({ description: 'Only the first N distinct instructions.', min: 1 }),
     retries: Flags.integer({ description: "Retries of an endpoint request answered 429 or 503 (doubling waits from 1 s, or the server's Retry-After).", default: 3, min: 0 }),
@@ -61,7 +65,7 @@ ${EXIT_STATUS_HELP}`;
       const progress = rateProgress('synth', 'rows', !flags.json);
       let result: SynthResult;
       try {
-        result = await runPipeline(config, models, { limit: flags.limit, shouldStop: () => interrupt.interrupted, onRow: (done, total) => progress.update(done, total) });
+        result = await runPipeline(config, models, { limit: flags.limit, shouldStop: () => interrupt.interrupted, onRow: (done, total) => progress.update(done, total), download: flags.json ? undefined : downloadProgress() });
       } finally {
         progress.stop();
         await models.close();
@@ -78,16 +82,18 @@ ${EXIT_STATUS_HELP}`;
     this.log(`${counts.rows} rows (${counts.duplicates_dropped} duplicate instructions dropped, ${counts.rows_resumed} resumed), ${counts.generations} generations`);
     if (config.judge) this.log(`${counts.ratings} ratings, ${counts.missing_ratings} missing (unparseable judge replies, kept raw)`);
     if (config.pairs) this.log(`${counts.pairs} preference pairs; dropped: ${counts.dropped.tie} ties, ${counts.dropped['too-few-ratings']} with fewer than two ratings, ${counts.dropped.margin} below the margin`);
-    this.log(`wrote ${[files.rows, files.preferences, files.card].filter((file) => file !== null).join(', ')}`);
+    this.log(`wrote ${[files.rows, files.preferences, files.rows_parquet, files.preferences_parquet, files.card].filter((file) => file !== null).join(', ')}`);
   }
 }
 
 interface SynthFlags {
   instructions?: string;
+  dataset?: string;
+  split: string;
   column: string;
   generator: string[];
   judge?: string;
-  aspect: string;
+  aspect: string[];
   system?: string;
   'num-generations': number;
   'max-new-tokens': number;
@@ -96,6 +102,7 @@ interface SynthFlags {
   'judge-max-new-tokens': number;
   rejected: string;
   output?: string;
+  format?: string;
   seed?: number;
   retries: number;
   'max-concurrent-requests'?: number;
@@ -104,26 +111,27 @@ interface SynthFlags {
 /** The YAML file, or the flags; the two are not mixed except for --output, --seed and --limit. */
 function pipelineOf(pipelineFile: string | undefined, flags: SynthFlags): PipelineConfig {
   if (pipelineFile !== undefined) {
-    const describing = [...(flags.generator.length > 0 ? ['generator'] : []), ...(['instructions', 'judge', 'system'] as const).filter((name) => flags[name] !== undefined)];
-    if (describing.length > 0) throw new HerdUsageError(`${pipelineFile} describes the pipeline: drop --${describing.join(', --')} (only --output, --seed, --limit, --api-key and the backend flags go with a file)`);
+    const describing = [...(flags.generator.length > 0 ? ['generator'] : []), ...(['instructions', 'dataset', 'judge', 'system'] as const).filter((name) => flags[name] !== undefined)];
+    if (describing.length > 0) throw new HerdUsageError(`${pipelineFile} describes the pipeline: drop --${describing.join(', --')} (only --output, --format, --seed, --limit, --api-key and the backend flags go with a file)`);
     const config = readPipelineFile(pipelineFile, flags.output);
-    return flags.seed === undefined ? config : { ...config, seed: flags.seed };
+    return { ...config, seed: flags.seed ?? config.seed, outputFormat: (flags.format as OutputFormat | undefined) ?? config.outputFormat };
   }
-  if (flags.instructions === undefined) throw new HerdUsageError('give a pipeline YAML file, or --instructions FILE with at least one --generator');
-  if (flags.generator.length === 0) throw new HerdUsageError('--instructions needs at least one --generator (a model folder, .gguf or MODEL@URL)');
+  if (flags.instructions === undefined && flags.dataset === undefined) throw new HerdUsageError('give a pipeline YAML file, or --instructions FILE (or --dataset ORG/NAME) with at least one --generator');
+  if (flags.generator.length === 0) throw new HerdUsageError(`--${flags.instructions === undefined ? 'dataset' : 'instructions'} needs at least one --generator (a model folder, .gguf or MODEL@URL)`);
   if (flags.output === undefined) throw new HerdUsageError('--output DIR is needed: the folder the results and the resumable progress go to');
   return pipelineFromFlags({
-    instructions: flags.instructions,
+    instructions: flags.instructions ?? { dataset: flags.dataset!, split: flags.split },
     column: flags.column,
     generators: flags.generator,
     judge: flags.judge,
-    aspect: flags.aspect as Aspect,
+    aspects: flags.aspect as Aspect[],
     system: flags.system,
     numGenerations: flags['num-generations'],
     generatorSampling: { ...GENERATOR_SAMPLING, maxNewTokens: flags['max-new-tokens'], temperature: flags.temperature ?? GENERATOR_SAMPLING.temperature, topP: flags['top-p'] ?? GENERATOR_SAMPLING.topP },
     judgeMaxNewTokens: flags['judge-max-new-tokens'],
     rejected: flags.rejected as 'lowest' | 'random-lower',
     outputDir: flags.output,
+    outputFormat: (flags.format as OutputFormat | undefined) ?? 'jsonl',
     seed: flags.seed ?? 0,
     retries: flags.retries,
     maxConcurrentRequests: flags['max-concurrent-requests'],

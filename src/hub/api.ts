@@ -1,6 +1,7 @@
 import { listFiles } from '@huggingface/hub';
 import { HerdError } from '../errors.js';
 import type { HubClient } from './http.js';
+import { repoKind } from './repo-type.js';
 import type { RepoFile } from './select-files.js';
 
 /**
@@ -15,9 +16,15 @@ export function isCommitHash(revision: string): boolean {
   return COMMIT.test(revision);
 }
 
-/** The commit a branch, tag or commit names: `sha` of GET /api/models/{repo}/revision/{rev}. */
+/** /api/models/{id} or /api/datasets/{id}. */
+function apiPath(repo: string): string {
+  const { type, id } = repoKind(repo);
+  return `/api/${type}s/${id}`;
+}
+
+/** The commit a branch, tag or commit names: `sha` of GET /api/models/{repo}/revision/{rev} (/api/datasets/… for a dataset). */
 export async function resolveRevision(client: HubClient, repo: string, revision: string): Promise<string> {
-  const url = `${client.endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}`;
+  const url = `${client.endpoint}${apiPath(repo)}/revision/${encodeURIComponent(revision)}`;
   const response = await client.send(url, { headers: { Accept: 'application/json' }, redirect: 'follow' }, { repo, revision });
   const sha = ((await response.json()) as { sha?: unknown }).sha;
   if (typeof sha !== 'string' || !isCommitHash(sha)) throw new HerdError(`${client.endpoint} gave no commit for ${repo}@${revision}`, { kind: 'network' });
@@ -37,7 +44,7 @@ interface TreeEntry {
 export async function listRepoFiles(client: HubClient, repo: string, commit: string): Promise<RepoFile[]> {
   const files: RepoFile[] = [];
   const entries = listFiles({
-    repo: { type: 'model', name: repo },
+    repo: { type: repoKind(repo).type, name: repoKind(repo).id },
     revision: commit,
     recursive: true,
     hubUrl: client.endpoint,

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { HerdError } from '../errors.js';
 import { writeFileAtomically } from '../formats/files.js';
 import { isSafeRevision } from './model-name.js';
+import { repoKind } from './repo-type.js';
 import { chooseGguf } from './select-files.js';
 import { hfHome } from './settings.js';
 
@@ -30,9 +31,10 @@ export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return explicit ? expandHome(explicit) : path.join(hfHome(env), 'hub');
 }
 
-/** `models--org--name`: the repository type, then the id's parts, joined by `--`. */
+/** `models--org--name` (`datasets--org--name`): the repository type, then the id's parts, joined by `--`. */
 export function repoFolderName(repo: string): string {
-  return ['models', ...repo.split('/')].join('--');
+  const { type, id } = repoKind(repo);
+  return [`${type}s`, ...id.split('/')].join('--');
 }
 
 export function repoDir(cacheDir: string, repo: string): string {

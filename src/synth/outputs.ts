@@ -4,21 +4,31 @@
  *   model_names, ratings, rationales, chosen, rejected, …);
  * - preferences.jsonl: the pairs in TRL's explicit-prompt conversational preference format
  *   (`prompt`, `chosen`, `rejected` as message lists), what `herd finetune --method dpo` reads;
- * - run-card.json: the models, sampling, prompt templates, counts and timings.
+ * - run-card.json: the models, sampling, prompt templates, counts and timings;
+ * and, when output.format asks for parquet, synth.parquet and preferences.parquet (parquet-output.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomically } from '../formats/files.js';
 import type { PipelineConfig, ModelSpec } from './pipeline-config.js';
 import type { SynthCounts, SynthRow } from './pipeline.js';
+import { columnsOf, writeParquet } from './parquet-output.js';
 import { judgeSystemPrompt, judgeUserPrompt } from './ultrafeedback.js';
 
 export interface OutputFiles {
-  rows: string;
-  /** Null when the pipeline has no preference_pairs step. */
+  /** synth.jsonl; null when only parquet is written. */
+  rows: string | null;
+  /** preferences.jsonl; null when the pipeline has no preference_pairs step or only parquet is written. */
   preferences: string | null;
+  /** synth.parquet; null when only jsonl is written. */
+  rows_parquet: string | null;
+  /** preferences.parquet; null without pairs or parquet. */
+  preferences_parquet: string | null;
   card: string;
 }
+
+/** TRL's explicit-prompt preference columns. */
+const PREFERENCE_COLUMNS = ['prompt', 'chosen', 'rejected'];
 
 export interface RunFacts {
   counts: SynthCounts;
@@ -29,14 +39,22 @@ export interface RunFacts {
 }
 
 export function writeOutputs(config: PipelineConfig, rows: readonly SynthRow[], facts: RunFacts): OutputFiles {
+  const jsonl = config.outputFormat !== 'parquet';
+  const parquet = config.outputFormat !== 'jsonl';
+  const file = (wanted: boolean, name: string) => (wanted ? path.join(config.outputDir, name) : null);
   const files: OutputFiles = {
-    rows: path.join(config.outputDir, 'synth.jsonl'),
-    preferences: config.pairs === null ? null : path.join(config.outputDir, 'preferences.jsonl'),
+    rows: file(jsonl, 'synth.jsonl'),
+    preferences: file(jsonl && config.pairs !== null, 'preferences.jsonl'),
+    rows_parquet: file(parquet, 'synth.parquet'),
+    preferences_parquet: file(parquet && config.pairs !== null, 'preferences.parquet'),
     card: path.join(config.outputDir, 'run-card.json'),
   };
+  const preferences = rows.flatMap(preferenceRecord);
   fs.mkdirSync(config.outputDir, { recursive: true });
-  writeJsonLines(files.rows, rows);
-  if (files.preferences !== null) writeJsonLines(files.preferences, rows.flatMap(preferenceRecord));
+  if (files.rows !== null) writeJsonLines(files.rows, rows);
+  if (files.preferences !== null) writeJsonLines(files.preferences, preferences);
+  if (files.rows_parquet !== null) writeParquet(files.rows_parquet, columnsOf(rows), rows);
+  if (files.preferences_parquet !== null) writeParquet(files.preferences_parquet, PREFERENCE_COLUMNS, preferences);
   writeFileAtomically(files.card, [Buffer.from(`${JSON.stringify(runCard(config, facts), null, 2)}\n`)]);
   return files;
 }
@@ -68,10 +86,12 @@ function runCard(config: PipelineConfig, facts: RunFacts): object {
     judge: config.judge && {
       ...describe(config.judge),
       aspect: config.judge.aspect,
+      aspects: config.judge.aspects,
       system_prompt: judgeSystemPrompt(textsPerRow),
       user_prompt_template: judgeUserPrompt(config.judge.aspect, '{instruction}', placeholders),
+      user_prompt_templates: Object.fromEntries(config.judge.aspects.map((aspect) => [aspect, judgeUserPrompt(aspect, '{instruction}', placeholders)])),
     },
-    pairs: config.pairs && { rejected: config.pairs.rejected, min_margin: config.pairs.minMargin },
+    pairs: config.pairs && { aspect: config.judge?.aspect, rejected: config.pairs.rejected, min_margin: config.pairs.minMargin },
     counts: facts.counts,
     timings: {
       started: facts.startedAt.toISOString(),

@@ -37,6 +37,9 @@ export interface GeneratorSpec extends ModelSpec {
 }
 
 export interface JudgeSpec extends ModelSpec {
+  /** Every aspect the judge rates, one prompt each, in this order. */
+  aspects: Aspect[];
+  /** The aspect whose ratings fill `ratings` and pick the pairs: one of `aspects`. */
   aspect: Aspect;
 }
 
@@ -48,14 +51,21 @@ export interface PairRules {
   minMargin: number;
 }
 
+/** A local file, or one split of a Hub dataset (its data files for the split). */
+export type InstructionSource =
+  | { file: string; dataset: null; column: string }
+  | { file: null; dataset: { id: string; split: string; revision: string }; column: string };
+
 export interface PipelineConfig {
   /** The YAML file, or null when built from flags (for messages). */
   file: string | null;
-  source: { file: string; column: string };
+  source: InstructionSource;
   generators: GeneratorSpec[];
   judge: JudgeSpec | null;
   pairs: PairRules | null;
   outputDir: string;
+  /** Which files the rows and the pairs are written as. */
+  outputFormat: OutputFormat;
   seed: number;
   /** The chat template's date_string (YYYY-MM-DD): fixed, so the same seed gives the same prompts any day. */
   date: string;
@@ -64,6 +74,9 @@ export interface PipelineConfig {
   backoffMs: number;
   requestTimeoutMs: number;
 }
+
+export const OUTPUT_FORMATS = ['jsonl', 'parquet', 'both'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export const STEP_TYPES = ['text_generation', 'combine_columns', 'ultrafeedback', 'preference_pairs'] as const;
 
@@ -100,23 +113,43 @@ export function parsePipeline(document: unknown, file: string | null, baseDir: s
   const root = table(document, at);
   allowKeys(root, ['source', 'steps', 'output', 'seed', 'date', 'retries', 'backoff_ms', 'request_timeout_s'], at);
   const source = table(required(root, 'source', at), at.key('source'));
-  allowKeys(source, ['file', 'column'], at.key('source'));
+  allowKeys(source, ['file', 'dataset', 'split', 'revision', 'column'], at.key('source'));
   const steps = list(required(root, 'steps', at), at.key('steps')).map((step, index) => table(step, at.key(`steps[${index}]`)));
   const output = outputDir === undefined ? table(required(root, 'output', at), at.key('output')) : table(root.output ?? {}, at.key('output'));
-  allowKeys(output, ['dir'], at.key('output'));
+  allowKeys(output, ['dir', 'format'], at.key('output'));
+  const format = optionalText(output, 'format', at.key('output')) ?? 'jsonl';
+  if (!(OUTPUT_FORMATS as readonly string[]).includes(format)) fail(at.key('output.format'), `expected ${OUTPUT_FORMATS.join(', ')}, got "${format}"`);
   // "~/models/…" as a shell would read it: pipeline files are written like command lines.
   const resolve = (value: string) => path.resolve(baseDir, value.startsWith('~/') ? path.join(os.homedir(), value.slice(2)) : value);
   return {
     file,
-    source: { file: resolve(text(required(source, 'file', at.key('source')), at.key('source.file'))), column: optionalText(source, 'column', at.key('source')) ?? 'instruction' },
+    source: parseSource(source, at.key('source'), resolve),
     ...parseSteps(steps, at, resolve),
     outputDir: outputDir === undefined ? resolve(text(required(output, 'dir', at.key('output')), at.key('output.dir'))) : path.resolve(outputDir),
+    outputFormat: format as OutputFormat,
     seed: optionalInteger(root, 'seed', at, 0) ?? DEFAULTS.seed,
     date: checkedDate(optionalText(root, 'date', at) ?? DEFAULT_DATE, at.key('date')),
     retries: optionalInteger(root, 'retries', at, 0) ?? DEFAULTS.retries,
     backoffMs: optionalInteger(root, 'backoff_ms', at, 0) ?? DEFAULTS.backoffMs,
     requestTimeoutMs: (optionalNumber(root, 'request_timeout_s', at, 0) ?? DEFAULTS.requestTimeoutMs / 1000) * 1000,
   };
+}
+
+/** `file: PATH`, or `dataset: org/name` with `split` (default train) and `revision` (default main). */
+function parseSource(source: Table, at: KeyPath, resolve: (value: string) => string): InstructionSource {
+  const column = optionalText(source, 'column', at) ?? 'instruction';
+  if ((source.file === undefined) === (source.dataset === undefined)) fail(at, 'give file (a local file) or dataset (a Hub dataset id), one of the two');
+  if (source.file !== undefined) {
+    const extra = ['split', 'revision'].find((key) => source[key] !== undefined);
+    if (extra !== undefined) fail(at.key(extra), 'goes with dataset, not file');
+    return { file: resolve(text(source.file, at.key('file'))), dataset: null, column };
+  }
+  return { file: null, dataset: { id: datasetId(text(source.dataset, at.key('dataset')), at.key('dataset')), split: optionalText(source, 'split', at) ?? 'train', revision: optionalText(source, 'revision', at) ?? 'main' }, column };
+}
+
+function datasetId(value: string, at: KeyPath): string {
+  if (!/^[\w.-]+\/[\w.-]+$/.test(value)) fail(at, `"${value}" is not a Hub dataset id (org/name)`);
+  return value;
 }
 
 /** The steps in their one meaningful order: generations, combined, rated, paired. */
@@ -143,7 +176,9 @@ function parseSteps(steps: Table[], at: KeyPath, resolve: (value: string) => str
       judge = parseJudge(step, where, resolve);
     } else {
       after('ultrafeedback', judge !== null);
-      pairs = parsePairRules(step, where);
+      const rules = parsePairRules(step, where);
+      pairs = rules.pairs;
+      if (rules.aspect !== undefined) judge = { ...judge!, aspect: pairAspect(rules.aspect, judge!.aspects, where.key('aspect')) };
     }
   });
   if (generators.length === 0) throw new HerdError(`${at.key('steps')}: the pipeline needs at least one text_generation step`, { file: at.file });
@@ -162,18 +197,38 @@ function parseGenerator(step: Table, at: KeyPath, resolve: (value: string) => st
   };
 }
 
+/** `aspect: NAME` rates one aspect, `aspects: [NAME, …]` several (one judge prompt each). */
 function parseJudge(step: Table, at: KeyPath, resolve: (value: string) => string): JudgeSpec {
-  allowKeys(step, [...MODEL_KEYS, 'aspect'], at);
-  const aspect = optionalText(step, 'aspect', at) ?? 'overall-rating';
-  if (!isAspect(aspect)) throw new HerdError(`${at.key('aspect')}: unknown aspect "${aspect}" (aspects: ${ASPECTS.join(', ')})`, { file: at.file });
-  return { ...parseModel(step, at, resolve, JUDGE_SAMPLING), aspect };
+  allowKeys(step, [...MODEL_KEYS, 'aspect', 'aspects'], at);
+  if (step.aspect !== undefined && step.aspects !== undefined) fail(at, 'give aspect (one) or aspects (a list), not both');
+  const names = step.aspects === undefined ? [optionalText(step, 'aspect', at) ?? 'overall-rating'] : list(step.aspects, at.key('aspects')).map((name, i) => text(name, at.key(`aspects[${i}]`)));
+  if (names.length === 0) fail(at.key('aspects'), 'expected at least one aspect');
+  const aspects = names.map((name) => checkedAspect(name, at.key(step.aspects === undefined ? 'aspect' : 'aspects')));
+  if (new Set(aspects).size !== aspects.length) fail(at.key('aspects'), 'an aspect is listed twice');
+  return { ...parseModel(step, at, resolve, JUDGE_SAMPLING), aspects, aspect: defaultPairAspect(aspects) };
 }
 
-function parsePairRules(step: Table, at: KeyPath): PairRules {
-  allowKeys(step, ['type', 'rejected', 'min_margin'], at);
+function checkedAspect(name: string, at: KeyPath): Aspect {
+  if (!isAspect(name)) throw new HerdError(`${at}: unknown aspect "${name}" (aspects: ${ASPECTS.join(', ')})`, { file: at.file });
+  return name;
+}
+
+/** Pairs follow the holistic rating when it is judged, else the first aspect listed. */
+export function defaultPairAspect(aspects: readonly Aspect[]): Aspect {
+  return aspects.includes('overall-rating') ? 'overall-rating' : aspects[0]!;
+}
+
+function pairAspect(name: string, judged: readonly Aspect[], at: KeyPath): Aspect {
+  const aspect = checkedAspect(name, at);
+  if (!judged.includes(aspect)) fail(at, `"${aspect}" is not an aspect the judge rates (${judged.join(', ')})`);
+  return aspect;
+}
+
+function parsePairRules(step: Table, at: KeyPath): { pairs: PairRules; aspect?: string } {
+  allowKeys(step, ['type', 'rejected', 'min_margin', 'aspect'], at);
   const rejected = optionalText(step, 'rejected', at) ?? 'lowest';
   if (rejected !== 'lowest' && rejected !== 'random-lower') throw new HerdError(`${at.key('rejected')}: expected lowest or random-lower, got "${rejected}"`, { file: at.file });
-  return { rejected, minMargin: optionalNumber(step, 'min_margin', at, Number.MIN_VALUE) ?? 1 };
+  return { pairs: { rejected, minMargin: optionalNumber(step, 'min_margin', at, Number.MIN_VALUE) ?? 1 }, aspect: optionalText(step, 'aspect', at) };
 }
 
 /** `model: PATH` runs locally; `endpoint: URL` with `model: NAME` (the served model's name) runs remotely. */
@@ -228,18 +283,21 @@ export function uniqueNames(generators: readonly { name: string }[], at: KeyPath
 
 /** The common case without a YAML file: what `herd synth`'s flags describe. */
 export interface PipelineFlags {
-  instructions: string;
+  /** A local file, or a Hub dataset with its split. */
+  instructions: string | { dataset: string; split: string };
   column: string;
   /** Each a local folder / .gguf, or MODEL@URL for an endpoint. */
   generators: readonly string[];
   judge?: string;
-  aspect: Aspect;
+  /** The aspects the judge rates; pairs follow overall-rating if listed, else the first. */
+  aspects: readonly Aspect[];
   system?: string;
   numGenerations: number;
   generatorSampling: Sampling;
   judgeMaxNewTokens: number;
   rejected: RejectedRule;
   outputDir: string;
+  outputFormat: OutputFormat;
   seed: number;
   retries: number;
   maxConcurrentRequests?: number;
@@ -252,14 +310,17 @@ export function pipelineFromFlags(flags: PipelineFlags): PipelineConfig {
   };
   const generators = flags.generators.map((spec) => ({ ...model(spec, flags.generatorSampling), system: flags.system ?? null, numGenerations: flags.numGenerations }));
   uniqueNames(generators, null);
-  const judge = flags.judge === undefined ? null : { ...model(flags.judge, { ...JUDGE_SAMPLING, maxNewTokens: flags.judgeMaxNewTokens }), aspect: flags.aspect };
+  const judge = flags.judge === undefined ? null : { ...model(flags.judge, { ...JUDGE_SAMPLING, maxNewTokens: flags.judgeMaxNewTokens }), aspects: [...new Set(flags.aspects)], aspect: defaultPairAspect(flags.aspects) };
   return {
     file: null,
-    source: { file: path.resolve(flags.instructions), column: flags.column },
+    source: typeof flags.instructions === 'string'
+      ? { file: path.resolve(flags.instructions), dataset: null, column: flags.column }
+      : { file: null, dataset: { id: datasetId(flags.instructions.dataset, new KeyPath('--dataset')), split: flags.instructions.split, revision: 'main' }, column: flags.column },
     generators,
     judge,
     pairs: judge === null ? null : { rejected: flags.rejected, minMargin: 1 },
     outputDir: path.resolve(flags.outputDir),
+    outputFormat: flags.outputFormat,
     seed: flags.seed,
     date: DEFAULT_DATE,
     retries: flags.retries,

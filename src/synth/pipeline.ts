@@ -10,10 +10,11 @@ import { seededRandom } from '../engine/sampling.js';
 import { HerdError, HerdInterrupted } from '../errors.js';
 import type { ChatModel } from './chat-model.js';
 import { selectPair, type DropReason } from './pairs.js';
-import type { GeneratorSpec, PipelineConfig } from './pipeline-config.js';
+import type { GeneratorSpec, JudgeSpec, PipelineConfig } from './pipeline-config.js';
 import { SynthProgress } from './progress-store.js';
-import { readInstructions, type Instruction } from './source.js';
-import { judgeSystemPrompt, judgeUserPrompt, parseJudgeReply } from './ultrafeedback.js';
+import { readSource, type Instruction } from './source.js';
+import type { DownloadProgress } from '../hub/download-files.js';
+import { judgeSystemPrompt, judgeUserPrompt, parseJudgeReply, type Aspect, type JudgeVerdict } from './ultrafeedback.js';
 import { writeOutputs, type OutputFiles } from './outputs.js';
 
 /** One output row, with distilabel's column names (null where a step did not run or found nothing). */
@@ -52,6 +53,10 @@ export interface RunOptions {
   /** Checked before each row starts; true stops the run after the rows in flight. */
   shouldStop?: () => boolean;
   onRow?: (done: number, total: number) => void;
+  /** Draws a Hub dataset source's download. */
+  download?: DownloadProgress;
+  /** The Hub's settings for a dataset source; process.env by default. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface SynthCounts {
@@ -75,7 +80,7 @@ export interface SynthResult {
 export async function runPipeline(config: PipelineConfig, models: PipelineModels, options: RunOptions = {}): Promise<SynthResult> {
   const started = performance.now();
   const startedAt = new Date();
-  const source = await readInstructions(config.source.file, config.source.column, options.limit);
+  const source = await readSource(config.source, { limit: options.limit, download: options.download, shouldStop: options.shouldStop, env: options.env });
   const progress = new SynthProgress(config.outputDir, progressSettings(config));
   const kept = progress.kept();
   const pending = source.instructions.filter((instruction) => !kept.has(instruction.key));
@@ -96,7 +101,7 @@ export async function runPipeline(config: PipelineConfig, models: PipelineModels
     throw new HerdInterrupted(`stopped after ${done} of ${total} rows; they are kept in ${progress.describe()} and the same command resumes from them`);
   }
   const ordered = source.instructions.map((instruction) => rows.get(instruction.key)!);
-  const counts = countRows(ordered, source.rowsRead, source.duplicatesDropped, resumed);
+  const counts = countRows(ordered, config.judge?.aspects ?? [], source.rowsRead, source.duplicatesDropped, resumed);
   const seconds = (performance.now() - started) / 1000;
   const files = writeOutputs(config, ordered, { counts, startedAt, seconds, generatedRows: total - resumed });
   progress.clear();
@@ -141,19 +146,43 @@ async function synthesizeRow(config: PipelineConfig, models: PipelineModels, ins
     const row: SynthRow = { instruction: instruction.text, generations: answers.map((a) => a.text), model_names: answers.map((a) => a.model) };
     if (config.judge === null || models.judge === null) return row;
     const judge = config.judge;
-    const reply = await models.judge.complete({
-      system: judgeSystemPrompt(row.generations.length),
-      user: judgeUserPrompt(judge.aspect, instruction.text, row.generations),
-      sampling: judge.sampling,
-      seed: requestSeed(config.seed, instruction.key, `judge:${judge.name}`),
-    });
-    const verdict = parseJudgeReply(judge.aspect, reply, row.generations.length);
-    Object.assign(row, { ratings: verdict.ratings, rationales: verdict.rationales, model_name: judge.name, raw_judge_output: reply });
+    const verdicts = await Promise.all(judge.aspects.map((aspect) => judgeAspect(config, judge, models.judge!, instruction, row.generations, aspect)));
+    const primary = verdicts[judge.aspects.indexOf(judge.aspect)]!;
+    Object.assign(row, { ratings: primary.ratings, rationales: primary.rationales, model_name: judge.name, raw_judge_output: primary.reply });
+    // Several aspects: each also in its own columns, as distilabel's UltraFeedback steps renamed per aspect.
+    if (judge.aspects.length > 1) verdicts.forEach((verdict, a) => Object.assign(row, aspectColumns(judge.aspects[a]!, verdict)));
     return config.pairs === null ? row : withPair(row, config, instruction);
   } catch (error) {
     if (!(error instanceof HerdError)) throw error;
-    throw new HerdError(`${config.source.file}: row ${instruction.sourceRow}: ${error.message}`, { kind: error.kind, file: error.file ?? config.source.file, hint: error.hint });
+    throw new HerdError(`${instruction.sourceFile}: row ${instruction.sourceRow}: ${error.message}`, { kind: error.kind, file: error.file ?? instruction.sourceFile, hint: error.hint });
   }
+}
+
+interface AspectVerdict extends JudgeVerdict {
+  reply: string;
+}
+
+async function judgeAspect(config: PipelineConfig, judge: JudgeSpec, model: ChatModel, instruction: Instruction, generations: string[], aspect: Aspect): Promise<AspectVerdict> {
+  // One aspect keeps the role (and so the seed) a single-aspect run has always used.
+  const role = judge.aspects.length === 1 ? `judge:${judge.name}` : `judge:${judge.name}:${aspect}`;
+  const reply = await model.complete({
+    system: judgeSystemPrompt(generations.length),
+    user: judgeUserPrompt(aspect, instruction.text, generations),
+    sampling: judge.sampling,
+    seed: requestSeed(config.seed, instruction.key, role),
+  });
+  return { ...parseJudgeReply(aspect, reply, generations.length), reply };
+}
+
+/** `ratings_helpfulness`, `rationales_helpfulness`, `raw_judge_output_helpfulness` (hyphens as underscores). */
+export function aspectColumnNames(aspect: Aspect): { ratings: string; rationales: string; raw: string } {
+  const suffix = aspect.replaceAll('-', '_');
+  return { ratings: `ratings_${suffix}`, rationales: `rationales_${suffix}`, raw: `raw_judge_output_${suffix}` };
+}
+
+function aspectColumns(aspect: Aspect, verdict: AspectVerdict): Record<string, unknown> {
+  const names = aspectColumnNames(aspect);
+  return { [names.ratings]: verdict.ratings, [names.rationales]: verdict.rationales, [names.raw]: verdict.reply };
 }
 
 function generationRequests(config: PipelineConfig, spec: GeneratorSpec, model: ChatModel, instruction: Instruction): Array<Promise<{ text: string; model: string }>> {
@@ -187,8 +216,11 @@ export function requestSeed(seed: number, rowKey: string, role: string): number 
   return createHash('sha256').update(`${seed}\u0000${rowKey}\u0000${role}`).digest().readUInt32BE(0) >>> 1;
 }
 
-function countRows(rows: readonly SynthRow[], rowsRead: number, duplicatesDropped: number, resumed: number): SynthCounts {
-  const ratings = rows.flatMap((row) => row.ratings ?? []);
+/** Ratings and missing ones are counted over every judged aspect. */
+function countRows(rows: readonly SynthRow[], aspects: readonly Aspect[], rowsRead: number, duplicatesDropped: number, resumed: number): SynthCounts {
+  const ratingsOf = (row: SynthRow): Array<number | null> =>
+    aspects.length > 1 ? aspects.flatMap((aspect) => (row as unknown as Record<string, Array<number | null>>)[aspectColumnNames(aspect).ratings] ?? []) : row.ratings ?? [];
+  const ratings = rows.flatMap(ratingsOf);
   const dropped: Record<DropReason, number> = { 'too-few-ratings': 0, tie: 0, margin: 0 };
   for (const row of rows) if (row.pair_dropped) dropped[row.pair_dropped]++;
   return {
