@@ -80,6 +80,12 @@ describe('sampling filters on a hand-built distribution', () => {
     const logprobs = logSoftmax(logits);
     probabilities.forEach((p, i) => expect(logprobs[i]).toBeCloseTo(Math.log(p), 6));
     expect(topEntries(Float64Array.of(0.1, 0.7, 0.3, 0.7), 3)).toEqual([[1, 0.7], [3, 0.7], [2, 0.3]]);
+    // Past the few-entries path (a whole vocabulary): the same order, highest first, ties by id.
+    const many = Float64Array.from({ length: 1000 }, (_, id) => (id * 7919) % 101);
+    const expected = [...many.keys()].sort((a, b) => many[b]! - many[a]! || a - b).slice(0, 500).map((id) => [id, many[id]]);
+    expect(topEntries(many, 500)).toEqual(expected);
+    expect(topEntries(many, 50)).toEqual(expected.slice(0, 50));
+    expect(topEntries(many, 5000)).toHaveLength(1000);
   });
 });
 

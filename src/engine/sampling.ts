@@ -147,14 +147,24 @@ export function logSoftmax(logits: Float32Array): Float64Array {
 
 /** The n largest entries as (id, value), largest first. */
 export function topEntries(values: ArrayLike<number>, n: number): Array<[number, number]> {
+  // A few entries keep a sorted list of the best so far in one pass; many (a whole vocabulary's
+  // logprobs) would re-sort that list for most ids, so every id is sorted once instead.
+  if (n > FEW_ENTRIES) return Array.from(values, (value, id): [number, number] => [id, value]).sort(byValueThenId).slice(0, n);
   const top: Array<[number, number]> = [];
   for (let id = 0; id < values.length; id++) {
     const value = values[id]!;
     if (top.length < n || value > top[top.length - 1]![1]) {
       top.push([id, value]);
-      top.sort((a, b) => b[1] - a[1] || a[0] - b[0]);
+      top.sort(byValueThenId);
       if (top.length > n) top.pop();
     }
   }
   return top;
+}
+
+const FEW_ENTRIES = 64;
+
+/** Highest value first; equal values by the lower id. */
+function byValueThenId(a: [number, number], b: [number, number]): number {
+  return b[1] - a[1] || a[0] - b[0];
 }
