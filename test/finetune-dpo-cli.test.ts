@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Ajv2020 from 'ajv/dist/2020.js';
-import { DATA } from './fixtures.js';
+import { writeParquet } from '../src/synth/parquet-output.js';
+import { DATA, TINY_LLAMA } from './fixtures.js';
 import { herd } from './herd-cli.js';
 
 // `herd finetune --method dpo` through the built CLI on the embedded stories260K.
@@ -59,6 +60,25 @@ test('finetune check --method dpo shows both sides of a pair with the shared pro
   expect(validate(report) ? 'valid' : ajv.errorsText(validate.errors)).toBe('valid');
   expect(report.rows).toBe(1);
   expect(report.rejected_example.tokens.filter((token) => token.trained).length).toBeLessThan(report.example.tokens.filter((token) => token.trained).length);
+});
+
+test("finetune check --method dpo reads herd synth's preferences.parquet (message lists as list<struct>)", () => {
+  const rows = [
+    { prompt: [{ role: 'user', content: 'What color is the sky?' }], chosen: [{ role: 'assistant', content: 'It is blue.' }], rejected: [{ role: 'assistant', content: 'It is green.' }] },
+    { prompt: [{ role: 'user', content: 'Name a fruit.' }], chosen: [{ role: 'assistant', content: 'An apple.' }], rejected: [{ role: 'assistant', content: 'A tree.' }] },
+  ];
+  // The writer herd synth --format parquet uses for preferences.parquet (its equality with jsonl is in finetune-preference-data.test.ts).
+  const parquet = path.join(tmp, 'preferences.parquet');
+  writeParquet(parquet, ['prompt', 'chosen', 'rejected'], rows);
+  const result = herd(['finetune', 'check', '--method', 'dpo', '--data', parquet, '--model', TINY_LLAMA, '--row', '2', '--json']);
+  expect(result.stderr).toBe('');
+  expect(result.status).toBe(0);
+  type Example = { row: number; tokens: Array<{ token: string; trained: boolean }> };
+  const report = JSON.parse(result.stdout) as { rows: number; data: string; example: Example; rejected_example: Example };
+  expect(report).toMatchObject({ rows: 2, data: parquet, example: { row: 2 }, rejected_example: { row: 2 } });
+  // Tokens are the vocabulary's byte-level pieces (Ġ is the space); only the answer and its end of turn are trained.
+  const trainedText = (example: Example) => example.tokens.filter((token) => token.trained).map((token) => token.token).join('');
+  expect([trainedText(report.example), trainedText(report.rejected_example)]).toEqual(['AnĠapple.<|eot_id|>', 'AĠtree.<|eot_id|>']);
 });
 
 test('a preference file whose row lacks "rejected" is one line naming the file and row; --beta without --method dpo is a usage error', () => {

@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { parquetWriteBuffer } from 'hyparquet-writer';
 import { HerdTokenizer } from '../src/engine/tokenizer.js';
+import { writeParquet } from '../src/synth/parquet-output.js';
 import type { TrainingExample } from '../src/train/data.js';
 import { loadPreferencePairs, tokenizePreferenceRow } from '../src/train/preference-data.js';
 import { STORIES, TINY_LLAMA } from './fixtures.js';
@@ -88,4 +90,61 @@ test('a bad preference row stops loading with the file, the row number and what 
     /row 2: "chosen" has no completion token within --max-seq-length 8/,
   );
   await expect(failure('array.jsonl', ['chosen', 'rejected'])).rejects.toThrow(/row 2: is not a JSON object/);
+});
+
+/** The examples a file yields, keyed by nothing but what training sees: row, ids and masks. */
+async function examplesOf(file: string, tokenizer: HerdTokenizer) {
+  return (await loadPreferencePairs(file, tokenizer, OPTIONS)).map(({ row, chosen, rejected }) => ({ row, chosen: [[...chosen.ids], [...chosen.trained]], rejected: [[...rejected.ids], [...rejected.trained]] }));
+}
+
+test("parquet with message lists as list<struct<role, content>> (herd synth's preferences.parquet) yields the jsonl rows' exact examples", async () => {
+  const explicit = [
+    { prompt: [user('What color is the sky?')], chosen: [assistant('It is blue.')], rejected: [assistant('It is green.')] },
+    { prompt: [{ role: 'system', content: 'Be brief.' }, user('Hi')], chosen: [assistant('Hello!')], rejected: [assistant('Good day to you, friend.')] },
+  ];
+  const explicitParquet = path.join(tmp, 'explicit.parquet');
+  writeParquet(explicitParquet, ['prompt', 'chosen', 'rejected'], explicit);
+  const fromJsonl = await examplesOf(jsonl('explicit.jsonl', explicit), llama);
+  expect(fromJsonl).toHaveLength(2);
+  expect(await examplesOf(explicitParquet, llama)).toEqual(fromJsonl);
+
+  // Implicit prompts in a parquet file: chosen/rejected columns only.
+  const implicit = explicit.map(({ prompt, chosen, rejected }) => ({ chosen: [...prompt, ...chosen], rejected: [...prompt, ...rejected] }));
+  const implicitParquet = path.join(tmp, 'implicit.parquet');
+  writeParquet(implicitParquet, ['chosen', 'rejected'], implicit);
+  expect(await examplesOf(implicitParquet, llama)).toEqual(fromJsonl);
+});
+
+test('parquet with string columns (and an int64 column training ignores) yields the jsonl rows\' exact examples; a null prompt is an implicit-prompt row', async () => {
+  const rows = [
+    { prompt: 'Once upon a time', chosen: ' there was a cat.', rejected: ' the end.', score: 7n },
+    { prompt: null, chosen: 'The cat sat on the mat.', rejected: 'The cat sat on the dog.', score: 9n },
+  ];
+  const file = path.join(tmp, 'strings.parquet');
+  const columnData = [
+    ...(['prompt', 'chosen', 'rejected'] as const).map((name) => ({ name, type: 'STRING' as const, data: rows.map((row) => row[name]) })),
+    { name: 'score', type: 'INT64' as const, data: rows.map((row) => row.score) },
+  ];
+  fs.writeFileSync(file, new Uint8Array(parquetWriteBuffer({ columnData })));
+  // The same rows as jsonl, where an implicit-prompt row simply has no "prompt".
+  const asJsonl = [
+    { prompt: 'Once upon a time', chosen: ' there was a cat.', rejected: ' the end.' },
+    { chosen: 'The cat sat on the mat.', rejected: 'The cat sat on the dog.' },
+  ];
+  const fromJsonl = await examplesOf(jsonl('strings.jsonl', asJsonl), stories);
+  expect(fromJsonl).toHaveLength(2);
+  expect(await examplesOf(file, stories)).toEqual(fromJsonl);
+});
+
+test('a parquet preference file with a row lacking "rejected", or with no rows, is one error naming the file (and row)', async () => {
+  const file = path.join(tmp, 'no-rejected.parquet');
+  writeParquet(file, ['prompt', 'chosen', 'rejected'], [
+    { prompt: [user('Hi')], chosen: [assistant('Hello!')], rejected: [assistant('Hey.')] },
+    { prompt: [user('Hi')], chosen: [assistant('Hello!')], rejected: null },
+  ]);
+  await expect(loadPreferencePairs(file, llama, OPTIONS)).rejects.toThrow(`${file}: row 2: has no "rejected" (keys: prompt, chosen); a preference row needs "chosen" and "rejected"`);
+  // herd synth writes an empty preferences.parquet (schema only) when no pair was kept.
+  const empty = path.join(tmp, 'empty.parquet');
+  writeParquet(empty, ['prompt', 'chosen', 'rejected'], []);
+  await expect(loadPreferencePairs(empty, llama, OPTIONS)).rejects.toThrow(`${empty}: has no rows`);
 });

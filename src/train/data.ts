@@ -34,13 +34,21 @@ const ROLES: readonly string[] = ['system', 'user', 'assistant', 'ipython', 'too
 /** Reads every row of a .jsonl (or .json lines) or .parquet file as plain objects. */
 export async function readRows(file: string): Promise<unknown[]> {
   if (!fs.existsSync(file)) throw new HerdError(`data file ${file} does not exist`);
-  if (path.extname(file).toLowerCase() === '.parquet') {
-    try {
-      return await parquetReadObjects({ file: await asyncBufferFromFile(file) });
-    } catch (error) {
-      throw new HerdError(`${file}: cannot be read as parquet (${(error as Error).message.split('\n')[0]})`);
-    }
+  const rows = path.extname(file).toLowerCase() === '.parquet' ? await readParquetRows(file) : readJsonLines(file);
+  // A parquet file keeps its schema with no rows (herd synth writes one when it keeps no pair).
+  if (rows.length === 0) throw new HerdError(`${file}: has no rows`);
+  return rows;
+}
+
+async function readParquetRows(file: string): Promise<unknown[]> {
+  try {
+    return await parquetReadObjects({ file: await asyncBufferFromFile(file) });
+  } catch (error) {
+    throw new HerdError(`${file}: cannot be read as parquet (${(error as Error).message.split('\n')[0]})`);
   }
+}
+
+function readJsonLines(file: string): unknown[] {
   const rows: unknown[] = [];
   fs.readFileSync(file, 'utf8').split('\n').forEach((line, index) => {
     if (line.trim() === '') return;
@@ -50,7 +58,6 @@ export async function readRows(file: string): Promise<unknown[]> {
       throw new HerdError(`${file}: row ${index + 1} is not valid JSON`);
     }
   });
-  if (rows.length === 0) throw new HerdError(`${file}: has no rows`);
   return rows;
 }
 

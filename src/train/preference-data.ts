@@ -54,9 +54,11 @@ export function tokenizePreferenceRow(row: unknown, rowNumber: number, tokenizer
 
 function splitRow(row: unknown): SplitRow {
   if (typeof row !== 'object' || row === null || Array.isArray(row)) throw new HerdError('is not a JSON object');
-  const record = row as Record<string, unknown>;
+  // A null field is an absent one: a parquet file has every column in every row, null where a
+  // jsonl row would leave the key out (an implicit-prompt row in a file with a prompt column).
+  const record = Object.fromEntries(Object.entries(row).filter(([, value]) => value !== null && value !== undefined));
   for (const field of ['chosen', 'rejected']) {
-    if (!(field in record) || record[field] === null) throw new HerdError(`has no "${field}" (keys: ${Object.keys(record).join(', ') || 'none'}); a preference row needs "chosen" and "rejected"`);
+    if (!(field in record)) throw new HerdError(`has no "${field}" (keys: ${Object.keys(record).join(', ') || 'none'}); a preference row needs "chosen" and "rejected"`);
   }
   const split = 'prompt' in record ? explicitPrompt(record.prompt, record.chosen, record.rejected) : implicitPrompt(record.chosen, record.rejected);
   if (sameSide(split.chosen, split.rejected)) throw new HerdError('"chosen" and "rejected" are identical, so the pair prefers nothing');
