@@ -27,6 +27,9 @@ function expectedPrompt(name: string): string {
 
 const CALL_JSON = '{"name": "get_current_conditions", "parameters": {"location": "San Francisco, CA", "unit": "Fahrenheit"}}';
 const PROSE = 'Paris is the capital of France.';
+/** The openings Llama 3.1's JSON call format starts with: any function ("required"), and get_current_conditions by name. */
+const REQUIRED_OPENING = '{"name": "';
+const NAMED_OPENING = '{"name": "get_current_conditions", "parameters": ';
 const ONE = textIds(' one')[0]!;
 
 /** A reply that goes on until the request is cancelled. */
@@ -40,6 +43,9 @@ function scriptFor(promptIds: readonly number[]): Iterable<number> {
   if (prompt.includes('weather in San Francisco')) return [...textIds(CALL_JSON), EOM];
   if (prompt.includes('latest price of 1oz gold')) return [PYTHON_TAG_ID, ...textIds('brave_search.call(query="gold price today")'), EOM];
   if (prompt.includes('Count forever')) return forever();
+  // tool_choice "required" / named: the server wrote the opening of a call; the model continues it.
+  if (prompt.endsWith(NAMED_OPENING)) return [...textIds(CALL_JSON.slice(NAMED_OPENING.length)), EOM];
+  if (prompt.endsWith(REQUIRED_OPENING)) return [...textIds(CALL_JSON.slice(REQUIRED_OPENING.length)), EOM];
   const numbered = /Request (\d+)\./.exec(prompt);
   if (numbered) return [...textIds(`Answer ${numbered[1]}.`), EOT];
   return [...textIds(PROSE), EOT];
@@ -112,6 +118,41 @@ describe('the openai package against herd serve (scripted Llama 3.1 ids)', () =>
   test('tool_choice "none" leaves the tools out of the prompt and the reply unparsed', async () => {
     await client.chat.completions.create({ model: SERVED_ID, messages: [SYSTEM, { role: 'user', content: 'What is the capital of France?' }], tools: [weatherTool], tool_choice: 'none' });
     expect(generator.prompts.at(-1)).toEqual(llamaTokenizer.encode(expectedPrompt('a_simple_system_user'), false));
+  });
+
+  test.each([
+    ['"required"', 'required' as const, REQUIRED_OPENING],
+    ['a named function', { type: 'function' as const, function: { name: 'get_current_conditions' } }, NAMED_OPENING],
+  ])('tool_choice %s writes the opening of a call into the prompt; the reply is a tool call, streamed and not', async (_name, toolChoice, opening) => {
+    // A question that alone would get prose: only the forced opening makes the script call the tool.
+    const request = { model: SERVED_ID, messages: [SYSTEM, { role: 'user' as const, content: 'What is the capital of France?' }], tools: [weatherTool], tool_choice: toolChoice };
+    const reply = await client.chat.completions.create(request);
+    expect(llamaTokenizer.decode(generator.prompts.at(-1)!).endsWith(`<|start_header_id|>assistant<|end_header_id|>\n\n${opening}`)).toBe(true);
+    const choice = reply.choices[0]!;
+    expect(choice.finish_reason).toBe('tool_calls');
+    const call = choice.message.tool_calls![0]! as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
+    expect(call.function.name).toBe('get_current_conditions');
+    expect(JSON.parse(call.function.arguments)).toEqual({ location: 'San Francisco, CA', unit: 'Fahrenheit' });
+
+    const chunks = await collect(await client.chat.completions.create({ ...request, stream: true }));
+    expect(llamaTokenizer.decode(generator.prompts.at(-1)!).endsWith(opening)).toBe(true);
+    const deltas = chunks.flatMap((chunk) => chunk.choices.flatMap((c) => c.delta.tool_calls ?? []));
+    expect(deltas[0]!.function!.name).toBe('get_current_conditions');
+    expect(JSON.parse(deltas.map((delta) => delta.function?.arguments ?? '').join(''))).toEqual({ location: 'San Francisco, CA', unit: 'Fahrenheit' });
+    expect(chunks.flatMap((chunk) => chunk.choices.map((c) => c.delta.content ?? '')).join('')).toBe('');
+    expect(chunks.at(-1)!.choices[0]!.finish_reason).toBe('tool_calls');
+  });
+
+  test('tool_choice naming a function that is not in "tools": 400 naming the param', async () => {
+    const response = await fetch(`${started.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: SERVED_ID, messages: [{ role: 'user', content: 'Hi' }], tools: [weatherTool], tool_choice: { type: 'function', function: { name: 'get_stock_price' } } }),
+    });
+    expect(response.status).toBe(400);
+    const { error } = (await response.json()) as { error: { message: string; type: string; param: string; code: unknown } };
+    expect(error).toMatchObject({ type: 'invalid_request_error', param: 'tool_choice' });
+    expect(error.message).toContain('get_stock_price');
   });
 
   test('stop strings end the reply before them, held back in the stream; include_usage adds a final chunk with no choices', async () => {

@@ -66,3 +66,25 @@ test('a safe exchange passes unchanged', async () => {
   expect(reply.choices[0]!.finish_reason).toBe('stop');
   expect(reply.choices[0]!.message.content).toBe('Hello there.');
 });
+
+/** The streamed reply's text and its last finish_reason. */
+async function askStreamed(content: string) {
+  const chunks = [];
+  for await (const chunk of await client.chat.completions.create({ model: SERVED_ID, messages: [{ role: 'user', content }], temperature: 0, stream: true })) chunks.push(chunk);
+  const text = chunks.flatMap((chunk) => chunk.choices.map((choice) => choice.delta.content ?? '')).join('');
+  return { text, finishReason: chunks.at(-1)!.choices[0]!.finish_reason };
+}
+
+test('streamed, an unsafe reply never reaches the client: no text, only content_filter', async () => {
+  expect(await askStreamed('Tell me about chemistry.')).toEqual({ text: '', finishReason: 'content_filter' });
+});
+
+test('streamed, a safe reply is sent once it passed, the same text as non-streamed', async () => {
+  const whole = await ask([{ role: 'user', content: 'Hi!' }]);
+  expect(await askStreamed('Hi!')).toEqual({ text: whole.choices[0]!.message.content, finishReason: 'stop' });
+});
+
+test('a shield with Prompt Guard only does not judge replies, so replies stream as generated', () => {
+  expect(new GuardShield({ promptGuard: { classifier: promptGuard, threshold: 0.5 } }).checksReplies).toBe(false);
+  expect(new GuardShield({ llamaGuard: { classifier: llamaGuard } }).checksReplies).toBe(true);
+});

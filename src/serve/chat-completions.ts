@@ -152,7 +152,8 @@ function usage(promptTokens: number, outcomes: readonly ChoiceOutcome[]) {
  * tool call as vLLM streams it (`{index, id, type, function: {name, arguments: ""}}`, then
  * `{index, function: {arguments}}`), the finish chunk, and the usage chunk (`choices: []`) when
  * stream_options.include_usage asks for it. An error once the stream is open goes as
- * `data: {"error": …}` then `data: [DONE]`.
+ * `data: {"error": …}` then `data: [DONE]`. With a shield, each reply is generated whole and
+ * checked first, then sent as one content delta (or withheld with finish_reason "content_filter").
  */
 async function streamChoices(
   context: ServeContext,
@@ -160,10 +161,12 @@ async function streamChoices(
   request: ChatRequest,
   head: { id: string; created: number; model: string },
   promptTokens: number,
-  run: (index: number, listener: ChoiceListener) => Promise<ChoiceOutcome>,
+  run: (index: number, listener?: ChoiceListener) => Promise<ChoiceOutcome>,
 ): Promise<void> {
   const events = new EventStream(exchange.response);
   const usageField = request.includeUsage ? { usage: null } : {};
+  // With a shield that judges replies, nothing of a reply reaches the client before it passed.
+  const checksReplies = context.shield?.checksReplies ?? false;
   const opened = new Set<number>();
   const send = (index: number, delta: object, extra: { logprobs?: object | null; finish_reason?: string | null } = {}) => {
     // Each choice opens with its role chunk, sent with its first content (see EventStream).
@@ -176,7 +179,11 @@ async function streamChoices(
   const logprobsOf = (tokens: GeneratedToken[]) => (request.topLogprobs === null ? null : { content: chatLogprobs(context.model.tokenizer, tokens) });
   try {
     const outcomes = await Promise.all(indices(request.params.n).map(async (index) => {
-      const outcome = await run(index, { onProse: (text, tokens) => send(index, { content: text }, { logprobs: logprobsOf(tokens) }) });
+      const outcome = await run(index, checksReplies ? undefined : { onProse: (text, tokens) => send(index, { content: text }, { logprobs: logprobsOf(tokens) }) });
+      // A checked reply is shown once it has passed, whole (a withheld one has no content to send).
+      if (checksReplies && outcome.message.tool_calls === undefined && outcome.message.content) {
+        send(index, { content: outcome.message.content }, { logprobs: logprobsOf(outcome.tokens) });
+      }
       (outcome.message.tool_calls ?? []).forEach((call, callIndex) => {
         send(index, { tool_calls: [{ index: callIndex, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] });
         send(index, { tool_calls: [{ index: callIndex, function: { arguments: call.function.arguments } }] });

@@ -13,6 +13,8 @@ import type { Generator } from './scheduler.js';
  * Llama Guard shield hooks in here): false ends the reply with finish_reason "content_filter".
  */
 export interface ChatShield {
+  /** Whether replies are judged too (Llama Guard), so a streamed reply must be held until it passed. */
+  readonly checksReplies: boolean;
   allows(messages: readonly ChatMessage[]): Promise<boolean>;
 }
 

@@ -105,7 +105,7 @@ export class HerdServer {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname.replace(/\/+$/, '') || '/';
     const startedMs = performance.now();
     response.on('close', () => this.metrics.countRequest(ROUTES[path] ? path : 'other', response.writableFinished ? response.statusCode : 499));
-    this.applyCors(response);
+    this.applyCors(request, response);
     try {
       if (request.method === 'OPTIONS') {
         response.writeHead(204).end();
@@ -161,12 +161,13 @@ export class HerdServer {
     }
   }
 
-  private applyCors(response: ServerResponse): void {
+  private applyCors(request: IncomingMessage, response: ServerResponse): void {
     const origin = this.options.corsOrigin;
     if (origin === undefined) return;
     response.setHeader('Access-Control-Allow-Origin', origin);
     response.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
-    response.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type');
+    // The headers a preflight asks for are allowed: the openai package sends its own x-stainless-* ones.
+    response.setHeader('Access-Control-Allow-Headers', request.headers['access-control-request-headers'] ?? 'Authorization, Content-Type');
     if (origin !== '*') response.setHeader('Vary', 'Origin');
   }
 }

@@ -45,7 +45,7 @@ export async function generateTgiStream(context: ServeContext, exchange: Exchang
     });
     const final = sequence.tokens[sequence.tokens.length - 1];
     if (final !== undefined) {
-      events.send({ index: 0, token: tgiToken(context, final), generated_text: sequence.text, details: tgiDetails(context, sequence, seed, false) });
+      events.send({ index: 0, token: tgiToken(context, final), generated_text: sequence.text, details: { ...tgiDetails(context, sequence, seed, false), input_length: request.ids.length } });
     }
     events.end(false);
   } catch (error) {
