@@ -9,7 +9,7 @@ import { exampleLossSum } from '../src/train/loss.js';
 import { loadLoraModel, loraMatrices, train, type LoraModel, type TrainOptions } from '../src/train/trainer.js';
 import { readJson, TINY_LLAMA } from './fixtures.js';
 
-// --gradient-checkpointing on the tiny Llama 3.1 fixture (cpu backend): the same gradients as
+// --gradient-checkpointing on the tiny Llama 3.1 fixture (tfjs's wasm backend): the same gradients as
 // keeping every activation, with fewer tensors alive when the forward pass ends.
 const SETTINGS = validateLoraSettings({ r: 4, alpha: 8, dropout: 0.1, targetModules: ['q_proj', 'v_proj', 'o_proj', 'down_proj'] });
 const reference = readJson<{ cases: Array<{ name: string; prompt_ids: number[] }> }>(path.join(TINY_LLAMA, 'reference.json'));
@@ -22,8 +22,8 @@ let checkpointed: LoraModel;
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-ftckpt-'));
-  plain = await loadLoraModel(TINY_LLAMA, SETTINGS, 7, { backend: 'cpu' });
-  checkpointed = await loadLoraModel(TINY_LLAMA, SETTINGS, 7, { backend: 'cpu', gradientCheckpointing: true });
+  plain = await loadLoraModel(TINY_LLAMA, SETTINGS, 7, { backend: 'wasm' });
+  checkpointed = await loadLoraModel(TINY_LLAMA, SETTINGS, 7, { backend: 'wasm', gradientCheckpointing: true });
   // The same non-zero B in both, so every A and B has a gradient.
   for (const model of [plain, checkpointed]) {
     const random = seededRandom(3);

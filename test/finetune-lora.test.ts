@@ -12,7 +12,7 @@ import { assignLoraMatrices, loadLoraModel, loraMatrices, type LoraModel } from 
 import { readSafetensorsHeader } from '../src/formats/safetensors.js';
 import { readJson, TINY_LLAMA } from './fixtures.js';
 
-// LoRA beneath the one model definition, on tiny-llama-3.1 with the cpu backend.
+// LoRA beneath the one model definition, on tiny-llama-3.1 with tfjs's wasm backend.
 const SETTINGS: LoraSettings = validateLoraSettings({ r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj', 'o_proj', 'down_proj'] });
 const reference = readJson<{ cases: Array<{ name: string; prompt_ids: number[] }> }>(path.join(TINY_LLAMA, 'reference.json'));
 const PROMPT = Int32Array.from(reference.cases.find((c) => c.name === 'hello_digits')!.prompt_ids);
@@ -23,7 +23,7 @@ let tmp: string;
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-lora-'));
-  lora = await loadLoraModel(TINY_LLAMA, SETTINGS, 7, { backend: 'cpu' });
+  lora = await loadLoraModel(TINY_LLAMA, SETTINGS, 7, { backend: 'wasm' });
 });
 
 afterAll(() => {
@@ -53,7 +53,7 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
 }
 
 test('with B at zero the adapted model gives exactly the base model logits', async () => {
-  const base = await loadModel(TINY_LLAMA, { backend: 'cpu' });
+  const base = await loadModel(TINY_LLAMA, { backend: 'wasm' });
   try {
     expect(lora.lora.pairs).toHaveLength(2 * 4);
     for (const pair of lora.lora.pairs) expect(Array.from(pair.b.dataSync()).every((v) => v === 0)).toBe(true);
@@ -128,7 +128,7 @@ test('PEFT files: exact names, shapes and config keys; reloaded they give identi
   expect(shapes).toEqual(expected);
 
   const adapted = allLogits(lora.loaded.model, PROMPT);
-  const again = await loadLoraModel(TINY_LLAMA, SETTINGS, 99, { backend: 'cpu' });
+  const again = await loadLoraModel(TINY_LLAMA, SETTINGS, 99, { backend: 'wasm' });
   try {
     assignLoraMatrices(again.lora, readPeftAdapter(dir, again.loaded.config).matrices);
     expect(maxAbsDiff(allLogits(again.loaded.model, PROMPT), adapted)).toBe(0);
@@ -137,9 +137,9 @@ test('PEFT files: exact names, shapes and config keys; reloaded they give identi
   }
 
   // Merged into the weights (generate --adapter), the logits equal base + adapter within float error.
-  const merged = await loadModel(TINY_LLAMA, { backend: 'cpu', adapter: dir });
+  const merged = await loadModel(TINY_LLAMA, { backend: 'wasm', adapter: dir });
   try {
-    const base = await loadModel(TINY_LLAMA, { backend: 'cpu' });
+    const base = await loadModel(TINY_LLAMA, { backend: 'wasm' });
     const baseLogits = allLogits(base.model, PROMPT);
     base.model.dispose();
     const mergedLogits = allLogits(merged.model, PROMPT);

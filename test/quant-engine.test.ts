@@ -58,11 +58,11 @@ test('every format is written and the source folder is byte-identical', () => {
 });
 
 test('the engine loads every format and follows the source model greedily for the first tokens', async () => {
-  const base = await loadModel(source, { backend: 'cpu' });
+  const base = await loadModel(source, { backend: 'wasm' });
   const prompt = base.tokenizer.encode('Once upon a time', true);
   const reference = greedy(base, prompt, 12);
   for (const r of results) {
-    const loaded = await loadModel(r.path, { backend: 'cpu' });
+    const loaded = await loadModel(r.path, { backend: 'wasm' });
     const tokens = greedy(loaded, prompt, 12);
     // Q8_0 and F16 must match exactly (the issue's check); the 4-bit and FP8 formats keep at least the first tokens.
     if (r.format === 'gguf-q8_0' || r.format === 'gguf-f16') expect(tokens).toEqual(reference);
@@ -99,7 +99,7 @@ test('@huggingface/gguf parses the Q8_0 GGUF: llama metadata, tokenizer, tensor 
 });
 
 test('the tokenizer rebuilt from GGUF metadata encodes and decodes like the source tokenizer.json', async () => {
-  const loaded = await loadModel(results.find((r) => r.format === 'gguf-q8_0')!.path, { backend: 'cpu' });
+  const loaded = await loadModel(results.find((r) => r.format === 'gguf-q8_0')!.path, { backend: 'wasm' });
   const original = HerdTokenizer.fromDir(STORIES);
   const text = fs.readFileSync(DEFAULT_CALIBRATION_FILE, 'utf8').slice(0, 3000) + ' héllo 😀';
   expect(loaded.tokenizer.encode(text, true)).toEqual(original.encode(text, true));

@@ -22,7 +22,7 @@ test('a Llama 3.1 byte-level tokenizer and llama3 RoPE survive the GGUF round tr
   expect(m['tokenizer.ggml.eos_token_id']).toBe(128009);
   expect(typeof m['tokenizer.chat_template']).toBe('string');
   expect(parsed.tensorInfos.some((t) => t.name === 'rope_freqs.weight')).toBe(true);
-  const loaded = await loadModel(result!.path, { backend: 'cpu' });
+  const loaded = await loadModel(result!.path, { backend: 'wasm' });
   expect(loaded.config.ropeScaling).toEqual({ type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
   const original = HerdTokenizer.fromDir(TINY_LLAMA);
   const text = 'The capital of France is Paris. <|eot_id|> 1234567890 naïve';
