@@ -19,10 +19,10 @@ export const SLOW_SUITES = [
   'test/cli.test.ts', // 68 s: every command through the built CLI
   'test/eval-compare.test.ts', // 185 s
   'test/finetune-adapter-cli.test.ts', // 186 s
-  'test/finetune-checkpointing.test.ts', // 106 s
+  'test/finetune-checkpointing.test.ts', // 106 s on tfjs's cpu backend; about 6 s since it runs on wasm
   'test/finetune-cli.test.ts', // 47 s
   'test/guard-cli.test.ts', // 100 s at load 13: a CLI process per case, tiny-llama's 128k-row head
-  'test/finetune-lora.test.ts', // 83 s
+  'test/finetune-lora.test.ts', // 83 s on tfjs's cpu backend; about 11 s since it runs on wasm
   'test/finetune-qlora.test.ts', // 42 s
   'test/finetune-train.test.ts', // 142 s
   'test/finetune-dpo.test.ts', // 52-72 s at load 14 (about 16 s of CPU): DPO training runs, QLoRA and resume included
@@ -33,7 +33,7 @@ export const SLOW_SUITES = [
   'test/prompt.test.ts', // 114 s: a CLI process per case
   'test/remote-serve.test.ts', // 79 s: herd serve in a child process, the tiny model loaded twice
   'test/quant-engine.test.ts', // 131 s
-  'test/quant-gguf-llama3.test.ts', // 137 s
+  'test/quant-gguf-llama3.test.ts', // 137 s; 46 s in the run of 2026-12-02 (the reload on wasm)
   'test/quant-job.test.ts', // 220 s, of which 120 s the AWQ/GPTQ scorecard that then timed out (now smaller)
   'test/quant-gguf-mixes.test.ts', // 82 s: herd's mixes of the llama.cpp fixture model, block by block
   'test/gguf-chat.test.ts', // 32 s: a Llama 3.1 chat through a herd-written GGUF
