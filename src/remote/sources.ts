@@ -47,15 +47,9 @@ class StreamClock {
   }
 }
 
-export interface RemoteGenerationRequest {
-  promptIds: readonly number[];
-  maxNewTokens: number;
-  stopTokenIds: readonly number[];
+/** A TokenSource's request, with stop strings (herd generate's --stop); onToken comes once per streamed piece. */
+export interface RemoteGenerationRequest extends TokenRequest {
   stopStrings: readonly string[];
-  onText: (delta: string) => void;
-  /** Once per streamed piece (a token, on servers that stream token by token). */
-  onToken: () => void;
-  shouldStop: () => boolean;
 }
 
 export interface RemoteGeneration {
