@@ -24,7 +24,7 @@ static int has_avxvnni(void) {
 }
 #endif
 
-static const herd_kernels *kernels_of(const char *name) {
+static const herd_kernels *table_of(const char *name) {
   if (strcmp(name, "scalar") == 0) return &herd_kernels_scalar;
 #if defined(__x86_64__)
   if (strcmp(name, "avx2") == 0) return &herd_kernels_avx2;
@@ -32,6 +32,25 @@ static const herd_kernels *kernels_of(const char *name) {
   if (strcmp(name, "avx512") == 0) return &herd_kernels_avx512;
 #endif
   return NULL;
+}
+
+/* The chosen path's table, each kernel it leaves out (NULL) taken from the scalar path. */
+static herd_kernels completed;
+
+#define FROM_SCALAR(field) \
+  if (completed.field == NULL) completed.field = herd_kernels_scalar.field
+
+static const herd_kernels *kernels_of(const char *name) {
+  const herd_kernels *table = table_of(name);
+  if (table == NULL) return NULL;
+  completed = *table;
+  FROM_SCALAR(dot_f32);
+  FROM_SCALAR(f16_to_f32);
+  FROM_SCALAR(bf16_to_f32);
+  FROM_SCALAR(dot_q8_0);
+  FROM_SCALAR(dot_q4_0);
+  FROM_SCALAR(dot_q4_k);
+  return &completed;
 }
 
 int herd_isa_supported(const char *name, char *why, size_t why_size) {
@@ -74,7 +93,7 @@ int herd_choose_isa(const char *forced, herd_isa_choice *choice) {
   static const char *const preference[] = {"avx512", "avxvnni", "avx2"};
   char why[160];
   for (size_t i = 0; i < sizeof preference / sizeof preference[0]; i++) {
-    if (kernels_of(preference[i]) && herd_isa_supported(preference[i], why, sizeof why)) {
+    if (table_of(preference[i]) && herd_isa_supported(preference[i], why, sizeof why)) {
       choice->kernels = kernels_of(preference[i]);
       snprintf(choice->reason, sizeof choice->reason, "the best path this CPU supports (CPUID and XCR0)");
       return 1;

@@ -102,4 +102,12 @@ static float dot_q4_k(const uint8_t *w, const int8_t *x, const float *xd, const 
   return total;
 }
 
-const herd_kernels herd_kernels_scalar = {"scalar", dot_f32, f16_to_f32, bf16_to_f32, dot_q8_0, dot_q4_0, dot_q4_k};
+const herd_kernels herd_kernels_scalar = {
+    .name = "scalar",
+    .dot_f32 = dot_f32,
+    .f16_to_f32 = f16_to_f32,
+    .bf16_to_f32 = bf16_to_f32,
+    .dot_q8_0 = dot_q8_0,
+    .dot_q4_0 = dot_q4_0,
+    .dot_q4_k = dot_q4_k,
+};

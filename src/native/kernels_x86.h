@@ -151,5 +151,13 @@ static float dot_q4_k(const uint8_t *w, const int8_t *x, const float *xd, const 
   return hsum8(acc) - mins_total;
 }
 
-const herd_kernels HERD_TABLE = {HERD_PATH_NAME, dot_f32, f16_to_f32, bf16_to_f32, dot_q8_0, dot_q4_0, dot_q4_k};
+const herd_kernels HERD_TABLE = {
+    .name = HERD_PATH_NAME,
+    .dot_f32 = dot_f32,
+    .f16_to_f32 = f16_to_f32,
+    .bf16_to_f32 = bf16_to_f32,
+    .dot_q8_0 = dot_q8_0,
+    .dot_q4_0 = dot_q4_0,
+    .dot_q4_k = dot_q4_k,
+};
 #endif
