@@ -1,5 +1,6 @@
 import { dequantizeBlocks, quantizeBlocks } from '../src/formats/ggml-blocks.js';
 import { dequantizeQ4K, quantizeQ4K } from '../src/formats/ggml-k-blocks.js';
+import { dequantizeKQuant, K_QUANT_BYTES } from '../src/formats/ggml-k-quants.js';
 import { floatToHalf, halfToFloat } from '../src/formats/half.js';
 import { seededRandom } from '../src/engine/sampling.js';
 import { ISA_NAMES, requireNativeAddon } from '../src/native/addon.js';
@@ -15,7 +16,11 @@ import { NATIVE_FORMAT_CODES } from '../src/native/native-ops.js';
 const addon = requireNativeAddon();
 const runnable = ISA_NAMES.filter((name) => addon.info().paths[name] === '');
 
-type Format = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K';
+type Format = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K' | KQuant;
+type KQuant = 'Q6_K' | 'Q5_K' | 'Q3_K' | 'Q2_K';
+/** Byte offsets of each super-block's f16 scales (d, and dmin where the format has minimums). */
+const K_QUANT_HALVES: Record<KQuant, number[]> = { Q6_K: [208], Q5_K: [0, 2], Q3_K: [108], Q2_K: [80, 82] };
+const isKQuant = (format: Format): format is KQuant => format in K_QUANT_HALVES;
 
 const gaussian = (seed: number, count: number) => {
   const draw = seededRandom(seed);
@@ -27,12 +32,29 @@ const packedCache = new Map<string, { bytes: Uint8Array; weights: Float32Array }
 
 function packedRandom(format: Format, rows: number, cols: number, seed: number) {
   const key = `${format}/${rows}/${cols}/${seed}`;
-  if (!packedCache.has(key)) packedCache.set(key, pack(format, gaussian(seed, rows * cols)));
+  if (!packedCache.has(key)) packedCache.set(key, isKQuant(format) ? randomKQuant(format, rows * cols, seed) : pack(format, gaussian(seed, rows * cols)));
   return packedCache.get(key)!;
 }
 
+/**
+ * Super-blocks of random bytes (every code, scale and high-bit pattern, Q6_K's negative scales
+ * included) with f16 scales of 0.001..0.011, and the weights herd's dequantizer reads from them.
+ */
+function randomKQuant(format: KQuant, count: number, seed: number) {
+  const draw = seededRandom(seed);
+  const blockBytes = K_QUANT_BYTES[format];
+  const bytes = Uint8Array.from({ length: (count / 256) * blockBytes }, () => Math.floor(draw() * 256));
+  for (let block = 0; block < bytes.length; block += blockBytes) {
+    for (const at of K_QUANT_HALVES[format]) {
+      const half = floatToHalf(0.001 + 0.01 * draw());
+      bytes.set([half & 0xff, half >> 8], block + at);
+    }
+  }
+  return { bytes, weights: dequantizeKQuant(format, bytes, count) };
+}
+
 /** Stored bytes of the values in a format, and the weights they stand for (the reference's view of them). */
-function pack(format: Format, values: Float32Array): { bytes: Uint8Array; weights: Float32Array } {
+function pack(format: Exclude<Format, KQuant>, values: Float32Array): { bytes: Uint8Array; weights: Float32Array } {
   switch (format) {
     case 'F32':
       return { bytes: new Uint8Array(values.slice().buffer), weights: values };
@@ -56,11 +78,11 @@ function pack(format: Format, values: Float32Array): { bytes: Uint8Array; weight
 }
 
 /**
- * The activations as the int8 products see them: blocks of 32 (Q8_0, Q4_0) or 256 (Q4_K) with
+ * The activations as the int8 products see them: blocks of 32 (Q8_0, Q4_0) or 256 (the K-quants) with
  * scale max|x| / 127 and codes round(x / scale), as llama.cpp quantizes them.
  */
 function quantizedActivations(format: Format, x: Float32Array): Float64Array {
-  const block = format === 'Q4_K' ? 256 : format === 'Q8_0' || format === 'Q4_0' ? 32 : 0;
+  const block = format === 'Q4_K' || isKQuant(format) ? 256 : format === 'Q8_0' || format === 'Q4_0' ? 32 : 0;
   if (block === 0) return Float64Array.from(x);
   const out = new Float64Array(x.length);
   for (let start = 0; start < x.length; start += block) {
@@ -102,6 +124,11 @@ const LINEAR_SHAPES: Array<[Format, number, number]> = [
   ['Q8_0', 37, 96],
   ['Q4_0', 37, 96],
   ['Q4_K', 37, 512],
+  // Two and three super-blocks.
+  ['Q6_K', 37, 768],
+  ['Q5_K', 37, 512],
+  ['Q3_K', 37, 768],
+  ['Q2_K', 37, 512],
 ];
 const results = new Map<string, Float32Array>();
 
@@ -134,6 +161,8 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     addon.embedding(NATIVE_FORMAT_CODES[format]!, bytes, rows, cols, ids, out);
     const expected = [...ids].flatMap((id) => [...weights.subarray(id * cols, (id + 1) * cols)]);
     expectWithin(out, expected, (i) => 1e-6 * Math.max(1, Math.abs(expected[i]!)));
+    // The K-quant rows round each product to float32 in ggml's order, as herd's dequantizer does: bit for bit.
+    if (isKQuant(format)) expect(out).toEqual(Float32Array.from(expected));
   });
 
   test.each([['f32'], ['f16']] as const)('attention over an %s cache: 3 cached positions, then 4 rows, 6 heads on 2 kv heads of 40', (type) => {
@@ -210,8 +239,8 @@ test('every path and thread count computes the same linear products (within floa
     const largest = Math.max(...scalar.map(Math.abs));
     expectWithin(y, scalar, () => 1e-5 * largest);
   }
-  // 6 formats × 2 token counts × each path × 2 thread counts.
-  expect(results.size).toBe(24 * runnable.length);
+  // 10 formats × 2 token counts × each path × 2 thread counts.
+  expect(results.size).toBe(40 * runnable.length);
 });
 
 test('a path this build does not have is refused with the reason', () => {

@@ -50,6 +50,10 @@ static const herd_kernels *kernels_of(const char *name) {
   FROM_SCALAR(dot_q8_0);
   FROM_SCALAR(dot_q4_0);
   FROM_SCALAR(dot_q4_k);
+  FROM_SCALAR(dot_q6_k);
+  FROM_SCALAR(dot_q5_k);
+  FROM_SCALAR(dot_q3_k);
+  FROM_SCALAR(dot_q2_k);
   return &completed;
 }
 

@@ -6,7 +6,10 @@
 #include <stdint.h>
 
 /* Stored weight formats the native kernels compute on (codes shared with src/native/addon.ts). */
-enum herd_format { FMT_F32 = 0, FMT_F16 = 1, FMT_BF16 = 2, FMT_Q8_0 = 3, FMT_Q4_0 = 4, FMT_Q4_K = 5 };
+enum herd_format {
+  FMT_F32 = 0, FMT_F16 = 1, FMT_BF16 = 2, FMT_Q8_0 = 3, FMT_Q4_0 = 4, FMT_Q4_K = 5,
+  FMT_Q6_K = 6, FMT_Q5_K = 7, FMT_Q3_K = 8, FMT_Q2_K = 9, /* src/native/kquants.h */
+};
 
 #define QK 32      /* weights per Q8_0 / Q4_0 block, and per Q4_K sub-block */
 #define QK_K 256   /* weights per Q4_K super-block */
@@ -35,6 +38,11 @@ typedef struct {
   float (*dot_q8_0)(const uint8_t *w, const int8_t *x, const float *xd, int nb);
   float (*dot_q4_0)(const uint8_t *w, const int8_t *x, const float *xd, int nb);
   float (*dot_q4_k)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+  /* The other K-quants (kquants.h): Q8_K activations whose xs are the sums of each 16 codes. */
+  float (*dot_q6_k)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+  float (*dot_q5_k)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+  float (*dot_q3_k)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+  float (*dot_q2_k)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
 } herd_kernels;
 
 extern const herd_kernels herd_kernels_scalar;

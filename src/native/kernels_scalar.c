@@ -1,6 +1,7 @@
 /* The portable path: plain C the compiler may vectorize for the baseline ISA (SSE2 on x86-64). */
 #include <string.h>
 #include "herd_native.h"
+#include "kquants.h"
 
 float herd_half_to_float(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff, bits;
@@ -110,4 +111,8 @@ const herd_kernels herd_kernels_scalar = {
     .dot_q8_0 = dot_q8_0,
     .dot_q4_0 = dot_q4_0,
     .dot_q4_k = dot_q4_k,
+    .dot_q6_k = herd_dot_q6_k_scalar,
+    .dot_q5_k = herd_dot_q5_k_scalar,
+    .dot_q3_k = herd_dot_q3_k_scalar,
+    .dot_q2_k = herd_dot_q2_k_scalar,
 };

@@ -24,6 +24,7 @@
 #include <immintrin.h>
 #include <string.h>
 #include "herd_native.h"
+#include "kquants.h"
 
 #if HERD_PATH == HERD_AVX2
 /* pmaddubsw pairs to int16 (no overflow: |w| ≤ 128, |x| ≤ 127), then pmaddwd to int32. */
@@ -151,6 +152,8 @@ static float dot_q4_k(const uint8_t *w, const int8_t *x, const float *xd, const 
   return hsum8(acc) - mins_total;
 }
 
+#include "kquants_x86.h"
+
 const herd_kernels HERD_TABLE = {
     .name = HERD_PATH_NAME,
     .dot_f32 = dot_f32,
@@ -159,5 +162,9 @@ const herd_kernels HERD_TABLE = {
     .dot_q8_0 = dot_q8_0,
     .dot_q4_0 = dot_q4_0,
     .dot_q4_k = dot_q4_k,
+    .dot_q6_k = dot_q6_k,
+    .dot_q5_k = dot_q5_k,
+    .dot_q3_k = dot_q3_k,
+    .dot_q2_k = dot_q2_k,
 };
 #endif

@@ -7,7 +7,10 @@ import type { KvCacheType } from '../kernels/wasm-ops.js';
 import { requireNativeAddon, type NativeAddon, type NativeInfo } from './addon.js';
 
 /** Stored formats the native kernels compute on, with the codes of src/native/herd_native.h. */
-export const NATIVE_FORMAT_CODES: Partial<Record<PackedFormat, number>> = { F32: 0, F16: 1, BF16: 2, Q8_0: 3, Q4_0: 4, Q4_K: 5 };
+export const NATIVE_FORMAT_CODES: Partial<Record<PackedFormat, number>> = {
+  F32: 0, F16: 1, BF16: 2, Q8_0: 3, Q4_0: 4, Q4_K: 5,
+  Q6_K: 6, Q5_K: 7, Q3_K: 8, Q2_K: 9,
+};
 
 /** Whether the native kernels compute on every one of a model's stored formats. */
 export function nativeSupportsAll(formats: Iterable<string>): boolean {

@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include "kquants.h"
 #include "ops.h"
 #include "pool.h"
 
@@ -14,6 +15,10 @@ size_t herd_row_bytes(int format, int cols) {
     case FMT_Q8_0: return cols % QK ? 0 : (size_t)(cols / QK) * Q8_0_BYTES;
     case FMT_Q4_0: return cols % QK ? 0 : (size_t)(cols / QK) * Q4_0_BYTES;
     case FMT_Q4_K: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * Q4_K_BYTES;
+    case FMT_Q6_K:
+    case FMT_Q5_K:
+    case FMT_Q3_K:
+    case FMT_Q2_K: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * herd_kquant_block_bytes(format);
     default: return 0;
   }
 }
@@ -31,13 +36,22 @@ void herd_quantize_q8_0(const float *x, int cols, int8_t *codes, float *scales) 
   for (int b = 0; b < cols / QK; b++) scales[b] = quantize_block(x + b * QK, QK, codes + b * QK);
 }
 
-void herd_quantize_q8_k(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums) {
+/* Q8_K blocks of 256 and the sum of each `width` codes. */
+static void quantize_q8_k_summed(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums, int width) {
   for (int b = 0; b < cols / QK_K; b++) scales[b] = quantize_block(x + b * QK_K, QK_K, codes + b * QK_K);
-  for (int j = 0; j < cols / QK; j++) {
+  for (int j = 0; j < cols / width; j++) {
     int32_t sum = 0;
-    for (int i = 0; i < QK; i++) sum += codes[j * QK + i];
+    for (int i = 0; i < width; i++) sum += codes[j * width + i];
     sums[j] = sum;
   }
+}
+
+void herd_quantize_q8_k(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums) {
+  quantize_q8_k_summed(x, cols, codes, scales, sums, QK);
+}
+
+void herd_quantize_q8_k16(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums) {
+  quantize_q8_k_summed(x, cols, codes, scales, sums, KQ_GROUP);
 }
 
 /* Rows per unit of work a thread takes at a time: enough to amortise the shared counter. */
@@ -60,10 +74,16 @@ typedef struct {
 static float quantized_dot(const linear_job *job, const uint8_t *row, int t) {
   const int cols = job->cols;
   const int8_t *codes = job->codes + (size_t)t * cols;
+  const float *k_scales = job->scales + (size_t)t * (cols / QK_K);
+  const int32_t *sums16 = job->sums + (size_t)t * (cols / KQ_GROUP);
   switch (job->format) {
     case FMT_Q8_0: return job->k->dot_q8_0(row, codes, job->scales + (size_t)t * (cols / QK), cols / QK);
     case FMT_Q4_0: return job->k->dot_q4_0(row, codes, job->scales + (size_t)t * (cols / QK), cols / QK);
-    default: return job->k->dot_q4_k(row, codes, job->scales + (size_t)t * (cols / QK_K), job->sums + (size_t)t * (cols / QK), cols / QK_K);
+    case FMT_Q6_K: return job->k->dot_q6_k(row, codes, k_scales, sums16, cols / QK_K);
+    case FMT_Q5_K: return job->k->dot_q5_k(row, codes, k_scales, sums16, cols / QK_K);
+    case FMT_Q3_K: return job->k->dot_q3_k(row, codes, k_scales, sums16, cols / QK_K);
+    case FMT_Q2_K: return job->k->dot_q2_k(row, codes, k_scales, sums16, cols / QK_K);
+    default: return job->k->dot_q4_k(row, codes, k_scales, job->sums + (size_t)t * (cols / QK), cols / QK_K);
   }
 }
 
@@ -101,7 +121,7 @@ int herd_linear(const herd_kernels *k, int format, const uint8_t *w, int rows, i
     scratch = job.row_floats = malloc((size_t)herd_pool_threads() * cols * sizeof(float));
   } else if (format >= FMT_Q8_0) {
     const size_t values = (size_t)tokens * cols;
-    scratch = malloc(values + values / QK * (sizeof(float) + sizeof(int32_t)));
+    scratch = malloc(values + values / QK * sizeof(float) + values / KQ_GROUP * sizeof(int32_t));
     if (scratch != NULL) {
       int8_t *codes = scratch;
       float *scales = (float *)(codes + values);
@@ -109,6 +129,7 @@ int herd_linear(const herd_kernels *k, int format, const uint8_t *w, int rows, i
       for (int t = 0; t < tokens; t++) {
         const float *row = x + (size_t)t * cols;
         if (format == FMT_Q4_K) herd_quantize_q8_k(row, cols, codes + (size_t)t * cols, scales + (size_t)t * (cols / QK_K), sums + (size_t)t * (cols / QK));
+        else if (herd_kquant_block_bytes(format)) herd_quantize_q8_k16(row, cols, codes + (size_t)t * cols, scales + (size_t)t * (cols / QK_K), sums + (size_t)t * (cols / KQ_GROUP));
         else herd_quantize_q8_0(row, cols, codes + (size_t)t * cols, scales + (size_t)t * (cols / QK));
       }
       job.codes = codes;
@@ -142,6 +163,10 @@ static void dequantize_row(int format, const uint8_t *row, int cols, float *out)
         }
       }
       return;
+    case FMT_Q6_K:
+    case FMT_Q5_K:
+    case FMT_Q3_K:
+    case FMT_Q2_K: herd_dequantize_kquant_row(format, row, cols, out); return;
     default:
       for (int b = 0; b < cols / QK_K; b++, row += Q4_K_BYTES) {
         const float d = herd_half_to_float((uint16_t)(row[0] | row[1] << 8)), dmin = herd_half_to_float((uint16_t)(row[2] | row[3] << 8));

@@ -11,6 +11,8 @@ void herd_embedding(int format, const uint8_t *table, int cols, const int32_t *i
 /* Quantizes one row of activations as llama.cpp does for the int8 dot products (Q8_0 or Q8_K blocks). */
 void herd_quantize_q8_0(const float *x, int cols, int8_t *codes, float *scales);
 void herd_quantize_q8_k(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums);
+/* Q8_K with the sum of each 16 codes, for Q6_K, Q5_K, Q3_K and Q2_K (kquants.h). */
+void herd_quantize_q8_k16(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums);
 
 void herd_rmsnorm(const float *x, const float *w, float *y, int dim, int rows, float eps);
 void herd_rope(float *x, const float *cos, const float *sin, int rows, int heads, int head_dim);

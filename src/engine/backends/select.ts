@@ -139,7 +139,7 @@ function probeNative(): BackendProbe {
   const { addon, reason } = loadNativeAddon();
   if (!addon) return { name: 'native', available: false, reason };
   const { isa, reason: why } = addon.info();
-  return { name: 'native', available: true, reason: `herd's native C kernels on the ${isa} path (${why}; F32, F16, BF16, Q8_0, Q4_0, Q4_K weights)` };
+  return { name: 'native', available: true, reason: `herd's native C kernels on the ${isa} path (${why}; F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, Q5_K, Q3_K, Q2_K weights)` };
 }
 
 async function importOptional(packageName: string): Promise<void> {
