@@ -7,94 +7,17 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadModel, type LoadedModel } from '../src/engine/load.js';
-import { argmax, logSoftmax } from '../src/engine/sampling.js';
 import { GgmlType } from '../src/formats/gguf.js';
 import { readGgufModel } from '../src/formats/gguf-split.js';
-import { GGUF_LLAMACPP, readJson } from './fixtures.js';
+import { compareSteps, fixtureFile, KERNEL_TOLERANCES, meanNll, reference } from './gguf-llamacpp-reference.js';
 import { copyGguf, patchTensorInfo, writeSplitGguf } from './gguf-rewrite.js';
 
-interface Step {
-  id: number;
-  logprob: number;
-  top: Array<[number, number]>;
-  top1_top2_logprob_gap: number;
-}
-interface CaseRun {
-  generated_ids: number[];
-  steps: Step[];
-}
-interface FileReference {
-  file: string;
-  tensor_types: Record<string, string>;
-  llama_cpp: { cases: Record<string, CaseRun>; nll: { long_story: { mean_nll: number } } };
-  dequant_oracle: { cases: Record<string, CaseRun>; nll: { long_story: { mean_nll: number } } };
-}
-interface Reference {
-  cases: Array<{ name: string; text: string; add_bos: boolean; prompt_ids: number[] }>;
-  tokenizer_vectors: Array<{ text: string; ids: number[] }>;
-  files: Record<string, FileReference>;
-}
-
-const reference = readJson<Reference>(path.join(GGUF_LLAMACPP, 'reference.json'));
 const longStory = reference.cases.find((c) => c.name === 'long_story')!;
 const FILES = ['Q8_0', 'Q6_K', 'Q5_K_M', 'Q4_K_M'];
-
-/**
- * Largest |logprob difference| allowed on the kernels (the default backend for these files), from
- * what was measured on llama.cpp's top-5 along each reference sequence. The Q8_0 and Q4_K kernels
- * round activations to 8 bits as llama.cpp does, but not with its summation order, so they stay
- * about as far from exact math as llama.cpp is; the Q6_K and Q5_K kernels multiply float32
- * activations, which is exact math to float rounding and, per the fixture README, only about 0.2
- * from llama.cpp.
- */
-const KERNEL_TOLERANCES: Record<string, { oracle: number; llamaCpp: number }> = {
-  // Q8_0 kernel: measured 0.092 from exact math (llama.cpp: 0.089) and 0.082 from llama.cpp.
-  Q8_0: { oracle: 0.12, llamaCpp: 0.1 },
-  // Q6_K kernel (float activations): measured 6.6e-6 and 0.160.
-  Q6_K: { oracle: 1e-4, llamaCpp: 0.2 },
-  // Q5_K and Q6_K kernels (float activations): measured 4.9e-6 and 0.174.
-  Q5_K_M: { oracle: 1e-4, llamaCpp: 0.2 },
-  // Q4_K kernel (8-bit activations) beside the Q6_K kernel: measured 0.042 and 0.176.
-  Q4_K_M: { oracle: 0.06, llamaCpp: 0.2 },
-};
 /** The tfjs path dequantizes every tensor at load and computes in float32: measured ≤ 1.3e-5. */
 const FLOAT_VS_ORACLE = 1e-4;
 
-const fixtureFile = (type: string) => path.join(GGUF_LLAMACPP, reference.files[type]!.file);
 const load = (file: string, backend: string) => loadModel(file, { backend, threads: 1 });
-
-/** Log-probabilities at every position of one pass over `ids` (llama.cpp's teacher forcing). */
-function teacherForced(loaded: LoadedModel, ids: number[]): Float64Array[] {
-  const cache = loaded.model.createCache(ids.length);
-  const logits = loaded.model.forward(Int32Array.from(ids), cache, { allPositions: true });
-  cache.dispose();
-  const vocab = loaded.config.vocabSize;
-  return ids.map((_, position) => logSoftmax(logits.subarray(position * vocab, (position + 1) * vocab)));
-}
-
-function meanNll(loaded: LoadedModel, ids: number[]): number {
-  const rows = teacherForced(loaded, ids);
-  let total = 0;
-  for (let position = 0; position + 1 < ids.length; position++) total -= rows[position]![ids[position + 1]!]!;
-  return total / (ids.length - 1);
-}
-
-/**
- * Teacher-forces a reference continuation and compares every step: the largest difference on its
- * top-5 logprobs, and the steps whose argmax differs although the reference's top-1/top-2 gap is
- * larger than `gapAbove` (a smaller gap may flip under the tolerance allowed).
- */
-function compareSteps(loaded: LoadedModel, promptIds: number[], run: CaseRun, gapAbove: number) {
-  const rows = teacherForced(loaded, [...promptIds, ...run.generated_ids]);
-  let maxDiff = 0;
-  const argmaxDiffers: number[] = [];
-  run.steps.forEach((step, index) => {
-    const row = rows[promptIds.length - 1 + index]!;
-    for (const [id, logprob] of step.top) maxDiff = Math.max(maxDiff, Math.abs(row[id]! - logprob));
-    if (step.top1_top2_logprob_gap > gapAbove && argmax(Float32Array.from(row)) !== step.id) argmaxDiffers.push(index);
-  });
-  return { maxDiff, argmaxDiffers };
-}
 
 describe.each(FILES)('llama.cpp %s file', (type) => {
   const expected = reference.files[type]!;
@@ -158,10 +81,10 @@ describe.each(FILES)('llama.cpp %s file', (type) => {
   });
 });
 
-// The native kernels when they compute on every tensor type of the file (Q8_0 only, so far), else the WASM kernels.
-test.each(FILES)('herd\'s kernels are the backend chosen automatically for the %s file (they compute on its types as stored)', async (type) => {
+// The native kernels compute on every tensor type of the four files (Q8_0, Q4_K, Q5_K, Q6_K and F32).
+test.each(FILES)('herd\'s native kernels are the backend chosen automatically for the %s file (they compute on its types as stored)', async (type) => {
   const loaded = await loadModel(fixtureFile(type), { threads: 1 });
-  expect(loaded.model.backendName).toBe(type === 'Q8_0' ? 'native' : 'kernels');
+  expect(loaded.model.backendName).toBe('native');
   loaded.model.dispose();
 });
 

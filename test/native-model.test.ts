@@ -1,3 +1,4 @@
+import { jest } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { generate } from '../src/engine/generate.js';
@@ -5,6 +6,7 @@ import { loadModel } from '../src/engine/load.js';
 import { GREEDY } from '../src/engine/sampling.js';
 import { BIN } from './herd-cli.js';
 import { GGUF_LLAMACPP, STORIES, TINY_LLAMA, readJson } from './fixtures.js';
+import { compareSteps, fixtureFile, KERNEL_TOLERANCES, reference } from './gguf-llamacpp-reference.js';
 import { HANG_GUARD_MS } from './hang-guard.js';
 
 /**
@@ -47,8 +49,8 @@ test('stories260K (F32) on 3 threads: the 40 reference tokens', async () => {
   expect(result.generatedIds).toEqual(reference.generated_ids);
 });
 
-// Q4_K_M's Q6_K tensors are widened to float32 on the native backend (exact math, as the WASM
-// kernels' Q6_K path computes): the Q4_K matrices decide whether the tokens agree.
+// Q4_K_M's Q6_K matrices run on 8-bit activations here and on float ones in the WASM kernels:
+// the tokens agree where the top two are further apart than that rounding moves them.
 test.each(['model-Q8_0.gguf', 'model-Q4_K_M.gguf'])('%s: native greedy tokens equal the WASM kernels\'', async (file) => {
   const model = path.join(GGUF_LLAMACPP, file);
   const [native, kernels] = [await greedy(model, 'native', storyStart, 16), await greedy(model, 'kernels', storyStart, 16)];
@@ -56,9 +58,30 @@ test.each(['model-Q8_0.gguf', 'model-Q4_K_M.gguf'])('%s: native greedy tokens eq
   expect(native.result.generatedIds).toEqual(kernels.result.generatedIds);
 });
 
-test('automatic selection: native for a file of types it computes on, the WASM kernels when one tensor is not (Q6_K)', async () => {
-  expect((await loadModel(path.join(GGUF_LLAMACPP, 'model-Q8_0.gguf'), { threads: 1 })).model.backendName).toBe('native');
-  expect((await loadModel(path.join(GGUF_LLAMACPP, 'model-Q4_K_M.gguf'), { threads: 1 })).model.backendName).toBe('kernels');
+// Teacher-forced along llama.cpp's greedy sequences. llama.cpp quantizes the activations of its Q6_K
+// and Q5_K products to Q8_K as these kernels do, so they stay near it (measured 0.036-0.14; the WASM
+// kernels, on float activations, 0.16-0.17) and 0.09-0.17 from exact math, about where llama.cpp is:
+// the WASM kernels' bound against exact math (1e-4, float activations) cannot apply.
+test.each(['Q6_K', 'Q5_K_M'])('%s file on the native kernels: logprobs within the WASM kernels\' bound of llama.cpp\'s', async (type) => {
+  const loaded = await loadModel(fixtureFile(type), { backend: 'native', threads: 2 });
+  expect(loaded.model.backendName).toBe('native');
+  const tolerance = KERNEL_TOLERANCES[type]!;
+  for (const c of reference.cases) {
+    const againstLlamaCpp = compareSteps(loaded, c.prompt_ids, reference.files[type]!.llama_cpp.cases[c.name]!, 2 * tolerance.llamaCpp);
+    expect(againstLlamaCpp.argmaxDiffers).toEqual([]);
+    expect(againstLlamaCpp.maxDiff).toBeLessThan(tolerance.llamaCpp);
+  }
+});
+
+test('automatic selection: native for the four llama.cpp files (Q8_0, Q4_K, Q5_K, Q6_K and F32 tensors), none widened', async () => {
+  const stderr: string[] = [];
+  const spy = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => stderr.push(String(chunk)) > 0);
+  try {
+    for (const type of ['Q8_0', 'Q4_K_M', 'Q5_K_M', 'Q6_K']) expect((await loadModel(fixtureFile(type), { threads: 1 })).model.backendName).toBe('native');
+  } finally {
+    spy.mockRestore();
+  }
+  expect(stderr.join('')).not.toMatch(/widening/);
 });
 
 function herdWith(env: Record<string, string>, args: string[], input?: string) {
