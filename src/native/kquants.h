@@ -19,13 +19,6 @@
 #define Q2_K_BYTES 84
 #define KQ_GROUP 16 /* weights per scale in Q6_K, Q3_K and Q2_K; values per activation sum */
 
-/* Q3_K's scale of group j (0..15), its offset of 32 removed: low nibbles in bytes 0..7, top two bits in bytes 8..11. */
-static inline int herd_q3k_scale(int j, const uint8_t *scales) {
-  const int low = j < 8 ? scales[j] & 0xf : scales[j - 8] >> 4;
-  const int high = (scales[8 + (j % 4)] >> (2 * (j / 4))) & 3;
-  return (low | (high << 4)) - 32;
-}
-
 /* The scalar path's dot products (kquants_scalar.c); the SIMD paths' are in kquants_x86.h. */
 float herd_dot_q6_k_scalar(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
 float herd_dot_q5_k_scalar(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);

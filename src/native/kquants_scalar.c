@@ -1,9 +1,10 @@
 /*
- * The K-quants on the portable path: each super-block's codes unpacked to bytes (as llama.cpp's
- * generic ggml_vec_dot_q*_K_q8_K do), then integer products per group of 16 scaled by the
- * group's integer scale; the float scales multiply once per super-block. The same unpacking
- * serves the embedding rows (dequantize).
+ * The K-quants on the portable path: each super-block unpacked to byte codes and a scale and
+ * minimum per group of 16 (as llama.cpp's generic ggml_vec_dot_q*_K_q8_K do), then integer
+ * products per group times the group's scale; the float scales multiply once per super-block.
+ * The same unpacking serves the embedding rows (dequantize).
  */
+#include <string.h>
 #include "kquants.h"
 
 static float half_at(const uint8_t *p) { return herd_half_to_float((uint16_t)(p[0] | p[1] << 8)); }
@@ -44,6 +45,20 @@ static void q3k_codes(const uint8_t *w, int8_t *q) {
   }
 }
 
+/*
+ * Q3_K's sixteen group scales, their offset of 32 removed. Scale j has its low nibble in byte j
+ * (j < 8) or the high nibble of byte j − 8, and its top two bits at bits 2(j / 4).. of byte
+ * 8 + j % 4: four at a time in 32-bit words, as llama.cpp unpacks them.
+ */
+static void q3k_scales(const uint8_t *packed, int8_t *scales) {
+  uint32_t low[2], high, words[4];
+  memcpy(low, packed, 8);
+  memcpy(&high, packed + 8, 4);
+  for (int k = 0; k < 4; k++) words[k] = ((low[k & 1] >> (4 * (k >> 1))) & 0x0f0f0f0fu) | (((high >> (2 * k)) & 0x03030303u) << 4);
+  memcpy(scales, words, 16);
+  for (int j = 0; j < 16; j++) scales[j] = (int8_t)(scales[j] - 32);
+}
+
 /* Weight 128h + 32i + l of Q2_K: bits 2i..2i+1 of qs[32h + l] (Q3_K's low bits, without the third). */
 static void q2k_codes(const uint8_t *w, int8_t *q) {
   const uint8_t *qs = w + 16;
@@ -54,81 +69,75 @@ static void q2k_codes(const uint8_t *w, int8_t *q) {
   }
 }
 
-/* Σ q·x over each of the 16 groups of 16 in a super-block. */
-static void group_dots(const int8_t *q, const int8_t *x, int32_t *dots) {
-  for (int g = 0; g < QK_K / KQ_GROUP; g++) {
-    int32_t sum = 0;
-    for (int i = 0; i < KQ_GROUP; i++) sum += q[KQ_GROUP * g + i] * x[KQ_GROUP * g + i];
-    dots[g] = sum;
-  }
-}
-
-float herd_dot_q6_k_scalar(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
-  (void)xs; /* the codes are signed once unpacked */
-  float total = 0;
+/* One super-block unpacked: codes as the format means them, a scale and a minimum per group of 16. */
+typedef struct {
   int8_t q[QK_K];
-  int32_t dots[16];
-  for (int b = 0; b < nb; b++, w += Q6_K_BYTES, x += QK_K) {
-    q6k_codes(w, q);
-    group_dots(q, x, dots);
-    const int8_t *scales = (const int8_t *)(w + 192);
-    int32_t sum = 0;
-    for (int g = 0; g < 16; g++) sum += scales[g] * dots[g];
-    total += half_at(w + 208) * xd[b] * (float)sum;
-  }
-  return total;
-}
+  int scale[QK_K / KQ_GROUP], min[QK_K / KQ_GROUP]; /* Q5_K's per 32, repeated; min 0 where the format has none */
+  float d, dmin;                                    /* dmin 0 where the format has no minimums */
+} unpacked_block;
 
-float herd_dot_q5_k_scalar(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
-  float total = 0;
-  int8_t q[QK_K];
-  int32_t dots[16];
-  for (int b = 0; b < nb; b++, w += Q5_K_BYTES, x += QK_K, xs += 16) {
-    q5k_codes(w, q);
-    group_dots(q, x, dots);
-    int32_t scaled = 0, mins = 0;
-    for (int j = 0; j < 8; j++) {
-      uint8_t sc, m;
-      herd_q4k_scale_min(j, w + 4, &sc, &m);
-      scaled += sc * (dots[2 * j] + dots[2 * j + 1]);
-      mins += m * (xs[2 * j] + xs[2 * j + 1]);
+static void unpack(int format, const uint8_t *w, unpacked_block *u) {
+  for (int g = 0; g < QK_K / KQ_GROUP; g++) u->min[g] = 0;
+  u->dmin = 0;
+  switch (format) {
+    case FMT_Q6_K:
+      q6k_codes(w, u->q);
+      for (int g = 0; g < 16; g++) u->scale[g] = ((const int8_t *)(w + 192))[g];
+      u->d = half_at(w + 208);
+      return;
+    case FMT_Q5_K:
+      q5k_codes(w, u->q);
+      for (int j = 0; j < 8; j++) {
+        uint8_t sc, m;
+        herd_q4k_scale_min(j, w + 4, &sc, &m);
+        u->scale[2 * j] = u->scale[2 * j + 1] = sc;
+        u->min[2 * j] = u->min[2 * j + 1] = m;
+      }
+      u->d = half_at(w);
+      u->dmin = half_at(w + 2);
+      return;
+    case FMT_Q3_K: {
+      int8_t scales[16];
+      q3k_codes(w, u->q);
+      q3k_scales(w + 96, scales);
+      for (int g = 0; g < 16; g++) u->scale[g] = scales[g];
+      u->d = half_at(w + 108);
+      return;
     }
-    total += half_at(w) * xd[b] * (float)scaled - half_at(w + 2) * xd[b] * (float)mins;
+    default: /* Q2_K */
+      q2k_codes(w, u->q);
+      for (int g = 0; g < 16; g++) {
+        u->scale[g] = w[g] & 0xf;
+        u->min[g] = w[g] >> 4;
+      }
+      u->d = half_at(w + 80);
+      u->dmin = half_at(w + 82);
   }
-  return total;
 }
 
-float herd_dot_q3_k_scalar(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
-  (void)xs;
+/* Σ over super-blocks of d·xd·Σ_g scale·(q·x)_g − dmin·xd·Σ_g min·Σx_g, the products in integers. */
+static float dot_kquant(int format, const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
+  const size_t block_bytes = herd_kquant_block_bytes(format);
+  unpacked_block u;
   float total = 0;
-  int8_t q[QK_K];
-  int32_t dots[16];
-  for (int b = 0; b < nb; b++, w += Q3_K_BYTES, x += QK_K) {
-    q3k_codes(w, q);
-    group_dots(q, x, dots);
-    int32_t sum = 0;
-    for (int g = 0; g < 16; g++) sum += herd_q3k_scale(g, w + 96) * dots[g];
-    total += half_at(w + 108) * xd[b] * (float)sum;
-  }
-  return total;
-}
-
-float herd_dot_q2_k_scalar(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
-  float total = 0;
-  int8_t q[QK_K];
-  int32_t dots[16];
-  for (int b = 0; b < nb; b++, w += Q2_K_BYTES, x += QK_K, xs += 16) {
-    q2k_codes(w, q);
-    group_dots(q, x, dots);
+  for (int b = 0; b < nb; b++, w += block_bytes, x += QK_K, xs += QK_K / KQ_GROUP) {
+    unpack(format, w, &u);
     int32_t scaled = 0, mins = 0;
-    for (int g = 0; g < 16; g++) {
-      scaled += (w[g] & 0xf) * dots[g];
-      mins += (w[g] >> 4) * xs[g];
+    for (int g = 0; g < QK_K / KQ_GROUP; g++) {
+      int32_t dot = 0;
+      for (int i = KQ_GROUP * g; i < KQ_GROUP * (g + 1); i++) dot += u.q[i] * x[i];
+      scaled += u.scale[g] * dot;
+      mins += u.min[g] * xs[g];
     }
-    total += half_at(w + 80) * xd[b] * (float)scaled - half_at(w + 82) * xd[b] * (float)mins;
+    total += u.d * xd[b] * (float)scaled - u.dmin * xd[b] * (float)mins;
   }
   return total;
 }
+
+float herd_dot_q6_k_scalar(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) { return dot_kquant(FMT_Q6_K, w, x, xd, xs, nb); }
+float herd_dot_q5_k_scalar(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) { return dot_kquant(FMT_Q5_K, w, x, xd, xs, nb); }
+float herd_dot_q3_k_scalar(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) { return dot_kquant(FMT_Q3_K, w, x, xd, xs, nb); }
+float herd_dot_q2_k_scalar(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) { return dot_kquant(FMT_Q2_K, w, x, xd, xs, nb); }
 
 size_t herd_kquant_block_bytes(int format) {
   switch (format) {
@@ -140,38 +149,17 @@ size_t herd_kquant_block_bytes(int format) {
   }
 }
 
-/* The float steps in the order of ggml's dequantize_row_* (each product rounded to float), so the rows equal its output. */
+/*
+ * ggml's dequantize_row_* in its float order: (d·scale)·q − dmin·min, each step rounded to float
+ * (for Q6_K and Q3_K the minimum is 0 and subtracting it changes nothing), so the rows equal its
+ * output bit for bit.
+ */
 static void dequantize_block(int format, const uint8_t *w, float *out) {
-  int8_t q[QK_K];
-  switch (format) {
-    case FMT_Q6_K: {
-      const float d = half_at(w + 208);
-      q6k_codes(w, q);
-      for (int i = 0; i < QK_K; i++) out[i] = (d * (float)((const int8_t *)(w + 192))[i / KQ_GROUP]) * (float)q[i];
-      return;
-    }
-    case FMT_Q5_K: {
-      const float d = half_at(w), dmin = half_at(w + 2);
-      q5k_codes(w, q);
-      for (int j = 0; j < 8; j++) {
-        uint8_t sc, m;
-        herd_q4k_scale_min(j, w + 4, &sc, &m);
-        const float scale = d * (float)sc, min = dmin * (float)m;
-        for (int l = 0; l < 32; l++) out[32 * j + l] = scale * (float)q[32 * j + l] - min;
-      }
-      return;
-    }
-    case FMT_Q3_K: {
-      const float d = half_at(w + 108);
-      q3k_codes(w, q);
-      for (int i = 0; i < QK_K; i++) out[i] = (d * (float)herd_q3k_scale(i / KQ_GROUP, w + 96)) * (float)q[i];
-      return;
-    }
-    default: { /* Q2_K */
-      const float d = half_at(w + 80), dmin = half_at(w + 82);
-      q2k_codes(w, q);
-      for (int i = 0; i < QK_K; i++) out[i] = (d * (float)(w[i / KQ_GROUP] & 0xf)) * (float)q[i] - dmin * (float)(w[i / KQ_GROUP] >> 4);
-    }
+  unpacked_block u;
+  unpack(format, w, &u);
+  for (int i = 0; i < QK_K; i++) {
+    const int g = i / KQ_GROUP;
+    out[i] = (u.d * (float)u.scale[g]) * (float)u.q[i] - u.dmin * (float)u.min[g];
   }
 }
 

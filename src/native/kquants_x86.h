@@ -20,109 +20,138 @@ static inline __m256i where_bit(__m256i bits, int mask, int value) {
 /* An integer subtracted from a vector of int32 sums before they are added up (in its first lane). */
 static inline __m256i minus_offset(__m256i sums, int32_t offset) { return _mm256_sub_epi32(sums, _mm256_set_epi32(0, 0, 0, 0, 0, 0, 0, offset)); }
 
-static float dot_q6_k(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
+/* Σ_g c_g·xs[g] over the 16 groups: c as 16 signed bytes (scales or minimums), xs the activations' sums of 16. */
+static inline int32_t dot_group_sums(__m128i c, const int32_t *xs) {
+  const __m256i low = _mm256_mullo_epi32(_mm256_cvtepi8_epi32(c), _mm256_loadu_si256((const __m256i *)xs));
+  const __m256i high = _mm256_mullo_epi32(_mm256_cvtepi8_epi32(_mm_srli_si128(c, 8)), _mm256_loadu_si256((const __m256i *)(xs + 8)));
+  __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(_mm256_add_epi32(low, high)), _mm256_extracti128_si256(_mm256_add_epi32(low, high), 1));
+  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0x4e));
+  return _mm_cvtsi128_si32(_mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0xb1)));
+}
+
+/*
+ * One super-block's integer products with its activations: eight int32 lanes whose total is
+ * Σ scale·q·x, and in *mins the Σ min·Σx that the f16 dmin multiplies (0 without minimums).
+ */
+typedef __m256i (*block_products)(const uint8_t *w, const int8_t *x, const int32_t *xs, int32_t *mins);
+
+/* Σ over super-blocks of d·xd·products − dmin·xd·mins; d and dmin are f16 at byte offsets d_at and dmin_at (< 0: none). */
+static inline float dot_super_blocks(block_products products, int block_bytes, int d_at, int dmin_at, const uint8_t *w, const int8_t *x,
+                                     const float *xd, const int32_t *xs, int nb) {
   __m256 acc = _mm256_setzero_ps();
-  const __m256i low4 = _mm256_set1_epi8(0xf), top2 = _mm256_set1_epi8(0x30);
-  for (int b = 0; b < nb; b++, w += Q6_K_BYTES, x += QK_K, xs += 16) {
-    const int8_t *sc = (const int8_t *)(w + 192);
-    __m256i sums = _mm256_setzero_si256();
-    for (int h = 0; h < 2; h++) {
-      const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h)), ql1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
-      const __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
-      /* Code i of each byte position: its nibble, and bits 2i..2i+1 of qh moved to bits 4..5 (16-bit shifts, masked per byte). */
-      const __m256i codes[4] = {
-          _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), top2)),
-          _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), top2)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, top2)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), top2)),
-      };
-      for (int i = 0; i < 4; i++) {
-        const __m256i p = dot_u8_i8(codes[i], _mm256_loadu_si256((const __m256i *)(x + 128 * h + 32 * i)));
-        sums = _mm256_add_epi32(sums, scale_groups(p, sc[8 * h + 2 * i], sc[8 * h + 2 * i + 1]));
-      }
-    }
-    int32_t offset = 0;
-    for (int g = 0; g < 16; g++) offset += sc[g] * xs[g];
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_scale(w + 208) * xd[b]), _mm256_cvtepi32_ps(minus_offset(sums, 32 * offset)), acc);
+  float mins_total = 0;
+  for (int b = 0; b < nb; b++, w += block_bytes, x += QK_K, xs += QK_K / KQ_GROUP) {
+    int32_t mins = 0;
+    const __m256i sums = products(w, x, xs, &mins);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_scale(w + d_at) * xd[b]), _mm256_cvtepi32_ps(sums), acc);
+    if (dmin_at >= 0) mins_total += half_scale(w + dmin_at) * xd[b] * (float)mins;
   }
-  return hsum8(acc);
+  return hsum8(acc) - mins_total;
+}
+
+static inline __m256i q6_k_products(const uint8_t *w, const int8_t *x, const int32_t *xs, int32_t *mins) {
+  (void)mins;
+  const int8_t *sc = (const int8_t *)(w + 192);
+  const __m256i low4 = _mm256_set1_epi8(0xf), top2 = _mm256_set1_epi8(0x30);
+  __m256i sums = _mm256_setzero_si256();
+  for (int h = 0; h < 2; h++) {
+    const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h)), ql1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
+    /* Code i of each byte position: its nibble, and bits 2i..2i+1 of qh moved to bits 4..5 (16-bit shifts, masked per byte). */
+    const __m256i codes[4] = {
+        _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), top2)),
+        _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), top2)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, top2)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), top2)),
+    };
+    for (int i = 0; i < 4; i++) {
+      const __m256i p = dot_u8_i8(codes[i], _mm256_loadu_si256((const __m256i *)(x + 128 * h + 32 * i)));
+      sums = _mm256_add_epi32(sums, scale_groups(p, sc[8 * h + 2 * i], sc[8 * h + 2 * i + 1]));
+    }
+  }
+  return minus_offset(sums, 32 * dot_group_sums(_mm_loadu_si128((const __m128i *)sc), xs));
+}
+
+static inline __m256i q5_k_products(const uint8_t *w, const int8_t *x, const int32_t *xs, int32_t *mins) {
+  uint8_t sc[8], m[8];
+  for (int j = 0; j < 8; j++) {
+    herd_q4k_scale_min(j, w + 4, &sc[j], &m[j]);
+    *mins += m[j] * (xs[2 * j] + xs[2 * j + 1]);
+  }
+  const __m256i low4 = _mm256_set1_epi8(0xf), qh = _mm256_loadu_si256((const __m256i *)(w + 16));
+  __m256i sums = _mm256_setzero_si256();
+  for (int j = 0; j < 8; j += 2) {
+    /* Sub-blocks j and j + 1: the low and high nibbles of 32 bytes, each with its bit of qh as 16. */
+    const __m256i codes = _mm256_loadu_si256((const __m256i *)(w + 48 + 16 * j));
+    const __m256i first = _mm256_or_si256(_mm256_and_si256(codes, low4), where_bit(qh, 1 << j, 16));
+    const __m256i second = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(codes, 4), low4), where_bit(qh, 1 << (j + 1), 16));
+    const __m256i p0 = dot_u8_i8(first, _mm256_loadu_si256((const __m256i *)(x + 32 * j)));
+    const __m256i p1 = dot_u8_i8(second, _mm256_loadu_si256((const __m256i *)(x + 32 * j + 32)));
+    sums = _mm256_add_epi32(sums, _mm256_mullo_epi32(p0, _mm256_set1_epi32(sc[j])));
+    sums = _mm256_add_epi32(sums, _mm256_mullo_epi32(p1, _mm256_set1_epi32(sc[j + 1])));
+  }
+  return sums;
+}
+
+/* Q3_K's sixteen scales as signed bytes: kquants_scalar.c's q3k_scales, its four words built in one vector (bytes stored one by one and reloaded as a vector stall the load). */
+static inline __m128i q3k_scale_vector(const uint8_t *packed) {
+  uint32_t high;
+  memcpy(&high, packed + 8, 4);
+  const __m128i low = _mm_loadl_epi64((const __m128i *)packed);
+  const __m128i nibbles = _mm_and_si128(_mm_unpacklo_epi64(low, _mm_srli_epi32(low, 4)), _mm_set1_epi8(0x0f));
+  const __m128i tops = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)high), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(0x03));
+  return _mm_sub_epi8(_mm_or_si128(nibbles, _mm_slli_epi32(tops, 4)), _mm_set1_epi8(32));
+}
+
+static inline __m256i q3_k_products(const uint8_t *w, const int8_t *x, const int32_t *xs, int32_t *mins) {
+  (void)mins;
+  const __m128i scales = q3k_scale_vector(w + 96);
+  int8_t sc[16];
+  _mm_storeu_si128((__m128i *)sc, scales);
+  const int32_t offset = dot_group_sums(scales, xs);
+  const __m256i low2 = _mm256_set1_epi8(3), hmask = _mm256_loadu_si256((const __m256i *)w);
+  __m256i sums = _mm256_setzero_si256();
+  for (int h = 0; h < 2; h++) {
+    const __m256i qs = _mm256_loadu_si256((const __m256i *)(w + 32 + 32 * h));
+    for (int i = 0; i < 4; i++) {
+      /* q + 4 (0..7): the two low bits, plus 4 where the hmask bit is set. */
+      const __m256i low = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * i), low2);
+      const __m256i codes = _mm256_or_si256(low, where_bit(hmask, 1 << (4 * h + i), 4));
+      const __m256i p = dot_u8_i8(codes, _mm256_loadu_si256((const __m256i *)(x + 128 * h + 32 * i)));
+      sums = _mm256_add_epi32(sums, scale_groups(p, sc[8 * h + 2 * i], sc[8 * h + 2 * i + 1]));
+    }
+  }
+  return minus_offset(sums, 4 * offset);
+}
+
+static inline __m256i q2_k_products(const uint8_t *w, const int8_t *x, const int32_t *xs, int32_t *mins) {
+  *mins = dot_group_sums(_mm_and_si128(_mm_srli_epi16(_mm_loadu_si128((const __m128i *)w), 4), _mm_set1_epi8(0xf)), xs);
+  const __m256i low2 = _mm256_set1_epi8(3);
+  __m256i sums = _mm256_setzero_si256();
+  for (int h = 0; h < 2; h++) {
+    const __m256i qs = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * h));
+    for (int i = 0; i < 4; i++) {
+      const __m256i codes = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * i), low2);
+      const __m256i p = dot_u8_i8(codes, _mm256_loadu_si256((const __m256i *)(x + 128 * h + 32 * i)));
+      const int g = 8 * h + 2 * i;
+      sums = _mm256_add_epi32(sums, scale_groups(p, w[g] & 0xf, w[g + 1] & 0xf));
+    }
+  }
+  return sums;
+}
+
+static float dot_q6_k(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
+  return dot_super_blocks(q6_k_products, Q6_K_BYTES, 208, -1, w, x, xd, xs, nb);
 }
 
 static float dot_q5_k(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
-  __m256 acc = _mm256_setzero_ps();
-  float mins_total = 0;
-  const __m256i low4 = _mm256_set1_epi8(0xf);
-  for (int b = 0; b < nb; b++, w += Q5_K_BYTES, x += QK_K, xs += 16) {
-    uint8_t sc[8], m[8];
-    int32_t mins = 0;
-    for (int j = 0; j < 8; j++) {
-      herd_q4k_scale_min(j, w + 4, &sc[j], &m[j]);
-      mins += m[j] * (xs[2 * j] + xs[2 * j + 1]);
-    }
-    const __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 16));
-    __m256i sums = _mm256_setzero_si256();
-    for (int pair = 0; pair < 4; pair++) {
-      const int j = 2 * pair;
-      const __m256i codes = _mm256_loadu_si256((const __m256i *)(w + 48 + 32 * pair));
-      const __m256i first = _mm256_or_si256(_mm256_and_si256(codes, low4), where_bit(qh, 1 << j, 16));
-      const __m256i second = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(codes, 4), low4), where_bit(qh, 1 << (j + 1), 16));
-      const __m256i p0 = dot_u8_i8(first, _mm256_loadu_si256((const __m256i *)(x + 32 * j)));
-      const __m256i p1 = dot_u8_i8(second, _mm256_loadu_si256((const __m256i *)(x + 32 * j + 32)));
-      sums = _mm256_add_epi32(sums, _mm256_mullo_epi32(p0, _mm256_set1_epi32(sc[j])));
-      sums = _mm256_add_epi32(sums, _mm256_mullo_epi32(p1, _mm256_set1_epi32(sc[j + 1])));
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_scale(w) * xd[b]), _mm256_cvtepi32_ps(sums), acc);
-    mins_total += half_scale(w + 2) * xd[b] * (float)mins;
-  }
-  return hsum8(acc) - mins_total;
+  return dot_super_blocks(q5_k_products, Q5_K_BYTES, 0, 2, w, x, xd, xs, nb);
 }
 
 static float dot_q3_k(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
-  __m256 acc = _mm256_setzero_ps();
-  const __m256i low2 = _mm256_set1_epi8(3);
-  for (int b = 0; b < nb; b++, w += Q3_K_BYTES, x += QK_K, xs += 16) {
-    int sc[16];
-    int32_t offset = 0;
-    for (int g = 0; g < 16; g++) {
-      sc[g] = herd_q3k_scale(g, w + 96);
-      offset += sc[g] * xs[g];
-    }
-    const __m256i hmask = _mm256_loadu_si256((const __m256i *)w);
-    __m256i sums = _mm256_setzero_si256();
-    for (int h = 0; h < 2; h++) {
-      const __m256i qs = _mm256_loadu_si256((const __m256i *)(w + 32 + 32 * h));
-      for (int i = 0; i < 4; i++) {
-        /* q + 4 (0..7): the two low bits, plus 4 where the hmask bit is set. */
-        const __m256i low = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * i), low2);
-        const __m256i codes = _mm256_or_si256(low, where_bit(hmask, 1 << (4 * h + i), 4));
-        const __m256i p = dot_u8_i8(codes, _mm256_loadu_si256((const __m256i *)(x + 128 * h + 32 * i)));
-        sums = _mm256_add_epi32(sums, scale_groups(p, sc[8 * h + 2 * i], sc[8 * h + 2 * i + 1]));
-      }
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_scale(w + 108) * xd[b]), _mm256_cvtepi32_ps(minus_offset(sums, 4 * offset)), acc);
-  }
-  return hsum8(acc);
+  return dot_super_blocks(q3_k_products, Q3_K_BYTES, 108, -1, w, x, xd, xs, nb);
 }
 
 static float dot_q2_k(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
-  __m256 acc = _mm256_setzero_ps();
-  float mins_total = 0;
-  const __m256i low2 = _mm256_set1_epi8(3);
-  for (int b = 0; b < nb; b++, w += Q2_K_BYTES, x += QK_K, xs += 16) {
-    int32_t mins = 0;
-    for (int g = 0; g < 16; g++) mins += (w[g] >> 4) * xs[g];
-    __m256i sums = _mm256_setzero_si256();
-    for (int h = 0; h < 2; h++) {
-      const __m256i qs = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * h));
-      for (int i = 0; i < 4; i++) {
-        const __m256i codes = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * i), low2);
-        const __m256i p = dot_u8_i8(codes, _mm256_loadu_si256((const __m256i *)(x + 128 * h + 32 * i)));
-        const int g = 8 * h + 2 * i;
-        sums = _mm256_add_epi32(sums, scale_groups(p, w[g] & 0xf, w[g + 1] & 0xf));
-      }
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_scale(w + 80) * xd[b]), _mm256_cvtepi32_ps(sums), acc);
-    mins_total += half_scale(w + 82) * xd[b] * (float)mins;
-  }
-  return hsum8(acc) - mins_total;
+  return dot_super_blocks(q2_k_products, Q2_K_BYTES, 80, 82, w, x, xd, xs, nb);
 }
