@@ -8,6 +8,7 @@
         "src/native/pool.c",
         "src/native/ops.c",
         "src/native/kernels_scalar.c",
+        "src/native/blocks32_scalar.c",
         "src/native/kernels_avx2.c",
         "src/native/kernels_avxvnni.c",
         "src/native/kernels_avx512.c"

@@ -1,6 +1,6 @@
 /* The portable path: plain C the compiler may vectorize for the baseline ISA (SSE2 on x86-64). */
 #include <string.h>
-#include "herd_native.h"
+#include "blocks32.h"
 
 float herd_half_to_float(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff, bits;
@@ -110,4 +110,10 @@ const herd_kernels herd_kernels_scalar = {
     .dot_q8_0 = dot_q8_0,
     .dot_q4_0 = dot_q4_0,
     .dot_q4_k = dot_q4_k,
+    .dot_q4_1 = herd_dot_q4_1_scalar,
+    .dot_q5_0 = herd_dot_q5_0_scalar,
+    .dot_q5_1 = herd_dot_q5_1_scalar,
+    .dot_iq4_nl = herd_dot_iq4_nl_scalar,
+    .dot_iq4_xs = herd_dot_iq4_xs_scalar,
+    .dot_int4_g128 = herd_dot_int4_g128_scalar,
 };

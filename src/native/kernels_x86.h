@@ -151,6 +151,8 @@ static float dot_q4_k(const uint8_t *w, const int8_t *x, const float *xd, const 
   return hsum8(acc) - mins_total;
 }
 
+#include "blocks32_x86.h"
+
 const herd_kernels HERD_TABLE = {
     .name = HERD_PATH_NAME,
     .dot_f32 = dot_f32,
@@ -159,5 +161,11 @@ const herd_kernels HERD_TABLE = {
     .dot_q8_0 = dot_q8_0,
     .dot_q4_0 = dot_q4_0,
     .dot_q4_k = dot_q4_k,
+    .dot_q4_1 = dot_q4_1,
+    .dot_q5_0 = dot_q5_0,
+    .dot_q5_1 = dot_q5_1,
+    .dot_iq4_nl = dot_iq4_nl,
+    .dot_iq4_xs = dot_iq4_xs,
+    .dot_int4_g128 = dot_int4_g128,
 };
 #endif

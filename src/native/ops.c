@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include "blocks32.h"
 #include "ops.h"
 #include "pool.h"
 
@@ -14,7 +15,7 @@ size_t herd_row_bytes(int format, int cols) {
     case FMT_Q8_0: return cols % QK ? 0 : (size_t)(cols / QK) * Q8_0_BYTES;
     case FMT_Q4_0: return cols % QK ? 0 : (size_t)(cols / QK) * Q4_0_BYTES;
     case FMT_Q4_K: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * Q4_K_BYTES;
-    default: return 0;
+    default: return herd_blocks32_row_bytes(format, cols);
   }
 }
 
@@ -31,14 +32,22 @@ void herd_quantize_q8_0(const float *x, int cols, int8_t *codes, float *scales) 
   for (int b = 0; b < cols / QK; b++) scales[b] = quantize_block(x + b * QK, QK, codes + b * QK);
 }
 
-void herd_quantize_q8_k(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums) {
-  for (int b = 0; b < cols / QK_K; b++) scales[b] = quantize_block(x + b * QK_K, QK_K, codes + b * QK_K);
+/* Each 32 codes' sum: what a weight block's minimum or zero-point multiplies. */
+static void block_sums(const int8_t *codes, int cols, int32_t *sums) {
   for (int j = 0; j < cols / QK; j++) {
     int32_t sum = 0;
     for (int i = 0; i < QK; i++) sum += codes[j * QK + i];
     sums[j] = sum;
   }
 }
+
+void herd_quantize_q8_k(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums) {
+  for (int b = 0; b < cols / QK_K; b++) scales[b] = quantize_block(x + b * QK_K, QK_K, codes + b * QK_K);
+  block_sums(codes, cols, sums);
+}
+
+/* Formats whose activations are Q8_K (one scale per 256); the others take Q8_0's one per 32. */
+static int takes_q8_k(int format) { return format == FMT_Q4_K || format == FMT_IQ4_XS; }
 
 /* Rows per unit of work a thread takes at a time: enough to amortise the shared counter. */
 #define ROW_CHUNK 16
@@ -60,10 +69,18 @@ typedef struct {
 static float quantized_dot(const linear_job *job, const uint8_t *row, int t) {
   const int cols = job->cols;
   const int8_t *codes = job->codes + (size_t)t * cols;
+  const float *q8_0_scales = job->scales + (size_t)t * (cols / QK), *q8_k_scales = job->scales + (size_t)t * (cols / QK_K);
+  const int32_t *sums = job->sums + (size_t)t * (cols / QK);
   switch (job->format) {
-    case FMT_Q8_0: return job->k->dot_q8_0(row, codes, job->scales + (size_t)t * (cols / QK), cols / QK);
-    case FMT_Q4_0: return job->k->dot_q4_0(row, codes, job->scales + (size_t)t * (cols / QK), cols / QK);
-    default: return job->k->dot_q4_k(row, codes, job->scales + (size_t)t * (cols / QK_K), job->sums + (size_t)t * (cols / QK), cols / QK_K);
+    case FMT_Q8_0: return job->k->dot_q8_0(row, codes, q8_0_scales, cols / QK);
+    case FMT_Q4_0: return job->k->dot_q4_0(row, codes, q8_0_scales, cols / QK);
+    case FMT_Q4_1: return job->k->dot_q4_1(row, codes, q8_0_scales, sums, cols / QK);
+    case FMT_Q5_0: return job->k->dot_q5_0(row, codes, q8_0_scales, sums, cols / QK);
+    case FMT_Q5_1: return job->k->dot_q5_1(row, codes, q8_0_scales, sums, cols / QK);
+    case FMT_IQ4_NL: return job->k->dot_iq4_nl(row, codes, q8_0_scales, sums, cols / QK);
+    case FMT_IQ4_XS: return job->k->dot_iq4_xs(row, codes, q8_k_scales, sums, cols / QK_K);
+    case FMT_INT4_G128: return job->k->dot_int4_g128(row, codes, q8_0_scales, sums, cols / INT4_GROUP);
+    default: return job->k->dot_q4_k(row, codes, q8_k_scales, sums, cols / QK_K);
   }
 }
 
@@ -108,8 +125,12 @@ int herd_linear(const herd_kernels *k, int format, const uint8_t *w, int rows, i
       int32_t *sums = (int32_t *)(scales + values / QK);
       for (int t = 0; t < tokens; t++) {
         const float *row = x + (size_t)t * cols;
-        if (format == FMT_Q4_K) herd_quantize_q8_k(row, cols, codes + (size_t)t * cols, scales + (size_t)t * (cols / QK_K), sums + (size_t)t * (cols / QK));
-        else herd_quantize_q8_0(row, cols, codes + (size_t)t * cols, scales + (size_t)t * (cols / QK));
+        int8_t *token_codes = codes + (size_t)t * cols;
+        if (takes_q8_k(format)) herd_quantize_q8_k(row, cols, token_codes, scales + (size_t)t * (cols / QK_K), sums + (size_t)t * (cols / QK));
+        else {
+          herd_quantize_q8_0(row, cols, token_codes, scales + (size_t)t * (cols / QK));
+          block_sums(token_codes, cols, sums + (size_t)t * (cols / QK));
+        }
       }
       job.codes = codes;
       job.scales = scales;
@@ -142,7 +163,7 @@ static void dequantize_row(int format, const uint8_t *row, int cols, float *out)
         }
       }
       return;
-    default:
+    case FMT_Q4_K:
       for (int b = 0; b < cols / QK_K; b++, row += Q4_K_BYTES) {
         const float d = herd_half_to_float((uint16_t)(row[0] | row[1] << 8)), dmin = herd_half_to_float((uint16_t)(row[2] | row[3] << 8));
         for (int j = 0; j < 8; j++) {
@@ -152,6 +173,8 @@ static void dequantize_row(int format, const uint8_t *row, int cols, float *out)
           for (int i = 0; i < QK; i++) out[b * QK_K + j * QK + i] = d * sc * (float)((codes[i] >> ((j & 1) * 4)) & 0xf) - dmin * m;
         }
       }
+      return;
+    default: herd_blocks32_dequantize_row(format, row, cols, out);
   }
 }
 
