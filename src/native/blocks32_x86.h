@@ -33,35 +33,44 @@ static inline __m256 unsigned_pairs_float(__m256i codes, const int8_t *x) {
   return _mm256_cvtepi32_ps(dot_u8_i8(codes, _mm256_loadu_si256((const __m256i *)x)));
 }
 
-static float dot_q4_1(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
-  __m256 acc = _mm256_setzero_ps();
-  float mins = 0;
-  for (int b = 0; b < nb; b++, w += Q4_1_BYTES, x += QK) {
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_scale(w) * xd[b]), unsigned_pairs_float(nibbles32(w + 4), x), acc);
-    mins += half_scale(w + 2) * xd[b] * (float)xs[b];
-  }
-  return hsum8(acc) + mins;
+/*
+ * A block with codes 0..15 or 0..31 and a minimum (Q4_1, Q5_1): d and m widened by one
+ * instruction, d·x's scale times the code products, and m·x's scale·Σx gathered in lane 1.
+ */
+static inline void affine_block(const uint8_t *dm, __m256i codes, const int8_t *x, float x_scale, int32_t x_sum, __m256 *acc, __m128 *mins) {
+  uint32_t halves;
+  memcpy(&halves, dm, 4);
+  const __m128 scaled = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)halves)), _mm_set1_ps(x_scale));
+  *acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(scaled), unsigned_pairs_float(codes, x), *acc);
+  *mins = _mm_fmadd_ps(scaled, _mm_set1_ps((float)x_sum), *mins);
 }
 
-static float dot_q5_0(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
-  (void)xs;
+static inline float affine_total(__m256 acc, __m128 mins) { return hsum8(acc) + _mm_cvtss_f32(_mm_movehdup_ps(mins)); }
+
+static float dot_q4_1(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
   __m256 acc = _mm256_setzero_ps();
-  const __m256i sixteen = _mm256_set1_epi8(16);
+  __m128 mins = _mm_setzero_ps();
+  for (int b = 0; b < nb; b++, w += Q4_1_BYTES, x += QK) affine_block(w, nibbles32(w + 4), x, xd[b], xs[b], &acc, &mins);
+  return affine_total(acc, mins);
+}
+
+/* The codes' offset of 16 times the activation block's sum, as a minimum of −16·d (cheaper than signed products). */
+static float dot_q5_0(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
+  __m256 acc = _mm256_setzero_ps();
+  float offsets = 0;
   for (int b = 0; b < nb; b++, w += Q5_0_BYTES, x += QK) {
-    __m256i q = _mm256_sub_epi8(five_bit_codes(w + 2, w + 6), sixteen);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_scale(w) * xd[b]), signed_pairs_float(q, _mm256_loadu_si256((const __m256i *)x)), acc);
+    const float scale = half_scale(w) * xd[b];
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(scale), unsigned_pairs_float(five_bit_codes(w + 2, w + 6), x), acc);
+    offsets += scale * (float)xs[b];
   }
-  return hsum8(acc);
+  return hsum8(acc) - 16 * offsets;
 }
 
 static float dot_q5_1(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
   __m256 acc = _mm256_setzero_ps();
-  float mins = 0;
-  for (int b = 0; b < nb; b++, w += Q5_1_BYTES, x += QK) {
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_scale(w) * xd[b]), unsigned_pairs_float(five_bit_codes(w + 4, w + 8), x), acc);
-    mins += half_scale(w + 2) * xd[b] * (float)xs[b];
-  }
-  return hsum8(acc) + mins;
+  __m128 mins = _mm_setzero_ps();
+  for (int b = 0; b < nb; b++, w += Q5_1_BYTES, x += QK) affine_block(w, five_bit_codes(w + 4, w + 8), x, xd[b], xs[b], &acc, &mins);
+  return affine_total(acc, mins);
 }
 
 static float dot_iq4_nl(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
