@@ -9,6 +9,7 @@
         "src/native/ops.c",
         "src/native/kernels_scalar.c",
         "src/native/kquants_scalar.c",
+        "src/native/blocks32_scalar.c",
         "src/native/kernels_avx2.c",
         "src/native/kernels_avxvnni.c",
         "src/native/kernels_avx512.c"

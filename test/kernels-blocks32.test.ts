@@ -1,8 +1,8 @@
 import type { Ops } from '../src/engine/ops.js';
 import { seededRandom } from '../src/engine/sampling.js';
-import { floatToHalf } from '../src/formats/half.js';
-import { GGUF_BLOCK32_BYTES, type Block32Format, type WeightSource } from '../src/formats/weights.js';
+import { type Block32Format, type WeightSource } from '../src/formats/weights.js';
 import { KernelOps } from '../src/kernels/wasm-ops.js';
+import { randomPacked } from './random-packed.js';
 import { exactProducts, linearOn, StoredWeights } from './stored-weights.js';
 
 // The kernels of src/kernels/assembly/blocks32.ts against exact math on the same weights: each
@@ -12,22 +12,10 @@ import { exactProducts, linearOn, StoredWeights } from './stored-weights.js';
 type AnyOps = Ops<unknown, unknown>;
 
 const FORMATS: Block32Format[] = ['Q4_1', 'Q5_0', 'Q5_1', 'IQ4_NL'];
-// Where a block's f16 min is (Q4_1, Q5_1); the other header bytes after d are qh or codes, any bits.
-const MIN_AT: Partial<Record<Block32Format, number>> = { Q4_1: 2, Q5_1: 2 };
-
 const random = seededRandom(32);
 
 /** Random GGUF rows of `format`: random code and qh bytes, f16 scales (and mins) of either sign up to 0.05. */
-function randomRows(format: Block32Format, rows: number, cols: number): Uint8Array {
-  const blockBytes = GGUF_BLOCK32_BYTES[format];
-  const bytes = Uint8Array.from({ length: (rows * cols * blockBytes) / 32 }, () => Math.floor(random() * 256));
-  const view = new DataView(bytes.buffer);
-  for (let at = 0; at < bytes.length; at += blockBytes) {
-    view.setUint16(at, floatToHalf((random() - 0.5) * 0.1), true);
-    if (MIN_AT[format] !== undefined) view.setUint16(at + MIN_AT[format]!, floatToHalf((random() - 0.5) * 0.1), true);
-  }
-  return bytes;
-}
+const randomRows = (format: Block32Format, rows: number, cols: number) => randomPacked(format, rows, cols, rows * cols).bytes;
 
 function gaussian(count: number): Float32Array {
   return Float32Array.from({ length: count }, () => (random() + random() + random() - 1.5) * 2);

@@ -1,10 +1,10 @@
 import { dequantizeBlocks, quantizeBlocks } from '../src/formats/ggml-blocks.js';
 import { dequantizeQ4K, quantizeQ4K } from '../src/formats/ggml-k-blocks.js';
-import { dequantizeKQuant, K_QUANT_BYTES } from '../src/formats/ggml-k-quants.js';
 import { floatToHalf, halfToFloat } from '../src/formats/half.js';
 import { seededRandom } from '../src/engine/sampling.js';
 import { ISA_NAMES, requireNativeAddon } from '../src/native/addon.js';
 import { NATIVE_FORMAT_CODES } from '../src/native/native-ops.js';
+import { randomPacked, RANDOM_PACKED_FORMATS, type RandomPackedFormat } from './random-packed.js';
 
 /**
  * Every native kernel against a float64 reference computed here from first principles (the
@@ -16,11 +16,10 @@ import { NATIVE_FORMAT_CODES } from '../src/native/native-ops.js';
 const addon = requireNativeAddon();
 const runnable = ISA_NAMES.filter((name) => addon.info().paths[name] === '');
 
-type Format = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K' | KQuant;
-type KQuant = 'Q6_K' | 'Q5_K' | 'Q3_K' | 'Q2_K';
-/** Byte offsets of each super-block's f16 scales (d, and dmin where the format has minimums). */
-const K_QUANT_HALVES: Record<KQuant, number[]> = { Q6_K: [208], Q5_K: [0, 2], Q3_K: [108], Q2_K: [80, 82] };
-const isKQuant = (format: Format): format is KQuant => format in K_QUANT_HALVES;
+type Format = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K' | RandomPackedFormat;
+const isRandomPacked = (format: Format): format is RandomPackedFormat => (RANDOM_PACKED_FORMATS as readonly string[]).includes(format);
+/** Formats whose activations are Q8_K (blocks of 256); the other quantized ones take Q8_0's blocks of 32. */
+const Q8_K_FORMATS: readonly Format[] = ['Q4_K', 'Q6_K', 'Q5_K', 'Q3_K', 'Q2_K', 'IQ4_XS'];
 
 const gaussian = (seed: number, count: number) => {
   const draw = seededRandom(seed);
@@ -32,29 +31,12 @@ const packedCache = new Map<string, { bytes: Uint8Array; weights: Float32Array }
 
 function packedRandom(format: Format, rows: number, cols: number, seed: number) {
   const key = `${format}/${rows}/${cols}/${seed}`;
-  if (!packedCache.has(key)) packedCache.set(key, isKQuant(format) ? randomKQuant(format, rows * cols, seed) : pack(format, gaussian(seed, rows * cols)));
+  if (!packedCache.has(key)) packedCache.set(key, isRandomPacked(format) ? randomPacked(format, rows, cols, seed) : pack(format, gaussian(seed, rows * cols)));
   return packedCache.get(key)!;
 }
 
-/**
- * Super-blocks of random bytes (every code, scale and high-bit pattern, Q6_K's negative scales
- * included) with f16 scales of 0.001..0.011, and the weights herd's dequantizer reads from them.
- */
-function randomKQuant(format: KQuant, count: number, seed: number) {
-  const draw = seededRandom(seed);
-  const blockBytes = K_QUANT_BYTES[format];
-  const bytes = Uint8Array.from({ length: (count / 256) * blockBytes }, () => Math.floor(draw() * 256));
-  for (let block = 0; block < bytes.length; block += blockBytes) {
-    for (const at of K_QUANT_HALVES[format]) {
-      const half = floatToHalf(0.001 + 0.01 * draw());
-      bytes.set([half & 0xff, half >> 8], block + at);
-    }
-  }
-  return { bytes, weights: dequantizeKQuant(format, bytes, count) };
-}
-
 /** Stored bytes of the values in a format, and the weights they stand for (the reference's view of them). */
-function pack(format: Exclude<Format, KQuant>, values: Float32Array): { bytes: Uint8Array; weights: Float32Array } {
+function pack(format: Exclude<Format, RandomPackedFormat>, values: Float32Array): { bytes: Uint8Array; weights: Float32Array } {
   switch (format) {
     case 'F32':
       return { bytes: new Uint8Array(values.slice().buffer), weights: values };
@@ -78,11 +60,14 @@ function pack(format: Exclude<Format, KQuant>, values: Float32Array): { bytes: U
 }
 
 /**
- * The activations as the int8 products see them: blocks of 32 (Q8_0, Q4_0) or 256 (the K-quants) with
- * scale max|x| / 127 and codes round(x / scale), as llama.cpp quantizes them.
+ * The activations as the int8 products see them: blocks of 256 (Q8_K, for the K-quants and
+ * IQ4_XS) or of 32 (Q8_0, for the other quantized formats) with scale max|x| / 127 and codes
+ * round(x / scale), as llama.cpp quantizes them. Against these the products are exact integer
+ * sums up to float32 rounding; the 8-bit activations themselves move a product by up to
+ * Σ|w|·scale/2, which is what a reference on the float activations would have to allow.
  */
 function quantizedActivations(format: Format, x: Float32Array): Float64Array {
-  const block = format === 'Q4_K' || isKQuant(format) ? 256 : format === 'Q8_0' || format === 'Q4_0' ? 32 : 0;
+  const block = format === 'F32' || format === 'F16' || format === 'BF16' ? 0 : Q8_K_FORMATS.includes(format) ? 256 : 32;
   if (block === 0) return Float64Array.from(x);
   const out = new Float64Array(x.length);
   for (let start = 0; start < x.length; start += block) {
@@ -129,6 +114,13 @@ const LINEAR_SHAPES: Array<[Format, number, number]> = [
   ['Q5_K', 37, 512],
   ['Q3_K', 37, 768],
   ['Q2_K', 37, 512],
+  // Three blocks of 32; IQ4_XS two super-blocks of 256; INT4_G128 three groups of 128.
+  ['Q4_1', 37, 96],
+  ['Q5_0', 37, 96],
+  ['Q5_1', 37, 96],
+  ['IQ4_NL', 37, 96],
+  ['IQ4_XS', 37, 512],
+  ['INT4_G128', 37, 384],
 ];
 const results = new Map<string, Float32Array>();
 
@@ -160,9 +152,8 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     const out = new Float32Array(ids.length * cols);
     addon.embedding(NATIVE_FORMAT_CODES[format]!, bytes, rows, cols, ids, out);
     const expected = [...ids].flatMap((id) => [...weights.subarray(id * cols, (id + 1) * cols)]);
-    expectWithin(out, expected, (i) => 1e-6 * Math.max(1, Math.abs(expected[i]!)));
-    // The K-quant rows round each product to float32 in ggml's order, as herd's dequantizer does: bit for bit.
-    if (isKQuant(format)) expect(out).toEqual(Float32Array.from(expected));
+    // Dequantizing rounds once, in float32, as the formats layer does: the same floats.
+    expect([...out]).toEqual(expected);
   });
 
   test.each([['f32'], ['f16']] as const)('attention over an %s cache: 3 cached positions, then 4 rows, 6 heads on 2 kv heads of 40', (type) => {
@@ -239,8 +230,8 @@ test('every path and thread count computes the same linear products (within floa
     const largest = Math.max(...scalar.map(Math.abs));
     expectWithin(y, scalar, () => 1e-5 * largest);
   }
-  // 10 formats × 2 token counts × each path × 2 thread counts.
-  expect(results.size).toBe(40 * runnable.length);
+  // Each format × 2 token counts × each path × 2 thread counts.
+  expect(results.size).toBe(LINEAR_SHAPES.length * 2 * 2 * runnable.length);
 });
 
 test('a path this build does not have is refused with the reason', () => {

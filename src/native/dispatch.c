@@ -54,6 +54,12 @@ static const herd_kernels *kernels_of(const char *name) {
   FROM_SCALAR(dot_q5_k);
   FROM_SCALAR(dot_q3_k);
   FROM_SCALAR(dot_q2_k);
+  FROM_SCALAR(dot_q4_1);
+  FROM_SCALAR(dot_q5_0);
+  FROM_SCALAR(dot_q5_1);
+  FROM_SCALAR(dot_iq4_nl);
+  FROM_SCALAR(dot_iq4_xs);
+  FROM_SCALAR(dot_int4_g128);
   return &completed;
 }
 

@@ -9,6 +9,7 @@
 enum herd_format {
   FMT_F32 = 0, FMT_F16 = 1, FMT_BF16 = 2, FMT_Q8_0 = 3, FMT_Q4_0 = 4, FMT_Q4_K = 5,
   FMT_Q6_K = 6, FMT_Q5_K = 7, FMT_Q3_K = 8, FMT_Q2_K = 9, /* src/native/kquants.h */
+  FMT_Q4_1 = 10, FMT_Q5_0 = 11, FMT_Q5_1 = 12, FMT_IQ4_NL = 13, FMT_IQ4_XS = 14, FMT_INT4_G128 = 15
 };
 
 #define QK 32      /* weights per Q8_0 / Q4_0 block, and per Q4_K sub-block */
@@ -43,6 +44,18 @@ typedef struct {
   float (*dot_q5_k)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
   float (*dot_q3_k)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
   float (*dot_q2_k)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+  /*
+   * src/native/blocks32.h's formats: Q4_1, Q5_0, Q5_1 and IQ4_NL on Q8_0 activations (nb blocks of
+   * 32; xs, each block's code sum, is what Q4_1's and Q5_1's minimums multiply), IQ4_XS on Q8_K
+   * activations (nb super-blocks of 256), INT4_G128 on Q8_0 activations (nb groups of 128; xs is
+   * what the zero-points multiply).
+   */
+  float (*dot_q4_1)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+  float (*dot_q5_0)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+  float (*dot_q5_1)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+  float (*dot_iq4_nl)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+  float (*dot_iq4_xs)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+  float (*dot_int4_g128)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
 } herd_kernels;
 
 extern const herd_kernels herd_kernels_scalar;

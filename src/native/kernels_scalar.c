@@ -2,6 +2,7 @@
 #include <string.h>
 #include "herd_native.h"
 #include "kquants.h"
+#include "blocks32.h"
 
 float herd_half_to_float(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff, bits;
@@ -115,4 +116,10 @@ const herd_kernels herd_kernels_scalar = {
     .dot_q5_k = herd_dot_q5_k_scalar,
     .dot_q3_k = herd_dot_q3_k_scalar,
     .dot_q2_k = herd_dot_q2_k_scalar,
+    .dot_q4_1 = herd_dot_q4_1_scalar,
+    .dot_q5_0 = herd_dot_q5_0_scalar,
+    .dot_q5_1 = herd_dot_q5_1_scalar,
+    .dot_iq4_nl = herd_dot_iq4_nl_scalar,
+    .dot_iq4_xs = herd_dot_iq4_xs_scalar,
+    .dot_int4_g128 = herd_dot_int4_g128_scalar,
 };

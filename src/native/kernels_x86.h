@@ -153,6 +153,7 @@ static float dot_q4_k(const uint8_t *w, const int8_t *x, const float *xd, const 
 }
 
 #include "kquants_x86.h"
+#include "blocks32_x86.h"
 
 const herd_kernels HERD_TABLE = {
     .name = HERD_PATH_NAME,
@@ -166,5 +167,11 @@ const herd_kernels HERD_TABLE = {
     .dot_q5_k = dot_q5_k,
     .dot_q3_k = dot_q3_k,
     .dot_q2_k = dot_q2_k,
+    .dot_q4_1 = dot_q4_1,
+    .dot_q5_0 = dot_q5_0,
+    .dot_q5_1 = dot_q5_1,
+    .dot_iq4_nl = dot_iq4_nl,
+    .dot_iq4_xs = dot_iq4_xs,
+    .dot_int4_g128 = dot_int4_g128,
 };
 #endif

@@ -10,6 +10,7 @@ import { requireNativeAddon, type NativeAddon, type NativeInfo } from './addon.j
 export const NATIVE_FORMAT_CODES: Partial<Record<PackedFormat, number>> = {
   F32: 0, F16: 1, BF16: 2, Q8_0: 3, Q4_0: 4, Q4_K: 5,
   Q6_K: 6, Q5_K: 7, Q3_K: 8, Q2_K: 9,
+  Q4_1: 10, Q5_0: 11, Q5_1: 12, IQ4_NL: 13, IQ4_XS: 14, INT4_G128: 15,
 };
 
 /** Whether the native kernels compute on every one of a model's stored formats. */

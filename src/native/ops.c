@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include "blocks32.h"
 #include "kquants.h"
 #include "ops.h"
 #include "pool.h"
@@ -19,7 +20,7 @@ size_t herd_row_bytes(int format, int cols) {
     case FMT_Q5_K:
     case FMT_Q3_K:
     case FMT_Q2_K: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * herd_kquant_block_bytes(format);
-    default: return 0;
+    default: return herd_blocks32_row_bytes(format, cols);
   }
 }
 
@@ -36,9 +37,8 @@ void herd_quantize_q8_0(const float *x, int cols, int8_t *codes, float *scales) 
   for (int b = 0; b < cols / QK; b++) scales[b] = quantize_block(x + b * QK, QK, codes + b * QK);
 }
 
-/* Q8_K blocks of 256 and the sum of each `width` codes. */
-static void quantize_q8_k_summed(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums, int width) {
-  for (int b = 0; b < cols / QK_K; b++) scales[b] = quantize_block(x + b * QK_K, QK_K, codes + b * QK_K);
+/* The sum of each `width` codes: what a weight block's minimum, offset or zero-point multiplies. */
+static void group_sums(const int8_t *codes, int cols, int32_t *sums, int width) {
   for (int j = 0; j < cols / width; j++) {
     int32_t sum = 0;
     for (int i = 0; i < width; i++) sum += codes[j * width + i];
@@ -47,12 +47,17 @@ static void quantize_q8_k_summed(const float *x, int cols, int8_t *codes, float 
 }
 
 void herd_quantize_q8_k(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums) {
-  quantize_q8_k_summed(x, cols, codes, scales, sums, QK);
+  for (int b = 0; b < cols / QK_K; b++) scales[b] = quantize_block(x + b * QK_K, QK_K, codes + b * QK_K);
+  group_sums(codes, cols, sums, QK);
 }
 
 void herd_quantize_q8_k16(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums) {
-  quantize_q8_k_summed(x, cols, codes, scales, sums, KQ_GROUP);
+  for (int b = 0; b < cols / QK_K; b++) scales[b] = quantize_block(x + b * QK_K, QK_K, codes + b * QK_K);
+  group_sums(codes, cols, sums, KQ_GROUP);
 }
+
+/* Formats whose activations are Q8_K with each 32 codes' sum (one scale per 256); the K-quants of kquants.h take each 16's; the others Q8_0's one scale per 32. */
+static int takes_q8_k(int format) { return format == FMT_Q4_K || format == FMT_IQ4_XS; }
 
 /* Rows per unit of work a thread takes at a time: enough to amortise the shared counter. */
 #define ROW_CHUNK 16
@@ -74,16 +79,22 @@ typedef struct {
 static float quantized_dot(const linear_job *job, const uint8_t *row, int t) {
   const int cols = job->cols;
   const int8_t *codes = job->codes + (size_t)t * cols;
-  const float *k_scales = job->scales + (size_t)t * (cols / QK_K);
-  const int32_t *sums16 = job->sums + (size_t)t * (cols / KQ_GROUP);
+  const float *q8_0_scales = job->scales + (size_t)t * (cols / QK), *q8_k_scales = job->scales + (size_t)t * (cols / QK_K);
+  const int32_t *sums = job->sums + (size_t)t * (cols / QK), *sums16 = job->sums + (size_t)t * (cols / KQ_GROUP);
   switch (job->format) {
-    case FMT_Q8_0: return job->k->dot_q8_0(row, codes, job->scales + (size_t)t * (cols / QK), cols / QK);
-    case FMT_Q4_0: return job->k->dot_q4_0(row, codes, job->scales + (size_t)t * (cols / QK), cols / QK);
-    case FMT_Q6_K: return job->k->dot_q6_k(row, codes, k_scales, sums16, cols / QK_K);
-    case FMT_Q5_K: return job->k->dot_q5_k(row, codes, k_scales, sums16, cols / QK_K);
-    case FMT_Q3_K: return job->k->dot_q3_k(row, codes, k_scales, sums16, cols / QK_K);
-    case FMT_Q2_K: return job->k->dot_q2_k(row, codes, k_scales, sums16, cols / QK_K);
-    default: return job->k->dot_q4_k(row, codes, k_scales, job->sums + (size_t)t * (cols / QK), cols / QK_K);
+    case FMT_Q8_0: return job->k->dot_q8_0(row, codes, q8_0_scales, cols / QK);
+    case FMT_Q4_0: return job->k->dot_q4_0(row, codes, q8_0_scales, cols / QK);
+    case FMT_Q6_K: return job->k->dot_q6_k(row, codes, q8_k_scales, sums16, cols / QK_K);
+    case FMT_Q5_K: return job->k->dot_q5_k(row, codes, q8_k_scales, sums16, cols / QK_K);
+    case FMT_Q3_K: return job->k->dot_q3_k(row, codes, q8_k_scales, sums16, cols / QK_K);
+    case FMT_Q2_K: return job->k->dot_q2_k(row, codes, q8_k_scales, sums16, cols / QK_K);
+    case FMT_Q4_1: return job->k->dot_q4_1(row, codes, q8_0_scales, sums, cols / QK);
+    case FMT_Q5_0: return job->k->dot_q5_0(row, codes, q8_0_scales, sums, cols / QK);
+    case FMT_Q5_1: return job->k->dot_q5_1(row, codes, q8_0_scales, sums, cols / QK);
+    case FMT_IQ4_NL: return job->k->dot_iq4_nl(row, codes, q8_0_scales, sums, cols / QK);
+    case FMT_IQ4_XS: return job->k->dot_iq4_xs(row, codes, q8_k_scales, sums, cols / QK_K);
+    case FMT_INT4_G128: return job->k->dot_int4_g128(row, codes, q8_0_scales, sums, cols / INT4_GROUP);
+    default: return job->k->dot_q4_k(row, codes, q8_k_scales, sums, cols / QK_K);
   }
 }
 
@@ -128,9 +139,13 @@ int herd_linear(const herd_kernels *k, int format, const uint8_t *w, int rows, i
       int32_t *sums = (int32_t *)(scales + values / QK);
       for (int t = 0; t < tokens; t++) {
         const float *row = x + (size_t)t * cols;
-        if (format == FMT_Q4_K) herd_quantize_q8_k(row, cols, codes + (size_t)t * cols, scales + (size_t)t * (cols / QK_K), sums + (size_t)t * (cols / QK));
-        else if (herd_kquant_block_bytes(format)) herd_quantize_q8_k16(row, cols, codes + (size_t)t * cols, scales + (size_t)t * (cols / QK_K), sums + (size_t)t * (cols / KQ_GROUP));
-        else herd_quantize_q8_0(row, cols, codes + (size_t)t * cols, scales + (size_t)t * (cols / QK));
+        int8_t *token_codes = codes + (size_t)t * cols;
+        if (herd_kquant_block_bytes(format)) herd_quantize_q8_k16(row, cols, token_codes, scales + (size_t)t * (cols / QK_K), sums + (size_t)t * (cols / KQ_GROUP));
+        else if (takes_q8_k(format)) herd_quantize_q8_k(row, cols, token_codes, scales + (size_t)t * (cols / QK_K), sums + (size_t)t * (cols / QK));
+        else {
+          herd_quantize_q8_0(row, cols, token_codes, scales + (size_t)t * (cols / QK));
+          group_sums(token_codes, cols, sums + (size_t)t * (cols / QK), QK);
+        }
       }
       job.codes = codes;
       job.scales = scales;
@@ -167,7 +182,7 @@ static void dequantize_row(int format, const uint8_t *row, int cols, float *out)
     case FMT_Q5_K:
     case FMT_Q3_K:
     case FMT_Q2_K: herd_dequantize_kquant_row(format, row, cols, out); return;
-    default:
+    case FMT_Q4_K:
       for (int b = 0; b < cols / QK_K; b++, row += Q4_K_BYTES) {
         const float d = herd_half_to_float((uint16_t)(row[0] | row[1] << 8)), dmin = herd_half_to_float((uint16_t)(row[2] | row[3] << 8));
         for (int j = 0; j < 8; j++) {
@@ -177,6 +192,8 @@ static void dequantize_row(int format, const uint8_t *row, int cols, float *out)
           for (int i = 0; i < QK; i++) out[b * QK_K + j * QK + i] = d * sc * (float)((codes[i] >> ((j & 1) * 4)) & 0xf) - dmin * m;
         }
       }
+      return;
+    default: herd_blocks32_dequantize_row(format, row, cols, out);
   }
 }
 

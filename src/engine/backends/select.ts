@@ -5,7 +5,7 @@ import { HerdError } from '../../errors.js';
 import { KernelOps, type KvCacheType } from '../../kernels/wasm-ops.js';
 import { kernelModule } from '../../kernels/wasm-memory.js';
 import { loadNativeAddon } from '../../native/addon.js';
-import { NativeOps, nativeSupportsAll } from '../../native/native-ops.js';
+import { NATIVE_FORMAT_CODES, NativeOps, nativeSupportsAll } from '../../native/native-ops.js';
 import type { Ops } from '../ops.js';
 import { TfjsOps } from './tfjs-ops.js';
 
@@ -139,7 +139,7 @@ function probeNative(): BackendProbe {
   const { addon, reason } = loadNativeAddon();
   if (!addon) return { name: 'native', available: false, reason };
   const { isa, reason: why } = addon.info();
-  return { name: 'native', available: true, reason: `herd's native C kernels on the ${isa} path (${why}; F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, Q5_K, Q3_K, Q2_K weights)` };
+  return { name: 'native', available: true, reason: `herd's native C kernels on the ${isa} path (${why}; ${Object.keys(NATIVE_FORMAT_CODES).join(', ')} weights)` };
 }
 
 async function importOptional(packageName: string): Promise<void> {
