@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# npm run test:neon: the arm64 NEON kernels, checked on an x86-64 machine (docs/performance.md,
+# "Native C kernels"). Not part of the build or of CI; it needs a cross compiler and an emulator:
+#   apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+# On an arm64 machine it compiles with the native gcc and runs the harness directly.
+#  1. every C file of the addon compiles for aarch64 with binding.gyp's flags and no warning;
+#  2. test/native-neon/harness.c (the NEON kernels against the scalar path and float64
+#     references) runs on an emulated CPU with the dot-product extension (Neoverse N1: dispatch
+#     must choose neon-dotprod) and on one without it (Cortex-A72: neon), each run checking every
+#     path that CPU can run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(uname -m)" = aarch64 ]; then
+  cc=gcc
+  run_on() { shift; "$@"; }
+  cpus=native
+else
+  cc=aarch64-linux-gnu-gcc
+  for tool in "$cc" qemu-aarch64; do
+    if ! command -v "$tool" >/dev/null; then
+      echo "test:neon needs $tool (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)" >&2
+      exit 1
+    fi
+  done
+  run_on() { local cpu=$1; shift; qemu-aarch64 -cpu "$cpu" "$@"; }
+  cpus="neoverse-n1 cortex-a72"
+fi
+
+headers=$(node -p "require('path').resolve(process.execPath, '../../include/node')")
+[ -f "$headers/node_api.h" ] || headers="$HOME/.cache/node-gyp/$(node -p 'process.versions.node')/include/node"
+if [ ! -f "$headers/node_api.h" ]; then
+  echo "test:neon needs Node's headers (node_api.h) to compile the addon" >&2
+  exit 1
+fi
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+flags=(-std=c11 -O3 -Wall -Wextra -Werror -fno-math-errno)
+
+echo "== the addon's C files, compiled for aarch64 ($cc)"
+for source in src/native/*.c; do
+  "$cc" "${flags[@]}" -fPIC -I"$headers" -c "$source" -o "$out/$(basename "$source" .c).o"
+  echo "   $source"
+done
+
+echo "== the NEON kernels against the scalar path"
+"$cc" "${flags[@]}" -static test/native-neon/harness.c src/native/kernels_neon.c src/native/kernels_scalar.c \
+  src/native/dispatch.c -lm -o "$out/harness"
+for cpu in $cpus; do
+  case $cpu in
+    cortex-a72) expected=neon ;;
+    *) expected=neon-dotprod ;;
+  esac
+  [ "$cpu" = native ] && { grep -qw asimddp /proc/cpuinfo && expected=neon-dotprod || expected=neon; }
+  echo "-- CPU $cpu (dispatch should choose $expected)"
+  run_on "$cpu" "$out/harness" "$expected"
+done
