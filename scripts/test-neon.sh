@@ -7,7 +7,12 @@
 #  2. test/native-neon/harness.c (the NEON kernels against the scalar path and float64
 #     references) runs on an emulated CPU with the dot-product extension (Neoverse N1: dispatch
 #     must choose neon-dotprod) and on one without it (Cortex-A72: neon), each run checking every
-#     path that CPU can run.
+#     path that CPU can run;
+#  3. only when HERD_ARM64_SYSROOT names a folder holding an arm64 Node (usr/bin/node and its
+#     libraries; docs/performance.md says how one was made from Debian's packages): the addon
+#     cross-built for arm64 through node-gyp and binding.gyp, then test/native-neon/model-check.mjs
+#     (the shared fixtures on the native backend) run with that Node under qemu on both CPUs.
+#     Needs dist/ (npm run build). On an arm64 machine the native Node and build are used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,4 +60,33 @@ for cpu in $cpus; do
   [ "$cpu" = native ] && { grep -qw asimddp /proc/cpuinfo && expected=neon-dotprod || expected=neon; }
   echo "-- CPU $cpu (dispatch should choose $expected)"
   run_on "$cpu" "$out/harness" "$expected"
+done
+
+echo "== the shared fixtures on the native backend, with an arm64 Node"
+if [ "$cpus" = native ]; then
+  node test/native-neon/model-check.mjs . "$out/kernel-tokens.json"
+  exit 0
+fi
+if [ -z "${HERD_ARM64_SYSROOT:-}" ]; then
+  echo "   not run: set HERD_ARM64_SYSROOT to a folder with an arm64 Node (usr/bin/node) to run it"
+  exit 0
+fi
+[ -d dist ] || { echo "test:neon: stage 3 needs dist/ (npm run build)" >&2; exit 1; }
+# A tree of its own: the arm64 addon must not replace this checkout's build/.
+tree="$out/tree"
+mkdir -p "$tree/src" "$tree/test"
+cp -r binding.gyp package.json dist "$tree/"
+cp -r src/native "$tree/src/"
+ln -s "$(pwd)/node_modules" "$tree/node_modules"
+ln -s "$(pwd)/test/fixtures" "$tree/test/fixtures"
+(cd "$tree" && node-gyp configure --arch=arm64 && CC="$cc" LINK="$cc" node-gyp build --arch=arm64) >"$out/gyp.log" 2>&1 ||
+  { cat "$out/gyp.log"; exit 1; }
+if grep -E ": warning:" "$out/gyp.log"; then exit 1; fi
+file "$tree/build/Release/herd_native.node" | grep aarch64
+# The WASM kernels' tokens, from this machine's Node (the emulated one may lack relaxed SIMD).
+node test/native-neon/model-check.mjs . "$out/kernel-tokens.json" >/dev/null
+for cpu in $cpus; do
+  echo "-- CPU $cpu"
+  qemu-aarch64 -cpu "$cpu" -L "$HERD_ARM64_SYSROOT" "$HERD_ARM64_SYSROOT/usr/bin/node" \
+    test/native-neon/model-check.mjs "$tree" "$out/kernel-tokens.json"
 done
