@@ -109,17 +109,22 @@ HERD_INLINE int32x4_t q4_k_sub_block(uint8x16_t codes0, uint8x16_t codes1, const
   return dot(sums, vreinterpretq_s8_u8(codes1), vld1q_s8(x + 16));
 }
 
+/* Σ m[j]·sums[j] over a super-block's eight sub-blocks: what its minimums take off the product. */
+static inline int32_t minimums_times_sums(const uint8_t m[8], const int32_t *sums) {
+  const uint16x8_t wide = vmovl_u8(vld1_u8(m));
+  int32x4_t products = vmulq_s32(vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(wide))), vld1q_s32(sums));
+  products = vmlaq_s32(products, vreinterpretq_s32_u32(vmovl_high_u16(wide)), vld1q_s32(sums + 4));
+  return vaddvq_s32(products);
+}
+
 HERD_INLINE float q4_k_blocks(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb, byte_dot dot) {
   float32x4_t acc = vdupq_n_f32(0);
   float mins_total = 0;
   const uint8x16_t low = vdupq_n_u8(0xf);
   for (int b = 0; b < nb; b++, w += Q4_K_BYTES, x += QK_K) {
     uint8_t sc[8], m[8];
-    int32_t mins = 0;
-    for (int j = 0; j < 8; j++) {
-      herd_q4k_scale_min(j, w + 4, &sc[j], &m[j]);
-      mins += m[j] * xs[b * 8 + j];
-    }
+    for (int j = 0; j < 8; j++) herd_q4k_scale_min(j, w + 4, &sc[j], &m[j]);
+    const int32_t mins = minimums_times_sums(m, xs + b * 8);
     int32x4_t scaled = vdupq_n_s32(0);
     for (int pair = 0; pair < 4; pair++) {
       const uint8_t *qs = w + 16 + 32 * pair;

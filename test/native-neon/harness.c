@@ -126,6 +126,7 @@ static void random_activations(int8_t *x, float *xd, int values, int block, int 
 }
 
 static const int BLOCK_COUNTS[] = {1, 2, 3, 5, 8, 17};
+#define MAX_BLOCKS 17
 
 /* Q8_0 and Q4_0: the code of weight i of a block, as the format defines it. */
 static int q8_0_code(const uint8_t *block, int i) { return (int8_t)block[2 + i]; }
@@ -137,7 +138,6 @@ static void test_blocks32(const herd_kernels *k, const char *kernel, int bytes, 
                           float (*mine)(const uint8_t *, const int8_t *, const float *, int),
                           float (*scalar)(const uint8_t *, const int8_t *, const float *, int)) {
   tally t = {k->name, kernel, 0, 0, 0};
-  enum { MAX_BLOCKS = 17 };
   static uint8_t w[MAX_BLOCKS * Q8_0_BYTES];
   static int8_t x[MAX_BLOCKS * QK];
   static float xd[MAX_BLOCKS];
@@ -184,7 +184,6 @@ static int q4_k_code(const uint8_t *block, int i) {
 
 static void test_q4_k(const herd_kernels *k) {
   tally t = {k->name, "dot_q4_k", 0, 0, 0};
-  enum { MAX_BLOCKS = 17 };
   static uint8_t w[MAX_BLOCKS * Q4_K_BYTES];
   static int8_t x[MAX_BLOCKS * QK_K];
   static float xd[MAX_BLOCKS];
