@@ -7,7 +7,8 @@
 #  2. test/native-neon/harness.c (the NEON kernels against the scalar path and float64
 #     references) runs on an emulated CPU with the dot-product extension (Neoverse N1: dispatch
 #     must choose neon-dotprod) and on one without it (Cortex-A72: neon), each run checking every
-#     path that CPU can run;
+#     path that CPU can run; then, when a clang is installed, the same harness built by clang,
+#     without and with -march=armv8.2-a+dotprod, on the Neoverse N1;
 #  3. only when HERD_ARM64_SYSROOT names a folder holding an arm64 Node (usr/bin/node and its
 #     libraries; docs/performance.md says how one was made from Debian's packages): the addon
 #     cross-built for arm64 through node-gyp and binding.gyp, then test/native-neon/model-check.mjs
@@ -62,6 +63,20 @@ for cpu in $cpus; do
   run_on "$cpu" "$out/harness" "$expected"
 done
 
+# Clang before LLVM 19 declares vdotq_s32 only for files that target dotprod as a whole, so a
+# clang build has neon-dotprod only then (kernels_neon.c); both builds, when a clang is here.
+clang=$(command -v clang || ls /usr/bin/clang-[0-9]* 2>/dev/null | head -1 || true)
+if [ -n "$clang" ] && [ "$cpus" != native ]; then
+  for march in "" "-march=armv8.2-a+dotprod"; do
+    "$clang" --target=aarch64-linux-gnu $march "${flags[@]}" -static test/native-neon/harness.c src/native/kernels_neon.c \
+      src/native/kernels_scalar.c src/native/dispatch.c -lm -o "$out/harness-clang"
+    expected=neon
+    [ -n "$march" ] && expected=neon-dotprod
+    echo "-- $(basename "$clang") ${march:-(no -march)}, CPU neoverse-n1 (dispatch should choose $expected)"
+    run_on neoverse-n1 "$out/harness-clang" "$expected"
+  done
+fi
+
 echo "== the shared fixtures on the native backend, with an arm64 Node"
 if [ "$cpus" = native ]; then
   node test/native-neon/model-check.mjs . "$out/kernel-tokens.json"
@@ -79,7 +94,11 @@ cp -r binding.gyp package.json dist "$tree/"
 cp -r src/native "$tree/src/"
 ln -s "$(pwd)/node_modules" "$tree/node_modules"
 ln -s "$(pwd)/test/fixtures" "$tree/test/fixtures"
-(cd "$tree" && node-gyp configure --arch=arm64 && CC="$cc" LINK="$cc" node-gyp build --arch=arm64) >"$out/gyp.log" 2>&1 ||
+# npm's own node-gyp (on PATH only inside npm scripts), with the headers found above.
+gyp=(node-gyp)
+command -v node-gyp >/dev/null || gyp=(node "$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js")
+gyp+=(--arch=arm64 --nodedir="$(cd "$headers/../.." && pwd)")
+(cd "$tree" && "${gyp[@]}" configure && CC="$cc" LINK="$cc" "${gyp[@]}" build) >"$out/gyp.log" 2>&1 ||
   { cat "$out/gyp.log"; exit 1; }
 if grep -E ": warning:" "$out/gyp.log"; then exit 1; fi
 file "$tree/build/Release/herd_native.node" | grep aarch64

@@ -97,6 +97,10 @@ int herd_isa_supported(const char *name, char *why, size_t why_size) {
 #elif defined(__aarch64__)
   if (strcmp(name, "scalar") == 0 || strcmp(name, "neon") == 0) return 1; /* Advanced SIMD is part of AArch64 */
   if (strcmp(name, "neon-dotprod") == 0) {
+    if (!herd_neon_sdot_compiled) {
+      snprintf(why, why_size, "this build's compiler could not compile SDOT (clang targeting no dot-product extension)");
+      return 0;
+    }
     const int ok = has_dotprod();
     if (!ok) snprintf(why, why_size, "this CPU lacks the dot-product extension (no asimddp in AT_HWCAP)");
     return ok;
@@ -119,8 +123,9 @@ int herd_choose_isa(const char *forced, herd_isa_choice *choice) {
 #if defined(__aarch64__)
   static const char *const preference[] = {"neon-dotprod", "neon"};
 #if defined(__linux__)
-  const char *detected = has_dotprod() ? "AArch64 Advanced SIMD; asimddp in AT_HWCAP"
-                                       : "AArch64 Advanced SIMD; no asimddp in AT_HWCAP, so no SDOT";
+  const char *detected = !has_dotprod()             ? "AArch64 Advanced SIMD; no asimddp in AT_HWCAP, so no SDOT"
+                         : herd_neon_sdot_compiled ? "AArch64 Advanced SIMD; asimddp in AT_HWCAP"
+                                                   : "AArch64 Advanced SIMD; asimddp in AT_HWCAP, but this build has no SDOT";
 #else
   const char *detected = "AArch64 Advanced SIMD; the dot-product extension is detected on Linux only";
 #endif

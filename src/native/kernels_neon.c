@@ -13,12 +13,23 @@
 #include <string.h>
 #include "herd_native.h"
 
+/*
+ * GCC compiles SDOT into functions with a target attribute; arm_neon.h declares vdotq_s32 for
+ * armv8.2-a+dotprod, and GCC inlines it only into a function of that target or wider. Clang
+ * before LLVM 19 declares it only when the whole file targets dotprod (Apple's clang does for
+ * Apple silicon), so a clang build without that has no neon-dotprod path (dispatch.c refuses it).
+ */
 #if defined(__clang__)
-#define HERD_DOTPROD __attribute__((target("dotprod")))
+#define HERD_DOTPROD
 #else
-/* arm_neon.h declares vdotq_s32 for armv8.2-a+dotprod, and GCC inlines it only into a function of that target or wider. */
 #define HERD_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
 #endif
+#if defined(__clang__) && !defined(__ARM_FEATURE_DOTPROD)
+#define HERD_SDOT_COMPILED 0
+#else
+#define HERD_SDOT_COMPILED 1
+#endif
+const int herd_neon_sdot_compiled = HERD_SDOT_COMPILED;
 #define HERD_INLINE static inline __attribute__((always_inline))
 
 static inline float half_scale(const uint8_t *p) {
@@ -74,9 +85,13 @@ HERD_INLINE int32x4_t byte_dot_neon(int32x4_t acc, int8x16_t a, int8x16_t b) {
   return vpadalq_s16(acc, pairs);
 }
 
+#if HERD_SDOT_COMPILED
 HERD_DOTPROD HERD_INLINE int32x4_t byte_dot_sdot(int32x4_t acc, int8x16_t a, int8x16_t b) {
   return vdotq_s32(acc, a, b);
 }
+#else
+#define byte_dot_sdot byte_dot_neon /* the table below then exists only to link: dispatch never chooses it */
+#endif
 
 HERD_INLINE float q8_0_blocks(const uint8_t *w, const int8_t *x, const float *xd, int nb, byte_dot dot) {
   float32x4_t acc = vdupq_n_f32(0);
