@@ -14,6 +14,9 @@
         "src/native/kernels_avxvnni.c",
         "src/native/kernels_avx512.c"
       ],
+      "conditions": [
+        ["target_arch=='arm64'", {"sources": ["src/native/kernels_neon.c"]}]
+      ],
       "cflags": ["-std=c11", "-O3", "-Wall", "-Wextra", "-fno-math-errno"],
       "libraries": ["-lpthread", "-lm"]
     }

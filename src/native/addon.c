@@ -78,7 +78,7 @@ static napi_value info(napi_env env, napi_callback_info cb) {
   napi_create_int32(env, herd_pool_threads(), &threads);
   napi_set_named_property(env, result, "threads", threads);
   napi_create_object(env, &paths);
-  static const char *const names[] = {"scalar", "avx2", "avxvnni", "avx512"};
+  static const char *const names[] = HERD_ISA_LIST;
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     char why[160] = "";
     if (!herd_isa_supported(names[i], why, sizeof why) && why[0] == '\0') snprintf(why, sizeof why, "unsupported");

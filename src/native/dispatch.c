@@ -1,4 +1,4 @@
-/* Runtime choice of the instruction-set path: once at load, from CPUID and the OS's saved state. */
+/* Runtime choice of the instruction-set path: once at load, from CPUID and the OS's saved state (x86-64) or AT_HWCAP (arm64). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +22,22 @@ static int has_avxvnni(void) {
   __cpuid_count(7, 1, eax, ebx, ecx, edx);
   return (eax >> 4) & 1;
 }
+#elif defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20) /* the kernel's bit for the Armv8.2 dot-product extension (SDOT/UDOT) */
+#endif
+#endif
+
+/* Whether the CPU has SDOT/UDOT (the Armv8.2 dot-product extension), which the neon-dotprod path needs. */
+#if defined(__aarch64__)
+static int has_dotprod(void) {
+#if defined(__linux__)
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+  return 0; /* detected through Linux's AT_HWCAP only; other systems get the plain NEON path */
+#endif
+}
 #endif
 
 static const herd_kernels *table_of(const char *name) {
@@ -30,6 +46,9 @@ static const herd_kernels *table_of(const char *name) {
   if (strcmp(name, "avx2") == 0) return &herd_kernels_avx2;
   if (strcmp(name, "avxvnni") == 0) return &herd_kernels_avxvnni;
   if (strcmp(name, "avx512") == 0) return &herd_kernels_avx512;
+#elif defined(__aarch64__)
+  if (strcmp(name, "neon") == 0) return &herd_kernels_neon;
+  if (strcmp(name, "neon-dotprod") == 0) return &herd_kernels_neon_dotprod;
 #endif
   return NULL;
 }
@@ -85,6 +104,17 @@ int herd_isa_supported(const char *name, char *why, size_t why_size) {
     if (!ok) snprintf(why, why_size, "this CPU or OS lacks AVX-512 F/BW/VL/VNNI");
     return ok;
   }
+#elif defined(__aarch64__)
+  if (strcmp(name, "scalar") == 0 || strcmp(name, "neon") == 0) return 1; /* Advanced SIMD is part of AArch64 */
+  if (strcmp(name, "neon-dotprod") == 0) {
+    if (!herd_neon_sdot_compiled) {
+      snprintf(why, why_size, "this build's compiler could not compile SDOT (clang targeting no dot-product extension)");
+      return 0;
+    }
+    const int ok = has_dotprod();
+    if (!ok) snprintf(why, why_size, "this CPU lacks the dot-product extension (no asimddp in AT_HWCAP)");
+    return ok;
+  }
 #else
   if (strcmp(name, "scalar") == 0) return 1;
 #endif
@@ -100,12 +130,24 @@ int herd_choose_isa(const char *forced, herd_isa_choice *choice) {
     snprintf(choice->reason, sizeof choice->reason, "forced by HERD_CPU_ISA=%s", forced);
     return 1;
   }
+#if defined(__aarch64__)
+  static const char *const preference[] = {"neon-dotprod", "neon"};
+#if defined(__linux__)
+  const char *detected = !has_dotprod()             ? "AArch64 Advanced SIMD; no asimddp in AT_HWCAP, so no SDOT"
+                         : herd_neon_sdot_compiled ? "AArch64 Advanced SIMD; asimddp in AT_HWCAP"
+                                                   : "AArch64 Advanced SIMD; asimddp in AT_HWCAP, but this build has no SDOT";
+#else
+  const char *detected = "AArch64 Advanced SIMD; the dot-product extension is detected on Linux only";
+#endif
+#else
   static const char *const preference[] = {"avx512", "avxvnni", "avx2"};
+  const char *detected = "CPUID and XCR0";
+#endif
   char why[160];
   for (size_t i = 0; i < sizeof preference / sizeof preference[0]; i++) {
     if (table_of(preference[i]) && herd_isa_supported(preference[i], why, sizeof why)) {
       choice->kernels = kernels_of(preference[i]);
-      snprintf(choice->reason, sizeof choice->reason, "the best path this CPU supports (CPUID and XCR0)");
+      snprintf(choice->reason, sizeof choice->reason, "the best path this CPU supports (%s)", detected);
       return 1;
     }
   }

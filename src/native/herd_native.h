@@ -64,6 +64,11 @@ extern const herd_kernels herd_kernels_avx2;
 extern const herd_kernels herd_kernels_avxvnni;
 extern const herd_kernels herd_kernels_avx512;
 #endif
+#if defined(__aarch64__)
+extern const herd_kernels herd_kernels_neon;
+extern const herd_kernels herd_kernels_neon_dotprod;
+extern const int herd_neon_sdot_compiled; /* 0 when the compiler could not build SDOT (clang without dotprod) */
+#endif
 
 float herd_half_to_float(uint16_t h);
 uint16_t herd_float_to_half(float f);

@@ -1,0 +1,201 @@
+/*
+ * The arm64 paths: AArch64 Advanced SIMD (NEON), which every AArch64 CPU has, in two tables that
+ * differ only in the byte dot product of the integer kernels. `neon-dotprod` uses SDOT
+ * (vdotq_s32, the Armv8.2 dot-product extension: four byte products summed into each int32
+ * lane), compiled for that extension by a target attribute and chosen only when the CPU reports
+ * it (dispatch.c, AT_HWCAP's HWCAP_ASIMDDP); `neon` multiplies bytes to int16 (SMULL, SMLAL2)
+ * and adds pairs into int32 lanes (SADALP), which every AArch64 CPU runs. The kernels are written
+ * once (always inlined) and take the byte dot product as a constant argument, so each table gets
+ * its own copy with the product inlined. Kernels left out come from the scalar path.
+ */
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#include <string.h>
+#include "herd_native.h"
+
+/*
+ * GCC compiles SDOT into functions with a target attribute; arm_neon.h declares vdotq_s32 for
+ * armv8.2-a+dotprod, and GCC inlines it only into a function of that target or wider. Clang
+ * before LLVM 19 declares it only when the whole file targets dotprod (Apple's clang does for
+ * Apple silicon), so a clang build without that has no neon-dotprod path (dispatch.c refuses it).
+ */
+#if defined(__clang__)
+#define HERD_DOTPROD
+#else
+#define HERD_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+#endif
+#if defined(__clang__) && !defined(__ARM_FEATURE_DOTPROD)
+#define HERD_SDOT_COMPILED 0
+#else
+#define HERD_SDOT_COMPILED 1
+#endif
+const int herd_neon_sdot_compiled = HERD_SDOT_COMPILED;
+#define HERD_INLINE static inline __attribute__((always_inline))
+
+static inline float half_scale(const uint8_t *p) {
+  __fp16 h;
+  memcpy(&h, p, 2);
+  return (float)h;
+}
+
+static float dot_f32(const float *a, const float *b, int n) {
+  float32x4_t s0 = vdupq_n_f32(0), s1 = vdupq_n_f32(0), s2 = vdupq_n_f32(0), s3 = vdupq_n_f32(0);
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
+    s1 = vfmaq_f32(s1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
+    s2 = vfmaq_f32(s2, vld1q_f32(a + i + 8), vld1q_f32(b + i + 8));
+    s3 = vfmaq_f32(s3, vld1q_f32(a + i + 12), vld1q_f32(b + i + 12));
+  }
+  for (; i + 4 <= n; i += 4) s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
+  float total = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+  for (; i < n; i++) total += a[i] * b[i];
+  return total;
+}
+
+static void f16_to_f32(const uint16_t *src, float *dst, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    float16x8_t halves = vreinterpretq_f16_u16(vld1q_u16(src + i));
+    vst1q_f32(dst + i, vcvt_f32_f16(vget_low_f16(halves)));
+    vst1q_f32(dst + i + 4, vcvt_high_f32_f16(halves));
+  }
+  for (; i < n; i++) dst[i] = half_scale((const uint8_t *)(src + i));
+}
+
+static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint16x8_t halves = vld1q_u16(src + i);
+    vst1q_f32(dst + i, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(halves), 16)));
+    vst1q_f32(dst + i + 4, vreinterpretq_f32_u32(vshll_high_n_u16(halves, 16)));
+  }
+  for (; i < n; i++) {
+    uint32_t bits = (uint32_t)src[i] << 16;
+    memcpy(&dst[i], &bits, 4);
+  }
+}
+
+/* acc plus the products of 16 byte pairs, four to a lane (which four is each path's own). */
+typedef int32x4_t (*byte_dot)(int32x4_t acc, int8x16_t a, int8x16_t b);
+
+/* Two products fit an int16 lane: |a| ≤ 128 and |b| ≤ 127, the activation quantizer's range. */
+HERD_INLINE int32x4_t byte_dot_neon(int32x4_t acc, int8x16_t a, int8x16_t b) {
+  int16x8_t pairs = vmlal_high_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), a, b);
+  return vpadalq_s16(acc, pairs);
+}
+
+#if HERD_SDOT_COMPILED
+HERD_DOTPROD HERD_INLINE int32x4_t byte_dot_sdot(int32x4_t acc, int8x16_t a, int8x16_t b) {
+  return vdotq_s32(acc, a, b);
+}
+#else
+#define byte_dot_sdot byte_dot_neon /* the table below then exists only to link: dispatch never chooses it */
+#endif
+
+HERD_INLINE float q8_0_blocks(const uint8_t *w, const int8_t *x, const float *xd, int nb, byte_dot dot) {
+  float32x4_t acc = vdupq_n_f32(0);
+  for (int b = 0; b < nb; b++, w += Q8_0_BYTES, x += QK) {
+    int32x4_t sums = dot(vdupq_n_s32(0), vld1q_s8((const int8_t *)w + 2), vld1q_s8(x));
+    sums = dot(sums, vld1q_s8((const int8_t *)w + 18), vld1q_s8(x + 16));
+    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(sums), half_scale(w) * xd[b]);
+  }
+  return vaddvq_f32(acc);
+}
+
+HERD_INLINE float q4_0_blocks(const uint8_t *w, const int8_t *x, const float *xd, int nb, byte_dot dot) {
+  float32x4_t acc = vdupq_n_f32(0);
+  const uint8x16_t low = vdupq_n_u8(0xf);
+  const int8x16_t eight = vdupq_n_s8(8);
+  for (int b = 0; b < nb; b++, w += Q4_0_BYTES, x += QK) {
+    /* Weights 0..15 of a block are the low nibbles, 16..31 the high ones, each less 8. */
+    uint8x16_t codes = vld1q_u8(w + 2);
+    int8x16_t first = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(codes, low)), eight);
+    int8x16_t second = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(codes, 4)), eight);
+    int32x4_t sums = dot(dot(vdupq_n_s32(0), first, vld1q_s8(x)), second, vld1q_s8(x + 16));
+    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(sums), half_scale(w) * xd[b]);
+  }
+  return vaddvq_f32(acc);
+}
+
+/* One Q4_K sub-block: 32 unsigned 4-bit codes (the low or high nibbles of 32 bytes) times 32 activations. */
+HERD_INLINE int32x4_t q4_k_sub_block(uint8x16_t codes0, uint8x16_t codes1, const int8_t *x, byte_dot dot) {
+  int32x4_t sums = dot(vdupq_n_s32(0), vreinterpretq_s8_u8(codes0), vld1q_s8(x));
+  return dot(sums, vreinterpretq_s8_u8(codes1), vld1q_s8(x + 16));
+}
+
+/* Σ m[j]·sums[j] over a super-block's eight sub-blocks: what its minimums take off the product. */
+static inline int32_t minimums_times_sums(const uint8_t m[8], const int32_t *sums) {
+  const uint16x8_t wide = vmovl_u8(vld1_u8(m));
+  int32x4_t products = vmulq_s32(vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(wide))), vld1q_s32(sums));
+  products = vmlaq_s32(products, vreinterpretq_s32_u32(vmovl_high_u16(wide)), vld1q_s32(sums + 4));
+  return vaddvq_s32(products);
+}
+
+HERD_INLINE float q4_k_blocks(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb, byte_dot dot) {
+  float32x4_t acc = vdupq_n_f32(0);
+  float mins_total = 0;
+  const uint8x16_t low = vdupq_n_u8(0xf);
+  for (int b = 0; b < nb; b++, w += Q4_K_BYTES, x += QK_K) {
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; j++) herd_q4k_scale_min(j, w + 4, &sc[j], &m[j]);
+    const int32_t mins = minimums_times_sums(m, xs + b * 8);
+    int32x4_t scaled = vdupq_n_s32(0);
+    for (int pair = 0; pair < 4; pair++) {
+      const uint8_t *qs = w + 16 + 32 * pair;
+      uint8x16_t c0 = vld1q_u8(qs), c1 = vld1q_u8(qs + 16);
+      int32x4_t first = q4_k_sub_block(vandq_u8(c0, low), vandq_u8(c1, low), x + 64 * pair, dot);
+      int32x4_t second = q4_k_sub_block(vshrq_n_u8(c0, 4), vshrq_n_u8(c1, 4), x + 64 * pair + 32, dot);
+      scaled = vmlaq_n_s32(scaled, first, sc[2 * pair]);
+      scaled = vmlaq_n_s32(scaled, second, sc[2 * pair + 1]);
+    }
+    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(scaled), half_scale(w) * xd[b]);
+    mins_total += half_scale(w + 2) * xd[b] * (float)mins;
+  }
+  return vaddvq_f32(acc) - mins_total;
+}
+
+static float dot_q8_0_neon(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
+  return q8_0_blocks(w, x, xd, nb, byte_dot_neon);
+}
+
+static float dot_q4_0_neon(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
+  return q4_0_blocks(w, x, xd, nb, byte_dot_neon);
+}
+
+static float dot_q4_k_neon(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
+  return q4_k_blocks(w, x, xd, xs, nb, byte_dot_neon);
+}
+
+HERD_DOTPROD static float dot_q8_0_sdot(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
+  return q8_0_blocks(w, x, xd, nb, byte_dot_sdot);
+}
+
+HERD_DOTPROD static float dot_q4_0_sdot(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
+  return q4_0_blocks(w, x, xd, nb, byte_dot_sdot);
+}
+
+HERD_DOTPROD static float dot_q4_k_sdot(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
+  return q4_k_blocks(w, x, xd, xs, nb, byte_dot_sdot);
+}
+
+const herd_kernels herd_kernels_neon = {
+    .name = "neon",
+    .dot_f32 = dot_f32,
+    .f16_to_f32 = f16_to_f32,
+    .bf16_to_f32 = bf16_to_f32,
+    .dot_q8_0 = dot_q8_0_neon,
+    .dot_q4_0 = dot_q4_0_neon,
+    .dot_q4_k = dot_q4_k_neon,
+};
+
+const herd_kernels herd_kernels_neon_dotprod = {
+    .name = "neon-dotprod",
+    .dot_f32 = dot_f32,
+    .f16_to_f32 = f16_to_f32,
+    .bf16_to_f32 = bf16_to_f32,
+    .dot_q8_0 = dot_q8_0_sdot,
+    .dot_q4_0 = dot_q4_0_sdot,
+    .dot_q4_k = dot_q4_k_sdot,
+};
+#endif

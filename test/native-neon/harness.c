@@ -1,0 +1,286 @@
+/*
+ * The arm64 NEON kernels against the scalar path and float64 references computed here, run
+ * under an emulator by scripts/test-neon.sh (npm run test:neon) on an x86 machine with a cross
+ * compiler, or natively on arm64. Usage: harness EXPECTED_PATH, the path dispatch must choose on
+ * this (emulated) CPU: neon-dotprod where it has the dot-product extension, neon where not.
+ *
+ * Tolerances, from first principles (u = 2^-24, float's unit roundoff):
+ * - f16 and bf16 widening is exact: bit for bit the scalar path's output (NaNs: both NaN).
+ * - dot_f32 of n terms: |result − exact| ≤ (n + 2)·u·Σ|a·b|, which bounds any summation order.
+ * - quantized dots: each block's integer sum is exact, so only the float scaling and the
+ *   accumulation of nb blocks round: |result − exact| ≤ (nb + 4)·2u·Σ|terms|. With unit scales
+ *   and sums below 2^24 every value is an integer float, so the result must be exact.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "../../src/native/dispatch.h"
+
+static int failures = 0;
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+/* splitmix64: reproducible draws, the same on every machine. */
+static uint64_t next_random(void) {
+  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static double uniform(double low, double high) { return low + (high - low) * (double)(next_random() >> 11) / 9007199254740992.0; }
+static int random_int(int low, int high) { return low + (int)(next_random() % (uint64_t)(high - low + 1)); }
+
+/* Reports one kernel's cases: the worst error as a fraction of its tolerance (≤ 1 passes). */
+typedef struct {
+  const char *path, *kernel;
+  int cases, failed;
+  double worst;
+} tally;
+
+static void check(tally *t, const char *what, double got, double exact, double tolerance) {
+  const double error = fabs(got - exact);
+  const double ratio = tolerance > 0 ? error / tolerance : (error == 0 ? 0 : INFINITY);
+  t->cases++;
+  if (ratio > t->worst) t->worst = ratio;
+  if (!(ratio <= 1)) {
+    t->failed++;
+    if (t->failed <= 5) printf("  FAIL %s %s %s: got %.9g, exact %.9g, tolerance %.3g\n", t->path, t->kernel, what, got, exact, tolerance);
+  }
+}
+
+static void report(const tally *t) {
+  printf("%s %-13s %-12s %4d cases, worst error %.3f of its tolerance\n", t->failed ? "FAIL" : "ok  ", t->path, t->kernel, t->cases, t->worst);
+  failures += t->failed;
+}
+
+static const int FLOAT_LENGTHS[] = {0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 64, 100, 255, 257, 1000, 4099};
+#define COUNT(array) ((int)(sizeof(array) / sizeof(array[0])))
+
+static void test_dot_f32(const herd_kernels *k) {
+  tally t = {k->name, "dot_f32", 0, 0, 0};
+  enum { MAX = 4099 + 1 };
+  static float a[MAX], b[MAX];
+  for (int i = 0; i < MAX; i++) a[i] = (float)uniform(-1, 1), b[i] = (float)uniform(-1, 1);
+  for (int c = 0; c < COUNT(FLOAT_LENGTHS); c++) {
+    const int n = FLOAT_LENGTHS[c];
+    for (int offset = 0; offset < 2; offset++) { /* offset 1: vectors not 16-byte aligned */
+      double exact = 0, magnitude = 0;
+      for (int i = 0; i < n; i++) exact += (double)a[offset + i] * b[offset + i], magnitude += fabs((double)a[offset + i] * b[offset + i]);
+      char what[40];
+      snprintf(what, sizeof what, "n=%d offset=%d", n, offset);
+      check(&t, what, k->dot_f32(a + offset, b + offset, n), exact, (n + 2) * 0x1p-24 * magnitude);
+    }
+  }
+  report(&t);
+}
+
+/* Bit-for-bit equality of two widenings of the same 16-bit values (NaN payloads may differ). */
+static int same_float(float x, float y) { return (isnan(x) && isnan(y)) || memcmp(&x, &y, 4) == 0; }
+
+static void test_widening(const herd_kernels *k, const char *kernel, void (*mine)(const uint16_t *, float *, int),
+                          void (*scalar)(const uint16_t *, float *, int)) {
+  tally t = {k->name, kernel, 0, 0, 0};
+  enum { ALL = 65536 };
+  static uint16_t src[ALL];
+  static float got[ALL], expected[ALL];
+  for (int i = 0; i < ALL; i++) src[i] = (uint16_t)i;
+  /* Every 16-bit pattern in one call, then short calls from an odd start for the tails. */
+  mine(src, got, ALL);
+  scalar(src, expected, ALL);
+  for (int i = 0; i < ALL; i++) {
+    char what[40];
+    snprintf(what, sizeof what, "0x%04x", i);
+    check(&t, what, same_float(got[i], expected[i]) ? 0 : 1, 0, 0);
+  }
+  for (int n = 1; n <= 19; n++) {
+    memset(got, 0xff, sizeof(float) * 32);
+    mine(src + 0x3c01, got + 1, n);
+    scalar(src + 0x3c01, expected + 1, n);
+    int same = isnan(got[0]) && isnan(got[n + 1]); /* the 0xff fill (a NaN) around the output is untouched */
+    for (int i = 1; i <= n; i++) same &= same_float(got[i], expected[i]);
+    char what[40];
+    snprintf(what, sizeof what, "tail n=%d", n);
+    check(&t, what, same ? 0 : 1, 0, 0);
+  }
+  report(&t);
+}
+
+static void put_half(uint8_t *p, float value) {
+  uint16_t h = herd_float_to_half(value);
+  memcpy(p, &h, 2);
+}
+
+/* A block scale: a random magnitude and sign, or exactly 1 for the exact cases. */
+static float block_scale(int exact) {
+  if (exact) return 1;
+  const float magnitude = (float)uniform(1e-3, 0.1);
+  return next_random() & 1 ? magnitude : -magnitude;
+}
+
+/* Activations as the quantizer makes them: codes in ±limit and a positive scale per block. */
+static void random_activations(int8_t *x, float *xd, int values, int block, int limit, int exact) {
+  for (int i = 0; i < values; i++) x[i] = (int8_t)random_int(-limit, limit);
+  for (int b = 0; b < values / block; b++) xd[b] = exact ? 1 : (float)uniform(1e-3, 0.05);
+}
+
+static const int BLOCK_COUNTS[] = {1, 2, 3, 5, 8, 17};
+#define MAX_BLOCKS 17
+
+/* Q8_0 and Q4_0: the code of weight i of a block, as the format defines it. */
+static int q8_0_code(const uint8_t *block, int i) { return (int8_t)block[2 + i]; }
+static int q4_0_code(const uint8_t *block, int i) { return i < 16 ? (block[2 + i] & 0xf) - 8 : (block[2 + i - 16] >> 4) - 8; }
+
+typedef enum { CODES_RANDOM, CODES_EXTREME_LOW, CODES_EXTREME_HIGH } code_fill;
+
+static void test_blocks32(const herd_kernels *k, const char *kernel, int bytes, int (*code)(const uint8_t *, int),
+                          float (*mine)(const uint8_t *, const int8_t *, const float *, int),
+                          float (*scalar)(const uint8_t *, const int8_t *, const float *, int)) {
+  tally t = {k->name, kernel, 0, 0, 0};
+  static uint8_t w[MAX_BLOCKS * Q8_0_BYTES];
+  static int8_t x[MAX_BLOCKS * QK];
+  static float xd[MAX_BLOCKS];
+  for (int c = 0; c < COUNT(BLOCK_COUNTS); c++) {
+    for (int exact = 0; exact < 2; exact++) {
+      for (code_fill fill = CODES_RANDOM; fill <= CODES_EXTREME_HIGH; fill++) {
+        const int nb = BLOCK_COUNTS[c];
+        for (int b = 0; b < nb; b++) {
+          put_half(w + b * bytes, block_scale(exact));
+          /* Extremes: every weight byte 0x80 (Q8_0 −128, Q4_0 0 − 8) or 0x7f, against activations ±127. */
+          for (int i = 2; i < bytes; i++) w[b * bytes + i] = fill == CODES_RANDOM ? (uint8_t)next_random() : fill == CODES_EXTREME_LOW ? 0x80 : 0x7f;
+        }
+        random_activations(x, xd, nb * QK, QK, 127, exact);
+        if (fill != CODES_RANDOM)
+          for (int i = 0; i < nb * QK; i++) x[i] = fill == CODES_EXTREME_LOW ? -127 : 127;
+        double result = 0, magnitude = 0;
+        for (int b = 0; b < nb; b++) {
+          const uint8_t *block = w + b * bytes;
+          uint16_t h;
+          memcpy(&h, block, 2);
+          long sum = 0, absolute = 0;
+          for (int i = 0; i < QK; i++) sum += code(block, i) * x[b * QK + i], absolute += labs((long)code(block, i) * x[b * QK + i]);
+          const double scale = (double)herd_half_to_float(h) * xd[b];
+          result += scale * (double)sum;
+          magnitude += fabs(scale) * (double)absolute;
+        }
+        const double tolerance = exact ? 0 : (nb + 4) * 0x1p-23 * magnitude;
+        char what[60];
+        snprintf(what, sizeof what, "nb=%d %s fill=%d", nb, exact ? "exact" : "random", (int)fill);
+        check(&t, what, mine(w, x, xd, nb), result, tolerance);
+        check(&t, what, scalar(w, x, xd, nb), result, tolerance);
+      }
+    }
+  }
+  report(&t);
+}
+
+/* Q4_K's code of weight i (0..255) of a super-block: 32 bytes hold sub-blocks 2p (low nibbles) and 2p+1 (high). */
+static int q4_k_code(const uint8_t *block, int i) {
+  const int sub = i / 32, pair = sub / 2;
+  const uint8_t byte = block[16 + 32 * pair + i % 32];
+  return sub % 2 ? byte >> 4 : byte & 0xf;
+}
+
+static void test_q4_k(const herd_kernels *k) {
+  tally t = {k->name, "dot_q4_k", 0, 0, 0};
+  static uint8_t w[MAX_BLOCKS * Q4_K_BYTES];
+  static int8_t x[MAX_BLOCKS * QK_K];
+  static float xd[MAX_BLOCKS];
+  static int32_t xs[MAX_BLOCKS * 8];
+  for (int c = 0; c < COUNT(BLOCK_COUNTS); c++) {
+    for (int exact = 0; exact < 2; exact++) {
+      /* Exact cases keep every sum below 2^24: activations in ±15 and at most 2 super-blocks. */
+      const int nb = exact ? 1 + c % 2 : BLOCK_COUNTS[c];
+      for (int b = 0; b < nb; b++) {
+        uint8_t *block = w + b * Q4_K_BYTES;
+        put_half(block, block_scale(exact));
+        put_half(block + 2, exact ? 1 : (float)uniform(0, 0.05));
+        for (int i = 4; i < Q4_K_BYTES; i++) block[i] = (uint8_t)next_random();
+      }
+      random_activations(x, xd, nb * QK_K, QK_K, exact ? 15 : 127, exact);
+      for (int s = 0; s < nb * 8; s++) {
+        xs[s] = 0;
+        for (int i = 0; i < QK; i++) xs[s] += x[s * QK + i];
+      }
+      double result = 0, magnitude = 0;
+      for (int b = 0; b < nb; b++) {
+        const uint8_t *block = w + b * Q4_K_BYTES;
+        uint16_t d, dmin;
+        memcpy(&d, block, 2);
+        memcpy(&dmin, block + 2, 2);
+        const double scale = (double)herd_half_to_float(d) * xd[b], min_scale = (double)herd_half_to_float(dmin) * xd[b];
+        for (int j = 0; j < 8; j++) {
+          uint8_t sc, m;
+          herd_q4k_scale_min(j, block + 4, &sc, &m);
+          long sum = 0, absolute = 0;
+          for (int i = 0; i < QK; i++) {
+            const long product = (long)q4_k_code(block, 32 * j + i) * x[b * QK_K + 32 * j + i];
+            sum += product, absolute += labs(product);
+          }
+          result += scale * sc * (double)sum - min_scale * m * (double)xs[b * 8 + j];
+          magnitude += fabs(scale) * sc * (double)absolute + fabs(min_scale) * m * fabs((double)xs[b * 8 + j]);
+        }
+      }
+      const double tolerance = exact ? 0 : (nb + 4) * 0x1p-23 * magnitude;
+      char what[40];
+      snprintf(what, sizeof what, "nb=%d %s", nb, exact ? "exact" : "random");
+      check(&t, what, k->dot_q4_k(w, x, xd, xs, nb), result, tolerance);
+      check(&t, what, herd_kernels_scalar.dot_q4_k(w, x, xd, xs, nb), result, tolerance);
+    }
+  }
+  report(&t);
+}
+
+/* The dispatch: the best path on this CPU, the forced ones it runs, and refusals of the rest. */
+static void test_dispatch(const char *expected) {
+  herd_isa_choice choice;
+  herd_choose_isa(NULL, &choice);
+  printf("chosen: %s (%s)\n", choice.kernels->name, choice.reason);
+  if (strcmp(choice.kernels->name, expected) != 0) {
+    printf("  FAIL dispatch chose %s, expected %s\n", choice.kernels->name, expected);
+    failures++;
+  }
+  static const char *const names[] = HERD_ISA_LIST;
+  for (int i = 0; i < COUNT(names); i++) {
+    char why[160] = "";
+    const int supported = herd_isa_supported(names[i], why, sizeof why);
+    const int forced = herd_choose_isa(names[i], &choice);
+    printf("  %-13s %s\n", names[i], supported ? "runs here" : why);
+    /* neon-dotprod runs exactly where it is the expected choice; scalar and neon everywhere. */
+    const int should_run = strcmp(names[i], "neon-dotprod") != 0 || strcmp(expected, "neon-dotprod") == 0;
+    if (supported != should_run || forced != supported || (forced && strcmp(choice.kernels->name, names[i]) != 0)) {
+      printf("  FAIL forcing %s: supported %d, forced %d\n", names[i], supported, forced);
+      failures++;
+    }
+  }
+  if (herd_choose_isa("avx2", &choice)) {
+    printf("  FAIL an x86 path was accepted on arm64\n");
+    failures++;
+  } else printf("  avx2 refused: %s\n", choice.reason);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s neon|neon-dotprod (the path this CPU should get)\n", argv[0]);
+    return 2;
+  }
+  test_dispatch(argv[1]);
+  static const char *const paths[] = {"neon", "neon-dotprod"};
+  for (int p = 0; p < COUNT(paths); p++) {
+    herd_isa_choice choice;
+    if (!herd_choose_isa(paths[p], &choice)) {
+      printf("(%s does not run on this CPU: %s)\n", paths[p], choice.reason);
+      continue;
+    }
+    const herd_kernels *k = choice.kernels;
+    test_dot_f32(k);
+    test_widening(k, "f16_to_f32", k->f16_to_f32, herd_kernels_scalar.f16_to_f32);
+    test_widening(k, "bf16_to_f32", k->bf16_to_f32, herd_kernels_scalar.bf16_to_f32);
+    test_blocks32(k, "dot_q8_0", Q8_0_BYTES, q8_0_code, k->dot_q8_0, herd_kernels_scalar.dot_q8_0);
+    test_blocks32(k, "dot_q4_0", Q4_0_BYTES, q4_0_code, k->dot_q4_0, herd_kernels_scalar.dot_q4_0);
+    test_q4_k(k);
+  }
+  printf(failures ? "%d FAILED\n" : "all passed\n", failures);
+  return failures ? 1 : 0;
+}
