@@ -1,18 +1,12 @@
 import os from 'node:os';
-import { kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type Ops } from '../engine/ops.js';
+import { kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type KvCacheType, type Ops } from '../engine/ops.js';
 import type { RopeTables } from '../engine/rope.js';
 import type { PackedFormat, WeightSource } from '../formats/weights.js';
 import { packedBytes } from '../formats/weights.js';
-import type { KvCacheType } from '../kernels/wasm-ops.js';
 import { requireNativeAddon, type NativeAddon, type NativeInfo } from './addon.js';
 
 /** Stored formats the native kernels compute on, with the codes of src/native/herd_native.h. */
 export const NATIVE_FORMAT_CODES: Partial<Record<PackedFormat, number>> = { F32: 0, F16: 1, BF16: 2, Q8_0: 3, Q4_0: 4, Q4_K: 5 };
-
-/** Whether the native kernels compute on every one of a model's stored formats. */
-export function nativeSupportsAll(formats: Iterable<string>): boolean {
-  return [...formats].every((format) => format in NATIVE_FORMAT_CODES);
-}
 
 /** Activations: float32 rows in host memory. */
 export interface NativeTensor {
