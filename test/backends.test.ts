@@ -10,6 +10,7 @@ import { GgmlType, readGgufHeader } from '../src/formats/gguf.js';
 import { readSafetensorsHeader } from '../src/formats/safetensors.js';
 import type { KernelOps } from '../src/kernels/wasm-ops.js';
 import { requireNativeAddon } from '../src/native/addon.js';
+import { nf4HeldBytes, nf4StoredBytes, packNf4Weight } from '../src/train/qlora.js';
 import { herd } from './herd-cli.js';
 import { GGUF_LLAMACPP, STORIES } from './fixtures.js';
 
@@ -117,6 +118,12 @@ describe('larger than memory', () => {
     const perPosition = STORIES_KV_F32 / 512;
     const { message } = await refusal(STORIES, { backend: 'wasm', contextTokens: 256 }, weights + 256 * perPosition - 1);
     expect(message).toContain(`+ ${((256 * perPosition) / MIB).toFixed(1)} MiB KV cache`);
+  });
+
+  test("QLoRA's NF4 base is counted at what packing it holds: codes two to a byte and a float32 absmax per 64 weights", () => {
+    // 6 × 70 = 420 weights: 210 bytes of codes and 7 blocks (the last one partial) of 4 bytes.
+    const packed = packNf4Weight({ name: 'w', shape: [6, 70], data: Float32Array.from({ length: 420 }, (_, i) => Math.sin(i)) });
+    expect([nf4HeldBytes(420), nf4StoredBytes(packed)]).toEqual([238, 238]);
   });
 
   test("the figure: the machine's total memory (or a lower container limit), or HERD_MEMORY_LIMIT in bytes", () => {

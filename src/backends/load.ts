@@ -25,6 +25,8 @@ export interface LoadOptions extends BackendOptions {
   adapter?: string;
   /** Decorates the backend's ops before any weight loads (LoRA training attaches its parameters this way). */
   wrapOps?: (ops: Ops<unknown, unknown>, config: LlamaConfig) => Ops<unknown, unknown>;
+  /** What a weight costs once wrapOps keeps it its own way (QLoRA's NF4 base), given what the backend would hold; for the memory check. */
+  heldBytes?: (tensor: StoredTensor, backendBytes: number) => number;
 }
 
 /**
@@ -55,5 +57,5 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
 function checkMemory({ backend }: BackendChoice, tensors: readonly StoredTensor[], config: LlamaConfig, options: LoadOptions): void {
   const capacity = Math.min(options.contextTokens ?? CHECKED_CONTEXT_TOKENS, config.maxPositionEmbeddings);
   const shape: KvCacheShape = { layers: config.numHiddenLayers, kvHeads: config.numKeyValueHeads, headDim: config.headDim, capacity };
-  checkFitsInMemory(backend, memoryNeed(backend, tensors, { shape, type: options.kvCacheType }), options.memory ?? machineMemory());
+  checkFitsInMemory(backend, memoryNeed(backend, tensors, { shape, type: options.kvCacheType }, options.heldBytes), options.memory ?? machineMemory());
 }

@@ -10,8 +10,14 @@ export interface MemoryNeed {
   kvCacheBytes: number;
 }
 
-export function memoryNeed(backend: Backend, tensors: readonly StoredTensor[], kvCache: { shape: KvCacheShape; type?: KvCacheType }): MemoryNeed {
-  const weightBytes = tensors.reduce((sum, { format, shape }) => sum + tensorHeldBytes(backend, format, shape), 0);
+/** `heldBytes` (optional): what a weight costs instead, given what the backend would hold (a decorator that keeps some weights its own way). */
+export function memoryNeed(
+  backend: Backend,
+  tensors: readonly StoredTensor[],
+  kvCache: { shape: KvCacheShape; type?: KvCacheType },
+  heldBytes: (tensor: StoredTensor, backendBytes: number) => number = (_tensor, bytes) => bytes,
+): MemoryNeed {
+  const weightBytes = tensors.reduce((sum, tensor) => sum + heldBytes(tensor, tensorHeldBytes(backend, tensor.format, tensor.shape)), 0);
   return { weightBytes, kvCacheBytes: kvCacheBytes(kvCache.shape, backend.kvElementBytes(kvCache.type)) };
 }
 

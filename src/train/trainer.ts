@@ -13,6 +13,8 @@ import { seededRandom } from '../engine/sampling.js';
 import { readPeftAdapter, writePeftAdapter, peftTensorName, type LoraMatrices, type LoraSettings } from '../formats/peft.js';
 import type { TrainingExample } from './data.js';
 import { LoraOps, mixSeed, type TrainingMemory } from './lora.js';
+import { nf4HeldBytes } from './qlora.js';
+import { linearModuleOf } from '../spec/tensors.js';
 import { SUPERVISED } from './loss.js';
 import { meanMetrics, type Metrics, type TrainingObjective } from './objective.js';
 import { AdamW, ADAMW_DEFAULTS, clipByGlobalNorm, learningRateAt, warmupStepsFor, type MomentState, type SchedulerType } from './optimizer.js';
@@ -37,6 +39,8 @@ export async function loadLoraModel(dir: string, settings: LoraSettings, seed: n
   const loaded = await loadModel(dir, {
     backend: options.backend ?? 'tfjs',
     onProgress: options.onProgress,
+    // QLoRA holds the decoder layers' projections in NF4, not in tfjs' float32.
+    heldBytes: options.loadIn4bit ? (tensor, bytes) => (linearModuleOf(tensor.name) === null ? bytes : nf4HeldBytes(tensor.shape[0]! * tensor.shape[1]!)) : undefined,
     wrapOps: (ops) => {
       if (!(ops instanceof TfjsOps)) throw new HerdError(`training needs a tfjs backend, not ${ops.name}`);
       lora = new LoraOps(ops, settings, seed, { gradientCheckpointing: options.gradientCheckpointing ?? false, loadIn4bit: options.loadIn4bit ?? false });
