@@ -2,7 +2,12 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Backend, BackendName } from '../src/backends/backend.js';
 import { loadModel } from '../src/backends/load.js';
-import { machineMemory } from '../src/backends/memory-check.js';
+import { checkFitsInMemory, machineMemory, memoryNeed } from '../src/backends/memory-check.js';
+import { NATIVE } from '../src/backends/native.js';
+import { TFJS_WASM } from '../src/backends/tfjs.js';
+import { storedTensors } from '../src/engine/load.js';
+import { SyntheticWeights } from '../src/engine/synthetic.js';
+import { presetConfig } from '../src/spec/presets.js';
 import { closeStartedBackends } from '../src/backends/open-backends.js';
 import { activateBackend, automaticOrder, BACKENDS, chooseBackend, type Registry } from '../src/backends/registry.js';
 import { HerdError } from '../src/errors.js';
@@ -118,6 +123,25 @@ describe('larger than memory', () => {
     const perPosition = STORIES_KV_F32 / 512;
     const { message } = await refusal(STORIES, { backend: 'wasm', contextTokens: 256 }, weights + 256 * perPosition - 1);
     expect(message).toContain(`+ ${((256 * perPosition) / MIB).toFixed(1)} MiB KV cache`);
+  });
+
+  test('Llama 3.1 8B in Q8_0 (its published shape, no file): 7.9 GiB on the native backend, 29.9 GiB widened on tfjs', () => {
+    const config = presetConfig('llama-3.1-8b');
+    const tensors = storedTensors(new SyntheticWeights(config, 'Q8_0'), config);
+    // Matrices: two 128256 × 4096 tables (untied), and per layer q, o 4096², k, v 1024 × 4096, gate, up, down 14336 × 4096;
+    // 65 norms of 4096 stay float32. Q8_0 is 34 bytes per 32 weights.
+    const matrixWeights = 2 * 128256 * 4096 + 32 * (4096 * 4096 * 2 + 1024 * 4096 * 2 + 14336 * 4096 * 3);
+    const normWeights = 65 * 4096;
+    // KV cache of 4,096 positions: 2 × 32 layers × 8 kv heads × 128 × 4096 positions.
+    const shape = { layers: 32, kvHeads: 8, headDim: 128, capacity: 4096 };
+    const native = memoryNeed(NATIVE, tensors, { shape, type: 'f16' });
+    expect(native).toEqual({ weightBytes: (matrixWeights / 32) * 34 + normWeights * 4, kvCacheBytes: 2 * 32 * 8 * 128 * 4096 * 2 });
+    const tfjs = memoryNeed(TFJS_WASM, tensors, { shape, type: 'f16' });
+    expect(tfjs).toEqual({ weightBytes: (matrixWeights + normWeights) * 4, kvCacheBytes: 2 * 32 * 8 * 128 * 4096 * 4 });
+    const machine = { bytes: 8 * GIB, source: 'this machine has' };
+    expect(() => checkFitsInMemory(NATIVE, native, machine)).toThrow('the model does not fit in memory: on the native backend it needs 7.9 GiB for weights + 512.0 MiB KV cache; this machine has 8.0 GiB');
+    expect(() => checkFitsInMemory(TFJS_WASM, tfjs, { ...machine, bytes: 30 * GIB })).toThrow('on the wasm backend it needs 29.9 GiB for weights + 1.0 GiB KV cache; this machine has 30.0 GiB');
+    expect(() => checkFitsInMemory(NATIVE, native, { ...machine, bytes: 9 * GIB })).not.toThrow();
   });
 
   test("QLoRA's NF4 base is counted at what packing it holds: codes two to a byte and a float32 absmax per 64 weights", () => {
