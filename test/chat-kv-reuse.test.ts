@@ -1,5 +1,6 @@
 import { ReusableCache, generate, type GenerateRequest, type GenerateResult } from '../src/engine/generate.js';
-import { loadModel, type LoadedModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
+import type { LoadedModel } from '../src/engine/load.js';
 import { TINY_LLAMA } from './fixtures.js';
 
 let loaded: LoadedModel;

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { generate } from '../src/engine/generate.js';
 import { floatToHalf } from '../src/formats/half.js';
-import { loadModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
 import { readSafetensorsHeader, writeSafetensors } from '../src/formats/safetensors.js';
 import { Checkpoint } from '../src/formats/checkpoint.js';
 import { GREEDY } from '../src/engine/sampling.js';

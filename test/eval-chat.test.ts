@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadModel, type LoadedModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
+import type { LoadedModel } from '../src/engine/load.js';
 import { runTask, type RunOptions } from '../src/eval/runner.js';
 import { resolveTask } from '../src/eval/task-config.js';
 import { renderChatTemplate, type ChatMessage } from '../src/templates/chat-template.js';

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadModel, type LoadedModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
+import type { LoadedModel } from '../src/engine/load.js';
 import { linearSumAssignment } from '../src/eval/assignment.js';
 import { dropAnswers, dropMetrics, dropProcessResults, normalizeDropAnswer, pythonFloatString } from '../src/eval/drop.js';
 import { runTask } from '../src/eval/runner.js';

@@ -1,4 +1,5 @@
-import { loadModel, type LoadedModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
+import type { LoadedModel } from '../src/engine/load.js';
 import { logSoftmax } from '../src/engine/sampling.js';
 import { LoglikelihoodScorer } from '../src/eval/loglikelihood.js';
 import { STORIES } from './fixtures.js';

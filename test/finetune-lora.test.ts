@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { loadModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
 import { seededRandom } from '../src/engine/sampling.js';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, readPeftAdapter, writePeftAdapter } from '../src/formats/peft.js';
 import type { TrainingExample } from '../src/train/data.js';

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { TfjsOps } from '../src/engine/backends/tfjs-ops.js';
+import { TfjsOps } from '../src/backends/tfjs-ops.js';
 import { openModelFolder } from '../src/engine/load.js';
 import { LlamaForCausalLM } from '../src/engine/model.js';
 import type { WeightSource } from '../src/formats/weights.js';

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { loadModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
 import { GGUF_LLAMACPP, readJson } from './fixtures.js';
 
 /**

@@ -6,7 +6,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadModel, type LoadedModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
+import type { LoadedModel } from '../src/engine/load.js';
 import { GgmlType } from '../src/formats/gguf.js';
 import { readGgufModel } from '../src/formats/gguf-split.js';
 import { compareSteps, fixtureFile, KERNEL_TOLERANCES, meanNll, reference } from './gguf-llamacpp-reference.js';

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadModel, type LoadedModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
+import type { LoadedModel } from '../src/engine/load.js';
 import { LLAMA_CHAT, PROMPT_GUARD_TINY, TINY_LLAMA, readJson } from './fixtures.js';
 import { herd } from './herd-cli.js';
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { activateBackend } from '../src/engine/backends/select.js';
+import { activateBackend } from '../src/backends/registry.js';
 import { Checkpoint } from '../src/formats/checkpoint.js';
 import { tensorShapes } from '../src/spec/tensors.js';
 import type { LlamaConfig } from '../src/spec/llama-config.js';

@@ -1,4 +1,4 @@
-import { activateBackend } from '../src/engine/backends/select.js';
+import { activateBackend } from '../src/backends/registry.js';
 import type { Ops } from '../src/engine/ops.js';
 import { seededRandom } from '../src/engine/sampling.js';
 import { K_QUANT_BYTES, type KQuantType } from '../src/formats/ggml-k-quants.js';

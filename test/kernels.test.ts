@@ -1,7 +1,8 @@
-import { activateBackend } from '../src/engine/backends/select.js';
+import { activateBackend } from '../src/backends/registry.js';
 import { generate } from '../src/engine/generate.js';
 import { floatToHalf } from '../src/formats/half.js';
-import { loadModel, openModelFolder } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
+import { openModelFolder } from '../src/engine/load.js';
 import { LlamaForCausalLM } from '../src/engine/model.js';
 import type { Ops } from '../src/engine/ops.js';
 import type { Block32Format, PackedFormat, WeightSource } from '../src/formats/weights.js';

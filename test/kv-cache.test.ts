@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadModel, type LoadedModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
+import type { LoadedModel } from '../src/engine/load.js';
 import { PREFILL_CHUNK_TOKENS } from '../src/engine/model.js';
 import { DATA, TINY_LLAMA } from './fixtures.js';
 

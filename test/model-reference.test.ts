@@ -1,5 +1,6 @@
 import { generate } from '../src/engine/generate.js';
-import { loadModel, type LoadedModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
+import type { LoadedModel } from '../src/engine/load.js';
 import { GREEDY } from '../src/engine/sampling.js';
 import { STORIES, TINY_LLAMA, readJson } from './fixtures.js';
 

@@ -2,7 +2,7 @@ import { jest } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { generate } from '../src/engine/generate.js';
-import { loadModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
 import { GREEDY } from '../src/engine/sampling.js';
 import { BIN } from './herd-cli.js';
 import { GGUF_LLAMACPP, STORIES, TINY_LLAMA, readJson } from './fixtures.js';

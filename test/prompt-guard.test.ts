@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { activateBackend } from '../src/engine/backends/select.js';
+import { activateBackend } from '../src/backends/registry.js';
 import { buildRelativePosition, logBucketPosition } from '../src/guard/deberta.js';
 import { PromptGuard, scoresOf, type SegmentResult } from '../src/guard/prompt-guard.js';
 import { PROMPT_GUARD_TINY } from './fixtures.js';

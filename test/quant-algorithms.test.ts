@@ -1,5 +1,6 @@
-import { activateBackend } from '../src/engine/backends/select.js';
-import { loadModel, openModelFolder } from '../src/engine/load.js';
+import { activateBackend } from '../src/backends/registry.js';
+import { loadModel } from '../src/backends/load.js';
+import { openModelFolder } from '../src/engine/load.js';
 import type { HostTensor } from '../src/formats/safetensors.js';
 import { matmulTransposed, quantizeAwq, type Activations } from '../src/quant/awq.js';
 import { awqLayer } from '../src/quant/awq-search.js';

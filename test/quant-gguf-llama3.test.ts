@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { gguf } from '@huggingface/gguf';
-import { loadModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
 import { HerdTokenizer } from '../src/engine/tokenizer.js';
 import { DEFAULT_CALIBRATION_FILE } from '../src/quant/calibration.js';
 import { runQuantizeJob } from '../src/quant/job.js';

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { HerdInterrupted } from '../src/errors.js';
-import { loadModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
 import { DEFAULT_CALIBRATION_FILE } from '../src/quant/calibration.js';
 import { runQuantizeJob, type QuantizeJobOptions } from '../src/quant/job.js';
 import { QUANT_BACKEND, scoreAgainstBase } from '../src/quant/scorecard.js';

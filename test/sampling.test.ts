@@ -1,5 +1,5 @@
 import { StopStringWatcher, generate, generateAsync } from '../src/engine/generate.js';
-import { loadModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
 import {
   GREEDY, Sampler, applyPresenceFrequencyPenalties, applyRepetitionPenalty, filteredProbabilities, logSoftmax, topEntries, type SamplingOptions,
 } from '../src/engine/sampling.js';

@@ -5,7 +5,8 @@
  */
 import path from 'node:path';
 import OpenAI from 'openai';
-import { loadModel, type LoadedModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
+import type { LoadedModel } from '../src/engine/load.js';
 import { LoglikelihoodScorer } from '../src/eval/loglikelihood.js';
 import { HerdServer } from '../src/serve/server.js';
 import { attachModel } from '../src/serve/start.js';

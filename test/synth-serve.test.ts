@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadModel, type LoadedModel } from '../src/engine/load.js';
+import { loadModel } from '../src/backends/load.js';
+import type { LoadedModel } from '../src/engine/load.js';
 import { attachModel } from '../src/serve/start.js';
 import { HerdServer } from '../src/serve/server.js';
 import { BatchedLocalChatModel } from '../src/synth/batched-model.js';

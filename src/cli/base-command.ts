@@ -1,4 +1,5 @@
 import { Command, Flags } from '@oclif/core';
+import { closeStartedBackends } from '../backends/open-backends.js';
 import { HerdError } from '../errors.js';
 import { classifyFailure, errorJson, exitCodeFor, jsonLine, type SchemaId } from './json-output.js';
 
@@ -18,6 +19,12 @@ export abstract class HerdCommand extends Command {
   /** Prints one JSON object for scripts, named by its schema. */
   protected printJson(schema: SchemaId, body: object): void {
     this.log(jsonLine(schema, body));
+  }
+
+  /** However the command ended, the backends it started end their threads (herd's kernels' workers, the native pool). */
+  protected override async finally(error: Error | undefined): Promise<void> {
+    await closeStartedBackends();
+    await super.finally(error);
   }
 
   protected override async catch(error: CommandError): Promise<void> {

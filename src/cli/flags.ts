@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
-import { BACKEND_CHOICES } from '../engine/backends/select.js';
-import { KV_CACHE_TYPES } from '../kernels/wasm-ops.js';
+import { BACKEND_CHOICES } from '../backends/registry.js';
+import { KV_CACHE_TYPES } from '../engine/ops.js';
 
 /** A decimal flag that must be a finite number within [min, max]. */
 export function numberFlag(options: { description: string; min?: number; max?: number; char?: 't' }) {

@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
-import { loadModel, type LoadedModel } from '../engine/load.js';
+import { loadModel } from '../backends/load.js';
+import type { LoadedModel } from '../engine/load.js';
 import { expectGuardKind, loadPromptGuard } from '../guard/guard-model.js';
 import { LlamaGuard } from '../guard/llama-guard.js';
 import { defaultPromptGuardThreshold, type PromptGuard } from '../guard/prompt-guard.js';

@@ -13,13 +13,14 @@ import { resolveModelArgument } from '../cli/model-argument.js';
 import { progressBar } from '../cli/progress.js';
 import { round } from '../cli/timings.js';
 import { HerdError, HerdUsageError } from '../errors.js';
-import { activateBackend } from '../engine/backends/select.js';
+import { activateBackend } from '../backends/registry.js';
 import { isGgufFile } from '../engine/load.js';
 import { LlamaForCausalLM } from '../engine/model.js';
 import type { PackedFormat } from '../formats/weights.js';
 import { argmax } from '../engine/sampling.js';
 import { SyntheticWeights } from '../engine/synthetic.js';
-import { KernelOps, type KvCacheType } from '../kernels/wasm-ops.js';
+import type { KvCacheType } from '../engine/ops.js';
+import { KernelOps } from '../kernels/wasm-ops.js';
 import { PRESET_NAMES, presetConfig } from '../spec/presets.js';
 
 const FORMATS: Record<string, PackedFormat> = {
@@ -114,7 +115,7 @@ async function folderModel(flags: { model?: string; backend?: string; threads?: 
 
 async function syntheticModel(preset: string, format: PackedFormat, flags: { backend?: string; threads?: number; 'kv-cache-type': string; json: boolean }): Promise<{ model: AnyModel; label: string }> {
   const config = presetConfig(preset);
-  const ops = await activateBackend({ backend: flags.backend, threads: flags.threads, kvCacheType: flags['kv-cache-type'] as KvCacheType, packedWeights: format !== 'F32' });
+  const ops = await activateBackend({ backend: flags.backend, threads: flags.threads, kvCacheType: flags['kv-cache-type'] as KvCacheType, storedFormats: [format] });
   const progress = progressBar('Making weights', !flags.json);
   try {
     const model = LlamaForCausalLM.load(config, new SyntheticWeights(config, format), ops, (done, total) => progress.update(done, total));

@@ -3,7 +3,7 @@ import chalk from 'chalk';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { connectEndpoint, endpointFlags, type RemoteTarget } from '../cli/endpoint.js';
-import { probeBackends } from '../engine/backends/select.js';
+import { automaticOrder, firstAvailable, probeBackends } from '../backends/registry.js';
 import { chooseChatMode, describeChatMode } from '../remote/capabilities.js';
 
 export default class Env extends HerdCommand {
@@ -26,12 +26,8 @@ ${EXIT_STATUS_HELP}`;
     const { flags } = await this.parse(Env);
     const endpoint = flags.endpoint === undefined ? null : endpointFindings(await connectEndpoint({ ...flags, endpoint: flags.endpoint }));
     const backends = await probeBackends();
-    const available = (name: string) => backends.some((b) => b.name === name && b.available);
-    const firstTfjs = (['node-gpu', 'node', 'wasm'] as const).find(available) ?? null;
-    const automatic = {
-      float32: firstTfjs,
-      packed: available('node-gpu') ? 'node-gpu' : available('native') ? 'native' : available('kernels') ? 'kernels' : firstTfjs,
-    };
+    // A 16-bit model stands for every packed one whose types all backends compute on.
+    const automatic = { float32: firstAvailable(automaticOrder(['F32']), backends), packed: firstAvailable(automaticOrder(['F16']), backends) };
     const machine = {
       node: process.version,
       platform: `${process.platform}-${process.arch}`,

@@ -2,19 +2,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { modelError } from '../errors.js';
-import { activateBackend } from './backends/select.js';
-import type { KvCacheType } from '../kernels/wasm-ops.js';
 import { Checkpoint } from '../formats/checkpoint.js';
 import { tensorShapes } from '../spec/tensors.js';
 import { checkRunnable } from './runnable.js';
 import { parseLlamaConfig, tokenIdList, type LlamaConfig } from '../spec/llama-config.js';
-import { LlamaForCausalLM } from './model.js';
-import type { Ops } from './ops.js';
-import type { WeightSource } from '../formats/weights.js';
+import type { LlamaForCausalLM } from './model.js';
+import type { PackedFormat, WeightSource } from '../formats/weights.js';
 import { GgufWeights } from '../formats/gguf-llama.js';
 import { tokenizerFromGguf } from '../formats/gguf-tokenizer.js';
 import { layoutFromConfig } from '../formats/quantized-layouts.js';
-import { AdaptedWeights, readPeftAdapter } from '../formats/peft.js';
 import { HerdTokenizer } from './tokenizer.js';
 import { readJsonFile } from '../formats/files.js';
 
@@ -40,49 +36,18 @@ export interface LoadedModel {
   loadMs: number;
 }
 
-export interface LoadOptions {
-  backend?: string;
-  /** Threads for herd's CPU kernels (default: the cores available). */
-  threads?: number;
-  /** KV cache storage on herd's CPU kernels. */
-  kvCacheType?: KvCacheType;
-  /** Called as each tensor reaches the backend. */
-  onProgress?: (loaded: number, total: number) => void;
-  /** A PEFT LoRA adapter folder, merged into each adapted weight as it loads (any backend). */
-  adapter?: string;
-  /** Decorates the backend's ops before any weight loads (LoRA training attaches its parameters this way). */
-  wrapOps?: (ops: Ops<unknown, unknown>, config: LlamaConfig) => Ops<unknown, unknown>;
-}
-
 /**
- * Loads a Hugging Face model folder: config.json, tokenizer files, generation_config.json and
- * the safetensors weights. Everything is validated before the backend receives a single tensor.
+ * A model before any weight reaches a backend: a Hugging Face folder or a single GGUF file, its
+ * config and weights validated. Choosing a backend and loading onto it is src/backends/load.ts'.
  */
-export async function loadModel(dir: string, options: LoadOptions = {}): Promise<LoadedModel> {
-  const started = performance.now();
-  const { config, checkpoint, readTokenizer, readGeneration } = openModel(dir);
-  try {
-    const tokenizer = readTokenizer();
-    const generation = readGeneration();
-    const backendOps = await activateBackend({ backend: options.backend, threads: options.threads, kvCacheType: options.kvCacheType, packedWeights: storesPackedWeights(checkpoint), storedFormats: storedFormats(checkpoint, config) });
-    const ops = options.wrapOps ? options.wrapOps(backendOps, config) : backendOps;
-    const source = options.adapter ? new AdaptedWeights(checkpoint, readPeftAdapter(options.adapter, config)) : checkpoint;
-    const model = LlamaForCausalLM.load(config, source, ops, options.onProgress) as LlamaForCausalLM<unknown, unknown>;
-    return { dir, config, generation, tokenizer, model, loadMs: performance.now() - started };
-  } finally {
-    checkpoint.close();
-  }
-}
-
-/** A model before any weight reaches a backend: a Hugging Face folder or a single GGUF file. */
-interface OpenedModel {
+export interface OpenedModel {
   config: LlamaConfig;
   checkpoint: WeightSource & { close(): void };
   readTokenizer(): HerdTokenizer;
   readGeneration(): GenerationDefaults;
 }
 
-function openModel(dir: string): OpenedModel {
+export function openModel(dir: string): OpenedModel {
   if (isGgufFile(dir)) {
     const { weights, config } = GgufWeights.open(dir);
     try {
@@ -127,15 +92,16 @@ export function openModelFolder(dir: string): { config: LlamaConfig; checkpoint:
   return { config, checkpoint };
 }
 
-/** True when the linear weights are stored in a form herd's kernels compute on without widening (16-bit, quantized). */
-function storesPackedWeights(checkpoint: WeightSource): boolean {
-  const format = checkpoint.describePacked?.('model.layers.0.self_attn.q_proj.weight')?.format;
-  return format !== undefined && format !== 'F32';
+/** A weight as stored: its type (F32 where the source gives floats only) and shape. */
+export interface StoredTensor {
+  name: string;
+  format: PackedFormat;
+  shape: readonly number[];
 }
 
-/** The stored format of every weight of the model (F32 where the source gives floats only). */
-function storedFormats(checkpoint: WeightSource, config: LlamaConfig): string[] {
-  return [...new Set([...tensorShapes(config).keys()].map((name) => checkpoint.describePacked?.(name)?.format ?? 'F32'))];
+/** Every weight of the model as stored, before any is read: what choosing a backend and the memory check go by. */
+export function storedTensors(checkpoint: WeightSource, config: LlamaConfig): StoredTensor[] {
+  return [...tensorShapes(config)].map(([name, shape]) => ({ name, format: checkpoint.describePacked?.(name)?.format ?? 'F32', shape }));
 }
 
 /** generation_config.json of a folder; the stop ids fall back to config.json's eos_token_id. */

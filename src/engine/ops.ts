@@ -65,7 +65,16 @@ export interface Ops<T, W> {
   runLayer?(input: T, run: (input: T) => T): T;
   /** Bytes the backend holds for a weight (as it computes on it: float32 on tfjs, as stored on the kernels). */
   storedBytes(weight: W): number;
+  /**
+   * Ends what the backend started (worker or native threads). Commands call it when they end;
+   * a closed backend may still compute, on the calling thread alone, or not at all.
+   */
+  close(): Promise<void>;
 }
+
+/** How a KV cache stores keys and values: float32, or IEEE half (half the memory, as llama.cpp's default). */
+export type KvCacheType = 'f32' | 'f16';
+export const KV_CACHE_TYPES: readonly KvCacheType[] = ['f32', 'f16'];
 
 export interface KvCacheShape {
   layers: number;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { activateBackend } from '../engine/backends/select.js';
+import { activateBackend } from '../backends/registry.js';
 import { isGgufFile } from '../engine/load.js';
 import { HerdError, modelError } from '../errors.js';
 import { readJsonFile } from '../formats/files.js';

@@ -8,7 +8,7 @@ import { DebertaClassifier } from './deberta.js';
 /**
  * Meta's Prompt Guard: a DeBERTa-v2 classifier that scores text for prompt attacks. Prompt Guard 1
  * has three labels (BENIGN, INJECTION, JAILBREAK); Prompt Guard 2 has two (benign, malicious).
- * The model computes on tfjs's active backend; callers activate one first (engine/backends/select.ts).
+ * The model computes on tfjs's active backend; callers activate one first (src/backends/registry.ts).
  */
 
 /** Meta's scores: Prompt Guard 1 gives `jailbreak` and `injection`, a 2-label model `malicious`. */

@@ -34,6 +34,11 @@ const BLOCK_LENGTH: Partial<Record<PackedFormat, number>> = {
 // Activations are quantized in Q8_0 blocks of 32.
 const QUANT_BLOCK = 32;
 
+/** Whether the kernels multiply weights stored as `format` as stored (every float and quantized format with a block length). */
+export function kernelsComputeOn(format: PackedFormat): boolean {
+  return FLOAT_DTYPE_CODE[format] !== undefined || BLOCK_LENGTH[format] !== undefined;
+}
+
 /** Bytes of one stored row of `cols` weights in a format the kernels compute on. */
 export function rowBytes(format: PackedFormat, cols: number): number {
   if (BLOCK_LENGTH[format] !== undefined) checkBlocks(format, cols);

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type Ops } from '../engine/ops.js';
+import { kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type KvCacheType, type Ops } from '../engine/ops.js';
 import type { WeightSource } from '../formats/weights.js';
 import type { RopeTables } from '../engine/rope.js';
 import { chunkRows, gatherRows, multiplyPlaced, readMemory, rowBytes, storageBytes, writeRows, type PlacedMatrix } from './linear.js';
@@ -54,10 +54,6 @@ class KernelKvCache implements KvCache {
     this.length = 0;
   }
 }
-
-/** How the KV cache stores keys and values: float32, or IEEE half (half the memory, as llama.cpp's default). */
-export type KvCacheType = 'f32' | 'f16';
-export const KV_CACHE_TYPES: readonly KvCacheType[] = ['f32', 'f16'];
 
 export interface KernelOptions {
   /** Threads computing each linear layer, the main thread included (default: the cores available). */

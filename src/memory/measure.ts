@@ -23,7 +23,7 @@ export interface MeasuredRun {
  * peak RSS. The engine is imported lazily so that plain planning never loads a tensor backend.
  */
 export async function measurePeakMemory(dir: string, options: { backend?: string } = {}): Promise<MeasuredRun> {
-  const { loadModel } = await import('../engine/load.js');
+  const { loadModel } = await import('../backends/load.js');
   const rssBeforeLoadBytes = process.memoryUsage().rss;
   const loaded = await loadModel(dir, options.backend === undefined ? {} : { backend: options.backend });
   const cacheTokens = 2;

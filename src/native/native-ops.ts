@@ -1,9 +1,8 @@
 import os from 'node:os';
-import { kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type Ops } from '../engine/ops.js';
+import { kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type KvCacheType, type Ops } from '../engine/ops.js';
 import type { RopeTables } from '../engine/rope.js';
 import type { PackedFormat, WeightSource } from '../formats/weights.js';
 import { packedBytes } from '../formats/weights.js';
-import type { KvCacheType } from '../kernels/wasm-ops.js';
 import { requireNativeAddon, type NativeAddon, type NativeInfo } from './addon.js';
 
 /** Stored formats the native kernels compute on, with the codes of src/native/herd_native.h. */
@@ -12,11 +11,6 @@ export const NATIVE_FORMAT_CODES: Partial<Record<PackedFormat, number>> = {
   Q6_K: 6, Q5_K: 7, Q3_K: 8, Q2_K: 9,
   Q4_1: 10, Q5_0: 11, Q5_1: 12, IQ4_NL: 13, IQ4_XS: 14, INT4_G128: 15,
 };
-
-/** Whether the native kernels compute on every one of a model's stored formats. */
-export function nativeSupportsAll(formats: Iterable<string>): boolean {
-  return [...formats].every((format) => format in NATIVE_FORMAT_CODES);
-}
 
 /** Activations: float32 rows in host memory. */
 export interface NativeTensor {

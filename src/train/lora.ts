@@ -4,7 +4,7 @@ import type { LlamaConfig } from '../spec/llama-config.js';
 import type { AttentionSlice, KvCache, KvCacheShape, Ops } from '../engine/ops.js';
 import type { WeightSource } from '../formats/weights.js';
 import type { RopeTables } from '../engine/rope.js';
-import type { TfjsOps, TfjsWeight } from '../engine/backends/tfjs-ops.js';
+import type { TfjsOps, TfjsWeight } from '../backends/tfjs-ops.js';
 import { seededRandom } from '../engine/sampling.js';
 import { registerTrainingGradients } from './gradients.js';
 import type { LoraSettings } from '../formats/peft.js';
@@ -239,6 +239,10 @@ export class LoraOps implements Ops<tf.Tensor2D, LoraWeight> {
   storedBytes(weight: LoraWeight): number {
     const loraBytes = weight.lora ? (weight.lora.a.size + weight.lora.b.size) * 4 : 0;
     return (isNf4Weight(weight) ? nf4StoredBytes(weight) : this.base.storedBytes(weight)) + loraBytes;
+  }
+
+  close(): Promise<void> {
+    return this.base.close();
   }
 
   /** The variables in PEFT order (by module name, A before B), as the optimizer and adapter files see them. */

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { HostTensor } from '../formats/safetensors.js';
-import { dequantizeNf4Flat, quantizeNf4Flat } from '../formats/nf4.js';
+import { dequantizeNf4Flat, NF4_BLOCK, quantizeNf4Flat } from '../formats/nf4.js';
 
 /**
  * A frozen linear weight of a QLoRA base: the [out, in] weight in bitsandbytes' NF4 (blocks of
@@ -24,6 +24,11 @@ export function isNf4Weight(weight: object): weight is Nf4Weight {
 
 export function nf4StoredBytes(weight: Nf4Weight): number {
   return weight.nf4.packed.byteLength + weight.nf4.absmax.byteLength;
+}
+
+/** Bytes an NF4 weight of `elements` weights will take (codes two to a byte, a float32 absmax per block), before it is packed. */
+export function nf4HeldBytes(elements: number): number {
+  return elements / 2 + Math.ceil(elements / NF4_BLOCK) * 4;
 }
 
 function dequantized(weight: Nf4Weight): tf.Tensor2D {

@@ -3,8 +3,9 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { HerdError, HerdInterrupted } from '../errors.js';
 import { stopRequested, type ShouldStop } from '../stop-signal.js';
-import { TfjsOps } from '../engine/backends/tfjs-ops.js';
-import { loadModel, type LoadedModel } from '../engine/load.js';
+import { TfjsOps } from '../backends/tfjs-ops.js';
+import { loadModel } from '../backends/load.js';
+import type { LoadedModel } from '../engine/load.js';
 import type { KvCache } from '../engine/ops.js';
 import { readFloatTensor, readSafetensorsHeader, writeSafetensors, type HostTensor } from '../formats/safetensors.js';
 import { openForReading, writeFileAtomically } from '../formats/files.js';
@@ -12,6 +13,8 @@ import { seededRandom } from '../engine/sampling.js';
 import { readPeftAdapter, writePeftAdapter, peftTensorName, type LoraMatrices, type LoraSettings } from '../formats/peft.js';
 import type { TrainingExample } from './data.js';
 import { LoraOps, mixSeed, type TrainingMemory } from './lora.js';
+import { nf4HeldBytes } from './qlora.js';
+import { linearModuleOf } from '../spec/tensors.js';
 import { SUPERVISED } from './loss.js';
 import { meanMetrics, type Metrics, type TrainingObjective } from './objective.js';
 import { AdamW, ADAMW_DEFAULTS, clipByGlobalNorm, learningRateAt, warmupStepsFor, type MomentState, type SchedulerType } from './optimizer.js';
@@ -36,6 +39,8 @@ export async function loadLoraModel(dir: string, settings: LoraSettings, seed: n
   const loaded = await loadModel(dir, {
     backend: options.backend ?? 'tfjs',
     onProgress: options.onProgress,
+    // QLoRA holds the decoder layers' projections in NF4, not in tfjs' float32.
+    heldBytes: options.loadIn4bit ? (tensor, bytes) => (linearModuleOf(tensor.name) === null ? bytes : nf4HeldBytes(tensor.shape[0]! * tensor.shape[1]!)) : undefined,
     wrapOps: (ops) => {
       if (!(ops instanceof TfjsOps)) throw new HerdError(`training needs a tfjs backend, not ${ops.name}`);
       lora = new LoraOps(ops, settings, seed, { gradientCheckpointing: options.gradientCheckpointing ?? false, loadIn4bit: options.loadIn4bit ?? false });

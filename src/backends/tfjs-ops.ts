@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type Ops } from '../ops.js';
-import type { WeightSource } from '../../formats/weights.js';
-import type { RopeTables } from '../rope.js';
+import { kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type Ops } from '../engine/ops.js';
+import type { WeightSource } from '../formats/weights.js';
+import type { RopeTables } from '../engine/rope.js';
 
 /**
  * A weight on tfjs. Linear weights are stored transposed ([in, out]) because tfjs' matMul with
@@ -149,6 +149,9 @@ export class TfjsOps implements Ops<tf.Tensor2D, TfjsWeight> {
   storedBytes(weight: TfjsWeight): number {
     return weight.tensor.size * 4;
   }
+
+  /** tfjs' backend is process-wide and starts no threads of herd's: nothing to end (weights go with disposeWeight). */
+  async close(): Promise<void> {}
 }
 
 /**
