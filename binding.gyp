@@ -7,6 +7,7 @@
         "src/native/dispatch.c",
         "src/native/pool.c",
         "src/native/ops.c",
+        "src/native/quantize.c",
         "src/native/kernels_scalar.c",
         "src/native/kernels_avx2.c",
         "src/native/kernels_avxvnni.c",
