@@ -20,7 +20,10 @@ import { herd } from './herd-cli.js';
  * and they reproduce llama.cpp's own files of the gguf-llamacpp fixture. The addon must be built:
  * this file fails (it does not skip) when it is missing.
  */
-requireNativeAddon();
+const addon = requireNativeAddon();
+/** The K-quants' scale searches have two implementations: the portable one (forced by the scalar path) and AVX2's (every x86 SIMD path). */
+const SEARCH_PATHS = ['scalar', 'avx2'].filter((isa) => addon.info().paths[isa] === '');
+const bestPath = addon.info().isa;
 
 const TYPES = [...NATIVE_QUANT_TYPES].map((type) => [GgmlType[type], type] as const);
 
@@ -53,6 +56,13 @@ function awkwardMatrix(cols: number, seed: number): Float32Array {
   return out;
 }
 
+/** The TypeScript writers' bytes, once per matrix: every path and thread count is compared with the same reference. */
+const referenceBytes = new Map<string, Uint8Array>();
+function typescriptBytes(key: string, type: GgmlType, values: Float32Array): Uint8Array {
+  if (!referenceBytes.has(key)) referenceBytes.set(key, encodeTensor(type, values));
+  return referenceBytes.get(key)!;
+}
+
 /** The first byte where a and b differ, with the index (−1 when identical): a readable failure. */
 function firstDifference(a: Uint8Array, b: Uint8Array): { at: number; ours: number | undefined; reference: number | undefined } {
   const length = Math.max(a.length, b.length);
@@ -60,11 +70,17 @@ function firstDifference(a: Uint8Array, b: Uint8Array): { at: number; ours: numb
   return { at: -1, ours: undefined, reference: undefined };
 }
 
-describe.each([1, 3])('native quantizers on %i thread(s) write the TypeScript writers\' bytes', (threads) => {
-  // The pool is the addon's one: each block starts its threads when it runs, not when jest collects it.
+describe.each(SEARCH_PATHS.flatMap((isa) => [1, 3].map((threads) => [isa, threads] as const)))('native quantizers on the %s path, %i thread(s), write the TypeScript writers\' bytes', (isa, threads) => {
+  // The pool and the path are the addon's: each block sets them when it runs, not when jest collects it.
   let quantizer: GgufQuantizer;
-  beforeAll(() => (quantizer = ggufQuantizer(threads)));
-  afterAll(() => quantizer.close());
+  beforeAll(() => {
+    addon.choose(isa);
+    quantizer = ggufQuantizer(threads);
+  });
+  afterAll(() => {
+    quantizer.close();
+    addon.choose(bestPath);
+  });
 
   test('the threads asked for run', () => {
     expect(requireNativeAddon().info().threads).toBe(threads);
@@ -76,7 +92,7 @@ describe.each([1, 3])('native quantizers on %i thread(s) write the TypeScript wr
     const cols = 512;
     const values = awkwardMatrix(cols, type);
     const native = quantizer.quantize!(type, values, cols)!;
-    expect(firstDifference(native, encodeTensor(type, values))).toEqual({ at: -1, ours: undefined, reference: undefined });
+    expect(firstDifference(native, typescriptBytes(`awkward ${type}`, type, values))).toEqual({ at: -1, ours: undefined, reference: undefined });
   });
 
   test.each(TYPES)('%s: a random matrix of many chunks, shared out over the threads', (_name, type) => {
@@ -84,7 +100,7 @@ describe.each([1, 3])('native quantizers on %i thread(s) write the TypeScript wr
     const [rows, cols] = [37, 768];
     const values = Float32Array.from({ length: rows * cols }, () => (draw() - 0.5) * (draw() < 0.01 ? 40 : 1));
     const native = quantizer.quantize!(type, values, cols)!;
-    expect(firstDifference(native, encodeTensor(type, values))).toEqual({ at: -1, ours: undefined, reference: undefined });
+    expect(firstDifference(native, typescriptBytes(`random ${type}`, type, values))).toEqual({ at: -1, ours: undefined, reference: undefined });
   });
 
   test('rows that are not whole blocks, and types the native code does not write, are left to the TypeScript writers', () => {
@@ -97,7 +113,6 @@ describe.each([1, 3])('native quantizers on %i thread(s) write the TypeScript wr
 });
 
 test('the addon checks its sizes: a short output array or an unknown type is refused, not a write past its end', () => {
-  const addon = requireNativeAddon();
   expect(() => addon.quantize(GgmlType.Q8_0, new Float32Array(64), 2, 32, new Uint8Array(67))).toThrow(/quantize's type or sizes do not match/);
   expect(() => addon.quantize(GgmlType.Q2_K, new Float32Array(256), 1, 256, new Uint8Array(84))).toThrow(/quantize's type or sizes do not match/);
 });

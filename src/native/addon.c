@@ -259,7 +259,7 @@ static napi_value quantize(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "herd native: quantize's type or sizes do not match its arrays");
     return NULL;
   }
-  herd_quantize_rows(type, x.data, rows, cols, out.data);
+  herd_quantize_rows(chosen.kernels, type, x.data, rows, cols, out.data);
   return NULL;
 }
 

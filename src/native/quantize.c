@@ -12,11 +12,10 @@
 #include "pool.h"
 #include "quantize.h"
 
-/* A group whose largest magnitude is below it is stored as zeros (ggml's GROUP_MAX_EPS). */
-#define GROUP_MAX_EPS 1e-15f
 
-/* Fills one block's bytes from its weights. */
-typedef void (*block_writer)(const float *x, uint8_t *out);
+
+/* Fills one block's bytes from its weights (the K-quants with the given scale searches). */
+typedef void (*block_writer)(const herd_scale_searches *searches, const float *x, uint8_t *out);
 
 /*
  * ggml's nearest_int (a float plus 1.5·2^23 rounds half to even), clamped to low..high. Beyond
@@ -47,7 +46,8 @@ static float extreme_of(const float *x, int n) {
 
 /* ---- Blocks of 32: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 ---- */
 
-static void write_q8_0(const float *x, uint8_t *out) {
+static void write_q8_0(const herd_scale_searches *unused, const float *x, uint8_t *out) {
+  (void)unused;
   float amax = 0;
   for (int i = 0; i < QK; i++) amax = fmaxf(amax, fabsf(x[i]));
   const float d = amax / 127, inverse = d != 0 ? 1.0f / d : 0.0f;
@@ -55,7 +55,8 @@ static void write_q8_0(const float *x, uint8_t *out) {
   for (int i = 0; i < QK; i++) out[2 + i] = (uint8_t)(int8_t)roundf(x[i] * inverse);
 }
 
-static void write_q4_0(const float *x, uint8_t *out) {
+static void write_q4_0(const herd_scale_searches *unused, const float *x, uint8_t *out) {
+  (void)unused;
   const float d = extreme_of(x, QK) / -8, inverse = d != 0 ? 1.0f / d : 0.0f;
   put_half(out, d);
   for (int j = 0; j < 16; j++) {
@@ -89,7 +90,8 @@ static void put_fifth_bits(const int *codes, uint8_t *at) {
   for (int b = 0; b < 4; b++) at[b] = (uint8_t)(qh >> (8 * b));
 }
 
-static void write_q4_1(const float *x, uint8_t *out) {
+static void write_q4_1(const herd_scale_searches *unused, const float *x, uint8_t *out) {
+  (void)unused;
   float min, inverse;
   const float d = range_scale(x, 15, &min, &inverse);
   put_half(out, d);
@@ -99,7 +101,8 @@ static void write_q4_1(const float *x, uint8_t *out) {
   pack_nibbles(codes, out + 4);
 }
 
-static void write_q5_0(const float *x, uint8_t *out) {
+static void write_q5_0(const herd_scale_searches *unused, const float *x, uint8_t *out) {
+  (void)unused;
   const float d = extreme_of(x, QK) / -16, inverse = d != 0 ? 1.0f / d : 0.0f;
   put_half(out, d);
   int codes[QK];
@@ -108,7 +111,8 @@ static void write_q5_0(const float *x, uint8_t *out) {
   pack_nibbles(codes, out + 6);
 }
 
-static void write_q5_1(const float *x, uint8_t *out) {
+static void write_q5_1(const herd_scale_searches *unused, const float *x, uint8_t *out) {
+  (void)unused;
   float min, inverse;
   const float d = range_scale(x, 31, &min, &inverse);
   put_half(out, d);
@@ -122,93 +126,17 @@ static void write_q5_1(const float *x, uint8_t *out) {
 
 /* ---- Super-blocks of 256: Q4_K, Q5_K (scale and min per 32), Q6_K (signed scale per 16) ---- */
 
-/* make_qkx2_quants' search parameters: codes 0..nmax, nstep + 1 trial scales (rmin + rdelta·step + nmax) / range. */
-typedef struct {
-  int nmax;
-  float rmin, rdelta;
-  int nstep;
-} scale_min_search;
-
-static const scale_min_search Q4_K_SEARCH = {15, -1.0f, 0.1f, 20};
-static const scale_min_search Q5_K_SEARCH = {31, -0.5f, 0.1f, 15};
-
-/* Σ w·(scale·l + min − x)² over 32 values. */
-static float weighted_error(const float *x, const float *w, const uint8_t *codes, float scale, float min) {
-  float error = 0;
-  for (int i = 0; i < QK; i++) {
-    const float diff = scale * codes[i] + min - x[i];
-    error += w[i] * (diff * diff);
-  }
-  return error;
-}
-
-/*
- * make_qkx2_quants over one sub-block of 32: the scale and (non-negative, subtracted) min that
- * minimise the weighted squared error, trying nstep + 1 rescalings of the plain range fit.
- */
-static float make_qkx2_quants(const scale_min_search *s, const float *x, const float *w, uint8_t *codes, float *the_min) {
-  float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
-  for (int i = 1; i < QK; i++) {
-    if (x[i] < min) min = x[i];
-    if (x[i] > max) max = x[i];
-    sum_w += w[i];
-    sum_x += w[i] * x[i];
-  }
-  if (min > 0) min = 0;
-  if (max == min) {
-    memset(codes, 0, QK);
-    *the_min = -min;
-    return 0;
-  }
-  float inverse = s->nmax / (max - min), scale = 1 / inverse;
-  for (int i = 0; i < QK; i++) codes[i] = (uint8_t)nearest_clamped(inverse * (x[i] - min), 0, s->nmax);
-  float best_error = weighted_error(x, w, codes, scale, min);
-  uint8_t trial[QK];
-  for (int step = 0; step <= s->nstep; step++) {
-    /* min is the best fit's so far, as in llama.cpp: later trials start from it. */
-    inverse = (s->rmin + s->rdelta * step + s->nmax) / (max - min);
-    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-    for (int i = 0; i < QK; i++) {
-      const int l = nearest_clamped(inverse * (x[i] - min), 0, s->nmax);
-      const float wl = w[i] * l;
-      trial[i] = (uint8_t)l;
-      sum_l += wl;
-      sum_l2 += wl * l;
-      sum_xl += wl * x[i];
-    }
-    const float det = sum_w * sum_l2 - sum_l * sum_l;
-    if (!(det > 0)) continue;
-    float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
-    float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
-    if (this_min > 0) {
-      this_min = 0;
-      this_scale = sum_xl / sum_l2;
-    }
-    const float error = weighted_error(x, w, trial, this_scale, this_min);
-    if (error < best_error) {
-      memcpy(codes, trial, QK);
-      best_error = error;
-      scale = this_scale;
-      min = this_min;
-    }
-  }
-  *the_min = -min;
-  return scale;
-}
+static const herd_scale_min_search Q4_K_SEARCH = {15, -1.0f, 0.1f, 20};
+static const herd_scale_min_search Q5_K_SEARCH = {31, -0.5f, 0.1f, 15};
 
 /*
  * What Q4_K and Q5_K share: each sub-block of 32 fitted (weights rms + |x|), f16 d and dmin and the
  * 12 bytes of 6-bit scales and mins written to header[0..15], the final codes 0..nmax to codes.
  */
-static void fit_scale_min_super_block(const float *x, const scale_min_search *s, uint8_t *header, uint8_t *codes) {
-  float scales[8], mins[8], weights[QK], max_scale = 0, max_min = 0;
+static void fit_scale_min_super_block(const herd_scale_searches *searches, const float *x, const herd_scale_min_search *s, uint8_t *header, uint8_t *codes) {
+  float scales[8], mins[8], max_scale = 0, max_min = 0;
+  searches->fit_scale_min(s, x, scales, mins, codes);
   for (int j = 0; j < 8; j++) {
-    const float *sub = x + j * QK;
-    float sum_squares = 0;
-    for (int i = 0; i < QK; i++) sum_squares += sub[i] * sub[i];
-    const float average = sqrtf(sum_squares / QK);
-    for (int i = 0; i < QK; i++) weights[i] = average + fabsf(sub[i]);
-    scales[j] = make_qkx2_quants(s, sub, weights, codes + j * QK, &mins[j]);
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -241,18 +169,18 @@ static void fit_scale_min_super_block(const float *x, const scale_min_search *s,
   }
 }
 
-static void write_q4_k(const float *x, uint8_t *out) {
+static void write_q4_k(const herd_scale_searches *searches, const float *x, uint8_t *out) {
   uint8_t codes[QK_K];
-  fit_scale_min_super_block(x, &Q4_K_SEARCH, out, codes);
+  fit_scale_min_super_block(searches, x, &Q4_K_SEARCH, out, codes);
   uint8_t *qs = out + 16;
   for (int quarter = 0; quarter < 4; quarter++)
     for (int l = 0; l < 32; l++) qs[quarter * 32 + l] = (uint8_t)(codes[quarter * 64 + l] | codes[quarter * 64 + 32 + l] << 4);
 }
 
 /* Each 64 weights: low nibbles of the first 32 and high of the next 32; their 5th bits at bits 2n, 2n + 1 of qh[j]. */
-static void write_q5_k(const float *x, uint8_t *out) {
+static void write_q5_k(const herd_scale_searches *searches, const float *x, uint8_t *out) {
   uint8_t codes[QK_K];
-  fit_scale_min_super_block(x, &Q5_K_SEARCH, out, codes);
+  fit_scale_min_super_block(searches, x, &Q5_K_SEARCH, out, codes);
   uint8_t *qh = out + 16, *qs = out + 48;
   memset(qh, 0, 32);
   for (int n = 0; n < QK_K / 64; n++) {
@@ -264,66 +192,16 @@ static void write_q5_k(const float *x, uint8_t *out) {
   }
 }
 
-/* Σ x²·x·l and Σ x²·l² of the codes one inverse scale gives (make_qx_quants' rmse_type 1 weights). */
-static void qx_fit(const float *x, int n, int nmax, float inverse, float *sum_lx, float *sum_l2) {
-  float lx = 0, l2 = 0;
-  for (int i = 0; i < n; i++) {
-    const int l = nearest_clamped(inverse * x[i], -nmax, nmax - 1);
-    const float w = x[i] * x[i];
-    lx += w * x[i] * l;
-    l2 += w * l * l;
-  }
-  *sum_lx = lx;
-  *sum_l2 = l2;
-}
-
-static void qx_codes(const float *x, int n, int nmax, float inverse, uint8_t *codes) {
-  for (int i = 0; i < n; i++) codes[i] = (uint8_t)(nearest_clamped(inverse * x[i], -nmax, nmax - 1) + nmax);
-}
-
-/*
- * make_qx_quants with rmse_type 1 and no importance: the signed scale of one group of n that best
- * fits codes −nmax..nmax−1, trying 18 rescalings around −nmax / (value of largest magnitude).
- */
-static float make_qx_quants(int n, int nmax, const float *x, uint8_t *codes) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; i++) {
-    if (fabsf(x[i]) > amax) {
-      amax = fabsf(x[i]);
-      max = x[i];
-    }
-  }
-  if (amax < GROUP_MAX_EPS) {
-    memset(codes, 0, (size_t)n);
-    return 0;
-  }
-  float inverse = -nmax / max, sum_lx, sum_l2;
-  qx_codes(x, n, nmax, inverse, codes);
-  qx_fit(x, n, nmax, inverse, &sum_lx, &sum_l2);
-  float scale = sum_l2 != 0 ? sum_lx / sum_l2 : 0.0f, best = scale * sum_lx;
-  for (int is = -9; is <= 9; is++) {
-    if (is == 0) continue;
-    inverse = -(nmax + 0.1f * is) / max;
-    qx_fit(x, n, nmax, inverse, &sum_lx, &sum_l2);
-    if (sum_l2 > 0 && sum_lx * sum_lx > best * sum_l2) {
-      qx_codes(x, n, nmax, inverse, codes);
-      scale = sum_lx / sum_l2;
-      best = scale * sum_lx;
-    }
-  }
-  return scale;
-}
-
 /*
  * Q6_K, 210 bytes: ql[128], qh[64], 16 int8 scales, f16 d. Each 128 weights w[0..127] fill 64
  * bytes of ql and 32 of qh: ql[l] = w[l] | w[l+64] << 4, ql[l+32] = w[l+32] | w[l+96] << 4 (low 4
  * bits), qh[l] = the high 2 bits of w[l], w[l+32], w[l+64], w[l+96] at bits 0, 2, 4, 6.
  */
-static void write_q6_k(const float *x, uint8_t *out) {
+static void write_q6_k(const herd_scale_searches *searches, const float *x, uint8_t *out) {
   uint8_t codes[QK_K];
   float scales[16], max_scale = 0, max_abs_scale = 0;
+  searches->fit_signed_scales(32, x, scales, codes);
   for (int ib = 0; ib < 16; ib++) {
-    scales[ib] = make_qx_quants(16, 32, x + ib * 16, codes + ib * 16);
     if (fabsf(scales[ib]) > max_abs_scale) {
       max_abs_scale = fabsf(scales[ib]);
       max_scale = scales[ib];
@@ -382,6 +260,7 @@ size_t herd_quantized_row_bytes(int type, int cols) {
 
 typedef struct {
   const quant_type *t;
+  const herd_scale_searches *searches;
   const float *x;
   uint8_t *out;
   size_t blocks, chunk;
@@ -396,14 +275,21 @@ static void quantize_task(void *context, int thread) {
     const size_t first = atomic_fetch_add(&job->next, job->chunk);
     if (first >= job->blocks) return;
     const size_t last = first + job->chunk < job->blocks ? first + job->chunk : job->blocks;
-    for (size_t b = first; b < last; b++) job->t->write(job->x + b * job->t->block, job->out + b * job->t->bytes);
+    for (size_t b = first; b < last; b++) job->t->write(job->searches, job->x + b * job->t->block, job->out + b * job->t->bytes);
   }
 }
 
-int herd_quantize_rows(int type, const float *x, int rows, int cols, uint8_t *out) {
+int herd_quantize_rows(const herd_kernels *k, int type, const float *x, int rows, int cols, uint8_t *out) {
   const quant_type *t = type_of(type);
   if (t == NULL || herd_quantized_row_bytes(type, cols) == 0) return 0;
-  quantize_job job = {.t = t, .x = x, .out = out, .blocks = (size_t)rows * (cols / t->block), .chunk = CHUNK_WEIGHTS / t->block};
+  const herd_scale_searches *searches = &herd_scale_searches_portable;
+#if defined(__x86_64__)
+  /* Every x86 SIMD path has AVX2. */
+  if (k != &herd_kernels_scalar) searches = &herd_scale_searches_avx2;
+#else
+  (void)k;
+#endif
+  quantize_job job = {.t = t, .searches = searches, .x = x, .out = out, .blocks = (size_t)rows * (cols / t->block), .chunk = CHUNK_WEIGHTS / t->block};
   atomic_init(&job.next, 0);
   herd_pool_run(quantize_task, &job);
   return 1;
