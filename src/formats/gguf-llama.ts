@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { HerdError } from '../errors.js';
 import type { LlamaConfig } from '../spec/llama-config.js';
-import { floatToHalf } from './half.js';
+import { floatsToHalves } from './half.js';
 import type { PackedFormat, PackedTensor, WeightSource } from './weights.js';
 import { configFromGgufMetadata, type GgufModelDescription } from '../spec/gguf-metadata.js';
 import { ropeFrequencyFactors } from '../spec/rope.js';
@@ -63,7 +63,7 @@ export function encodeTensor(type: GgmlType, data: Float32Array, rowLength = dat
   if (quantized) return quantized;
   switch (type) {
     case GgmlType.F32: return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
-    case GgmlType.F16: return new Uint8Array(Uint16Array.from(data, (x) => floatToHalf(x)).buffer);
+    case GgmlType.F16: return new Uint8Array(floatsToHalves(data).buffer);
     case GgmlType.Q8_0: return quantizeBlocks('Q8_0', data);
     case GgmlType.Q4_0: return quantizeBlocks('Q4_0', data);
     case GgmlType.Q4_1: return quantizeLegacyBlocks('Q4_1', data);
