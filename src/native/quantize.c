@@ -3,7 +3,8 @@
  * float in the order llama.cpp's reference code (quantize_row_*_ref, make_qx_quants,
  * make_qkx2_quants in ggml-quants.c) and herd's TypeScript ports compute it: the chosen codes flip
  * on exact ties, so the bytes are equal only if the roundings are. That needs no FMA contraction
- * (-std=c11 turns GCC's off; this file has no target attributes) and no fast-math.
+ * (-std=c11 turns GCC's off) and no fast-math. The K-quants' scale searches, where the time goes,
+ * are in quantize_search.h, vectorized across groups.
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -11,8 +12,6 @@
 #include "herd_native.h"
 #include "pool.h"
 #include "quantize.h"
-
-
 
 /* Fills one block's bytes from its weights (the K-quants with the given scale searches). */
 typedef void (*block_writer)(const herd_scale_searches *searches, const float *x, uint8_t *out);
@@ -65,17 +64,17 @@ static void write_q4_0(const herd_scale_searches *unused, const float *x, uint8_
   }
 }
 
-/* Q4_1 and Q5_1's affine fit: min and d = (max − min) / levels. */
-static float range_scale(const float *x, int levels, float *min_out, float *inverse) {
+/* Q4_1 and Q5_1's affine fit: f16 d = (max − min) / levels and f16 m = min, then codes ⌊(x − min)/d + ½⌋. */
+static void affine_fit(const float *x, int levels, uint8_t *out, int *codes) {
   float min = x[0], max = x[0];
   for (int i = 1; i < QK; i++) {
     if (x[i] < min) min = x[i];
     if (x[i] > max) max = x[i];
   }
-  const float d = (max - min) / (float)levels;
-  *inverse = d != 0 ? 1.0f / d : 0.0f;
-  *min_out = min;
-  return d;
+  const float d = (max - min) / (float)levels, inverse = d != 0 ? 1.0f / d : 0.0f;
+  put_half(out, d);
+  put_half(out + 2, min);
+  for (int i = 0; i < QK; i++) codes[i] = (int)((x[i] - min) * inverse + 0.5f);
 }
 
 /* Element j's low 4 bits in the low nibble of byte j, element j + 16's in the high nibble. */
@@ -92,12 +91,9 @@ static void put_fifth_bits(const int *codes, uint8_t *at) {
 
 static void write_q4_1(const herd_scale_searches *unused, const float *x, uint8_t *out) {
   (void)unused;
-  float min, inverse;
-  const float d = range_scale(x, 15, &min, &inverse);
-  put_half(out, d);
-  put_half(out + 2, min);
   int codes[QK];
-  for (int i = 0; i < QK; i++) codes[i] = clamp_int((int)((x[i] - min) * inverse + 0.5f), 0, 15);
+  affine_fit(x, 15, out, codes);
+  for (int i = 0; i < QK; i++) codes[i] = clamp_int(codes[i], 0, 15);
   pack_nibbles(codes, out + 4);
 }
 
@@ -113,13 +109,9 @@ static void write_q5_0(const herd_scale_searches *unused, const float *x, uint8_
 
 static void write_q5_1(const herd_scale_searches *unused, const float *x, uint8_t *out) {
   (void)unused;
-  float min, inverse;
-  const float d = range_scale(x, 31, &min, &inverse);
-  put_half(out, d);
-  put_half(out + 2, min);
   int codes[QK];
   /* No clamp, as llama.cpp: the code is at most 31 up to rounding. */
-  for (int i = 0; i < QK; i++) codes[i] = (int)((x[i] - min) * inverse + 0.5f);
+  affine_fit(x, 31, out, codes);
   put_fifth_bits(codes, out + 4);
   pack_nibbles(codes, out + 8);
 }
