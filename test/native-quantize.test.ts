@@ -82,8 +82,12 @@ describe.each(SEARCH_PATHS.flatMap((isa) => [1, 3].map((threads) => [isa, thread
     addon.choose(bestPath);
   });
 
-  test('the threads asked for run', () => {
-    expect(requireNativeAddon().info().threads).toBe(threads);
+  test('the threads asked for run, and closing gives the pool back as it was', () => {
+    expect(addon.info().threads).toBe(threads);
+    const inner = ggufQuantizer(2);
+    expect(addon.info().threads).toBe(2);
+    inner.close();
+    expect(addon.info().threads).toBe(threads);
     expect(quantizer.description).toBe(`GGUF blocks by herd's native quantizers on ${threads} thread${threads === 1 ? '' : 's'}`);
   });
 

@@ -13,7 +13,7 @@ export interface GgufQuantizer {
   /** The native quantizers, or undefined for herd's TypeScript ones. */
   quantize: BlockQuantizer | undefined;
   description: string;
-  /** Ends the native threads started for the job. */
+  /** Gives the addon's one thread pool back as it was (another user, a native model, may hold it). */
   close(): void;
 }
 
@@ -25,6 +25,7 @@ export interface GgufQuantizer {
 export function ggufQuantizer(threads?: number): GgufQuantizer {
   const { addon, reason } = loadNativeAddon();
   if (!addon) return { quantize: undefined, description: `GGUF blocks by herd's TypeScript quantizers (native quantizers unavailable: ${reason})`, close: () => {} };
+  const before = addon.info().threads;
   addon.startThreads(Math.max(1, threads ?? os.availableParallelism()));
   const started = addon.info().threads;
   const quantize: BlockQuantizer = (type, data, rowLength) => {
@@ -36,5 +37,5 @@ export function ggufQuantizer(threads?: number): GgufQuantizer {
     addon.quantize(type, data, rows, rowLength, out);
     return out;
   };
-  return { quantize, description: `GGUF blocks by herd's native quantizers on ${started} thread${started === 1 ? '' : 's'}`, close: () => addon.stopThreads() };
+  return { quantize, description: `GGUF blocks by herd's native quantizers on ${started} thread${started === 1 ? '' : 's'}`, close: () => (before > 1 ? addon.startThreads(before) : addon.stopThreads()) };
 }
