@@ -134,7 +134,9 @@ function tensorsOf(file: GgufFile): Map<string, Uint8Array> {
 
 // llama.cpp quantized the fixture's F32 source with its reference quantizers (1 thread, no importance
 // matrix); the native quantizers, on 3 threads, give every quantized tensor's bytes.
-test.each(['Q4_K_M', 'Q5_K_M', 'Q6_K', 'Q8_0'] as const)('llama.cpp\'s %s file of the gguf-llamacpp fixture, tensor by tensor, through the native quantizers', (mix: GgufMix) => {
+const LLAMA_CPP_MIXES = SEARCH_PATHS.flatMap((isa) => (['Q4_K_M', 'Q5_K_M', 'Q6_K', 'Q8_0'] as const).map((mix) => [mix, isa] as const));
+test.each(LLAMA_CPP_MIXES)('llama.cpp\'s %s file of the gguf-llamacpp fixture, tensor by tensor, through the native quantizers on the %s path', (mix: GgufMix, isa) => {
+  addon.choose(isa);
   const quantizer = ggufQuantizer(3);
   const { config, checkpoint } = openModelFolder(path.join(GGUF_LLAMACPP, 'source'));
   try {
@@ -156,6 +158,7 @@ test.each(['Q4_K_M', 'Q5_K_M', 'Q6_K', 'Q8_0'] as const)('llama.cpp\'s %s file o
   } finally {
     checkpoint.close();
     quantizer.close();
+    addon.choose(bestPath);
   }
 });
 
