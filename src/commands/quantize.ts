@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { EXIT_STATUS_HELP, HerdCommand } from '../cli/base-command.js';
-import { HUB_ID_FORMS } from '../cli/flags.js';
+import { HUB_ID_FORMS, modelFlags } from '../cli/flags.js';
 import { InterruptWatch } from '../cli/interrupt.js';
 import { SCHEMAS } from '../cli/json-output.js';
 import { modelDisplayName, resolveModelArgument } from '../cli/model-argument.js';
@@ -39,6 +39,7 @@ ${EXIT_STATUS_HELP}`;
     asym: Flags.boolean({ description: 'GPTQ / int4-rtn with zero-points (sym=false).', default: false }),
     'act-order': Flags.boolean({ description: 'GPTQ act-order (desc_act): columns by descending Hessian diagonal.', default: false }),
     damp: Flags.string({ description: 'GPTQ damp_percent.', default: '0.01' }),
+    threads: modelFlags.threads,
     'double-quant': Flags.boolean({ description: 'NF4 double quantization of the absmax values.', default: false }),
     score: Flags.string({ description: 'Text file to score each output (or --quant) against the base model on.' }),
     'score-tokens': Flags.integer({ description: 'Most tokens of --score text to use.', default: 4096, min: 2 }),
@@ -71,6 +72,7 @@ ${EXIT_STATUS_HELP}`;
         calibration: { file: flags.calibration ?? DEFAULT_CALIBRATION_FILE, samples: flags.samples, seqLen: flags['seq-len'] },
         gptq: { symmetric: !flags.asym, actOrder: flags['act-order'], dampPercent: damp },
         nf4DoubleQuant: flags['double-quant'],
+        threads: flags.threads,
         onLayer: (format, done, total) => {
           if (!bars.has(format)) bars.set(format, progressBar(`${format} layers`, !flags.json));
           bars.get(format)!.update(done, total);

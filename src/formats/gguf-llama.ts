@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { HerdError } from '../errors.js';
 import type { LlamaConfig } from '../spec/llama-config.js';
-import { floatToHalf } from './half.js';
+import { floatsToHalves } from './half.js';
 import type { PackedFormat, PackedTensor, WeightSource } from './weights.js';
 import { configFromGgufMetadata, type GgufModelDescription } from '../spec/gguf-metadata.js';
 import { ropeFrequencyFactors } from '../spec/rope.js';
@@ -51,10 +51,19 @@ function ggufRowOf(hf: number, rowCount: number, heads: number): number {
   return head * headDim + 2 * (within - half * (headDim / 2)) + half;
 }
 
-export function encodeTensor(type: GgmlType, data: Float32Array): Uint8Array {
+/**
+ * Writes a matrix of `rowLength`-wide rows as GGUF blocks of `type` byte for byte as the writers
+ * below, or returns null to leave it to them. The quant layer passes the native C quantizers this
+ * way (the formats layer never imports src/native).
+ */
+export type BlockQuantizer = (type: GgmlType, data: Float32Array, rowLength: number) => Uint8Array | null;
+
+export function encodeTensor(type: GgmlType, data: Float32Array, rowLength = data.length, quantize?: BlockQuantizer): Uint8Array {
+  const quantized = type === GgmlType.F32 || type === GgmlType.F16 ? null : quantize?.(type, data, rowLength);
+  if (quantized) return quantized;
   switch (type) {
     case GgmlType.F32: return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
-    case GgmlType.F16: return new Uint8Array(Uint16Array.from(data, (x) => floatToHalf(x)).buffer);
+    case GgmlType.F16: return new Uint8Array(floatsToHalves(data).buffer);
     case GgmlType.Q8_0: return quantizeBlocks('Q8_0', data);
     case GgmlType.Q4_0: return quantizeBlocks('Q4_0', data);
     case GgmlType.Q4_1: return quantizeLegacyBlocks('Q4_1', data);
@@ -73,10 +82,10 @@ export function decodeTensor(type: GgmlType, bytes: Uint8Array, count: number, p
 }
 
 /** One HF tensor as a GGUF tensor: renamed, typed by the mix's recipe, q/k rows permuted, encoded. */
-export function ggufTensor(tensor: HostTensor, mix: GgufMix, config: LlamaConfig): GgufTensorToWrite {
+export function ggufTensor(tensor: HostTensor, mix: GgufMix, config: LlamaConfig, quantize?: BlockQuantizer): GgufTensorToWrite {
   const name = ggufNameOf(tensor.name);
   const type = ggmlTypeFor(mix, name, tensor.shape, config);
-  let bytes = encodeTensor(type, tensor.data);
+  let bytes = encodeTensor(type, tensor.data, tensor.shape.at(-1), quantize);
   const heads = permutedHeadsOf(tensor.name, config);
   if (heads !== null) bytes = permuteRows(bytes, tensor.shape[0]!, heads, false);
   return { name, type, dims: [...tensor.shape].reverse(), bytes };

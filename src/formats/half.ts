@@ -20,6 +20,17 @@ export function floatToHalf(value: number): number {
   return sign | ((halfExponent << 10) + roundShift(mantissa, 13));
 }
 
+/**
+ * A float32 array as IEEE halves. A loop, not Uint16Array.from(data, map): V8 gathers a mapped
+ * typed array's source into a plain array first, which aborts the process above ~134M elements
+ * (the 1B shape's 262M-weight embedding).
+ */
+export function floatsToHalves(data: Float32Array): Uint16Array {
+  const halves = new Uint16Array(data.length);
+  for (let i = 0; i < data.length; i++) halves[i] = floatToHalf(data[i]!);
+  return halves;
+}
+
 function roundShift(value: number, shift: number): number {
   const half = 1 << (shift - 1);
   const remainder = value & ((1 << shift) - 1);

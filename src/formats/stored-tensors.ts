@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { HerdError } from '../errors.js';
-import { floatToHalf } from './half.js';
+import { floatsToHalves } from './half.js';
 import { f16ToFloat32, type TensorEntry, type TensorToWrite } from './safetensors.js';
 
 /** Little-endian tensor bytes to write, and typed views of stored bytes, for the quantized layouts. */
@@ -10,7 +10,7 @@ export function f32Tensor(name: string, shape: number[], data: Float32Array): Te
 }
 
 export function f16Tensor(name: string, shape: number[], data: Float32Array): TensorToWrite {
-  const halves = Uint16Array.from(data, (x) => floatToHalf(x));
+  const halves = floatsToHalves(data);
   return { name, dtype: 'F16', shape, bytes: new Uint8Array(halves.buffer) };
 }
 

@@ -6,6 +6,7 @@
 #include "dispatch.h"
 #include "ops.h"
 #include "pool.h"
+#include "quantize.h"
 
 static herd_isa_choice chosen;
 
@@ -243,6 +244,25 @@ static napi_value attention(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* quantize(ggmlType, x: Float32Array, rows, cols, out: Uint8Array): GGUF blocks of x [rows, cols] on the threads. */
+static napi_value quantize(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  int type, rows, cols;
+  array_view x, out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5 || !int_arg(env, argv[0], &type) || !typed_array(env, argv[1], napi_float32_array, &x) || !int_arg(env, argv[2], &rows) ||
+      !int_arg(env, argv[3], &cols) || !typed_array(env, argv[4], napi_uint8_array, &out))
+    return NULL;
+  const size_t row_bytes = herd_quantized_row_bytes(type, cols);
+  if (row_bytes == 0 || rows < 0 || x.length != (size_t)rows * cols || out.length != row_bytes * rows) {
+    napi_throw_range_error(env, NULL, "herd native: quantize's type or sizes do not match its arrays");
+    return NULL;
+  }
+  herd_quantize_rows(chosen.kernels, type, x.data, rows, cols, out.data);
+  return NULL;
+}
+
 /* Joins the threads when Node (or a worker thread's environment) shuts down. */
 static void stop_at_exit(void *unused) {
   (void)unused;
@@ -264,6 +284,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"swiglu", NULL, swiglu, NULL, NULL, NULL, napi_default, NULL},
       {"add", NULL, add, NULL, NULL, NULL, napi_default, NULL},
       {"attention", NULL, attention, NULL, NULL, NULL, napi_default, NULL},
+      {"quantize", NULL, quantize, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   return exports;

@@ -28,6 +28,8 @@ export interface NativeAddon {
     start: number,
     heads: number,
   ): void;
+  /** GGUF blocks of x [rows, cols] as ggml type `ggmlType` (GgmlType), on the threads; out is rows × the type's row bytes. */
+  quantize(ggmlType: number, x: Float32Array, rows: number, cols: number, out: Uint8Array): void;
 }
 
 export interface NativeInfo {

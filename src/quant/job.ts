@@ -18,9 +18,10 @@ import { QUANT_BACKEND } from './scorecard.js';
 import { ActivationRecorder, calibrationWindows, readCalibrationTexts, runCalibration, type CalibrationOptions } from './calibration.js';
 import { fp8QuantizationConfig, fp8Quantizes, quantizeFp8 } from '../formats/fp8.js';
 import { GgufValueType, readGgufHeader, writeGguf, type GgufTensorToWrite } from '../formats/gguf.js';
-import { ggufTensor, llamaMetadata, ropeFreqsTensor } from '../formats/gguf-llama.js';
+import { ggufTensor, llamaMetadata, ropeFreqsTensor, type BlockQuantizer } from '../formats/gguf-llama.js';
 import type { GgufMix } from '../formats/gguf-recipe.js';
 import { tokenizerMetadata } from '../formats/gguf-tokenizer.js';
+import { ggufQuantizer } from './native-gguf.js';
 import { quantizeGptq } from './gptq.js';
 import { GPTQ_MIN_ZERO, gptqQuantizationConfig, packGptq, type GptqOptions } from '../formats/gptq.js';
 import { quantizeInt4Rtn } from '../formats/int4.js';
@@ -51,6 +52,8 @@ export interface QuantizeJobOptions {
   calibration: CalibrationOptions;
   gptq: Omit<GptqOptions, 'groupSize' | 'blockSize'>;
   nf4DoubleQuant: boolean;
+  /** Threads of the native GGUF quantizers (default: the cores available). */
+  threads?: number;
   /** Called after each layer of each format (and once with done = total when a format is complete). */
   onLayer?: (format: QuantFormat, done: number, total: number) => void;
   /** Asked after each layer written: Ctrl-C stops there (HerdInterrupted), the finished layers kept for the next run. */
@@ -153,8 +156,13 @@ class JobContext {
     };
     if (isGguf) {
       if (fs.existsSync(target) && ggufSettings(target) === settings) return result(0, true, []);
-      await this.writeGguf(format.slice(5).toUpperCase() as GgufMix, target, settings, format);
-      return result(0, false, []);
+      const quantizer = ggufQuantizer(this.options.threads);
+      try {
+        await this.writeGguf(format.slice(5).toUpperCase() as GgufMix, target, settings, format, quantizer.quantize);
+      } finally {
+        quantizer.close();
+      }
+      return result(0, false, [quantizer.description]);
     }
     const done = fs.existsSync(path.join(target, MARKER)) ? (readJsonFile(path.join(target, MARKER), true) as { settings?: string; notes?: string[] }) : null;
     if (done?.settings === settings) return result(0, true, done.notes ?? []);
@@ -310,7 +318,7 @@ class JobContext {
     return out;
   }
 
-  private async writeGguf(mix: GgufMix, target: string, settings: string, format: QuantFormat): Promise<void> {
+  private async writeGguf(mix: GgufMix, target: string, settings: string, format: QuantFormat, quantize: BlockQuantizer | undefined): Promise<void> {
     const metadata = llamaMetadata(this.config, this.modelName(), mix);
     for (const [key, value] of tokenizerMetadata(this.options.modelDir, this.config.bosTokenId, this.config.eosTokenIds)) metadata.set(key, value);
     metadata.set('herd.quantize.settings', { type: GgufValueType.STRING, value: settings });
@@ -318,7 +326,7 @@ class JobContext {
     const ropeFreqs = ropeFreqsTensor(this.config);
     if (ropeFreqs) tensors.push(ropeFreqs);
     const layers = this.config.numHiddenLayers;
-    const add = (name: string) => tensors.push(ggufTensor(this.source.readFloat(name), mix, this.config));
+    const add = (name: string) => tensors.push(ggufTensor(this.source.readFloat(name), mix, this.config, quantize));
     add('model.embed_tokens.weight');
     for (let layer = 0; layer < layers; layer++) {
       const prefix = `model.layers.${layer}`;

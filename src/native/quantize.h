@@ -1,0 +1,47 @@
+#ifndef HERD_QUANTIZE_H
+#define HERD_QUANTIZE_H
+/*
+ * GGUF's block quantizers, byte for byte as herd's TypeScript writers (src/formats/ggml-blocks.ts,
+ * ggml-quantize-legacy.ts, ggml-k-blocks.ts, ggml-quantize-k.ts) and llama.cpp's reference
+ * quantizers write them. Types are ggml's type ids (GgmlType in src/formats/gguf.ts), not the
+ * kernels' herd_format codes: these write files, they do not compute on them.
+ */
+#include "herd_native.h"
+
+enum herd_ggml_type {
+  GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6, GGML_Q5_1 = 7, GGML_Q8_0 = 8,
+  GGML_Q4_K = 12, GGML_Q5_K = 13, GGML_Q6_K = 14,
+};
+
+/* A group whose largest magnitude is below it is stored as zeros (ggml's GROUP_MAX_EPS). */
+#define GROUP_MAX_EPS 1e-15f
+
+/* make_qkx2_quants' search parameters: codes 0..nmax, nstep + 1 trial scales (rmin + rdelta·step + nmax) / range. */
+typedef struct {
+  int nmax;
+  float rmin, rdelta;
+  int nstep;
+} herd_scale_min_search;
+
+/* The K-quants' scale searches, on one instruction set (quantize_search.h); every table writes the same codes. */
+typedef struct {
+  /* Q4_K/Q5_K: the scale and min of each of the 8 sub-blocks of 32 of a super-block, and their codes. */
+  void (*fit_scale_min)(const herd_scale_min_search *s, const float *block, float *scales, float *mins, uint8_t *codes);
+  /* Q6_K: the signed scale of each of the 16 groups of 16 of a super-block, and their codes + nmax. */
+  void (*fit_signed_scales)(int nmax, const float *block, float *scales, uint8_t *codes);
+} herd_scale_searches;
+
+extern const herd_scale_searches herd_scale_searches_portable;
+#if defined(__x86_64__)
+extern const herd_scale_searches herd_scale_searches_avx2;
+#endif
+
+/* Bytes of `cols` weights stored as `type`; 0 when the type is not written here or cols is not whole blocks. */
+size_t herd_quantized_row_bytes(int type, int cols);
+/*
+ * Quantizes x [rows, cols] into `out` (rows · herd_quantized_row_bytes bytes) on the thread pool,
+ * the searches on the AVX2 vectors unless the kernels' path is the scalar one (HERD_CPU_ISA=scalar
+ * forces the portable searches); 0 for an unknown type.
+ */
+int herd_quantize_rows(const herd_kernels *k, int type, const float *x, int rows, int cols, uint8_t *out);
+#endif

@@ -1,0 +1,41 @@
+import os from 'node:os';
+import { GGML_LAYOUT, GgmlType } from '../formats/gguf.js';
+import type { BlockQuantizer } from '../formats/gguf-llama.js';
+import { loadNativeAddon } from '../native/addon.js';
+
+/** The ggml types src/native/quantize.c writes; the others stay with herd's TypeScript writers. */
+export const NATIVE_QUANT_TYPES: ReadonlySet<GgmlType> = new Set([
+  GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+]);
+
+/** Which block quantizers a GGUF job uses, said in its result's notes. */
+export interface GgufQuantizer {
+  /** The native quantizers, or undefined for herd's TypeScript ones. */
+  quantize: BlockQuantizer | undefined;
+  description: string;
+  /** Gives the addon's one thread pool back as it was (another user, a native model, may hold it). */
+  close(): void;
+}
+
+/**
+ * The native C quantizers on `threads` threads (default: the cores available) when the addon
+ * loads, else herd's TypeScript quantizers (HERD_NATIVE=0, no compiler at install), which write
+ * the same bytes more slowly.
+ */
+export function ggufQuantizer(threads?: number): GgufQuantizer {
+  const { addon, reason } = loadNativeAddon();
+  if (!addon) return { quantize: undefined, description: `GGUF blocks by herd's TypeScript quantizers (native quantizers unavailable: ${reason})`, close: () => {} };
+  const before = addon.info().threads;
+  addon.startThreads(Math.max(1, threads ?? os.availableParallelism()));
+  const started = addon.info().threads;
+  const quantize: BlockQuantizer = (type, data, rowLength) => {
+    const block = GGML_LAYOUT[type];
+    // Rows that are not whole blocks are refused by the TypeScript writers, with their message.
+    if (!NATIVE_QUANT_TYPES.has(type) || rowLength % block.block !== 0 || data.length % rowLength !== 0) return null;
+    const rows = data.length / rowLength;
+    const out = new Uint8Array((data.length / block.block) * block.bytes);
+    addon.quantize(type, data, rows, rowLength, out);
+    return out;
+  };
+  return { quantize, description: `GGUF blocks by herd's native quantizers on ${started} thread${started === 1 ? '' : 's'}`, close: () => (before > 1 ? addon.startThreads(before) : addon.stopThreads()) };
+}
