@@ -4,7 +4,7 @@
  * "Native C kernels"): process.cpuUsage (user + system, every thread of the process), best of N,
  * so that a machine shared with other work disturbs the figures far less than wall clock does.
  *
- *   node scripts/bench-native-linear.mjs [--threads N] [--isa avx512] [--formats Q8_0,Q4_0,Q4_K] [--tokens 1,64]
+ *   node scripts/bench-native-linear.mjs [--threads N] [--isa avx512] [--formats Q8_0,Q4_0,Q4_K] [--tokens 1,64] [--hot]
  *
  * The weights are random bytes with a sane half-precision scale in every block (speed does not
  * depend on the values); each size is copied until the copies exceed the last-level cache, and
@@ -21,10 +21,14 @@ const { values: options } = parseArgs({
     formats: { type: 'string', default: 'Q8_0,Q4_0,Q4_K' },
     tokens: { type: 'string', default: '1,64' },
     shapes: { type: 'string', default: '2048x2048,512x2048,8192x2048,2048x8192,128256x2048' },
+    // One copy of each weight, reread from the caches: the kernels' arithmetic without the memory.
+    hot: { type: 'boolean', default: false },
+    // Another build of the addon, to compare against (a copy of build/Release/herd_native.node).
+    addon: { type: 'string', default: new URL('../build/Release/herd_native.node', import.meta.url).pathname },
   },
 });
 
-const addon = createRequire(import.meta.url)('../build/Release/herd_native.node');
+const addon = createRequire(import.meta.url)(options.addon);
 if (options.isa) addon.choose(options.isa);
 addon.startThreads(Number(options.threads));
 
@@ -68,18 +72,22 @@ for (const format of options.formats.split(',')) {
   for (const [rows, cols] of shapes) {
     const one = randomWeights(format, rows, cols);
     const copies = [one];
-    while (copies.length * one.length < COPIES_ABOVE_BYTES) copies.push(one.slice());
+    while (!options.hot && copies.length * one.length < COPIES_ABOVE_BYTES) copies.push(one.slice());
     for (const tokens of tokenCounts) {
       const x = Float32Array.from({ length: tokens * cols }, (_, i) => Math.sin(i * 0.37));
       const y = new Float32Array(tokens * rows);
       const products = rows * cols * tokens;
       const calls = Math.max(2, Math.min(30, Math.round(2e9 / products)));
+      // Small products repeat within one sample: the CPU clock's resolution is coarse.
+      const repeats = Math.max(1, Math.round(2e7 / products));
       let best = Infinity;
       for (let call = 0; call < calls; call++) {
-        const weights = copies[call % copies.length];
-        best = Math.min(best, cpuMs(() => addon.linear(FORMATS[format].code, weights, rows, cols, x, tokens, y)));
+        const sample = cpuMs(() => {
+          for (let i = 0; i < repeats; i++) addon.linear(FORMATS[format].code, copies[(call * repeats + i) % copies.length], rows, cols, x, tokens, y);
+        });
+        best = Math.min(best, sample / repeats);
       }
-      console.log(`${format} | ${rows} × ${cols} | ${tokens} | ${best.toFixed(2)} | ${(products / best / 1e6).toFixed(1)}`);
+      console.log(`${format} | ${rows} × ${cols} | ${tokens} | ${best.toFixed(3)} | ${(products / best / 1e6).toFixed(1)}`);
     }
   }
 }

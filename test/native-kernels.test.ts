@@ -94,7 +94,9 @@ function expectWithin(actual: Float32Array, expected: ArrayLike<number>, toleran
   expect(worst).toBeLessThan(1);
 }
 
-// Float rows of 67 and 300 leave tails after every vector width; block formats need whole blocks.
+// Float rows of 67 and 300 leave tails after every vector width; block formats need whole blocks:
+// 37 rows are no multiple of a tile's 4, and 96 columns are an odd number of 32-blocks (the
+// AVX-512 path takes two blocks a step).
 const LINEAR_SHAPES: Array<[Format, number, number]> = [
   ['F32', 37, 67],
   ['F16', 37, 300],
@@ -103,6 +105,7 @@ const LINEAR_SHAPES: Array<[Format, number, number]> = [
   ['Q4_0', 37, 96],
   ['Q4_K', 37, 512],
 ];
+const LINEAR_TOKENS = [1, 5, 17];
 const results = new Map<string, Float32Array>();
 
 afterAll(() => addon.stopThreads());
@@ -113,7 +116,8 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     addon.startThreads(threads);
   });
 
-  test.each(LINEAR_SHAPES.flatMap(([format, rows, cols]) => [1, 5].map((tokens) => [format, rows, cols, tokens] as const)))(
+  // 1 token (decode's row groups), 5 and 17 (tiles of 2 or 4 tokens and a remainder of 1).
+  test.each(LINEAR_SHAPES.flatMap(([format, rows, cols]) => LINEAR_TOKENS.map((tokens) => [format, rows, cols, tokens] as const)))(
     'linear on %s weights [%i, %i] × %i token(s) equals the float64 product (activations quantized as llama.cpp does)',
     (format, rows, cols, tokens) => {
       const { bytes, weights } = packedRandom(format, rows, cols, rows + cols);
@@ -210,8 +214,8 @@ test('every path and thread count computes the same linear products (within floa
     const largest = Math.max(...scalar.map(Math.abs));
     expectWithin(y, scalar, () => 1e-5 * largest);
   }
-  // 6 formats × 2 token counts × each path × 2 thread counts.
-  expect(results.size).toBe(24 * runnable.length);
+  // Each format × token count × path × 2 thread counts.
+  expect(results.size).toBe(LINEAR_SHAPES.length * LINEAR_TOKENS.length * runnable.length * 2);
 });
 
 test('a path this build does not have is refused with the reason', () => {

@@ -50,6 +50,9 @@ static const herd_kernels *kernels_of(const char *name) {
   FROM_SCALAR(dot_q8_0);
   FROM_SCALAR(dot_q4_0);
   FROM_SCALAR(dot_q4_k);
+  FROM_SCALAR(gemm_q8_0);
+  FROM_SCALAR(gemm_q4_0);
+  FROM_SCALAR(gemm_q4_k);
   return &completed;
 }
 

@@ -31,13 +31,18 @@ void herd_quantize_q8_0(const float *x, int cols, int8_t *codes, float *scales) 
   for (int b = 0; b < cols / QK; b++) scales[b] = quantize_block(x + b * QK, QK, codes + b * QK);
 }
 
-void herd_quantize_q8_k(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums) {
-  for (int b = 0; b < cols / QK_K; b++) scales[b] = quantize_block(x + b * QK_K, QK_K, codes + b * QK_K);
+/* The sum of every 32 codes: the tiled kernels take unsigned weight codes and subtract their offset times it. */
+static void code_sums(const int8_t *codes, int cols, int32_t *sums) {
   for (int j = 0; j < cols / QK; j++) {
     int32_t sum = 0;
     for (int i = 0; i < QK; i++) sum += codes[j * QK + i];
     sums[j] = sum;
   }
+}
+
+void herd_quantize_q8_k(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums) {
+  for (int b = 0; b < cols / QK_K; b++) scales[b] = quantize_block(x + b * QK_K, QK_K, codes + b * QK_K);
+  code_sums(codes, cols, sums);
 }
 
 /* Rows per unit of work a thread takes at a time: enough to amortise the shared counter. */
@@ -67,7 +72,23 @@ static float quantized_dot(const linear_job *job, const uint8_t *row, int t) {
   }
 }
 
+/* The path's many-rows-many-tokens product for the formats that have one, else NULL. */
+static void (*gemm_of(const herd_kernels *k, int format))(const uint8_t *, size_t, int, const quantized_row *, int, int, float *, int) {
+  switch (format) {
+    case FMT_Q8_0: return k->gemm_q8_0;
+    case FMT_Q4_0: return k->gemm_q4_0;
+    case FMT_Q4_K: return k->gemm_q4_k;
+    default: return NULL;
+  }
+}
+
 static void linear_rows(const linear_job *job, int first, int last, int thread) {
+  void (*gemm)(const uint8_t *, size_t, int, const quantized_row *, int, int, float *, int) = gemm_of(job->k, job->format);
+  if (gemm != NULL) {
+    const quantized_row x = {.codes = job->codes, .scales = job->scales, .sums = job->sums};
+    gemm(job->w + (size_t)first * job->row_bytes, job->row_bytes, last - first, &x, job->tokens, job->cols, job->y + first, job->rows);
+    return;
+  }
   for (int r = first; r < last; r++) {
     const uint8_t *row = job->w + (size_t)r * job->row_bytes;
     const float *floats = (const float *)row;
@@ -109,7 +130,10 @@ int herd_linear(const herd_kernels *k, int format, const uint8_t *w, int rows, i
       for (int t = 0; t < tokens; t++) {
         const float *row = x + (size_t)t * cols;
         if (format == FMT_Q4_K) herd_quantize_q8_k(row, cols, codes + (size_t)t * cols, scales + (size_t)t * (cols / QK_K), sums + (size_t)t * (cols / QK));
-        else herd_quantize_q8_0(row, cols, codes + (size_t)t * cols, scales + (size_t)t * (cols / QK));
+        else {
+          herd_quantize_q8_0(row, cols, codes + (size_t)t * cols, scales + (size_t)t * (cols / QK));
+          code_sums(codes + (size_t)t * cols, cols, sums + (size_t)t * (cols / QK));
+        }
       }
       job.codes = codes;
       job.scales = scales;
