@@ -203,11 +203,15 @@ static inline ivec q4_0_codes(const uint8_t *w, int pair) {
 #define Q4K_STEPS 4
 /* Step s of a Q4_K super-block: sub-blocks 2s (low nibbles of 32 bytes) and 2s + 1 (their high nibbles). */
 static inline ivec q4k_codes(const uint8_t *qs, int s) {
-  __m256i bytes = _mm256_loadu_si256((const __m256i *)(qs + 32 * s));
-  return low_nibbles(_mm512_inserti64x4(_mm512_castsi256_si512(bytes), _mm256_srli_epi16(bytes, 4), 1));
+  const ivec bytes = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * s)));
+  return low_nibbles(_mm512_mask_srli_epi16(bytes, 0xffff0000u, bytes, 4));
 }
-static inline ivec q4k_scales(const uint8_t *scales, int s) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(scales[2 * s])), _mm256_set1_epi16(scales[2 * s + 1]), 1);
+/* The eight sub-blocks' scales as int16 lanes 0..7; step s takes 2s over its first 16 lanes and 2s + 1 over the rest. */
+static inline __m128i q4k_scale_lanes(const uint8_t *scales) { return _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)scales)); }
+static inline ivec q4k_scales(__m128i lanes, int s) {
+  const short a = (short)(2 * s), b = (short)(2 * s + 1);
+  const ivec pick = _mm512_set_epi16(b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a);
+  return _mm512_permutexvar_epi16(pick, _mm512_castsi128_si512(lanes));
 }
 #else
 typedef __m256i ivec;
@@ -247,7 +251,9 @@ static inline ivec q4k_codes(const uint8_t *qs, int s) {
   __m256i bytes = _mm256_loadu_si256((const __m256i *)(qs + 32 * (s / 2)));
   return low_nibbles(s & 1 ? _mm256_srli_epi16(bytes, 4) : bytes);
 }
-static inline ivec q4k_scales(const uint8_t *scales, int s) { return _mm256_set1_epi16(scales[s]); }
+static inline __m128i q4k_scale_lanes(const uint8_t *scales) { return _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)scales)); }
+/* Int16 lane s everywhere (bytes 2s and 2s + 1 picked from each 128-bit half). */
+static inline ivec q4k_scales(__m128i lanes, int s) { return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(lanes), _mm256_set1_epi16((short)(2 * s | (2 * s + 1) << 8))); }
 #endif
 #define TILE_R 4
 #define ALWAYS_INLINE inline __attribute__((always_inline))
@@ -317,13 +323,14 @@ static ALWAYS_INLINE void tile_q4_k(const uint8_t *w, size_t row_bytes, const qu
     for (int t = 0; t < T; t++) acc[r][t] = fzero(), mins_acc[r][t] = _mm_setzero_ps();
   for (int b = 0; b < nb; b++) {
     uint8_t scales[TILE_R][8], mins[TILE_R][8];
-    __m128i mins16[TILE_R];
+    __m128i mins16[TILE_R], scales16[TILE_R];
     float d[TILE_R], dmin[TILE_R];
     for (int r = 0; r < R; r++) {
       const uint8_t *block = w + r * row_bytes + (size_t)b * Q4_K_BYTES;
       for (int line = 0; line < Q4_K_BYTES; line += 64) _mm_prefetch((const char *)block + TILE_R * row_bytes + line, _MM_HINT_T0);
       herd_q4k_scales_mins(block + 4, scales[r], mins[r]);
-      mins16[r] = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mins[r]));
+      mins16[r] = q4k_scale_lanes(mins[r]);
+      scales16[r] = q4k_scale_lanes(scales[r]);
       d[r] = half_scale(block);
       dmin[r] = half_scale(block + 2);
     }
@@ -334,7 +341,7 @@ static ALWAYS_INLINE void tile_q4_k(const uint8_t *w, size_t row_bytes, const qu
       ivec codes[TILE_R], sc[TILE_R];
       for (int r = 0; r < R; r++) {
         codes[r] = q4k_codes(w + r * row_bytes + (size_t)b * Q4_K_BYTES + 16, s);
-        sc[r] = q4k_scales(scales[r], s);
+        sc[r] = q4k_scales(scales16[r], s);
       }
       for (int t = 0; t < T; t++) {
         const ivec xv = load_codes(x->codes + (size_t)t * cols + (size_t)b * QK_K + (size_t)s * (QK_K / Q4K_STEPS), 1);
