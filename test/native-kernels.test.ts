@@ -131,6 +131,27 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     },
   );
 
+  test.each([['Q8_0'], ['Q4_0'], ['Q4_K'], ['F16']] as const)('linearMany on three %s weights of 37, 8 and 21 rows equals each float64 product', (format) => {
+    const cols = format === 'Q4_K' ? 512 : 96;
+    const tokens = 5;
+    const weights = [37, 8, 21].map((rows, i) => ({ rows, ...packedRandom(format, rows, cols, 100 + i) }));
+    const x = gaussian(7, tokens * cols);
+    const ys = weights.map(({ rows }) => new Float32Array(tokens * rows));
+    addon.linearMany(
+      NATIVE_FORMAT_CODES[format]!,
+      weights.map((w) => w.bytes),
+      weights.map((w) => w.rows),
+      cols,
+      x,
+      tokens,
+      ys,
+    );
+    weights.forEach(({ rows, weights: values }, i) => {
+      const { y: expected, magnitude } = referenceLinear(values, rows, cols, quantizedActivations(format, x), tokens);
+      expectWithin(ys[i]!, expected, (j) => 2e-6 * Math.sqrt(cols) * magnitude[j]! + 1e-6);
+    });
+  });
+
   test.each(LINEAR_SHAPES.map(([format, rows, cols]) => [format, rows, cols] as const))('embedding rows of %s [%i, %i] equal the dequantized rows', (format, rows, cols) => {
     const { bytes, weights } = packedRandom(format, rows, cols, rows + cols);
     const ids = Int32Array.from([3, 0, rows - 1, 3]);

@@ -47,19 +47,22 @@ void herd_quantize_q8_k(const float *x, int cols, int8_t *codes, float *scales, 
 
 /* Rows per unit of work a thread takes at a time: enough to amortise the shared counter. */
 #define ROW_CHUNK 16
+/* Fewer tokens than this are quantized on the calling thread: a pool dispatch would cost more. */
+#define POOL_QUANTIZE_TOKENS 4
 
 typedef struct {
   const herd_kernels *k;
-  int format, rows, cols, tokens;
-  const uint8_t *w;
+  int format, cols, tokens;
   size_t row_bytes;
   const float *x;
-  float *y;
-  const int8_t *codes;
-  const float *scales;
-  const int32_t *sums;
+  int8_t *codes;
+  float *scales;
+  int32_t *sums;
   float *row_floats;  /* per thread: one 16-bit row widened to floats */
-  atomic_int next;
+  const herd_linear_output *outputs;
+  int count;
+  atomic_int next_token;  /* activation rows quantized so far */
+  atomic_int next_chunk;  /* chunks of ROW_CHUNK rows over the outputs one after another */
 } linear_job;
 
 static float quantized_dot(const linear_job *job, const uint8_t *row, int t) {
@@ -82,15 +85,35 @@ static void (*gemm_of(const herd_kernels *k, int format))(const uint8_t *, size_
   }
 }
 
-static void linear_rows(const linear_job *job, int first, int last, int thread) {
+/* Activation row t as the format's integer products take it (Q8_K for Q4_K, Q8_0 with code sums for the others). */
+static void quantize_token(const linear_job *job, int t) {
+  const int cols = job->cols;
+  const float *row = job->x + (size_t)t * cols;
+  int8_t *codes = job->codes + (size_t)t * cols;
+  int32_t *sums = job->sums + (size_t)t * (cols / QK);
+  if (job->format == FMT_Q4_K) {
+    herd_quantize_q8_k(row, cols, codes, job->scales + (size_t)t * (cols / QK_K), sums);
+  } else {
+    herd_quantize_q8_0(row, cols, codes, job->scales + (size_t)t * (cols / QK));
+    code_sums(codes, cols, sums);
+  }
+}
+
+static void quantize_task(void *context, int thread) {
+  (void)thread;
+  linear_job *job = context;
+  for (int t; (t = atomic_fetch_add(&job->next_token, 1)) < job->tokens;) quantize_token(job, t);
+}
+
+static void linear_rows(const linear_job *job, const herd_linear_output *out, int first, int last, int thread) {
   void (*gemm)(const uint8_t *, size_t, int, const quantized_row *, int, int, float *, int) = gemm_of(job->k, job->format);
   if (gemm != NULL) {
     const quantized_row x = {.codes = job->codes, .scales = job->scales, .sums = job->sums};
-    gemm(job->w + (size_t)first * job->row_bytes, job->row_bytes, last - first, &x, job->tokens, job->cols, job->y + first, job->rows);
+    gemm(out->w + (size_t)first * job->row_bytes, job->row_bytes, last - first, &x, job->tokens, job->cols, out->y + first, out->rows);
     return;
   }
   for (int r = first; r < last; r++) {
-    const uint8_t *row = job->w + (size_t)r * job->row_bytes;
+    const uint8_t *row = out->w + (size_t)r * job->row_bytes;
     const float *floats = (const float *)row;
     if (job->format == FMT_F16 || job->format == FMT_BF16) {
       float *widened = job->row_floats + (size_t)thread * job->cols;
@@ -99,8 +122,8 @@ static void linear_rows(const linear_job *job, int first, int last, int thread) 
       floats = widened;
     }
     for (int t = 0; t < job->tokens; t++) {
-      job->y[(size_t)t * job->rows + r] = job->format <= FMT_BF16 ? job->k->dot_f32(floats, job->x + (size_t)t * job->cols, job->cols)
-                                                                    : quantized_dot(job, row, t);
+      out->y[(size_t)t * out->rows + r] = job->format <= FMT_BF16 ? job->k->dot_f32(floats, job->x + (size_t)t * job->cols, job->cols)
+                                                                   : quantized_dot(job, row, t);
     }
   }
 }
@@ -108,15 +131,23 @@ static void linear_rows(const linear_job *job, int first, int last, int thread) 
 static void linear_task(void *context, int thread) {
   linear_job *job = context;
   for (;;) {
-    const int first = atomic_fetch_add(&job->next, ROW_CHUNK);
-    if (first >= job->rows) return;
-    linear_rows(job, first, first + ROW_CHUNK < job->rows ? first + ROW_CHUNK : job->rows, thread);
+    int chunk = atomic_fetch_add(&job->next_chunk, 1), i = 0;
+    /* The output the chunk falls in: a chunk never spans two weights. */
+    for (; i < job->count; i++) {
+      const int chunks = (job->outputs[i].rows + ROW_CHUNK - 1) / ROW_CHUNK;
+      if (chunk < chunks) break;
+      chunk -= chunks;
+    }
+    if (i == job->count) return;
+    const int first = chunk * ROW_CHUNK, rows = job->outputs[i].rows;
+    linear_rows(job, &job->outputs[i], first, first + ROW_CHUNK < rows ? first + ROW_CHUNK : rows, thread);
   }
 }
 
-int herd_linear(const herd_kernels *k, int format, const uint8_t *w, int rows, int cols, const float *x, int tokens, float *y) {
-  linear_job job = {.k = k, .format = format, .rows = rows, .cols = cols, .tokens = tokens, .w = w, .row_bytes = herd_row_bytes(format, cols), .x = x, .y = y};
-  atomic_init(&job.next, 0);
+int herd_linear_many(const herd_kernels *k, int format, int cols, const float *x, int tokens, const herd_linear_output *outputs, int count) {
+  linear_job job = {.k = k, .format = format, .cols = cols, .tokens = tokens, .row_bytes = herd_row_bytes(format, cols), .x = x, .outputs = outputs, .count = count};
+  atomic_init(&job.next_token, 0);
+  atomic_init(&job.next_chunk, 0);
   void *scratch = NULL;
   if (format == FMT_F16 || format == FMT_BF16) {
     scratch = job.row_floats = malloc((size_t)herd_pool_threads() * cols * sizeof(float));
@@ -124,26 +155,22 @@ int herd_linear(const herd_kernels *k, int format, const uint8_t *w, int rows, i
     const size_t values = (size_t)tokens * cols;
     scratch = malloc(values + values / QK * (sizeof(float) + sizeof(int32_t)));
     if (scratch != NULL) {
-      int8_t *codes = scratch;
-      float *scales = (float *)(codes + values);
-      int32_t *sums = (int32_t *)(scales + values / QK);
-      for (int t = 0; t < tokens; t++) {
-        const float *row = x + (size_t)t * cols;
-        if (format == FMT_Q4_K) herd_quantize_q8_k(row, cols, codes + (size_t)t * cols, scales + (size_t)t * (cols / QK_K), sums + (size_t)t * (cols / QK));
-        else {
-          herd_quantize_q8_0(row, cols, codes + (size_t)t * cols, scales + (size_t)t * (cols / QK));
-          code_sums(codes + (size_t)t * cols, cols, sums + (size_t)t * (cols / QK));
-        }
-      }
-      job.codes = codes;
-      job.scales = scales;
-      job.sums = sums;
+      job.codes = scratch;
+      job.scales = (float *)(job.codes + values);
+      job.sums = (int32_t *)(job.scales + values / QK);
+      if (tokens < POOL_QUANTIZE_TOKENS) quantize_task(&job, 0);
+      else herd_pool_run(quantize_task, &job);
     }
   }
   if (format != FMT_F32 && scratch == NULL) return 0;
   herd_pool_run(linear_task, &job);
   free(scratch);
   return 1;
+}
+
+int herd_linear(const herd_kernels *k, int format, const uint8_t *w, int rows, int cols, const float *x, int tokens, float *y) {
+  const herd_linear_output out = {.w = w, .rows = rows, .y = y};
+  return herd_linear_many(k, format, cols, x, tokens, &out, 1);
 }
 
 static void dequantize_row(int format, const uint8_t *row, int cols, float *out) {
