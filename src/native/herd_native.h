@@ -32,6 +32,8 @@ typedef struct {
   float (*dot_f32)(const float *a, const float *b, int n);
   void (*f16_to_f32)(const uint16_t *src, float *dst, int n);
   void (*bf16_to_f32)(const uint16_t *src, float *dst, int n);
+  /* y += a · x (attention's weighted sum of value rows). */
+  void (*axpy_f32)(float a, const float *x, float *y, int n);
   /* Dot of one weight row with one quantized activation row (nb blocks of 32, or of 256 for Q4_K). */
   float (*dot_q8_0)(const uint8_t *w, const int8_t *x, const float *xd, int nb);
   float (*dot_q4_0)(const uint8_t *w, const int8_t *x, const float *xd, int nb);

@@ -57,6 +57,10 @@ static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
   }
 }
 
+static void axpy_f32(float a, const float *x, float *y, int n) {
+  for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
 static float dot_q8_0(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
   float total = 0;
   for (int b = 0; b < nb; b++, w += Q8_0_BYTES, x += QK) {
@@ -124,6 +128,7 @@ const herd_kernels herd_kernels_scalar = {
     .dot_f32 = dot_f32,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
+    .axpy_f32 = axpy_f32,
     .dot_q8_0 = dot_q8_0,
     .dot_q4_0 = dot_q4_0,
     .dot_q4_k = dot_q4_k,

@@ -64,6 +64,7 @@ static float dot_f32(const float *a, const float *b, int n) {
     w1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), w1);
   }
   total = _mm512_reduce_add_ps(_mm512_add_ps(w0, w1));
+  if (i == n) return total; /* attention's rows of 64 or 128: no 256-bit sum of nothing */
 #endif
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
   for (; i + 32 <= n; i += 32) {
@@ -94,6 +95,15 @@ static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
     uint32_t bits = (uint32_t)src[i] << 16;
     memcpy(&dst[i], &bits, 4);
   }
+}
+
+static void axpy_f32(float a, const float *x, float *y, int n) {
+  int i = 0;
+#if HERD_PATH == HERD_AVX512
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(_mm512_set1_ps(a), _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+#endif
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_set1_ps(a), _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; i++) y[i] += a * x[i];
 }
 
 static float dot_q8_0(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
@@ -425,6 +435,7 @@ const herd_kernels HERD_TABLE = {
     .dot_f32 = dot_f32,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
+    .axpy_f32 = axpy_f32,
     .dot_q8_0 = dot_q8_0,
     .dot_q4_0 = dot_q4_0,
     .dot_q4_k = dot_q4_k,

@@ -289,8 +289,7 @@ static void attend_head(const attention_job *job, int t, int h, float *scores, f
   float *result = job->out + ((size_t)t * job->heads + h) * d;
   memset(result, 0, (size_t)d * 4);
   for (int p = 0; p < visible; p++) {
-    const float weight = scores[p] / total, *value = cached_row(job, cache->values, g, p, widened);
-    for (int i = 0; i < d; i++) result[i] += weight * value[i];
+    job->k->axpy_f32(scores[p] / total, cached_row(job, cache->values, g, p, widened), result, d);
   }
 }
 
