@@ -261,7 +261,7 @@ typedef struct {
   const float *q;
   float *out;
   int rows, start, heads;
-  float *scratch;  /* per thread: scores of the visible positions, then one cached row as floats */
+  float *scratch;  /* per thread: attention_scratch(job) floats */
   atomic_int next;
 } attention_job;
 
@@ -274,33 +274,49 @@ static const float *cached_row(const attention_job *job, const void *base, int g
   return widened;
 }
 
-/* Query head h of row t: softmax(q·Kᵀ/√d) over positions 0..start+t, times V. */
-static void attend_head(const attention_job *job, int t, int h, float *scores, float *widened) {
+/*
+ * The query heads of kv group g in row t, together: softmax(q·Kᵀ/√d) over positions 0..start+t,
+ * times V. Each cached key and value row is read (and an F16 one widened) once for the group's
+ * heads, not once per head.
+ */
+static void attend_group(const attention_job *job, int t, int g, float *scores, float *widened) {
   const herd_cache_layer *cache = job->cache;
-  const int d = cache->head_dim, visible = job->start + t + 1, g = h / (job->heads / cache->kv_heads);
-  const float *query = job->q + ((size_t)t * job->heads + h) * d;
+  const int d = cache->head_dim, visible = job->start + t + 1, group = job->heads / cache->kv_heads;
+  const size_t stride = (size_t)job->start + job->rows; /* one head's scores */
+  const float *queries = job->q + ((size_t)t * job->heads + (size_t)g * group) * d;
   const float scale = 1.0f / sqrtf((float)d);
-  float maximum = -INFINITY, total = 0;
   for (int p = 0; p < visible; p++) {
-    scores[p] = job->k->dot_f32(cached_row(job, cache->keys, g, p, widened), query, d) * scale;
-    maximum = fmaxf(maximum, scores[p]);
+    const float *key = cached_row(job, cache->keys, g, p, widened);
+    for (int j = 0; j < group; j++) scores[j * stride + p] = job->k->dot_f32(key, queries + (size_t)j * d, d) * scale;
   }
-  for (int p = 0; p < visible; p++) total += scores[p] = expf(scores[p] - maximum);
-  float *result = job->out + ((size_t)t * job->heads + h) * d;
-  memset(result, 0, (size_t)d * 4);
+  for (int j = 0; j < group; j++) {
+    float *head = scores + j * stride, maximum = -INFINITY, total = 0;
+    for (int p = 0; p < visible; p++) maximum = fmaxf(maximum, head[p]);
+    for (int p = 0; p < visible; p++) total += head[p] = expf(head[p] - maximum);
+    for (int p = 0; p < visible; p++) head[p] /= total;
+  }
+  float *results = job->out + ((size_t)t * job->heads + (size_t)g * group) * d;
+  memset(results, 0, (size_t)group * d * 4);
   for (int p = 0; p < visible; p++) {
-    job->k->axpy_f32(scores[p] / total, cached_row(job, cache->values, g, p, widened), result, d);
+    const float *value = cached_row(job, cache->values, g, p, widened);
+    for (int j = 0; j < group; j++) job->k->axpy_f32(scores[j * stride + p], value, results + (size_t)j * d, d);
   }
+}
+
+/* Per thread: each of a group's heads' scores over the visible positions, then one cached row as floats. */
+static size_t attention_scratch(const attention_job *job) {
+  return (size_t)(job->heads / job->cache->kv_heads) * (job->start + job->rows) + job->cache->head_dim;
 }
 
 static void attention_task(void *context, int thread) {
   attention_job *job = context;
-  const size_t per_thread = (size_t)job->start + job->rows + job->cache->head_dim;
-  float *scores = job->scratch + (size_t)thread * per_thread;
+  const size_t per_thread = attention_scratch(job);
+  float *scores = job->scratch + (size_t)thread * per_thread, *widened = scores + per_thread - job->cache->head_dim;
+  const int groups = job->cache->kv_heads;
   for (;;) {
     const int item = atomic_fetch_add(&job->next, 1);
-    if (item >= job->rows * job->heads) return;
-    attend_head(job, item / job->heads, item % job->heads, scores, scores + job->start + job->rows);
+    if (item >= job->rows * groups) return;
+    attend_group(job, item / groups, item % groups, scores, widened);
   }
 }
 
@@ -310,7 +326,7 @@ int herd_attention(const herd_kernels *k, const herd_cache_layer *cache, const f
   cache_write(cache, cache->values, vr, rows, start);
   attention_job job = {.k = k, .cache = cache, .q = q, .out = out, .rows = rows, .start = start, .heads = heads};
   atomic_init(&job.next, 0);
-  job.scratch = malloc((size_t)herd_pool_threads() * ((size_t)start + rows + cache->head_dim) * sizeof(float));
+  job.scratch = malloc((size_t)herd_pool_threads() * attention_scratch(&job) * sizeof(float));
   if (job.scratch == NULL) return 0;
   herd_pool_run(attention_task, &job);
   free(job.scratch);
