@@ -173,21 +173,12 @@ static float dot_q4_k(const uint8_t *w, const int8_t *x, const float *xd, const 
 typedef __m512i ivec;
 typedef __m512 fvec;
 #define STEP_BLOCKS 2
+#define VEC(op) _mm512_##op
 #define TILE_T 4 /* 16 float accumulators of 32 registers */
 static inline ivec dpbusd(ivec acc, ivec u, ivec s) { return _mm512_dpbusd_epi32(acc, u, s); }
 static inline ivec dpwssd(ivec acc, ivec a, ivec b) { return _mm512_dpwssd_epi32(acc, a, b); }
-static inline ivec maddubs(ivec u, ivec s) { return _mm512_maddubs_epi16(u, s); }
 static inline ivec low_nibbles(ivec v) { return _mm512_and_si512(v, _mm512_set1_epi8(0xf)); }
-static inline fvec fmadd(fvec a, fvec b, fvec c) { return _mm512_fmadd_ps(a, b, c); }
-static inline fvec fmul(fvec a, fvec b) { return _mm512_mul_ps(a, b); }
-static inline fvec fzero(void) { return _mm512_setzero_ps(); }
-static inline fvec to_float(ivec v) { return _mm512_cvtepi32_ps(v); }
-static inline fvec fbroadcast(float a) { return _mm512_set1_ps(a); }
 static inline float fsum(fvec v) { return _mm512_reduce_add_ps(v); }
-/* `a` in the first block's eight lanes, `b` in the second's. */
-static inline fvec block_floats(float a, float b) {
-  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(a)), _mm256_castps_pd(_mm256_set1_ps(b)), 1));
-}
 /* One int32 per block in the block's first lane (every lane of a block ends up in the same sum). */
 static inline ivec block_ints(int32_t a, int32_t b) { return _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(0x0001, a), 0x0100, b); }
 static inline ivec izero(void) { return _mm512_setzero_si512(); }
@@ -227,6 +218,7 @@ static inline ivec q4k_scales(__m128i lanes, int s) {
 typedef __m256i ivec;
 typedef __m256 fvec;
 #define STEP_BLOCKS 1
+#define VEC(op) _mm256_##op
 #define TILE_T 2 /* 8 float accumulators of 16 registers */
 static inline ivec dpbusd(ivec acc, ivec u, ivec s) { return _mm256_add_epi32(acc, dot_u8_i8(u, s)); }
 #if HERD_PATH == HERD_AVXVNNI
@@ -234,15 +226,8 @@ static inline ivec dpwssd(ivec acc, ivec a, ivec b) { return _mm256_dpwssd_avx_e
 #else
 static inline ivec dpwssd(ivec acc, ivec a, ivec b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
 #endif
-static inline ivec maddubs(ivec u, ivec s) { return _mm256_maddubs_epi16(u, s); }
 static inline ivec low_nibbles(ivec v) { return _mm256_and_si256(v, _mm256_set1_epi8(0xf)); }
-static inline fvec fmadd(fvec a, fvec b, fvec c) { return _mm256_fmadd_ps(a, b, c); }
-static inline fvec fmul(fvec a, fvec b) { return _mm256_mul_ps(a, b); }
-static inline fvec fzero(void) { return _mm256_setzero_ps(); }
-static inline fvec to_float(ivec v) { return _mm256_cvtepi32_ps(v); }
-static inline fvec fbroadcast(float a) { return _mm256_set1_ps(a); }
 static inline float fsum(fvec v) { return hsum8(v); }
-static inline fvec block_floats(float a, float b) { (void)b; return _mm256_set1_ps(a); }
 static inline ivec block_ints(int32_t a, int32_t b) { (void)b; return _mm256_setr_epi32(a, 0, 0, 0, 0, 0, 0, 0); }
 static inline ivec izero(void) { return _mm256_setzero_si256(); }
 static inline fvec spread_pair(__m128 p) { return _mm256_broadcastss_ps(p); }
@@ -265,6 +250,12 @@ static inline __m128i q4k_scale_lanes(const uint8_t *scales) { return _mm_cvtepu
 /* Int16 lane s everywhere (bytes 2s and 2s + 1 picked from each 128-bit half). */
 static inline ivec q4k_scales(__m128i lanes, int s) { return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(lanes), _mm256_set1_epi16((short)(2 * s | (2 * s + 1) << 8))); }
 #endif
+/* The operations spelled alike at both widths. */
+static inline ivec maddubs(ivec u, ivec s) { return VEC(maddubs_epi16)(u, s); }
+static inline fvec fmadd(fvec a, fvec b, fvec c) { return VEC(fmadd_ps)(a, b, c); }
+static inline fvec fzero(void) { return VEC(setzero_ps)(); }
+static inline fvec to_float(ivec v) { return VEC(cvtepi32_ps)(v); }
+static inline fvec fbroadcast(float a) { return VEC(set1_ps)(a); }
 #define TILE_R 4
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
