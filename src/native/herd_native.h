@@ -32,6 +32,9 @@ typedef struct {
   float (*dot_f32)(const float *a, const float *b, int n);
   void (*f16_to_f32)(const uint16_t *src, float *dst, int n);
   void (*bf16_to_f32)(const uint16_t *src, float *dst, int n);
+  /* Dot of a stored F16 or BF16 row with float activations, converting on the way (a token or two: no widened copy of the row). */
+  float (*dot_f16)(const uint16_t *w, const float *x, int n);
+  float (*dot_bf16)(const uint16_t *w, const float *x, int n);
   /* y += a · x (attention's weighted sum of value rows). */
   void (*axpy_f32)(float a, const float *x, float *y, int n);
   /* Dot of one weight row with one quantized activation row (nb blocks of 32, or of 256 for Q4_K). */

@@ -47,6 +47,8 @@ void herd_quantize_q8_k(const float *x, int cols, int8_t *codes, float *scales, 
 
 /* Rows per unit of work a thread takes at a time: enough to amortise the shared counter. */
 #define ROW_CHUNK 16
+/* Up to this many tokens, 16-bit rows are converted inside the dot; more share one widened copy of each row. */
+#define FUSED_16BIT_TOKENS 2
 /* Fewer tokens than this are quantized on the calling thread: a pool dispatch would cost more. */
 #define POOL_QUANTIZE_TOKENS 4
 
@@ -112,10 +114,18 @@ static void linear_rows(const linear_job *job, const herd_linear_output *out, in
     gemm(out->w + (size_t)first * job->row_bytes, job->row_bytes, last - first, &x, job->tokens, job->cols, out->y + first, out->rows);
     return;
   }
+  const int sixteen_bit = job->format == FMT_F16 || job->format == FMT_BF16;
+  if (sixteen_bit && job->tokens <= FUSED_16BIT_TOKENS) {
+    float (*dot)(const uint16_t *, const float *, int) = job->format == FMT_F16 ? job->k->dot_f16 : job->k->dot_bf16;
+    for (int r = first; r < last; r++)
+      for (int t = 0; t < job->tokens; t++)
+        out->y[(size_t)t * out->rows + r] = dot((const uint16_t *)(out->w + (size_t)r * job->row_bytes), job->x + (size_t)t * job->cols, job->cols);
+    return;
+  }
   for (int r = first; r < last; r++) {
     const uint8_t *row = out->w + (size_t)r * job->row_bytes;
     const float *floats = (const float *)row;
-    if (job->format == FMT_F16 || job->format == FMT_BF16) {
+    if (sixteen_bit) {
       float *widened = job->row_floats + (size_t)thread * job->cols;
       if (job->format == FMT_F16) job->k->f16_to_f32((const uint16_t *)row, widened, job->cols);
       else job->k->bf16_to_f32((const uint16_t *)row, widened, job->cols);
