@@ -45,7 +45,8 @@ typedef struct {
    * Many rows × many tokens at once (prefill and decode alike): y[t·y_stride + r] for `rows` rows
    * row_bytes apart and `tokens` activation rows of `cols` values quantized as x says (Q8_0 blocks
    * with sums of every 32 codes for Q8_0/Q4_0, Q8_K for Q4_K). The SIMD paths tile rows × tokens
-   * so that each weight vector and each activation vector is loaded once per tile.
+   * so that each weight vector and each activation vector is loaded once per tile. Optional: where
+   * a path has none (the scalar path, a new one), each row and token takes the path's dot kernel.
    */
   void (*gemm_q8_0)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   void (*gemm_q4_0)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);

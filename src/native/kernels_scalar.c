@@ -123,23 +123,6 @@ static float dot_q4_k(const uint8_t *w, const int8_t *x, const float *xd, const 
   return total;
 }
 
-/* The scalar path's products of many rows and tokens: one dot per (row, token), as the reference for the tiled paths. */
-static void gemm_q8_0(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-  for (int t = 0; t < tokens; t++)
-    for (int r = 0; r < rows; r++) y[(size_t)t * y_stride + r] = dot_q8_0(w + r * row_bytes, x->codes + (size_t)t * cols, x->scales + (size_t)t * (cols / QK), cols / QK);
-}
-
-static void gemm_q4_0(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-  for (int t = 0; t < tokens; t++)
-    for (int r = 0; r < rows; r++) y[(size_t)t * y_stride + r] = dot_q4_0(w + r * row_bytes, x->codes + (size_t)t * cols, x->scales + (size_t)t * (cols / QK), cols / QK);
-}
-
-static void gemm_q4_k(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-  for (int t = 0; t < tokens; t++)
-    for (int r = 0; r < rows; r++)
-      y[(size_t)t * y_stride + r] = dot_q4_k(w + r * row_bytes, x->codes + (size_t)t * cols, x->scales + (size_t)t * (cols / QK_K), x->sums + (size_t)t * (cols / QK), cols / QK_K);
-}
-
 const herd_kernels herd_kernels_scalar = {
     .name = "scalar",
     .dot_f32 = dot_f32,
@@ -151,7 +134,4 @@ const herd_kernels herd_kernels_scalar = {
     .dot_q8_0 = dot_q8_0,
     .dot_q4_0 = dot_q4_0,
     .dot_q4_k = dot_q4_k,
-    .gemm_q8_0 = gemm_q8_0,
-    .gemm_q4_0 = gemm_q4_0,
-    .gemm_q4_k = gemm_q4_k,
 };
