@@ -323,7 +323,7 @@ static ALWAYS_INLINE void q0_step(fvec acc[TILE_R][TILE_T], int format, const ui
                                   const int R, const int T, const int pair) {
   const int nb = cols / QK, block_bytes = format == FMT_Q8_0 ? Q8_0_BYTES : Q4_0_BYTES, offset = format == FMT_Q8_0 ? Q8_0_OFFSET : 8;
   ivec codes[TILE_R];
-  __m128 scales[TILE_R];
+  fvec scales[TILE_R];
   for (int r = 0; r < R; r++) {
     const uint8_t *block = w + r * row_bytes + (size_t)b * block_bytes;
     /* The same blocks of the next tile's rows: four rows at once are four streams, which the hardware prefetcher follows less well than one. */
@@ -331,14 +331,14 @@ static ALWAYS_INLINE void q0_step(fvec acc[TILE_R][TILE_T], int format, const ui
     _mm_prefetch(ahead, _MM_HINT_T0);
     if (format == FMT_Q8_0) _mm_prefetch(ahead + STEP_BLOCKS * Q8_0_BYTES - 1, _MM_HINT_T0);
     codes[r] = format == FMT_Q8_0 ? q8_0_codes(block, pair) : q4_0_codes(block, pair);
-    scales[r] = half_pair(block, block_bytes, pair);
+    scales[r] = spread_pair(half_pair(block, block_bytes, pair));
   }
   for (int t = 0; t < T; t++) {
     const size_t at = (size_t)t * nb + b;
     const ivec xv = load_codes(x->codes + (size_t)t * cols + (size_t)b * QK, pair);
-    const __m128 xd = float_pair(x->scales + at, pair);
+    const fvec xd = spread_pair(float_pair(x->scales + at, pair));
     const ivec start = offset ? block_ints(-offset * x->sums[at], pair ? -offset * x->sums[at + 1] : 0) : izero();
-    for (int r = 0; r < R; r++) acc[r][t] = fmadd(to_float(q0_product(start, codes[r], xv, format)), spread_pair(_mm_mul_ps(scales[r], xd)), acc[r][t]);
+    for (int r = 0; r < R; r++) acc[r][t] = fmadd(to_float(q0_product(start, codes[r], xv, format)), VEC(mul_ps)(scales[r], xd), acc[r][t]);
   }
 }
 
