@@ -103,31 +103,33 @@ static inline __m256 bf16x8(const uint16_t *w) { return _mm256_castsi256_ps(_mm2
 #if HERD_PATH == HERD_AVX512
 static inline __m512 f16x16(const uint16_t *w) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w)); }
 static inline __m512 bf16x16(const uint16_t *w) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)w)), 16)); }
-#define DOT_16BIT(wide, narrow, scalar)                                                                                \
-  int i = 0;                                                                                                          \
-  __m512 w0 = _mm512_setzero_ps(), w1 = _mm512_setzero_ps();                                                          \
-  for (; i + 32 <= n; i += 32) {                                                                                      \
-    w0 = _mm512_fmadd_ps(wide(w + i), _mm512_loadu_ps(x + i), w0);                                                     \
-    w1 = _mm512_fmadd_ps(wide(w + i + 16), _mm512_loadu_ps(x + i + 16), w1);                                           \
-  }                                                                                                                   \
-  __m256 s = _mm256_setzero_ps();                                                                                     \
-  for (; i + 8 <= n; i += 8) s = _mm256_fmadd_ps(narrow(w + i), _mm256_loadu_ps(x + i), s);                          \
-  float total = _mm512_reduce_add_ps(_mm512_add_ps(w0, w1)) + hsum8(s);                                               \
-  for (; i < n; i++) total += scalar(w[i]) * x[i];                                                                    \
-  return total;
+/* 32 weights a step in two 512-bit sums, before the 256-bit loop takes what is left. */
+#define WIDE_STEPS(wide)                                                      \
+  {                                                                           \
+    __m512 w0 = _mm512_setzero_ps(), w1 = _mm512_setzero_ps();                \
+    for (; i + 32 <= n; i += 32) {                                            \
+      w0 = _mm512_fmadd_ps(wide(w + i), _mm512_loadu_ps(x + i), w0);           \
+      w1 = _mm512_fmadd_ps(wide(w + i + 16), _mm512_loadu_ps(x + i + 16), w1); \
+    }                                                                         \
+    total = _mm512_reduce_add_ps(_mm512_add_ps(w0, w1));                      \
+  }
 #else
-#define DOT_16BIT(wide, narrow, scalar)                                                                                \
-  int i = 0;                                                                                                          \
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();                                                          \
-  for (; i + 16 <= n; i += 16) {                                                                                      \
-    s0 = _mm256_fmadd_ps(narrow(w + i), _mm256_loadu_ps(x + i), s0);                                                   \
-    s1 = _mm256_fmadd_ps(narrow(w + i + 8), _mm256_loadu_ps(x + i + 8), s1);                                           \
-  }                                                                                                                   \
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(narrow(w + i), _mm256_loadu_ps(x + i), s0);                        \
-  float total = hsum8(_mm256_add_ps(s0, s1));                                                                         \
-  for (; i < n; i++) total += scalar(w[i]) * x[i];                                                                    \
-  return total;
+#define WIDE_STEPS(wide)
 #endif
+/* Σ w·x over a 16-bit row, each weight converted to float on its way into the FMA. */
+#define DOT_16BIT(wide, narrow, scalar)                                                     \
+  int i = 0;                                                                               \
+  float total = 0;                                                                         \
+  WIDE_STEPS(wide)                                                                         \
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();                               \
+  for (; i + 16 <= n; i += 16) {                                                           \
+    s0 = _mm256_fmadd_ps(narrow(w + i), _mm256_loadu_ps(x + i), s0);                        \
+    s1 = _mm256_fmadd_ps(narrow(w + i + 8), _mm256_loadu_ps(x + i + 8), s1);                \
+  }                                                                                        \
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(narrow(w + i), _mm256_loadu_ps(x + i), s0); \
+  total += hsum8(_mm256_add_ps(s0, s1));                                                   \
+  for (; i < n; i++) total += scalar(w[i]) * x[i];                                         \
+  return total;
 static inline float bf16_scalar(uint16_t h) {
   const uint32_t bits = (uint32_t)h << 16;
   float value;
