@@ -101,7 +101,9 @@ function expectWithin(actual: Float32Array, expected: ArrayLike<number>, toleran
   expect(worst).toBeLessThan(1);
 }
 
-// Float rows of 67 and 300 leave tails after every vector width; block formats need whole blocks.
+// Float rows of 67 and 300 leave tails after every vector width; block formats need whole blocks:
+// 37 rows are no multiple of a tile's 4, and 96 columns are an odd number of 32-blocks (the
+// AVX-512 path takes two blocks a step).
 const LINEAR_SHAPES: Array<[Format, number, number]> = [
   ['F32', 37, 67],
   ['F16', 37, 300],
@@ -122,6 +124,7 @@ const LINEAR_SHAPES: Array<[Format, number, number]> = [
   ['IQ4_XS', 37, 512],
   ['INT4_G128', 37, 384],
 ];
+const LINEAR_TOKENS = [1, 5, 17];
 const results = new Map<string, Float32Array>();
 
 afterAll(() => addon.stopThreads());
@@ -132,7 +135,8 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     addon.startThreads(threads);
   });
 
-  test.each(LINEAR_SHAPES.flatMap(([format, rows, cols]) => [1, 5].map((tokens) => [format, rows, cols, tokens] as const)))(
+  // 1 token (decode's row groups), 5 and 17 (tiles of 2 or 4 tokens and a remainder of 1).
+  test.each(LINEAR_SHAPES.flatMap(([format, rows, cols]) => LINEAR_TOKENS.map((tokens) => [format, rows, cols, tokens] as const)))(
     'linear on %s weights [%i, %i] × %i token(s) equals the float64 product (activations quantized as llama.cpp does)',
     (format, rows, cols, tokens) => {
       const { bytes, weights } = packedRandom(format, rows, cols, rows + cols);
@@ -145,6 +149,27 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
       results.set(`${format}/${tokens}/${isa}/${threads}`, y);
     },
   );
+
+  test.each([['Q8_0'], ['Q4_0'], ['Q4_K'], ['F16']] as const)('linearMany on three %s weights of 37, 8 and 21 rows equals each float64 product', (format) => {
+    const cols = format === 'Q4_K' ? 512 : 96;
+    const tokens = 5;
+    const weights = [37, 8, 21].map((rows, i) => ({ rows, ...packedRandom(format, rows, cols, 100 + i) }));
+    const x = gaussian(7, tokens * cols);
+    const ys = weights.map(({ rows }) => new Float32Array(tokens * rows));
+    addon.linearMany(
+      NATIVE_FORMAT_CODES[format]!,
+      weights.map((w) => w.bytes),
+      weights.map((w) => w.rows),
+      cols,
+      x,
+      tokens,
+      ys,
+    );
+    weights.forEach(({ rows, weights: values }, i) => {
+      const { y: expected, magnitude } = referenceLinear(values, rows, cols, quantizedActivations(format, x), tokens);
+      expectWithin(ys[i]!, expected, (j) => 2e-6 * Math.sqrt(cols) * magnitude[j]! + 1e-6);
+    });
+  });
 
   test.each(LINEAR_SHAPES.map(([format, rows, cols]) => [format, rows, cols] as const))('embedding rows of %s [%i, %i] equal the dequantized rows', (format, rows, cols) => {
     const { bytes, weights } = packedRandom(format, rows, cols, rows + cols);
@@ -230,8 +255,8 @@ test('every path and thread count computes the same linear products (within floa
     const largest = Math.max(...scalar.map(Math.abs));
     expectWithin(y, scalar, () => 1e-5 * largest);
   }
-  // Each format × 2 token counts × each path × 2 thread counts.
-  expect(results.size).toBe(LINEAR_SHAPES.length * 2 * 2 * runnable.length);
+  // Each format × token count × path × 2 thread counts.
+  expect(results.size).toBe(LINEAR_SHAPES.length * LINEAR_TOKENS.length * runnable.length * 2);
 });
 
 test('a path this build does not have is refused with the reason', () => {

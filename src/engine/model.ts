@@ -213,9 +213,7 @@ export class LlamaForCausalLM<T, W> {
 
   private selfAttention(x: T, layer: DecoderLayerWeights<W>, index: number, slices: readonly AttentionSlice[], rope: RopeTables): T {
     const { numAttentionHeads, numKeyValueHeads } = this.config;
-    const queryStates = this.ops.linear(x, layer.qProj);
-    const keyStates = this.ops.linear(x, layer.kProj);
-    const values = this.ops.linear(x, layer.vProj);
+    const [queryStates, keyStates, values] = this.linears(x, [layer.qProj, layer.kProj, layer.vProj]) as [T, T, T];
     const queries = this.ops.rope(queryStates, numAttentionHeads, rope);
     const keys = this.ops.rope(keyStates, numKeyValueHeads, rope);
     const attended = this.ops.attention(queries, keys, values, index, slices);
@@ -223,8 +221,13 @@ export class LlamaForCausalLM<T, W> {
   }
 
   private mlp(x: T, layer: DecoderLayerWeights<W>): T {
-    const gated = this.ops.swiglu(this.ops.linear(x, layer.gateProj), this.ops.linear(x, layer.upProj));
-    return this.ops.linear(gated, layer.downProj);
+    const [gate, up] = this.linears(x, [layer.gateProj, layer.upProj]) as [T, T];
+    return this.ops.linear(this.ops.swiglu(gate, up), layer.downProj);
+  }
+
+  /** x times each weight: in one call where the backend has one (linearMany), else one at a time. */
+  private linears(x: T, weights: readonly W[]): T[] {
+    return this.ops.linearMany ? this.ops.linearMany(x, weights) : weights.map((weight) => this.ops.linear(x, weight));
   }
 
   /**

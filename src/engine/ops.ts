@@ -25,6 +25,12 @@ export interface Ops<T, W> {
   embedding(table: W, ids: Int32Array): T;
   /** x · Wᵀ for x [rows, in] and W [out, in]: [rows, out]. */
   linear(x: T, weight: W): T;
+  /**
+   * Optional: `linear` of x with each weight (a layer's q/k/v, or gate/up), equal to calling it
+   * for each; a backend has it when one call costs less (the native kernels quantize x once and
+   * dispatch their threads once).
+   */
+  linearMany?(x: T, weights: readonly W[]): T[];
   /** RMSNorm over the last axis in float32: x / sqrt(mean(x²) + eps) * weight. */
   rmsNorm(x: T, weight: W, eps: number): T;
   /** Rotary embedding with HF's rotate_half on x [rows, heads * headDim], one table row per row of x. */

@@ -126,6 +126,46 @@ static napi_value linear(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+#define MAX_LINEAR_OUTPUTS 8
+
+/* linearMany(format, weights: Uint8Array[], rows: number[], cols, x: Float32Array, tokens, ys: Float32Array[]): linear for each weight, in one call. */
+static napi_value linear_many(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  int format, cols, tokens;
+  uint32_t count = 0, rows_count = 0, ys_count = 0;
+  array_view x;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 7 || !int_arg(env, argv[0], &format) || !int_arg(env, argv[3], &cols) || !typed_array(env, argv[4], napi_float32_array, &x) ||
+      !int_arg(env, argv[5], &tokens))
+    return NULL;
+  CHECK(napi_get_array_length(env, argv[1], &count));
+  CHECK(napi_get_array_length(env, argv[2], &rows_count));
+  CHECK(napi_get_array_length(env, argv[6], &ys_count));
+  const size_t row_bytes = herd_row_bytes(format, cols);
+  if (count == 0 || count > MAX_LINEAR_OUTPUTS || rows_count != count || ys_count != count || row_bytes == 0 || x.length < (size_t)tokens * cols) {
+    napi_throw_range_error(env, NULL, "herd native: linearMany's sizes do not match its arrays");
+    return NULL;
+  }
+  herd_linear_output outputs[MAX_LINEAR_OUTPUTS];
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value weight, rows, y;
+    array_view w, out;
+    CHECK(napi_get_element(env, argv[1], i, &weight));
+    CHECK(napi_get_element(env, argv[2], i, &rows));
+    CHECK(napi_get_element(env, argv[6], i, &y));
+    if (!typed_array(env, weight, napi_uint8_array, &w) || !int_arg(env, rows, &outputs[i].rows) || !typed_array(env, y, napi_float32_array, &out)) return NULL;
+    if (w.length < row_bytes * outputs[i].rows || out.length < (size_t)tokens * outputs[i].rows) {
+      napi_throw_range_error(env, NULL, "herd native: linearMany's sizes do not match its arrays");
+      return NULL;
+    }
+    outputs[i].w = w.data;
+    outputs[i].y = out.data;
+  }
+  if (!herd_linear_many(chosen.kernels, format, cols, x.data, tokens, outputs, (int)count)) napi_throw_error(env, NULL, "herd native: out of memory");
+  return NULL;
+}
+
 /* embedding(format, table: Uint8Array, rows, cols, ids: Int32Array, out: Float32Array) */
 static napi_value embedding(napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -278,6 +318,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"startThreads", NULL, start_threads, NULL, NULL, NULL, napi_default, NULL},
       {"stopThreads", NULL, stop_threads, NULL, NULL, NULL, napi_default, NULL},
       {"linear", NULL, linear, NULL, NULL, NULL, napi_default, NULL},
+      {"linearMany", NULL, linear_many, NULL, NULL, NULL, napi_default, NULL},
       {"embedding", NULL, embedding, NULL, NULL, NULL, napi_default, NULL},
       {"rmsnorm", NULL, rmsnorm, NULL, NULL, NULL, napi_default, NULL},
       {"rope", NULL, rope, NULL, NULL, NULL, napi_default, NULL},

@@ -10,6 +10,8 @@ export interface NativeAddon {
   startThreads(threads: number): void;
   stopThreads(): void;
   linear(format: number, weights: Uint8Array, rows: number, cols: number, x: Float32Array, tokens: number, y: Float32Array): void;
+  /** linear for each of several weights of one format and width (at most 8) on the same x, in one call. */
+  linearMany(format: number, weights: Uint8Array[], rows: number[], cols: number, x: Float32Array, tokens: number, ys: Float32Array[]): void;
   embedding(format: number, table: Uint8Array, rows: number, cols: number, ids: Int32Array, out: Float32Array): void;
   rmsnorm(x: Float32Array, weight: Float32Array, y: Float32Array, dim: number, eps: number): void;
   rope(x: Float32Array, cos: Float32Array, sin: Float32Array, heads: number, headDim: number): void;

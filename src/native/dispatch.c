@@ -66,6 +66,9 @@ static const herd_kernels *kernels_of(const char *name) {
   FROM_SCALAR(dot_f32);
   FROM_SCALAR(f16_to_f32);
   FROM_SCALAR(bf16_to_f32);
+  FROM_SCALAR(axpy_f32);
+  FROM_SCALAR(dot_f16);
+  FROM_SCALAR(dot_bf16);
   FROM_SCALAR(dot_q8_0);
   FROM_SCALAR(dot_q4_0);
   FROM_SCALAR(dot_q4_k);
@@ -79,6 +82,7 @@ static const herd_kernels *kernels_of(const char *name) {
   FROM_SCALAR(dot_iq4_nl);
   FROM_SCALAR(dot_iq4_xs);
   FROM_SCALAR(dot_int4_g128);
+  /* gemm_* stay NULL where a path has none: ops.c then calls the path's own dot kernels row by row. */
   return &completed;
 }
 

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Stored weight formats the native kernels compute on (codes shared with src/native/addon.ts). */
 enum herd_format {
@@ -35,6 +36,11 @@ typedef struct {
   float (*dot_f32)(const float *a, const float *b, int n);
   void (*f16_to_f32)(const uint16_t *src, float *dst, int n);
   void (*bf16_to_f32)(const uint16_t *src, float *dst, int n);
+  /* Dot of a stored F16 or BF16 row with float activations, converting on the way (a token or two: no widened copy of the row). */
+  float (*dot_f16)(const uint16_t *w, const float *x, int n);
+  float (*dot_bf16)(const uint16_t *w, const float *x, int n);
+  /* y += a · x (attention's weighted sum of value rows). */
+  void (*axpy_f32)(float a, const float *x, float *y, int n);
   /* Dot of one weight row with one quantized activation row (nb blocks of 32, or of 256 for Q4_K). */
   float (*dot_q8_0)(const uint8_t *w, const int8_t *x, const float *xd, int nb);
   float (*dot_q4_0)(const uint8_t *w, const int8_t *x, const float *xd, int nb);
@@ -56,6 +62,16 @@ typedef struct {
   float (*dot_iq4_nl)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
   float (*dot_iq4_xs)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
   float (*dot_int4_g128)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+  /*
+   * Many rows × many tokens at once (prefill and decode alike): y[t·y_stride + r] for `rows` rows
+   * row_bytes apart and `tokens` activation rows of `cols` values quantized as x says (Q8_0 blocks
+   * with sums of every 32 codes for Q8_0/Q4_0, Q8_K for Q4_K). The SIMD paths tile rows × tokens
+   * so that each weight vector and each activation vector is loaded once per tile. Optional: where
+   * a path has none (the scalar path, a new one), each row and token takes the path's dot kernel.
+   */
+  void (*gemm_q8_0)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+  void (*gemm_q4_0)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+  void (*gemm_q4_k)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 } herd_kernels;
 
 extern const herd_kernels herd_kernels_scalar;
@@ -81,6 +97,20 @@ static inline void herd_q4k_scale_min(int j, const uint8_t *q, uint8_t *scale, u
     *scale = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
     *min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
   }
+}
+
+/* All eight 6-bit scales and minimums of a Q4_K (or Q5_K) super-block at once, four bytes at a time. */
+static inline void herd_q4k_scales_mins(const uint8_t *q, uint8_t scales[8], uint8_t mins[8]) {
+  uint32_t u0, u1, u2, out[4];
+  memcpy(&u0, q, 4);
+  memcpy(&u1, q + 4, 4);
+  memcpy(&u2, q + 8, 4);
+  out[0] = u0 & 0x3f3f3f3f;
+  out[1] = (u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4);
+  out[2] = u1 & 0x3f3f3f3f;
+  out[3] = ((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4);
+  memcpy(scales, out, 8);
+  memcpy(mins, out + 2, 8);
 }
 
 #endif

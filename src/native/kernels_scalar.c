@@ -59,6 +59,27 @@ static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
   }
 }
 
+static float dot_f16(const uint16_t *w, const float *x, int n) {
+  float total = 0;
+  for (int i = 0; i < n; i++) total += herd_half_to_float(w[i]) * x[i];
+  return total;
+}
+
+static float dot_bf16(const uint16_t *w, const float *x, int n) {
+  float total = 0;
+  for (int i = 0; i < n; i++) {
+    const uint32_t bits = (uint32_t)w[i] << 16;
+    float value;
+    memcpy(&value, &bits, 4);
+    total += value * x[i];
+  }
+  return total;
+}
+
+static void axpy_f32(float a, const float *x, float *y, int n) {
+  for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
 static float dot_q8_0(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
   float total = 0;
   for (int b = 0; b < nb; b++, w += Q8_0_BYTES, x += QK) {
@@ -109,6 +130,9 @@ const herd_kernels herd_kernels_scalar = {
     .dot_f32 = dot_f32,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
+    .axpy_f32 = axpy_f32,
+    .dot_f16 = dot_f16,
+    .dot_bf16 = dot_bf16,
     .dot_q8_0 = dot_q8_0,
     .dot_q4_0 = dot_q4_0,
     .dot_q4_k = dot_q4_k,

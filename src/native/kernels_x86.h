@@ -65,6 +65,7 @@ static float dot_f32(const float *a, const float *b, int n) {
     w1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), w1);
   }
   total = _mm512_reduce_add_ps(_mm512_add_ps(w0, w1));
+  if (i == n) return total; /* attention's rows of 64 or 128: no 256-bit sum of nothing */
 #endif
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
   for (; i + 32 <= n; i += 32) {
@@ -95,6 +96,57 @@ static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
     uint32_t bits = (uint32_t)src[i] << 16;
     memcpy(&dst[i], &bits, 4);
   }
+}
+
+/* Eight or sixteen weights of a 16-bit row as floats. */
+static inline __m256 f16x8(const uint16_t *w) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w)); }
+static inline __m256 bf16x8(const uint16_t *w) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)w)), 16)); }
+#if HERD_PATH == HERD_AVX512
+static inline __m512 f16x16(const uint16_t *w) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w)); }
+static inline __m512 bf16x16(const uint16_t *w) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)w)), 16)); }
+/* 32 weights a step in two 512-bit sums, before the 256-bit loop takes what is left. */
+#define WIDE_STEPS(wide)                                                      \
+  {                                                                           \
+    __m512 w0 = _mm512_setzero_ps(), w1 = _mm512_setzero_ps();                \
+    for (; i + 32 <= n; i += 32) {                                            \
+      w0 = _mm512_fmadd_ps(wide(w + i), _mm512_loadu_ps(x + i), w0);           \
+      w1 = _mm512_fmadd_ps(wide(w + i + 16), _mm512_loadu_ps(x + i + 16), w1); \
+    }                                                                         \
+    total = _mm512_reduce_add_ps(_mm512_add_ps(w0, w1));                      \
+  }
+#else
+#define WIDE_STEPS(wide)
+#endif
+/* Σ w·x over a 16-bit row, each weight converted to float on its way into the FMA. */
+#define DOT_16BIT(wide, narrow, scalar)                                                     \
+  int i = 0;                                                                               \
+  float total = 0;                                                                         \
+  WIDE_STEPS(wide)                                                                         \
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();                               \
+  for (; i + 16 <= n; i += 16) {                                                           \
+    s0 = _mm256_fmadd_ps(narrow(w + i), _mm256_loadu_ps(x + i), s0);                        \
+    s1 = _mm256_fmadd_ps(narrow(w + i + 8), _mm256_loadu_ps(x + i + 8), s1);                \
+  }                                                                                        \
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(narrow(w + i), _mm256_loadu_ps(x + i), s0); \
+  total += hsum8(_mm256_add_ps(s0, s1));                                                   \
+  for (; i < n; i++) total += scalar(w[i]) * x[i];                                         \
+  return total;
+static inline float bf16_scalar(uint16_t h) {
+  const uint32_t bits = (uint32_t)h << 16;
+  float value;
+  memcpy(&value, &bits, 4);
+  return value;
+}
+static float dot_f16(const uint16_t *w, const float *x, int n) { DOT_16BIT(f16x16, f16x8, _cvtsh_ss) }
+static float dot_bf16(const uint16_t *w, const float *x, int n) { DOT_16BIT(bf16x16, bf16x8, bf16_scalar) }
+
+static void axpy_f32(float a, const float *x, float *y, int n) {
+  int i = 0;
+#if HERD_PATH == HERD_AVX512
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(_mm512_set1_ps(a), _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+#endif
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_set1_ps(a), _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; i++) y[i] += a * x[i];
 }
 
 static float dot_q8_0(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
@@ -154,12 +206,274 @@ static float dot_q4_k(const uint8_t *w, const int8_t *x, const float *xd, const 
 
 #include "kquants_x86.h"
 #include "blocks32_x86.h"
+/*
+ * Tiled products of many rows and tokens. A vector step covers two blocks of 32 (512 bits) on the
+ * AVX-512 path and one (256 bits) on the others. Weight codes enter the byte products unsigned:
+ * Q4_0's nibbles as they are (0..15, offset 8) and, where vpdpbusd cannot saturate, Q8_0's codes
+ * with their sign bit flipped (offset 128); the offset times the activation block's code sum is
+ * the accumulator's starting value. AVX2's vpmaddubsw would saturate on 255·127 pairs, so Q8_0
+ * keeps the |w|, sign(x, w) form there.
+ */
+#if HERD_PATH == HERD_AVX512
+typedef __m512i ivec;
+typedef __m512 fvec;
+#define STEP_BLOCKS 2
+#define VEC(op) _mm512_##op
+#define TILE_T 4 /* 16 float accumulators of 32 registers */
+static inline ivec dpbusd(ivec acc, ivec u, ivec s) { return _mm512_dpbusd_epi32(acc, u, s); }
+static inline ivec dpwssd(ivec acc, ivec a, ivec b) { return _mm512_dpwssd_epi32(acc, a, b); }
+static inline ivec low_nibbles(ivec v) { return _mm512_and_si512(v, _mm512_set1_epi8(0xf)); }
+static inline float fsum(fvec v) { return _mm512_reduce_add_ps(v); }
+/* One int32 per block in the block's first lane (every lane of a block ends up in the same sum). */
+static inline ivec block_ints(int32_t a, int32_t b) { return _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(0x0001, a), 0x0100, b); }
+static inline ivec izero(void) { return _mm512_setzero_si512(); }
+/* Lane 0 of p over the first block's eight lanes, lane 1 over the second's. */
+static inline fvec spread_pair(__m128 p) { return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), _mm512_castps128_ps512(p)); }
+/* 64 activation codes (two blocks), or 32 with zeros above when only one block is left. */
+static inline ivec load_codes(const int8_t *x, int pair) {
+  return pair ? _mm512_loadu_si512(x) : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)x));
+}
+static inline ivec q8_0_codes(const uint8_t *w, int pair) {
+  __m256i first = _mm256_loadu_si256((const __m256i *)(w + 2));
+  ivec both = pair ? _mm512_inserti64x4(_mm512_castsi256_si512(first), _mm256_loadu_si256((const __m256i *)(w + 2 + Q8_0_BYTES)), 1) : _mm512_zextsi256_si512(first);
+  return _mm512_xor_si512(both, _mm512_set1_epi8((char)0x80));
+}
+/* Two Q4_0 blocks' nibbles in activation order: [low of block 1, high of block 1, low of block 2, high of block 2]. */
+static inline ivec q4_0_codes(const uint8_t *w, int pair) {
+  __m128i first = _mm_loadu_si128((const __m128i *)(w + 2));
+  __m256i bytes = pair ? _mm256_inserti128_si256(_mm256_castsi128_si256(first), _mm_loadu_si128((const __m128i *)(w + 2 + Q4_0_BYTES)), 1) : _mm256_zextsi128_si256(first);
+  ivec nibbles = low_nibbles(_mm512_inserti64x4(_mm512_castsi256_si512(bytes), _mm256_srli_epi16(bytes, 4), 1));
+  return _mm512_shuffle_i64x2(nibbles, nibbles, _MM_SHUFFLE(3, 1, 2, 0));
+}
+#define Q8_0_OFFSET 128
+#define Q4K_STEPS 4
+/* Step s of a Q4_K super-block: sub-blocks 2s (low nibbles of 32 bytes) and 2s + 1 (their high nibbles). */
+static inline ivec q4k_codes(const uint8_t *qs, int s) {
+  const ivec bytes = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * s)));
+  return low_nibbles(_mm512_mask_srli_epi16(bytes, 0xffff0000u, bytes, 4));
+}
+/* The eight sub-blocks' scales as int16 lanes 0..7; step s takes 2s over its first 16 lanes and 2s + 1 over the rest. */
+static inline __m128i q4k_scale_lanes(const uint8_t *scales) { return _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)scales)); }
+static inline ivec q4k_scales(__m128i lanes, int s) {
+  const short a = (short)(2 * s), b = (short)(2 * s + 1);
+  const ivec pick = _mm512_set_epi16(b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a);
+  return _mm512_permutexvar_epi16(pick, _mm512_castsi128_si512(lanes));
+}
+#else
+typedef __m256i ivec;
+typedef __m256 fvec;
+#define STEP_BLOCKS 1
+#define VEC(op) _mm256_##op
+#define TILE_T 2 /* 8 float accumulators of 16 registers */
+static inline ivec dpbusd(ivec acc, ivec u, ivec s) { return _mm256_add_epi32(acc, dot_u8_i8(u, s)); }
+#if HERD_PATH == HERD_AVXVNNI
+static inline ivec dpwssd(ivec acc, ivec a, ivec b) { return _mm256_dpwssd_avx_epi32(acc, a, b); }
+#else
+static inline ivec dpwssd(ivec acc, ivec a, ivec b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
+#endif
+static inline ivec low_nibbles(ivec v) { return _mm256_and_si256(v, _mm256_set1_epi8(0xf)); }
+static inline float fsum(fvec v) { return hsum8(v); }
+static inline ivec block_ints(int32_t a, int32_t b) { (void)b; return _mm256_setr_epi32(a, 0, 0, 0, 0, 0, 0, 0); }
+static inline ivec izero(void) { return _mm256_setzero_si256(); }
+static inline fvec spread_pair(__m128 p) { return _mm256_broadcastss_ps(p); }
+static inline ivec load_codes(const int8_t *x, int pair) { (void)pair; return _mm256_loadu_si256((const __m256i *)x); }
+#if HERD_PATH == HERD_AVXVNNI
+#define Q8_0_OFFSET 128
+static inline ivec q8_0_codes(const uint8_t *w, int pair) { (void)pair; return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + 2)), _mm256_set1_epi8((char)0x80)); }
+#else
+#define Q8_0_OFFSET 0
+static inline ivec q8_0_codes(const uint8_t *w, int pair) { (void)pair; return _mm256_loadu_si256((const __m256i *)(w + 2)); }
+#endif
+static inline ivec q4_0_codes(const uint8_t *w, int pair) { (void)pair; return nibbles32(w + 2); }
+#define Q4K_STEPS 8
+/* Step s of a Q4_K super-block: sub-block s, the low (even s) or high (odd s) nibbles of 32 bytes. */
+static inline ivec q4k_codes(const uint8_t *qs, int s) {
+  __m256i bytes = _mm256_loadu_si256((const __m256i *)(qs + 32 * (s / 2)));
+  return low_nibbles(s & 1 ? _mm256_srli_epi16(bytes, 4) : bytes);
+}
+static inline __m128i q4k_scale_lanes(const uint8_t *scales) { return _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)scales)); }
+/* Int16 lane s everywhere (bytes 2s and 2s + 1 picked from each 128-bit half). */
+static inline ivec q4k_scales(__m128i lanes, int s) { return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(lanes), _mm256_set1_epi16((short)(2 * s | (2 * s + 1) << 8))); }
+#endif
+/* The operations spelled alike at both widths. */
+static inline ivec maddubs(ivec u, ivec s) { return VEC(maddubs_epi16)(u, s); }
+static inline fvec fmadd(fvec a, fvec b, fvec c) { return VEC(fmadd_ps)(a, b, c); }
+static inline fvec fzero(void) { return VEC(setzero_ps)(); }
+static inline fvec to_float(ivec v) { return VEC(cvtepi32_ps)(v); }
+static inline fvec fbroadcast(float a) { return VEC(set1_ps)(a); }
+#define TILE_R 4
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* Weight codes times activation codes for one step, the offset of unsigned weight codes taken off through the starting value. */
+static ALWAYS_INLINE ivec q0_product(ivec start, ivec w, ivec x, int format) {
+#if Q8_0_OFFSET == 0
+  if (format == FMT_Q8_0) return _mm256_add_epi32(start, dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)));
+#else
+  (void)format;
+#endif
+  return dpbusd(start, w, x);
+}
+
+/* Weight scale × activation scale of a step's blocks: lanes 0 and 1 of an SSE vector. */
+static inline __m128 half_pair(const uint8_t *block, int block_bytes, int pair) {
+  uint16_t first, second = 0;
+  memcpy(&first, block, 2);
+  if (pair) memcpy(&second, block + block_bytes, 2);
+  return _mm_cvtph_ps(_mm_cvtsi32_si128((int)(first | (uint32_t)second << 16)));
+}
+static inline __m128 float_pair(const float *scales, int pair) { return pair ? _mm_castpd_ps(_mm_load_sd((const double *)scales)) : _mm_load_ss(scales); }
+
+/* One step (STEP_BLOCKS blocks, or one at an odd end) of an R × T tile of Q8_0 or Q4_0. */
+static ALWAYS_INLINE void q0_step(fvec acc[TILE_R][TILE_T], int format, const uint8_t *w, size_t row_bytes, const quantized_row *x, int cols, int b,
+                                  const int R, const int T, const int pair) {
+  const int nb = cols / QK, block_bytes = format == FMT_Q8_0 ? Q8_0_BYTES : Q4_0_BYTES, offset = format == FMT_Q8_0 ? Q8_0_OFFSET : 8;
+  ivec codes[TILE_R];
+  fvec scales[TILE_R];
+  for (int r = 0; r < R; r++) {
+    const uint8_t *block = w + r * row_bytes + (size_t)b * block_bytes;
+    /* The same blocks of the next tile's rows: four rows at once are four streams, which the hardware prefetcher follows less well than one. */
+    const char *ahead = (const char *)block + TILE_R * row_bytes;
+    _mm_prefetch(ahead, _MM_HINT_T0);
+    if (format == FMT_Q8_0) _mm_prefetch(ahead + STEP_BLOCKS * Q8_0_BYTES - 1, _MM_HINT_T0);
+    codes[r] = format == FMT_Q8_0 ? q8_0_codes(block, pair) : q4_0_codes(block, pair);
+    scales[r] = spread_pair(half_pair(block, block_bytes, pair));
+  }
+  for (int t = 0; t < T; t++) {
+    const size_t at = (size_t)t * nb + b;
+    const ivec xv = load_codes(x->codes + (size_t)t * cols + (size_t)b * QK, pair);
+    const fvec xd = spread_pair(float_pair(x->scales + at, pair));
+    const ivec start = offset ? block_ints(-offset * x->sums[at], pair ? -offset * x->sums[at + 1] : 0) : izero();
+    for (int r = 0; r < R; r++) acc[r][t] = fmadd(to_float(q0_product(start, codes[r], xv, format)), VEC(mul_ps)(scales[r], xd), acc[r][t]);
+  }
+}
+
+/* R rows × T tokens of Q8_0 or Q4_0 (R, T compile-time after inlining, so the accumulators stay in registers). */
+static ALWAYS_INLINE void tile_q0(int format, const uint8_t *w, size_t row_bytes, const quantized_row *x, int cols, float *y, int y_stride, const int R, const int T) {
+  const int nb = cols / QK;
+  fvec acc[TILE_R][TILE_T];
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < T; t++) acc[r][t] = fzero();
+  int b = 0;
+  for (; b + STEP_BLOCKS <= nb; b += STEP_BLOCKS) q0_step(acc, format, w, row_bytes, x, cols, b, R, T, STEP_BLOCKS == 2);
+  if (b < nb) q0_step(acc, format, w, row_bytes, x, cols, b, R, T, 0);
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < T; t++) y[(size_t)t * y_stride + r] = fsum(acc[r][t]);
+}
+
+/* R rows × T tokens of Q4_K: per super-block, code × activation pairs (vpmaddubsw) times each sub-block's scale (vpdpwssd). */
+static ALWAYS_INLINE void tile_q4_k(const uint8_t *w, size_t row_bytes, const quantized_row *x, int cols, float *y, int y_stride, const int R, const int T) {
+  const int nb = cols / QK_K;
+  fvec acc[TILE_R][TILE_T];
+  __m128 mins_acc[TILE_R][TILE_T];
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < T; t++) acc[r][t] = fzero(), mins_acc[r][t] = _mm_setzero_ps();
+  for (int b = 0; b < nb; b++) {
+    uint8_t scales[TILE_R][8], mins[TILE_R][8];
+    __m128i mins16[TILE_R], scales16[TILE_R];
+    float d[TILE_R], dmin[TILE_R];
+    for (int r = 0; r < R; r++) {
+      const uint8_t *block = w + r * row_bytes + (size_t)b * Q4_K_BYTES;
+      for (int line = 0; line < Q4_K_BYTES; line += 64) _mm_prefetch((const char *)block + TILE_R * row_bytes + line, _MM_HINT_T0);
+      herd_q4k_scales_mins(block + 4, scales[r], mins[r]);
+      mins16[r] = q4k_scale_lanes(mins[r]);
+      scales16[r] = q4k_scale_lanes(scales[r]);
+      d[r] = half_scale(block);
+      dmin[r] = half_scale(block + 2);
+    }
+    ivec sums[TILE_R][TILE_T];
+    for (int r = 0; r < R; r++)
+      for (int t = 0; t < T; t++) sums[r][t] = izero();
+    for (int s = 0; s < Q4K_STEPS; s++) {
+      ivec codes[TILE_R], sc[TILE_R];
+      for (int r = 0; r < R; r++) {
+        codes[r] = q4k_codes(w + r * row_bytes + (size_t)b * Q4_K_BYTES + 16, s);
+        sc[r] = q4k_scales(scales16[r], s);
+      }
+      for (int t = 0; t < T; t++) {
+        const ivec xv = load_codes(x->codes + (size_t)t * cols + (size_t)b * QK_K + (size_t)s * (QK_K / Q4K_STEPS), 1);
+        for (int r = 0; r < R; r++) sums[r][t] = dpwssd(sums[r][t], maddubs(codes[r], xv), sc[r]);
+      }
+    }
+    for (int t = 0; t < T; t++) {
+      const float xd = x->scales[(size_t)t * nb + b];
+      const int32_t *xs = x->sums + (size_t)t * (cols / QK) + (size_t)b * 8;
+      const __m128i xs16 = _mm_packs_epi32(_mm_loadu_si128((const __m128i *)xs), _mm_loadu_si128((const __m128i *)(xs + 4)));
+      for (int r = 0; r < R; r++) {
+        acc[r][t] = fmadd(to_float(sums[r][t]), fbroadcast(d[r] * xd), acc[r][t]);
+        mins_acc[r][t] = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm_madd_epi16(mins16[r], xs16)), _mm_set1_ps(dmin[r] * xd), mins_acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < T; t++) {
+      __m128 m = mins_acc[r][t];
+      m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+      m = _mm_add_ss(m, _mm_movehdup_ps(m));
+      y[(size_t)t * y_stride + r] = fsum(acc[r][t]) - _mm_cvtss_f32(m);
+    }
+}
+
+/* Calls TILE(R, T) with R and T as constants for every tile size up to TILE_R × TILE_T. */
+#if TILE_T == 4
+#define MORE_TOKEN_CASES(TILE, R) \
+  case R * 8 + 3: TILE(R, 3); break; \
+  case R * 8 + 4: TILE(R, 4); break;
+#else
+#define MORE_TOKEN_CASES(TILE, R)
+#endif
+#define ROW_CASES(TILE, R)          \
+  case R * 8 + 1: TILE(R, 1); break; \
+  case R * 8 + 2: TILE(R, 2); break; \
+  MORE_TOKEN_CASES(TILE, R)
+#define EVERY_TILE(TILE, rn, tn)                                                                \
+  switch ((rn) * 8 + (tn)) {                                                                    \
+    ROW_CASES(TILE, 1) ROW_CASES(TILE, 2) ROW_CASES(TILE, 3) ROW_CASES(TILE, 4) default: break; \
+  }
+
+/* Tokens in tiles of TILE_T, rows in tiles of TILE_R within them: the rows of a call stay in cache across the token tiles. */
+#define GEMM_LOOPS(TILE)                                                         \
+  for (int t0 = 0; t0 < tokens; t0 += TILE_T) {                                 \
+    const int tn = tokens - t0 < TILE_T ? tokens - t0 : TILE_T;                  \
+    const quantized_row xt = {.codes = x->codes + (size_t)t0 * cols,             \
+                              .scales = x->scales + (size_t)t0 * (cols / scale_block), \
+                              .sums = x->sums + (size_t)t0 * (cols / QK)};       \
+    for (int r0 = 0; r0 < rows; r0 += TILE_R) {                                 \
+      const int rn = rows - r0 < TILE_R ? rows - r0 : TILE_R;                    \
+      const uint8_t *wr = w + (size_t)r0 * row_bytes;                            \
+      float *yr = y + (size_t)t0 * y_stride + r0;                                \
+      EVERY_TILE(TILE, rn, tn)                                                   \
+    }                                                                            \
+  }
+
+static void gemm_q8_0(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  const int scale_block = QK;
+#define TILE(R, T) tile_q0(FMT_Q8_0, wr, row_bytes, &xt, cols, yr, y_stride, R, T)
+  GEMM_LOOPS(TILE)
+#undef TILE
+}
+
+static void gemm_q4_0(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  const int scale_block = QK;
+#define TILE(R, T) tile_q0(FMT_Q4_0, wr, row_bytes, &xt, cols, yr, y_stride, R, T)
+  GEMM_LOOPS(TILE)
+#undef TILE
+}
+
+static void gemm_q4_k(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  const int scale_block = QK_K;
+#define TILE(R, T) tile_q4_k(wr, row_bytes, &xt, cols, yr, y_stride, R, T)
+  GEMM_LOOPS(TILE)
+#undef TILE
+}
 
 const herd_kernels HERD_TABLE = {
     .name = HERD_PATH_NAME,
     .dot_f32 = dot_f32,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
+    .axpy_f32 = axpy_f32,
+    .dot_f16 = dot_f16,
+    .dot_bf16 = dot_bf16,
     .dot_q8_0 = dot_q8_0,
     .dot_q4_0 = dot_q4_0,
     .dot_q4_k = dot_q4_k,
@@ -173,5 +487,8 @@ const herd_kernels HERD_TABLE = {
     .dot_iq4_nl = dot_iq4_nl,
     .dot_iq4_xs = dot_iq4_xs,
     .dot_int4_g128 = dot_int4_g128,
+    .gemm_q8_0 = gemm_q8_0,
+    .gemm_q4_0 = gemm_q4_0,
+    .gemm_q4_k = gemm_q4_k,
 };
 #endif

@@ -139,6 +139,27 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
     return y;
   }
 
+  /**
+   * The products of several weights with the same x (a layer's q/k/v, gate/up) in one call: the
+   * activations are quantized once and the threads dispatched once. Weights of different formats
+   * or widths go one at a time.
+   */
+  linearMany(x: NativeTensor, weights: readonly NativeWeight[]): NativeTensor[] {
+    const [first] = weights;
+    if (!first || weights.some((w) => w.format !== first.format || w.cols !== first.cols) || weights.length > 8) return weights.map((w) => this.linear(x, w));
+    const ys = weights.map((w) => tensor(x.rows, w.rows));
+    this.addon.linearMany(
+      NATIVE_FORMAT_CODES[first.format]!,
+      weights.map((w) => w.bytes),
+      weights.map((w) => w.rows),
+      first.cols,
+      x.data,
+      x.rows,
+      ys.map((y) => y.data),
+    );
+    return ys;
+  }
+
   rmsNorm(x: NativeTensor, weight: NativeWeight, eps: number): NativeTensor {
     const y = tensor(x.rows, x.cols);
     this.addon.rmsnorm(x.data, weight.floats!, y.data, x.cols, eps);

@@ -37,8 +37,11 @@ void herd_quantize_q8_0(const float *x, int cols, int8_t *codes, float *scales) 
   for (int b = 0; b < cols / QK; b++) scales[b] = quantize_block(x + b * QK, QK, codes + b * QK);
 }
 
-/* The sum of each `width` codes: what a weight block's minimum, offset or zero-point multiplies. */
-static void group_sums(const int8_t *codes, int cols, int32_t *sums, int width) {
+/*
+ * The sum of each `width` codes: what a weight block's minimum, offset or zero-point multiplies
+ * (the tiled kernels, too, take unsigned weight codes and subtract their offset times it).
+ */
+static void code_sums(const int8_t *codes, int cols, int32_t *sums, int width) {
   for (int j = 0; j < cols / width; j++) {
     int32_t sum = 0;
     for (int i = 0; i < width; i++) sum += codes[j * width + i];
@@ -48,32 +51,37 @@ static void group_sums(const int8_t *codes, int cols, int32_t *sums, int width) 
 
 void herd_quantize_q8_k(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums) {
   for (int b = 0; b < cols / QK_K; b++) scales[b] = quantize_block(x + b * QK_K, QK_K, codes + b * QK_K);
-  group_sums(codes, cols, sums, QK);
+  code_sums(codes, cols, sums, QK);
 }
 
 void herd_quantize_q8_k16(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums) {
   for (int b = 0; b < cols / QK_K; b++) scales[b] = quantize_block(x + b * QK_K, QK_K, codes + b * QK_K);
-  group_sums(codes, cols, sums, KQ_GROUP);
+  code_sums(codes, cols, sums, KQ_GROUP);
 }
 
-/* Formats whose activations are Q8_K with each 32 codes' sum (one scale per 256); the K-quants of kquants.h take each 16's; the others Q8_0's one scale per 32. */
+/* Formats whose activations are Q8_K with each 32 codes' sum; the K-quants of kquants.h take each 16's; the others Q8_0 with each 32's. */
 static int takes_q8_k(int format) { return format == FMT_Q4_K || format == FMT_IQ4_XS; }
 
 /* Rows per unit of work a thread takes at a time: enough to amortise the shared counter. */
 #define ROW_CHUNK 16
+/* Up to this many tokens, 16-bit rows are converted inside the dot; more share one widened copy of each row. */
+#define FUSED_16BIT_TOKENS 2
+/* Fewer tokens than this are quantized on the calling thread: a pool dispatch would cost more. */
+#define POOL_QUANTIZE_TOKENS 4
 
 typedef struct {
   const herd_kernels *k;
-  int format, rows, cols, tokens;
-  const uint8_t *w;
+  int format, cols, tokens;
   size_t row_bytes;
   const float *x;
-  float *y;
-  const int8_t *codes;
-  const float *scales;
-  const int32_t *sums;
+  int8_t *codes;
+  float *scales;
+  int32_t *sums;
   float *row_floats;  /* per thread: one 16-bit row widened to floats */
-  atomic_int next;
+  const herd_linear_output *outputs;
+  int count;
+  atomic_int next_token;  /* activation rows quantized so far */
+  atomic_int next_chunk;  /* chunks of ROW_CHUNK rows over the outputs one after another */
 } linear_job;
 
 static float quantized_dot(const linear_job *job, const uint8_t *row, int t) {
@@ -98,19 +106,65 @@ static float quantized_dot(const linear_job *job, const uint8_t *row, int t) {
   }
 }
 
-static void linear_rows(const linear_job *job, int first, int last, int thread) {
+/* The path's many-rows-many-tokens product for the formats that have one, else NULL. */
+static void (*gemm_of(const herd_kernels *k, int format))(const uint8_t *, size_t, int, const quantized_row *, int, int, float *, int) {
+  switch (format) {
+    case FMT_Q8_0: return k->gemm_q8_0;
+    case FMT_Q4_0: return k->gemm_q4_0;
+    case FMT_Q4_K: return k->gemm_q4_k;
+    default: return NULL;
+  }
+}
+
+/* Activation row t as the format's integer products take it (Q8_K with sums of 16 or 32 codes, or Q8_0 with sums of 32). */
+static void quantize_token(const linear_job *job, int t) {
+  const int cols = job->cols;
+  const float *row = job->x + (size_t)t * cols;
+  int8_t *codes = job->codes + (size_t)t * cols;
+  float *k_scales = job->scales + (size_t)t * (cols / QK_K);
+  if (herd_kquant_block_bytes(job->format)) {
+    herd_quantize_q8_k16(row, cols, codes, k_scales, job->sums + (size_t)t * (cols / KQ_GROUP));
+  } else if (takes_q8_k(job->format)) {
+    herd_quantize_q8_k(row, cols, codes, k_scales, job->sums + (size_t)t * (cols / QK));
+  } else {
+    herd_quantize_q8_0(row, cols, codes, job->scales + (size_t)t * (cols / QK));
+    code_sums(codes, cols, job->sums + (size_t)t * (cols / QK), QK);
+  }
+}
+
+static void quantize_task(void *context, int thread) {
+  (void)thread;
+  linear_job *job = context;
+  for (int t; (t = atomic_fetch_add(&job->next_token, 1)) < job->tokens;) quantize_token(job, t);
+}
+
+static void linear_rows(const linear_job *job, const herd_linear_output *out, int first, int last, int thread) {
+  void (*gemm)(const uint8_t *, size_t, int, const quantized_row *, int, int, float *, int) = gemm_of(job->k, job->format);
+  if (gemm != NULL) {
+    const quantized_row x = {.codes = job->codes, .scales = job->scales, .sums = job->sums};
+    gemm(out->w + (size_t)first * job->row_bytes, job->row_bytes, last - first, &x, job->tokens, job->cols, out->y + first, out->rows);
+    return;
+  }
+  const int sixteen_bit = job->format == FMT_F16 || job->format == FMT_BF16;
+  if (sixteen_bit && job->tokens <= FUSED_16BIT_TOKENS) {
+    float (*dot)(const uint16_t *, const float *, int) = job->format == FMT_F16 ? job->k->dot_f16 : job->k->dot_bf16;
+    for (int r = first; r < last; r++)
+      for (int t = 0; t < job->tokens; t++)
+        out->y[(size_t)t * out->rows + r] = dot((const uint16_t *)(out->w + (size_t)r * job->row_bytes), job->x + (size_t)t * job->cols, job->cols);
+    return;
+  }
   for (int r = first; r < last; r++) {
-    const uint8_t *row = job->w + (size_t)r * job->row_bytes;
+    const uint8_t *row = out->w + (size_t)r * job->row_bytes;
     const float *floats = (const float *)row;
-    if (job->format == FMT_F16 || job->format == FMT_BF16) {
+    if (sixteen_bit) {
       float *widened = job->row_floats + (size_t)thread * job->cols;
       if (job->format == FMT_F16) job->k->f16_to_f32((const uint16_t *)row, widened, job->cols);
       else job->k->bf16_to_f32((const uint16_t *)row, widened, job->cols);
       floats = widened;
     }
     for (int t = 0; t < job->tokens; t++) {
-      job->y[(size_t)t * job->rows + r] = job->format <= FMT_BF16 ? job->k->dot_f32(floats, job->x + (size_t)t * job->cols, job->cols)
-                                                                    : quantized_dot(job, row, t);
+      out->y[(size_t)t * out->rows + r] = job->format <= FMT_BF16 ? job->k->dot_f32(floats, job->x + (size_t)t * job->cols, job->cols)
+                                                                   : quantized_dot(job, row, t);
     }
   }
 }
@@ -118,44 +172,47 @@ static void linear_rows(const linear_job *job, int first, int last, int thread) 
 static void linear_task(void *context, int thread) {
   linear_job *job = context;
   for (;;) {
-    const int first = atomic_fetch_add(&job->next, ROW_CHUNK);
-    if (first >= job->rows) return;
-    linear_rows(job, first, first + ROW_CHUNK < job->rows ? first + ROW_CHUNK : job->rows, thread);
+    int chunk = atomic_fetch_add(&job->next_chunk, 1), i = 0;
+    /* The output the chunk falls in: a chunk never spans two weights. */
+    for (; i < job->count; i++) {
+      const int chunks = (job->outputs[i].rows + ROW_CHUNK - 1) / ROW_CHUNK;
+      if (chunk < chunks) break;
+      chunk -= chunks;
+    }
+    if (i == job->count) return;
+    const int first = chunk * ROW_CHUNK, rows = job->outputs[i].rows;
+    linear_rows(job, &job->outputs[i], first, first + ROW_CHUNK < rows ? first + ROW_CHUNK : rows, thread);
   }
 }
 
-int herd_linear(const herd_kernels *k, int format, const uint8_t *w, int rows, int cols, const float *x, int tokens, float *y) {
-  linear_job job = {.k = k, .format = format, .rows = rows, .cols = cols, .tokens = tokens, .w = w, .row_bytes = herd_row_bytes(format, cols), .x = x, .y = y};
-  atomic_init(&job.next, 0);
+int herd_linear_many(const herd_kernels *k, int format, int cols, const float *x, int tokens, const herd_linear_output *outputs, int count) {
+  linear_job job = {.k = k, .format = format, .cols = cols, .tokens = tokens, .row_bytes = herd_row_bytes(format, cols), .x = x, .outputs = outputs, .count = count};
+  atomic_init(&job.next_token, 0);
+  atomic_init(&job.next_chunk, 0);
   void *scratch = NULL;
   if (format == FMT_F16 || format == FMT_BF16) {
     scratch = job.row_floats = malloc((size_t)herd_pool_threads() * cols * sizeof(float));
   } else if (format >= FMT_Q8_0) {
     const size_t values = (size_t)tokens * cols;
+    /* Codes, then up to one scale per 32 values, then up to one sum per 16 (the K-quants'). */
     scratch = malloc(values + values / QK * sizeof(float) + values / KQ_GROUP * sizeof(int32_t));
     if (scratch != NULL) {
-      int8_t *codes = scratch;
-      float *scales = (float *)(codes + values);
-      int32_t *sums = (int32_t *)(scales + values / QK);
-      for (int t = 0; t < tokens; t++) {
-        const float *row = x + (size_t)t * cols;
-        int8_t *token_codes = codes + (size_t)t * cols;
-        if (herd_kquant_block_bytes(format)) herd_quantize_q8_k16(row, cols, token_codes, scales + (size_t)t * (cols / QK_K), sums + (size_t)t * (cols / KQ_GROUP));
-        else if (takes_q8_k(format)) herd_quantize_q8_k(row, cols, token_codes, scales + (size_t)t * (cols / QK_K), sums + (size_t)t * (cols / QK));
-        else {
-          herd_quantize_q8_0(row, cols, token_codes, scales + (size_t)t * (cols / QK));
-          group_sums(token_codes, cols, sums + (size_t)t * (cols / QK), QK);
-        }
-      }
-      job.codes = codes;
-      job.scales = scales;
-      job.sums = sums;
+      job.codes = scratch;
+      job.scales = (float *)(job.codes + values);
+      job.sums = (int32_t *)(job.scales + values / QK);
+      if (tokens < POOL_QUANTIZE_TOKENS) quantize_task(&job, 0);
+      else herd_pool_run(quantize_task, &job);
     }
   }
   if (format != FMT_F32 && scratch == NULL) return 0;
   herd_pool_run(linear_task, &job);
   free(scratch);
   return 1;
+}
+
+int herd_linear(const herd_kernels *k, int format, const uint8_t *w, int rows, int cols, const float *x, int tokens, float *y) {
+  const herd_linear_output out = {.w = w, .rows = rows, .y = y};
+  return herd_linear_many(k, format, cols, x, tokens, &out, 1);
 }
 
 static void dequantize_row(int format, const uint8_t *row, int cols, float *out) {
@@ -252,7 +309,7 @@ typedef struct {
   const float *q;
   float *out;
   int rows, start, heads;
-  float *scratch;  /* per thread: scores of the visible positions, then one cached row as floats */
+  float *scratch;  /* per thread: attention_scratch(job) floats */
   atomic_int next;
 } attention_job;
 
@@ -265,34 +322,49 @@ static const float *cached_row(const attention_job *job, const void *base, int g
   return widened;
 }
 
-/* Query head h of row t: softmax(q·Kᵀ/√d) over positions 0..start+t, times V. */
-static void attend_head(const attention_job *job, int t, int h, float *scores, float *widened) {
+/*
+ * The query heads of kv group g in row t, together: softmax(q·Kᵀ/√d) over positions 0..start+t,
+ * times V. Each cached key and value row is read (and an F16 one widened) once for the group's
+ * heads, not once per head.
+ */
+static void attend_group(const attention_job *job, int t, int g, float *scores, float *widened) {
   const herd_cache_layer *cache = job->cache;
-  const int d = cache->head_dim, visible = job->start + t + 1, g = h / (job->heads / cache->kv_heads);
-  const float *query = job->q + ((size_t)t * job->heads + h) * d;
+  const int d = cache->head_dim, visible = job->start + t + 1, group = job->heads / cache->kv_heads;
+  const size_t stride = (size_t)job->start + job->rows; /* one head's scores */
+  const float *queries = job->q + ((size_t)t * job->heads + (size_t)g * group) * d;
   const float scale = 1.0f / sqrtf((float)d);
-  float maximum = -INFINITY, total = 0;
   for (int p = 0; p < visible; p++) {
-    scores[p] = job->k->dot_f32(cached_row(job, cache->keys, g, p, widened), query, d) * scale;
-    maximum = fmaxf(maximum, scores[p]);
+    const float *key = cached_row(job, cache->keys, g, p, widened);
+    for (int j = 0; j < group; j++) scores[j * stride + p] = job->k->dot_f32(key, queries + (size_t)j * d, d) * scale;
   }
-  for (int p = 0; p < visible; p++) total += scores[p] = expf(scores[p] - maximum);
-  float *result = job->out + ((size_t)t * job->heads + h) * d;
-  memset(result, 0, (size_t)d * 4);
+  for (int j = 0; j < group; j++) {
+    float *head = scores + j * stride, maximum = -INFINITY, total = 0;
+    for (int p = 0; p < visible; p++) maximum = fmaxf(maximum, head[p]);
+    for (int p = 0; p < visible; p++) total += head[p] = expf(head[p] - maximum);
+    for (int p = 0; p < visible; p++) head[p] /= total;
+  }
+  float *results = job->out + ((size_t)t * job->heads + (size_t)g * group) * d;
+  memset(results, 0, (size_t)group * d * 4);
   for (int p = 0; p < visible; p++) {
-    const float weight = scores[p] / total, *value = cached_row(job, cache->values, g, p, widened);
-    for (int i = 0; i < d; i++) result[i] += weight * value[i];
+    const float *value = cached_row(job, cache->values, g, p, widened);
+    for (int j = 0; j < group; j++) job->k->axpy_f32(scores[j * stride + p], value, results + (size_t)j * d, d);
   }
+}
+
+/* Per thread: each of a group's heads' scores over the visible positions, then one cached row as floats. */
+static size_t attention_scratch(const attention_job *job) {
+  return (size_t)(job->heads / job->cache->kv_heads) * (job->start + job->rows) + job->cache->head_dim;
 }
 
 static void attention_task(void *context, int thread) {
   attention_job *job = context;
-  const size_t per_thread = (size_t)job->start + job->rows + job->cache->head_dim;
-  float *scores = job->scratch + (size_t)thread * per_thread;
+  const size_t per_thread = attention_scratch(job);
+  float *scores = job->scratch + (size_t)thread * per_thread, *widened = scores + per_thread - job->cache->head_dim;
+  const int groups = job->cache->kv_heads;
   for (;;) {
     const int item = atomic_fetch_add(&job->next, 1);
-    if (item >= job->rows * job->heads) return;
-    attend_head(job, item / job->heads, item % job->heads, scores, scores + job->start + job->rows);
+    if (item >= job->rows * groups) return;
+    attend_group(job, item / groups, item % groups, scores, widened);
   }
 }
 
@@ -302,7 +374,7 @@ int herd_attention(const herd_kernels *k, const herd_cache_layer *cache, const f
   cache_write(cache, cache->values, vr, rows, start);
   attention_job job = {.k = k, .cache = cache, .q = q, .out = out, .rows = rows, .start = start, .heads = heads};
   atomic_init(&job.next, 0);
-  job.scratch = malloc((size_t)herd_pool_threads() * ((size_t)start + rows + cache->head_dim) * sizeof(float));
+  job.scratch = malloc((size_t)herd_pool_threads() * attention_scratch(&job) * sizeof(float));
   if (job.scratch == NULL) return 0;
   herd_pool_run(attention_task, &job);
   free(job.scratch);

@@ -6,6 +6,14 @@
 size_t herd_row_bytes(int format, int cols);
 /* y[t, r] = Σ_k W[r, k] · x[t, k]: x [tokens, cols], W [rows, cols] as stored, y [tokens, rows]. 0 on allocation failure. */
 int herd_linear(const herd_kernels *k, int format, const uint8_t *w, int rows, int cols, const float *x, int tokens, float *y);
+/* One of several weights of the same format and width applied to the same activations, and where its product goes ([tokens, rows]). */
+typedef struct {
+  const uint8_t *w;
+  int rows;
+  float *y;
+} herd_linear_output;
+/* herd_linear for each output (a layer's q, k and v, or gate and up): the activations quantized once, the threads dispatched once. */
+int herd_linear_many(const herd_kernels *k, int format, int cols, const float *x, int tokens, const herd_linear_output *outputs, int count);
 /* Rows ids[i] of a stored table, as floats: out [count, cols]. */
 void herd_embedding(int format, const uint8_t *table, int cols, const int32_t *ids, int count, float *out);
 /* Quantizes one row of activations as llama.cpp does for the int8 dot products (Q8_0 or Q8_K blocks). */

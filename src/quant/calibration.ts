@@ -90,6 +90,8 @@ export class ActivationRecorder {
     return Object.assign(Object.create(ops) as Ops<T, W>, {
       linearWeight: (name: string, source: WeightSource): W => named(ops.linearWeight(name, source), name),
       vectorWeight: (name: string, source: WeightSource): W => named(ops.vectorWeight(name, source), name),
+      // Every product through this wrapper's `linear`, not the wrapped backend's linearMany (inherited otherwise).
+      linearMany: undefined,
       linear(x: T, weight: W): T {
         record(x, weight);
         return ops.linear(x, weight);

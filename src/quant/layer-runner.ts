@@ -73,6 +73,8 @@ function recordOutputs<T, W>(ops: Ops<T, W>, name: string, into: Float32Array[])
       if (weightName === name) recorded.add(weight);
       return weight;
     },
+    // Every product through this wrapper's `linear`, not the wrapped backend's linearMany (inherited otherwise).
+    linearMany: undefined,
     linear(x: T, weight: W): T {
       const y = ops.linear(x, weight);
       if (recorded.has(weight)) into.push(ops.read(y));
