@@ -1,0 +1,350 @@
+/*
+ * AWQ's and GPTQ's calibration loops on the pool's threads (see calibrate.h). The TypeScript
+ * reference sums in float64 one term after another; so does every sum here, the vectors running
+ * across independent sums (output columns, tokens, matrix entries), and products are not fused
+ * into the additions (a float32·float32 product is exact in float64, but GPTQ's float64 products
+ * are rounded before they are subtracted). The results are therefore the same bits on every path.
+ */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+#include "calibrate.h"
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include "pool.h"
+
+/* The vector loops are compiled for each x86-64 level and chosen at load (results do not depend on it). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+
+/* Items 0..count-1 handed out from a counter to whichever thread asks (see pool.c on why not a fixed split). */
+typedef void (*item_function)(void *context, int item);
+typedef struct {
+  item_function run;
+  void *context;
+  int count;
+  atomic_int next;
+} parallel_job;
+
+static void parallel_task(void *context, int thread) {
+  (void)thread;
+  parallel_job *job = context;
+  for (int item; (item = atomic_fetch_add(&job->next, 1)) < job->count;) job->run(job->context, item);
+}
+
+static void parallel_for(int count, item_function run, void *context) {
+  parallel_job job = {run, context, count, 0};
+  atomic_init(&job.next, 0);
+  herd_pool_run(parallel_task, &job);
+}
+
+/* ---- GPTQ's Hessian ---- */
+
+/* Entries of h per tile: 4 rows × 16 columns of float64 sums kept in registers over a chunk of calibration rows. */
+enum { HESSIAN_TILE_I = 4, HESSIAN_TILE_J = 16, HESSIAN_CHUNK = 128 };
+
+typedef struct {
+  const float *x;
+  int n, from, to, blocks;
+  double *h;
+} hessian_job;
+
+VECTOR_CLONES static void hessian_tile(const float *x, int n, int from, int to, int i0, int j0, double *h) {
+  double acc[HESSIAN_TILE_I][HESSIAN_TILE_J];
+  for (int a = 0; a < HESSIAN_TILE_I; a++)
+    for (int b = 0; b < HESSIAN_TILE_J; b++) acc[a][b] = h[(size_t)(i0 + a) * n + j0 + b];
+  for (int r = from; r < to; r++) {
+    const float *row = x + (size_t)r * n;
+    for (int a = 0; a < HESSIAN_TILE_I; a++) {
+      const double xi = row[i0 + a];
+      for (int b = 0; b < HESSIAN_TILE_J; b++) acc[a][b] += xi * (double)row[j0 + b];
+    }
+  }
+  for (int a = 0; a < HESSIAN_TILE_I; a++)
+    for (int b = 0; b < HESSIAN_TILE_J; b++) h[(size_t)(i0 + a) * n + j0 + b] = acc[a][b];
+}
+
+/* Adds rows from..to of XᵀX to the lower triangle of rows i0..i0+3 (full tiles may also fill a few upper entries). */
+static void hessian_rows(void *context, int item) {
+  const hessian_job *job = context;
+  const int n = job->n, i0 = (job->blocks - 1 - item) * HESSIAN_TILE_I, i_end = min_int(i0 + HESSIAN_TILE_I, n);
+  for (int j0 = 0; j0 < i_end; j0 += HESSIAN_TILE_J) {
+    if (i_end - i0 == HESSIAN_TILE_I && j0 + HESSIAN_TILE_J <= n) {
+      hessian_tile(job->x, n, job->from, job->to, i0, j0, job->h);
+      continue;
+    }
+    for (int i = i0; i < i_end; i++) {
+      for (int j = j0; j < min_int(j0 + HESSIAN_TILE_J, i + 1); j++) {
+        double sum = job->h[(size_t)i * n + j];
+        for (int r = job->from; r < job->to; r++) sum += (double)job->x[(size_t)r * n + i] * (double)job->x[(size_t)r * n + j];
+        job->h[(size_t)i * n + j] = sum;
+      }
+    }
+  }
+}
+
+int herd_hessian(const float *x, int rows, int n, double *h) {
+  memset(h, 0, (size_t)n * n * sizeof *h);
+  /* Chunks of rows in order keep each entry's sum in row order while the chunk stays in cache. */
+  hessian_job job = {x, n, 0, 0, (n + HESSIAN_TILE_I - 1) / HESSIAN_TILE_I, h};
+  for (job.from = 0; job.from < rows; job.from = job.to) {
+    job.to = min_int(job.from + HESSIAN_CHUNK, rows);
+    parallel_for(job.blocks, hessian_rows, &job);
+  }
+  const double factor = 2.0 / (rows > 1 ? rows : 1);
+  for (int i = 0; i < n; i++) {
+    for (int j = 0; j <= i; j++) {
+      h[(size_t)i * n + j] *= factor;
+      h[(size_t)j * n + i] = h[(size_t)i * n + j];
+    }
+  }
+  return 1;
+}
+
+/* ---- X · Wᵀ with float64 sums ---- */
+
+/* W is packed in panels of 16 output rows, [panel][column][16], so a tile's weights are one contiguous stream. */
+enum { PANEL = 16, MATMUL_TILE_ROWS = 4, MATMUL_ITEM_ROWS = 32, MATMUL_ITEM_PANELS = 4 };
+
+typedef struct {
+  const float *x, *panels;
+  int rows, cols, out, row_blocks, panel_count;
+  float *y;
+} matmul_job;
+
+VECTOR_CLONES static void matmul_tile(const float *x, int cols, int count, const float *panel, double acc[MATMUL_TILE_ROWS][PANEL]) {
+  for (int a = 0; a < MATMUL_TILE_ROWS; a++)
+    for (int b = 0; b < PANEL; b++) acc[a][b] = 0;
+  for (int c = 0; c < cols; c++) {
+    const float *w = panel + (size_t)c * PANEL;
+    for (int a = 0; a < count; a++) {
+      const double xv = x[(size_t)a * cols + c];
+      for (int b = 0; b < PANEL; b++) acc[a][b] += xv * (double)w[b];
+    }
+  }
+}
+
+static void matmul_item(void *context, int item) {
+  const matmul_job *job = context;
+  const int first_panel = item / job->row_blocks * MATMUL_ITEM_PANELS, first_row = item % job->row_blocks * MATMUL_ITEM_ROWS;
+  double acc[MATMUL_TILE_ROWS][PANEL];
+  for (int r = first_row; r < min_int(first_row + MATMUL_ITEM_ROWS, job->rows); r += MATMUL_TILE_ROWS) {
+    const int count = min_int(MATMUL_TILE_ROWS, job->rows - r);
+    for (int p = first_panel; p < min_int(first_panel + MATMUL_ITEM_PANELS, job->panel_count); p++) {
+      matmul_tile(job->x + (size_t)r * job->cols, job->cols, count, job->panels + (size_t)p * job->cols * PANEL, acc);
+      for (int a = 0; a < count; a++)
+        for (int b = 0; b < PANEL && p * PANEL + b < job->out; b++) job->y[(size_t)(r + a) * job->out + p * PANEL + b] = (float)acc[a][b];
+    }
+  }
+}
+
+int herd_matmul_transposed(const float *x, int rows, int cols, const float *w, int out, float *y) {
+  const int panel_count = (out + PANEL - 1) / PANEL;
+  float *panels = calloc((size_t)panel_count * cols * PANEL, sizeof *panels);
+  if (panels == NULL) return 0;
+  for (int o = 0; o < out; o++)
+    for (int c = 0; c < cols; c++) panels[((size_t)(o / PANEL) * cols + c) * PANEL + o % PANEL] = w[(size_t)o * cols + c];
+  matmul_job job = {x, panels, rows, cols, out, (rows + MATMUL_ITEM_ROWS - 1) / MATMUL_ITEM_ROWS, panel_count, y};
+  parallel_for(job.row_blocks * ((panel_count + MATMUL_ITEM_PANELS - 1) / MATMUL_ITEM_PANELS), matmul_item, &job);
+  free(panels);
+  return 1;
+}
+
+/* ---- AWQ's clipping search ---- */
+
+/* AutoAWQ auto_clip: n_grid 20, shrinks 0 … 9/20 of the group maximum, up to 512 sampled tokens (as awq-search.ts). */
+enum { CLIP_GRID = 20, CLIP_SHRINKS = 10, CLIP_SAMPLE_TOKENS = 512, CLIP_ITEM_ROWS = 8, INT4_MAX = 15 };
+
+typedef struct {
+  const float *w, *inputs; /* inputs: [group][column within it][token] */
+  int out, cols, group_size, groups, tokens, row_blocks;
+  float *bounds;
+} clip_job;
+
+/* sums[k] = Σ_c inputs[c][k] · w[c], c in order. */
+VECTOR_CLONES static void group_dots(const float *inputs, int tokens, const float *w, int size, double *sums) {
+  for (int k = 0; k < tokens; k++) sums[k] = 0;
+  for (int c = 0; c < size; c++) {
+    const double wc = w[c];
+    const float *column = inputs + (size_t)c * tokens;
+    for (int k = 0; k < tokens; k++) sums[k] += (double)column[k] * wc;
+  }
+}
+
+/* awq.ts awqGroupParams and int4.ts quantizeCode/dequantizeCode, in place on float32 values. */
+static void awq_fake_quantize(float *values, int size) {
+  double low = INFINITY, high = -INFINITY;
+  for (int c = 0; c < size; c++) {
+    low = fmin(low, values[c]);
+    high = fmax(high, values[c]);
+  }
+  const double scale = (float)(fmax(high - low, 1e-5) / INT4_MAX);
+  const double zero = fmin(INT4_MAX, fmax(0, -nearbyint(low / scale)));
+  for (int c = 0; c < size; c++) {
+    const double code = fmin(INT4_MAX, fmax(0, nearbyint(values[c] / scale) + zero));
+    values[c] = (float)((code - zero) * scale);
+  }
+}
+
+static double clip_error(const float *inputs, int tokens, const float *clipped, int size, const double *original, double *sums) {
+  group_dots(inputs, tokens, clipped, size, sums);
+  double error = 0;
+  for (int k = 0; k < tokens; k++) error += (sums[k] - original[k]) * (sums[k] - original[k]);
+  return error / tokens;
+}
+
+static double clip_bound(const clip_job *job, const float *w, const float *inputs, double *original, double *sums, float *clipped) {
+  const int size = job->group_size;
+  double group_max = 0;
+  for (int c = 0; c < size; c++) group_max = fmax(group_max, fabs(w[c]));
+  group_dots(inputs, job->tokens, w, size, original);
+  double best_error = 1e9, best_bound = group_max;
+  for (int shrink = 0; shrink < CLIP_SHRINKS; shrink++) {
+    const double bound = group_max * (1 - (double)shrink / CLIP_GRID);
+    for (int c = 0; c < size; c++) clipped[c] = (float)fmin(bound, fmax(-bound, w[c]));
+    awq_fake_quantize(clipped, size);
+    const double error = clip_error(inputs, job->tokens, clipped, size, original, sums);
+    if (error < best_error) {
+      best_error = error;
+      best_bound = bound;
+    }
+  }
+  return best_bound;
+}
+
+static void clip_item(void *context, int item) {
+  const clip_job *job = context;
+  const int g = item / job->row_blocks, first = item % job->row_blocks * CLIP_ITEM_ROWS;
+  double *scratch = malloc(sizeof(double) * 2 * job->tokens + sizeof(float) * job->group_size);
+  if (scratch == NULL) abort(); /* a few kilobytes: the process is out of memory anyway */
+  const float *inputs = job->inputs + (size_t)g * job->group_size * job->tokens;
+  for (int o = first; o < min_int(first + CLIP_ITEM_ROWS, job->out); o++) {
+    const float *w = job->w + (size_t)o * job->cols + (size_t)g * job->group_size;
+    job->bounds[(size_t)o * job->groups + g] = (float)clip_bound(job, w, inputs, scratch, scratch + job->tokens, (float *)(scratch + 2 * job->tokens));
+  }
+  free(scratch);
+}
+
+int herd_awq_clip(const float *w, int out, int cols, const float *x, int x_rows, int group_size, float *bounds) {
+  const int step = x_rows / CLIP_SAMPLE_TOKENS > 1 ? x_rows / CLIP_SAMPLE_TOKENS : 1, tokens = (x_rows + step - 1) / step;
+  float *inputs = malloc(sizeof(float) * (size_t)cols * tokens);
+  if (inputs == NULL) return 0;
+  /* Each group's sampled inputs column by column, so the dot products of all tokens run as vectors. */
+  for (int k = 0; k < tokens; k++)
+    for (int c = 0; c < cols; c++) inputs[((size_t)(c / group_size) * group_size + c % group_size) * tokens + k] = x[(size_t)k * step * cols + c];
+  clip_job job = {w, inputs, out, cols, group_size, cols / group_size, tokens, (out + CLIP_ITEM_ROWS - 1) / CLIP_ITEM_ROWS, bounds};
+  parallel_for(job.groups * job.row_blocks, clip_item, &job);
+  free(inputs);
+  return 1;
+}
+
+/* ---- GPTQ's column loop ---- */
+
+/* Rows per item (rows are independent), and columns per pass of the lazy update (a tile of u that stays in cache). */
+enum { GPTQ_ITEM_ROWS = 64, GPTQ_UPDATE_TILE = 512 };
+
+typedef struct {
+  double *wp;
+  const double *u;
+  const int32_t *perm;
+  const herd_gptq_options *options;
+  int rows, cols;
+  uint8_t *codes, *zeros;
+  float *scales;
+} gptq_job;
+
+typedef struct {
+  double scale, zero;
+} group_params;
+
+/* int4.ts groupParams: the range always contains 0; symmetric puts the zero at 8. */
+static group_params gptq_group_params(const double *values, int size, const herd_gptq_options *options) {
+  double low = 0, high = 0;
+  for (int k = 0; k < size; k++) {
+    low = fmin(low, values[k]);
+    high = fmax(high, values[k]);
+  }
+  if (options->symmetric) {
+    high = fmax(-low, high);
+    if (low < 0) low = -high;
+  }
+  if (low == 0 && high == 0) {
+    low = -1;
+    high = 1;
+  }
+  group_params p;
+  p.scale = (float)((high - low) / INT4_MAX);
+  p.zero = options->symmetric ? (INT4_MAX + 1) / 2 : fmin(INT4_MAX, fmax(options->min_zero, nearbyint(-low / p.scale)));
+  return p;
+}
+
+/* wp[r, k] −= errors[r, c] · u[c, k] for the block's columns c in order, for every later column k. */
+VECTOR_CLONES static void gptq_lazy_update(double *wp, int cols, int rows, const double *errors, int block_size, const double *u, int start, int end) {
+  for (int k0 = end; k0 < cols; k0 += GPTQ_UPDATE_TILE) {
+    const int k1 = min_int(k0 + GPTQ_UPDATE_TILE, cols);
+    for (int r = 0; r < rows; r++) {
+      double *row = wp + (size_t)r * cols;
+      for (int c = start; c < end; c++) {
+        const double error = errors[(size_t)r * block_size + (c - start)];
+        const double *uc = u + (size_t)c * cols;
+        for (int k = k0; k < k1; k++) row[k] = row[k] - error * uc[k];
+      }
+    }
+  }
+}
+
+VECTOR_CLONES static void gptq_within_block(double *row, const double *uc, double error, int from, int end) {
+  for (int k = from; k < end; k++) row[k] = row[k] - error * uc[k];
+}
+
+static void gptq_rows(void *context, int item) {
+  const gptq_job *job = context;
+  const herd_gptq_options *options = job->options;
+  const int first = item * GPTQ_ITEM_ROWS, count = min_int(GPTQ_ITEM_ROWS, job->rows - first), cols = job->cols;
+  double *wp = job->wp + (size_t)first * cols;
+  double *errors = malloc(sizeof(double) * count * options->block_size);
+  group_params *params = malloc(sizeof(group_params) * count);
+  if (errors == NULL || params == NULL) abort();
+  for (int start = 0; start < cols; start += options->block_size) {
+    const int end = min_int(start + options->block_size, cols);
+    for (int c = start; c < end; c++) {
+      if (c % options->group_size == 0) {
+        const int group = c / options->group_size;
+        for (int r = 0; r < count; r++) {
+          params[r] = gptq_group_params(wp + (size_t)r * cols + c, options->group_size, options);
+          job->scales[(size_t)group * job->rows + first + r] = (float)params[r].scale;
+          job->zeros[(size_t)group * job->rows + first + r] = (uint8_t)params[r].zero;
+        }
+      }
+      const double *uc = job->u + (size_t)c * cols;
+      for (int r = 0; r < count; r++) {
+        double *row = wp + (size_t)r * cols;
+        const double value = row[c];
+        const double code = fmin(INT4_MAX, fmax(0, nearbyint(value / params[r].scale) + params[r].zero));
+        job->codes[(size_t)(first + r) * cols + job->perm[c]] = (uint8_t)code;
+        const double error = (value - (code - params[r].zero) * params[r].scale) / uc[c];
+        errors[(size_t)r * options->block_size + (c - start)] = error;
+        gptq_within_block(row, uc, error, c + 1, end);
+      }
+    }
+    gptq_lazy_update(wp, cols, count, errors, options->block_size, job->u, start, end);
+  }
+  free(errors);
+  free(params);
+}
+
+int herd_gptq_columns(double *wp, int rows, int cols, const double *u, const int32_t *perm, const herd_gptq_options *options,
+                      uint8_t *codes, float *scales, uint8_t *zeros) {
+  gptq_job job = {wp, u, perm, options, rows, cols, codes, zeros, scales};
+  parallel_for((rows + GPTQ_ITEM_ROWS - 1) / GPTQ_ITEM_ROWS, gptq_rows, &job);
+  return 1;
+}
