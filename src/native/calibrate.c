@@ -26,6 +26,26 @@
 
 static int min_int(int a, int b) { return a < b ? a : b; }
 
+/* A tile of 4 × 16 float64 sums as GCC/clang vectors: one zmm each on the AVX-512 clone, split on the others. */
+typedef double f64x8 __attribute__((vector_size(64)));
+typedef float f32x8 __attribute__((vector_size(32)));
+enum { TILE_ROWS = 4, TILE_COLS = 16 };
+typedef struct {
+  f64x8 v[TILE_ROWS][2];
+} sum_tile;
+
+/* tile[a][b] += s[a] · p[b] (the float32 products are exact in float64, so this is the scalar order's result). */
+static inline __attribute__((always_inline)) void accumulate_tile(sum_tile *tile, const double s[TILE_ROWS], const float *p) {
+  f32x8 low, high;
+  memcpy(&low, p, sizeof low);
+  memcpy(&high, p + 8, sizeof high);
+  const f64x8 p0 = __builtin_convertvector(low, f64x8), p1 = __builtin_convertvector(high, f64x8);
+  for (int a = 0; a < TILE_ROWS; a++) {
+    tile->v[a][0] += s[a] * p0;
+    tile->v[a][1] += s[a] * p1;
+  }
+}
+
 /* Items 0..count-1 handed out from a counter to whichever thread asks (see pool.c on why not a fixed split). */
 typedef void (*item_function)(void *context, int item);
 typedef struct {
@@ -49,8 +69,8 @@ static void parallel_for(int count, item_function run, void *context) {
 
 /* ---- GPTQ's Hessian ---- */
 
-/* Entries of h per tile: 4 rows × 16 columns of float64 sums kept in registers over a chunk of calibration rows. */
-enum { HESSIAN_TILE_I = 4, HESSIAN_TILE_J = 16, HESSIAN_CHUNK = 128 };
+/* Calibration rows per pass over h: each entry's sum continues in row order while the rows stay in cache. */
+enum { HESSIAN_CHUNK = 128 };
 
 typedef struct {
   const float *x;
@@ -59,31 +79,27 @@ typedef struct {
 } hessian_job;
 
 VECTOR_CLONES static void hessian_tile(const float *x, int n, int from, int to, int i0, int j0, double *h) {
-  double acc[HESSIAN_TILE_I][HESSIAN_TILE_J];
-  for (int a = 0; a < HESSIAN_TILE_I; a++)
-    for (int b = 0; b < HESSIAN_TILE_J; b++) acc[a][b] = h[(size_t)(i0 + a) * n + j0 + b];
+  sum_tile tile;
+  for (int a = 0; a < TILE_ROWS; a++) memcpy(tile.v[a], h + (size_t)(i0 + a) * n + j0, sizeof tile.v[a]);
   for (int r = from; r < to; r++) {
     const float *row = x + (size_t)r * n;
-    for (int a = 0; a < HESSIAN_TILE_I; a++) {
-      const double xi = row[i0 + a];
-      for (int b = 0; b < HESSIAN_TILE_J; b++) acc[a][b] += xi * (double)row[j0 + b];
-    }
+    const double s[TILE_ROWS] = {row[i0], row[i0 + 1], row[i0 + 2], row[i0 + 3]};
+    accumulate_tile(&tile, s, row + j0);
   }
-  for (int a = 0; a < HESSIAN_TILE_I; a++)
-    for (int b = 0; b < HESSIAN_TILE_J; b++) h[(size_t)(i0 + a) * n + j0 + b] = acc[a][b];
+  for (int a = 0; a < TILE_ROWS; a++) memcpy(h + (size_t)(i0 + a) * n + j0, tile.v[a], sizeof tile.v[a]);
 }
 
 /* Adds rows from..to of XᵀX to the lower triangle of rows i0..i0+3 (full tiles may also fill a few upper entries). */
 static void hessian_rows(void *context, int item) {
   const hessian_job *job = context;
-  const int n = job->n, i0 = (job->blocks - 1 - item) * HESSIAN_TILE_I, i_end = min_int(i0 + HESSIAN_TILE_I, n);
-  for (int j0 = 0; j0 < i_end; j0 += HESSIAN_TILE_J) {
-    if (i_end - i0 == HESSIAN_TILE_I && j0 + HESSIAN_TILE_J <= n) {
+  const int n = job->n, i0 = (job->blocks - 1 - item) * TILE_ROWS, i_end = min_int(i0 + TILE_ROWS, n);
+  for (int j0 = 0; j0 < i_end; j0 += TILE_COLS) {
+    if (i_end - i0 == TILE_ROWS && j0 + TILE_COLS <= n) {
       hessian_tile(job->x, n, job->from, job->to, i0, j0, job->h);
       continue;
     }
     for (int i = i0; i < i_end; i++) {
-      for (int j = j0; j < min_int(j0 + HESSIAN_TILE_J, i + 1); j++) {
+      for (int j = j0; j < min_int(j0 + TILE_COLS, i + 1); j++) {
         double sum = job->h[(size_t)i * n + j];
         for (int r = job->from; r < job->to; r++) sum += (double)job->x[(size_t)r * n + i] * (double)job->x[(size_t)r * n + j];
         job->h[(size_t)i * n + j] = sum;
@@ -95,7 +111,7 @@ static void hessian_rows(void *context, int item) {
 int herd_hessian(const float *x, int rows, int n, double *h) {
   memset(h, 0, (size_t)n * n * sizeof *h);
   /* Chunks of rows in order keep each entry's sum in row order while the chunk stays in cache. */
-  hessian_job job = {x, n, 0, 0, (n + HESSIAN_TILE_I - 1) / HESSIAN_TILE_I, h};
+  hessian_job job = {x, n, 0, 0, (n + TILE_ROWS - 1) / TILE_ROWS, h};
   for (job.from = 0; job.from < rows; job.from = job.to) {
     job.to = min_int(job.from + HESSIAN_CHUNK, rows);
     parallel_for(job.blocks, hessian_rows, &job);
@@ -113,7 +129,7 @@ int herd_hessian(const float *x, int rows, int n, double *h) {
 /* ---- X · Wᵀ with float64 sums ---- */
 
 /* W is packed in panels of 16 output rows, [panel][column][16], so a tile's weights are one contiguous stream. */
-enum { PANEL = 16, MATMUL_TILE_ROWS = 4, MATMUL_ITEM_ROWS = 32, MATMUL_ITEM_PANELS = 4 };
+enum { PANEL = TILE_COLS, MATMUL_ITEM_ROWS = 32, MATMUL_ITEM_PANELS = 4 };
 
 typedef struct {
   const float *x, *panels;
@@ -121,24 +137,24 @@ typedef struct {
   float *y;
 } matmul_job;
 
-VECTOR_CLONES static void matmul_tile(const float *x, int cols, int count, const float *panel, double acc[MATMUL_TILE_ROWS][PANEL]) {
-  for (int a = 0; a < MATMUL_TILE_ROWS; a++)
-    for (int b = 0; b < PANEL; b++) acc[a][b] = 0;
+/* The sums of `count` (≤ 4) rows of x with one panel's 16 weight rows. */
+VECTOR_CLONES static void matmul_tile(const float *x, int cols, int count, const float *panel, double sums[TILE_ROWS][PANEL]) {
+  sum_tile tile;
+  memset(&tile, 0, sizeof tile);
   for (int c = 0; c < cols; c++) {
-    const float *w = panel + (size_t)c * PANEL;
-    for (int a = 0; a < count; a++) {
-      const double xv = x[(size_t)a * cols + c];
-      for (int b = 0; b < PANEL; b++) acc[a][b] += xv * (double)w[b];
-    }
+    double s[TILE_ROWS] = {0, 0, 0, 0};
+    for (int a = 0; a < count; a++) s[a] = x[(size_t)a * cols + c];
+    accumulate_tile(&tile, s, panel + (size_t)c * PANEL);
   }
+  for (int a = 0; a < TILE_ROWS; a++) memcpy(sums[a], tile.v[a], sizeof tile.v[a]);
 }
 
 static void matmul_item(void *context, int item) {
   const matmul_job *job = context;
   const int first_panel = item / job->row_blocks * MATMUL_ITEM_PANELS, first_row = item % job->row_blocks * MATMUL_ITEM_ROWS;
-  double acc[MATMUL_TILE_ROWS][PANEL];
-  for (int r = first_row; r < min_int(first_row + MATMUL_ITEM_ROWS, job->rows); r += MATMUL_TILE_ROWS) {
-    const int count = min_int(MATMUL_TILE_ROWS, job->rows - r);
+  double acc[TILE_ROWS][PANEL];
+  for (int r = first_row; r < min_int(first_row + MATMUL_ITEM_ROWS, job->rows); r += TILE_ROWS) {
+    const int count = min_int(TILE_ROWS, job->rows - r);
     for (int p = first_panel; p < min_int(first_panel + MATMUL_ITEM_PANELS, job->panel_count); p++) {
       matmul_tile(job->x + (size_t)r * job->cols, job->cols, count, job->panels + (size_t)p * job->cols * PANEL, acc);
       for (int a = 0; a < count; a++)
