@@ -6,7 +6,7 @@ import { DEFAULT_GPTQ } from '../src/formats/gptq.js';
 import { requireNativeAddon } from '../src/native/addon.js';
 import { matmulTransposed, type Activations } from '../src/quant/awq.js';
 import { awqLayer, searchAwqClip } from '../src/quant/awq-search.js';
-import { hessian, quantizeGptq } from '../src/quant/gptq.js';
+import { hessian, quantizeGptq, upperCholeskyOfInverse } from '../src/quant/gptq.js';
 import { DecoderLayerRunner, type LayerWeights } from '../src/quant/layer-runner.js';
 import { nativeCalibration } from '../src/quant/native-calibration.js';
 import { QUANT_BACKEND } from '../src/quant/scorecard.js';
@@ -68,6 +68,23 @@ describe.each([1, 3])('on %i thread(s)', (threads) => {
       // Some rows clip: the search is not a no-op on this data.
       expect(bounds.some((bound, i) => bound < Math.max(...w.data.subarray(Math.floor(i / 2) * 64 + (i % 2) * 32, Math.floor(i / 2) * 64 + (i % 2) * 32 + 32).map(Math.abs)))).toBe(true);
     }
+  });
+
+  test("GPTQ's factor U (H⁻¹ = UᵀU) is the TypeScript one, bit for bit, across panel and tile edges", () => {
+    for (const [rows, n] of [[300, 150], [90, 70], [10, 3]] as const) {
+      const h = hessian(randomActivations(n, rows, n));
+      for (let i = 0; i < n; i++) h[i * n + i] = h[i * n + i]! + 0.01;
+      expectSameBits(native.upperCholeskyOfInverse(h, n)!, upperCholeskyOfInverse(h, n, 'h'));
+    }
+  });
+
+  test('a Hessian that is not positive definite fails the same way on both paths', () => {
+    const x = randomActivations(9, 4, 16); // 4 rows: rank 4 < 16, and no dampening
+    const options = { ...DEFAULT_GPTQ, groupSize: 16, dampPercent: 0 };
+    const w = randomWeight(1, 8, 16);
+    expect(native.upperCholeskyOfInverse(hessian(x), 16)).toBeNull();
+    expect(() => quantizeGptq(w, x, options, null)).toThrow('w: the damped Hessian is not positive definite; raise --damp');
+    expect(() => quantizeGptq(w, x, options, native)).toThrow('w: the damped Hessian is not positive definite; raise --damp');
   });
 
   test('GPTQ gives the same codes, scales, zeros and groups as the TypeScript path', () => {

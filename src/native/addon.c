@@ -302,6 +302,25 @@ static napi_value awq_clip(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* gptqFactor(h: Float64Array, n, upper: Float64Array): true, or false when h is not positive definite. */
+static napi_value gptq_factor(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result;
+  array_view h, upper;
+  int n;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3 || !typed_array(env, argv[0], napi_float64_array, &h) || !int_arg(env, argv[1], &n) || !typed_array(env, argv[2], napi_float64_array, &upper))
+    return NULL;
+  if (n <= 0 || h.length != (size_t)n * n || upper.length != h.length) return size_error(env, "gptqFactor");
+  const int status = herd_upper_cholesky_of_inverse(h.data, n, upper.data);
+  if (status < 0) {
+    napi_throw_error(env, NULL, "herd native: out of memory");
+    return NULL;
+  }
+  napi_get_boolean(env, status == 1, &result);
+  return result;
+}
+
 /* gptqColumns(wp: Float64Array, rows, cols, u: Float64Array, perm: Int32Array, groupSize, blockSize, symmetric, minZero, codes: Uint8Array, scales: Float32Array, zeros: Uint8Array) */
 static napi_value gptq_columns(napi_env env, napi_callback_info info) {
   size_t argc = 12;
@@ -349,6 +368,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"calibrationHessian", NULL, calibration_hessian, NULL, NULL, NULL, napi_default, NULL},
       {"calibrationMatmul", NULL, calibration_matmul, NULL, NULL, NULL, napi_default, NULL},
       {"awqClip", NULL, awq_clip, NULL, NULL, NULL, napi_default, NULL},
+      {"gptqFactor", NULL, gptq_factor, NULL, NULL, NULL, napi_default, NULL},
       {"gptqColumns", NULL, gptq_columns, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);

@@ -263,6 +263,224 @@ int herd_awq_clip(const float *w, int out, int cols, const float *x, int x_rows,
   return 1;
 }
 
+/* ---- GPTQ's factor: U upper-triangular with H⁻¹ = UᵀU (gptq.ts upperCholeskyOfInverse) ---- */
+
+/* tile[a][b] −= s[a] · p[b], the float64 product rounded before the subtraction as in the TypeScript. */
+static inline __attribute__((always_inline)) void subtract_products(sum_tile *tile, const double s[TILE_ROWS], const double *p) {
+  f64x8 p0, p1;
+  memcpy(&p0, p, sizeof p0);
+  memcpy(&p1, p + 8, sizeof p1);
+  for (int a = 0; a < TILE_ROWS; a++) {
+    tile->v[a][0] -= s[a] * p0;
+    tile->v[a][1] -= s[a] * p1;
+  }
+}
+
+static inline __attribute__((always_inline)) void add_products(sum_tile *tile, const double s[TILE_ROWS], const double *p) {
+  f64x8 p0, p1;
+  memcpy(&p0, p, sizeof p0);
+  memcpy(&p1, p + 8, sizeof p1);
+  for (int a = 0; a < TILE_ROWS; a++) {
+    tile->v[a][0] += s[a] * p0;
+    tile->v[a][1] += s[a] * p1;
+  }
+}
+
+/*
+ * Cholesky L (A = L·Lᵀ) by panels of 64 columns. The reference computes each entry as
+ * a[i,j] − l[i,0]·l[j,0] − l[i,1]·l[j,1] − … in that order; here the terms before the panel are
+ * subtracted for all later rows at once (tiles of 4 rows × 16 panel columns, in parallel), then
+ * the panel's own terms row by row, so every entry sees the same operations in the same order.
+ */
+enum { CHOLESKY_PANEL = 64 };
+
+typedef struct {
+  const double *a;
+  double *l, *panel; /* panel [k][64]: l[j0 + jj, k] for k < j0 */
+  int n, j0, width;
+} cholesky_job;
+
+VECTOR_CLONES static void cholesky_panel_tile(const cholesky_job *job, int i0, int jj0) {
+  const int n = job->n, j0 = job->j0;
+  sum_tile tile;
+  for (int a = 0; a < TILE_ROWS; a++) memcpy(tile.v[a], job->a + (size_t)(i0 + a) * n + j0 + jj0, sizeof tile.v[a]);
+  for (int k = 0; k < j0; k++) {
+    const double s[TILE_ROWS] = {job->l[(size_t)i0 * n + k], job->l[(size_t)(i0 + 1) * n + k], job->l[(size_t)(i0 + 2) * n + k], job->l[(size_t)(i0 + 3) * n + k]};
+    subtract_products(&tile, s, job->panel + (size_t)k * CHOLESKY_PANEL + jj0);
+  }
+  double sums[TILE_ROWS][TILE_COLS];
+  for (int a = 0; a < TILE_ROWS; a++) memcpy(sums[a], tile.v[a], sizeof tile.v[a]);
+  for (int a = 0; a < TILE_ROWS; a++)
+    for (int b = 0; b < TILE_COLS && j0 + jj0 + b <= i0 + a; b++) job->l[(size_t)(i0 + a) * n + j0 + jj0 + b] = sums[a][b];
+}
+
+/* Rows i0..i0+3's sums for the panel's columns, less the terms of the columns before it. */
+static void cholesky_panel_rows(void *context, int item) {
+  const cholesky_job *job = context;
+  const int n = job->n, j0 = job->j0, i0 = j0 + item * TILE_ROWS;
+  for (int jj0 = 0; jj0 < job->width; jj0 += TILE_COLS) {
+    if (i0 + TILE_ROWS <= n && jj0 + TILE_COLS <= job->width) {
+      cholesky_panel_tile(job, i0, jj0);
+      continue;
+    }
+    for (int i = i0; i < min_int(i0 + TILE_ROWS, n); i++) {
+      for (int j = j0 + jj0; j < min_int(j0 + min_int(jj0 + TILE_COLS, job->width), i + 1); j++) {
+        double sum = job->a[(size_t)i * n + j];
+        for (int k = 0; k < j0; k++) sum -= job->l[(size_t)i * n + k] * job->l[(size_t)j * n + k];
+        job->l[(size_t)i * n + j] = sum;
+      }
+    }
+  }
+}
+
+/* Finishes row i's panel entries: their sums less the terms of the panel's earlier columns. */
+static int cholesky_finish_row(const cholesky_job *job, int i) {
+  const int n = job->n, j0 = job->j0;
+  double *li = job->l + (size_t)i * n;
+  for (int j = j0; j < min_int(j0 + job->width, i + 1); j++) {
+    const double *lj = job->l + (size_t)j * n;
+    double sum = li[j];
+    for (int k = j0; k < j; k++) sum -= li[k] * lj[k];
+    if (i == j) {
+      if (!(sum > 0)) return 0;
+      li[i] = sqrt(sum);
+    } else {
+      li[j] = sum / lj[j];
+    }
+  }
+  return 1;
+}
+
+static void cholesky_finish_rows(void *context, int item) {
+  cholesky_job *job = context;
+  const int first = job->j0 + job->width + item * TILE_ROWS;
+  for (int i = first; i < min_int(first + TILE_ROWS, job->n); i++) cholesky_finish_row(job, i);
+}
+
+/* 1 when A is positive definite (l written), else 0. */
+static int cholesky(const double *a, int n, double *l, double *panel) {
+  memset(l, 0, (size_t)n * n * sizeof *l);
+  cholesky_job job = {a, l, panel, n, 0, 0};
+  for (job.j0 = 0; job.j0 < n; job.j0 += CHOLESKY_PANEL) {
+    job.width = min_int(CHOLESKY_PANEL, n - job.j0);
+    for (int k = 0; k < job.j0; k++)
+      for (int jj = 0; jj < CHOLESKY_PANEL; jj++) panel[(size_t)k * CHOLESKY_PANEL + jj] = jj < job.width ? l[(size_t)(job.j0 + jj) * n + k] : 0;
+    parallel_for((n - job.j0 + TILE_ROWS - 1) / TILE_ROWS, cholesky_panel_rows, &job);
+    for (int i = job.j0; i < job.j0 + job.width; i++)
+      if (!cholesky_finish_row(&job, i)) return 0;
+    parallel_for((n - job.j0 - job.width + TILE_ROWS - 1) / TILE_ROWS, cholesky_finish_rows, &job);
+  }
+  return 1;
+}
+
+/*
+ * L⁻¹ by forward substitution, 64 columns per item: li[i, j] = −(Σ_{k=j}^{i−1} l[i,k]·li[k,j]) / l[i,i].
+ * The vector lanes are columns; a lane's terms before its own column are products with its zeros
+ * above the diagonal, which leave the sum at +0, so each sum matches the reference's.
+ */
+enum { INVERSE_LANES = 64 };
+
+typedef struct {
+  const double *l;
+  double *li;
+  int n;
+} inverse_job;
+
+VECTOR_CLONES static void lower_inverse_columns(void *context, int item) {
+  const inverse_job *job = context;
+  const int n = job->n, j0 = item * INVERSE_LANES, lanes = min_int(INVERSE_LANES, n - j0);
+  f64x8 *column = aligned_alloc(64, sizeof(f64x8) * (INVERSE_LANES / 8) * (size_t)(n - j0)); /* [k - j0][64]: li[k, j0..] */
+  if (column == NULL) abort();
+  memset(column, 0, sizeof(f64x8) * (INVERSE_LANES / 8) * (size_t)(n - j0));
+  for (int i = j0; i < n; i++) {
+    const double *row = job->l + (size_t)i * n;
+    f64x8 sums[INVERSE_LANES / 8];
+    memset(sums, 0, sizeof sums);
+    for (int k = j0; k < i; k++) {
+      const double lik = row[k];
+      const f64x8 *previous = column + (size_t)(k - j0) * (INVERSE_LANES / 8);
+      for (int v = 0; v < INVERSE_LANES / 8; v++) sums[v] += lik * previous[v];
+    }
+    double *out = (double *)(column + (size_t)(i - j0) * (INVERSE_LANES / 8));
+    const double *sum = (const double *)sums;
+    for (int lane = 0; lane < lanes; lane++) {
+      if (j0 + lane < i) out[lane] = -sum[lane] / row[i];
+      else if (j0 + lane == i) out[lane] = 1 / row[i];
+    }
+    for (int lane = 0; lane < lanes; lane++) job->li[(size_t)i * n + j0 + lane] = out[lane];
+  }
+  free(column);
+}
+
+/* inverse[i, j] = Σ_{k=i}^{n−1} li[k,i]·li[k,j] (lower triangle; terms with k < i are zero and skipped), rows k in chunks. */
+typedef struct {
+  const double *li;
+  double *inverse;
+  int n, from, to, blocks;
+} product_job;
+
+VECTOR_CLONES static void product_tile(const product_job *job, int i0, int j0) {
+  const int n = job->n;
+  sum_tile tile;
+  for (int a = 0; a < TILE_ROWS; a++) memcpy(tile.v[a], job->inverse + (size_t)(i0 + a) * n + j0, sizeof tile.v[a]);
+  for (int k = job->from > i0 ? job->from : i0; k < job->to; k++) {
+    const double *row = job->li + (size_t)k * n;
+    const double s[TILE_ROWS] = {row[i0], row[i0 + 1], row[i0 + 2], row[i0 + 3]};
+    add_products(&tile, s, row + j0);
+  }
+  for (int a = 0; a < TILE_ROWS; a++) memcpy(job->inverse + (size_t)(i0 + a) * n + j0, tile.v[a], sizeof tile.v[a]);
+}
+
+static void product_rows(void *context, int item) {
+  const product_job *job = context;
+  const int n = job->n, i0 = item * TILE_ROWS, i_end = min_int(i0 + TILE_ROWS, n);
+  if (job->to <= i0) return;
+  for (int j0 = 0; j0 < i_end; j0 += TILE_COLS) {
+    if (i_end - i0 == TILE_ROWS && j0 + TILE_COLS <= n) {
+      product_tile(job, i0, j0);
+      continue;
+    }
+    for (int i = i0; i < i_end; i++) {
+      for (int j = j0; j < min_int(j0 + TILE_COLS, i + 1); j++) {
+        double sum = job->inverse[(size_t)i * n + j];
+        for (int k = job->from > i ? job->from : i; k < job->to; k++) sum += job->li[(size_t)k * n + i] * job->li[(size_t)k * n + j];
+        job->inverse[(size_t)i * n + j] = sum;
+      }
+    }
+  }
+}
+
+int herd_upper_cholesky_of_inverse(const double *h, int n, double *upper) {
+  const size_t size = (size_t)n * n;
+  double *first = malloc(size * sizeof(double)), *second = calloc(size, sizeof(double));
+  double *panel = malloc((size_t)n * CHOLESKY_PANEL * sizeof(double));
+  int result = -1;
+  if (first == NULL || second == NULL || panel == NULL) goto done;
+  result = 0;
+  if (!cholesky(h, n, first, panel)) goto done;
+  inverse_job inverse = {first, second, n};
+  parallel_for((n + INVERSE_LANES - 1) / INVERSE_LANES, lower_inverse_columns, &inverse);
+  /* H⁻¹ = L⁻ᵀ·L⁻¹ into `first` (L is no longer needed). */
+  memset(first, 0, size * sizeof(double));
+  product_job product = {second, first, n, 0, 0, (n + TILE_ROWS - 1) / TILE_ROWS};
+  for (product.from = 0; product.from < n; product.from = product.to) {
+    product.to = min_int(product.from + HESSIAN_CHUNK, n);
+    parallel_for(product.blocks, product_rows, &product);
+  }
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < i; j++) first[(size_t)j * n + i] = first[(size_t)i * n + j];
+  if (!cholesky(first, n, second, panel)) goto done;
+  memset(upper, 0, size * sizeof(double));
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j <= i; j++) upper[(size_t)j * n + i] = second[(size_t)i * n + j];
+  result = 1;
+done:
+  free(first);
+  free(second);
+  free(panel);
+  return result;
+}
+
 /* ---- GPTQ's column loop ---- */
 
 /* Rows per item (rows are independent), and columns per pass of the lazy update (a tile of u that stays in cache). */

@@ -20,6 +20,9 @@ int herd_matmul_transposed(const float *x, int rows, int cols, const float *w, i
  */
 int herd_awq_clip(const float *w, int out, int cols, const float *x, int x_rows, int group_size, float *bounds);
 
+/* U upper-triangular with H⁻¹ = UᵀU, h [n, n] symmetric: 1, or 0 when h is not positive definite, −1 on allocation failure. */
+int herd_upper_cholesky_of_inverse(const double *h, int n, double *upper);
+
 typedef struct {
   int group_size, block_size, symmetric, min_zero;
 } herd_gptq_options;

@@ -53,7 +53,7 @@ export function quantizeGptq(weight: HostTensor, x: Activations, options: GptqOp
   let meanDiagonal = 0;
   for (let c = 0; c < cols; c++) meanDiagonal += hp[c * cols + c]! / cols;
   for (let c = 0; c < cols; c++) hp[c * cols + c] = hp[c * cols + c]! + options.dampPercent * meanDiagonal;
-  const u = upperCholeskyOfInverse(hp, cols, weight.name);
+  const u = native ? (native.upperCholeskyOfInverse(hp, cols) ?? notPositiveDefinite(weight.name)) : upperCholeskyOfInverse(hp, cols, weight.name);
 
   const result = emptyInt4(rows, cols, options.groupSize);
   const columnOptions = { groupSize: options.groupSize, blockSize: options.blockSize, symmetric: options.symmetric, minZero: GPTQ_MIN_ZERO };
@@ -124,6 +124,10 @@ function permuteSymmetric(h: Float64Array, n: number, perm: Int32Array): Float64
   return out;
 }
 
+function notPositiveDefinite(what: string): never {
+  throw new HerdError(`${what}: the damped Hessian is not positive definite; raise --damp`);
+}
+
 /** Lower Cholesky factor L (H = L Lᵀ), in place of a copy. */
 export function cholesky(a: Float64Array, n: number, what: string): Float64Array {
   const l = new Float64Array(n * n);
@@ -132,7 +136,7 @@ export function cholesky(a: Float64Array, n: number, what: string): Float64Array
       let sum = a[i * n + j]!;
       for (let k = 0; k < j; k++) sum -= l[i * n + k]! * l[j * n + k]!;
       if (i === j) {
-        if (!(sum > 0)) throw new HerdError(`${what}: the damped Hessian is not positive definite; raise --damp`);
+        if (!(sum > 0)) notPositiveDefinite(what);
         l[i * n + i] = Math.sqrt(sum);
       } else {
         l[i * n + j] = sum / l[j * n + j]!;

@@ -14,6 +14,8 @@ export interface NativeCalibration {
   hessian(x: Activations): Float64Array;
   matmulTransposed(x: Activations, w: Float32Array, out: number): Float32Array;
   clipBounds(weight: HostTensor, x: Activations, groupSize: number): Float32Array;
+  /** U upper-triangular with H⁻¹ = UᵀU (gptq.ts upperCholeskyOfInverse), or null when h is not positive definite. */
+  upperCholeskyOfInverse(h: Float64Array, n: number): Float64Array | null;
   /** Quantizes the act-ordered float64 weights `wp` (changed in place) into `result`, column by column. */
   gptqColumns(wp: Float64Array, u: Float64Array, perm: Int32Array, options: GptqColumnOptions, result: Int4Matrix): void;
 }
@@ -55,6 +57,10 @@ function nativeLoops(addon: NativeAddon): NativeCalibration {
       const bounds = new Float32Array(out * (cols / groupSize));
       addon.awqClip(weight.data, out, cols, x.data, x.rows, groupSize, bounds);
       return bounds;
+    },
+    upperCholeskyOfInverse(h, n) {
+      const upper = new Float64Array(n * n);
+      return addon.gptqFactor(h, n, upper) ? upper : null;
     },
     gptqColumns(wp, u, perm, options, result) {
       const { rows, cols } = result;
