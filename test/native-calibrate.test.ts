@@ -8,7 +8,7 @@ import { matmulTransposed, type Activations } from '../src/quant/awq.js';
 import { awqLayer, searchAwqClip } from '../src/quant/awq-search.js';
 import { hessian, quantizeGptq, upperCholeskyOfInverse } from '../src/quant/gptq.js';
 import { DecoderLayerRunner, type LayerWeights } from '../src/quant/layer-runner.js';
-import { nativeCalibration } from '../src/quant/native-calibration.js';
+import { layerRunnerBackend, nativeCalibration } from '../src/quant/native-calibration.js';
 import { QUANT_BACKEND } from '../src/quant/scorecard.js';
 
 /**
@@ -104,7 +104,7 @@ describe.each([1, 3])('on %i thread(s)', (threads) => {
   });
 });
 
-test("a whole AWQ layer (scale search, folding, clipping) ends with the TypeScript path's weights", async () => {
+test("a whole AWQ layer (scale search, folding, clipping) on the native loops and backend ends with the TypeScript path's weights", async () => {
   addon.startThreads(3);
   const hiddenSize = 64, heads = 4, kvHeads = 2, headDim = 16, intermediate = 128, seqLen = 16, rows = 4 * seqLen;
   const config: LlamaConfig = {
@@ -130,11 +130,13 @@ test("a whole AWQ layer (scale search, folding, clipping) ends with the TypeScri
     mlp: randomActivations(14, rows, hiddenSize),
     down: randomActivations(15, rows, intermediate),
   };
-  const runner = new DecoderLayerRunner(await activateBackend({ backend: QUANT_BACKEND }), config, seqLen);
+  // As a quantize job runs it: block outputs on the native backend, against the TypeScript path's WASM kernels.
+  expect(layerRunnerBackend()).toBe('native');
+  const runner = async (backend: string) => new DecoderLayerRunner(await activateBackend({ backend }), config, seqLen);
   const ours = layer();
   const reference = layer();
-  awqLayer(ours, inputs, runner, 32, native);
-  awqLayer(reference, inputs, runner, 32, null);
+  awqLayer(ours, inputs, await runner(layerRunnerBackend()), 32, native);
+  awqLayer(reference, inputs, await runner(QUANT_BACKEND), 32, null);
   for (const [name, weight] of reference) expectSameBits(ours.get(name)!.data, weight.data);
   // The search changed the weights: the comparison is not of two untouched copies.
   expect(Buffer.from(reference.get('mlp.down_proj.weight')!.data.buffer).equals(Buffer.from(layer().get('mlp.down_proj.weight')!.data.buffer))).toBe(false);

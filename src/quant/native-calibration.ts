@@ -3,6 +3,7 @@ import { loadNativeAddon, type NativeAddon } from '../native/addon.js';
 import type { HostTensor } from '../formats/safetensors.js';
 import type { Int4Matrix } from '../formats/int4.js';
 import type { Activations } from './awq.js';
+import { QUANT_BACKEND } from './scorecard.js';
 
 /**
  * The heavy loops of AWQ and GPTQ on the native addon's threads (src/native/calibrate.c). Each
@@ -67,4 +68,14 @@ function nativeLoops(addon: NativeAddon): NativeCalibration {
       addon.gptqColumns(wp, rows, cols, u, perm, options.groupSize, options.blockSize, options.symmetric ? 1 : 0, options.minZero, result.codes, result.scales, result.zeros);
     },
   };
+}
+
+/**
+ * The backend AWQ's block outputs run on (DecoderLayerRunner): the native kernels when the addon
+ * loads, else the WASM kernels. Their sums differ in order (about 1e-7 relative), so a grid ratio
+ * whose error ties another's that closely could be chosen differently; on stories260K's five
+ * layers and test/native-calibrate.test.ts's layer the AWQ weights are identical either way.
+ */
+export function layerRunnerBackend(): string {
+  return nativeCalibration() ? 'native' : QUANT_BACKEND;
 }
