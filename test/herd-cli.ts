@@ -10,9 +10,14 @@ import { HANG_GUARD_MS } from './hang-guard.js';
 export const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
 
 export function herd(args: string[], input?: string) {
+  return herdWith({}, args, input);
+}
+
+/** herd() with environment variables added (HERD_NATIVE=0, HERD_CPU_ISA, …). */
+export function herdWith(extra: Record<string, string>, args: string[], input?: string) {
   // Without jest's NODE_ENV=test, under which oclif adds development warnings to stderr.
   const { NODE_ENV: _test, ...env } = process.env;
-  const result = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: HANG_GUARD_MS, env });
+  const result = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: HANG_GUARD_MS, env: { ...env, ...extra } });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 

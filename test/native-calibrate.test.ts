@@ -10,6 +10,10 @@ import { hessian, quantizeGptq, upperCholeskyOfInverse } from '../src/quant/gptq
 import { DecoderLayerRunner, type LayerWeights } from '../src/quant/layer-runner.js';
 import { layerRunnerBackend, nativeCalibration } from '../src/quant/native-calibration.js';
 import { QUANT_BACKEND } from '../src/quant/scorecard.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { herdWith } from './herd-cli.js';
 
 /**
  * The native calibration loops (src/native/calibrate.c) against the TypeScript they replace, which
@@ -140,4 +144,22 @@ test("a whole AWQ layer (scale search, folding, clipping) on the native loops an
   for (const [name, weight] of reference) expectSameBits(ours.get(name)!.data, weight.data);
   // The search changed the weights: the comparison is not of two untouched copies.
   expect(Buffer.from(reference.get('mlp.down_proj.weight')!.data.buffer).equals(Buffer.from(layer().get('mlp.down_proj.weight')!.data.buffer))).toBe(false);
+});
+
+test('herd quantize writes the same AWQ and GPTQ bytes with the addon switched off (HERD_NATIVE=0, the TypeScript path)', () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-native-calibrate-'));
+  try {
+    const args = (dir: string) => ['quantize', '--format', 'awq,gptq', '--samples', '2', '--seq-len', '32', '--out', path.join(out, dir), '--json'];
+    for (const [dir, env] of [['native', {}], ['typescript', { HERD_NATIVE: '0' }]] as const) {
+      const run = herdWith(env, args(dir));
+      expect(run.stderr).toBe('');
+      expect(run.status).toBe(0);
+    }
+    for (const format of ['awq', 'gptq']) {
+      const file = (dir: string) => fs.readFileSync(path.join(out, dir, `stories260K-${format}`, 'model.safetensors'));
+      expect(file('native').equals(file('typescript'))).toBe(true);
+    }
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
 });

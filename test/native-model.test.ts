@@ -1,11 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { generate } from '../src/engine/generate.js';
 import { loadModel } from '../src/engine/load.js';
 import { GREEDY } from '../src/engine/sampling.js';
-import { BIN } from './herd-cli.js';
+import { herdWith } from './herd-cli.js';
 import { GGUF_LLAMACPP, STORIES, TINY_LLAMA, readJson } from './fixtures.js';
-import { HANG_GUARD_MS } from './hang-guard.js';
 
 /**
  * The one model definition on the native kernels: the shared fixtures' reference outputs, the
@@ -60,12 +58,6 @@ test('automatic selection: native for a file of types it computes on, the WASM k
   expect((await loadModel(path.join(GGUF_LLAMACPP, 'model-Q8_0.gguf'), { threads: 1 })).model.backendName).toBe('native');
   expect((await loadModel(path.join(GGUF_LLAMACPP, 'model-Q4_K_M.gguf'), { threads: 1 })).model.backendName).toBe('kernels');
 });
-
-function herdWith(env: Record<string, string>, args: string[], input?: string) {
-  const { NODE_ENV: _test, ...inherited } = process.env;
-  const run = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: HANG_GUARD_MS, env: { ...inherited, ...env } });
-  return { status: run.status, stdout: run.stdout, stderr: run.stderr };
-}
 
 describe('the CLI', () => {
   const q8 = path.join(GGUF_LLAMACPP, 'model-Q8_0.gguf');
