@@ -24,6 +24,16 @@
 #define VECTOR_CLONES
 #endif
 
+/*
+ * Sums of float32·float32 products may fuse: such a product is exact in float64 (24 + 24
+ * significant bits), so a fused multiply-add rounds exactly as the reference's add does.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#define EXACT_PRODUCTS_MAY_FUSE __attribute__((optimize("fp-contract=fast")))
+#else
+#define EXACT_PRODUCTS_MAY_FUSE
+#endif
+
 static int min_int(int a, int b) { return a < b ? a : b; }
 
 /* A tile of 4 × 16 float64 sums as GCC/clang vectors: one zmm each on the AVX-512 clone, split on the others. */
@@ -78,7 +88,7 @@ typedef struct {
   double *h;
 } hessian_job;
 
-VECTOR_CLONES static void hessian_tile(const float *x, int n, int from, int to, int i0, int j0, double *h) {
+VECTOR_CLONES EXACT_PRODUCTS_MAY_FUSE static void hessian_tile(const float *x, int n, int from, int to, int i0, int j0, double *h) {
   sum_tile tile;
   for (int a = 0; a < TILE_ROWS; a++) memcpy(tile.v[a], h + (size_t)(i0 + a) * n + j0, sizeof tile.v[a]);
   for (int r = from; r < to; r++) {
@@ -138,7 +148,7 @@ typedef struct {
 } matmul_job;
 
 /* The sums of `count` (≤ 4) rows of x with one panel's 16 weight rows. */
-VECTOR_CLONES static void matmul_tile(const float *x, int cols, int count, const float *panel, double sums[TILE_ROWS][PANEL]) {
+VECTOR_CLONES EXACT_PRODUCTS_MAY_FUSE static void matmul_tile(const float *x, int cols, int count, const float *panel, double sums[TILE_ROWS][PANEL]) {
   sum_tile tile;
   memset(&tile, 0, sizeof tile);
   for (int c = 0; c < cols; c++) {
@@ -187,7 +197,7 @@ typedef struct {
 } clip_job;
 
 /* sums[k] = Σ_c inputs[c][k] · w[c], c in order. */
-VECTOR_CLONES static void group_dots(const float *inputs, int tokens, const float *w, int size, double *sums) {
+VECTOR_CLONES EXACT_PRODUCTS_MAY_FUSE static void group_dots(const float *inputs, int tokens, const float *w, int size, double *sums) {
   for (int k = 0; k < tokens; k++) sums[k] = 0;
   for (int c = 0; c < size; c++) {
     const double wc = w[c];
