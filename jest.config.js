@@ -29,6 +29,7 @@ export const SLOW_SUITES = [
   'test/kernels-large.test.ts', // 93 s
   'test/kernels.test.ts', // 71 s
   'test/native-model.test.ts', // 55 s: the fixtures on the native backend, and CLI processes with it switched off
+  'test/native-calibrate.test.ts', // 36 s at load 9 (19 s of CPU): a whole AWQ layer on both paths, herd quantize with the addon on and off
   'test/kv-cache.test.ts', // 51 s
   'test/prompt.test.ts', // 114 s: a CLI process per case
   'test/remote-serve.test.ts', // 79 s: herd serve in a child process, the tiny model loaded twice

@@ -1,13 +1,11 @@
 import { jest } from '@jest/globals';
-import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { generate } from '../src/engine/generate.js';
 import { loadModel } from '../src/backends/load.js';
 import { GREEDY } from '../src/engine/sampling.js';
-import { BIN } from './herd-cli.js';
+import { herd } from './herd-cli.js';
 import { GGUF_LLAMACPP, STORIES, TINY_LLAMA, readJson } from './fixtures.js';
 import { compareSteps, fixtureFile, KERNEL_TOLERANCES, reference } from './gguf-llamacpp-reference.js';
-import { HANG_GUARD_MS } from './hang-guard.js';
 
 /**
  * The one model definition on the native kernels: the shared fixtures' reference outputs, the
@@ -84,22 +82,16 @@ test('automatic selection: native for the four llama.cpp files (Q8_0, Q4_K, Q5_K
   expect(stderr.join('')).not.toMatch(/widening/);
 });
 
-function herdWith(env: Record<string, string>, args: string[], input?: string) {
-  const { NODE_ENV: _test, ...inherited } = process.env;
-  const run = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: HANG_GUARD_MS, env: { ...inherited, ...env } });
-  return { status: run.status, stdout: run.stdout, stderr: run.stderr };
-}
-
 describe('the CLI', () => {
   const q8 = path.join(GGUF_LLAMACPP, 'model-Q8_0.gguf');
   const prompt = JSON.stringify(storyStart);
   const args = ['generate', '-m', q8, '--prompt-ids', '-', '-n', '8', '--temperature', '0', '--threads', '1', '--json'];
 
   test('HERD_NATIVE=0: env says why, and the same Q8_0 file runs on the WASM kernels with the native backend\'s tokens', () => {
-    const env = JSON.parse(herdWith({ HERD_NATIVE: '0' }, ['env', '--json']).stdout);
+    const env = JSON.parse(herd(['env', '--json'], undefined, { HERD_NATIVE: '0' }).stdout);
     expect(env.backends.find((b: { name: string }) => b.name === 'native')).toEqual({ name: 'native', available: false, reason: 'switched off by HERD_NATIVE=0' });
     expect(env.default_backend.packed).toBe('kernels');
-    const [off, on] = [herdWith({ HERD_NATIVE: '0' }, args, prompt), herdWith({}, args, prompt)];
+    const [off, on] = [herd(args, prompt, { HERD_NATIVE: '0' }), herd(args, prompt)];
     expect([off.status, on.status]).toEqual([0, 0]);
     const [offJson, onJson] = [JSON.parse(off.stdout), JSON.parse(on.stdout)];
     expect([offJson.backend, onJson.backend]).toEqual(['kernels', 'native']);
@@ -108,9 +100,9 @@ describe('the CLI', () => {
   });
 
   test('HERD_CPU_ISA forces a path (env says so) and one this build lacks is one error line', () => {
-    const env = JSON.parse(herdWith({ HERD_CPU_ISA: 'scalar' }, ['env', '--json']).stdout);
+    const env = JSON.parse(herd(['env', '--json'], undefined, { HERD_CPU_ISA: 'scalar' }).stdout);
     expect(env.backends.find((b: { name: string }) => b.name === 'native').reason).toContain('scalar path (forced by HERD_CPU_ISA=scalar');
-    const refused = herdWith({ HERD_CPU_ISA: 'avx9000' }, [...args, '--backend', 'native'], prompt);
+    const refused = herd([...args, '--backend', 'native'], prompt, { HERD_CPU_ISA: 'avx9000' });
     expect(refused.status).not.toBe(0);
     expect(refused.stderr.trim().split('\n')[0]).toMatch(/HERD_CPU_ISA=avx9000 cannot run here/);
   });

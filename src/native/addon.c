@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "calibrate.h"
 #include "dispatch.h"
 #include "ops.h"
 #include "pool.h"
@@ -303,6 +304,106 @@ static napi_value quantize(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- AWQ/GPTQ calibration (calibrate.c) ---- */
+
+static napi_value size_error(napi_env env, const char *what) {
+  char message[120];
+  snprintf(message, sizeof message, "herd native: %s's sizes do not match its arrays", what);
+  napi_throw_range_error(env, NULL, message);
+  return NULL;
+}
+
+/* calibrationHessian(x: Float32Array, rows, cols, h: Float64Array) */
+static napi_value calibration_hessian(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  array_view x, h;
+  int rows, cols;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 4 || !typed_array(env, argv[0], napi_float32_array, &x) || !int_arg(env, argv[1], &rows) || !int_arg(env, argv[2], &cols) ||
+      !typed_array(env, argv[3], napi_float64_array, &h))
+    return NULL;
+  if (rows < 0 || cols <= 0 || x.length != (size_t)rows * cols || h.length != (size_t)cols * cols) return size_error(env, "hessian");
+  herd_hessian(x.data, rows, cols, h.data);
+  return NULL;
+}
+
+/* calibrationMatmul(x: Float32Array, rows, cols, w: Float32Array, out, y: Float32Array) */
+static napi_value calibration_matmul(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  array_view x, w, y;
+  int rows, cols, out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 6 || !typed_array(env, argv[0], napi_float32_array, &x) || !int_arg(env, argv[1], &rows) || !int_arg(env, argv[2], &cols) ||
+      !typed_array(env, argv[3], napi_float32_array, &w) || !int_arg(env, argv[4], &out) || !typed_array(env, argv[5], napi_float32_array, &y))
+    return NULL;
+  if (rows < 0 || cols <= 0 || out <= 0 || x.length != (size_t)rows * cols || w.length != (size_t)out * cols || y.length != (size_t)rows * out)
+    return size_error(env, "calibration matmul");
+  if (!herd_matmul_transposed(x.data, rows, cols, w.data, out, y.data)) napi_throw_error(env, NULL, "herd native: out of memory");
+  return NULL;
+}
+
+/* awqClip(w: Float32Array, out, cols, x: Float32Array, xRows, groupSize, bounds: Float32Array) */
+static napi_value awq_clip(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  array_view w, x, bounds;
+  int out, cols, x_rows, group_size;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 7 || !typed_array(env, argv[0], napi_float32_array, &w) || !int_arg(env, argv[1], &out) || !int_arg(env, argv[2], &cols) ||
+      !typed_array(env, argv[3], napi_float32_array, &x) || !int_arg(env, argv[4], &x_rows) || !int_arg(env, argv[5], &group_size) ||
+      !typed_array(env, argv[6], napi_float32_array, &bounds))
+    return NULL;
+  if (out <= 0 || cols <= 0 || x_rows <= 0 || group_size <= 0 || cols % group_size || w.length != (size_t)out * cols ||
+      x.length != (size_t)x_rows * cols || bounds.length != (size_t)out * (cols / group_size))
+    return size_error(env, "awqClip");
+  if (!herd_awq_clip(w.data, out, cols, x.data, x_rows, group_size, bounds.data)) napi_throw_error(env, NULL, "herd native: out of memory");
+  return NULL;
+}
+
+/* gptqFactor(h: Float64Array, n, upper: Float64Array): true, or false when h is not positive definite. */
+static napi_value gptq_factor(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result;
+  array_view h, upper;
+  int n;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3 || !typed_array(env, argv[0], napi_float64_array, &h) || !int_arg(env, argv[1], &n) || !typed_array(env, argv[2], napi_float64_array, &upper))
+    return NULL;
+  if (n <= 0 || h.length != (size_t)n * n || upper.length != h.length) return size_error(env, "gptqFactor");
+  const int status = herd_upper_cholesky_of_inverse(h.data, n, upper.data);
+  if (status < 0) {
+    napi_throw_error(env, NULL, "herd native: out of memory");
+    return NULL;
+  }
+  napi_get_boolean(env, status == 1, &result);
+  return result;
+}
+
+/* gptqColumns(wp: Float64Array, rows, cols, u: Float64Array, perm: Int32Array, groupSize, blockSize, symmetric, minZero, codes: Uint8Array, scales: Float32Array, zeros: Uint8Array) */
+static napi_value gptq_columns(napi_env env, napi_callback_info info) {
+  size_t argc = 12;
+  napi_value argv[12];
+  array_view wp, u, perm, codes, scales, zeros;
+  int rows, cols;
+  herd_gptq_options options;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 12 || !typed_array(env, argv[0], napi_float64_array, &wp) || !int_arg(env, argv[1], &rows) || !int_arg(env, argv[2], &cols) ||
+      !typed_array(env, argv[3], napi_float64_array, &u) || !typed_array(env, argv[4], napi_int32_array, &perm) ||
+      !int_arg(env, argv[5], &options.group_size) || !int_arg(env, argv[6], &options.block_size) || !int_arg(env, argv[7], &options.symmetric) ||
+      !int_arg(env, argv[8], &options.min_zero) || !typed_array(env, argv[9], napi_uint8_array, &codes) ||
+      !typed_array(env, argv[10], napi_float32_array, &scales) || !typed_array(env, argv[11], napi_uint8_array, &zeros))
+    return NULL;
+  int ok = rows > 0 && cols > 0 && options.group_size > 0 && cols % options.group_size == 0 && options.block_size > 0 &&
+           wp.length == (size_t)rows * cols && u.length == (size_t)cols * cols && perm.length == (size_t)cols && codes.length == wp.length &&
+           scales.length == (size_t)rows * (cols / options.group_size) && zeros.length == scales.length;
+  for (size_t i = 0; ok && i < perm.length; i++) ok = ((int32_t *)perm.data)[i] >= 0 && ((int32_t *)perm.data)[i] < cols;
+  if (!ok) return size_error(env, "gptqColumns");
+  herd_gptq_columns(wp.data, rows, cols, u.data, perm.data, &options, codes.data, scales.data, zeros.data);
+  return NULL;
+}
+
 /* Joins the threads when Node (or a worker thread's environment) shuts down. */
 static void stop_at_exit(void *unused) {
   (void)unused;
@@ -326,6 +427,11 @@ static napi_value init(napi_env env, napi_value exports) {
       {"add", NULL, add, NULL, NULL, NULL, napi_default, NULL},
       {"attention", NULL, attention, NULL, NULL, NULL, napi_default, NULL},
       {"quantize", NULL, quantize, NULL, NULL, NULL, napi_default, NULL},
+      {"calibrationHessian", NULL, calibration_hessian, NULL, NULL, NULL, napi_default, NULL},
+      {"calibrationMatmul", NULL, calibration_matmul, NULL, NULL, NULL, napi_default, NULL},
+      {"awqClip", NULL, awq_clip, NULL, NULL, NULL, napi_default, NULL},
+      {"gptqFactor", NULL, gptq_factor, NULL, NULL, NULL, napi_default, NULL},
+      {"gptqColumns", NULL, gptq_columns, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   return exports;

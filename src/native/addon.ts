@@ -32,6 +32,19 @@ export interface NativeAddon {
   ): void;
   /** GGUF blocks of x [rows, cols] as ggml type `ggmlType` (GgmlType), on the threads; out is rows × the type's row bytes. */
   quantize(ggmlType: number, x: Float32Array, rows: number, cols: number, out: Uint8Array): void;
+  /** AWQ/GPTQ calibration (calibrate.c); results bit-identical to src/quant's TypeScript. h = 2/rows · XᵀX. */
+  calibrationHessian(x: Float32Array, rows: number, cols: number, h: Float64Array): void;
+  /** y [rows, out] = X · Wᵀ, each sum in float64. */
+  calibrationMatmul(x: Float32Array, rows: number, cols: number, w: Float32Array, out: number, y: Float32Array): void;
+  /** AWQ's clipping bound of every [row, group] of W. */
+  awqClip(w: Float32Array, out: number, cols: number, x: Float32Array, xRows: number, groupSize: number, bounds: Float32Array): void;
+  /** U upper-triangular with H⁻¹ = UᵀU; false when h is not positive definite. */
+  gptqFactor(h: Float64Array, n: number, upper: Float64Array): boolean;
+  /** GPTQ's column loop on wp (float64, act order, in place) with u the upper Cholesky factor of H⁻¹. */
+  gptqColumns(
+    wp: Float64Array, rows: number, cols: number, u: Float64Array, perm: Int32Array, groupSize: number, blockSize: number, symmetric: number,
+    minZero: number, codes: Uint8Array, scales: Float32Array, zeros: Uint8Array,
+  ): void;
 }
 
 export interface NativeInfo {

@@ -2,11 +2,14 @@ import type { HostTensor } from '../formats/safetensors.js';
 import { awqGroupParams, divideRows, matmulTransposed, quantizeAwq, scaleColumns, type Activations } from './awq.js';
 import { dequantizeInt4, dequantizeCode, quantizeCode } from '../formats/int4.js';
 import type { DecoderLayerRunner, LayerWeights } from './layer-runner.js';
+import { nativeCalibration, type NativeCalibration } from './native-calibration.js';
 
 /**
  * AWQ's activation-aware search, following AutoAWQ (awq/quantize/quantizer.py `AwqQuantizer`):
  * per-channel scales chosen on the output of the whole module group, folded into the preceding
- * norm or projection (`apply_scale`), then a per-group clipping search (`auto_clip`).
+ * norm or projection (`apply_scale`), then a per-group clipping search (`auto_clip`). The
+ * linears' own outputs and the clipping search run on the native addon's threads when it loads
+ * (the same bits; this file's TypeScript is the reference).
  */
 
 /** AutoAWQ's grid: ratios 0, 1/20, …, 19/20. */
@@ -39,9 +42,12 @@ interface ScalingGroup {
 /**
  * Searches the scales of every group on the float weights (AutoAWQ searches all before applying
  * any), folds them in, then clips every linear except q and k. `weights` (the layer's linears and
- * norms) are changed in place; quantize them with `quantizeAwq` afterwards.
+ * norms) are changed in place; quantize them with `quantizeAwq` afterwards. `native`: the native
+ * loops, or null for the TypeScript ones.
  */
-export function awqLayer(weights: LayerWeights, inputs: AwqLayerInputs, runner: DecoderLayerRunner, groupSize: number): void {
+export function awqLayer(
+  weights: LayerWeights, inputs: AwqLayerInputs, runner: DecoderLayerRunner, groupSize: number, native: NativeCalibration | null = nativeCalibration(),
+): void {
   const weight = (name: string): HostTensor => weights.get(name)!;
   const groups: ScalingGroup[] = [
     { previous: 'input_layernorm.weight', linears: ['self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight'], input: inputs.attention, blockOutput: 'self_attn.o_proj.weight' },
@@ -52,7 +58,7 @@ export function awqLayer(weights: LayerWeights, inputs: AwqLayerInputs, runner: 
   if (sameShape(weight('self_attn.v_proj.weight'), weight('self_attn.o_proj.weight'))) {
     groups.push({ previous: 'self_attn.v_proj.weight', linears: ['self_attn.o_proj.weight'], input: inputs.attentionOutput, blockOutput: null });
   }
-  const scales = groups.map((group) => searchGroupScales(group, weights, inputs.hidden, runner, groupSize));
+  const scales = groups.map((group) => searchGroupScales(group, weights, inputs.hidden, runner, groupSize, native));
   const clipInputs = new Map<string, Activations>([
     ['self_attn.v_proj.weight', inputs.attention],
     ['self_attn.o_proj.weight', inputs.attentionOutput],
@@ -69,15 +75,21 @@ export function awqLayer(weights: LayerWeights, inputs: AwqLayerInputs, runner: 
       if (clipInputs.has(name)) clipInputs.set(name, divideColumns(clipInputs.get(name)!, s));
     }
   });
-  for (const [name, input] of clipInputs) clipWeight(weight(name), searchAwqClip(weight(name), input, groupSize), groupSize);
+  for (const [name, input] of clipInputs) {
+    const bounds = native ? native.clipBounds(weight(name), input, groupSize) : searchAwqClip(weight(name), input, groupSize);
+    clipWeight(weight(name), bounds, groupSize);
+  }
 }
 
-function searchGroupScales(group: ScalingGroup, weights: LayerWeights, hidden: Activations, runner: DecoderLayerRunner, groupSize: number): Float32Array {
+function searchGroupScales(
+  group: ScalingGroup, weights: LayerWeights, hidden: Activations, runner: DecoderLayerRunner, groupSize: number, native: NativeCalibration | null,
+): Float32Array {
   const linears = group.linears.map((name) => weights.get(name)!);
   if (group.blockOutput === null) {
     const [linear] = linears as [HostTensor];
-    const reference = matmulTransposed(group.input, linear.data, linear.shape[0]!);
-    return searchAwqScales(linears, group.input, groupSize, ([candidate]) => squaredError(matmulTransposed(group.input, candidate!.data, linear.shape[0]!), reference));
+    const output = (w: Float32Array): Float32Array => (native ? native.matmulTransposed(group.input, w, linear.shape[0]!) : matmulTransposed(group.input, w, linear.shape[0]!));
+    const reference = output(linear.data);
+    return searchAwqScales(linears, group.input, groupSize, ([candidate]) => squaredError(output(candidate!.data), reference));
   }
   const recorded = group.blockOutput;
   const reference = runner.run(hidden, weights, recorded);

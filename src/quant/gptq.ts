@@ -2,6 +2,7 @@ import { HerdError } from '../errors.js';
 import type { HostTensor } from '../formats/safetensors.js';
 import type { Activations } from './awq.js';
 import { GPTQ_MIN_ZERO, type GptqOptions } from '../formats/gptq.js';
+import { nativeCalibration, type GptqColumnOptions, type NativeCalibration } from './native-calibration.js';
 import { checkGroupable, dequantizeCode, emptyInt4, groupParams, matrixShape, quantizeCode, type GroupParams, type Int4Matrix } from '../formats/int4.js';
 
 /** H = 2/n · XᵀX over the calibration rows (float64). */
@@ -32,13 +33,13 @@ export function hessian(x: Activations): Float64Array {
  * factor of H⁻¹, then column by column: quantize, divide the error by the factor's diagonal and
  * spread it over the remaining columns of the block, and after each block over all later columns.
  * Group parameters are taken when a group's first column comes up, from the error-compensated
- * weights.
+ * weights. `native`: the same loops on the addon's threads (null: this file's TypeScript, the reference).
  */
-export function quantizeGptq(weight: HostTensor, x: Activations, options: GptqOptions): Int4Matrix {
+export function quantizeGptq(weight: HostTensor, x: Activations, options: GptqOptions, native: NativeCalibration | null = nativeCalibration()): Int4Matrix {
   const [rows, cols] = matrixShape(weight);
   checkGroupable(weight.name, rows, cols, options.groupSize);
   if (x.cols !== cols) throw new HerdError(`tensor ${weight.name}: calibration inputs have ${x.cols} features, the weight ${cols}`);
-  const h = hessian(x);
+  const h = native ? native.hessian(x) : hessian(x);
   const w = Float64Array.from(weight.data);
   for (let c = 0; c < cols; c++) {
     if (h[c * cols + c] === 0) {
@@ -52,9 +53,22 @@ export function quantizeGptq(weight: HostTensor, x: Activations, options: GptqOp
   let meanDiagonal = 0;
   for (let c = 0; c < cols; c++) meanDiagonal += hp[c * cols + c]! / cols;
   for (let c = 0; c < cols; c++) hp[c * cols + c] = hp[c * cols + c]! + options.dampPercent * meanDiagonal;
-  const u = upperCholeskyOfInverse(hp, cols, weight.name);
+  const u = native ? (native.upperCholeskyOfInverse(hp, cols) ?? notPositiveDefinite(weight.name)) : upperCholeskyOfInverse(hp, cols, weight.name);
 
   const result = emptyInt4(rows, cols, options.groupSize);
+  const columnOptions = { groupSize: options.groupSize, blockSize: options.blockSize, symmetric: options.symmetric, minZero: GPTQ_MIN_ZERO };
+  if (native) native.gptqColumns(wp, u, perm, columnOptions, result);
+  else quantizeColumns(wp, u, perm, columnOptions, result);
+  perm.forEach((column, position) => (result.groupOfColumn[column] = Math.floor(position / options.groupSize)));
+  return result;
+}
+
+/**
+ * Column by column: quantize, divide the error by the factor's diagonal and spread it over the
+ * remaining columns of the block, and after each block over all later columns (`wp` in place).
+ */
+export function quantizeColumns(wp: Float64Array, u: Float64Array, perm: Int32Array, options: GptqColumnOptions, result: Int4Matrix): void {
+  const { rows, cols } = result;
   const params: GroupParams[] = new Array(rows);
   const errors = new Float64Array(rows * options.blockSize);
   for (let start = 0; start < cols; start += options.blockSize) {
@@ -79,17 +93,15 @@ export function quantizeGptq(weight: HostTensor, x: Activations, options: GptqOp
       }
     }
   }
-  perm.forEach((column, position) => (result.groupOfColumn[column] = Math.floor(position / options.groupSize)));
-  return result;
 }
 
 function takeGroupParams(
-  wp: Float64Array, rows: number, cols: number, first: number, options: GptqOptions, params: GroupParams[], result: Int4Matrix, group: number,
+  wp: Float64Array, rows: number, cols: number, first: number, options: GptqColumnOptions, params: GroupParams[], result: Int4Matrix, group: number,
 ): void {
   const values = new Float64Array(options.groupSize);
   for (let r = 0; r < rows; r++) {
     for (let k = 0; k < options.groupSize; k++) values[k] = wp[r * cols + first + k]!;
-    params[r] = groupParams(values, options.symmetric, GPTQ_MIN_ZERO);
+    params[r] = groupParams(values, options.symmetric, options.minZero);
     result.scales[group * rows + r] = params[r]!.scale;
     result.zeros[group * rows + r] = params[r]!.zero;
   }
@@ -112,6 +124,10 @@ function permuteSymmetric(h: Float64Array, n: number, perm: Int32Array): Float64
   return out;
 }
 
+function notPositiveDefinite(what: string): never {
+  throw new HerdError(`${what}: the damped Hessian is not positive definite; raise --damp`);
+}
+
 /** Lower Cholesky factor L (H = L Lᵀ), in place of a copy. */
 export function cholesky(a: Float64Array, n: number, what: string): Float64Array {
   const l = new Float64Array(n * n);
@@ -120,7 +136,7 @@ export function cholesky(a: Float64Array, n: number, what: string): Float64Array
       let sum = a[i * n + j]!;
       for (let k = 0; k < j; k++) sum -= l[i * n + k]! * l[j * n + k]!;
       if (i === j) {
-        if (!(sum > 0)) throw new HerdError(`${what}: the damped Hessian is not positive definite; raise --damp`);
+        if (!(sum > 0)) notPositiveDefinite(what);
         l[i * n + i] = Math.sqrt(sum);
       } else {
         l[i * n + j] = sum / l[j * n + j]!;

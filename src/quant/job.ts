@@ -23,6 +23,7 @@ import type { GgufMix } from '../formats/gguf-recipe.js';
 import { tokenizerMetadata } from '../formats/gguf-tokenizer.js';
 import { ggufQuantizer } from './native-gguf.js';
 import { quantizeGptq } from './gptq.js';
+import { layerRunnerBackend } from './native-calibration.js';
 import { GPTQ_MIN_ZERO, gptqQuantizationConfig, packGptq, type GptqOptions } from '../formats/gptq.js';
 import { quantizeInt4Rtn } from '../formats/int4.js';
 import { nf4QuantizationConfig, quantizeNf4 } from '../formats/nf4.js';
@@ -203,7 +204,7 @@ class JobContext {
 
   /** Runs single decoder layers for AWQ's block-output loss, on one backend for the whole job. */
   private async layerRunner(): Promise<DecoderLayerRunner> {
-    this.runner ??= new DecoderLayerRunner(await activateBackend({ backend: QUANT_BACKEND }), this.config, this.options.calibration.seqLen);
+    this.runner ??= new DecoderLayerRunner(await activateBackend({ backend: layerRunnerBackend() }), this.config, this.options.calibration.seqLen);
     return this.runner;
   }
 

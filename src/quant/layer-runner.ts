@@ -29,9 +29,10 @@ export class DecoderLayerRunner {
   run(hidden: Activations, weights: LayerWeights, recorded: string): Float32Array {
     const outputs: Float32Array[] = [];
     const ops = recordOutputs(this.ops, `model.layers.0.${recorded}`, outputs);
-    const intermediate = weights.get('mlp.up_proj.weight')!.shape[0]!;
+    const layer = recorded.startsWith('self_attn.') ? withIdleMlp(weights, hidden.cols) : weights;
+    const intermediate = layer.get('mlp.up_proj.weight')!.shape[0]!;
     const config: LlamaConfig = { ...this.config, numHiddenLayers: 1, tieWordEmbeddings: true, vocabSize: hidden.rows, intermediateSize: intermediate };
-    const model = LlamaForCausalLM.load(config, layerSource(hidden, weights), ops);
+    const model = LlamaForCausalLM.load(config, layerSource(hidden, layer), ops);
     try {
       const length = this.windowLength;
       for (let start = 0; start < hidden.rows; start += length) {
@@ -49,6 +50,24 @@ export class DecoderLayerRunner {
     outputs.reduce((offset, part) => (result.set(part, offset), offset + part.length), 0);
     return result;
   }
+}
+
+/** MLP width of a layer whose MLP output nobody reads. */
+const IDLE_MLP_WIDTH = 32;
+
+/**
+ * The layer with a narrow all-zero MLP: the attention block's output is computed before the MLP
+ * runs and does not depend on it, so recording it needs none of the MLP's work (most of a
+ * layer's: 3·hidden·intermediate of its weights).
+ */
+function withIdleMlp(weights: LayerWeights, hiddenSize: number): LayerWeights {
+  const zeros = (name: string, shape: [number, number]): HostTensor => ({ name, shape, data: new Float32Array(shape[0] * shape[1]) });
+  return new Map([
+    ...weights,
+    ['mlp.gate_proj.weight', zeros('mlp.gate_proj.weight', [IDLE_MLP_WIDTH, hiddenSize])],
+    ['mlp.up_proj.weight', zeros('mlp.up_proj.weight', [IDLE_MLP_WIDTH, hiddenSize])],
+    ['mlp.down_proj.weight', zeros('mlp.down_proj.weight', [hiddenSize, IDLE_MLP_WIDTH])],
+  ]);
 }
 
 /** Weights of the one-layer model: the layer's, the recorded rows as the table, a unit final norm. */

@@ -1,0 +1,595 @@
+/*
+ * AWQ's and GPTQ's calibration loops on the pool's threads (see calibrate.h). The TypeScript
+ * reference sums in float64 one term after another; so does every sum here, the vectors running
+ * across independent sums (output columns, tokens, matrix entries), and products are not fused
+ * into the additions (a float32·float32 product is exact in float64, but GPTQ's float64 products
+ * are rounded before they are subtracted). The results are therefore the same bits on every path.
+ */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+#include "calibrate.h"
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include "pool.h"
+
+/* The vector loops are compiled for each x86-64 level and chosen at load (results do not depend on it). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+/*
+ * Sums of float32·float32 products may fuse: such a product is exact in float64 (24 + 24
+ * significant bits), so a fused multiply-add rounds exactly as the reference's add does.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#define EXACT_PRODUCTS_MAY_FUSE __attribute__((optimize("fp-contract=fast")))
+#else
+#define EXACT_PRODUCTS_MAY_FUSE
+#endif
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+
+/* A tile of 4 × 16 float64 sums as GCC/clang vectors: one zmm each on the AVX-512 clone, split on the others. */
+typedef double f64x8 __attribute__((vector_size(64)));
+typedef float f32x8 __attribute__((vector_size(32)));
+enum { TILE_ROWS = 4, TILE_COLS = 16 };
+typedef struct {
+  f64x8 v[TILE_ROWS][2];
+} sum_tile;
+
+/* tile[a][b] += s[a] · p[b] (the float32 products are exact in float64, so this is the scalar order's result). */
+static inline __attribute__((always_inline)) void accumulate_tile(sum_tile *tile, const double s[TILE_ROWS], const float *p) {
+  f32x8 low, high;
+  memcpy(&low, p, sizeof low);
+  memcpy(&high, p + 8, sizeof high);
+  const f64x8 p0 = __builtin_convertvector(low, f64x8), p1 = __builtin_convertvector(high, f64x8);
+  for (int a = 0; a < TILE_ROWS; a++) {
+    tile->v[a][0] += s[a] * p0;
+    tile->v[a][1] += s[a] * p1;
+  }
+}
+
+/* Items 0..count-1 handed out from a counter to whichever thread asks (see pool.c on why not a fixed split). */
+typedef void (*item_function)(void *context, int item);
+typedef struct {
+  item_function run;
+  void *context;
+  int count;
+  atomic_int next;
+} parallel_job;
+
+static void parallel_task(void *context, int thread) {
+  (void)thread;
+  parallel_job *job = context;
+  for (int item; (item = atomic_fetch_add(&job->next, 1)) < job->count;) job->run(job->context, item);
+}
+
+static void parallel_for(int count, item_function run, void *context) {
+  parallel_job job = {run, context, count, 0};
+  atomic_init(&job.next, 0);
+  herd_pool_run(parallel_task, &job);
+}
+
+/* ---- GPTQ's Hessian ---- */
+
+/* Calibration rows per pass over h: each entry's sum continues in row order while the rows stay in cache. */
+enum { HESSIAN_CHUNK = 128 };
+
+typedef struct {
+  const float *x;
+  int n, from, to, blocks;
+  double *h;
+} hessian_job;
+
+VECTOR_CLONES EXACT_PRODUCTS_MAY_FUSE static void hessian_tile(const float *x, int n, int from, int to, int i0, int j0, double *h) {
+  sum_tile tile;
+  for (int a = 0; a < TILE_ROWS; a++) memcpy(tile.v[a], h + (size_t)(i0 + a) * n + j0, sizeof tile.v[a]);
+  for (int r = from; r < to; r++) {
+    const float *row = x + (size_t)r * n;
+    const double s[TILE_ROWS] = {row[i0], row[i0 + 1], row[i0 + 2], row[i0 + 3]};
+    accumulate_tile(&tile, s, row + j0);
+  }
+  for (int a = 0; a < TILE_ROWS; a++) memcpy(h + (size_t)(i0 + a) * n + j0, tile.v[a], sizeof tile.v[a]);
+}
+
+/* Adds rows from..to of XᵀX to the lower triangle of rows i0..i0+3 (full tiles may also fill a few upper entries). */
+static void hessian_rows(void *context, int item) {
+  const hessian_job *job = context;
+  const int n = job->n, i0 = (job->blocks - 1 - item) * TILE_ROWS, i_end = min_int(i0 + TILE_ROWS, n);
+  for (int j0 = 0; j0 < i_end; j0 += TILE_COLS) {
+    if (i_end - i0 == TILE_ROWS && j0 + TILE_COLS <= n) {
+      hessian_tile(job->x, n, job->from, job->to, i0, j0, job->h);
+      continue;
+    }
+    for (int i = i0; i < i_end; i++) {
+      for (int j = j0; j < min_int(j0 + TILE_COLS, i + 1); j++) {
+        double sum = job->h[(size_t)i * n + j];
+        for (int r = job->from; r < job->to; r++) sum += (double)job->x[(size_t)r * n + i] * (double)job->x[(size_t)r * n + j];
+        job->h[(size_t)i * n + j] = sum;
+      }
+    }
+  }
+}
+
+int herd_hessian(const float *x, int rows, int n, double *h) {
+  memset(h, 0, (size_t)n * n * sizeof *h);
+  /* Chunks of rows in order keep each entry's sum in row order while the chunk stays in cache. */
+  hessian_job job = {x, n, 0, 0, (n + TILE_ROWS - 1) / TILE_ROWS, h};
+  for (job.from = 0; job.from < rows; job.from = job.to) {
+    job.to = min_int(job.from + HESSIAN_CHUNK, rows);
+    parallel_for(job.blocks, hessian_rows, &job);
+  }
+  const double factor = 2.0 / (rows > 1 ? rows : 1);
+  for (int i = 0; i < n; i++) {
+    for (int j = 0; j <= i; j++) {
+      h[(size_t)i * n + j] *= factor;
+      h[(size_t)j * n + i] = h[(size_t)i * n + j];
+    }
+  }
+  return 1;
+}
+
+/* ---- X · Wᵀ with float64 sums ---- */
+
+/* W is packed in panels of 16 output rows, [panel][column][16], so a tile's weights are one contiguous stream. */
+enum { PANEL = TILE_COLS, MATMUL_ITEM_ROWS = 32, MATMUL_ITEM_PANELS = 4 };
+
+typedef struct {
+  const float *x, *panels;
+  int rows, cols, out, row_blocks, panel_count;
+  float *y;
+} matmul_job;
+
+/* The sums of `count` (≤ 4) rows of x with one panel's 16 weight rows. */
+VECTOR_CLONES EXACT_PRODUCTS_MAY_FUSE static void matmul_tile(const float *x, int cols, int count, const float *panel, double sums[TILE_ROWS][PANEL]) {
+  sum_tile tile;
+  memset(&tile, 0, sizeof tile);
+  for (int c = 0; c < cols; c++) {
+    double s[TILE_ROWS] = {0, 0, 0, 0};
+    for (int a = 0; a < count; a++) s[a] = x[(size_t)a * cols + c];
+    accumulate_tile(&tile, s, panel + (size_t)c * PANEL);
+  }
+  for (int a = 0; a < TILE_ROWS; a++) memcpy(sums[a], tile.v[a], sizeof tile.v[a]);
+}
+
+static void matmul_item(void *context, int item) {
+  const matmul_job *job = context;
+  const int first_panel = item / job->row_blocks * MATMUL_ITEM_PANELS, first_row = item % job->row_blocks * MATMUL_ITEM_ROWS;
+  double acc[TILE_ROWS][PANEL];
+  for (int r = first_row; r < min_int(first_row + MATMUL_ITEM_ROWS, job->rows); r += TILE_ROWS) {
+    const int count = min_int(TILE_ROWS, job->rows - r);
+    for (int p = first_panel; p < min_int(first_panel + MATMUL_ITEM_PANELS, job->panel_count); p++) {
+      matmul_tile(job->x + (size_t)r * job->cols, job->cols, count, job->panels + (size_t)p * job->cols * PANEL, acc);
+      for (int a = 0; a < count; a++)
+        for (int b = 0; b < PANEL && p * PANEL + b < job->out; b++) job->y[(size_t)(r + a) * job->out + p * PANEL + b] = (float)acc[a][b];
+    }
+  }
+}
+
+int herd_matmul_transposed(const float *x, int rows, int cols, const float *w, int out, float *y) {
+  const int panel_count = (out + PANEL - 1) / PANEL;
+  float *panels = calloc((size_t)panel_count * cols * PANEL, sizeof *panels);
+  if (panels == NULL) return 0;
+  for (int o = 0; o < out; o++)
+    for (int c = 0; c < cols; c++) panels[((size_t)(o / PANEL) * cols + c) * PANEL + o % PANEL] = w[(size_t)o * cols + c];
+  matmul_job job = {x, panels, rows, cols, out, (rows + MATMUL_ITEM_ROWS - 1) / MATMUL_ITEM_ROWS, panel_count, y};
+  parallel_for(job.row_blocks * ((panel_count + MATMUL_ITEM_PANELS - 1) / MATMUL_ITEM_PANELS), matmul_item, &job);
+  free(panels);
+  return 1;
+}
+
+/* ---- AWQ's clipping search ---- */
+
+/* AutoAWQ auto_clip: n_grid 20, shrinks 0 … 9/20 of the group maximum, up to 512 sampled tokens (as awq-search.ts). */
+enum { CLIP_GRID = 20, CLIP_SHRINKS = 10, CLIP_SAMPLE_TOKENS = 512, CLIP_ITEM_ROWS = 8, INT4_MAX = 15 };
+
+typedef struct {
+  const float *w, *inputs; /* inputs: [group][column within it][token] */
+  int out, cols, group_size, groups, tokens, row_blocks;
+  float *bounds;
+} clip_job;
+
+/* sums[k] = Σ_c inputs[c][k] · w[c], c in order. */
+VECTOR_CLONES EXACT_PRODUCTS_MAY_FUSE static void group_dots(const float *inputs, int tokens, const float *w, int size, double *sums) {
+  for (int k = 0; k < tokens; k++) sums[k] = 0;
+  for (int c = 0; c < size; c++) {
+    const double wc = w[c];
+    const float *column = inputs + (size_t)c * tokens;
+    for (int k = 0; k < tokens; k++) sums[k] += (double)column[k] * wc;
+  }
+}
+
+/* awq.ts awqGroupParams and int4.ts quantizeCode/dequantizeCode, in place on float32 values. */
+static void awq_fake_quantize(float *values, int size) {
+  double low = INFINITY, high = -INFINITY;
+  /* Comparisons, not fmin/fmax: GCC 12 for aarch64 crashes at -O3 vectorising an fmin/fmax reduction of floats into a double. */
+  for (int c = 0; c < size; c++) {
+    low = values[c] < low ? values[c] : low;
+    high = values[c] > high ? values[c] : high;
+  }
+  const double scale = (float)(fmax(high - low, 1e-5) / INT4_MAX);
+  const double zero = fmin(INT4_MAX, fmax(0, -nearbyint(low / scale)));
+  for (int c = 0; c < size; c++) {
+    const double code = fmin(INT4_MAX, fmax(0, nearbyint(values[c] / scale) + zero));
+    values[c] = (float)((code - zero) * scale);
+  }
+}
+
+static double clip_error(const float *inputs, int tokens, const float *clipped, int size, const double *original, double *sums) {
+  group_dots(inputs, tokens, clipped, size, sums);
+  double error = 0;
+  for (int k = 0; k < tokens; k++) error += (sums[k] - original[k]) * (sums[k] - original[k]);
+  return error / tokens;
+}
+
+static double clip_bound(const clip_job *job, const float *w, const float *inputs, double *original, double *sums, float *clipped) {
+  const int size = job->group_size;
+  double group_max = 0;
+  for (int c = 0; c < size; c++) group_max = fabsf(w[c]) > group_max ? fabsf(w[c]) : group_max; /* not fmax: see awq_fake_quantize */
+  group_dots(inputs, job->tokens, w, size, original);
+  double best_error = 1e9, best_bound = group_max;
+  for (int shrink = 0; shrink < CLIP_SHRINKS; shrink++) {
+    const double bound = group_max * (1 - (double)shrink / CLIP_GRID);
+    for (int c = 0; c < size; c++) clipped[c] = (float)fmin(bound, fmax(-bound, w[c]));
+    awq_fake_quantize(clipped, size);
+    const double error = clip_error(inputs, job->tokens, clipped, size, original, sums);
+    if (error < best_error) {
+      best_error = error;
+      best_bound = bound;
+    }
+  }
+  return best_bound;
+}
+
+static void clip_item(void *context, int item) {
+  const clip_job *job = context;
+  const int g = item / job->row_blocks, first = item % job->row_blocks * CLIP_ITEM_ROWS;
+  double *scratch = malloc(sizeof(double) * 2 * job->tokens + sizeof(float) * job->group_size);
+  if (scratch == NULL) abort(); /* a few kilobytes: the process is out of memory anyway */
+  const float *inputs = job->inputs + (size_t)g * job->group_size * job->tokens;
+  for (int o = first; o < min_int(first + CLIP_ITEM_ROWS, job->out); o++) {
+    const float *w = job->w + (size_t)o * job->cols + (size_t)g * job->group_size;
+    job->bounds[(size_t)o * job->groups + g] = (float)clip_bound(job, w, inputs, scratch, scratch + job->tokens, (float *)(scratch + 2 * job->tokens));
+  }
+  free(scratch);
+}
+
+int herd_awq_clip(const float *w, int out, int cols, const float *x, int x_rows, int group_size, float *bounds) {
+  const int step = x_rows / CLIP_SAMPLE_TOKENS > 1 ? x_rows / CLIP_SAMPLE_TOKENS : 1, tokens = (x_rows + step - 1) / step;
+  float *inputs = malloc(sizeof(float) * (size_t)cols * tokens);
+  if (inputs == NULL) return 0;
+  /* Each group's sampled inputs column by column, so the dot products of all tokens run as vectors. */
+  for (int k = 0; k < tokens; k++)
+    for (int c = 0; c < cols; c++) inputs[((size_t)(c / group_size) * group_size + c % group_size) * tokens + k] = x[(size_t)k * step * cols + c];
+  clip_job job = {w, inputs, out, cols, group_size, cols / group_size, tokens, (out + CLIP_ITEM_ROWS - 1) / CLIP_ITEM_ROWS, bounds};
+  parallel_for(job.groups * job.row_blocks, clip_item, &job);
+  free(inputs);
+  return 1;
+}
+
+/* ---- GPTQ's factor: U upper-triangular with H⁻¹ = UᵀU (gptq.ts upperCholeskyOfInverse) ---- */
+
+/* tile[a][b] −= s[a] · p[b], the float64 product rounded before the subtraction as in the TypeScript. */
+static inline __attribute__((always_inline)) void subtract_products(sum_tile *tile, const double s[TILE_ROWS], const double *p) {
+  f64x8 p0, p1;
+  memcpy(&p0, p, sizeof p0);
+  memcpy(&p1, p + 8, sizeof p1);
+  for (int a = 0; a < TILE_ROWS; a++) {
+    tile->v[a][0] -= s[a] * p0;
+    tile->v[a][1] -= s[a] * p1;
+  }
+}
+
+static inline __attribute__((always_inline)) void add_products(sum_tile *tile, const double s[TILE_ROWS], const double *p) {
+  f64x8 p0, p1;
+  memcpy(&p0, p, sizeof p0);
+  memcpy(&p1, p + 8, sizeof p1);
+  for (int a = 0; a < TILE_ROWS; a++) {
+    tile->v[a][0] += s[a] * p0;
+    tile->v[a][1] += s[a] * p1;
+  }
+}
+
+/*
+ * Cholesky L (A = L·Lᵀ) by panels of 64 columns. The reference computes each entry as
+ * a[i,j] − l[i,0]·l[j,0] − l[i,1]·l[j,1] − … in that order; here the terms before the panel are
+ * subtracted for all later rows at once (tiles of 4 rows × 16 panel columns, in parallel), then
+ * the panel's own terms row by row, so every entry sees the same operations in the same order.
+ */
+enum { CHOLESKY_PANEL = 64 };
+
+typedef struct {
+  const double *a;
+  double *l, *panel; /* panel [k][64]: l[j0 + jj, k] for k < j0 */
+  int n, j0, width;
+} cholesky_job;
+
+VECTOR_CLONES static void cholesky_panel_tile(const cholesky_job *job, int i0, int jj0) {
+  const int n = job->n, j0 = job->j0;
+  sum_tile tile;
+  for (int a = 0; a < TILE_ROWS; a++) memcpy(tile.v[a], job->a + (size_t)(i0 + a) * n + j0 + jj0, sizeof tile.v[a]);
+  for (int k = 0; k < j0; k++) {
+    const double s[TILE_ROWS] = {job->l[(size_t)i0 * n + k], job->l[(size_t)(i0 + 1) * n + k], job->l[(size_t)(i0 + 2) * n + k], job->l[(size_t)(i0 + 3) * n + k]};
+    subtract_products(&tile, s, job->panel + (size_t)k * CHOLESKY_PANEL + jj0);
+  }
+  double sums[TILE_ROWS][TILE_COLS];
+  for (int a = 0; a < TILE_ROWS; a++) memcpy(sums[a], tile.v[a], sizeof tile.v[a]);
+  for (int a = 0; a < TILE_ROWS; a++)
+    for (int b = 0; b < TILE_COLS && j0 + jj0 + b <= i0 + a; b++) job->l[(size_t)(i0 + a) * n + j0 + jj0 + b] = sums[a][b];
+}
+
+/* Rows i0..i0+3's sums for the panel's columns, less the terms of the columns before it. */
+static void cholesky_panel_rows(void *context, int item) {
+  const cholesky_job *job = context;
+  const int n = job->n, j0 = job->j0, i0 = j0 + item * TILE_ROWS;
+  for (int jj0 = 0; jj0 < job->width; jj0 += TILE_COLS) {
+    if (i0 + TILE_ROWS <= n && jj0 + TILE_COLS <= job->width) {
+      cholesky_panel_tile(job, i0, jj0);
+      continue;
+    }
+    for (int i = i0; i < min_int(i0 + TILE_ROWS, n); i++) {
+      for (int j = j0 + jj0; j < min_int(j0 + min_int(jj0 + TILE_COLS, job->width), i + 1); j++) {
+        double sum = job->a[(size_t)i * n + j];
+        for (int k = 0; k < j0; k++) sum -= job->l[(size_t)i * n + k] * job->l[(size_t)j * n + k];
+        job->l[(size_t)i * n + j] = sum;
+      }
+    }
+  }
+}
+
+/* Finishes row i's panel entries: their sums less the terms of the panel's earlier columns. */
+static int cholesky_finish_row(const cholesky_job *job, int i) {
+  const int n = job->n, j0 = job->j0;
+  double *li = job->l + (size_t)i * n;
+  for (int j = j0; j < min_int(j0 + job->width, i + 1); j++) {
+    const double *lj = job->l + (size_t)j * n;
+    double sum = li[j];
+    for (int k = j0; k < j; k++) sum -= li[k] * lj[k];
+    if (i == j) {
+      if (!(sum > 0)) return 0;
+      li[i] = sqrt(sum);
+    } else {
+      li[j] = sum / lj[j];
+    }
+  }
+  return 1;
+}
+
+static void cholesky_finish_rows(void *context, int item) {
+  cholesky_job *job = context;
+  const int first = job->j0 + job->width + item * TILE_ROWS;
+  for (int i = first; i < min_int(first + TILE_ROWS, job->n); i++) cholesky_finish_row(job, i);
+}
+
+/* 1 when A is positive definite (l written), else 0. */
+static int cholesky(const double *a, int n, double *l, double *panel) {
+  memset(l, 0, (size_t)n * n * sizeof *l);
+  cholesky_job job = {a, l, panel, n, 0, 0};
+  for (job.j0 = 0; job.j0 < n; job.j0 += CHOLESKY_PANEL) {
+    job.width = min_int(CHOLESKY_PANEL, n - job.j0);
+    for (int k = 0; k < job.j0; k++)
+      for (int jj = 0; jj < CHOLESKY_PANEL; jj++) panel[(size_t)k * CHOLESKY_PANEL + jj] = jj < job.width ? l[(size_t)(job.j0 + jj) * n + k] : 0;
+    parallel_for((n - job.j0 + TILE_ROWS - 1) / TILE_ROWS, cholesky_panel_rows, &job);
+    for (int i = job.j0; i < job.j0 + job.width; i++)
+      if (!cholesky_finish_row(&job, i)) return 0;
+    parallel_for((n - job.j0 - job.width + TILE_ROWS - 1) / TILE_ROWS, cholesky_finish_rows, &job);
+  }
+  return 1;
+}
+
+/*
+ * L⁻¹ by forward substitution, 64 columns per item: li[i, j] = −(Σ_{k=j}^{i−1} l[i,k]·li[k,j]) / l[i,i].
+ * The vector lanes are columns; a lane's terms before its own column are products with its zeros
+ * above the diagonal, which leave the sum at +0, so each sum matches the reference's.
+ */
+enum { INVERSE_LANES = 64 };
+
+typedef struct {
+  const double *l;
+  double *li;
+  int n;
+} inverse_job;
+
+VECTOR_CLONES static void lower_inverse_columns(void *context, int item) {
+  const inverse_job *job = context;
+  const int n = job->n, j0 = item * INVERSE_LANES, lanes = min_int(INVERSE_LANES, n - j0);
+  f64x8 *column = aligned_alloc(64, sizeof(f64x8) * (INVERSE_LANES / 8) * (size_t)(n - j0)); /* [k - j0][64]: li[k, j0..] */
+  if (column == NULL) abort();
+  memset(column, 0, sizeof(f64x8) * (INVERSE_LANES / 8) * (size_t)(n - j0));
+  for (int i = j0; i < n; i++) {
+    const double *row = job->l + (size_t)i * n;
+    f64x8 sums[INVERSE_LANES / 8];
+    memset(sums, 0, sizeof sums);
+    for (int k = j0; k < i; k++) {
+      const double lik = row[k];
+      const f64x8 *previous = column + (size_t)(k - j0) * (INVERSE_LANES / 8);
+      for (int v = 0; v < INVERSE_LANES / 8; v++) sums[v] += lik * previous[v];
+    }
+    double *out = (double *)(column + (size_t)(i - j0) * (INVERSE_LANES / 8));
+    const double *sum = (const double *)sums;
+    for (int lane = 0; lane < lanes; lane++) {
+      if (j0 + lane < i) out[lane] = -sum[lane] / row[i];
+      else if (j0 + lane == i) out[lane] = 1 / row[i];
+    }
+    for (int lane = 0; lane < lanes; lane++) job->li[(size_t)i * n + j0 + lane] = out[lane];
+  }
+  free(column);
+}
+
+/* inverse[i, j] = Σ_{k=i}^{n−1} li[k,i]·li[k,j] (lower triangle; terms with k < i are zero and skipped), rows k in chunks. */
+typedef struct {
+  const double *li;
+  double *inverse;
+  int n, from, to, blocks;
+} product_job;
+
+VECTOR_CLONES static void product_tile(const product_job *job, int i0, int j0) {
+  const int n = job->n;
+  sum_tile tile;
+  for (int a = 0; a < TILE_ROWS; a++) memcpy(tile.v[a], job->inverse + (size_t)(i0 + a) * n + j0, sizeof tile.v[a]);
+  for (int k = job->from > i0 ? job->from : i0; k < job->to; k++) {
+    const double *row = job->li + (size_t)k * n;
+    const double s[TILE_ROWS] = {row[i0], row[i0 + 1], row[i0 + 2], row[i0 + 3]};
+    add_products(&tile, s, row + j0);
+  }
+  for (int a = 0; a < TILE_ROWS; a++) memcpy(job->inverse + (size_t)(i0 + a) * n + j0, tile.v[a], sizeof tile.v[a]);
+}
+
+static void product_rows(void *context, int item) {
+  const product_job *job = context;
+  const int n = job->n, i0 = item * TILE_ROWS, i_end = min_int(i0 + TILE_ROWS, n);
+  if (job->to <= i0) return;
+  for (int j0 = 0; j0 < i_end; j0 += TILE_COLS) {
+    if (i_end - i0 == TILE_ROWS && j0 + TILE_COLS <= n) {
+      product_tile(job, i0, j0);
+      continue;
+    }
+    for (int i = i0; i < i_end; i++) {
+      for (int j = j0; j < min_int(j0 + TILE_COLS, i + 1); j++) {
+        double sum = job->inverse[(size_t)i * n + j];
+        for (int k = job->from > i ? job->from : i; k < job->to; k++) sum += job->li[(size_t)k * n + i] * job->li[(size_t)k * n + j];
+        job->inverse[(size_t)i * n + j] = sum;
+      }
+    }
+  }
+}
+
+int herd_upper_cholesky_of_inverse(const double *h, int n, double *upper) {
+  const size_t size = (size_t)n * n;
+  double *first = malloc(size * sizeof(double)), *second = calloc(size, sizeof(double));
+  double *panel = malloc((size_t)n * CHOLESKY_PANEL * sizeof(double));
+  int result = -1;
+  if (first == NULL || second == NULL || panel == NULL) goto done;
+  result = 0;
+  if (!cholesky(h, n, first, panel)) goto done;
+  inverse_job inverse = {first, second, n};
+  parallel_for((n + INVERSE_LANES - 1) / INVERSE_LANES, lower_inverse_columns, &inverse);
+  /* H⁻¹ = L⁻ᵀ·L⁻¹ into `first` (L is no longer needed). */
+  memset(first, 0, size * sizeof(double));
+  product_job product = {second, first, n, 0, 0, (n + TILE_ROWS - 1) / TILE_ROWS};
+  for (product.from = 0; product.from < n; product.from = product.to) {
+    product.to = min_int(product.from + HESSIAN_CHUNK, n);
+    parallel_for(product.blocks, product_rows, &product);
+  }
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < i; j++) first[(size_t)j * n + i] = first[(size_t)i * n + j];
+  if (!cholesky(first, n, second, panel)) goto done;
+  memset(upper, 0, size * sizeof(double));
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j <= i; j++) upper[(size_t)j * n + i] = second[(size_t)i * n + j];
+  result = 1;
+done:
+  free(first);
+  free(second);
+  free(panel);
+  return result;
+}
+
+/* ---- GPTQ's column loop ---- */
+
+/* Rows per item (rows are independent), and columns per pass of the lazy update (a tile of u that stays in cache). */
+enum { GPTQ_ITEM_ROWS = 64, GPTQ_UPDATE_TILE = 512 };
+
+typedef struct {
+  double *wp;
+  const double *u;
+  const int32_t *perm;
+  const herd_gptq_options *options;
+  int rows, cols;
+  uint8_t *codes, *zeros;
+  float *scales;
+} gptq_job;
+
+typedef struct {
+  double scale, zero;
+} group_params;
+
+/* int4.ts groupParams: the range always contains 0; symmetric puts the zero at 8. */
+static group_params gptq_group_params(const double *values, int size, const herd_gptq_options *options) {
+  double low = 0, high = 0;
+  for (int k = 0; k < size; k++) {
+    low = fmin(low, values[k]);
+    high = fmax(high, values[k]);
+  }
+  if (options->symmetric) {
+    high = fmax(-low, high);
+    if (low < 0) low = -high;
+  }
+  if (low == 0 && high == 0) {
+    low = -1;
+    high = 1;
+  }
+  group_params p;
+  p.scale = (float)((high - low) / INT4_MAX);
+  p.zero = options->symmetric ? (INT4_MAX + 1) / 2 : fmin(INT4_MAX, fmax(options->min_zero, nearbyint(-low / p.scale)));
+  return p;
+}
+
+/* wp[r, k] −= errors[r, c] · u[c, k] for the block's columns c in order, for every later column k. */
+VECTOR_CLONES static void gptq_lazy_update(double *wp, int cols, int rows, const double *errors, int block_size, const double *u, int start, int end) {
+  for (int k0 = end; k0 < cols; k0 += GPTQ_UPDATE_TILE) {
+    const int k1 = min_int(k0 + GPTQ_UPDATE_TILE, cols);
+    for (int r = 0; r < rows; r++) {
+      double *row = wp + (size_t)r * cols;
+      for (int c = start; c < end; c++) {
+        const double error = errors[(size_t)r * block_size + (c - start)];
+        const double *uc = u + (size_t)c * cols;
+        for (int k = k0; k < k1; k++) row[k] = row[k] - error * uc[k];
+      }
+    }
+  }
+}
+
+VECTOR_CLONES static void gptq_within_block(double *row, const double *uc, double error, int from, int end) {
+  for (int k = from; k < end; k++) row[k] = row[k] - error * uc[k];
+}
+
+static void gptq_rows(void *context, int item) {
+  const gptq_job *job = context;
+  const herd_gptq_options *options = job->options;
+  const int first = item * GPTQ_ITEM_ROWS, count = min_int(GPTQ_ITEM_ROWS, job->rows - first), cols = job->cols;
+  double *wp = job->wp + (size_t)first * cols;
+  double *errors = malloc(sizeof(double) * count * options->block_size);
+  group_params *params = malloc(sizeof(group_params) * count);
+  if (errors == NULL || params == NULL) abort();
+  for (int start = 0; start < cols; start += options->block_size) {
+    const int end = min_int(start + options->block_size, cols);
+    for (int c = start; c < end; c++) {
+      if (c % options->group_size == 0) {
+        const int group = c / options->group_size;
+        for (int r = 0; r < count; r++) {
+          params[r] = gptq_group_params(wp + (size_t)r * cols + c, options->group_size, options);
+          job->scales[(size_t)group * job->rows + first + r] = (float)params[r].scale;
+          job->zeros[(size_t)group * job->rows + first + r] = (uint8_t)params[r].zero;
+        }
+      }
+      const double *uc = job->u + (size_t)c * cols;
+      for (int r = 0; r < count; r++) {
+        double *row = wp + (size_t)r * cols;
+        const double value = row[c];
+        const double code = fmin(INT4_MAX, fmax(0, nearbyint(value / params[r].scale) + params[r].zero));
+        job->codes[(size_t)(first + r) * cols + job->perm[c]] = (uint8_t)code;
+        const double error = (value - (code - params[r].zero) * params[r].scale) / uc[c];
+        errors[(size_t)r * options->block_size + (c - start)] = error;
+        gptq_within_block(row, uc, error, c + 1, end);
+      }
+    }
+    gptq_lazy_update(wp, cols, count, errors, options->block_size, job->u, start, end);
+  }
+  free(errors);
+  free(params);
+}
+
+int herd_gptq_columns(double *wp, int rows, int cols, const double *u, const int32_t *perm, const herd_gptq_options *options,
+                      uint8_t *codes, float *scales, uint8_t *zeros) {
+  gptq_job job = {wp, u, perm, options, rows, cols, codes, zeros, scales};
+  parallel_for((rows + GPTQ_ITEM_ROWS - 1) / GPTQ_ITEM_ROWS, gptq_rows, &job);
+  return 1;
+}

@@ -1,0 +1,81 @@
+import os from 'node:os';
+import { loadNativeAddon, type NativeAddon } from '../native/addon.js';
+import type { HostTensor } from '../formats/safetensors.js';
+import type { Int4Matrix } from '../formats/int4.js';
+import type { Activations } from './awq.js';
+import { QUANT_BACKEND } from './scorecard.js';
+
+/**
+ * The heavy loops of AWQ and GPTQ on the native addon's threads (src/native/calibrate.c). Each
+ * returns the same bits as the TypeScript it replaces (hessian, matmulTransposed, searchAwqClip,
+ * GPTQ's column loop), which stays the reference and runs when the addon is unavailable
+ * (HERD_NATIVE=0, or no compiler at install).
+ */
+export interface NativeCalibration {
+  hessian(x: Activations): Float64Array;
+  matmulTransposed(x: Activations, w: Float32Array, out: number): Float32Array;
+  clipBounds(weight: HostTensor, x: Activations, groupSize: number): Float32Array;
+  /** U upper-triangular with H⁻¹ = UᵀU (gptq.ts upperCholeskyOfInverse), or null when h is not positive definite. */
+  upperCholeskyOfInverse(h: Float64Array, n: number): Float64Array | null;
+  /** Quantizes the act-ordered float64 weights `wp` (changed in place) into `result`, column by column. */
+  gptqColumns(wp: Float64Array, u: Float64Array, perm: Int32Array, options: GptqColumnOptions, result: Int4Matrix): void;
+}
+
+export interface GptqColumnOptions {
+  groupSize: number;
+  blockSize: number;
+  symmetric: boolean;
+  minZero: number;
+}
+
+let chosen: NativeCalibration | null | undefined;
+
+/** The native calibration loops, or null (the TypeScript path) when the addon does not load. */
+export function nativeCalibration(): NativeCalibration | null {
+  if (chosen === undefined) {
+    const { addon } = loadNativeAddon();
+    // A quantize job runs no native model, so its pool is still the caller's thread alone: use every core.
+    if (addon && addon.info().threads === 1) addon.startThreads(os.availableParallelism());
+    chosen = addon ? nativeLoops(addon) : null;
+  }
+  return chosen;
+}
+
+function nativeLoops(addon: NativeAddon): NativeCalibration {
+  return {
+    hessian(x) {
+      const h = new Float64Array(x.cols * x.cols);
+      addon.calibrationHessian(x.data, x.rows, x.cols, h);
+      return h;
+    },
+    matmulTransposed(x, w, out) {
+      const y = new Float32Array(x.rows * out);
+      addon.calibrationMatmul(x.data, x.rows, x.cols, w, out, y);
+      return y;
+    },
+    clipBounds(weight, x, groupSize) {
+      const [out, cols] = weight.shape as [number, number];
+      const bounds = new Float32Array(out * (cols / groupSize));
+      addon.awqClip(weight.data, out, cols, x.data, x.rows, groupSize, bounds);
+      return bounds;
+    },
+    upperCholeskyOfInverse(h, n) {
+      const upper = new Float64Array(n * n);
+      return addon.gptqFactor(h, n, upper) ? upper : null;
+    },
+    gptqColumns(wp, u, perm, options, result) {
+      const { rows, cols } = result;
+      addon.gptqColumns(wp, rows, cols, u, perm, options.groupSize, options.blockSize, options.symmetric ? 1 : 0, options.minZero, result.codes, result.scales, result.zeros);
+    },
+  };
+}
+
+/**
+ * The backend AWQ's block outputs run on (DecoderLayerRunner): the native kernels when the addon
+ * loads, else the WASM kernels. Their sums differ in order (about 1e-7 relative), so a grid ratio
+ * whose error ties another's that closely could be chosen differently; on stories260K's five
+ * layers and test/native-calibrate.test.ts's layer the AWQ weights are identical either way.
+ */
+export function layerRunnerBackend(): string {
+  return nativeCalibration() ? 'native' : QUANT_BACKEND;
+}
