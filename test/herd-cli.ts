@@ -9,10 +9,10 @@ import { HANG_GUARD_MS } from './hang-guard.js';
 /** The built CLI (npm test builds first), run as a person or a script runs it. */
 export const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js');
 
-export function herd(args: string[], input?: string) {
+export function herd(args: string[], input?: string, extraEnv: Record<string, string> = {}) {
   // Without jest's NODE_ENV=test, under which oclif adds development warnings to stderr.
   const { NODE_ENV: _test, ...env } = process.env;
-  const result = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: HANG_GUARD_MS, env });
+  const result = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: HANG_GUARD_MS, env: { ...env, ...extraEnv } });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
