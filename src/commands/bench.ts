@@ -39,6 +39,7 @@ export default class Bench extends HerdCommand {
   static override description = `Runs the model on a prompt of --prompt-tokens token ids, then decodes --gen-tokens tokens greedily (no sampling, no stop), and prints load time, prefill and decode tokens/s, the bytes of weights each decoded token reads, and peak RSS.
 --synthetic PRESET builds a model of a published shape with random weights in --format (nothing to download; random weights are fine for speed).
 --bandwidth also measures the machine's read bandwidth with herd's kernels on --threads threads and reports the fraction decoding reached.
+--compare llama.cpp runs herd-native, herd-wasm and llama.cpp on the same GGUF --model, each in a child process of its own (so each peak RSS is its own), on every --prompt-tokens length, and prints a row per engine with the ratios to llama.cpp; --competing-load N measures decode again beside N busy processes.
 It is a benchmark that prints figures; no test checks its times.
 ${EXIT_STATUS_HELP}`;
 
@@ -46,6 +47,7 @@ ${EXIT_STATUS_HELP}`;
     '<%= config.bin %> bench',
     '<%= config.bin %> bench --synthetic llama-3.2-1b --format q8_0 --bandwidth',
     '<%= config.bin %> bench --model ~/models/Llama-3.2-1B --prompt-tokens 512 --gen-tokens 128 --json',
+    '<%= config.bin %> bench --model l1b-q8_0.gguf --compare llama.cpp --threads 2 --bandwidth --prompt-tokens 128,1000 --competing-load 1',
     '<%= config.bin %> bench --serve http://127.0.0.1:8080 --concurrency 8 --requests 64 --gen-tokens 128',
   ];
 
@@ -65,7 +67,7 @@ ${EXIT_STATUS_HELP}`;
     requests: Flags.integer({ description: 'With --serve: requests in all.', default: 32, min: 1 }),
     'api-key': Flags.string({ description: 'With --serve: the server\'s API key.', env: 'HERD_API_KEY' }),
     compare: Flags.string({
-      description: 'Also run llama.cpp (through node-llama-cpp, installed separately) on the same GGUF --model with the same threads, and print the ratios.',
+      description: 'Run herd-native, herd-wasm and llama.cpp (through node-llama-cpp, installed separately) on the same GGUF --model with the same threads, each in its own process, and print them side by side with the ratios.',
       options: ['llama.cpp'],
     }),
     engines: Flags.string({ description: `With --compare: the engines to run, separated by commas, each in its own process (${ENGINES.join(', ')}; default all).`, dependsOn: ['compare'] }),
