@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { compareEngines, runEngine, type EngineFigures } from '../src/bench/compare.js';
-import { deriveRows, describeComparison, markdownTable } from '../src/bench/compare-table.js';
+import { deriveRows, describeComparison, markdownTable, type ComparedRow } from '../src/bench/compare-table.js';
 import { withCompetingLoad } from '../src/bench/competing-load.js';
 import { mixFormat, writeSyntheticGguf } from '../src/bench/synthetic-gguf.js';
 import { SyntheticWeights } from '../src/engine/synthetic.js';
@@ -109,16 +109,19 @@ describe('figures derived from the engines\' rows, and the tables', () => {
   test('the markdown table has a row per format, threads and engine, and the busy-machine table after it', () => {
     const table = markdownTable([
       { label: 'Q8_0', threads: 1, rows: derived },
-      { label: 'Q4_0', threads: 2, rows: derived.slice(0, 1), loaded: [{ engine: 'llama.cpp', available: false, reason: 'not installed' }] },
+      { label: 'Q4_0', threads: 2, rows: [{ ...derived[0]!, note: 'widened Q6_K' } as ComparedRow], loaded: [{ engine: 'llama.cpp', available: false, reason: 'not installed' }] },
     ]).split('\n');
-    expect(table[0]).toBe('| format | threads | engine | prompt | prefill tok/s | ×llama.cpp | decode tok/s | ×llama.cpp | decode GB/s | bandwidth | peak RSS |');
+    expect(table.slice(0, 2)).toEqual([
+      '| format | threads | engine | prompt | prefill tok/s | ×llama.cpp | decode tok/s | ×llama.cpp | decode GB/s | bandwidth | peak RSS |',
+      '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ]);
     expect(table.slice(2, 6)).toEqual([
       '| Q8_0 | 1 | herd-native | 128 | 150.0 | 0.75× | 20.0 | 1.25× | 26.0 | 100 % | 1.50 GiB |',
       '| Q8_0 | 1 | herd-wasm | 128 | not measured: no usable backend |  |  |  |  |  |  |',
       '| Q8_0 | 1 | llama.cpp | 128 | 200.0 |  | 16.0 |  | 20.8 | 80 % | 1.40 GiB |',
       '| Q4_0 | 2 | herd-native | 128 | 150.0 | 0.75× | 20.0 | 1.25× | 26.0 | 100 % | 1.50 GiB |',
     ]);
-    expect(table.slice(6)).toEqual(['', '| format | threads | engine | idle decode tok/s | loaded decode tok/s | kept |', '|---|---:|---|---:|---:|---:|', '| Q4_0 | 2 | llama.cpp | not measured: not installed |  |  |']);
+    expect(table.slice(6)).toEqual(['', '- Q4_0, herd-native: widened Q6_K', '', '| format | threads | engine | idle decode tok/s | loaded decode tok/s | kept |', '|---|---:|---|---:|---:|---:|', '| Q4_0 | 2 | llama.cpp | not measured: not installed |  |  |']);
   });
 });
 

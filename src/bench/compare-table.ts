@@ -89,14 +89,19 @@ export interface LabelledComparison {
 /** A markdown table of several runs (formats × threads), ready for docs/performance.md. */
 export function markdownTable(runs: readonly LabelledComparison[]): string {
   const headings = ['format', 'threads', ...HEADINGS];
-  const lines = [`| ${headings.join(' | ')} |`, `|---|${headings.slice(1).map(() => '---:').join('|')}|`];
+  // Names left, figures right.
+  const lines = [`| ${headings.join(' | ')} |`, `|---|---:|---|${headings.slice(3).map(() => '---:').join('|')}|`];
+  const notes: string[] = [];
   for (const run of runs) {
     for (const row of run.rows) {
       const rowCells = [run.label, String(run.threads), ...cells(row)];
       while (rowCells.length < headings.length) rowCells.push('');
       lines.push(`| ${rowCells.join(' | ')} |`);
+      if (row.available && row.note) notes.push(`${run.label}, ${run.threads} threads, ${row.engine}: ${row.note}`);
     }
   }
+  // Each note once: the same notice comes from every prompt length and thread count.
+  if (notes.length > 0) lines.push('', ...[...new Set(notes.map((note) => note.replace(/^([^,]+), \d+ threads, /, '$1, ')))].map((note) => `- ${note}`));
   const loaded = runs.flatMap((run) => (run.loaded ?? []).map((engine) => [run.label, String(run.threads), engine.engine, ...loadedCells(engine)]));
   if (loaded.length === 0) return lines.join('\n');
   const loadedHeadings = ['format', 'threads', 'engine', 'idle decode tok/s', 'loaded decode tok/s', 'kept'];
