@@ -36,10 +36,14 @@ const { values: options } = parseArgs({
   },
 });
 
-const { markdownTable } = await import(path.join(ROOT, 'dist/bench/compare-table.js')).catch(() => {
-  console.error('bench-native: dist/ is missing; run `npm run build` first');
+const fromDist = (file) => import(path.join(ROOT, 'dist', file)).catch(() => {
+  console.error(`bench-native: dist/${file} is missing; run \`npm run build\` first`);
   process.exit(1);
 });
+const { markdownTable } = await fromDist('bench/compare-table.js');
+const { mixFormat, SYNTHETIC_MIXES, writeSyntheticGguf } = await fromDist('bench/synthetic-gguf.js');
+const { SyntheticWeights } = await fromDist('engine/synthetic.js');
+const { presetConfig } = await fromDist('spec/presets.js');
 
 /** Runs the built CLI; its stdout, or the end of the run with its stderr's last line. */
 function herd(args) {
@@ -57,9 +61,13 @@ function modelFile(format) {
   if (fs.existsSync(file)) return file;
   console.error(`writing ${file}…`);
   fs.mkdirSync(options.cache, { recursive: true });
-  // Written beside it and renamed: an interrupted write leaves no half file for the next run.
+  // What `herd bench --synthetic PRESET --format FORMAT --write-gguf` writes, without loading the
+  // model to measure it first. Written beside it and renamed: an interrupted write leaves no half file.
   const partial = `${file}.partial`;
-  herd(['bench', '--json', '--synthetic', options.preset, '--format', format, '--write-gguf', partial, '--tokenizer', options.tokenizer, '--backend', 'kernels', '--prompt-tokens', '2', '--gen-tokens', '2']);
+  const config = presetConfig(options.preset);
+  const mix = SYNTHETIC_MIXES[format];
+  const weights = new SyntheticWeights(config, mix ? mixFormat(config, mix) : format.toUpperCase());
+  writeSyntheticGguf(partial, config, weights, options.tokenizer, `${options.preset} (random ${mix ?? format.toUpperCase()} weights)`, mix);
   fs.renameSync(partial, file);
   return file;
 }
