@@ -43,6 +43,7 @@ export const SLOW_SUITES = [
   'test/serve-scheduler.test.ts', // 85 s at load 15 (21 s of CPU): batching on tfjs and on the kernels' worker threads
   'test/hub-cli.test.ts', // 55 s: models by name through the built CLI against the fake Hub
   'test/synth-cli.test.ts', // 34 s on a loaded machine: herd synth through the built CLI, a process per case
+  'test/bench-compare.test.ts', // 10 s at load 6, 81 s at load 18: herd bench --compare's child processes on the small Q8_0 GGUF fixture and CLI runs
   'test/synth-pipeline.test.ts', // 19-31 s on a loaded machine (8 s of CPU): three pipeline runs on tiny-llama's 128k-entry head
 ];
 

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Ajv2020 from 'ajv/dist/2020.js';
-import { DATA, PROMPT_GUARD_TINY, TINY_LLAMA } from './fixtures.js';
+import { DATA, GGUF_LLAMACPP, PROMPT_GUARD_TINY, TINY_LLAMA } from './fixtures.js';
 import { herd, storiesCopy } from './herd-cli.js';
 
 // The scripting contract (docs/scripting.md): every --json success validates against its schema
@@ -156,6 +156,13 @@ describe('--json successes validate against docs/schemas', () => {
     expect(bench!.prefix_cache).toMatchObject({ prompt_tokens: 6 });
     const { decode_tokens_per_second: _dropped, ...incomplete } = bench!;
     expect(validator('bench')(incomplete)).not.toBe('valid');
+    // herd's two engines only (llama.cpp is optional); one switched off, so a row says why.
+    const q8 = path.join(GGUF_LLAMACPP, 'model-Q8_0.gguf');
+    const compare = herd(['bench', '--json', '--model', q8, '--compare', 'llama.cpp', '--engines', 'herd-wasm,herd-native', '--prompt-tokens', '4,6', '--gen-tokens', '2', '--competing-load', '1'], undefined, { HERD_NATIVE: '0' });
+    const [comparison] = expectValidLines('bench-compare', compare);
+    expect((comparison!.rows as Array<{ available: boolean }>).map((row) => row.available)).toEqual([true, false, true, false]);
+    const { rows: _rows, ...noRows } = comparison!;
+    expect(validator('bench-compare')(noRows)).toMatch(/must have required property 'rows'/);
   });
 
   test('quantize with a scorecard, then quantize score', () => {

@@ -7,6 +7,8 @@ import { HerdError } from '../errors.js';
 export interface LlamaCppFigures {
   version: string;
   threads: number;
+  /** Loading the model and making its context. */
+  load_ms: number;
   prefill_tokens_per_second: number;
   decode_tokens_per_second: number;
 }
@@ -37,11 +39,13 @@ export async function benchLlamaCpp(modelPath: string, prompt: Int32Array, genTo
   const library = await importNodeLlamaCpp();
   const llama = await library.module.getLlama({ gpu: false, build: 'never', maxThreads: threads, logLevel: 'error' });
   try {
+    let started = performance.now();
     const model = await llama.loadModel({ modelPath });
     const context = await model.createContext({ contextSize: prompt.length + genTokens + 8, threads, batchSize: Math.max(prompt.length, 1) });
+    const loadMs = performance.now() - started;
     const sequence = context.getSequence();
     const ids = [...prompt];
-    let started = performance.now();
+    started = performance.now();
     await sequence.evaluateWithoutGeneratingNewTokens(ids.slice(0, -1));
     const prefillSeconds = (performance.now() - started) / 1000;
     started = performance.now();
@@ -55,6 +59,7 @@ export async function benchLlamaCpp(modelPath: string, prompt: Int32Array, genTo
     return {
       version: library.version,
       threads,
+      load_ms: Math.round(loadMs),
       prefill_tokens_per_second: Math.round(((prompt.length - 1) / prefillSeconds) * 100) / 100,
       decode_tokens_per_second: Math.round((generated / decodeSeconds) * 100) / 100,
     };

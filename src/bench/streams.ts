@@ -77,8 +77,8 @@ export async function measurePrefixCache(model: AnyModel, promptTokens: number):
   }
 }
 
-/** A list of stream counts such as "1,2,4,8". */
-export function parseStreamCounts(text: string): number[] | null {
+/** A list of positive integers such as "1,2,4,8" (--streams, --prompt-tokens); null if any part is not one. */
+export function parsePositiveIntegers(text: string): number[] | null {
   const counts = text.split(',').map((part) => Number(part.trim()));
   return counts.length > 0 && counts.every((count) => Number.isInteger(count) && count >= 1) ? counts : null;
 }

@@ -20,6 +20,7 @@ export const SCHEMAS = {
   finetuneMerge: 'herd.finetune-merge/1',
   bench: 'herd.bench/1',
   benchServe: 'herd.bench-serve/1',
+  benchCompare: 'herd.bench-compare/1',
   serve: 'herd.serve/1',
   env: 'herd.env/1',
   guard: 'herd.guard/1',

@@ -21,16 +21,23 @@ const BLOCK_SCALES: Partial<Record<PackedFormat, { weights: number; scales: Arra
   IQ4_XS: { weights: 256, scales: [[0, 0.0001]] },
 };
 
+/** One stored format for every matrix, or a format per matrix (a llama.cpp mix such as Q4_K_M). */
+export type SyntheticFormat = PackedFormat | ((name: string, shape: readonly number[]) => PackedFormat);
+
 /**
- * Random weights of a model's exact shapes in one stored format, made as they are read: for
+ * Random weights of a model's exact shapes in stored formats, made as they are read: for
  * speed and memory benchmarks of model shapes nobody has to download ("random weights are fine
  * for speed"). Norms are ones so activations stay finite; block scales are small.
  */
 export class SyntheticWeights implements WeightSource {
   private readonly shapes: Map<string, number[]>;
 
-  constructor(config: LlamaConfig, private readonly format: PackedFormat) {
+  constructor(config: LlamaConfig, private readonly format: SyntheticFormat) {
     this.shapes = tensorShapes(config);
+  }
+
+  private formatOf(name: string): PackedFormat {
+    return typeof this.format === 'string' ? this.format : this.format(name, this.shape(name));
   }
 
   names(): string[] {
@@ -48,14 +55,15 @@ export class SyntheticWeights implements WeightSource {
   describePacked(name: string): PackedTensor | null {
     const shape = this.shape(name);
     if (shape.length !== 2) return null;
-    return { format: this.format, shape, byteLength: packedBytes(this.format, shape[0]!, shape[1]!) };
+    const format = this.formatOf(name);
+    return { format, shape, byteLength: packedBytes(format, shape[0]!, shape[1]!) };
   }
 
-  readPackedInto(_name: string, target: Uint8Array, byteOffset = 0): void {
+  readPackedInto(name: string, target: Uint8Array, byteOffset = 0): void {
     randomFillSync(target);
-    const format = this.format;
+    const format = this.formatOf(name);
     if (format === 'F16' || format === 'BF16' || format === 'F32') {
-      this.tameFloats(target, byteOffset);
+      tameFloats(format, target, byteOffset);
       return;
     }
     const { weights, scales } = BLOCK_SCALES[format]!;
@@ -68,20 +76,20 @@ export class SyntheticWeights implements WeightSource {
     }
   }
 
-  /** Random bits make huge or NaN floats: keep the mantissa random under a fixed small exponent. */
-  private tameFloats(target: Uint8Array, byteOffset: number): void {
-    if (this.format === 'F32') {
-      for (let at = (4 - (byteOffset % 4)) % 4 + 3; at < target.length; at += 4) target[at] = (target[at]! & 0x80) | 0x3c;
-      return;
-    }
-    // The high byte of each half holds sign and exponent (BF16: 0x3c ≈ 2^-7; F16: 0x20 ≈ 2^-7).
-    const high = this.format === 'BF16' ? 0x3c : 0x20;
-    for (let at = (byteOffset % 2 === 0 ? 1 : 0); at < target.length; at += 2) target[at] = (target[at]! & 0x80) | high;
-  }
-
   private shape(name: string): number[] {
     const shape = this.shapes.get(name);
     if (!shape) throw new Error(`no tensor ${name}`);
     return shape;
   }
+}
+
+/** Random bits make huge or NaN floats: keep the mantissa random under a fixed small exponent. */
+function tameFloats(format: 'F32' | 'F16' | 'BF16', target: Uint8Array, byteOffset: number): void {
+  if (format === 'F32') {
+    for (let at = (4 - (byteOffset % 4)) % 4 + 3; at < target.length; at += 4) target[at] = (target[at]! & 0x80) | 0x3c;
+    return;
+  }
+  // The high byte of each half holds sign and exponent (BF16: 0x3c ≈ 2^-7; F16: 0x20 ≈ 2^-7).
+  const high = format === 'BF16' ? 0x3c : 0x20;
+  for (let at = (byteOffset % 2 === 0 ? 1 : 0); at < target.length; at += 2) target[at] = (target[at]! & 0x80) | high;
 }
