@@ -1,10 +1,14 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
 import type { Ops } from '../engine/ops.js';
 import { HerdError } from '../errors.js';
 import { float32Bytes, type Backend, type BackendProbe } from './backend.js';
-import { TfjsOps } from './tfjs-ops.js';
+
+/**
+ * tfjs is imported when a tfjs backend is probed or started, not with the registry: a model on
+ * herd's own kernels then never holds tfjs' ~20 MB of code and heap beside its weights.
+ */
+const tfjsCore = () => import('@tensorflow/tfjs-core');
 
 /** tfjs computes in float32: every stored type is widened at load, and its KV cache is float32. */
 interface TfjsBackendSpec {
@@ -31,9 +35,11 @@ function tfjsBackend(spec: TfjsBackendSpec): Backend {
     kvElementBytes: () => 4,
     create: async () => {
       await spec.register();
+      const tf = await tfjsCore();
       if (!(await tf.setBackend(spec.tfjsName))) throw new HerdError(`${spec.packageName} did not start its "${spec.tfjsName}" backend`);
       await tf.ready();
-      if (spec.name === 'cpu') silenceNodeAdvice();
+      if (spec.name === 'cpu') silenceNodeAdvice(tf.backend());
+      const { TfjsOps } = await import('./tfjs-ops.js');
       return new TfjsOps(spec.name) as Ops<unknown, unknown>;
     },
   };
@@ -82,7 +88,7 @@ async function probeTfjs(spec: TfjsBackendSpec): Promise<BackendProbe> {
   } catch (error) {
     return { name, available: false, reason: describeImportFailure(spec.packageName, error) };
   }
-  if (tf.findBackendFactory(spec.tfjsName) === null) {
+  if ((await tfjsCore()).findBackendFactory(spec.tfjsName) === null) {
     return { name, available: false, reason: `${spec.packageName} loaded but registered no "${spec.tfjsName}" backend` };
   }
   return { name, available: true, reason: `${spec.packageName} ${packageVersion(spec.packageName)}` };
@@ -92,8 +98,8 @@ async function probeTfjs(spec: TfjsBackendSpec): Promise<BackendProbe> {
  * The cpu backend prints a multi-line "install tfjs-node" banner on first use in Node; a person
  * who forced --backend cpu chose it, and `herd env` already says what else exists.
  */
-function silenceNodeAdvice(): void {
-  (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
+function silenceNodeAdvice(cpuBackend: object): void {
+  (cpuBackend as { firstUse: boolean }).firstUse = false;
 }
 
 async function importOptional(packageName: string): Promise<void> {

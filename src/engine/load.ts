@@ -9,7 +9,7 @@ import { parseLlamaConfig, tokenIdList, type LlamaConfig } from '../spec/llama-c
 import type { LlamaForCausalLM } from './model.js';
 import type { PackedFormat, WeightSource } from '../formats/weights.js';
 import { GgufWeights } from '../formats/gguf-llama.js';
-import { tokenizerFromGguf } from '../formats/gguf-tokenizer.js';
+import { dropTokenizerArrays, tokenizerFromGguf } from '../formats/gguf-tokenizer.js';
 import { layoutFromConfig } from '../formats/quantized-layouts.js';
 import { HerdTokenizer } from './tokenizer.js';
 import { readJsonFile } from '../formats/files.js';
@@ -57,9 +57,15 @@ export function openModel(dir: string): OpenedModel {
       weights.close();
       throw error;
     }
+    let tokenizer: HerdTokenizer | null = null;
     const readTokenizer = () => {
+      if (tokenizer) return tokenizer;
       const { tokenizerJson, tokenizerConfig } = tokenizerFromGguf(weights.file.metadata, dir);
-      return HerdTokenizer.fromJson(tokenizerJson, tokenizerConfig);
+      tokenizer = HerdTokenizer.fromJson(tokenizerJson, tokenizerConfig);
+      // The config and stop ids are read; from here on the checkpoint only reads tensors, so the
+      // vocabulary's arrays need not stay alive beside the weights while they load.
+      dropTokenizerArrays(weights.file.metadata);
+      return tokenizer;
     };
     const readGeneration = () => ({ eosTokenIds: config.eosTokenIds, doSample: false, temperature: null, topP: null, topK: null, repetitionPenalty: null });
     return { config, checkpoint: weights, readTokenizer, readGeneration };

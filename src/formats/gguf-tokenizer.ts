@@ -116,6 +116,14 @@ export function endOfGenerationIds(metadata: Map<string, unknown>): number[] {
   return [...ids].sort((a, b) => a - b);
 }
 
+/** The metadata entries that hold one value per token or merge (for Llama 3, 128k tokens and 280k merges). */
+const TOKENIZER_ARRAY_KEYS = ['tokenizer.ggml.tokens', 'tokenizer.ggml.token_type', 'tokenizer.ggml.scores', 'tokenizer.ggml.merges'];
+
+/** Removes the per-token arrays from metadata whose tokenizer has been built (they are tens of MB of strings). */
+export function dropTokenizerArrays(metadata: Map<string, unknown>): void {
+  for (const key of TOKENIZER_ARRAY_KEYS) metadata.delete(key);
+}
+
 /** tokenizer.json and tokenizer_config.json objects for @huggingface/tokenizers, from GGUF metadata. */
 export function tokenizerFromGguf(metadata: Map<string, unknown>, source: string): { tokenizerJson: object; tokenizerConfig: Record<string, unknown> } {
   const model = metadata.get('tokenizer.ggml.model');

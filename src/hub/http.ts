@@ -1,4 +1,5 @@
-import { EnvHttpProxyAgent, type Dispatcher } from 'undici';
+import { createRequire } from 'node:module';
+import type { Dispatcher, EnvHttpProxyAgent } from 'undici';
 import { HerdError } from '../errors.js';
 import type { HubSettings } from './settings.js';
 import { hubError, networkError, type RequestSubject } from './hub-errors.js';
@@ -120,7 +121,9 @@ function proxyDispatcher(env: NodeJS.ProcessEnv): Dispatcher | undefined {
   const emitWarning = process.emitWarning;
   process.emitWarning = () => {};
   try {
-    return new EnvHttpProxyAgent({ httpProxy: httpProxy || undefined, httpsProxy: httpsProxy || httpProxy || undefined, noProxy: env.NO_PROXY ?? env.no_proxy ?? '' });
+    // Required here, not imported at the top: undici is ~18 MB of code that every command loading a model would hold otherwise.
+    const { EnvHttpProxyAgent: ProxyAgent } = createRequire(import.meta.url)('undici') as { EnvHttpProxyAgent: typeof EnvHttpProxyAgent };
+    return new ProxyAgent({ httpProxy: httpProxy || undefined, httpsProxy: httpsProxy || httpProxy || undefined, noProxy: env.NO_PROXY ?? env.no_proxy ?? '' });
   } finally {
     process.emitWarning = emitWarning;
   }

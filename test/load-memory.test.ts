@@ -1,0 +1,105 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { openModel } from '../src/engine/load.js';
+import { HerdTokenizer } from '../src/engine/tokenizer.js';
+import { readGgufHeader } from '../src/formats/gguf.js';
+import { endOfGenerationIds } from '../src/formats/gguf-tokenizer.js';
+import { GGUF_LLAMACPP, LLAMA_TOKENIZER, readJson } from './fixtures.js';
+import { HANG_GUARD_MS } from './hang-guard.js';
+
+/*
+ * What a loaded model holds besides its weights and KV cache (docs/performance.md, "Peak RSS"):
+ * the tokenizer's build inputs, the GGUF vocabulary arrays and modules the chosen backend never
+ * uses are let go. Invariants, not RSS thresholds (RSS varies by machine).
+ */
+
+const Q8_GGUF = path.join(GGUF_LLAMACPP, 'model-Q8_0.gguf');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+describe('the tokenizer keeps no build inputs', () => {
+  const tokenizerJson = readJson<object>(path.join(LLAMA_TOKENIZER, 'tokenizer.json'));
+  const configJson = readJson<Record<string, unknown>>(path.join(LLAMA_TOKENIZER, 'tokenizer_config.json'));
+
+  test('the tokenizer.json object, its vocab and merges are no longer referenced', () => {
+    const built = (HerdTokenizer.fromJson(tokenizerJson, configJson) as unknown as { tokenizer: Record<string, unknown> }).tokenizer;
+    const model = built.model as { config: Record<string, unknown>; merges: unknown[]; bpe_ranks: Map<string, number> };
+    expect(built.tokenizer).toBeNull();
+    expect(model.config.vocab).toBeUndefined();
+    expect(model.config.merges).toBeUndefined();
+    expect(model.merges).toHaveLength(0);
+    // What encoding reads stays: every one of Llama 3's 280,147 merges is ranked.
+    expect(model.bpe_ranks.size).toBe((tokenizerJson as { model: { merges: unknown[] } }).model.merges.length);
+  });
+
+  test('encodes and decodes as the library does with everything kept', () => {
+    const reference = new Tokenizer(tokenizerJson, configJson);
+    const lean = HerdTokenizer.fromJson(tokenizerJson, configJson);
+    const text = "Héllo wörld — isn't BPE fun? 12345 <|eot_id|>\n\tcode: `x += 1`";
+    const ids = reference.encode(text, { add_special_tokens: true }).ids;
+    expect(lean.encode(text, true)).toEqual(ids);
+    expect(lean.decode(ids)).toBe(reference.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false }));
+  });
+});
+
+describe('a GGUF model lets its vocabulary arrays go once the tokenizer is built', () => {
+  test('the metadata loses tokens and merges; the stop ids and a second read are unchanged', () => {
+    const { config, checkpoint, readTokenizer } = openModel(Q8_GGUF);
+    try {
+      const metadata = (checkpoint as unknown as { file: { metadata: Map<string, unknown> } }).file.metadata;
+      expect(metadata.has('tokenizer.ggml.tokens')).toBe(true);
+      const tokenizer = readTokenizer();
+      expect(metadata.has('tokenizer.ggml.tokens')).toBe(false);
+      expect(metadata.has('tokenizer.ggml.merges')).toBe(false);
+      expect(metadata.has('tokenizer.ggml.token_type')).toBe(false);
+      expect(readTokenizer()).toBe(tokenizer);
+      const fresh = readGgufHeader(Q8_GGUF).metadata;
+      expect(config.eosTokenIds).toEqual(endOfGenerationIds(fresh));
+      const tokens = fresh.get('tokenizer.ggml.tokens') as string[];
+      expect(tokenizer.encode('<|eot_id|>', false)).toEqual([tokens.indexOf('<|eot_id|>')]);
+      expect(tokenizer.decode([tokens.length - 1])).toBe(tokens.at(-1));
+    } finally {
+      checkpoint.close();
+    }
+  });
+});
+
+/**
+ * Loads the Q8_0 GGUF on the native backend in a fresh Node (a module loaded once stays loaded, so
+ * only a process of its own shows what loading needed) and reports what got loaded besides.
+ */
+const LOAD_AND_REPORT = `
+import { createRequire } from 'node:module';
+let wasmModules = 0;
+const Module = WebAssembly.Module;
+WebAssembly.Module = new Proxy(Module, { construct: (target, args) => (wasmModules++, Reflect.construct(target, args)) });
+const { loadModel } = await import('./dist/backends/load.js');
+await import('./dist/hub/http.js');
+const loaded = await loadModel(process.argv[1], { backend: process.env.BACKEND, threads: 1 });
+const cached = Object.keys(createRequire(import.meta.url).cache);
+const has = (name) => cached.some((file) => file.includes('/node_modules/' + name + '/'));
+console.log(JSON.stringify({ backend: loaded.model.backendName, wasmModules, tfjs: has('@tensorflow/tfjs-core'), undici: has('undici') }));
+process.exit(0);
+`;
+
+function loadInFreshNode(backend: string): Record<string, unknown> {
+  const result = spawnSync(process.execPath, ['--input-type=module', '-e', LOAD_AND_REPORT, Q8_GGUF], {
+    cwd: ROOT, encoding: 'utf8', timeout: HANG_GUARD_MS, env: { ...process.env, BACKEND: backend },
+  });
+  if (result.status !== 0) throw new Error(`loading in a fresh node failed (${result.status}): ${result.stderr}`);
+  return JSON.parse(result.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+}
+
+describe('a model on the native kernels loads nothing another backend needs (built dist/)', () => {
+  test('no WebAssembly module compiled, tfjs and undici not loaded', () => {
+    expect(loadInFreshNode('native')).toEqual({ backend: 'native', wasmModules: 0, tfjs: false, undici: false });
+  });
+
+  test('the same probe sees the WASM kernels and tfjs when they are the backend (it can fail)', () => {
+    const kernels = loadInFreshNode('kernels');
+    expect(kernels).toMatchObject({ backend: 'kernels', tfjs: false });
+    expect(kernels.wasmModules).toBeGreaterThan(0);
+    expect(loadInFreshNode('wasm')).toMatchObject({ backend: 'wasm', tfjs: true });
+  });
+});
