@@ -7,11 +7,11 @@ import { GgmlType, readGgufHeader } from '../src/formats/gguf.js';
 import { ggufTensor } from '../src/formats/gguf-llama.js';
 import { ggmlTypeFor, type GgufMix } from '../src/formats/gguf-recipe.js';
 import type { HostTensor } from '../src/formats/safetensors.js';
-import { requireNativeAddon } from '../src/native/addon.js';
 import type { LlamaConfig } from '../src/spec/llama-config.js';
-import { ggufQuantizer } from '../src/quant/native-gguf.js';
+import type { GgufQuantizer } from '../src/quant/native-gguf.js';
 import { GGUF_LLAMACPP, readJson } from './fixtures.js';
 import { herd } from './herd-cli.js';
+import { PATHS_AND_THREADS, SEARCH_PATHS, quantizerDuringBlock } from './native-quantizer-setup.js';
 
 /**
  * The native Q2_K, Q3_K, IQ4_NL and IQ4_XS quantizers and llama.cpp's mixes that use them, against
@@ -19,9 +19,6 @@ import { herd } from './herd-cli.js';
  * sha256 of every tensor's bytes, on the gguf-llamacpp source with 12 edge-case rows planted in
  * blk.3.ffn_up). The addon must be built: this file fails (it does not skip) when it is missing.
  */
-const addon = requireNativeAddon();
-const SEARCH_PATHS = ['scalar', 'avx2'].filter((isa) => addon.info().paths[isa] === '');
-const bestPath = addon.info().isa;
 const LOWBIT = path.join(path.dirname(GGUF_LLAMACPP), 'gguf-lowbit');
 
 interface Reference {
@@ -47,7 +44,7 @@ const source = sourceTensors();
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 /** Every matrix of the source in `mix` by herd ({type, sha256} by GGUF name), with the given quantizer. */
-function herdMix(mix: GgufMix, quantize: ReturnType<typeof ggufQuantizer>['quantize']): Record<string, { type: string; sha256: string }> {
+function herdMix(mix: GgufMix, quantize: GgufQuantizer['quantize']): Record<string, { type: string; sha256: string }> {
   const out: Record<string, { type: string; sha256: string }> = {};
   for (const tensor of source.tensors) {
     const written = ggufTensor(tensor, mix, source.config, quantize);
@@ -67,21 +64,12 @@ function llamaCppMix(mix: string): Record<string, { type: string; sha256: string
  * and whose Q5_K/Q6_K tensors the K mixes cover) on the SIMD searches' path only, where their time goes.
  */
 const MIXES_OF_PATH = (isa: string) => MIXES.filter((mix) => isa !== 'scalar' || !mix.startsWith('IQ4'));
-const CONFIGS = SEARCH_PATHS.flatMap((isa) => [1, 3].map((threads) => [isa, threads] as const));
 
-describe.each(CONFIGS)('llama.cpp\'s low-bit mixes of the fixture on the %s path, %i thread(s)', (isa, threads) => {
-  let quantizer: ReturnType<typeof ggufQuantizer>;
-  beforeAll(() => {
-    addon.choose(isa);
-    quantizer = ggufQuantizer(threads);
-  });
-  afterAll(() => {
-    quantizer.close();
-    addon.choose(bestPath);
-  });
+describe.each(PATHS_AND_THREADS)('llama.cpp\'s low-bit mixes of the fixture on the %s path, %i thread(s)', (isa, threads) => {
+  const quantizer = quantizerDuringBlock(isa, threads);
 
   test.each(MIXES_OF_PATH(isa))('%s: every tensor has llama.cpp\'s type and bytes (the edge-case rows included)', (mix) => {
-    expect(herdMix(mix, quantizer.quantize)).toEqual(llamaCppMix(mix));
+    expect(herdMix(mix, quantizer().quantize)).toEqual(llamaCppMix(mix));
   });
 });
 
@@ -89,10 +77,8 @@ describe.each(CONFIGS)('llama.cpp\'s low-bit mixes of the fixture on the %s path
 const constant = (value: number, count = 256) => new Float32Array(count).fill(value);
 
 describe('blocks whose bytes follow from first principles', () => {
-  let quantizer: ReturnType<typeof ggufQuantizer>;
-  beforeAll(() => (quantizer = ggufQuantizer(1)));
-  afterAll(() => quantizer.close());
-  const quantize = (type: GgmlType, values: Float32Array) => Array.from(quantizer.quantize!(type, values, values.length)!);
+  const quantizer = quantizerDuringBlock(SEARCH_PATHS.at(-1)!, 1);
+  const quantize = (type: GgmlType, values: Float32Array) => Array.from(quantizer().quantize!(type, values, values.length)!);
 
   test('zeros: Q2_K and Q3_K are all zero bytes (scales, codes and d)', () => {
     expect(quantize(GgmlType.Q2_K, constant(0))).toEqual(new Array(84).fill(0));
