@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
+import Ajv2020 from 'ajv/dist/2020.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { openModelFolder } from '../src/engine/load.js';
 import { GgmlType, readGgufHeader } from '../src/formats/gguf.js';
 import { ggufTensor } from '../src/formats/gguf-llama.js';
@@ -139,16 +141,24 @@ describe('herd quantize --format gguf-q2_k,gguf-iq4_xs', () => {
   afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
   const model = path.join(GGUF_LLAMACPP, 'source');
 
-  test('writes llama.cpp\'s tensor types and general.file_type, and the files generate on the native backend', () => {
+  test('writes llama.cpp\'s tensor types, bytes and general.file_type, and the files generate on the native backend', () => {
     const cli = herd(['quantize', '--model', model, '--format', 'gguf-q2_k,gguf-iq4_xs', '--out', out, '--threads', '2', '--json']);
     expect(cli.status).toBe(0);
+    // The --json contract: the new format names are in herd.quantize/1's enum.
+    const schema = JSON.parse(fs.readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../docs/schemas/herd.quantize.schema.json'), 'utf8'));
+    const validate = new Ajv2020.default({ strict: true, allowUnionTypes: true }).compile(schema);
+    expect([validate(JSON.parse(cli.stdout)), validate.errors ?? null]).toEqual([true, null]);
     const results = JSON.parse(cli.stdout).formats as Array<{ path: string }>;
     results.forEach((result, i) => {
       const mix = (['Q2_K', 'IQ4_XS'] as const)[i]!;
       const file = readGgufHeader(result.path);
       expect(file.metadata.get('general.file_type')).toBe(reference.files[mix]!.file_type);
-      const types = Object.fromEntries([...file.tensors.values()].map((t) => [t.name, GgmlType[t.type]]));
-      expect(types).toEqual(Object.fromEntries(Object.entries(reference.files[mix]!.tensors).map(([name, t]) => [name, t.type])));
+      const bytes = fs.readFileSync(result.path);
+      const tensors = Object.fromEntries([...file.tensors.values()].map((t) => [t.name, { type: GgmlType[t.type], sha256: sha256(bytes.subarray(t.begin, t.begin + t.byteLength)) }]));
+      // llama.cpp's tensors, but for the one whose rows the reference planted (its type is still compared).
+      const planted = 'blk.3.ffn_up.weight';
+      expect(tensors[planted]!.type).toBe(reference.files[mix]!.tensors[planted]!.type);
+      expect({ ...tensors, [planted]: null }).toEqual({ ...reference.files[mix]!.tensors, [planted]: null });
       const run = herd(['generate', '-m', result.path, '--backend', 'native', '-n', '8', '--temperature', '0', '--threads', '1', '--json', 'Once upon a time']);
       expect(run.status).toBe(0);
       const json = JSON.parse(run.stdout);
