@@ -112,8 +112,8 @@ static void write_q5_1(const herd_scale_searches *unused, const float *x, uint8_
 
 /* ---- Super-blocks of 256: Q4_K, Q5_K (scale and min per 32), Q6_K (signed scale per 16) ---- */
 
-static const herd_scale_min_search Q4_K_SEARCH = {15, -1.0f, 0.1f, 20};
-static const herd_scale_min_search Q5_K_SEARCH = {31, -0.5f, 0.1f, 15};
+static const herd_scale_min_search Q4_K_SEARCH = {15, -1.0f, 0.1f, 20, QK, 0};
+static const herd_scale_min_search Q5_K_SEARCH = {31, -0.5f, 0.1f, 15, QK, 0};
 
 /*
  * What Q4_K and Q5_K share: each sub-block of 32 fitted (weights rms + |x|), f16 d and dmin and the

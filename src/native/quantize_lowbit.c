@@ -3,8 +3,10 @@
  * quantize_q3_K, quantize_iq4_nl and quantize_iq4_xs write them when given none (ggml-quants.c:
  * quantize_row_q2_K_ref, quantize_row_q3_K_ref, quantize_row_iq4_nl_impl with 7 trial scales).
  * Byte identity needs the reference's float operations in its order and its rounding helper
- * exactly (ggml_nearest_int below, garbage-in-garbage-out beyond 2^22 and NaN included), so these
- * are plain scalar loops: one super-block at a time, shared out over the pool by quantize.c.
+ * exactly (ggml_nearest_int below, garbage-in-garbage-out beyond 2^22 and NaN included). Q2_K's
+ * scale search is the K-quants' vectorized make_qkx2_quants (quantize_search.h, whose inputs stay
+ * within ±nmax·1.2, where its rounding equals this one); the rest are plain scalar loops, one
+ * super-block at a time, shared out over the pool by quantize.c.
  */
 #include <math.h>
 #include <string.h>
@@ -30,71 +32,15 @@ static void pack_two_bit_codes(const uint8_t *codes, uint8_t *qs) {
 
 /* ---- Q2_K: 16 groups of 16, each a 4-bit scale and 4-bit min of f16 d and dmin, codes 0..3 ---- */
 
-/*
- * make_qkx2_quants for Q2_K (nmax 3, rmin −0.5, rdelta 0.1, 15 steps, weights |x|, absolute error):
- * the scale and subtracted min of 16 weights minimising the weighted error over 16 trial scales.
- */
-static float fit_q2_group(const float *x, uint8_t *codes, float *the_min) {
-  enum { N = 16, NMAX = 3, NSTEP = 15 };
-  float w[N], min = x[0], max = x[0], sum_w, sum_x;
-  for (int i = 0; i < N; i++) w[i] = fabsf(x[i]);
-  sum_w = w[0];
-  sum_x = sum_w * x[0];
-  for (int i = 1; i < N; i++) {
-    if (x[i] < min) min = x[i];
-    if (x[i] > max) max = x[i];
-    sum_w += w[i];
-    sum_x += w[i] * x[i];
-  }
-  if (min > 0) min = 0;
-  if (max == min) {
-    memset(codes, 0, N);
-    *the_min = -min;
-    return 0;
-  }
-  float inverse = NMAX / (max - min), scale = 1 / inverse, best_error = 0;
-  for (int i = 0; i < N; i++) {
-    codes[i] = (uint8_t)clamp_to(ggml_nearest_int(inverse * (x[i] - min)), 0, NMAX);
-    best_error += w[i] * fabsf(scale * codes[i] + min - x[i]);
-  }
-  for (int step = 0; step <= NSTEP; step++) {
-    uint8_t trial[N];
-    inverse = (-0.5f + 0.1f * step + NMAX) / (max - min);
-    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-    for (int i = 0; i < N; i++) {
-      const int l = clamp_to(ggml_nearest_int(inverse * (x[i] - min)), 0, NMAX);
-      trial[i] = (uint8_t)l;
-      sum_l += w[i] * l;
-      sum_l2 += w[i] * l * l;
-      sum_xl += w[i] * l * x[i];
-    }
-    const float det = sum_w * sum_l2 - sum_l * sum_l;
-    if (!(det > 0)) continue;
-    float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det, this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
-    if (this_min > 0) {
-      this_min = 0;
-      this_scale = sum_xl / sum_l2;
-    }
-    float error = 0;
-    for (int i = 0; i < N; i++) error += w[i] * fabsf(this_scale * trial[i] + this_min - x[i]);
-    if (error < best_error) {
-      memcpy(codes, trial, N);
-      best_error = error;
-      scale = this_scale;
-      min = this_min;
-    }
-  }
-  *the_min = -min;
-  return scale;
-}
+/* make_qkx2_quants for Q2_K: codes 0..3, 16 trial scales, groups of 16, weights |x|, absolute error. */
+static const herd_scale_min_search Q2_K_SEARCH = {3, -0.5f, 0.1f, 15, 16, 1};
 
 /* Q2_K, 84 bytes: scales[16] (scale | min << 4), qs[64], f16 d, f16 dmin. */
-void herd_write_q2_k(const herd_scale_searches *unused, const float *x, uint8_t *out) {
-  (void)unused;
+void herd_write_q2_k(const herd_scale_searches *searches, const float *x, uint8_t *out) {
   uint8_t codes[QK_K], *scales_byte = out, *qs = out + 16;
   float scales[16], mins[16], max_scale = 0, max_min = 0;
+  searches->fit_scale_min(&Q2_K_SEARCH, x, scales, mins, codes);
   for (int j = 0; j < 16; j++) {
-    scales[j] = fit_q2_group(x + 16 * j, codes + 16 * j, &mins[j]);
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
