@@ -16,6 +16,7 @@
  * than a file naming rule so that moving a suite between tiers does not rename it.
  */
 export const SLOW_SUITES = [
+  'test/native-quantize-lowbit.test.ts', // 23 s alone, 52 s beside two other suites at load 8: 6 mixes of the 3.8M-weight fixture on 4 path × thread settings, the CLI
   'test/cli.test.ts', // 68 s: every command through the built CLI
   'test/eval-compare.test.ts', // 185 s
   'test/finetune-adapter-cli.test.ts', // 186 s

@@ -9,9 +9,10 @@ import type { GgufMix } from '../src/formats/gguf-recipe.js';
 import { requireNativeAddon } from '../src/native/addon.js';
 import { DEFAULT_CALIBRATION_FILE } from '../src/quant/calibration.js';
 import { runQuantizeJob } from '../src/quant/job.js';
-import { NATIVE_QUANT_TYPES, ggufQuantizer, type GgufQuantizer } from '../src/quant/native-gguf.js';
+import { NATIVE_ONLY_TYPES, NATIVE_QUANT_TYPES, ggufQuantizer } from '../src/quant/native-gguf.js';
 import { GGUF_LLAMACPP, STORIES, readJson } from './fixtures.js';
 import { herd } from './herd-cli.js';
+import { PATHS_AND_THREADS, SEARCH_PATHS, quantizerDuringBlock } from './native-quantizer-setup.js';
 
 /**
  * herd's native GGUF block quantizers (src/native/quantize.c) write the same bytes as its
@@ -21,11 +22,10 @@ import { herd } from './herd-cli.js';
  * this file fails (it does not skip) when it is missing.
  */
 const addon = requireNativeAddon();
-/** The K-quants' scale searches have two implementations: the portable one (forced by the scalar path) and AVX2's (every x86 SIMD path). */
-const SEARCH_PATHS = ['scalar', 'avx2'].filter((isa) => addon.info().paths[isa] === '');
 const bestPath = addon.info().isa;
 
-const TYPES = [...NATIVE_QUANT_TYPES].map((type) => [GgmlType[type], type] as const);
+/** The types both languages write (the native-only ones are compared with llama.cpp in native-quantize-lowbit.test.ts). */
+const TYPES = [...NATIVE_QUANT_TYPES].filter((type) => !NATIVE_ONLY_TYPES.has(type)).map((type) => [GgmlType[type], type] as const);
 
 /** Rows of a test matrix, each an edge case for the scale searches; cols is whole blocks of the type. */
 function awkwardMatrix(cols: number, seed: number): Float32Array {
@@ -70,17 +70,8 @@ function firstDifference(a: Uint8Array, b: Uint8Array): { at: number; ours: numb
   return { at: -1, ours: undefined, reference: undefined };
 }
 
-describe.each(SEARCH_PATHS.flatMap((isa) => [1, 3].map((threads) => [isa, threads] as const)))('native quantizers on the %s path, %i thread(s), write the TypeScript writers\' bytes', (isa, threads) => {
-  // The pool and the path are the addon's: each block sets them when it runs, not when jest collects it.
-  let quantizer: GgufQuantizer;
-  beforeAll(() => {
-    addon.choose(isa);
-    quantizer = ggufQuantizer(threads);
-  });
-  afterAll(() => {
-    quantizer.close();
-    addon.choose(bestPath);
-  });
+describe.each(PATHS_AND_THREADS)('native quantizers on the %s path, %i thread(s), write the TypeScript writers\' bytes', (isa, threads) => {
+  const quantizer = quantizerDuringBlock(isa, threads);
 
   test('the threads asked for run, and closing gives the pool back as it was', () => {
     expect(addon.info().threads).toBe(threads);
@@ -88,14 +79,14 @@ describe.each(SEARCH_PATHS.flatMap((isa) => [1, 3].map((threads) => [isa, thread
     expect(addon.info().threads).toBe(2);
     inner.close();
     expect(addon.info().threads).toBe(threads);
-    expect(quantizer.description).toBe(`GGUF blocks by herd's native quantizers on ${threads} thread${threads === 1 ? '' : 's'}`);
+    expect(quantizer().description).toBe(`GGUF blocks by herd's native quantizers on ${threads} thread${threads === 1 ? '' : 's'}`);
   });
 
   test.each(TYPES)('%s: awkward rows', (_name, type) => {
     // Two super-blocks a row (or 16 blocks of 32): every row holds several blocks, and the edge rows sit between normal ones.
     const cols = 512;
     const values = awkwardMatrix(cols, type);
-    const native = quantizer.quantize!(type, values, cols)!;
+    const native = quantizer().quantize!(type, values, cols)!;
     expect(firstDifference(native, typescriptBytes(`awkward ${type}`, type, values))).toEqual({ at: -1, ours: undefined, reference: undefined });
   });
 
@@ -103,22 +94,22 @@ describe.each(SEARCH_PATHS.flatMap((isa) => [1, 3].map((threads) => [isa, thread
     const draw = seededRandom(1000 + type);
     const [rows, cols] = [37, 768];
     const values = Float32Array.from({ length: rows * cols }, () => (draw() - 0.5) * (draw() < 0.01 ? 40 : 1));
-    const native = quantizer.quantize!(type, values, cols)!;
+    const native = quantizer().quantize!(type, values, cols)!;
     expect(firstDifference(native, typescriptBytes(`random ${type}`, type, values))).toEqual({ at: -1, ours: undefined, reference: undefined });
   });
 
   test('rows that are not whole blocks, and types the native code does not write, are left to the TypeScript writers', () => {
-    expect(quantizer.quantize!(GgmlType.Q4_K, new Float32Array(2 * 288), 288)).toBeNull();
-    expect(quantizer.quantize!(GgmlType.Q8_0, new Float32Array(48), 48)).toBeNull();
-    expect(quantizer.quantize!(GgmlType.Q2_K, new Float32Array(256), 256)).toBeNull();
+    expect(quantizer().quantize!(GgmlType.Q4_K, new Float32Array(2 * 288), 288)).toBeNull();
+    expect(quantizer().quantize!(GgmlType.Q8_0, new Float32Array(48), 48)).toBeNull();
+    expect(quantizer().quantize!(GgmlType.IQ2_XXS, new Float32Array(256), 256)).toBeNull();
     // encodeTensor then refuses them as before.
-    expect(() => encodeTensor(GgmlType.Q8_0, new Float32Array(48), 48, quantizer.quantize)).toThrow('Q8_0 needs rows that are a multiple of 32 long');
+    expect(() => encodeTensor(GgmlType.Q8_0, new Float32Array(48), 48, quantizer().quantize)).toThrow('Q8_0 needs rows that are a multiple of 32 long');
   });
 });
 
 test('the addon checks its sizes: a short output array or an unknown type is refused, not a write past its end', () => {
   expect(() => addon.quantize(GgmlType.Q8_0, new Float32Array(64), 2, 32, new Uint8Array(67))).toThrow(/quantize's type or sizes do not match/);
-  expect(() => addon.quantize(GgmlType.Q2_K, new Float32Array(256), 1, 256, new Uint8Array(84))).toThrow(/quantize's type or sizes do not match/);
+  expect(() => addon.quantize(GgmlType.IQ2_XXS, new Float32Array(256), 1, 256, new Uint8Array(66))).toThrow(/quantize's type or sizes do not match/);
 });
 
 interface ReferenceFile {

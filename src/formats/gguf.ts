@@ -73,9 +73,10 @@ export const GGML_LAYOUT: Record<GgmlType, { block: number; bytes: number }> = {
   [GgmlType.Q1_0]: { block: 128, bytes: 2 + 16 },
 };
 
-/** The types herd's GGUF writer produces; reading accepts every type above. */
+/** The types herd's GGUF writer produces (the last four from the native quantizers only); reading accepts every type above. */
 export const GGUF_WRITTEN_TYPES: ReadonlySet<GgmlType> = new Set([
   GgmlType.F32, GgmlType.F16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+  GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS,
 ]);
 
 export function isGgmlType(id: number): id is GgmlType {

@@ -29,12 +29,6 @@ static inline int nearest_clamped(float x, int low, int high) {
 
 static inline int clamp_int(int l, int low, int high) { return l < low ? low : l > high ? high : l; }
 
-static void put_half(uint8_t *at, float value) {
-  const uint16_t bits = herd_float_to_half(value);
-  at[0] = (uint8_t)bits;
-  at[1] = (uint8_t)(bits >> 8);
-}
-
 /* The value of largest magnitude (the first of equals), which Q4_0 and Q5_0 scale by. */
 static float extreme_of(const float *x, int n) {
   float extreme = 0;
@@ -50,14 +44,14 @@ static void write_q8_0(const herd_scale_searches *unused, const float *x, uint8_
   float amax = 0;
   for (int i = 0; i < QK; i++) amax = fmaxf(amax, fabsf(x[i]));
   const float d = amax / 127, inverse = d != 0 ? 1.0f / d : 0.0f;
-  put_half(out, d);
+  herd_put_half(out, d);
   for (int i = 0; i < QK; i++) out[2 + i] = (uint8_t)(int8_t)roundf(x[i] * inverse);
 }
 
 static void write_q4_0(const herd_scale_searches *unused, const float *x, uint8_t *out) {
   (void)unused;
   const float d = extreme_of(x, QK) / -8, inverse = d != 0 ? 1.0f / d : 0.0f;
-  put_half(out, d);
+  herd_put_half(out, d);
   for (int j = 0; j < 16; j++) {
     const int low = (int)(x[j] * inverse + 8.5f), high = (int)(x[j + 16] * inverse + 8.5f);
     out[2 + j] = (uint8_t)((low < 15 ? low : 15) | (high < 15 ? high : 15) << 4);
@@ -72,8 +66,8 @@ static void affine_fit(const float *x, int levels, uint8_t *out, int *codes) {
     if (x[i] > max) max = x[i];
   }
   const float d = (max - min) / (float)levels, inverse = d != 0 ? 1.0f / d : 0.0f;
-  put_half(out, d);
-  put_half(out + 2, min);
+  herd_put_half(out, d);
+  herd_put_half(out + 2, min);
   for (int i = 0; i < QK; i++) codes[i] = (int)((x[i] - min) * inverse + 0.5f);
 }
 
@@ -100,7 +94,7 @@ static void write_q4_1(const herd_scale_searches *unused, const float *x, uint8_
 static void write_q5_0(const herd_scale_searches *unused, const float *x, uint8_t *out) {
   (void)unused;
   const float d = extreme_of(x, QK) / -16, inverse = d != 0 ? 1.0f / d : 0.0f;
-  put_half(out, d);
+  herd_put_half(out, d);
   int codes[QK];
   for (int i = 0; i < QK; i++) codes[i] = clamp_int((int)(x[i] * inverse + 16.5f), 0, 31);
   put_fifth_bits(codes, out + 2);
@@ -118,8 +112,8 @@ static void write_q5_1(const herd_scale_searches *unused, const float *x, uint8_
 
 /* ---- Super-blocks of 256: Q4_K, Q5_K (scale and min per 32), Q6_K (signed scale per 16) ---- */
 
-static const herd_scale_min_search Q4_K_SEARCH = {15, -1.0f, 0.1f, 20};
-static const herd_scale_min_search Q5_K_SEARCH = {31, -0.5f, 0.1f, 15};
+static const herd_scale_min_search Q4_K_SEARCH = {15, -1.0f, 0.1f, 20, QK, 0};
+static const herd_scale_min_search Q5_K_SEARCH = {31, -0.5f, 0.1f, 15, QK, 0};
 
 /*
  * What Q4_K and Q5_K share: each sub-block of 32 fitted (weights rms + |x|), f16 d and dmin and the
@@ -146,8 +140,8 @@ static void fit_scale_min_super_block(const herd_scale_searches *searches, const
       packed[j] |= (uint8_t)((lm >> 4) << 6);
     }
   }
-  put_half(header, max_scale / 63);
-  put_half(header + 2, max_min / 63);
+  herd_put_half(header, max_scale / 63);
+  herd_put_half(header + 2, max_min / 63);
   const float d = herd_half_to_float((uint16_t)(header[0] | header[1] << 8));
   const float dmin = herd_half_to_float((uint16_t)(header[2] | header[3] << 8));
   for (int j = 0; j < 8; j++) {
@@ -202,7 +196,7 @@ static void write_q6_k(const herd_scale_searches *searches, const float *x, uint
   memset(out, 0, 210);
   if (max_abs_scale < GROUP_MAX_EPS) return; /* all zeros, d = 0 */
   const float inverse = -128 / max_scale;
-  put_half(out + 208, 1 / inverse);
+  herd_put_half(out + 208, 1 / inverse);
   const float d = herd_half_to_float((uint16_t)(out[208] | out[209] << 8));
   int8_t *int_scales = (int8_t *)(out + 192);
   for (int ib = 0; ib < 16; ib++) int_scales[ib] = (int8_t)nearest_clamped(inverse * scales[ib], -128, 127);
@@ -234,6 +228,8 @@ static const quant_type TYPES[] = {
     {GGML_Q8_0, QK, 34, write_q8_0},     {GGML_Q4_0, QK, 18, write_q4_0},     {GGML_Q4_1, QK, 20, write_q4_1},
     {GGML_Q5_0, QK, 22, write_q5_0},     {GGML_Q5_1, QK, 24, write_q5_1},     {GGML_Q4_K, QK_K, 144, write_q4_k},
     {GGML_Q5_K, QK_K, 176, write_q5_k},  {GGML_Q6_K, QK_K, 210, write_q6_k},
+    {GGML_Q2_K, QK_K, 84, herd_write_q2_k},     {GGML_Q3_K, QK_K, 110, herd_write_q3_k},
+    {GGML_IQ4_NL, QK, 18, herd_write_iq4_nl},   {GGML_IQ4_XS, QK_K, 136, herd_write_iq4_xs},
 };
 
 static const quant_type *type_of(int type) {

@@ -46,33 +46,40 @@ static void transpose_groups(const float *x, int n, vf *t) {
     for (int j = 0; j < LANES; j++) t[i][j] = x[j * n + i];
 }
 
-/* Σ w·(scale·l + min − x)² over a sub-block of 32, in every lane. */
-static vf weighted_error(const vf *x, const vf *w, const vf *codes, vf scale, vf min) {
+/* Σ w·(scale·l + min − x)² (or Σ w·|scale·l + min − x| when absolute) over a group of n, in every lane. */
+static vf weighted_error(const vf *x, const vf *w, const vf *codes, vf scale, vf min, int n, int absolute) {
   vf error = vsplat(0);
-  for (int i = 0; i < QK; i++) {
+  for (int i = 0; i < n; i++) {
     const vf diff = scale * codes[i] + min - x[i];
-    error += w[i] * (diff * diff);
+    error += w[i] * (absolute ? vabs(diff) : diff * diff);
   }
   return error;
 }
 
 /*
- * make_qkx2_quants over LANES sub-blocks of 32 (the weights of quantize_row_q4_K_ref), one per
- * lane: the scale and (non-negative, subtracted) min minimising the weighted squared error,
- * trying nstep + 1 rescalings of the plain range fit. Codes 0..nmax of sub-block j go to codes[32j..].
+ * make_qkx2_quants over LANES groups of s->group weights, one per lane: the scale and (non-negative,
+ * subtracted) min minimising the weighted error, trying nstep + 1 rescalings of the plain range
+ * fit. Weights rms + |x| and squared error (quantize_row_q4_K_ref's), or |x| and absolute error
+ * (quantize_row_q2_K_ref's). Codes 0..nmax of group j go to codes[group·j..].
  */
 static void make_qkx2_quants_lanes(const herd_scale_min_search *s, const float *block, float *scales, float *mins, uint8_t *codes) {
+  const int n = s->group;
+  if (n < 1 || n > QK) return; /* not a group size of these types (and tells GCC x[0] is written) */
   vf x[QK], w[QK], best[QK], trial[QK];
-  transpose_groups(block, QK, x);
-  /* Weights rms + |x| of each sub-block (quantize_row_q4_K_ref's av_x + fabsf(x)). */
-  vf sum_squares = vsplat(0), average;
-  for (int i = 0; i < QK; i++) sum_squares += x[i] * x[i];
-  const vf mean_square = sum_squares / vsplat(QK);
-  for (int j = 0; j < LANES; j++) average[j] = sqrtf(mean_square[j]);
-  for (int i = 0; i < QK; i++) w[i] = average + vabs(x[i]);
+  transpose_groups(block, n, x);
+  if (s->absolute) {
+    for (int i = 0; i < n; i++) w[i] = vabs(x[i]);
+  } else {
+    /* Weights rms + |x| of each sub-block (quantize_row_q4_K_ref's av_x + fabsf(x)). */
+    vf sum_squares = vsplat(0), average;
+    for (int i = 0; i < n; i++) sum_squares += x[i] * x[i];
+    const vf mean_square = sum_squares / vsplat((float)n);
+    for (int j = 0; j < LANES; j++) average[j] = sqrtf(mean_square[j]);
+    for (int i = 0; i < n; i++) w[i] = average + vabs(x[i]);
+  }
 
   vf min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
-  for (int i = 1; i < QK; i++) {
+  for (int i = 1; i < n; i++) {
     min = vsel(x[i] < min, x[i], min);
     max = vsel(x[i] > max, x[i], max);
     sum_w += w[i];
@@ -83,13 +90,13 @@ static void make_qkx2_quants_lanes(const herd_scale_min_search *s, const float *
   const vi flat = max == min;
   const vf flat_min = min, nmax = vsplat((float)s->nmax);
   vf inverse = nmax / (max - min), scale = vsplat(1) / inverse;
-  for (int i = 0; i < QK; i++) best[i] = vnearest_clamped(inverse * (x[i] - min), 0, (float)s->nmax);
-  vf best_error = weighted_error(x, w, best, scale, min);
+  for (int i = 0; i < n; i++) best[i] = vnearest_clamped(inverse * (x[i] - min), 0, (float)s->nmax);
+  vf best_error = weighted_error(x, w, best, scale, min, n, s->absolute);
   for (int step = 0; step <= s->nstep; step++) {
     /* min is the best fit's so far, as in llama.cpp: later trials start from it. */
     inverse = vsplat(s->rmin + s->rdelta * step + s->nmax) / (max - min);
     vf sum_l = vsplat(0), sum_l2 = vsplat(0), sum_xl = vsplat(0);
-    for (int i = 0; i < QK; i++) {
+    for (int i = 0; i < n; i++) {
       trial[i] = vnearest_clamped(inverse * (x[i] - min), 0, (float)s->nmax);
       const vf wl = w[i] * trial[i];
       sum_l += wl;
@@ -101,9 +108,9 @@ static void make_qkx2_quants_lanes(const herd_scale_min_search *s, const float *
     const vi positive_min = this_min > vsplat(0);
     this_scale = vsel(positive_min, sum_xl / sum_l2, this_scale);
     this_min = vsel(positive_min, vsplat(0), this_min);
-    const vf error = weighted_error(x, w, trial, this_scale, this_min);
+    const vf error = weighted_error(x, w, trial, this_scale, this_min, n, s->absolute);
     const vi better = (det > vsplat(0)) & (error < best_error);
-    for (int i = 0; i < QK; i++) best[i] = vsel(better, trial[i], best[i]);
+    for (int i = 0; i < n; i++) best[i] = vsel(better, trial[i], best[i]);
     best_error = vsel(better, error, best_error);
     scale = vsel(better, this_scale, scale);
     min = vsel(better, this_min, min);
@@ -111,7 +118,7 @@ static void make_qkx2_quants_lanes(const herd_scale_min_search *s, const float *
   for (int j = 0; j < LANES; j++) {
     scales[j] = flat[j] ? 0.0f : scale[j];
     mins[j] = -(flat[j] ? flat_min[j] : min[j]);
-    for (int i = 0; i < QK; i++) codes[j * QK + i] = flat[j] ? 0 : (uint8_t)best[i][j];
+    for (int i = 0; i < n; i++) codes[j * n + i] = flat[j] ? 0 : (uint8_t)best[i][j];
   }
 }
 
@@ -167,7 +174,7 @@ static void make_qx_quants_lanes(int nmax, const float *groups, float *scales, u
 }
 
 static void fit_scale_min(const herd_scale_min_search *s, const float *block, float *scales, float *mins, uint8_t *codes) {
-  for (int j = 0; j < 8; j += LANES) make_qkx2_quants_lanes(s, block + j * QK, scales + j, mins + j, codes + j * QK);
+  for (int j = 0; j < QK_K / s->group; j += LANES) make_qkx2_quants_lanes(s, block + j * s->group, scales + j, mins + j, codes + j * s->group);
 }
 
 static void fit_signed_scales(int nmax, const float *block, float *scales, uint8_t *codes) {

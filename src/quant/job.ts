@@ -21,7 +21,7 @@ import { GgufValueType, readGgufHeader, writeGguf, type GgufTensorToWrite } from
 import { ggufTensor, llamaMetadata, ropeFreqsTensor, type BlockQuantizer } from '../formats/gguf-llama.js';
 import type { GgufMix } from '../formats/gguf-recipe.js';
 import { tokenizerMetadata } from '../formats/gguf-tokenizer.js';
-import { ggufQuantizer } from './native-gguf.js';
+import { ggufQuantizer, refuseWithoutNativeWriter } from './native-gguf.js';
 import { quantizeGptq } from './gptq.js';
 import { layerRunnerBackend } from './native-calibration.js';
 import { GPTQ_MIN_ZERO, gptqQuantizationConfig, packGptq, type GptqOptions } from '../formats/gptq.js';
@@ -36,6 +36,7 @@ import { f32Tensor } from '../formats/stored-tensors.js';
 export const FORMATS = [
   'fp8', 'awq', 'gptq', 'int4-rtn', 'nf4',
   'gguf-q8_0', 'gguf-q6_k', 'gguf-q5_k_m', 'gguf-q5_0', 'gguf-q4_k_m', 'gguf-q4_k', 'gguf-q4_1', 'gguf-q4_0', 'gguf-f16',
+  'gguf-iq4_xs', 'gguf-iq4_nl', 'gguf-q3_k_l', 'gguf-q3_k_m', 'gguf-q3_k_s', 'gguf-q2_k',
 ] as const;
 export type QuantFormat = (typeof FORMATS)[number];
 
@@ -159,6 +160,7 @@ class JobContext {
       if (fs.existsSync(target) && ggufSettings(target) === settings) return result(0, true, []);
       const quantizer = ggufQuantizer(this.options.threads);
       try {
+        refuseWithoutNativeWriter(format, quantizer);
         await this.writeGguf(format.slice(5).toUpperCase() as GgufMix, target, settings, format, quantizer.quantize);
       } finally {
         quantizer.close();
