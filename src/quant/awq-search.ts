@@ -89,7 +89,7 @@ function searchGroupScales(
     const [linear] = linears as [HostTensor];
     const output = (w: Float32Array): Float32Array => (native ? native.matmulTransposed(group.input, w, linear.shape[0]!) : matmulTransposed(group.input, w, linear.shape[0]!));
     const reference = output(linear.data);
-    return searchAwqScales(linears, group.input, groupSize, ([candidate]) => squaredError(output(candidate!.data), reference));
+    return searchAwqScales(linears, group.input, groupSize, ([candidate]) => squaredError(output(candidate!.data), reference), native);
   }
   const recorded = group.blockOutput;
   const reference = runner.run(hidden, weights, recorded);
@@ -97,7 +97,7 @@ function searchGroupScales(
     const trial = new Map(weights);
     group.linears.forEach((name, i) => trial.set(name, candidates[i]!));
     return squaredError(runner.run(hidden, trial, recorded), reference);
-  });
+  }, native);
 }
 
 /**
@@ -106,9 +106,12 @@ function searchGroupScales(
  * group's maximum, averaged over the linears' rows), clamped to ≥ 1e-4 and divided by
  * √(max s · min s); the linears become Q(W·diag(s))·diag(1/s) and `blockError` measures the
  * output they give. The α with the smallest error wins. Channels no activation reaches (zero
- * padding of the MLP) keep s = 1 and stay out of the normalisation.
+ * padding of the MLP) keep s = 1 and stay out of the normalisation. `native`: the candidates on
+ * the addon's threads (the same bits), or null for the TypeScript.
  */
-export function searchAwqScales(weights: HostTensor[], x: Activations, groupSize: number, blockError: (candidates: HostTensor[]) => number): Float32Array {
+export function searchAwqScales(
+  weights: HostTensor[], x: Activations, groupSize: number, blockError: (candidates: HostTensor[]) => number, native: NativeCalibration | null = null,
+): Float32Array {
   const xMean = columnMeanAbs(x);
   const wMean = normalisedWeightMean(weights, groupSize, x.cols);
   let best = { error: Infinity, scales: new Float32Array(x.cols).fill(1) };
@@ -125,7 +128,7 @@ export function searchAwqScales(weights: HostTensor[], x: Activations, groupSize
     }
     const norm = Math.sqrt(low * high);
     for (let c = 0; c < x.cols; c++) if (xMean[c] !== 0) scales[c] = scales[c]! / norm;
-    const error = blockError(weights.map((w) => scaledPseudoQuantized(w, scales, groupSize)));
+    const error = blockError(weights.map((w) => (native ? native.scaledPseudoQuantized(w, scales, groupSize) : scaledPseudoQuantized(w, scales, groupSize))));
     if (error < best.error) best = { error, scales };
   }
   return best.scales;
