@@ -16,7 +16,6 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { activateBackend } from '../dist/backends/registry.js';
 import { DecoderLayerRunner } from '../dist/quant/layer-runner.js';
-import { scaledPseudoQuantized } from '../dist/quant/awq-search.js';
 import { nativeCalibration } from '../dist/quant/native-calibration.js';
 import { seededRandom } from '../dist/engine/sampling.js';
 
@@ -68,8 +67,8 @@ measure('down group X·Wᵀ (float64 sums)', RATIOS + 1, () => native.matmulTran
 const scales = new Float32Array(hidden).fill(1.01), downScales = new Float32Array(intermediate).fill(1.01);
 measure('pseudo-quantized candidates (q, k, v, gate, up, down)', RATIOS, () => {
   for (const name of ['self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight', 'mlp.gate_proj.weight', 'mlp.up_proj.weight'])
-    scaledPseudoQuantized(weights.get(name), scales, GROUP);
-  scaledPseudoQuantized(weights.get('mlp.down_proj.weight'), downScales, GROUP);
+    native.scaledPseudoQuantized(weights.get(name), scales, GROUP);
+  native.scaledPseudoQuantized(weights.get('mlp.down_proj.weight'), downScales, GROUP);
 }, false);
 // The clipping search samples at most 512 tokens, whatever the calibration's size.
 measure('clipping searches (v, o, gate, up, down)', 1, () => {
