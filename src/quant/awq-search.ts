@@ -35,8 +35,12 @@ interface ScalingGroup {
   previous: string;
   linears: string[];
   input: Activations;
-  /** The linear whose output is the block output the loss is measured on (module2inspect), or none: the linears' own output. */
-  blockOutput: string | null;
+  /**
+   * The block whose output the loss is measured on (module2inspect), or none: the linears' own
+   * output. The attention block runs on the layer's residual input; the MLP on the group's own
+   * recorded input (AutoAWQ feeds module2inspect the input recorded for the group's linears).
+   */
+  block: 'attention' | 'mlp' | null;
 }
 
 /**
@@ -50,13 +54,13 @@ export function awqLayer(
 ): void {
   const weight = (name: string): HostTensor => weights.get(name)!;
   const groups: ScalingGroup[] = [
-    { previous: 'input_layernorm.weight', linears: ['self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight'], input: inputs.attention, blockOutput: 'self_attn.o_proj.weight' },
-    { previous: 'post_attention_layernorm.weight', linears: ['mlp.gate_proj.weight', 'mlp.up_proj.weight'], input: inputs.mlp, blockOutput: 'mlp.down_proj.weight' },
-    { previous: 'mlp.up_proj.weight', linears: ['mlp.down_proj.weight'], input: inputs.down, blockOutput: null },
+    { previous: 'input_layernorm.weight', linears: ['self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight'], input: inputs.attention, block: 'attention' },
+    { previous: 'post_attention_layernorm.weight', linears: ['mlp.gate_proj.weight', 'mlp.up_proj.weight'], input: inputs.mlp, block: 'mlp' },
+    { previous: 'mlp.up_proj.weight', linears: ['mlp.down_proj.weight'], input: inputs.down, block: null },
   ];
   // v → o only when the shapes agree (no grouped-query attention), as AutoAWQ's llama model does.
   if (sameShape(weight('self_attn.v_proj.weight'), weight('self_attn.o_proj.weight'))) {
-    groups.push({ previous: 'self_attn.v_proj.weight', linears: ['self_attn.o_proj.weight'], input: inputs.attentionOutput, blockOutput: null });
+    groups.push({ previous: 'self_attn.v_proj.weight', linears: ['self_attn.o_proj.weight'], input: inputs.attentionOutput, block: null });
   }
   const scales = groups.map((group) => searchGroupScales(group, weights, inputs.hidden, runner, groupSize, native));
   const clipInputs = new Map<string, Activations>([
@@ -85,18 +89,18 @@ function searchGroupScales(
   group: ScalingGroup, weights: LayerWeights, hidden: Activations, runner: DecoderLayerRunner, groupSize: number, native: NativeCalibration | null,
 ): Float32Array {
   const linears = group.linears.map((name) => weights.get(name)!);
-  if (group.blockOutput === null) {
+  if (group.block === null) {
     const [linear] = linears as [HostTensor];
     const output = (w: Float32Array): Float32Array => (native ? native.matmulTransposed(group.input, w, linear.shape[0]!) : matmulTransposed(group.input, w, linear.shape[0]!));
     const reference = output(linear.data);
     return searchAwqScales(linears, group.input, groupSize, ([candidate]) => squaredError(output(candidate!.data), reference), native);
   }
-  const recorded = group.blockOutput;
-  const reference = runner.run(hidden, weights, recorded);
+  const blockOutput = (layer: LayerWeights): Float32Array => (group.block === 'mlp' ? runner.runMlp(group.input, layer) : runner.run(hidden, layer, 'self_attn.o_proj.weight'));
+  const reference = blockOutput(weights);
   return searchAwqScales(linears, group.input, groupSize, (candidates) => {
     const trial = new Map(weights);
     group.linears.forEach((name, i) => trial.set(name, candidates[i]!));
-    return squaredError(runner.run(hidden, trial, recorded), reference);
+    return squaredError(blockOutput(trial), reference);
   }, native);
 }
 
