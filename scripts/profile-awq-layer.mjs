@@ -3,7 +3,7 @@
  * Where one AWQ decoder layer of the Llama-3.2-1B shape spends its time (docs/performance.md,
  * "AWQ and GPTQ calibration on the native threads"), and the whole model's estimate from it.
  * Times each piece of awqLayer once (src/quant/awq-search.ts) and multiplies by how often a layer
- * runs it: the block outputs of the attention group (o_proj) and the MLP group (down_proj) and
+ * runs it: the block outputs of the attention group (o_proj) and the MLP group (the MLP alone) and
  * the down group's X·Wᵀ once per grid ratio plus the reference (21), the candidates' pseudo-
  * quantization once per ratio (20), the clipping searches once. Random weights and activations
  * (speed does not depend on the values); `--windows` of 256 tokens (herd's default calibration is
@@ -45,7 +45,7 @@ const weights = new Map([
 ]);
 const tokens = windows * WINDOW;
 const activations = (cols) => ({ rows: tokens, cols, data: random(tokens * cols, 2) });
-const inputs = { hidden: activations(hidden), attention: activations(hidden), down: activations(intermediate) };
+const inputs = { hidden: activations(hidden), attention: activations(hidden), mlp: activations(hidden), down: activations(intermediate) };
 
 const native = nativeCalibration();
 if (!native) throw new Error('the native addon did not load: npm run build:native');
@@ -62,7 +62,7 @@ function measure(label, perLayer, fn, scalesWithTokens = true) {
 }
 
 measure('attention block output (q, k, v, attention, o)', RATIOS + 1, () => runner.run(inputs.hidden, weights, 'self_attn.o_proj.weight'));
-measure('whole layer output (attention + MLP)', RATIOS + 1, () => runner.run(inputs.hidden, weights, 'mlp.down_proj.weight'));
+measure('MLP block output on its recorded input (gate, up, down)', RATIOS + 1, () => runner.runMlp(inputs.mlp, weights));
 measure('down group X·Wᵀ (float64 sums)', RATIOS + 1, () => native.matmulTransposed(inputs.down, weights.get('mlp.down_proj.weight').data, hidden));
 const scales = new Float32Array(hidden).fill(1.01), downScales = new Float32Array(intermediate).fill(1.01);
 measure('pseudo-quantized candidates (q, k, v, gate, up, down)', RATIOS, () => {
