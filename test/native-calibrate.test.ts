@@ -5,7 +5,7 @@ import type { HostTensor } from '../src/formats/safetensors.js';
 import { DEFAULT_GPTQ } from '../src/formats/gptq.js';
 import { requireNativeAddon } from '../src/native/addon.js';
 import { matmulTransposed, type Activations } from '../src/quant/awq.js';
-import { awqLayer, searchAwqClip } from '../src/quant/awq-search.js';
+import { awqLayer, scaledPseudoQuantized, searchAwqClip } from '../src/quant/awq-search.js';
 import { hessian, quantizeGptq, upperCholeskyOfInverse } from '../src/quant/gptq.js';
 import { DecoderLayerRunner, type LayerWeights } from '../src/quant/layer-runner.js';
 import { layerRunnerBackend, nativeCalibration } from '../src/quant/native-calibration.js';
@@ -60,6 +60,20 @@ describe.each([1, 3])('on %i thread(s)', (threads) => {
       const x = randomActivations(rows + cols, rows, cols);
       const w = randomWeight(out, out, cols);
       expectSameBits(native.matmulTransposed(x, w.data, out), matmulTransposed(x, w.data, out));
+    }
+  });
+
+  test("AWQ's candidates Q(W·diag(s))·diag(1/s) are the TypeScript's, bit for bit", () => {
+    // 40 rows: two items of 16 and one of 8; groups of 32 and of 8 (rows of one group, too); scales far from 1 and tiny.
+    for (const [rows, cols, groupSize] of [[40, 96, 32], [8, 8, 8], [24, 64, 8]] as const) {
+      const w = randomWeight(rows * cols, rows, cols);
+      const draw = seededRandom(cols);
+      const scales = Float32Array.from({ length: cols }, (_, c) => (c % 5 === 0 ? 1e-4 : 0.1 + draw() * 30));
+      const candidate = native.scaledPseudoQuantized(w, scales, groupSize);
+      expectSameBits(candidate.data, scaledPseudoQuantized(w, scales, groupSize).data);
+      expect(candidate.shape).toEqual(w.shape);
+      // Quantized: at most 16 values in each group (not a copy of the weights).
+      expect(new Set(Array.from(candidate.data.subarray(0, groupSize), (v, c) => Math.fround(v * scales[c]!))).size).toBeLessThanOrEqual(16);
     }
   });
 

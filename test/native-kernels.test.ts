@@ -150,6 +150,19 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     },
   );
 
+  // gemm_f32's blocks: 131 rows are two chunks of 64 and 3 more, 1,100 columns two blocks of 512
+  // and 76, 50 tokens a block of 48 and 2 (AWQ's block outputs run every candidate this way).
+  test('linear on F32 weights [131, 1100] × 50 tokens (every block of the tiled product and its remainders) equals the float64 product', () => {
+    const [rows, cols, tokens] = [131, 1100, 50];
+    const { bytes, weights } = packedRandom('F32', rows, cols, 5);
+    const x = gaussian(6, tokens * cols);
+    const y = new Float32Array(tokens * rows);
+    addon.linear(NATIVE_FORMAT_CODES.F32!, bytes, rows, cols, x, tokens, y);
+    const { y: expected, magnitude } = referenceLinear(weights, rows, cols, Float64Array.from(x), tokens);
+    expectWithin(y, expected, (i) => 2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-6);
+    results.set(`F32-blocks/${isa}/${threads}`, y);
+  });
+
   test.each([['Q8_0'], ['Q4_0'], ['Q4_K'], ['F16']] as const)('linearMany on three %s weights of 37, 8 and 21 rows equals each float64 product', (format) => {
     const cols = format === 'Q4_K' ? 512 : 96;
     const tokens = 5;
@@ -255,8 +268,8 @@ test('every path and thread count computes the same linear products (within floa
     const largest = Math.max(...scalar.map(Math.abs));
     expectWithin(y, scalar, () => 1e-5 * largest);
   }
-  // Each format × token count × path × 2 thread counts.
-  expect(results.size).toBe(LINEAR_SHAPES.length * LINEAR_TOKENS.length * runnable.length * 2);
+  // Each format × token count (and the blocked F32 product) × path × 2 thread counts.
+  expect(results.size).toBe((LINEAR_SHAPES.length * LINEAR_TOKENS.length + 1) * runnable.length * 2);
 });
 
 test('a path this build does not have is refused with the reason', () => {

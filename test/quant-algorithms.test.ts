@@ -82,6 +82,15 @@ test('the layer runner reproduces the full model: layer 1 input = layer 0 input 
   expect(squaredError(rebuilt, next) / squaredError(next, new Float32Array(next.length))).toBeLessThan(1e-10);
 });
 
+test("the MLP block alone on the recorded gate/up input is the whole layer's MLP output (what AWQ's MLP group is measured on)", () => {
+  const weights = layerWeights(0);
+  const alone = runner.runMlp(act(0, 'mlp.gate_proj.weight'), weights);
+  const inLayer = runner.run(act(0, 'input_layernorm.weight'), weights, 'mlp.down_proj.weight');
+  // The recorded input came from the calibration pass, the layer's from a recomputed attention block: rounding apart.
+  expect(alone.length).toBe(inLayer.length);
+  expect(squaredError(alone, inLayer) / squaredError(inLayer, new Float32Array(inLayer.length))).toBeLessThan(1e-10);
+});
+
 /** The layer's float weights, MLP padded to 192. */
 function layerWeights(layer: number): LayerWeights {
   const names = [...LINEARS.map((linear) => `${linear}.weight`), 'input_layernorm.weight', 'post_attention_layernorm.weight'];

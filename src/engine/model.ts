@@ -133,6 +133,20 @@ export class LlamaForCausalLM<T, W> {
   }
 
   /**
+   * The MLP block of layer `index` alone, on rows of the embedding table taken as its (normed)
+   * input, in parts of PREFILL_CHUNK_TOKENS: how AWQ measures its MLP group on the recorded input,
+   * as AutoAWQ does, without running the attention block before it.
+   */
+  mlpOfRows(ids: Int32Array, index = 0): Float32Array {
+    const parts: Float32Array[] = [];
+    for (let first = 0; first < ids.length; first += PREFILL_CHUNK_TOKENS) {
+      const part = ids.subarray(first, first + PREFILL_CHUNK_TOKENS);
+      parts.push(this.ops.scope(() => this.ops.read(this.mlp(this.ops.embedding(this.weights.embedTokens, part), this.weights.layers[index]!))));
+    }
+    return concatenate(parts);
+  }
+
+  /**
    * The same pass in one part, returning the backend's logits tensor ([rows, vocab]) in the
    * caller's scope: for callers that keep computing on the backend, such as a training loss.
    */

@@ -362,6 +362,23 @@ static napi_value awq_clip(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* awqPseudoQuantize(w: Float32Array, rows, cols, scales: Float32Array, groupSize, out: Float32Array) */
+static napi_value awq_pseudo_quantize(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  array_view w, scales, out;
+  int rows, cols, group_size;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 6 || !typed_array(env, argv[0], napi_float32_array, &w) || !int_arg(env, argv[1], &rows) || !int_arg(env, argv[2], &cols) ||
+      !typed_array(env, argv[3], napi_float32_array, &scales) || !int_arg(env, argv[4], &group_size) || !typed_array(env, argv[5], napi_float32_array, &out))
+    return NULL;
+  if (rows <= 0 || cols <= 0 || group_size <= 0 || cols % group_size || w.length != (size_t)rows * cols || scales.length != (size_t)cols ||
+      out.length != (size_t)rows * cols)
+    return size_error(env, "awqPseudoQuantize");
+  herd_awq_pseudo_quantize(w.data, rows, cols, scales.data, group_size, out.data);
+  return NULL;
+}
+
 /* gptqFactor(h: Float64Array, n, upper: Float64Array): true, or false when h is not positive definite. */
 static napi_value gptq_factor(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -430,6 +447,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"calibrationHessian", NULL, calibration_hessian, NULL, NULL, NULL, napi_default, NULL},
       {"calibrationMatmul", NULL, calibration_matmul, NULL, NULL, NULL, napi_default, NULL},
       {"awqClip", NULL, awq_clip, NULL, NULL, NULL, napi_default, NULL},
+      {"awqPseudoQuantize", NULL, awq_pseudo_quantize, NULL, NULL, NULL, napi_default, NULL},
       {"gptqFactor", NULL, gptq_factor, NULL, NULL, NULL, napi_default, NULL},
       {"gptqColumns", NULL, gptq_columns, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -38,6 +38,8 @@ export interface NativeAddon {
   calibrationMatmul(x: Float32Array, rows: number, cols: number, w: Float32Array, out: number, y: Float32Array): void;
   /** AWQ's clipping bound of every [row, group] of W. */
   awqClip(w: Float32Array, out: number, cols: number, x: Float32Array, xRows: number, groupSize: number, bounds: Float32Array): void;
+  /** AWQ's candidate Q(W·diag(s))·diag(1/s) of W [rows, cols] into out (awq-search.ts scaledPseudoQuantized, the same bits). */
+  awqPseudoQuantize(w: Float32Array, rows: number, cols: number, scales: Float32Array, groupSize: number, out: Float32Array): void;
   /** U upper-triangular with H⁻¹ = UᵀU; false when h is not positive definite. */
   gptqFactor(h: Float64Array, n: number, upper: Float64Array): boolean;
   /** GPTQ's column loop on wp (float64, act order, in place) with u the upper Cholesky factor of H⁻¹. */

@@ -274,6 +274,34 @@ int herd_awq_clip(const float *w, int out, int cols, const float *x, int x_rows,
   return 1;
 }
 
+/* ---- AWQ's scale search: the candidates of a grid ratio ---- */
+
+typedef struct {
+  const float *w, *scales;
+  int rows, cols, group_size;
+  float *out;
+} pseudo_quantize_job;
+
+enum { PSEUDO_QUANTIZE_ITEM_ROWS = 16 };
+
+/* Rows of one item: float32 products and quotients as the TypeScript's Float32Array stores them. */
+static void pseudo_quantize_rows(void *context, int item) {
+  const pseudo_quantize_job *job = context;
+  const int cols = job->cols;
+  for (int r = item * PSEUDO_QUANTIZE_ITEM_ROWS; r < min_int((item + 1) * PSEUDO_QUANTIZE_ITEM_ROWS, job->rows); r++) {
+    const float *w = job->w + (size_t)r * cols;
+    float *out = job->out + (size_t)r * cols;
+    for (int c = 0; c < cols; c++) out[c] = w[c] * job->scales[c];
+    for (int g = 0; g < cols; g += job->group_size) awq_fake_quantize(out + g, job->group_size);
+    for (int c = 0; c < cols; c++) out[c] = (float)((double)out[c] / job->scales[c]);
+  }
+}
+
+void herd_awq_pseudo_quantize(const float *w, int rows, int cols, const float *scales, int group_size, float *out) {
+  pseudo_quantize_job job = {w, scales, rows, cols, group_size, out};
+  parallel_for((rows + PSEUDO_QUANTIZE_ITEM_ROWS - 1) / PSEUDO_QUANTIZE_ITEM_ROWS, pseudo_quantize_rows, &job);
+}
+
 /* ---- GPTQ's factor: U upper-triangular with H⁻¹ = UᵀU (gptq.ts upperCholeskyOfInverse) ---- */
 
 /* tile[a][b] −= s[a] · p[b], the float64 product rounded before the subtraction as in the TypeScript. */

@@ -20,6 +20,13 @@ int herd_matmul_transposed(const float *x, int rows, int cols, const float *w, i
  */
 int herd_awq_clip(const float *w, int out, int cols, const float *x, int x_rows, int group_size, float *bounds);
 
+/*
+ * AWQ's candidate Q(W·diag(s))·diag(1/s) for one grid ratio (awq-search.ts scaledPseudoQuantized):
+ * each column scaled by s, each group of group_size quantized to 4 bits and back with AWQ's
+ * min/max parameters, then divided by s; w and out [rows, cols].
+ */
+void herd_awq_pseudo_quantize(const float *w, int rows, int cols, const float *scales, int group_size, float *out);
+
 /* U upper-triangular with H⁻¹ = UᵀU, h [n, n] symmetric: 1, or 0 when h is not positive definite, −1 on allocation failure. */
 int herd_upper_cholesky_of_inverse(const double *h, int n, double *upper);
 

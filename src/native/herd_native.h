@@ -72,6 +72,8 @@ typedef struct {
   void (*gemm_q8_0)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   void (*gemm_q4_0)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   void (*gemm_q4_k)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+  /* The same for F32 rows (cols floats each) and float activations; NULL: dot_f32 row by row. */
+  void (*gemm_f32)(const float *w, int rows, const float *x, int tokens, int cols, float *y, int y_stride);
 } herd_kernels;
 
 extern const herd_kernels herd_kernels_scalar;

@@ -466,6 +466,73 @@ static void gemm_q4_k(const uint8_t *w, size_t row_bytes, int rows, const quanti
 #undef TILE
 }
 
+/*
+ * F32 rows × many tokens (prefill on float checkpoints; AWQ's block outputs, which run every
+ * grid ratio's candidate weights at float32): tiles of 4 rows × 3 tokens, 12 accumulators, so
+ * each weight and activation vector loaded feeds 3 or 4 FMAs, over blocks of F32_DEPTH columns
+ * (4 weight rows and 3 token rows of it, 14 KB, stay in L1 while the tokens of a block pass) and
+ * of F32_BLOCK_TOKENS tokens (their columns stay in L2 while the rows pass). Each block of
+ * columns adds its partial sum to y.
+ */
+#if HERD_PATH == HERD_AVX512
+typedef __m512 f32_vector;
+#define F32V_LOAD _mm512_loadu_ps
+#define F32V_FMA _mm512_fmadd_ps
+#define F32V_ZERO _mm512_setzero_ps
+#define F32V_SUM _mm512_reduce_add_ps
+#else
+typedef __m256 f32_vector;
+#define F32V_LOAD _mm256_loadu_ps
+#define F32V_FMA _mm256_fmadd_ps
+#define F32V_ZERO _mm256_setzero_ps
+#define F32V_SUM hsum8
+#endif
+enum { F32_LANES = sizeof(f32_vector) / sizeof(float), F32_TILE_ROWS = 4, F32_TILE_TOKENS = 3, F32_DEPTH = 512, F32_BLOCK_TOKENS = 48 };
+
+/* y[t·y_stride + r] (+)= Σ_{c<depth} w[r][c]·x[t][c] for r < rows ≤ 4, t < tokens ≤ 3; missing rows and tokens repeat the first (not stored). */
+static void f32_tile(const float *w, const float *x, int cols, int depth, int rows, int tokens, float *y, int y_stride, int accumulate) {
+  const float *wr[F32_TILE_ROWS], *xt[F32_TILE_TOKENS];
+  for (int a = 0; a < F32_TILE_ROWS; a++) wr[a] = w + (size_t)(a < rows ? a : 0) * cols;
+  for (int b = 0; b < F32_TILE_TOKENS; b++) xt[b] = x + (size_t)(b < tokens ? b : 0) * cols;
+  f32_vector acc[F32_TILE_ROWS][F32_TILE_TOKENS];
+  for (int a = 0; a < F32_TILE_ROWS; a++)
+    for (int b = 0; b < F32_TILE_TOKENS; b++) acc[a][b] = F32V_ZERO();
+  int c = 0;
+  for (; c + F32_LANES <= depth; c += F32_LANES) {
+    const f32_vector x0 = F32V_LOAD(xt[0] + c), x1 = F32V_LOAD(xt[1] + c), x2 = F32V_LOAD(xt[2] + c);
+    for (int a = 0; a < F32_TILE_ROWS; a++) {
+      const f32_vector wv = F32V_LOAD(wr[a] + c);
+      acc[a][0] = F32V_FMA(wv, x0, acc[a][0]);
+      acc[a][1] = F32V_FMA(wv, x1, acc[a][1]);
+      acc[a][2] = F32V_FMA(wv, x2, acc[a][2]);
+    }
+  }
+  for (int a = 0; a < rows; a++) {
+    for (int b = 0; b < tokens; b++) {
+      float sum = F32V_SUM(acc[a][b]);
+      for (int k = c; k < depth; k++) sum += wr[a][k] * xt[b][k];
+      float *out = y + (size_t)b * y_stride + a;
+      *out = accumulate ? *out + sum : sum;
+    }
+  }
+}
+
+static void gemm_f32(const float *w, int rows, const float *x, int tokens, int cols, float *y, int y_stride) {
+  for (int t0 = 0; t0 < tokens; t0 += F32_BLOCK_TOKENS) {
+    const int t1 = t0 + F32_BLOCK_TOKENS < tokens ? t0 + F32_BLOCK_TOKENS : tokens;
+    for (int c0 = 0; c0 < cols; c0 += F32_DEPTH) {
+      const int depth = c0 + F32_DEPTH < cols ? F32_DEPTH : cols - c0;
+      for (int r = 0; r < rows; r += F32_TILE_ROWS) {
+        const int tile_rows = rows - r < F32_TILE_ROWS ? rows - r : F32_TILE_ROWS;
+        for (int t = t0; t < t1; t += F32_TILE_TOKENS) {
+          const int tile_tokens = t1 - t < F32_TILE_TOKENS ? t1 - t : F32_TILE_TOKENS;
+          f32_tile(w + (size_t)r * cols + c0, x + (size_t)t * cols + c0, cols, depth, tile_rows, tile_tokens, y + (size_t)t * y_stride + r, y_stride, c0 > 0);
+        }
+      }
+    }
+  }
+}
+
 const herd_kernels HERD_TABLE = {
     .name = HERD_PATH_NAME,
     .dot_f32 = dot_f32,
@@ -490,5 +557,6 @@ const herd_kernels HERD_TABLE = {
     .gemm_q8_0 = gemm_q8_0,
     .gemm_q4_0 = gemm_q4_0,
     .gemm_q4_k = gemm_q4_k,
+    .gemm_f32 = gemm_f32,
 };
 #endif

@@ -66,6 +66,9 @@ static int takes_q8_k(int format) { return format == FMT_Q4_K || format == FMT_I
 #define ROW_CHUNK 16
 /* Up to this many tokens, 16-bit rows are converted inside the dot; more share one widened copy of each row. */
 #define FUSED_16BIT_TOKENS 2
+/* From this many tokens F32 rows take the path's gemm_f32 (its tiles are 3 tokens wide), in chunks of F32_ROW_CHUNK rows that stay in L2. */
+#define F32_GEMM_TOKENS 3
+#define F32_ROW_CHUNK 64
 /* Fewer tokens than this are quantized on the calling thread: a pool dispatch would cost more. */
 #define POOL_QUANTIZE_TOKENS 4
 
@@ -138,11 +141,17 @@ static void quantize_task(void *context, int thread) {
   for (int t; (t = atomic_fetch_add(&job->next_token, 1)) < job->tokens;) quantize_token(job, t);
 }
 
+static int takes_f32_gemm(const linear_job *job) { return job->format == FMT_F32 && job->k->gemm_f32 != NULL && job->tokens >= F32_GEMM_TOKENS; }
+
 static void linear_rows(const linear_job *job, const herd_linear_output *out, int first, int last, int thread) {
   void (*gemm)(const uint8_t *, size_t, int, const quantized_row *, int, int, float *, int) = gemm_of(job->k, job->format);
   if (gemm != NULL) {
     const quantized_row x = {.codes = job->codes, .scales = job->scales, .sums = job->sums};
     gemm(out->w + (size_t)first * job->row_bytes, job->row_bytes, last - first, &x, job->tokens, job->cols, out->y + first, out->rows);
+    return;
+  }
+  if (takes_f32_gemm(job)) {
+    job->k->gemm_f32((const float *)(out->w + (size_t)first * job->row_bytes), last - first, job->x, job->tokens, job->cols, out->y + first, out->rows);
     return;
   }
   const int sixteen_bit = job->format == FMT_F16 || job->format == FMT_BF16;
@@ -171,17 +180,18 @@ static void linear_rows(const linear_job *job, const herd_linear_output *out, in
 
 static void linear_task(void *context, int thread) {
   linear_job *job = context;
+  const int chunk_rows = takes_f32_gemm(job) ? F32_ROW_CHUNK : ROW_CHUNK;
   for (;;) {
     int chunk = atomic_fetch_add(&job->next_chunk, 1), i = 0;
     /* The output the chunk falls in: a chunk never spans two weights. */
     for (; i < job->count; i++) {
-      const int chunks = (job->outputs[i].rows + ROW_CHUNK - 1) / ROW_CHUNK;
+      const int chunks = (job->outputs[i].rows + chunk_rows - 1) / chunk_rows;
       if (chunk < chunks) break;
       chunk -= chunks;
     }
     if (i == job->count) return;
-    const int first = chunk * ROW_CHUNK, rows = job->outputs[i].rows;
-    linear_rows(job, &job->outputs[i], first, first + ROW_CHUNK < rows ? first + ROW_CHUNK : rows, thread);
+    const int first = chunk * chunk_rows, rows = job->outputs[i].rows;
+    linear_rows(job, &job->outputs[i], first, first + chunk_rows < rows ? first + chunk_rows : rows, thread);
   }
 }
 

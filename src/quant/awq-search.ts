@@ -35,8 +35,12 @@ interface ScalingGroup {
   previous: string;
   linears: string[];
   input: Activations;
-  /** The linear whose output is the block output the loss is measured on (module2inspect), or none: the linears' own output. */
-  blockOutput: string | null;
+  /**
+   * The block whose output the loss is measured on (module2inspect), or none: the linears' own
+   * output. The attention block runs on the layer's residual input; the MLP on the group's own
+   * recorded input (AutoAWQ feeds module2inspect the input recorded for the group's linears).
+   */
+  block: 'attention' | 'mlp' | null;
 }
 
 /**
@@ -50,13 +54,13 @@ export function awqLayer(
 ): void {
   const weight = (name: string): HostTensor => weights.get(name)!;
   const groups: ScalingGroup[] = [
-    { previous: 'input_layernorm.weight', linears: ['self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight'], input: inputs.attention, blockOutput: 'self_attn.o_proj.weight' },
-    { previous: 'post_attention_layernorm.weight', linears: ['mlp.gate_proj.weight', 'mlp.up_proj.weight'], input: inputs.mlp, blockOutput: 'mlp.down_proj.weight' },
-    { previous: 'mlp.up_proj.weight', linears: ['mlp.down_proj.weight'], input: inputs.down, blockOutput: null },
+    { previous: 'input_layernorm.weight', linears: ['self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight'], input: inputs.attention, block: 'attention' },
+    { previous: 'post_attention_layernorm.weight', linears: ['mlp.gate_proj.weight', 'mlp.up_proj.weight'], input: inputs.mlp, block: 'mlp' },
+    { previous: 'mlp.up_proj.weight', linears: ['mlp.down_proj.weight'], input: inputs.down, block: null },
   ];
   // v → o only when the shapes agree (no grouped-query attention), as AutoAWQ's llama model does.
   if (sameShape(weight('self_attn.v_proj.weight'), weight('self_attn.o_proj.weight'))) {
-    groups.push({ previous: 'self_attn.v_proj.weight', linears: ['self_attn.o_proj.weight'], input: inputs.attentionOutput, blockOutput: null });
+    groups.push({ previous: 'self_attn.v_proj.weight', linears: ['self_attn.o_proj.weight'], input: inputs.attentionOutput, block: null });
   }
   const scales = groups.map((group) => searchGroupScales(group, weights, inputs.hidden, runner, groupSize, native));
   const clipInputs = new Map<string, Activations>([
@@ -85,19 +89,19 @@ function searchGroupScales(
   group: ScalingGroup, weights: LayerWeights, hidden: Activations, runner: DecoderLayerRunner, groupSize: number, native: NativeCalibration | null,
 ): Float32Array {
   const linears = group.linears.map((name) => weights.get(name)!);
-  if (group.blockOutput === null) {
+  if (group.block === null) {
     const [linear] = linears as [HostTensor];
     const output = (w: Float32Array): Float32Array => (native ? native.matmulTransposed(group.input, w, linear.shape[0]!) : matmulTransposed(group.input, w, linear.shape[0]!));
     const reference = output(linear.data);
-    return searchAwqScales(linears, group.input, groupSize, ([candidate]) => squaredError(output(candidate!.data), reference));
+    return searchAwqScales(linears, group.input, groupSize, ([candidate]) => squaredError(output(candidate!.data), reference), native);
   }
-  const recorded = group.blockOutput;
-  const reference = runner.run(hidden, weights, recorded);
+  const blockOutput = (layer: LayerWeights): Float32Array => (group.block === 'mlp' ? runner.runMlp(group.input, layer) : runner.run(hidden, layer, 'self_attn.o_proj.weight'));
+  const reference = blockOutput(weights);
   return searchAwqScales(linears, group.input, groupSize, (candidates) => {
     const trial = new Map(weights);
     group.linears.forEach((name, i) => trial.set(name, candidates[i]!));
-    return squaredError(runner.run(hidden, trial, recorded), reference);
-  });
+    return squaredError(blockOutput(trial), reference);
+  }, native);
 }
 
 /**
@@ -106,9 +110,12 @@ function searchGroupScales(
  * group's maximum, averaged over the linears' rows), clamped to ≥ 1e-4 and divided by
  * √(max s · min s); the linears become Q(W·diag(s))·diag(1/s) and `blockError` measures the
  * output they give. The α with the smallest error wins. Channels no activation reaches (zero
- * padding of the MLP) keep s = 1 and stay out of the normalisation.
+ * padding of the MLP) keep s = 1 and stay out of the normalisation. `native`: the candidates on
+ * the addon's threads (the same bits), or null for the TypeScript.
  */
-export function searchAwqScales(weights: HostTensor[], x: Activations, groupSize: number, blockError: (candidates: HostTensor[]) => number): Float32Array {
+export function searchAwqScales(
+  weights: HostTensor[], x: Activations, groupSize: number, blockError: (candidates: HostTensor[]) => number, native: NativeCalibration | null = null,
+): Float32Array {
   const xMean = columnMeanAbs(x);
   const wMean = normalisedWeightMean(weights, groupSize, x.cols);
   let best = { error: Infinity, scales: new Float32Array(x.cols).fill(1) };
@@ -125,7 +132,7 @@ export function searchAwqScales(weights: HostTensor[], x: Activations, groupSize
     }
     const norm = Math.sqrt(low * high);
     for (let c = 0; c < x.cols; c++) if (xMean[c] !== 0) scales[c] = scales[c]! / norm;
-    const error = blockError(weights.map((w) => scaledPseudoQuantized(w, scales, groupSize)));
+    const error = blockError(weights.map((w) => (native ? native.scaledPseudoQuantized(w, scales, groupSize) : scaledPseudoQuantized(w, scales, groupSize))));
     if (error < best.error) best = { error, scales };
   }
   return best.scales;

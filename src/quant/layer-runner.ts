@@ -50,6 +50,18 @@ export class DecoderLayerRunner {
     outputs.reduce((offset, part) => (result.set(part, offset), offset + part.length), 0);
     return result;
   }
+
+  /** The MLP block's output (down_proj's) for every row of `input`, the recorded gate/up input (post_attention_layernorm's output). */
+  runMlp(input: Activations, weights: LayerWeights): Float32Array {
+    const intermediate = weights.get('mlp.up_proj.weight')!.shape[0]!;
+    const config: LlamaConfig = { ...this.config, numHiddenLayers: 1, tieWordEmbeddings: true, vocabSize: input.rows, intermediateSize: intermediate };
+    const model = LlamaForCausalLM.load(config, layerSource(input, weights), this.ops);
+    try {
+      return model.mlpOfRows(Int32Array.from({ length: input.rows }, (_, i) => i));
+    } finally {
+      model.dispose();
+    }
+  }
 }
 
 /** MLP width of a layer whose MLP output nobody reads. */

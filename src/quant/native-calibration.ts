@@ -1,13 +1,13 @@
 import os from 'node:os';
 import { loadNativeAddon, type NativeAddon } from '../native/addon.js';
 import type { HostTensor } from '../formats/safetensors.js';
-import type { Int4Matrix } from '../formats/int4.js';
+import { checkGroupable, type Int4Matrix } from '../formats/int4.js';
 import type { Activations } from './awq.js';
 import { QUANT_BACKEND } from './scorecard.js';
 
 /**
  * The heavy loops of AWQ and GPTQ on the native addon's threads (src/native/calibrate.c). Each
- * returns the same bits as the TypeScript it replaces (hessian, matmulTransposed, searchAwqClip,
+ * returns the same bits as the TypeScript it replaces (hessian, matmulTransposed, searchAwqClip, scaledPseudoQuantized,
  * GPTQ's column loop), which stays the reference and runs when the addon is unavailable
  * (HERD_NATIVE=0, or no compiler at install).
  */
@@ -15,6 +15,8 @@ export interface NativeCalibration {
   hessian(x: Activations): Float64Array;
   matmulTransposed(x: Activations, w: Float32Array, out: number): Float32Array;
   clipBounds(weight: HostTensor, x: Activations, groupSize: number): Float32Array;
+  /** AWQ's candidate Q(W·diag(s))·diag(1/s) (awq-search.ts scaledPseudoQuantized). */
+  scaledPseudoQuantized(weight: HostTensor, scales: Float32Array, groupSize: number): HostTensor;
   /** U upper-triangular with H⁻¹ = UᵀU (gptq.ts upperCholeskyOfInverse), or null when h is not positive definite. */
   upperCholeskyOfInverse(h: Float64Array, n: number): Float64Array | null;
   /** Quantizes the act-ordered float64 weights `wp` (changed in place) into `result`, column by column. */
@@ -58,6 +60,13 @@ function nativeLoops(addon: NativeAddon): NativeCalibration {
       const bounds = new Float32Array(out * (cols / groupSize));
       addon.awqClip(weight.data, out, cols, x.data, x.rows, groupSize, bounds);
       return bounds;
+    },
+    scaledPseudoQuantized(weight, scales, groupSize) {
+      const [rows, cols] = weight.shape as [number, number];
+      checkGroupable(weight.name, rows, cols, groupSize); // the TypeScript's quantizeAwq refuses the same shapes
+      const data = new Float32Array(rows * cols);
+      addon.awqPseudoQuantize(weight.data, rows, cols, scales, groupSize, data);
+      return { name: weight.name, shape: weight.shape, data };
     },
     upperCholeskyOfInverse(h, n) {
       const upper = new Float64Array(n * n);
