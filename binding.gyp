@@ -9,6 +9,7 @@
         "src/native/pool.c",
         "src/native/ops.c",
         "src/native/quantize.c",
+        "src/native/repack.c",
         "src/native/quantize_portable.c",
         "src/native/quantize_avx2.c",
         "src/native/kernels_scalar.c",

@@ -171,6 +171,24 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     });
   });
 
+  // Repacked Q4_0 (src/native/repack.h): 37 rows are two groups of 16 and 5 stored as they were; 16 one group alone.
+  test.each([37, 16].flatMap((rows) => LINEAR_TOKENS.map((tokens) => [rows, tokens] as const)))(
+    'linear on Q4_0 [%i, 96] repacked into groups of 16 rows × %i token(s) equals the float64 product',
+    (rows, tokens) => {
+      const cols = 96;
+      const { bytes, weights } = packedRandom('Q4_0', rows, cols, rows + cols);
+      const repacked = bytes.slice();
+      const code = addon.repackRows(NATIVE_FORMAT_CODES.Q4_0!, repacked, rows, cols, true);
+      expect(code).not.toBe(NATIVE_FORMAT_CODES.Q4_0);
+      expect(repacked).not.toEqual(bytes);
+      const x = gaussian(tokens, tokens * cols);
+      const y = new Float32Array(tokens * rows);
+      addon.linear(code, repacked, rows, cols, x, tokens, y);
+      const { y: expected, magnitude } = referenceLinear(weights, rows, cols, quantizedActivations('Q4_0', x), tokens);
+      expectWithin(y, expected, (i) => 2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-6);
+    },
+  );
+
   test.each(LINEAR_SHAPES.map(([format, rows, cols]) => [format, rows, cols] as const))('embedding rows of %s [%i, %i] equal the dequantized rows', (format, rows, cols) => {
     const { bytes, weights } = packedRandom(format, rows, cols, rows + cols);
     const ids = Int32Array.from([3, 0, rows - 1, 3]);
@@ -261,4 +279,15 @@ test('every path and thread count computes the same linear products (within floa
 
 test('a path this build does not have is refused with the reason', () => {
   expect(() => addon.choose('avx9000')).toThrow(/HERD_CPU_ISA=avx9000 cannot run here: unknown path/);
+});
+
+test('only Q4_0 matrices of at least one whole group are repacked, and a repacked matrix is no embedding table', () => {
+  const q8 = packedRandom('Q8_0', 37, 96, 1).bytes.slice();
+  expect(addon.repackRows(NATIVE_FORMAT_CODES.Q8_0!, q8, 37, 96, true)).toBe(NATIVE_FORMAT_CODES.Q8_0);
+  expect(q8).toEqual(packedRandom('Q8_0', 37, 96, 1).bytes);
+  const few = packedRandom('Q4_0', 15, 96, 2).bytes.slice();
+  expect(addon.repackRows(NATIVE_FORMAT_CODES.Q4_0!, few, 15, 96, true)).toBe(NATIVE_FORMAT_CODES.Q4_0);
+  const table = packedRandom('Q4_0', 16, 96, 3).bytes.slice();
+  const code = addon.repackRows(NATIVE_FORMAT_CODES.Q4_0!, table, 16, 96, true);
+  expect(() => addon.embedding(code, table, 16, 96, Int32Array.of(0), new Float32Array(96))).toThrow(/embedding id or size out of range/);
 });

@@ -8,6 +8,7 @@
 #include "ops.h"
 #include "pool.h"
 #include "quantize.h"
+#include "repack.h"
 
 static herd_isa_choice chosen;
 
@@ -167,6 +168,39 @@ static napi_value linear_many(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * repackRows(format, bytes: Uint8Array, rows, cols, always): the format code to compute a linear
+ * weight with after repacking its bytes in place (repack.h) where the chosen path has a SIMD
+ * product on the repacked layout (or `always`, for tests), else `format` unchanged.
+ */
+static napi_value repack_rows(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], result;
+  int format, rows, cols;
+  bool always = false;
+  array_view w;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5 || !int_arg(env, argv[0], &format) || !typed_array(env, argv[1], napi_uint8_array, &w) || !int_arg(env, argv[2], &rows) || !int_arg(env, argv[3], &cols))
+    return NULL;
+  CHECK(napi_get_value_bool(env, argv[4], &always));
+  const size_t row_bytes = herd_row_bytes(format, cols);
+  if (row_bytes == 0 || w.length < row_bytes * rows) {
+    napi_throw_range_error(env, NULL, "herd native: repackRows's sizes do not match its array");
+    return NULL;
+  }
+  const int has_simd = chosen.kernels != NULL && chosen.kernels->gemm_q4_0_r16 != herd_gemm_q4_0_r16_portable;
+  int code = format;
+  if (format == FMT_Q4_0 && rows >= REPACK_ROWS && (always || has_simd)) {
+    if (!herd_repack_q4_0_r16(w.data, rows, cols)) {
+      napi_throw_error(env, NULL, "herd native: out of memory");
+      return NULL;
+    }
+    code = FMT_Q4_0_R16;
+  }
+  CHECK(napi_create_int32(env, code, &result));
+  return result;
+}
+
 /* embedding(format, table: Uint8Array, rows, cols, ids: Int32Array, out: Float32Array) */
 static napi_value embedding(napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -178,7 +212,8 @@ static napi_value embedding(napi_env env, napi_callback_info info) {
       !int_arg(env, argv[3], &cols) || !typed_array(env, argv[4], napi_int32_array, &ids) || !typed_array(env, argv[5], napi_float32_array, &out))
     return NULL;
   const size_t row_bytes = herd_row_bytes(format, cols);
-  int ok = row_bytes != 0 && table.length >= row_bytes * rows && out.length >= ids.length * cols;
+  /* A repacked matrix interleaves its rows: not a table to look rows up in. */
+  int ok = format != FMT_Q4_0_R16 && row_bytes != 0 && table.length >= row_bytes * rows && out.length >= ids.length * cols;
   for (size_t i = 0; ok && i < ids.length; i++) ok = ((int32_t *)ids.data)[i] >= 0 && ((int32_t *)ids.data)[i] < rows;
   if (!ok) {
     napi_throw_range_error(env, NULL, "herd native: an embedding id or size out of range");
@@ -420,6 +455,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"stopThreads", NULL, stop_threads, NULL, NULL, NULL, napi_default, NULL},
       {"linear", NULL, linear, NULL, NULL, NULL, napi_default, NULL},
       {"linearMany", NULL, linear_many, NULL, NULL, NULL, napi_default, NULL},
+      {"repackRows", NULL, repack_rows, NULL, NULL, NULL, napi_default, NULL},
       {"embedding", NULL, embedding, NULL, NULL, NULL, napi_default, NULL},
       {"rmsnorm", NULL, rmsnorm, NULL, NULL, NULL, napi_default, NULL},
       {"rope", NULL, rope, NULL, NULL, NULL, napi_default, NULL},

@@ -25,6 +25,7 @@
 #include <string.h>
 #include "herd_native.h"
 #include "kquants.h"
+#include "repack.h"
 
 #if HERD_PATH == HERD_AVX2
 /* pmaddubsw pairs to int16 (no overflow: |w| ≤ 128, |x| ≤ 127), then pmaddwd to int32. */
@@ -265,7 +266,11 @@ typedef __m256 fvec;
 #define STEP_BLOCKS 1
 #define VEC(op) _mm256_##op
 #define TILE_T 2 /* 8 float accumulators of 16 registers */
+#if HERD_PATH == HERD_AVXVNNI
+static inline ivec dpbusd(ivec acc, ivec u, ivec s) { return _mm256_dpbusd_avx_epi32(acc, u, s); }
+#else
 static inline ivec dpbusd(ivec acc, ivec u, ivec s) { return _mm256_add_epi32(acc, dot_u8_i8(u, s)); }
+#endif
 #if HERD_PATH == HERD_AVXVNNI
 static inline ivec dpwssd(ivec acc, ivec a, ivec b) { return _mm256_dpwssd_avx_epi32(acc, a, b); }
 #else
@@ -466,6 +471,93 @@ static void gemm_q4_k(const uint8_t *w, size_t row_bytes, int rows, const quanti
 #undef TILE
 }
 
+/*
+ * Repacked Q4_0 (repack.h): per group of 16 rows, one int32 lane per row. A 512-bit vector holds
+ * the 16 rows (R16_HALVES = 1); 256-bit paths take the group as two halves of 8 rows.
+ */
+#if HERD_PATH == HERD_AVX512
+#define R16_HALVES 1
+#define R16_TOKENS 8 /* 8 float accumulators and 8 unpacked code vectors of 32 registers */
+static inline ivec r16_bytes(const uint8_t *p) { return _mm512_loadu_si512(p); }
+static inline fvec r16_scales(const uint8_t *block, int half) { (void)half; return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)block)); }
+static inline void r16_store(float *y, fvec v) { _mm512_storeu_ps(y, v); }
+#else
+#define R16_HALVES 2
+#define R16_TOKENS 4 /* of 16 registers */
+static inline ivec r16_bytes(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+static inline fvec r16_scales(const uint8_t *block, int half) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(block + 16 * half))); }
+static inline void r16_store(float *y, fvec v) { _mm256_storeu_ps(y, v); }
+#endif
+#define R16_LANES (REPACK_ROWS / R16_HALVES)
+/* Four activation codes in every int32 lane. */
+static inline ivec broadcast4(const int8_t *x) {
+  int32_t four;
+  memcpy(&four, x, 4);
+  return VEC(set1_epi32)(four);
+}
+
+/* One half of a group × T tokens: each block's codes unpacked once for the tile, each token's block summed in int32 lanes, then scaled. */
+static ALWAYS_INLINE void tile_r16(const uint8_t *group, int half, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
+  const int nb = cols / QK;
+  fvec acc[R16_TOKENS];
+  for (int t = 0; t < T; t++) acc[t] = fzero();
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *block = group + (size_t)b * R16_BLOCK_BYTES;
+    _mm_prefetch((const char *)block + 4 * R16_BLOCK_BYTES, _MM_HINT_T0);
+    _mm_prefetch((const char *)block + 4 * R16_BLOCK_BYTES + 64, _MM_HINT_T0);
+    _mm_prefetch((const char *)block + 4 * R16_BLOCK_BYTES + 128, _MM_HINT_T0);
+    _mm_prefetch((const char *)block + 4 * R16_BLOCK_BYTES + 192, _MM_HINT_T0);
+    _mm_prefetch((const char *)block + 4 * R16_BLOCK_BYTES + 256, _MM_HINT_T0);
+    const fvec d = r16_scales(block, half);
+    ivec low[4], high[4];
+    for (int j = 0; j < 4; j++) {
+      const ivec bytes = r16_bytes(block + R16_CHUNK(j, 0) + 32 * half);
+      low[j] = low_nibbles(bytes);
+      high[j] = low_nibbles(VEC(srli_epi16)(bytes, 4));
+    }
+    for (int t = 0; t < T; t++) {
+      const size_t at = (size_t)t * nb + b;
+      const int8_t *codes = x->codes + (size_t)t * cols + (size_t)b * QK;
+      /* Codes stored as q + 8 (unsigned, for the u8 × s8 product): 8 · Σx comes off through the start. */
+      ivec sum = VEC(set1_epi32)(-8 * x->sums[at]);
+      for (int j = 0; j < 4; j++) {
+        sum = dpbusd(sum, low[j], broadcast4(codes + 4 * j));
+        sum = dpbusd(sum, high[j], broadcast4(codes + 16 + 4 * j));
+      }
+      acc[t] = fmadd(to_float(sum), VEC(mul_ps)(d, fbroadcast(x->scales[at])), acc[t]);
+    }
+  }
+  for (int t = 0; t < T; t++) r16_store(y + (size_t)t * y_stride + R16_LANES * half, acc[t]);
+}
+
+static void gemm_q4_0_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  const int grouped = rows / REPACK_ROWS * REPACK_ROWS;
+  for (int g = 0; g < grouped; g += REPACK_ROWS) {
+    const uint8_t *group = w + (size_t)g * row_bytes;
+    for (int t0 = 0; t0 < tokens; t0 += R16_TOKENS) {
+      const int tn = tokens - t0 < R16_TOKENS ? tokens - t0 : R16_TOKENS;
+      const quantized_row xt = {.codes = x->codes + (size_t)t0 * cols, .scales = x->scales + (size_t)t0 * (cols / QK), .sums = x->sums + (size_t)t0 * (cols / QK)};
+      float *yt = y + (size_t)t0 * y_stride + g;
+      for (int half = 0; half < R16_HALVES; half++) {
+        switch (tn) {
+          case 1: tile_r16(group, half, &xt, cols, yt, y_stride, 1); break;
+          case 2: tile_r16(group, half, &xt, cols, yt, y_stride, 2); break;
+          case 3: tile_r16(group, half, &xt, cols, yt, y_stride, 3); break;
+#if R16_TOKENS == 8
+          case 4: tile_r16(group, half, &xt, cols, yt, y_stride, 4); break;
+          case 5: tile_r16(group, half, &xt, cols, yt, y_stride, 5); break;
+          case 6: tile_r16(group, half, &xt, cols, yt, y_stride, 6); break;
+          case 7: tile_r16(group, half, &xt, cols, yt, y_stride, 7); break;
+#endif
+          default: tile_r16(group, half, &xt, cols, yt, y_stride, R16_TOKENS); break;
+        }
+      }
+    }
+  }
+  /* Rows past the last whole group are stored as they were. */
+  if (grouped < rows) gemm_q4_0(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
+}
+
 const herd_kernels HERD_TABLE = {
     .name = HERD_PATH_NAME,
     .dot_f32 = dot_f32,
@@ -490,5 +582,6 @@ const herd_kernels HERD_TABLE = {
     .gemm_q8_0 = gemm_q8_0,
     .gemm_q4_0 = gemm_q4_0,
     .gemm_q4_k = gemm_q4_k,
+    .gemm_q4_0_r16 = gemm_q4_0_r16,
 };
 #endif

@@ -14,7 +14,8 @@ size_t herd_row_bytes(int format, int cols) {
     case FMT_F16:
     case FMT_BF16: return (size_t)cols * 2;
     case FMT_Q8_0: return cols % QK ? 0 : (size_t)(cols / QK) * Q8_0_BYTES;
-    case FMT_Q4_0: return cols % QK ? 0 : (size_t)(cols / QK) * Q4_0_BYTES;
+    case FMT_Q4_0:
+    case FMT_Q4_0_R16: return cols % QK ? 0 : (size_t)(cols / QK) * Q4_0_BYTES;
     case FMT_Q4_K: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * Q4_K_BYTES;
     case FMT_Q6_K:
     case FMT_Q5_K:
@@ -112,6 +113,7 @@ static void (*gemm_of(const herd_kernels *k, int format))(const uint8_t *, size_
     case FMT_Q8_0: return k->gemm_q8_0;
     case FMT_Q4_0: return k->gemm_q4_0;
     case FMT_Q4_K: return k->gemm_q4_k;
+    case FMT_Q4_0_R16: return k->gemm_q4_0_r16;
     default: return NULL;
   }
 }

@@ -1,0 +1,26 @@
+/*
+ * Q4_0 matrices repacked at load for the tiled products (docs/performance.md, "Repacked Q4_0").
+ *
+ * Rows go in groups of REPACK_ROWS; a group keeps its place (the bytes of its rows, so row r0 of a
+ * group still starts at r0 · row_bytes) but stores its blocks interleaved: for block b, the 16
+ * rows' half scales (32 bytes), then four chunks of 64 bytes, chunk j holding bytes 4j..4j+3 of
+ * each row's 16 nibble bytes, row after row. One vector load then gives four codes of each of 16
+ * rows (low nibbles: values 4j..4j+3; high nibbles: 16+4j..16+4j+3), and one int32 lane per row
+ * accumulates a block for one token against four activation bytes broadcast to every lane: no
+ * horizontal sums, and each unpacked vector serves a whole tile of tokens. Rows past the last
+ * whole group stay as stored.
+ */
+#ifndef HERD_REPACK_H
+#define HERD_REPACK_H
+#include "herd_native.h"
+
+#define REPACK_ROWS 16
+#define R16_BLOCK_BYTES (REPACK_ROWS * Q4_0_BYTES)
+/* Offset in a repacked block of row r's nibble bytes 4j..4j+3. */
+#define R16_CHUNK(j, r) (2 * REPACK_ROWS + 64 * (j) + 4 * (r))
+
+/* Rewrites a stored Q4_0 matrix in place as above; 0 when the one group of scratch cannot be allocated. */
+int herd_repack_q4_0_r16(uint8_t *bytes, int rows, int cols);
+/* The layout's product in plain C (every path's fallback, and the reference the SIMD ones are tested against). */
+void herd_gemm_q4_0_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+#endif
