@@ -148,4 +148,5 @@ const herd_kernels herd_kernels_scalar = {
     .dot_iq4_xs = herd_dot_iq4_xs_scalar,
     .dot_int4_g128 = herd_dot_int4_g128_scalar,
     .gemm_q4_0_r16 = herd_gemm_q4_0_r16_portable,
+    .gemm_q4_k_r16 = herd_gemm_q4_k_r16_portable,
 };

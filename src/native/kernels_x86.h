@@ -558,6 +558,102 @@ static void gemm_q4_0_r16(const uint8_t *w, size_t row_bytes, int rows, const qu
   if (grouped < rows) gemm_q4_0(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
 }
 
+/* Repacked Q4_K: tokens a tile (each super-block's float sums kept per token, its scales in memory operands). */
+#if HERD_PATH == HERD_AVX512
+#define K16_TOKENS 8
+static inline fvec k16_halves(const uint8_t *p, int half) { (void)half; return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+#else
+#define K16_TOKENS 2
+static inline fvec k16_halves(const uint8_t *p, int half) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16 * half))); }
+#endif
+static inline ivec iset1(int32_t v) { return VEC(set1_epi32)(v); }
+#if HERD_PATH == HERD_AVX512
+static inline ivec iand(ivec a, ivec b) { return _mm512_and_si512(a, b); }
+static inline ivec ior(ivec a, ivec b) { return _mm512_or_si512(a, b); }
+#else
+static inline ivec iand(ivec a, ivec b) { return _mm256_and_si256(a, b); }
+static inline ivec ior(ivec a, ivec b) { return _mm256_or_si256(a, b); }
+#endif
+/* Two int16 values in every int32 lane (the activation sums a pair of minimums multiplies). */
+static inline ivec broadcast_pair(int32_t low, int32_t high) { return iset1((int32_t)((uint32_t)(uint16_t)low | (uint32_t)high << 16)); }
+
+static ALWAYS_INLINE void tile_k16(const uint8_t *group, int half, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
+  const int nb = cols / QK_K;
+  fvec acc[K16_TOKENS];
+  for (int t = 0; t < T; t++) acc[t] = fzero();
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *block = group + (size_t)b * K16_BLOCK_BYTES;
+    const fvec d = k16_halves(block + K16_D, half), dmin = k16_halves(block + K16_DMIN, half);
+    /* herd_q4k_scales_mins on every lane at once: the sub-blocks' scales (bytes of sc[0..1]) and minimums (m[0..1]). */
+    const ivec u0 = r16_bytes(block + K16_SCALES(0, 0) + 32 * half), u1 = r16_bytes(block + K16_SCALES(1, 0) + 32 * half),
+               u2 = r16_bytes(block + K16_SCALES(2, 0) + 32 * half);
+    const ivec six = iset1(0x3f3f3f3f), four = iset1(0x0f0f0f0f), two = iset1(0x03030303);
+    const ivec sc[2] = {iand(u0, six), ior(iand(u2, four), VEC(slli_epi32)(iand(VEC(srli_epi32)(u0, 6), two), 4))};
+    const ivec m[2] = {iand(u1, six), ior(iand(VEC(srli_epi32)(u2, 4), four), VEC(slli_epi32)(iand(VEC(srli_epi32)(u1, 6), two), 4))};
+    fvec dsc[8];
+    for (int j = 0; j < 8; j++) dsc[j] = VEC(mul_ps)(d, to_float(iand(VEC(srli_epi32)(sc[j / 4], 8 * (j % 4)), iset1(0xff))));
+    /* Minimums as int16 pairs (m0, m2), (m1, m3), (m4, m6), (m5, m7) for the pmaddwd with the activation sums. */
+    const ivec mins[4] = {iand(m[0], iset1(0x00ff00ff)), iand(VEC(srli_epi32)(m[0], 8), iset1(0x00ff00ff)),
+                          iand(m[1], iset1(0x00ff00ff)), iand(VEC(srli_epi32)(m[1], 8), iset1(0x00ff00ff))};
+    fvec blocks[K16_TOKENS];
+    for (int t = 0; t < T; t++) blocks[t] = fzero();
+    for (int j = 0; j < 8; j++) {
+      /* A super-block of 16 rows is 36 cache lines: the one after next comes in five lines per sub-block (decode reads weights once, from memory). */
+      for (int line = 5 * j; line < 5 * j + 5; line++) _mm_prefetch((const char *)block + 2 * K16_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
+      ivec codes[8];
+      for (int c = 0; c < 8; c++) {
+        const ivec bytes = r16_bytes(block + K16_CHUNK(j / 2, c, 0) + 32 * half);
+        codes[c] = low_nibbles(j & 1 ? VEC(srli_epi16)(bytes, 4) : bytes);
+      }
+      for (int t = 0; t < T; t++) {
+        const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 32 * j;
+        ivec sum = izero();
+        for (int c = 0; c < 8; c++) sum = dpbusd(sum, codes[c], broadcast4(xc + 4 * c));
+        blocks[t] = fmadd(to_float(sum), dsc[j], blocks[t]);
+      }
+    }
+    for (int t = 0; t < T; t++) {
+      const int32_t *xs = x->sums + (size_t)t * (cols / QK) + (size_t)b * 8;
+      ivec minsum = izero();
+      for (int k = 0; k < 2; k++) {
+        minsum = dpwssd(minsum, mins[2 * k], broadcast_pair(xs[4 * k], xs[4 * k + 2]));
+        minsum = dpwssd(minsum, mins[2 * k + 1], broadcast_pair(xs[4 * k + 1], xs[4 * k + 3]));
+      }
+      const fvec xd = fbroadcast(x->scales[(size_t)t * nb + b]);
+      acc[t] = fmadd(blocks[t], xd, acc[t]);
+      acc[t] = VEC(fnmadd_ps)(to_float(minsum), VEC(mul_ps)(dmin, xd), acc[t]);
+    }
+  }
+  for (int t = 0; t < T; t++) r16_store(y + (size_t)t * y_stride + R16_LANES * half, acc[t]);
+}
+
+static void gemm_q4_k_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  const int grouped = rows / REPACK_ROWS * REPACK_ROWS;
+  for (int g = 0; g < grouped; g += REPACK_ROWS) {
+    const uint8_t *group = w + (size_t)g * row_bytes;
+    for (int t0 = 0; t0 < tokens; t0 += K16_TOKENS) {
+      const int tn = tokens - t0 < K16_TOKENS ? tokens - t0 : K16_TOKENS;
+      const quantized_row xt = {.codes = x->codes + (size_t)t0 * cols, .scales = x->scales + (size_t)t0 * (cols / QK_K), .sums = x->sums + (size_t)t0 * (cols / QK)};
+      float *yt = y + (size_t)t0 * y_stride + g;
+      for (int half = 0; half < R16_HALVES; half++) {
+        switch (tn) {
+          case 1: tile_k16(group, half, &xt, cols, yt, y_stride, 1); break;
+#if K16_TOKENS == 8
+          case 2: tile_k16(group, half, &xt, cols, yt, y_stride, 2); break;
+          case 3: tile_k16(group, half, &xt, cols, yt, y_stride, 3); break;
+          case 4: tile_k16(group, half, &xt, cols, yt, y_stride, 4); break;
+          case 5: tile_k16(group, half, &xt, cols, yt, y_stride, 5); break;
+          case 6: tile_k16(group, half, &xt, cols, yt, y_stride, 6); break;
+          case 7: tile_k16(group, half, &xt, cols, yt, y_stride, 7); break;
+#endif
+          default: tile_k16(group, half, &xt, cols, yt, y_stride, K16_TOKENS); break;
+        }
+      }
+    }
+  }
+  if (grouped < rows) gemm_q4_k(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
+}
+
 const herd_kernels HERD_TABLE = {
     .name = HERD_PATH_NAME,
     .dot_f32 = dot_f32,
@@ -583,5 +679,6 @@ const herd_kernels HERD_TABLE = {
     .gemm_q4_0 = gemm_q4_0,
     .gemm_q4_k = gemm_q4_k,
     .gemm_q4_0_r16 = gemm_q4_0_r16,
+    .gemm_q4_k_r16 = gemm_q4_k_r16,
 };
 #endif

@@ -16,7 +16,8 @@ size_t herd_row_bytes(int format, int cols) {
     case FMT_Q8_0: return cols % QK ? 0 : (size_t)(cols / QK) * Q8_0_BYTES;
     case FMT_Q4_0:
     case FMT_Q4_0_R16: return cols % QK ? 0 : (size_t)(cols / QK) * Q4_0_BYTES;
-    case FMT_Q4_K: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * Q4_K_BYTES;
+    case FMT_Q4_K:
+    case FMT_Q4_K_R16: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * Q4_K_BYTES;
     case FMT_Q6_K:
     case FMT_Q5_K:
     case FMT_Q3_K:
@@ -61,7 +62,7 @@ void herd_quantize_q8_k16(const float *x, int cols, int8_t *codes, float *scales
 }
 
 /* Formats whose activations are Q8_K with each 32 codes' sum; the K-quants of kquants.h take each 16's; the others Q8_0 with each 32's. */
-static int takes_q8_k(int format) { return format == FMT_Q4_K || format == FMT_IQ4_XS; }
+static int takes_q8_k(int format) { return format == FMT_Q4_K || format == FMT_Q4_K_R16 || format == FMT_IQ4_XS; }
 
 /* Rows per unit of work a thread takes at a time: enough to amortise the shared counter. */
 #define ROW_CHUNK 16
@@ -114,6 +115,7 @@ static void (*gemm_of(const herd_kernels *k, int format))(const uint8_t *, size_
     case FMT_Q4_0: return k->gemm_q4_0;
     case FMT_Q4_K: return k->gemm_q4_k;
     case FMT_Q4_0_R16: return k->gemm_q4_0_r16;
+    case FMT_Q4_K_R16: return k->gemm_q4_k_r16;
     default: return NULL;
   }
 }

@@ -3,26 +3,39 @@
 #include <string.h>
 #include "repack.h"
 
-int herd_repack_q4_0_r16(uint8_t *bytes, int rows, int cols) {
-  const int nb = cols / QK;
-  const size_t row_bytes = (size_t)nb * Q4_0_BYTES;
+/* Writes row r's stored block into its places in the group's repacked block. */
+typedef void (*place_row_block)(uint8_t *out, const uint8_t *block, int r);
+
+static void place_q4_0(uint8_t *out, const uint8_t *block, int r) {
+  memcpy(out + 2 * r, block, 2);
+  for (int j = 0; j < 4; j++) memcpy(out + R16_CHUNK(j, r), block + 2 + 4 * j, 4);
+}
+
+static void place_q4_k(uint8_t *out, const uint8_t *block, int r) {
+  memcpy(out + K16_D + 2 * r, block, 2);
+  memcpy(out + K16_DMIN + 2 * r, block + 2, 2);
+  for (int k = 0; k < 3; k++) memcpy(out + K16_SCALES(k, r), block + 4 + 4 * k, 4);
+  for (int p = 0; p < 4; p++)
+    for (int c = 0; c < 8; c++) memcpy(out + K16_CHUNK(p, c, r), block + 16 + 32 * p + 4 * c, 4);
+}
+
+/* Each whole group of rows, one at a time through a copy of it, into the interleaved layout. */
+static int repack_groups(uint8_t *bytes, int rows, int blocks, size_t block_bytes, place_row_block place) {
+  const size_t row_bytes = (size_t)blocks * block_bytes;
   uint8_t *stored = malloc(REPACK_ROWS * row_bytes);
   if (stored == NULL) return 0;
   for (int g = 0; g + REPACK_ROWS <= rows; g += REPACK_ROWS) {
     uint8_t *group = bytes + (size_t)g * row_bytes;
     memcpy(stored, group, REPACK_ROWS * row_bytes);
-    for (int b = 0; b < nb; b++) {
-      uint8_t *out = group + (size_t)b * R16_BLOCK_BYTES;
-      for (int r = 0; r < REPACK_ROWS; r++) {
-        const uint8_t *block = stored + r * row_bytes + (size_t)b * Q4_0_BYTES;
-        memcpy(out + 2 * r, block, 2);
-        for (int j = 0; j < 4; j++) memcpy(out + R16_CHUNK(j, r), block + 2 + 4 * j, 4);
-      }
-    }
+    for (int b = 0; b < blocks; b++)
+      for (int r = 0; r < REPACK_ROWS; r++) place(group + (size_t)b * REPACK_ROWS * block_bytes, stored + r * row_bytes + (size_t)b * block_bytes, r);
   }
   free(stored);
   return 1;
 }
+
+int herd_repack_q4_0_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK, Q4_0_BYTES, place_q4_0); }
+int herd_repack_q4_k_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK_K, Q4_K_BYTES, place_q4_k); }
 
 /* Σ (q − 8)·x over block b of row r of a repacked group, as an exact integer. */
 static int32_t block_dot(const uint8_t *block, int r, const int8_t *x) {
@@ -53,4 +66,37 @@ void herd_gemm_q4_0_r16_portable(const uint8_t *w, size_t row_bytes, int rows, c
   for (int r = grouped; r < rows; r++)
     for (int t = 0; t < tokens; t++)
       y[(size_t)t * y_stride + r] = herd_kernels_scalar.dot_q4_0(w + (size_t)r * row_bytes, x->codes + (size_t)t * cols, x->scales + (size_t)t * nb, nb);
+}
+
+/* Row r of a repacked Q4_K super-block as the stored block was (the scalar dot's input). */
+static void unpack_q4_k_row(const uint8_t *block, int r, uint8_t *out) {
+  memcpy(out, block + K16_D + 2 * r, 2);
+  memcpy(out + 2, block + K16_DMIN + 2 * r, 2);
+  for (int k = 0; k < 3; k++) memcpy(out + 4 + 4 * k, block + K16_SCALES(k, r), 4);
+  for (int p = 0; p < 4; p++)
+    for (int c = 0; c < 8; c++) memcpy(out + 16 + 32 * p + 4 * c, block + K16_CHUNK(p, c, r), 4);
+}
+
+void herd_gemm_q4_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  const int nb = cols / QK_K, grouped = rows / REPACK_ROWS * REPACK_ROWS;
+  uint8_t block[Q4_K_BYTES];
+  for (int r = 0; r < rows; r++) {
+    const uint8_t *row = w + (size_t)r * row_bytes;
+    for (int t = 0; t < tokens; t++) {
+      const int8_t *codes = x->codes + (size_t)t * cols;
+      const float *scales = x->scales + (size_t)t * nb;
+      const int32_t *sums = x->sums + (size_t)t * (cols / QK);
+      float total = 0;
+      if (r >= grouped) {
+        total = herd_kernels_scalar.dot_q4_k(row, codes, scales, sums, nb);
+      } else {
+        const uint8_t *group = w + (size_t)(r - r % REPACK_ROWS) * row_bytes;
+        for (int b = 0; b < nb; b++) {
+          unpack_q4_k_row(group + (size_t)b * K16_BLOCK_BYTES, r % REPACK_ROWS, block);
+          total += herd_kernels_scalar.dot_q4_k(block, codes + (size_t)b * QK_K, scales + b, sums + (size_t)b * (QK_K / QK), 1);
+        }
+      }
+      y[(size_t)t * y_stride + r] = total;
+    }
+  }
 }

@@ -9,6 +9,11 @@
  * accumulates a block for one token against four activation bytes broadcast to every lane: no
  * horizontal sums, and each unpacked vector serves a whole tile of tokens. Rows past the last
  * whole group stay as stored.
+ *
+ * Q4_K likewise, per super-block of a group: the 16 rows' d (32 bytes) and dmin (32 bytes), their
+ * 12 packed scale bytes as three chunks of 64 (chunk k: bytes 4k..4k+3 of each row, so the 6-bit
+ * unpacking runs on 16 rows at once, one int32 lane each), then the 128 nibble bytes as 32 chunks
+ * of 64 (chunk 8p + c: bytes 32p + 4c.. + 3 of each row; low nibbles are sub-block 2p, high 2p + 1).
  */
 #ifndef HERD_REPACK_H
 #define HERD_REPACK_H
@@ -19,8 +24,16 @@
 /* Offset in a repacked block of row r's nibble bytes 4j..4j+3. */
 #define R16_CHUNK(j, r) (2 * REPACK_ROWS + 64 * (j) + 4 * (r))
 
+#define K16_BLOCK_BYTES (REPACK_ROWS * Q4_K_BYTES)
+#define K16_D 0
+#define K16_DMIN (2 * REPACK_ROWS)
+#define K16_SCALES(k, r) (4 * REPACK_ROWS + 64 * (k) + 4 * (r))
+#define K16_CHUNK(p, c, r) (16 * REPACK_ROWS + 64 * (8 * (p) + (c)) + 4 * (r))
+
 /* Rewrites a stored Q4_0 matrix in place as above; 0 when the one group of scratch cannot be allocated. */
 int herd_repack_q4_0_r16(uint8_t *bytes, int rows, int cols);
-/* The layout's product in plain C (every path's fallback, and the reference the SIMD ones are tested against). */
+int herd_repack_q4_k_r16(uint8_t *bytes, int rows, int cols);
+/* The layouts' products in plain C (every path's fallback, and the reference the SIMD ones are tested against). */
 void herd_gemm_q4_0_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+void herd_gemm_q4_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 #endif
