@@ -95,9 +95,14 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
     return this.addon.info().threads;
   }
 
-  /** A matrix as stored, then repacked in place where the chosen path computes faster on another layout (embedding tables never are). */
+  /**
+   * A matrix as stored, then repacked in place where the chosen path computes faster on another
+   * layout (src/native/repack.h; embedding tables never are). HERD_NATIVE_REPACK=0 keeps the
+   * stored layout, to measure one against the other.
+   */
   linearWeight(name: string, source: WeightSource): NativeWeight {
     const weight = this.loadMatrix(name, source);
+    if (process.env.HERD_NATIVE_REPACK === '0') return weight;
     return { ...weight, code: this.addon.repackRows(weight.code, weight.bytes, weight.rows, weight.cols, false) };
   }
 
