@@ -530,30 +530,35 @@ static ALWAYS_INLINE void tile_r16(const uint8_t *group, int half, const quantiz
   for (int t = 0; t < T; t++) r16_store(y + (size_t)t * y_stride + R16_LANES * half, acc[t]);
 }
 
-static void gemm_q4_0_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-  const int grouped = rows / REPACK_ROWS * REPACK_ROWS;
-  for (int g = 0; g < grouped; g += REPACK_ROWS) {
-    const uint8_t *group = w + (size_t)g * row_bytes;
-    for (int t0 = 0; t0 < tokens; t0 += R16_TOKENS) {
-      const int tn = tokens - t0 < R16_TOKENS ? tokens - t0 : R16_TOKENS;
-      const quantized_row xt = {.codes = x->codes + (size_t)t0 * cols, .scales = x->scales + (size_t)t0 * (cols / QK), .sums = x->sums + (size_t)t0 * (cols / QK)};
-      float *yt = y + (size_t)t0 * y_stride + g;
-      for (int half = 0; half < R16_HALVES; half++) {
-        switch (tn) {
-          case 1: tile_r16(group, half, &xt, cols, yt, y_stride, 1); break;
-          case 2: tile_r16(group, half, &xt, cols, yt, y_stride, 2); break;
-          case 3: tile_r16(group, half, &xt, cols, yt, y_stride, 3); break;
-#if R16_TOKENS == 8
-          case 4: tile_r16(group, half, &xt, cols, yt, y_stride, 4); break;
-          case 5: tile_r16(group, half, &xt, cols, yt, y_stride, 5); break;
-          case 6: tile_r16(group, half, &xt, cols, yt, y_stride, 6); break;
-          case 7: tile_r16(group, half, &xt, cols, yt, y_stride, 7); break;
-#endif
-          default: tile_r16(group, half, &xt, cols, yt, y_stride, R16_TOKENS); break;
-        }
-      }
-    }
+/* Tokens in tiles of up to TOKENS (TILE's T a compile-time constant), each group of rows in halves as the vector width takes it. */
+#define GROUP_LOOPS(TILE, TOKENS, scale_block)                                                                                  \
+  const int grouped = rows / REPACK_ROWS * REPACK_ROWS;                                                                          \
+  for (int g = 0; g < grouped; g += REPACK_ROWS) {                                                                               \
+    const uint8_t *group = w + (size_t)g * row_bytes;                                                                            \
+    for (int t0 = 0; t0 < tokens; t0 += TOKENS) {                                                                                \
+      const int tn = tokens - t0 < TOKENS ? tokens - t0 : TOKENS;                                                                \
+      const quantized_row xt = {.codes = x->codes + (size_t)t0 * cols, .scales = x->scales + (size_t)t0 * (cols / scale_block), \
+                                .sums = x->sums + (size_t)t0 * (cols / QK)};                                                     \
+      float *yt = y + (size_t)t0 * y_stride + g;                                                                                 \
+      for (int half = 0; half < R16_HALVES; half++) {                                                                            \
+        switch (tn) {                                                                                                            \
+          case 1: TILE(1); break;                                                                                                \
+          case 2: TILE(2 < TOKENS ? 2 : TOKENS); break;                                                                          \
+          case 3: TILE(3 < TOKENS ? 3 : TOKENS); break;                                                                          \
+          case 4: TILE(4 < TOKENS ? 4 : TOKENS); break;                                                                          \
+          case 5: TILE(5 < TOKENS ? 5 : TOKENS); break;                                                                          \
+          case 6: TILE(6 < TOKENS ? 6 : TOKENS); break;                                                                          \
+          case 7: TILE(7 < TOKENS ? 7 : TOKENS); break;                                                                          \
+          default: TILE(TOKENS); break;                                                                                          \
+        }                                                                                                                        \
+      }                                                                                                                          \
+    }                                                                                                                            \
   }
+
+static void gemm_q4_0_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+#define TILE(T) tile_r16(group, half, &xt, cols, yt, y_stride, T)
+  GROUP_LOOPS(TILE, R16_TOKENS, QK)
+#undef TILE
   /* Rows past the last whole group are stored as they were. */
   if (grouped < rows) gemm_q4_0(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
 }
@@ -628,29 +633,9 @@ static ALWAYS_INLINE void tile_k16(const uint8_t *group, int half, const quantiz
 }
 
 static void gemm_q4_k_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-  const int grouped = rows / REPACK_ROWS * REPACK_ROWS;
-  for (int g = 0; g < grouped; g += REPACK_ROWS) {
-    const uint8_t *group = w + (size_t)g * row_bytes;
-    for (int t0 = 0; t0 < tokens; t0 += K16_TOKENS) {
-      const int tn = tokens - t0 < K16_TOKENS ? tokens - t0 : K16_TOKENS;
-      const quantized_row xt = {.codes = x->codes + (size_t)t0 * cols, .scales = x->scales + (size_t)t0 * (cols / QK_K), .sums = x->sums + (size_t)t0 * (cols / QK)};
-      float *yt = y + (size_t)t0 * y_stride + g;
-      for (int half = 0; half < R16_HALVES; half++) {
-        switch (tn) {
-          case 1: tile_k16(group, half, &xt, cols, yt, y_stride, 1); break;
-#if K16_TOKENS == 8
-          case 2: tile_k16(group, half, &xt, cols, yt, y_stride, 2); break;
-          case 3: tile_k16(group, half, &xt, cols, yt, y_stride, 3); break;
-          case 4: tile_k16(group, half, &xt, cols, yt, y_stride, 4); break;
-          case 5: tile_k16(group, half, &xt, cols, yt, y_stride, 5); break;
-          case 6: tile_k16(group, half, &xt, cols, yt, y_stride, 6); break;
-          case 7: tile_k16(group, half, &xt, cols, yt, y_stride, 7); break;
-#endif
-          default: tile_k16(group, half, &xt, cols, yt, y_stride, K16_TOKENS); break;
-        }
-      }
-    }
-  }
+#define TILE(T) tile_k16(group, half, &xt, cols, yt, y_stride, T)
+  GROUP_LOOPS(TILE, K16_TOKENS, QK_K)
+#undef TILE
   if (grouped < rows) gemm_q4_k(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
 }
 
