@@ -44,6 +44,7 @@ const FORMATS = {
   Q8_0: { code: 3, bytes: 34, weights: 32, halves: [0] },
   Q4_0: { code: 4, bytes: 18, weights: 32, halves: [0] },
   Q4_K: { code: 5, bytes: 144, weights: 256, halves: [0, 2] },
+  Q6_K: { code: 6, bytes: 210, weights: 256, halves: [208] },
 };
 const COPIES_ABOVE_BYTES = 96 << 20; // above this machine's 32 MiB L3
 

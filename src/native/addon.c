@@ -170,7 +170,7 @@ static napi_value linear_many(napi_env env, napi_callback_info info) {
 
 /*
  * repackRows(format, bytes: Uint8Array, rows, cols, always): the format code to compute a linear
- * weight with after repacking its bytes in place (repack.h: Q4_0, Q4_K) where the chosen path has a SIMD
+ * weight with after repacking its bytes in place (repack.h: Q4_0, Q4_K, Q6_K) where the chosen path has a SIMD
  * product on the repacked layout (or `always`, for tests), else `format` unchanged.
  */
 static napi_value repack_rows(napi_env env, napi_callback_info info) {
@@ -190,12 +190,13 @@ static napi_value repack_rows(napi_env env, napi_callback_info info) {
   }
   const int has_simd = chosen.kernels != NULL && chosen.kernels->gemm_q4_0_r16 != herd_gemm_q4_0_r16_portable;
   int code = format;
-  if ((format == FMT_Q4_0 || format == FMT_Q4_K) && rows >= REPACK_ROWS && (always || has_simd)) {
-    if (!(format == FMT_Q4_0 ? herd_repack_q4_0_r16 : herd_repack_q4_k_r16)(w.data, rows, cols)) {
+  int (*repack)(uint8_t *, int, int) = format == FMT_Q4_0 ? herd_repack_q4_0_r16 : format == FMT_Q4_K ? herd_repack_q4_k_r16 : format == FMT_Q6_K ? herd_repack_q6_k_r16 : NULL;
+  if (repack != NULL && rows >= REPACK_ROWS && (always || has_simd)) {
+    if (!repack(w.data, rows, cols)) {
       napi_throw_error(env, NULL, "herd native: out of memory");
       return NULL;
     }
-    code = format == FMT_Q4_0 ? FMT_Q4_0_R16 : FMT_Q4_K_R16;
+    code = format == FMT_Q4_0 ? FMT_Q4_0_R16 : format == FMT_Q4_K ? FMT_Q4_K_R16 : FMT_Q6_K_R16;
   }
   CHECK(napi_create_int32(env, code, &result));
   return result;
@@ -213,7 +214,7 @@ static napi_value embedding(napi_env env, napi_callback_info info) {
     return NULL;
   const size_t row_bytes = herd_row_bytes(format, cols);
   /* A repacked matrix interleaves its rows: not a table to look rows up in. */
-  int ok = format != FMT_Q4_0_R16 && format != FMT_Q4_K_R16 && row_bytes != 0 && table.length >= row_bytes * rows && out.length >= ids.length * cols;
+  int ok = format < FMT_Q4_0_R16 && row_bytes != 0 && table.length >= row_bytes * rows && out.length >= ids.length * cols;
   for (size_t i = 0; ok && i < ids.length; i++) ok = ((int32_t *)ids.data)[i] >= 0 && ((int32_t *)ids.data)[i] < rows;
   if (!ok) {
     napi_throw_range_error(env, NULL, "herd native: an embedding id or size out of range");

@@ -14,7 +14,8 @@ enum herd_format {
   /* Q4_0 repacked at load into groups of REPACK_ROWS interleaved rows (repack.h): linear layers only, never a stored format. */
   FMT_Q4_0_R16 = 16,
   /* Q4_K repacked likewise (repack.h). */
-  FMT_Q4_K_R16 = 17
+  FMT_Q4_K_R16 = 17,
+  FMT_Q6_K_R16 = 18
 };
 
 #define QK 32      /* weights per Q8_0 / Q4_0 block, and per Q4_K sub-block */
@@ -79,6 +80,8 @@ typedef struct {
   /* gemm on Q4_0 repacked as repack.h describes (w at a group's start); every path has one (the portable one by default). */
   void (*gemm_q4_0_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   void (*gemm_q4_k_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+  /* Q6_K on Q8_K activations with sums of every 16 codes. */
+  void (*gemm_q6_k_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 } herd_kernels;
 
 extern const herd_kernels herd_kernels_scalar;

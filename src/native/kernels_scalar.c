@@ -149,4 +149,5 @@ const herd_kernels herd_kernels_scalar = {
     .dot_int4_g128 = herd_dot_int4_g128_scalar,
     .gemm_q4_0_r16 = herd_gemm_q4_0_r16_portable,
     .gemm_q4_k_r16 = herd_gemm_q4_k_r16_portable,
+    .gemm_q6_k_r16 = herd_gemm_q6_k_r16_portable,
 };

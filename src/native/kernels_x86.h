@@ -531,14 +531,14 @@ static ALWAYS_INLINE void tile_r16(const uint8_t *group, int half, const quantiz
 }
 
 /* Tokens in tiles of up to TOKENS (TILE's T a compile-time constant), each group of rows in halves as the vector width takes it. */
-#define GROUP_LOOPS(TILE, TOKENS, scale_block)                                                                                  \
+#define GROUP_LOOPS(TILE, TOKENS, scale_block, sum_group)                                                                                \
   const int grouped = rows / REPACK_ROWS * REPACK_ROWS;                                                                          \
   for (int g = 0; g < grouped; g += REPACK_ROWS) {                                                                               \
     const uint8_t *group = w + (size_t)g * row_bytes;                                                                            \
     for (int t0 = 0; t0 < tokens; t0 += TOKENS) {                                                                                \
       const int tn = tokens - t0 < TOKENS ? tokens - t0 : TOKENS;                                                                \
       const quantized_row xt = {.codes = x->codes + (size_t)t0 * cols, .scales = x->scales + (size_t)t0 * (cols / scale_block), \
-                                .sums = x->sums + (size_t)t0 * (cols / QK)};                                                     \
+                                .sums = x->sums + (size_t)t0 * (cols / sum_group)};                                              \
       float *yt = y + (size_t)t0 * y_stride + g;                                                                                 \
       for (int half = 0; half < R16_HALVES; half++) {                                                                            \
         switch (tn) {                                                                                                            \
@@ -557,7 +557,7 @@ static ALWAYS_INLINE void tile_r16(const uint8_t *group, int half, const quantiz
 
 static void gemm_q4_0_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
 #define TILE(T) tile_r16(group, half, &xt, cols, yt, y_stride, T)
-  GROUP_LOOPS(TILE, R16_TOKENS, QK)
+  GROUP_LOOPS(TILE, R16_TOKENS, QK, QK)
 #undef TILE
   /* Rows past the last whole group are stored as they were. */
   if (grouped < rows) gemm_q4_0(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
@@ -634,9 +634,77 @@ static ALWAYS_INLINE void tile_k16(const uint8_t *group, int half, const quantiz
 
 static void gemm_q4_k_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
 #define TILE(T) tile_k16(group, half, &xt, cols, yt, y_stride, T)
-  GROUP_LOOPS(TILE, K16_TOKENS, QK_K)
+  GROUP_LOOPS(TILE, K16_TOKENS, QK_K, QK)
 #undef TILE
   if (grouped < rows) gemm_q4_k(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
+}
+
+/*
+ * Repacked Q6_K: per super-block and token one int32 sum per row, Σ_g scale_g · (codes · x)_g
+ * with the codes unsigned (q + 32), less 32 · Σ_g scale_g · Σx_g (int16 pairs of scales and of
+ * the activation sums of 16, in vpdpwssd); the scales multiply in integers, exactly as the scalar
+ * path's.
+ */
+static ALWAYS_INLINE void tile_q6r(const uint8_t *group, int half, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
+  const int nb = cols / QK_K;
+  fvec acc[K16_TOKENS];
+  for (int t = 0; t < T; t++) acc[t] = fzero();
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *block = group + (size_t)b * Q6R_BLOCK_BYTES;
+    const fvec d = k16_halves(block + Q6R_D, half);
+    ivec scale[16], pairs[8];
+    for (int k = 0; k < 4; k++) {
+      const ivec four = r16_bytes(block + Q6R_SCALES(k, 0) + 32 * half);
+      for (int e = 0; e < 4; e++) scale[4 * k + e] = VEC(srai_epi32)(VEC(slli_epi32)(four, 24 - 8 * e), 24);
+      /* int16 lanes (scale 4k, scale 4k + 2) and (4k + 1, 4k + 3). */
+      pairs[2 * k] = VEC(srai_epi16)(VEC(slli_epi16)(four, 8), 8);
+      pairs[2 * k + 1] = VEC(srai_epi16)(four, 8);
+    }
+    ivec sums[K16_TOKENS];
+    for (int t = 0; t < T; t++) {
+      const int32_t *xs = x->sums + (size_t)t * (cols / KQ_GROUP) + (size_t)b * (QK_K / KQ_GROUP);
+      ivec offsets = izero();
+      for (int k = 0; k < 4; k++) {
+        offsets = dpwssd(offsets, pairs[2 * k], broadcast_pair(xs[4 * k], xs[4 * k + 2]));
+        offsets = dpwssd(offsets, pairs[2 * k + 1], broadcast_pair(xs[4 * k + 1], xs[4 * k + 3]));
+      }
+      sums[t] = VEC(mullo_epi32)(offsets, iset1(-32));
+    }
+    for (int h = 0; h < 2; h++) {
+      for (int line = 0; line < 26; line++) _mm_prefetch((const char *)block + 2 * Q6R_BLOCK_BYTES + 64 * (26 * h + line), _MM_HINT_T0);
+      for (int i = 0; i < 4; i++) {
+        ivec codes[8];
+        for (int c = 0; c < 8; c++) {
+          const ivec low = r16_bytes(block + Q6R_QL(16 * h + 8 * (i & 1) + c, 0) + 32 * half);
+          const ivec high = r16_bytes(block + Q6R_QH(8 * h + c, 0) + 32 * half);
+          const ivec nibble = low_nibbles(i >= 2 ? VEC(srli_epi16)(low, 4) : low);
+          codes[c] = ior(nibble, VEC(slli_epi16)(iand(VEC(srli_epi16)(high, 2 * i), iset1(0x03030303)), 4));
+        }
+        const int g = 8 * h + 2 * i;
+        for (int t = 0; t < T; t++) {
+          const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 128 * h + 32 * i;
+          ivec first = izero(), second = izero();
+          for (int c = 0; c < 4; c++) first = dpbusd(first, codes[c], broadcast4(xc + 4 * c));
+          for (int c = 4; c < 8; c++) second = dpbusd(second, codes[c], broadcast4(xc + 4 * c));
+          sums[t] = VEC(add_epi32)(sums[t], VEC(add_epi32)(VEC(mullo_epi32)(first, scale[g]), VEC(mullo_epi32)(second, scale[g + 1])));
+        }
+      }
+    }
+    for (int t = 0; t < T; t++) acc[t] = fmadd(to_float(sums[t]), VEC(mul_ps)(d, fbroadcast(x->scales[(size_t)t * nb + b])), acc[t]);
+  }
+  for (int t = 0; t < T; t++) r16_store(y + (size_t)t * y_stride + R16_LANES * half, acc[t]);
+}
+
+static void gemm_q6_k_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+#define TILE(T) tile_q6r(group, half, &xt, cols, yt, y_stride, T)
+  GROUP_LOOPS(TILE, K16_TOKENS, QK_K, KQ_GROUP)
+#undef TILE
+  if (grouped < rows) {
+    for (int r = grouped; r < rows; r++)
+      for (int t = 0; t < tokens; t++)
+        y[(size_t)t * y_stride + r] = dot_q6_k(w + (size_t)r * row_bytes, x->codes + (size_t)t * cols, x->scales + (size_t)t * (cols / QK_K),
+                                               x->sums + (size_t)t * (cols / KQ_GROUP), cols / QK_K);
+  }
 }
 
 const herd_kernels HERD_TABLE = {
@@ -665,5 +733,6 @@ const herd_kernels HERD_TABLE = {
     .gemm_q4_k = gemm_q4_k,
     .gemm_q4_0_r16 = gemm_q4_0_r16,
     .gemm_q4_k_r16 = gemm_q4_k_r16,
+    .gemm_q6_k_r16 = gemm_q6_k_r16,
 };
 #endif

@@ -1,6 +1,7 @@
 /* The load-time repacking of Q4_0 into row groups (repack.h) and the portable product on it. */
 #include <stdlib.h>
 #include <string.h>
+#include "kquants.h"
 #include "repack.h"
 
 /* Writes row r's stored block into its places in the group's repacked block. */
@@ -37,6 +38,16 @@ static int repack_groups(uint8_t *bytes, int rows, int blocks, size_t block_byte
 int herd_repack_q4_0_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK, Q4_0_BYTES, place_q4_0); }
 int herd_repack_q4_k_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK_K, Q4_K_BYTES, place_q4_k); }
 
+/* Q6_K: ql[128], qh[64], scales[16], d. */
+static void place_q6_k(uint8_t *out, const uint8_t *block, int r) {
+  memcpy(out + Q6R_D + 2 * r, block + 208, 2);
+  for (int k = 0; k < 4; k++) memcpy(out + Q6R_SCALES(k, r), block + 192 + 4 * k, 4);
+  for (int c = 0; c < 32; c++) memcpy(out + Q6R_QL(c, r), block + 4 * c, 4);
+  for (int c = 0; c < 16; c++) memcpy(out + Q6R_QH(c, r), block + 128 + 4 * c, 4);
+}
+
+int herd_repack_q6_k_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK_K, Q6_K_BYTES, place_q6_k); }
+
 /* Σ (q − 8)·x over block b of row r of a repacked group, as an exact integer. */
 static int32_t block_dot(const uint8_t *block, int r, const int8_t *x) {
   int32_t sum = 0;
@@ -68,7 +79,7 @@ void herd_gemm_q4_0_r16_portable(const uint8_t *w, size_t row_bytes, int rows, c
       y[(size_t)t * y_stride + r] = herd_kernels_scalar.dot_q4_0(w + (size_t)r * row_bytes, x->codes + (size_t)t * cols, x->scales + (size_t)t * nb, nb);
 }
 
-/* Row r of a repacked Q4_K super-block as the stored block was (the scalar dot's input). */
+/* Row r of a repacked super-block as the stored block was (the scalar dot's input). */
 static void unpack_q4_k_row(const uint8_t *block, int r, uint8_t *out) {
   memcpy(out, block + K16_D + 2 * r, 2);
   memcpy(out + 2, block + K16_DMIN + 2 * r, 2);
@@ -77,26 +88,45 @@ static void unpack_q4_k_row(const uint8_t *block, int r, uint8_t *out) {
     for (int c = 0; c < 8; c++) memcpy(out + 16 + 32 * p + 4 * c, block + K16_CHUNK(p, c, r), 4);
 }
 
-void herd_gemm_q4_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+static void unpack_q6_k_row(const uint8_t *block, int r, uint8_t *out) {
+  memcpy(out + 208, block + Q6R_D + 2 * r, 2);
+  for (int k = 0; k < 4; k++) memcpy(out + 192 + 4 * k, block + Q6R_SCALES(k, r), 4);
+  for (int c = 0; c < 32; c++) memcpy(out + 4 * c, block + Q6R_QL(c, r), 4);
+  for (int c = 0; c < 16; c++) memcpy(out + 128 + 4 * c, block + Q6R_QH(c, r), 4);
+}
+
+typedef float (*kquant_dot)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+
+/* Every row and token through the scalar dot, each repacked super-block first unpacked to the stored one; `sums_per_block` of the activation sums per 256. */
+static void portable_kquant_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride,
+                                size_t block_bytes, int sums_per_block, void (*unpack_row)(const uint8_t *, int, uint8_t *), kquant_dot dot) {
   const int nb = cols / QK_K, grouped = rows / REPACK_ROWS * REPACK_ROWS;
-  uint8_t block[Q4_K_BYTES];
+  uint8_t block[Q6_K_BYTES];
   for (int r = 0; r < rows; r++) {
     const uint8_t *row = w + (size_t)r * row_bytes;
     for (int t = 0; t < tokens; t++) {
       const int8_t *codes = x->codes + (size_t)t * cols;
       const float *scales = x->scales + (size_t)t * nb;
-      const int32_t *sums = x->sums + (size_t)t * (cols / QK);
+      const int32_t *sums = x->sums + (size_t)t * nb * sums_per_block;
       float total = 0;
       if (r >= grouped) {
-        total = herd_kernels_scalar.dot_q4_k(row, codes, scales, sums, nb);
+        total = dot(row, codes, scales, sums, nb);
       } else {
         const uint8_t *group = w + (size_t)(r - r % REPACK_ROWS) * row_bytes;
         for (int b = 0; b < nb; b++) {
-          unpack_q4_k_row(group + (size_t)b * K16_BLOCK_BYTES, r % REPACK_ROWS, block);
-          total += herd_kernels_scalar.dot_q4_k(block, codes + (size_t)b * QK_K, scales + b, sums + (size_t)b * (QK_K / QK), 1);
+          unpack_row(group + (size_t)b * REPACK_ROWS * block_bytes, r % REPACK_ROWS, block);
+          total += dot(block, codes + (size_t)b * QK_K, scales + b, sums + (size_t)b * sums_per_block, 1);
         }
       }
       y[(size_t)t * y_stride + r] = total;
     }
   }
+}
+
+void herd_gemm_q4_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  portable_kquant_r16(w, row_bytes, rows, x, tokens, cols, y, y_stride, Q4_K_BYTES, QK_K / QK, unpack_q4_k_row, herd_kernels_scalar.dot_q4_k);
+}
+
+void herd_gemm_q6_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  portable_kquant_r16(w, row_bytes, rows, x, tokens, cols, y, y_stride, Q6_K_BYTES, QK_K / KQ_GROUP, unpack_q6_k_row, herd_dot_q6_k_scalar);
 }

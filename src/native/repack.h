@@ -14,6 +14,8 @@
  * 12 packed scale bytes as three chunks of 64 (chunk k: bytes 4k..4k+3 of each row, so the 6-bit
  * unpacking runs on 16 rows at once, one int32 lane each), then the 128 nibble bytes as 32 chunks
  * of 64 (chunk 8p + c: bytes 32p + 4c.. + 3 of each row; low nibbles are sub-block 2p, high 2p + 1).
+ * Q6_K: the 16 d's, the 16 int8 scales as four chunks of 64, the 128 ql bytes as 32 chunks and
+ * the 64 qh bytes as 16 chunks.
  */
 #ifndef HERD_REPACK_H
 #define HERD_REPACK_H
@@ -33,7 +35,14 @@
 /* Rewrites a stored Q4_0 matrix in place as above; 0 when the one group of scratch cannot be allocated. */
 int herd_repack_q4_0_r16(uint8_t *bytes, int rows, int cols);
 int herd_repack_q4_k_r16(uint8_t *bytes, int rows, int cols);
+#define Q6R_BLOCK_BYTES (REPACK_ROWS * Q6_K_BYTES)
+#define Q6R_D 0
+#define Q6R_SCALES(k, r) (2 * REPACK_ROWS + 64 * (k) + 4 * (r))
+#define Q6R_QL(c, r) (18 * REPACK_ROWS + 64 * (c) + 4 * (r))
+#define Q6R_QH(c, r) (18 * REPACK_ROWS + 64 * 32 + 64 * (c) + 4 * (r))
+int herd_repack_q6_k_r16(uint8_t *bytes, int rows, int cols);
 /* The layouts' products in plain C (every path's fallback, and the reference the SIMD ones are tested against). */
 void herd_gemm_q4_0_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 void herd_gemm_q4_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+void herd_gemm_q6_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 #endif
