@@ -213,14 +213,13 @@ static napi_value embedding(napi_env env, napi_callback_info info) {
       !int_arg(env, argv[3], &cols) || !typed_array(env, argv[4], napi_int32_array, &ids) || !typed_array(env, argv[5], napi_float32_array, &out))
     return NULL;
   const size_t row_bytes = herd_row_bytes(format, cols);
-  /* A repacked matrix interleaves its rows: not a table to look rows up in. */
-  int ok = format < FMT_Q4_0_R16 && row_bytes != 0 && table.length >= row_bytes * rows && out.length >= ids.length * cols;
+  int ok = row_bytes != 0 && table.length >= row_bytes * rows && out.length >= ids.length * cols;
   for (size_t i = 0; ok && i < ids.length; i++) ok = ((int32_t *)ids.data)[i] >= 0 && ((int32_t *)ids.data)[i] < rows;
   if (!ok) {
     napi_throw_range_error(env, NULL, "herd native: an embedding id or size out of range");
     return NULL;
   }
-  herd_embedding(format, table.data, cols, ids.data, (int)ids.length, out.data);
+  herd_embedding(format, table.data, rows, cols, ids.data, (int)ids.length, out.data);
   return NULL;
 }
 

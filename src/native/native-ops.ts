@@ -97,8 +97,8 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
 
   /**
    * A matrix as stored, then repacked in place where the chosen path computes faster on another
-   * layout (src/native/repack.h; embedding tables never are). HERD_NATIVE_REPACK=0 keeps the
-   * stored layout, to measure one against the other.
+   * layout (src/native/repack.h). HERD_NATIVE_REPACK=0 keeps the stored layout, to measure one
+   * against the other.
    */
   linearWeight(name: string, source: WeightSource): NativeWeight {
     const weight = this.loadMatrix(name, source);
@@ -106,8 +106,9 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
     return { ...weight, code: this.addon.repackRows(weight.code, weight.bytes, weight.rows, weight.cols, false) };
   }
 
+  /** Repacked too: a tied output head is this table, and the addon looks rows up in either layout. */
   embeddingWeight(name: string, source: WeightSource): NativeWeight {
-    return this.loadMatrix(name, source);
+    return this.linearWeight(name, source);
   }
 
   vectorWeight(name: string, source: WeightSource): NativeWeight {

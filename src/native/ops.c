@@ -7,6 +7,7 @@
 #include "kquants.h"
 #include "ops.h"
 #include "pool.h"
+#include "repack.h"
 
 size_t herd_row_bytes(int format, int cols) {
   switch (format) {
@@ -260,9 +261,26 @@ static void dequantize_row(int format, const uint8_t *row, int cols, float *out)
   }
 }
 
-void herd_embedding(int format, const uint8_t *table, int cols, const int32_t *ids, int count, float *out) {
+/* Row `id` of a repacked table: each block of its group unpacked to the stored block, then dequantized. */
+static void dequantize_repacked_row(int format, const uint8_t *table, size_t row_bytes, int id, int cols, float *out) {
+  const int stored = herd_r16_stored_format(format), block_cols = stored == FMT_Q4_0 ? QK : QK_K;
+  const size_t block_bytes = row_bytes / (size_t)(cols / block_cols);
+  const uint8_t *group = table + (size_t)(id - id % REPACK_ROWS) * row_bytes;
+  uint8_t block[Q6_K_BYTES];
+  for (int b = 0; b < cols / block_cols; b++) {
+    herd_r16_unpack_row(format, group + (size_t)b * REPACK_ROWS * block_bytes, id % REPACK_ROWS, block);
+    dequantize_row(stored, block, block_cols, out + (size_t)b * block_cols);
+  }
+}
+
+void herd_embedding(int format, const uint8_t *table, int rows, int cols, const int32_t *ids, int count, float *out) {
   const size_t row_bytes = herd_row_bytes(format, cols);
-  for (int i = 0; i < count; i++) dequantize_row(format, table + (size_t)ids[i] * row_bytes, cols, out + (size_t)i * cols);
+  const int grouped = rows / REPACK_ROWS * REPACK_ROWS, stored = herd_r16_stored_format(format);
+  for (int i = 0; i < count; i++) {
+    float *row = out + (size_t)i * cols;
+    if (stored >= 0 && ids[i] < grouped) dequantize_repacked_row(format, table, row_bytes, ids[i], cols, row);
+    else dequantize_row(stored >= 0 ? stored : format, table + (size_t)ids[i] * row_bytes, cols, row);
+  }
 }
 
 void herd_rmsnorm(const float *x, const float *w, float *y, int dim, int rows, float eps) {

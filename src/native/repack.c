@@ -95,6 +95,26 @@ static void unpack_q6_k_row(const uint8_t *block, int r, uint8_t *out) {
   for (int c = 0; c < 16; c++) memcpy(out + 128 + 4 * c, block + Q6R_QH(c, r), 4);
 }
 
+static void unpack_q4_0_row(const uint8_t *block, int r, uint8_t *out) {
+  memcpy(out, block + 2 * r, 2);
+  for (int j = 0; j < 4; j++) memcpy(out + 2 + 4 * j, block + R16_CHUNK(j, r), 4);
+}
+
+int herd_r16_stored_format(int format) {
+  switch (format) {
+    case FMT_Q4_0_R16: return FMT_Q4_0;
+    case FMT_Q4_K_R16: return FMT_Q4_K;
+    case FMT_Q6_K_R16: return FMT_Q6_K;
+    default: return -1;
+  }
+}
+
+void herd_r16_unpack_row(int format, const uint8_t *block, int r, uint8_t *out) {
+  if (format == FMT_Q4_0_R16) unpack_q4_0_row(block, r, out);
+  else if (format == FMT_Q4_K_R16) unpack_q4_k_row(block, r, out);
+  else unpack_q6_k_row(block, r, out);
+}
+
 typedef float (*kquant_dot)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
 
 /* Every row and token through the scalar dot, each repacked super-block first unpacked to the stored one; `sums_per_block` of the activation sums per 256. */

@@ -41,6 +41,10 @@ int herd_repack_q4_k_r16(uint8_t *bytes, int rows, int cols);
 #define Q6R_QL(c, r) (18 * REPACK_ROWS + 64 * (c) + 4 * (r))
 #define Q6R_QH(c, r) (18 * REPACK_ROWS + 64 * 32 + 64 * (c) + 4 * (r))
 int herd_repack_q6_k_r16(uint8_t *bytes, int rows, int cols);
+/* The stored format of a repacked one (FMT_Q4_0 for FMT_Q4_0_R16, …), or -1. */
+int herd_r16_stored_format(int format);
+/* Row r of a group's repacked block (a Q4_0 block, a Q4_K or Q6_K super-block) as the stored block was: for embedding lookups. */
+void herd_r16_unpack_row(int format, const uint8_t *block, int r, uint8_t *out);
 /* The layouts' products in plain C (every path's fallback, and the reference the SIMD ones are tested against). */
 void herd_gemm_q4_0_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 void herd_gemm_q4_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
