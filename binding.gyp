@@ -10,6 +10,7 @@
         "src/native/ops.c",
         "src/native/quantize.c",
         "src/native/quantize_lowbit.c",
+        "src/native/repack.c",
         "src/native/quantize_portable.c",
         "src/native/quantize_avx2.c",
         "src/native/kernels_scalar.c",

@@ -4,7 +4,9 @@
  * "Native C kernels"): process.cpuUsage (user + system, every thread of the process), best of N,
  * so that a machine shared with other work disturbs the figures far less than wall clock does.
  *
- *   node scripts/bench-native-linear.mjs [--threads N] [--isa avx512] [--formats Q8_0,Q4_0,Q4_K] [--tokens 1,64] [--hot]
+ *   node scripts/bench-native-linear.mjs [--threads N] [--isa avx512] [--formats Q8_0,Q4_0,Q4_K] [--tokens 1,64] [--hot] [--plain]
+ *
+ * Weights are repacked as NativeOps.linearWeight repacks them (src/native/repack.h) unless --plain.
  *
  * The weights are random bytes with a sane half-precision scale in every block (speed does not
  * depend on the values); each size is copied until the copies exceed the last-level cache, and
@@ -23,6 +25,8 @@ const { values: options } = parseArgs({
     shapes: { type: 'string', default: '2048x2048,512x2048,8192x2048,2048x8192,128256x2048' },
     // One copy of each weight, reread from the caches: the kernels' arithmetic without the memory.
     hot: { type: 'boolean', default: false },
+    // The stored layout, without the load-time repacking the model's linear weights get.
+    plain: { type: 'boolean', default: false },
     // Another build of the addon, to compare against (a copy of build/Release/herd_native.node).
     addon: { type: 'string', default: new URL('../build/Release/herd_native.node', import.meta.url).pathname },
   },
@@ -40,6 +44,7 @@ const FORMATS = {
   Q8_0: { code: 3, bytes: 34, weights: 32, halves: [0] },
   Q4_0: { code: 4, bytes: 18, weights: 32, halves: [0] },
   Q4_K: { code: 5, bytes: 144, weights: 256, halves: [0, 2] },
+  Q6_K: { code: 6, bytes: 210, weights: 256, halves: [208] },
 };
 const COPIES_ABOVE_BYTES = 96 << 20; // above this machine's 32 MiB L3
 
@@ -73,6 +78,8 @@ for (const format of options.formats.split(',')) {
     const one = randomWeights(format, rows, cols);
     const copies = [one];
     while (!options.hot && copies.length * one.length < COPIES_ABOVE_BYTES) copies.push(one.slice());
+    const stored = FORMATS[format].code;
+    const code = copies.map((copy) => (options.plain ? stored : addon.repackRows(stored, copy, rows, cols, false)))[0];
     for (const tokens of tokenCounts) {
       const x = Float32Array.from({ length: tokens * cols }, (_, i) => Math.sin(i * 0.37));
       const y = new Float32Array(tokens * rows);
@@ -83,7 +90,7 @@ for (const format of options.formats.split(',')) {
       let best = Infinity;
       for (let call = 0; call < calls; call++) {
         const sample = cpuMs(() => {
-          for (let i = 0; i < repeats; i++) addon.linear(FORMATS[format].code, copies[(call * repeats + i) % copies.length], rows, cols, x, tokens, y);
+          for (let i = 0; i < repeats; i++) addon.linear(code, copies[(call * repeats + i) % copies.length], rows, cols, x, tokens, y);
         });
         best = Math.min(best, sample / repeats);
       }

@@ -184,6 +184,22 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     });
   });
 
+  // Repacked Q4_0, Q4_K and Q6_K (src/native/repack.h): 37 rows are two groups of 16 and 5 stored as they were; 16 one group alone.
+  test.each(
+    (['Q4_0', 'Q4_K', 'Q6_K'] as const).flatMap((format) => [37, 16].flatMap((rows) => LINEAR_TOKENS.map((tokens) => [format, rows, format === 'Q4_0' ? 96 : 512, tokens] as const))),
+  )('linear on %s [%i, %i] repacked into groups of 16 rows × %i token(s) equals the float64 product', (format, rows, cols, tokens) => {
+    const { bytes, weights } = packedRandom(format, rows, cols, rows + cols);
+    const repacked = bytes.slice();
+    const code = addon.repackRows(NATIVE_FORMAT_CODES[format]!, repacked, rows, cols, true);
+    expect(code).not.toBe(NATIVE_FORMAT_CODES[format]);
+    expect(repacked).not.toEqual(bytes);
+    const x = gaussian(tokens, tokens * cols);
+    const y = new Float32Array(tokens * rows);
+    addon.linear(code, repacked, rows, cols, x, tokens, y);
+    const { y: expected, magnitude } = referenceLinear(weights, rows, cols, quantizedActivations(format, x), tokens);
+    expectWithin(y, expected, (i) => 2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-6);
+  });
+
   test.each(LINEAR_SHAPES.map(([format, rows, cols]) => [format, rows, cols] as const))('embedding rows of %s [%i, %i] equal the dequantized rows', (format, rows, cols) => {
     const { bytes, weights } = packedRandom(format, rows, cols, rows + cols);
     const ids = Int32Array.from([3, 0, rows - 1, 3]);
@@ -274,4 +290,29 @@ test('every path and thread count computes the same linear products (within floa
 
 test('a path this build does not have is refused with the reason', () => {
   expect(() => addon.choose('avx9000')).toThrow(/HERD_CPU_ISA=avx9000 cannot run here: unknown path/);
+});
+
+test('only Q4_0, Q4_K and Q6_K matrices of at least one whole group are repacked', () => {
+  const q8 = packedRandom('Q8_0', 37, 96, 1).bytes.slice();
+  expect(addon.repackRows(NATIVE_FORMAT_CODES.Q8_0!, q8, 37, 96, true)).toBe(NATIVE_FORMAT_CODES.Q8_0);
+  expect(q8).toEqual(packedRandom('Q8_0', 37, 96, 1).bytes);
+  const few = packedRandom('Q4_0', 15, 96, 2).bytes.slice();
+  expect(addon.repackRows(NATIVE_FORMAT_CODES.Q4_0!, few, 15, 96, true)).toBe(NATIVE_FORMAT_CODES.Q4_0);
+});
+
+// A tied output head is the embedding table, so a repacked table must still give its rows: in a group and in the stored tail.
+test.each([
+  ['Q4_0', 96],
+  ['Q4_K', 512],
+  ['Q6_K', 512],
+] as const)('embedding rows of a repacked %s table [37, %i] equal the dequantized rows', (format, cols) => {
+  const rows = 37;
+  const { bytes, weights } = packedRandom(format, rows, cols, 5);
+  const table = bytes.slice();
+  const code = addon.repackRows(NATIVE_FORMAT_CODES[format]!, table, rows, cols, true);
+  const ids = Int32Array.of(0, 15, 16, 31, 32, 36);
+  const out = new Float32Array(ids.length * cols);
+  addon.embedding(code, table, rows, cols, ids, out);
+  const expected = Float32Array.from({ length: out.length }, (_, i) => weights[ids[Math.floor(i / cols)]! * cols + (i % cols)]!);
+  expectWithin(out, expected, () => 1e-6);
 });

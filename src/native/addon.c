@@ -8,6 +8,7 @@
 #include "ops.h"
 #include "pool.h"
 #include "quantize.h"
+#include "repack.h"
 
 static herd_isa_choice chosen;
 
@@ -167,6 +168,40 @@ static napi_value linear_many(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * repackRows(format, bytes: Uint8Array, rows, cols, always): the format code to compute a linear
+ * weight with after repacking its bytes in place (repack.h: Q4_0, Q4_K, Q6_K) where the chosen path has a SIMD
+ * product on the repacked layout (or `always`, for tests), else `format` unchanged.
+ */
+static napi_value repack_rows(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], result;
+  int format, rows, cols;
+  bool always = false;
+  array_view w;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5 || !int_arg(env, argv[0], &format) || !typed_array(env, argv[1], napi_uint8_array, &w) || !int_arg(env, argv[2], &rows) || !int_arg(env, argv[3], &cols))
+    return NULL;
+  CHECK(napi_get_value_bool(env, argv[4], &always));
+  const size_t row_bytes = herd_row_bytes(format, cols);
+  if (row_bytes == 0 || w.length < row_bytes * rows) {
+    napi_throw_range_error(env, NULL, "herd native: repackRows's sizes do not match its array");
+    return NULL;
+  }
+  const int has_simd = chosen.kernels != NULL && chosen.kernels->gemm_q4_0_r16 != herd_gemm_q4_0_r16_portable;
+  int code = format;
+  int (*repack)(uint8_t *, int, int) = format == FMT_Q4_0 ? herd_repack_q4_0_r16 : format == FMT_Q4_K ? herd_repack_q4_k_r16 : format == FMT_Q6_K ? herd_repack_q6_k_r16 : NULL;
+  if (repack != NULL && rows >= REPACK_ROWS && (always || has_simd)) {
+    if (!repack(w.data, rows, cols)) {
+      napi_throw_error(env, NULL, "herd native: out of memory");
+      return NULL;
+    }
+    code = format == FMT_Q4_0 ? FMT_Q4_0_R16 : format == FMT_Q4_K ? FMT_Q4_K_R16 : FMT_Q6_K_R16;
+  }
+  CHECK(napi_create_int32(env, code, &result));
+  return result;
+}
+
 /* embedding(format, table: Uint8Array, rows, cols, ids: Int32Array, out: Float32Array) */
 static napi_value embedding(napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -184,7 +219,7 @@ static napi_value embedding(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "herd native: an embedding id or size out of range");
     return NULL;
   }
-  herd_embedding(format, table.data, cols, ids.data, (int)ids.length, out.data);
+  herd_embedding(format, table.data, rows, cols, ids.data, (int)ids.length, out.data);
   return NULL;
 }
 
@@ -437,6 +472,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"stopThreads", NULL, stop_threads, NULL, NULL, NULL, napi_default, NULL},
       {"linear", NULL, linear, NULL, NULL, NULL, napi_default, NULL},
       {"linearMany", NULL, linear_many, NULL, NULL, NULL, napi_default, NULL},
+      {"repackRows", NULL, repack_rows, NULL, NULL, NULL, napi_default, NULL},
       {"embedding", NULL, embedding, NULL, NULL, NULL, napi_default, NULL},
       {"rmsnorm", NULL, rmsnorm, NULL, NULL, NULL, napi_default, NULL},
       {"rope", NULL, rope, NULL, NULL, NULL, napi_default, NULL},

@@ -12,6 +12,12 @@ export interface NativeAddon {
   linear(format: number, weights: Uint8Array, rows: number, cols: number, x: Float32Array, tokens: number, y: Float32Array): void;
   /** linear for each of several weights of one format and width (at most 8) on the same x, in one call. */
   linearMany(format: number, weights: Uint8Array[], rows: number[], cols: number, x: Float32Array, tokens: number, ys: Float32Array[]): void;
+  /**
+   * Repacks a linear weight's bytes in place for the chosen path's tiled product where it has one
+   * (Q4_0 into groups of 16 interleaved rows; `always` repacks on any path, for tests) and returns
+   * the format code to compute with: the repacked layout's, or `format` when nothing changed.
+   */
+  repackRows(format: number, bytes: Uint8Array, rows: number, cols: number, always: boolean): number;
   embedding(format: number, table: Uint8Array, rows: number, cols: number, ids: Int32Array, out: Float32Array): void;
   rmsnorm(x: Float32Array, weight: Float32Array, y: Float32Array, dim: number, eps: number): void;
   rope(x: Float32Array, cos: Float32Array, sin: Float32Array, heads: number, headDim: number): void;

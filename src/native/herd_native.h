@@ -10,7 +10,12 @@
 enum herd_format {
   FMT_F32 = 0, FMT_F16 = 1, FMT_BF16 = 2, FMT_Q8_0 = 3, FMT_Q4_0 = 4, FMT_Q4_K = 5,
   FMT_Q6_K = 6, FMT_Q5_K = 7, FMT_Q3_K = 8, FMT_Q2_K = 9, /* src/native/kquants.h */
-  FMT_Q4_1 = 10, FMT_Q5_0 = 11, FMT_Q5_1 = 12, FMT_IQ4_NL = 13, FMT_IQ4_XS = 14, FMT_INT4_G128 = 15
+  FMT_Q4_1 = 10, FMT_Q5_0 = 11, FMT_Q5_1 = 12, FMT_IQ4_NL = 13, FMT_IQ4_XS = 14, FMT_INT4_G128 = 15,
+  /* Q4_0 repacked at load into groups of REPACK_ROWS interleaved rows (repack.h): linear layers only, never a stored format. */
+  FMT_Q4_0_R16 = 16,
+  /* Q4_K repacked likewise (repack.h). */
+  FMT_Q4_K_R16 = 17,
+  FMT_Q6_K_R16 = 18
 };
 
 #define QK 32      /* weights per Q8_0 / Q4_0 block, and per Q4_K sub-block */
@@ -74,6 +79,11 @@ typedef struct {
   void (*gemm_q4_k)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   /* The same for F32 rows (cols floats each) and float activations; NULL: dot_f32 row by row. */
   void (*gemm_f32)(const float *w, int rows, const float *x, int tokens, int cols, float *y, int y_stride);
+  /* gemm on Q4_0 repacked as repack.h describes (w at a group's start); every path has one (the portable one by default). */
+  void (*gemm_q4_0_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+  void (*gemm_q4_k_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+  /* Q6_K on Q8_K activations with sums of every 16 codes. */
+  void (*gemm_q6_k_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 } herd_kernels;
 
 extern const herd_kernels herd_kernels_scalar;

@@ -1,6 +1,7 @@
 /* The portable path: plain C the compiler may vectorize for the baseline ISA (SSE2 on x86-64). */
 #include <string.h>
 #include "herd_native.h"
+#include "repack.h"
 #include "kquants.h"
 #include "blocks32.h"
 
@@ -146,4 +147,7 @@ const herd_kernels herd_kernels_scalar = {
     .dot_iq4_nl = herd_dot_iq4_nl_scalar,
     .dot_iq4_xs = herd_dot_iq4_xs_scalar,
     .dot_int4_g128 = herd_dot_int4_g128_scalar,
+    .gemm_q4_0_r16 = herd_gemm_q4_0_r16_portable,
+    .gemm_q4_k_r16 = herd_gemm_q4_k_r16_portable,
+    .gemm_q6_k_r16 = herd_gemm_q6_k_r16_portable,
 };

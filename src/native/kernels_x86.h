@@ -25,6 +25,7 @@
 #include <string.h>
 #include "herd_native.h"
 #include "kquants.h"
+#include "repack.h"
 
 #if HERD_PATH == HERD_AVX2
 /* pmaddubsw pairs to int16 (no overflow: |w| ≤ 128, |x| ≤ 127), then pmaddwd to int32. */
@@ -265,7 +266,11 @@ typedef __m256 fvec;
 #define STEP_BLOCKS 1
 #define VEC(op) _mm256_##op
 #define TILE_T 2 /* 8 float accumulators of 16 registers */
+#if HERD_PATH == HERD_AVXVNNI
+static inline ivec dpbusd(ivec acc, ivec u, ivec s) { return _mm256_dpbusd_avx_epi32(acc, u, s); }
+#else
 static inline ivec dpbusd(ivec acc, ivec u, ivec s) { return _mm256_add_epi32(acc, dot_u8_i8(u, s)); }
+#endif
 #if HERD_PATH == HERD_AVXVNNI
 static inline ivec dpwssd(ivec acc, ivec a, ivec b) { return _mm256_dpwssd_avx_epi32(acc, a, b); }
 #else
@@ -533,6 +538,239 @@ static void gemm_f32(const float *w, int rows, const float *x, int tokens, int c
   }
 }
 
+/*
+ * Repacked Q4_0 (repack.h): per group of 16 rows, one int32 lane per row. A 512-bit vector holds
+ * the 16 rows (R16_HALVES = 1); 256-bit paths take the group as two halves of 8 rows.
+ */
+#if HERD_PATH == HERD_AVX512
+#define R16_HALVES 1
+#define R16_TOKENS 8 /* 8 float accumulators and 8 unpacked code vectors of 32 registers */
+static inline ivec r16_bytes(const uint8_t *p) { return _mm512_loadu_si512(p); }
+static inline fvec r16_scales(const uint8_t *block, int half) { (void)half; return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)block)); }
+static inline void r16_store(float *y, fvec v) { _mm512_storeu_ps(y, v); }
+#else
+#define R16_HALVES 2
+#define R16_TOKENS 4 /* of 16 registers */
+static inline ivec r16_bytes(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+static inline fvec r16_scales(const uint8_t *block, int half) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(block + 16 * half))); }
+static inline void r16_store(float *y, fvec v) { _mm256_storeu_ps(y, v); }
+#endif
+#define R16_LANES (REPACK_ROWS / R16_HALVES)
+/* Four activation codes in every int32 lane. */
+static inline ivec broadcast4(const int8_t *x) {
+  int32_t four;
+  memcpy(&four, x, 4);
+  return VEC(set1_epi32)(four);
+}
+
+/* One half of a group × T tokens: each block's codes unpacked once for the tile, each token's block summed in int32 lanes, then scaled. */
+static ALWAYS_INLINE void tile_r16(const uint8_t *group, int half, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
+  const int nb = cols / QK;
+  fvec acc[R16_TOKENS];
+  for (int t = 0; t < T; t++) acc[t] = fzero();
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *block = group + (size_t)b * R16_BLOCK_BYTES;
+    /* The block four ahead (its 288 bytes are five cache lines): decode reads the weights once, from memory. */
+    for (int line = 0; line < 5; line++) _mm_prefetch((const char *)block + 4 * R16_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
+    const fvec d = r16_scales(block, half);
+    ivec low[4], high[4];
+    for (int j = 0; j < 4; j++) {
+      const ivec bytes = r16_bytes(block + R16_CHUNK(j, 0) + 32 * half);
+      low[j] = low_nibbles(bytes);
+      high[j] = low_nibbles(VEC(srli_epi16)(bytes, 4));
+    }
+    for (int t = 0; t < T; t++) {
+      const size_t at = (size_t)t * nb + b;
+      const int8_t *codes = x->codes + (size_t)t * cols + (size_t)b * QK;
+      /* Codes stored as q + 8 (unsigned, for the u8 × s8 product): 8 · Σx comes off through the start. */
+      ivec sum = VEC(set1_epi32)(-8 * x->sums[at]);
+      for (int j = 0; j < 4; j++) {
+        sum = dpbusd(sum, low[j], broadcast4(codes + 4 * j));
+        sum = dpbusd(sum, high[j], broadcast4(codes + 16 + 4 * j));
+      }
+      acc[t] = fmadd(to_float(sum), VEC(mul_ps)(d, fbroadcast(x->scales[at])), acc[t]);
+    }
+  }
+  for (int t = 0; t < T; t++) r16_store(y + (size_t)t * y_stride + R16_LANES * half, acc[t]);
+}
+
+/* Tokens in tiles of up to TOKENS (TILE's T a compile-time constant), each group of rows in halves as the vector width takes it. */
+#define GROUP_LOOPS(TILE, TOKENS, scale_block, sum_group)                                                                                \
+  const int grouped = rows / REPACK_ROWS * REPACK_ROWS;                                                                          \
+  for (int g = 0; g < grouped; g += REPACK_ROWS) {                                                                               \
+    const uint8_t *group = w + (size_t)g * row_bytes;                                                                            \
+    for (int t0 = 0; t0 < tokens; t0 += TOKENS) {                                                                                \
+      const int tn = tokens - t0 < TOKENS ? tokens - t0 : TOKENS;                                                                \
+      const quantized_row xt = {.codes = x->codes + (size_t)t0 * cols, .scales = x->scales + (size_t)t0 * (cols / scale_block), \
+                                .sums = x->sums + (size_t)t0 * (cols / sum_group)};                                              \
+      float *yt = y + (size_t)t0 * y_stride + g;                                                                                 \
+      for (int half = 0; half < R16_HALVES; half++) {                                                                            \
+        switch (tn) {                                                                                                            \
+          case 1: TILE(1); break;                                                                                                \
+          case 2: TILE(2 < TOKENS ? 2 : TOKENS); break;                                                                          \
+          case 3: TILE(3 < TOKENS ? 3 : TOKENS); break;                                                                          \
+          case 4: TILE(4 < TOKENS ? 4 : TOKENS); break;                                                                          \
+          case 5: TILE(5 < TOKENS ? 5 : TOKENS); break;                                                                          \
+          case 6: TILE(6 < TOKENS ? 6 : TOKENS); break;                                                                          \
+          case 7: TILE(7 < TOKENS ? 7 : TOKENS); break;                                                                          \
+          default: TILE(TOKENS); break;                                                                                          \
+        }                                                                                                                        \
+      }                                                                                                                          \
+    }                                                                                                                            \
+  }
+
+static void gemm_q4_0_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+#define TILE(T) tile_r16(group, half, &xt, cols, yt, y_stride, T)
+  GROUP_LOOPS(TILE, R16_TOKENS, QK, QK)
+#undef TILE
+  /* Rows past the last whole group are stored as they were. */
+  if (grouped < rows) gemm_q4_0(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
+}
+
+/* Repacked Q4_K: tokens a tile (each super-block's float sums kept per token, its scales in memory operands). */
+#if HERD_PATH == HERD_AVX512
+#define K16_TOKENS 8
+static inline fvec k16_halves(const uint8_t *p, int half) { (void)half; return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+#else
+#define K16_TOKENS 2
+static inline fvec k16_halves(const uint8_t *p, int half) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16 * half))); }
+#endif
+static inline ivec iset1(int32_t v) { return VEC(set1_epi32)(v); }
+#if HERD_PATH == HERD_AVX512
+static inline ivec iand(ivec a, ivec b) { return _mm512_and_si512(a, b); }
+static inline ivec ior(ivec a, ivec b) { return _mm512_or_si512(a, b); }
+#else
+static inline ivec iand(ivec a, ivec b) { return _mm256_and_si256(a, b); }
+static inline ivec ior(ivec a, ivec b) { return _mm256_or_si256(a, b); }
+#endif
+/* Two int16 values in every int32 lane (the activation sums a pair of minimums multiplies). */
+static inline ivec broadcast_pair(int32_t low, int32_t high) { return iset1((int32_t)((uint32_t)(uint16_t)low | (uint32_t)high << 16)); }
+
+static ALWAYS_INLINE void tile_k16(const uint8_t *group, int half, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
+  const int nb = cols / QK_K;
+  fvec acc[K16_TOKENS];
+  for (int t = 0; t < T; t++) acc[t] = fzero();
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *block = group + (size_t)b * K16_BLOCK_BYTES;
+    const fvec d = k16_halves(block + K16_D, half), dmin = k16_halves(block + K16_DMIN, half);
+    /* herd_q4k_scales_mins on every lane at once: the sub-blocks' scales (bytes of sc[0..1]) and minimums (m[0..1]). */
+    const ivec u0 = r16_bytes(block + K16_SCALES(0, 0) + 32 * half), u1 = r16_bytes(block + K16_SCALES(1, 0) + 32 * half),
+               u2 = r16_bytes(block + K16_SCALES(2, 0) + 32 * half);
+    const ivec six = iset1(0x3f3f3f3f), four = iset1(0x0f0f0f0f), two = iset1(0x03030303);
+    const ivec sc[2] = {iand(u0, six), ior(iand(u2, four), VEC(slli_epi32)(iand(VEC(srli_epi32)(u0, 6), two), 4))};
+    const ivec m[2] = {iand(u1, six), ior(iand(VEC(srli_epi32)(u2, 4), four), VEC(slli_epi32)(iand(VEC(srli_epi32)(u1, 6), two), 4))};
+    fvec dsc[8];
+    for (int j = 0; j < 8; j++) dsc[j] = VEC(mul_ps)(d, to_float(iand(VEC(srli_epi32)(sc[j / 4], 8 * (j % 4)), iset1(0xff))));
+    /* Minimums as int16 pairs (m0, m2), (m1, m3), (m4, m6), (m5, m7) for the pmaddwd with the activation sums. */
+    const ivec mins[4] = {iand(m[0], iset1(0x00ff00ff)), iand(VEC(srli_epi32)(m[0], 8), iset1(0x00ff00ff)),
+                          iand(m[1], iset1(0x00ff00ff)), iand(VEC(srli_epi32)(m[1], 8), iset1(0x00ff00ff))};
+    fvec blocks[K16_TOKENS];
+    for (int t = 0; t < T; t++) blocks[t] = fzero();
+    for (int j = 0; j < 8; j++) {
+      /* A super-block of 16 rows is 36 cache lines: the one after next comes in five lines per sub-block (decode reads weights once, from memory). */
+      for (int line = 5 * j; line < 5 * j + 5; line++) _mm_prefetch((const char *)block + 2 * K16_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
+      ivec codes[8];
+      for (int c = 0; c < 8; c++) {
+        const ivec bytes = r16_bytes(block + K16_CHUNK(j / 2, c, 0) + 32 * half);
+        codes[c] = low_nibbles(j & 1 ? VEC(srli_epi16)(bytes, 4) : bytes);
+      }
+      for (int t = 0; t < T; t++) {
+        const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 32 * j;
+        ivec sum = izero();
+        for (int c = 0; c < 8; c++) sum = dpbusd(sum, codes[c], broadcast4(xc + 4 * c));
+        blocks[t] = fmadd(to_float(sum), dsc[j], blocks[t]);
+      }
+    }
+    for (int t = 0; t < T; t++) {
+      const int32_t *xs = x->sums + (size_t)t * (cols / QK) + (size_t)b * 8;
+      ivec minsum = izero();
+      for (int k = 0; k < 2; k++) {
+        minsum = dpwssd(minsum, mins[2 * k], broadcast_pair(xs[4 * k], xs[4 * k + 2]));
+        minsum = dpwssd(minsum, mins[2 * k + 1], broadcast_pair(xs[4 * k + 1], xs[4 * k + 3]));
+      }
+      const fvec xd = fbroadcast(x->scales[(size_t)t * nb + b]);
+      acc[t] = fmadd(blocks[t], xd, acc[t]);
+      acc[t] = VEC(fnmadd_ps)(to_float(minsum), VEC(mul_ps)(dmin, xd), acc[t]);
+    }
+  }
+  for (int t = 0; t < T; t++) r16_store(y + (size_t)t * y_stride + R16_LANES * half, acc[t]);
+}
+
+static void gemm_q4_k_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+#define TILE(T) tile_k16(group, half, &xt, cols, yt, y_stride, T)
+  GROUP_LOOPS(TILE, K16_TOKENS, QK_K, QK)
+#undef TILE
+  if (grouped < rows) gemm_q4_k(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
+}
+
+/*
+ * Repacked Q6_K: per super-block and token one int32 sum per row, Σ_g scale_g · (codes · x)_g
+ * with the codes unsigned (q + 32), less 32 · Σ_g scale_g · Σx_g (int16 pairs of scales and of
+ * the activation sums of 16, in vpdpwssd); the scales multiply in integers, exactly as the scalar
+ * path's.
+ */
+static ALWAYS_INLINE void tile_q6r(const uint8_t *group, int half, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
+  const int nb = cols / QK_K;
+  fvec acc[K16_TOKENS];
+  for (int t = 0; t < T; t++) acc[t] = fzero();
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *block = group + (size_t)b * Q6R_BLOCK_BYTES;
+    const fvec d = k16_halves(block + Q6R_D, half);
+    ivec scale[16], pairs[8];
+    for (int k = 0; k < 4; k++) {
+      const ivec four = r16_bytes(block + Q6R_SCALES(k, 0) + 32 * half);
+      for (int e = 0; e < 4; e++) scale[4 * k + e] = VEC(srai_epi32)(VEC(slli_epi32)(four, 24 - 8 * e), 24);
+      /* int16 lanes (scale 4k, scale 4k + 2) and (4k + 1, 4k + 3). */
+      pairs[2 * k] = VEC(srai_epi16)(VEC(slli_epi16)(four, 8), 8);
+      pairs[2 * k + 1] = VEC(srai_epi16)(four, 8);
+    }
+    ivec sums[K16_TOKENS];
+    for (int t = 0; t < T; t++) {
+      const int32_t *xs = x->sums + (size_t)t * (cols / KQ_GROUP) + (size_t)b * (QK_K / KQ_GROUP);
+      ivec offsets = izero();
+      for (int k = 0; k < 4; k++) {
+        offsets = dpwssd(offsets, pairs[2 * k], broadcast_pair(xs[4 * k], xs[4 * k + 2]));
+        offsets = dpwssd(offsets, pairs[2 * k + 1], broadcast_pair(xs[4 * k + 1], xs[4 * k + 3]));
+      }
+      sums[t] = VEC(mullo_epi32)(offsets, iset1(-32));
+    }
+    for (int h = 0; h < 2; h++) {
+      for (int line = 0; line < 26; line++) _mm_prefetch((const char *)block + 2 * Q6R_BLOCK_BYTES + 64 * (26 * h + line), _MM_HINT_T0);
+      for (int i = 0; i < 4; i++) {
+        ivec codes[8];
+        for (int c = 0; c < 8; c++) {
+          const ivec low = r16_bytes(block + Q6R_QL(16 * h + 8 * (i & 1) + c, 0) + 32 * half);
+          const ivec high = r16_bytes(block + Q6R_QH(8 * h + c, 0) + 32 * half);
+          const ivec nibble = low_nibbles(i >= 2 ? VEC(srli_epi16)(low, 4) : low);
+          codes[c] = ior(nibble, VEC(slli_epi16)(iand(VEC(srli_epi16)(high, 2 * i), iset1(0x03030303)), 4));
+        }
+        const int g = 8 * h + 2 * i;
+        for (int t = 0; t < T; t++) {
+          const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 128 * h + 32 * i;
+          ivec first = izero(), second = izero();
+          for (int c = 0; c < 4; c++) first = dpbusd(first, codes[c], broadcast4(xc + 4 * c));
+          for (int c = 4; c < 8; c++) second = dpbusd(second, codes[c], broadcast4(xc + 4 * c));
+          sums[t] = VEC(add_epi32)(sums[t], VEC(add_epi32)(VEC(mullo_epi32)(first, scale[g]), VEC(mullo_epi32)(second, scale[g + 1])));
+        }
+      }
+    }
+    for (int t = 0; t < T; t++) acc[t] = fmadd(to_float(sums[t]), VEC(mul_ps)(d, fbroadcast(x->scales[(size_t)t * nb + b])), acc[t]);
+  }
+  for (int t = 0; t < T; t++) r16_store(y + (size_t)t * y_stride + R16_LANES * half, acc[t]);
+}
+
+static void gemm_q6_k_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+#define TILE(T) tile_q6r(group, half, &xt, cols, yt, y_stride, T)
+  GROUP_LOOPS(TILE, K16_TOKENS, QK_K, KQ_GROUP)
+#undef TILE
+  if (grouped < rows) {
+    for (int r = grouped; r < rows; r++)
+      for (int t = 0; t < tokens; t++)
+        y[(size_t)t * y_stride + r] = dot_q6_k(w + (size_t)r * row_bytes, x->codes + (size_t)t * cols, x->scales + (size_t)t * (cols / QK_K),
+                                               x->sums + (size_t)t * (cols / KQ_GROUP), cols / QK_K);
+  }
+}
+
 const herd_kernels HERD_TABLE = {
     .name = HERD_PATH_NAME,
     .dot_f32 = dot_f32,
@@ -558,5 +796,8 @@ const herd_kernels HERD_TABLE = {
     .gemm_q4_0 = gemm_q4_0,
     .gemm_q4_k = gemm_q4_k,
     .gemm_f32 = gemm_f32,
+    .gemm_q4_0_r16 = gemm_q4_0_r16,
+    .gemm_q4_k_r16 = gemm_q4_k_r16,
+    .gemm_q6_k_r16 = gemm_q6_k_r16,
 };
 #endif

@@ -22,6 +22,8 @@ export interface NativeTensor {
 /** A weight as stored (format code and bytes), or a float vector. */
 export interface NativeWeight {
   format: PackedFormat;
+  /** The code the kernels compute with: the format's, or a load-time repacked layout's (src/native/repack.h). */
+  code: number;
   bytes: Uint8Array;
   rows: number;
   cols: number;
@@ -93,17 +95,25 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
     return this.addon.info().threads;
   }
 
+  /**
+   * A matrix as stored, then repacked in place where the chosen path computes faster on another
+   * layout (src/native/repack.h). HERD_NATIVE_REPACK=0 keeps the stored layout, to measure one
+   * against the other.
+   */
   linearWeight(name: string, source: WeightSource): NativeWeight {
-    return this.loadMatrix(name, source);
+    const weight = this.loadMatrix(name, source);
+    if (process.env.HERD_NATIVE_REPACK === '0') return weight;
+    return { ...weight, code: this.addon.repackRows(weight.code, weight.bytes, weight.rows, weight.cols, false) };
   }
 
+  /** Repacked too: a tied output head is this table, and the addon looks rows up in either layout. */
   embeddingWeight(name: string, source: WeightSource): NativeWeight {
-    return this.loadMatrix(name, source);
+    return this.linearWeight(name, source);
   }
 
   vectorWeight(name: string, source: WeightSource): NativeWeight {
     const floats = source.readFloat(name).data.slice();
-    return { format: 'F32', bytes: new Uint8Array(floats.buffer), rows: 1, cols: floats.length, floats };
+    return { format: 'F32', code: NATIVE_FORMAT_CODES.F32!, bytes: new Uint8Array(floats.buffer), rows: 1, cols: floats.length, floats };
   }
 
   /**
@@ -116,7 +126,7 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
       const [rows, cols] = packed.shape as [number, number];
       const bytes = new Uint8Array(Buffer.allocUnsafeSlow(packedBytes(packed.format, rows, cols)).buffer);
       source.readPackedInto(name, bytes);
-      return { format: packed.format, bytes, rows, cols, floats: null };
+      return { format: packed.format, code: NATIVE_FORMAT_CODES[packed.format]!, bytes, rows, cols, floats: null };
     }
     if (packed && !this.widenedTypes.has(packed.format)) {
       this.widenedTypes.add(packed.format);
@@ -124,18 +134,18 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
     }
     const host = source.readFloat(name);
     const [rows, cols] = host.shape as [number, number];
-    return { format: 'F32', bytes: new Uint8Array(host.data.buffer, host.data.byteOffset, host.data.byteLength), rows, cols, floats: null };
+    return { format: 'F32', code: NATIVE_FORMAT_CODES.F32!, bytes: new Uint8Array(host.data.buffer, host.data.byteOffset, host.data.byteLength), rows, cols, floats: null };
   }
 
   embedding(table: NativeWeight, ids: Int32Array): NativeTensor {
     const out = tensor(ids.length, table.cols);
-    this.addon.embedding(NATIVE_FORMAT_CODES[table.format]!, table.bytes, table.rows, table.cols, ids, out.data);
+    this.addon.embedding(table.code, table.bytes, table.rows, table.cols, ids, out.data);
     return out;
   }
 
   linear(x: NativeTensor, weight: NativeWeight): NativeTensor {
     const y = tensor(x.rows, weight.rows);
-    this.addon.linear(NATIVE_FORMAT_CODES[weight.format]!, weight.bytes, weight.rows, weight.cols, x.data, x.rows, y.data);
+    this.addon.linear(weight.code, weight.bytes, weight.rows, weight.cols, x.data, x.rows, y.data);
     return y;
   }
 
@@ -146,10 +156,10 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
    */
   linearMany(x: NativeTensor, weights: readonly NativeWeight[]): NativeTensor[] {
     const [first] = weights;
-    if (!first || weights.some((w) => w.format !== first.format || w.cols !== first.cols) || weights.length > 8) return weights.map((w) => this.linear(x, w));
+    if (!first || weights.some((w) => w.code !== first.code || w.cols !== first.cols) || weights.length > 8) return weights.map((w) => this.linear(x, w));
     const ys = weights.map((w) => tensor(x.rows, w.rows));
     this.addon.linearMany(
-      NATIVE_FORMAT_CODES[first.format]!,
+      first.code,
       weights.map((w) => w.bytes),
       weights.map((w) => w.rows),
       first.cols,

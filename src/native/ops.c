@@ -7,6 +7,7 @@
 #include "kquants.h"
 #include "ops.h"
 #include "pool.h"
+#include "repack.h"
 
 size_t herd_row_bytes(int format, int cols) {
   switch (format) {
@@ -14,12 +15,15 @@ size_t herd_row_bytes(int format, int cols) {
     case FMT_F16:
     case FMT_BF16: return (size_t)cols * 2;
     case FMT_Q8_0: return cols % QK ? 0 : (size_t)(cols / QK) * Q8_0_BYTES;
-    case FMT_Q4_0: return cols % QK ? 0 : (size_t)(cols / QK) * Q4_0_BYTES;
-    case FMT_Q4_K: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * Q4_K_BYTES;
+    case FMT_Q4_0:
+    case FMT_Q4_0_R16: return cols % QK ? 0 : (size_t)(cols / QK) * Q4_0_BYTES;
+    case FMT_Q4_K:
+    case FMT_Q4_K_R16: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * Q4_K_BYTES;
     case FMT_Q6_K:
     case FMT_Q5_K:
     case FMT_Q3_K:
     case FMT_Q2_K: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * herd_kquant_block_bytes(format);
+    case FMT_Q6_K_R16: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * Q6_K_BYTES;
     default: return herd_blocks32_row_bytes(format, cols);
   }
 }
@@ -60,7 +64,7 @@ void herd_quantize_q8_k16(const float *x, int cols, int8_t *codes, float *scales
 }
 
 /* Formats whose activations are Q8_K with each 32 codes' sum; the K-quants of kquants.h take each 16's; the others Q8_0 with each 32's. */
-static int takes_q8_k(int format) { return format == FMT_Q4_K || format == FMT_IQ4_XS; }
+static int takes_q8_k(int format) { return format == FMT_Q4_K || format == FMT_Q4_K_R16 || format == FMT_IQ4_XS; }
 
 /* Rows per unit of work a thread takes at a time: enough to amortise the shared counter. */
 #define ROW_CHUNK 16
@@ -115,6 +119,9 @@ static void (*gemm_of(const herd_kernels *k, int format))(const uint8_t *, size_
     case FMT_Q8_0: return k->gemm_q8_0;
     case FMT_Q4_0: return k->gemm_q4_0;
     case FMT_Q4_K: return k->gemm_q4_k;
+    case FMT_Q4_0_R16: return k->gemm_q4_0_r16;
+    case FMT_Q4_K_R16: return k->gemm_q4_k_r16;
+    case FMT_Q6_K_R16: return k->gemm_q6_k_r16;
     default: return NULL;
   }
 }
@@ -125,7 +132,7 @@ static void quantize_token(const linear_job *job, int t) {
   const float *row = job->x + (size_t)t * cols;
   int8_t *codes = job->codes + (size_t)t * cols;
   float *k_scales = job->scales + (size_t)t * (cols / QK_K);
-  if (herd_kquant_block_bytes(job->format)) {
+  if (herd_kquant_block_bytes(job->format) || job->format == FMT_Q6_K_R16) {
     herd_quantize_q8_k16(row, cols, codes, k_scales, job->sums + (size_t)t * (cols / KQ_GROUP));
   } else if (takes_q8_k(job->format)) {
     herd_quantize_q8_k(row, cols, codes, k_scales, job->sums + (size_t)t * (cols / QK));
@@ -264,9 +271,26 @@ static void dequantize_row(int format, const uint8_t *row, int cols, float *out)
   }
 }
 
-void herd_embedding(int format, const uint8_t *table, int cols, const int32_t *ids, int count, float *out) {
+/* Row `id` of a repacked table: each block of its group unpacked to the stored block, then dequantized. */
+static void dequantize_repacked_row(int format, const uint8_t *table, size_t row_bytes, int id, int cols, float *out) {
+  const int stored = herd_r16_stored_format(format), block_cols = stored == FMT_Q4_0 ? QK : QK_K;
+  const size_t block_bytes = row_bytes / (size_t)(cols / block_cols);
+  const uint8_t *group = table + (size_t)(id - id % REPACK_ROWS) * row_bytes;
+  uint8_t block[Q6_K_BYTES];
+  for (int b = 0; b < cols / block_cols; b++) {
+    herd_r16_unpack_row(format, group + (size_t)b * REPACK_ROWS * block_bytes, id % REPACK_ROWS, block);
+    dequantize_row(stored, block, block_cols, out + (size_t)b * block_cols);
+  }
+}
+
+void herd_embedding(int format, const uint8_t *table, int rows, int cols, const int32_t *ids, int count, float *out) {
   const size_t row_bytes = herd_row_bytes(format, cols);
-  for (int i = 0; i < count; i++) dequantize_row(format, table + (size_t)ids[i] * row_bytes, cols, out + (size_t)i * cols);
+  const int grouped = rows / REPACK_ROWS * REPACK_ROWS, stored = herd_r16_stored_format(format);
+  for (int i = 0; i < count; i++) {
+    float *row = out + (size_t)i * cols;
+    if (stored >= 0 && ids[i] < grouped) dequantize_repacked_row(format, table, row_bytes, ids[i], cols, row);
+    else dequantize_row(stored >= 0 ? stored : format, table + (size_t)ids[i] * row_bytes, cols, row);
+  }
 }
 
 void herd_rmsnorm(const float *x, const float *w, float *y, int dim, int rows, float eps) {

@@ -14,8 +14,8 @@ typedef struct {
 } herd_linear_output;
 /* herd_linear for each output (a layer's q, k and v, or gate and up): the activations quantized once, the threads dispatched once. */
 int herd_linear_many(const herd_kernels *k, int format, int cols, const float *x, int tokens, const herd_linear_output *outputs, int count);
-/* Rows ids[i] of a stored table, as floats: out [count, cols]. */
-void herd_embedding(int format, const uint8_t *table, int cols, const int32_t *ids, int count, float *out);
+/* Rows ids[i] of a table of `rows` rows as stored or repacked (repack.h), as floats: out [count, cols]. */
+void herd_embedding(int format, const uint8_t *table, int rows, int cols, const int32_t *ids, int count, float *out);
 /* Quantizes one row of activations as llama.cpp does for the int8 dot products (Q8_0 or Q8_K blocks). */
 void herd_quantize_q8_0(const float *x, int cols, int8_t *codes, float *scales);
 void herd_quantize_q8_k(const float *x, int cols, int8_t *codes, float *scales, int32_t *sums);

@@ -1,0 +1,152 @@
+/* The load-time repacking of Q4_0 into row groups (repack.h) and the portable product on it. */
+#include <stdlib.h>
+#include <string.h>
+#include "kquants.h"
+#include "repack.h"
+
+/* Writes row r's stored block into its places in the group's repacked block. */
+typedef void (*place_row_block)(uint8_t *out, const uint8_t *block, int r);
+
+static void place_q4_0(uint8_t *out, const uint8_t *block, int r) {
+  memcpy(out + 2 * r, block, 2);
+  for (int j = 0; j < 4; j++) memcpy(out + R16_CHUNK(j, r), block + 2 + 4 * j, 4);
+}
+
+static void place_q4_k(uint8_t *out, const uint8_t *block, int r) {
+  memcpy(out + K16_D + 2 * r, block, 2);
+  memcpy(out + K16_DMIN + 2 * r, block + 2, 2);
+  for (int k = 0; k < 3; k++) memcpy(out + K16_SCALES(k, r), block + 4 + 4 * k, 4);
+  for (int p = 0; p < 4; p++)
+    for (int c = 0; c < 8; c++) memcpy(out + K16_CHUNK(p, c, r), block + 16 + 32 * p + 4 * c, 4);
+}
+
+/* Each whole group of rows, one at a time through a copy of it, into the interleaved layout. */
+static int repack_groups(uint8_t *bytes, int rows, int blocks, size_t block_bytes, place_row_block place) {
+  const size_t row_bytes = (size_t)blocks * block_bytes;
+  uint8_t *stored = malloc(REPACK_ROWS * row_bytes);
+  if (stored == NULL) return 0;
+  for (int g = 0; g + REPACK_ROWS <= rows; g += REPACK_ROWS) {
+    uint8_t *group = bytes + (size_t)g * row_bytes;
+    memcpy(stored, group, REPACK_ROWS * row_bytes);
+    for (int b = 0; b < blocks; b++)
+      for (int r = 0; r < REPACK_ROWS; r++) place(group + (size_t)b * REPACK_ROWS * block_bytes, stored + r * row_bytes + (size_t)b * block_bytes, r);
+  }
+  free(stored);
+  return 1;
+}
+
+int herd_repack_q4_0_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK, Q4_0_BYTES, place_q4_0); }
+int herd_repack_q4_k_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK_K, Q4_K_BYTES, place_q4_k); }
+
+/* Q6_K: ql[128], qh[64], scales[16], d. */
+static void place_q6_k(uint8_t *out, const uint8_t *block, int r) {
+  memcpy(out + Q6R_D + 2 * r, block + 208, 2);
+  for (int k = 0; k < 4; k++) memcpy(out + Q6R_SCALES(k, r), block + 192 + 4 * k, 4);
+  for (int c = 0; c < 32; c++) memcpy(out + Q6R_QL(c, r), block + 4 * c, 4);
+  for (int c = 0; c < 16; c++) memcpy(out + Q6R_QH(c, r), block + 128 + 4 * c, 4);
+}
+
+int herd_repack_q6_k_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK_K, Q6_K_BYTES, place_q6_k); }
+
+/* Σ (q − 8)·x over block b of row r of a repacked group, as an exact integer. */
+static int32_t block_dot(const uint8_t *block, int r, const int8_t *x) {
+  int32_t sum = 0;
+  for (int j = 0; j < 4; j++)
+    for (int i = 0; i < 4; i++) {
+      const uint8_t q = block[R16_CHUNK(j, r) + i];
+      sum += ((q & 0xf) - 8) * x[4 * j + i] + ((q >> 4) - 8) * x[16 + 4 * j + i];
+    }
+  return sum;
+}
+
+void herd_gemm_q4_0_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  const int nb = cols / QK, grouped = rows / REPACK_ROWS * REPACK_ROWS;
+  for (int g = 0; g < grouped; g += REPACK_ROWS) {
+    const uint8_t *group = w + (size_t)g * row_bytes;
+    for (int t = 0; t < tokens; t++)
+      for (int r = 0; r < REPACK_ROWS; r++) {
+        float total = 0;
+        for (int b = 0; b < nb; b++) {
+          const uint8_t *block = group + (size_t)b * R16_BLOCK_BYTES;
+          const float d = herd_half_to_float((uint16_t)(block[2 * r] | block[2 * r + 1] << 8));
+          total += d * x->scales[(size_t)t * nb + b] * (float)block_dot(block, r, x->codes + (size_t)t * cols + (size_t)b * QK);
+        }
+        y[(size_t)t * y_stride + g + r] = total;
+      }
+  }
+  for (int r = grouped; r < rows; r++)
+    for (int t = 0; t < tokens; t++)
+      y[(size_t)t * y_stride + r] = herd_kernels_scalar.dot_q4_0(w + (size_t)r * row_bytes, x->codes + (size_t)t * cols, x->scales + (size_t)t * nb, nb);
+}
+
+/* Row r of a repacked super-block as the stored block was (the scalar dot's input). */
+static void unpack_q4_k_row(const uint8_t *block, int r, uint8_t *out) {
+  memcpy(out, block + K16_D + 2 * r, 2);
+  memcpy(out + 2, block + K16_DMIN + 2 * r, 2);
+  for (int k = 0; k < 3; k++) memcpy(out + 4 + 4 * k, block + K16_SCALES(k, r), 4);
+  for (int p = 0; p < 4; p++)
+    for (int c = 0; c < 8; c++) memcpy(out + 16 + 32 * p + 4 * c, block + K16_CHUNK(p, c, r), 4);
+}
+
+static void unpack_q6_k_row(const uint8_t *block, int r, uint8_t *out) {
+  memcpy(out + 208, block + Q6R_D + 2 * r, 2);
+  for (int k = 0; k < 4; k++) memcpy(out + 192 + 4 * k, block + Q6R_SCALES(k, r), 4);
+  for (int c = 0; c < 32; c++) memcpy(out + 4 * c, block + Q6R_QL(c, r), 4);
+  for (int c = 0; c < 16; c++) memcpy(out + 128 + 4 * c, block + Q6R_QH(c, r), 4);
+}
+
+static void unpack_q4_0_row(const uint8_t *block, int r, uint8_t *out) {
+  memcpy(out, block + 2 * r, 2);
+  for (int j = 0; j < 4; j++) memcpy(out + 2 + 4 * j, block + R16_CHUNK(j, r), 4);
+}
+
+int herd_r16_stored_format(int format) {
+  switch (format) {
+    case FMT_Q4_0_R16: return FMT_Q4_0;
+    case FMT_Q4_K_R16: return FMT_Q4_K;
+    case FMT_Q6_K_R16: return FMT_Q6_K;
+    default: return -1;
+  }
+}
+
+void herd_r16_unpack_row(int format, const uint8_t *block, int r, uint8_t *out) {
+  if (format == FMT_Q4_0_R16) unpack_q4_0_row(block, r, out);
+  else if (format == FMT_Q4_K_R16) unpack_q4_k_row(block, r, out);
+  else unpack_q6_k_row(block, r, out);
+}
+
+typedef float (*kquant_dot)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+
+/* Every row and token through the scalar dot, each repacked super-block first unpacked to the stored one; `sums_per_block` of the activation sums per 256. */
+static void portable_kquant_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride,
+                                size_t block_bytes, int sums_per_block, void (*unpack_row)(const uint8_t *, int, uint8_t *), kquant_dot dot) {
+  const int nb = cols / QK_K, grouped = rows / REPACK_ROWS * REPACK_ROWS;
+  uint8_t block[Q6_K_BYTES];
+  for (int r = 0; r < rows; r++) {
+    const uint8_t *row = w + (size_t)r * row_bytes;
+    for (int t = 0; t < tokens; t++) {
+      const int8_t *codes = x->codes + (size_t)t * cols;
+      const float *scales = x->scales + (size_t)t * nb;
+      const int32_t *sums = x->sums + (size_t)t * nb * sums_per_block;
+      float total = 0;
+      if (r >= grouped) {
+        total = dot(row, codes, scales, sums, nb);
+      } else {
+        const uint8_t *group = w + (size_t)(r - r % REPACK_ROWS) * row_bytes;
+        for (int b = 0; b < nb; b++) {
+          unpack_row(group + (size_t)b * REPACK_ROWS * block_bytes, r % REPACK_ROWS, block);
+          total += dot(block, codes + (size_t)b * QK_K, scales + b, sums + (size_t)b * sums_per_block, 1);
+        }
+      }
+      y[(size_t)t * y_stride + r] = total;
+    }
+  }
+}
+
+void herd_gemm_q4_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  portable_kquant_r16(w, row_bytes, rows, x, tokens, cols, y, y_stride, Q4_K_BYTES, QK_K / QK, unpack_q4_k_row, herd_kernels_scalar.dot_q4_k);
+}
+
+void herd_gemm_q6_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  portable_kquant_r16(w, row_bytes, rows, x, tokens, cols, y, y_stride, Q6_K_BYTES, QK_K / KQ_GROUP, unpack_q6_k_row, herd_dot_q6_k_scalar);
+}

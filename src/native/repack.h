@@ -1,0 +1,52 @@
+/*
+ * Q4_0 matrices repacked at load for the tiled products (docs/performance.md, "Repacked Q4_0").
+ *
+ * Rows go in groups of REPACK_ROWS; a group keeps its place (the bytes of its rows, so row r0 of a
+ * group still starts at r0 · row_bytes) but stores its blocks interleaved: for block b, the 16
+ * rows' half scales (32 bytes), then four chunks of 64 bytes, chunk j holding bytes 4j..4j+3 of
+ * each row's 16 nibble bytes, row after row. One vector load then gives four codes of each of 16
+ * rows (low nibbles: values 4j..4j+3; high nibbles: 16+4j..16+4j+3), and one int32 lane per row
+ * accumulates a block for one token against four activation bytes broadcast to every lane: no
+ * horizontal sums, and each unpacked vector serves a whole tile of tokens. Rows past the last
+ * whole group stay as stored.
+ *
+ * Q4_K likewise, per super-block of a group: the 16 rows' d (32 bytes) and dmin (32 bytes), their
+ * 12 packed scale bytes as three chunks of 64 (chunk k: bytes 4k..4k+3 of each row, so the 6-bit
+ * unpacking runs on 16 rows at once, one int32 lane each), then the 128 nibble bytes as 32 chunks
+ * of 64 (chunk 8p + c: bytes 32p + 4c.. + 3 of each row; low nibbles are sub-block 2p, high 2p + 1).
+ * Q6_K: the 16 d's, the 16 int8 scales as four chunks of 64, the 128 ql bytes as 32 chunks and
+ * the 64 qh bytes as 16 chunks.
+ */
+#ifndef HERD_REPACK_H
+#define HERD_REPACK_H
+#include "herd_native.h"
+
+#define REPACK_ROWS 16
+#define R16_BLOCK_BYTES (REPACK_ROWS * Q4_0_BYTES)
+/* Offset in a repacked block of row r's nibble bytes 4j..4j+3. */
+#define R16_CHUNK(j, r) (2 * REPACK_ROWS + 64 * (j) + 4 * (r))
+
+#define K16_BLOCK_BYTES (REPACK_ROWS * Q4_K_BYTES)
+#define K16_D 0
+#define K16_DMIN (2 * REPACK_ROWS)
+#define K16_SCALES(k, r) (4 * REPACK_ROWS + 64 * (k) + 4 * (r))
+#define K16_CHUNK(p, c, r) (16 * REPACK_ROWS + 64 * (8 * (p) + (c)) + 4 * (r))
+
+/* Rewrites a stored Q4_0 matrix in place as above; 0 when the one group of scratch cannot be allocated. */
+int herd_repack_q4_0_r16(uint8_t *bytes, int rows, int cols);
+int herd_repack_q4_k_r16(uint8_t *bytes, int rows, int cols);
+#define Q6R_BLOCK_BYTES (REPACK_ROWS * Q6_K_BYTES)
+#define Q6R_D 0
+#define Q6R_SCALES(k, r) (2 * REPACK_ROWS + 64 * (k) + 4 * (r))
+#define Q6R_QL(c, r) (18 * REPACK_ROWS + 64 * (c) + 4 * (r))
+#define Q6R_QH(c, r) (18 * REPACK_ROWS + 64 * 32 + 64 * (c) + 4 * (r))
+int herd_repack_q6_k_r16(uint8_t *bytes, int rows, int cols);
+/* The stored format of a repacked one (FMT_Q4_0 for FMT_Q4_0_R16, …), or -1. */
+int herd_r16_stored_format(int format);
+/* Row r of a group's repacked block (a Q4_0 block, a Q4_K or Q6_K super-block) as the stored block was: for embedding lookups. */
+void herd_r16_unpack_row(int format, const uint8_t *block, int r, uint8_t *out);
+/* The layouts' products in plain C (every path's fallback, and the reference the SIMD ones are tested against). */
+void herd_gemm_q4_0_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+void herd_gemm_q4_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+void herd_gemm_q6_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+#endif
