@@ -29,6 +29,7 @@ export const SLOW_SUITES = [
   'test/finetune-dpo.test.ts', // 52-72 s at load 14 (about 16 s of CPU): DPO training runs, QLoRA and resume included
   'test/kernels-large.test.ts', // 93 s
   'test/kernels.test.ts', // 71 s
+  'test/native-kernels.test.ts', // 24 s in the idle run of 2026-12-02: every kernel (18 formats, repacked layouts) × 4 ISA paths × 1 and 3 threads
   'test/native-model.test.ts', // 55 s: the fixtures on the native backend, and CLI processes with it switched off
   'test/native-calibrate.test.ts', // 36 s at load 9 (19 s of CPU): a whole AWQ layer on both paths, herd quantize with the addon on and off
   'test/kv-cache.test.ts', // 51 s
