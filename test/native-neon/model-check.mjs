@@ -12,7 +12,7 @@ import path from 'node:path';
 
 const [root, kernelTokensFile] = [path.resolve(process.argv[2]), path.resolve(process.argv[3])];
 const dist = (file) => import(path.join(root, 'dist', file));
-const { loadModel } = await dist('engine/load.js');
+const { loadModel } = await dist('backends/load.js');
 const { generate } = await dist('engine/generate.js');
 const { GREEDY } = await dist('engine/sampling.js');
 const { requireNativeAddon } = await dist('native/addon.js');
