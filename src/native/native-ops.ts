@@ -12,6 +12,9 @@ export const NATIVE_FORMAT_CODES: Partial<Record<PackedFormat, number>> = {
   Q4_1: 10, Q5_0: 11, Q5_1: 12, IQ4_NL: 13, IQ4_XS: 14, INT4_G128: 15,
 };
 
+/** Most weights one linearMany call takes (MAX_LINEAR_OUTPUTS in src/native/addon.c). */
+const MAX_LINEAR_OUTPUTS = 8;
+
 /** Activations: float32 rows in host memory. */
 export interface NativeTensor {
   data: Float32Array;
@@ -156,7 +159,7 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
    */
   linearMany(x: NativeTensor, weights: readonly NativeWeight[]): NativeTensor[] {
     const [first] = weights;
-    if (!first || weights.some((w) => w.code !== first.code || w.cols !== first.cols) || weights.length > 8) return weights.map((w) => this.linear(x, w));
+    if (!first || weights.some((w) => w.code !== first.code || w.cols !== first.cols) || weights.length > MAX_LINEAR_OUTPUTS) return weights.map((w) => this.linear(x, w));
     const ys = weights.map((w) => tensor(x.rows, w.rows));
     this.addon.linearMany(
       first.code,
