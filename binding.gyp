@@ -4,6 +4,7 @@
       "target_name": "herd_native",
       "sources": [
         "src/native/addon.c",
+        "src/native/bandwidth.c",
         "src/native/calibrate.c",
         "src/native/dispatch.c",
         "src/native/pool.c",

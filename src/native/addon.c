@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "bandwidth.h"
 #include "calibrate.h"
 #include "dispatch.h"
 #include "ops.h"
@@ -456,6 +457,35 @@ static napi_value gptq_columns(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * readBandwidth(bytesPerThread, passes, repetitions): Float64Array of [repetition][thread][start, end]
+ * seconds, every pool thread reading its own buffer (bandwidth.h) with the chosen path's widest loads.
+ */
+static napi_value read_bandwidth(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], buffer, result;
+  int64_t bytes;
+  int passes, repetitions;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3 || napi_get_value_int64(env, argv[0], &bytes) != napi_ok || !int_arg(env, argv[1], &passes) || !int_arg(env, argv[2], &repetitions)) {
+    napi_throw_type_error(env, NULL, "herd native: readBandwidth takes bytes per thread, passes and repetitions");
+    return NULL;
+  }
+  if (bytes <= 0 || passes <= 0 || repetitions <= 0) {
+    napi_throw_range_error(env, NULL, "herd native: readBandwidth's bytes, passes and repetitions must be positive");
+    return NULL;
+  }
+  const size_t count = (size_t)repetitions * herd_pool_threads() * 2;
+  void *intervals;
+  CHECK(napi_create_arraybuffer(env, count * sizeof(double), &intervals, &buffer));
+  if (!herd_read_bandwidth(chosen.kernels->name, (size_t)bytes, passes, repetitions, intervals)) {
+    napi_throw_error(env, NULL, "herd native: out of memory for the bandwidth probe's buffers");
+    return NULL;
+  }
+  CHECK(napi_create_typedarray(env, napi_float64_array, count, buffer, 0, &result));
+  return result;
+}
+
 /* Joins the threads when Node (or a worker thread's environment) shuts down. */
 static void stop_at_exit(void *unused) {
   (void)unused;
@@ -486,6 +516,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"awqPseudoQuantize", NULL, awq_pseudo_quantize, NULL, NULL, NULL, napi_default, NULL},
       {"gptqFactor", NULL, gptq_factor, NULL, NULL, NULL, napi_default, NULL},
       {"gptqColumns", NULL, gptq_columns, NULL, NULL, NULL, napi_default, NULL},
+      {"readBandwidth", NULL, read_bandwidth, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   return exports;

@@ -53,6 +53,12 @@ export interface NativeAddon {
     wp: Float64Array, rows: number, cols: number, u: Float64Array, perm: Int32Array, groupSize: number, blockSize: number, symmetric: number,
     minZero: number, codes: Uint8Array, scales: Float32Array, zeros: Uint8Array,
   ): void;
+  /**
+   * The read-bandwidth probe (src/native/bandwidth.h): every thread of the pool reads its own
+   * buffer of bytesPerThread `passes` times, all starting together, `repetitions` times over;
+   * returns each repetition's and thread's [start, end] in seconds of one monotonic clock.
+   */
+  readBandwidth(bytesPerThread: number, passes: number, repetitions: number): Float64Array;
 }
 
 export interface NativeInfo {
