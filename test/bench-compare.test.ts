@@ -5,6 +5,7 @@ import { compareEngines, runEngine, type EngineFigures } from '../src/bench/comp
 import { deriveRows, describeComparison, markdownTable, type ComparedRow } from '../src/bench/compare-table.js';
 import { withCompetingLoad } from '../src/bench/competing-load.js';
 import { mixFormat, writeSyntheticGguf } from '../src/bench/synthetic-gguf.js';
+import { round } from '../src/cli/timings.js';
 import { SyntheticWeights } from '../src/engine/synthetic.js';
 import { GgmlType, readGgufHeader } from '../src/formats/gguf.js';
 import { presetConfig } from '../src/spec/presets.js';
@@ -164,5 +165,17 @@ describe('bench --compare flags', () => {
     expect([bad.status, bad.stderr]).toEqual([2, 'herd: --prompt-tokens takes token counts separated by commas, such as 128,1000; got "4,x"\n']);
     const engines = herd(['bench', '--model', Q8_FILE, '--compare', 'llama.cpp', '--engines', 'herd-gpu']);
     expect([engines.status, engines.stderr]).toEqual([2, 'herd: --engines takes herd-native, herd-wasm, llama.cpp, separated by commas; got "herd-gpu"\n']);
+  });
+});
+
+describe('bench --bandwidth', () => {
+  test("the native probe when the addon loads, else the WASM kernels'; the fraction is decoding's bytes per second over the read rate", () => {
+    for (const [env, probe] of [[{}, 'native'], [{ HERD_NATIVE: '0' }, 'wasm']] as const) {
+      const result = herd(['bench', '--json', '--model', Q8_FILE, '--prompt-tokens', '4', '--gen-tokens', '2', '--threads', '2', '--bandwidth'], undefined, env);
+      expect(result.stderr).toBe('');
+      const report = JSON.parse(result.stdout) as Record<string, number>;
+      expect(report).toMatchObject({ bandwidth_probe: probe, bandwidth_threads: 2 });
+      expect(report.bandwidth_fraction).toBe(round(report.decode_bytes_per_second! / report.read_bytes_per_second!));
+    }
   });
 });

@@ -4,6 +4,7 @@ import chalk from 'chalk';
 import { compareEngines, ENGINES, type EngineName } from '../bench/compare.js';
 import { deriveRows, describeComparison } from '../bench/compare-table.js';
 import { benchPromptIds } from '../bench/prompt-ids.js';
+import { measureReadBandwidth } from '../bench/read-bandwidth.js';
 import { describeLoad, runLoad } from '../bench/serve-load.js';
 import { mixFormat, SYNTHETIC_MIXES, writeSyntheticGguf } from '../bench/synthetic-gguf.js';
 import { describeStreams, measurePrefixCache, measureStreams, parsePositiveIntegers } from '../bench/streams.js';
@@ -22,7 +23,6 @@ import type { PackedFormat } from '../formats/weights.js';
 import { argmax } from '../engine/sampling.js';
 import { SyntheticWeights, type SyntheticFormat } from '../engine/synthetic.js';
 import type { KvCacheType } from '../engine/ops.js';
-import { KernelOps } from '../kernels/wasm-ops.js';
 import { PRESET_NAMES, presetConfig } from '../spec/presets.js';
 
 const FORMATS: Record<string, PackedFormat> = {
@@ -39,7 +39,7 @@ export default class Bench extends HerdCommand {
 
   static override description = `Runs the model on a prompt of --prompt-tokens token ids, then decodes --gen-tokens tokens greedily (no sampling, no stop), and prints load time, prefill and decode tokens/s, the bytes of weights each decoded token reads, and peak RSS.
 --synthetic PRESET builds a model of a published shape with random weights in --format (nothing to download; random weights are fine for speed).
---bandwidth also measures the machine's read bandwidth with herd's kernels on --threads threads and reports the fraction decoding reached.
+--bandwidth also measures the machine's read bandwidth on --threads threads (the native addon's probe when it loads, else the WASM kernels') and reports the fraction decoding reached.
 --compare llama.cpp runs herd-native, herd-wasm and llama.cpp on the same GGUF --model, each in a child process of its own (so each peak RSS is its own), on every --prompt-tokens length, and prints a row per engine with the ratios to llama.cpp; --competing-load N measures decode again beside N busy processes.
 It is a benchmark that prints figures; no test checks its times.
 ${EXIT_STATUS_HELP}`;
@@ -126,7 +126,7 @@ ${EXIT_STATUS_HELP}`;
     const compared = deriveRows(rows, bandwidth?.read_bytes_per_second);
     const report = {
       model: file, threads, gen_tokens: flags['gen-tokens'],
-      ...(bandwidth ? { bandwidth_threads: bandwidth.bandwidth_threads, read_bytes_per_second: bandwidth.read_bytes_per_second } : {}),
+      ...bandwidth,
       rows: compared,
       ...(loaded ? { competing_load: { processes: flags['competing-load'], prompt_tokens: promptTokens[0]!, engines: loaded } } : {}),
     };
@@ -134,7 +134,7 @@ ${EXIT_STATUS_HELP}`;
       this.printJson(SCHEMAS.benchCompare, report);
       return;
     }
-    const readRate = bandwidth ? `; read bandwidth ${(bandwidth.read_bytes_per_second / 1e9).toFixed(1)} GB/s` : '';
+    const readRate = bandwidth ? `; read bandwidth ${(bandwidth.read_bytes_per_second / 1e9).toFixed(1)} GB/s (${bandwidth.bandwidth_probe} probe)` : '';
     this.log(describeComparison(`${file} on ${threads} thread${threads === 1 ? '' : 's'}, decoding ${flags['gen-tokens']} tokens${readRate}`, compared, loaded));
   }
 }
@@ -212,16 +212,6 @@ async function readBandwidth(threads: number | undefined, decodeBytesPerSecond: 
   return { ...measured, bandwidth_fraction: round(decodeBytesPerSecond / measured.read_bytes_per_second) };
 }
 
-/** The machine's read bandwidth, by herd's kernels' probe on `threads` threads. */
-async function measureReadBandwidth(threads: number | undefined) {
-  const kernels = await KernelOps.create({ threads });
-  try {
-    return { bandwidth_threads: kernels.threads, read_bytes_per_second: Math.round(kernels.measureReadBandwidth()) };
-  } finally {
-    await kernels.close();
-  }
-}
-
 function describe(report: Record<string, unknown>): string {
   const gb = (bytes: number) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : `${(bytes / 1e6).toFixed(2)} MB`);
   const lines = [
@@ -231,7 +221,7 @@ function describe(report: Record<string, unknown>): string {
     `decode     ${report.gen_tokens} tokens at ${chalk.bold(report.decode_tokens_per_second)} tok/s, reading ${gb(report.weight_bytes_per_token as number)} of weights per token (${gb(report.decode_bytes_per_second as number)}/s)`,
   ];
   if (report.read_bytes_per_second !== undefined) {
-    lines.push(`bandwidth  ${gb(report.read_bytes_per_second as number)}/s read on ${report.bandwidth_threads} threads; decoding reached ${chalk.bold(`${Math.round((report.bandwidth_fraction as number) * 100)}%`)}`);
+    lines.push(`bandwidth  ${gb(report.read_bytes_per_second as number)}/s read on ${report.bandwidth_threads} threads (${report.bandwidth_probe} probe); decoding reached ${chalk.bold(`${Math.round((report.bandwidth_fraction as number) * 100)}%`)}`);
   }
   lines.push(`peak RSS   ${((report.peak_rss_bytes as number) / 2 ** 20).toFixed(1)} MiB`);
   return lines.join('\n');

@@ -176,16 +176,15 @@ export function gatherRows(instance: KernelInstance, table: StoredMatrix, ids: n
 
 /**
  * One thread's share of a bandwidth probe: fills a fresh buffer of `bytes` bytes (paging it in),
- * then reads it `passes` times; returns the seconds the reads took.
+ * calls `whenPagedIn` (where the threads wait for each other, so that their reads overlap), then
+ * reads the buffer `passes` times.
  */
-export function readMemory(instance: KernelInstance, bytes: number, passes: number): number {
+export function readMemory(instance: KernelInstance, bytes: number, passes: number, whenPagedIn: () => void): void {
   const buffer = instance.allocate(bytes);
   instance.bytes(buffer, bytes).fill(1);
-  const started = performance.now();
+  whenPagedIn();
   for (let pass = 0; pass < passes; pass++) instance.kernels.read_sum(buffer, bytes);
-  const seconds = (performance.now() - started) / 1000;
   instance.free(buffer, bytes);
-  return seconds;
 }
 
 function quantCode(format: PackedFormat, cols: number): number {

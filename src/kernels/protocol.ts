@@ -8,7 +8,6 @@ import type { PackedFormat } from '../formats/weights.js';
  *   [SEQUENCE] the number of commands the main thread has posted; it increments it, then notifies;
  *   [DONE]     the number of commands the worker has finished (negated if the last one failed),
  *              set after each command, then notified;
- *   [RESULT]   a command's integer result;
  *   [SLOT0..]  a ring of COMMAND_SLOTS commands, command number s in slot s % COMMAND_SLOTS, each
  *              its code and ARGS integer arguments.
  * The worker runs the commands in order as they come, so the main thread may post several (the
@@ -21,8 +20,7 @@ import type { PackedFormat } from '../formats/weights.js';
 
 export const SEQUENCE = 0;
 export const DONE = 1;
-export const RESULT = 2;
-const FIRST_SLOT = 3;
+const FIRST_SLOT = 2;
 export const ARGS = 7;
 export const COMMAND_SLOTS = 8;
 export const CONTROL_INTS = FIRST_SLOT + COMMAND_SLOTS * (1 + ARGS);
@@ -46,8 +44,11 @@ export const Command = {
   Exit: 5,
   /** Rows of shard `id` for the local row indices in input (as int32), to output as float32: id, count. */
   GatherRows: 7,
-  /** Read a private buffer of `bytes` bytes `passes` times (bandwidth probe): bytes, passes; the
-   *  worker leaves the microseconds the reads took in RESULT. */
+  /**
+   * Read a private buffer of `bytes` bytes `passes` times (bandwidth probe): bytes, passes. The
+   * worker pages the buffer in, then adds one to PROBE_ARRIVED of the input buffer (as Int32) and
+   * waits until PROBE_STARTED is not 0, so that every thread's reads start together.
+   */
   ReadMemory: 6,
   /** Allocate a KV cache for some kv heads: id, layers, kvHeads (this worker's), headDim, capacity, kvDtype (0 F32, 1 F16). */
   AllocateCache: 8,
@@ -62,6 +63,10 @@ export const Command = {
   /** Copy positions 0..positions-1 of every layer from one of this worker's caches to another: fromId, toId, positions. */
   CopyCache: 11,
 } as const;
+
+/** The bandwidth probe's start barrier, Int32 slots at the input buffer's start (Command.ReadMemory). */
+export const PROBE_ARRIVED = 0;
+export const PROBE_STARTED = 1;
 
 /** Weight formats travel as their index in this list. */
 export const PACKED_FORMATS: readonly PackedFormat[] = [

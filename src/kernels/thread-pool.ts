@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { HerdError } from '../errors.js';
 import type { PackedFormat } from '../formats/weights.js';
 import { CHUNK_BYTES, chunkRows, rowBytes, storageBytes } from './linear.js';
-import { Command, COMMAND_SLOTS, commandSlot, CONTROL_INTS, copyColumns, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
+import { Command, COMMAND_SLOTS, commandSlot, CONTROL_INTS, copyColumns, DONE, PACKED_FORMATS, PROBE_ARRIVED, PROBE_STARTED, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
 
 const WORKER_FILE = new URL('../../dist/kernels/worker.js', import.meta.url);
 // Activations cross in blocks of at most this many floats.
@@ -145,16 +145,31 @@ export class ThreadPool {
   }
 
   /**
-   * Has every worker read `bytes` of its own memory `passes` times while `onMainThread` runs;
-   * returns the seconds each worker's reads took.
+   * Has every worker read `bytes` of its own memory `passes` times while `readOwn` reads the main
+   * thread's share, all starting together once every buffer is paged in (readOwn calls the
+   * function it is given there); returns the seconds from that start until the last thread ended.
    */
-  readMemory(bytes: number, passes: number, onMainThread: () => void): number[] {
+  readMemory(bytes: number, passes: number, readOwn: (whenPagedIn: () => void) => void): number {
+    const barrier = new Int32Array(this.input.buffer, 0, 2);
+    barrier.fill(0);
     const sequences = this.workers.map((worker) => this.post(worker, Command.ReadMemory, [bytes, passes]));
-    onMainThread();
-    return this.workers.map((worker, i) => {
-      this.waitFor(worker, sequences[i]!);
-      return worker.control[RESULT]! / 1e6;
+    let started = 0;
+    readOwn(() => {
+      this.awaitArrivals(barrier);
+      started = performance.now();
+      Atomics.store(barrier, PROBE_STARTED, 1);
+      Atomics.notify(barrier, PROBE_STARTED);
     });
+    this.workers.forEach((worker, i) => this.waitFor(worker, sequences[i]!));
+    return (performance.now() - started) / 1000;
+  }
+
+  /** Waits until every worker has paged its probe buffer in; a worker that failed meanwhile is an error. */
+  private awaitArrivals(barrier: Int32Array): void {
+    for (let arrived; (arrived = Atomics.load(barrier, PROBE_ARRIVED)) < this.workers.length; ) {
+      if (this.workers.some((worker) => Atomics.load(worker.control, DONE) < 0)) throw new HerdError('a kernel worker failed (its message is above)');
+      Atomics.wait(barrier, PROBE_ARRIVED, arrived, 10);
+    }
   }
 
   /** Rows `localRows` of worker `index`'s shard of weight `id`, as float32 rows of `cols` (the shared buffers must be free). */

@@ -438,15 +438,16 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
 
   /**
    * The machine's read bandwidth as these kernels see it, in bytes per second: every thread
-   * streams its own buffer of `bytesPerThread` (larger than the caches) `passes` times at once,
-   * and the threads' rates add up.
+   * streams its own buffer of `bytesPerThread` (larger than the caches) `passes` times, all
+   * starting together once every buffer is paged in; all the threads' bytes over the wall time
+   * from that start until the last thread ended. (Adding each thread's own rate instead would
+   * count threads that did not read at the same time as if they had.)
    */
   measureReadBandwidth(bytesPerThread = 256 * 2 ** 20, passes = 4): number {
     this.settleAll();
-    let mainSeconds = 0;
-    const readOwn = () => (mainSeconds = readMemory(this.instance, bytesPerThread, passes));
-    const seconds = this.pool ? this.pool.readMemory(bytesPerThread, passes, readOwn) : (readOwn(), []);
-    return [mainSeconds, ...seconds].reduce((rate, s) => rate + (bytesPerThread * passes) / s, 0);
+    const readOwn = (whenPagedIn: () => void) => readMemory(this.instance, bytesPerThread, passes, whenPagedIn);
+    const seconds = this.pool ? this.pool.readMemory(bytesPerThread, passes, readOwn) : timedAlone(readOwn);
+    return (this.threads * bytesPerThread * passes) / seconds;
   }
 
   /** Stops the worker threads. */
@@ -523,6 +524,13 @@ function shareStarts(count: number, threads: number, unit: number): number[] {
   const starts: number[] = [];
   for (let start = 0; start < count && starts.length < threads; start += share) starts.push(start);
   return starts;
+}
+
+/** The seconds one thread's probe reads take, from when its buffer is paged in (no pool: the main thread alone). */
+function timedAlone(readOwn: (whenPagedIn: () => void) => void): number {
+  let started = 0;
+  readOwn(() => (started = performance.now()));
+  return (performance.now() - started) / 1000;
 }
 
 function rowsOf(x: KernelTensor, first: number, count: number): KernelTensor {

@@ -1,7 +1,7 @@
 import { workerData } from 'node:worker_threads';
 import { allocateCacheShard, attendShard, copyCacheShard, freeCacheShard, type CacheShard } from './attention.js';
 import { gatherRows, multiply, readMemory, rowBytes, writeRows, type PlacedMatrix } from './linear.js';
-import { ARGS, Command, commandSlot, copyColumns, DONE, PACKED_FORMATS, RESULT, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
+import { ARGS, Command, commandSlot, copyColumns, DONE, PACKED_FORMATS, PROBE_ARRIVED, PROBE_STARTED, SEQUENCE, waitForChange, type WorkerSetup } from './protocol.js';
 import { ThreadMemories } from './wasm-memory.js';
 
 /**
@@ -13,6 +13,7 @@ const control = new Int32Array(setup.control);
 const transfer = new Uint8Array(setup.transfer);
 const input = new Float32Array(setup.input);
 const output = new Float32Array(setup.output);
+const probeBarrier = new Int32Array(setup.input, 0, 2);
 const memories = new ThreadMemories(setup.weightBytesPerMemory);
 // KV caches and the bandwidth probe's buffer live here; weights wherever memories places them.
 const instance = memories.home;
@@ -62,7 +63,11 @@ function run(command: number, args: number[]): void {
       gather(shards.get(id)!, a);
       break;
     case Command.ReadMemory:
-      control[RESULT] = Math.round(readMemory(instance, id, a) * 1e6);
+      readMemory(instance, id, a, () => {
+        Atomics.add(probeBarrier, PROBE_ARRIVED, 1);
+        Atomics.notify(probeBarrier, PROBE_ARRIVED);
+        waitForChange(probeBarrier, PROBE_STARTED, 0);
+      });
       break;
     case Command.FreeWeight: {
       const shard = shards.get(id)!;

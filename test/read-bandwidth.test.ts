@@ -1,0 +1,75 @@
+import { measureReadBandwidth, parallelReadRate } from '../src/bench/read-bandwidth.js';
+import { KernelOps } from '../src/kernels/wasm-ops.js';
+import { requireNativeAddon } from '../src/native/addon.js';
+
+// herd bench --bandwidth's probes. No speed is checked: only that the rules are right and the
+// figures are read rates at all (a machine reads between 100 MB/s and 10 TB/s).
+const GB = 1e9;
+const SANE = [0.1 * GB, 10_000 * GB] as const;
+
+describe('the parallel read rate: all bytes over the wall time from the first start to the last end', () => {
+  test('two threads reading 1 GB each over the same second read 2 GB/s', () => {
+    expect(parallelReadRate([{ bytes: GB, start: 10, end: 11 }, { bytes: GB, start: 10, end: 11 }])).toBe(2 * GB);
+  });
+
+  test('two threads reading 1 GB in one second each, one after the other, read 1 GB/s (adding their rates would say 2)', () => {
+    expect(parallelReadRate([{ bytes: GB, start: 0, end: 1 }, { bytes: GB, start: 1, end: 2 }])).toBe(GB);
+  });
+
+  test('threads half overlapping read 2 GB in 1.5 s; a slow thread sets the wall time', () => {
+    expect(parallelReadRate([{ bytes: GB, start: 0, end: 1 }, { bytes: GB, start: 0.5, end: 1.5 }])).toBeCloseTo((2 * GB) / 1.5, -3);
+    expect(parallelReadRate([{ bytes: GB, start: 0, end: 0.5 }, { bytes: GB, start: 0, end: 2 }])).toBe(GB);
+  });
+
+  test('one thread: its own rate', () => {
+    expect(parallelReadRate([{ bytes: 3 * GB, start: 2, end: 3.5 }])).toBe(2 * GB);
+  });
+});
+
+describe('the native probe', () => {
+  const addon = requireNativeAddon();
+
+  test('every thread reads its own buffer, all at once: on 2 threads every start comes before every end', () => {
+    addon.startThreads(2);
+    try {
+      const bytes = 64 * 2 ** 20;
+      const intervals = addon.readBandwidth(bytes, 1, 3);
+      expect(intervals.length).toBe(3 * 2 * 2);
+      for (let repetition = 0; repetition < 3; repetition++) {
+        const [start0, end0, start1, end1] = intervals.subarray(repetition * 4, repetition * 4 + 4);
+        expect([end0! > start0!, end1! > start1!]).toEqual([true, true]);
+        expect(Math.max(start0!, start1!)).toBeLessThan(Math.min(end0!, end1!));
+      }
+    } finally {
+      addon.stopThreads();
+    }
+  });
+
+  test('herd bench --bandwidth takes it when the addon loads: a sane rate, and the addon\'s threads as they were', async () => {
+    addon.startThreads(3);
+    try {
+      const measured = await measureReadBandwidth(2);
+      expect(measured).toMatchObject({ bandwidth_probe: 'native', bandwidth_threads: 2 });
+      expect(measured.read_bytes_per_second).toBeGreaterThan(SANE[0]);
+      expect(measured.read_bytes_per_second).toBeLessThan(SANE[1]);
+      expect(addon.info().threads).toBe(3);
+    } finally {
+      addon.stopThreads();
+    }
+  });
+
+  test('sizes it cannot use are errors', () => {
+    expect(() => addon.readBandwidth(0, 1, 1)).toThrow('must be positive');
+  });
+});
+
+test('the WASM kernels\' probe on 2 threads (npm run build first: its worker runs from dist/): a sane rate', async () => {
+  const kernels = await KernelOps.create({ threads: 2 });
+  try {
+    const rate = kernels.measureReadBandwidth(32 * 2 ** 20, 1);
+    expect(rate).toBeGreaterThan(SANE[0]);
+    expect(rate).toBeLessThan(SANE[1]);
+  } finally {
+    await kernels.close();
+  }
+});
