@@ -151,16 +151,19 @@ describe('--json successes validate against docs/schemas', () => {
 
   test('env and bench', () => {
     expectValidLines('env', herd(['env', '--json']));
-    const [bench] = expectValidLines('bench', herd(['bench', '--json', '--prompt-tokens', '4', '--gen-tokens', '2', '--streams', '1,2', '--prefix-cache-tokens', '6']));
+    const [bench] = expectValidLines('bench', herd(['bench', '--json', '--prompt-tokens', '4', '--gen-tokens', '2', '--streams', '1,2', '--prefix-cache-tokens', '6', '--bandwidth']));
     expect((bench!.streams as Array<{ streams: number }>).map(({ streams }) => streams)).toEqual([1, 2]);
     expect(bench!.prefix_cache).toMatchObject({ prompt_tokens: 6 });
     const { decode_tokens_per_second: _dropped, ...incomplete } = bench!;
     expect(validator('bench')(incomplete)).not.toBe('valid');
+    const { bandwidth_probe: _probe, ...unnamedProbe } = bench!;
+    expect(validator('bench')(unnamedProbe)).toMatch(/bandwidth_probe/);
     // herd's two engines only (llama.cpp is optional); one switched off, so a row says why.
     const q8 = path.join(GGUF_LLAMACPP, 'model-Q8_0.gguf');
-    const compare = herd(['bench', '--json', '--model', q8, '--compare', 'llama.cpp', '--engines', 'herd-wasm,herd-native', '--prompt-tokens', '4,6', '--gen-tokens', '2', '--competing-load', '1'], undefined, { HERD_NATIVE: '0' });
+    const compare = herd(['bench', '--json', '--model', q8, '--compare', 'llama.cpp', '--engines', 'herd-wasm,herd-native', '--prompt-tokens', '4,6', '--gen-tokens', '2', '--competing-load', '1', '--bandwidth'], undefined, { HERD_NATIVE: '0' });
     const [comparison] = expectValidLines('bench-compare', compare);
     expect((comparison!.rows as Array<{ available: boolean }>).map((row) => row.available)).toEqual([true, false, true, false]);
+    expect(comparison!.bandwidth_probe).toBe('wasm');
     const { rows: _rows, ...noRows } = comparison!;
     expect(validator('bench-compare')(noRows)).toMatch(/must have required property 'rows'/);
   });
