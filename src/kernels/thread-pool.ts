@@ -153,13 +153,21 @@ export class ThreadPool {
     const barrier = new Int32Array(this.input.buffer, 0, 2);
     barrier.fill(0);
     const sequences = this.workers.map((worker) => this.post(worker, Command.ReadMemory, [bytes, passes]));
-    let started = 0;
-    readOwn(() => {
-      this.awaitArrivals(barrier);
-      started = performance.now();
+    const start = () => {
       Atomics.store(barrier, PROBE_STARTED, 1);
       Atomics.notify(barrier, PROBE_STARTED);
-    });
+    };
+    let started = 0;
+    try {
+      readOwn(() => {
+        this.awaitArrivals(barrier);
+        started = performance.now();
+        start();
+      });
+    } finally {
+      // Workers waiting at the barrier must not wait forever when the main thread's share failed.
+      start();
+    }
     this.workers.forEach((worker, i) => this.waitFor(worker, sequences[i]!));
     return (performance.now() - started) / 1000;
   }

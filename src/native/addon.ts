@@ -55,8 +55,9 @@ export interface NativeAddon {
   ): void;
   /**
    * The read-bandwidth probe (src/native/bandwidth.h): every thread of the pool reads its own
-   * buffer of bytesPerThread `passes` times, all starting together, `repetitions` times over;
-   * returns each repetition's and thread's [start, end] in seconds of one monotonic clock.
+   * buffer of bytesPerThread (rounded up to whole 512-byte iterations) `passes` times, all
+   * starting together, `repetitions` times over; returns each repetition's and thread's
+   * [start, end] in seconds of one monotonic clock.
    */
   readBandwidth(bytesPerThread: number, passes: number, repetitions: number): Float64Array;
 }

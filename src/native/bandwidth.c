@@ -24,7 +24,7 @@
 #define STREAMS 4
 #define LINE 64
 #define LINES_PER_STREAM 2
-/* Bytes one iteration reads; a buffer is read in whole iterations. */
+/* Bytes one iteration reads; a buffer is rounded up to whole iterations. */
 #define STEP (STREAMS * LINES_PER_STREAM * LINE)
 /* Spins at the start barrier before a thread gives its core up in turn (a busy machine). */
 #define BARRIER_SPINS 1000
@@ -153,8 +153,7 @@ static void probe_task(void *context, int thread) {
 
 int herd_read_bandwidth(const char *isa, size_t bytes_per_thread, int passes, int repetitions, double *intervals) {
   const int threads = herd_pool_threads();
-  probe_job job = {.read = loop_for(isa), .bytes = bytes_per_thread / STEP * STEP, .passes = passes, .threads = threads};
-  if (job.bytes == 0) return 0;
+  probe_job job = {.read = loop_for(isa), .bytes = (bytes_per_thread + STEP - 1) / STEP * STEP, .passes = passes, .threads = threads};
   job.buffers = calloc((size_t)threads, sizeof *job.buffers);
   int ok = job.buffers != NULL;
   for (int t = 0; ok && t < threads; t++) ok = (job.buffers[t] = aligned_alloc(LINE, job.bytes)) != NULL;
