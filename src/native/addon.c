@@ -168,9 +168,20 @@ static napi_value linear_many(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The in-place repacking of a stored format (repack.h) and the repacked layout's code, or NULL. */
+static int (*repacking_of(int format, int *repacked_code))(uint8_t *, int, int) {
+  switch (format) {
+    case FMT_Q4_0: *repacked_code = FMT_Q4_0_R16; return herd_repack_q4_0_r16;
+    case FMT_Q8_0: *repacked_code = FMT_Q8_0_R16; return herd_repack_q8_0_r16;
+    case FMT_Q4_K: *repacked_code = FMT_Q4_K_R16; return herd_repack_q4_k_r16;
+    case FMT_Q6_K: *repacked_code = FMT_Q6_K_R16; return herd_repack_q6_k_r16;
+    default: return NULL;
+  }
+}
+
 /*
  * repackRows(format, bytes: Uint8Array, rows, cols, always): the format code to compute a linear
- * weight with after repacking its bytes in place (repack.h: Q4_0, Q4_K, Q6_K) where the chosen path has a SIMD
+ * weight with after repacking its bytes in place (repack.h: Q4_0, Q8_0, Q4_K, Q6_K) where the chosen path has a SIMD
  * product on the repacked layout (or `always`, for tests), else `format` unchanged.
  */
 static napi_value repack_rows(napi_env env, napi_callback_info info) {
@@ -190,13 +201,14 @@ static napi_value repack_rows(napi_env env, napi_callback_info info) {
   }
   const int has_simd = chosen.kernels != NULL && chosen.kernels->gemm_q4_0_r16 != herd_gemm_q4_0_r16_portable;
   int code = format;
-  int (*repack)(uint8_t *, int, int) = format == FMT_Q4_0 ? herd_repack_q4_0_r16 : format == FMT_Q4_K ? herd_repack_q4_k_r16 : format == FMT_Q6_K ? herd_repack_q6_k_r16 : NULL;
+  int repacked_code;
+  int (*repack)(uint8_t *, int, int) = repacking_of(format, &repacked_code);
   if (repack != NULL && rows >= REPACK_ROWS && (always || has_simd)) {
     if (!repack(w.data, rows, cols)) {
       napi_throw_error(env, NULL, "herd native: out of memory");
       return NULL;
     }
-    code = format == FMT_Q4_0 ? FMT_Q4_0_R16 : format == FMT_Q4_K ? FMT_Q4_K_R16 : FMT_Q6_K_R16;
+    code = repacked_code;
   }
   CHECK(napi_create_int32(env, code, &result));
   return result;

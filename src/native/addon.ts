@@ -14,7 +14,7 @@ export interface NativeAddon {
   linearMany(format: number, weights: Uint8Array[], rows: number[], cols: number, x: Float32Array, tokens: number, ys: Float32Array[]): void;
   /**
    * Repacks a linear weight's bytes in place for the chosen path's tiled product where it has one
-   * (Q4_0 into groups of 16 interleaved rows; `always` repacks on any path, for tests) and returns
+   * (Q4_0, Q8_0, Q4_K and Q6_K into groups of 16 interleaved rows; `always` repacks on any path, for tests) and returns
    * the format code to compute with: the repacked layout's, or `format` when nothing changed.
    */
   repackRows(format: number, bytes: Uint8Array, rows: number, cols: number, always: boolean): number;
