@@ -779,7 +779,9 @@ static void gemm_q6_k_r16(const uint8_t *w, size_t row_bytes, int rows, const qu
 /*
  * Repacked Q8_0 (repack.h): per block, eight vectors of four codes of each row (signed codes made
  * unsigned, q + Q8_0_OFFSET, where vpdpbusd takes them; AVX2 keeps the |w|, sign(x, w) form of
- * q0_product), each serving the tile's tokens; one int32 lane per row, as for Q4_0.
+ * q0_product), each serving the tile's tokens; one int32 lane per row, as for Q4_0. No software
+ * prefetch: the hardware prefetcher follows this one stream, and prefetching 2, 4 or 8 blocks ahead
+ * measured 10–30 % slower from memory (docs/performance.md).
  */
 static ALWAYS_INLINE void tile_q8r(const uint8_t *group, int half, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
   const int nb = cols / QK;
@@ -788,8 +790,6 @@ static ALWAYS_INLINE void tile_q8r(const uint8_t *group, int half, const quantiz
   for (int t = 0; t < T; t++) acc[t] = fzero();
   for (int b = 0; b < nb; b++) {
     const uint8_t *block = group + (size_t)b * Q8R_BLOCK_BYTES;
-    /* The block four ahead (544 bytes: nine cache lines cover it wherever it starts), as Q4_0's tiles do. */
-    for (int line = 0; line < 9; line++) _mm_prefetch((const char *)block + 4 * Q8R_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
     const fvec d = r16_scales(block, half);
     ivec codes[8];
     for (int j = 0; j < 8; j++) codes[j] = ixor(r16_bytes(block + R16_CHUNK(j, 0) + 32 * half), sign_flip);
