@@ -303,6 +303,19 @@ test('only Q4_0, Q8_0, Q4_K and Q6_K matrices of at least one whole group are re
   expect(few).toEqual(packedRandom('Q8_0', 15, 96, 2).bytes);
 });
 
+test('adviseHugePages advises the whole pages under an array on Linux (none elsewhere), and the array then holds what is written', () => {
+  const bytes = new Uint8Array(Buffer.allocUnsafeSlow(4 << 20).buffer);
+  const advised = addon.adviseHugePages(bytes);
+  if (process.platform === 'linux') {
+    expect(advised).toBeGreaterThan(bytes.length - 2 * 65536); // less at most a partial page at each end (4 or 64 KiB pages)
+    expect(advised).toBeLessThanOrEqual(bytes.length);
+  } else {
+    expect(advised).toBe(0);
+  }
+  bytes.forEach((_, i, a) => (a[i] = i % 251));
+  expect(bytes.every((value, i) => value === i % 251)).toBe(true);
+});
+
 // A tied output head is the embedding table, so a repacked table must still give its rows: in a group and in the stored tail.
 test.each([
   ['Q4_0', 96],

@@ -18,6 +18,11 @@ export interface NativeAddon {
    * the format code to compute with: the repacked layout's, or `format` when nothing changed.
    */
   repackRows(format: number, bytes: Uint8Array, rows: number, cols: number, always: boolean): number;
+  /**
+   * Asks the OS for 2 MiB pages under an array's memory (Linux's transparent huge pages), to be
+   * called before the array is first written; returns the bytes advised (0 where not possible).
+   */
+  adviseHugePages(bytes: Uint8Array): number;
   embedding(format: number, table: Uint8Array, rows: number, cols: number, ids: Int32Array, out: Float32Array): void;
   rmsnorm(x: Float32Array, weight: Float32Array, y: Float32Array, dim: number, eps: number): void;
   rope(x: Float32Array, cos: Float32Array, sin: Float32Array, heads: number, headDim: number): void;
