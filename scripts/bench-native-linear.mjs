@@ -6,7 +6,8 @@
  *
  *   node scripts/bench-native-linear.mjs [--threads N] [--isa avx512] [--formats Q8_0,Q4_0,Q4_K] [--tokens 1,64] [--hot] [--plain] [--small-pages]
  *
- * Weights are repacked as NativeOps.linearWeight repacks them (src/native/repack.h) unless --plain.
+ * Weights are repacked as NativeOps.linearWeight repacks them (src/native/repack.h) unless --plain,
+ * and on 2 MiB pages where Linux gives them, as NativeOps.loadMatrix asks, unless --small-pages.
  *
  * The weights are random bytes with a sane half-precision scale in every block (speed does not
  * depend on the values); each size is copied until the copies exceed the last-level cache, and
