@@ -783,16 +783,23 @@ static void gemm_q6_k_r16(const uint8_t *w, size_t row_bytes, int rows, const qu
  * prefetch: the hardware prefetcher follows this one stream, and prefetching 2, 4 or 8 blocks ahead
  * measured 10–30 % slower from memory (docs/performance.md).
  */
+static inline ivec q8r_codes(const uint8_t *p) {
+#if Q8_0_OFFSET
+  return ixor(r16_bytes(p), VEC(set1_epi8)((char)0x80));
+#else
+  return r16_bytes(p);
+#endif
+}
+
 static ALWAYS_INLINE void tile_q8r(const uint8_t *group, int half, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
   const int nb = cols / QK;
-  const ivec sign_flip = VEC(set1_epi8)((char)(Q8_0_OFFSET ? 0x80 : 0));
   fvec acc[R16_TOKENS];
   for (int t = 0; t < T; t++) acc[t] = fzero();
   for (int b = 0; b < nb; b++) {
     const uint8_t *block = group + (size_t)b * Q8R_BLOCK_BYTES;
     const fvec d = r16_scales(block, half);
     ivec codes[8];
-    for (int j = 0; j < 8; j++) codes[j] = ixor(r16_bytes(block + R16_CHUNK(j, 0) + 32 * half), sign_flip);
+    for (int j = 0; j < 8; j++) codes[j] = q8r_codes(block + R16_CHUNK(j, 0) + 32 * half);
     for (int t = 0; t < T; t++) {
       const size_t at = (size_t)t * nb + b;
       const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK;

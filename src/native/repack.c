@@ -7,15 +7,13 @@
 /* Writes row r's stored block into its places in the group's repacked block. */
 typedef void (*place_row_block)(uint8_t *out, const uint8_t *block, int r);
 
-static void place_q4_0(uint8_t *out, const uint8_t *block, int r) {
+/* A Q4_0 or Q8_0 block (a half scale, then `chunks` × 4 code bytes) into its places. */
+static void place_block32(uint8_t *out, const uint8_t *block, int r, int chunks) {
   memcpy(out + 2 * r, block, 2);
-  for (int j = 0; j < 4; j++) memcpy(out + R16_CHUNK(j, r), block + 2 + 4 * j, 4);
+  for (int j = 0; j < chunks; j++) memcpy(out + R16_CHUNK(j, r), block + 2 + 4 * j, 4);
 }
-
-static void place_q8_0(uint8_t *out, const uint8_t *block, int r) {
-  memcpy(out + 2 * r, block, 2);
-  for (int j = 0; j < 8; j++) memcpy(out + R16_CHUNK(j, r), block + 2 + 4 * j, 4);
-}
+static void place_q4_0(uint8_t *out, const uint8_t *block, int r) { place_block32(out, block, r, 4); }
+static void place_q8_0(uint8_t *out, const uint8_t *block, int r) { place_block32(out, block, r, 8); }
 
 static void place_q4_k(uint8_t *out, const uint8_t *block, int r) {
   memcpy(out + K16_D + 2 * r, block, 2);
@@ -101,15 +99,12 @@ static void unpack_q6_k_row(const uint8_t *block, int r, uint8_t *out) {
   for (int c = 0; c < 16; c++) memcpy(out + 128 + 4 * c, block + Q6R_QH(c, r), 4);
 }
 
-static void unpack_q4_0_row(const uint8_t *block, int r, uint8_t *out) {
+static void unpack_block32_row(const uint8_t *block, int r, uint8_t *out, int chunks) {
   memcpy(out, block + 2 * r, 2);
-  for (int j = 0; j < 4; j++) memcpy(out + 2 + 4 * j, block + R16_CHUNK(j, r), 4);
+  for (int j = 0; j < chunks; j++) memcpy(out + 2 + 4 * j, block + R16_CHUNK(j, r), 4);
 }
-
-static void unpack_q8_0_row(const uint8_t *block, int r, uint8_t *out) {
-  memcpy(out, block + 2 * r, 2);
-  for (int j = 0; j < 8; j++) memcpy(out + 2 + 4 * j, block + R16_CHUNK(j, r), 4);
-}
+static void unpack_q4_0_row(const uint8_t *block, int r, uint8_t *out) { unpack_block32_row(block, r, out, 4); }
+static void unpack_q8_0_row(const uint8_t *block, int r, uint8_t *out) { unpack_block32_row(block, r, out, 8); }
 
 int herd_r16_stored_format(int format) {
   switch (format) {
