@@ -4,9 +4,10 @@
  * "Native C kernels"): process.cpuUsage (user + system, every thread of the process), best of N,
  * so that a machine shared with other work disturbs the figures far less than wall clock does.
  *
- *   node scripts/bench-native-linear.mjs [--threads N] [--isa avx512] [--formats Q8_0,Q4_0,Q4_K] [--tokens 1,64] [--hot] [--plain]
+ *   node scripts/bench-native-linear.mjs [--threads N] [--isa avx512] [--formats Q8_0,Q4_0,Q4_K] [--tokens 1,64] [--hot] [--plain] [--small-pages]
  *
- * Weights are repacked as NativeOps.linearWeight repacks them (src/native/repack.h) unless --plain.
+ * Weights are repacked as NativeOps.linearWeight repacks them (src/native/repack.h) unless --plain,
+ * and on 2 MiB pages where Linux gives them, as NativeOps.loadMatrix asks, unless --small-pages.
  *
  * The weights are random bytes with a sane half-precision scale in every block (speed does not
  * depend on the values); each size is copied until the copies exceed the last-level cache, and
@@ -27,6 +28,8 @@ const { values: options } = parseArgs({
     hot: { type: 'boolean', default: false },
     // The stored layout, without the load-time repacking the model's linear weights get.
     plain: { type: 'boolean', default: false },
+    // The weights on 4 KiB pages, without the 2 MiB pages NativeOps asks for (addon.adviseHugePages).
+    'small-pages': { type: 'boolean', default: false },
     // Another build of the addon, to compare against (a copy of build/Release/herd_native.node).
     addon: { type: 'string', default: new URL('../build/Release/herd_native.node', import.meta.url).pathname },
   },
@@ -48,9 +51,16 @@ const FORMATS = {
 };
 const COPIES_ABOVE_BYTES = 96 << 20; // above this machine's 32 MiB L3
 
+/* Memory for weights as NativeOps.loadMatrix allocates it: outside the JavaScript heap, on huge pages where the OS gives them. */
+function weightMemory(length) {
+  const out = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer);
+  if (!options['small-pages'] && addon.adviseHugePages) addon.adviseHugePages(out);
+  return out;
+}
+
 function randomWeights(format, rows, cols) {
   const { bytes, weights, halves } = FORMATS[format];
-  const out = new Uint8Array(Buffer.allocUnsafeSlow((rows * cols * bytes) / weights).buffer);
+  const out = weightMemory((rows * cols * bytes) / weights);
   let seed = 12345;
   for (let i = 0; i < out.length; i++) {
     seed = (seed * 1103515245 + 12345) >>> 0;
@@ -77,7 +87,11 @@ for (const format of options.formats.split(',')) {
   for (const [rows, cols] of shapes) {
     const one = randomWeights(format, rows, cols);
     const copies = [one];
-    while (!options.hot && copies.length * one.length < COPIES_ABOVE_BYTES) copies.push(one.slice());
+    while (!options.hot && copies.length * one.length < COPIES_ABOVE_BYTES) {
+      const copy = weightMemory(one.length);
+      copy.set(one);
+      copies.push(copy);
+    }
     const stored = FORMATS[format].code;
     const code = copies.map((copy) => (options.plain ? stored : addon.repackRows(stored, copy, rows, cols, false)))[0];
     for (const tokens of tokenCounts) {

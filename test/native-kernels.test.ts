@@ -184,9 +184,11 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     });
   });
 
-  // Repacked Q4_0, Q4_K and Q6_K (src/native/repack.h): 37 rows are two groups of 16 and 5 stored as they were; 16 one group alone.
+  // Repacked Q4_0, Q8_0, Q4_K and Q6_K (src/native/repack.h): 37 rows are two groups of 16 and 5 stored as they were; 16 one group alone.
   test.each(
-    (['Q4_0', 'Q4_K', 'Q6_K'] as const).flatMap((format) => [37, 16].flatMap((rows) => LINEAR_TOKENS.map((tokens) => [format, rows, format === 'Q4_0' ? 96 : 512, tokens] as const))),
+    (['Q4_0', 'Q8_0', 'Q4_K', 'Q6_K'] as const).flatMap((format) =>
+      [37, 16].flatMap((rows) => LINEAR_TOKENS.map((tokens) => [format, rows, format === 'Q4_0' || format === 'Q8_0' ? 96 : 512, tokens] as const)),
+    ),
   )('linear on %s [%i, %i] repacked into groups of 16 rows × %i token(s) equals the float64 product', (format, rows, cols, tokens) => {
     const { bytes, weights } = packedRandom(format, rows, cols, rows + cols);
     const repacked = bytes.slice();
@@ -292,17 +294,32 @@ test('a path this build does not have is refused with the reason', () => {
   expect(() => addon.choose('avx9000')).toThrow(/HERD_CPU_ISA=avx9000 cannot run here: unknown path/);
 });
 
-test('only Q4_0, Q4_K and Q6_K matrices of at least one whole group are repacked', () => {
-  const q8 = packedRandom('Q8_0', 37, 96, 1).bytes.slice();
-  expect(addon.repackRows(NATIVE_FORMAT_CODES.Q8_0!, q8, 37, 96, true)).toBe(NATIVE_FORMAT_CODES.Q8_0);
-  expect(q8).toEqual(packedRandom('Q8_0', 37, 96, 1).bytes);
-  const few = packedRandom('Q4_0', 15, 96, 2).bytes.slice();
-  expect(addon.repackRows(NATIVE_FORMAT_CODES.Q4_0!, few, 15, 96, true)).toBe(NATIVE_FORMAT_CODES.Q4_0);
+test('only Q4_0, Q8_0, Q4_K and Q6_K matrices of at least one whole group are repacked', () => {
+  const f16 = packedRandom('F16', 37, 96, 1).bytes.slice();
+  expect(addon.repackRows(NATIVE_FORMAT_CODES.F16!, f16, 37, 96, true)).toBe(NATIVE_FORMAT_CODES.F16);
+  expect(f16).toEqual(packedRandom('F16', 37, 96, 1).bytes);
+  const few = packedRandom('Q8_0', 15, 96, 2).bytes.slice();
+  expect(addon.repackRows(NATIVE_FORMAT_CODES.Q8_0!, few, 15, 96, true)).toBe(NATIVE_FORMAT_CODES.Q8_0);
+  expect(few).toEqual(packedRandom('Q8_0', 15, 96, 2).bytes);
+});
+
+test('adviseHugePages advises the whole pages under an array on Linux (none elsewhere), and the array then holds what is written', () => {
+  const bytes = new Uint8Array(Buffer.allocUnsafeSlow(4 << 20).buffer);
+  const advised = addon.adviseHugePages(bytes);
+  if (process.platform === 'linux') {
+    expect(advised).toBeGreaterThan(bytes.length - 2 * 65536); // less at most a partial page at each end (4 or 64 KiB pages)
+    expect(advised).toBeLessThanOrEqual(bytes.length);
+  } else {
+    expect(advised).toBe(0);
+  }
+  bytes.forEach((_, i, a) => (a[i] = i % 251));
+  expect(bytes.every((value, i) => value === i % 251)).toBe(true);
 });
 
 // A tied output head is the embedding table, so a repacked table must still give its rows: in a group and in the stored tail.
 test.each([
   ['Q4_0', 96],
+  ['Q8_0', 96],
   ['Q4_K', 512],
   ['Q6_K', 512],
 ] as const)('embedding rows of a repacked %s table [37, %i] equal the dequantized rows', (format, cols) => {

@@ -1,4 +1,5 @@
 /* The N-API surface of herd's native kernels; src/native/addon.ts is its only caller. */
+#define _DEFAULT_SOURCE /* madvise's MADV_HUGEPAGE under -std=c11 */
 #include <node_api.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,10 @@
 #include "pool.h"
 #include "quantize.h"
 #include "repack.h"
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 static herd_isa_choice chosen;
 
@@ -169,9 +174,20 @@ static napi_value linear_many(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The in-place repacking of a stored format (repack.h) and the repacked layout's code, or NULL. */
+static int (*repacking_of(int format, int *repacked_code))(uint8_t *, int, int) {
+  switch (format) {
+    case FMT_Q4_0: *repacked_code = FMT_Q4_0_R16; return herd_repack_q4_0_r16;
+    case FMT_Q8_0: *repacked_code = FMT_Q8_0_R16; return herd_repack_q8_0_r16;
+    case FMT_Q4_K: *repacked_code = FMT_Q4_K_R16; return herd_repack_q4_k_r16;
+    case FMT_Q6_K: *repacked_code = FMT_Q6_K_R16; return herd_repack_q6_k_r16;
+    default: return NULL;
+  }
+}
+
 /*
  * repackRows(format, bytes: Uint8Array, rows, cols, always): the format code to compute a linear
- * weight with after repacking its bytes in place (repack.h: Q4_0, Q4_K, Q6_K) where the chosen path has a SIMD
+ * weight with after repacking its bytes in place (repack.h: Q4_0, Q8_0, Q4_K, Q6_K) where the chosen path has a SIMD
  * product on the repacked layout (or `always`, for tests), else `format` unchanged.
  */
 static napi_value repack_rows(napi_env env, napi_callback_info info) {
@@ -191,15 +207,38 @@ static napi_value repack_rows(napi_env env, napi_callback_info info) {
   }
   const int has_simd = chosen.kernels != NULL && chosen.kernels->gemm_q4_0_r16 != herd_gemm_q4_0_r16_portable;
   int code = format;
-  int (*repack)(uint8_t *, int, int) = format == FMT_Q4_0 ? herd_repack_q4_0_r16 : format == FMT_Q4_K ? herd_repack_q4_k_r16 : format == FMT_Q6_K ? herd_repack_q6_k_r16 : NULL;
+  int repacked_code;
+  int (*repack)(uint8_t *, int, int) = repacking_of(format, &repacked_code);
   if (repack != NULL && rows >= REPACK_ROWS && (always || has_simd)) {
     if (!repack(w.data, rows, cols)) {
       napi_throw_error(env, NULL, "herd native: out of memory");
       return NULL;
     }
-    code = format == FMT_Q4_0 ? FMT_Q4_0_R16 : format == FMT_Q4_K ? FMT_Q4_K_R16 : FMT_Q6_K_R16;
+    code = repacked_code;
   }
   CHECK(napi_create_int32(env, code, &result));
+  return result;
+}
+
+/*
+ * adviseHugePages(bytes: Uint8Array): asks Linux for transparent huge pages (2 MiB) under the
+ * array's whole pages, before they are first written (hosts whose THP setting is `madvise` give
+ * anonymous memory 4 KiB pages otherwise): decode streams every weight once per token, and on
+ * 4 KiB pages each 4 KiB read costs a TLB miss. Returns the bytes advised; 0 where the OS refuses
+ * or has no such advice.
+ */
+static napi_value advise_huge_pages(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  array_view w;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || !typed_array(env, argv[0], napi_uint8_array, &w)) return NULL;
+  double advised = 0;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), first = ((uintptr_t)w.data + page - 1) / page * page, end = ((uintptr_t)w.data + w.length) / page * page;
+  if (end > first && madvise((void *)first, end - first, MADV_HUGEPAGE) == 0) advised = (double)(end - first);
+#endif
+  CHECK(napi_create_double(env, advised, &result));
   return result;
 }
 
@@ -503,6 +542,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"linear", NULL, linear, NULL, NULL, NULL, napi_default, NULL},
       {"linearMany", NULL, linear_many, NULL, NULL, NULL, napi_default, NULL},
       {"repackRows", NULL, repack_rows, NULL, NULL, NULL, napi_default, NULL},
+      {"adviseHugePages", NULL, advise_huge_pages, NULL, NULL, NULL, napi_default, NULL},
       {"embedding", NULL, embedding, NULL, NULL, NULL, napi_default, NULL},
       {"rmsnorm", NULL, rmsnorm, NULL, NULL, NULL, napi_default, NULL},
       {"rope", NULL, rope, NULL, NULL, NULL, napi_default, NULL},

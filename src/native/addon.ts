@@ -14,10 +14,15 @@ export interface NativeAddon {
   linearMany(format: number, weights: Uint8Array[], rows: number[], cols: number, x: Float32Array, tokens: number, ys: Float32Array[]): void;
   /**
    * Repacks a linear weight's bytes in place for the chosen path's tiled product where it has one
-   * (Q4_0 into groups of 16 interleaved rows; `always` repacks on any path, for tests) and returns
+   * (Q4_0, Q8_0, Q4_K and Q6_K into groups of 16 interleaved rows; `always` repacks on any path, for tests) and returns
    * the format code to compute with: the repacked layout's, or `format` when nothing changed.
    */
   repackRows(format: number, bytes: Uint8Array, rows: number, cols: number, always: boolean): number;
+  /**
+   * Asks the OS for 2 MiB pages under an array's memory (Linux's transparent huge pages), to be
+   * called before the array is first written; returns the bytes advised (0 where not possible).
+   */
+  adviseHugePages(bytes: Uint8Array): number;
   embedding(format: number, table: Uint8Array, rows: number, cols: number, ids: Int32Array, out: Float32Array): void;
   rmsnorm(x: Float32Array, weight: Float32Array, y: Float32Array, dim: number, eps: number): void;
   rope(x: Float32Array, cos: Float32Array, sin: Float32Array, heads: number, headDim: number): void;

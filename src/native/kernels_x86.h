@@ -643,6 +643,11 @@ static inline ivec ior(ivec a, ivec b) { return _mm512_or_si512(a, b); }
 static inline ivec iand(ivec a, ivec b) { return _mm256_and_si256(a, b); }
 static inline ivec ior(ivec a, ivec b) { return _mm256_or_si256(a, b); }
 #endif
+#if HERD_PATH == HERD_AVX512
+static inline ivec ixor(ivec a, ivec b) { return _mm512_xor_si512(a, b); }
+#else
+static inline ivec ixor(ivec a, ivec b) { return _mm256_xor_si256(a, b); }
+#endif
 /* Two int16 values in every int32 lane (the activation sums a pair of minimums multiplies). */
 static inline ivec broadcast_pair(int32_t low, int32_t high) { return iset1((int32_t)((uint32_t)(uint16_t)low | (uint32_t)high << 16)); }
 
@@ -771,6 +776,48 @@ static void gemm_q6_k_r16(const uint8_t *w, size_t row_bytes, int rows, const qu
   }
 }
 
+/*
+ * Repacked Q8_0 (repack.h): per block, eight vectors of four codes of each row (signed codes made
+ * unsigned, q + Q8_0_OFFSET, where vpdpbusd takes them; AVX2 keeps the |w|, sign(x, w) form of
+ * q0_product), each serving the tile's tokens; one int32 lane per row, as for Q4_0. No software
+ * prefetch: the hardware prefetcher follows this one stream, and prefetching 2, 4 or 8 blocks ahead
+ * measured 10–30 % slower from memory (docs/performance.md).
+ */
+static inline ivec q8r_codes(const uint8_t *p) {
+#if Q8_0_OFFSET
+  return ixor(r16_bytes(p), VEC(set1_epi8)((char)0x80));
+#else
+  return r16_bytes(p);
+#endif
+}
+
+static ALWAYS_INLINE void tile_q8r(const uint8_t *group, int half, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
+  const int nb = cols / QK;
+  fvec acc[R16_TOKENS];
+  for (int t = 0; t < T; t++) acc[t] = fzero();
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *block = group + (size_t)b * Q8R_BLOCK_BYTES;
+    const fvec d = r16_scales(block, half);
+    ivec codes[8];
+    for (int j = 0; j < 8; j++) codes[j] = q8r_codes(block + R16_CHUNK(j, 0) + 32 * half);
+    for (int t = 0; t < T; t++) {
+      const size_t at = (size_t)t * nb + b;
+      const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK;
+      ivec sum = iset1(-Q8_0_OFFSET * x->sums[at]);
+      for (int j = 0; j < 8; j++) sum = q0_product(sum, codes[j], broadcast4(xc + 4 * j), FMT_Q8_0);
+      acc[t] = fmadd(to_float(sum), VEC(mul_ps)(d, fbroadcast(x->scales[at])), acc[t]);
+    }
+  }
+  for (int t = 0; t < T; t++) r16_store(y + (size_t)t * y_stride + R16_LANES * half, acc[t]);
+}
+
+static void gemm_q8_0_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+#define TILE(T) tile_q8r(group, half, &xt, cols, yt, y_stride, T)
+  GROUP_LOOPS(TILE, R16_TOKENS, QK, QK)
+#undef TILE
+  if (grouped < rows) gemm_q8_0(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
+}
+
 const herd_kernels HERD_TABLE = {
     .name = HERD_PATH_NAME,
     .dot_f32 = dot_f32,
@@ -799,5 +846,6 @@ const herd_kernels HERD_TABLE = {
     .gemm_q4_0_r16 = gemm_q4_0_r16,
     .gemm_q4_k_r16 = gemm_q4_k_r16,
     .gemm_q6_k_r16 = gemm_q6_k_r16,
+    .gemm_q8_0_r16 = gemm_q8_0_r16,
 };
 #endif

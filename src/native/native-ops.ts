@@ -128,6 +128,8 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
     if (packed && source.readPackedInto && NATIVE_FORMAT_CODES[packed.format] !== undefined) {
       const [rows, cols] = packed.shape as [number, number];
       const bytes = new Uint8Array(Buffer.allocUnsafeSlow(packedBytes(packed.format, rows, cols)).buffer);
+      // Before the first write: 2 MiB pages where Linux gives them, as decode streams every weight once a token.
+      this.addon.adviseHugePages(bytes);
       source.readPackedInto(name, bytes);
       return { format: packed.format, code: NATIVE_FORMAT_CODES[packed.format]!, bytes, rows, cols, floats: null };
     }

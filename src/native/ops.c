@@ -14,7 +14,8 @@ size_t herd_row_bytes(int format, int cols) {
     case FMT_F32: return (size_t)cols * 4;
     case FMT_F16:
     case FMT_BF16: return (size_t)cols * 2;
-    case FMT_Q8_0: return cols % QK ? 0 : (size_t)(cols / QK) * Q8_0_BYTES;
+    case FMT_Q8_0:
+    case FMT_Q8_0_R16: return cols % QK ? 0 : (size_t)(cols / QK) * Q8_0_BYTES;
     case FMT_Q4_0:
     case FMT_Q4_0_R16: return cols % QK ? 0 : (size_t)(cols / QK) * Q4_0_BYTES;
     case FMT_Q4_K:
@@ -122,6 +123,7 @@ static void (*gemm_of(const herd_kernels *k, int format))(const uint8_t *, size_
     case FMT_Q4_0_R16: return k->gemm_q4_0_r16;
     case FMT_Q4_K_R16: return k->gemm_q4_k_r16;
     case FMT_Q6_K_R16: return k->gemm_q6_k_r16;
+    case FMT_Q8_0_R16: return k->gemm_q8_0_r16;
     default: return NULL;
   }
 }
@@ -273,7 +275,7 @@ static void dequantize_row(int format, const uint8_t *row, int cols, float *out)
 
 /* Row `id` of a repacked table: each block of its group unpacked to the stored block, then dequantized. */
 static void dequantize_repacked_row(int format, const uint8_t *table, size_t row_bytes, int id, int cols, float *out) {
-  const int stored = herd_r16_stored_format(format), block_cols = stored == FMT_Q4_0 ? QK : QK_K;
+  const int stored = herd_r16_stored_format(format), block_cols = stored == FMT_Q4_0 || stored == FMT_Q8_0 ? QK : QK_K;
   const size_t block_bytes = row_bytes / (size_t)(cols / block_cols);
   const uint8_t *group = table + (size_t)(id - id % REPACK_ROWS) * row_bytes;
   uint8_t block[Q6_K_BYTES];

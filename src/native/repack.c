@@ -1,4 +1,4 @@
-/* The load-time repacking of Q4_0 into row groups (repack.h) and the portable product on it. */
+/* The load-time repacking of Q4_0, Q8_0 and the K-quants into row groups (repack.h) and the portable product on it. */
 #include <stdlib.h>
 #include <string.h>
 #include "kquants.h"
@@ -7,10 +7,13 @@
 /* Writes row r's stored block into its places in the group's repacked block. */
 typedef void (*place_row_block)(uint8_t *out, const uint8_t *block, int r);
 
-static void place_q4_0(uint8_t *out, const uint8_t *block, int r) {
+/* A Q4_0 or Q8_0 block (a half scale, then `chunks` × 4 code bytes) into its places. */
+static void place_block32(uint8_t *out, const uint8_t *block, int r, int chunks) {
   memcpy(out + 2 * r, block, 2);
-  for (int j = 0; j < 4; j++) memcpy(out + R16_CHUNK(j, r), block + 2 + 4 * j, 4);
+  for (int j = 0; j < chunks; j++) memcpy(out + R16_CHUNK(j, r), block + 2 + 4 * j, 4);
 }
+static void place_q4_0(uint8_t *out, const uint8_t *block, int r) { place_block32(out, block, r, 4); }
+static void place_q8_0(uint8_t *out, const uint8_t *block, int r) { place_block32(out, block, r, 8); }
 
 static void place_q4_k(uint8_t *out, const uint8_t *block, int r) {
   memcpy(out + K16_D + 2 * r, block, 2);
@@ -36,6 +39,7 @@ static int repack_groups(uint8_t *bytes, int rows, int blocks, size_t block_byte
 }
 
 int herd_repack_q4_0_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK, Q4_0_BYTES, place_q4_0); }
+int herd_repack_q8_0_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK, Q8_0_BYTES, place_q8_0); }
 int herd_repack_q4_k_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK_K, Q4_K_BYTES, place_q4_k); }
 
 /* Q6_K: ql[128], qh[64], scales[16], d. */
@@ -95,14 +99,17 @@ static void unpack_q6_k_row(const uint8_t *block, int r, uint8_t *out) {
   for (int c = 0; c < 16; c++) memcpy(out + 128 + 4 * c, block + Q6R_QH(c, r), 4);
 }
 
-static void unpack_q4_0_row(const uint8_t *block, int r, uint8_t *out) {
+static void unpack_block32_row(const uint8_t *block, int r, uint8_t *out, int chunks) {
   memcpy(out, block + 2 * r, 2);
-  for (int j = 0; j < 4; j++) memcpy(out + 2 + 4 * j, block + R16_CHUNK(j, r), 4);
+  for (int j = 0; j < chunks; j++) memcpy(out + 2 + 4 * j, block + R16_CHUNK(j, r), 4);
 }
+static void unpack_q4_0_row(const uint8_t *block, int r, uint8_t *out) { unpack_block32_row(block, r, out, 4); }
+static void unpack_q8_0_row(const uint8_t *block, int r, uint8_t *out) { unpack_block32_row(block, r, out, 8); }
 
 int herd_r16_stored_format(int format) {
   switch (format) {
     case FMT_Q4_0_R16: return FMT_Q4_0;
+    case FMT_Q8_0_R16: return FMT_Q8_0;
     case FMT_Q4_K_R16: return FMT_Q4_K;
     case FMT_Q6_K_R16: return FMT_Q6_K;
     default: return -1;
@@ -111,6 +118,7 @@ int herd_r16_stored_format(int format) {
 
 void herd_r16_unpack_row(int format, const uint8_t *block, int r, uint8_t *out) {
   if (format == FMT_Q4_0_R16) unpack_q4_0_row(block, r, out);
+  else if (format == FMT_Q8_0_R16) unpack_q8_0_row(block, r, out);
   else if (format == FMT_Q4_K_R16) unpack_q4_k_row(block, r, out);
   else unpack_q6_k_row(block, r, out);
 }
@@ -149,4 +157,27 @@ void herd_gemm_q4_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, c
 
 void herd_gemm_q6_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
   portable_kquant_r16(w, row_bytes, rows, x, tokens, cols, y, y_stride, Q6_K_BYTES, QK_K / KQ_GROUP, unpack_q6_k_row, herd_dot_q6_k_scalar);
+}
+
+/* Every row and token through the scalar dot, each repacked block first unpacked to the stored one. */
+void herd_gemm_q8_0_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  const int nb = cols / QK, grouped = rows / REPACK_ROWS * REPACK_ROWS;
+  uint8_t block[Q8_0_BYTES];
+  for (int r = 0; r < rows; r++) {
+    const uint8_t *row = w + (size_t)r * row_bytes, *group = w + (size_t)(r - r % REPACK_ROWS) * row_bytes;
+    for (int t = 0; t < tokens; t++) {
+      const int8_t *codes = x->codes + (size_t)t * cols;
+      const float *scales = x->scales + (size_t)t * nb;
+      float total = 0;
+      if (r >= grouped) {
+        total = herd_kernels_scalar.dot_q8_0(row, codes, scales, nb);
+      } else {
+        for (int b = 0; b < nb; b++) {
+          unpack_q8_0_row(group + (size_t)b * Q8R_BLOCK_BYTES, r % REPACK_ROWS, block);
+          total += herd_kernels_scalar.dot_q8_0(block, codes + (size_t)b * QK, scales + b, 1);
+        }
+      }
+      y[(size_t)t * y_stride + r] = total;
+    }
+  }
 }

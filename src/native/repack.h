@@ -15,7 +15,9 @@
  * unpacking runs on 16 rows at once, one int32 lane each), then the 128 nibble bytes as 32 chunks
  * of 64 (chunk 8p + c: bytes 32p + 4c.. + 3 of each row; low nibbles are sub-block 2p, high 2p + 1).
  * Q6_K: the 16 d's, the 16 int8 scales as four chunks of 64, the 128 ql bytes as 32 chunks and
- * the 64 qh bytes as 16 chunks.
+ * the 64 qh bytes as 16 chunks. Q8_0: the 16 half scales, then the 32 code bytes as eight chunks
+ * of 64 (a block of 16 rows is 544 bytes, read front to back: decode's weights are one stream,
+ * where the stored layout's tiles of rows read one stream per row).
  */
 #ifndef HERD_REPACK_H
 #define HERD_REPACK_H
@@ -23,8 +25,10 @@
 
 #define REPACK_ROWS 16
 #define R16_BLOCK_BYTES (REPACK_ROWS * Q4_0_BYTES)
-/* Offset in a repacked block of row r's nibble bytes 4j..4j+3. */
+/* Offset in a repacked block of row r's code bytes 4j..4j+3 (Q4_0's 16 nibble bytes, j < 4; Q8_0's 32 code bytes, j < 8). */
 #define R16_CHUNK(j, r) (2 * REPACK_ROWS + 64 * (j) + 4 * (r))
+/* Q8_0: the 16 rows' half scales, then eight chunks of 64 bytes as R16_CHUNK places them. */
+#define Q8R_BLOCK_BYTES (REPACK_ROWS * Q8_0_BYTES)
 
 #define K16_BLOCK_BYTES (REPACK_ROWS * Q4_K_BYTES)
 #define K16_D 0
@@ -41,12 +45,14 @@ int herd_repack_q4_k_r16(uint8_t *bytes, int rows, int cols);
 #define Q6R_QL(c, r) (18 * REPACK_ROWS + 64 * (c) + 4 * (r))
 #define Q6R_QH(c, r) (18 * REPACK_ROWS + 64 * 32 + 64 * (c) + 4 * (r))
 int herd_repack_q6_k_r16(uint8_t *bytes, int rows, int cols);
+int herd_repack_q8_0_r16(uint8_t *bytes, int rows, int cols);
 /* The stored format of a repacked one (FMT_Q4_0 for FMT_Q4_0_R16, …), or -1. */
 int herd_r16_stored_format(int format);
-/* Row r of a group's repacked block (a Q4_0 block, a Q4_K or Q6_K super-block) as the stored block was: for embedding lookups. */
+/* Row r of a group's repacked block (a Q4_0 or Q8_0 block, a Q4_K or Q6_K super-block) as the stored block was: for embedding lookups. */
 void herd_r16_unpack_row(int format, const uint8_t *block, int r, uint8_t *out);
 /* The layouts' products in plain C (every path's fallback, and the reference the SIMD ones are tested against). */
 void herd_gemm_q4_0_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 void herd_gemm_q4_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 void herd_gemm_q6_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+void herd_gemm_q8_0_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 #endif
