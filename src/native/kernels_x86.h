@@ -473,11 +473,12 @@ static void gemm_q4_k(const uint8_t *w, size_t row_bytes, int rows, const quanti
 
 /*
  * F32 rows × many tokens (prefill on float checkpoints; AWQ's block outputs, which run every
- * grid ratio's candidate weights at float32): tiles of 4 rows × 3 tokens, 12 accumulators, so
- * each weight and activation vector loaded feeds 3 or 4 FMAs, over blocks of F32_DEPTH columns
- * (4 weight rows and 3 token rows of it, 14 KB, stay in L1 while the tokens of a block pass) and
- * of F32_BLOCK_TOKENS tokens (their columns stay in L2 while the rows pass). Each block of
- * columns adds its partial sum to y.
+ * grid ratio's candidate weights at float32): tiles of 4 rows × 6 tokens on AVX-512 (24
+ * accumulators; 4 × 3 on the 256-bit paths), so each weight and activation vector loaded feeds
+ * 6 or 4 FMAs, over blocks of F32_DEPTH columns and of F32_BLOCK_TOKENS tokens (their columns
+ * stay in L2 while the rows pass). Each block of columns adds its partial sum to y. The blocks
+ * are deep (2,048 columns: a 1B layer's whole row) because every tile ends in one horizontal sum
+ * per accumulator; at 512 columns those sums cost about a quarter of the FMAs' time.
  */
 #if HERD_PATH == HERD_AVX512
 typedef __m512 f32_vector;
@@ -492,9 +493,10 @@ typedef __m256 f32_vector;
 #define F32V_ZERO _mm256_setzero_ps
 #define F32V_SUM hsum8
 #endif
-enum { F32_LANES = sizeof(f32_vector) / sizeof(float), F32_TILE_ROWS = 4, F32_TILE_TOKENS = 3, F32_DEPTH = 512, F32_BLOCK_TOKENS = 48 };
+/* AVX-512's 32 registers hold 4 × 6 accumulators; the 256-bit paths' 16 hold 4 × 3. */
+enum { F32_LANES = sizeof(f32_vector) / sizeof(float), F32_TILE_ROWS = 4, F32_TILE_TOKENS = HERD_PATH == HERD_AVX512 ? 6 : 3, F32_DEPTH = 2048, F32_BLOCK_TOKENS = 48 };
 
-/* y[t·y_stride + r] (+)= Σ_{c<depth} w[r][c]·x[t][c] for r < rows ≤ 4, t < tokens ≤ 3; missing rows and tokens repeat the first (not stored). */
+/* y[t·y_stride + r] (+)= Σ_{c<depth} w[r][c]·x[t][c] for r < rows ≤ 4, t < tokens ≤ F32_TILE_TOKENS; missing rows and tokens repeat the first (not stored). */
 static void f32_tile(const float *w, const float *x, int cols, int depth, int rows, int tokens, float *y, int y_stride, int accumulate) {
   const float *wr[F32_TILE_ROWS], *xt[F32_TILE_TOKENS];
   for (int a = 0; a < F32_TILE_ROWS; a++) wr[a] = w + (size_t)(a < rows ? a : 0) * cols;
@@ -504,12 +506,11 @@ static void f32_tile(const float *w, const float *x, int cols, int depth, int ro
     for (int b = 0; b < F32_TILE_TOKENS; b++) acc[a][b] = F32V_ZERO();
   int c = 0;
   for (; c + F32_LANES <= depth; c += F32_LANES) {
-    const f32_vector x0 = F32V_LOAD(xt[0] + c), x1 = F32V_LOAD(xt[1] + c), x2 = F32V_LOAD(xt[2] + c);
+    f32_vector xv[F32_TILE_TOKENS];
+    for (int b = 0; b < F32_TILE_TOKENS; b++) xv[b] = F32V_LOAD(xt[b] + c);
     for (int a = 0; a < F32_TILE_ROWS; a++) {
       const f32_vector wv = F32V_LOAD(wr[a] + c);
-      acc[a][0] = F32V_FMA(wv, x0, acc[a][0]);
-      acc[a][1] = F32V_FMA(wv, x1, acc[a][1]);
-      acc[a][2] = F32V_FMA(wv, x2, acc[a][2]);
+      for (int b = 0; b < F32_TILE_TOKENS; b++) acc[a][b] = F32V_FMA(wv, xv[b], acc[a][b]);
     }
   }
   for (int a = 0; a < rows; a++) {
