@@ -11,15 +11,24 @@
  * CPU time is process.cpuUsage (every thread); wall clock is what a shared machine gives.
  *
  *   npm run build && node scripts/profile-awq-layer.mjs [--windows 4] [--threads 2]
+ *
+ * `--write-model DIR [--layers 2]` instead writes a model folder of this shape with random F32
+ * weights (stories260K's tokenizer and its 512-token vocabulary), to time the estimate end to
+ * end: `/usr/bin/time -v ./bin/run.js quantize --format awq -m DIR -o OUT`.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { activateBackend } from '../dist/backends/registry.js';
 import { DecoderLayerRunner } from '../dist/quant/layer-runner.js';
 import { nativeCalibration } from '../dist/quant/native-calibration.js';
 import { seededRandom } from '../dist/engine/sampling.js';
+import { writeSafetensors } from '../dist/formats/safetensors.js';
+import { f32Tensor } from '../dist/formats/stored-tensors.js';
 
-const { values: options } = parseArgs({ options: { windows: { type: 'string', default: '4' }, threads: { type: 'string', default: '2' } } });
+const { values: options } = parseArgs({
+  options: { windows: { type: 'string', default: '4' }, threads: { type: 'string', default: '2' }, 'write-model': { type: 'string' }, layers: { type: 'string', default: '2' } },
+});
 const windows = Number(options.windows), threads = Number(options.threads);
 const DEFAULT_WINDOWS = 16, WINDOW = 256, LAYERS = 16, RATIOS = 20, GROUP = 128;
 const hidden = 2048, heads = 32, kvHeads = 8, headDim = 64, intermediate = 8192;
@@ -43,6 +52,30 @@ const weights = new Map([
   ['input_layernorm.weight', { name: 'n', shape: [hidden], data: new Float32Array(hidden).fill(1) }],
   ['post_attention_layernorm.weight', { name: 'n', shape: [hidden], data: new Float32Array(hidden).fill(1) }],
 ]);
+if (options['write-model']) {
+  writeModel(options['write-model'], Number(options.layers));
+  process.exit(0);
+}
+
+/** A model folder of this shape: `layers` layers of random weights (unit norms), stories260K's tokenizer files. */
+function writeModel(dir, layers) {
+  const tokenizerDir = new URL('../models/stories260K/', import.meta.url).pathname;
+  fs.mkdirSync(dir, { recursive: true });
+  for (const file of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json']) fs.copyFileSync(tokenizerDir + file, `${dir}/${file}`);
+  const base = JSON.parse(fs.readFileSync(tokenizerDir + 'config.json', 'utf8'));
+  const vocab = base.vocab_size;
+  fs.writeFileSync(`${dir}/config.json`, JSON.stringify({
+    ...base, hidden_size: hidden, intermediate_size: intermediate, num_attention_heads: heads, num_key_value_heads: kvHeads, head_dim: headDim,
+    num_hidden_layers: layers, max_position_embeddings: config.maxPositionEmbeddings, rope_theta: config.ropeTheta,
+  }, null, 2));
+  const tensors = [f32Tensor('model.embed_tokens.weight', [vocab, hidden], random(vocab * hidden, 2)), f32Tensor('model.norm.weight', [hidden], new Float32Array(hidden).fill(1))];
+  for (let layer = 0; layer < layers; layer++) {
+    for (const [name, { shape, data }] of weights) tensors.push(f32Tensor(`model.layers.${layer}.${name}`, shape, data));
+  }
+  writeSafetensors(`${dir}/model.safetensors`, tensors);
+  console.log(`${dir}: ${layers} layers of the 1B shape, vocabulary ${vocab}`);
+}
+
 const tokens = windows * WINDOW;
 const activations = (cols) => ({ rows: tokens, cols, data: random(tokens * cols, 2) });
 const inputs = { hidden: activations(hidden), attention: activations(hidden), mlp: activations(hidden), down: activations(intermediate) };

@@ -56,7 +56,8 @@ describe.each([1, 3])('on %i thread(s)', (threads) => {
   });
 
   test('X·Wᵀ with float64 sums is the TypeScript one, bit for bit', () => {
-    for (const [rows, cols, out] of [[37, 50, 19], [130, 64, 48], [1, 8, 1]] as const) {
+    // 45 rows: an item of 32 and 13 (tiles of 8 or 4 and a remainder); 1,100 columns: blocks of 512, 512 and 76.
+    for (const [rows, cols, out] of [[37, 50, 19], [130, 64, 48], [1, 8, 1], [45, 1100, 37]] as const) {
       const x = randomActivations(rows + cols, rows, cols);
       const w = randomWeight(out, out, cols);
       expectSameBits(native.matmulTransposed(x, w.data, out), matmulTransposed(x, w.data, out));

@@ -150,10 +150,11 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     },
   );
 
-  // gemm_f32's blocks: 131 rows are two chunks of 64 and 3 more, 1,100 columns two blocks of 512
-  // and 76, 50 tokens a block of 48 and 2 (AWQ's block outputs run every candidate this way).
-  test('linear on F32 weights [131, 1100] × 50 tokens (every block of the tiled product and its remainders) equals the float64 product', () => {
-    const [rows, cols, tokens] = [131, 1100, 50];
+  // gemm_f32's blocks: 131 rows are two chunks of 64 and 3 more, 2,100 columns a block of 2,048
+  // and 52 (3 vectors and a tail), 50 tokens a block of 48 and 2 (AWQ's block outputs run every
+  // candidate this way).
+  test('linear on F32 weights [131, 2100] × 50 tokens (every block of the tiled product and its remainders) equals the float64 product', () => {
+    const [rows, cols, tokens] = [131, 2100, 50];
     const { bytes, weights } = packedRandom('F32', rows, cols, 5);
     const x = gaussian(6, tokens * cols);
     const y = new Float32Array(tokens * rows);

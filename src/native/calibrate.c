@@ -16,6 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "pool.h"
+/* The widest tiles are written with AVX-512 intrinsics for GCC on x86-64, chosen at run time; other builds and CPUs take the generic vector code. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define AVX512_TILES 1
+#endif
 
 /* The vector loops are compiled for each x86-64 level and chosen at load (results do not depend on it). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -138,8 +143,13 @@ int herd_hessian(const float *x, int rows, int n, double *h) {
 
 /* ---- X · Wᵀ with float64 sums ---- */
 
-/* W is packed in panels of 16 output rows, [panel][column][16], so a tile's weights are one contiguous stream. */
-enum { PANEL = TILE_COLS, MATMUL_ITEM_ROWS = 32, MATMUL_ITEM_PANELS = 4 };
+/*
+ * W is packed in panels of 16 output rows, [panel][column][16], so a tile's weights are one
+ * contiguous stream. An item is 32 rows of X against 4 panels; its sums stay in float64 in
+ * `sums` while the columns pass in blocks of MATMUL_DEPTH (X's rows widened to float64 once per
+ * block, W's block stays in L2), so each sum still adds its products in column order.
+ */
+enum { PANEL = TILE_COLS, MATMUL_ITEM_ROWS = 32, MATMUL_ITEM_PANELS = 4, MATMUL_DEPTH = 512 };
 
 typedef struct {
   const float *x, *panels;
@@ -147,30 +157,87 @@ typedef struct {
   float *y;
 } matmul_job;
 
-/* The sums of `count` (≤ 4) rows of x with one panel's 16 weight rows. */
-VECTOR_CLONES EXACT_PRODUCTS_MAY_FUSE static void matmul_tile(const float *x, int cols, int count, const float *panel, double sums[TILE_ROWS][PANEL]) {
+/* AVX-512's 32 registers hold 8 rows × 16 sums (16 accumulators); the other paths take 4 rows, as many as theirs hold. */
+enum { WIDE_TILE_ROWS = 8 };
+#ifdef AVX512_TILES
+/* Intrinsics, not the vector extension: GCC splits __builtin_convertvector's 8-float → 8-double into halves. */
+__attribute__((target("avx512f"))) EXACT_PRODUCTS_MAY_FUSE static void matmul_tile_wide(const double *x, const float *panel, int depth, double (*sums)[PANEL]) {
+  __m512d acc[WIDE_TILE_ROWS][2];
+  for (int a = 0; a < WIDE_TILE_ROWS; a++) {
+    acc[a][0] = _mm512_loadu_pd(sums[a]);
+    acc[a][1] = _mm512_loadu_pd(sums[a] + 8);
+  }
+  for (int c = 0; c < depth; c++) {
+    const __m512d p0 = _mm512_cvtps_pd(_mm256_loadu_ps(panel + (size_t)c * PANEL)), p1 = _mm512_cvtps_pd(_mm256_loadu_ps(panel + (size_t)c * PANEL + 8));
+    for (int a = 0; a < WIDE_TILE_ROWS; a++) {
+      const __m512d s = _mm512_set1_pd(x[(size_t)a * MATMUL_DEPTH + c]);
+      acc[a][0] = _mm512_fmadd_pd(s, p0, acc[a][0]);
+      acc[a][1] = _mm512_fmadd_pd(s, p1, acc[a][1]);
+    }
+  }
+  for (int a = 0; a < WIDE_TILE_ROWS; a++) {
+    _mm512_storeu_pd(sums[a], acc[a][0]);
+    _mm512_storeu_pd(sums[a] + 8, acc[a][1]);
+  }
+}
+#endif
+
+/*
+ * sums[a][b] += Σ_c x[a][c] · panel[c][b] over `depth` columns for 4 rows of x (float64, stride
+ * MATMUL_DEPTH): the tile's 4 × 16 sums stay in registers, each x value one broadcast.
+ */
+VECTOR_CLONES EXACT_PRODUCTS_MAY_FUSE static void matmul_tile(const double *x, const float *panel, int depth, double (*sums)[PANEL]) {
   sum_tile tile;
-  memset(&tile, 0, sizeof tile);
-  for (int c = 0; c < cols; c++) {
-    double s[TILE_ROWS] = {0, 0, 0, 0};
-    for (int a = 0; a < count; a++) s[a] = x[(size_t)a * cols + c];
+  for (int a = 0; a < TILE_ROWS; a++) memcpy(tile.v[a], sums[a], sizeof tile.v[a]);
+  for (int c = 0; c < depth; c++) {
+    const double s[TILE_ROWS] = {x[c], x[MATMUL_DEPTH + c], x[2 * MATMUL_DEPTH + c], x[3 * MATMUL_DEPTH + c]};
     accumulate_tile(&tile, s, panel + (size_t)c * PANEL);
   }
   for (int a = 0; a < TILE_ROWS; a++) memcpy(sums[a], tile.v[a], sizeof tile.v[a]);
 }
 
+/* Rows of x per tile on this CPU: 8 when AVX-512 runs, else 4. */
+static int matmul_tile_rows(void) {
+#ifdef AVX512_TILES
+  if (__builtin_cpu_supports("avx512f")) return WIDE_TILE_ROWS;
+#endif
+  return TILE_ROWS;
+}
+
+static void matmul_tiles(int tile_rows, const double *x, const float *panel, int depth, double (*sums)[PANEL]) {
+#ifdef AVX512_TILES
+  if (tile_rows == WIDE_TILE_ROWS) {
+    matmul_tile_wide(x, panel, depth, sums);
+    return;
+  }
+#else
+  (void)tile_rows; /* always 4 */
+#endif
+  matmul_tile(x, panel, depth, sums);
+}
+
 static void matmul_item(void *context, int item) {
   const matmul_job *job = context;
   const int first_panel = item / job->row_blocks * MATMUL_ITEM_PANELS, first_row = item % job->row_blocks * MATMUL_ITEM_ROWS;
-  double acc[TILE_ROWS][PANEL];
-  for (int r = first_row; r < min_int(first_row + MATMUL_ITEM_ROWS, job->rows); r += TILE_ROWS) {
-    const int count = min_int(TILE_ROWS, job->rows - r);
-    for (int p = first_panel; p < min_int(first_panel + MATMUL_ITEM_PANELS, job->panel_count); p++) {
-      matmul_tile(job->x + (size_t)r * job->cols, job->cols, count, job->panels + (size_t)p * job->cols * PANEL, acc);
-      for (int a = 0; a < count; a++)
-        for (int b = 0; b < PANEL && p * PANEL + b < job->out; b++) job->y[(size_t)(r + a) * job->out + p * PANEL + b] = (float)acc[a][b];
+  const int panels = min_int(MATMUL_ITEM_PANELS, job->panel_count - first_panel), rows = min_int(MATMUL_ITEM_ROWS, job->rows - first_row);
+  const int tile_rows = matmul_tile_rows();
+  /* The item's rows of x as float64, one block of columns at a time; rows past the end of x are zeros whose sums are not stored. */
+  static _Thread_local double widened[MATMUL_ITEM_ROWS * MATMUL_DEPTH];
+  double sums[MATMUL_ITEM_PANELS][MATMUL_ITEM_ROWS][PANEL];
+  memset(sums, 0, sizeof sums);
+  memset(widened + (size_t)rows * MATMUL_DEPTH, 0, sizeof(double) * (MATMUL_ITEM_ROWS - rows) * MATMUL_DEPTH);
+  for (int c0 = 0; c0 < job->cols; c0 += MATMUL_DEPTH) {
+    const int depth = min_int(MATMUL_DEPTH, job->cols - c0);
+    for (int r = 0; r < rows; r++)
+      for (int c = 0; c < depth; c++) widened[r * MATMUL_DEPTH + c] = job->x[(size_t)(first_row + r) * job->cols + c0 + c];
+    for (int p = 0; p < panels; p++) {
+      const float *panel = job->panels + ((size_t)(first_panel + p) * job->cols + c0) * PANEL;
+      for (int r = 0; r < rows; r += tile_rows) matmul_tiles(tile_rows, widened + r * MATMUL_DEPTH, panel, depth, sums[p] + r);
     }
   }
+  for (int p = 0; p < panels; p++)
+    for (int r = 0; r < rows; r++)
+      for (int b = 0; b < PANEL && (first_panel + p) * PANEL + b < job->out; b++) job->y[(size_t)(first_row + r) * job->out + (first_panel + p) * PANEL + b] = (float)sums[p][r][b];
 }
 
 int herd_matmul_transposed(const float *x, int rows, int cols, const float *w, int out, float *y) {
@@ -196,13 +263,13 @@ typedef struct {
   float *bounds;
 } clip_job;
 
-/* sums[k] = Σ_c inputs[c][k] · w[c], c in order. */
-VECTOR_CLONES EXACT_PRODUCTS_MAY_FUSE static void group_dots(const float *inputs, int tokens, const float *w, int size, double *sums) {
-  for (int k = 0; k < tokens; k++) sums[k] = 0;
+/* sums[k] = Σ_c inputs[c][k] · w[c], c in order, for tokens from ≤ k < to (inputs [column][stride]). */
+VECTOR_CLONES EXACT_PRODUCTS_MAY_FUSE static void group_dots(const float *inputs, int stride, int from, int to, const float *w, int size, double *sums) {
+  for (int k = from; k < to; k++) sums[k] = 0;
   for (int c = 0; c < size; c++) {
     const double wc = w[c];
-    const float *column = inputs + (size_t)c * tokens;
-    for (int k = 0; k < tokens; k++) sums[k] += (double)column[k] * wc;
+    const float *column = inputs + (size_t)c * stride;
+    for (int k = from; k < to; k++) sums[k] += (double)column[k] * wc;
   }
 }
 
@@ -222,27 +289,75 @@ static void awq_fake_quantize(float *values, int size) {
   }
 }
 
-static double clip_error(const float *inputs, int tokens, const float *clipped, int size, const double *original, double *sums) {
-  group_dots(inputs, tokens, clipped, size, sums);
-  double error = 0;
-  for (int k = 0; k < tokens; k++) error += (sums[k] - original[k]) * (sums[k] - original[k]);
-  return error / tokens;
+/* The original group and its 10 clipped candidates, whose dot products with the tokens are taken together. */
+enum { CLIP_VECTORS = 1 + CLIP_SHRINKS, CLIP_TOKEN_BLOCK = 16 };
+
+#ifdef AVX512_TILES
+/*
+ * sums[v][k] = Σ_c inputs[c][k] · vectors[v][c], c in order, for 16 tokens from k0 on: the 11
+ * vectors' sums of those tokens stay in 22 registers while the columns pass, each input loaded
+ * once for all of them (group_dots, run per vector, reloads them from L2 11 times).
+ */
+__attribute__((target("avx512f"))) EXACT_PRODUCTS_MAY_FUSE static void clip_dots_block(const float *inputs, int tokens, int k0, const double *vectors, int size, double *sums) {
+  __m512d acc[CLIP_VECTORS][2];
+  for (int v = 0; v < CLIP_VECTORS; v++) acc[v][0] = acc[v][1] = _mm512_setzero_pd();
+  for (int c = 0; c < size; c++) {
+    const float *column = inputs + (size_t)c * tokens + k0;
+    const __m512d x0 = _mm512_cvtps_pd(_mm256_loadu_ps(column)), x1 = _mm512_cvtps_pd(_mm256_loadu_ps(column + 8));
+    for (int v = 0; v < CLIP_VECTORS; v++) {
+      const __m512d w = _mm512_set1_pd(vectors[v * size + c]);
+      acc[v][0] = _mm512_fmadd_pd(x0, w, acc[v][0]);
+      acc[v][1] = _mm512_fmadd_pd(x1, w, acc[v][1]);
+    }
+  }
+  for (int v = 0; v < CLIP_VECTORS; v++) {
+    _mm512_storeu_pd(sums + (size_t)v * tokens + k0, acc[v][0]);
+    _mm512_storeu_pd(sums + (size_t)v * tokens + k0 + 8, acc[v][1]);
+  }
+}
+#endif
+
+/* sums[v][k] for every vector and token: blocks of 16 tokens on AVX-512, the rest (and other CPUs) vector by vector. */
+static void clip_dots(const float *inputs, int tokens, const double *vectors, const float *floats, int size, double *sums) {
+  int k0 = 0;
+#ifdef AVX512_TILES
+  if (__builtin_cpu_supports("avx512f"))
+    for (; k0 + CLIP_TOKEN_BLOCK <= tokens; k0 += CLIP_TOKEN_BLOCK) clip_dots_block(inputs, tokens, k0, vectors, size, sums);
+#else
+  (void)vectors; /* only the AVX-512 blocks read the doubles */
+#endif
+  for (int v = 0; v < CLIP_VECTORS; v++) group_dots(inputs, tokens, k0, tokens, floats + (size_t)v * size, size, sums + (size_t)v * tokens);
 }
 
-static double clip_bound(const clip_job *job, const float *w, const float *inputs, double *original, double *sums, float *clipped) {
-  const int size = job->group_size;
+/* Scratch of one item: the vectors as floats and as doubles, and their sums over the tokens. */
+typedef struct {
+  float *floats;
+  double *vectors, *sums;
+} clip_scratch;
+
+static double clip_bound(const clip_job *job, const float *w, const float *inputs, const clip_scratch *scratch) {
+  const int size = job->group_size, tokens = job->tokens;
   double group_max = 0;
   for (int c = 0; c < size; c++) group_max = fabsf(w[c]) > group_max ? fabsf(w[c]) : group_max; /* not fmax: see awq_fake_quantize */
-  group_dots(inputs, job->tokens, w, size, original);
-  double best_error = 1e9, best_bound = group_max;
+  memcpy(scratch->floats, w, sizeof(float) * size);
   for (int shrink = 0; shrink < CLIP_SHRINKS; shrink++) {
     const double bound = group_max * (1 - (double)shrink / CLIP_GRID);
+    float *clipped = scratch->floats + (size_t)(1 + shrink) * size;
     for (int c = 0; c < size; c++) clipped[c] = (float)fmin(bound, fmax(-bound, w[c]));
     awq_fake_quantize(clipped, size);
-    const double error = clip_error(inputs, job->tokens, clipped, size, original, sums);
+  }
+  for (int i = 0; i < CLIP_VECTORS * size; i++) scratch->vectors[i] = scratch->floats[i];
+  clip_dots(inputs, tokens, scratch->vectors, scratch->floats, size, scratch->sums);
+  const double *original = scratch->sums;
+  double best_error = 1e9, best_bound = group_max;
+  for (int shrink = 0; shrink < CLIP_SHRINKS; shrink++) {
+    const double *sums = scratch->sums + (size_t)(1 + shrink) * tokens;
+    double error = 0;
+    for (int k = 0; k < tokens; k++) error += (sums[k] - original[k]) * (sums[k] - original[k]);
+    error /= tokens;
     if (error < best_error) {
       best_error = error;
-      best_bound = bound;
+      best_bound = group_max * (1 - (double)shrink / CLIP_GRID);
     }
   }
   return best_bound;
@@ -250,15 +365,18 @@ static double clip_bound(const clip_job *job, const float *w, const float *input
 
 static void clip_item(void *context, int item) {
   const clip_job *job = context;
-  const int g = item / job->row_blocks, first = item % job->row_blocks * CLIP_ITEM_ROWS;
-  double *scratch = malloc(sizeof(double) * 2 * job->tokens + sizeof(float) * job->group_size);
-  if (scratch == NULL) abort(); /* a few kilobytes: the process is out of memory anyway */
-  const float *inputs = job->inputs + (size_t)g * job->group_size * job->tokens;
+  const int g = item / job->row_blocks, first = item % job->row_blocks * CLIP_ITEM_ROWS, size = job->group_size;
+  clip_scratch scratch = {malloc(sizeof(float) * CLIP_VECTORS * size), malloc(sizeof(double) * CLIP_VECTORS * size),
+                          malloc(sizeof(double) * CLIP_VECTORS * job->tokens)};
+  if (scratch.floats == NULL || scratch.vectors == NULL || scratch.sums == NULL) abort(); /* tens of kilobytes: the process is out of memory anyway */
+  const float *inputs = job->inputs + (size_t)g * size * job->tokens;
   for (int o = first; o < min_int(first + CLIP_ITEM_ROWS, job->out); o++) {
-    const float *w = job->w + (size_t)o * job->cols + (size_t)g * job->group_size;
-    job->bounds[(size_t)o * job->groups + g] = (float)clip_bound(job, w, inputs, scratch, scratch + job->tokens, (float *)(scratch + 2 * job->tokens));
+    const float *w = job->w + (size_t)o * job->cols + (size_t)g * size;
+    job->bounds[(size_t)o * job->groups + g] = (float)clip_bound(job, w, inputs, &scratch);
   }
-  free(scratch);
+  free(scratch.floats);
+  free(scratch.vectors);
+  free(scratch.sums);
 }
 
 int herd_awq_clip(const float *w, int out, int cols, const float *x, int x_rows, int group_size, float *bounds) {
