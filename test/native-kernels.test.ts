@@ -277,6 +277,15 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     expectWithin(gated, [...x].map((g, i) => (g / (1 + Math.exp(-g))) * other[i]!), () => 1e-5);
     expectWithin(summed, [...x].map((a, i) => a + other[i]!), () => 1e-6);
   });
+
+  // A prompt's SwiGLU is shared out over the pool in chunks of 16,384 values: 40,000 are two
+  // whole chunks and a part, each value computed as on one thread.
+  test('SwiGLU over more values than one pool chunk', () => {
+    const [gate, up] = [gaussian(7, 40_000), gaussian(8, 40_000)];
+    const out = new Float32Array(gate.length);
+    addon.swiglu(gate, up, out);
+    expectWithin(out, [...gate].map((g, i) => (g / (1 + Math.exp(-g))) * up[i]!), () => 1e-5);
+  });
 });
 
 test('every path and thread count computes the same linear products (within float rounding of the scalar path)', () => {
