@@ -67,6 +67,7 @@ export interface Ops<T, W> {
    * Runs one decoder layer on `input`. Optional: a backend may use the layer's boundary to manage
    * memory. A training backend keeps only the layer's input and recomputes the layer in the
    * backward pass (gradient checkpointing); the CPU kernels free the layer's intermediate results.
+   * The model reads `input` no more once the layer has run, so the native kernels reuse its memory.
    */
   runLayer?(input: T, run: (input: T) => T): T;
   /** Bytes the backend holds for a weight (as it computes on it: float32 on tfjs, as stored on the kernels). */
