@@ -127,3 +127,35 @@ describe('a model on the native kernels loads nothing another backend needs (bui
     expect(loadInFreshNode('wasm')).toMatchObject({ backend: 'wasm', tfjs: true });
   });
 });
+
+/**
+ * Resolves a local --model in a fresh Node and lists the @huggingface packages imported (ESM, so a
+ * module hook records them): the Hub client costs about 10 MiB of RSS and a local model needs none of it.
+ */
+const RESOLVE_AND_LIST = `
+import { register } from 'node:module';
+import { MessageChannel } from 'node:worker_threads';
+const { port1, port2 } = new MessageChannel();
+const imported = new Set();
+port1.on('message', (url) => { const found = /node_modules\\/(@huggingface\\/[^/]+)\\//.exec(url); if (found) imported.add(found[1]); });
+const hooks = 'let port; export function initialize(data) { port = data.port; } export async function load(url, context, next) { port.postMessage(url); return next(url, context); }';
+register('data:text/javascript,' + encodeURIComponent(hooks), { data: { port: port2 }, transferList: [port2] });
+const { resolveModelArgument } = await import('./dist/cli/model-argument.js');
+await import('./dist/commands/generate.js');
+await import('./dist/commands/bench.js');
+const resolved = await resolveModelArgument(process.argv[1]);
+await new Promise((resolve) => setTimeout(resolve, 200));
+console.log(JSON.stringify({ resolved, imported: [...imported].sort() }));
+process.exit(0);
+`;
+
+describe('herd generate and bench on a local model import no Hub client (built dist/)', () => {
+  test('@huggingface/hub is not imported; the tokenizer and template packages are (the probe sees imports)', () => {
+    const result = spawnSync(process.execPath, ['--input-type=module', '-e', RESOLVE_AND_LIST, Q8_GGUF], { cwd: ROOT, encoding: 'utf8', timeout: HANG_GUARD_MS });
+    if (result.status !== 0) throw new Error(`the probe failed (${result.status}): ${result.stderr}`);
+    const { resolved, imported } = JSON.parse(result.stdout.trim().split('\n').at(-1)!) as { resolved: string; imported: string[] };
+    expect(resolved).toBe(Q8_GGUF);
+    expect(imported).toContain('@huggingface/tokenizers');
+    expect(imported).not.toContain('@huggingface/hub');
+  });
+});
