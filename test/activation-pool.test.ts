@@ -1,5 +1,4 @@
 import { loadModel } from '../src/backends/load.js';
-import { PREFILL_CHUNK_TOKENS } from '../src/engine/model.js';
 import { ActivationPool } from '../src/native/activation-pool.js';
 import type { NativeOps } from '../src/native/native-ops.js';
 import { STORIES } from './fixtures.js';
@@ -71,7 +70,7 @@ describe('the native backend reuses its activations', () => {
     model.forward(Int32Array.from({ length: 100 }, (_, i) => (i * 37) % config.vocabSize), cache);
     // One layer on a part of t tokens, op by op: its input, norm, q, k, v, RoPE'd q and k, attention,
     // o, residual, norm, gate, up, SwiGLU, down, residual; then the head's norm and logits on one row.
-    const t = PREFILL_CHUNK_TOKENS;
+    const t = ops.prefillChunkTokens;
     const { hiddenSize: h, intermediateSize: f, numKeyValueHeads, headDim } = config;
     const kv = numKeyValueHeads * headDim;
     const oneLayer = t * (10 * h + 3 * kv + 3 * f) + h + config.vocabSize;

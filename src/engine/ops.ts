@@ -10,6 +10,11 @@ import type { RopeTables } from './rope.js';
 export interface Ops<T, W> {
   /** Backend name as `herd env` and `--json` timings report it. */
   readonly name: string;
+  /**
+   * Tokens per pass through the layers the backend prefers for a long input (absent: the model's
+   * PREFILL_CHUNK_TOKENS). The activations a pass holds grow with its tokens.
+   */
+  readonly prefillChunkTokens?: number;
 
   /**
    * Takes the weight `name` of nn.Linear layout [out, in] from the source into the backend. The
