@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { openModel } from '../src/engine/load.js';
+import { MergeRanks } from '../src/engine/merge-ranks.js';
 import { HerdTokenizer } from '../src/engine/tokenizer.js';
 import { readGgufHeader } from '../src/formats/gguf.js';
 import { endOfGenerationIds } from '../src/formats/gguf-tokenizer.js';
@@ -24,13 +25,36 @@ describe('the tokenizer keeps no build inputs', () => {
 
   test('the tokenizer.json object, its vocab and merges are no longer referenced', () => {
     const built = (HerdTokenizer.fromJson(tokenizerJson, configJson) as unknown as { tokenizer: Record<string, unknown> }).tokenizer;
-    const model = built.model as { config: Record<string, unknown>; merges: unknown[]; bpe_ranks: Map<string, number> };
+    const model = built.model as { config: Record<string, unknown>; merges: unknown[]; bpe_ranks: MergeRanks };
     expect(built.tokenizer).toBeNull();
     expect(model.config.vocab).toBeUndefined();
     expect(model.config.merges).toBeUndefined();
     expect(model.merges).toHaveLength(0);
-    // What encoding reads stays: every one of Llama 3's 280,147 merges is ranked.
-    expect(model.bpe_ranks.size).toBe((tokenizerJson as { model: { merges: unknown[] } }).model.merges.length);
+    // The merge ranks are typed arrays keyed by piece ids, not a Map of 280,147 JSON strings.
+    expect(model.bpe_ranks).toBeInstanceOf(MergeRanks);
+    expect(model.bpe_ranks.bytes).toBeLessThan(4 * 2 ** 20);
+  });
+
+  test("every one of Llama 3's merges has the library's own rank, and a pair that is no merge has none", () => {
+    const lean = (HerdTokenizer.fromJson(tokenizerJson, configJson) as unknown as { tokenizer: { model: { bpe_ranks: MergeRanks } } }).tokenizer.model.bpe_ranks;
+    const reference = (new Tokenizer(tokenizerJson, configJson) as unknown as { model: { bpe_ranks: Map<string, number> } }).model.bpe_ranks;
+    expect(reference.size).toBe(280_147);
+    const differing = [...reference].filter(([key, rank]) => lean.get(key) !== rank);
+    expect(differing).toEqual([]);
+    for (const pair of [['Ġ', 'Ġ'], ['t', 'Ġ'], ['the', 'the'], ['not a piece', 'x']]) {
+      const key = JSON.stringify(pair);
+      expect([key, lean.get(key)]).toEqual([key, reference.get(key)]);
+    }
+  });
+
+  test("merges listed twice, with pieces outside the vocabulary or with a second space rank as the library's", () => {
+    const vocab = Object.fromEntries(['a', 'b', 'c', 'ab', 'bc', 'abc', 'cab'].map((piece, id) => [piece, id]));
+    const merges = ['a b', 'b c', 'a b', 'x y', 'ab c', 'c ab z', 'a x'];
+    const json = { model: { type: 'BPE', vocab, merges, unk_token: null }, normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [] };
+    const reference = (new Tokenizer(json, {}) as unknown as { model: { bpe_ranks: Map<string, number> } }).model.bpe_ranks;
+    const lean = MergeRanks.build(merges, new Map(Object.entries(vocab)));
+    for (const key of [...reference.keys(), JSON.stringify(['b', 'a']), JSON.stringify(['c', 'x'])]) expect([key, lean.get(key)]).toEqual([key, reference.get(key)]);
+    expect(lean.get(JSON.stringify(['a', 'b']))).toBe(2);
   });
 
   test('encodes and decodes as the library does with everything kept', () => {
@@ -101,5 +125,37 @@ describe('a model on the native kernels loads nothing another backend needs (bui
     expect(kernels).toMatchObject({ backend: 'kernels', tfjs: false });
     expect(kernels.wasmModules).toBeGreaterThan(0);
     expect(loadInFreshNode('wasm')).toMatchObject({ backend: 'wasm', tfjs: true });
+  });
+});
+
+/**
+ * Resolves a local --model in a fresh Node and lists the @huggingface packages imported (ESM, so a
+ * module hook records them): the Hub client costs about 10 MiB of RSS and a local model needs none of it.
+ */
+const RESOLVE_AND_LIST = `
+import { register } from 'node:module';
+import { MessageChannel } from 'node:worker_threads';
+const { port1, port2 } = new MessageChannel();
+const imported = new Set();
+port1.on('message', (url) => { const found = /node_modules\\/(@huggingface\\/[^/]+)\\//.exec(url); if (found) imported.add(found[1]); });
+const hooks = 'let port; export function initialize(data) { port = data.port; } export async function load(url, context, next) { port.postMessage(url); return next(url, context); }';
+register('data:text/javascript,' + encodeURIComponent(hooks), { data: { port: port2 }, transferList: [port2] });
+const { resolveModelArgument } = await import('./dist/cli/model-argument.js');
+await import('./dist/commands/generate.js');
+await import('./dist/commands/bench.js');
+const resolved = await resolveModelArgument(process.argv[1]);
+await new Promise((resolve) => setTimeout(resolve, 200));
+console.log(JSON.stringify({ resolved, imported: [...imported].sort() }));
+process.exit(0);
+`;
+
+describe('herd generate and bench on a local model import no Hub client (built dist/)', () => {
+  test('@huggingface/hub is not imported; the tokenizer and template packages are (the probe sees imports)', () => {
+    const result = spawnSync(process.execPath, ['--input-type=module', '-e', RESOLVE_AND_LIST, Q8_GGUF], { cwd: ROOT, encoding: 'utf8', timeout: HANG_GUARD_MS });
+    if (result.status !== 0) throw new Error(`the probe failed (${result.status}): ${result.stderr}`);
+    const { resolved, imported } = JSON.parse(result.stdout.trim().split('\n').at(-1)!) as { resolved: string; imported: string[] };
+    expect(resolved).toBe(Q8_GGUF);
+    expect(imported).toContain('@huggingface/tokenizers');
+    expect(imported).not.toContain('@huggingface/hub');
   });
 });

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { HerdError } from '../errors.js';
 import { hubCacheDir, markSnapshotUsed, readRef, snapshotDir } from '../hub/cache.js';
-import { ensureModel, pullModel, type EnsureOptions } from '../hub/ensure.js';
+import type { EnsureOptions } from '../hub/ensure.js';
 import { formatHubName, parseModelArgument, type HubModelName } from '../hub/model-name.js';
 import { hubSettings } from '../hub/settings.js';
 import { downloadProgress } from './download-progress.js';
@@ -60,10 +60,16 @@ export async function resolveModelArgument(arg: string | undefined, options: Mod
 
 type DownloadOptions = Pick<EnsureOptions, 'env' | 'progress' | 'shouldStop'> & { env: NodeJS.ProcessEnv };
 
+/**
+ * The Hub client, imported only when a Hub name is resolved: @huggingface/hub and its hashing
+ * modules add about 10 MB to the RSS of every run that loads them, a local model's included.
+ */
+const hubDownloads = () => import('../hub/ensure.js');
+
 async function hubModelPath(name: HubModelName, part: ModelPart, download: DownloadOptions): Promise<string> {
   // A GGUF file holds its own config: herd memory reads its header.
   if (part === 'weights' || name.quant !== undefined) return runnableModel(name, download);
-  const snapshot = hubSettings(download.env).offline ? cachedSnapshot(name, download.env) : (await pullModel(name, { ...download, exclude: WEIGHT_PATTERNS })).snapshot;
+  const snapshot = hubSettings(download.env).offline ? cachedSnapshot(name, download.env) : (await (await hubDownloads()).pullModel(name, { ...download, exclude: WEIGHT_PATTERNS })).snapshot;
   const needed = path.join(snapshot, NEEDED_FILE[part]);
   if (fs.existsSync(needed)) return part === 'config' ? needed : snapshot;
   // A GGUF repository has no config.json: the header of the quantization llama.cpp would pick holds it.
@@ -73,7 +79,7 @@ async function hubModelPath(name: HubModelName, part: ModelPart, download: Downl
 
 /** The whole model, from the cache or downloaded; its blobs are marked used. */
 async function runnableModel(name: HubModelName, download: DownloadOptions): Promise<string> {
-  const modelPath = await ensureModel(name, download);
+  const modelPath = await (await hubDownloads()).ensureModel(name, download);
   const snapshot = snapshotOf(modelPath);
   if (snapshot !== undefined) markSnapshotUsed(snapshot);
   return modelPath;

@@ -43,7 +43,7 @@ export const PREFILL_CHUNK_TOKENS = 128;
 export interface ForwardOptions {
   /** Logits for every input position instead of only the last (scoring, eval). */
   allPositions?: boolean;
-  /** Tokens per pass through the layers (default PREFILL_CHUNK_TOKENS); the logits do not depend on it. */
+  /** Tokens per pass through the layers (default: the backend's prefillChunkTokens, else PREFILL_CHUNK_TOKENS); the logits do not depend on it. */
   chunkTokens?: number;
 }
 
@@ -120,7 +120,7 @@ export class LlamaForCausalLM<T, W> {
    */
   forward(ids: Int32Array, cache: KvCache, options: ForwardOptions = {}): Float32Array {
     this.checkRoom(ids.length, cache);
-    const chunkTokens = options.chunkTokens ?? PREFILL_CHUNK_TOKENS;
+    const chunkTokens = options.chunkTokens ?? this.ops.prefillChunkTokens ?? PREFILL_CHUNK_TOKENS;
     if (!Number.isInteger(chunkTokens) || chunkTokens < 1) throw new HerdError(`chunkTokens must be at least 1, got ${chunkTokens}`);
     const logits: Float32Array[] = [];
     for (let first = 0; first < ids.length; first += chunkTokens) {

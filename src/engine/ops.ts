@@ -10,6 +10,11 @@ import type { RopeTables } from './rope.js';
 export interface Ops<T, W> {
   /** Backend name as `herd env` and `--json` timings report it. */
   readonly name: string;
+  /**
+   * Tokens per pass through the layers the backend prefers for a long input (absent: the model's
+   * PREFILL_CHUNK_TOKENS). The activations a pass holds grow with its tokens.
+   */
+  readonly prefillChunkTokens?: number;
 
   /**
    * Takes the weight `name` of nn.Linear layout [out, in] from the source into the backend. The
@@ -67,6 +72,7 @@ export interface Ops<T, W> {
    * Runs one decoder layer on `input`. Optional: a backend may use the layer's boundary to manage
    * memory. A training backend keeps only the layer's input and recomputes the layer in the
    * backward pass (gradient checkpointing); the CPU kernels free the layer's intermediate results.
+   * The model reads `input` no more once the layer has run, so the native kernels reuse its memory.
    */
   runLayer?(input: T, run: (input: T) => T): T;
   /** Bytes the backend holds for a weight (as it computes on it: float32 on tfjs, as stored on the kernels). */

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { HerdError } from '../errors.js';
 import { readJsonFile } from '../formats/files.js';
+import { MergeRanks } from './merge-ranks.js';
 import { replacePrecompiledNormalizers } from './precompiled-charsmap.js';
 
 /** tokenizer_config.json fields herd uses. */
@@ -28,14 +29,16 @@ export class HerdTokenizer {
 
   /** A tokenizer from the contents of tokenizer.json and tokenizer_config.json (built from GGUF metadata, say). */
   static fromJson(tokenizerJson: object, configJson: Record<string, unknown>): HerdTokenizer {
+    const { withoutMerges, merges } = setMergesAside(tokenizerJson);
     let tokenizer: Tokenizer;
     try {
-      tokenizer = new Tokenizer(tokenizerJson, configJson);
+      tokenizer = new Tokenizer(withoutMerges, configJson);
     } catch (error) {
       throw new HerdError(`tokenizer.json: cannot be loaded (${(error as Error).message.split('\n')[0]})`);
     }
     replacePrecompiledNormalizers(tokenizer);
     releaseBuildInputs(tokenizer);
+    if (merges) installMergeRanks(tokenizer, merges);
     return new HerdTokenizer(tokenizer, readSettings(configJson));
   }
 
@@ -66,10 +69,28 @@ export class HerdTokenizer {
   }
 }
 
-/** What @huggingface/tokenizers 0.2 keeps of its inputs after building (see releaseBuildInputs). */
+/** What @huggingface/tokenizers 0.2 keeps of its inputs after building (see releaseBuildInputs), and its BPE model's lookups. */
 interface BuiltTokenizer {
   tokenizer: object | null;
-  model: { config: Record<string, unknown>; merges?: unknown[] };
+  model: { config: Record<string, unknown>; merges?: unknown[]; tokens_to_ids?: Map<string, number>; bpe_ranks?: { get(key: string): number | undefined } };
+}
+
+type Merges = ReadonlyArray<string | readonly [string, string]>;
+
+/**
+ * A BPE tokenizer.json without its merges, which the library would otherwise turn into a Map of
+ * JSON strings (installMergeRanks puts a compact table in its place), and the merges.
+ */
+function setMergesAside(tokenizerJson: object): { withoutMerges: object; merges: Merges | null } {
+  const model = (tokenizerJson as { model?: { type?: unknown; merges?: unknown } }).model;
+  if (model?.type !== 'BPE' || !Array.isArray(model.merges)) return { withoutMerges: tokenizerJson, merges: null };
+  return { withoutMerges: { ...tokenizerJson, model: { ...model, merges: [] } }, merges: model.merges as Merges };
+}
+
+/** The BPE model's merge ranks, keyed by piece ids in typed arrays (MergeRanks) instead of the library's Map. */
+function installMergeRanks(tokenizer: Tokenizer, merges: Merges): void {
+  const model = (tokenizer as unknown as BuiltTokenizer).model;
+  model.bpe_ranks = MergeRanks.build(merges, model.tokens_to_ids!);
 }
 
 /**

@@ -3,6 +3,7 @@ import { kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, typ
 import type { RopeTables } from '../engine/rope.js';
 import type { PackedFormat, WeightSource } from '../formats/weights.js';
 import { packedBytes } from '../formats/weights.js';
+import { ActivationPool } from './activation-pool.js';
 import { requireNativeAddon, type NativeAddon, type NativeInfo } from './addon.js';
 
 /** Stored formats the native kernels compute on, with the codes of src/native/herd_native.h. */
@@ -73,8 +74,15 @@ export interface NativeOptions {
  */
 export class NativeOps implements Ops<NativeTensor, NativeWeight> {
   readonly name = 'native';
+  /**
+   * A quarter of the model's default part: the activations a part holds (ActivationPool) shrink
+   * with it, from 23 MiB to 6 on the 1B shape, while a 512-token prefill there took 1-4 % more CPU
+   * time than in parts of 128 (compute-bound either way; docs/performance.md, "Peak RSS").
+   */
+  readonly prefillChunkTokens = 32;
   private readonly notice: (line: string) => void;
   private readonly widenedTypes = new Set<string>();
+  private readonly activations = new ActivationPool();
 
   private constructor(
     private readonly addon: NativeAddon,
@@ -143,13 +151,13 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
   }
 
   embedding(table: NativeWeight, ids: Int32Array): NativeTensor {
-    const out = tensor(ids.length, table.cols);
+    const out = this.tensor(ids.length, table.cols);
     this.addon.embedding(table.code, table.bytes, table.rows, table.cols, ids, out.data);
     return out;
   }
 
   linear(x: NativeTensor, weight: NativeWeight): NativeTensor {
-    const y = tensor(x.rows, weight.rows);
+    const y = this.tensor(x.rows, weight.rows);
     this.addon.linear(weight.code, weight.bytes, weight.rows, weight.cols, x.data, x.rows, y.data);
     return y;
   }
@@ -162,7 +170,7 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
   linearMany(x: NativeTensor, weights: readonly NativeWeight[]): NativeTensor[] {
     const [first] = weights;
     if (!first || weights.some((w) => w.code !== first.code || w.cols !== first.cols) || weights.length > MAX_LINEAR_OUTPUTS) return weights.map((w) => this.linear(x, w));
-    const ys = weights.map((w) => tensor(x.rows, w.rows));
+    const ys = weights.map((w) => this.tensor(x.rows, w.rows));
     this.addon.linearMany(
       first.code,
       weights.map((w) => w.bytes),
@@ -176,20 +184,21 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
   }
 
   rmsNorm(x: NativeTensor, weight: NativeWeight, eps: number): NativeTensor {
-    const y = tensor(x.rows, x.cols);
+    const y = this.tensor(x.rows, x.cols);
     this.addon.rmsnorm(x.data, weight.floats!, y.data, x.cols, eps);
     return y;
   }
 
   rope(x: NativeTensor, heads: number, tables: RopeTables): NativeTensor {
-    const y = { ...x, data: x.data.slice() };
+    const y = this.tensor(x.rows, x.cols);
+    y.data.set(x.data);
     this.addon.rope(y.data, tables.cos, tables.sin, heads, tables.headDim);
     return y;
   }
 
   /** Each slice writes its rows' keys and values into its own cache and attends over it. */
   attention(q: NativeTensor, k: NativeTensor, v: NativeTensor, layer: number, slices: readonly AttentionSlice[]): NativeTensor {
-    const out = tensor(q.rows, q.cols);
+    const out = this.tensor(q.rows, q.cols);
     let row = 0;
     for (const slice of slices) {
       const cache = slice.cache as NativeKvCache;
@@ -202,13 +211,13 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
   }
 
   swiglu(gate: NativeTensor, up: NativeTensor): NativeTensor {
-    const out = tensor(gate.rows, gate.cols);
+    const out = this.tensor(gate.rows, gate.cols);
     this.addon.swiglu(gate.data, up.data, out.data);
     return out;
   }
 
   add(a: NativeTensor, b: NativeTensor): NativeTensor {
-    const out = tensor(a.rows, a.cols);
+    const out = this.tensor(a.rows, a.cols);
     this.addon.add(a.data, b.data, out.data);
     return out;
   }
@@ -218,7 +227,7 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
   }
 
   pickRows(x: NativeTensor, rows: readonly number[]): NativeTensor {
-    const y = tensor(rows.length, x.cols);
+    const y = this.tensor(rows.length, x.cols);
     rows.forEach((row, i) => y.data.set(x.data.subarray(row * x.cols, (row + 1) * x.cols), i * x.cols));
     return y;
   }
@@ -249,9 +258,22 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
     to.length = positions;
   }
 
-  /** Intermediate tensors are garbage-collected host arrays; nothing to free. */
+  /** The activations made inside go back to the pool (except those under what fn returns). */
   scope<R>(fn: () => R): R {
-    return fn();
+    return this.activations.scope(fn);
+  }
+
+  /** A layer's activations, and its input, go back to the pool as soon as it has run. */
+  runLayer(input: NativeTensor, run: (input: NativeTensor) => NativeTensor): NativeTensor {
+    const mark = this.activations.mark();
+    const output = run(input);
+    this.activations.endLayer(mark, input.data, output.data);
+    return output;
+  }
+
+  /** Bytes of activation buffers the backend holds for reuse (the largest pass's working set). */
+  get activationBytes(): number {
+    return this.activations.bytes;
   }
 
   disposeWeight(): void {
@@ -266,8 +288,8 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
   async close(): Promise<void> {
     this.addon.stopThreads();
   }
-}
 
-function tensor(rows: number, cols: number): NativeTensor {
-  return { data: new Float32Array(rows * cols), rows, cols };
+  private tensor(rows: number, cols: number): NativeTensor {
+    return { data: this.activations.take(rows * cols), rows, cols };
+  }
 }
