@@ -31,8 +31,8 @@ const timed = (ops) =>
     get(target, key) {
       const value = Reflect.get(target, key, target);
       if (typeof value !== 'function') return value;
-      // scope wraps the whole forward pass: not an op.
-      if (key === 'scope') return value.bind(target);
+      // scope wraps the whole forward pass and runLayer a layer's ops: containers, not ops.
+      if (key === 'scope' || key === 'runLayer') return value.bind(target);
       return (...args) => {
         if (!timing) return value.apply(target, args);
         const started = performance.now();
