@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { herd } from './herd-cli.js';
+import { exactProducts } from './stored-weights.js';
 
 /**
  * The native calibration loops (src/native/calibrate.c) against the TypeScript they replace, which
@@ -123,14 +124,31 @@ describe.each([1, 3])('on %i thread(s)', (threads) => {
   });
 });
 
+/** The one-layer model of the tests below: grouped-query attention (so no v→o group), hidden 64, MLP 128. */
+const config: LlamaConfig = {
+  vocabSize: 8, hiddenSize: 64, intermediateSize: 128, numHiddenLayers: 1, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 16,
+  rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null, tieWordEmbeddings: true, maxPositionEmbeddings: 64, bosTokenId: 1, eosTokenIds: [2],
+  torchDtype: 'float32', attentionBias: false, mlpBias: false, hiddenAct: 'silu',
+};
+const SEQ_LEN = 16;
+
+test.each(['native', QUANT_BACKEND])("the layer runner's X·Wᵀ (AWQ's lone-linear groups) on the %s backend is the float64 product within float32 rounding", async (backend) => {
+  // 300 rows: parts of 128, 128 and 44; 200 columns and 37 outputs: no multiple of a vector, tile or panel.
+  const [rows, cols, out] = [300, 200, 37];
+  const x = randomActivations(21, rows, cols);
+  const w = randomWeight(22, out, cols);
+  const runner = new DecoderLayerRunner(await activateBackend({ backend, threads: 3 }), config, SEQ_LEN);
+  const y = runner.runLinear(x, w);
+  const { exact, magnitude } = exactProducts(w.data, x.data, out, cols);
+  expect(y.length).toBe(rows * out);
+  const worst = y.reduce((most, value, i) => Math.max(most, Math.abs(value - exact[i]!) / (2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-30)), 0);
+  expect(worst).toBeLessThanOrEqual(1);
+});
+
 test("a whole AWQ layer (scale search, folding, clipping) on the native loops and backend ends with the TypeScript path's weights", async () => {
   addon.startThreads(3);
-  const hiddenSize = 64, heads = 4, kvHeads = 2, headDim = 16, intermediate = 128, seqLen = 16, rows = 4 * seqLen;
-  const config: LlamaConfig = {
-    vocabSize: 8, hiddenSize, intermediateSize: intermediate, numHiddenLayers: 1, numAttentionHeads: heads, numKeyValueHeads: kvHeads, headDim,
-    rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null, tieWordEmbeddings: true, maxPositionEmbeddings: 64, bosTokenId: 1, eosTokenIds: [2],
-    torchDtype: 'float32', attentionBias: false, mlpBias: false, hiddenAct: 'silu',
-  };
+  const { hiddenSize, numAttentionHeads: heads, numKeyValueHeads: kvHeads, headDim, intermediateSize: intermediate } = config;
+  const rows = 4 * SEQ_LEN;
   const layer = (): LayerWeights => new Map([
     ['self_attn.q_proj.weight', randomWeight(1, heads * headDim, hiddenSize)],
     ['self_attn.k_proj.weight', randomWeight(2, kvHeads * headDim, hiddenSize)],
@@ -151,7 +169,7 @@ test("a whole AWQ layer (scale search, folding, clipping) on the native loops an
   };
   // As a quantize job runs it: block outputs on the native backend, against the TypeScript path's WASM kernels.
   expect(layerRunnerBackend()).toBe('native');
-  const runner = async (backend: string) => new DecoderLayerRunner(await activateBackend({ backend }), config, seqLen);
+  const runner = async (backend: string) => new DecoderLayerRunner(await activateBackend({ backend }), config, SEQ_LEN);
   const ours = layer();
   const reference = layer();
   awqLayer(ours, inputs, await runner(layerRunnerBackend()), 32, native);
