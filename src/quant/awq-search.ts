@@ -39,8 +39,8 @@ interface ScalingGroup {
    * The block whose output the loss is measured on (module2inspect), or none: the one linear's
    * own output. The attention block runs on the layer's residual input; the MLP and the lone
    * linear on the group's own recorded input (AutoAWQ feeds module2inspect the input recorded for
-   * the group's linears). All run on the layer runner's backend, in float32 as AutoAWQ's run in
-   * the model's dtype.
+   * the group's linears). All run on the layer runner's backend in float32, as AutoAWQ runs
+   * module2inspect in the model's dtype.
    */
   block: 'attention' | 'mlp' | null;
 }
