@@ -4,7 +4,8 @@
  * "AWQ and GPTQ calibration on the native threads"), and the whole model's estimate from it.
  * Times each piece of awqLayer once (src/quant/awq-search.ts) and multiplies by how often a layer
  * runs it: the block outputs of the attention group (o_proj) and the MLP group (the MLP alone) and
- * the down group's X·Wᵀ once per grid ratio plus the reference (21), the candidates' pseudo-
+ * the down group's X·Wᵀ (its module2inspect, down_proj alone) once per grid ratio plus the reference
+ * (21), all on the backend's float32 linear (DecoderLayerRunner); the candidates' pseudo-
  * quantization once per ratio (20), the clipping searches once. Random weights and activations
  * (speed does not depend on the values); `--windows` of 256 tokens (herd's default calibration is
  * 16) with the products scaled to 16 (the linears are linear in tokens, attention in windows).
@@ -96,7 +97,7 @@ function measure(label, perLayer, fn, scalesWithTokens = true) {
 
 measure('attention block output (q, k, v, attention, o)', RATIOS + 1, () => runner.run(inputs.hidden, weights, 'self_attn.o_proj.weight'));
 measure('MLP block output on its recorded input (gate, up, down)', RATIOS + 1, () => runner.runMlp(inputs.mlp, weights));
-measure('down group X·Wᵀ (float64 sums)', RATIOS + 1, () => native.matmulTransposed(inputs.down, weights.get('mlp.down_proj.weight').data, hidden));
+measure('down group X·Wᵀ (the backend\'s float32 linear)', RATIOS + 1, () => runner.runLinear(inputs.down, weights.get('mlp.down_proj.weight')));
 const scales = new Float32Array(hidden).fill(1.01), downScales = new Float32Array(intermediate).fill(1.01);
 measure('pseudo-quantized candidates (q, k, v, gate, up, down)', RATIOS, () => {
   for (const name of ['self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight', 'mlp.gate_proj.weight', 'mlp.up_proj.weight'])

@@ -4,7 +4,7 @@ import type { LlamaConfig } from '../src/spec/llama-config.js';
 import type { HostTensor } from '../src/formats/safetensors.js';
 import { DEFAULT_GPTQ } from '../src/formats/gptq.js';
 import { requireNativeAddon } from '../src/native/addon.js';
-import { matmulTransposed, type Activations } from '../src/quant/awq.js';
+import type { Activations } from '../src/quant/awq.js';
 import { awqLayer, scaledPseudoQuantized, searchAwqClip } from '../src/quant/awq-search.js';
 import { hessian, quantizeGptq, upperCholeskyOfInverse } from '../src/quant/gptq.js';
 import { DecoderLayerRunner, type LayerWeights } from '../src/quant/layer-runner.js';
@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { herd } from './herd-cli.js';
+import { exactProducts } from './stored-weights.js';
 
 /**
  * The native calibration loops (src/native/calibrate.c) against the TypeScript they replace, which
@@ -52,15 +53,6 @@ describe.each([1, 3])('on %i thread(s)', (threads) => {
     for (const [rows, cols] of [[37, 50], [300, 64], [5, 3]] as const) {
       const x = randomActivations(rows * cols, rows, cols, 11);
       expectSameBits(native.hessian(x), hessian(x));
-    }
-  });
-
-  test('X·Wᵀ with float64 sums is the TypeScript one, bit for bit', () => {
-    // 45 rows: an item of 32 and 13 (tiles of 8 or 4 and a remainder); 1,100 columns: blocks of 512, 512 and 76.
-    for (const [rows, cols, out] of [[37, 50, 19], [130, 64, 48], [1, 8, 1], [45, 1100, 37]] as const) {
-      const x = randomActivations(rows + cols, rows, cols);
-      const w = randomWeight(out, out, cols);
-      expectSameBits(native.matmulTransposed(x, w.data, out), matmulTransposed(x, w.data, out));
     }
   });
 
@@ -123,14 +115,31 @@ describe.each([1, 3])('on %i thread(s)', (threads) => {
   });
 });
 
+/** The one-layer model of the tests below: grouped-query attention (so no v→o group), hidden 64, MLP 128. */
+const config: LlamaConfig = {
+  vocabSize: 8, hiddenSize: 64, intermediateSize: 128, numHiddenLayers: 1, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 16,
+  rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null, tieWordEmbeddings: true, maxPositionEmbeddings: 64, bosTokenId: 1, eosTokenIds: [2],
+  torchDtype: 'float32', attentionBias: false, mlpBias: false, hiddenAct: 'silu',
+};
+const SEQ_LEN = 16;
+
+test.each(['native', QUANT_BACKEND])("the layer runner's X·Wᵀ (AWQ's lone-linear groups) on the %s backend is the float64 product within float32 rounding", async (backend) => {
+  // 300 rows: parts of 128, 128 and 44; 200 columns and 37 outputs: no multiple of a vector, tile or panel.
+  const [rows, cols, out] = [300, 200, 37];
+  const x = randomActivations(21, rows, cols);
+  const w = randomWeight(22, out, cols);
+  const runner = new DecoderLayerRunner(await activateBackend({ backend, threads: 3 }), config, SEQ_LEN);
+  const y = runner.runLinear(x, w);
+  const { exact, magnitude } = exactProducts(w.data, x.data, out, cols);
+  expect(y.length).toBe(rows * out);
+  const worst = y.reduce((most, value, i) => Math.max(most, Math.abs(value - exact[i]!) / (2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-30)), 0);
+  expect(worst).toBeLessThanOrEqual(1);
+});
+
 test("a whole AWQ layer (scale search, folding, clipping) on the native loops and backend ends with the TypeScript path's weights", async () => {
   addon.startThreads(3);
-  const hiddenSize = 64, heads = 4, kvHeads = 2, headDim = 16, intermediate = 128, seqLen = 16, rows = 4 * seqLen;
-  const config: LlamaConfig = {
-    vocabSize: 8, hiddenSize, intermediateSize: intermediate, numHiddenLayers: 1, numAttentionHeads: heads, numKeyValueHeads: kvHeads, headDim,
-    rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null, tieWordEmbeddings: true, maxPositionEmbeddings: 64, bosTokenId: 1, eosTokenIds: [2],
-    torchDtype: 'float32', attentionBias: false, mlpBias: false, hiddenAct: 'silu',
-  };
+  const { hiddenSize, numAttentionHeads: heads, numKeyValueHeads: kvHeads, headDim, intermediateSize: intermediate } = config;
+  const rows = 4 * SEQ_LEN;
   const layer = (): LayerWeights => new Map([
     ['self_attn.q_proj.weight', randomWeight(1, heads * headDim, hiddenSize)],
     ['self_attn.k_proj.weight', randomWeight(2, kvHeads * headDim, hiddenSize)],
@@ -151,7 +160,7 @@ test("a whole AWQ layer (scale search, folding, clipping) on the native loops an
   };
   // As a quantize job runs it: block outputs on the native backend, against the TypeScript path's WASM kernels.
   expect(layerRunnerBackend()).toBe('native');
-  const runner = async (backend: string) => new DecoderLayerRunner(await activateBackend({ backend }), config, seqLen);
+  const runner = async (backend: string) => new DecoderLayerRunner(await activateBackend({ backend }), config, SEQ_LEN);
   const ours = layer();
   const reference = layer();
   awqLayer(ours, inputs, await runner(layerRunnerBackend()), 32, native);

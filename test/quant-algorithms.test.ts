@@ -2,7 +2,7 @@ import { activateBackend } from '../src/backends/registry.js';
 import { loadModel } from '../src/backends/load.js';
 import { openModelFolder } from '../src/engine/load.js';
 import type { HostTensor } from '../src/formats/safetensors.js';
-import { matmulTransposed, quantizeAwq, type Activations } from '../src/quant/awq.js';
+import { quantizeAwq, type Activations } from '../src/quant/awq.js';
 import { awqLayer } from '../src/quant/awq-search.js';
 import { ActivationRecorder, calibrationWindows, DEFAULT_CALIBRATION_FILE, readCalibrationTexts, runCalibration } from '../src/quant/calibration.js';
 import { quantizeGptq } from '../src/quant/gptq.js';
@@ -11,15 +11,18 @@ import { dequantizeInt4, quantizeInt4Rtn } from '../src/formats/int4.js';
 import { DecoderLayerRunner, padColumns, padMlp, type LayerWeights } from '../src/quant/layer-runner.js';
 import { QUANT_BACKEND } from '../src/quant/scorecard.js';
 import { STORIES } from './fixtures.js';
+import { exactProducts } from './stored-weights.js';
 
 /** ‖A − B‖². */
-function squaredError(a: Float32Array, b: Float32Array): number {
-  return a.reduce((sum, v, i) => sum + (v - b[i]!) ** 2, 0);
+function squaredError(a: Float32Array | Float64Array, b: Float32Array | Float64Array): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += (a[i]! - b[i]!) ** 2;
+  return sum;
 }
 
-/** ‖X Wᵀ − X Ŵᵀ‖²: the output error on calibration activations. */
+/** ‖X Wᵀ − X Ŵᵀ‖² (products in float64): the output error on calibration activations. */
 function outputError(x: Activations, w: Float32Array, approx: Float32Array, out: number): number {
-  return squaredError(matmulTransposed(x, w, out), matmulTransposed(x, approx, out));
+  return squaredError(exactProducts(w, x.data, out, x.cols).exact, exactProducts(approx, x.data, out, x.cols).exact);
 }
 
 // Real activations of stories260K (hidden 64, intermediate 172 padded to 192; groups of 32),

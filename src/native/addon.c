@@ -406,22 +406,6 @@ static napi_value calibration_hessian(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* calibrationMatmul(x: Float32Array, rows, cols, w: Float32Array, out, y: Float32Array) */
-static napi_value calibration_matmul(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  array_view x, w, y;
-  int rows, cols, out;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 6 || !typed_array(env, argv[0], napi_float32_array, &x) || !int_arg(env, argv[1], &rows) || !int_arg(env, argv[2], &cols) ||
-      !typed_array(env, argv[3], napi_float32_array, &w) || !int_arg(env, argv[4], &out) || !typed_array(env, argv[5], napi_float32_array, &y))
-    return NULL;
-  if (rows < 0 || cols <= 0 || out <= 0 || x.length != (size_t)rows * cols || w.length != (size_t)out * cols || y.length != (size_t)rows * out)
-    return size_error(env, "calibration matmul");
-  if (!herd_matmul_transposed(x.data, rows, cols, w.data, out, y.data)) napi_throw_error(env, NULL, "herd native: out of memory");
-  return NULL;
-}
-
 /* awqClip(w: Float32Array, out, cols, x: Float32Array, xRows, groupSize, bounds: Float32Array) */
 static napi_value awq_clip(napi_env env, napi_callback_info info) {
   size_t argc = 7;
@@ -560,7 +544,6 @@ static napi_value init(napi_env env, napi_value exports) {
       {"attention", NULL, attention, NULL, NULL, NULL, napi_default, NULL},
       {"quantize", NULL, quantize, NULL, NULL, NULL, napi_default, NULL},
       {"calibrationHessian", NULL, calibration_hessian, NULL, NULL, NULL, napi_default, NULL},
-      {"calibrationMatmul", NULL, calibration_matmul, NULL, NULL, NULL, napi_default, NULL},
       {"awqClip", NULL, awq_clip, NULL, NULL, NULL, napi_default, NULL},
       {"awqPseudoQuantize", NULL, awq_pseudo_quantize, NULL, NULL, NULL, napi_default, NULL},
       {"gptqFactor", NULL, gptq_factor, NULL, NULL, NULL, napi_default, NULL},

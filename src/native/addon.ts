@@ -45,8 +45,6 @@ export interface NativeAddon {
   quantize(ggmlType: number, x: Float32Array, rows: number, cols: number, out: Uint8Array): void;
   /** AWQ/GPTQ calibration (calibrate.c); results bit-identical to src/quant's TypeScript. h = 2/rows · XᵀX. */
   calibrationHessian(x: Float32Array, rows: number, cols: number, h: Float64Array): void;
-  /** y [rows, out] = X · Wᵀ, each sum in float64. */
-  calibrationMatmul(x: Float32Array, rows: number, cols: number, w: Float32Array, out: number, y: Float32Array): void;
   /** AWQ's clipping bound of every [row, group] of W. */
   awqClip(w: Float32Array, out: number, cols: number, x: Float32Array, xRows: number, groupSize: number, bounds: Float32Array): void;
   /** AWQ's candidate Q(W·diag(s))·diag(1/s) of W [rows, cols] into out (awq-search.ts scaledPseudoQuantized, the same bits). */

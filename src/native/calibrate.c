@@ -1,7 +1,7 @@
 /*
  * AWQ's and GPTQ's calibration loops on the pool's threads (see calibrate.h). The TypeScript
  * reference sums in float64 one term after another; so does every sum here, the vectors running
- * across independent sums (output columns, tokens, matrix entries), and products are not fused
+ * across independent sums (tokens, matrix entries), and products are not fused
  * into the additions (a float32·float32 product is exact in float64, but GPTQ's float64 products
  * are rounded before they are subtracted). The results are therefore the same bits on every path.
  */
@@ -138,117 +138,6 @@ int herd_hessian(const float *x, int rows, int n, double *h) {
       h[(size_t)j * n + i] = h[(size_t)i * n + j];
     }
   }
-  return 1;
-}
-
-/* ---- X · Wᵀ with float64 sums ---- */
-
-/*
- * W is packed in panels of 16 output rows, [panel][column][16], so a tile's weights are one
- * contiguous stream. An item is 32 rows of X against 4 panels; its sums stay in float64 in
- * `sums` while the columns pass in blocks of MATMUL_DEPTH (X's rows widened to float64 once per
- * block, W's block stays in L2), so each sum still adds its products in column order.
- */
-enum { PANEL = TILE_COLS, MATMUL_ITEM_ROWS = 32, MATMUL_ITEM_PANELS = 4, MATMUL_DEPTH = 512 };
-
-typedef struct {
-  const float *x, *panels;
-  int rows, cols, out, row_blocks, panel_count;
-  float *y;
-} matmul_job;
-
-/* AVX-512's 32 registers hold 8 rows × 16 sums (16 accumulators); the other paths take 4 rows, as many as theirs hold. */
-enum { WIDE_TILE_ROWS = 8 };
-#ifdef AVX512_TILES
-/* Intrinsics, not the vector extension: GCC splits __builtin_convertvector's 8-float → 8-double into halves. */
-__attribute__((target("avx512f"))) EXACT_PRODUCTS_MAY_FUSE static void matmul_tile_wide(const double *x, const float *panel, int depth, double (*sums)[PANEL]) {
-  __m512d acc[WIDE_TILE_ROWS][2];
-  for (int a = 0; a < WIDE_TILE_ROWS; a++) {
-    acc[a][0] = _mm512_loadu_pd(sums[a]);
-    acc[a][1] = _mm512_loadu_pd(sums[a] + 8);
-  }
-  for (int c = 0; c < depth; c++) {
-    const __m512d p0 = _mm512_cvtps_pd(_mm256_loadu_ps(panel + (size_t)c * PANEL)), p1 = _mm512_cvtps_pd(_mm256_loadu_ps(panel + (size_t)c * PANEL + 8));
-    for (int a = 0; a < WIDE_TILE_ROWS; a++) {
-      const __m512d s = _mm512_set1_pd(x[(size_t)a * MATMUL_DEPTH + c]);
-      acc[a][0] = _mm512_fmadd_pd(s, p0, acc[a][0]);
-      acc[a][1] = _mm512_fmadd_pd(s, p1, acc[a][1]);
-    }
-  }
-  for (int a = 0; a < WIDE_TILE_ROWS; a++) {
-    _mm512_storeu_pd(sums[a], acc[a][0]);
-    _mm512_storeu_pd(sums[a] + 8, acc[a][1]);
-  }
-}
-#endif
-
-/*
- * sums[a][b] += Σ_c x[a][c] · panel[c][b] over `depth` columns for 4 rows of x (float64, stride
- * MATMUL_DEPTH): the tile's 4 × 16 sums stay in registers, each x value one broadcast.
- */
-VECTOR_CLONES EXACT_PRODUCTS_MAY_FUSE static void matmul_tile(const double *x, const float *panel, int depth, double (*sums)[PANEL]) {
-  sum_tile tile;
-  for (int a = 0; a < TILE_ROWS; a++) memcpy(tile.v[a], sums[a], sizeof tile.v[a]);
-  for (int c = 0; c < depth; c++) {
-    const double s[TILE_ROWS] = {x[c], x[MATMUL_DEPTH + c], x[2 * MATMUL_DEPTH + c], x[3 * MATMUL_DEPTH + c]};
-    accumulate_tile(&tile, s, panel + (size_t)c * PANEL);
-  }
-  for (int a = 0; a < TILE_ROWS; a++) memcpy(sums[a], tile.v[a], sizeof tile.v[a]);
-}
-
-/* Rows of x per tile on this CPU: 8 when AVX-512 runs, else 4. */
-static int matmul_tile_rows(void) {
-#ifdef AVX512_TILES
-  if (__builtin_cpu_supports("avx512f")) return WIDE_TILE_ROWS;
-#endif
-  return TILE_ROWS;
-}
-
-static void matmul_tiles(int tile_rows, const double *x, const float *panel, int depth, double (*sums)[PANEL]) {
-#ifdef AVX512_TILES
-  if (tile_rows == WIDE_TILE_ROWS) {
-    matmul_tile_wide(x, panel, depth, sums);
-    return;
-  }
-#else
-  (void)tile_rows; /* always 4 */
-#endif
-  matmul_tile(x, panel, depth, sums);
-}
-
-static void matmul_item(void *context, int item) {
-  const matmul_job *job = context;
-  const int first_panel = item / job->row_blocks * MATMUL_ITEM_PANELS, first_row = item % job->row_blocks * MATMUL_ITEM_ROWS;
-  const int panels = min_int(MATMUL_ITEM_PANELS, job->panel_count - first_panel), rows = min_int(MATMUL_ITEM_ROWS, job->rows - first_row);
-  const int tile_rows = matmul_tile_rows();
-  /* The item's rows of x as float64, one block of columns at a time; rows past the end of x are zeros whose sums are not stored. */
-  static _Thread_local double widened[MATMUL_ITEM_ROWS * MATMUL_DEPTH];
-  double sums[MATMUL_ITEM_PANELS][MATMUL_ITEM_ROWS][PANEL];
-  memset(sums, 0, sizeof sums);
-  memset(widened + (size_t)rows * MATMUL_DEPTH, 0, sizeof(double) * (MATMUL_ITEM_ROWS - rows) * MATMUL_DEPTH);
-  for (int c0 = 0; c0 < job->cols; c0 += MATMUL_DEPTH) {
-    const int depth = min_int(MATMUL_DEPTH, job->cols - c0);
-    for (int r = 0; r < rows; r++)
-      for (int c = 0; c < depth; c++) widened[r * MATMUL_DEPTH + c] = job->x[(size_t)(first_row + r) * job->cols + c0 + c];
-    for (int p = 0; p < panels; p++) {
-      const float *panel = job->panels + ((size_t)(first_panel + p) * job->cols + c0) * PANEL;
-      for (int r = 0; r < rows; r += tile_rows) matmul_tiles(tile_rows, widened + r * MATMUL_DEPTH, panel, depth, sums[p] + r);
-    }
-  }
-  for (int p = 0; p < panels; p++)
-    for (int r = 0; r < rows; r++)
-      for (int b = 0; b < PANEL && (first_panel + p) * PANEL + b < job->out; b++) job->y[(size_t)(first_row + r) * job->out + (first_panel + p) * PANEL + b] = (float)sums[p][r][b];
-}
-
-int herd_matmul_transposed(const float *x, int rows, int cols, const float *w, int out, float *y) {
-  const int panel_count = (out + PANEL - 1) / PANEL;
-  float *panels = calloc((size_t)panel_count * cols * PANEL, sizeof *panels);
-  if (panels == NULL) return 0;
-  for (int o = 0; o < out; o++)
-    for (int c = 0; c < cols; c++) panels[((size_t)(o / PANEL) * cols + c) * PANEL + o % PANEL] = w[(size_t)o * cols + c];
-  matmul_job job = {x, panels, rows, cols, out, (rows + MATMUL_ITEM_ROWS - 1) / MATMUL_ITEM_ROWS, panel_count, y};
-  parallel_for(job.row_blocks * ((panel_count + MATMUL_ITEM_PANELS - 1) / MATMUL_ITEM_PANELS), matmul_item, &job);
-  free(panels);
   return 1;
 }
 

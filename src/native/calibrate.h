@@ -11,9 +11,6 @@
 /* h = 2/rows · XᵀX, full and symmetric: x [rows, n] float32, h [n, n] float64. 0 on allocation failure. */
 int herd_hessian(const float *x, int rows, int n, double *h);
 
-/* y [rows, out] = X [rows, cols] · Wᵀ for W [out, cols], each sum in float64 over the columns in order. */
-int herd_matmul_transposed(const float *x, int rows, int cols, const float *w, int out, float *y);
-
 /*
  * AutoAWQ's clipping search for every [row, group] of W [out, cols]: bounds [out, cols / group_size].
  * x [x_rows, cols] are the calibration inputs; every step-th row is sampled (at most 512).

@@ -1,5 +1,5 @@
 import type { HostTensor } from '../formats/safetensors.js';
-import { awqGroupParams, divideRows, matmulTransposed, quantizeAwq, scaleColumns, type Activations } from './awq.js';
+import { awqGroupParams, divideRows, quantizeAwq, scaleColumns, type Activations } from './awq.js';
 import { dequantizeInt4, dequantizeCode, quantizeCode } from '../formats/int4.js';
 import type { DecoderLayerRunner, LayerWeights } from './layer-runner.js';
 import { nativeCalibration, type NativeCalibration } from './native-calibration.js';
@@ -8,8 +8,8 @@ import { nativeCalibration, type NativeCalibration } from './native-calibration.
  * AWQ's activation-aware search, following AutoAWQ (awq/quantize/quantizer.py `AwqQuantizer`):
  * per-channel scales chosen on the output of the whole module group, folded into the preceding
  * norm or projection (`apply_scale`), then a per-group clipping search (`auto_clip`). The
- * linears' own outputs and the clipping search run on the native addon's threads when it loads
- * (the same bits; this file's TypeScript is the reference).
+ * candidates' pseudo-quantization and the clipping search run on the native addon's threads when
+ * it loads (the same bits; this file's TypeScript is the reference).
  */
 
 /** AutoAWQ's grid: ratios 0, 1/20, …, 19/20. */
@@ -36,9 +36,11 @@ interface ScalingGroup {
   linears: string[];
   input: Activations;
   /**
-   * The block whose output the loss is measured on (module2inspect), or none: the linears' own
-   * output. The attention block runs on the layer's residual input; the MLP on the group's own
-   * recorded input (AutoAWQ feeds module2inspect the input recorded for the group's linears).
+   * The block whose output the loss is measured on (module2inspect), or none: the one linear's
+   * own output. The attention block runs on the layer's residual input; the MLP and the lone
+   * linear on the group's own recorded input (AutoAWQ feeds module2inspect the input recorded for
+   * the group's linears). All run on the layer runner's backend in float32, as AutoAWQ runs
+   * module2inspect in the model's dtype.
    */
   block: 'attention' | 'mlp' | null;
 }
@@ -90,10 +92,8 @@ function searchGroupScales(
 ): Float32Array {
   const linears = group.linears.map((name) => weights.get(name)!);
   if (group.block === null) {
-    const [linear] = linears as [HostTensor];
-    const output = (w: Float32Array): Float32Array => (native ? native.matmulTransposed(group.input, w, linear.shape[0]!) : matmulTransposed(group.input, w, linear.shape[0]!));
-    const reference = output(linear.data);
-    return searchAwqScales(linears, group.input, groupSize, ([candidate]) => squaredError(output(candidate!.data), reference), native);
+    const reference = runner.runLinear(group.input, linears[0]!);
+    return searchAwqScales(linears, group.input, groupSize, ([candidate]) => squaredError(runner.runLinear(group.input, candidate!), reference), native);
   }
   const blockOutput = (layer: LayerWeights): Float32Array => (group.block === 'mlp' ? runner.runMlp(group.input, layer) : runner.run(hidden, layer, 'self_attn.o_proj.weight'));
   const reference = blockOutput(weights);

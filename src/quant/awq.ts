@@ -29,21 +29,6 @@ export interface Activations {
   data: Float32Array;
 }
 
-/** X [rows, in] · Wᵀ for W [out, in]. */
-export function matmulTransposed(x: Activations, w: Float32Array, out: number): Float32Array {
-  const result = new Float32Array(x.rows * out);
-  for (let r = 0; r < x.rows; r++) {
-    const xr = x.data.subarray(r * x.cols, (r + 1) * x.cols);
-    for (let o = 0; o < out; o++) {
-      let sum = 0;
-      const wo = o * x.cols;
-      for (let c = 0; c < x.cols; c++) sum += xr[c]! * w[wo + c]!;
-      result[r * out + o] = sum;
-    }
-  }
-  return result;
-}
-
 /** Multiplies the input columns of W by s (in place). */
 export function scaleColumns(weight: HostTensor, scales: Float32Array): void {
   const cols = weight.shape[1]!;

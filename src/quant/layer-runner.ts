@@ -1,5 +1,5 @@
 import type { LlamaConfig } from '../spec/llama-config.js';
-import { LlamaForCausalLM } from '../engine/model.js';
+import { LlamaForCausalLM, PREFILL_CHUNK_TOKENS } from '../engine/model.js';
 import type { Ops } from '../engine/ops.js';
 import type { WeightSource } from '../formats/weights.js';
 import type { HostTensor } from '../formats/safetensors.js';
@@ -62,7 +62,34 @@ export class DecoderLayerRunner {
       model.dispose();
     }
   }
+
+  /**
+   * X·Wᵀ for the rows of `input` and W [out, in], on the runner's backend (its float32 product):
+   * how AWQ measures a group whose module2inspect is its one linear (up→down, v→o), as the
+   * blocks' outputs are measured. The rows enter as an embedding table, in parts of a prefill's
+   * size so the backend's intermediates stay small.
+   */
+  runLinear(input: Activations, weight: HostTensor): Float32Array {
+    const source = layerSource(input, new Map([[LINEAR_NAME, weight]]));
+    const table = this.ops.embeddingWeight('model.embed_tokens.weight', source);
+    const linear = this.ops.linearWeight(LINEAR_NAME, source);
+    const out = weight.shape[0]!;
+    const result = new Float32Array(input.rows * out);
+    try {
+      for (let first = 0; first < input.rows; first += PREFILL_CHUNK_TOKENS) {
+        const ids = Int32Array.from({ length: Math.min(PREFILL_CHUNK_TOKENS, input.rows - first) }, (_, i) => first + i);
+        result.set(this.ops.scope(() => this.ops.read(this.ops.linear(this.ops.embedding(table, ids), linear))), first * out);
+      }
+    } finally {
+      this.ops.disposeWeight(table);
+      this.ops.disposeWeight(linear);
+    }
+    return result;
+  }
 }
+
+/** runLinear's one weight, as its source names it. */
+const LINEAR_NAME = 'linear.weight';
 
 /** MLP width of a layer whose MLP output nobody reads. */
 const IDLE_MLP_WIDTH = 32;

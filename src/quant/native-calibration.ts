@@ -7,13 +7,12 @@ import { QUANT_BACKEND } from './scorecard.js';
 
 /**
  * The heavy loops of AWQ and GPTQ on the native addon's threads (src/native/calibrate.c). Each
- * returns the same bits as the TypeScript it replaces (hessian, matmulTransposed, searchAwqClip, scaledPseudoQuantized,
+ * returns the same bits as the TypeScript it replaces (hessian, searchAwqClip, scaledPseudoQuantized,
  * GPTQ's column loop), which stays the reference and runs when the addon is unavailable
  * (HERD_NATIVE=0, or no compiler at install).
  */
 export interface NativeCalibration {
   hessian(x: Activations): Float64Array;
-  matmulTransposed(x: Activations, w: Float32Array, out: number): Float32Array;
   clipBounds(weight: HostTensor, x: Activations, groupSize: number): Float32Array;
   /** AWQ's candidate Q(W·diag(s))·diag(1/s) (awq-search.ts scaledPseudoQuantized). */
   scaledPseudoQuantized(weight: HostTensor, scales: Float32Array, groupSize: number): HostTensor;
@@ -50,11 +49,6 @@ function nativeLoops(addon: NativeAddon): NativeCalibration {
       addon.calibrationHessian(x.data, x.rows, x.cols, h);
       return h;
     },
-    matmulTransposed(x, w, out) {
-      const y = new Float32Array(x.rows * out);
-      addon.calibrationMatmul(x.data, x.rows, x.cols, w, out, y);
-      return y;
-    },
     clipBounds(weight, x, groupSize) {
       const [out, cols] = weight.shape as [number, number];
       const bounds = new Float32Array(out * (cols / groupSize));
@@ -80,8 +74,8 @@ function nativeLoops(addon: NativeAddon): NativeCalibration {
 }
 
 /**
- * The backend AWQ's block outputs run on (DecoderLayerRunner): the native kernels when the addon
- * loads, else the WASM kernels. Their sums differ in order (about 1e-7 relative), so a grid ratio
+ * The backend AWQ's block outputs and lone linears' outputs run on (DecoderLayerRunner): the
+ * native kernels when the addon loads, else the WASM kernels. Their sums differ in order (about 1e-7 relative), so a grid ratio
  * whose error ties another's that closely could be chosen differently; on stories260K's five
  * layers and test/native-calibrate.test.ts's layer the AWQ weights are identical either way.
  */
