@@ -830,7 +830,8 @@ static ALWAYS_INLINE void tile_q6r(const uint8_t *group, int half, const quantiz
       sums[t] = VEC(mullo_epi32)(offsets, iset1(-32));
     }
     for (int h = 0; h < 2; h++) {
-      for (int line = 0; line < 26; line++) _mm_prefetch((const char *)block + 2 * Q6R_BLOCK_BYTES + 64 * (26 * h + line), _MM_HINT_T0);
+      /* The next block (3,360 bytes, 52.5 lines), half of it per half: one block ahead measured faster from memory than two or four (docs/performance.md). */
+      for (int line = 0; line < 26; line++) _mm_prefetch((const char *)block + Q6R_BLOCK_BYTES + 64 * (26 * h + line), _MM_HINT_T0);
       for (int i = 0; i < 4; i++) {
         ivec codes[8];
         for (int c = 0; c < 8; c++) {
