@@ -86,6 +86,9 @@ static const herd_kernels *kernels_of(const char *name) {
   FROM_SCALAR(gemm_q4_k_r16);
   FROM_SCALAR(gemm_q6_k_r16);
   FROM_SCALAR(gemm_q8_0_r16);
+  FROM_SCALAR(attend_scores);
+  FROM_SCALAR(exp_shifted);
+  FROM_SCALAR(attend_values);
   /* The other gemm_* stay NULL where a path has none: ops.c then calls the path's own dot kernels row by row. */
   return &completed;
 }

@@ -88,6 +88,16 @@ typedef struct {
   void (*gemm_q6_k_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   /* Q8_0 on Q8_0 activations with sums of every 32 codes. */
   void (*gemm_q8_0_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+  /*
+   * Attention over n cached rows of one kv group (d floats each, contiguous) for the group's
+   * `heads` query heads together (d floats each, contiguous): each key row is read once for all of
+   * them. scores[j·stride + p] = scale · q_j·k_p.
+   */
+  void (*attend_scores)(const float *keys, int n, int d, const float *queries, int heads, float scale, float *scores, size_t stride);
+  /* x[i] = exp(x[i] − shift), returning Σ x[i]: softmax's numerators and denominator. */
+  float (*exp_shifted)(float *x, int n, float shift);
+  /* out[j·d + i] += Σ_p weights[j·stride + p] · values[p·d + i] for the `heads` heads together. */
+  void (*attend_values)(const float *values, int n, int d, const float *weights, size_t stride, int heads, float *out);
 } herd_kernels;
 
 extern const herd_kernels herd_kernels_scalar;
