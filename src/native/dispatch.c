@@ -66,7 +66,6 @@ static const herd_kernels *kernels_of(const char *name) {
   FROM_SCALAR(dot_f32);
   FROM_SCALAR(f16_to_f32);
   FROM_SCALAR(bf16_to_f32);
-  FROM_SCALAR(axpy_f32);
   FROM_SCALAR(dot_f16);
   FROM_SCALAR(dot_bf16);
   FROM_SCALAR(dot_q8_0);

@@ -46,8 +46,6 @@ typedef struct {
   /* Dot of a stored F16 or BF16 row with float activations, converting on the way (a token or two: no widened copy of the row). */
   float (*dot_f16)(const uint16_t *w, const float *x, int n);
   float (*dot_bf16)(const uint16_t *w, const float *x, int n);
-  /* y += a · x (attention's weighted sum of value rows). */
-  void (*axpy_f32)(float a, const float *x, float *y, int n);
   /* Dot of one weight row with one quantized activation row (nb blocks of 32, or of 256 for Q4_K). */
   float (*dot_q8_0)(const uint8_t *w, const int8_t *x, const float *xd, int nb);
   float (*dot_q4_0)(const uint8_t *w, const int8_t *x, const float *xd, int nb);

@@ -148,7 +148,6 @@ const herd_kernels herd_kernels_scalar = {
     .dot_f32 = dot_f32,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
-    .axpy_f32 = axpy_f32,
     .dot_f16 = dot_f16,
     .dot_bf16 = dot_bf16,
     .dot_q8_0 = dot_q8_0,

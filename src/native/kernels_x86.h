@@ -142,15 +142,6 @@ static inline float bf16_scalar(uint16_t h) {
 static float dot_f16(const uint16_t *w, const float *x, int n) { DOT_16BIT(f16x16, f16x8, _cvtsh_ss) }
 static float dot_bf16(const uint16_t *w, const float *x, int n) { DOT_16BIT(bf16x16, bf16x8, bf16_scalar) }
 
-static void axpy_f32(float a, const float *x, float *y, int n) {
-  int i = 0;
-#if HERD_PATH == HERD_AVX512
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(_mm512_set1_ps(a), _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-#endif
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_set1_ps(a), _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  for (; i < n; i++) y[i] += a * x[i];
-}
-
 static float dot_q8_0(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
   __m256 acc = _mm256_setzero_ps();
   for (int b = 0; b < nb; b++, w += Q8_0_BYTES, x += QK) {
@@ -1030,7 +1021,6 @@ const herd_kernels HERD_TABLE = {
     .dot_f32 = dot_f32,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
-    .axpy_f32 = axpy_f32,
     .dot_f16 = dot_f16,
     .dot_bf16 = dot_bf16,
     .dot_q8_0 = dot_q8_0,
