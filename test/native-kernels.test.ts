@@ -213,42 +213,59 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     expect([...out]).toEqual(expected);
   });
 
-  test.each([['f32'], ['f16']] as const)('attention over an %s cache: 3 cached positions, then 4 rows, 6 heads on 2 kv heads of 40', (type) => {
-    const [heads, kvHeads, headDim, capacity] = [6, 2, 40, 9];
-    const elements = kvHeads * capacity * headDim;
-    const [keys, values] = [0, 1].map(() => (type === 'f16' ? new Uint16Array(elements) : new Float32Array(elements)));
-    const step = (seed: number, start: number, rows: number) => {
-      const [q, k, v] = [gaussian(seed, rows * heads * headDim), gaussian(seed + 1, rows * kvHeads * headDim), gaussian(seed + 2, rows * kvHeads * headDim)];
-      const out = new Float32Array(q.length);
-      addon.attention(keys!, values!, kvHeads, headDim, capacity, q, k, v, out, start, heads);
-      return { q, k, v, out };
-    };
-    const first = step(10, 0, 3);
-    const second = step(20, 3, 4);
-    // What the cache holds: the rows as written, rounded to half precision in an f16 cache.
-    const stored = (x: Float32Array) => (type === 'f16' ? Float32Array.from(x, (value) => halfToFloat(floatToHalf(value))) : x);
-    const allKeys = [...stored(first.k), ...stored(second.k)];
-    const allValues = [...stored(first.v), ...stored(second.v)];
-    const expected = new Float64Array(second.out.length);
-    for (let t = 0; t < 4; t++) {
-      for (let h = 0; h < heads; h++) {
-        const g = Math.floor(h / (heads / kvHeads));
-        const visible = 3 + t + 1;
-        const scores = Array.from({ length: visible }, (_, p) => {
-          let dot = 0;
-          for (let i = 0; i < headDim; i++) dot += second.q[(t * heads + h) * headDim + i]! * allKeys[(p * kvHeads + g) * headDim + i]!;
-          return dot / Math.sqrt(headDim);
-        });
-        const top = Math.max(...scores);
-        const weights = scores.map((s) => Math.exp(s - top));
-        const total = weights.reduce((a, b) => a + b, 0);
-        for (let i = 0; i < headDim; i++) {
-          expected[(t * heads + h) * headDim + i] = weights.reduce((sum, w, p) => sum + (w / total) * allValues[(p * kvHeads + g) * headDim + i]!, 0);
+  // [heads, kv heads, head dim, cached positions, new rows, spread of the queries]: a group of 3 heads
+  // on 40 dims (two 16-column steps and an 8); groups of 6 (4 heads, then 2) on 36 dims (a
+  // 4-column tail) with 34-37 positions (a remainder after every 8); the 1B shape's 8 groups of 4
+  // on 64 dims at 297-300 positions (more than one part of an F16 cache's widened rows); one head a
+  // group over 1 position; and queries 16 times wider, whose scores span more than exp's fast range.
+  const ATTENTION_SHAPES = [
+    [6, 2, 40, 3, 4, 1],
+    [12, 2, 36, 33, 4, 1],
+    [32, 8, 64, 296, 4, 1],
+    [3, 3, 8, 0, 1, 1],
+    [8, 2, 64, 60, 3, 16],
+  ] as const;
+  test.each((['f32', 'f16'] as const).flatMap((type) => ATTENTION_SHAPES.map((shape) => [type, ...shape] as const)))(
+    'attention over an %s cache: %i heads on %i kv heads of %i, %i cached positions, then %i rows, queries ×%i',
+    (type, heads, kvHeads, headDim, cached, rows, spread) => {
+      const capacity = cached + rows + 2;
+      const elements = kvHeads * capacity * headDim;
+      const [keys, values] = [0, 1].map(() => (type === 'f16' ? new Uint16Array(elements) : new Float32Array(elements)));
+      const step = (seed: number, start: number, count: number) => {
+        const q = gaussian(seed, count * heads * headDim).map((x) => x * spread);
+        const [k, v] = [gaussian(seed + 1, count * kvHeads * headDim), gaussian(seed + 2, count * kvHeads * headDim)];
+        const out = new Float32Array(q.length);
+        addon.attention(keys!, values!, kvHeads, headDim, capacity, q, k, v, out, start, heads);
+        return { q, k, v, out };
+      };
+      const first = step(10, 0, cached);
+      const second = step(20, cached, rows);
+      // What the cache holds: the rows as written, rounded to half precision in an f16 cache.
+      const stored = (x: Float32Array) => (type === 'f16' ? Float32Array.from(x, (value) => halfToFloat(floatToHalf(value))) : x);
+      const allKeys = [...stored(first.k), ...stored(second.k)];
+      const allValues = [...stored(first.v), ...stored(second.v)];
+      const expected = new Float64Array(second.out.length);
+      for (let t = 0; t < rows; t++) {
+        for (let h = 0; h < heads; h++) {
+          const g = Math.floor(h / (heads / kvHeads));
+          const visible = cached + t + 1;
+          const scores = Array.from({ length: visible }, (_, p) => {
+            let dot = 0;
+            for (let i = 0; i < headDim; i++) dot += second.q[(t * heads + h) * headDim + i]! * allKeys[(p * kvHeads + g) * headDim + i]!;
+            return dot / Math.sqrt(headDim);
+          });
+          const top = Math.max(...scores);
+          const weights = scores.map((s) => Math.exp(s - top));
+          const total = weights.reduce((a, b) => a + b, 0);
+          for (let i = 0; i < headDim; i++) {
+            expected[(t * heads + h) * headDim + i] = weights.reduce((sum, w, p) => sum + (w / total) * allValues[(p * kvHeads + g) * headDim + i]!, 0);
+          }
         }
       }
-    }
-    expectWithin(second.out, expected, () => 1e-5);
-  });
+      // float32 scores carry a relative rounding of ~1e-7 of their size into every weight.
+      expectWithin(second.out, expected, () => 1e-5 * spread);
+    },
+  );
 
   test('rmsnorm, RoPE, SwiGLU and add on 3 rows of 2 heads of 10', () => {
     const [rows, dim] = [3, 20];

@@ -66,7 +66,6 @@ static const herd_kernels *kernels_of(const char *name) {
   FROM_SCALAR(dot_f32);
   FROM_SCALAR(f16_to_f32);
   FROM_SCALAR(bf16_to_f32);
-  FROM_SCALAR(axpy_f32);
   FROM_SCALAR(dot_f16);
   FROM_SCALAR(dot_bf16);
   FROM_SCALAR(dot_q8_0);
@@ -86,6 +85,9 @@ static const herd_kernels *kernels_of(const char *name) {
   FROM_SCALAR(gemm_q4_k_r16);
   FROM_SCALAR(gemm_q6_k_r16);
   FROM_SCALAR(gemm_q8_0_r16);
+  FROM_SCALAR(attend_scores);
+  FROM_SCALAR(exp_shifted);
+  FROM_SCALAR(attend_values);
   /* The other gemm_* stay NULL where a path has none: ops.c then calls the path's own dot kernels row by row. */
   return &completed;
 }

@@ -46,8 +46,6 @@ typedef struct {
   /* Dot of a stored F16 or BF16 row with float activations, converting on the way (a token or two: no widened copy of the row). */
   float (*dot_f16)(const uint16_t *w, const float *x, int n);
   float (*dot_bf16)(const uint16_t *w, const float *x, int n);
-  /* y += a · x (attention's weighted sum of value rows). */
-  void (*axpy_f32)(float a, const float *x, float *y, int n);
   /* Dot of one weight row with one quantized activation row (nb blocks of 32, or of 256 for Q4_K). */
   float (*dot_q8_0)(const uint8_t *w, const int8_t *x, const float *xd, int nb);
   float (*dot_q4_0)(const uint8_t *w, const int8_t *x, const float *xd, int nb);
@@ -88,6 +86,16 @@ typedef struct {
   void (*gemm_q6_k_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   /* Q8_0 on Q8_0 activations with sums of every 32 codes. */
   void (*gemm_q8_0_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+  /*
+   * Attention over n cached rows of one kv group (d floats each, contiguous) for the group's
+   * `heads` query heads together (d floats each, contiguous): each key row is read once for all of
+   * them. scores[j·stride + p] = scale · q_j·k_p.
+   */
+  void (*attend_scores)(const float *keys, int n, int d, const float *queries, int heads, float scale, float *scores, size_t stride);
+  /* x[i] = exp(x[i] − shift), returning Σ x[i]: softmax's numerators and denominator. */
+  float (*exp_shifted)(float *x, int n, float shift);
+  /* out[j·d + i] += Σ_p weights[j·stride + p] · values[p·d + i] for the `heads` heads together. */
+  void (*attend_values)(const float *values, int n, int d, const float *weights, size_t stride, int heads, float *out);
 } herd_kernels;
 
 extern const herd_kernels herd_kernels_scalar;

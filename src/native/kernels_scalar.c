@@ -1,4 +1,5 @@
 /* The portable path: plain C the compiler may vectorize for the baseline ISA (SSE2 on x86-64). */
+#include <math.h>
 #include <string.h>
 #include "herd_native.h"
 #include "repack.h"
@@ -126,12 +127,27 @@ static float dot_q4_k(const uint8_t *w, const int8_t *x, const float *xd, const 
   return total;
 }
 
+static void attend_scores(const float *keys, int n, int d, const float *queries, int heads, float scale, float *scores, size_t stride) {
+  for (int p = 0; p < n; p++)
+    for (int j = 0; j < heads; j++) scores[j * stride + p] = dot_f32(keys + (size_t)p * d, queries + (size_t)j * d, d) * scale;
+}
+
+static float exp_shifted(float *x, int n, float shift) {
+  float total = 0;
+  for (int i = 0; i < n; i++) total += x[i] = expf(x[i] - shift);
+  return total;
+}
+
+static void attend_values(const float *values, int n, int d, const float *weights, size_t stride, int heads, float *out) {
+  for (int p = 0; p < n; p++)
+    for (int j = 0; j < heads; j++) axpy_f32(weights[j * stride + p], values + (size_t)p * d, out + (size_t)j * d, d);
+}
+
 const herd_kernels herd_kernels_scalar = {
     .name = "scalar",
     .dot_f32 = dot_f32,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
-    .axpy_f32 = axpy_f32,
     .dot_f16 = dot_f16,
     .dot_bf16 = dot_bf16,
     .dot_q8_0 = dot_q8_0,
@@ -151,4 +167,7 @@ const herd_kernels herd_kernels_scalar = {
     .gemm_q4_k_r16 = herd_gemm_q4_k_r16_portable,
     .gemm_q6_k_r16 = herd_gemm_q6_k_r16_portable,
     .gemm_q8_0_r16 = herd_gemm_q8_0_r16_portable,
+    .attend_scores = attend_scores,
+    .exp_shifted = exp_shifted,
+    .attend_values = attend_values,
 };

@@ -22,6 +22,7 @@
 #define HERD_TABLE herd_kernels_avx512
 #endif
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 #include "herd_native.h"
 #include "kquants.h"
@@ -140,15 +141,6 @@ static inline float bf16_scalar(uint16_t h) {
 }
 static float dot_f16(const uint16_t *w, const float *x, int n) { DOT_16BIT(f16x16, f16x8, _cvtsh_ss) }
 static float dot_bf16(const uint16_t *w, const float *x, int n) { DOT_16BIT(bf16x16, bf16x8, bf16_scalar) }
-
-static void axpy_f32(float a, const float *x, float *y, int n) {
-  int i = 0;
-#if HERD_PATH == HERD_AVX512
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(_mm512_set1_ps(a), _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-#endif
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_set1_ps(a), _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  for (; i < n; i++) y[i] += a * x[i];
-}
 
 static float dot_q8_0(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
   __m256 acc = _mm256_setzero_ps();
@@ -909,12 +901,127 @@ static void gemm_q8_0_r16(const uint8_t *w, size_t row_bytes, int rows, const qu
   if (grouped < rows) gemm_q8_0(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
 }
 
+/* Lane r of the result is the sum of v[r]'s eight lanes: eight horizontal sums as one transpose-add. */
+static inline __m256 sum_lanes8(const __m256 v[8]) {
+  const __m256 low = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+  const __m256 high = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+  /* low holds v[0..3]'s lanes 0-3 summed in its lower half and lanes 4-7 in its upper half; high the same for v[4..7]. */
+  return _mm256_add_ps(_mm256_permute2f128_ps(low, high, 0x20), _mm256_permute2f128_ps(low, high, 0x31));
+}
+
+/* Eight key rows at a time per query head: eight vector accumulators, summed across lanes together. */
+static void attend_scores(const float *keys, int n, int d, const float *queries, int heads, float scale, float *scores, size_t stride) {
+  const int wide = d & ~7;
+  int p = 0;
+  for (; p + 8 <= n; p += 8) {
+    const float *rows = keys + (size_t)p * d;
+    for (int j = 0; j < heads; j++) {
+      const float *q = queries + (size_t)j * d;
+      __m256 acc[8];
+      float tail[8] = {0};
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+      for (int i = 0; i < wide; i += 8) {
+        const __m256 query = _mm256_loadu_ps(q + i);
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(rows + (size_t)r * d + i), query, acc[r]);
+      }
+      for (int i = wide; i < d; i++)
+        for (int r = 0; r < 8; r++) tail[r] += rows[(size_t)r * d + i] * q[i];
+      const __m256 dots = _mm256_add_ps(sum_lanes8(acc), _mm256_loadu_ps(tail));
+      _mm256_storeu_ps(scores + j * stride + p, _mm256_mul_ps(dots, _mm256_set1_ps(scale)));
+    }
+  }
+  for (; p < n; p++)
+    for (int j = 0; j < heads; j++) scores[j * stride + p] = dot_f32(keys + (size_t)p * d, queries + (size_t)j * d, d) * scale;
+}
+
+/*
+ * exp on eight floats: llama.cpp's ggml_v_expf (a degree-5 polynomial on the reduced argument,
+ * within about 1.5 ulp of expf), with its slow branch for arguments whose 2^n under- or overflows.
+ */
+static inline __m256 exp8(__m256 x) {
+  const __m256 r = _mm256_set1_ps(0x1.8p23f);
+  const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+  const __m256 n = _mm256_sub_ps(z, r);
+  const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f), _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+  const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+  const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1))));
+  const __m256 c = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n), _mm256_set1_ps(126), _CMP_GT_OQ);
+  const __m256 u = _mm256_mul_ps(b, b);
+  const __m256 j = _mm256_fmadd_ps(
+      _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                      _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+      u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+  if (!_mm256_movemask_ps(c)) return _mm256_fmadd_ps(j, k, k);
+  const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)), _mm256_set1_epi32((int)0x82000000u));
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+  const __m256 huge = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n), _mm256_set1_ps(192), _CMP_GT_OQ);
+  return _mm256_or_ps(_mm256_and_ps(huge, _mm256_mul_ps(s1, s1)),
+                      _mm256_andnot_ps(huge, _mm256_or_ps(_mm256_and_ps(c, _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+                                                          _mm256_andnot_ps(c, _mm256_fmadd_ps(k, j, k)))));
+}
+
+static float exp_shifted(float *x, int n, float shift) {
+  const __m256 by = _mm256_set1_ps(shift);
+  __m256 sums = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), by));
+    _mm256_storeu_ps(x + i, e);
+    sums = _mm256_add_ps(sums, e);
+  }
+  float total = hsum8(sums);
+  for (; i < n; i++) total += x[i] = expf(x[i] - shift);
+  return total;
+}
+
+/* Columns [c, c + 8·V) of H heads' weighted sums over all n rows: each value vector is loaded once for the H heads. */
+static ALWAYS_INLINE void values_columns(const float *values, int n, int d, const float *weights, size_t stride, float *out, int c, const int H, const int V) {
+  __m256 acc[4][2];
+  for (int h = 0; h < H; h++)
+    for (int v = 0; v < V; v++) acc[h][v] = _mm256_loadu_ps(out + (size_t)h * d + c + 8 * v);
+  for (int p = 0; p < n; p++) {
+    __m256 row[2];
+    for (int v = 0; v < V; v++) row[v] = _mm256_loadu_ps(values + (size_t)p * d + c + 8 * v);
+    for (int h = 0; h < H; h++) {
+      const __m256 weight = _mm256_broadcast_ss(weights + h * stride + p);
+      for (int v = 0; v < V; v++) acc[h][v] = _mm256_fmadd_ps(weight, row[v], acc[h][v]);
+    }
+  }
+  for (int h = 0; h < H; h++)
+    for (int v = 0; v < V; v++) _mm256_storeu_ps(out + (size_t)h * d + c + 8 * v, acc[h][v]);
+}
+
+/* Up to four heads at a time, 16 columns at a time (8 accumulators of 16 registers), then 8, then one. */
+static void attend_values(const float *values, int n, int d, const float *weights, size_t stride, int heads, float *out) {
+#define COLUMNS(V)                                                                         \
+  switch (H) {                                                                             \
+    case 4: values_columns(values, n, d, w, stride, o, c, 4, V); break;                     \
+    case 3: values_columns(values, n, d, w, stride, o, c, 3, V); break;                     \
+    case 2: values_columns(values, n, d, w, stride, o, c, 2, V); break;                     \
+    default: values_columns(values, n, d, w, stride, o, c, 1, V); break;                    \
+  }
+  for (int j = 0; j < heads; j += 4) {
+    const int H = heads - j < 4 ? heads - j : 4;
+    const float *w = weights + j * stride;
+    float *o = out + (size_t)j * d;
+    int c = 0;
+    for (; c + 16 <= d; c += 16) COLUMNS(2)
+    for (; c + 8 <= d; c += 8) COLUMNS(1)
+    for (; c < d; c++)
+      for (int h = 0; h < H; h++)
+        for (int p = 0; p < n; p++) o[(size_t)h * d + c] += w[h * stride + p] * values[(size_t)p * d + c];
+  }
+#undef COLUMNS
+}
+
 const herd_kernels HERD_TABLE = {
     .name = HERD_PATH_NAME,
     .dot_f32 = dot_f32,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
-    .axpy_f32 = axpy_f32,
     .dot_f16 = dot_f16,
     .dot_bf16 = dot_bf16,
     .dot_q8_0 = dot_q8_0,
@@ -938,5 +1045,8 @@ const herd_kernels HERD_TABLE = {
     .gemm_q4_k_r16 = gemm_q4_k_r16,
     .gemm_q6_k_r16 = gemm_q6_k_r16,
     .gemm_q8_0_r16 = gemm_q8_0_r16,
+    .attend_scores = attend_scores,
+    .exp_shifted = exp_shifted,
+    .attend_values = attend_values,
 };
 #endif

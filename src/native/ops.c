@@ -377,53 +377,57 @@ typedef struct {
   atomic_int next;
 } attention_job;
 
-/* One cached key or value row as floats (the F16 cache is widened on the way). */
-static const float *cached_row(const attention_job *job, const void *base, int g, int p, float *widened) {
+/* Cached rows an F16 cache widens at a time: enough for whole vector steps, and a small scratch per thread. */
+#define WIDENED_ROWS 64
+
+/* Rows [p, p + n) of kv group g's keys or values as floats (an F16 cache's widened into `widened`). */
+static const float *cached_rows(const attention_job *job, const void *base, int g, int p, int n, float *widened) {
   const herd_cache_layer *cache = job->cache;
   const size_t at = ((size_t)g * cache->capacity + p) * cache->head_dim;
   if (!cache->f16) return (const float *)base + at;
-  job->k->f16_to_f32((const uint16_t *)base + at, widened, cache->head_dim);
+  job->k->f16_to_f32((const uint16_t *)base + at, widened, n * cache->head_dim);
   return widened;
 }
 
 /*
  * The query heads of kv group g in row t, together: softmax(q·Kᵀ/√d) over positions 0..start+t,
- * times V. Each cached key and value row is read (and an F16 one widened) once for the group's
- * heads, not once per head.
+ * times V. The path's attention kernels take the group's heads at once, so each cached key and
+ * value row is read (and an F16 one widened) once for all of them.
  */
 static void attend_group(const attention_job *job, int t, int g, float *scores, float *widened) {
   const herd_cache_layer *cache = job->cache;
+  const herd_kernels *k = job->k;
   const int d = cache->head_dim, visible = job->start + t + 1, group = job->heads / cache->kv_heads;
+  const int span = cache->f16 ? WIDENED_ROWS : visible; /* an F32 cache's rows are read where they are, in one call */
   const size_t stride = (size_t)job->start + job->rows; /* one head's scores */
   const float *queries = job->q + ((size_t)t * job->heads + (size_t)g * group) * d;
-  const float scale = 1.0f / sqrtf((float)d);
-  for (int p = 0; p < visible; p++) {
-    const float *key = cached_row(job, cache->keys, g, p, widened);
-    for (int j = 0; j < group; j++) scores[j * stride + p] = job->k->dot_f32(key, queries + (size_t)j * d, d) * scale;
+  for (int p = 0; p < visible; p += span) {
+    const int n = visible - p < span ? visible - p : span;
+    k->attend_scores(cached_rows(job, cache->keys, g, p, n, widened), n, d, queries, group, 1.0f / sqrtf((float)d), scores + p, stride);
   }
   for (int j = 0; j < group; j++) {
-    float *head = scores + j * stride, maximum = -INFINITY, total = 0;
+    float *head = scores + j * stride, maximum = -INFINITY;
     for (int p = 0; p < visible; p++) maximum = fmaxf(maximum, head[p]);
-    for (int p = 0; p < visible; p++) total += head[p] = expf(head[p] - maximum);
-    for (int p = 0; p < visible; p++) head[p] /= total;
+    const float inverse = 1.0f / k->exp_shifted(head, visible, maximum);
+    for (int p = 0; p < visible; p++) head[p] *= inverse;
   }
   float *results = job->out + ((size_t)t * job->heads + (size_t)g * group) * d;
   memset(results, 0, (size_t)group * d * 4);
-  for (int p = 0; p < visible; p++) {
-    const float *value = cached_row(job, cache->values, g, p, widened);
-    for (int j = 0; j < group; j++) job->k->axpy_f32(scores[j * stride + p], value, results + (size_t)j * d, d);
+  for (int p = 0; p < visible; p += span) {
+    const int n = visible - p < span ? visible - p : span;
+    k->attend_values(cached_rows(job, cache->values, g, p, n, widened), n, d, scores + p, stride, group, results);
   }
 }
 
-/* Per thread: each of a group's heads' scores over the visible positions, then one cached row as floats. */
+/* Per thread: each of a group's heads' scores over the visible positions, then an F16 cache's widened rows. */
 static size_t attention_scratch(const attention_job *job) {
-  return (size_t)(job->heads / job->cache->kv_heads) * (job->start + job->rows) + job->cache->head_dim;
+  return (size_t)(job->heads / job->cache->kv_heads) * (job->start + job->rows) + (size_t)WIDENED_ROWS * job->cache->head_dim;
 }
 
 static void attention_task(void *context, int thread) {
   attention_job *job = context;
   const size_t per_thread = attention_scratch(job);
-  float *scores = job->scratch + (size_t)thread * per_thread, *widened = scores + per_thread - job->cache->head_dim;
+  float *scores = job->scratch + (size_t)thread * per_thread, *widened = scores + per_thread - (size_t)WIDENED_ROWS * job->cache->head_dim;
   const int groups = job->cache->kv_heads;
   for (;;) {
     const int item = atomic_fetch_add(&job->next, 1);
