@@ -12,7 +12,6 @@
 #endif
 #include "calibrate.h"
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include "pool.h"
@@ -59,27 +58,6 @@ static inline __attribute__((always_inline)) void accumulate_tile(sum_tile *tile
     tile->v[a][0] += s[a] * p0;
     tile->v[a][1] += s[a] * p1;
   }
-}
-
-/* Items 0..count-1 handed out from a counter to whichever thread asks (see pool.c on why not a fixed split). */
-typedef void (*item_function)(void *context, int item);
-typedef struct {
-  item_function run;
-  void *context;
-  int count;
-  atomic_int next;
-} parallel_job;
-
-static void parallel_task(void *context, int thread) {
-  (void)thread;
-  parallel_job *job = context;
-  for (int item; (item = atomic_fetch_add(&job->next, 1)) < job->count;) job->run(job->context, item);
-}
-
-static void parallel_for(int count, item_function run, void *context) {
-  parallel_job job = {run, context, count, 0};
-  atomic_init(&job.next, 0);
-  herd_pool_run(parallel_task, &job);
 }
 
 /* ---- GPTQ's Hessian ---- */
@@ -129,7 +107,7 @@ int herd_hessian(const float *x, int rows, int n, double *h) {
   hessian_job job = {x, n, 0, 0, (n + TILE_ROWS - 1) / TILE_ROWS, h};
   for (job.from = 0; job.from < rows; job.from = job.to) {
     job.to = min_int(job.from + HESSIAN_CHUNK, rows);
-    parallel_for(job.blocks, hessian_rows, &job);
+    herd_pool_for(job.blocks, hessian_rows, &job);
   }
   const double factor = 2.0 / (rows > 1 ? rows : 1);
   for (int i = 0; i < n; i++) {
@@ -276,7 +254,7 @@ int herd_awq_clip(const float *w, int out, int cols, const float *x, int x_rows,
   for (int k = 0; k < tokens; k++)
     for (int c = 0; c < cols; c++) inputs[((size_t)(c / group_size) * group_size + c % group_size) * tokens + k] = x[(size_t)k * step * cols + c];
   clip_job job = {w, inputs, out, cols, group_size, cols / group_size, tokens, (out + CLIP_ITEM_ROWS - 1) / CLIP_ITEM_ROWS, bounds};
-  parallel_for(job.groups * job.row_blocks, clip_item, &job);
+  herd_pool_for(job.groups * job.row_blocks, clip_item, &job);
   free(inputs);
   return 1;
 }
@@ -306,7 +284,7 @@ static void pseudo_quantize_rows(void *context, int item) {
 
 void herd_awq_pseudo_quantize(const float *w, int rows, int cols, const float *scales, int group_size, float *out) {
   pseudo_quantize_job job = {w, scales, rows, cols, group_size, out};
-  parallel_for((rows + PSEUDO_QUANTIZE_ITEM_ROWS - 1) / PSEUDO_QUANTIZE_ITEM_ROWS, pseudo_quantize_rows, &job);
+  herd_pool_for((rows + PSEUDO_QUANTIZE_ITEM_ROWS - 1) / PSEUDO_QUANTIZE_ITEM_ROWS, pseudo_quantize_rows, &job);
 }
 
 /* ---- GPTQ's factor: U upper-triangular with H⁻¹ = UᵀU (gptq.ts upperCholeskyOfInverse) ---- */
@@ -411,10 +389,10 @@ static int cholesky(const double *a, int n, double *l, double *panel) {
     job.width = min_int(CHOLESKY_PANEL, n - job.j0);
     for (int k = 0; k < job.j0; k++)
       for (int jj = 0; jj < CHOLESKY_PANEL; jj++) panel[(size_t)k * CHOLESKY_PANEL + jj] = jj < job.width ? l[(size_t)(job.j0 + jj) * n + k] : 0;
-    parallel_for((n - job.j0 + TILE_ROWS - 1) / TILE_ROWS, cholesky_panel_rows, &job);
+    herd_pool_for((n - job.j0 + TILE_ROWS - 1) / TILE_ROWS, cholesky_panel_rows, &job);
     for (int i = job.j0; i < job.j0 + job.width; i++)
       if (!cholesky_finish_row(&job, i)) return 0;
-    parallel_for((n - job.j0 - job.width + TILE_ROWS - 1) / TILE_ROWS, cholesky_finish_rows, &job);
+    herd_pool_for((n - job.j0 - job.width + TILE_ROWS - 1) / TILE_ROWS, cholesky_finish_rows, &job);
   }
   return 1;
 }
@@ -505,13 +483,13 @@ int herd_upper_cholesky_of_inverse(const double *h, int n, double *upper) {
   result = 0;
   if (!cholesky(h, n, first, panel)) goto done;
   inverse_job inverse = {first, second, n};
-  parallel_for((n + INVERSE_LANES - 1) / INVERSE_LANES, lower_inverse_columns, &inverse);
+  herd_pool_for((n + INVERSE_LANES - 1) / INVERSE_LANES, lower_inverse_columns, &inverse);
   /* H⁻¹ = L⁻ᵀ·L⁻¹ into `first` (L is no longer needed). */
   memset(first, 0, size * sizeof(double));
   product_job product = {second, first, n, 0, 0, (n + TILE_ROWS - 1) / TILE_ROWS};
   for (product.from = 0; product.from < n; product.from = product.to) {
     product.to = min_int(product.from + HESSIAN_CHUNK, n);
-    parallel_for(product.blocks, product_rows, &product);
+    herd_pool_for(product.blocks, product_rows, &product);
   }
   for (int i = 0; i < n; i++)
     for (int j = 0; j < i; j++) first[(size_t)j * n + i] = first[(size_t)i * n + j];
@@ -625,6 +603,6 @@ static void gptq_rows(void *context, int item) {
 int herd_gptq_columns(double *wp, int rows, int cols, const double *u, const int32_t *perm, const herd_gptq_options *options,
                       uint8_t *codes, float *scales, uint8_t *zeros) {
   gptq_job job = {wp, u, perm, options, rows, cols, codes, zeros, scales};
-  parallel_for((rows + GPTQ_ITEM_ROWS - 1) / GPTQ_ITEM_ROWS, gptq_rows, &job);
+  herd_pool_for((rows + GPTQ_ITEM_ROWS - 1) / GPTQ_ITEM_ROWS, gptq_rows, &job);
   return 1;
 }

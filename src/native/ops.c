@@ -323,21 +323,19 @@ static void swiglu_span(const float *gate, const float *up, float *out, size_t f
   for (size_t i = first; i < last; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
-/* Values a pool chunk of SwiGLU takes; a decode step's 8,192 stay on the calling thread. */
+/* Values a pool item of SwiGLU takes; a decode step's 8,192 stay on the calling thread. */
 #define SWIGLU_CHUNK 16384
 
 typedef struct {
   const float *gate, *up;
   float *out;
   size_t n;
-  atomic_size_t next_chunk;
 } swiglu_job;
 
-static void swiglu_task(void *context, int thread) {
-  (void)thread;
-  swiglu_job *job = context;
-  for (size_t first; (first = atomic_fetch_add(&job->next_chunk, 1) * SWIGLU_CHUNK) < job->n;)
-    swiglu_span(job->gate, job->up, job->out, first, first + SWIGLU_CHUNK < job->n ? first + SWIGLU_CHUNK : job->n);
+static void swiglu_item(void *context, int item) {
+  const swiglu_job *job = context;
+  const size_t first = (size_t)item * SWIGLU_CHUNK;
+  swiglu_span(job->gate, job->up, job->out, first, first + SWIGLU_CHUNK < job->n ? first + SWIGLU_CHUNK : job->n);
 }
 
 /* Elementwise, so sharing it out changes no value; a prompt's (tokens × 8,192) is worth the pool. */
@@ -347,8 +345,7 @@ void herd_swiglu(const float *gate, const float *up, float *out, size_t n) {
     return;
   }
   swiglu_job job = {.gate = gate, .up = up, .out = out, .n = n};
-  atomic_init(&job.next_chunk, 0);
-  herd_pool_run(swiglu_task, &job);
+  herd_pool_for((int)((n + SWIGLU_CHUNK - 1) / SWIGLU_CHUNK), swiglu_item, &job);
 }
 
 void herd_add(const float *a, const float *b, float *out, size_t n) {

@@ -125,3 +125,23 @@ void herd_pool_run(herd_task task, void *context) {
   atomic_store(&pool.closed, 1);
   wait_for_workers_inside();
 }
+
+typedef struct {
+  herd_item run;
+  void *context;
+  int count;
+  atomic_int next;
+} item_job;
+
+static void item_task(void *context, int thread) {
+  (void)thread;
+  item_job *job = context;
+  for (int item; (item = atomic_fetch_add(&job->next, 1)) < job->count;) job->run(job->context, item);
+}
+
+/* Items from a counter rather than a fixed split: a descheduled thread costs its item, not a share. */
+void herd_pool_for(int count, herd_item run, void *context) {
+  item_job job = {run, context, count, 0};
+  atomic_init(&job.next, 0);
+  herd_pool_run(item_task, &job);
+}
