@@ -32,6 +32,7 @@ export const SLOW_SUITES = [
   'test/native-kernels.test.ts', // 24 s in the idle run of 2026-12-02: every kernel (18 formats, repacked layouts) × 4 ISA paths × 1 and 3 threads
   'test/native-model.test.ts', // 55 s: the fixtures on the native backend, and CLI processes with it switched off
   'test/native-calibrate.test.ts', // 36 s at load 9 (19 s of CPU): a whole AWQ layer on both paths, herd quantize with the addon on and off
+  'test/quant-algorithms.test.ts', // 36 s in .ci/run's fast tier of 2026-12-02 at load ~2: AWQ's lone-linear groups now run each candidate through the layer runner's backend
   'test/kv-cache.test.ts', // 51 s
   'test/prompt.test.ts', // 114 s: a CLI process per case
   'test/remote-serve.test.ts', // 79 s: herd serve in a child process, the tiny model loaded twice
