@@ -645,15 +645,27 @@ static inline ivec broadcast4(const int8_t *x) {
   return VEC(set1_epi32)(four);
 }
 
-/* One half of a group × T tokens: each block's codes unpacked once for the tile, each token's block summed in int32 lanes, then scaled. */
-static ALWAYS_INLINE void tile_r16(const uint8_t *group, int half, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
+/* A tile's accumulators into y: token t's lanes of half first_half + h. */
+#define STORE_HALVES(acc, H, T)          \
+  for (int h = 0; h < H; h++)            \
+    for (int t = 0; t < T; t++) r16_store(y + (size_t)t * y_stride + R16_LANES * (first_half + h), acc[h][t])
+
+/*
+ * H halves of a group from first_half on × T tokens: each block's codes unpacked once for the tile,
+ * each token's block summed in int32 lanes, then scaled. One token takes both halves of a 256-bit
+ * path in one pass (H = 2), so that every cache line is used whole as it arrives from memory.
+ */
+static ALWAYS_INLINE void tile_r16(const uint8_t *group, int first_half, const int H, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
   const int nb = cols / QK;
-  fvec acc[R16_TOKENS];
-  for (int t = 0; t < T; t++) acc[t] = fzero();
+  fvec acc[R16_HALVES][R16_TOKENS];
+  for (int h = 0; h < H; h++)
+    for (int t = 0; t < T; t++) acc[h][t] = fzero();
   for (int b = 0; b < nb; b++) {
     const uint8_t *block = group + (size_t)b * R16_BLOCK_BYTES;
     /* The block four ahead (its 288 bytes are five cache lines): decode reads the weights once, from memory. */
     for (int line = 0; line < 5; line++) _mm_prefetch((const char *)block + 4 * R16_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
+    for (int h = 0; h < H; h++) {
+    const int half = first_half + h;
     const fvec d = r16_scales(block, half);
     ivec low[4], high[4];
     for (int j = 0; j < 4; j++) {
@@ -670,13 +682,17 @@ static ALWAYS_INLINE void tile_r16(const uint8_t *group, int half, const quantiz
         sum = dpbusd(sum, low[j], broadcast4(codes + 4 * j));
         sum = dpbusd(sum, high[j], broadcast4(codes + 16 + 4 * j));
       }
-      acc[t] = fmadd(to_float(sum), VEC(mul_ps)(d, fbroadcast(x->scales[at])), acc[t]);
+      acc[h][t] = fmadd(to_float(sum), VEC(mul_ps)(d, fbroadcast(x->scales[at])), acc[h][t]);
+    }
     }
   }
-  for (int t = 0; t < T; t++) r16_store(y + (size_t)t * y_stride + R16_LANES * half, acc[t]);
+  STORE_HALVES(acc, H, T);
 }
 
-/* Tokens in tiles of up to TOKENS (TILE's T a compile-time constant), each group of rows in halves as the vector width takes it. */
+/*
+ * Tokens in tiles of up to TOKENS (TILE's H and T compile-time constants), each group of rows in
+ * halves as the vector width takes it; one token takes all halves at once.
+ */
 #define GROUP_LOOPS(TILE, TOKENS, scale_block, sum_group)                                                                                \
   const int grouped = rows / REPACK_ROWS * REPACK_ROWS;                                                                          \
   for (int g = 0; g < grouped; g += REPACK_ROWS) {                                                                               \
@@ -686,23 +702,26 @@ static ALWAYS_INLINE void tile_r16(const uint8_t *group, int half, const quantiz
       const quantized_row xt = {.codes = x->codes + (size_t)t0 * cols, .scales = x->scales + (size_t)t0 * (cols / scale_block), \
                                 .sums = x->sums + (size_t)t0 * (cols / sum_group)};                                              \
       float *yt = y + (size_t)t0 * y_stride + g;                                                                                 \
+      if (tn == 1) {                                                                                                             \
+        TILE(0, R16_HALVES, 1);                                                                                                  \
+        continue;                                                                                                                \
+      }                                                                                                                          \
       for (int half = 0; half < R16_HALVES; half++) {                                                                            \
         switch (tn) {                                                                                                            \
-          case 1: TILE(1); break;                                                                                                \
-          case 2: TILE(2 < TOKENS ? 2 : TOKENS); break;                                                                          \
-          case 3: TILE(3 < TOKENS ? 3 : TOKENS); break;                                                                          \
-          case 4: TILE(4 < TOKENS ? 4 : TOKENS); break;                                                                          \
-          case 5: TILE(5 < TOKENS ? 5 : TOKENS); break;                                                                          \
-          case 6: TILE(6 < TOKENS ? 6 : TOKENS); break;                                                                          \
-          case 7: TILE(7 < TOKENS ? 7 : TOKENS); break;                                                                          \
-          default: TILE(TOKENS); break;                                                                                          \
+          case 2: TILE(half, 1, 2 < TOKENS ? 2 : TOKENS); break;                                                                 \
+          case 3: TILE(half, 1, 3 < TOKENS ? 3 : TOKENS); break;                                                                 \
+          case 4: TILE(half, 1, 4 < TOKENS ? 4 : TOKENS); break;                                                                 \
+          case 5: TILE(half, 1, 5 < TOKENS ? 5 : TOKENS); break;                                                                 \
+          case 6: TILE(half, 1, 6 < TOKENS ? 6 : TOKENS); break;                                                                 \
+          case 7: TILE(half, 1, 7 < TOKENS ? 7 : TOKENS); break;                                                                 \
+          default: TILE(half, 1, TOKENS); break;                                                                                 \
         }                                                                                                                        \
       }                                                                                                                          \
     }                                                                                                                            \
   }
 
 static void gemm_q4_0_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-#define TILE(T) tile_r16(group, half, &xt, cols, yt, y_stride, T)
+#define TILE(HALF, H, T) tile_r16(group, HALF, H, &xt, cols, yt, y_stride, T)
   GROUP_LOOPS(TILE, R16_TOKENS, QK, QK)
 #undef TILE
   /* Rows past the last whole group are stored as they were. */
@@ -733,12 +752,15 @@ static inline ivec ixor(ivec a, ivec b) { return _mm256_xor_si256(a, b); }
 /* Two int16 values in every int32 lane (the activation sums a pair of minimums multiplies). */
 static inline ivec broadcast_pair(int32_t low, int32_t high) { return iset1((int32_t)((uint32_t)(uint16_t)low | (uint32_t)high << 16)); }
 
-static ALWAYS_INLINE void tile_k16(const uint8_t *group, int half, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
+static ALWAYS_INLINE void tile_k16(const uint8_t *group, int first_half, const int H, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
   const int nb = cols / QK_K;
-  fvec acc[K16_TOKENS];
-  for (int t = 0; t < T; t++) acc[t] = fzero();
+  fvec acc[R16_HALVES][K16_TOKENS];
+  for (int h = 0; h < H; h++)
+    for (int t = 0; t < T; t++) acc[h][t] = fzero();
   for (int b = 0; b < nb; b++) {
     const uint8_t *block = group + (size_t)b * K16_BLOCK_BYTES;
+    for (int h = 0; h < H; h++) {
+    const int half = first_half + h;
     const fvec d = k16_halves(block + K16_D, half), dmin = k16_halves(block + K16_DMIN, half);
     /* herd_q4k_scales_mins on every lane at once: the sub-blocks' scales (bytes of sc[0..1]) and minimums (m[0..1]). */
     const ivec u0 = r16_bytes(block + K16_SCALES(0, 0) + 32 * half), u1 = r16_bytes(block + K16_SCALES(1, 0) + 32 * half),
@@ -755,7 +777,8 @@ static ALWAYS_INLINE void tile_k16(const uint8_t *group, int half, const quantiz
     for (int t = 0; t < T; t++) blocks[t] = fzero();
     for (int j = 0; j < 8; j++) {
       /* A super-block of 16 rows is 36 cache lines: the one after next comes in five lines per sub-block (decode reads weights once, from memory). */
-      for (int line = 5 * j; line < 5 * j + 5; line++) _mm_prefetch((const char *)block + 2 * K16_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
+      if (h == 0)
+        for (int line = 5 * j; line < 5 * j + 5; line++) _mm_prefetch((const char *)block + 2 * K16_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
       ivec codes[8];
       for (int c = 0; c < 8; c++) {
         const ivec bytes = r16_bytes(block + K16_CHUNK(j / 2, c, 0) + 32 * half);
@@ -776,15 +799,16 @@ static ALWAYS_INLINE void tile_k16(const uint8_t *group, int half, const quantiz
         minsum = dpwssd(minsum, mins[2 * k + 1], broadcast_pair(xs[4 * k + 1], xs[4 * k + 3]));
       }
       const fvec xd = fbroadcast(x->scales[(size_t)t * nb + b]);
-      acc[t] = fmadd(blocks[t], xd, acc[t]);
-      acc[t] = VEC(fnmadd_ps)(to_float(minsum), VEC(mul_ps)(dmin, xd), acc[t]);
+      acc[h][t] = fmadd(blocks[t], xd, acc[h][t]);
+      acc[h][t] = VEC(fnmadd_ps)(to_float(minsum), VEC(mul_ps)(dmin, xd), acc[h][t]);
+    }
     }
   }
-  for (int t = 0; t < T; t++) r16_store(y + (size_t)t * y_stride + R16_LANES * half, acc[t]);
+  STORE_HALVES(acc, H, T);
 }
 
 static void gemm_q4_k_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-#define TILE(T) tile_k16(group, half, &xt, cols, yt, y_stride, T)
+#define TILE(HALF, H, T) tile_k16(group, HALF, H, &xt, cols, yt, y_stride, T)
   GROUP_LOOPS(TILE, K16_TOKENS, QK_K, QK)
 #undef TILE
   if (grouped < rows) gemm_q4_k(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
@@ -796,12 +820,15 @@ static void gemm_q4_k_r16(const uint8_t *w, size_t row_bytes, int rows, const qu
  * the activation sums of 16, in vpdpwssd); the scales multiply in integers, exactly as the scalar
  * path's.
  */
-static ALWAYS_INLINE void tile_q6r(const uint8_t *group, int half, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
+static ALWAYS_INLINE void tile_q6r(const uint8_t *group, int first_half, const int H, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
   const int nb = cols / QK_K;
-  fvec acc[K16_TOKENS];
-  for (int t = 0; t < T; t++) acc[t] = fzero();
+  fvec acc[R16_HALVES][K16_TOKENS];
+  for (int h = 0; h < H; h++)
+    for (int t = 0; t < T; t++) acc[h][t] = fzero();
   for (int b = 0; b < nb; b++) {
     const uint8_t *block = group + (size_t)b * Q6R_BLOCK_BYTES;
+    for (int hh = 0; hh < H; hh++) {
+    const int half = first_half + hh;
     const fvec d = k16_halves(block + Q6R_D, half);
     ivec scale[16], pairs[8];
     for (int k = 0; k < 4; k++) {
@@ -823,7 +850,8 @@ static ALWAYS_INLINE void tile_q6r(const uint8_t *group, int half, const quantiz
     }
     for (int h = 0; h < 2; h++) {
       /* The next block (3,360 bytes, 52.5 lines), half of it per half: one block ahead measured faster from memory than two or four (docs/performance.md). */
-      for (int line = 0; line < 26; line++) _mm_prefetch((const char *)block + Q6R_BLOCK_BYTES + 64 * (26 * h + line), _MM_HINT_T0);
+      if (hh == 0)
+        for (int line = 0; line < 26; line++) _mm_prefetch((const char *)block + Q6R_BLOCK_BYTES + 64 * (26 * h + line), _MM_HINT_T0);
       for (int i = 0; i < 4; i++) {
         ivec codes[8];
         for (int c = 0; c < 8; c++) {
@@ -842,13 +870,14 @@ static ALWAYS_INLINE void tile_q6r(const uint8_t *group, int half, const quantiz
         }
       }
     }
-    for (int t = 0; t < T; t++) acc[t] = fmadd(to_float(sums[t]), VEC(mul_ps)(d, fbroadcast(x->scales[(size_t)t * nb + b])), acc[t]);
+    for (int t = 0; t < T; t++) acc[hh][t] = fmadd(to_float(sums[t]), VEC(mul_ps)(d, fbroadcast(x->scales[(size_t)t * nb + b])), acc[hh][t]);
+    }
   }
-  for (int t = 0; t < T; t++) r16_store(y + (size_t)t * y_stride + R16_LANES * half, acc[t]);
+  STORE_HALVES(acc, H, T);
 }
 
 static void gemm_q6_k_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-#define TILE(T) tile_q6r(group, half, &xt, cols, yt, y_stride, T)
+#define TILE(HALF, H, T) tile_q6r(group, HALF, H, &xt, cols, yt, y_stride, T)
   GROUP_LOOPS(TILE, K16_TOKENS, QK_K, KQ_GROUP)
 #undef TILE
   if (grouped < rows) {
@@ -862,10 +891,16 @@ static void gemm_q6_k_r16(const uint8_t *w, size_t row_bytes, int rows, const qu
 /*
  * Repacked Q8_0 (repack.h): per block, eight vectors of four codes of each row (signed codes made
  * unsigned, q + Q8_0_OFFSET, where vpdpbusd takes them; AVX2 keeps the |w|, sign(x, w) form of
- * q0_product), each serving the tile's tokens; one int32 lane per row, as for Q4_0. No software
- * prefetch: the hardware prefetcher follows this one stream, and prefetching 2, 4 or 8 blocks ahead
- * measured 10–30 % slower from memory (docs/performance.md).
+ * q0_product), each serving the tile's tokens; one int32 lane per row, as for Q4_0. Software
+ * prefetch on the 256-bit paths only: on Zen 4's AVX-512 path the hardware prefetcher follows this
+ * one stream, and prefetching 2, 4 or 8 blocks ahead measured 10–30 % slower from memory; on Zen
+ * 3's AVX2 path two blocks ahead made decode's products 1.3× faster (docs/performance.md).
  */
+#if HERD_PATH == HERD_AVX512
+#define Q8R_PREFETCH_BLOCKS 0
+#else
+#define Q8R_PREFETCH_BLOCKS 2
+#endif
 static inline ivec q8r_codes(const uint8_t *p) {
 #if Q8_0_OFFSET
   return ixor(r16_bytes(p), VEC(set1_epi8)((char)0x80));
@@ -874,12 +909,18 @@ static inline ivec q8r_codes(const uint8_t *p) {
 #endif
 }
 
-static ALWAYS_INLINE void tile_q8r(const uint8_t *group, int half, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
+static ALWAYS_INLINE void tile_q8r(const uint8_t *group, int first_half, const int H, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
   const int nb = cols / QK;
-  fvec acc[R16_TOKENS];
-  for (int t = 0; t < T; t++) acc[t] = fzero();
+  fvec acc[R16_HALVES][R16_TOKENS];
+  for (int h = 0; h < H; h++)
+    for (int t = 0; t < T; t++) acc[h][t] = fzero();
   for (int b = 0; b < nb; b++) {
     const uint8_t *block = group + (size_t)b * Q8R_BLOCK_BYTES;
+#if Q8R_PREFETCH_BLOCKS
+    for (int line = 0; line < 9; line++) _mm_prefetch((const char *)block + Q8R_PREFETCH_BLOCKS * Q8R_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
+#endif
+    for (int h = 0; h < H; h++) {
+    const int half = first_half + h;
     const fvec d = r16_scales(block, half);
     ivec codes[8];
     for (int j = 0; j < 8; j++) codes[j] = q8r_codes(block + R16_CHUNK(j, 0) + 32 * half);
@@ -888,14 +929,15 @@ static ALWAYS_INLINE void tile_q8r(const uint8_t *group, int half, const quantiz
       const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK;
       ivec sum = iset1(-Q8_0_OFFSET * x->sums[at]);
       for (int j = 0; j < 8; j++) sum = q0_product(sum, codes[j], broadcast4(xc + 4 * j), FMT_Q8_0);
-      acc[t] = fmadd(to_float(sum), VEC(mul_ps)(d, fbroadcast(x->scales[at])), acc[t]);
+      acc[h][t] = fmadd(to_float(sum), VEC(mul_ps)(d, fbroadcast(x->scales[at])), acc[h][t]);
+    }
     }
   }
-  for (int t = 0; t < T; t++) r16_store(y + (size_t)t * y_stride + R16_LANES * half, acc[t]);
+  STORE_HALVES(acc, H, T);
 }
 
 static void gemm_q8_0_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-#define TILE(T) tile_q8r(group, half, &xt, cols, yt, y_stride, T)
+#define TILE(HALF, H, T) tile_q8r(group, HALF, H, &xt, cols, yt, y_stride, T)
   GROUP_LOOPS(TILE, R16_TOKENS, QK, QK)
 #undef TILE
   if (grouped < rows) gemm_q8_0(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
