@@ -303,6 +303,17 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     addon.swiglu(gate, up, out);
     expectWithin(out, [...gate].map((g, i) => (g / (1 + Math.exp(-g))) * up[i]!), () => 1e-5);
   });
+
+  // The vector paths' exp leaves its fast branch where 2^n under- or overflows (|g| past 126·ln 2):
+  // silu is then g or 0, never NaN; relative tolerance, as the values span 14 orders of magnitude.
+  test('SwiGLU at gates whose exp under- or overflows', () => {
+    const gate = Float32Array.from([-1000, -150, -100, -88, -87, -40, -1e-3, 0, 1e-3, 40, 87, 88, 100, 150, 1000, 3.5, -3.5]);
+    const up = Float32Array.from(gate, (_, i) => 0.5 + i / 8);
+    const out = new Float32Array(gate.length);
+    addon.swiglu(gate, up, out);
+    const expected = [...gate].map((g, i) => (g / (1 + Math.exp(-g))) * up[i]!);
+    expectWithin(out, expected, (i) => 1e-6 * Math.abs(expected[i]!) + 1e-37);
+  });
 });
 
 test('every path and thread count computes the same linear products (within float rounding of the scalar path)', () => {

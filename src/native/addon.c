@@ -321,7 +321,8 @@ static napi_value elementwise(napi_env env, napi_callback_info info, void (*op)(
   op(a.data, b.data, out.data, a.length);
   return NULL;
 }
-static napi_value swiglu(napi_env env, napi_callback_info info) { return elementwise(env, info, herd_swiglu); }
+static void chosen_swiglu(const float *gate, const float *up, float *out, size_t n) { herd_swiglu(chosen.kernels, gate, up, out, n); }
+static napi_value swiglu(napi_env env, napi_callback_info info) { return elementwise(env, info, chosen_swiglu); }
 static napi_value add(napi_env env, napi_callback_info info) { return elementwise(env, info, herd_add); }
 
 /*

@@ -88,6 +88,7 @@ static const herd_kernels *kernels_of(const char *name) {
   FROM_SCALAR(attend_scores);
   FROM_SCALAR(exp_shifted);
   FROM_SCALAR(attend_values);
+  FROM_SCALAR(swiglu);
   /* The other gemm_* stay NULL where a path has none: ops.c then calls the path's own dot kernels row by row. */
   return &completed;
 }

@@ -96,6 +96,8 @@ typedef struct {
   float (*exp_shifted)(float *x, int n, float shift);
   /* out[j·d + i] += Σ_p weights[j·stride + p] · values[p·d + i] for the `heads` heads together. */
   void (*attend_values)(const float *values, int n, int d, const float *weights, size_t stride, int heads, float *out);
+  /* out[i] = silu(gate[i]) · up[i] over [first, last). */
+  void (*swiglu)(const float *gate, const float *up, float *out, size_t first, size_t last);
 } herd_kernels;
 
 extern const herd_kernels herd_kernels_scalar;

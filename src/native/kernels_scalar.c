@@ -138,6 +138,10 @@ static float exp_shifted(float *x, int n, float shift) {
   return total;
 }
 
+static void swiglu(const float *gate, const float *up, float *out, size_t first, size_t last) {
+  for (size_t i = first; i < last; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
 static void attend_values(const float *values, int n, int d, const float *weights, size_t stride, int heads, float *out) {
   for (int p = 0; p < n; p++)
     for (int j = 0; j < heads; j++) axpy_f32(weights[j * stride + p], values + (size_t)p * d, out + (size_t)j * d, d);
@@ -170,4 +174,5 @@ const herd_kernels herd_kernels_scalar = {
     .attend_scores = attend_scores,
     .exp_shifted = exp_shifted,
     .attend_values = attend_values,
+    .swiglu = swiglu,
 };

@@ -1019,6 +1019,17 @@ static float exp_shifted(float *x, int n, float shift) {
   return total;
 }
 
+/* silu(g) · u = g · u / (1 + exp(−g)), eight at a time with exp8 (expf a value cost about 15 ns). */
+static void swiglu(const float *gate, const float *up, float *out, size_t first, size_t last) {
+  size_t i = first;
+  for (; i + 8 <= last; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    _mm256_storeu_ps(out + i, _mm256_div_ps(_mm256_mul_ps(g, _mm256_loadu_ps(up + i)), _mm256_add_ps(_mm256_set1_ps(1), e)));
+  }
+  for (; i < last; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
 /* Columns [c, c + 8·V) of H heads' weighted sums over all n rows: each value vector is loaded once for the H heads. */
 static ALWAYS_INLINE void values_columns(const float *values, int n, int d, const float *weights, size_t stride, float *out, int c, const int H, const int V) {
   __m256 acc[4][2];
@@ -1090,5 +1101,6 @@ const herd_kernels HERD_TABLE = {
     .attend_scores = attend_scores,
     .exp_shifted = exp_shifted,
     .attend_values = attend_values,
+    .swiglu = swiglu,
 };
 #endif

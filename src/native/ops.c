@@ -319,14 +319,11 @@ void herd_rope(float *x, const float *cos, const float *sin, int rows, int heads
   }
 }
 
-static void swiglu_span(const float *gate, const float *up, float *out, size_t first, size_t last) {
-  for (size_t i = first; i < last; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
-}
-
 /* Values a pool item of SwiGLU takes; a decode step's 8,192 stay on the calling thread. */
 #define SWIGLU_CHUNK 16384
 
 typedef struct {
+  const herd_kernels *k;
   const float *gate, *up;
   float *out;
   size_t n;
@@ -335,16 +332,16 @@ typedef struct {
 static void swiglu_item(void *context, int item) {
   const swiglu_job *job = context;
   const size_t first = (size_t)item * SWIGLU_CHUNK;
-  swiglu_span(job->gate, job->up, job->out, first, first + SWIGLU_CHUNK < job->n ? first + SWIGLU_CHUNK : job->n);
+  job->k->swiglu(job->gate, job->up, job->out, first, first + SWIGLU_CHUNK < job->n ? first + SWIGLU_CHUNK : job->n);
 }
 
 /* Elementwise, so sharing it out changes no value; a prompt's (tokens × 8,192) is worth the pool. */
-void herd_swiglu(const float *gate, const float *up, float *out, size_t n) {
+void herd_swiglu(const herd_kernels *k, const float *gate, const float *up, float *out, size_t n) {
   if (n <= SWIGLU_CHUNK) {
-    swiglu_span(gate, up, out, 0, n);
+    k->swiglu(gate, up, out, 0, n);
     return;
   }
-  swiglu_job job = {.gate = gate, .up = up, .out = out, .n = n};
+  swiglu_job job = {.k = k, .gate = gate, .up = up, .out = out, .n = n};
   herd_pool_for((int)((n + SWIGLU_CHUNK - 1) / SWIGLU_CHUNK), swiglu_item, &job);
 }
 

@@ -24,7 +24,7 @@ void herd_quantize_q8_k16(const float *x, int cols, int8_t *codes, float *scales
 
 void herd_rmsnorm(const float *x, const float *w, float *y, int dim, int rows, float eps);
 void herd_rope(float *x, const float *cos, const float *sin, int rows, int heads, int head_dim);
-void herd_swiglu(const float *gate, const float *up, float *out, size_t n);
+void herd_swiglu(const herd_kernels *k, const float *gate, const float *up, float *out, size_t n);
 void herd_add(const float *a, const float *b, float *out, size_t n);
 
 /* One layer's keys or values: [kv_heads, capacity, head_dim] as float32 (f16 = 0) or IEEE half (f16 = 1). */
