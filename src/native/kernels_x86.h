@@ -465,23 +465,31 @@ static void gemm_q4_k(const uint8_t *w, size_t row_bytes, int rows, const quanti
 
 /*
  * F32 rows × many tokens (prefill on float checkpoints; AWQ's block outputs, which run every
- * grid ratio's candidate weights at float32).
+ * grid ratio's candidate weights at float32), BLIS-style outer products on both widths. Each
+ * group of F32_GROUP_ROWS weight rows is packed, F32_KC columns at a time, into panels of one
+ * vector's rows, [panel][column][lanes] (lanes × lanes blocks transposed in registers), and every
+ * tile of F32_NR tokens runs over the packed block: each column is F32_PANELS weight vectors and
+ * F32_NR broadcast activations into F32_PANELS × F32_NR accumulators, so there is no horizontal
+ * sum, a tile's outputs for a token are whole vectors of y, and the packed block stays in L1/L2
+ * while all the tokens pass. Packing is one pass over the weights per call, amortised over its
+ * tokens (ops.c calls this with 64 rows and every token). AVX-512: 4 panels of 16 × 6 tokens (24
+ * of 32 registers; 2 panels × 12 tokens measured 10–20 % slower, likely because 12 activation rows
+ * 8 or 32 KB apart share L1 sets; 3 × 8 spills registers). 256-bit paths: 2 panels of 8 × 6 tokens
+ * (12 accumulators, 2 weight vectors and a broadcast of 16 registers), BLIS's Haswell kernel shape,
+ * over 512 columns (a 32 KB packed block; 128 and 256 measured slower with 8,192-column rows);
+ * the dot-product tiles they had (4 rows × 3 tokens, a horizontal sum each) read 7 vectors per 12
+ * FMAs from L2 and reached about 40 % of the FMA pipes on Zen 3.
  */
 #if HERD_PATH == HERD_AVX512
-/*
- * AVX-512: BLIS-style outer products. Each group of 64 weight rows is packed, F32_KC columns at a
- * time, into four panels of 16 rows, [panel][column][16] (16 × 16 blocks transposed in
- * registers), and every tile of 6 tokens runs over the packed block: each column is four weight
- * vectors and 6 broadcast activations into 24 accumulators, so there is no horizontal sum, a
- * tile's outputs for a token are four vectors of y, and the 32 KB block stays in L1/L2 while all
- * the tokens pass. Packing is one pass over the weights per call, amortised over its tokens
- * (ops.c calls this with 64 rows and every token). 2 panels × 12 tokens measured 10–20 % slower
- * (likely because 12 activation rows 8 or 32 KB apart share L1 sets); 3 × 8 spills registers.
- */
-enum { F32_PANEL = 16, F32_PANELS = 4, F32_GROUP_ROWS = F32_PANEL * F32_PANELS, F32_NR = 6, F32_KC = 128 };
+enum { F32_PANEL = 16, F32_PANELS = 4, F32_KC = 128 };
+#else
+enum { F32_PANEL = 8, F32_PANELS = 2, F32_KC = 512 };
+#endif
+enum { F32_GROUP_ROWS = F32_PANEL * F32_PANELS, F32_NR = 6 };
 
+#if HERD_PATH == HERD_AVX512
 /* 16 rows of 16 floats transposed in registers: r[i] lane j becomes r[j] lane i. */
-static inline void transpose16(__m512 r[16]) {
+static inline void transpose_panel(__m512 r[16]) {
   __m512 t[16];
   for (int i = 0; i < 8; i++) {
     t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
@@ -504,8 +512,28 @@ static inline void transpose16(__m512 r[16]) {
     r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
   }
 }
+#else
+/* 8 rows of 8 floats transposed in registers: r[i] lane j becomes r[j] lane i. */
+static inline void transpose_panel(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; i++) {
+    u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int j = 0; j < 4; j++) {
+    r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+    r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+  }
+}
+#endif
 
-/* packed[p][c][16] = w[16p + i][c0 + c] for the group's rows (zeros past `rows`), c < kc. */
+/* packed[p][c][lanes] = w[lanes·p + i][c0 + c] for the group's rows (zeros past `rows`), c < kc. */
 static void f32_pack(const float *w, int rows, int cols, int c0, int kc, float *packed) {
   for (int p = 0; p < F32_PANELS; p++) {
     const int first = p * F32_PANEL;
@@ -513,10 +541,10 @@ static void f32_pack(const float *w, int rows, int cols, int c0, int kc, float *
     int c = 0;
     if (first + F32_PANEL <= rows) {
       for (; c + F32_PANEL <= kc; c += F32_PANEL) {
-        __m512 r[F32_PANEL];
-        for (int i = 0; i < F32_PANEL; i++) r[i] = _mm512_loadu_ps(w + (size_t)(first + i) * cols + c0 + c);
-        transpose16(r);
-        for (int j = 0; j < F32_PANEL; j++) _mm512_storeu_ps(out + (size_t)(c + j) * F32_PANEL, r[j]);
+        fvec r[F32_PANEL];
+        for (int i = 0; i < F32_PANEL; i++) r[i] = VEC(loadu_ps)(w + (size_t)(first + i) * cols + c0 + c);
+        transpose_panel(r);
+        for (int j = 0; j < F32_PANEL; j++) VEC(storeu_ps)(out + (size_t)(c + j) * F32_PANEL, r[j]);
       }
     }
     for (; c < kc; c++)
@@ -524,29 +552,34 @@ static void f32_pack(const float *w, int rows, int cols, int c0, int kc, float *
   }
 }
 
-/* y[t·y_stride + r] (+)= Σ_{c<kc} packed[r][c]·x[t][c] for r < rows ≤ 64, t < tokens ≤ 6; missing tokens repeat the first (not stored). */
+/* y[t·y_stride + r] (+)= Σ_{c<kc} packed[r][c]·x[t][c] for r < rows ≤ F32_GROUP_ROWS, t < tokens ≤ F32_NR; missing tokens repeat the first (not stored). */
 static void f32_micro(const float *packed, int kc, const float *x, int cols, int tokens, float *y, int y_stride, int rows, int accumulate) {
   const float *xt[F32_NR];
   for (int b = 0; b < F32_NR; b++) xt[b] = x + (size_t)(b < tokens ? b : 0) * cols;
-  __m512 acc[F32_PANELS][F32_NR];
+  fvec acc[F32_PANELS][F32_NR];
   for (int a = 0; a < F32_PANELS; a++)
-    for (int b = 0; b < F32_NR; b++) acc[a][b] = _mm512_setzero_ps();
+    for (int b = 0; b < F32_NR; b++) acc[a][b] = fzero();
   for (int c = 0; c < kc; c++) {
-    __m512 wv[F32_PANELS];
-    for (int a = 0; a < F32_PANELS; a++) wv[a] = _mm512_loadu_ps(packed + ((size_t)a * kc + c) * F32_PANEL);
+    fvec wv[F32_PANELS];
+    for (int a = 0; a < F32_PANELS; a++) wv[a] = VEC(loadu_ps)(packed + ((size_t)a * kc + c) * F32_PANEL);
     for (int b = 0; b < F32_NR; b++) {
-      const __m512 xb = _mm512_set1_ps(xt[b][c]);
-      for (int a = 0; a < F32_PANELS; a++) acc[a][b] = _mm512_fmadd_ps(wv[a], xb, acc[a][b]);
+      const fvec xb = fbroadcast(xt[b][c]);
+      for (int a = 0; a < F32_PANELS; a++) acc[a][b] = fmadd(wv[a], xb, acc[a][b]);
     }
   }
   for (int a = 0; a < F32_PANELS; a++) {
     const int panel_rows = rows - a * F32_PANEL;
     if (panel_rows <= 0) break;
-    const __mmask16 valid = panel_rows >= F32_PANEL ? 0xFFFF : (__mmask16)((1u << panel_rows) - 1);
     for (int b = 0; b < tokens; b++) {
       float *out = y + (size_t)b * y_stride + a * F32_PANEL;
-      const __m512 sum = accumulate ? _mm512_add_ps(acc[a][b], _mm512_maskz_loadu_ps(valid, out)) : acc[a][b];
-      _mm512_mask_storeu_ps(out, valid, sum);
+      if (panel_rows >= F32_PANEL) {
+        VEC(storeu_ps)(out, accumulate ? VEC(add_ps)(acc[a][b], VEC(loadu_ps)(out)) : acc[a][b]);
+        continue;
+      }
+      /* A last, partial panel: only its rows are y's. */
+      float lanes[F32_PANEL];
+      VEC(storeu_ps)(lanes, acc[a][b]);
+      for (int i = 0; i < panel_rows; i++) out[i] = accumulate ? out[i] + lanes[i] : lanes[i];
     }
   }
 }
@@ -563,62 +596,6 @@ static void gemm_f32(const float *w, int rows, const float *x, int tokens, int c
     }
   }
 }
-
-#else
-/*
- * The 256-bit paths: tiles of 4 rows × 3 tokens (12 accumulators in 16 registers), so each weight
- * and activation vector loaded feeds 3 or 4 FMAs, over blocks of F32_DEPTH columns and of
- * F32_BLOCK_TOKENS tokens (their columns stay in L2 while the rows pass). Each block of columns
- * adds its partial sum to y. The blocks are deep (2,048 columns: a 1B layer's whole row) because
- * every tile ends in one horizontal sum per accumulator; at 512 columns those sums cost about a
- * quarter of the FMAs' time.
- */
-enum { F32_LANES = 8, F32_TILE_ROWS = 4, F32_TILE_TOKENS = 3, F32_DEPTH = 2048, F32_BLOCK_TOKENS = 48 };
-
-/* y[t·y_stride + r] (+)= Σ_{c<depth} w[r][c]·x[t][c] for r < rows ≤ 4, t < tokens ≤ 3; missing rows and tokens repeat the first (not stored). */
-static void f32_tile(const float *w, const float *x, int cols, int depth, int rows, int tokens, float *y, int y_stride, int accumulate) {
-  const float *wr[F32_TILE_ROWS], *xt[F32_TILE_TOKENS];
-  for (int a = 0; a < F32_TILE_ROWS; a++) wr[a] = w + (size_t)(a < rows ? a : 0) * cols;
-  for (int b = 0; b < F32_TILE_TOKENS; b++) xt[b] = x + (size_t)(b < tokens ? b : 0) * cols;
-  __m256 acc[F32_TILE_ROWS][F32_TILE_TOKENS];
-  for (int a = 0; a < F32_TILE_ROWS; a++)
-    for (int b = 0; b < F32_TILE_TOKENS; b++) acc[a][b] = _mm256_setzero_ps();
-  int c = 0;
-  for (; c + F32_LANES <= depth; c += F32_LANES) {
-    const __m256 x0 = _mm256_loadu_ps(xt[0] + c), x1 = _mm256_loadu_ps(xt[1] + c), x2 = _mm256_loadu_ps(xt[2] + c);
-    for (int a = 0; a < F32_TILE_ROWS; a++) {
-      const __m256 wv = _mm256_loadu_ps(wr[a] + c);
-      acc[a][0] = _mm256_fmadd_ps(wv, x0, acc[a][0]);
-      acc[a][1] = _mm256_fmadd_ps(wv, x1, acc[a][1]);
-      acc[a][2] = _mm256_fmadd_ps(wv, x2, acc[a][2]);
-    }
-  }
-  for (int a = 0; a < rows; a++) {
-    for (int b = 0; b < tokens; b++) {
-      float sum = hsum8(acc[a][b]);
-      for (int k = c; k < depth; k++) sum += wr[a][k] * xt[b][k];
-      float *out = y + (size_t)b * y_stride + a;
-      *out = accumulate ? *out + sum : sum;
-    }
-  }
-}
-
-static void gemm_f32(const float *w, int rows, const float *x, int tokens, int cols, float *y, int y_stride) {
-  for (int t0 = 0; t0 < tokens; t0 += F32_BLOCK_TOKENS) {
-    const int t1 = t0 + F32_BLOCK_TOKENS < tokens ? t0 + F32_BLOCK_TOKENS : tokens;
-    for (int c0 = 0; c0 < cols; c0 += F32_DEPTH) {
-      const int depth = c0 + F32_DEPTH < cols ? F32_DEPTH : cols - c0;
-      for (int r = 0; r < rows; r += F32_TILE_ROWS) {
-        const int tile_rows = rows - r < F32_TILE_ROWS ? rows - r : F32_TILE_ROWS;
-        for (int t = t0; t < t1; t += F32_TILE_TOKENS) {
-          const int tile_tokens = t1 - t < F32_TILE_TOKENS ? t1 - t : F32_TILE_TOKENS;
-          f32_tile(w + (size_t)r * cols + c0, x + (size_t)t * cols + c0, cols, depth, tile_rows, tile_tokens, y + (size_t)t * y_stride + r, y_stride, c0 > 0);
-        }
-      }
-    }
-  }
-}
-#endif
 
 /*
  * Repacked Q4_0 (repack.h): per group of 16 rows, one int32 lane per row. A 512-bit vector holds
