@@ -170,10 +170,12 @@ test("a whole AWQ layer (scale search, folding, clipping) on the native loops an
   expect(Buffer.from(reference.get('mlp.down_proj.weight')!.data.buffer).equals(Buffer.from(layer().get('mlp.down_proj.weight')!.data.buffer))).toBe(false);
 });
 
+// The calibration pass and AWQ's layer runs on the WASM kernels in both runs (--backend kernels),
+// so that the inputs of the native loops and of the TypeScript's are the same bits.
 test('herd quantize writes the same AWQ and GPTQ bytes with the addon switched off (HERD_NATIVE=0, the TypeScript path)', () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-native-calibrate-'));
   try {
-    const args = (dir: string) => ['quantize', '--format', 'awq,gptq', '--samples', '2', '--seq-len', '32', '--out', path.join(out, dir), '--json'];
+    const args = (dir: string) => ['quantize', '--format', 'awq,gptq', '--samples', '2', '--seq-len', '32', '--backend', 'kernels', '--out', path.join(out, dir), '--json'];
     for (const [dir, env] of [['native', {}], ['typescript', { HERD_NATIVE: '0' }]] as const) {
       const run = herd(args(dir), undefined, env);
       expect(run.stderr).toBe('');

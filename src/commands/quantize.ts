@@ -40,6 +40,7 @@ ${EXIT_STATUS_HELP}`;
     'act-order': Flags.boolean({ description: 'GPTQ act-order (desc_act): columns by descending Hessian diagonal.', default: false }),
     damp: Flags.string({ description: 'GPTQ damp_percent.', default: '0.01' }),
     threads: modelFlags.threads,
+    backend: Flags.string({ description: "Backend of the calibration pass and AWQ's layer runs: native (herd's C kernels) or kernels (herd's WASM kernels). Default: native when the addon loads.", options: ['native', 'kernels'] }),
     'double-quant': Flags.boolean({ description: 'NF4 double quantization of the absmax values.', default: false }),
     score: Flags.string({ description: 'Text file to score each output (or --quant) against the base model on.' }),
     'score-tokens': Flags.integer({ description: 'Most tokens of --score text to use.', default: 4096, min: 2 }),
@@ -73,6 +74,7 @@ ${EXIT_STATUS_HELP}`;
         gptq: { symmetric: !flags.asym, actOrder: flags['act-order'], dampPercent: damp },
         nf4DoubleQuant: flags['double-quant'],
         threads: flags.threads,
+        backend: flags.backend,
         onLayer: (format, done, total) => {
           if (!bars.has(format)) bars.set(format, progressBar(`${format} layers`, !flags.json));
           bars.get(format)!.update(done, total);

@@ -14,7 +14,6 @@ import { quantizeAwq, type Activations } from './awq.js';
 import { awqQuantizationConfig, packAwq } from '../formats/awq.js';
 import { awqLayer } from './awq-search.js';
 import { DecoderLayerRunner, padColumns, padMlp, type LayerWeights } from './layer-runner.js';
-import { QUANT_BACKEND } from './scorecard.js';
 import { ActivationRecorder, calibrationWindows, readCalibrationTexts, runCalibration, type CalibrationOptions } from './calibration.js';
 import { fp8QuantizationConfig, fp8Quantizes, quantizeFp8 } from '../formats/fp8.js';
 import { GgufValueType, readGgufHeader, writeGguf, type GgufTensorToWrite } from '../formats/gguf.js';
@@ -56,6 +55,12 @@ export interface QuantizeJobOptions {
   nf4DoubleQuant: boolean;
   /** Threads of the native GGUF quantizers (default: the cores available). */
   threads?: number;
+  /**
+   * The backend the calibration pass and AWQ's layer runs compute on: native or kernels (herd's
+   * WASM kernels). Default: layerRunnerBackend(), native where the addon loads. Their sums differ
+   * in order (about 1e-7 relative), so a rounding tie can go the other way on the other backend.
+   */
+  backend?: string;
   /** Called after each layer of each format (and once with done = total when a format is complete). */
   onLayer?: (format: QuantFormat, done: number, total: number) => void;
   /** Asked after each layer written: Ctrl-C stops there (HerdInterrupted), the finished layers kept for the next run. */
@@ -192,7 +197,9 @@ class JobContext {
         widths.set(`model.layers.${layer}.input_layernorm.weight`, this.config.hiddenSize);
       }
       const recorder = new ActivationRecorder(widths);
-      const loaded = await loadModel(this.options.modelDir, { backend: QUANT_BACKEND, wrapOps: (ops) => recorder.wrap(ops) });
+      // Native where the addon loads: the pass's float32 products take several minutes at the 1B
+      // shape on the WASM kernels.
+      const loaded = await loadModel(this.options.modelDir, { backend: this.backend, wrapOps: (ops) => recorder.wrap(ops) });
       try {
         const texts = await readCalibrationTexts(this.options.calibration.file);
         runCalibration(loaded, calibrationWindows(texts, loaded.tokenizer, this.config.bosTokenId, this.options.calibration));
@@ -204,9 +211,13 @@ class JobContext {
     return this.recorder.activations(name);
   }
 
+  private get backend(): string {
+    return this.options.backend ?? layerRunnerBackend();
+  }
+
   /** Runs single decoder layers for AWQ's block-output loss, on one backend for the whole job. */
   private async layerRunner(): Promise<DecoderLayerRunner> {
-    this.runner ??= new DecoderLayerRunner(await activateBackend({ backend: layerRunnerBackend() }), this.config, this.options.calibration.seqLen);
+    this.runner ??= new DecoderLayerRunner(await activateBackend({ backend: this.backend }), this.config, this.options.calibration.seqLen);
     return this.runner;
   }
 
