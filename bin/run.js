@@ -1,10 +1,24 @@
 #!/usr/bin/env node
 import v8 from 'node:v8';
-import { execute } from '@oclif/core';
 
 // V8 doubles its young generation (up to two 16 MB semi-spaces) while a model's tokenizer is
 // built, and keeps it for the rest of the run: about 30 MB of RSS beside the weights. Kept at its
 // first size, collections come more often: a model load took about 0.2 s more CPU time on the
 // 1B shape, prefill and decode no more (docs/performance.md, "Peak RSS of a native load").
 v8.setFlagsFromString('--semi-space-growth-factor=1');
+
+// @oclif/core checks the Node version against its own engines (>=18) when imported, through the
+// semver package: 47 modules and about 2 MiB of RSS for the rest of the run. herd needs Node 20,
+// a stricter bound, checked here without semver; the variable is unset again so that processes
+// herd starts (llama.cpp, a server under load) do not inherit it.
+const NODE_MAJOR_NEEDED = 20;
+if (Number(process.versions.node.split('.')[0]) < NODE_MAJOR_NEEDED) {
+  process.emitWarning(`herd needs Node ${NODE_MAJOR_NEEDED} or later; this is Node ${process.versions.node}.`);
+}
+const inherited = process.env.OCLIF_DISABLE_ENGINE_WARNING;
+process.env.OCLIF_DISABLE_ENGINE_WARNING = 'true';
+const { execute } = await import('@oclif/core');
+if (inherited === undefined) delete process.env.OCLIF_DISABLE_ENGINE_WARNING;
+else process.env.OCLIF_DISABLE_ENGINE_WARNING = inherited;
+
 await execute({ dir: import.meta.url });
