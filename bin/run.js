@@ -23,9 +23,9 @@ if (process.env.HERD_NATIVE !== '0') {
 // 1B shape, prefill and decode no more (docs/performance.md, "Peak RSS of a native load").
 v8.setFlagsFromString('--semi-space-growth-factor=1');
 // The old generation grows by smaller steps and is compacted more eagerly: on the 1B shape the
-// heap ends a bench run at 12 MiB instead of 17, and the peak RSS is about 6 MiB lower. The time
-// goes to native kernels, so decode and prefill took no more CPU time (docs/performance.md,
-// "Third pass").
+// heap ends a bench run at 12 MiB instead of 17, and the peak RSS is about 5 MiB lower. Decode
+// and prefill, in native kernels, took no more CPU time; JavaScript-heavy work did (building
+// Llama 3's tokenizer about 0.4 s more, encoding 10-17 % more; docs/performance.md, "Third pass").
 v8.setFlagsFromString('--optimize-for-size');
 
 // @oclif/core checks the Node version against its own engines (>=18) when imported, through the
