@@ -1,10 +1,45 @@
 #!/usr/bin/env node
+import { createRequire } from 'node:module';
 import v8 from 'node:v8';
-import { execute } from '@oclif/core';
+
+// glibc gives each thread that first mallocs an arena of its own, and keeps the pages a side
+// arena once used resident. The native addon limits malloc to one arena when it loads
+// (src/native/addon.c); loaded only when a backend is chosen, it came after Node's worker threads
+// had made their arenas while the GGUF header was read and the tokenizer built, 5-10 MiB of the
+// 1B shape's peak RSS (docs/performance.md, "Third pass"). Loaded here, before anything else
+// runs, the limit holds from the start. Without a built addon this does nothing (addon.ts says
+// why when a command needs the kernels); HERD_NATIVE=0 keeps it unloaded.
+if (process.env.HERD_NATIVE !== '0') {
+  try {
+    createRequire(import.meta.url)('../build/Release/herd_native.node');
+  } catch {
+    // Not built or not loadable here.
+  }
+}
 
 // V8 doubles its young generation (up to two 16 MB semi-spaces) while a model's tokenizer is
 // built, and keeps it for the rest of the run: about 30 MB of RSS beside the weights. Kept at its
 // first size, collections come more often: a model load took about 0.2 s more CPU time on the
 // 1B shape, prefill and decode no more (docs/performance.md, "Peak RSS of a native load").
 v8.setFlagsFromString('--semi-space-growth-factor=1');
+// The old generation grows by smaller steps and is compacted more eagerly: on the 1B shape the
+// heap ends a bench run at 12 MiB instead of 17, and the peak RSS is about 5 MiB lower. Decode
+// and prefill, in native kernels, took no more CPU time; JavaScript-heavy work did (building
+// Llama 3's tokenizer about 0.4 s more, encoding 10-17 % more; docs/performance.md, "Third pass").
+v8.setFlagsFromString('--optimize-for-size');
+
+// @oclif/core checks the Node version against its own engines (>=18) when imported, through the
+// semver package: 47 modules and about 2 MiB of RSS for the rest of the run. herd needs Node 20,
+// a stricter bound, checked here without semver; the variable is unset again so that processes
+// herd starts (llama.cpp, a server under load) do not inherit it.
+const NODE_MAJOR_NEEDED = 20;
+if (Number(process.versions.node.split('.')[0]) < NODE_MAJOR_NEEDED) {
+  process.emitWarning(`herd needs Node ${NODE_MAJOR_NEEDED} or later; this is Node ${process.versions.node}.`);
+}
+const inherited = process.env.OCLIF_DISABLE_ENGINE_WARNING;
+process.env.OCLIF_DISABLE_ENGINE_WARNING = 'true';
+const { execute } = await import('@oclif/core');
+if (inherited === undefined) delete process.env.OCLIF_DISABLE_ENGINE_WARNING;
+else process.env.OCLIF_DISABLE_ENGINE_WARNING = inherited;
+
 await execute({ dir: import.meta.url });

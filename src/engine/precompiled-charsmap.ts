@@ -14,7 +14,11 @@ import { HerdError } from '../errors.js';
 export class PrecompiledCharsmap {
   private static readonly encoder = new TextEncoder();
   private static readonly decoder = new TextDecoder('utf-8', { fatal: true });
-  private static readonly graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+  /**
+   * Made on first use: a grapheme segmenter loads ICU's break-iterator data, about 2.6 MiB of
+   * RSS, and only tokenizers with a Precompiled normalizer (not Llama's) ever segment.
+   */
+  private static graphemes: Intl.Segmenter | null = null;
 
   private constructor(private readonly trie: Uint32Array, private readonly replacements: Uint8Array) {}
 
@@ -36,6 +40,7 @@ export class PrecompiledCharsmap {
    */
   normalize(text: string): string {
     let output = '';
+    PrecompiledCharsmap.graphemes ??= new Intl.Segmenter(undefined, { granularity: 'grapheme' });
     for (const { segment } of PrecompiledCharsmap.graphemes.segment(text)) {
       const whole = PrecompiledCharsmap.encoder.encode(segment).length < 6 ? this.transform(segment) : undefined;
       if (whole !== undefined) {
