@@ -22,11 +22,6 @@ if (process.env.HERD_NATIVE !== '0') {
 // first size, collections come more often: a model load took about 0.2 s more CPU time on the
 // 1B shape, prefill and decode no more (docs/performance.md, "Peak RSS of a native load").
 v8.setFlagsFromString('--semi-space-growth-factor=1');
-// The old generation grows by smaller steps and is compacted more eagerly: on the 1B shape the
-// heap ends a bench run at 12 MiB instead of 17, and the peak RSS is about 5 MiB lower. Decode
-// and prefill, in native kernels, took no more CPU time; JavaScript-heavy work did (building
-// Llama 3's tokenizer about 0.4 s more, encoding 10-17 % more; docs/performance.md, "Third pass").
-v8.setFlagsFromString('--optimize-for-size');
 
 // @oclif/core checks the Node version against its own engines (>=18) when imported, through the
 // semver package: 47 modules and about 2 MiB of RSS for the rest of the run. herd needs Node 20,
