@@ -40,24 +40,30 @@
 
 static int min_int(int a, int b) { return a < b ? a : b; }
 
-/* A tile of 4 × 16 float64 sums as GCC/clang vectors: one zmm each on the AVX-512 clone, split on the others. */
-typedef double f64x8 __attribute__((vector_size(64)));
-typedef float f32x8 __attribute__((vector_size(32)));
-enum { TILE_ROWS = 4, TILE_COLS = 16 };
+/*
+ * A tile of 4 × 16 float64 sums as GCC/clang vectors of 4 (a ymm register on every vector
+ * clone). Vectors of 8 were one zmm each on the AVX-512 clone, but GCC lowered them through the
+ * stack on the AVX2 clone: GPTQ's factor took 6.9 s of wall time at width 2,048 and 63.5 s at
+ * 4,096 on Zen 3's two cores, 1.2 s and 8.8 s now (the same bits). Zen 4 runs a zmm operation as
+ * two ymm halves, so its AVX-512 clone loses little; a 4 × 8 tile measured slower here.
+ */
+typedef double f64x4 __attribute__((vector_size(32)));
+typedef float f32x4 __attribute__((vector_size(16)));
+enum { TILE_ROWS = 4, TILE_COLS = 16, TILE_VECTORS = TILE_COLS / 4 };
 typedef struct {
-  f64x8 v[TILE_ROWS][2];
+  f64x4 v[TILE_ROWS][TILE_VECTORS];
 } sum_tile;
 
 /* tile[a][b] += s[a] · p[b] (the float32 products are exact in float64, so this is the scalar order's result). */
 static inline __attribute__((always_inline)) void accumulate_tile(sum_tile *tile, const double s[TILE_ROWS], const float *p) {
-  f32x8 low, high;
-  memcpy(&low, p, sizeof low);
-  memcpy(&high, p + 8, sizeof high);
-  const f64x8 p0 = __builtin_convertvector(low, f64x8), p1 = __builtin_convertvector(high, f64x8);
-  for (int a = 0; a < TILE_ROWS; a++) {
-    tile->v[a][0] += s[a] * p0;
-    tile->v[a][1] += s[a] * p1;
+  f64x4 wide[TILE_VECTORS];
+  for (int b = 0; b < TILE_VECTORS; b++) {
+    f32x4 narrow;
+    memcpy(&narrow, p + 4 * b, sizeof narrow);
+    wide[b] = __builtin_convertvector(narrow, f64x4);
   }
+  for (int a = 0; a < TILE_ROWS; a++)
+    for (int b = 0; b < TILE_VECTORS; b++) tile->v[a][b] += s[a] * wide[b];
 }
 
 /* ---- GPTQ's Hessian ---- */
@@ -291,23 +297,17 @@ void herd_awq_pseudo_quantize(const float *w, int rows, int cols, const float *s
 
 /* tile[a][b] −= s[a] · p[b], the float64 product rounded before the subtraction as in the TypeScript. */
 static inline __attribute__((always_inline)) void subtract_products(sum_tile *tile, const double s[TILE_ROWS], const double *p) {
-  f64x8 p0, p1;
-  memcpy(&p0, p, sizeof p0);
-  memcpy(&p1, p + 8, sizeof p1);
-  for (int a = 0; a < TILE_ROWS; a++) {
-    tile->v[a][0] -= s[a] * p0;
-    tile->v[a][1] -= s[a] * p1;
-  }
+  f64x4 wide[TILE_VECTORS];
+  memcpy(wide, p, sizeof wide);
+  for (int a = 0; a < TILE_ROWS; a++)
+    for (int b = 0; b < TILE_VECTORS; b++) tile->v[a][b] -= s[a] * wide[b];
 }
 
 static inline __attribute__((always_inline)) void add_products(sum_tile *tile, const double s[TILE_ROWS], const double *p) {
-  f64x8 p0, p1;
-  memcpy(&p0, p, sizeof p0);
-  memcpy(&p1, p + 8, sizeof p1);
-  for (int a = 0; a < TILE_ROWS; a++) {
-    tile->v[a][0] += s[a] * p0;
-    tile->v[a][1] += s[a] * p1;
-  }
+  f64x4 wide[TILE_VECTORS];
+  memcpy(wide, p, sizeof wide);
+  for (int a = 0; a < TILE_ROWS; a++)
+    for (int b = 0; b < TILE_VECTORS; b++) tile->v[a][b] += s[a] * wide[b];
 }
 
 /*
@@ -413,19 +413,19 @@ typedef struct {
 VECTOR_CLONES static void lower_inverse_columns(void *context, int item) {
   const inverse_job *job = context;
   const int n = job->n, j0 = item * INVERSE_LANES, lanes = min_int(INVERSE_LANES, n - j0);
-  f64x8 *column = aligned_alloc(64, sizeof(f64x8) * (INVERSE_LANES / 8) * (size_t)(n - j0)); /* [k - j0][64]: li[k, j0..] */
+  f64x4 *column = aligned_alloc(64, sizeof(f64x4) * (INVERSE_LANES / 4) * (size_t)(n - j0)); /* [k - j0][64]: li[k, j0..] */
   if (column == NULL) abort();
-  memset(column, 0, sizeof(f64x8) * (INVERSE_LANES / 8) * (size_t)(n - j0));
+  memset(column, 0, sizeof(f64x4) * (INVERSE_LANES / 4) * (size_t)(n - j0));
   for (int i = j0; i < n; i++) {
     const double *row = job->l + (size_t)i * n;
-    f64x8 sums[INVERSE_LANES / 8];
+    f64x4 sums[INVERSE_LANES / 4];
     memset(sums, 0, sizeof sums);
     for (int k = j0; k < i; k++) {
       const double lik = row[k];
-      const f64x8 *previous = column + (size_t)(k - j0) * (INVERSE_LANES / 8);
-      for (int v = 0; v < INVERSE_LANES / 8; v++) sums[v] += lik * previous[v];
+      const f64x4 *previous = column + (size_t)(k - j0) * (INVERSE_LANES / 4);
+      for (int v = 0; v < INVERSE_LANES / 4; v++) sums[v] += lik * previous[v];
     }
-    double *out = (double *)(column + (size_t)(i - j0) * (INVERSE_LANES / 8));
+    double *out = (double *)(column + (size_t)(i - j0) * (INVERSE_LANES / 4));
     const double *sum = (const double *)sums;
     for (int lane = 0; lane < lanes; lane++) {
       if (j0 + lane < i) out[lane] = -sum[lane] / row[i];
