@@ -642,25 +642,25 @@ static ALWAYS_INLINE void tile_r16(const uint8_t *group, int first_half, const i
     /* The block four ahead (its 288 bytes are five cache lines): decode reads the weights once, from memory. */
     for (int line = 0; line < 5; line++) _mm_prefetch((const char *)block + 4 * R16_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
     for (int h = 0; h < H; h++) {
-    const int half = first_half + h;
-    const fvec d = r16_scales(block, half);
-    ivec low[4], high[4];
-    for (int j = 0; j < 4; j++) {
-      const ivec bytes = r16_bytes(block + R16_CHUNK(j, 0) + 32 * half);
-      low[j] = low_nibbles(bytes);
-      high[j] = low_nibbles(VEC(srli_epi16)(bytes, 4));
-    }
-    for (int t = 0; t < T; t++) {
-      const size_t at = (size_t)t * nb + b;
-      const int8_t *codes = x->codes + (size_t)t * cols + (size_t)b * QK;
-      /* Codes stored as q + 8 (unsigned, for the u8 × s8 product): 8 · Σx comes off through the start. */
-      ivec sum = VEC(set1_epi32)(-8 * x->sums[at]);
+      const int half = first_half + h;
+      const fvec d = r16_scales(block, half);
+      ivec low[4], high[4];
       for (int j = 0; j < 4; j++) {
-        sum = dpbusd(sum, low[j], broadcast4(codes + 4 * j));
-        sum = dpbusd(sum, high[j], broadcast4(codes + 16 + 4 * j));
+        const ivec bytes = r16_bytes(block + R16_CHUNK(j, 0) + 32 * half);
+        low[j] = low_nibbles(bytes);
+        high[j] = low_nibbles(VEC(srli_epi16)(bytes, 4));
       }
-      acc[h][t] = fmadd(to_float(sum), VEC(mul_ps)(d, fbroadcast(x->scales[at])), acc[h][t]);
-    }
+      for (int t = 0; t < T; t++) {
+        const size_t at = (size_t)t * nb + b;
+        const int8_t *codes = x->codes + (size_t)t * cols + (size_t)b * QK;
+        /* Codes stored as q + 8 (unsigned, for the u8 × s8 product): 8 · Σx comes off through the start. */
+        ivec sum = VEC(set1_epi32)(-8 * x->sums[at]);
+        for (int j = 0; j < 4; j++) {
+          sum = dpbusd(sum, low[j], broadcast4(codes + 4 * j));
+          sum = dpbusd(sum, high[j], broadcast4(codes + 16 + 4 * j));
+        }
+        acc[h][t] = fmadd(to_float(sum), VEC(mul_ps)(d, fbroadcast(x->scales[at])), acc[h][t]);
+      }
     }
   }
   STORE_HALVES(acc, H, T);
@@ -737,73 +737,73 @@ static ALWAYS_INLINE void tile_k16(const uint8_t *group, int first_half, const i
   for (int b = 0; b < nb; b++) {
     const uint8_t *block = group + (size_t)b * K16_BLOCK_BYTES;
     for (int h = 0; h < H; h++) {
-    const int half = first_half + h;
-    const fvec d = k16_halves(block + K16_D, half), dmin = k16_halves(block + K16_DMIN, half);
-    /* herd_q4k_scales_mins on every lane at once: the sub-blocks' scales (bytes of sc[0..1]) and minimums (m[0..1]). */
-    const ivec u0 = r16_bytes(block + K16_SCALES(0, 0) + 32 * half), u1 = r16_bytes(block + K16_SCALES(1, 0) + 32 * half),
-               u2 = r16_bytes(block + K16_SCALES(2, 0) + 32 * half);
-    const ivec six = iset1(0x3f3f3f3f), four = iset1(0x0f0f0f0f), two = iset1(0x03030303);
-    const ivec sc[2] = {iand(u0, six), ior(iand(u2, four), VEC(slli_epi32)(iand(VEC(srli_epi32)(u0, 6), two), 4))};
-    const ivec m[2] = {iand(u1, six), ior(iand(VEC(srli_epi32)(u2, 4), four), VEC(slli_epi32)(iand(VEC(srli_epi32)(u1, 6), two), 4))};
+      const int half = first_half + h;
+      const fvec d = k16_halves(block + K16_D, half), dmin = k16_halves(block + K16_DMIN, half);
+      /* herd_q4k_scales_mins on every lane at once: the sub-blocks' scales (bytes of sc[0..1]) and minimums (m[0..1]). */
+      const ivec u0 = r16_bytes(block + K16_SCALES(0, 0) + 32 * half), u1 = r16_bytes(block + K16_SCALES(1, 0) + 32 * half),
+                 u2 = r16_bytes(block + K16_SCALES(2, 0) + 32 * half);
+      const ivec six = iset1(0x3f3f3f3f), four = iset1(0x0f0f0f0f), two = iset1(0x03030303);
+      const ivec sc[2] = {iand(u0, six), ior(iand(u2, four), VEC(slli_epi32)(iand(VEC(srli_epi32)(u0, 6), two), 4))};
+      const ivec m[2] = {iand(u1, six), ior(iand(VEC(srli_epi32)(u2, 4), four), VEC(slli_epi32)(iand(VEC(srli_epi32)(u1, 6), two), 4))};
 #if HERD_PATH == HERD_AVX2
-    ivec blocks[K16_TOKENS];
-    for (int t = 0; t < T; t++) blocks[t] = izero();
+      ivec blocks[K16_TOKENS];
+      for (int t = 0; t < T; t++) blocks[t] = izero();
 #else
-    fvec dsc[8];
-    for (int j = 0; j < 8; j++) dsc[j] = VEC(mul_ps)(d, to_float(iand(VEC(srli_epi32)(sc[j / 4], 8 * (j % 4)), iset1(0xff))));
-    fvec blocks[K16_TOKENS];
-    for (int t = 0; t < T; t++) blocks[t] = fzero();
+      fvec dsc[8];
+      for (int j = 0; j < 8; j++) dsc[j] = VEC(mul_ps)(d, to_float(iand(VEC(srli_epi32)(sc[j / 4], 8 * (j % 4)), iset1(0xff))));
+      fvec blocks[K16_TOKENS];
+      for (int t = 0; t < T; t++) blocks[t] = fzero();
 #endif
-    /* Minimums as int16 pairs (m0, m2), (m1, m3), (m4, m6), (m5, m7) for the pmaddwd with the activation sums. */
-    const ivec mins[4] = {iand(m[0], iset1(0x00ff00ff)), iand(VEC(srli_epi32)(m[0], 8), iset1(0x00ff00ff)),
-                          iand(m[1], iset1(0x00ff00ff)), iand(VEC(srli_epi32)(m[1], 8), iset1(0x00ff00ff))};
-    for (int j = 0; j < 8; j++) {
-      /* A super-block of 16 rows is 36 cache lines: the one after next comes in five lines per sub-block (decode reads weights once, from memory). */
-      if (h == 0)
-        for (int line = 5 * j; line < 5 * j + 5; line++) _mm_prefetch((const char *)block + 2 * K16_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
-      ivec codes[8];
-      for (int c = 0; c < 8; c++) {
-        const ivec bytes = r16_bytes(block + K16_CHUNK(j / 2, c, 0) + 32 * half);
-        codes[c] = low_nibbles(j & 1 ? VEC(srli_epi16)(bytes, 4) : bytes);
-      }
+      /* Minimums as int16 pairs (m0, m2), (m1, m3), (m4, m6), (m5, m7) for the pmaddwd with the activation sums. */
+      const ivec mins[4] = {iand(m[0], iset1(0x00ff00ff)), iand(VEC(srli_epi32)(m[0], 8), iset1(0x00ff00ff)),
+                            iand(m[1], iset1(0x00ff00ff)), iand(VEC(srli_epi32)(m[1], 8), iset1(0x00ff00ff))};
+      for (int j = 0; j < 8; j++) {
+        /* A super-block of 16 rows is 36 cache lines: the one after next comes in five lines per sub-block (decode reads weights once, from memory). */
+        if (h == 0)
+          for (int line = 5 * j; line < 5 * j + 5; line++) _mm_prefetch((const char *)block + 2 * K16_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
+        ivec codes[8];
+        for (int c = 0; c < 8; c++) {
+          const ivec bytes = r16_bytes(block + K16_CHUNK(j / 2, c, 0) + 32 * half);
+          codes[c] = low_nibbles(j & 1 ? VEC(srli_epi16)(bytes, 4) : bytes);
+        }
 #if HERD_PATH == HERD_AVX2
-      /*
-       * Without vpdpbusd, the sub-block's eight pmaddubsw stay int16 (each lane at most 8 · 2 ·
-       * 15 · 127 = 30,480) and one pmaddwd applies the sub-block's scale (≤ 63, in both int16
-       * halves of the row's lane): the super-block sums in int32, so a token costs 17 integer
-       * operations a sub-block instead of 24 and a float conversion.
-       */
-      const ivec scale = iand(VEC(srli_epi32)(sc[j / 4], 8 * (j % 4)), iset1(0xff)), scale16 = ior(scale, VEC(slli_epi32)(scale, 16));
+        /*
+         * Without vpdpbusd, the sub-block's eight pmaddubsw stay int16 (each lane at most 8 · 2 ·
+         * 15 · 127 = 30,480) and one pmaddwd applies the sub-block's scale (≤ 63, in both int16
+         * halves of the row's lane): the super-block sums in int32, so a token costs 17 integer
+         * operations a sub-block instead of 24 and a float conversion.
+         */
+        const ivec scale = iand(VEC(srli_epi32)(sc[j / 4], 8 * (j % 4)), iset1(0xff)), scale16 = ior(scale, VEC(slli_epi32)(scale, 16));
+        for (int t = 0; t < T; t++) {
+          const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 32 * j;
+          ivec pairs = maddubs(codes[0], broadcast4(xc));
+          for (int c = 1; c < 8; c++) pairs = _mm256_add_epi16(pairs, maddubs(codes[c], broadcast4(xc + 4 * c)));
+          blocks[t] = _mm256_add_epi32(blocks[t], _mm256_madd_epi16(pairs, scale16));
+        }
+#else
+        for (int t = 0; t < T; t++) {
+          const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 32 * j;
+          ivec sum = izero();
+          for (int c = 0; c < 8; c++) sum = dpbusd(sum, codes[c], broadcast4(xc + 4 * c));
+          blocks[t] = fmadd(to_float(sum), dsc[j], blocks[t]);
+        }
+#endif
+      }
       for (int t = 0; t < T; t++) {
-        const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 32 * j;
-        ivec pairs = maddubs(codes[0], broadcast4(xc));
-        for (int c = 1; c < 8; c++) pairs = _mm256_add_epi16(pairs, maddubs(codes[c], broadcast4(xc + 4 * c)));
-        blocks[t] = _mm256_add_epi32(blocks[t], _mm256_madd_epi16(pairs, scale16));
-      }
-#else
-      for (int t = 0; t < T; t++) {
-        const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 32 * j;
-        ivec sum = izero();
-        for (int c = 0; c < 8; c++) sum = dpbusd(sum, codes[c], broadcast4(xc + 4 * c));
-        blocks[t] = fmadd(to_float(sum), dsc[j], blocks[t]);
-      }
-#endif
-    }
-    for (int t = 0; t < T; t++) {
-      const int32_t *xs = x->sums + (size_t)t * (cols / QK) + (size_t)b * 8;
-      ivec minsum = izero();
-      for (int k = 0; k < 2; k++) {
-        minsum = dpwssd(minsum, mins[2 * k], broadcast_pair(xs[4 * k], xs[4 * k + 2]));
-        minsum = dpwssd(minsum, mins[2 * k + 1], broadcast_pair(xs[4 * k + 1], xs[4 * k + 3]));
-      }
-      const fvec xd = fbroadcast(x->scales[(size_t)t * nb + b]);
+        const int32_t *xs = x->sums + (size_t)t * (cols / QK) + (size_t)b * 8;
+        ivec minsum = izero();
+        for (int k = 0; k < 2; k++) {
+          minsum = dpwssd(minsum, mins[2 * k], broadcast_pair(xs[4 * k], xs[4 * k + 2]));
+          minsum = dpwssd(minsum, mins[2 * k + 1], broadcast_pair(xs[4 * k + 1], xs[4 * k + 3]));
+        }
+        const fvec xd = fbroadcast(x->scales[(size_t)t * nb + b]);
 #if HERD_PATH == HERD_AVX2
-      acc[h][t] = fmadd(to_float(blocks[t]), VEC(mul_ps)(d, xd), acc[h][t]);
+        acc[h][t] = fmadd(to_float(blocks[t]), VEC(mul_ps)(d, xd), acc[h][t]);
 #else
-      acc[h][t] = fmadd(blocks[t], xd, acc[h][t]);
+        acc[h][t] = fmadd(blocks[t], xd, acc[h][t]);
 #endif
-      acc[h][t] = VEC(fnmadd_ps)(to_float(minsum), VEC(mul_ps)(dmin, xd), acc[h][t]);
-    }
+        acc[h][t] = VEC(fnmadd_ps)(to_float(minsum), VEC(mul_ps)(dmin, xd), acc[h][t]);
+      }
     }
   }
   STORE_HALVES(acc, H, T);
@@ -830,49 +830,49 @@ static ALWAYS_INLINE void tile_q6r(const uint8_t *group, int first_half, const i
   for (int b = 0; b < nb; b++) {
     const uint8_t *block = group + (size_t)b * Q6R_BLOCK_BYTES;
     for (int hh = 0; hh < H; hh++) {
-    const int half = first_half + hh;
-    const fvec d = k16_halves(block + Q6R_D, half);
-    ivec scale[16], pairs[8];
-    for (int k = 0; k < 4; k++) {
-      const ivec four = r16_bytes(block + Q6R_SCALES(k, 0) + 32 * half);
-      for (int e = 0; e < 4; e++) scale[4 * k + e] = VEC(srai_epi32)(VEC(slli_epi32)(four, 24 - 8 * e), 24);
-      /* int16 lanes (scale 4k, scale 4k + 2) and (4k + 1, 4k + 3). */
-      pairs[2 * k] = VEC(srai_epi16)(VEC(slli_epi16)(four, 8), 8);
-      pairs[2 * k + 1] = VEC(srai_epi16)(four, 8);
-    }
-    ivec sums[K16_TOKENS];
-    for (int t = 0; t < T; t++) {
-      const int32_t *xs = x->sums + (size_t)t * (cols / KQ_GROUP) + (size_t)b * (QK_K / KQ_GROUP);
-      ivec offsets = izero();
+      const int half = first_half + hh;
+      const fvec d = k16_halves(block + Q6R_D, half);
+      ivec scale[16], pairs[8];
       for (int k = 0; k < 4; k++) {
-        offsets = dpwssd(offsets, pairs[2 * k], broadcast_pair(xs[4 * k], xs[4 * k + 2]));
-        offsets = dpwssd(offsets, pairs[2 * k + 1], broadcast_pair(xs[4 * k + 1], xs[4 * k + 3]));
+        const ivec four = r16_bytes(block + Q6R_SCALES(k, 0) + 32 * half);
+        for (int e = 0; e < 4; e++) scale[4 * k + e] = VEC(srai_epi32)(VEC(slli_epi32)(four, 24 - 8 * e), 24);
+        /* int16 lanes (scale 4k, scale 4k + 2) and (4k + 1, 4k + 3). */
+        pairs[2 * k] = VEC(srai_epi16)(VEC(slli_epi16)(four, 8), 8);
+        pairs[2 * k + 1] = VEC(srai_epi16)(four, 8);
       }
-      sums[t] = VEC(mullo_epi32)(offsets, iset1(-32));
-    }
-    for (int h = 0; h < 2; h++) {
-      /* The next block (3,360 bytes, 52.5 lines), half of it per half: one block ahead measured faster from memory than two or four (docs/performance.md). */
-      if (hh == 0)
-        for (int line = 0; line < 26; line++) _mm_prefetch((const char *)block + Q6R_BLOCK_BYTES + 64 * (26 * h + line), _MM_HINT_T0);
-      for (int i = 0; i < 4; i++) {
-        ivec codes[8];
-        for (int c = 0; c < 8; c++) {
-          const ivec low = r16_bytes(block + Q6R_QL(16 * h + 8 * (i & 1) + c, 0) + 32 * half);
-          const ivec high = r16_bytes(block + Q6R_QH(8 * h + c, 0) + 32 * half);
-          const ivec nibble = low_nibbles(i >= 2 ? VEC(srli_epi16)(low, 4) : low);
-          codes[c] = ior(nibble, VEC(slli_epi16)(iand(VEC(srli_epi16)(high, 2 * i), iset1(0x03030303)), 4));
+      ivec sums[K16_TOKENS];
+      for (int t = 0; t < T; t++) {
+        const int32_t *xs = x->sums + (size_t)t * (cols / KQ_GROUP) + (size_t)b * (QK_K / KQ_GROUP);
+        ivec offsets = izero();
+        for (int k = 0; k < 4; k++) {
+          offsets = dpwssd(offsets, pairs[2 * k], broadcast_pair(xs[4 * k], xs[4 * k + 2]));
+          offsets = dpwssd(offsets, pairs[2 * k + 1], broadcast_pair(xs[4 * k + 1], xs[4 * k + 3]));
         }
-        const int g = 8 * h + 2 * i;
-        for (int t = 0; t < T; t++) {
-          const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 128 * h + 32 * i;
-          ivec first = izero(), second = izero();
-          for (int c = 0; c < 4; c++) first = dpbusd(first, codes[c], broadcast4(xc + 4 * c));
-          for (int c = 4; c < 8; c++) second = dpbusd(second, codes[c], broadcast4(xc + 4 * c));
-          sums[t] = VEC(add_epi32)(sums[t], VEC(add_epi32)(VEC(mullo_epi32)(first, scale[g]), VEC(mullo_epi32)(second, scale[g + 1])));
+        sums[t] = VEC(mullo_epi32)(offsets, iset1(-32));
+      }
+      for (int h = 0; h < 2; h++) {
+        /* The next block (3,360 bytes, 52.5 lines), half of it per half: one block ahead measured faster from memory than two or four (docs/performance.md). */
+        if (hh == 0)
+          for (int line = 0; line < 26; line++) _mm_prefetch((const char *)block + Q6R_BLOCK_BYTES + 64 * (26 * h + line), _MM_HINT_T0);
+        for (int i = 0; i < 4; i++) {
+          ivec codes[8];
+          for (int c = 0; c < 8; c++) {
+            const ivec low = r16_bytes(block + Q6R_QL(16 * h + 8 * (i & 1) + c, 0) + 32 * half);
+            const ivec high = r16_bytes(block + Q6R_QH(8 * h + c, 0) + 32 * half);
+            const ivec nibble = low_nibbles(i >= 2 ? VEC(srli_epi16)(low, 4) : low);
+            codes[c] = ior(nibble, VEC(slli_epi16)(iand(VEC(srli_epi16)(high, 2 * i), iset1(0x03030303)), 4));
+          }
+          const int g = 8 * h + 2 * i;
+          for (int t = 0; t < T; t++) {
+            const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 128 * h + 32 * i;
+            ivec first = izero(), second = izero();
+            for (int c = 0; c < 4; c++) first = dpbusd(first, codes[c], broadcast4(xc + 4 * c));
+            for (int c = 4; c < 8; c++) second = dpbusd(second, codes[c], broadcast4(xc + 4 * c));
+            sums[t] = VEC(add_epi32)(sums[t], VEC(add_epi32)(VEC(mullo_epi32)(first, scale[g]), VEC(mullo_epi32)(second, scale[g + 1])));
+          }
         }
       }
-    }
-    for (int t = 0; t < T; t++) acc[hh][t] = fmadd(to_float(sums[t]), VEC(mul_ps)(d, fbroadcast(x->scales[(size_t)t * nb + b])), acc[hh][t]);
+      for (int t = 0; t < T; t++) acc[hh][t] = fmadd(to_float(sums[t]), VEC(mul_ps)(d, fbroadcast(x->scales[(size_t)t * nb + b])), acc[hh][t]);
     }
   }
   STORE_HALVES(acc, H, T);
@@ -922,17 +922,17 @@ static ALWAYS_INLINE void tile_q8r(const uint8_t *group, int first_half, const i
     for (int line = 0; line < 9; line++) _mm_prefetch((const char *)block + Q8R_PREFETCH_BLOCKS * Q8R_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
 #endif
     for (int h = 0; h < H; h++) {
-    const int half = first_half + h;
-    const fvec d = r16_scales(block, half);
-    ivec codes[8];
-    for (int j = 0; j < 8; j++) codes[j] = q8r_codes(block + R16_CHUNK(j, 0) + 32 * half);
-    for (int t = 0; t < T; t++) {
-      const size_t at = (size_t)t * nb + b;
-      const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK;
-      ivec sum = iset1(-Q8_0_OFFSET * x->sums[at]);
-      for (int j = 0; j < 8; j++) sum = q0_product(sum, codes[j], broadcast4(xc + 4 * j), FMT_Q8_0);
-      acc[h][t] = fmadd(to_float(sum), VEC(mul_ps)(d, fbroadcast(x->scales[at])), acc[h][t]);
-    }
+      const int half = first_half + h;
+      const fvec d = r16_scales(block, half);
+      ivec codes[8];
+      for (int j = 0; j < 8; j++) codes[j] = q8r_codes(block + R16_CHUNK(j, 0) + 32 * half);
+      for (int t = 0; t < T; t++) {
+        const size_t at = (size_t)t * nb + b;
+        const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK;
+        ivec sum = iset1(-Q8_0_OFFSET * x->sums[at]);
+        for (int j = 0; j < 8; j++) sum = q0_product(sum, codes[j], broadcast4(xc + 4 * j), FMT_Q8_0);
+        acc[h][t] = fmadd(to_float(sum), VEC(mul_ps)(d, fbroadcast(x->scales[at])), acc[h][t]);
+      }
     }
   }
   STORE_HALVES(acc, H, T);
