@@ -44,8 +44,9 @@ static int min_int(int a, int b) { return a < b ? a : b; }
  * A tile of 4 × 16 float64 sums as GCC/clang vectors of 4 (a ymm register on every vector
  * clone). Vectors of 8 were one zmm each on the AVX-512 clone, but GCC lowered them through the
  * stack on the AVX2 clone: GPTQ's factor took 6.9 s of wall time at width 2,048 and 63.5 s at
- * 4,096 on Zen 3's two cores, 1.2 s and 8.8 s now (the same bits). Zen 4 runs a zmm operation as
- * two ymm halves, so its AVX-512 clone loses little; a 4 × 8 tile measured slower here.
+ * 4,096 on Zen 3's two cores, 1.2 s and 8.8 s now (the same bits); a 4 × 8 tile measured slower.
+ * The AVX-512 clone now runs ymm operations too (not measured since; Zen 4 splits a zmm
+ * operation into two ymm halves anyway).
  */
 typedef double f64x4 __attribute__((vector_size(32)));
 typedef float f32x4 __attribute__((vector_size(16)));
