@@ -74,7 +74,8 @@ function nativeLoops(addon: NativeAddon): NativeCalibration {
 }
 
 /**
- * The backend AWQ's block outputs and lone linears' outputs run on (DecoderLayerRunner): the
+ * The backend the calibration pass and AWQ's block outputs and lone linears' outputs run on
+ * (DecoderLayerRunner) unless `herd quantize --backend` says otherwise: the
  * native kernels when the addon loads, else the WASM kernels. Their sums differ in order (about 1e-7 relative), so a grid ratio
  * whose error ties another's that closely could be chosen differently; on stories260K's five
  * layers and test/native-calibrate.test.ts's layer the AWQ weights are identical either way.

@@ -17,7 +17,8 @@ export interface Scorecard {
 }
 
 /**
- * The backend scoring and calibration run on: herd's WASM kernels. tfjs's cpu backend broadcasts
+ * The backend scoring runs on, and calibration where the native addon does not load
+ * (layerRunnerBackend): herd's WASM kernels. tfjs's cpu backend broadcasts
  * element by element (the causal mask and RoPE tables of every layer), which made one 256-token
  * forward of stories260K take about a second; the kernels take tens of milliseconds. Both models
  * of a scorecard run on the same backend, so backend rounding never counts as quantization loss.
