@@ -15,10 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include "pool.h"
-/* The widest tiles are written with AVX-512 intrinsics for GCC on x86-64, chosen at run time; other builds and CPUs take the generic vector code. */
+/* The clipping blocks are written with AVX-512 and AVX2 intrinsics for GCC on x86-64, chosen at run time; other builds and CPUs take the generic vector code. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
-#define AVX512_TILES 1
+#define X86_INTRINSIC_BLOCKS 1
 #endif
 
 /* The vector loops are compiled for each x86-64 level and chosen at load (results do not depend on it). */
@@ -166,7 +166,7 @@ static void awq_fake_quantize(float *values, int size) {
 /* The original group and its 10 clipped candidates, whose dot products with the tokens are taken together. */
 enum { CLIP_VECTORS = 1 + CLIP_SHRINKS, CLIP_TOKEN_BLOCK = 16 };
 
-#ifdef AVX512_TILES
+#ifdef X86_INTRINSIC_BLOCKS
 /*
  * sums[v][k] = Σ_c inputs[c][k] · vectors[v][c], c in order, for 16 tokens from k0 on: the 11
  * vectors' sums of those tokens stay in 22 registers while the columns pass, each input loaded
@@ -209,13 +209,13 @@ __attribute__((target("avx2,fma"))) EXACT_PRODUCTS_MAY_FUSE static void clip_dot
  */
 static void clip_dots(const float *inputs, int tokens, const double *vectors, const float *floats, int size, double *sums) {
   int k0 = 0;
-#ifdef AVX512_TILES
+#ifdef X86_INTRINSIC_BLOCKS
   if (__builtin_cpu_supports("avx512f"))
     for (; k0 + CLIP_TOKEN_BLOCK <= tokens; k0 += CLIP_TOKEN_BLOCK) clip_dots_block(inputs, tokens, k0, vectors, size, sums);
   else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     for (; k0 + 4 <= tokens; k0 += 4) clip_dots_block4(inputs, tokens, k0, vectors, size, sums);
 #else
-  (void)vectors; /* only the AVX-512 blocks read the doubles */
+  (void)vectors; /* only the intrinsic blocks read the doubles */
 #endif
   for (int v = 0; v < CLIP_VECTORS; v++) group_dots(inputs, tokens, k0, tokens, floats + (size_t)v * size, size, sums + (size_t)v * tokens);
 }
