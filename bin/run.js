@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { createRequire } from 'node:module';
 import v8 from 'node:v8';
 
 // glibc gives each thread that first mallocs an arena of its own, and keeps the pages a side
@@ -7,14 +6,13 @@ import v8 from 'node:v8';
 // (src/native/addon.c); loaded only when a backend is chosen, it came after Node's worker threads
 // had made their arenas while the GGUF header was read and the tokenizer built, 5-10 MiB of the
 // 1B shape's peak RSS (docs/performance.md, "Third pass"). Loaded here, before anything else
-// runs, the limit holds from the start. Without a built addon this does nothing (addon.ts says
-// why when a command needs the kernels); HERD_NATIVE=0 keeps it unloaded.
-if (process.env.HERD_NATIVE !== '0') {
-  try {
-    createRequire(import.meta.url)('../build/Release/herd_native.node');
-  } catch {
-    // Not built or not loadable here.
-  }
+// runs, through the one loader the commands use (it caches the addon, or why there is none, and
+// HERD_NATIVE=0 keeps it unloaded); a bad HERD_CPU_ISA is left for the command to report.
+const { loadNativeAddon } = await import('../dist/native/addon.js');
+try {
+  loadNativeAddon();
+} catch {
+  // The command that needs the kernels says why.
 }
 
 // V8 doubles its young generation (up to two 16 MB semi-spaces) while a model's tokenizer is
