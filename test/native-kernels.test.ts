@@ -328,6 +328,31 @@ test('every path and thread count computes the same linear products (within floa
   expect(results.size).toBe((LINEAR_SHAPES.length * LINEAR_TOKENS.length + 1) * runnable.length * 2);
 });
 
+// The amx path's repacked Q8_0 and Q4_0 products make the same integer sums as the avx512 path's
+// vpdpbusd tiles and scale them in the same order: the same bits, for whole tiles of 16 tokens, the
+// tokens after them, rows past the last group of 16, and 8,192 columns (down_proj's rows).
+test('the amx path computes the avx512 path\'s bits for repacked Q8_0 and Q4_0 (or says why it cannot run)', () => {
+  if (!runnable.includes('amx')) {
+    expect(addon.info().paths.amx ?? 'not an x86-64 build').toMatch(/lacks|not an x86-64 build/);
+    return;
+  }
+  addon.startThreads(2);
+  for (const [format, cols] of [['Q8_0', 96], ['Q4_0', 96], ['Q8_0', 8192], ['Q4_0', 8192]] as const) {
+    const rows = 37, tokens = 35;
+    const repacked = packedRandom(format, rows, cols, 5).bytes.slice();
+    const code = addon.repackRows(NATIVE_FORMAT_CODES[format]!, repacked, rows, cols, true);
+    const x = gaussian(6, tokens * cols);
+    const outputs = (['avx512', 'amx'] as const).map((isa) => {
+      addon.choose(isa);
+      const y = new Float32Array(tokens * rows);
+      addon.linear(code, repacked, rows, cols, x, tokens, y);
+      return y;
+    });
+    expect(outputs[1]).toEqual(outputs[0]);
+  }
+  addon.stopThreads();
+});
+
 test('a path this build does not have is refused with the reason', () => {
   expect(() => addon.choose('avx9000')).toThrow(/HERD_CPU_ISA=avx9000 cannot run here: unknown path/);
 });

@@ -76,7 +76,7 @@ export interface NativeInfo {
 }
 
 /** The paths HERD_CPU_ISA may force: x86-64 builds have the AVX ones, arm64 builds the NEON ones (info().paths lists a build's own). */
-export const ISA_NAMES = ['scalar', 'avx2', 'avxvnni', 'avx512', 'neon', 'neon-dotprod'] as const;
+export const ISA_NAMES = ['scalar', 'avx2', 'avxvnni', 'avx512', 'amx', 'neon', 'neon-dotprod'] as const;
 
 // build/Release sits at the repository root, two folders above both src/native and dist/native.
 const ADDON_FILE = fileURLToPath(new URL('../../build/Release/herd_native.node', import.meta.url));

@@ -1,4 +1,5 @@
 /* Runtime choice of the instruction-set path: once at load, from CPUID and the OS's saved state (x86-64) or AT_HWCAP (arm64). */
+#define _GNU_SOURCE /* syscall(), for Linux's AMX permission */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +7,10 @@
 
 #if defined(__x86_64__)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 /* The OS saves the AVX (YMM) and AVX-512 (opmask, ZMM) registers across context switches only if XCR0 says so. */
 static unsigned long long xcr0(void) {
@@ -14,6 +19,26 @@ static unsigned long long xcr0(void) {
   unsigned lo, hi;
   __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
   return ((unsigned long long)hi << 32) | lo;
+}
+
+/*
+ * AMX: CPUID's AMX-TILE and AMX-INT8 bits, the tile state in XCR0, and Linux's permission for this
+ * process to use tile data (asked once; the kernel saves the tiles only for processes that ask).
+ */
+#define XFEATURE_XTILEDATA 18
+#define ARCH_REQ_XCOMP_PERM 0x1023
+static int has_amx(unsigned long long state) {
+  unsigned eax, ebx, ecx, edx;
+  if (__get_cpuid_max(0, 0) < 7) return 0;
+  __cpuid_count(7, 0, eax, ebx, ecx, edx);
+  const int tile = (edx >> 24) & 1, int8 = (edx >> 25) & 1;
+  const unsigned long long tile_state = 3ull << 17; /* XTILECFG and XTILEDATA */
+  if (!tile || !int8 || (state & tile_state) != tile_state) return 0;
+#if defined(__linux__)
+  return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+  return 0;
+#endif
 }
 
 static int has_avxvnni(void) {
@@ -45,7 +70,7 @@ static const herd_kernels *table_of(const char *name) {
 #if defined(__x86_64__)
   if (strcmp(name, "avx2") == 0) return &herd_kernels_avx2;
   if (strcmp(name, "avxvnni") == 0) return &herd_kernels_avxvnni;
-  if (strcmp(name, "avx512") == 0) return &herd_kernels_avx512;
+  if (strcmp(name, "avx512") == 0 || strcmp(name, "amx") == 0) return &herd_kernels_avx512;
 #elif defined(__aarch64__)
   if (strcmp(name, "neon") == 0) return &herd_kernels_neon;
   if (strcmp(name, "neon-dotprod") == 0) return &herd_kernels_neon_dotprod;
@@ -89,6 +114,14 @@ static const herd_kernels *kernels_of(const char *name) {
   FROM_SCALAR(exp_shifted);
   FROM_SCALAR(attend_values);
   FROM_SCALAR(swiglu);
+#if defined(__x86_64__)
+  if (strcmp(name, "amx") == 0) {
+    completed.name = "amx";
+    completed.token_tiles = 16;
+    completed.gemm_q8_0_r16 = herd_gemm_q8_0_r16_amx;
+    completed.gemm_q4_0_r16 = herd_gemm_q4_0_r16_amx;
+  }
+#endif
   /* The other gemm_* stay NULL where a path has none: ops.c then calls the path's own dot kernels row by row. */
   return &completed;
 }
@@ -113,6 +146,12 @@ int herd_isa_supported(const char *name, char *why, size_t why_size) {
     const int ok = avx2 && zmm && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
     if (!ok) snprintf(why, why_size, "this CPU or OS lacks AVX-512 F/BW/VL/VNNI");
+    return ok;
+  }
+  if (strcmp(name, "amx") == 0) {
+    char avx512_why[160] = "";
+    const int ok = herd_isa_supported("avx512", avx512_why, sizeof avx512_why) && has_amx(state);
+    if (!ok) snprintf(why, why_size, "%s", avx512_why[0] ? avx512_why : "this CPU or OS lacks AMX-TILE/AMX-INT8 (or Linux did not grant tile data)");
     return ok;
   }
 #elif defined(__aarch64__)
@@ -151,7 +190,7 @@ int herd_choose_isa(const char *forced, herd_isa_choice *choice) {
   const char *detected = "AArch64 Advanced SIMD; the dot-product extension is detected on Linux only";
 #endif
 #else
-  static const char *const preference[] = {"avx512", "avxvnni", "avx2"};
+  static const char *const preference[] = {"amx", "avx512", "avxvnni", "avx2"};
   const char *detected = "CPUID and XCR0";
 #endif
   char why[160];

@@ -4,8 +4,8 @@
 
 /* The paths this build has, as a list (addon.c's info() reports each) and as text for messages. */
 #if defined(__x86_64__)
-#define HERD_ISA_LIST {"scalar", "avx2", "avxvnni", "avx512"}
-#define HERD_ISA_NAMES "scalar, avx2, avxvnni, avx512"
+#define HERD_ISA_LIST {"scalar", "avx2", "avxvnni", "avx512", "amx"}
+#define HERD_ISA_NAMES "scalar, avx2, avxvnni, avx512, amx"
 #elif defined(__aarch64__)
 #define HERD_ISA_LIST {"scalar", "neon", "neon-dotprod"}
 #define HERD_ISA_NAMES "scalar, neon, neon-dotprod"

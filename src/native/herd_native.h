@@ -35,11 +35,16 @@ typedef struct {
   const int8_t *codes;   /* tokens * cols */
   const float *scales;   /* one per block (32 or 256 values) */
   const int32_t *sums;   /* Q8_K: one per 32 values */
+  /* Where the path takes them (herd_kernels.token_tiles), the codes again in tiles of that many tokens, block by block
+     ([tile][block][token][32]); NULL otherwise. Whole tiles only: the tokens after the last are in `codes` alone. */
+  const int8_t *tiles;
 } quantized_row;
 
 /* One instruction-set path: the inner products every linear layer is made of. */
 typedef struct {
   const char *name;
+  /* Tokens per tile of the copy of the activation codes its repacked Q8_0 and Q4_0 products read (quantized_row.tiles), or 0. */
+  int token_tiles;
   float (*dot_f32)(const float *a, const float *b, int n);
   void (*f16_to_f32)(const uint16_t *src, float *dst, int n);
   void (*bf16_to_f32)(const uint16_t *src, float *dst, int n);
@@ -105,6 +110,9 @@ extern const herd_kernels herd_kernels_scalar;
 extern const herd_kernels herd_kernels_avx2;
 extern const herd_kernels herd_kernels_avxvnni;
 extern const herd_kernels herd_kernels_avx512;
+/* The amx path's repacked Q8_0 and Q4_0 products (kernels_x86.h); the rest of that path is avx512's. */
+void herd_gemm_q8_0_r16_amx(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+void herd_gemm_q4_0_r16_amx(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 #endif
 #if defined(__aarch64__)
 extern const herd_kernels herd_kernels_neon;

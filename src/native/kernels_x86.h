@@ -1072,6 +1072,132 @@ static void attend_values(const float *values, int n, int d, const float *weight
 #undef COLUMNS
 }
 
+#if HERD_PATH == HERD_AVX512
+/*
+ * The amx path (dispatch.c): this path's kernels, but the repacked Q8_0 and Q4_0 products take
+ * their tokens 16 at a time on AMX tiles. For each block of 32 columns one tile product gives the
+ * 16 tokens × 16 rows integer sums that tile_q8r and tile_r16 build lane by lane with vpdpbusd,
+ * the same integers, which are then scaled and added as there: the two paths give the same bits.
+ * Tiles: 0, the tokens' codes (16 rows of 32 bytes); 1, the block's codes in the layout a tile
+ * product takes (8 rows of 64 bytes: four codes of each of the 16 rows), which is how repack.h
+ * already stores Q8_0's chunks; 2, the sums (16 × 16 int32). Tokens past the last 16 and rows past
+ * the last group go to this path's own products.
+ */
+#define AMX_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile,amx-int8")))
+#define AMX_TOKENS 16
+
+/* LDTILECFG's 64-byte operand (palette 1). */
+typedef struct {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t bytes_per_row[16];
+  uint8_t rows[16];
+} amx_tile_config;
+
+/* Tile configuration is per thread, so every call sets it and releases the tiles at its end. */
+static AMX_TARGET void amx_configure(void) {
+  amx_tile_config config = {.palette = 1};
+  config.rows[0] = AMX_TOKENS, config.bytes_per_row[0] = QK;
+  config.rows[1] = QK / 4, config.bytes_per_row[1] = 64;
+  config.rows[2] = AMX_TOKENS, config.bytes_per_row[2] = REPACK_ROWS * sizeof(int32_t);
+  _tile_loadconfig(&config);
+}
+
+/* Tile 2 = one block of 16 tokens' tiled codes (quantized_row.tiles) times tile 1, stored to sums[token][row]. */
+#define AMX_BLOCK_SUMS(dot, x_tile, sums) \
+  do {                                           \
+    _tile_zero(2);                               \
+    _tile_loadd(0, (x_tile), QK);                \
+    dot(2, 0, 1);                                \
+    _tile_stored(2, (sums), 64);                 \
+  } while (0)
+
+/* 16 tokens × one group of 16 repacked Q8_0 rows (signed codes: a signed × signed tile product). */
+static AMX_TARGET void amx_tile_q8r(const uint8_t *group, const quantized_row *x, int cols, float *y, int y_stride) {
+  const int nb = cols / QK;
+  int32_t sums[AMX_TOKENS][REPACK_ROWS] __attribute__((aligned(64)));
+  __m512 acc[AMX_TOKENS];
+  for (int t = 0; t < AMX_TOKENS; t++) acc[t] = _mm512_setzero_ps();
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *block = group + (size_t)b * Q8R_BLOCK_BYTES;
+    _tile_loadd(1, block + R16_CHUNK(0, 0), 64);
+    AMX_BLOCK_SUMS(_tile_dpbssd, x->tiles + (size_t)b * AMX_TOKENS * QK, sums);
+    const __m512 d = r16_scales(block, 0);
+    for (int t = 0; t < AMX_TOKENS; t++) {
+      const __m512 sum = _mm512_cvtepi32_ps(_mm512_load_si512(sums[t]));
+      acc[t] = _mm512_fmadd_ps(sum, _mm512_mul_ps(d, _mm512_set1_ps(x->scales[(size_t)t * nb + b])), acc[t]);
+    }
+  }
+  for (int t = 0; t < AMX_TOKENS; t++) _mm512_storeu_ps(y + (size_t)t * y_stride, acc[t]);
+}
+
+/*
+ * The same for repacked Q4_0: each block's nibbles (stored as q + 8) unpacked to bytes first,
+ * chunk j's low nibbles being codes 4j..4j+3 of every row (tile row j) and its high nibbles codes
+ * 16 + 4j.. (tile row 4 + j); signed × unsigned, and 8 · Σx taken off as tile_r16 does.
+ */
+static AMX_TARGET void amx_tile_q4r(const uint8_t *group, const quantized_row *x, int cols, float *y, int y_stride) {
+  const int nb = cols / QK;
+  int32_t sums[AMX_TOKENS][REPACK_ROWS] __attribute__((aligned(64)));
+  uint8_t codes[QK / 4][64] __attribute__((aligned(64)));
+  __m512 acc[AMX_TOKENS];
+  for (int t = 0; t < AMX_TOKENS; t++) acc[t] = _mm512_setzero_ps();
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *block = group + (size_t)b * R16_BLOCK_BYTES;
+    for (int j = 0; j < 4; j++) {
+      const __m512i bytes = _mm512_loadu_si512(block + R16_CHUNK(j, 0));
+      _mm512_store_si512(codes[j], low_nibbles(bytes));
+      _mm512_store_si512(codes[4 + j], low_nibbles(_mm512_srli_epi16(bytes, 4)));
+    }
+    _tile_loadd(1, codes, 64);
+    AMX_BLOCK_SUMS(_tile_dpbsud, x->tiles + (size_t)b * AMX_TOKENS * QK, sums);
+    const __m512 d = r16_scales(block, 0);
+    for (int t = 0; t < AMX_TOKENS; t++) {
+      const size_t at = (size_t)t * nb + b;
+      const __m512i sum = _mm512_sub_epi32(_mm512_load_si512(sums[t]), _mm512_set1_epi32(8 * x->sums[at]));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(d, _mm512_set1_ps(x->scales[at])), acc[t]);
+    }
+  }
+  for (int t = 0; t < AMX_TOKENS; t++) _mm512_storeu_ps(y + (size_t)t * y_stride, acc[t]);
+}
+
+typedef void (*gemm_kernel)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+typedef void (*amx_tile_kernel)(const uint8_t *group, const quantized_row *x, int cols, float *y, int y_stride);
+
+/* Activation rows from token t on (blocks of 32, one scale and one sum each); t starts a tile or comes after the last. */
+static quantized_row tokens_from(const quantized_row *x, int t, int cols) {
+  return (quantized_row){.codes = x->codes + (size_t)t * cols, .scales = x->scales + (size_t)t * (cols / QK), .sums = x->sums + (size_t)t * (cols / QK),
+                         .tiles = x->tiles != NULL ? x->tiles + (size_t)t * cols : NULL};
+}
+
+/* Whole groups × whole tiles of tokens on AMX; the tokens after them through `repacked`, the stored rows after the groups through `stored`. */
+static AMX_TARGET void amx_gemm(amx_tile_kernel tile, gemm_kernel repacked, gemm_kernel stored, const uint8_t *w, size_t row_bytes, int rows,
+                                const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  const int tiled = x->tiles != NULL ? tokens / AMX_TOKENS * AMX_TOKENS : 0, grouped = rows / REPACK_ROWS * REPACK_ROWS;
+  if (tiled > 0 && grouped > 0) {
+    amx_configure();
+    for (int g = 0; g < grouped; g += REPACK_ROWS)
+      for (int t0 = 0; t0 < tiled; t0 += AMX_TOKENS) {
+        const quantized_row xt = tokens_from(x, t0, cols);
+        tile(w + (size_t)g * row_bytes, &xt, cols, y + (size_t)t0 * y_stride + g, y_stride);
+      }
+    _tile_release();
+  }
+  if (tiled > 0 && grouped < rows) stored(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tiled, cols, y + grouped, y_stride);
+  if (tiled < tokens) {
+    const quantized_row rest = tokens_from(x, tiled, cols);
+    repacked(w, row_bytes, rows, &rest, tokens - tiled, cols, y + (size_t)tiled * y_stride, y_stride);
+  }
+}
+
+void herd_gemm_q8_0_r16_amx(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  amx_gemm(amx_tile_q8r, gemm_q8_0_r16, gemm_q8_0, w, row_bytes, rows, x, tokens, cols, y, y_stride);
+}
+
+void herd_gemm_q4_0_r16_amx(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  amx_gemm(amx_tile_q4r, gemm_q4_0_r16, gemm_q4_0, w, row_bytes, rows, x, tokens, cols, y, y_stride);
+}
+#endif
+
 const herd_kernels HERD_TABLE = {
     .name = HERD_PATH_NAME,
     .dot_f32 = dot_f32,

@@ -83,6 +83,7 @@ typedef struct {
   size_t row_bytes;
   const float *x;
   int8_t *codes;
+  int8_t *tiles;  /* the codes in tiles of k->token_tiles tokens, when the product reads them (quantized_row.tiles) */
   float *scales;
   int32_t *sums;
   float *row_floats;  /* per thread: one 16-bit row widened to floats */
@@ -142,6 +143,20 @@ static void quantize_token(const linear_job *job, int t) {
     herd_quantize_q8_0(row, cols, codes, job->scales + (size_t)t * (cols / QK));
     code_sums(codes, cols, job->sums + (size_t)t * (cols / QK), QK);
   }
+  const int tile_tokens = job->k->token_tiles;
+  if (job->tiles != NULL && t < job->tokens / tile_tokens * tile_tokens) {
+    int8_t *tile = job->tiles + (size_t)(t / tile_tokens) * tile_tokens * cols + (size_t)(t % tile_tokens) * QK;
+    for (int b = 0; b < cols / QK; b++) memcpy(tile + (size_t)b * tile_tokens * QK, codes + (size_t)b * QK, QK);
+  }
+}
+
+/*
+ * Whether the product reads the codes in tiles of tokens too: AMX's tile loads take 16 rows at a
+ * fixed stride, and the codes' own stride (a row's length in bytes, 8,192 for down_proj) puts
+ * all 16 in one set of the L1 cache, which took AMX's down_proj below the vector path's speed.
+ */
+static int takes_tiles(const herd_kernels *k, int format, int tokens) {
+  return k->token_tiles > 0 && tokens >= k->token_tiles && (format == FMT_Q8_0_R16 || format == FMT_Q4_0_R16);
 }
 
 static void quantize_task(void *context, int thread) {
@@ -155,7 +170,7 @@ static int takes_f32_gemm(const linear_job *job) { return job->format == FMT_F32
 static void linear_rows(const linear_job *job, const herd_linear_output *out, int first, int last, int thread) {
   void (*gemm)(const uint8_t *, size_t, int, const quantized_row *, int, int, float *, int) = gemm_of(job->k, job->format);
   if (gemm != NULL) {
-    const quantized_row x = {.codes = job->codes, .scales = job->scales, .sums = job->sums};
+    const quantized_row x = {.codes = job->codes, .scales = job->scales, .sums = job->sums, .tiles = job->tiles};
     gemm(out->w + (size_t)first * job->row_bytes, job->row_bytes, last - first, &x, job->tokens, job->cols, out->y + first, out->rows);
     return;
   }
@@ -212,13 +227,14 @@ int herd_linear_many(const herd_kernels *k, int format, int cols, const float *x
   if (format == FMT_F16 || format == FMT_BF16) {
     scratch = job.row_floats = malloc((size_t)herd_pool_threads() * cols * sizeof(float));
   } else if (format >= FMT_Q8_0) {
-    const size_t values = (size_t)tokens * cols;
-    /* Codes, then up to one scale per 32 values, then up to one sum per 16 (the K-quants'). */
-    scratch = malloc(values + values / QK * sizeof(float) + values / KQ_GROUP * sizeof(int32_t));
+    const size_t values = (size_t)tokens * cols, tiled = takes_tiles(k, format, tokens) ? values : 0;
+    /* Codes, then up to one scale per 32 values, then up to one sum per 16 (the K-quants'), then the tiled copy. */
+    scratch = malloc(values + values / QK * sizeof(float) + values / KQ_GROUP * sizeof(int32_t) + tiled);
     if (scratch != NULL) {
       job.codes = scratch;
       job.scales = (float *)(job.codes + values);
       job.sums = (int32_t *)(job.scales + values / QK);
+      job.tiles = tiled ? (int8_t *)(job.sums + values / KQ_GROUP) : NULL;
       if (tokens < POOL_QUANTIZE_TOKENS) quantize_task(&job, 0);
       else herd_pool_run(quantize_task, &job);
     }
