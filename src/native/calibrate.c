@@ -40,37 +40,16 @@
 
 static int min_int(int a, int b) { return a < b ? a : b; }
 
+/* GPTQ's float64 sums in tiles of 4 rows × 16 columns (calibrate_tiles.h), and the jobs their loops serve. */
+enum { TILE_ROWS = 4, TILE_COLS = 16 };
+
 /*
- * A tile of 4 × 16 float64 sums as GCC/clang vectors of 4 (a ymm register on every vector
- * clone). Vectors of 8 were one zmm each on the AVX-512 clone, but GCC lowered them through the
- * stack on the AVX2 clone: GPTQ's factor took 6.9 s of wall time at width 2,048 and 63.5 s at
- * 4,096 on Zen 3's two cores, 1.2 s and 8.8 s now (the same bits); a 4 × 8 tile measured slower.
- * The AVX-512 clone now runs ymm operations too (not measured since; Zen 4 splits a zmm
- * operation into two ymm halves anyway).
+ * Rows per pass over h (and over L⁻¹ in the factor): each entry's sum continues in row order
+ * while the rows stay in cache. A column tile's lines in rows 8,192 floats (or doubles) apart
+ * fall into 4 (or 2) sets of a 16-way L2, which 32 rows fit and 128 overflowed: on a Sapphire
+ * Rapids host the Hessian at width 8,192 took 24.4 s with 128 rows and 12.5 s with 32.
  */
-typedef double f64x4 __attribute__((vector_size(32)));
-typedef float f32x4 __attribute__((vector_size(16)));
-enum { TILE_ROWS = 4, TILE_COLS = 16, TILE_VECTORS = TILE_COLS / 4 };
-typedef struct {
-  f64x4 v[TILE_ROWS][TILE_VECTORS];
-} sum_tile;
-
-/* tile[a][b] += s[a] · p[b] (the float32 products are exact in float64, so this is the scalar order's result). */
-static inline __attribute__((always_inline)) void accumulate_tile(sum_tile *tile, const double s[TILE_ROWS], const float *p) {
-  f64x4 wide[TILE_VECTORS];
-  for (int b = 0; b < TILE_VECTORS; b++) {
-    f32x4 narrow;
-    memcpy(&narrow, p + 4 * b, sizeof narrow);
-    wide[b] = __builtin_convertvector(narrow, f64x4);
-  }
-  for (int a = 0; a < TILE_ROWS; a++)
-    for (int b = 0; b < TILE_VECTORS; b++) tile->v[a][b] += s[a] * wide[b];
-}
-
-/* ---- GPTQ's Hessian ---- */
-
-/* Calibration rows per pass over h: each entry's sum continues in row order while the rows stay in cache. */
-enum { HESSIAN_CHUNK = 128 };
+enum { HESSIAN_CHUNK = 32 };
 
 typedef struct {
   const float *x;
@@ -78,16 +57,67 @@ typedef struct {
   double *h;
 } hessian_job;
 
-VECTOR_CLONES EXACT_PRODUCTS_MAY_FUSE static void hessian_tile(const float *x, int n, int from, int to, int i0, int j0, double *h) {
-  sum_tile tile;
-  for (int a = 0; a < TILE_ROWS; a++) memcpy(tile.v[a], h + (size_t)(i0 + a) * n + j0, sizeof tile.v[a]);
-  for (int r = from; r < to; r++) {
-    const float *row = x + (size_t)r * n;
-    const double s[TILE_ROWS] = {row[i0], row[i0 + 1], row[i0 + 2], row[i0 + 3]};
-    accumulate_tile(&tile, s, row + j0);
-  }
-  for (int a = 0; a < TILE_ROWS; a++) memcpy(h + (size_t)(i0 + a) * n + j0, tile.v[a], sizeof tile.v[a]);
+enum { CHOLESKY_PANEL = 64 };
+
+typedef struct {
+  const double *a;
+  double *l, *panel; /* panel [k][64]: l[j0 + jj, k] for k < j0 */
+  int n, j0, width;
+} cholesky_job;
+
+enum { INVERSE_LANES = 64 };
+
+typedef struct {
+  const double *l;
+  double *li;
+  int n;
+} inverse_job;
+
+typedef struct {
+  const double *li;
+  double *inverse;
+  int n, from, to, blocks;
+} product_job;
+
+#ifdef X86_INTRINSIC_BLOCKS
+#define TILE_LANES 8
+#define TILES_TARGET __attribute__((target("avx512f")))
+#define TILES_HELPER_TARGET __attribute__((target("avx512f")))
+#define TILED(name) name##_avx512
+#include "calibrate_tiles.h"
+#undef TILE_LANES
+#undef TILES_TARGET
+#undef TILES_HELPER_TARGET
+#undef TILED
+#endif
+#define TILE_LANES 4
+#ifdef X86_INTRINSIC_BLOCKS
+#define TILES_TARGET __attribute__((target_clones("avx2", "default")))
+#else
+#define TILES_TARGET
+#endif
+#define TILES_HELPER_TARGET
+#define TILED(name) name##_generic
+#include "calibrate_tiles.h"
+
+/* The tiles' instance for this CPU (the same bits either way). */
+typedef struct {
+  void (*hessian_tile)(const float *x, int n, int from, int to, int i0, int j0, double *h);
+  void (*cholesky_panel_tile)(const cholesky_job *job, int i0, int jj0);
+  void (*lower_inverse_columns)(void *context, int item);
+  void (*product_tile)(const product_job *job, int i0, int j0);
+} f64_tiles;
+
+static const f64_tiles *tiles(void) {
+  static const f64_tiles generic = {hessian_tile_generic, cholesky_panel_tile_generic, lower_inverse_columns_generic, product_tile_generic};
+#ifdef X86_INTRINSIC_BLOCKS
+  static const f64_tiles avx512 = {hessian_tile_avx512, cholesky_panel_tile_avx512, lower_inverse_columns_avx512, product_tile_avx512};
+  if (__builtin_cpu_supports("avx512f")) return &avx512;
+#endif
+  return &generic;
 }
+
+/* ---- GPTQ's Hessian ---- */
 
 /* Adds rows from..to of XᵀX to the lower triangle of rows i0..i0+3 (full tiles may also fill a few upper entries). */
 static void hessian_rows(void *context, int item) {
@@ -95,7 +125,7 @@ static void hessian_rows(void *context, int item) {
   const int n = job->n, i0 = (job->blocks - 1 - item) * TILE_ROWS, i_end = min_int(i0 + TILE_ROWS, n);
   for (int j0 = 0; j0 < i_end; j0 += TILE_COLS) {
     if (i_end - i0 == TILE_ROWS && j0 + TILE_COLS <= n) {
-      hessian_tile(job->x, n, job->from, job->to, i0, j0, job->h);
+      tiles()->hessian_tile(job->x, n, job->from, job->to, i0, j0, job->h);
       continue;
     }
     for (int i = i0; i < i_end; i++) {
@@ -313,48 +343,12 @@ void herd_awq_pseudo_quantize(const float *w, int rows, int cols, const float *s
 
 /* ---- GPTQ's factor: U upper-triangular with H⁻¹ = UᵀU (gptq.ts upperCholeskyOfInverse) ---- */
 
-/* tile[a][b] −= s[a] · p[b], the float64 product rounded before the subtraction as in the TypeScript. */
-static inline __attribute__((always_inline)) void subtract_products(sum_tile *tile, const double s[TILE_ROWS], const double *p) {
-  f64x4 wide[TILE_VECTORS];
-  memcpy(wide, p, sizeof wide);
-  for (int a = 0; a < TILE_ROWS; a++)
-    for (int b = 0; b < TILE_VECTORS; b++) tile->v[a][b] -= s[a] * wide[b];
-}
-
-static inline __attribute__((always_inline)) void add_products(sum_tile *tile, const double s[TILE_ROWS], const double *p) {
-  f64x4 wide[TILE_VECTORS];
-  memcpy(wide, p, sizeof wide);
-  for (int a = 0; a < TILE_ROWS; a++)
-    for (int b = 0; b < TILE_VECTORS; b++) tile->v[a][b] += s[a] * wide[b];
-}
-
 /*
  * Cholesky L (A = L·Lᵀ) by panels of 64 columns. The reference computes each entry as
  * a[i,j] − l[i,0]·l[j,0] − l[i,1]·l[j,1] − … in that order; here the terms before the panel are
  * subtracted for all later rows at once (tiles of 4 rows × 16 panel columns, in parallel), then
  * the panel's own terms row by row, so every entry sees the same operations in the same order.
  */
-enum { CHOLESKY_PANEL = 64 };
-
-typedef struct {
-  const double *a;
-  double *l, *panel; /* panel [k][64]: l[j0 + jj, k] for k < j0 */
-  int n, j0, width;
-} cholesky_job;
-
-VECTOR_CLONES static void cholesky_panel_tile(const cholesky_job *job, int i0, int jj0) {
-  const int n = job->n, j0 = job->j0;
-  sum_tile tile;
-  for (int a = 0; a < TILE_ROWS; a++) memcpy(tile.v[a], job->a + (size_t)(i0 + a) * n + j0 + jj0, sizeof tile.v[a]);
-  for (int k = 0; k < j0; k++) {
-    const double s[TILE_ROWS] = {job->l[(size_t)i0 * n + k], job->l[(size_t)(i0 + 1) * n + k], job->l[(size_t)(i0 + 2) * n + k], job->l[(size_t)(i0 + 3) * n + k]};
-    subtract_products(&tile, s, job->panel + (size_t)k * CHOLESKY_PANEL + jj0);
-  }
-  double sums[TILE_ROWS][TILE_COLS];
-  for (int a = 0; a < TILE_ROWS; a++) memcpy(sums[a], tile.v[a], sizeof tile.v[a]);
-  for (int a = 0; a < TILE_ROWS; a++)
-    for (int b = 0; b < TILE_COLS && j0 + jj0 + b <= i0 + a; b++) job->l[(size_t)(i0 + a) * n + j0 + jj0 + b] = sums[a][b];
-}
 
 /* Rows i0..i0+3's sums for the panel's columns, less the terms of the columns before it. */
 static void cholesky_panel_rows(void *context, int item) {
@@ -362,7 +356,7 @@ static void cholesky_panel_rows(void *context, int item) {
   const int n = job->n, j0 = job->j0, i0 = j0 + item * TILE_ROWS;
   for (int jj0 = 0; jj0 < job->width; jj0 += TILE_COLS) {
     if (i0 + TILE_ROWS <= n && jj0 + TILE_COLS <= job->width) {
-      cholesky_panel_tile(job, i0, jj0);
+      tiles()->cholesky_panel_tile(job, i0, jj0);
       continue;
     }
     for (int i = i0; i < min_int(i0 + TILE_ROWS, n); i++) {
@@ -415,71 +409,14 @@ static int cholesky(const double *a, int n, double *l, double *panel) {
   return 1;
 }
 
-/*
- * L⁻¹ by forward substitution, 64 columns per item: li[i, j] = −(Σ_{k=j}^{i−1} l[i,k]·li[k,j]) / l[i,i].
- * The vector lanes are columns; a lane's terms before its own column are products with its zeros
- * above the diagonal, which leave the sum at +0, so each sum matches the reference's.
- */
-enum { INVERSE_LANES = 64 };
-
-typedef struct {
-  const double *l;
-  double *li;
-  int n;
-} inverse_job;
-
-VECTOR_CLONES static void lower_inverse_columns(void *context, int item) {
-  const inverse_job *job = context;
-  const int n = job->n, j0 = item * INVERSE_LANES, lanes = min_int(INVERSE_LANES, n - j0);
-  f64x4 *column = aligned_alloc(64, sizeof(f64x4) * (INVERSE_LANES / 4) * (size_t)(n - j0)); /* [k - j0][64]: li[k, j0..] */
-  if (column == NULL) abort();
-  memset(column, 0, sizeof(f64x4) * (INVERSE_LANES / 4) * (size_t)(n - j0));
-  for (int i = j0; i < n; i++) {
-    const double *row = job->l + (size_t)i * n;
-    f64x4 sums[INVERSE_LANES / 4];
-    memset(sums, 0, sizeof sums);
-    for (int k = j0; k < i; k++) {
-      const double lik = row[k];
-      const f64x4 *previous = column + (size_t)(k - j0) * (INVERSE_LANES / 4);
-      for (int v = 0; v < INVERSE_LANES / 4; v++) sums[v] += lik * previous[v];
-    }
-    double *out = (double *)(column + (size_t)(i - j0) * (INVERSE_LANES / 4));
-    const double *sum = (const double *)sums;
-    for (int lane = 0; lane < lanes; lane++) {
-      if (j0 + lane < i) out[lane] = -sum[lane] / row[i];
-      else if (j0 + lane == i) out[lane] = 1 / row[i];
-    }
-    for (int lane = 0; lane < lanes; lane++) job->li[(size_t)i * n + j0 + lane] = out[lane];
-  }
-  free(column);
-}
-
 /* inverse[i, j] = Σ_{k=i}^{n−1} li[k,i]·li[k,j] (lower triangle; terms with k < i are zero and skipped), rows k in chunks. */
-typedef struct {
-  const double *li;
-  double *inverse;
-  int n, from, to, blocks;
-} product_job;
-
-VECTOR_CLONES static void product_tile(const product_job *job, int i0, int j0) {
-  const int n = job->n;
-  sum_tile tile;
-  for (int a = 0; a < TILE_ROWS; a++) memcpy(tile.v[a], job->inverse + (size_t)(i0 + a) * n + j0, sizeof tile.v[a]);
-  for (int k = job->from > i0 ? job->from : i0; k < job->to; k++) {
-    const double *row = job->li + (size_t)k * n;
-    const double s[TILE_ROWS] = {row[i0], row[i0 + 1], row[i0 + 2], row[i0 + 3]};
-    add_products(&tile, s, row + j0);
-  }
-  for (int a = 0; a < TILE_ROWS; a++) memcpy(job->inverse + (size_t)(i0 + a) * n + j0, tile.v[a], sizeof tile.v[a]);
-}
-
 static void product_rows(void *context, int item) {
   const product_job *job = context;
   const int n = job->n, i0 = item * TILE_ROWS, i_end = min_int(i0 + TILE_ROWS, n);
   if (job->to <= i0) return;
   for (int j0 = 0; j0 < i_end; j0 += TILE_COLS) {
     if (i_end - i0 == TILE_ROWS && j0 + TILE_COLS <= n) {
-      product_tile(job, i0, j0);
+      tiles()->product_tile(job, i0, j0);
       continue;
     }
     for (int i = i0; i < i_end; i++) {
@@ -501,7 +438,7 @@ int herd_upper_cholesky_of_inverse(const double *h, int n, double *upper) {
   result = 0;
   if (!cholesky(h, n, first, panel)) goto done;
   inverse_job inverse = {first, second, n};
-  herd_pool_for((n + INVERSE_LANES - 1) / INVERSE_LANES, lower_inverse_columns, &inverse);
+  herd_pool_for((n + INVERSE_LANES - 1) / INVERSE_LANES, tiles()->lower_inverse_columns, &inverse);
   /* H⁻¹ = L⁻ᵀ·L⁻¹ into `first` (L is no longer needed). */
   memset(first, 0, size * sizeof(double));
   product_job product = {second, first, n, 0, 0, (n + TILE_ROWS - 1) / TILE_ROWS};
