@@ -4,7 +4,10 @@
  * "Native C kernels"): process.cpuUsage (user + system, every thread of the process), best of N,
  * so that a machine shared with other work disturbs the figures far less than wall clock does.
  *
- *   node scripts/bench-native-linear.mjs [--threads N] [--isa avx512] [--formats Q8_0,Q4_0,Q4_K] [--tokens 1,64] [--hot] [--plain] [--small-pages]
+ *   node scripts/bench-native-linear.mjs [--threads N] [--isa avx512 | --alternate avx512,amx] [--formats Q8_0,Q4_0,Q4_K] [--tokens 1,64] [--hot] [--plain] [--small-pages]
+ *
+ * --alternate takes its paths in turn for every sample, one best figure each: on a host whose speed
+ * drifts (a shared VM), paths measured one after another can differ by more than the code does.
  *
  * Weights are repacked as NativeOps.linearWeight repacks them (src/native/repack.h) unless --plain,
  * and on 2 MiB pages where Linux gives them, as NativeOps.loadMatrix asks, unless --small-pages.
@@ -21,6 +24,7 @@ const { values: options } = parseArgs({
   options: {
     threads: { type: 'string', default: '1' },
     isa: { type: 'string' },
+    alternate: { type: 'string' },
     formats: { type: 'string', default: 'Q8_0,Q4_0,Q4_K' },
     tokens: { type: 'string', default: '1,64' },
     shapes: { type: 'string', default: '2048x2048,512x2048,8192x2048,2048x8192,128256x2048' },
@@ -81,8 +85,9 @@ function cpuMs(fn) {
 
 const shapes = options.shapes.split(',').map((shape) => shape.split('x').map(Number));
 const tokenCounts = options.tokens.split(',').map(Number);
-console.log(`isa ${addon.info().isa}, threads ${addon.info().threads}; CPU ms per call (best of N), and G products/s of CPU time`);
-console.log('format | rows × cols | tokens | CPU ms | G products/s');
+const isas = options.alternate ? options.alternate.split(',') : [addon.info().isa];
+console.log(`isa ${isas.join(' / ')}, threads ${addon.info().threads}; CPU ms per call (best of N), and G products/s of CPU time`);
+console.log(`format | rows × cols | tokens | ${isas.map((isa) => `${isa} CPU ms | G products/s`).join(' | ')}`);
 for (const format of options.formats.split(',')) {
   for (const [rows, cols] of shapes) {
     const one = randomWeights(format, rows, cols);
@@ -101,14 +106,18 @@ for (const format of options.formats.split(',')) {
       const calls = Math.max(2, Math.min(30, Math.round(2e9 / products)));
       // Small products repeat within one sample: the CPU clock's resolution is coarse.
       const repeats = Math.max(1, Math.round(2e7 / products));
-      let best = Infinity;
+      const best = isas.map(() => Infinity);
       for (let call = 0; call < calls; call++) {
-        const sample = cpuMs(() => {
-          for (let i = 0; i < repeats; i++) addon.linear(code, copies[(call * repeats + i) % copies.length], rows, cols, x, tokens, y);
+        isas.forEach((isa, i) => {
+          if (options.alternate) addon.choose(isa);
+          const sample = cpuMs(() => {
+            for (let r = 0; r < repeats; r++) addon.linear(code, copies[(call * repeats + r) % copies.length], rows, cols, x, tokens, y);
+          });
+          best[i] = Math.min(best[i], sample / repeats);
         });
-        best = Math.min(best, sample / repeats);
       }
-      console.log(`${format} | ${rows} × ${cols} | ${tokens} | ${best.toFixed(3)} | ${(products / best / 1e6).toFixed(1)}`);
+      const figures = best.map((ms) => `${ms.toFixed(3)} | ${(products / ms / 1e6).toFixed(1)}`);
+      console.log(`${format} | ${rows} × ${cols} | ${tokens} | ${figures.join(' | ')}`);
     }
   }
 }

@@ -328,16 +328,16 @@ test('every path and thread count computes the same linear products (within floa
   expect(results.size).toBe((LINEAR_SHAPES.length * LINEAR_TOKENS.length + 1) * runnable.length * 2);
 });
 
-// The amx path's repacked Q8_0 and Q4_0 products make the same integer sums as the avx512 path's
+// The amx path's repacked Q8_0, Q4_0 and Q4_K products make the same integer sums as the avx512 path's
 // vpdpbusd tiles and scale them in the same order: the same bits, for whole tiles of 16 tokens, the
 // tokens after them, rows past the last group of 16, and 8,192 columns (down_proj's rows).
-test('the amx path computes the avx512 path\'s bits for repacked Q8_0 and Q4_0 (or says why it cannot run)', () => {
+test('the amx path computes the avx512 path\'s bits for repacked Q8_0, Q4_0 and Q4_K (or says why it cannot run)', () => {
   if (!runnable.includes('amx')) {
     expect(addon.info().paths.amx ?? 'not an x86-64 build').toMatch(/lacks|not an x86-64 build/);
     return;
   }
   addon.startThreads(2);
-  for (const [format, cols] of [['Q8_0', 96], ['Q4_0', 96], ['Q8_0', 8192], ['Q4_0', 8192]] as const) {
+  for (const [format, cols] of [['Q8_0', 96], ['Q4_0', 96], ['Q4_K', 512], ['Q8_0', 8192], ['Q4_0', 8192], ['Q4_K', 8192]] as const) {
     const rows = 37, tokens = 35;
     const repacked = packedRandom(format, rows, cols, 5).bytes.slice();
     const code = addon.repackRows(NATIVE_FORMAT_CODES[format]!, repacked, rows, cols, true);

@@ -120,6 +120,7 @@ static const herd_kernels *kernels_of(const char *name) {
     completed.token_tiles = 16;
     completed.gemm_q8_0_r16 = herd_gemm_q8_0_r16_amx;
     completed.gemm_q4_0_r16 = herd_gemm_q4_0_r16_amx;
+    completed.gemm_q4_k_r16 = herd_gemm_q4_k_r16_amx;
   }
 #endif
   /* The other gemm_* stay NULL where a path has none: ops.c then calls the path's own dot kernels row by row. */

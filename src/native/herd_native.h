@@ -43,7 +43,7 @@ typedef struct {
 /* One instruction-set path: the inner products every linear layer is made of. */
 typedef struct {
   const char *name;
-  /* Tokens per tile of the copy of the activation codes its repacked Q8_0 and Q4_0 products read (quantized_row.tiles), or 0. */
+  /* Tokens per tile of the copy of the activation codes its repacked Q8_0, Q4_0 and Q4_K products read (quantized_row.tiles), or 0. */
   int token_tiles;
   float (*dot_f32)(const float *a, const float *b, int n);
   void (*f16_to_f32)(const uint16_t *src, float *dst, int n);
@@ -110,9 +110,10 @@ extern const herd_kernels herd_kernels_scalar;
 extern const herd_kernels herd_kernels_avx2;
 extern const herd_kernels herd_kernels_avxvnni;
 extern const herd_kernels herd_kernels_avx512;
-/* The amx path's repacked Q8_0 and Q4_0 products (kernels_x86.h); the rest of that path is avx512's. */
+/* The amx path's repacked Q8_0, Q4_0 and Q4_K products (kernels_x86.h); the rest of that path is avx512's. */
 void herd_gemm_q8_0_r16_amx(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 void herd_gemm_q4_0_r16_amx(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+void herd_gemm_q4_k_r16_amx(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 #endif
 #if defined(__aarch64__)
 extern const herd_kernels herd_kernels_neon;

@@ -156,7 +156,7 @@ static void quantize_token(const linear_job *job, int t) {
  * all 16 in one set of the L1 cache, which took AMX's down_proj below the vector path's speed.
  */
 static int takes_tiles(const herd_kernels *k, int format, int tokens) {
-  return k->token_tiles > 0 && tokens >= k->token_tiles && (format == FMT_Q8_0_R16 || format == FMT_Q4_0_R16);
+  return k->token_tiles > 0 && tokens >= k->token_tiles && (format == FMT_Q8_0_R16 || format == FMT_Q4_0_R16 || format == FMT_Q4_K_R16);
 }
 
 static void quantize_task(void *context, int thread) {
