@@ -729,6 +729,17 @@ static inline ivec ixor(ivec a, ivec b) { return _mm256_xor_si256(a, b); }
 /* Two int16 values in every int32 lane (the activation sums a pair of minimums multiplies). */
 static inline ivec broadcast_pair(int32_t low, int32_t high) { return iset1((int32_t)((uint32_t)(uint16_t)low | (uint32_t)high << 16)); }
 
+/* herd_q4k_scales_mins on every lane at once: the sub-blocks' scales (bytes of sc[0..1]) and minimums (m[0..1]) of a half's rows. */
+static inline void k16_scales_mins(const uint8_t *block, int half, ivec sc[2], ivec m[2]) {
+  const ivec u0 = r16_bytes(block + K16_SCALES(0, 0) + 32 * half), u1 = r16_bytes(block + K16_SCALES(1, 0) + 32 * half),
+             u2 = r16_bytes(block + K16_SCALES(2, 0) + 32 * half);
+  const ivec six = iset1(0x3f3f3f3f), four = iset1(0x0f0f0f0f), two = iset1(0x03030303);
+  sc[0] = iand(u0, six);
+  sc[1] = ior(iand(u2, four), VEC(slli_epi32)(iand(VEC(srli_epi32)(u0, 6), two), 4));
+  m[0] = iand(u1, six);
+  m[1] = ior(iand(VEC(srli_epi32)(u2, 4), four), VEC(slli_epi32)(iand(VEC(srli_epi32)(u1, 6), two), 4));
+}
+
 static ALWAYS_INLINE void tile_k16(const uint8_t *group, int first_half, const int H, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
   const int nb = cols / QK_K;
   fvec acc[R16_HALVES][K16_TOKENS];
@@ -739,12 +750,8 @@ static ALWAYS_INLINE void tile_k16(const uint8_t *group, int first_half, const i
     for (int h = 0; h < H; h++) {
       const int half = first_half + h;
       const fvec d = k16_halves(block + K16_D, half), dmin = k16_halves(block + K16_DMIN, half);
-      /* herd_q4k_scales_mins on every lane at once: the sub-blocks' scales (bytes of sc[0..1]) and minimums (m[0..1]). */
-      const ivec u0 = r16_bytes(block + K16_SCALES(0, 0) + 32 * half), u1 = r16_bytes(block + K16_SCALES(1, 0) + 32 * half),
-                 u2 = r16_bytes(block + K16_SCALES(2, 0) + 32 * half);
-      const ivec six = iset1(0x3f3f3f3f), four = iset1(0x0f0f0f0f), two = iset1(0x03030303);
-      const ivec sc[2] = {iand(u0, six), ior(iand(u2, four), VEC(slli_epi32)(iand(VEC(srli_epi32)(u0, 6), two), 4))};
-      const ivec m[2] = {iand(u1, six), ior(iand(VEC(srli_epi32)(u2, 4), four), VEC(slli_epi32)(iand(VEC(srli_epi32)(u1, 6), two), 4))};
+      ivec sc[2], m[2];
+      k16_scales_mins(block, half, sc, m);
 #if HERD_PATH == HERD_AVX2
       ivec blocks[K16_TOKENS];
       for (int t = 0; t < T; t++) blocks[t] = izero();
@@ -1174,10 +1181,8 @@ static AMX_TARGET void amx_tile_q4k(const uint8_t *group, const quantized_row *x
   for (int b = 0; b < nb; b++) {
     const uint8_t *block = group + (size_t)b * K16_BLOCK_BYTES;
     const __m512 d = k16_halves(block + K16_D, 0), dmin = k16_halves(block + K16_DMIN, 0);
-    const __m512i u0 = r16_bytes(block + K16_SCALES(0, 0)), u1 = r16_bytes(block + K16_SCALES(1, 0)), u2 = r16_bytes(block + K16_SCALES(2, 0));
-    const __m512i six = iset1(0x3f3f3f3f), four = iset1(0x0f0f0f0f), two = iset1(0x03030303);
-    const __m512i sc[2] = {iand(u0, six), ior(iand(u2, four), _mm512_slli_epi32(iand(_mm512_srli_epi32(u0, 6), two), 4))};
-    const __m512i m[2] = {iand(u1, six), ior(iand(_mm512_srli_epi32(u2, 4), four), _mm512_slli_epi32(iand(_mm512_srli_epi32(u1, 6), two), 4))};
+    __m512i sc[2], m[2];
+    k16_scales_mins(block, 0, sc, m);
     __m512 blocks[AMX_TOKENS];
     for (int t = 0; t < AMX_TOKENS; t++) blocks[t] = _mm512_setzero_ps();
     for (int j = 0; j < 8; j++) {
