@@ -69,6 +69,15 @@ static int takes_q8_k(int format) { return format == FMT_Q4_K || format == FMT_Q
 
 /* Rows per unit of work a thread takes at a time: enough to amortise the shared counter. */
 #define ROW_CHUNK 16
+/*
+ * Decode's products (up to DECODE_TOKENS tokens) read their weights once, from memory: in chunks of
+ * 128 rows each thread streams 8 repacked groups in a row instead of hopping between alternate
+ * groups, which the prefetchers followed worse. Q4_0 decode on two threads of a Sapphire Rapids
+ * host: 16.4–17.1 → 18.5–21.0 tok/s (three runs each, the builds taking turns). Still small enough
+ * for a thread that loses its core to leave the rest to the other (1,002 chunks in the 1B head).
+ */
+#define DECODE_TOKENS 2
+#define DECODE_ROW_CHUNK 128
 /* Up to this many tokens, 16-bit rows are converted inside the dot; more share one widened copy of each row. */
 #define FUSED_16BIT_TOKENS 2
 /* From this many tokens F32 rows take the path's gemm_f32 (its tiles are 3 tokens wide), in chunks of F32_ROW_CHUNK rows that stay in L2. */
@@ -204,7 +213,7 @@ static void linear_rows(const linear_job *job, const herd_linear_output *out, in
 
 static void linear_task(void *context, int thread) {
   linear_job *job = context;
-  const int chunk_rows = takes_f32_gemm(job) ? F32_ROW_CHUNK : ROW_CHUNK;
+  const int chunk_rows = takes_f32_gemm(job) ? F32_ROW_CHUNK : job->tokens <= DECODE_TOKENS ? DECODE_ROW_CHUNK : ROW_CHUNK;
   for (;;) {
     int chunk = atomic_fetch_add(&job->next_chunk, 1), i = 0;
     /* The output the chunk falls in: a chunk never spans two weights. */
