@@ -35,8 +35,8 @@ typedef struct {
   const int8_t *codes;   /* tokens * cols */
   const float *scales;   /* one per block (32 or 256 values) */
   const int32_t *sums;   /* Q8_K: one per 32 values */
-  /* Where the path takes them (herd_kernels.token_tiles), the codes again in tiles of that many tokens, block by block
-     ([tile][block][token][32]); NULL otherwise. Whole tiles only: the tokens after the last are in `codes` alone. */
+  /* Where the path takes them (herd_kernels.token_tiles), the codes again in tiles of that many tokens, block by
+   * block ([tile][block][token][32]); NULL otherwise. Whole tiles only: the tokens after the last are in `codes` alone. */
   const int8_t *tiles;
 } quantized_row;
 

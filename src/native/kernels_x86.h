@@ -1111,11 +1111,11 @@ static AMX_TARGET void amx_configure(void) {
 
 /* Tile 2 = one block of 16 tokens' tiled codes (quantized_row.tiles) times tile 1, stored to sums[token][row]. */
 #define AMX_BLOCK_SUMS(dot, x_tile, sums) \
-  do {                                           \
-    _tile_zero(2);                               \
-    _tile_loadd(0, (x_tile), QK);                \
-    dot(2, 0, 1);                                \
-    _tile_stored(2, (sums), 64);                 \
+  do {                                    \
+    _tile_zero(2);                        \
+    _tile_loadd(0, (x_tile), QK);         \
+    dot(2, 0, 1);                         \
+    _tile_stored(2, (sums), 64);          \
   } while (0)
 
 /* 16 tokens × one group of 16 repacked Q8_0 rows (signed codes: a signed × signed tile product). */
