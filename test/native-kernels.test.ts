@@ -84,11 +84,15 @@ function referenceLinear(weights: Float32Array, rows: number, cols: number, x: F
   const magnitude = new Float64Array(tokens * rows);
   for (let t = 0; t < tokens; t++) {
     for (let r = 0; r < rows; r++) {
+      let sum = 0;
+      let size = 0;
       for (let k = 0; k < cols; k++) {
         const product = weights[r * cols + k]! * x[t * cols + k]!;
-        y[t * rows + r]! += product;
-        magnitude[t * rows + r]! += Math.abs(product);
+        sum += product;
+        size += Math.abs(product);
       }
+      y[t * rows + r] = sum;
+      magnitude[t * rows + r] = size;
     }
   }
   return { y, magnitude };
@@ -125,6 +129,19 @@ const LINEAR_SHAPES: Array<[Format, number, number]> = [
   ['INT4_G128', 37, 384],
 ];
 const LINEAR_TOKENS = [1, 5, 17];
+
+/** The blocked F32 product's weights, activations and float64 reference, made once for every path (the reference is 31M products). */
+const blockedF32Case = (() => {
+  let made: ReturnType<typeof make> | undefined;
+  function make() {
+    const [rows, cols, tokens] = [131, 600, 400];
+    const { bytes, weights } = packedRandom('F32', rows, cols, 5);
+    const x = gaussian(6, tokens * cols);
+    const { y: expected, magnitude } = referenceLinear(weights, rows, cols, Float64Array.from(x), tokens);
+    return { rows, cols, tokens, bytes, x, expected, magnitude };
+  }
+  return () => (made ??= make());
+})();
 const results = new Map<string, Float32Array>();
 
 afterAll(() => addon.stopThreads());
@@ -150,16 +167,14 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     },
   );
 
-  // gemm_f32's blocks: 131 rows are two chunks of 64 and 3 more, 2,100 columns a block of 2,048
-  // and 52 (3 vectors and a tail), 50 tokens a block of 48 and 2 (AWQ's block outputs run every
-  // candidate this way).
-  test('linear on F32 weights [131, 2100] × 50 tokens (every block of the tiled product and its remainders) equals the float64 product', () => {
-    const [rows, cols, tokens] = [131, 2100, 50];
-    const { bytes, weights } = packedRandom('F32', rows, cols, 5);
-    const x = gaussian(6, tokens * cols);
+  // gemm_f32's blocks: 131 rows are two chunks of 64 and 3 more (a partial panel), 600 columns
+  // blocks of 128 (AVX-512) or 512 (256-bit paths) and 88 more, 400 tokens a block of 384 packed
+  // tokens and 16 more (groups of 6, the last with 4 tokens and 2 zeros). AWQ's block outputs run
+  // every candidate this way.
+  test('linear on F32 weights [131, 600] × 400 tokens (every block of the tiled product and its remainders) equals the float64 product', () => {
+    const { rows, cols, tokens, bytes, x, expected, magnitude } = blockedF32Case();
     const y = new Float32Array(tokens * rows);
     addon.linear(NATIVE_FORMAT_CODES.F32!, bytes, rows, cols, x, tokens, y);
-    const { y: expected, magnitude } = referenceLinear(weights, rows, cols, Float64Array.from(x), tokens);
     expectWithin(y, expected, (i) => 2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-6);
     results.set(`F32-blocks/${isa}/${threads}`, y);
   });

@@ -82,8 +82,13 @@ typedef struct {
   void (*gemm_q8_0)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   void (*gemm_q4_0)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   void (*gemm_q4_k)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
-  /* The same for F32 rows (cols floats each) and float activations; NULL: dot_f32 row by row. */
+  /*
+   * The same for F32 rows (cols floats each) and float activations packed in groups of f32_tokens
+   * tokens: group g is cols × f32_tokens floats from x + g·cols·f32_tokens, [column][token], zeros
+   * past `tokens` (ops.c packs them once for all rows). NULL: dot_f32 row by row.
+   */
   void (*gemm_f32)(const float *w, int rows, const float *x, int tokens, int cols, float *y, int y_stride);
+  int f32_tokens;
   /* gemm on Q4_0 repacked as repack.h describes (w at a group's start); every path has one (the portable one by default). */
   void (*gemm_q4_0_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   void (*gemm_q4_k_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);

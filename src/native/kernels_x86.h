@@ -468,17 +468,20 @@ static void gemm_q4_k(const uint8_t *w, size_t row_bytes, int rows, const quanti
  * grid ratio's candidate weights at float32), BLIS-style outer products on both widths. Each
  * group of F32_GROUP_ROWS weight rows is packed, F32_KC columns at a time, into panels of one
  * vector's rows, [panel][column][lanes] (lanes × lanes blocks transposed in registers), and every
- * tile of F32_NR tokens runs over the packed block: each column is F32_PANELS weight vectors and
+ * group of F32_NR tokens runs over the packed block: each column is F32_PANELS weight vectors and
  * F32_NR broadcast activations into F32_PANELS × F32_NR accumulators, so there is no horizontal
  * sum, a tile's outputs for a token are whole vectors of y, and the packed block stays in L1/L2
- * while all the tokens pass. Packing is one pass over the weights per call, amortised over its
- * tokens (ops.c calls this with 64 rows and every token). AVX-512: 4 panels of 16 × 6 tokens (24
- * of 32 registers; 2 panels × 12 tokens measured 10–20 % slower, likely because 12 activation rows
- * 8 or 32 KB apart share L1 sets; 3 × 8 spills registers). 256-bit paths: 2 panels of 8 × 6 tokens
- * (12 accumulators, 2 weight vectors and a broadcast of 16 registers), BLIS's Haswell kernel shape,
- * over 512 columns (a 32 KB packed block; 128 and 256 measured slower with 8,192-column rows);
- * the dot-product tiles they had (4 rows × 3 tokens, a horizontal sum each) read 7 vectors per 12
- * FMAs from L2 and reached about 40 % of the FMA pipes on Zen 3.
+ * while all the tokens pass. The activations come packed too, once per call for all rows (ops.c,
+ * herd_kernels.f32_tokens): a group's F32_NR tokens interleaved column by column, so a tile reads
+ * one contiguous stream instead of F32_NR rows a whole row apart, which at 4,096 tokens fell out
+ * of the caches and halved the speed. Packing the weights is one pass over them per call,
+ * amortised over its tokens (ops.c calls this with 64 rows and a block of tokens). AVX-512: 4
+ * panels of 16 × 6 tokens (24 of 32 registers; 2 panels × 12 tokens measured 10–20 % slower when
+ * the activations were read unpacked; 3 × 8 spills registers). 256-bit paths: 2 panels of 8 × 6
+ * tokens (12 accumulators, 2 weight vectors and a broadcast of 16 registers), BLIS's Haswell
+ * kernel shape, over 512 columns (a 32 KB packed block; 128 and 256 measured slower with
+ * 8,192-column rows); the dot-product tiles they had (4 rows × 3 tokens, a horizontal sum each)
+ * read 7 vectors per 12 FMAs from L2 and reached about 40 % of the FMA pipes on Zen 3.
  */
 #if HERD_PATH == HERD_AVX512
 enum { F32_PANEL = 16, F32_PANELS = 4, F32_KC = 128 };
@@ -552,10 +555,11 @@ static void f32_pack(const float *w, int rows, int cols, int c0, int kc, float *
   }
 }
 
-/* y[t·y_stride + r] (+)= Σ_{c<kc} packed[r][c]·x[t][c] for r < rows ≤ F32_GROUP_ROWS, t < tokens ≤ F32_NR; missing tokens repeat the first (not stored). */
-static void f32_micro(const float *packed, int kc, const float *x, int cols, int tokens, float *y, int y_stride, int rows, int accumulate) {
-  const float *xt[F32_NR];
-  for (int b = 0; b < F32_NR; b++) xt[b] = x + (size_t)(b < tokens ? b : 0) * cols;
+/*
+ * y[t·y_stride + r] (+)= Σ_{c<kc} packed[r][c]·x[c][t] for r < rows ≤ F32_GROUP_ROWS, t < tokens ≤ F32_NR,
+ * x a group's packed activations from the block's first column on ([column][F32_NR]).
+ */
+static void f32_micro(const float *packed, int kc, const float *x, int tokens, float *y, int y_stride, int rows, int accumulate) {
   fvec acc[F32_PANELS][F32_NR];
   for (int a = 0; a < F32_PANELS; a++)
     for (int b = 0; b < F32_NR; b++) acc[a][b] = fzero();
@@ -563,7 +567,7 @@ static void f32_micro(const float *packed, int kc, const float *x, int cols, int
     fvec wv[F32_PANELS];
     for (int a = 0; a < F32_PANELS; a++) wv[a] = VEC(loadu_ps)(packed + ((size_t)a * kc + c) * F32_PANEL);
     for (int b = 0; b < F32_NR; b++) {
-      const fvec xb = fbroadcast(xt[b][c]);
+      const fvec xb = fbroadcast(x[(size_t)c * F32_NR + b]);
       for (int a = 0; a < F32_PANELS; a++) acc[a][b] = fmadd(wv[a], xb, acc[a][b]);
     }
   }
@@ -584,6 +588,7 @@ static void f32_micro(const float *packed, int kc, const float *x, int cols, int
   }
 }
 
+/* x: the tokens packed in groups of F32_NR (herd_kernels.gemm_f32), each group cols × F32_NR floats. */
 static void gemm_f32(const float *w, int rows, const float *x, int tokens, int cols, float *y, int y_stride) {
   float packed[F32_GROUP_ROWS * F32_KC];
   for (int r0 = 0; r0 < rows; r0 += F32_GROUP_ROWS) {
@@ -592,7 +597,7 @@ static void gemm_f32(const float *w, int rows, const float *x, int tokens, int c
       const int kc = cols - c0 < F32_KC ? cols - c0 : F32_KC;
       f32_pack(w + (size_t)r0 * cols, group_rows, cols, c0, kc, packed);
       for (int t0 = 0; t0 < tokens; t0 += F32_NR)
-        f32_micro(packed, kc, x + (size_t)t0 * cols + c0, cols, tokens - t0 < F32_NR ? tokens - t0 : F32_NR, y + (size_t)t0 * y_stride + r0, y_stride, group_rows, c0 > 0);
+        f32_micro(packed, kc, x + (size_t)t0 * cols + (size_t)c0 * F32_NR, tokens - t0 < F32_NR ? tokens - t0 : F32_NR, y + (size_t)t0 * y_stride + r0, y_stride, group_rows, c0 > 0);
     }
   }
 }
@@ -1291,6 +1296,7 @@ const herd_kernels HERD_TABLE = {
     .gemm_q4_0 = gemm_q4_0,
     .gemm_q4_k = gemm_q4_k,
     .gemm_f32 = gemm_f32,
+    .f32_tokens = F32_NR,
     .gemm_q4_0_r16 = gemm_q4_0_r16,
     .gemm_q4_k_r16 = gemm_q4_k_r16,
     .gemm_q6_k_r16 = gemm_q6_k_r16,
