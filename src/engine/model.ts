@@ -134,13 +134,13 @@ export class LlamaForCausalLM<T, W> {
 
   /**
    * The MLP block of layer `index` alone, on rows of the embedding table taken as its (normed)
-   * input, in parts of PREFILL_CHUNK_TOKENS: how AWQ measures its MLP group on the recorded input,
-   * as AutoAWQ does, without running the attention block before it.
+   * input, in parts of `partTokens`: how AWQ measures its MLP group on the recorded input, as
+   * AutoAWQ does, without running the attention block before it.
    */
-  mlpOfRows(ids: Int32Array, index = 0): Float32Array {
+  mlpOfRows(ids: Int32Array, index = 0, partTokens = PREFILL_CHUNK_TOKENS): Float32Array {
     const parts: Float32Array[] = [];
-    for (let first = 0; first < ids.length; first += PREFILL_CHUNK_TOKENS) {
-      const part = ids.subarray(first, first + PREFILL_CHUNK_TOKENS);
+    for (let first = 0; first < ids.length; first += partTokens) {
+      const part = ids.subarray(first, first + partTokens);
       parts.push(this.ops.scope(() => this.ops.read(this.mlp(this.ops.embedding(this.weights.embedTokens, part), this.weights.layers[index]!))));
     }
     return concatenate(parts);

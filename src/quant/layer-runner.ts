@@ -1,5 +1,5 @@
 import type { LlamaConfig } from '../spec/llama-config.js';
-import { LlamaForCausalLM, PREFILL_CHUNK_TOKENS } from '../engine/model.js';
+import { LlamaForCausalLM } from '../engine/model.js';
 import type { Ops } from '../engine/ops.js';
 import type { WeightSource } from '../formats/weights.js';
 import type { HostTensor } from '../formats/safetensors.js';
@@ -38,7 +38,7 @@ export class DecoderLayerRunner {
       for (let start = 0; start < hidden.rows; start += length) {
         const cache = model.createCache(length);
         try {
-          model.forward(Int32Array.from({ length }, (_, i) => start + i), cache);
+          model.forward(Int32Array.from({ length }, (_, i) => start + i), cache, { chunkTokens: length });
         } finally {
           cache.dispose();
         }
@@ -57,7 +57,7 @@ export class DecoderLayerRunner {
     const config: LlamaConfig = { ...this.config, numHiddenLayers: 1, tieWordEmbeddings: true, vocabSize: input.rows, intermediateSize: intermediate };
     const model = LlamaForCausalLM.load(config, layerSource(input, weights), this.ops);
     try {
-      return model.mlpOfRows(Int32Array.from({ length: input.rows }, (_, i) => i));
+      return model.mlpOfRows(Int32Array.from({ length: input.rows }, (_, i) => i), 0, PART_TOKENS);
     } finally {
       model.dispose();
     }
@@ -66,8 +66,7 @@ export class DecoderLayerRunner {
   /**
    * X·Wᵀ for the rows of `input` and W [out, in], on the runner's backend (its float32 product):
    * how AWQ measures a group whose module2inspect is its one linear (up→down, v→o), as the
-   * blocks' outputs are measured. The rows enter as an embedding table, in parts of a prefill's
-   * size so the backend's intermediates stay small.
+   * blocks' outputs are measured. The rows enter as an embedding table, in parts of PART_TOKENS.
    */
   runLinear(input: Activations, weight: HostTensor): Float32Array {
     const source = layerSource(input, new Map([[LINEAR_NAME, weight]]));
@@ -76,8 +75,8 @@ export class DecoderLayerRunner {
     const out = weight.shape[0]!;
     const result = new Float32Array(input.rows * out);
     try {
-      for (let first = 0; first < input.rows; first += PREFILL_CHUNK_TOKENS) {
-        const ids = Int32Array.from({ length: Math.min(PREFILL_CHUNK_TOKENS, input.rows - first) }, (_, i) => first + i);
+      for (let first = 0; first < input.rows; first += PART_TOKENS) {
+        const ids = Int32Array.from({ length: Math.min(PART_TOKENS, input.rows - first) }, (_, i) => first + i);
         result.set(this.ops.scope(() => this.ops.read(this.ops.linear(this.ops.embedding(table, ids), linear))), first * out);
       }
     } finally {
@@ -87,6 +86,15 @@ export class DecoderLayerRunner {
     return result;
   }
 }
+
+/**
+ * Rows per pass of runMlp and runLinear. Every grid ratio runs the MLP and the lone linears over
+ * all calibration tokens, and a float32 product reads its weights once per pass: in parts of 384
+ * (the native product's block of packed activations, ops.c F32_TOKEN_BLOCK) two threads did
+ * 8,192 × 2,048 at 37 G products/s each, at 128 at 26. The MLP's intermediates of 384 rows are
+ * 12 MiB each. Windows (`run`) go through the layer whole, one part of their length.
+ */
+const PART_TOKENS = 384;
 
 /** runLinear's one weight, as its source names it. */
 const LINEAR_NAME = 'linear.weight';
