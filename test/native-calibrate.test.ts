@@ -37,6 +37,19 @@ function randomWeight(seed: number, rows: number, cols: number): HostTensor {
   return { name: 'w', shape: [rows, cols], data: Float32Array.from({ length: rows * cols }, () => (draw() - 0.5) * 0.2) };
 }
 
+/**
+ * Rows whose first group takes the vector loops' edge cases (calibrate.c leaves them to the
+ * scalar code): all zeros, zeros of both signs among positives, and nothing below zero.
+ */
+function withAwkwardGroups(w: HostTensor, groupSize: number): HostTensor {
+  const cols = w.shape[1]!;
+  const group = (row: number) => w.data.subarray(row * cols, row * cols + groupSize);
+  group(0).fill(0);
+  group(1).forEach((v, c, values) => (values[c] = c % 3 === 0 ? (c % 2 ? -0 : 0) : Math.abs(v)));
+  group(2).forEach((v, c, values) => (values[c] = Math.abs(v)));
+  return w;
+}
+
 /** Bitwise equality of two float arrays (toEqual would let −0 equal 0 and says little about where they differ). */
 function expectSameBits(actual: Float32Array | Float64Array, expected: Float32Array | Float64Array): void {
   expect(actual.length).toBe(expected.length);
@@ -57,9 +70,9 @@ describe.each([1, 3])('on %i thread(s)', (threads) => {
   });
 
   test("AWQ's candidates Q(W·diag(s))·diag(1/s) are the TypeScript's, bit for bit", () => {
-    // 40 rows: two items of 16 and one of 8; groups of 32 and of 8 (rows of one group, too); scales far from 1 and tiny.
-    for (const [rows, cols, groupSize] of [[40, 96, 32], [8, 8, 8], [24, 64, 8]] as const) {
-      const w = randomWeight(rows * cols, rows, cols);
+    // 40 rows: two items of 16 and one of 8; groups of 32, 12 (no multiple of a vector) and 8 (rows of one group, too); scales far from 1 and tiny.
+    for (const [rows, cols, groupSize] of [[40, 96, 32], [8, 8, 8], [24, 64, 8], [8, 48, 12]] as const) {
+      const w = withAwkwardGroups(randomWeight(rows * cols, rows, cols), groupSize);
       const draw = seededRandom(cols);
       const scales = Float32Array.from({ length: cols }, (_, c) => (c % 5 === 0 ? 1e-4 : 0.1 + draw() * 30));
       const candidate = native.scaledPseudoQuantized(w, scales, groupSize);
@@ -71,13 +84,15 @@ describe.each([1, 3])('on %i thread(s)', (threads) => {
   });
 
   test("AWQ's clipping bounds are the TypeScript search's, with and without token sampling", () => {
-    for (const rows of [300, 1100]) {
-      const x = randomActivations(rows, rows, 64);
-      const w = randomWeight(7, 24, 64);
-      const bounds = native.clipBounds(w, x, 32);
-      expectSameBits(bounds, searchAwqClip(w, x, 32));
+    // 300 tokens and 550 sampled of 1,100: no multiple of the 16-token blocks; groups of 32 and of 12.
+    for (const [rows, groupSize] of [[300, 32], [1100, 32], [300, 12]] as const) {
+      const x = randomActivations(rows, rows, 96);
+      const w = withAwkwardGroups(randomWeight(7, 24, 96), groupSize);
+      const bounds = native.clipBounds(w, x, groupSize);
+      expectSameBits(bounds, searchAwqClip(w, x, groupSize));
       // Some rows clip: the search is not a no-op on this data.
-      expect(bounds.some((bound, i) => bound < Math.max(...w.data.subarray(Math.floor(i / 2) * 64 + (i % 2) * 32, Math.floor(i / 2) * 64 + (i % 2) * 32 + 32).map(Math.abs)))).toBe(true);
+      const groups = 96 / groupSize;
+      expect(bounds.some((bound, i) => bound < Math.max(...w.data.subarray(Math.floor(i / groups) * 96 + (i % groups) * groupSize, Math.floor(i / groups) * 96 + (i % groups) * groupSize + groupSize).map(Math.abs)))).toBe(true);
     }
   });
 

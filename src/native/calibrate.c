@@ -160,53 +160,125 @@ int herd_hessian(const float *x, int rows, int n, double *h) {
 
 /* AutoAWQ auto_clip: n_grid 20, shrinks 0 … 9/20 of the group maximum, up to 512 sampled tokens (as awq-search.ts). */
 enum { CLIP_GRID = 20, CLIP_SHRINKS = 10, CLIP_SAMPLE_TOKENS = 512, CLIP_ITEM_ROWS = 8, INT4_MAX = 15 };
+/* The original group and its 10 clipped candidates, whose dot products with the tokens are taken together. */
+enum { CLIP_VECTORS = 1 + CLIP_SHRINKS, CLIP_TOKEN_BLOCK = 16 };
 
+/*
+ * inputs: per group, per block of CLIP_TOKEN_BLOCK sampled tokens (zeros past the last), the
+ * block's inputs column by column, [group][block][column within the group][token of the block]:
+ * a block's columns lie one after another (a whole token list apart, 2 KiB at 512 tokens, they
+ * fell into two of L1's 64 sets).
+ */
 typedef struct {
-  const float *w, *inputs; /* inputs: [group][column within it][token] */
-  int out, cols, group_size, groups, tokens, row_blocks;
+  const float *w, *inputs;
+  int out, cols, group_size, groups, tokens, blocks, row_blocks;
   float *bounds;
 } clip_job;
 
-/* sums[k] = Σ_c inputs[c][k] · w[c], c in order, for tokens from ≤ k < to (inputs [column][stride]). */
-VECTOR_CLONES EXACT_PRODUCTS_MAY_FUSE static void group_dots(const float *inputs, int stride, int from, int to, const float *w, int size, double *sums) {
-  for (int k = from; k < to; k++) sums[k] = 0;
+/* sums[k] = Σ_c inputs[c][k] · w[c], c in order, for the tokens of one block. */
+VECTOR_CLONES EXACT_PRODUCTS_MAY_FUSE static void group_dots(const float *inputs, const float *w, int size, double *sums) {
+  for (int k = 0; k < CLIP_TOKEN_BLOCK; k++) sums[k] = 0;
   for (int c = 0; c < size; c++) {
     const double wc = w[c];
-    const float *column = inputs + (size_t)c * stride;
-    for (int k = from; k < to; k++) sums[k] += (double)column[k] * wc;
+    const float *column = inputs + (size_t)c * CLIP_TOKEN_BLOCK;
+    for (int k = 0; k < CLIP_TOKEN_BLOCK; k++) sums[k] += (double)column[k] * wc;
   }
 }
 
+/* awq.ts awqGroupParams: the group's scale and zero from its lowest and highest value. */
+static void awq_group_params(double low, double high, double *scale, double *zero) {
+  *scale = (float)(fmax(high - low, 1e-5) / INT4_MAX);
+  *zero = fmin(INT4_MAX, fmax(0, -nearbyint(low / *scale)));
+}
+
 /* awq.ts awqGroupParams and int4.ts quantizeCode/dequantizeCode, in place on float32 values. */
-static void awq_fake_quantize(float *values, int size) {
-  double low = INFINITY, high = -INFINITY;
+static void awq_fake_quantize_scalar(float *values, int size) {
+  double low = INFINITY, high = -INFINITY, scale, zero;
   /* Comparisons, not fmin/fmax: GCC 12 for aarch64 crashes at -O3 vectorising an fmin/fmax reduction of floats into a double. */
   for (int c = 0; c < size; c++) {
     low = values[c] < low ? values[c] : low;
     high = values[c] > high ? values[c] : high;
   }
-  const double scale = (float)(fmax(high - low, 1e-5) / INT4_MAX);
-  const double zero = fmin(INT4_MAX, fmax(0, -nearbyint(low / scale)));
+  awq_group_params(low, high, &scale, &zero);
   for (int c = 0; c < size; c++) {
     const double code = fmin(INT4_MAX, fmax(0, nearbyint(values[c] / scale) + zero));
     values[c] = (float)((code - zero) * scale);
   }
 }
 
-/* The original group and its 10 clipped candidates, whose dot products with the tokens are taken together. */
-enum { CLIP_VECTORS = 1 + CLIP_SHRINKS, CLIP_TOKEN_BLOCK = 16 };
+#ifdef X86_INTRINSIC_BLOCKS
+/*
+ * The same on AVX-512, 8 values a vector, for groups of a multiple of 8 whose lowest value is
+ * below zero: the same operations lane by lane (IEEE quotients, rounding half to even), so the
+ * same bits. A lowest value of ±0 goes to the scalar loop, where which zero the comparisons
+ * keep is defined (vector min/max keep another); with it below zero no lane meets a tie of
+ * zeros. Returns 0, untouched, for the groups it leaves to the scalar loop.
+ */
+__attribute__((target("avx512f"))) static int awq_fake_quantize_avx512(float *values, int size) {
+  if (size % 8 != 0) return 0;
+  __m512d lows = _mm512_set1_pd(INFINITY), highs = _mm512_set1_pd(-INFINITY);
+  for (int c = 0; c < size; c += 8) {
+    const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(values + c));
+    lows = _mm512_min_pd(lows, v);
+    highs = _mm512_max_pd(highs, v);
+  }
+  const double low = _mm512_reduce_min_pd(lows), high = _mm512_reduce_max_pd(highs);
+  if (!(low < 0)) return 0;
+  double scale, zero;
+  awq_group_params(low, high, &scale, &zero);
+  const __m512d scales = _mm512_set1_pd(scale), zeros = _mm512_set1_pd(zero), top = _mm512_set1_pd(INT4_MAX), bottom = _mm512_setzero_pd();
+  for (int c = 0; c < size; c += 8) {
+    const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(values + c));
+    const __m512d rounded = _mm512_roundscale_pd(_mm512_div_pd(v, scales), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512d code = _mm512_min_pd(top, _mm512_max_pd(bottom, _mm512_add_pd(rounded, zeros)));
+    _mm256_storeu_ps(values + c, _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_sub_pd(code, zeros), scales)));
+  }
+  return 1;
+}
+
+/*
+ * min(bound, max(−bound, w)) as floats on AVX-512, for groups of a multiple of 8 and a bound
+ * above zero: no operand pair is a tie of zeros, so the same bits as fmin/fmax. Returns 0,
+ * untouched, for the groups it leaves to the scalar loop.
+ */
+__attribute__((target("avx512f"))) static int clip_group_avx512(const float *w, int size, double bound, float *out) {
+  if (size % 8 != 0 || !(bound > 0)) return 0;
+  const __m512d highest = _mm512_set1_pd(bound), lowest = _mm512_set1_pd(-bound);
+  for (int c = 0; c < size; c += 8) {
+    const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(w + c));
+    _mm256_storeu_ps(out + c, _mm512_cvtpd_ps(_mm512_min_pd(highest, _mm512_max_pd(lowest, v))));
+  }
+  return 1;
+}
+#endif
+
+/* The clipping search's candidate group: w clamped to ±bound. */
+static void clip_group(const float *w, int size, double bound, float *out) {
+#ifdef X86_INTRINSIC_BLOCKS
+  if (__builtin_cpu_supports("avx512f") && clip_group_avx512(w, size, bound, out)) return;
+#endif
+  for (int c = 0; c < size; c++) out[c] = (float)fmin(bound, fmax(-bound, w[c]));
+}
+
+/* Every AWQ candidate's groups pass here (the scale search's and the clipping search's): vectors where the CPU has AVX-512. */
+static void awq_fake_quantize(float *values, int size) {
+#ifdef X86_INTRINSIC_BLOCKS
+  if (__builtin_cpu_supports("avx512f") && awq_fake_quantize_avx512(values, size)) return;
+#endif
+  awq_fake_quantize_scalar(values, size);
+}
 
 #ifdef X86_INTRINSIC_BLOCKS
 /*
- * sums[v][k] = Σ_c inputs[c][k] · vectors[v][c], c in order, for 16 tokens from k0 on: the 11
- * vectors' sums of those tokens stay in 22 registers while the columns pass, each input loaded
- * once for all of them (group_dots, run per vector, reloads them from L2 11 times).
+ * sums[v][k] = Σ_c inputs[c][k] · vectors[v][c], c in order, for one block's 16 tokens: the 11
+ * vectors' sums stay in 22 registers while the columns pass, each input loaded once for all of
+ * them (group_dots, run per vector, reloads them 11 times). sums: [vector][stride].
  */
-__attribute__((target("avx512f"))) EXACT_PRODUCTS_MAY_FUSE static void clip_dots_block(const float *inputs, int tokens, int k0, const double *vectors, int size, double *sums) {
+__attribute__((target("avx512f"))) EXACT_PRODUCTS_MAY_FUSE static void clip_dots_block(const float *inputs, const double *vectors, int size, double *sums, int stride) {
   __m512d acc[CLIP_VECTORS][2];
   for (int v = 0; v < CLIP_VECTORS; v++) acc[v][0] = acc[v][1] = _mm512_setzero_pd();
   for (int c = 0; c < size; c++) {
-    const float *column = inputs + (size_t)c * tokens + k0;
+    const float *column = inputs + (size_t)c * CLIP_TOKEN_BLOCK;
     const __m512d x0 = _mm512_cvtps_pd(_mm256_loadu_ps(column)), x1 = _mm512_cvtps_pd(_mm256_loadu_ps(column + 8));
     for (int v = 0; v < CLIP_VECTORS; v++) {
       const __m512d w = _mm512_set1_pd(vectors[v * size + c]);
@@ -215,39 +287,47 @@ __attribute__((target("avx512f"))) EXACT_PRODUCTS_MAY_FUSE static void clip_dots
     }
   }
   for (int v = 0; v < CLIP_VECTORS; v++) {
-    _mm512_storeu_pd(sums + (size_t)v * tokens + k0, acc[v][0]);
-    _mm512_storeu_pd(sums + (size_t)v * tokens + k0 + 8, acc[v][1]);
+    _mm512_storeu_pd(sums + (size_t)v * stride, acc[v][0]);
+    _mm512_storeu_pd(sums + (size_t)v * stride + 8, acc[v][1]);
   }
 }
 
-/* The same for 4 tokens from k0 on AVX2 + FMA: the 11 vectors' sums in 11 of its 16 registers. */
-__attribute__((target("avx2,fma"))) EXACT_PRODUCTS_MAY_FUSE static void clip_dots_block4(const float *inputs, int tokens, int k0, const double *vectors, int size, double *sums) {
+/* The same for the block's 4 tokens from k0 on AVX2 + FMA: the 11 vectors' sums in 11 of its 16 registers. */
+__attribute__((target("avx2,fma"))) EXACT_PRODUCTS_MAY_FUSE static void clip_dots_block4(const float *inputs, int k0, const double *vectors, int size, double *sums, int stride) {
   __m256d acc[CLIP_VECTORS];
   for (int v = 0; v < CLIP_VECTORS; v++) acc[v] = _mm256_setzero_pd();
   for (int c = 0; c < size; c++) {
-    const __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(inputs + (size_t)c * tokens + k0));
+    const __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(inputs + (size_t)c * CLIP_TOKEN_BLOCK + k0));
     for (int v = 0; v < CLIP_VECTORS; v++) acc[v] = _mm256_fmadd_pd(x, _mm256_set1_pd(vectors[v * size + c]), acc[v]);
   }
-  for (int v = 0; v < CLIP_VECTORS; v++) _mm256_storeu_pd(sums + (size_t)v * tokens + k0, acc[v]);
+  for (int v = 0; v < CLIP_VECTORS; v++) _mm256_storeu_pd(sums + (size_t)v * stride + k0, acc[v]);
 }
 #endif
 
 /*
- * sums[v][k] for every vector and token: blocks of 16 tokens on AVX-512, of 4 on AVX2 (group_dots,
- * vector by vector, took 91 s of CPU a 1B layer's clipping searches on Zen 3), the rest (and
- * other CPUs) vector by vector.
+ * sums[v][k] for every vector and every token of the group's blocks (sums [vector][blocks · 16]):
+ * a block at a time on AVX-512, 4 tokens at a time on AVX2 (group_dots, vector by vector, took
+ * 91 s of CPU a 1B layer's clipping searches on Zen 3), vector by vector on other CPUs.
  */
-static void clip_dots(const float *inputs, int tokens, const double *vectors, const float *floats, int size, double *sums) {
-  int k0 = 0;
+static void clip_dots(const float *inputs, int blocks, const double *vectors, const float *floats, int size, double *sums) {
+  const int stride = blocks * CLIP_TOKEN_BLOCK;
+  for (int b = 0; b < blocks; b++) {
+    const float *block = inputs + (size_t)b * size * CLIP_TOKEN_BLOCK;
+    double *block_sums = sums + (size_t)b * CLIP_TOKEN_BLOCK;
 #ifdef X86_INTRINSIC_BLOCKS
-  if (__builtin_cpu_supports("avx512f"))
-    for (; k0 + CLIP_TOKEN_BLOCK <= tokens; k0 += CLIP_TOKEN_BLOCK) clip_dots_block(inputs, tokens, k0, vectors, size, sums);
-  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    for (; k0 + 4 <= tokens; k0 += 4) clip_dots_block4(inputs, tokens, k0, vectors, size, sums);
+    if (__builtin_cpu_supports("avx512f")) {
+      clip_dots_block(block, vectors, size, block_sums, stride);
+      continue;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+      for (int k0 = 0; k0 < CLIP_TOKEN_BLOCK; k0 += 4) clip_dots_block4(block, k0, vectors, size, block_sums, stride);
+      continue;
+    }
 #else
-  (void)vectors; /* only the intrinsic blocks read the doubles */
+    (void)vectors; /* only the intrinsic blocks read the doubles */
 #endif
-  for (int v = 0; v < CLIP_VECTORS; v++) group_dots(inputs, tokens, k0, tokens, floats + (size_t)v * size, size, sums + (size_t)v * tokens);
+    for (int v = 0; v < CLIP_VECTORS; v++) group_dots(block, floats + (size_t)v * size, size, block_sums + (size_t)v * stride);
+  }
 }
 
 /* Scratch of one item: the vectors as floats and as doubles, and their sums over the tokens. */
@@ -257,25 +337,29 @@ typedef struct {
 } clip_scratch;
 
 static double clip_bound(const clip_job *job, const float *w, const float *inputs, const clip_scratch *scratch) {
-  const int size = job->group_size, tokens = job->tokens;
+  const int size = job->group_size, tokens = job->tokens, stride = job->blocks * CLIP_TOKEN_BLOCK;
   double group_max = 0;
   for (int c = 0; c < size; c++) group_max = fabsf(w[c]) > group_max ? fabsf(w[c]) : group_max; /* not fmax: see awq_fake_quantize */
   memcpy(scratch->floats, w, sizeof(float) * size);
   for (int shrink = 0; shrink < CLIP_SHRINKS; shrink++) {
     const double bound = group_max * (1 - (double)shrink / CLIP_GRID);
     float *clipped = scratch->floats + (size_t)(1 + shrink) * size;
-    for (int c = 0; c < size; c++) clipped[c] = (float)fmin(bound, fmax(-bound, w[c]));
+    clip_group(w, size, bound, clipped);
     awq_fake_quantize(clipped, size);
   }
   for (int i = 0; i < CLIP_VECTORS * size; i++) scratch->vectors[i] = scratch->floats[i];
-  clip_dots(inputs, tokens, scratch->vectors, scratch->floats, size, scratch->sums);
+  clip_dots(inputs, job->blocks, scratch->vectors, scratch->floats, size, scratch->sums);
+  /* Each candidate's error summed over the tokens in order, the ten sums side by side: ten additions in flight, not one waiting on the last. */
   const double *original = scratch->sums;
+  double errors[CLIP_SHRINKS] = {0};
+  for (int k = 0; k < tokens; k++)
+    for (int shrink = 0; shrink < CLIP_SHRINKS; shrink++) {
+      const double difference = scratch->sums[(size_t)(1 + shrink) * stride + k] - original[k];
+      errors[shrink] += difference * difference;
+    }
   double best_error = 1e9, best_bound = group_max;
   for (int shrink = 0; shrink < CLIP_SHRINKS; shrink++) {
-    const double *sums = scratch->sums + (size_t)(1 + shrink) * tokens;
-    double error = 0;
-    for (int k = 0; k < tokens; k++) error += (sums[k] - original[k]) * (sums[k] - original[k]);
-    error /= tokens;
+    const double error = errors[shrink] / tokens;
     if (error < best_error) {
       best_error = error;
       best_bound = group_max * (1 - (double)shrink / CLIP_GRID);
@@ -288,9 +372,9 @@ static void clip_item(void *context, int item) {
   const clip_job *job = context;
   const int g = item / job->row_blocks, first = item % job->row_blocks * CLIP_ITEM_ROWS, size = job->group_size;
   clip_scratch scratch = {malloc(sizeof(float) * CLIP_VECTORS * size), malloc(sizeof(double) * CLIP_VECTORS * size),
-                          malloc(sizeof(double) * CLIP_VECTORS * job->tokens)};
+                          malloc(sizeof(double) * CLIP_VECTORS * job->blocks * CLIP_TOKEN_BLOCK)};
   if (scratch.floats == NULL || scratch.vectors == NULL || scratch.sums == NULL) abort(); /* tens of kilobytes: the process is out of memory anyway */
-  const float *inputs = job->inputs + (size_t)g * size * job->tokens;
+  const float *inputs = job->inputs + (size_t)g * job->blocks * size * CLIP_TOKEN_BLOCK;
   for (int o = first; o < min_int(first + CLIP_ITEM_ROWS, job->out); o++) {
     const float *w = job->w + (size_t)o * job->cols + (size_t)g * size;
     job->bounds[(size_t)o * job->groups + g] = (float)clip_bound(job, w, inputs, &scratch);
@@ -302,12 +386,14 @@ static void clip_item(void *context, int item) {
 
 int herd_awq_clip(const float *w, int out, int cols, const float *x, int x_rows, int group_size, float *bounds) {
   const int step = x_rows / CLIP_SAMPLE_TOKENS > 1 ? x_rows / CLIP_SAMPLE_TOKENS : 1, tokens = (x_rows + step - 1) / step;
-  float *inputs = malloc(sizeof(float) * (size_t)cols * tokens);
+  const int blocks = (tokens + CLIP_TOKEN_BLOCK - 1) / CLIP_TOKEN_BLOCK;
+  float *inputs = calloc((size_t)cols * blocks * CLIP_TOKEN_BLOCK, sizeof(float));
   if (inputs == NULL) return 0;
-  /* Each group's sampled inputs column by column, so the dot products of all tokens run as vectors. */
-  for (int k = 0; k < tokens; k++)
-    for (int c = 0; c < cols; c++) inputs[((size_t)(c / group_size) * group_size + c % group_size) * tokens + k] = x[(size_t)k * step * cols + c];
-  clip_job job = {w, inputs, out, cols, group_size, cols / group_size, tokens, (out + CLIP_ITEM_ROWS - 1) / CLIP_ITEM_ROWS, bounds};
+  for (int k = 0; k < tokens; k++) {
+    float *block = inputs + (size_t)(k / CLIP_TOKEN_BLOCK) * group_size * CLIP_TOKEN_BLOCK + k % CLIP_TOKEN_BLOCK;
+    for (int c = 0; c < cols; c++) block[((size_t)(c / group_size) * blocks * group_size + c % group_size) * CLIP_TOKEN_BLOCK] = x[(size_t)k * step * cols + c];
+  }
+  clip_job job = {w, inputs, out, cols, group_size, cols / group_size, tokens, blocks, (out + CLIP_ITEM_ROWS - 1) / CLIP_ITEM_ROWS, bounds};
   herd_pool_for(job.groups * job.row_blocks, clip_item, &job);
   free(inputs);
   return 1;
