@@ -167,10 +167,10 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     },
   );
 
-  // gemm_f32's blocks: 131 rows are two chunks of 64 and 3 more (a partial panel), 600 columns
-  // blocks of 128 (AVX-512) or 512 (256-bit paths) and 88 more, 400 tokens a block of 384 packed
-  // tokens and 16 more (groups of 6, the last with 4 tokens and 2 zeros). AWQ's block outputs run
-  // every candidate this way.
+  // gemm_f32's blocks: 131 rows are two chunks of 64 and 3 more (a partial panel), 600 columns a
+  // block of 512 and 88 more (on AVX-512 5 transposed blocks of 16 and a tail of 8), 400 tokens a
+  // block of 384 packed tokens and 16 more (groups of 6, the last with 4 tokens and 2 zeros).
+  // AWQ's block outputs run every candidate this way.
   test('linear on F32 weights [131, 600] × 400 tokens (every block of the tiled product and its remainders) equals the float64 product', () => {
     const { rows, cols, tokens, bytes, x, expected, magnitude } = blockedF32Case();
     const y = new Float32Array(tokens * rows);

@@ -477,17 +477,22 @@ static void gemm_q4_k(const uint8_t *w, size_t row_bytes, int rows, const quanti
  * of the caches and halved the speed. Packing the weights is one pass over them per call,
  * amortised over its tokens (ops.c calls this with 64 rows and a block of tokens). AVX-512: 4
  * panels of 16 × 6 tokens (24 of 32 registers; 2 panels × 12 tokens measured 10–20 % slower when
- * the activations were read unpacked; 3 × 8 spills registers). 256-bit paths: 2 panels of 8 × 6
- * tokens (12 accumulators, 2 weight vectors and a broadcast of 16 registers), BLIS's Haswell
- * kernel shape, over 512 columns (a 32 KB packed block; 128 and 256 measured slower with
- * 8,192-column rows); the dot-product tiles they had (4 rows × 3 tokens, a horizontal sum each)
- * read 7 vectors per 12 FMAs from L2 and reached about 40 % of the FMA pipes on Zen 3.
+ * the activations were read unpacked; 3 × 8 spills registers), over 512 columns (a 128 KB
+ * block in L2: two threads on a Sapphire Rapids host, 384 tokens of 8,192 × 2,048 and of
+ * 2,048 × 8,192, 34–43 → 40–53 G products/s a thread against 128 columns (a block in L1, but y
+ * read and written back 4 times as often), 256 in between, 1,024 no better). 256-bit paths: 2
+ * panels of 8 × 6 tokens (12 accumulators, 2 weight vectors and a broadcast of 16 registers),
+ * BLIS's Haswell kernel shape, over 512 columns too (a 32 KB packed block; 128 and 256 measured
+ * slower with 8,192-column rows); the dot-product tiles they had (4 rows × 3 tokens, a
+ * horizontal sum each) read 7 vectors per 12 FMAs from L2 and reached about 40 % of the FMA
+ * pipes on Zen 3.
  */
 #if HERD_PATH == HERD_AVX512
-enum { F32_PANEL = 16, F32_PANELS = 4, F32_KC = 128 };
+enum { F32_PANEL = 16, F32_PANELS = 4 };
 #else
-enum { F32_PANEL = 8, F32_PANELS = 2, F32_KC = 512 };
+enum { F32_PANEL = 8, F32_PANELS = 2 };
 #endif
+enum { F32_KC = 512 };
 enum { F32_GROUP_ROWS = F32_PANEL * F32_PANELS, F32_NR = 6 };
 
 #if HERD_PATH == HERD_AVX512
