@@ -42,13 +42,15 @@ widths.set('model.layers.1.input_layernorm.weight', 64);
 const recorder = new ActivationRecorder(widths);
 const act = (layer: number, name: string): Activations => recorder.activations(`model.layers.${layer}.${name}`);
 let runner: DecoderLayerRunner;
+let runnerOps: Awaited<ReturnType<typeof activateBackend>>;
 
 beforeAll(async () => {
   const loaded = await loadModel(STORIES, { backend: QUANT_BACKEND, wrapOps: (ops) => recorder.wrap(ops) });
   const windows = calibrationWindows(await readCalibrationTexts(DEFAULT_CALIBRATION_FILE), loaded.tokenizer, 1, { file: DEFAULT_CALIBRATION_FILE, samples: 4, seqLen: SEQ_LEN });
   runCalibration(loaded, windows);
   loaded.model.dispose();
-  runner = new DecoderLayerRunner(await activateBackend({ backend: QUANT_BACKEND }), config, SEQ_LEN);
+  runnerOps = await activateBackend({ backend: QUANT_BACKEND });
+  runner = new DecoderLayerRunner(runnerOps, config, SEQ_LEN);
 });
 
 afterAll(() => checkpoint.close());
@@ -83,6 +85,16 @@ test('the layer runner reproduces the full model: layer 1 input = layer 0 input 
   const next = act(1, 'input_layernorm.weight').data;
   const rebuilt = hidden.data.map((v, i) => v + attention[i]! + mlp[i]!);
   expect(squaredError(rebuilt, next) / squaredError(next, new Float32Array(next.length))).toBeLessThan(1e-10);
+});
+
+test('the layer runner gives the same block outputs when the windows go through in several batched passes', () => {
+  const hidden = act(0, 'input_layernorm.weight');
+  const weights = layerWeights(0);
+  const onePass = runner.run(hidden, weights, 'self_attn.o_proj.weight');
+  // 4 windows of 128 in passes of 3 windows and 1.
+  const inParts = new DecoderLayerRunner(runnerOps, config, SEQ_LEN, 3 * SEQ_LEN + 1).run(hidden, weights, 'self_attn.o_proj.weight');
+  expect(inParts.length).toBe(onePass.length);
+  expect(squaredError(inParts, onePass) / squaredError(onePass, new Float32Array(onePass.length))).toBeLessThan(1e-12);
 });
 
 test("the MLP block alone on the recorded gate/up input is the whole layer's MLP output (what AWQ's MLP group is measured on)", () => {
