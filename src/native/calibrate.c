@@ -210,9 +210,10 @@ static void awq_fake_quantize_scalar(float *values, int size) {
 /*
  * The same on AVX-512, 8 values a vector, for groups of a multiple of 8 whose lowest value is
  * below zero: the same operations lane by lane (IEEE quotients, rounding half to even), so the
- * same bits. A lowest value of ±0 goes to the scalar loop, where which zero the comparisons
- * keep is defined (vector min/max keep another); with it below zero no lane meets a tie of
- * zeros. Returns 0, untouched, for the groups it leaves to the scalar loop.
+ * same bits. A group whose lowest value is not below zero goes to the scalar loop: there the
+ * zero point can come out −0 and the comparisons' choice between +0 and −0 is the reference's
+ * (vector min/max may choose the other); with it below zero no lane meets a tie of zeros.
+ * Returns 0, untouched, for the groups it leaves to the scalar loop.
  */
 __attribute__((target("avx512f"))) static int awq_fake_quantize_avx512(float *values, int size) {
   if (size % 8 != 0) return 0;
