@@ -5,9 +5,15 @@
  * merges that is about 20 MB of strings and map entries that stay alive as long as the model,
  * where these arrays take 3 MB (docs/performance.md, "Peak RSS of a native load").
  */
+/** Piece → id, as the BPE model's `tokens_to_ids` answers it (a Map, or a PieceTable). */
+export interface PieceIds {
+  get(piece: string): number | undefined;
+  values(): Iterable<number>;
+}
+
 export class MergeRanks {
   private constructor(
-    private readonly ids: ReadonlyMap<string, number>,
+    private readonly ids: PieceIds,
     /** For each left piece id, where its merges begin in `rights` and `ranks` (one more entry at the end). */
     private readonly starts: Int32Array,
     /** Right piece ids, ascending within each left piece's range. */
@@ -22,7 +28,7 @@ export class MergeRanks {
    * ids. As in the library, a merge listed twice keeps its last rank, and a string splits at its
    * first space, keeping what lies between the first and a second space as the right piece.
    */
-  static build(merges: ReadonlyArray<string | readonly [string, string]>, ids: ReadonlyMap<string, number>): MergeRanks {
+  static build(merges: ReadonlyArray<string | readonly [string, string]>, ids: PieceIds): MergeRanks {
     let pieces = 0;
     for (const id of ids.values()) pieces = Math.max(pieces, id + 1);
     const lefts = new Int32Array(merges.length).fill(-1);
@@ -49,7 +55,7 @@ export class MergeRanks {
   }
 
   /** Sorts each left piece's keys and keeps, of a pair listed twice, the last rank. */
-  private static fromSortedKeys(ids: ReadonlyMap<string, number>, starts: Int32Array, keys: Float64Array, count: number, outside: Map<string, number>): MergeRanks {
+  private static fromSortedKeys(ids: PieceIds, starts: Int32Array, keys: Float64Array, count: number, outside: Map<string, number>): MergeRanks {
     const rights = new Int32Array(keys.length);
     const ranks = new Int32Array(keys.length);
     const kept = new Int32Array(starts.length);

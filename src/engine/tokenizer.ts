@@ -3,6 +3,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { HerdError } from '../errors.js';
 import { readJsonFile } from '../formats/files.js';
 import { MergeRanks } from './merge-ranks.js';
+import { PieceTable } from './piece-table.js';
 import { replacePrecompiledNormalizers } from './precompiled-charsmap.js';
 
 /** tokenizer_config.json fields herd uses. */
@@ -38,7 +39,7 @@ export class HerdTokenizer {
     }
     replacePrecompiledNormalizers(tokenizer);
     releaseBuildInputs(tokenizer);
-    if (merges) installMergeRanks(tokenizer, merges);
+    if (merges) installCompactLookups(tokenizer, merges);
     return new HerdTokenizer(tokenizer, readSettings(configJson));
   }
 
@@ -72,14 +73,20 @@ export class HerdTokenizer {
 /** What @huggingface/tokenizers 0.2 keeps of its inputs after building (see releaseBuildInputs), and its BPE model's lookups. */
 interface BuiltTokenizer {
   tokenizer: object | null;
-  model: { config: Record<string, unknown>; merges?: unknown[]; tokens_to_ids?: Map<string, number>; bpe_ranks?: { get(key: string): number | undefined } };
+  model: {
+    config: Record<string, unknown>;
+    merges?: unknown[];
+    tokens_to_ids?: ReadonlyMap<string, number> | PieceTable;
+    vocab?: ArrayLike<string | undefined>;
+    bpe_ranks?: { get(key: string): number | undefined };
+  };
 }
 
 type Merges = ReadonlyArray<string | readonly [string, string]>;
 
 /**
  * A BPE tokenizer.json without its merges, which the library would otherwise turn into a Map of
- * JSON strings (installMergeRanks puts a compact table in its place), and the merges.
+ * JSON strings (installCompactLookups puts a compact table in its place), and the merges.
  */
 function setMergesAside(tokenizerJson: object): { withoutMerges: object; merges: Merges | null } {
   const model = (tokenizerJson as { model?: { type?: unknown; merges?: unknown } }).model;
@@ -87,10 +94,17 @@ function setMergesAside(tokenizerJson: object): { withoutMerges: object; merges:
   return { withoutMerges: { ...tokenizerJson, model: { ...model, merges: [] } }, merges: model.merges as Merges };
 }
 
-/** The BPE model's merge ranks, keyed by piece ids in typed arrays (MergeRanks) instead of the library's Map. */
-function installMergeRanks(tokenizer: Tokenizer, merges: Merges): void {
+/**
+ * The BPE model's lookups in typed arrays instead of the library's Maps: its pieces and their ids
+ * (PieceTable, for `tokens_to_ids` and `vocab`) and its merge ranks keyed by piece ids
+ * (MergeRanks, for `bpe_ranks`).
+ */
+function installCompactLookups(tokenizer: Tokenizer, merges: Merges): void {
   const model = (tokenizer as unknown as BuiltTokenizer).model;
-  model.bpe_ranks = MergeRanks.build(merges, model.tokens_to_ids!);
+  const pieces = PieceTable.build(model.vocab!, model.tokens_to_ids as ReadonlyMap<string, number>);
+  model.tokens_to_ids = pieces;
+  model.vocab = pieces.asArray();
+  model.bpe_ranks = MergeRanks.build(merges, pieces);
 }
 
 /**

@@ -1,0 +1,127 @@
+/**
+ * A BPE vocabulary's pieces by id and ids by piece, in one string and typed arrays: what
+ * @huggingface/tokenizers' BPE model reads as its `tokens_to_ids` Map and `vocab` array, at a
+ * fraction of the memory. For Llama 3's 128,256 pieces the library holds a string object per
+ * piece, a Map over them and an array of them, about 9.5 MiB of heap that stays alive as long as
+ * the model; here the pieces are one string of about 0.8 million characters with their offsets,
+ * and the ids an open-addressing hash table (docs/performance.md, "Peak RSS of a native load").
+ */
+export class PieceTable {
+  /** Pieces whose id was set after building, or whose id's own piece is another string (a duplicate in the vocabulary). */
+  private readonly others = new Map<string, number>();
+
+  private constructor(
+    /** Every piece, one after another in id order. */
+    private readonly text: string,
+    /** Piece id starts at starts[id] and ends at starts[id + 1]. */
+    private readonly starts: Int32Array,
+    /** 1 where an id has a piece (a vocabulary may leave ids out). */
+    private readonly present: Uint8Array,
+    /** Open addressing with linear probing: id + 1, or 0 for an empty slot. */
+    private readonly slots: Int32Array,
+  ) {}
+
+  /** From the library's two lookups: `pieces[id]` (holes allowed) and piece → id. */
+  static build(pieces: ArrayLike<string | undefined>, ids: ReadonlyMap<string, number>): PieceTable {
+    const count = pieces.length;
+    const starts = new Int32Array(count + 1);
+    const present = new Uint8Array(count);
+    const parts: string[] = [];
+    for (let id = 0; id < count; id++) {
+      const piece = pieces[id];
+      if (piece !== undefined) {
+        parts.push(piece);
+        present[id] = 1;
+      }
+      starts[id + 1] = starts[id]! + (piece?.length ?? 0);
+    }
+    const slots = new Int32Array(2 ** Math.ceil(Math.log2(Math.max(2, count * 2))));
+    const table = new PieceTable(parts.join(''), starts, present, slots);
+    for (const [piece, id] of ids) {
+      if (Number.isInteger(id) && id >= 0 && id < count && pieces[id] === piece) table.insert(piece, id);
+      else table.others.set(piece, id);
+    }
+    return table;
+  }
+
+  /** The id of a piece (the library's `tokens_to_ids.get`). */
+  get(piece: string): number | undefined {
+    const other = this.others.size > 0 ? this.others.get(piece) : undefined;
+    if (other !== undefined) return other;
+    const mask = this.slots.length - 1;
+    for (let slot = hashPiece(piece) & mask; ; slot = (slot + 1) & mask) {
+      const entry = this.slots[slot]!;
+      if (entry === 0) return undefined;
+      if (this.holds(entry - 1, piece)) return entry - 1;
+    }
+  }
+
+  has(piece: string): boolean {
+    return this.get(piece) !== undefined;
+  }
+
+  /** A piece's id from now on (the library sets its added tokens' ids so, while it builds). */
+  set(piece: string, id: number): this {
+    this.others.set(piece, id);
+    return this;
+  }
+
+  /** The ids, as the library's Map gives its values (MergeRanks counts the pieces by them). */
+  *values(): IterableIterator<number> {
+    const mask = this.slots.length - 1;
+    for (let slot = 0; slot <= mask; slot++) {
+      const entry = this.slots[slot]!;
+      if (entry !== 0 && !this.others.has(this.pieceOf(entry - 1)!)) yield entry - 1;
+    }
+    yield* this.others.values();
+  }
+
+  /** The piece with this id (the library's `vocab[id]`), or undefined. */
+  pieceOf(id: number): string | undefined {
+    if (!Number.isInteger(id) || id < 0 || id >= this.present.length || this.present[id] === 0) return undefined;
+    return this.text.slice(this.starts[id], this.starts[id + 1]);
+  }
+
+  /** How many ids the vocabulary spans (the library's `vocab.length`). */
+  get length(): number {
+    return this.present.length;
+  }
+
+  /** Bytes of the string (two a character at most) and the typed arrays. */
+  get bytes(): number {
+    return 2 * this.text.length + this.starts.byteLength + this.present.byteLength + this.slots.byteLength;
+  }
+
+  /**
+   * The pieces as the library reads its `vocab` array: `vocab[id]` and `vocab.length` (decode,
+   * id_to_token, get_vocab). Writes are refused; the library writes only while it builds.
+   */
+  asArray(): ArrayLike<string | undefined> {
+    const read = (table: PieceTable, key: string | symbol): unknown => {
+      if (key === 'length') return table.length;
+      return typeof key === 'string' && /^\d+$/.test(key) ? table.pieceOf(Number(key)) : undefined;
+    };
+    return new Proxy(this, { get: read, set: () => false }) as unknown as ArrayLike<string | undefined>;
+  }
+
+  private insert(piece: string, id: number): void {
+    const mask = this.slots.length - 1;
+    let slot = hashPiece(piece) & mask;
+    while (this.slots[slot] !== 0) slot = (slot + 1) & mask;
+    this.slots[slot] = id + 1;
+  }
+
+  private holds(id: number, piece: string): boolean {
+    const start = this.starts[id]!;
+    if (this.starts[id + 1]! - start !== piece.length) return false;
+    for (let i = 0; i < piece.length; i++) if (this.text.charCodeAt(start + i) !== piece.charCodeAt(i)) return false;
+    return true;
+  }
+}
+
+/** FNV-1a over the piece's UTF-16 code units. */
+function hashPiece(piece: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < piece.length; i++) hash = Math.imul(hash ^ piece.charCodeAt(i), 0x01000193);
+  return hash >>> 0;
+}
