@@ -593,16 +593,31 @@ static void f32_micro(const float *packed, int kc, const float *x, int tokens, f
   }
 }
 
+/*
+ * Rows packed at a time: ops.c's chunks (F32_ROW_CHUNK), one group on AVX-512 and four on the
+ * 256-bit paths, where each group of tokens then runs over all four while its packed activations
+ * (12 KB) stay in L1, instead of the whole block of tokens streaming past each group from L3 (a
+ * Zen 3 core has 512 KB of L2). One Zen 3 core, the same sums: 384 tokens of 8,192 × 2,048
+ * 42.9 → 44.8 G products/s, 1,536 tokens of 2,048 × 8,192 40.3 → 42.4 (two threads 40.8 → 42.7 a
+ * thread), about 90 % of the FMA pipes' 50 G lanes/s.
+ */
+enum { F32_BLOCK_ROWS = 64 };
+
 /* x: the tokens packed in groups of F32_NR (herd_kernels.gemm_f32), each group cols × F32_NR floats. */
 static void gemm_f32(const float *w, int rows, const float *x, int tokens, int cols, float *y, int y_stride) {
-  float packed[F32_GROUP_ROWS * F32_KC];
-  for (int r0 = 0; r0 < rows; r0 += F32_GROUP_ROWS) {
-    const int group_rows = rows - r0 < F32_GROUP_ROWS ? rows - r0 : F32_GROUP_ROWS;
+  float packed[F32_BLOCK_ROWS * F32_KC];
+  for (int r0 = 0; r0 < rows; r0 += F32_BLOCK_ROWS) {
+    const int block_rows = rows - r0 < F32_BLOCK_ROWS ? rows - r0 : F32_BLOCK_ROWS;
     for (int c0 = 0; c0 < cols; c0 += F32_KC) {
       const int kc = cols - c0 < F32_KC ? cols - c0 : F32_KC;
-      f32_pack(w + (size_t)r0 * cols, group_rows, cols, c0, kc, packed);
-      for (int t0 = 0; t0 < tokens; t0 += F32_NR)
-        f32_micro(packed, kc, x + (size_t)t0 * cols + (size_t)c0 * F32_NR, tokens - t0 < F32_NR ? tokens - t0 : F32_NR, y + (size_t)t0 * y_stride + r0, y_stride, group_rows, c0 > 0);
+      for (int g = 0; g < block_rows; g += F32_GROUP_ROWS)
+        f32_pack(w + (size_t)(r0 + g) * cols, block_rows - g < F32_GROUP_ROWS ? block_rows - g : F32_GROUP_ROWS, cols, c0, kc, packed + (size_t)g * kc);
+      for (int t0 = 0; t0 < tokens; t0 += F32_NR) {
+        const float *xt = x + (size_t)t0 * cols + (size_t)c0 * F32_NR;
+        const int group_tokens = tokens - t0 < F32_NR ? tokens - t0 : F32_NR;
+        for (int g = 0; g < block_rows; g += F32_GROUP_ROWS)
+          f32_micro(packed + (size_t)g * kc, kc, xt, group_tokens, y + (size_t)t0 * y_stride + r0 + g, y_stride, block_rows - g < F32_GROUP_ROWS ? block_rows - g : F32_GROUP_ROWS, c0 > 0);
+      }
     }
   }
 }
