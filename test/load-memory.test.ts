@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { loadModel } from '../src/backends/load.js';
 import { openModel } from '../src/engine/load.js';
 import { MergeRanks } from '../src/engine/merge-ranks.js';
 import { HerdTokenizer } from '../src/engine/tokenizer.js';
@@ -86,6 +87,38 @@ describe('a GGUF model lets its vocabulary arrays go once the tokenizer is built
     } finally {
       checkpoint.close();
     }
+  });
+});
+
+describe('a caller that runs token ids only (herd bench) builds no tokenizer', () => {
+  test('skipTokenizer lets the GGUF vocabulary arrays go at once; the stop ids stay', () => {
+    const { config, checkpoint, skipTokenizer } = openModel(Q8_GGUF);
+    try {
+      const metadata = (checkpoint as unknown as { file: { metadata: Map<string, unknown> } }).file.metadata;
+      expect(metadata.has('tokenizer.ggml.tokens')).toBe(true);
+      skipTokenizer();
+      expect(['tokenizer.ggml.tokens', 'tokenizer.ggml.merges', 'tokenizer.ggml.token_type'].filter((key) => metadata.has(key))).toEqual([]);
+      expect(config.eosTokenIds).toEqual(endOfGenerationIds(readGgufHeader(Q8_GGUF).metadata));
+    } finally {
+      checkpoint.close();
+    }
+  });
+
+  test('loadModel with tokenizer: false gives a model without one, which runs', async () => {
+    const loaded = await loadModel(Q8_GGUF, { backend: 'kernels', threads: 1, tokenizer: false });
+    try {
+      expect('tokenizer' in loaded).toBe(false);
+      const cache = loaded.model.createCache(4);
+      const logits = loaded.model.forward(Int32Array.of(1, 2), cache);
+      cache.dispose();
+      expect(logits).toHaveLength(loaded.config.vocabSize);
+      expect(logits.every(Number.isFinite)).toBe(true);
+    } finally {
+      loaded.model.dispose();
+    }
+    const withTokenizer = await loadModel(Q8_GGUF, { backend: 'kernels', threads: 1 });
+    withTokenizer.model.dispose();
+    expect(withTokenizer.tokenizer.encode('<|eot_id|>', false)).toHaveLength(1);
   });
 });
 

@@ -1,5 +1,5 @@
 import { LlamaForCausalLM } from '../engine/model.js';
-import { openModel, storedTensors, type LoadedModel, type StoredTensor } from '../engine/load.js';
+import { openModel, storedTensors, type LoadedModel, type LoadedWeights, type StoredTensor } from '../engine/load.js';
 import type { KvCacheShape, Ops } from '../engine/ops.js';
 import { AdaptedWeights, readPeftAdapter } from '../formats/peft.js';
 import type { LlamaConfig } from '../spec/llama-config.js';
@@ -27,6 +27,8 @@ export interface LoadOptions extends BackendOptions {
   wrapOps?: (ops: Ops<unknown, unknown>, config: LlamaConfig) => Ops<unknown, unknown>;
   /** What a weight costs once wrapOps keeps it its own way (QLoRA's NF4 base), given what the backend would hold; for the memory check. */
   heldBytes?: (tensor: StoredTensor, backendBytes: number) => number;
+  /** false: the caller runs token ids only; no tokenizer is built or kept (LoadedWeights). */
+  tokenizer?: boolean;
 }
 
 /**
@@ -34,11 +36,15 @@ export interface LoadOptions extends BackendOptions {
  * weight types. Everything is validated, and the chosen backend's memory need checked against the
  * machine's, before the backend starts or receives a single tensor.
  */
-export async function loadModel(dir: string, options: LoadOptions = {}): Promise<LoadedModel> {
+export async function loadModel(dir: string, options: LoadOptions & { tokenizer: false }): Promise<LoadedWeights>;
+export async function loadModel(dir: string, options?: LoadOptions): Promise<LoadedModel>;
+export async function loadModel(dir: string, options: LoadOptions = {}): Promise<LoadedWeights | LoadedModel> {
   const started = performance.now();
-  const { config, checkpoint, readTokenizer, readGeneration } = openModel(dir);
+  const { config, checkpoint, readTokenizer, readGeneration, skipTokenizer } = openModel(dir);
   try {
-    const tokenizer = readTokenizer();
+    // Llama 3's tokenizer holds about 6 MiB for the rest of the run (docs/performance.md, "Peak RSS").
+    const tokenizer = options.tokenizer === false ? null : readTokenizer();
+    if (!tokenizer) skipTokenizer();
     const generation = readGeneration();
     const tensors = storedTensors(checkpoint, config);
     const choice = await chooseBackend({ backend: options.backend, storedFormats: tensors.map((tensor) => tensor.format) });
@@ -48,7 +54,8 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     const ops = options.wrapOps ? options.wrapOps(backendOps, config) : backendOps;
     const source = options.adapter ? new AdaptedWeights(checkpoint, readPeftAdapter(options.adapter, config)) : checkpoint;
     const model = LlamaForCausalLM.load(config, source, ops, options.onProgress) as LlamaForCausalLM<unknown, unknown>;
-    return { dir, config, generation, tokenizer, model, loadMs: performance.now() - started };
+    const loaded: LoadedWeights = { dir, config, generation, model, loadMs: performance.now() - started };
+    return tokenizer ? { ...loaded, tokenizer } : loaded;
   } finally {
     checkpoint.close();
   }

@@ -1,6 +1,6 @@
 import { loadModel } from '../backends/load.js';
 import type { BackendChoice } from '../backends/registry.js';
-import { DEFAULT_MODEL_DIR, type LoadedModel } from '../engine/load.js';
+import { DEFAULT_MODEL_DIR, type LoadedModel, type LoadedWeights } from '../engine/load.js';
 import type { KvCacheType } from '../engine/ops.js';
 import { resolveModelArgument } from './model-argument.js';
 import { progressBar } from './progress.js';
@@ -22,11 +22,14 @@ interface ModelLoadFlags {
  * lacks it; or the embedded default) with a progress bar for a person at a terminal; --verbose
  * says which backend was chosen and why.
  */
-export async function loadModelWithProgress(flags: ModelLoadFlags): Promise<LoadedModel> {
+export async function loadModelWithProgress(flags: ModelLoadFlags, options: { tokenizer: false }): Promise<LoadedWeights>;
+export async function loadModelWithProgress(flags: ModelLoadFlags): Promise<LoadedModel>;
+export async function loadModelWithProgress(flags: ModelLoadFlags, options: { tokenizer?: false } = {}): Promise<LoadedWeights | LoadedModel> {
   const model = await resolveModelArgument(flags.model, { json: flags.json });
   const progress = progressBar('Loading weights', !flags.json);
   try {
     return await loadModel(model ?? DEFAULT_MODEL_DIR, {
+      tokenizer: options.tokenizer,
       backend: flags.backend,
       threads: flags.threads,
       kvCacheType: flags['kv-cache-type'] as KvCacheType | undefined,

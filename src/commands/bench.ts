@@ -148,7 +148,8 @@ function parseEngines(text: string): EngineName[] {
 }
 
 async function folderModel(flags: { model?: string; backend?: string; threads?: number; json: boolean }): Promise<{ model: AnyModel; label: string }> {
-  const loaded = await loadModelWithProgress(flags);
+  // Token ids in and out: no tokenizer is built (Llama 3's would hold about 6 MiB beside the weights).
+  const loaded = await loadModelWithProgress(flags, { tokenizer: false });
   return { model: loaded.model, label: loaded.dir };
 }
 

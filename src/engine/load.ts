@@ -27,13 +27,17 @@ export interface GenerationDefaults {
   repetitionPenalty: number | null;
 }
 
-export interface LoadedModel {
+/** A model on its backend, without the tokenizer (for callers that run token ids only, such as `herd bench`). */
+export interface LoadedWeights {
   dir: string;
   config: LlamaConfig;
   generation: GenerationDefaults;
-  tokenizer: HerdTokenizer;
   model: LlamaForCausalLM<unknown, unknown>;
   loadMs: number;
+}
+
+export interface LoadedModel extends LoadedWeights {
+  tokenizer: HerdTokenizer;
 }
 
 /**
@@ -45,6 +49,8 @@ export interface OpenedModel {
   checkpoint: WeightSource & { close(): void };
   readTokenizer(): HerdTokenizer;
   readGeneration(): GenerationDefaults;
+  /** For a caller that will not read the tokenizer: lets go of what it is built from (a GGUF's vocabulary arrays). */
+  skipTokenizer(): void;
 }
 
 export function openModel(dir: string): OpenedModel {
@@ -68,10 +74,10 @@ export function openModel(dir: string): OpenedModel {
       return tokenizer;
     };
     const readGeneration = () => ({ eosTokenIds: config.eosTokenIds, doSample: false, temperature: null, topP: null, topK: null, repetitionPenalty: null });
-    return { config, checkpoint: weights, readTokenizer, readGeneration };
+    return { config, checkpoint: weights, readTokenizer, readGeneration, skipTokenizer: () => dropTokenizerArrays(weights.file.metadata) };
   }
   const { config, checkpoint } = openModelFolder(dir);
-  return { config, checkpoint, readTokenizer: () => HerdTokenizer.fromDir(dir), readGeneration: () => readGenerationDefaults(dir, config) };
+  return { config, checkpoint, readTokenizer: () => HerdTokenizer.fromDir(dir), readGeneration: () => readGenerationDefaults(dir, config), skipTokenizer: () => {} };
 }
 
 /** A .gguf file (herd runs GGUF models from the file itself, not a folder). */
