@@ -52,6 +52,23 @@ describe('ActivationPool', () => {
     expect(pool.bytes).toBe(4 * 8 * 4);
   });
 
+  test("when the outermost scope ends, every free buffer is discarded (the backend's pages go back to the OS), and none lent or returned", () => {
+    const discarded: ArrayBufferLike[] = [];
+    const pool = new ActivationPool((buffer) => void discarded.push(buffer.buffer));
+    let inner: ArrayBufferLike | null = null;
+    const returned = pool.scope(() => {
+      const result = pool.take(8);
+      pool.scope(() => void (inner = pool.take(32).buffer));
+      // An inner scope's end is not the end of a pass: nothing is discarded yet.
+      expect(discarded).toEqual([]);
+      pool.take(64);
+      return result;
+    });
+    expect(discarded).toHaveLength(2);
+    expect(discarded).toEqual(expect.arrayContaining([inner, expect.anything()]));
+    expect(discarded).not.toContain(returned.buffer);
+  });
+
   test('a tensor returned from an inner scope stays lent to the outer one', () => {
     const pool = new ActivationPool();
     pool.scope(() => {

@@ -394,6 +394,29 @@ test('adviseHugePages advises the whole pages under an array on Linux (none else
   expect(bytes.every((value, i) => value === i % 251)).toBe(true);
 });
 
+test('discardPages zeroes the whole pages inside an array and keeps the partial ones at its ends; the array stays usable', () => {
+  const whole = new Float32Array(Buffer.allocUnsafeSlow(1 << 20).buffer);
+  // A view that starts and ends inside pages: its first and last partial pages must keep their values.
+  const array = whole.subarray(3, whole.length - 5);
+  array.fill(7);
+  const discarded = addon.discardPages(array);
+  if (process.platform !== 'linux') {
+    expect(discarded).toBe(0);
+    return;
+  }
+  const zeroed = [...array.keys()].filter((i) => array[i] === 0);
+  const [first, last] = [zeroed[0]!, zeroed.at(-1)!];
+  // One run of whole pages (4 or 64 KiB), all of the bytes discarded, and less than a page kept at each end.
+  expect(discarded % 4096).toBe(0);
+  expect(zeroed.length * 4).toBe(discarded);
+  expect(last - first + 1).toBe(zeroed.length);
+  expect(first * 4).toBeLessThan(65536);
+  expect((array.length - 1 - last) * 4).toBeLessThan(65536);
+  expect(array.every((value, i) => value === (i >= first && i <= last ? 0 : 7))).toBe(true);
+  array.fill(3);
+  expect(array.every((value) => value === 3)).toBe(true);
+});
+
 // A tied output head is the embedding table, so a repacked table must still give its rows: in a group and in the stored tail.
 test.each([
   ['Q4_0', 96],

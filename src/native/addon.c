@@ -245,6 +245,28 @@ static napi_value advise_huge_pages(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * discardPages(array: Float32Array): gives the array's whole pages back to the OS (their bytes
+ * read as zeros afterwards, and a page is faulted in again where it is next written), so memory
+ * that holds nothing for now leaves the process's RSS at once, which a buffer freed by V8 does only
+ * at its next collection. The array stays valid. Returns the bytes discarded.
+ */
+static napi_value discard_pages(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  array_view a;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || !typed_array(env, argv[0], napi_float32_array, &a)) return NULL;
+  double discarded = 0;
+#if defined(__linux__) && defined(MADV_DONTNEED)
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), bytes = a.length * sizeof(float);
+  const uintptr_t first = ((uintptr_t)a.data + page - 1) / page * page, end = ((uintptr_t)a.data + bytes) / page * page;
+  if (end > first && madvise((void *)first, end - first, MADV_DONTNEED) == 0) discarded = (double)(end - first);
+#endif
+  CHECK(napi_create_double(env, discarded, &result));
+  return result;
+}
+
 /* embedding(format, table: Uint8Array, rows, cols, ids: Int32Array, out: Float32Array) */
 static napi_value embedding(napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -537,6 +559,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"linearMany", NULL, linear_many, NULL, NULL, NULL, napi_default, NULL},
       {"repackRows", NULL, repack_rows, NULL, NULL, NULL, napi_default, NULL},
       {"adviseHugePages", NULL, advise_huge_pages, NULL, NULL, NULL, napi_default, NULL},
+      {"discardPages", NULL, discard_pages, NULL, NULL, NULL, napi_default, NULL},
       {"embedding", NULL, embedding, NULL, NULL, NULL, napi_default, NULL},
       {"rmsnorm", NULL, rmsnorm, NULL, NULL, NULL, napi_default, NULL},
       {"rope", NULL, rope, NULL, NULL, NULL, napi_default, NULL},

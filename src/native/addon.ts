@@ -23,6 +23,8 @@ export interface NativeAddon {
    * called before the array is first written; returns the bytes advised (0 where not possible).
    */
   adviseHugePages(bytes: Uint8Array): number;
+  /** Gives an array's whole pages back to the OS (they read as zeros afterwards; the array stays valid); returns the bytes discarded. */
+  discardPages(array: Float32Array): number;
   embedding(format: number, table: Uint8Array, rows: number, cols: number, ids: Int32Array, out: Float32Array): void;
   rmsnorm(x: Float32Array, weight: Float32Array, y: Float32Array, dim: number, eps: number): void;
   rope(x: Float32Array, cos: Float32Array, sin: Float32Array, heads: number, headDim: number): void;

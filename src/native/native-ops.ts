@@ -82,13 +82,14 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
   readonly prefillChunkTokens = 32;
   private readonly notice: (line: string) => void;
   private readonly widenedTypes = new Set<string>();
-  private readonly activations = new ActivationPool();
+  private readonly activations: ActivationPool;
 
   private constructor(
     private readonly addon: NativeAddon,
     private readonly options: NativeOptions,
   ) {
     this.notice = options.notice ?? ((line) => process.stderr.write(`herd: ${line}\n`));
+    this.activations = new ActivationPool((buffer) => addon.discardPages(buffer));
   }
 
   static create(options: NativeOptions = {}): NativeOps {
