@@ -7,10 +7,13 @@
  * (docs/performance.md, "Peak RSS of a native load").
  *
  * A lent buffer holds whatever it held before: every native op writes all of its output. So
- * when the outermost scope ends (a prefill part, a decoded token) the free buffers' pages can go
- * back to the OS (`discard`, the addon's discardPages): the next pass faults in only what it
- * writes. A prefill's buffers then leave RSS before decoding fills the rest of the KV cache
- * (1B shape, Q4_0: 5.5 MiB of buffers, about 4 MiB off the peak; docs/performance.md).
+ * when the outermost scope ends (a prefill part, a decoded token) what the pass did not write of
+ * a free buffer can go back to the OS (`discard`, the addon's discardPages), and is faulted in
+ * again only when a longer pass writes it: a prefill's buffers leave RSS when decoding starts,
+ * before it fills the rest of the KV cache (1B shape, Q4_0: 5.5 MiB of buffers, about 4 MiB off
+ * the peak), while passes of one size, a prefill's parts or AWQ's, keep their pages (discarding
+ * all of every buffer after each pass cost AWQ of the 1B shape 4.7 times the system time in page
+ * faults; docs/performance.md).
  */
 export class ActivationPool {
   /** Buffers free to lend, by length ascending. */
@@ -19,6 +22,10 @@ export class ActivationPool {
   private readonly lent: Float32Array[] = [];
   private depth = 0;
   private ownedBytes = 0;
+  /** Per buffer, the floats from its start that may be resident: written since its last discard. */
+  private readonly resident = new Map<Float32Array, number>();
+  /** Per buffer, the floats the current outermost scope has taken of it. */
+  private readonly taken = new Map<Float32Array, number>();
 
   constructor(private readonly discard: (buffer: Float32Array) => void = () => {}) {}
 
@@ -33,6 +40,8 @@ export class ActivationPool {
     const at = this.free.findIndex((buffer) => buffer.length >= length);
     const buffer = at >= 0 ? this.free.splice(at, 1)[0]! : this.grow(length);
     this.lent.push(buffer);
+    this.taken.set(buffer, Math.max(this.taken.get(buffer) ?? 0, length));
+    this.resident.set(buffer, Math.max(this.resident.get(buffer) ?? 0, length));
     return buffer.length === length ? buffer : buffer.subarray(0, length);
   }
 
@@ -47,7 +56,7 @@ export class ActivationPool {
     } finally {
       this.depth--;
       this.takeBack(mark, buffersOf(result));
-      if (this.depth === 0) this.free.forEach(this.discard);
+      if (this.depth === 0) this.discardUntaken();
     }
   }
 
@@ -66,11 +75,30 @@ export class ActivationPool {
     return this.lent.length;
   }
 
+  /** At the end of a pass: each free buffer's floats beyond what the pass took of it, where they may be resident. */
+  private discardUntaken(): void {
+    for (const buffer of this.free) {
+      const taken = this.taken.get(buffer) ?? 0;
+      if (taken < (this.resident.get(buffer) ?? 0)) {
+        this.discard(buffer.subarray(taken));
+        this.resident.set(buffer, taken);
+      }
+    }
+    this.taken.clear();
+  }
+
   private takeBack(mark: number, keep: ReadonlySet<ArrayBufferLike>): void {
     const kept = this.lent.splice(mark).filter((buffer) => keep.has(buffer.buffer) || (this.giveBack(buffer), false));
     if (this.depth > 0) this.lent.push(...kept);
     // A buffer returned from the outermost scope belongs to the caller now.
-    else kept.forEach((buffer) => (this.ownedBytes -= buffer.byteLength));
+    else kept.forEach((buffer) => this.release(buffer));
+  }
+
+  /** The pool forgets a buffer it has lent for good. */
+  private release(buffer: Float32Array): void {
+    this.ownedBytes -= buffer.byteLength;
+    this.resident.delete(buffer);
+    this.taken.delete(buffer);
   }
 
   private giveBack(buffer: Float32Array): void {
