@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type Ops } from '../engine/ops.js';
+import { copyInto, kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type Ops } from '../engine/ops.js';
 import type { WeightSource } from '../formats/weights.js';
 import type { RopeTables } from '../engine/rope.js';
 
@@ -113,8 +113,9 @@ export class TfjsOps implements Ops<tf.Tensor2D, TfjsWeight> {
     return tf.gather(x, tf.tensor1d(Int32Array.from(rows), 'int32'));
   }
 
-  read(x: tf.Tensor2D): Float32Array {
-    return x.dataSync() as Float32Array;
+  read(x: tf.Tensor2D, into?: Float32Array): Float32Array {
+    const values = x.dataSync() as Float32Array;
+    return into ? copyInto(values, into) : values;
   }
 
   createKvCache(shape: KvCacheShape): KvCache {

@@ -176,11 +176,13 @@ function measure(model: AnyModel, prompt: Int32Array, genTokens: number) {
   if (promptTokens + genTokens > context) throw new HerdError(`--prompt-tokens + --gen-tokens (${promptTokens + genTokens}) exceed the model's context of ${context}`);
   const cache = model.createCache(promptTokens + genTokens);
   try {
+    // One logits array for every step, as a decode loop keeps it (ForwardOptions.into).
+    const logits = new Float32Array(model.config.vocabSize);
     let started = performance.now();
-    let logits = model.forward(prompt, cache);
+    model.forward(prompt, cache, { into: logits });
     const prefillMs = performance.now() - started;
     started = performance.now();
-    for (let step = 1; step < genTokens; step++) logits = model.forward(Int32Array.of(argmax(logits)), cache);
+    for (let step = 1; step < genTokens; step++) model.forward(Int32Array.of(argmax(logits)), cache, { into: logits });
     const decodeMs = performance.now() - started;
     const decodeTokensPerSecond = ((genTokens - 1) / decodeMs) * 1000;
     const bytesPerToken = model.bytesReadPerToken();

@@ -106,8 +106,10 @@ function* generateSteps(model: LlamaForCausalLM<unknown, unknown>, tokenizer: He
   };
 
   try {
+    // Each step's logits are read within the step, so one array serves them all (ForwardOptions.into).
+    const logits = new Float32Array(model.config.vocabSize);
     let started = performance.now();
-    let logits = model.forward(Int32Array.from(request.promptIds.slice(reused)), cache);
+    model.forward(Int32Array.from(request.promptIds.slice(reused)), cache, { into: logits });
     result.prefillMs = performance.now() - started;
     started = performance.now();
     while (result.generatedIds.length < maxNewTokens) {
@@ -132,7 +134,7 @@ function* generateSteps(model: LlamaForCausalLM<unknown, unknown>, tokenizer: He
         Object.assign(result, { finishReason: 'stop', stoppedBy: stop.matched });
         break;
       }
-      if (result.generatedIds.length < maxNewTokens) logits = model.forward(Int32Array.of(id), cache);
+      if (result.generatedIds.length < maxNewTokens) model.forward(Int32Array.of(id), cache, { into: logits });
       yield;
     }
     result.decodeMs = performance.now() - started;

@@ -1,3 +1,4 @@
+import { HerdError } from '../errors.js';
 import type { WeightSource } from '../formats/weights.js';
 import type { RopeTables } from './rope.js';
 
@@ -55,8 +56,8 @@ export interface Ops<T, W> {
   lastRows(x: T, count: number): T;
   /** Rows `rows` of x, in that order (the positions of a batch whose logits are wanted). */
   pickRows(x: T, rows: readonly number[]): T;
-  /** Copies x to host memory, row-major. */
-  read(x: T): Float32Array;
+  /** Copies x to host memory, row-major: into `into` (exactly x's size) when given, else a new array. */
+  read(x: T, into?: Float32Array): Float32Array;
 
   createKvCache(shape: KvCacheShape): KvCache;
   /**
@@ -119,4 +120,11 @@ export interface AttentionSlice {
 /** Bytes of a full cache of `shape` at `elementBytes` per stored key or value element. */
 export function kvCacheBytes({ layers, kvHeads, headDim, capacity }: KvCacheShape, elementBytes: number): number {
   return 2 * layers * kvHeads * headDim * capacity * elementBytes;
+}
+
+/** Ops.read's `into`: the values copied into the caller's array, which must be exactly their size. */
+export function copyInto(values: Float32Array, into: Float32Array): Float32Array {
+  if (into.length !== values.length) throw new HerdError(`read into an array of ${into.length} floats; the tensor has ${values.length}`);
+  into.set(values);
+  return into;
 }

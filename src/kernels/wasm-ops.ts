@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type KvCacheType, type Ops } from '../engine/ops.js';
+import { copyInto, kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type KvCacheType, type Ops } from '../engine/ops.js';
 import type { WeightSource } from '../formats/weights.js';
 import type { RopeTables } from '../engine/rope.js';
 import { chunkRows, gatherRows, multiplyPlaced, readMemory, rowBytes, storageBytes, writeRows, type PlacedMatrix } from './linear.js';
@@ -378,9 +378,9 @@ export class KernelOps implements Ops<KernelTensor, KernelWeight> {
     return y;
   }
 
-  read(x: KernelTensor): Float32Array {
+  read(x: KernelTensor, into?: Float32Array): Float32Array {
     this.settle(x);
-    return this.floatsOf(x).slice();
+    return into ? copyInto(this.floatsOf(x), into) : this.floatsOf(x).slice();
   }
 
   /** The cache of each kv head lives with the thread that computes its attention (see attention). */

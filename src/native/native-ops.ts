@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type KvCacheType, type Ops } from '../engine/ops.js';
+import { copyInto, kvCacheBytes, type AttentionSlice, type KvCache, type KvCacheShape, type KvCacheType, type Ops } from '../engine/ops.js';
 import type { RopeTables } from '../engine/rope.js';
 import type { PackedFormat, WeightSource } from '../formats/weights.js';
 import { packedBytes } from '../formats/weights.js';
@@ -233,8 +233,8 @@ export class NativeOps implements Ops<NativeTensor, NativeWeight> {
     return y;
   }
 
-  read(x: NativeTensor): Float32Array {
-    return x.data.slice();
+  read(x: NativeTensor, into?: Float32Array): Float32Array {
+    return into ? copyInto(x.data, into) : x.data.slice();
   }
 
   createKvCache(shape: KvCacheShape): KvCache {

@@ -212,8 +212,8 @@ export class LoraOps implements Ops<tf.Tensor2D, LoraWeight> {
     return this.base.pickRows(x, rows);
   }
 
-  read(x: tf.Tensor2D): Float32Array {
-    return this.base.read(x);
+  read(x: tf.Tensor2D, into?: Float32Array): Float32Array {
+    return this.base.read(x, into);
   }
 
   createKvCache(shape: KvCacheShape): KvCache {
