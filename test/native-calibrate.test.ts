@@ -70,8 +70,8 @@ describe.each([1, 3])('on %i thread(s)', (threads) => {
   });
 
   test("AWQ's candidates Q(W·diag(s))·diag(1/s) are the TypeScript's, bit for bit", () => {
-    // 40 rows: two items of 16 and one of 8; groups of 32, 12 (no multiple of a vector) and 8 (rows of one group, too); scales far from 1 and tiny.
-    for (const [rows, cols, groupSize] of [[40, 96, 32], [8, 8, 8], [24, 64, 8], [8, 48, 12]] as const) {
+    // 40 rows: two items of 16 and one of 8; groups of 32, 12 (no multiple of AVX-512's 8), 10 (nor of AVX2's 4) and 8 (rows of one group, too); scales far from 1 and tiny.
+    for (const [rows, cols, groupSize] of [[40, 96, 32], [8, 8, 8], [24, 64, 8], [8, 48, 12], [8, 80, 10]] as const) {
       const w = withAwkwardGroups(randomWeight(rows * cols, rows, cols), groupSize);
       const draw = seededRandom(cols);
       const scales = Float32Array.from({ length: cols }, (_, c) => (c % 5 === 0 ? 1e-4 : 0.1 + draw() * 30));
@@ -84,8 +84,8 @@ describe.each([1, 3])('on %i thread(s)', (threads) => {
   });
 
   test("AWQ's clipping bounds are the TypeScript search's, with and without token sampling", () => {
-    // 300 tokens and 550 sampled of 1,100: no multiple of the 16-token blocks; groups of 32 and of 12.
-    for (const [rows, groupSize] of [[300, 32], [1100, 32], [300, 12]] as const) {
+    // 300 tokens and 550 sampled of 1,100: no multiple of the 16-token blocks; groups of 32, of 12 and of 6 (no multiple of a vector's 8 or 4).
+    for (const [rows, groupSize] of [[300, 32], [1100, 32], [300, 12], [300, 6]] as const) {
       const x = randomActivations(rows, rows, 96);
       const w = withAwkwardGroups(randomWeight(7, 24, 96), groupSize);
       const bounds = native.clipBounds(w, x, groupSize);
