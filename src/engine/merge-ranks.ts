@@ -1,3 +1,9 @@
+/** Piece → id, as the BPE model's `tokens_to_ids` answers it (a Map, or a PieceTable). */
+export interface PieceIds {
+  get(piece: string): number | undefined;
+  values(): Iterable<number>;
+}
+
 /**
  * A BPE tokenizer's merge ranks by the ids of the two pieces, in typed arrays: what
  * @huggingface/tokenizers' BPE model reads as its `bpe_ranks` while encoding, at a fraction of
@@ -5,12 +11,6 @@
  * merges that is about 20 MB of strings and map entries that stay alive as long as the model,
  * where these arrays take 3 MB (docs/performance.md, "Peak RSS of a native load").
  */
-/** Piece → id, as the BPE model's `tokens_to_ids` answers it (a Map, or a PieceTable). */
-export interface PieceIds {
-  get(piece: string): number | undefined;
-  values(): Iterable<number>;
-}
-
 export class MergeRanks {
   private constructor(
     private readonly ids: PieceIds,

@@ -223,6 +223,14 @@ static napi_value repack_rows(napi_env env, napi_callback_info info) {
   return result;
 }
 
+#if defined(__linux__)
+/* madvise over the whole pages inside [data, data + bytes): the bytes advised, 0 where there are none or the OS refuses. */
+static double advise_whole_pages(const void *data, size_t bytes, int advice) {
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), first = ((uintptr_t)data + page - 1) / page * page, end = ((uintptr_t)data + bytes) / page * page;
+  return end > first && madvise((void *)first, end - first, advice) == 0 ? (double)(end - first) : 0;
+}
+#endif
+
 /*
  * adviseHugePages(bytes: Uint8Array): asks Linux for transparent huge pages (2 MiB) under the
  * array's whole pages, before they are first written (hosts whose THP setting is `madvise` give
@@ -238,8 +246,7 @@ static napi_value advise_huge_pages(napi_env env, napi_callback_info info) {
   if (argc < 1 || !typed_array(env, argv[0], napi_uint8_array, &w)) return NULL;
   double advised = 0;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), first = ((uintptr_t)w.data + page - 1) / page * page, end = ((uintptr_t)w.data + w.length) / page * page;
-  if (end > first && madvise((void *)first, end - first, MADV_HUGEPAGE) == 0) advised = (double)(end - first);
+  advised = advise_whole_pages(w.data, w.length, MADV_HUGEPAGE);
 #endif
   CHECK(napi_create_double(env, advised, &result));
   return result;
@@ -259,9 +266,7 @@ static napi_value discard_pages(napi_env env, napi_callback_info info) {
   if (argc < 1 || !typed_array(env, argv[0], napi_float32_array, &a)) return NULL;
   double discarded = 0;
 #if defined(__linux__) && defined(MADV_DONTNEED)
-  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), bytes = a.length * sizeof(float);
-  const uintptr_t first = ((uintptr_t)a.data + page - 1) / page * page, end = ((uintptr_t)a.data + bytes) / page * page;
-  if (end > first && madvise((void *)first, end - first, MADV_DONTNEED) == 0) discarded = (double)(end - first);
+  discarded = advise_whole_pages(a.data, a.length * sizeof(float), MADV_DONTNEED);
 #endif
   CHECK(napi_create_double(env, discarded, &result));
   return result;
