@@ -23,8 +23,8 @@ describe('PieceTable answers as the library Map and array it replaces', () => {
     expect(vocab.filter((piece, id) => array[id] !== piece)).toEqual([]);
     expect(new Set(table.values())).toEqual(new Set(ids.values()));
     for (const absent of ['', 'not a piece', 'ĠtheĠ', '<|eot_id|> ']) expect([absent, table.get(absent), table.has(absent)]).toEqual([absent, undefined, false]);
-    // One string and typed arrays: a few MiB where the library's Map, array and strings take about 9.5.
-    expect(table.bytes).toBeLessThan(4 * 2 ** 20);
+    // Typed arrays, a byte a character: a few MiB where the library's Map, array and strings take about 9.5.
+    expect(table.bytes).toBeLessThan(3.2 * 2 ** 20);
   });
 
   test('ids left out, a piece listed twice and pieces set later', () => {
@@ -51,6 +51,14 @@ describe('PieceTable answers as the library Map and array it replaces', () => {
     const table = PieceTable.build(pieces, new Map(pieces.map((piece, id) => [piece, id])));
     expect(pieces.filter((piece, id) => table.get(piece) !== id)).toEqual([]);
     expect(table.get('p5000')).toBeUndefined();
+  });
+
+  test('a vocabulary of more than 256 different characters (two bytes each in the table)', () => {
+    const pieces = Array.from({ length: 600 }, (_, id) => String.fromCharCode(0x4e00 + id, 0x20 + (id % 50)));
+    const table = PieceTable.build([...pieces, '🦙'], new Map([...pieces, '🦙'].map((piece, id) => [piece, id])));
+    expect(pieces.filter((piece, id) => table.get(piece) !== id || table.pieceOf(id) !== piece)).toEqual([]);
+    expect([table.get('🦙'), table.pieceOf(600)]).toEqual([600, '🦙']);
+    expect(table.get(String.fromCharCode(0x4e00 + 600, 0x20))).toBeUndefined();
   });
 
   test('a tokenizer with the table decodes one token at a time as the library does', () => {

@@ -3,16 +3,21 @@
  * @huggingface/tokenizers' BPE model reads as its `tokens_to_ids` Map and `vocab` array, at a
  * fraction of the memory. For Llama 3's 128,256 pieces the library holds a string object per
  * piece, a Map over them and an array of them, about 9.5 MiB of heap that stays alive as long as
- * the model; here the pieces are one string of about 0.8 million characters with their offsets,
+ * the model; here the pieces are one array of about 0.8 million characters with their offsets,
  * and the ids an open-addressing hash table (docs/performance.md, "Peak RSS of a native load").
+ * The characters are stored as indices into the vocabulary's alphabet: a byte-level BPE
+ * vocabulary spells every piece with 256 characters, so one byte each, where a JavaScript string
+ * of them would take two (its characters run past U+00FF).
  */
 export class PieceTable {
   /** Pieces whose id was set after building, or whose id's own piece is another string (a duplicate in the vocabulary). */
   private readonly others = new Map<string, number>();
 
   private constructor(
-    /** Every piece, one after another in id order. */
-    private readonly text: string,
+    /** Every piece, one after another in id order, as indices into `alphabet`. */
+    private readonly text: Uint8Array | Uint16Array,
+    /** The UTF-16 code units the pieces use, in ascending order. */
+    private readonly alphabet: Uint16Array,
     /** Piece id starts at starts[id] and ends at starts[id + 1]. */
     private readonly starts: Int32Array,
     /** 1 where an id has a piece (a vocabulary may leave ids out). */
@@ -36,7 +41,8 @@ export class PieceTable {
       starts[id + 1] = starts[id]! + (piece?.length ?? 0);
     }
     const slots = new Int32Array(2 ** Math.ceil(Math.log2(Math.max(2, count * 2))));
-    const table = new PieceTable(parts.join(''), starts, present, slots);
+    const { text, alphabet } = spellInAlphabet(parts);
+    const table = new PieceTable(text, alphabet, starts, present, slots);
     for (const [piece, id] of ids) {
       if (Number.isInteger(id) && id >= 0 && id < count && pieces[id] === piece) table.insert(piece, id);
       else table.others.set(piece, id);
@@ -79,7 +85,10 @@ export class PieceTable {
   /** The piece with this id (the library's `vocab[id]`), or undefined. */
   pieceOf(id: number): string | undefined {
     if (!Number.isInteger(id) || id < 0 || id >= this.present.length || this.present[id] === 0) return undefined;
-    return this.text.slice(this.starts[id], this.starts[id + 1]);
+    const start = this.starts[id]!;
+    const units = new Array<number>(this.starts[id + 1]! - start);
+    for (let i = 0; i < units.length; i++) units[i] = this.alphabet[this.text[start + i]!]!;
+    return String.fromCharCode.apply(null, units);
   }
 
   /** How many ids the vocabulary spans (the library's `vocab.length`). */
@@ -87,9 +96,9 @@ export class PieceTable {
     return this.present.length;
   }
 
-  /** Bytes of the string (two a character at most) and the typed arrays. */
+  /** Bytes of the typed arrays. */
   get bytes(): number {
-    return 2 * this.text.length + this.starts.byteLength + this.present.byteLength + this.slots.byteLength;
+    return this.text.byteLength + this.alphabet.byteLength + this.starts.byteLength + this.present.byteLength + this.slots.byteLength;
   }
 
   /**
@@ -114,9 +123,26 @@ export class PieceTable {
   private holds(id: number, piece: string): boolean {
     const start = this.starts[id]!;
     if (this.starts[id + 1]! - start !== piece.length) return false;
-    for (let i = 0; i < piece.length; i++) if (this.text.charCodeAt(start + i) !== piece.charCodeAt(i)) return false;
+    for (let i = 0; i < piece.length; i++) if (this.alphabet[this.text[start + i]!] !== piece.charCodeAt(i)) return false;
     return true;
   }
+}
+
+/** The pieces' code units one after another, each as its index in their sorted alphabet: one byte each where 256 different ones or fewer occur. */
+function spellInAlphabet(pieces: readonly string[]): { text: Uint8Array | Uint16Array; alphabet: Uint16Array } {
+  const used = new Uint8Array(0x10000);
+  let length = 0;
+  for (const piece of pieces) {
+    for (let i = 0; i < piece.length; i++) used[piece.charCodeAt(i)] = 1;
+    length += piece.length;
+  }
+  const alphabet = Uint16Array.from(used.keys()).filter((unit) => used[unit] === 1);
+  const indexOf = new Uint16Array(0x10000);
+  alphabet.forEach((unit, index) => (indexOf[unit] = index));
+  const text = alphabet.length <= 0x100 ? new Uint8Array(length) : new Uint16Array(length);
+  let at = 0;
+  for (const piece of pieces) for (let i = 0; i < piece.length; i++) text[at++] = indexOf[piece.charCodeAt(i)]!;
+  return { text, alphabet };
 }
 
 /** FNV-1a over the piece's UTF-16 code units. */
