@@ -1,4 +1,4 @@
-import { floatToHalf, halfToFloat } from '../src/formats/half.js';
+import { floatsToHalves, floatToHalf, halfToFloat } from '../src/formats/half.js';
 import { dequantizeBlocks, quantizeBlocks } from '../src/formats/ggml-blocks.js';
 
 test('Q4_0 packs element j in the low nibble and j + 16 in the high nibble, offset by 8', () => {
@@ -31,4 +31,29 @@ test('f16 conversion rounds to nearest even and keeps subnormals', () => {
   // 1 + 2^-11 lies halfway between 1 and 1 + 2^-10: ties go to the even mantissa (1).
   expect(floatToHalf(1 + 2 ** -11)).toBe(0x3c00);
   expect(floatToHalf(1 + 3 * 2 ** -11)).toBe(0x3c02);
+});
+
+test('every finite half survives the round trip, and the point halfway to the next one rounds to the even of the two', () => {
+  const wrong: number[] = [];
+  for (let h = 0; h < 0x10000; h++) {
+    if ((h & 0x7c00) === 0x7c00) continue; // infinities and NaNs
+    if (floatToHalf(halfToFloat(h)) !== h) wrong.push(h);
+    const next = h + 1;
+    if ((h & 0x7fff) === 0x7bff) continue; // the largest finite half: halfway to it is 65520, which overflows to infinity
+    const halfway = (halfToFloat(h) + halfToFloat(next)) / 2; // exact in float32
+    if (floatToHalf(halfway) !== (h % 2 === 0 ? h : next)) wrong.push(h);
+  }
+  expect(wrong).toEqual([]);
+  expect(floatToHalf(65520)).toBe(0x7c00);
+});
+
+test('floatsToHalves equals floatToHalf on every element, on an array that is a view into a larger buffer too', () => {
+  const buffer = new Float32Array(1003).map((_, i) => (i % 2 ? -1 : 1) * 1.37 ** ((i % 97) - 60) + (i === 500 ? NaN : 0));
+  buffer[501] = Infinity;
+  buffer[502] = -0;
+  const view = buffer.subarray(3, 1000);
+  const halves = floatsToHalves(view);
+  expect(halves).toHaveLength(997);
+  expect(Array.from(view, floatToHalf).filter((h, i) => halves[i] !== h)).toEqual([]);
+  expect([halves[497], halves[498], halves[499]]).toEqual([0x7e00, 0x7c00, 0x8000]);
 });

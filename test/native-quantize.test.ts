@@ -157,18 +157,19 @@ describe('herd quantize --format gguf-*', () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-native-quantize-'));
   afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
 
-  // stories260K's Q4_K_M mix holds Q8_0, Q5_0 and F16 tensors (its rows are not whole super-blocks); gguf-q4_0 adds Q4_0.
+  // stories260K's Q4_K_M mix holds Q8_0, Q5_0 and F16 tensors (its rows are not whole super-blocks); gguf-q4_0 adds Q4_0; gguf-f16 has no blocks.
   test('runs the native quantizers on --threads and, with HERD_NATIVE=0, the TypeScript ones, writing the same file', async () => {
-    const formats = ['gguf-q4_k_m', 'gguf-q4_0'] as const;
+    const formats = ['gguf-q4_k_m', 'gguf-q4_0', 'gguf-f16'] as const;
+    const noted = (note: string) => formats.map((format) => (format === 'gguf-f16' ? [] : [note]));
     const native = await runQuantizeJob({
       modelDir: STORIES, outDir: path.join(out, 'native'), formats: [...formats], threads: 2,
       calibration: { file: DEFAULT_CALIBRATION_FILE, samples: 1, seqLen: 32 }, gptq: { symmetric: true, actOrder: false, dampPercent: 0.01 }, nf4DoubleQuant: false,
     });
-    expect(native.map((r) => r.notes)).toEqual(formats.map(() => ["GGUF blocks by herd's native quantizers on 2 threads"]));
+    expect(native.map((r) => r.notes)).toEqual(noted("GGUF blocks by herd's native quantizers on 2 threads"));
     const cli = herd(['quantize', '--model', STORIES, '--format', formats.join(','), '--out', path.join(out, 'typescript'), '--json'], undefined, { HERD_NATIVE: '0' });
     expect(cli.status).toBe(0);
     const results = JSON.parse(cli.stdout).formats as Array<{ path: string; notes: string[] }>;
-    expect(results.map((r) => r.notes)).toEqual(formats.map(() => ["GGUF blocks by herd's TypeScript quantizers (native quantizers unavailable: switched off by HERD_NATIVE=0)"]));
+    expect(results.map((r) => r.notes)).toEqual(noted("GGUF blocks by herd's TypeScript quantizers (native quantizers unavailable: switched off by HERD_NATIVE=0)"));
     results.forEach((r, i) => {
       expect(path.basename(r.path)).toBe(path.basename(native[i]!.path));
       expect(Buffer.compare(fs.readFileSync(r.path), fs.readFileSync(native[i]!.path))).toBe(0);

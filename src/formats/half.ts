@@ -1,9 +1,29 @@
 /** IEEE 754 half precision, which safetensors F16 tensors and GGUF block scales use. */
 
+/** One float's bits, without a typed array made per call (the GGUF writers call this for every weight and scale). */
+const floatScratch = new Float32Array(1);
+const floatScratchBits = new Uint32Array(floatScratch.buffer);
+
 /** float → IEEE half, round to nearest even (as the F16C instruction and ggml do). */
 export function floatToHalf(value: number): number {
-  const f32 = new Float32Array([value]);
-  const bits = new Uint32Array(f32.buffer)[0]!;
+  floatScratch[0] = value;
+  return halfOfFloatBits(floatScratchBits[0]!);
+}
+
+/**
+ * A float32 array as IEEE halves, read through a view of its bits. A loop, not
+ * Uint16Array.from(data, map): V8 gathers a mapped typed array's source into a plain array first,
+ * which aborts the process above ~134M elements (the 1B shape's 262M-weight embedding).
+ */
+export function floatsToHalves(data: Float32Array): Uint16Array {
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const halves = new Uint16Array(data.length);
+  for (let i = 0; i < bits.length; i++) halves[i] = halfOfFloatBits(bits[i]!);
+  return halves;
+}
+
+/** The IEEE half nearest (ties to even) to the float32 with these bits. */
+function halfOfFloatBits(bits: number): number {
   const sign = (bits >>> 16) & 0x8000;
   const exponent = (bits >>> 23) & 0xff;
   let mantissa = bits & 0x7fffff;
@@ -18,17 +38,6 @@ export function floatToHalf(value: number): number {
   }
   // A carry out of the mantissa correctly bumps the exponent (and may give infinity).
   return sign | ((halfExponent << 10) + roundShift(mantissa, 13));
-}
-
-/**
- * A float32 array as IEEE halves. A loop, not Uint16Array.from(data, map): V8 gathers a mapped
- * typed array's source into a plain array first, which aborts the process above ~134M elements
- * (the 1B shape's 262M-weight embedding).
- */
-export function floatsToHalves(data: Float32Array): Uint16Array {
-  const halves = new Uint16Array(data.length);
-  for (let i = 0; i < data.length; i++) halves[i] = floatToHalf(data[i]!);
-  return halves;
 }
 
 function roundShift(value: number, shift: number): number {

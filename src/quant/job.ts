@@ -170,7 +170,8 @@ class JobContext {
       } finally {
         quantizer.close();
       }
-      return result(0, false, [quantizer.description]);
+      // An F16 file holds halves and floats, no blocks: no quantizer wrote it.
+      return result(0, false, format === 'gguf-f16' ? [] : [quantizer.description]);
     }
     const done = fs.existsSync(path.join(target, MARKER)) ? (readJsonFile(path.join(target, MARKER), true) as { settings?: string; notes?: string[] }) : null;
     if (done?.settings === settings) return result(0, true, done.notes ?? []);
