@@ -9,16 +9,22 @@ export interface PieceIds {
  * @huggingface/tokenizers' BPE model reads as its `bpe_ranks` while encoding, at a fraction of
  * the memory. The library keys a Map by `JSON.stringify([left, right])`; for Llama 3's 280,147
  * merges that is about 20 MB of strings and map entries that stay alive as long as the model,
- * where these arrays take 3 MB (docs/performance.md, "Peak RSS of a native load").
+ * where these arrays take 1.9 MB (docs/performance.md, "Peak RSS of a native load").
  */
 export class MergeRanks {
   private constructor(
     private readonly ids: PieceIds,
-    /** For each left piece id, where its merges begin in `rights` and `ranks` (one more entry at the end). */
+    /** For each left piece id, where its merges begin among the records (one more entry at the end). */
     private readonly starts: Int32Array,
-    /** Right piece ids, ascending within each left piece's range. */
-    private readonly rights: Int32Array,
-    private readonly ranks: Int32Array,
+    /**
+     * Each merge of a left piece as one little-endian number of `recordBytes` bytes, right id ×
+     * rankLimit + rank, ascending: 5 bytes for Llama 3's 17-bit ids and 19-bit ranks, where an
+     * Int32Array each for rights and ranks took 8.
+     */
+    private readonly records: Uint8Array,
+    private readonly recordBytes: number,
+    /** A power of two above every rank. */
+    private readonly rankLimit: number,
     /** Merges with a piece outside the vocabulary (none in a well-formed tokenizer), as the library keys them. */
     private readonly outside: ReadonlyMap<string, number>,
   ) {}
@@ -45,32 +51,34 @@ export class MergeRanks {
       starts[leftId + 1]!++;
     });
     for (let left = 0; left < pieces; left++) starts[left + 1]! += starts[left]!;
-    // Each left piece's merges as right id × merges + rank, sorted: by right, equal pairs by rank.
+    // Each left piece's merges as right id × rankLimit + rank, sorted: by right, equal pairs by rank.
+    const rankLimit = 2 ** bitsFor(merges.length);
     const keys = new Float64Array(starts[pieces]!);
     const filled = starts.slice(0, pieces);
     lefts.forEach((left, rank) => {
-      if (left >= 0) keys[filled[left]!++] = rights[rank]! * merges.length + rank;
+      if (left >= 0) keys[filled[left]!++] = rights[rank]! * rankLimit + rank;
     });
-    return MergeRanks.fromSortedKeys(ids, starts, keys, merges.length, outside);
+    return MergeRanks.fromSortedKeys(ids, starts, keys, rankLimit, Math.ceil((bitsFor(pieces) + bitsFor(merges.length)) / 8), outside);
   }
 
-  /** Sorts each left piece's keys and keeps, of a pair listed twice, the last rank. */
-  private static fromSortedKeys(ids: PieceIds, starts: Int32Array, keys: Float64Array, count: number, outside: Map<string, number>): MergeRanks {
-    const rights = new Int32Array(keys.length);
-    const ranks = new Int32Array(keys.length);
+  /** Sorts each left piece's keys, keeps, of a pair listed twice, the last rank, and packs them into records. */
+  private static fromSortedKeys(ids: PieceIds, starts: Int32Array, keys: Float64Array, rankLimit: number, recordBytes: number, outside: Map<string, number>): MergeRanks {
     const kept = new Int32Array(starts.length);
     let length = 0;
     for (let left = 0; left + 1 < starts.length; left++) {
       const own = keys.subarray(starts[left]!, starts[left + 1]!).sort();
       for (const key of own) {
-        const right = Math.floor(key / count);
-        if (length > kept[left]! && rights[length - 1] === right) length--;
-        rights[length] = right;
-        ranks[length++] = key - right * count;
+        // Sorted, a pair listed twice is adjacent, its last rank second: it takes the first's place.
+        if (length > kept[left]! && Math.floor(keys[length - 1]! / rankLimit) === Math.floor(key / rankLimit)) length--;
+        keys[length++] = key;
       }
       kept[left + 1] = length;
     }
-    return new MergeRanks(ids, kept, rights.slice(0, length), ranks.slice(0, length), outside);
+    const records = new Uint8Array(length * recordBytes);
+    for (let i = 0; i < length; i++) {
+      for (let byte = 0, key = keys[i]!; byte < recordBytes; byte++, key = Math.floor(key / 256)) records[i * recordBytes + byte] = key % 256;
+    }
+    return new MergeRanks(ids, kept, records, recordBytes, rankLimit, outside);
   }
 
   /** The rank of merging two pieces, keyed as the library's BPE model asks: JSON.stringify([left, right]). */
@@ -84,7 +92,7 @@ export class MergeRanks {
 
   /** Bytes of the typed arrays. */
   get bytes(): number {
-    return this.starts.byteLength + this.rights.byteLength + this.ranks.byteLength;
+    return this.starts.byteLength + this.records.byteLength;
   }
 
   private rank(leftId: number, rightId: number): number | undefined {
@@ -92,11 +100,23 @@ export class MergeRanks {
     let high = this.starts[leftId + 1]! - 1;
     while (low <= high) {
       const middle = (low + high) >>> 1;
-      const found = this.rights[middle]!;
-      if (found === rightId) return this.ranks[middle];
+      const key = this.record(middle);
+      const found = Math.floor(key / this.rankLimit);
+      if (found === rightId) return key - found * this.rankLimit;
       if (found < rightId) low = middle + 1;
       else high = middle - 1;
     }
     return undefined;
   }
+
+  private record(index: number): number {
+    let key = 0;
+    for (let at = (index + 1) * this.recordBytes - 1; at >= index * this.recordBytes; at--) key = key * 256 + this.records[at]!;
+    return key;
+  }
+}
+
+/** Bits that hold every number below `count` (at least one). */
+function bitsFor(count: number): number {
+  return Math.max(1, Math.ceil(Math.log2(count)));
 }
