@@ -45,7 +45,7 @@ export class PieceTable {
       longest = Math.max(longest, piece.length);
     }
     const lengths = longest <= 0xff ? new Uint8Array(count) : longest <= 0xffff ? new Uint16Array(count) : new Uint32Array(count);
-    const starts = new Int32Array(Math.ceil(count / STARTS_EVERY) + 1);
+    const starts = new Int32Array(Math.ceil(count / STARTS_EVERY));
     for (let id = 0, at = 0; id < count; id++) {
       if (id % STARTS_EVERY === 0) starts[id / STARTS_EVERY] = at;
       lengths[id] = pieces[id]?.length ?? 0;
