@@ -12,6 +12,7 @@
 #include <arm_neon.h>
 #include <string.h>
 #include "herd_native.h"
+#include "kquants.h"
 
 /*
  * GCC compiles SDOT into functions with a target attribute; arm_neon.h declares vdotq_s32 for
@@ -155,6 +156,40 @@ HERD_INLINE float q4_k_blocks(const uint8_t *w, const int8_t *x, const float *xd
   return vaddvq_f32(acc) - mins_total;
 }
 
+/*
+ * Q6_K (kquants.h): each 128 weights of a super-block take 64 bytes of low nibbles (ql) and 32 of
+ * top bit pairs (qh). Bytes l and 32 + l of ql give weights l, 32 + l (low nibbles) and 64 + l,
+ * 96 + l (high nibbles); byte l of qh their top two bits, pair by pair. Codes are 0..63 less 32,
+ * and each 16 weights have their own int8 scale, applied to that group's int32 lanes.
+ */
+HERD_INLINE float q6_k_blocks(const uint8_t *w, const int8_t *x, const float *xd, int nb, byte_dot dot) {
+  float32x4_t acc = vdupq_n_f32(0);
+  const uint8x16_t low = vdupq_n_u8(0xf), top = vdupq_n_u8(0x30);
+  const int8x16_t offset = vdupq_n_s8(32);
+  const int32x4_t zero = vdupq_n_s32(0);
+  for (int b = 0; b < nb; b++, w += Q6_K_BYTES, x += QK_K) {
+    int32x4_t scaled = zero;
+    for (int h = 0; h < 2; h++) {
+      const uint8_t *ql = w + 64 * h, *qh = w + 128 + 32 * h;
+      const int8_t *xh = x + 128 * h, *scales = (const int8_t *)w + 192 + 8 * h;
+      for (int half = 0; half < 2; half++) {
+        const uint8x16_t first = vld1q_u8(ql + 16 * half), second = vld1q_u8(ql + 32 + 16 * half), bits = vld1q_u8(qh + 16 * half);
+        const int8x16_t q0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vandq_u8(first, low), vandq_u8(vshlq_n_u8(bits, 4), top))), offset);
+        const int8x16_t q1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vandq_u8(second, low), vandq_u8(vshlq_n_u8(bits, 2), top))), offset);
+        const int8x16_t q2 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(first, 4), vandq_u8(bits, top))), offset);
+        const int8x16_t q3 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(second, 4), vandq_u8(vshrq_n_u8(bits, 2), top))), offset);
+        /* Weights 32i + 16·half + 0..15 of this 128 are group 2i + half. */
+        scaled = vmlaq_n_s32(scaled, dot(zero, q0, vld1q_s8(xh + 16 * half)), scales[half]);
+        scaled = vmlaq_n_s32(scaled, dot(zero, q1, vld1q_s8(xh + 32 + 16 * half)), scales[2 + half]);
+        scaled = vmlaq_n_s32(scaled, dot(zero, q2, vld1q_s8(xh + 64 + 16 * half)), scales[4 + half]);
+        scaled = vmlaq_n_s32(scaled, dot(zero, q3, vld1q_s8(xh + 96 + 16 * half)), scales[6 + half]);
+      }
+    }
+    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(scaled), half_scale(w + 208) * xd[b]);
+  }
+  return vaddvq_f32(acc);
+}
+
 static float dot_q8_0_neon(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
   return q8_0_blocks(w, x, xd, nb, byte_dot_neon);
 }
@@ -165,6 +200,12 @@ static float dot_q4_0_neon(const uint8_t *w, const int8_t *x, const float *xd, i
 
 static float dot_q4_k_neon(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
   return q4_k_blocks(w, x, xd, xs, nb, byte_dot_neon);
+}
+
+/* The activation sums (xs) are for formats with minimums; Q6_K has none. */
+static float dot_q6_k_neon(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
+  (void)xs;
+  return q6_k_blocks(w, x, xd, nb, byte_dot_neon);
 }
 
 HERD_DOTPROD static float dot_q8_0_sdot(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
@@ -179,6 +220,11 @@ HERD_DOTPROD static float dot_q4_k_sdot(const uint8_t *w, const int8_t *x, const
   return q4_k_blocks(w, x, xd, xs, nb, byte_dot_sdot);
 }
 
+HERD_DOTPROD static float dot_q6_k_sdot(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
+  (void)xs;
+  return q6_k_blocks(w, x, xd, nb, byte_dot_sdot);
+}
+
 const herd_kernels herd_kernels_neon = {
     .name = "neon",
     .dot_f32 = dot_f32,
@@ -187,6 +233,7 @@ const herd_kernels herd_kernels_neon = {
     .dot_q8_0 = dot_q8_0_neon,
     .dot_q4_0 = dot_q4_0_neon,
     .dot_q4_k = dot_q4_k_neon,
+    .dot_q6_k = dot_q6_k_neon,
 };
 
 const herd_kernels herd_kernels_neon_dotprod = {
@@ -197,5 +244,6 @@ const herd_kernels herd_kernels_neon_dotprod = {
     .dot_q8_0 = dot_q8_0_sdot,
     .dot_q4_0 = dot_q4_0_sdot,
     .dot_q4_k = dot_q4_k_sdot,
+    .dot_q6_k = dot_q6_k_sdot,
 };
 #endif

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../../src/native/dispatch.h"
+#include "../../src/native/kquants.h"
 
 static int failures = 0;
 
@@ -232,6 +233,71 @@ static void test_q4_k(const herd_kernels *k) {
   report(&t);
 }
 
+/*
+ * Q6_K's code of weight i (0..255) of a super-block, as ggml's dequantize_row_q6_K reads it: in
+ * each half n of 128, weight 32k + l (k 0..3) is the low (k < 2) or high nibble of ql[64n + l +
+ * 32(k mod 2)] with bits 2k, 2k + 1 of qh[32n + l] above it, less 32; its scale is the int8 at
+ * 192 + i / 16.
+ */
+static int q6_k_code(const uint8_t *block, int i) {
+  const int n = i / 128, k = i % 128 / 32, l = i % 32;
+  const uint8_t byte = block[64 * n + l + 32 * (k % 2)], high = block[128 + 32 * n + l];
+  return ((k < 2 ? byte & 0xf : byte >> 4) | ((high >> (2 * k)) & 3) << 4) - 32;
+}
+
+static void test_q6_k(const herd_kernels *k) {
+  tally t = {k->name, "dot_q6_k", 0, 0, 0};
+  static uint8_t w[MAX_BLOCKS * Q6_K_BYTES];
+  static int8_t x[MAX_BLOCKS * QK_K];
+  static float xd[MAX_BLOCKS];
+  static int32_t xs[MAX_BLOCKS * 16];
+  for (int c = 0; c < COUNT(BLOCK_COUNTS); c++) {
+    for (int exact = 0; exact < 2; exact++) {
+      for (code_fill fill = CODES_RANDOM; fill <= CODES_EXTREME_HIGH; fill++) {
+        /* Exact cases keep every sum below 2^24: activations in ±15, scales in ±8 and at most 2 super-blocks. */
+        const int nb = exact ? 1 + c % 2 : BLOCK_COUNTS[c];
+        for (int b = 0; b < nb; b++) {
+          uint8_t *block = w + b * Q6_K_BYTES;
+          /* Extremes: every code −32 (all bits 0) or 31 (all 1), with the largest scales of each sign unless exact. */
+          for (int i = 0; i < 192; i++) block[i] = fill == CODES_RANDOM ? (uint8_t)next_random() : fill == CODES_EXTREME_LOW ? 0 : 0xff;
+          for (int g = 0; g < 16; g++) block[192 + g] = (uint8_t)(int8_t)(exact ? random_int(-8, 8) : fill != CODES_RANDOM ? (g % 2 ? -128 : 127) : random_int(-128, 127));
+          put_half(block + 208, block_scale(exact));
+        }
+        random_activations(x, xd, nb * QK_K, QK_K, exact ? 15 : 127, exact);
+        if (fill != CODES_RANDOM && !exact)
+          for (int i = 0; i < nb * QK_K; i++) x[i] = fill == CODES_EXTREME_LOW ? -127 : 127;
+        for (int s = 0; s < nb * 16; s++) {
+          xs[s] = 0;
+          for (int i = 0; i < 16; i++) xs[s] += x[s * 16 + i];
+        }
+        double result = 0, magnitude = 0;
+        for (int b = 0; b < nb; b++) {
+          const uint8_t *block = w + b * Q6_K_BYTES;
+          uint16_t d;
+          memcpy(&d, block + 208, 2);
+          const double scale = (double)herd_half_to_float(d) * xd[b];
+          for (int g = 0; g < 16; g++) {
+            long sum = 0, absolute = 0;
+            for (int i = 16 * g; i < 16 * (g + 1); i++) {
+              const long product = (long)q6_k_code(block, i) * x[b * QK_K + i];
+              sum += product, absolute += labs(product);
+            }
+            const int group_scale = (int8_t)block[192 + g];
+            result += scale * group_scale * (double)sum;
+            magnitude += fabs(scale) * abs(group_scale) * (double)absolute;
+          }
+        }
+        const double tolerance = exact ? 0 : (nb + 4) * 0x1p-23 * magnitude;
+        char what[60];
+        snprintf(what, sizeof what, "nb=%d %s fill=%d", nb, exact ? "exact" : "random", (int)fill);
+        check(&t, what, k->dot_q6_k(w, x, xd, xs, nb), result, tolerance);
+        check(&t, what, herd_kernels_scalar.dot_q6_k(w, x, xd, xs, nb), result, tolerance);
+      }
+    }
+  }
+  report(&t);
+}
+
 /* The dispatch: the best path on this CPU, the forced ones it runs, and refusals of the rest. */
 static void test_dispatch(const char *expected) {
   herd_isa_choice choice;
@@ -280,6 +346,7 @@ int main(int argc, char **argv) {
     test_blocks32(k, "dot_q8_0", Q8_0_BYTES, q8_0_code, k->dot_q8_0, herd_kernels_scalar.dot_q8_0);
     test_blocks32(k, "dot_q4_0", Q4_0_BYTES, q4_0_code, k->dot_q4_0, herd_kernels_scalar.dot_q4_0);
     test_q4_k(k);
+    test_q6_k(k);
   }
   printf(failures ? "%d FAILED\n" : "all passed\n", failures);
   return failures ? 1 : 0;
