@@ -190,6 +190,42 @@ HERD_INLINE float q6_k_blocks(const uint8_t *w, const int8_t *x, const float *xd
   return vaddvq_f32(acc);
 }
 
+/*
+ * Q5_K (kquants.h): as Q4_K, with a fifth bit per weight: weights 64p + l and 64p + 32 + l are the
+ * low and high nibbles of qs[32p + l] plus 16 where bits 2p and 2p + 1 of qh[l] are set. The
+ * activation sums (xs) come per 16 values; each sub-block's minimum takes two of them.
+ */
+HERD_INLINE float q5_k_blocks(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb, byte_dot dot) {
+  float32x4_t acc = vdupq_n_f32(0);
+  float mins_total = 0;
+  const uint8x16_t low = vdupq_n_u8(0xf), fifth = vdupq_n_u8(0x10);
+  for (int b = 0; b < nb; b++, w += Q5_K_BYTES, x += QK_K, xs += QK_K / KQ_GROUP) {
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; j++) herd_q4k_scale_min(j, w + 4, &sc[j], &m[j]);
+    int32_t sub_block_sums[8];
+    vst1q_s32(sub_block_sums, vpaddq_s32(vld1q_s32(xs), vld1q_s32(xs + 4)));
+    vst1q_s32(sub_block_sums + 4, vpaddq_s32(vld1q_s32(xs + 8), vld1q_s32(xs + 12)));
+    const int32_t mins = minimums_times_sums(m, sub_block_sums);
+    const uint8x16_t qh0 = vld1q_u8(w + 16), qh1 = vld1q_u8(w + 32);
+    int32x4_t scaled = vdupq_n_s32(0);
+    for (int pair = 0; pair < 4; pair++) {
+      const uint8_t *qs = w + 48 + 32 * pair;
+      const uint8x16_t c0 = vld1q_u8(qs), c1 = vld1q_u8(qs + 16);
+      /* Bits 2p and 2p + 1 of qh moved to bit 4. */
+      const int8x16_t to_first = vdupq_n_s8((int8_t)(4 - 2 * pair)), to_second = vdupq_n_s8((int8_t)(3 - 2 * pair));
+      const uint8x16_t f0 = vorrq_u8(vandq_u8(c0, low), vandq_u8(vshlq_u8(qh0, to_first), fifth));
+      const uint8x16_t f1 = vorrq_u8(vandq_u8(c1, low), vandq_u8(vshlq_u8(qh1, to_first), fifth));
+      const uint8x16_t s0 = vorrq_u8(vshrq_n_u8(c0, 4), vandq_u8(vshlq_u8(qh0, to_second), fifth));
+      const uint8x16_t s1 = vorrq_u8(vshrq_n_u8(c1, 4), vandq_u8(vshlq_u8(qh1, to_second), fifth));
+      scaled = vmlaq_n_s32(scaled, q4_k_sub_block(f0, f1, x + 64 * pair, dot), sc[2 * pair]);
+      scaled = vmlaq_n_s32(scaled, q4_k_sub_block(s0, s1, x + 64 * pair + 32, dot), sc[2 * pair + 1]);
+    }
+    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(scaled), half_scale(w) * xd[b]);
+    mins_total += half_scale(w + 2) * xd[b] * (float)mins;
+  }
+  return vaddvq_f32(acc) - mins_total;
+}
+
 static float dot_q8_0_neon(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
   return q8_0_blocks(w, x, xd, nb, byte_dot_neon);
 }
@@ -206,6 +242,10 @@ static float dot_q4_k_neon(const uint8_t *w, const int8_t *x, const float *xd, c
 static float dot_q6_k_neon(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
   (void)xs;
   return q6_k_blocks(w, x, xd, nb, byte_dot_neon);
+}
+
+static float dot_q5_k_neon(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
+  return q5_k_blocks(w, x, xd, xs, nb, byte_dot_neon);
 }
 
 HERD_DOTPROD static float dot_q8_0_sdot(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
@@ -225,6 +265,10 @@ HERD_DOTPROD static float dot_q6_k_sdot(const uint8_t *w, const int8_t *x, const
   return q6_k_blocks(w, x, xd, nb, byte_dot_sdot);
 }
 
+HERD_DOTPROD static float dot_q5_k_sdot(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
+  return q5_k_blocks(w, x, xd, xs, nb, byte_dot_sdot);
+}
+
 const herd_kernels herd_kernels_neon = {
     .name = "neon",
     .dot_f32 = dot_f32,
@@ -234,6 +278,7 @@ const herd_kernels herd_kernels_neon = {
     .dot_q4_0 = dot_q4_0_neon,
     .dot_q4_k = dot_q4_k_neon,
     .dot_q6_k = dot_q6_k_neon,
+    .dot_q5_k = dot_q5_k_neon,
 };
 
 const herd_kernels herd_kernels_neon_dotprod = {
@@ -245,5 +290,6 @@ const herd_kernels herd_kernels_neon_dotprod = {
     .dot_q4_0 = dot_q4_0_sdot,
     .dot_q4_k = dot_q4_k_sdot,
     .dot_q6_k = dot_q6_k_sdot,
+    .dot_q5_k = dot_q5_k_sdot,
 };
 #endif

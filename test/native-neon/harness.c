@@ -298,6 +298,73 @@ static void test_q6_k(const herd_kernels *k) {
   report(&t);
 }
 
+/*
+ * Q5_K's code of weight i (0..255), as ggml's dequantize_row_q5_K reads it: weights 64p + l and
+ * 64p + 32 + l are the low and high nibbles of qs[32p + l] (qs at byte 48), plus 16 where bit 2p,
+ * respectively 2p + 1, of qh[l] (at byte 16) is set; scales and minimums as Q4_K's.
+ */
+static int q5_k_code(const uint8_t *block, int i) {
+  const int p = i / 64, second = i % 64 >= 32, l = i % 32;
+  const uint8_t byte = block[48 + 32 * p + l];
+  return (second ? byte >> 4 : byte & 0xf) + (block[16 + l] >> (2 * p + second) & 1) * 16;
+}
+
+static void test_q5_k(const herd_kernels *k) {
+  tally t = {k->name, "dot_q5_k", 0, 0, 0};
+  static uint8_t w[MAX_BLOCKS * Q5_K_BYTES];
+  static int8_t x[MAX_BLOCKS * QK_K];
+  static float xd[MAX_BLOCKS];
+  static int32_t xs[MAX_BLOCKS * 16];
+  for (int c = 0; c < COUNT(BLOCK_COUNTS); c++) {
+    for (int exact = 0; exact < 2; exact++) {
+      for (code_fill fill = CODES_RANDOM; fill <= CODES_EXTREME_HIGH; fill++) {
+        /* Exact cases keep every sum below 2^24: activations in ±15 and at most 2 super-blocks. */
+        const int nb = exact ? 1 + c % 2 : BLOCK_COUNTS[c];
+        for (int b = 0; b < nb; b++) {
+          uint8_t *block = w + b * Q5_K_BYTES;
+          put_half(block, block_scale(exact));
+          put_half(block + 2, exact ? 1 : (float)uniform(0, 0.05));
+          for (int i = 4; i < 16; i++) block[i] = (uint8_t)next_random();
+          /* Extremes: every code 0 or 31. */
+          for (int i = 16; i < Q5_K_BYTES; i++) block[i] = fill == CODES_RANDOM ? (uint8_t)next_random() : fill == CODES_EXTREME_LOW ? 0 : 0xff;
+        }
+        random_activations(x, xd, nb * QK_K, QK_K, exact ? 15 : 127, exact);
+        if (fill != CODES_RANDOM && !exact)
+          for (int i = 0; i < nb * QK_K; i++) x[i] = fill == CODES_EXTREME_LOW ? -127 : 127;
+        for (int s = 0; s < nb * 16; s++) {
+          xs[s] = 0;
+          for (int i = 0; i < 16; i++) xs[s] += x[s * 16 + i];
+        }
+        double result = 0, magnitude = 0;
+        for (int b = 0; b < nb; b++) {
+          const uint8_t *block = w + b * Q5_K_BYTES;
+          uint16_t d, dmin;
+          memcpy(&d, block, 2);
+          memcpy(&dmin, block + 2, 2);
+          const double scale = (double)herd_half_to_float(d) * xd[b], min_scale = (double)herd_half_to_float(dmin) * xd[b];
+          for (int j = 0; j < 8; j++) {
+            uint8_t sc, m;
+            herd_q4k_scale_min(j, block + 4, &sc, &m);
+            long sum = 0, absolute = 0, activations = 0;
+            for (int i = 32 * j; i < 32 * (j + 1); i++) {
+              const long product = (long)q5_k_code(block, i) * x[b * QK_K + i];
+              sum += product, absolute += labs(product), activations += x[b * QK_K + i];
+            }
+            result += scale * sc * (double)sum - min_scale * m * (double)activations;
+            magnitude += fabs(scale) * sc * (double)absolute + fabs(min_scale) * m * fabs((double)activations);
+          }
+        }
+        const double tolerance = exact ? 0 : (nb + 4) * 0x1p-23 * magnitude;
+        char what[60];
+        snprintf(what, sizeof what, "nb=%d %s fill=%d", nb, exact ? "exact" : "random", (int)fill);
+        check(&t, what, k->dot_q5_k(w, x, xd, xs, nb), result, tolerance);
+        check(&t, what, herd_kernels_scalar.dot_q5_k(w, x, xd, xs, nb), result, tolerance);
+      }
+    }
+  }
+  report(&t);
+}
+
 /* The dispatch: the best path on this CPU, the forced ones it runs, and refusals of the rest. */
 static void test_dispatch(const char *expected) {
   herd_isa_choice choice;
@@ -347,6 +414,7 @@ int main(int argc, char **argv) {
     test_blocks32(k, "dot_q4_0", Q4_0_BYTES, q4_0_code, k->dot_q4_0, herd_kernels_scalar.dot_q4_0);
     test_q4_k(k);
     test_q6_k(k);
+    test_q5_k(k);
   }
   printf(failures ? "%d FAILED\n" : "all passed\n", failures);
   return failures ? 1 : 0;
