@@ -233,11 +233,23 @@ static void test_q4_k(const herd_kernels *k) {
   report(&t);
 }
 
+/* Q6_K and Q5_K: the two K-quants on activations with sums of each 16 (ggml's layouts, kquants.h). */
+typedef struct {
+  const char *kernel;
+  int bytes;
+  /* One super-block: random, or every code at its lowest or highest; scales that keep exact cases below 2^24. */
+  void (*make_block)(uint8_t *block, int exact, code_fill fill);
+  /* Adds a super-block's terms, as the format defines them, to the float64 result and to Σ|terms|. */
+  void (*reference)(const uint8_t *block, const int8_t *x, float xd, double *result, double *magnitude);
+  float (*mine)(const uint8_t *, const int8_t *, const float *, const int32_t *, int);
+  float (*scalar)(const uint8_t *, const int8_t *, const float *, const int32_t *, int);
+} kquant16_format;
+
 /*
  * Q6_K's code of weight i (0..255) of a super-block, as ggml's dequantize_row_q6_K reads it: in
  * each half n of 128, weight 32k + l (k 0..3) is the low (k < 2) or high nibble of ql[64n + l +
  * 32(k mod 2)] with bits 2k, 2k + 1 of qh[32n + l] above it, less 32; its scale is the int8 at
- * 192 + i / 16.
+ * 192 + i / 16, the super-block's at 208.
  */
 static int q6_k_code(const uint8_t *block, int i) {
   const int n = i / 128, k = i % 128 / 32, l = i % 32;
@@ -245,57 +257,27 @@ static int q6_k_code(const uint8_t *block, int i) {
   return ((k < 2 ? byte & 0xf : byte >> 4) | ((high >> (2 * k)) & 3) << 4) - 32;
 }
 
-static void test_q6_k(const herd_kernels *k) {
-  tally t = {k->name, "dot_q6_k", 0, 0, 0};
-  static uint8_t w[MAX_BLOCKS * Q6_K_BYTES];
-  static int8_t x[MAX_BLOCKS * QK_K];
-  static float xd[MAX_BLOCKS];
-  static int32_t xs[MAX_BLOCKS * 16];
-  for (int c = 0; c < COUNT(BLOCK_COUNTS); c++) {
-    for (int exact = 0; exact < 2; exact++) {
-      for (code_fill fill = CODES_RANDOM; fill <= CODES_EXTREME_HIGH; fill++) {
-        /* Exact cases keep every sum below 2^24: activations in ±15, scales in ±8 and at most 2 super-blocks. */
-        const int nb = exact ? 1 + c % 2 : BLOCK_COUNTS[c];
-        for (int b = 0; b < nb; b++) {
-          uint8_t *block = w + b * Q6_K_BYTES;
-          /* Extremes: every code −32 (all bits 0) or 31 (all 1), with the largest scales of each sign unless exact. */
-          for (int i = 0; i < 192; i++) block[i] = fill == CODES_RANDOM ? (uint8_t)next_random() : fill == CODES_EXTREME_LOW ? 0 : 0xff;
-          for (int g = 0; g < 16; g++) block[192 + g] = (uint8_t)(int8_t)(exact ? random_int(-8, 8) : fill != CODES_RANDOM ? (g % 2 ? -128 : 127) : random_int(-128, 127));
-          put_half(block + 208, block_scale(exact));
-        }
-        random_activations(x, xd, nb * QK_K, QK_K, exact ? 15 : 127, exact);
-        if (fill != CODES_RANDOM && !exact)
-          for (int i = 0; i < nb * QK_K; i++) x[i] = fill == CODES_EXTREME_LOW ? -127 : 127;
-        for (int s = 0; s < nb * 16; s++) {
-          xs[s] = 0;
-          for (int i = 0; i < 16; i++) xs[s] += x[s * 16 + i];
-        }
-        double result = 0, magnitude = 0;
-        for (int b = 0; b < nb; b++) {
-          const uint8_t *block = w + b * Q6_K_BYTES;
-          uint16_t d;
-          memcpy(&d, block + 208, 2);
-          const double scale = (double)herd_half_to_float(d) * xd[b];
-          for (int g = 0; g < 16; g++) {
-            long sum = 0, absolute = 0;
-            for (int i = 16 * g; i < 16 * (g + 1); i++) {
-              const long product = (long)q6_k_code(block, i) * x[b * QK_K + i];
-              sum += product, absolute += labs(product);
-            }
-            const int group_scale = (int8_t)block[192 + g];
-            result += scale * group_scale * (double)sum;
-            magnitude += fabs(scale) * abs(group_scale) * (double)absolute;
-          }
-        }
-        const double tolerance = exact ? 0 : (nb + 4) * 0x1p-23 * magnitude;
-        char what[60];
-        snprintf(what, sizeof what, "nb=%d %s fill=%d", nb, exact ? "exact" : "random", (int)fill);
-        check(&t, what, k->dot_q6_k(w, x, xd, xs, nb), result, tolerance);
-        check(&t, what, herd_kernels_scalar.dot_q6_k(w, x, xd, xs, nb), result, tolerance);
-      }
+static void make_q6_k(uint8_t *block, int exact, code_fill fill) {
+  /* Extremes: every code −32 (all bits 0) or 31 (all 1), with the largest scales of each sign unless exact. */
+  for (int i = 0; i < 192; i++) block[i] = fill == CODES_RANDOM ? (uint8_t)next_random() : fill == CODES_EXTREME_LOW ? 0 : 0xff;
+  for (int g = 0; g < 16; g++) block[192 + g] = (uint8_t)(int8_t)(exact ? random_int(-8, 8) : fill != CODES_RANDOM ? (g % 2 ? -128 : 127) : random_int(-128, 127));
+  put_half(block + 208, block_scale(exact));
+}
+
+static void reference_q6_k(const uint8_t *block, const int8_t *x, float xd, double *result, double *magnitude) {
+  uint16_t d;
+  memcpy(&d, block + 208, 2);
+  const double scale = (double)herd_half_to_float(d) * xd;
+  for (int g = 0; g < 16; g++) {
+    long sum = 0, absolute = 0;
+    for (int i = 16 * g; i < 16 * (g + 1); i++) {
+      const long product = (long)q6_k_code(block, i) * x[i];
+      sum += product, absolute += labs(product);
     }
+    const int group_scale = (int8_t)block[192 + g];
+    *result += scale * group_scale * (double)sum;
+    *magnitude += fabs(scale) * abs(group_scale) * (double)absolute;
   }
-  report(&t);
 }
 
 /*
@@ -309,25 +291,44 @@ static int q5_k_code(const uint8_t *block, int i) {
   return (second ? byte >> 4 : byte & 0xf) + (block[16 + l] >> (2 * p + second) & 1) * 16;
 }
 
-static void test_q5_k(const herd_kernels *k) {
-  tally t = {k->name, "dot_q5_k", 0, 0, 0};
-  static uint8_t w[MAX_BLOCKS * Q5_K_BYTES];
+static void make_q5_k(uint8_t *block, int exact, code_fill fill) {
+  put_half(block, block_scale(exact));
+  put_half(block + 2, exact ? 1 : (float)uniform(0, 0.05));
+  for (int i = 4; i < 16; i++) block[i] = (uint8_t)next_random();
+  /* Extremes: every code 0 or 31. */
+  for (int i = 16; i < Q5_K_BYTES; i++) block[i] = fill == CODES_RANDOM ? (uint8_t)next_random() : fill == CODES_EXTREME_LOW ? 0 : 0xff;
+}
+
+static void reference_q5_k(const uint8_t *block, const int8_t *x, float xd, double *result, double *magnitude) {
+  uint16_t d, dmin;
+  memcpy(&d, block, 2);
+  memcpy(&dmin, block + 2, 2);
+  const double scale = (double)herd_half_to_float(d) * xd, min_scale = (double)herd_half_to_float(dmin) * xd;
+  for (int j = 0; j < 8; j++) {
+    uint8_t sc, m;
+    herd_q4k_scale_min(j, block + 4, &sc, &m);
+    long sum = 0, absolute = 0, activations = 0;
+    for (int i = 32 * j; i < 32 * (j + 1); i++) {
+      const long product = (long)q5_k_code(block, i) * x[i];
+      sum += product, absolute += labs(product), activations += x[i];
+    }
+    *result += scale * sc * (double)sum - min_scale * m * (double)activations;
+    *magnitude += fabs(scale) * sc * (double)absolute + fabs(min_scale) * m * fabs((double)activations);
+  }
+}
+
+/* 1–17 super-blocks (at most 2 for the exact cases, whose activations are in ±15), random and extreme codes. */
+static void test_kquant16(const herd_kernels *k, const kquant16_format *f) {
+  tally t = {k->name, f->kernel, 0, 0, 0};
+  static uint8_t w[MAX_BLOCKS * Q6_K_BYTES];
   static int8_t x[MAX_BLOCKS * QK_K];
   static float xd[MAX_BLOCKS];
   static int32_t xs[MAX_BLOCKS * 16];
   for (int c = 0; c < COUNT(BLOCK_COUNTS); c++) {
     for (int exact = 0; exact < 2; exact++) {
       for (code_fill fill = CODES_RANDOM; fill <= CODES_EXTREME_HIGH; fill++) {
-        /* Exact cases keep every sum below 2^24: activations in ±15 and at most 2 super-blocks. */
         const int nb = exact ? 1 + c % 2 : BLOCK_COUNTS[c];
-        for (int b = 0; b < nb; b++) {
-          uint8_t *block = w + b * Q5_K_BYTES;
-          put_half(block, block_scale(exact));
-          put_half(block + 2, exact ? 1 : (float)uniform(0, 0.05));
-          for (int i = 4; i < 16; i++) block[i] = (uint8_t)next_random();
-          /* Extremes: every code 0 or 31. */
-          for (int i = 16; i < Q5_K_BYTES; i++) block[i] = fill == CODES_RANDOM ? (uint8_t)next_random() : fill == CODES_EXTREME_LOW ? 0 : 0xff;
-        }
+        for (int b = 0; b < nb; b++) f->make_block(w + b * f->bytes, exact, fill);
         random_activations(x, xd, nb * QK_K, QK_K, exact ? 15 : 127, exact);
         if (fill != CODES_RANDOM && !exact)
           for (int i = 0; i < nb * QK_K; i++) x[i] = fill == CODES_EXTREME_LOW ? -127 : 127;
@@ -336,29 +337,12 @@ static void test_q5_k(const herd_kernels *k) {
           for (int i = 0; i < 16; i++) xs[s] += x[s * 16 + i];
         }
         double result = 0, magnitude = 0;
-        for (int b = 0; b < nb; b++) {
-          const uint8_t *block = w + b * Q5_K_BYTES;
-          uint16_t d, dmin;
-          memcpy(&d, block, 2);
-          memcpy(&dmin, block + 2, 2);
-          const double scale = (double)herd_half_to_float(d) * xd[b], min_scale = (double)herd_half_to_float(dmin) * xd[b];
-          for (int j = 0; j < 8; j++) {
-            uint8_t sc, m;
-            herd_q4k_scale_min(j, block + 4, &sc, &m);
-            long sum = 0, absolute = 0, activations = 0;
-            for (int i = 32 * j; i < 32 * (j + 1); i++) {
-              const long product = (long)q5_k_code(block, i) * x[b * QK_K + i];
-              sum += product, absolute += labs(product), activations += x[b * QK_K + i];
-            }
-            result += scale * sc * (double)sum - min_scale * m * (double)activations;
-            magnitude += fabs(scale) * sc * (double)absolute + fabs(min_scale) * m * fabs((double)activations);
-          }
-        }
+        for (int b = 0; b < nb; b++) f->reference(w + b * f->bytes, x + b * QK_K, xd[b], &result, &magnitude);
         const double tolerance = exact ? 0 : (nb + 4) * 0x1p-23 * magnitude;
         char what[60];
         snprintf(what, sizeof what, "nb=%d %s fill=%d", nb, exact ? "exact" : "random", (int)fill);
-        check(&t, what, k->dot_q5_k(w, x, xd, xs, nb), result, tolerance);
-        check(&t, what, herd_kernels_scalar.dot_q5_k(w, x, xd, xs, nb), result, tolerance);
+        check(&t, what, f->mine(w, x, xd, xs, nb), result, tolerance);
+        check(&t, what, f->scalar(w, x, xd, xs, nb), result, tolerance);
       }
     }
   }
@@ -413,8 +397,10 @@ int main(int argc, char **argv) {
     test_blocks32(k, "dot_q8_0", Q8_0_BYTES, q8_0_code, k->dot_q8_0, herd_kernels_scalar.dot_q8_0);
     test_blocks32(k, "dot_q4_0", Q4_0_BYTES, q4_0_code, k->dot_q4_0, herd_kernels_scalar.dot_q4_0);
     test_q4_k(k);
-    test_q6_k(k);
-    test_q5_k(k);
+    const kquant16_format q6_k = {"dot_q6_k", Q6_K_BYTES, make_q6_k, reference_q6_k, k->dot_q6_k, herd_kernels_scalar.dot_q6_k};
+    const kquant16_format q5_k = {"dot_q5_k", Q5_K_BYTES, make_q5_k, reference_q5_k, k->dot_q5_k, herd_kernels_scalar.dot_q5_k};
+    test_kquant16(k, &q6_k);
+    test_kquant16(k, &q5_k);
   }
   printf(failures ? "%d FAILED\n" : "all passed\n", failures);
   return failures ? 1 : 0;
