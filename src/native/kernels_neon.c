@@ -77,6 +77,57 @@ static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
   }
 }
 
+/* A stored F16 or BF16 row times float activations, widened four at a time on the way (decode's one or two tokens). */
+static float dot_f16(const uint16_t *w, const float *x, int n) {
+  float32x4_t s0 = vdupq_n_f32(0), s1 = vdupq_n_f32(0);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const float16x8_t halves = vreinterpretq_f16_u16(vld1q_u16(w + i));
+    s0 = vfmaq_f32(s0, vcvt_f32_f16(vget_low_f16(halves)), vld1q_f32(x + i));
+    s1 = vfmaq_f32(s1, vcvt_high_f32_f16(halves), vld1q_f32(x + i + 4));
+  }
+  float total = vaddvq_f32(vaddq_f32(s0, s1));
+  for (; i < n; i++) total += half_scale((const uint8_t *)(w + i)) * x[i];
+  return total;
+}
+
+static float dot_bf16(const uint16_t *w, const float *x, int n) {
+  float32x4_t s0 = vdupq_n_f32(0), s1 = vdupq_n_f32(0);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const uint16x8_t halves = vld1q_u16(w + i);
+    s0 = vfmaq_f32(s0, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(halves), 16)), vld1q_f32(x + i));
+    s1 = vfmaq_f32(s1, vreinterpretq_f32_u32(vshll_high_n_u16(halves, 16)), vld1q_f32(x + i + 4));
+  }
+  float total = vaddvq_f32(vaddq_f32(s0, s1));
+  for (; i < n; i++) {
+    const uint32_t bits = (uint32_t)w[i] << 16;
+    float value;
+    memcpy(&value, &bits, 4);
+    total += value * x[i];
+  }
+  return total;
+}
+
+/* Attention: each (key row, head) pair one vector dot, each value row added into every head's sum as a vector. */
+static void attend_scores(const float *keys, int n, int d, const float *queries, int heads, float scale, float *scores, size_t stride) {
+  for (int p = 0; p < n; p++)
+    for (int j = 0; j < heads; j++) scores[j * stride + p] = dot_f32(keys + (size_t)p * d, queries + (size_t)j * d, d) * scale;
+}
+
+static void attend_values(const float *values, int n, int d, const float *weights, size_t stride, int heads, float *out) {
+  for (int p = 0; p < n; p++) {
+    const float *row = values + (size_t)p * d;
+    for (int j = 0; j < heads; j++) {
+      const float weight = weights[j * stride + p];
+      float *sum = out + (size_t)j * d;
+      int i = 0;
+      for (; i + 4 <= d; i += 4) vst1q_f32(sum + i, vfmaq_n_f32(vld1q_f32(sum + i), vld1q_f32(row + i), weight));
+      for (; i < d; i++) sum[i] += weight * row[i];
+    }
+  }
+}
+
 /* acc plus the products of 16 byte pairs, four to a lane (which four is each path's own). */
 typedef int32x4_t (*byte_dot)(int32x4_t acc, int8x16_t a, int8x16_t b);
 
@@ -274,6 +325,10 @@ const herd_kernels herd_kernels_neon = {
     .dot_f32 = dot_f32,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
+    .dot_f16 = dot_f16,
+    .dot_bf16 = dot_bf16,
+    .attend_scores = attend_scores,
+    .attend_values = attend_values,
     .dot_q8_0 = dot_q8_0_neon,
     .dot_q4_0 = dot_q4_0_neon,
     .dot_q4_k = dot_q4_k_neon,
@@ -286,6 +341,10 @@ const herd_kernels herd_kernels_neon_dotprod = {
     .dot_f32 = dot_f32,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
+    .dot_f16 = dot_f16,
+    .dot_bf16 = dot_bf16,
+    .attend_scores = attend_scores,
+    .attend_values = attend_values,
     .dot_q8_0 = dot_q8_0_sdot,
     .dot_q4_0 = dot_q4_0_sdot,
     .dot_q4_k = dot_q4_k_sdot,

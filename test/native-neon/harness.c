@@ -77,6 +77,70 @@ static void test_dot_f32(const herd_kernels *k) {
   report(&t);
 }
 
+/* A stored F16 or BF16 row (finite values in ±4) times floats, on every length and offset of dot_f32's cases. */
+static void test_dot_16bit(const herd_kernels *k, const char *kernel, float (*dot)(const uint16_t *, const float *, int), int bf16) {
+  tally t = {k->name, kernel, 0, 0, 0};
+  enum { MAX = 4099 + 1 };
+  static uint16_t w[MAX];
+  static float x[MAX], widened[MAX];
+  for (int i = 0; i < MAX; i++) {
+    const float value = (float)uniform(-4, 4);
+    uint32_t bits;
+    memcpy(&bits, &value, 4);
+    w[i] = bf16 ? (uint16_t)(bits >> 16) : herd_float_to_half(value);
+    bits = (uint32_t)w[i] << 16;
+    if (bf16) memcpy(&widened[i], &bits, 4);
+    else widened[i] = herd_half_to_float(w[i]);
+    x[i] = (float)uniform(-1, 1);
+  }
+  for (int c = 0; c < COUNT(FLOAT_LENGTHS); c++) {
+    const int n = FLOAT_LENGTHS[c];
+    for (int offset = 0; offset < 2; offset++) {
+      double exact = 0, magnitude = 0;
+      for (int i = offset; i < offset + n; i++) exact += (double)widened[i] * x[i], magnitude += fabs((double)widened[i] * x[i]);
+      char what[40];
+      snprintf(what, sizeof what, "n=%d offset=%d", n, offset);
+      check(&t, what, dot(w + offset, x + offset, n), exact, (n + 2) * 0x1p-24 * magnitude);
+    }
+  }
+  report(&t);
+}
+
+/* Scores and weighted value sums of one kv group's heads over n cached rows, on awkward sizes. */
+static void test_attention(const herd_kernels *k) {
+  tally scores_tally = {k->name, "attend_scores", 0, 0, 0}, values_tally = {k->name, "attend_values", 0, 0, 0};
+  enum { MAX_N = 37, MAX_D = 130, MAX_HEADS = 4, STRIDE = MAX_N + 3 };
+  static float keys[MAX_N * MAX_D], queries[MAX_HEADS * MAX_D], scores[MAX_HEADS * STRIDE], out[MAX_HEADS * MAX_D], start[MAX_HEADS * MAX_D];
+  static const int NS[] = {1, 7, 37}, DS[] = {5, 64, 130}, HEADS[] = {1, 4};
+  for (int a = 0; a < COUNT(NS); a++)
+    for (int b = 0; b < COUNT(DS); b++)
+      for (int c = 0; c < COUNT(HEADS); c++) {
+        const int n = NS[a], d = DS[b], heads = HEADS[c];
+        const float scale = 0.125f;
+        for (int i = 0; i < n * d; i++) keys[i] = (float)uniform(-1, 1);
+        for (int i = 0; i < heads * d; i++) queries[i] = (float)uniform(-1, 1), start[i] = out[i] = (float)uniform(-1, 1);
+        char what[40];
+        snprintf(what, sizeof what, "n=%d d=%d heads=%d", n, d, heads);
+        k->attend_scores(keys, n, d, queries, heads, scale, scores, STRIDE);
+        for (int j = 0; j < heads; j++)
+          for (int p = 0; p < n; p++) {
+            double exact = 0, magnitude = 0;
+            for (int i = 0; i < d; i++) exact += (double)keys[p * d + i] * queries[j * d + i], magnitude += fabs((double)keys[p * d + i] * queries[j * d + i]);
+            check(&scores_tally, what, scores[j * STRIDE + p], exact * scale, (d + 2) * 0x1p-24 * magnitude * scale);
+          }
+        /* The scores as weights (any floats serve), the values being the keys again. */
+        k->attend_values(keys, n, d, scores, STRIDE, heads, out);
+        for (int j = 0; j < heads; j++)
+          for (int i = 0; i < d; i++) {
+            double exact = start[j * d + i], magnitude = fabs(start[j * d + i]);
+            for (int p = 0; p < n; p++) exact += (double)scores[j * STRIDE + p] * keys[p * d + i], magnitude += fabs((double)scores[j * STRIDE + p] * keys[p * d + i]);
+            check(&values_tally, what, out[j * d + i], exact, (n + 2) * 0x1p-24 * magnitude);
+          }
+      }
+  report(&scores_tally);
+  report(&values_tally);
+}
+
 /* Bit-for-bit equality of two widenings of the same 16-bit values (NaN payloads may differ). */
 static int same_float(float x, float y) { return (isnan(x) && isnan(y)) || memcmp(&x, &y, 4) == 0; }
 
@@ -394,6 +458,9 @@ int main(int argc, char **argv) {
     test_dot_f32(k);
     test_widening(k, "f16_to_f32", k->f16_to_f32, herd_kernels_scalar.f16_to_f32);
     test_widening(k, "bf16_to_f32", k->bf16_to_f32, herd_kernels_scalar.bf16_to_f32);
+    test_dot_16bit(k, "dot_f16", k->dot_f16, 0);
+    test_dot_16bit(k, "dot_bf16", k->dot_bf16, 1);
+    test_attention(k);
     test_blocks32(k, "dot_q8_0", Q8_0_BYTES, q8_0_code, k->dot_q8_0, herd_kernels_scalar.dot_q8_0);
     test_blocks32(k, "dot_q4_0", Q4_0_BYTES, q4_0_code, k->dot_q4_0, herd_kernels_scalar.dot_q4_0);
     test_q4_k(k);
