@@ -12,6 +12,7 @@
 #include <arm_neon.h>
 #include <string.h>
 #include "herd_native.h"
+#include "blocks32.h"
 #include "kquants.h"
 
 /*
@@ -277,6 +278,120 @@ HERD_INLINE float q5_k_blocks(const uint8_t *w, const int8_t *x, const float *xd
   return vaddvq_f32(acc) - mins_total;
 }
 
+/*
+ * blocks32.h's formats. Each block's 16 code bytes hold codes j (low nibble of byte j) and j + 16
+ * (high nibble); its integer sum is taken whole, then scaled once, in the scalar path's order.
+ */
+HERD_INLINE int32_t block32_sum(int8x16_t first, int8x16_t second, const int8_t *x, byte_dot dot) {
+  return vaddvq_s32(dot(dot(vdupq_n_s32(0), first, vld1q_s8(x)), second, vld1q_s8(x + 16)));
+}
+
+/* Sixteen bits of a Q5 block's qh, bit j for lane j, as 0x10 where set: the codes' fifth bits. */
+static inline uint8x16_t fifth_bits(uint32_t bits) {
+  static const uint8_t lane_bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+  const uint8x16_t bytes = vcombine_u8(vdup_n_u8((uint8_t)bits), vdup_n_u8((uint8_t)(bits >> 8)));
+  return vandq_u8(vtstq_u8(bytes, vld1q_u8(lane_bit)), vdupq_n_u8(0x10));
+}
+
+HERD_INLINE float q4_1_blocks(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb, byte_dot dot) {
+  float total = 0;
+  for (int b = 0; b < nb; b++, w += Q4_1_BYTES, x += QK) {
+    const uint8x16_t codes = vld1q_u8(w + 4);
+    const int32_t sum = block32_sum(vreinterpretq_s8_u8(vandq_u8(codes, vdupq_n_u8(0xf))), vreinterpretq_s8_u8(vshrq_n_u8(codes, 4)), x, dot);
+    total += half_scale(w) * xd[b] * (float)sum + half_scale(w + 2) * xd[b] * (float)xs[b];
+  }
+  return total;
+}
+
+/* Q5_0 and Q5_1: the nibbles with their fifth bits, less 16 for Q5_0 (signed codes), as Q5_1's unsigned ones otherwise. */
+HERD_INLINE int32_t q5_block_sum(const uint8_t *codes_at, uint32_t qh, int offset, const int8_t *x, byte_dot dot) {
+  const uint8x16_t codes = vld1q_u8(codes_at);
+  const int8x16_t first = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vandq_u8(codes, vdupq_n_u8(0xf)), fifth_bits(qh & 0xffff))), vdupq_n_s8((int8_t)offset));
+  const int8x16_t second = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(codes, 4), fifth_bits(qh >> 16))), vdupq_n_s8((int8_t)offset));
+  return block32_sum(first, second, x, dot);
+}
+
+HERD_INLINE float q5_0_blocks(const uint8_t *w, const int8_t *x, const float *xd, int nb, byte_dot dot) {
+  float total = 0;
+  for (int b = 0; b < nb; b++, w += Q5_0_BYTES, x += QK) total += half_scale(w) * xd[b] * (float)q5_block_sum(w + 6, herd_u32_at(w + 2), 16, x, dot);
+  return total;
+}
+
+HERD_INLINE float q5_1_blocks(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb, byte_dot dot) {
+  float total = 0;
+  for (int b = 0; b < nb; b++, w += Q5_1_BYTES, x += QK)
+    total += half_scale(w) * xd[b] * (float)q5_block_sum(w + 8, herd_u32_at(w + 4), 0, x, dot) + half_scale(w + 2) * xd[b] * (float)xs[b];
+  return total;
+}
+
+/* IQ4_NL's and IQ4_XS's codes looked up in their 16 levels, a table lookup per 16. */
+HERD_INLINE int32_t iq4_block_sum(const uint8_t *codes_at, const int8_t *x, byte_dot dot) {
+  const int8x16_t levels = vld1q_s8(herd_iq4_levels);
+  const uint8x16_t codes = vld1q_u8(codes_at);
+  return block32_sum(vqtbl1q_s8(levels, vandq_u8(codes, vdupq_n_u8(0xf))), vqtbl1q_s8(levels, vshrq_n_u8(codes, 4)), x, dot);
+}
+
+HERD_INLINE float iq4_nl_blocks(const uint8_t *w, const int8_t *x, const float *xd, int nb, byte_dot dot) {
+  float total = 0;
+  for (int b = 0; b < nb; b++, w += IQ4_NL_BYTES, x += QK) total += half_scale(w) * xd[b] * (float)iq4_block_sum(w + 2, x, dot);
+  return total;
+}
+
+HERD_INLINE float iq4_xs_blocks(const uint8_t *w, const int8_t *x, const float *xd, int nb, byte_dot dot) {
+  float total = 0;
+  for (int b = 0; b < nb; b++, w += IQ4_XS_BYTES) {
+    int32_t scaled = 0;
+    for (int sub = 0; sub < QK_K / QK; sub++, x += QK) scaled += herd_iq4_xs_scale(w, sub) * iq4_block_sum(w + 8 + 16 * sub, x, dot);
+    total += half_scale(w) * xd[b] * (float)scaled;
+  }
+  return total;
+}
+
+HERD_INLINE float int4_g128_groups(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb, byte_dot dot) {
+  float total = 0;
+  for (int g = 0; g < nb; g++, w += INT4_G128_BYTES) {
+    const int zero = w[2];
+    float group = 0;
+    for (int b = 0; b < INT4_GROUP / QK; b++, x += QK, xd++, xs++) {
+      const uint8x16_t codes = vld1q_u8(w + 4 + 16 * b);
+      const int32_t sum = block32_sum(vreinterpretq_s8_u8(vandq_u8(codes, vdupq_n_u8(0xf))), vreinterpretq_s8_u8(vshrq_n_u8(codes, 4)), x, dot);
+      group += *xd * (float)(sum - zero * *xs);
+    }
+    total += half_scale(w) * group;
+  }
+  return total;
+}
+
+/* Each blocks32.h format on both byte products: one wrapper per path and format. */
+#define BLOCKS32_KERNELS(suffix, attributes, byte_product)                                                                          \
+  attributes static float dot_q4_1_##suffix(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {      \
+    return q4_1_blocks(w, x, xd, xs, nb, byte_product);                                                                            \
+  }                                                                                                                                \
+  attributes static float dot_q5_0_##suffix(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {      \
+    (void)xs;                                                                                                                      \
+    return q5_0_blocks(w, x, xd, nb, byte_product);                                                                                \
+  }                                                                                                                                \
+  attributes static float dot_q5_1_##suffix(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {      \
+    return q5_1_blocks(w, x, xd, xs, nb, byte_product);                                                                            \
+  }                                                                                                                                \
+  attributes static float dot_iq4_nl_##suffix(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {    \
+    (void)xs;                                                                                                                      \
+    return iq4_nl_blocks(w, x, xd, nb, byte_product);                                                                              \
+  }                                                                                                                                \
+  attributes static float dot_iq4_xs_##suffix(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {    \
+    (void)xs;                                                                                                                      \
+    return iq4_xs_blocks(w, x, xd, nb, byte_product);                                                                              \
+  }                                                                                                                                \
+  attributes static float dot_int4_g128_##suffix(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) { \
+    return int4_g128_groups(w, x, xd, xs, nb, byte_product);                                                                       \
+  }
+BLOCKS32_KERNELS(neon, , byte_dot_neon)
+BLOCKS32_KERNELS(sdot, HERD_DOTPROD, byte_dot_sdot)
+
+#define BLOCKS32_TABLE(suffix)                                                                                                      \
+  .dot_q4_1 = dot_q4_1_##suffix, .dot_q5_0 = dot_q5_0_##suffix, .dot_q5_1 = dot_q5_1_##suffix, .dot_iq4_nl = dot_iq4_nl_##suffix, \
+  .dot_iq4_xs = dot_iq4_xs_##suffix, .dot_int4_g128 = dot_int4_g128_##suffix
+
 static float dot_q8_0_neon(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
   return q8_0_blocks(w, x, xd, nb, byte_dot_neon);
 }
@@ -334,6 +449,7 @@ const herd_kernels herd_kernels_neon = {
     .dot_q4_k = dot_q4_k_neon,
     .dot_q6_k = dot_q6_k_neon,
     .dot_q5_k = dot_q5_k_neon,
+    BLOCKS32_TABLE(neon),
 };
 
 const herd_kernels herd_kernels_neon_dotprod = {
@@ -350,5 +466,6 @@ const herd_kernels herd_kernels_neon_dotprod = {
     .dot_q4_k = dot_q4_k_sdot,
     .dot_q6_k = dot_q6_k_sdot,
     .dot_q5_k = dot_q5_k_sdot,
+    BLOCKS32_TABLE(sdot),
 };
 #endif

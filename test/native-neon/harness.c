@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../../src/native/dispatch.h"
+#include "../../src/native/blocks32.h"
 #include "../../src/native/kquants.h"
 
 static int failures = 0;
@@ -413,6 +414,112 @@ static void test_kquant16(const herd_kernels *k, const kquant16_format *f) {
   report(&t);
 }
 
+/*
+ * blocks32.h's formats (Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, INT4_G128), each block read as ggml's
+ * dequantize_row_* (or src/formats/int4-rows.ts) reads it: code j < 16 the low nibble of code byte
+ * j, code j ≥ 16 the high nibble of byte j − 16; a Q5 code's fifth bit is bit j of qh.
+ */
+static int nibble_code(const uint8_t *codes, int j) { return j < 16 ? codes[j] & 0xf : codes[j - 16] >> 4; }
+static int fifth_bit(const uint8_t *qh, int j) { uint32_t bits; memcpy(&bits, qh, 4); return (int)((bits >> j) & 1) << 4; }
+static double half_of(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return herd_half_to_float(h); }
+static const int IQ4_LEVELS[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* Adds Σ scale · code · x and offset · Σ x over one block of 32 codes to the result, and their magnitudes. */
+static void add_block_terms(double scale, const int *codes, double offset, const int8_t *x, double *result, double *magnitude) {
+  long sum = 0, absolute = 0, activations = 0;
+  for (int j = 0; j < QK; j++) sum += (long)codes[j] * x[j], absolute += labs((long)codes[j] * x[j]), activations += x[j];
+  *result += scale * (double)sum + offset * (double)activations;
+  *magnitude += fabs(scale) * (double)absolute + fabs(offset * (double)activations);
+}
+
+/* One block (or group, or super-block) of the format: its terms with activation scales xd (one per 32 values, IQ4_XS one per 256). */
+static void reference_blocks32(int format, const uint8_t *block, const int8_t *x, const float *xd, double *result, double *magnitude) {
+  int codes[QK];
+  switch (format) {
+    case FMT_Q4_1:
+      for (int j = 0; j < QK; j++) codes[j] = nibble_code(block + 4, j);
+      return add_block_terms(half_of(block) * xd[0], codes, half_of(block + 2) * xd[0], x, result, magnitude);
+    case FMT_Q5_0:
+      for (int j = 0; j < QK; j++) codes[j] = (nibble_code(block + 6, j) | fifth_bit(block + 2, j)) - 16;
+      return add_block_terms(half_of(block) * xd[0], codes, 0, x, result, magnitude);
+    case FMT_Q5_1:
+      for (int j = 0; j < QK; j++) codes[j] = nibble_code(block + 8, j) | fifth_bit(block + 4, j);
+      return add_block_terms(half_of(block) * xd[0], codes, half_of(block + 2) * xd[0], x, result, magnitude);
+    case FMT_IQ4_NL:
+      for (int j = 0; j < QK; j++) codes[j] = IQ4_LEVELS[nibble_code(block + 2, j)];
+      return add_block_terms(half_of(block) * xd[0], codes, 0, x, result, magnitude);
+    case FMT_IQ4_XS:
+      for (int sub = 0; sub < 8; sub++) {
+        const int high = ((block[2] | block[3] << 8) >> (2 * sub)) & 3, low = (block[4 + sub / 2] >> (4 * (sub % 2))) & 0xf;
+        for (int j = 0; j < QK; j++) codes[j] = IQ4_LEVELS[nibble_code(block + 8 + 16 * sub, j)];
+        add_block_terms(half_of(block) * xd[0] * ((low | high << 4) - 32), codes, 0, x + QK * sub, result, magnitude);
+      }
+      return;
+    default: /* INT4_G128: (code − zero) · scale, four blocks of 32 */
+      for (int b = 0; b < INT4_GROUP / QK; b++) {
+        for (int j = 0; j < QK; j++) codes[j] = nibble_code(block + 4 + 16 * b, j);
+        add_block_terms(half_of(block) * xd[b], codes, -half_of(block) * xd[b] * block[2], x + QK * b, result, magnitude);
+      }
+  }
+}
+
+static void test_blocks32_formats(const herd_kernels *k) {
+  static const struct {
+    const char *kernel;
+    int format, bytes, values, activation_block;
+    float (*scalar)(const uint8_t *, const int8_t *, const float *, const int32_t *, int);
+  } FORMATS[] = {
+      {"dot_q4_1", FMT_Q4_1, Q4_1_BYTES, QK, QK, herd_dot_q4_1_scalar},
+      {"dot_q5_0", FMT_Q5_0, Q5_0_BYTES, QK, QK, herd_dot_q5_0_scalar},
+      {"dot_q5_1", FMT_Q5_1, Q5_1_BYTES, QK, QK, herd_dot_q5_1_scalar},
+      {"dot_iq4_nl", FMT_IQ4_NL, IQ4_NL_BYTES, QK, QK, herd_dot_iq4_nl_scalar},
+      {"dot_iq4_xs", FMT_IQ4_XS, IQ4_XS_BYTES, QK_K, QK_K, herd_dot_iq4_xs_scalar},
+      {"dot_int4_g128", FMT_INT4_G128, INT4_G128_BYTES, INT4_GROUP, QK, herd_dot_int4_g128_scalar},
+  };
+  /* The path's kernels, in FORMATS' order. */
+  float (*const mine[])(const uint8_t *, const int8_t *, const float *, const int32_t *, int) = {k->dot_q4_1, k->dot_q5_0, k->dot_q5_1, k->dot_iq4_nl, k->dot_iq4_xs, k->dot_int4_g128};
+  static uint8_t w[MAX_BLOCKS * IQ4_XS_BYTES];
+  static int8_t x[MAX_BLOCKS * QK_K];
+  static float xd[MAX_BLOCKS * QK_K / QK];
+  static int32_t xs[MAX_BLOCKS * QK_K / QK];
+  for (int f = 0; f < COUNT(FORMATS); f++) {
+    tally t = {k->name, FORMATS[f].kernel, 0, 0, 0};
+    for (int c = 0; c < COUNT(BLOCK_COUNTS); c++) {
+      for (int exact = 0; exact < 2; exact++) {
+        for (code_fill fill = CODES_RANDOM; fill <= CODES_EXTREME_HIGH; fill++) {
+          /* Exact cases: one block, unit scales, activations in ±15, so every sum is an integer below 2^24. */
+          const int nb = exact ? 1 : BLOCK_COUNTS[c], values = nb * FORMATS[f].values;
+          for (int b = 0; b < nb; b++) {
+            uint8_t *block = w + b * FORMATS[f].bytes;
+            /* Extremes: every code byte 0x00 or 0xff (every code 0 or 15, Q5's fifth bits too), scales aside. */
+            for (int i = 0; i < FORMATS[f].bytes; i++) block[i] = fill == CODES_RANDOM ? (uint8_t)next_random() : fill == CODES_EXTREME_LOW ? 0 : 0xff;
+            put_half(block, block_scale(exact));
+            if (FORMATS[f].format == FMT_Q4_1 || FORMATS[f].format == FMT_Q5_1) put_half(block + 2, exact ? 1 : (float)uniform(-0.1, 0.1));
+            if (FORMATS[f].format == FMT_INT4_G128) block[2] = (uint8_t)random_int(0, 16);
+          }
+          random_activations(x, xd, values, FORMATS[f].activation_block, exact ? 15 : 127, exact);
+          if (fill != CODES_RANDOM && !exact)
+            for (int i = 0; i < values; i++) x[i] = fill == CODES_EXTREME_LOW ? -127 : 127;
+          for (int s = 0; s < values / QK; s++) {
+            xs[s] = 0;
+            for (int i = 0; i < QK; i++) xs[s] += x[s * QK + i];
+          }
+          double result = 0, magnitude = 0;
+          const int scales_per_block = FORMATS[f].values / FORMATS[f].activation_block;
+          for (int b = 0; b < nb; b++)
+            reference_blocks32(FORMATS[f].format, w + b * FORMATS[f].bytes, x + b * FORMATS[f].values, xd + b * scales_per_block, &result, &magnitude);
+          const double tolerance = exact ? 0 : (nb * FORMATS[f].values / QK + 4) * 0x1p-23 * magnitude;
+          char what[60];
+          snprintf(what, sizeof what, "nb=%d %s fill=%d", nb, exact ? "exact" : "random", (int)fill);
+          check(&t, what, mine[f](w, x, xd, xs, nb), result, tolerance);
+          check(&t, what, FORMATS[f].scalar(w, x, xd, xs, nb), result, tolerance);
+        }
+      }
+    }
+    report(&t);
+  }
+}
+
 /* The dispatch: the best path on this CPU, the forced ones it runs, and refusals of the rest. */
 static void test_dispatch(const char *expected) {
   herd_isa_choice choice;
@@ -468,6 +575,7 @@ int main(int argc, char **argv) {
     const kquant16_format q5_k = {"dot_q5_k", Q5_K_BYTES, make_q5_k, reference_q5_k, k->dot_q5_k, herd_kernels_scalar.dot_q5_k};
     test_kquant16(k, &q6_k);
     test_kquant16(k, &q5_k);
+    test_blocks32_formats(k);
   }
   printf(failures ? "%d FAILED\n" : "all passed\n", failures);
   return failures ? 1 : 0;
