@@ -279,6 +279,58 @@ HERD_INLINE float q5_k_blocks(const uint8_t *w, const int8_t *x, const float *xd
 }
 
 /*
+ * Q3_K and Q2_K (kquants.h): weight 128h + 32i + l is bits 2i, 2i + 1 of qs[32h + l]; Q3_K takes
+ * 4 off it unless bit 4h + i of hmask[l] is set, Q2_K's minimums take m·Σx of each 16 off the sum.
+ * Each 16 weights have their own scale; codes are in −4..3 (Q3_K) or 0..3 (Q2_K).
+ */
+HERD_INLINE int8x16_t two_bits(uint8x16_t bytes, int pair) { return vreinterpretq_s8_u8(vandq_u8(vshlq_u8(bytes, vdupq_n_s8((int8_t)(-2 * pair))), vdupq_n_u8(3))); }
+
+HERD_INLINE float q3_k_blocks(const uint8_t *w, const int8_t *x, const float *xd, int nb, byte_dot dot) {
+  float32x4_t acc = vdupq_n_f32(0);
+  const int32x4_t zero = vdupq_n_s32(0);
+  for (int b = 0; b < nb; b++, w += Q3_K_BYTES, x += QK_K) {
+    int8_t scales[16];
+    herd_q3k_scales(w + 96, scales);
+    int32x4_t scaled = zero;
+    for (int h = 0; h < 2; h++)
+      for (int half = 0; half < 2; half++) {
+        const uint8x16_t qs = vld1q_u8(w + 32 + 32 * h + 16 * half), hmask = vld1q_u8(w + 16 * half);
+        for (int i = 0; i < 4; i++) {
+          /* 4 where the third bit is clear. */
+          const uint8x16_t off = vbicq_u8(vdupq_n_u8(4), vtstq_u8(hmask, vdupq_n_u8((uint8_t)(1 << (4 * h + i)))));
+          const int8x16_t codes = vsubq_s8(two_bits(qs, i), vreinterpretq_s8_u8(off));
+          const int at = 128 * h + 32 * i + 16 * half;
+          scaled = vmlaq_n_s32(scaled, dot(zero, codes, vld1q_s8(x + at)), scales[at / KQ_GROUP]);
+        }
+      }
+    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(scaled), half_scale(w + 108) * xd[b]);
+  }
+  return vaddvq_f32(acc);
+}
+
+HERD_INLINE float q2_k_blocks(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb, byte_dot dot) {
+  float32x4_t acc = vdupq_n_f32(0);
+  float mins_total = 0;
+  const int32x4_t zero = vdupq_n_s32(0);
+  for (int b = 0; b < nb; b++, w += Q2_K_BYTES, x += QK_K, xs += QK_K / KQ_GROUP) {
+    int32_t mins = 0;
+    for (int g = 0; g < 16; g++) mins += (w[g] >> 4) * xs[g];
+    int32x4_t scaled = zero;
+    for (int h = 0; h < 2; h++)
+      for (int half = 0; half < 2; half++) {
+        const uint8x16_t qs = vld1q_u8(w + 16 + 32 * h + 16 * half);
+        for (int i = 0; i < 4; i++) {
+          const int at = 128 * h + 32 * i + 16 * half;
+          scaled = vmlaq_n_s32(scaled, dot(zero, two_bits(qs, i), vld1q_s8(x + at)), w[at / KQ_GROUP] & 0xf);
+        }
+      }
+    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(scaled), half_scale(w + 80) * xd[b]);
+    mins_total += half_scale(w + 82) * xd[b] * (float)mins;
+  }
+  return vaddvq_f32(acc) - mins_total;
+}
+
+/*
  * blocks32.h's formats. Each block's 16 code bytes hold codes j (low nibble of byte j) and j + 16
  * (high nibble); its integer sum is taken whole, then scaled once, in the scalar path's order.
  */
@@ -362,8 +414,8 @@ HERD_INLINE float int4_g128_groups(const uint8_t *w, const int8_t *x, const floa
   return total;
 }
 
-/* Each blocks32.h format on both byte products: one wrapper per path and format. */
-#define BLOCKS32_KERNELS(suffix, attributes, byte_product)                                                                          \
+/* Each of these formats on both byte products: one wrapper per path and format. */
+#define LOW_BIT_KERNELS(suffix, attributes, byte_product)                                                                          \
   attributes static float dot_q4_1_##suffix(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {      \
     return q4_1_blocks(w, x, xd, xs, nb, byte_product);                                                                            \
   }                                                                                                                                \
@@ -384,13 +436,20 @@ HERD_INLINE float int4_g128_groups(const uint8_t *w, const int8_t *x, const floa
   }                                                                                                                                \
   attributes static float dot_int4_g128_##suffix(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) { \
     return int4_g128_groups(w, x, xd, xs, nb, byte_product);                                                                       \
+  }                                                                                                                                \
+  attributes static float dot_q3_k_##suffix(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {      \
+    (void)xs;                                                                                                                      \
+    return q3_k_blocks(w, x, xd, nb, byte_product);                                                                                \
+  }                                                                                                                                \
+  attributes static float dot_q2_k_##suffix(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {      \
+    return q2_k_blocks(w, x, xd, xs, nb, byte_product);                                                                            \
   }
-BLOCKS32_KERNELS(neon, , byte_dot_neon)
-BLOCKS32_KERNELS(sdot, HERD_DOTPROD, byte_dot_sdot)
+LOW_BIT_KERNELS(neon, , byte_dot_neon)
+LOW_BIT_KERNELS(sdot, HERD_DOTPROD, byte_dot_sdot)
 
-#define BLOCKS32_TABLE(suffix)                                                                                                      \
+#define LOW_BIT_TABLE(suffix)                                                                                                      \
   .dot_q4_1 = dot_q4_1_##suffix, .dot_q5_0 = dot_q5_0_##suffix, .dot_q5_1 = dot_q5_1_##suffix, .dot_iq4_nl = dot_iq4_nl_##suffix, \
-  .dot_iq4_xs = dot_iq4_xs_##suffix, .dot_int4_g128 = dot_int4_g128_##suffix
+  .dot_iq4_xs = dot_iq4_xs_##suffix, .dot_int4_g128 = dot_int4_g128_##suffix, .dot_q3_k = dot_q3_k_##suffix, .dot_q2_k = dot_q2_k_##suffix
 
 static float dot_q8_0_neon(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
   return q8_0_blocks(w, x, xd, nb, byte_dot_neon);
@@ -449,7 +508,7 @@ const herd_kernels herd_kernels_neon = {
     .dot_q4_k = dot_q4_k_neon,
     .dot_q6_k = dot_q6_k_neon,
     .dot_q5_k = dot_q5_k_neon,
-    BLOCKS32_TABLE(neon),
+    LOW_BIT_TABLE(neon),
 };
 
 const herd_kernels herd_kernels_neon_dotprod = {
@@ -466,6 +525,6 @@ const herd_kernels herd_kernels_neon_dotprod = {
     .dot_q4_k = dot_q4_k_sdot,
     .dot_q6_k = dot_q6_k_sdot,
     .dot_q5_k = dot_q5_k_sdot,
-    BLOCKS32_TABLE(sdot),
+    LOW_BIT_TABLE(sdot),
 };
 #endif

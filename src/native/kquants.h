@@ -11,6 +11,7 @@
  */
 #ifndef HERD_KQUANTS_H
 #define HERD_KQUANTS_H
+#include <string.h>
 #include "herd_native.h"
 
 #define Q6_K_BYTES 210
@@ -24,6 +25,20 @@ float herd_dot_q6_k_scalar(const uint8_t *w, const int8_t *x, const float *xd, c
 float herd_dot_q5_k_scalar(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
 float herd_dot_q3_k_scalar(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
 float herd_dot_q2_k_scalar(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+
+/*
+ * Q3_K's sixteen group scales, their offset of 32 removed. Scale j has its low nibble in byte j
+ * (j < 8) or the high nibble of byte j − 8, and its top two bits at bits 2(j / 4).. of byte
+ * 8 + j % 4: four at a time in 32-bit words, as llama.cpp unpacks them.
+ */
+static inline void herd_q3k_scales(const uint8_t *packed, int8_t *scales) {
+  uint32_t low[2], high, words[4];
+  memcpy(low, packed, 8);
+  memcpy(&high, packed + 8, 4);
+  for (int k = 0; k < 4; k++) words[k] = ((low[k & 1] >> (4 * (k >> 1))) & 0x0f0f0f0fu) | (((high >> (2 * k)) & 0x03030303u) << 4);
+  memcpy(scales, words, 16);
+  for (int j = 0; j < 16; j++) scales[j] = (int8_t)(scales[j] - 32);
+}
 
 /* Bytes of one super-block of a K-quant format above; 0 for any other format. */
 size_t herd_kquant_block_bytes(int format);

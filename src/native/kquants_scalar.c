@@ -45,20 +45,6 @@ static void q3k_codes(const uint8_t *w, int8_t *q) {
   }
 }
 
-/*
- * Q3_K's sixteen group scales, their offset of 32 removed. Scale j has its low nibble in byte j
- * (j < 8) or the high nibble of byte j − 8, and its top two bits at bits 2(j / 4).. of byte
- * 8 + j % 4: four at a time in 32-bit words, as llama.cpp unpacks them.
- */
-static void q3k_scales(const uint8_t *packed, int8_t *scales) {
-  uint32_t low[2], high, words[4];
-  memcpy(low, packed, 8);
-  memcpy(&high, packed + 8, 4);
-  for (int k = 0; k < 4; k++) words[k] = ((low[k & 1] >> (4 * (k >> 1))) & 0x0f0f0f0fu) | (((high >> (2 * k)) & 0x03030303u) << 4);
-  memcpy(scales, words, 16);
-  for (int j = 0; j < 16; j++) scales[j] = (int8_t)(scales[j] - 32);
-}
-
 /* Weight 128h + 32i + l of Q2_K: bits 2i..2i+1 of qs[32h + l] (Q3_K's low bits, without the third). */
 static void q2k_codes(const uint8_t *w, int8_t *q) {
   const uint8_t *qs = w + 16;
@@ -99,7 +85,7 @@ static void unpack(int format, const uint8_t *w, unpacked_block *u) {
     case FMT_Q3_K: {
       int8_t scales[16];
       q3k_codes(w, u->q);
-      q3k_scales(w + 96, scales);
+      herd_q3k_scales(w + 96, scales);
       for (int g = 0; g < 16; g++) u->scale[g] = scales[g];
       u->d = half_at(w + 108);
       return;

@@ -93,7 +93,7 @@ static inline __m256i q5_k_products(const uint8_t *w, const int8_t *x, const int
   return sums;
 }
 
-/* Q3_K's sixteen scales as signed bytes: kquants_scalar.c's q3k_scales, its four words built in one vector (bytes stored one by one and reloaded as a vector stall the load). */
+/* Q3_K's sixteen scales as signed bytes: kquants.h's herd_q3k_scales, its four words built in one vector (bytes stored one by one and reloaded as a vector stall the load). */
 static inline __m128i q3k_scale_vector(const uint8_t *packed) {
   uint32_t high;
   memcpy(&high, packed + 8, 4);

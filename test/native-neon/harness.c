@@ -298,7 +298,13 @@ static void test_q4_k(const herd_kernels *k) {
   report(&t);
 }
 
-/* Q6_K and Q5_K: the two K-quants on activations with sums of each 16 (ggml's layouts, kquants.h). */
+static double half_of(const uint8_t *p) {
+  uint16_t h;
+  memcpy(&h, p, 2);
+  return herd_half_to_float(h);
+}
+
+/* Q6_K, Q5_K, Q3_K and Q2_K: the K-quants on activations with sums of each 16 (ggml's layouts, kquants.h). */
 typedef struct {
   const char *kernel;
   int bytes;
@@ -382,6 +388,63 @@ static void reference_q5_k(const uint8_t *block, const int8_t *x, float xd, doub
   }
 }
 
+/*
+ * Q3_K's code of weight i, as ggml's dequantize_row_q3_K reads it: in each half n of 128, weight
+ * 32k + l is bits 2k, 2k + 1 of qs[32n + l] (qs at byte 32), less 4 unless bit 4n + k of
+ * hmask[l] (at byte 0) is set. Scale j (of each 16) has its low nibble in byte 96 + j (j < 8) or
+ * the high nibble of byte 96 + j − 8, and its top two bits at bits 2(j / 4) of byte 104 + j % 4;
+ * less 32. d at byte 108.
+ */
+static int q3_k_code(const uint8_t *block, int i) {
+  const int n = i / 128, k = i % 128 / 32, l = i % 32;
+  return ((block[32 + 32 * n + l] >> (2 * k)) & 3) - (block[l] >> (4 * n + k) & 1 ? 0 : 4);
+}
+
+static int q3_k_scale(const uint8_t *block, int j) {
+  const int low = j < 8 ? block[96 + j] & 0xf : block[96 + j - 8] >> 4, high = (block[104 + j % 4] >> (2 * (j / 4))) & 3;
+  return (low | high << 4) - 32;
+}
+
+static void make_q3_k(uint8_t *block, int exact, code_fill fill) {
+  /* Extremes: every code −4 (all bits 0) or 3 (all 1). */
+  for (int i = 0; i < 96; i++) block[i] = fill == CODES_RANDOM ? (uint8_t)next_random() : fill == CODES_EXTREME_LOW ? 0 : 0xff;
+  for (int i = 96; i < 108; i++) block[i] = (uint8_t)next_random();
+  put_half(block + 108, block_scale(exact));
+}
+
+static void reference_q3_k(const uint8_t *block, const int8_t *x, float xd, double *result, double *magnitude) {
+  const double scale = half_of(block + 108) * xd;
+  for (int g = 0; g < 16; g++) {
+    long sum = 0, absolute = 0;
+    for (int i = 16 * g; i < 16 * (g + 1); i++) sum += (long)q3_k_code(block, i) * x[i], absolute += labs((long)q3_k_code(block, i) * x[i]);
+    *result += scale * q3_k_scale(block, g) * (double)sum;
+    *magnitude += fabs(scale * q3_k_scale(block, g)) * (double)absolute;
+  }
+}
+
+/* Q2_K, as ggml's dequantize_row_q2_K reads it: weight 128n + 32k + l is bits 2k, 2k + 1 of qs[32n + l] (qs at byte 16); group g's scale and minimum the low and high nibbles of byte g; d and dmin at 80 and 82. */
+static void make_q2_k(uint8_t *block, int exact, code_fill fill) {
+  for (int i = 0; i < 16; i++) block[i] = (uint8_t)next_random();
+  /* Extremes: every code 0 or 3. */
+  for (int i = 16; i < 80; i++) block[i] = fill == CODES_RANDOM ? (uint8_t)next_random() : fill == CODES_EXTREME_LOW ? 0 : 0xff;
+  put_half(block + 80, block_scale(exact));
+  put_half(block + 82, exact ? 1 : (float)uniform(0, 0.05));
+}
+
+static void reference_q2_k(const uint8_t *block, const int8_t *x, float xd, double *result, double *magnitude) {
+  const double scale = half_of(block + 80) * xd, min_scale = half_of(block + 82) * xd;
+  for (int g = 0; g < 16; g++) {
+    long sum = 0, absolute = 0, activations = 0;
+    for (int i = 16 * g; i < 16 * (g + 1); i++) {
+      const int n = i / 128, k = i % 128 / 32, l = i % 32;
+      const long product = (long)((block[16 + 32 * n + l] >> (2 * k)) & 3) * x[i];
+      sum += product, absolute += labs(product), activations += x[i];
+    }
+    *result += scale * (block[g] & 0xf) * (double)sum - min_scale * (block[g] >> 4) * (double)activations;
+    *magnitude += fabs(scale) * (block[g] & 0xf) * (double)absolute + fabs(min_scale) * (block[g] >> 4) * fabs((double)activations);
+  }
+}
+
 /* 1–17 super-blocks (at most 2 for the exact cases, whose activations are in ±15), random and extreme codes. */
 static void test_kquant16(const herd_kernels *k, const kquant16_format *f) {
   tally t = {k->name, f->kernel, 0, 0, 0};
@@ -421,7 +484,6 @@ static void test_kquant16(const herd_kernels *k, const kquant16_format *f) {
  */
 static int nibble_code(const uint8_t *codes, int j) { return j < 16 ? codes[j] & 0xf : codes[j - 16] >> 4; }
 static int fifth_bit(const uint8_t *qh, int j) { uint32_t bits; memcpy(&bits, qh, 4); return (int)((bits >> j) & 1) << 4; }
-static double half_of(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return herd_half_to_float(h); }
 static const int IQ4_LEVELS[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 /* Adds Σ scale · code · x and offset · Σ x over one block of 32 codes to the result, and their magnitudes. */
@@ -575,6 +637,10 @@ int main(int argc, char **argv) {
     const kquant16_format q5_k = {"dot_q5_k", Q5_K_BYTES, make_q5_k, reference_q5_k, k->dot_q5_k, herd_kernels_scalar.dot_q5_k};
     test_kquant16(k, &q6_k);
     test_kquant16(k, &q5_k);
+    const kquant16_format q3_k = {"dot_q3_k", Q3_K_BYTES, make_q3_k, reference_q3_k, k->dot_q3_k, herd_kernels_scalar.dot_q3_k};
+    const kquant16_format q2_k = {"dot_q2_k", Q2_K_BYTES, make_q2_k, reference_q2_k, k->dot_q2_k, herd_kernels_scalar.dot_q2_k};
+    test_kquant16(k, &q3_k);
+    test_kquant16(k, &q2_k);
     test_blocks32_formats(k);
   }
   printf(failures ? "%d FAILED\n" : "all passed\n", failures);
