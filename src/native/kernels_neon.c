@@ -414,7 +414,7 @@ HERD_INLINE float int4_g128_groups(const uint8_t *w, const int8_t *x, const floa
   return total;
 }
 
-/* Each of these formats on both byte products: one wrapper per path and format. */
+/* The K-quants after Q4_K and blocks32.h's formats on both byte products: one wrapper per path and format. */
 #define LOW_BIT_KERNELS(suffix, attributes, byte_product)                                                                          \
   attributes static float dot_q4_1_##suffix(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {      \
     return q4_1_blocks(w, x, xd, xs, nb, byte_product);                                                                            \
@@ -437,6 +437,13 @@ HERD_INLINE float int4_g128_groups(const uint8_t *w, const int8_t *x, const floa
   attributes static float dot_int4_g128_##suffix(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) { \
     return int4_g128_groups(w, x, xd, xs, nb, byte_product);                                                                       \
   }                                                                                                                                \
+  attributes static float dot_q6_k_##suffix(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {      \
+    (void)xs; /* the sums serve formats with minimums */                                                                          \
+    return q6_k_blocks(w, x, xd, nb, byte_product);                                                                                \
+  }                                                                                                                                \
+  attributes static float dot_q5_k_##suffix(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {      \
+    return q5_k_blocks(w, x, xd, xs, nb, byte_product);                                                                            \
+  }                                                                                                                                \
   attributes static float dot_q3_k_##suffix(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {      \
     (void)xs;                                                                                                                      \
     return q3_k_blocks(w, x, xd, nb, byte_product);                                                                                \
@@ -447,9 +454,10 @@ HERD_INLINE float int4_g128_groups(const uint8_t *w, const int8_t *x, const floa
 LOW_BIT_KERNELS(neon, , byte_dot_neon)
 LOW_BIT_KERNELS(sdot, HERD_DOTPROD, byte_dot_sdot)
 
-#define LOW_BIT_TABLE(suffix)                                                                                                      \
-  .dot_q4_1 = dot_q4_1_##suffix, .dot_q5_0 = dot_q5_0_##suffix, .dot_q5_1 = dot_q5_1_##suffix, .dot_iq4_nl = dot_iq4_nl_##suffix, \
-  .dot_iq4_xs = dot_iq4_xs_##suffix, .dot_int4_g128 = dot_int4_g128_##suffix, .dot_q3_k = dot_q3_k_##suffix, .dot_q2_k = dot_q2_k_##suffix
+#define LOW_BIT_TABLE(suffix)                                                                                                          \
+  .dot_q6_k = dot_q6_k_##suffix, .dot_q5_k = dot_q5_k_##suffix, .dot_q3_k = dot_q3_k_##suffix, .dot_q2_k = dot_q2_k_##suffix,           \
+  .dot_q4_1 = dot_q4_1_##suffix, .dot_q5_0 = dot_q5_0_##suffix, .dot_q5_1 = dot_q5_1_##suffix, .dot_iq4_nl = dot_iq4_nl_##suffix,       \
+  .dot_iq4_xs = dot_iq4_xs_##suffix, .dot_int4_g128 = dot_int4_g128_##suffix
 
 static float dot_q8_0_neon(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
   return q8_0_blocks(w, x, xd, nb, byte_dot_neon);
@@ -461,16 +469,6 @@ static float dot_q4_0_neon(const uint8_t *w, const int8_t *x, const float *xd, i
 
 static float dot_q4_k_neon(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
   return q4_k_blocks(w, x, xd, xs, nb, byte_dot_neon);
-}
-
-/* The activation sums (xs) are for formats with minimums; Q6_K has none. */
-static float dot_q6_k_neon(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
-  (void)xs;
-  return q6_k_blocks(w, x, xd, nb, byte_dot_neon);
-}
-
-static float dot_q5_k_neon(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
-  return q5_k_blocks(w, x, xd, xs, nb, byte_dot_neon);
 }
 
 HERD_DOTPROD static float dot_q8_0_sdot(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
@@ -485,15 +483,6 @@ HERD_DOTPROD static float dot_q4_k_sdot(const uint8_t *w, const int8_t *x, const
   return q4_k_blocks(w, x, xd, xs, nb, byte_dot_sdot);
 }
 
-HERD_DOTPROD static float dot_q6_k_sdot(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
-  (void)xs;
-  return q6_k_blocks(w, x, xd, nb, byte_dot_sdot);
-}
-
-HERD_DOTPROD static float dot_q5_k_sdot(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) {
-  return q5_k_blocks(w, x, xd, xs, nb, byte_dot_sdot);
-}
-
 const herd_kernels herd_kernels_neon = {
     .name = "neon",
     .dot_f32 = dot_f32,
@@ -506,8 +495,6 @@ const herd_kernels herd_kernels_neon = {
     .dot_q8_0 = dot_q8_0_neon,
     .dot_q4_0 = dot_q4_0_neon,
     .dot_q4_k = dot_q4_k_neon,
-    .dot_q6_k = dot_q6_k_neon,
-    .dot_q5_k = dot_q5_k_neon,
     LOW_BIT_TABLE(neon),
 };
 
@@ -523,8 +510,6 @@ const herd_kernels herd_kernels_neon_dotprod = {
     .dot_q8_0 = dot_q8_0_sdot,
     .dot_q4_0 = dot_q4_0_sdot,
     .dot_q4_k = dot_q4_k_sdot,
-    .dot_q6_k = dot_q6_k_sdot,
-    .dot_q5_k = dot_q5_k_sdot,
     LOW_BIT_TABLE(sdot),
 };
 #endif
