@@ -345,11 +345,16 @@ static inline uint8x16_t fifth_bits(uint32_t bits) {
   return vandq_u8(vtstq_u8(bytes, vld1q_u8(lane_bit)), vdupq_n_u8(0x10));
 }
 
+/* Q4_1's and INT4_G128's unsigned codes 0..15 (their minimum or zero point is applied through the activations' sum). */
+HERD_INLINE int32_t unsigned_nibbles_sum(const uint8_t *codes_at, const int8_t *x, byte_dot dot) {
+  const uint8x16_t codes = vld1q_u8(codes_at);
+  return block32_sum(vreinterpretq_s8_u8(vandq_u8(codes, vdupq_n_u8(0xf))), vreinterpretq_s8_u8(vshrq_n_u8(codes, 4)), x, dot);
+}
+
 HERD_INLINE float q4_1_blocks(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb, byte_dot dot) {
   float total = 0;
   for (int b = 0; b < nb; b++, w += Q4_1_BYTES, x += QK) {
-    const uint8x16_t codes = vld1q_u8(w + 4);
-    const int32_t sum = block32_sum(vreinterpretq_s8_u8(vandq_u8(codes, vdupq_n_u8(0xf))), vreinterpretq_s8_u8(vshrq_n_u8(codes, 4)), x, dot);
+    const int32_t sum = unsigned_nibbles_sum(w + 4, x, dot);
     total += half_scale(w) * xd[b] * (float)sum + half_scale(w + 2) * xd[b] * (float)xs[b];
   }
   return total;
@@ -405,8 +410,7 @@ HERD_INLINE float int4_g128_groups(const uint8_t *w, const int8_t *x, const floa
     const int zero = w[2];
     float group = 0;
     for (int b = 0; b < INT4_GROUP / QK; b++, x += QK, xd++, xs++) {
-      const uint8x16_t codes = vld1q_u8(w + 4 + 16 * b);
-      const int32_t sum = block32_sum(vreinterpretq_s8_u8(vandq_u8(codes, vdupq_n_u8(0xf))), vreinterpretq_s8_u8(vshrq_n_u8(codes, 4)), x, dot);
+      const int32_t sum = unsigned_nibbles_sum(w + 4 + 16 * b, x, dot);
       group += *xd * (float)(sum - zero * *xs);
     }
     total += half_scale(w) * group;
