@@ -10,10 +10,12 @@
  */
 #if defined(__aarch64__)
 #include <arm_neon.h>
+#include <math.h>
 #include <string.h>
 #include "herd_native.h"
 #include "blocks32.h"
 #include "kquants.h"
+#include "repack.h"
 
 /*
  * GCC compiles SDOT into functions with a target attribute; arm_neon.h declares vdotq_s32 for
@@ -127,6 +129,54 @@ static void attend_values(const float *values, int n, int d, const float *weight
       for (; i < d; i++) sum[i] += weight * row[i];
     }
   }
+}
+
+/*
+ * exp on four floats: the same degree-5 polynomial on the reduced argument as the x86 paths' exp8
+ * (llama.cpp's ggml_v_expf, within about 1.5 ulp of expf), with its slow branch for arguments
+ * whose 2^n under- or overflows.
+ */
+static inline float32x4_t exp4(float32x4_t x) {
+  const float32x4_t r = vdupq_n_f32(0x1.8p23f);
+  const float32x4_t z = vfmaq_f32(r, x, vdupq_n_f32(0x1.715476p+0f));
+  const float32x4_t n = vsubq_f32(z, r);
+  const float32x4_t b = vfmsq_f32(vfmsq_f32(x, n, vdupq_n_f32(0x1.62e4p-1f)), n, vdupq_n_f32(0x1.7f7d1cp-20f));
+  const uint32x4_t e = vshlq_n_u32(vreinterpretq_u32_f32(z), 23);
+  const float32x4_t k = vreinterpretq_f32_u32(vaddq_u32(e, vreinterpretq_u32_f32(vdupq_n_f32(1))));
+  const uint32x4_t c = vcagtq_f32(n, vdupq_n_f32(126));
+  const float32x4_t u = vmulq_f32(b, b);
+  const float32x4_t high = vfmaq_f32(vdupq_n_f32(0x1.573e2ep-5f), vdupq_n_f32(0x1.0e4020p-7f), b);
+  const float32x4_t low = vfmaq_f32(vdupq_n_f32(0x1.fffdb6p-2f), vdupq_n_f32(0x1.555e66p-3f), b);
+  const float32x4_t j = vfmaq_f32(vmulq_f32(vdupq_n_f32(0x1.ffffecp-1f), b), vfmaq_f32(low, high, u), u);
+  if (vmaxvq_u32(c) == 0) return vfmaq_f32(k, j, k);
+  const uint32x4_t g = vandq_u32(vclezq_f32(n), vdupq_n_u32(0x82000000u));
+  const float32x4_t s1 = vreinterpretq_f32_u32(vaddq_u32(g, vdupq_n_u32(0x7f000000u)));
+  const float32x4_t s2 = vreinterpretq_f32_u32(vsubq_u32(e, g));
+  const uint32x4_t huge = vcagtq_f32(n, vdupq_n_f32(192));
+  return vbslq_f32(huge, vmulq_f32(s1, s1), vbslq_f32(c, vmulq_f32(vfmaq_f32(s2, s2, j), s1), vfmaq_f32(k, k, j)));
+}
+
+static float exp_shifted(float *x, int n, float shift) {
+  float32x4_t sums = vdupq_n_f32(0);
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float32x4_t e = exp4(vsubq_f32(vld1q_f32(x + i), vdupq_n_f32(shift)));
+    vst1q_f32(x + i, e);
+    sums = vaddq_f32(sums, e);
+  }
+  float total = vaddvq_f32(sums);
+  for (; i < n; i++) total += x[i] = expf(x[i] - shift);
+  return total;
+}
+
+/* silu(g) · u = g · u / (1 + exp(−g)), four at a time with exp4. */
+static void swiglu(const float *gate, const float *up, float *out, size_t first, size_t last) {
+  size_t i = first;
+  for (; i + 4 <= last; i += 4) {
+    const float32x4_t g = vld1q_f32(gate + i);
+    vst1q_f32(out + i, vdivq_f32(vmulq_f32(g, vld1q_f32(up + i)), vaddq_f32(vdupq_n_f32(1), exp4(vnegq_f32(g)))));
+  }
+  for (; i < last; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
 /* acc plus the products of 16 byte pairs, four to a lane (which four is each path's own). */
@@ -463,6 +513,239 @@ LOW_BIT_KERNELS(sdot, HERD_DOTPROD, byte_dot_sdot)
   .dot_q4_1 = dot_q4_1_##suffix, .dot_q5_0 = dot_q5_0_##suffix, .dot_q5_1 = dot_q5_1_##suffix, .dot_iq4_nl = dot_iq4_nl_##suffix,       \
   .dot_iq4_xs = dot_iq4_xs_##suffix, .dot_int4_g128 = dot_int4_g128_##suffix
 
+/*
+ * The repacked layouts (repack.h): a 64-byte chunk holds four code bytes of each of a group's 16
+ * rows, so one 16-byte vector holds four bytes of four rows, a "quarter" of the group. Against
+ * four activation bytes in every int32 lane, a byte product sums each row's four into that row's
+ * lane: no horizontal sums, and each quarter's codes, unpacked once, serve a tile of tokens.
+ * `four_lanes` takes four such vectors against the four 4-byte lanes of 16 activation codes.
+ */
+typedef int32x4_t (*lanes_dot)(int32x4_t acc, const int8x16_t w[4], int8x16_t x);
+
+/* Lane r of acc plus Σ w[4r + i]·x[4r + i] (i < 4): the pairs fit int16 as byte_dot_neon's do. */
+HERD_INLINE int32x4_t rows_dot_neon(int32x4_t acc, int8x16_t w, int8x16_t x) {
+  const int16x8_t low = vmull_s8(vget_low_s8(w), vget_low_s8(x)), high = vmull_high_s8(w, x);
+  return vpadalq_s16(acc, vpaddq_s16(low, high));
+}
+
+HERD_INLINE int32x4_t four_lanes_neon(int32x4_t acc, const int8x16_t w[4], int8x16_t x) {
+  const int32x4_t words = vreinterpretq_s32_s8(x);
+  acc = rows_dot_neon(acc, w[0], vreinterpretq_s8_s32(vdupq_laneq_s32(words, 0)));
+  acc = rows_dot_neon(acc, w[1], vreinterpretq_s8_s32(vdupq_laneq_s32(words, 1)));
+  acc = rows_dot_neon(acc, w[2], vreinterpretq_s8_s32(vdupq_laneq_s32(words, 2)));
+  return rows_dot_neon(acc, w[3], vreinterpretq_s8_s32(vdupq_laneq_s32(words, 3)));
+}
+
+#if HERD_SDOT_COMPILED
+/* SDOT's by-element form takes the lane itself (a literal, as clang requires). */
+HERD_DOTPROD HERD_INLINE int32x4_t four_lanes_sdot(int32x4_t acc, const int8x16_t w[4], int8x16_t x) {
+  acc = vdotq_laneq_s32(acc, w[0], x, 0);
+  acc = vdotq_laneq_s32(acc, w[1], x, 1);
+  acc = vdotq_laneq_s32(acc, w[2], x, 2);
+  return vdotq_laneq_s32(acc, w[3], x, 3);
+}
+#else
+#define four_lanes_sdot four_lanes_neon
+#endif
+
+/* Tokens per tile (a tile's float sums: quarters × tokens of the 32 vector registers). */
+#define TILE_TOKENS 4
+/* The four rows of quarter q among a group's 16 half-precision values at p, as floats. */
+static inline float32x4_t quarter_halves(const uint8_t *p, int q) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(const void *)(p + 8 * q)))); }
+/* Quarter q's 16 bytes of a repacked chunk whose row 0 starts at p. */
+static inline uint8x16_t quarter_bytes(const uint8_t *p, int q) { return vld1q_u8(p + 16 * q); }
+/* Byte e of each int32 lane, as an int32 (unsigned or sign-extended). */
+static inline int32x4_t lane_byte(uint32x4_t lanes, int e) { return vreinterpretq_s32_u32(vandq_u32(vshlq_u32(lanes, vdupq_n_s32(-8 * e)), vdupq_n_u32(0xff))); }
+static inline int32x4_t lane_int8(int32x4_t lanes, int e) { return vshlq_s32(vshlq_s32(lanes, vdupq_n_s32(24 - 8 * e)), vdupq_n_s32(-24)); }
+
+/* A tile's sums into y: token t's rows 4(first + q) .. + 3. */
+#define STORE_QUARTERS(acc, Q, T)  \
+  for (int q = 0; q < Q; q++)      \
+    for (int t = 0; t < T; t++) vst1q_f32(y + (size_t)t * y_stride + 4 * (first + q), acc[q][t])
+
+/* Q quarters of a Q8_0 group from `first` on × T tokens. */
+HERD_INLINE void tile_q8r(const uint8_t *group, int first, const int Q, const quantized_row *x, int cols, float *y, int y_stride, const int T, lanes_dot dot) {
+  const int nb = cols / QK;
+  float32x4_t acc[4][TILE_TOKENS];
+  for (int q = 0; q < Q; q++)
+    for (int t = 0; t < T; t++) acc[q][t] = vdupq_n_f32(0);
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *block = group + (size_t)b * Q8R_BLOCK_BYTES;
+    for (int q = 0; q < Q; q++) {
+      const float32x4_t d = quarter_halves(block, first + q);
+      int8x16_t codes[8];
+      for (int j = 0; j < 8; j++) codes[j] = vreinterpretq_s8_u8(quarter_bytes(block + R16_CHUNK(j, 0), first + q));
+      for (int t = 0; t < T; t++) {
+        const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK;
+        const int32x4_t sum = dot(dot(vdupq_n_s32(0), codes, vld1q_s8(xc)), codes + 4, vld1q_s8(xc + 16));
+        acc[q][t] = vfmaq_f32(acc[q][t], vcvtq_f32_s32(sum), vmulq_n_f32(d, x->scales[(size_t)t * nb + b]));
+      }
+    }
+  }
+  STORE_QUARTERS(acc, Q, T);
+}
+
+/* Q4_0: chunk j's low nibbles are codes 4j.. of each row, its high ones 16 + 4j.., each less 8. */
+HERD_INLINE void tile_q4r(const uint8_t *group, int first, const int Q, const quantized_row *x, int cols, float *y, int y_stride, const int T, lanes_dot dot) {
+  const int nb = cols / QK;
+  const int8x16_t eight = vdupq_n_s8(8);
+  float32x4_t acc[4][TILE_TOKENS];
+  for (int q = 0; q < Q; q++)
+    for (int t = 0; t < T; t++) acc[q][t] = vdupq_n_f32(0);
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *block = group + (size_t)b * R16_BLOCK_BYTES;
+    for (int q = 0; q < Q; q++) {
+      const float32x4_t d = quarter_halves(block, first + q);
+      int8x16_t low[4], high[4];
+      for (int j = 0; j < 4; j++) {
+        const uint8x16_t bytes = quarter_bytes(block + R16_CHUNK(j, 0), first + q);
+        low[j] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(bytes, vdupq_n_u8(0xf))), eight);
+        high[j] = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(bytes, 4)), eight);
+      }
+      for (int t = 0; t < T; t++) {
+        const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK;
+        const int32x4_t sum = dot(dot(vdupq_n_s32(0), low, vld1q_s8(xc)), high, vld1q_s8(xc + 16));
+        acc[q][t] = vfmaq_f32(acc[q][t], vcvtq_f32_s32(sum), vmulq_n_f32(d, x->scales[(size_t)t * nb + b]));
+      }
+    }
+  }
+  STORE_QUARTERS(acc, Q, T);
+}
+
+/*
+ * Q4_K: per super-block, quarter and token one exact int32 sum per row, Σ_j scale_j·(codes·x)_j,
+ * and one of the minimums, Σ_j m_j·Σx_j; the 6-bit scales unpacked for four rows at once as
+ * herd_q4k_scales_mins does for one (sc[0] holds scales 0–3 of a row's lane, sc[1] 4–7).
+ */
+HERD_INLINE void tile_k16(const uint8_t *group, int first, const int Q, const quantized_row *x, int cols, float *y, int y_stride, const int T, lanes_dot dot) {
+  const int nb = cols / QK_K;
+  float32x4_t acc[4][TILE_TOKENS];
+  for (int q = 0; q < Q; q++)
+    for (int t = 0; t < T; t++) acc[q][t] = vdupq_n_f32(0);
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *block = group + (size_t)b * K16_BLOCK_BYTES;
+    for (int q = 0; q < Q; q++) {
+      const int quarter = first + q;
+      const uint32x4_t u0 = vreinterpretq_u32_u8(quarter_bytes(block + K16_SCALES(0, 0), quarter));
+      const uint32x4_t u1 = vreinterpretq_u32_u8(quarter_bytes(block + K16_SCALES(1, 0), quarter));
+      const uint32x4_t u2 = vreinterpretq_u32_u8(quarter_bytes(block + K16_SCALES(2, 0), quarter));
+      const uint32x4_t six = vdupq_n_u32(0x3f3f3f3f), four = vdupq_n_u32(0x0f0f0f0f), two = vdupq_n_u32(0x03030303);
+      const uint32x4_t sc[2] = {vandq_u32(u0, six), vorrq_u32(vandq_u32(u2, four), vshlq_n_u32(vandq_u32(vshrq_n_u32(u0, 6), two), 4))};
+      const uint32x4_t m[2] = {vandq_u32(u1, six), vorrq_u32(vandq_u32(vshrq_n_u32(u2, 4), four), vshlq_n_u32(vandq_u32(vshrq_n_u32(u1, 6), two), 4))};
+      int32x4_t sums[TILE_TOKENS];
+      for (int t = 0; t < T; t++) sums[t] = vdupq_n_s32(0);
+      for (int j = 0; j < 8; j++) {
+        const int32x4_t scale = lane_byte(sc[j / 4], j % 4);
+        int8x16_t codes[8];
+        for (int c = 0; c < 8; c++) {
+          const uint8x16_t bytes = quarter_bytes(block + K16_CHUNK(j / 2, c, 0), quarter);
+          codes[c] = vreinterpretq_s8_u8(j & 1 ? vshrq_n_u8(bytes, 4) : vandq_u8(bytes, vdupq_n_u8(0xf)));
+        }
+        for (int t = 0; t < T; t++) {
+          const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 32 * j;
+          sums[t] = vmlaq_s32(sums[t], dot(dot(vdupq_n_s32(0), codes, vld1q_s8(xc)), codes + 4, vld1q_s8(xc + 16)), scale);
+        }
+      }
+      const float32x4_t d = quarter_halves(block + K16_D, quarter), dmin = quarter_halves(block + K16_DMIN, quarter);
+      for (int t = 0; t < T; t++) {
+        const int32_t *xs = x->sums + (size_t)t * (cols / QK) + (size_t)b * 8;
+        int32x4_t mins = vdupq_n_s32(0);
+        for (int j = 0; j < 8; j++) mins = vmlaq_n_s32(mins, lane_byte(m[j / 4], j % 4), xs[j]);
+        const float xd = x->scales[(size_t)t * nb + b];
+        acc[q][t] = vfmaq_f32(acc[q][t], vcvtq_f32_s32(sums[t]), vmulq_n_f32(d, xd));
+        acc[q][t] = vfmsq_f32(acc[q][t], vcvtq_f32_s32(mins), vmulq_n_f32(dmin, xd));
+      }
+    }
+  }
+  STORE_QUARTERS(acc, Q, T);
+}
+
+/*
+ * Q6_K: per super-block, quarter and token one exact int32 sum per row, Σ_g scale_g·(codes·x)_g,
+ * the codes rebuilt from their low nibbles (ql) and top bit pairs (qh) less 32, as q6_k_blocks.
+ */
+HERD_INLINE void tile_q6r(const uint8_t *group, int first, const int Q, const quantized_row *x, int cols, float *y, int y_stride, const int T, lanes_dot dot) {
+  const int nb = cols / QK_K;
+  float32x4_t acc[4][TILE_TOKENS];
+  for (int q = 0; q < Q; q++)
+    for (int t = 0; t < T; t++) acc[q][t] = vdupq_n_f32(0);
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *block = group + (size_t)b * Q6R_BLOCK_BYTES;
+    for (int q = 0; q < Q; q++) {
+      const int quarter = first + q;
+      int32x4_t scale_words[4];
+      for (int k = 0; k < 4; k++) scale_words[k] = vreinterpretq_s32_u8(quarter_bytes(block + Q6R_SCALES(k, 0), quarter));
+      int32x4_t sums[TILE_TOKENS];
+      for (int t = 0; t < T; t++) sums[t] = vdupq_n_s32(0);
+      for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 4; i++) {
+          int8x16_t codes[8];
+          for (int c = 0; c < 8; c++) {
+            const uint8x16_t low = quarter_bytes(block + Q6R_QL(16 * h + 8 * (i & 1) + c, 0), quarter);
+            const uint8x16_t high = quarter_bytes(block + Q6R_QH(8 * h + c, 0), quarter);
+            const uint8x16_t nibble = i >= 2 ? vshrq_n_u8(low, 4) : vandq_u8(low, vdupq_n_u8(0xf));
+            const uint8x16_t top = vshlq_n_u8(vandq_u8(vshlq_u8(high, vdupq_n_s8((int8_t)(-2 * i))), vdupq_n_u8(3)), 4);
+            codes[c] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(nibble, top)), vdupq_n_s8(32));
+          }
+          const int g = 8 * h + 2 * i;
+          const int32x4_t first_scale = lane_int8(scale_words[g / 4], g % 4), second_scale = lane_int8(scale_words[g / 4], g % 4 + 1);
+          for (int t = 0; t < T; t++) {
+            const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 128 * h + 32 * i;
+            sums[t] = vmlaq_s32(sums[t], dot(vdupq_n_s32(0), codes, vld1q_s8(xc)), first_scale);
+            sums[t] = vmlaq_s32(sums[t], dot(vdupq_n_s32(0), codes + 4, vld1q_s8(xc + 16)), second_scale);
+          }
+        }
+      const float32x4_t d = quarter_halves(block + Q6R_D, quarter);
+      for (int t = 0; t < T; t++) acc[q][t] = vfmaq_f32(acc[q][t], vcvtq_f32_s32(sums[t]), vmulq_n_f32(d, x->scales[(size_t)t * nb + b]));
+    }
+  }
+  STORE_QUARTERS(acc, Q, T);
+}
+
+/*
+ * Every whole group of rows in tiles of up to TILE_TOKENS tokens: one token takes the group's four
+ * quarters in one pass (each cache line used whole as it arrives: decode reads weights from
+ * memory), a tile of more takes two quarters at a time (its sums and codes fit the registers).
+ * TILE(first, Q, T) needs Q and T as constants. Returns the rows in whole groups.
+ */
+#define GROUP_TILES(TILE, scale_block, sum_group)                                                                                  \
+  const int grouped = rows / REPACK_ROWS * REPACK_ROWS;                                                                            \
+  for (int g = 0; g < grouped; g += REPACK_ROWS) {                                                                                 \
+    const uint8_t *group = w + (size_t)g * row_bytes;                                                                              \
+    for (int t0 = 0; t0 < tokens; t0 += TILE_TOKENS) {                                                                             \
+      const quantized_row xt = {.codes = x->codes + (size_t)t0 * cols, .scales = x->scales + (size_t)t0 * (cols / (scale_block)), \
+                                .sums = x->sums + (size_t)t0 * (cols / (sum_group))};                                              \
+      float *yt = y + (size_t)t0 * y_stride + g;                                                                                   \
+      switch (tokens - t0) {                                                                                                       \
+        case 1: TILE(0, 4, 1); break;                                                                                              \
+        case 2: TILE(0, 2, 2), TILE(2, 2, 2); break;                                                                               \
+        case 3: TILE(0, 2, 3), TILE(2, 2, 3); break;                                                                               \
+        default: TILE(0, 2, TILE_TOKENS), TILE(2, 2, TILE_TOKENS); break;                                                          \
+      }                                                                                                                            \
+    }                                                                                                                              \
+  }
+
+/* Rows past the last whole group, stored as they were: each row and token through the path's dot kernel. */
+typedef float (*row_dot)(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb);
+static void stored_rows(const uint8_t *w, size_t row_bytes, int first, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride,
+                        int block_values, int sum_group, row_dot dot) {
+  const int nb = cols / block_values;
+  for (int r = first; r < rows; r++)
+    for (int t = 0; t < tokens; t++)
+      y[(size_t)t * y_stride + r] = dot(w + (size_t)r * row_bytes, x->codes + (size_t)t * cols, x->scales + (size_t)t * nb, x->sums + (size_t)t * (cols / sum_group), nb);
+}
+
+/* The stored Q8_0 and Q4_0 dots in row_dot's shape (their activation sums unused). */
+#define BLOCK32_ROW_DOT(name, blocks, byte_product, attributes)                                                 \
+  attributes static float name(const uint8_t *w, const int8_t *x, const float *xd, const int32_t *xs, int nb) { \
+    (void)xs;                                                                                                   \
+    return blocks(w, x, xd, nb, byte_product);                                                                  \
+  }
+BLOCK32_ROW_DOT(row_q8_0_neon, q8_0_blocks, byte_dot_neon, )
+BLOCK32_ROW_DOT(row_q4_0_neon, q4_0_blocks, byte_dot_neon, )
+BLOCK32_ROW_DOT(row_q8_0_sdot, q8_0_blocks, byte_dot_sdot, HERD_DOTPROD)
+BLOCK32_ROW_DOT(row_q4_0_sdot, q4_0_blocks, byte_dot_sdot, HERD_DOTPROD)
+
 static float dot_q8_0_neon(const uint8_t *w, const int8_t *x, const float *xd, int nb) {
   return q8_0_blocks(w, x, xd, nb, byte_dot_neon);
 }
@@ -487,6 +770,43 @@ HERD_DOTPROD static float dot_q4_k_sdot(const uint8_t *w, const int8_t *x, const
   return q4_k_blocks(w, x, xd, xs, nb, byte_dot_sdot);
 }
 
+/* One path's four repacked products: the tiles above with its byte product. */
+#define REPACKED_KERNELS(suffix, attributes, byte_lanes)                                                                                     \
+  attributes static void gemm_q8_0_r16_##suffix(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens,     \
+                                                int cols, float *y, int y_stride) {                                                    \
+    const lanes_dot lanes = byte_lanes;                                                                                                \
+    GROUP_TILES(Q8R_TILE, QK, QK)                                                                                                      \
+    stored_rows(w, row_bytes, grouped, rows, x, tokens, cols, y, y_stride, QK, QK, row_q8_0_##suffix);                                 \
+  }                                                                                                                                    \
+  attributes static void gemm_q4_0_r16_##suffix(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens,     \
+                                                int cols, float *y, int y_stride) {                                                    \
+    const lanes_dot lanes = byte_lanes;                                                                                                \
+    GROUP_TILES(Q4R_TILE, QK, QK)                                                                                                      \
+    stored_rows(w, row_bytes, grouped, rows, x, tokens, cols, y, y_stride, QK, QK, row_q4_0_##suffix);                                 \
+  }                                                                                                                                    \
+  attributes static void gemm_q4_k_r16_##suffix(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens,     \
+                                                int cols, float *y, int y_stride) {                                                    \
+    const lanes_dot lanes = byte_lanes;                                                                                                \
+    GROUP_TILES(K16_TILE, QK_K, QK)                                                                                                    \
+    stored_rows(w, row_bytes, grouped, rows, x, tokens, cols, y, y_stride, QK_K, QK, dot_q4_k_##suffix);                               \
+  }                                                                                                                                    \
+  attributes static void gemm_q6_k_r16_##suffix(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens,     \
+                                                int cols, float *y, int y_stride) {                                                    \
+    const lanes_dot lanes = byte_lanes;                                                                                                \
+    GROUP_TILES(Q6R_TILE, QK_K, KQ_GROUP)                                                                                              \
+    stored_rows(w, row_bytes, grouped, rows, x, tokens, cols, y, y_stride, QK_K, KQ_GROUP, dot_q6_k_##suffix);                         \
+  }
+#define Q8R_TILE(first, Q, T) tile_q8r(group, first, Q, &xt, cols, yt, y_stride, T, lanes)
+#define Q4R_TILE(first, Q, T) tile_q4r(group, first, Q, &xt, cols, yt, y_stride, T, lanes)
+#define K16_TILE(first, Q, T) tile_k16(group, first, Q, &xt, cols, yt, y_stride, T, lanes)
+#define Q6R_TILE(first, Q, T) tile_q6r(group, first, Q, &xt, cols, yt, y_stride, T, lanes)
+REPACKED_KERNELS(neon, , four_lanes_neon)
+REPACKED_KERNELS(sdot, HERD_DOTPROD, four_lanes_sdot)
+
+#define REPACKED_TABLE(suffix)                                                                                                  \
+  .gemm_q8_0_r16 = gemm_q8_0_r16_##suffix, .gemm_q4_0_r16 = gemm_q4_0_r16_##suffix, .gemm_q4_k_r16 = gemm_q4_k_r16_##suffix, \
+  .gemm_q6_k_r16 = gemm_q6_k_r16_##suffix
+
 const herd_kernels herd_kernels_neon = {
     .name = "neon",
     .dot_f32 = dot_f32,
@@ -496,10 +816,13 @@ const herd_kernels herd_kernels_neon = {
     .dot_bf16 = dot_bf16,
     .attend_scores = attend_scores,
     .attend_values = attend_values,
+    .exp_shifted = exp_shifted,
+    .swiglu = swiglu,
     .dot_q8_0 = dot_q8_0_neon,
     .dot_q4_0 = dot_q4_0_neon,
     .dot_q4_k = dot_q4_k_neon,
     LOW_BIT_TABLE(neon),
+    REPACKED_TABLE(neon),
 };
 
 const herd_kernels herd_kernels_neon_dotprod = {
@@ -511,9 +834,12 @@ const herd_kernels herd_kernels_neon_dotprod = {
     .dot_bf16 = dot_bf16,
     .attend_scores = attend_scores,
     .attend_values = attend_values,
+    .exp_shifted = exp_shifted,
+    .swiglu = swiglu,
     .dot_q8_0 = dot_q8_0_sdot,
     .dot_q4_0 = dot_q4_0_sdot,
     .dot_q4_k = dot_q4_k_sdot,
     LOW_BIT_TABLE(sdot),
+    REPACKED_TABLE(sdot),
 };
 #endif

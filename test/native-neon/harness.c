@@ -18,6 +18,7 @@
 #include "../../src/native/dispatch.h"
 #include "../../src/native/blocks32.h"
 #include "../../src/native/kquants.h"
+#include "../../src/native/repack.h"
 
 static int failures = 0;
 
@@ -248,6 +249,25 @@ static int q4_k_code(const uint8_t *block, int i) {
   return sub % 2 ? byte >> 4 : byte & 0xf;
 }
 
+/* Adds a Q4_K super-block's terms to the float64 result and to Σ|terms|; xs: the sums of each 32 activation codes. */
+static void reference_q4_k(const uint8_t *block, const int8_t *x, float xd, const int32_t *xs, double *result, double *magnitude) {
+  uint16_t d, dmin;
+  memcpy(&d, block, 2);
+  memcpy(&dmin, block + 2, 2);
+  const double scale = (double)herd_half_to_float(d) * xd, min_scale = (double)herd_half_to_float(dmin) * xd;
+  for (int j = 0; j < 8; j++) {
+    uint8_t sc, m;
+    herd_q4k_scale_min(j, block + 4, &sc, &m);
+    long sum = 0, absolute = 0;
+    for (int i = 0; i < QK; i++) {
+      const long product = (long)q4_k_code(block, 32 * j + i) * x[32 * j + i];
+      sum += product, absolute += labs(product);
+    }
+    *result += scale * sc * (double)sum - min_scale * m * (double)xs[j];
+    *magnitude += fabs(scale) * sc * (double)absolute + fabs(min_scale) * m * fabs((double)xs[j]);
+  }
+}
+
 static void test_q4_k(const herd_kernels *k) {
   tally t = {k->name, "dot_q4_k", 0, 0, 0};
   static uint8_t w[MAX_BLOCKS * Q4_K_BYTES];
@@ -270,24 +290,7 @@ static void test_q4_k(const herd_kernels *k) {
         for (int i = 0; i < QK; i++) xs[s] += x[s * QK + i];
       }
       double result = 0, magnitude = 0;
-      for (int b = 0; b < nb; b++) {
-        const uint8_t *block = w + b * Q4_K_BYTES;
-        uint16_t d, dmin;
-        memcpy(&d, block, 2);
-        memcpy(&dmin, block + 2, 2);
-        const double scale = (double)herd_half_to_float(d) * xd[b], min_scale = (double)herd_half_to_float(dmin) * xd[b];
-        for (int j = 0; j < 8; j++) {
-          uint8_t sc, m;
-          herd_q4k_scale_min(j, block + 4, &sc, &m);
-          long sum = 0, absolute = 0;
-          for (int i = 0; i < QK; i++) {
-            const long product = (long)q4_k_code(block, 32 * j + i) * x[b * QK_K + 32 * j + i];
-            sum += product, absolute += labs(product);
-          }
-          result += scale * sc * (double)sum - min_scale * m * (double)xs[b * 8 + j];
-          magnitude += fabs(scale) * sc * (double)absolute + fabs(min_scale) * m * fabs((double)xs[b * 8 + j]);
-        }
-      }
+      for (int b = 0; b < nb; b++) reference_q4_k(w + b * Q4_K_BYTES, x + b * QK_K, xd[b], xs + b * 8, &result, &magnitude);
       const double tolerance = exact ? 0 : (nb + 4) * 0x1p-23 * magnitude;
       char what[40];
       snprintf(what, sizeof what, "nb=%d %s", nb, exact ? "exact" : "random");
@@ -582,6 +585,171 @@ static void test_blocks32_formats(const herd_kernels *k) {
   }
 }
 
+/*
+ * exp_shifted and swiglu against exp in float64 (the vector exp is within about 1.5 ulp of expf):
+ * each exp within 2 ulp (2^-22 relative, or 2^-149 for subnormal results); overflow must give
+ * infinity and NaN NaN. Arguments span the fast range, the slow branch's (|x| > 87.3, where 2^n
+ * needs two factors), subnormal results, overflow and both infinities.
+ */
+static void test_exp(const herd_kernels *k) {
+  static const float SPECIAL[] = {-INFINITY, -120, -104, -103.9f, -100, -87.4f, -87.3f, -80, -10, -1e-8f, -0.0f, 0, 1e-8f, 1, 10, 80, 87.3f, 88.3f, 88.7f, 88.8f, 89, 100, INFINITY, NAN};
+  enum { N = 1000 + COUNT(SPECIAL) };
+  static float x[N], before[N], gate[N], up[N], out[N];
+  tally t = {k->name, "exp_shifted", 0, 0, 0};
+  for (int s = 0; s < 2; s++) {
+    const float shift = s ? 3.5f : 0;
+    for (int i = 0; i < N; i++) before[i] = x[i] = i < COUNT(SPECIAL) ? SPECIAL[i] : (float)uniform(-110, 95);
+    k->exp_shifted(x, N, shift);
+    for (int i = 0; i < N; i++) {
+      const double exact = exp((double)(before[i] - shift));
+      char what[40];
+      snprintf(what, sizeof what, "exp(%.9g - %g)", before[i], shift);
+      if (isnan(exact) || exact > 0x1.fffffep127) {
+        t.cases++;
+        if (isnan(exact) ? !isnan(x[i]) : x[i] != INFINITY) {
+          t.failed++;
+          printf("  FAIL %s exp_shifted %s: got %.9g\n", k->name, what, x[i]);
+        }
+      } else check(&t, what, x[i], exact, exact * 0x1p-22 + 0x1p-149);
+    }
+  }
+  /* The sum over finite terms: each term's error, then float summation's (n + 2)·u·Σ. */
+  for (int i = 0; i < N; i++) x[i] = before[i] = (float)uniform(-30, 0);
+  const float total = k->exp_shifted(x, N, 0);
+  double exact = 0;
+  for (int i = 0; i < N; i++) exact += exp((double)before[i]);
+  check(&t, "sum", total, exact, exact * (0x1p-22 + (N + 2) * 0x1p-24));
+  report(&t);
+
+  tally g = {k->name, "swiglu", 0, 0, 0};
+  for (int i = 0; i < N; i++) {
+    gate[i] = i < COUNT(SPECIAL) && isfinite(SPECIAL[i]) && SPECIAL[i] >= -88 ? SPECIAL[i] : (float)uniform(-88, 100);
+    up[i] = (float)uniform(-4, 4);
+  }
+  /* From an offset (the pool hands out chunks), so the vector loop starts and ends mid-array. */
+  const size_t first = 3, last = N - 2;
+  k->swiglu(gate, up, out, first, last);
+  for (size_t i = first; i < last; i++) {
+    const double result = (double)gate[i] / (1 + exp(-(double)gate[i])) * up[i];
+    char what[48];
+    snprintf(what, sizeof what, "gate %.9g up %.9g", gate[i], up[i]);
+    check(&g, what, out[i], result, fabs(result) * 0x1p-20 + 0x1p-149);
+  }
+  report(&g);
+}
+
+/*
+ * The repacked products (repack.h): stored rows made here, repacked by herd_repack_*_r16, then
+ * every row × token of the path's product and of the portable one against float64 sums of the
+ * stored blocks, on groups of 16 rows and the stored rows after them, one token and tiles of many.
+ */
+typedef void (*gemm_kernel)(const uint8_t *, size_t, int, const quantized_row *, int, int, float *, int);
+typedef struct {
+  const char *kernel;
+  int bytes, values, sum_group; /* a block's bytes and weights; activation codes per sum */
+  void (*make_block)(uint8_t *block, code_fill fill);
+  void (*reference)(const uint8_t *block, const int8_t *x, float xd, const int32_t *xs, double *result, double *magnitude);
+  int (*repack)(uint8_t *bytes, int rows, int cols);
+  gemm_kernel portable;
+} repacked_format;
+
+static void make_block32(uint8_t *block, int bytes, code_fill fill) {
+  for (int i = 2; i < bytes; i++) block[i] = fill == CODES_RANDOM ? (uint8_t)next_random() : fill == CODES_EXTREME_LOW ? 0x80 : 0x7f;
+  put_half(block, block_scale(0));
+}
+static void make_q8_0(uint8_t *block, code_fill fill) { make_block32(block, Q8_0_BYTES, fill); }
+static void make_q4_0(uint8_t *block, code_fill fill) { make_block32(block, Q4_0_BYTES, fill); }
+static void make_q4_k(uint8_t *block, code_fill fill) {
+  /* Extremes: every code 0 or 15, under random scales and minimums. */
+  for (int i = 4; i < Q4_K_BYTES; i++) block[i] = i >= 16 && fill != CODES_RANDOM ? (fill == CODES_EXTREME_LOW ? 0 : 0xff) : (uint8_t)next_random();
+  put_half(block, block_scale(0));
+  put_half(block + 2, (float)uniform(0, 0.05));
+}
+static void make_q6_k_random(uint8_t *block, code_fill fill) { make_q6_k(block, 0, fill); }
+
+static void reference_block32(const uint8_t *block, int (*code)(const uint8_t *, int), const int8_t *x, float xd, double *result, double *magnitude) {
+  long sum = 0, absolute = 0;
+  for (int i = 0; i < QK; i++) sum += code(block, i) * x[i], absolute += labs((long)code(block, i) * x[i]);
+  *result += half_of(block) * xd * (double)sum;
+  *magnitude += fabs(half_of(block) * xd) * (double)absolute;
+}
+static void reference_q8_0(const uint8_t *block, const int8_t *x, float xd, const int32_t *xs, double *result, double *magnitude) {
+  (void)xs;
+  reference_block32(block, q8_0_code, x, xd, result, magnitude);
+}
+static void reference_q4_0(const uint8_t *block, const int8_t *x, float xd, const int32_t *xs, double *result, double *magnitude) {
+  (void)xs;
+  reference_block32(block, q4_0_code, x, xd, result, magnitude);
+}
+static void reference_q6_k_sums(const uint8_t *block, const int8_t *x, float xd, const int32_t *xs, double *result, double *magnitude) {
+  (void)xs;
+  reference_q6_k(block, x, xd, result, magnitude);
+}
+
+static void test_repacked_format(const herd_kernels *k, const repacked_format *f, gemm_kernel mine) {
+  static const int ROWS[] = {16, 5, 37}, TOKENS[] = {1, 2, 3, 4, 5, 7, 9}, BLOCKS[] = {1, 2, 3};
+  enum { MAX_ROWS = 37, MAX_TOKENS = 9, MAX_ROW_BLOCKS = 3 * 8, Y_STRIDE = MAX_ROWS + 3 };
+  static uint8_t stored[MAX_ROWS * MAX_ROW_BLOCKS * Q6_K_BYTES], repacked[MAX_ROWS * MAX_ROW_BLOCKS * Q6_K_BYTES];
+  static int8_t x[MAX_TOKENS * MAX_ROW_BLOCKS * QK];
+  static float xd[MAX_TOKENS * MAX_ROW_BLOCKS], y[MAX_TOKENS * Y_STRIDE], portable_y[MAX_TOKENS * Y_STRIDE];
+  static int32_t xs[MAX_TOKENS * MAX_ROW_BLOCKS * QK / KQ_GROUP];
+  tally t = {k->name, f->kernel, 0, 0, 0};
+  tally p = {"portable", f->kernel, 0, 0, 0};
+  for (int rc = 0; rc < COUNT(ROWS); rc++)
+    for (int tc = 0; tc < COUNT(TOKENS); tc++)
+      for (int bc = 0; bc < COUNT(BLOCKS); bc++) {
+        /* Q8_0 and Q4_0 rows of 8, 16 and 24 blocks of 32; the K-quants' of 1, 2 and 3 super-blocks. */
+        const int rows = ROWS[rc], tokens = TOKENS[tc], nb = BLOCKS[bc] * (f->values == QK ? 8 : 1), cols = nb * f->values;
+        const size_t row_bytes = (size_t)nb * f->bytes;
+        const code_fill fill = (code_fill)((rc + tc + bc) % 3);
+        for (int b = 0; b < rows * nb; b++) f->make_block(stored + (size_t)b * f->bytes, fill);
+        memcpy(repacked, stored, rows * row_bytes);
+        if (!f->repack(repacked, rows, cols)) {
+          printf("  FAIL %s: repacking failed\n", f->kernel);
+          failures++;
+          return;
+        }
+        random_activations(x, xd, tokens * cols, f->values, 127, 0);
+        for (int s = 0; s < tokens * cols / f->sum_group; s++) {
+          xs[s] = 0;
+          for (int i = 0; i < f->sum_group; i++) xs[s] += x[s * f->sum_group + i];
+        }
+        const quantized_row activations = {.codes = x, .scales = xd, .sums = xs};
+        mine(repacked, row_bytes, rows, &activations, tokens, cols, y, Y_STRIDE);
+        f->portable(repacked, row_bytes, rows, &activations, tokens, cols, portable_y, Y_STRIDE);
+        for (int r = 0; r < rows; r++)
+          for (int token = 0; token < tokens; token++) {
+            double result = 0, magnitude = 0;
+            for (int b = 0; b < nb; b++)
+              f->reference(stored + (size_t)r * row_bytes + (size_t)b * f->bytes, x + (size_t)token * cols + (size_t)b * f->values,
+                           xd[token * nb + b], xs + (size_t)(token * cols + b * f->values) / f->sum_group, &result, &magnitude);
+            const double tolerance = (cols / QK + 4) * 0x1p-23 * magnitude;
+            char what[80];
+            snprintf(what, sizeof what, "rows=%d tokens=%d nb=%d row %d token %d", rows, tokens, nb, r, token);
+            check(&t, what, y[token * Y_STRIDE + r], result, tolerance);
+            check(&p, what, portable_y[token * Y_STRIDE + r], result, tolerance);
+          }
+      }
+  report(&t);
+  report(&p);
+}
+
+static void test_repacked(const herd_kernels *k) {
+  const repacked_format q8_0 = {"gemm_q8_0_r16", Q8_0_BYTES, QK, QK, make_q8_0, reference_q8_0, herd_repack_q8_0_r16, herd_gemm_q8_0_r16_portable};
+  const repacked_format q4_0 = {"gemm_q4_0_r16", Q4_0_BYTES, QK, QK, make_q4_0, reference_q4_0, herd_repack_q4_0_r16, herd_gemm_q4_0_r16_portable};
+  const repacked_format q4_k = {"gemm_q4_k_r16", Q4_K_BYTES, QK_K, QK, make_q4_k, reference_q4_k, herd_repack_q4_k_r16, herd_gemm_q4_k_r16_portable};
+  const repacked_format q6_k = {"gemm_q6_k_r16", Q6_K_BYTES, QK_K, KQ_GROUP, make_q6_k_random, reference_q6_k_sums, herd_repack_q6_k_r16,
+                                herd_gemm_q6_k_r16_portable};
+  test_repacked_format(k, &q8_0, k->gemm_q8_0_r16);
+  test_repacked_format(k, &q4_0, k->gemm_q4_0_r16);
+  test_repacked_format(k, &q4_k, k->gemm_q4_k_r16);
+  test_repacked_format(k, &q6_k, k->gemm_q6_k_r16);
+  if (k->gemm_q8_0_r16 == herd_gemm_q8_0_r16_portable || k->gemm_q6_k_r16 == herd_gemm_q6_k_r16_portable) {
+    printf("  FAIL %s has no repacked products of its own\n", k->name);
+    failures++;
+  }
+}
+
 /* The dispatch: the best path on this CPU, the forced ones it runs, and refusals of the rest. */
 static void test_dispatch(const char *expected) {
   herd_isa_choice choice;
@@ -642,6 +810,8 @@ int main(int argc, char **argv) {
     test_kquant16(k, &q3_k);
     test_kquant16(k, &q2_k);
     test_blocks32_formats(k);
+    test_repacked(k);
+    test_exp(k);
   }
   printf(failures ? "%d FAILED\n" : "all passed\n", failures);
   return failures ? 1 : 0;
