@@ -132,6 +132,77 @@ static void attend_values(const float *values, int n, int d, const float *weight
 }
 
 /*
+ * F32 rows × many tokens (herd_kernels.gemm_f32): the activations come packed by ops.c in groups
+ * of F32_TOKENS, [column][token], so each column's tokens are two vectors. A tile of up to 8 rows
+ * × a group: four columns of each row in one vector, each of its lanes multiplying the column's
+ * two token vectors (`fmla` by element) into 16 accumulators, no horizontal sums; 8 row loads and
+ * 8 activation loads per 64 FMAs. Token groups are the outer loop, so one group (64 KB at 2,048
+ * columns) serves every row of ops.c's chunk.
+ */
+#define F32_TOKENS 8
+#define F32_TILE_ROWS 8
+
+/* acc[r] += w[r]'s lane `lane` (a literal, as clang requires) × the column's two token vectors. */
+#define F32_LANE(lane)                                                                          \
+  do {                                                                                          \
+    const float32x4_t x0 = vld1q_f32(xc + (lane) * F32_TOKENS), x1 = vld1q_f32(xc + (lane) * F32_TOKENS + 4); \
+    for (int r = 0; r < R; r++) {                                                               \
+      acc[r][0] = vfmaq_laneq_f32(acc[r][0], x0, wv[r], lane);                                  \
+      acc[r][1] = vfmaq_laneq_f32(acc[r][1], x1, wv[r], lane);                                  \
+    }                                                                                           \
+  } while (0)
+
+HERD_INLINE void f32_tile(const float *w, int cols, const float *x, int tokens, float *y, int y_stride, const int R) {
+  float32x4_t acc[F32_TILE_ROWS][2];
+  for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = vdupq_n_f32(0);
+  int c = 0;
+  for (; c + 4 <= cols; c += 4) {
+    const float *xc = x + (size_t)c * F32_TOKENS;
+    float32x4_t wv[F32_TILE_ROWS];
+    for (int r = 0; r < R; r++) wv[r] = vld1q_f32(w + (size_t)r * cols + c);
+    F32_LANE(0);
+    F32_LANE(1);
+    F32_LANE(2);
+    F32_LANE(3);
+  }
+  for (; c < cols; c++) {
+    const float32x4_t x0 = vld1q_f32(x + (size_t)c * F32_TOKENS), x1 = vld1q_f32(x + (size_t)c * F32_TOKENS + 4);
+    for (int r = 0; r < R; r++) {
+      acc[r][0] = vfmaq_n_f32(acc[r][0], x0, w[(size_t)r * cols + c]);
+      acc[r][1] = vfmaq_n_f32(acc[r][1], x1, w[(size_t)r * cols + c]);
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    float lanes[F32_TOKENS];
+    vst1q_f32(lanes, acc[r][0]);
+    vst1q_f32(lanes + 4, acc[r][1]);
+    for (int t = 0; t < tokens; t++) y[(size_t)t * y_stride + r] = lanes[t];
+  }
+}
+#undef F32_LANE
+
+static void gemm_f32(const float *w, int rows, const float *x, int tokens, int cols, float *y, int y_stride) {
+  for (int t0 = 0; t0 < tokens; t0 += F32_TOKENS) {
+    const float *group = x + (size_t)t0 * cols;
+    const int present = tokens - t0 < F32_TOKENS ? tokens - t0 : F32_TOKENS;
+    for (int r0 = 0; r0 < rows; r0 += F32_TILE_ROWS) {
+      const float *tile = w + (size_t)r0 * cols;
+      float *out = y + (size_t)t0 * y_stride + r0;
+      switch (rows - r0 < F32_TILE_ROWS ? rows - r0 : F32_TILE_ROWS) {
+        case 1: f32_tile(tile, cols, group, present, out, y_stride, 1); break;
+        case 2: f32_tile(tile, cols, group, present, out, y_stride, 2); break;
+        case 3: f32_tile(tile, cols, group, present, out, y_stride, 3); break;
+        case 4: f32_tile(tile, cols, group, present, out, y_stride, 4); break;
+        case 5: f32_tile(tile, cols, group, present, out, y_stride, 5); break;
+        case 6: f32_tile(tile, cols, group, present, out, y_stride, 6); break;
+        case 7: f32_tile(tile, cols, group, present, out, y_stride, 7); break;
+        default: f32_tile(tile, cols, group, present, out, y_stride, F32_TILE_ROWS); break;
+      }
+    }
+  }
+}
+
+/*
  * exp on four floats: the same degree-5 polynomial on the reduced argument as the x86 paths' exp8
  * (llama.cpp's ggml_v_expf, within about 1.5 ulp of expf), with its slow branch for arguments
  * whose 2^n under- or overflows.
@@ -810,6 +881,8 @@ REPACKED_KERNELS(sdot, HERD_DOTPROD, four_lanes_sdot)
 const herd_kernels herd_kernels_neon = {
     .name = "neon",
     .dot_f32 = dot_f32,
+    .gemm_f32 = gemm_f32,
+    .f32_tokens = F32_TOKENS,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
     .dot_f16 = dot_f16,
@@ -828,6 +901,8 @@ const herd_kernels herd_kernels_neon = {
 const herd_kernels herd_kernels_neon_dotprod = {
     .name = "neon-dotprod",
     .dot_f32 = dot_f32,
+    .gemm_f32 = gemm_f32,
+    .f32_tokens = F32_TOKENS,
     .f16_to_f32 = f16_to_f32,
     .bf16_to_f32 = bf16_to_f32,
     .dot_f16 = dot_f16,

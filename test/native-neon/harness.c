@@ -586,6 +586,54 @@ static void test_blocks32_formats(const herd_kernels *k) {
 }
 
 /*
+ * gemm_f32 on activations packed as ops.c packs them (groups of f32_tokens tokens, [column][token],
+ * zeros past the last token): every row and token within (cols + 2)·2⁻²⁴·Σ|w·x| of float64, and
+ * nothing written outside y's rows × tokens (every other value keeps its NaN).
+ */
+static void test_gemm_f32(const herd_kernels *k) {
+  static const int ROWS[] = {1, 5, 8, 9, 19}, TOKENS[] = {3, 8, 11, 17}, COLS[] = {1, 3, 4, 7, 64, 130};
+  enum { MAX_ROWS = 19, MAX_TOKENS = 24, MAX_COLS = 130, Y_STRIDE = MAX_ROWS + 1 };
+  static float w[MAX_ROWS * MAX_COLS], x[MAX_TOKENS * MAX_COLS], packed[MAX_TOKENS * MAX_COLS], y[MAX_TOKENS * Y_STRIDE];
+  tally t = {k->name, "gemm_f32", 0, 0, 0};
+  if (k->gemm_f32 == NULL || k->f32_tokens <= 0) {
+    printf("  FAIL %s has no gemm_f32\n", k->name);
+    failures++;
+    return;
+  }
+  const int width = k->f32_tokens;
+  for (int rc = 0; rc < COUNT(ROWS); rc++)
+    for (int tc = 0; tc < COUNT(TOKENS); tc++)
+      for (int cc = 0; cc < COUNT(COLS); cc++) {
+        const int rows = ROWS[rc], tokens = TOKENS[tc], cols = COLS[cc];
+        for (int i = 0; i < rows * cols; i++) w[i] = (float)uniform(-1, 1);
+        for (int i = 0; i < tokens * cols; i++) x[i] = (float)uniform(-1, 1);
+        for (int g = 0; g * width < tokens; g++)
+          for (int c = 0; c < cols; c++)
+            for (int j = 0; j < width; j++) packed[(size_t)g * width * cols + (size_t)c * width + j] = g * width + j < tokens ? x[(size_t)(g * width + j) * cols + c] : 0;
+        for (int i = 0; i < MAX_TOKENS * Y_STRIDE; i++) y[i] = NAN;
+        k->gemm_f32(w, rows, packed, tokens, cols, y, Y_STRIDE);
+        for (int token = 0; token < tokens; token++) {
+          for (int r = 0; r < rows; r++) {
+            double exact = 0, magnitude = 0;
+            for (int c = 0; c < cols; c++) exact += (double)w[r * cols + c] * x[token * cols + c], magnitude += fabs((double)w[r * cols + c] * x[token * cols + c]);
+            char what[60];
+            snprintf(what, sizeof what, "rows=%d tokens=%d cols=%d r=%d t=%d", rows, tokens, cols, r, token);
+            check(&t, what, y[token * Y_STRIDE + r], exact, (cols + 2) * 0x1p-24 * magnitude);
+          }
+        }
+        /* Nothing past the rows (the stride's spare column) or past the last token (the packed group's zeros). */
+        int outside = 0;
+        for (int i = 0; i < MAX_TOKENS * Y_STRIDE; i++) outside += !isnan(y[i]) && (i / Y_STRIDE >= tokens || i % Y_STRIDE >= rows);
+        t.cases++;
+        if (outside) {
+          t.failed++;
+          printf("  FAIL %s gemm_f32 rows=%d tokens=%d cols=%d wrote %d values outside y\n", k->name, rows, tokens, cols, outside);
+        }
+      }
+  report(&t);
+}
+
+/*
  * exp_shifted and swiglu against exp in float64 (the vector exp is within about 1.5 ulp of expf):
  * each exp within 2 ulp (2^-22 relative, or 2^-149 for subnormal results); overflow must give
  * infinity and NaN NaN. Arguments span the fast range, the slow branch's (|x| > 87.3, where 2^n
@@ -812,6 +860,7 @@ int main(int argc, char **argv) {
     test_blocks32_formats(k);
     test_repacked(k);
     test_exp(k);
+    test_gemm_f32(k);
   }
   printf(failures ? "%d FAILED\n" : "all passed\n", failures);
   return failures ? 1 : 0;
