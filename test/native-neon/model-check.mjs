@@ -1,8 +1,8 @@
 // The shared fixtures on the native backend, run by scripts/test-neon.sh with an arm64 Node under
 // qemu (the checks of test/native-model.test.ts, without jest, which is too slow emulated):
 // tiny-llama-3.1's greedy ids and top-5 logprobs within 1e-3 of the oracle, stories260K's 40
-// greedy tokens on 3 threads, and native greedy tokens equal to the WASM kernels' on llama.cpp's
-// Q8_0 and Q4_K_M files. The WASM kernels need Node 20 (relaxed SIMD), which the emulated Node
+// greedy tokens on 3 threads (and its last 28 from a prompt of the first 12), and native greedy
+// tokens equal to the WASM kernels' on llama.cpp's Q8_0 and Q4_K_M files. The WASM kernels need Node 20 (relaxed SIMD), which the emulated Node
 // may not be, so their tokens come from a file the host's Node writes first.
 // Usage: node model-check.mjs ROOT KERNEL_TOKENS.json, ROOT a tree with dist/, build/ and
 // test/fixtures/; when KERNEL_TOKENS.json is missing, this run computes the WASM kernels' tokens
@@ -48,8 +48,12 @@ for (const c of readJson(path.join(tiny, 'reference.json')).cases) {
 }
 
 const stories = path.join(fixtures, 'stories260K');
+const storyReference = readJson(path.join(stories, 'reference.json')).generated_ids;
 const storyTokens = (await greedy(stories, 'native', [1], 40, 3)).result.generatedIds;
-expectThat(JSON.stringify(storyTokens) === JSON.stringify(readJson(path.join(stories, 'reference.json')).generated_ids), 'stories260K (F32) on 3 threads: the 40 reference tokens');
+expectThat(JSON.stringify(storyTokens) === JSON.stringify(storyReference), 'stories260K (F32) on 3 threads: the 40 reference tokens');
+// Resumed from its first 12 tokens: a prompt of 3 tokens or more takes the F32 rows through gemm_f32, and greedy decoding must go on as the reference did.
+const resumed = (await greedy(stories, 'native', [1, ...storyReference.slice(0, 12)], 28, 3)).result.generatedIds;
+expectThat(JSON.stringify(resumed) === JSON.stringify(storyReference.slice(12)), 'stories260K (F32), a 13-token prompt (gemm_f32): the reference\'s last 28 tokens');
 
 const gguf = path.join(fixtures, 'gguf-llamacpp');
 const storyStart = readJson(path.join(gguf, 'reference.json')).cases.find((c) => c.name === 'story_start').prompt_ids;
