@@ -112,22 +112,81 @@ static float dot_bf16(const uint16_t *w, const float *x, int n) {
   return total;
 }
 
-/* Attention: each (key row, head) pair one vector dot, each value row added into every head's sum as a vector. */
+/*
+ * Attention's scores: four key rows at a time per query head, in four vector accumulators summed
+ * across lanes together by two pairwise adds (one vector of four scores, no horizontal sum per
+ * position); rows past the last four take dot_f32.
+ */
 static void attend_scores(const float *keys, int n, int d, const float *queries, int heads, float scale, float *scores, size_t stride) {
-  for (int p = 0; p < n; p++)
+  const int wide = d & ~3;
+  int p = 0;
+  for (; p + 4 <= n; p += 4) {
+    const float *rows = keys + (size_t)p * d;
+    for (int j = 0; j < heads; j++) {
+      const float *q = queries + (size_t)j * d;
+      float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+      for (int i = 0; i < wide; i += 4) {
+        const float32x4_t qv = vld1q_f32(q + i);
+        for (int r = 0; r < 4; r++) acc[r] = vfmaq_f32(acc[r], vld1q_f32(rows + (size_t)r * d + i), qv);
+      }
+      float tail[4] = {0, 0, 0, 0};
+      for (int i = wide; i < d; i++)
+        for (int r = 0; r < 4; r++) tail[r] += rows[(size_t)r * d + i] * q[i];
+      const float32x4_t dots = vaddq_f32(vpaddq_f32(vpaddq_f32(acc[0], acc[1]), vpaddq_f32(acc[2], acc[3])), vld1q_f32(tail));
+      vst1q_f32(scores + j * stride + p, vmulq_n_f32(dots, scale));
+    }
+  }
+  for (; p < n; p++)
     for (int j = 0; j < heads; j++) scores[j * stride + p] = dot_f32(keys + (size_t)p * d, queries + (size_t)j * d, d) * scale;
 }
 
-static void attend_values(const float *values, int n, int d, const float *weights, size_t stride, int heads, float *out) {
+/*
+ * Columns [c, c + 4·V) of H heads' weighted sums over all n rows, in H × V accumulators: each
+ * value vector is loaded once for the H heads, and out is read and written once per call instead
+ * of once per row.
+ */
+HERD_INLINE void values_columns(const float *values, int n, int d, const float *weights, size_t stride, float *out, int c, const int H, const int V) {
+  float32x4_t acc[4][4];
+  for (int h = 0; h < H; h++)
+    for (int v = 0; v < V; v++) acc[h][v] = vld1q_f32(out + (size_t)h * d + c + 4 * v);
   for (int p = 0; p < n; p++) {
-    const float *row = values + (size_t)p * d;
-    for (int j = 0; j < heads; j++) {
-      const float weight = weights[j * stride + p];
-      float *sum = out + (size_t)j * d;
-      int i = 0;
-      for (; i + 4 <= d; i += 4) vst1q_f32(sum + i, vfmaq_n_f32(vld1q_f32(sum + i), vld1q_f32(row + i), weight));
-      for (; i < d; i++) sum[i] += weight * row[i];
+    float32x4_t row[4];
+    for (int v = 0; v < V; v++) row[v] = vld1q_f32(values + (size_t)p * d + c + 4 * v);
+    for (int h = 0; h < H; h++) {
+      const float weight = weights[h * stride + p];
+      for (int v = 0; v < V; v++) acc[h][v] = vfmaq_n_f32(acc[h][v], row[v], weight);
     }
+  }
+  for (int h = 0; h < H; h++)
+    for (int v = 0; v < V; v++) vst1q_f32(out + (size_t)h * d + c + 4 * v, acc[h][v]);
+}
+
+/* Heads four at a time, columns sixteen at a time (then four); the last d mod 4 columns as scalars. */
+static void attend_values(const float *values, int n, int d, const float *weights, size_t stride, int heads, float *out) {
+  for (int j = 0; j < heads; j += 4) {
+    const float *w = weights + j * stride;
+    float *sums = out + (size_t)j * d;
+    const int h = heads - j < 4 ? heads - j : 4;
+    int c = 0;
+    for (; c + 16 <= d; c += 16) {
+      switch (h) {
+        case 1: values_columns(values, n, d, w, stride, sums, c, 1, 4); break;
+        case 2: values_columns(values, n, d, w, stride, sums, c, 2, 4); break;
+        case 3: values_columns(values, n, d, w, stride, sums, c, 3, 4); break;
+        default: values_columns(values, n, d, w, stride, sums, c, 4, 4); break;
+      }
+    }
+    for (; c + 4 <= d; c += 4) {
+      switch (h) {
+        case 1: values_columns(values, n, d, w, stride, sums, c, 1, 1); break;
+        case 2: values_columns(values, n, d, w, stride, sums, c, 2, 1); break;
+        case 3: values_columns(values, n, d, w, stride, sums, c, 3, 1); break;
+        default: values_columns(values, n, d, w, stride, sums, c, 4, 1); break;
+      }
+    }
+    for (; c < d; c++)
+      for (int k = 0; k < h; k++)
+        for (int p = 0; p < n; p++) sums[(size_t)k * d + c] += w[k * stride + p] * values[(size_t)p * d + c];
   }
 }
 

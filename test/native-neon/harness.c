@@ -111,9 +111,10 @@ static void test_dot_16bit(const herd_kernels *k, const char *kernel, float (*do
 /* Scores and weighted value sums of one kv group's heads over n cached rows, on awkward sizes. */
 static void test_attention(const herd_kernels *k) {
   tally scores_tally = {k->name, "attend_scores", 0, 0, 0}, values_tally = {k->name, "attend_values", 0, 0, 0};
-  enum { MAX_N = 37, MAX_D = 130, MAX_HEADS = 4, STRIDE = MAX_N + 3 };
+  enum { MAX_N = 37, MAX_D = 130, MAX_HEADS = 6, STRIDE = MAX_N + 3 };
   static float keys[MAX_N * MAX_D], queries[MAX_HEADS * MAX_D], scores[MAX_HEADS * STRIDE], out[MAX_HEADS * MAX_D], start[MAX_HEADS * MAX_D];
-  static const int NS[] = {1, 7, 37}, DS[] = {5, 64, 130}, HEADS[] = {1, 4};
+  /* Rows past whole fours, columns past whole sixteens and fours, heads past whole fours. */
+  static const int NS[] = {1, 7, 37}, DS[] = {5, 20, 64, 130}, HEADS[] = {1, 3, 4, 6};
   for (int a = 0; a < COUNT(NS); a++)
     for (int b = 0; b < COUNT(DS); b++)
       for (int c = 0; c < COUNT(HEADS); c++) {
@@ -123,7 +124,11 @@ static void test_attention(const herd_kernels *k) {
         for (int i = 0; i < heads * d; i++) queries[i] = (float)uniform(-1, 1), start[i] = out[i] = (float)uniform(-1, 1);
         char what[40];
         snprintf(what, sizeof what, "n=%d d=%d heads=%d", n, d, heads);
+        for (int i = 0; i < MAX_HEADS * STRIDE; i++) scores[i] = NAN;
         k->attend_scores(keys, n, d, queries, heads, scale, scores, STRIDE);
+        int outside = 0;
+        for (int i = 0; i < MAX_HEADS * STRIDE; i++) outside += !isnan(scores[i]) && (i / STRIDE >= heads || i % STRIDE >= n);
+        check(&scores_tally, "nothing written past the rows and heads", outside, 0, 0);
         for (int j = 0; j < heads; j++)
           for (int p = 0; p < n; p++) {
             double exact = 0, magnitude = 0;
