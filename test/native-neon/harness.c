@@ -254,8 +254,12 @@ static int q4_k_code(const uint8_t *block, int i) {
   return sub % 2 ? byte >> 4 : byte & 0xf;
 }
 
-/* Adds a Q4_K super-block's terms to the float64 result and to Σ|terms|; xs: the sums of each 32 activation codes. */
-static void reference_q4_k(const uint8_t *block, const int8_t *x, float xd, const int32_t *xs, double *result, double *magnitude) {
+/*
+ * Adds a Q4_K or Q5_K super-block's terms (code(block, i) of weight i, as the format defines it)
+ * to the float64 result and to Σ|terms|: eight sub-blocks of 32, each with a 6-bit scale and a
+ * minimum that takes m·Σx off.
+ */
+static void reference_scales_mins(const uint8_t *block, int (*code)(const uint8_t *, int), const int8_t *x, float xd, double *result, double *magnitude) {
   uint16_t d, dmin;
   memcpy(&d, block, 2);
   memcpy(&dmin, block + 2, 2);
@@ -263,14 +267,20 @@ static void reference_q4_k(const uint8_t *block, const int8_t *x, float xd, cons
   for (int j = 0; j < 8; j++) {
     uint8_t sc, m;
     herd_q4k_scale_min(j, block + 4, &sc, &m);
-    long sum = 0, absolute = 0;
-    for (int i = 0; i < QK; i++) {
-      const long product = (long)q4_k_code(block, 32 * j + i) * x[32 * j + i];
-      sum += product, absolute += labs(product);
+    long sum = 0, absolute = 0, activations = 0;
+    for (int i = 32 * j; i < 32 * (j + 1); i++) {
+      const long product = (long)code(block, i) * x[i];
+      sum += product, absolute += labs(product), activations += x[i];
     }
-    *result += scale * sc * (double)sum - min_scale * m * (double)xs[j];
-    *magnitude += fabs(scale) * sc * (double)absolute + fabs(min_scale) * m * fabs((double)xs[j]);
+    *result += scale * sc * (double)sum - min_scale * m * (double)activations;
+    *magnitude += fabs(scale) * sc * (double)absolute + fabs(min_scale) * m * fabs((double)activations);
   }
+}
+
+/* xs (the kernels' sums of each 32 codes) is not read: the reference sums x itself. */
+static void reference_q4_k(const uint8_t *block, const int8_t *x, float xd, const int32_t *xs, double *result, double *magnitude) {
+  (void)xs;
+  reference_scales_mins(block, q4_k_code, x, xd, result, magnitude);
 }
 
 static void test_q4_k(const herd_kernels *k) {
@@ -379,21 +389,7 @@ static void make_q5_k(uint8_t *block, int exact, code_fill fill) {
 }
 
 static void reference_q5_k(const uint8_t *block, const int8_t *x, float xd, double *result, double *magnitude) {
-  uint16_t d, dmin;
-  memcpy(&d, block, 2);
-  memcpy(&dmin, block + 2, 2);
-  const double scale = (double)herd_half_to_float(d) * xd, min_scale = (double)herd_half_to_float(dmin) * xd;
-  for (int j = 0; j < 8; j++) {
-    uint8_t sc, m;
-    herd_q4k_scale_min(j, block + 4, &sc, &m);
-    long sum = 0, absolute = 0, activations = 0;
-    for (int i = 32 * j; i < 32 * (j + 1); i++) {
-      const long product = (long)q5_k_code(block, i) * x[i];
-      sum += product, absolute += labs(product), activations += x[i];
-    }
-    *result += scale * sc * (double)sum - min_scale * m * (double)activations;
-    *magnitude += fabs(scale) * sc * (double)absolute + fabs(min_scale) * m * fabs((double)activations);
-  }
+  reference_scales_mins(block, q5_k_code, x, xd, result, magnitude);
 }
 
 /*
