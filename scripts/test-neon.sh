@@ -8,7 +8,8 @@
 #     references) runs on an emulated CPU with the dot-product extension (Neoverse N1: dispatch
 #     must choose neon-dotprod) and on one without it (Cortex-A72: neon), each run checking every
 #     path that CPU can run; then, when a clang is installed, the same harness built by clang,
-#     without and with -march=armv8.2-a+dotprod, on the Neoverse N1;
+#     without and with -march=armv8.2-a+dotprod, on the Neoverse N1; and dispatch.c as built for a
+#     system without AT_HWCAP (macOS), without and with the extension targeted;
 #  3. only when HERD_ARM64_SYSROOT names a folder holding an arm64 Node (usr/bin/node and its
 #     libraries; docs/performance.md says how one was made from Debian's packages): the addon
 #     cross-built for arm64 through node-gyp and binding.gyp, then test/native-neon/model-check.mjs
@@ -75,6 +76,21 @@ if [ -n "$clang" ] && [ "$cpus" != native ]; then
     [ -n "$march" ] && expected=neon-dotprod
     echo "-- $(basename "$clang") ${march:-(no -march)}, CPU neoverse-n1 (dispatch should choose $expected)"
     run_on neoverse-n1 "$out/harness-clang" "$expected"
+  done
+fi
+
+# Elsewhere than Linux (macOS) there is no AT_HWCAP: dispatch.c takes SDOT only from a build that
+# targets it (Apple's clang does for Apple silicon). Checked with dispatch.c built as if for such
+# a system (__linux__ undefined), without and with the extension targeted, on the Neoverse N1.
+if [ "$cpus" != native ]; then
+  for march in "" "-march=armv8.2-a+dotprod"; do
+    "$cc" $march "${flags[@]}" -U__linux__ -U__linux -Ulinux -c src/native/dispatch.c -o "$out/dispatch-elsewhere.o"
+    "$cc" $march "${flags[@]}" -static -pthread test/native-neon/harness.c $(echo "$kernel_sources" | grep -v '/dispatch\.c$') \
+      "$out/dispatch-elsewhere.o" -lm -o "$out/harness-elsewhere"
+    expected=neon
+    [ -n "$march" ] && expected=neon-dotprod
+    echo "-- dispatch without AT_HWCAP, ${march:-(no -march)}, CPU neoverse-n1 (dispatch should choose $expected)"
+    run_on neoverse-n1 "$out/harness-elsewhere" "$expected"
   done
 fi
 

@@ -59,8 +59,10 @@ static int has_avxvnni(void) {
 static int has_dotprod(void) {
 #if defined(__linux__)
   return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__ARM_FEATURE_DOTPROD)
+  return 1; /* the whole build targets the extension (Apple's clang does for Apple silicon): any CPU that runs it has it */
 #else
-  return 0; /* detected through Linux's AT_HWCAP only; other systems get the plain NEON path */
+  return 0; /* detected through Linux's AT_HWCAP, or by a build that targets it; otherwise the plain NEON path */
 #endif
 }
 #endif
@@ -163,7 +165,11 @@ int herd_isa_supported(const char *name, char *why, size_t why_size) {
       return 0;
     }
     const int ok = has_dotprod();
+#if defined(__linux__)
     if (!ok) snprintf(why, why_size, "this CPU lacks the dot-product extension (no asimddp in AT_HWCAP)");
+#else
+    if (!ok) snprintf(why, why_size, "the dot-product extension is detected on Linux only, or where the build targets it (-march=armv8.2-a+dotprod)");
+#endif
     return ok;
   }
 #else
@@ -187,8 +193,10 @@ int herd_choose_isa(const char *forced, herd_isa_choice *choice) {
   const char *detected = !has_dotprod()             ? "AArch64 Advanced SIMD; no asimddp in AT_HWCAP, so no SDOT"
                          : herd_neon_sdot_compiled ? "AArch64 Advanced SIMD; asimddp in AT_HWCAP"
                                                    : "AArch64 Advanced SIMD; asimddp in AT_HWCAP, but this build has no SDOT";
+#elif defined(__ARM_FEATURE_DOTPROD)
+  const char *detected = "AArch64 Advanced SIMD; this build targets the dot-product extension";
 #else
-  const char *detected = "AArch64 Advanced SIMD; the dot-product extension is detected on Linux only";
+  const char *detected = "AArch64 Advanced SIMD; the dot-product extension is detected on Linux only, or where the build targets it";
 #endif
 #else
   static const char *const preference[] = {"amx", "avx512", "avxvnni", "avx2"};
