@@ -25,6 +25,7 @@
         ["target_arch=='arm64'", {"sources": ["src/native/kernels_neon.c"]}]
       ],
       "cflags": ["-std=c11", "-O3", "-Wall", "-Wextra", "-fno-math-errno"],
+      "xcode_settings": {"OTHER_CFLAGS": ["-std=c11", "-O3", "-Wall", "-Wextra", "-fno-math-errno"]},
       "libraries": ["-lpthread", "-lm"]
     }
   ]
