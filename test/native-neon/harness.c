@@ -793,7 +793,8 @@ static void test_repacked(const herd_kernels *k) {
   test_repacked_format(k, &q4_0, k->gemm_q4_0_r16);
   test_repacked_format(k, &q4_k, k->gemm_q4_k_r16);
   test_repacked_format(k, &q6_k, k->gemm_q6_k_r16);
-  if (k->gemm_q8_0_r16 == herd_gemm_q8_0_r16_portable || k->gemm_q6_k_r16 == herd_gemm_q6_k_r16_portable) {
+  if (k->gemm_q8_0_r16 == herd_gemm_q8_0_r16_portable || k->gemm_q4_0_r16 == herd_gemm_q4_0_r16_portable ||
+      k->gemm_q4_k_r16 == herd_gemm_q4_k_r16_portable || k->gemm_q6_k_r16 == herd_gemm_q6_k_r16_portable) {
     printf("  FAIL %s has no repacked products of its own\n", k->name);
     failures++;
   }
