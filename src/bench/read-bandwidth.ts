@@ -26,7 +26,17 @@ export type BandwidthProbe = 'native' | 'wasm';
 export interface ReadBandwidth {
   bandwidth_probe: BandwidthProbe;
   bandwidth_threads: number;
+  /** The best repetition's rate (the native probe's best of several; the WASM probe takes one). */
   read_bytes_per_second: number;
+  /** The native probe's median repetition: on a machine whose bandwidth moves, how far the best one stands above the ordinary ones. */
+  read_bytes_per_second_median?: number;
+}
+
+/** The middle value (the mean of the two middle ones for an even count). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 // Each thread's buffer: well beyond the L3 cache (32 MiB on the machines herd is measured on).
@@ -46,7 +56,7 @@ export async function measureReadBandwidth(threads: number | undefined): Promise
   }
 }
 
-/** The best of a few repetitions of the addon's probe; the addon's threads are put back as they were (a loaded model may use them). */
+/** The best and the median of a few repetitions of the addon's probe; the addon's threads are put back as they were (a loaded model may use them). */
 function nativeReadBandwidth(addon: NativeAddon, threads: number): ReadBandwidth {
   const before = addon.info().threads;
   addon.startThreads(threads);
@@ -60,7 +70,12 @@ function nativeReadBandwidth(addon: NativeAddon, threads: number): ReadBandwidth
         }),
       ),
     );
-    return { bandwidth_probe: 'native', bandwidth_threads: threads, read_bytes_per_second: Math.round(Math.max(...rates)) };
+    return {
+      bandwidth_probe: 'native',
+      bandwidth_threads: threads,
+      read_bytes_per_second: Math.round(Math.max(...rates)),
+      read_bytes_per_second_median: Math.round(median(rates)),
+    };
   } finally {
     addon.startThreads(before);
   }

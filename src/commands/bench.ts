@@ -4,7 +4,7 @@ import chalk from 'chalk';
 import { compareEngines, ENGINES, type EngineName } from '../bench/compare.js';
 import { deriveRows, describeComparison } from '../bench/compare-table.js';
 import { benchPromptIds } from '../bench/prompt-ids.js';
-import { measureReadBandwidth } from '../bench/read-bandwidth.js';
+import { measureReadBandwidth, type ReadBandwidth } from '../bench/read-bandwidth.js';
 import { describeLoad, runLoad } from '../bench/serve-load.js';
 import { mixFormat, SYNTHETIC_MIXES, writeSyntheticGguf } from '../bench/synthetic-gguf.js';
 import { describeStreams, measurePrefixCache, measureStreams, parsePositiveIntegers } from '../bench/streams.js';
@@ -134,7 +134,7 @@ ${EXIT_STATUS_HELP}`;
       this.printJson(SCHEMAS.benchCompare, report);
       return;
     }
-    const readRate = bandwidth ? `; read bandwidth ${(bandwidth.read_bytes_per_second / 1e9).toFixed(1)} GB/s (${bandwidth.bandwidth_probe} probe)` : '';
+    const readRate = bandwidth ? `; read bandwidth ${(bandwidth.read_bytes_per_second / 1e9).toFixed(1)} GB/s (${describeProbe(bandwidth)})` : '';
     this.log(describeComparison(`${file} on ${threads} thread${threads === 1 ? '' : 's'}, decoding ${flags['gen-tokens']} tokens${readRate}`, compared, loaded));
   }
 }
@@ -215,6 +215,12 @@ async function readBandwidth(threads: number | undefined, decodeBytesPerSecond: 
   return { ...measured, bandwidth_fraction: round(decodeBytesPerSecond / measured.read_bytes_per_second) };
 }
 
+/** Which probe read, and for the native one its median repetition beside the best. */
+function describeProbe(bandwidth: ReadBandwidth): string {
+  const median = bandwidth.read_bytes_per_second_median;
+  return median === undefined ? `${bandwidth.bandwidth_probe} probe` : `${bandwidth.bandwidth_probe} probe, best repetition; median ${(median / 1e9).toFixed(2)} GB/s`;
+}
+
 function describe(report: Record<string, unknown>): string {
   const gb = (bytes: number) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : `${(bytes / 1e6).toFixed(2)} MB`);
   const lines = [
@@ -224,7 +230,9 @@ function describe(report: Record<string, unknown>): string {
     `decode     ${report.gen_tokens} tokens at ${chalk.bold(report.decode_tokens_per_second)} tok/s, reading ${gb(report.weight_bytes_per_token as number)} of weights per token (${gb(report.decode_bytes_per_second as number)}/s)`,
   ];
   if (report.read_bytes_per_second !== undefined) {
-    lines.push(`bandwidth  ${gb(report.read_bytes_per_second as number)}/s read on ${report.bandwidth_threads} threads (${report.bandwidth_probe} probe); decoding reached ${chalk.bold(`${Math.round((report.bandwidth_fraction as number) * 100)}%`)}`);
+    const probe = report as unknown as ReadBandwidth & { bandwidth_fraction: number; decode_bytes_per_second: number };
+    const ofMedian = probe.read_bytes_per_second_median ? ` (${Math.round((probe.decode_bytes_per_second / probe.read_bytes_per_second_median) * 100)}% of the median)` : '';
+    lines.push(`bandwidth  ${gb(probe.read_bytes_per_second)}/s read on ${probe.bandwidth_threads} threads (${describeProbe(probe)}); decoding reached ${chalk.bold(`${Math.round(probe.bandwidth_fraction * 100)}%`)}${ofMedian}`);
   }
   lines.push(`peak RSS   ${((report.peak_rss_bytes as number) / 2 ** 20).toFixed(1)} MiB`);
   return lines.join('\n');
