@@ -1,4 +1,4 @@
-import { measureReadBandwidth, median, parallelReadRate } from '../src/bench/read-bandwidth.js';
+import { measureReadBandwidth, parallelReadRate } from '../src/bench/read-bandwidth.js';
 import { KernelOps } from '../src/kernels/wasm-ops.js';
 import { ISA_NAMES, requireNativeAddon } from '../src/native/addon.js';
 
@@ -23,20 +23,6 @@ describe('the parallel read rate: all bytes over the wall time from the first st
 
   test('one thread: its own rate', () => {
     expect(parallelReadRate([{ bytes: 3 * GB, start: 2, end: 3.5 }])).toBe(2 * GB);
-  });
-});
-
-describe('the median of the probe\'s repetitions', () => {
-  test('the middle value, whatever the order; the mean of the two middle ones for an even count', () => {
-    expect(median([30, 10, 20])).toBe(20);
-    expect(median([4, 1, 3, 2])).toBe(2.5);
-    expect(median([7])).toBe(7);
-  });
-
-  test('one fast repetition moves the best, not the median', () => {
-    const rates = [26, 27, 41, 28, 26];
-    expect(Math.max(...rates)).toBe(41);
-    expect(median(rates)).toBe(27);
   });
 });
 

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { KernelOps } from '../kernels/wasm-ops.js';
 import { loadNativeAddon, type NativeAddon } from '../native/addon.js';
+import { percentile } from './serve-load.js';
 
 /** One thread's reads in a bandwidth probe: `bytes` read from `start` to `end` (seconds, one clock for all threads). */
 export interface ThreadReads {
@@ -32,12 +33,6 @@ export interface ReadBandwidth {
   read_bytes_per_second_median?: number;
 }
 
-/** The middle value (the mean of the two middle ones for an even count). */
-export function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
 
 // Each thread's buffer: well beyond the L3 cache (32 MiB on the machines herd is measured on).
 const BYTES_PER_THREAD = 256 * 2 ** 20;
@@ -74,7 +69,7 @@ function nativeReadBandwidth(addon: NativeAddon, threads: number): ReadBandwidth
       bandwidth_probe: 'native',
       bandwidth_threads: threads,
       read_bytes_per_second: Math.round(Math.max(...rates)),
-      read_bytes_per_second_median: Math.round(median(rates)),
+      read_bytes_per_second_median: Math.round(percentile(rates, 0.5)!),
     };
   } finally {
     addon.startThreads(before);
