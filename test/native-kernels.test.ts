@@ -1,4 +1,6 @@
 import { dequantizeBlocks, quantizeBlocks } from '../src/formats/ggml-blocks.js';
+import { dequantizeGgml } from '../src/formats/ggml-dequantize.js';
+import { GgmlType } from '../src/formats/gguf.js';
 import { dequantizeQ4K, quantizeQ4K } from '../src/formats/ggml-k-blocks.js';
 import { floatToHalf, halfToFloat } from '../src/formats/half.js';
 import { seededRandom } from '../src/engine/sampling.js';
@@ -215,6 +217,28 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     const y = new Float32Array(tokens * rows);
     addon.linear(code, repacked, rows, cols, x, tokens, y);
     const { y: expected, magnitude } = referenceLinear(weights, rows, cols, quantizedActivations(format, x), tokens);
+    expectWithin(y, expected, (i) => 2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-6);
+  });
+
+  // Repacked Q6_K at its extremes: every code 31 (all ql and qh bits set) under group scales of
+  // 127 and −128, against activations that all quantize to +127 or −127. The AVX2 path adds two
+  // chunks' byte products in an int16 lane before scaling: ±2 · 2 · 63 · 127 = ±32,004, its bound.
+  test.each([1, 5])('linear on repacked Q6_K at its extreme codes and scales × %i token(s) equals the float64 product', (tokens) => {
+    const [rows, cols, blockBytes] = [16, 512, 210];
+    const bytes = new Uint8Array(((rows * cols) / 256) * blockBytes);
+    const view = new DataView(bytes.buffer);
+    for (let at = 0; at < bytes.length; at += blockBytes) {
+      bytes.fill(0xff, at, at + 192);
+      for (let g = 0; g < 16; g++) view.setInt8(at + 192 + g, g % 2 ? -128 : 127);
+      view.setUint16(at + 208, floatToHalf(0.01), true);
+    }
+    const weights = dequantizeGgml(GgmlType.Q6_K, bytes, rows * cols);
+    const repacked = bytes.slice();
+    const code = addon.repackRows(NATIVE_FORMAT_CODES.Q6_K!, repacked, rows, cols, true);
+    const x = Float32Array.from({ length: tokens * cols }, (_, i) => (Math.floor(i / cols) % 2 ? -1 : 1));
+    const y = new Float32Array(tokens * rows);
+    addon.linear(code, repacked, rows, cols, x, tokens, y);
+    const { y: expected, magnitude } = referenceLinear(weights, rows, cols, quantizedActivations('Q6_K', x), tokens);
     expectWithin(y, expected, (i) => 2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-6);
   });
 
