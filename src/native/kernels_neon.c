@@ -814,7 +814,8 @@ HERD_INLINE void tile_q6r(const uint8_t *group, int first, const int Q, const qu
             const uint8x16_t low = quarter_bytes(block + Q6R_QL(16 * h + 8 * (i & 1) + c, 0), quarter);
             const uint8x16_t high = quarter_bytes(block + Q6R_QH(8 * h + c, 0), quarter);
             const uint8x16_t nibble = i >= 2 ? vshrq_n_u8(low, 4) : vandq_u8(low, vdupq_n_u8(0xf));
-            const uint8x16_t top = vshlq_n_u8(vandq_u8(vshlq_u8(high, vdupq_n_s8((int8_t)(-2 * i))), vdupq_n_u8(3)), 4);
+            /* Bits 2i, 2i + 1 of each qh byte moved to bits 4, 5 in one shift. */
+            const uint8x16_t top = vandq_u8(vshlq_u8(high, vdupq_n_s8((int8_t)(4 - 2 * i))), vdupq_n_u8(0x30));
             codes[c] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(nibble, top)), vdupq_n_s8(32));
           }
           const int g = 8 * h + 2 * i;
@@ -836,7 +837,8 @@ HERD_INLINE void tile_q6r(const uint8_t *group, int first, const int Q, const qu
  * Every whole group of rows in tiles of up to TILE_TOKENS tokens: one token takes the group's four
  * quarters in one pass (each cache line used whole as it arrives: decode reads weights from
  * memory), a tile of more takes two quarters at a time (its sums and codes fit the registers).
- * TILE(first, Q, T) needs Q and T as constants. Returns the rows in whole groups.
+ * TILE(first, Q, T) needs Q and T as constants. Leaves `grouped`, the rows in whole groups, for
+ * the stored rows after them.
  */
 #define GROUP_TILES(TILE, scale_block, sum_group)                                                                                  \
   const int grouped = rows / REPACK_ROWS * REPACK_ROWS;                                                                            \
