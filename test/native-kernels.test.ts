@@ -242,6 +242,27 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     expectWithin(y, expected, (i) => 2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-6);
   });
 
+  // Repacked Q4_0 at its extremes: every nibble 15 (q = 7) or 0 (q = −8), by alternate blocks,
+  // against activations of ±127. The AVX2 path sums a block's eight byte products in an int16
+  // lane: at most 8 · 2 · 15 · 127 = 30,480 there.
+  test.each([1, 5])('linear on repacked Q4_0 at its extreme codes × %i token(s) equals the float64 product', (tokens) => {
+    const [rows, cols, blockBytes] = [16, 96, 18];
+    const bytes = new Uint8Array(((rows * cols) / 32) * blockBytes);
+    const view = new DataView(bytes.buffer);
+    for (let at = 0, block = 0; at < bytes.length; at += blockBytes, block++) {
+      bytes.fill(block % 2 ? 0x00 : 0xff, at + 2, at + blockBytes);
+      view.setUint16(at, floatToHalf(0.01), true);
+    }
+    const weights = dequantizeGgml(GgmlType.Q4_0, bytes, rows * cols);
+    const repacked = bytes.slice();
+    const code = addon.repackRows(NATIVE_FORMAT_CODES.Q4_0!, repacked, rows, cols, true);
+    const x = Float32Array.from({ length: tokens * cols }, (_, i) => (Math.floor(i / cols) % 2 ? -1 : 1));
+    const y = new Float32Array(tokens * rows);
+    addon.linear(code, repacked, rows, cols, x, tokens, y);
+    const { y: expected, magnitude } = referenceLinear(weights, rows, cols, quantizedActivations('Q4_0', x), tokens);
+    expectWithin(y, expected, (i) => 2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-6);
+  });
+
   test.each(LINEAR_SHAPES.map(([format, rows, cols]) => [format, rows, cols] as const))('embedding rows of %s [%i, %i] equal the dequantized rows', (format, rows, cols) => {
     const { bytes, weights } = packedRandom(format, rows, cols, rows + cols);
     const ids = Int32Array.from([3, 0, rows - 1, 3]);
