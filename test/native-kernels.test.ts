@@ -220,48 +220,39 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     expectWithin(y, expected, (i) => 2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-6);
   });
 
-  // Repacked Q6_K at its extremes: every code 31 (all ql and qh bits set) under group scales of
-  // 127 and −128, against activations that all quantize to +127 or −127. The AVX2 path adds two
-  // chunks' byte products in an int16 lane before scaling: ±2 · 2 · 63 · 127 = ±32,004, its bound.
-  test.each([1, 5])('linear on repacked Q6_K at its extreme codes and scales × %i token(s) equals the float64 product', (tokens) => {
-    const [rows, cols, blockBytes] = [16, 512, 210];
-    const bytes = new Uint8Array(((rows * cols) / 256) * blockBytes);
-    const view = new DataView(bytes.buffer);
-    for (let at = 0; at < bytes.length; at += blockBytes) {
-      bytes.fill(0xff, at, at + 192);
-      for (let g = 0; g < 16; g++) view.setInt8(at + 192 + g, g % 2 ? -128 : 127);
-      view.setUint16(at + 208, floatToHalf(0.01), true);
-    }
-    const weights = dequantizeGgml(GgmlType.Q6_K, bytes, rows * cols);
-    const repacked = bytes.slice();
-    const code = addon.repackRows(NATIVE_FORMAT_CODES.Q6_K!, repacked, rows, cols, true);
-    const x = Float32Array.from({ length: tokens * cols }, (_, i) => (Math.floor(i / cols) % 2 ? -1 : 1));
-    const y = new Float32Array(tokens * rows);
-    addon.linear(code, repacked, rows, cols, x, tokens, y);
-    const { y: expected, magnitude } = referenceLinear(weights, rows, cols, quantizedActivations('Q6_K', x), tokens);
-    expectWithin(y, expected, (i) => 2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-6);
-  });
-
-  // Repacked Q4_0 at its extremes: every nibble 15 (q = 7) or 0 (q = −8), by alternate blocks,
-  // against activations of ±127. The AVX2 path sums a block's eight byte products in an int16
-  // lane: at most 8 · 2 · 15 · 127 = 30,480 there.
-  test.each([1, 5])('linear on repacked Q4_0 at its extreme codes × %i token(s) equals the float64 product', (tokens) => {
-    const [rows, cols, blockBytes] = [16, 96, 18];
-    const bytes = new Uint8Array(((rows * cols) / 32) * blockBytes);
-    const view = new DataView(bytes.buffer);
-    for (let at = 0, block = 0; at < bytes.length; at += blockBytes, block++) {
-      bytes.fill(block % 2 ? 0x00 : 0xff, at + 2, at + blockBytes);
-      view.setUint16(at, floatToHalf(0.01), true);
-    }
-    const weights = dequantizeGgml(GgmlType.Q4_0, bytes, rows * cols);
-    const repacked = bytes.slice();
-    const code = addon.repackRows(NATIVE_FORMAT_CODES.Q4_0!, repacked, rows, cols, true);
-    const x = Float32Array.from({ length: tokens * cols }, (_, i) => (Math.floor(i / cols) % 2 ? -1 : 1));
-    const y = new Float32Array(tokens * rows);
-    addon.linear(code, repacked, rows, cols, x, tokens, y);
-    const { y: expected, magnitude } = referenceLinear(weights, rows, cols, quantizedActivations('Q4_0', x), tokens);
-    expectWithin(y, expected, (i) => 2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-6);
-  });
+  // Repacked blocks at their extremes against activations of ±127 (by token), where the AVX2 path
+  // adds byte products in int16 lanes before widening them. Q4_0: every nibble 15 (q = 7) or 0
+  // (q = −8) by alternate blocks, a block's eight sums at most 8 · 2 · 15 · 127 = 30,480. Q6_K:
+  // every code 31 (all ql and qh bits set) under group scales of 127 and −128, two chunks' sums at
+  // most 2 · 2 · 63 · 127 = 32,004 (adding four instead fails this test; the random weights do not).
+  const EXTREME_BLOCKS = {
+    Q4_0: { cols: 96, blockBytes: 18, fill: (block: Uint8Array, view: DataView, index: number) => {
+      block.fill(index % 2 ? 0x00 : 0xff, 2);
+      view.setUint16(0, floatToHalf(0.01), true);
+    } },
+    Q6_K: { cols: 512, blockBytes: 210, fill: (block: Uint8Array, view: DataView) => {
+      block.fill(0xff, 0, 192);
+      for (let g = 0; g < 16; g++) view.setInt8(192 + g, g % 2 ? -128 : 127);
+      view.setUint16(208, floatToHalf(0.01), true);
+    } },
+  } as const;
+  test.each((['Q4_0', 'Q6_K'] as const).flatMap((format) => [1, 5].map((tokens) => [format, tokens] as const)))(
+    'linear on repacked %s at its extreme codes × %i token(s) equals the float64 product',
+    (format, tokens) => {
+      const rows = 16;
+      const { cols, blockBytes, fill } = EXTREME_BLOCKS[format];
+      const bytes = new Uint8Array(((rows * cols) / (format === 'Q4_0' ? 32 : 256)) * blockBytes);
+      for (let at = 0; at < bytes.length; at += blockBytes) fill(bytes.subarray(at, at + blockBytes), new DataView(bytes.buffer, at, blockBytes), at / blockBytes);
+      const weights = dequantizeGgml(GgmlType[format], bytes, rows * cols);
+      const repacked = bytes.slice();
+      const code = addon.repackRows(NATIVE_FORMAT_CODES[format]!, repacked, rows, cols, true);
+      const x = Float32Array.from({ length: tokens * cols }, (_, i) => (Math.floor(i / cols) % 2 ? -1 : 1));
+      const y = new Float32Array(tokens * rows);
+      addon.linear(code, repacked, rows, cols, x, tokens, y);
+      const { y: expected, magnitude } = referenceLinear(weights, rows, cols, quantizedActivations(format, x), tokens);
+      expectWithin(y, expected, (i) => 2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-6);
+    },
+  );
 
   test.each(LINEAR_SHAPES.map(([format, rows, cols]) => [format, rows, cols] as const))('embedding rows of %s [%i, %i] equal the dequantized rows', (format, rows, cols) => {
     const { bytes, weights } = packedRandom(format, rows, cols, rows + cols);
