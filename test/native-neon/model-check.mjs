@@ -2,8 +2,9 @@
 // qemu (the checks of test/native-model.test.ts, without jest, which is too slow emulated):
 // tiny-llama-3.1's greedy ids and top-5 logprobs within 1e-3 of the oracle, stories260K's 40
 // greedy tokens on 3 threads (and its last 28 from a prompt of the first 12), and native greedy
-// tokens equal to the WASM kernels' on llama.cpp's Q8_0 and Q4_K_M files. The WASM kernels need Node 20 (relaxed SIMD), which the emulated Node
-// may not be, so their tokens come from a file the host's Node writes first.
+// tokens equal to the WASM kernels' on llama.cpp's Q8_0 and Q4_K_M files. The WASM kernels need
+// Node 20 (relaxed SIMD), which the emulated Node may not be, so their tokens come from a file
+// the host's Node writes first.
 // Usage: node model-check.mjs ROOT KERNEL_TOKENS.json, ROOT a tree with dist/, build/ and
 // test/fixtures/; when KERNEL_TOKENS.json is missing, this run computes the WASM kernels' tokens
 // into it before checking its own native path.
