@@ -693,48 +693,39 @@ static inline int32x4_t lane_int8(int32x4_t lanes, int e) { return vshlq_s32(vsh
   for (int q = 0; q < Q; q++)      \
     for (int t = 0; t < T; t++) vst1q_f32(y + (size_t)t * y_stride + 4 * (first + q), acc[q][t])
 
-/* Q quarters of a Q8_0 group from `first` on × T tokens. */
-HERD_INLINE void tile_q8r(const uint8_t *group, int first, const int Q, const quantized_row *x, int cols, float *y, int y_stride, const int T, lanes_dot dot) {
+/* A tile's float sums, zeroed. */
+#define ZERO_QUARTERS(acc, Q, T) \
+  for (int q = 0; q < Q; q++)    \
+    for (int t = 0; t < T; t++) acc[q][t] = vdupq_n_f32(0)
+
+/*
+ * Q quarters of a Q8_0 or Q4_0 group from `first` on × T tokens. A block's eight code vectors of
+ * a quarter: Q8_0's eight chunks; Q4_0's four chunks' low nibbles (codes 4j..) then high ones
+ * (16 + 4j..), each less 8.
+ */
+HERD_INLINE void tile_block32(const uint8_t *group, int first, const int Q, const quantized_row *x, int cols, float *y, int y_stride, const int T,
+                              const int format, lanes_dot dot) {
   const int nb = cols / QK;
+  const size_t block_bytes = format == FMT_Q8_0 ? Q8R_BLOCK_BYTES : R16_BLOCK_BYTES;
   float32x4_t acc[4][TILE_TOKENS];
-  for (int q = 0; q < Q; q++)
-    for (int t = 0; t < T; t++) acc[q][t] = vdupq_n_f32(0);
+  ZERO_QUARTERS(acc, Q, T);
   for (int b = 0; b < nb; b++) {
-    const uint8_t *block = group + (size_t)b * Q8R_BLOCK_BYTES;
+    const uint8_t *block = group + (size_t)b * block_bytes;
     for (int q = 0; q < Q; q++) {
       const float32x4_t d = quarter_halves(block, first + q);
       int8x16_t codes[8];
-      for (int j = 0; j < 8; j++) codes[j] = vreinterpretq_s8_u8(quarter_bytes(block + R16_CHUNK(j, 0), first + q));
+      if (format == FMT_Q8_0) {
+        for (int j = 0; j < 8; j++) codes[j] = vreinterpretq_s8_u8(quarter_bytes(block + R16_CHUNK(j, 0), first + q));
+      } else {
+        for (int j = 0; j < 4; j++) {
+          const uint8x16_t bytes = quarter_bytes(block + R16_CHUNK(j, 0), first + q);
+          codes[j] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(bytes, vdupq_n_u8(0xf))), vdupq_n_s8(8));
+          codes[4 + j] = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(bytes, 4)), vdupq_n_s8(8));
+        }
+      }
       for (int t = 0; t < T; t++) {
         const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK;
         const int32x4_t sum = dot(dot(vdupq_n_s32(0), codes, vld1q_s8(xc)), codes + 4, vld1q_s8(xc + 16));
-        acc[q][t] = vfmaq_f32(acc[q][t], vcvtq_f32_s32(sum), vmulq_n_f32(d, x->scales[(size_t)t * nb + b]));
-      }
-    }
-  }
-  STORE_QUARTERS(acc, Q, T);
-}
-
-/* Q4_0: chunk j's low nibbles are codes 4j.. of each row, its high ones 16 + 4j.., each less 8. */
-HERD_INLINE void tile_q4r(const uint8_t *group, int first, const int Q, const quantized_row *x, int cols, float *y, int y_stride, const int T, lanes_dot dot) {
-  const int nb = cols / QK;
-  const int8x16_t eight = vdupq_n_s8(8);
-  float32x4_t acc[4][TILE_TOKENS];
-  for (int q = 0; q < Q; q++)
-    for (int t = 0; t < T; t++) acc[q][t] = vdupq_n_f32(0);
-  for (int b = 0; b < nb; b++) {
-    const uint8_t *block = group + (size_t)b * R16_BLOCK_BYTES;
-    for (int q = 0; q < Q; q++) {
-      const float32x4_t d = quarter_halves(block, first + q);
-      int8x16_t low[4], high[4];
-      for (int j = 0; j < 4; j++) {
-        const uint8x16_t bytes = quarter_bytes(block + R16_CHUNK(j, 0), first + q);
-        low[j] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(bytes, vdupq_n_u8(0xf))), eight);
-        high[j] = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(bytes, 4)), eight);
-      }
-      for (int t = 0; t < T; t++) {
-        const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK;
-        const int32x4_t sum = dot(dot(vdupq_n_s32(0), low, vld1q_s8(xc)), high, vld1q_s8(xc + 16));
         acc[q][t] = vfmaq_f32(acc[q][t], vcvtq_f32_s32(sum), vmulq_n_f32(d, x->scales[(size_t)t * nb + b]));
       }
     }
@@ -750,8 +741,7 @@ HERD_INLINE void tile_q4r(const uint8_t *group, int first, const int Q, const qu
 HERD_INLINE void tile_k16(const uint8_t *group, int first, const int Q, const quantized_row *x, int cols, float *y, int y_stride, const int T, lanes_dot dot) {
   const int nb = cols / QK_K;
   float32x4_t acc[4][TILE_TOKENS];
-  for (int q = 0; q < Q; q++)
-    for (int t = 0; t < T; t++) acc[q][t] = vdupq_n_f32(0);
+  ZERO_QUARTERS(acc, Q, T);
   for (int b = 0; b < nb; b++) {
     const uint8_t *block = group + (size_t)b * K16_BLOCK_BYTES;
     for (int q = 0; q < Q; q++) {
@@ -797,8 +787,7 @@ HERD_INLINE void tile_k16(const uint8_t *group, int first, const int Q, const qu
 HERD_INLINE void tile_q6r(const uint8_t *group, int first, const int Q, const quantized_row *x, int cols, float *y, int y_stride, const int T, lanes_dot dot) {
   const int nb = cols / QK_K;
   float32x4_t acc[4][TILE_TOKENS];
-  for (int q = 0; q < Q; q++)
-    for (int t = 0; t < T; t++) acc[q][t] = vdupq_n_f32(0);
+  ZERO_QUARTERS(acc, Q, T);
   for (int b = 0; b < nb; b++) {
     const uint8_t *block = group + (size_t)b * Q6R_BLOCK_BYTES;
     for (int q = 0; q < Q; q++) {
@@ -902,34 +891,22 @@ HERD_DOTPROD static float dot_q4_k_sdot(const uint8_t *w, const int8_t *x, const
   return q4_k_blocks(w, x, xd, xs, nb, byte_dot_sdot);
 }
 
-/* One path's four repacked products: the tiles above with its byte product. */
-#define REPACKED_KERNELS(suffix, attributes, byte_lanes)                                                                                     \
-  attributes static void gemm_q8_0_r16_##suffix(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens,     \
-                                                int cols, float *y, int y_stride) {                                                    \
-    const lanes_dot lanes = byte_lanes;                                                                                                \
-    GROUP_TILES(Q8R_TILE, QK, QK)                                                                                                      \
-    stored_rows(w, row_bytes, grouped, rows, x, tokens, cols, y, y_stride, QK, QK, row_q8_0_##suffix);                                 \
-  }                                                                                                                                    \
-  attributes static void gemm_q4_0_r16_##suffix(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens,     \
-                                                int cols, float *y, int y_stride) {                                                    \
-    const lanes_dot lanes = byte_lanes;                                                                                                \
-    GROUP_TILES(Q4R_TILE, QK, QK)                                                                                                      \
-    stored_rows(w, row_bytes, grouped, rows, x, tokens, cols, y, y_stride, QK, QK, row_q4_0_##suffix);                                 \
-  }                                                                                                                                    \
-  attributes static void gemm_q4_k_r16_##suffix(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens,     \
-                                                int cols, float *y, int y_stride) {                                                    \
-    const lanes_dot lanes = byte_lanes;                                                                                                \
-    GROUP_TILES(K16_TILE, QK_K, QK)                                                                                                    \
-    stored_rows(w, row_bytes, grouped, rows, x, tokens, cols, y, y_stride, QK_K, QK, dot_q4_k_##suffix);                               \
-  }                                                                                                                                    \
-  attributes static void gemm_q6_k_r16_##suffix(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens,     \
-                                                int cols, float *y, int y_stride) {                                                    \
-    const lanes_dot lanes = byte_lanes;                                                                                                \
-    GROUP_TILES(Q6R_TILE, QK_K, KQ_GROUP)                                                                                              \
-    stored_rows(w, row_bytes, grouped, rows, x, tokens, cols, y, y_stride, QK_K, KQ_GROUP, dot_q6_k_##suffix);                         \
+/* One repacked product of a path: the tiles over its whole groups with the path's byte product, the path's dot over the stored rows after them. */
+#define REPACKED_PRODUCT(name, attributes, byte_lanes, TILE, block_values, sum_group, row_dot)                                        \
+  attributes static void name(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, \
+                              int y_stride) {                                                                                        \
+    const lanes_dot lanes = byte_lanes;                                                                                              \
+    GROUP_TILES(TILE, block_values, sum_group)                                                                                       \
+    stored_rows(w, row_bytes, grouped, rows, x, tokens, cols, y, y_stride, block_values, sum_group, row_dot);                        \
   }
-#define Q8R_TILE(first, Q, T) tile_q8r(group, first, Q, &xt, cols, yt, y_stride, T, lanes)
-#define Q4R_TILE(first, Q, T) tile_q4r(group, first, Q, &xt, cols, yt, y_stride, T, lanes)
+/* One path's four repacked products. */
+#define REPACKED_KERNELS(suffix, attributes, byte_lanes)                                                              \
+  REPACKED_PRODUCT(gemm_q8_0_r16_##suffix, attributes, byte_lanes, Q8R_TILE, QK, QK, row_q8_0_##suffix)               \
+  REPACKED_PRODUCT(gemm_q4_0_r16_##suffix, attributes, byte_lanes, Q4R_TILE, QK, QK, row_q4_0_##suffix)               \
+  REPACKED_PRODUCT(gemm_q4_k_r16_##suffix, attributes, byte_lanes, K16_TILE, QK_K, QK, dot_q4_k_##suffix)             \
+  REPACKED_PRODUCT(gemm_q6_k_r16_##suffix, attributes, byte_lanes, Q6R_TILE, QK_K, KQ_GROUP, dot_q6_k_##suffix)
+#define Q8R_TILE(first, Q, T) tile_block32(group, first, Q, &xt, cols, yt, y_stride, T, FMT_Q8_0, lanes)
+#define Q4R_TILE(first, Q, T) tile_block32(group, first, Q, &xt, cols, yt, y_stride, T, FMT_Q4_0, lanes)
 #define K16_TILE(first, Q, T) tile_k16(group, first, Q, &xt, cols, yt, y_stride, T, lanes)
 #define Q6R_TILE(first, Q, T) tile_q6r(group, first, Q, &xt, cols, yt, y_stride, T, lanes)
 REPACKED_KERNELS(neon, , four_lanes_neon)
