@@ -52,6 +52,12 @@ const FORMATS = {
   Q4_0: { code: 4, bytes: 18, weights: 32, halves: [0] },
   Q4_K: { code: 5, bytes: 144, weights: 256, halves: [0, 2] },
   Q6_K: { code: 6, bytes: 210, weights: 256, halves: [208] },
+  Q5_K: { code: 7, bytes: 176, weights: 256, halves: [0, 2] },
+  Q3_K: { code: 8, bytes: 110, weights: 256, halves: [108] },
+  Q2_K: { code: 9, bytes: 84, weights: 256, halves: [80, 82] },
+  Q4_1: { code: 10, bytes: 20, weights: 32, halves: [0, 2] },
+  Q5_0: { code: 11, bytes: 22, weights: 32, halves: [0] },
+  IQ4_XS: { code: 14, bytes: 136, weights: 256, halves: [0] },
 };
 const COPIES_ABOVE_BYTES = 96 << 20; // above this machine's 32 MiB L3
 

@@ -181,6 +181,23 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     results.set(`F32-blocks/${isa}/${threads}`, y);
   });
 
+  // From 24 tokens (8 for 16-bit rows) the formats without a tile product of their own are widened
+  // to floats, 32 rows at a time, for gemm_f32 (ops.c, widens_to_f32) on every path that has one:
+  // the activations stay floats, so the float64 product of the unquantized activations is the
+  // reference, within rounding; the scalar path keeps its row dots on quantized activations.
+  // 37 rows are a chunk of 32 and 5; 30 tokens groups of 6 or 8 and a remainder.
+  const WIDENED = LINEAR_SHAPES.filter(([format]) => !['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_K'].includes(format));
+  test.each(WIDENED)('linear on %s weights [%i, %i] × 30 tokens equals the float64 product (widened to floats past the scalar path)', (format, rows, cols) => {
+    const tokens = 30;
+    const { bytes, weights } = packedRandom(format, rows, cols, rows + cols + 1);
+    const x = gaussian(tokens + 1, tokens * cols);
+    const y = new Float32Array(tokens * rows);
+    addon.linear(NATIVE_FORMAT_CODES[format]!, bytes, rows, cols, x, tokens, y);
+    const activations = isa === 'scalar' ? quantizedActivations(format, x) : Float64Array.from(x);
+    const { y: expected, magnitude } = referenceLinear(weights, rows, cols, activations, tokens);
+    expectWithin(y, expected, (i) => 2e-6 * Math.sqrt(cols) * magnitude[i]! + 1e-6);
+  });
+
   test.each([['Q8_0'], ['Q4_0'], ['Q4_K'], ['F16']] as const)('linearMany on three %s weights of 37, 8 and 21 rows equals each float64 product', (format) => {
     const cols = format === 'Q4_K' ? 512 : 96;
     const tokens = 5;

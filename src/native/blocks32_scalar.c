@@ -4,6 +4,7 @@
  * the minimum (Q4_1, Q5_1) and zero-point (INT4_G128) terms use the activation block's code sum
  * instead of adding them to each weight.
  */
+#include <string.h>
 #include "blocks32.h"
 
 /* Code j of a block of 32 whose 16 code bytes start at q (the fifth bit from qh for Q5). */
@@ -99,34 +100,74 @@ size_t herd_blocks32_row_bytes(int format, int cols) {
   }
 }
 
+/*
+ * A block's 32 codes from its 16 nibble bytes (and the fifth bits in qh where `fifth`), as plain
+ * loops over the 16 bytes that the compiler vectorizes, where nibble() per value it did not: the
+ * dequantizer widens whole matrices for the F32 product (ops.c, widens_to_f32).
+ */
+static void block_codes(const uint8_t *q, uint32_t qh, int fifth, uint8_t *codes) {
+  for (int j = 0; j < 16; j++) {
+    codes[j] = q[j] & 0xf;
+    codes[j + 16] = q[j] >> 4;
+  }
+  if (!fifth) return;
+  /* Each byte of qh spread over eight codes: bit i of `spread` lands in byte i (0 or 1; little-endian, as every target is), then times 16. */
+  for (int i = 0; i < 4; i++) {
+    const uint64_t spread = (((((qh >> (8 * i)) & 0xff) * 0x0101010101010101ULL) & 0x8040201008040201ULL) + 0x7f7f7f7f7f7f7f7fULL) >> 7 & 0x0101010101010101ULL;
+    uint64_t eight;
+    memcpy(&eight, codes + 8 * i, 8);
+    eight |= spread << 4; /* bytes 0..15 plus 16: no carries between bytes */
+    memcpy(codes + 8 * i, &eight, 8);
+  }
+}
+
 /* The 32 weights of one block from its codes (0..31) and a float affine map, rounded once as ggml's dequantize_row_* does. */
 static void affine_block(const uint8_t *block, int format, float *out) {
+  /* The halves read once a block: herd_half_to_float is a call in another file, which the loops would repeat per value. */
+  const float d = herd_half_at(block);
+  uint8_t codes[QK];
   switch (format) {
-    case FMT_Q4_1:
-      for (int j = 0; j < QK; j++) out[j] = (float)nibble(block + 4, j) * herd_half_at(block) + herd_half_at(block + 2);
+    case FMT_Q4_1: {
+      const float m = herd_half_at(block + 2);
+      block_codes(block + 4, 0, 0, codes);
+      for (int j = 0; j < QK; j++) out[j] = (float)codes[j] * d + m;
       return;
+    }
     case FMT_Q5_0:
-      for (int j = 0; j < QK; j++) out[j] = (float)(five_bits(block + 6, herd_u32_at(block + 2), j) - 16) * herd_half_at(block);
+      block_codes(block + 6, herd_u32_at(block + 2), 1, codes);
+      for (int j = 0; j < QK; j++) out[j] = (float)(codes[j] - 16) * d;
       return;
-    case FMT_Q5_1:
-      for (int j = 0; j < QK; j++) out[j] = (float)five_bits(block + 8, herd_u32_at(block + 4), j) * herd_half_at(block) + herd_half_at(block + 2);
+    case FMT_Q5_1: {
+      const float m = herd_half_at(block + 2);
+      block_codes(block + 8, herd_u32_at(block + 4), 1, codes);
+      for (int j = 0; j < QK; j++) out[j] = (float)codes[j] * d + m;
       return;
+    }
     default: /* IQ4_NL */
-      for (int j = 0; j < QK; j++) out[j] = herd_half_at(block) * (float)herd_iq4_levels[nibble(block + 2, j)];
+      block_codes(block + 2, 0, 0, codes);
+      for (int j = 0; j < QK; j++) out[j] = d * (float)herd_iq4_levels[codes[j]];
   }
 }
 
 void herd_blocks32_dequantize_row(int format, const uint8_t *row, int cols, float *out) {
   if (format == FMT_IQ4_XS) {
     for (int b = 0; b < cols / QK_K; b++, row += IQ4_XS_BYTES) {
+      const float d = herd_half_at(row);
       for (int sub = 0; sub < QK_K / QK; sub++) {
-        const float scale = herd_half_at(row) * (float)herd_iq4_xs_scale(row, sub);
-        for (int j = 0; j < QK; j++) *out++ = scale * (float)herd_iq4_levels[nibble(row + 8 + 16 * sub, j)];
+        const float scale = d * (float)herd_iq4_xs_scale(row, sub);
+        uint8_t codes[QK];
+        block_codes(row + 8 + 16 * sub, 0, 0, codes);
+        for (int j = 0; j < QK; j++) *out++ = scale * (float)herd_iq4_levels[codes[j]];
       }
     }
   } else if (format == FMT_INT4_G128) {
     for (int g = 0; g < cols / INT4_GROUP; g++, row += INT4_G128_BYTES) {
-      for (int j = 0; j < INT4_GROUP; j++) *out++ = (float)(nibble(row + 4 + 16 * (j / QK), j % QK) - row[2]) * herd_half_at(row);
+      const float scale = herd_half_at(row);
+      for (int sub = 0; sub < INT4_GROUP / QK; sub++) {
+        uint8_t codes[QK];
+        block_codes(row + 4 + 16 * sub, 0, 0, codes);
+        for (int j = 0; j < QK; j++) *out++ = (float)(codes[j] - row[2]) * scale;
+      }
     }
   } else {
     const size_t block_bytes = herd_blocks32_row_bytes(format, QK);

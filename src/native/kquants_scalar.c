@@ -143,9 +143,9 @@ size_t herd_kquant_block_bytes(int format) {
 static void dequantize_block(int format, const uint8_t *w, float *out) {
   unpacked_block u;
   unpack(format, w, &u);
-  for (int i = 0; i < QK_K; i++) {
-    const int g = i / KQ_GROUP;
-    out[i] = (u.d * (float)u.scale[g]) * (float)u.q[i] - u.dmin * (float)u.min[g];
+  for (int g = 0; g < QK_K / KQ_GROUP; g++) {
+    const float scale = u.d * (float)u.scale[g], min = u.dmin * (float)u.min[g];
+    for (int i = KQ_GROUP * g; i < KQ_GROUP * (g + 1); i++) out[i] = scale * (float)u.q[i] - min;
   }
 }
 
