@@ -121,6 +121,16 @@ static void block_codes(const uint8_t *q, uint32_t qh, int fifth, uint8_t *codes
   }
 }
 
+/* An IQ4 block's 32 weights: its 16 levels scaled once (the same products), then looked up by code. */
+static void iq4_block(const uint8_t *q, float scale, float *out) {
+  float levels[16];
+  for (int i = 0; i < 16; i++) levels[i] = scale * (float)herd_iq4_levels[i];
+  for (int j = 0; j < 16; j++) {
+    out[j] = levels[q[j] & 0xf];
+    out[j + 16] = levels[q[j] >> 4];
+  }
+}
+
 /* The 32 weights of one block from its codes (0..31) and a float affine map, rounded once as ggml's dequantize_row_* does. */
 static void affine_block(const uint8_t *block, int format, float *out) {
   /* The halves read once a block: herd_half_to_float is a call in another file, which the loops would repeat per value. */
@@ -144,8 +154,7 @@ static void affine_block(const uint8_t *block, int format, float *out) {
       return;
     }
     default: /* IQ4_NL */
-      block_codes(block + 2, 0, 0, codes);
-      for (int j = 0; j < QK; j++) out[j] = d * (float)herd_iq4_levels[codes[j]];
+      iq4_block(block + 2, d, out);
   }
 }
 
@@ -155,9 +164,8 @@ void herd_blocks32_dequantize_row(int format, const uint8_t *row, int cols, floa
       const float d = herd_half_at(row);
       for (int sub = 0; sub < QK_K / QK; sub++) {
         const float scale = d * (float)herd_iq4_xs_scale(row, sub);
-        uint8_t codes[QK];
-        block_codes(row + 8 + 16 * sub, 0, 0, codes);
-        for (int j = 0; j < QK; j++) *out++ = scale * (float)herd_iq4_levels[codes[j]];
+        iq4_block(row + 8 + 16 * sub, scale, out);
+        out += QK;
       }
     }
   } else if (format == FMT_INT4_G128) {
