@@ -6,21 +6,34 @@
  * sums (Σ scale·offset·Σx), as llama.cpp's AVX2 kernels do with bsums.
  */
 
-/* Lanes 0..3 of a dot_u8_i8 result cover bytes 0..15 (the first group), lanes 4..7 bytes 16..31: each times its group's scale. */
-static inline __m256i scale_groups(__m256i products, int first, int second) {
-  return _mm256_mullo_epi32(products, _mm256_set_m128i(_mm_set1_epi32(second), _mm_set1_epi32(first)));
+/*
+ * A super-block's 16 group scales as int16, the 8 of half h (groups 8h..8h + 7) in both 128-bit
+ * lanes, built once a super-block; pair_scales then picks a vector's two groups with one shuffle
+ * where setting them from two integers took five instructions per 32 weights.
+ */
+static inline __m256i half_scales16(__m128i scales, int h) {
+  return _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(h ? _mm_srli_si128(scales, 8) : scales));
+}
+
+/* Group 2i's scale in every int16 of lanes 0..3 (bytes 0..15 of a code vector), group 2i + 1's in lanes 4..7. */
+static inline __m256i pair_scales(__m256i half16, int i) {
+  const char a = (char)(4 * i), b = (char)(4 * i + 2);
+  const __m256i pick = _mm256_setr_epi8(a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1, a, a + 1,
+                                        b, b + 1, b, b + 1, b, b + 1, b, b + 1, b, b + 1, b, b + 1, b, b + 1, b, b + 1);
+  return _mm256_shuffle_epi8(half16, pick);
 }
 
 /*
- * dot_u8_i8 with lanes 0..3 times `first` and lanes 4..7 times `second` (two groups of 16). Where
- * dot_u8_i8 is pmaddubsw then pmaddwd by ones (AVX2), the scales ride in that pmaddwd instead
- * (llama.cpp's AVX2 form): one vpmulld less per 32 weights. The same integers either way.
+ * dot_u8_i8 with lanes 0..3 times one group's scale and lanes 4..7 times the next's (pair_scales:
+ * each int16 of a lane holds it). Where dot_u8_i8 is pmaddubsw then pmaddwd by ones (AVX2), the
+ * scales ride in that pmaddwd instead (llama.cpp's AVX2 form); the vpdpbusd paths multiply the
+ * int32 sums. The same integers either way.
  */
-static inline __m256i scaled_dot_u8_i8(__m256i u, __m256i s, int first, int second) {
+static inline __m256i scaled_dot_u8_i8(__m256i u, __m256i s, __m256i scales16) {
 #if HERD_PATH == HERD_AVX2
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set_m128i(_mm_set1_epi16((short)second), _mm_set1_epi16((short)first)));
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), scales16);
 #else
-  return scale_groups(dot_u8_i8(u, s), first, second);
+  return _mm256_mullo_epi32(dot_u8_i8(u, s), _mm256_srai_epi32(scales16, 16));
 #endif
 }
 
@@ -30,14 +43,17 @@ static inline __m256i where_bit(__m256i bits, int mask, int value) {
   return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(bits, m), m), _mm256_set1_epi8((char)value));
 }
 
-/* An integer subtracted from a vector of int32 sums before they are added up (in its first lane). */
-static inline __m256i minus_offset(__m256i sums, int32_t offset) { return _mm256_sub_epi32(sums, _mm256_set_epi32(0, 0, 0, 0, 0, 0, 0, offset)); }
-
-/* Σ_g c_g·xs[g] over the 16 groups: c as 16 signed bytes (scales or minimums), xs the activations' sums of 16. */
-static inline int32_t dot_group_sums(__m128i c, const int32_t *xs) {
+/* c_g·xs[g] for the 16 groups in eight int32 lanes (two groups a lane): c as 16 signed bytes (scales or minimums), xs the activations' sums of 16. */
+static inline __m256i group_sum_products(__m128i c, const int32_t *xs) {
   const __m256i low = _mm256_mullo_epi32(_mm256_cvtepi8_epi32(c), _mm256_loadu_si256((const __m256i *)xs));
   const __m256i high = _mm256_mullo_epi32(_mm256_cvtepi8_epi32(_mm_srli_si128(c, 8)), _mm256_loadu_si256((const __m256i *)(xs + 8)));
-  __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(_mm256_add_epi32(low, high)), _mm256_extracti128_si256(_mm256_add_epi32(low, high), 1));
+  return _mm256_add_epi32(low, high);
+}
+
+/* Σ_g c_g·xs[g] over the 16 groups. */
+static inline int32_t dot_group_sums(__m128i c, const int32_t *xs) {
+  const __m256i both = group_sum_products(c, xs);
+  __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(both), _mm256_extracti128_si256(both, 1));
   sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0x4e));
   return _mm_cvtsi128_si32(_mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0xb1)));
 }
@@ -67,7 +83,9 @@ static inline __m256i q6_k_products(const uint8_t *w, const int8_t *x, const int
   const int8_t *sc = (const int8_t *)(w + 192);
   const __m256i low4 = _mm256_set1_epi8(0xf), top2 = _mm256_set1_epi8(0x30);
   __m256i sums = _mm256_setzero_si256();
+  const __m128i scales = _mm_loadu_si128((const __m128i *)sc);
   for (int h = 0; h < 2; h++) {
+    const __m256i half16 = half_scales16(scales, h);
     const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h)), ql1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
     const __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
     /* Code i of each byte position: its nibble, and bits 2i..2i+1 of qh moved to bits 4..5 (16-bit shifts, masked per byte). */
@@ -79,10 +97,11 @@ static inline __m256i q6_k_products(const uint8_t *w, const int8_t *x, const int
     };
     for (int i = 0; i < 4; i++) {
       const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + 128 * h + 32 * i));
-      sums = _mm256_add_epi32(sums, scaled_dot_u8_i8(codes[i], xv, sc[8 * h + 2 * i], sc[8 * h + 2 * i + 1]));
+      sums = _mm256_add_epi32(sums, scaled_dot_u8_i8(codes[i], xv, pair_scales(half16, i)));
     }
   }
-  return minus_offset(sums, 32 * dot_group_sums(_mm_loadu_si128((const __m128i *)sc), xs));
+  /* Less the codes' offset 32 times Σ scale·Σx, lane by lane: the lanes are summed later anyway. */
+  return _mm256_sub_epi32(sums, _mm256_slli_epi32(group_sum_products(scales, xs), 5));
 }
 
 static inline __m256i q5_k_products(const uint8_t *w, const int8_t *x, const int32_t *xs, int32_t *mins) {
@@ -98,8 +117,9 @@ static inline __m256i q5_k_products(const uint8_t *w, const int8_t *x, const int
     const __m256i codes = _mm256_loadu_si256((const __m256i *)(w + 48 + 16 * j));
     const __m256i first = _mm256_or_si256(_mm256_and_si256(codes, low4), where_bit(qh, 1 << j, 16));
     const __m256i second = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(codes, 4), low4), where_bit(qh, 1 << (j + 1), 16));
-    sums = _mm256_add_epi32(sums, scaled_dot_u8_i8(first, _mm256_loadu_si256((const __m256i *)(x + 32 * j)), sc[j], sc[j]));
-    sums = _mm256_add_epi32(sums, scaled_dot_u8_i8(second, _mm256_loadu_si256((const __m256i *)(x + 32 * j + 32)), sc[j + 1], sc[j + 1]));
+    /* One scale for the whole vector (a sub-block of 32 is both its groups of 16). */
+    sums = _mm256_add_epi32(sums, scaled_dot_u8_i8(first, _mm256_loadu_si256((const __m256i *)(x + 32 * j)), _mm256_set1_epi16((short)sc[j])));
+    sums = _mm256_add_epi32(sums, scaled_dot_u8_i8(second, _mm256_loadu_si256((const __m256i *)(x + 32 * j + 32)), _mm256_set1_epi16((short)sc[j + 1])));
   }
   return sums;
 }
@@ -117,34 +137,32 @@ static inline __m128i q3k_scale_vector(const uint8_t *packed) {
 static inline __m256i q3_k_products(const uint8_t *w, const int8_t *x, const int32_t *xs, int32_t *mins) {
   (void)mins;
   const __m128i scales = q3k_scale_vector(w + 96);
-  int8_t sc[16];
-  _mm_storeu_si128((__m128i *)sc, scales);
-  const int32_t offset = dot_group_sums(scales, xs);
   const __m256i low2 = _mm256_set1_epi8(3), hmask = _mm256_loadu_si256((const __m256i *)w);
   __m256i sums = _mm256_setzero_si256();
   for (int h = 0; h < 2; h++) {
-    const __m256i qs = _mm256_loadu_si256((const __m256i *)(w + 32 + 32 * h));
+    const __m256i qs = _mm256_loadu_si256((const __m256i *)(w + 32 + 32 * h)), half16 = half_scales16(scales, h);
     for (int i = 0; i < 4; i++) {
       /* q + 4 (0..7): the two low bits, plus 4 where the hmask bit is set. */
       const __m256i low = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * i), low2);
       const __m256i codes = _mm256_or_si256(low, where_bit(hmask, 1 << (4 * h + i), 4));
       const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + 128 * h + 32 * i));
-      sums = _mm256_add_epi32(sums, scaled_dot_u8_i8(codes, xv, sc[8 * h + 2 * i], sc[8 * h + 2 * i + 1]));
+      sums = _mm256_add_epi32(sums, scaled_dot_u8_i8(codes, xv, pair_scales(half16, i)));
     }
   }
-  return minus_offset(sums, 4 * offset);
+  return _mm256_sub_epi32(sums, _mm256_slli_epi32(group_sum_products(scales, xs), 2)); /* less the offset 4 times Σ scale·Σx */
 }
 
 static inline __m256i q2_k_products(const uint8_t *w, const int8_t *x, const int32_t *xs, int32_t *mins) {
-  *mins = dot_group_sums(_mm_and_si128(_mm_srli_epi16(_mm_loadu_si128((const __m128i *)w), 4), _mm_set1_epi8(0xf)), xs);
+  const __m128i packed = _mm_loadu_si128((const __m128i *)w), low4 = _mm_set1_epi8(0xf);
+  *mins = dot_group_sums(_mm_and_si128(_mm_srli_epi16(packed, 4), low4), xs);
+  const __m128i scales = _mm_and_si128(packed, low4);
   const __m256i low2 = _mm256_set1_epi8(3);
   __m256i sums = _mm256_setzero_si256();
   for (int h = 0; h < 2; h++) {
-    const __m256i qs = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * h));
+    const __m256i qs = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * h)), half16 = half_scales16(scales, h);
     for (int i = 0; i < 4; i++) {
       const __m256i codes = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * i), low2);
-      const int g = 8 * h + 2 * i;
-      sums = _mm256_add_epi32(sums, scaled_dot_u8_i8(codes, _mm256_loadu_si256((const __m256i *)(x + 128 * h + 32 * i)), w[g] & 0xf, w[g + 1] & 0xf));
+      sums = _mm256_add_epi32(sums, scaled_dot_u8_i8(codes, _mm256_loadu_si256((const __m256i *)(x + 128 * h + 32 * i)), pair_scales(half16, i)));
     }
   }
   return sums;
