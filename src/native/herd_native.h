@@ -17,7 +17,9 @@ enum herd_format {
   FMT_Q4_K_R16 = 17,
   FMT_Q6_K_R16 = 18,
   /* Q8_0 repacked likewise (repack.h): one stream of weights for decode instead of one per row of a tile. */
-  FMT_Q8_0_R16 = 19
+  FMT_Q8_0_R16 = 19,
+  /* Q5_K repacked likewise (repack.h), on the paths with a SIMD product on it. */
+  FMT_Q5_K_R16 = 20
 };
 
 #define QK 32      /* weights per Q8_0 / Q4_0 block, and per Q4_K sub-block */
@@ -94,6 +96,8 @@ typedef struct {
   void (*gemm_q4_k_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   /* Q6_K on Q8_K activations with sums of every 16 codes. */
   void (*gemm_q6_k_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+  /* Q5_K on Q8_K activations with sums of every 16 codes (the row dots' form). */
+  void (*gemm_q5_k_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   /* Q8_0 on Q8_0 activations with sums of every 32 codes. */
   void (*gemm_q8_0_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   /*

@@ -862,6 +862,106 @@ static void gemm_q4_k_r16(const uint8_t *w, size_t row_bytes, int rows, const qu
   if (grouped < rows) gemm_q4_k(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
 }
 
+/* Bit j of every byte of a qh chunk as 16, the fifth bit of sub-block j's codes: one mask and one shift within each byte. */
+static inline ivec fifth_bits(ivec qh, int j) {
+  const ivec bit = iand(qh, VEC(set1_epi8)((char)(1 << j)));
+  return j < 4 ? VEC(slli_epi16)(bit, 4 - j) : VEC(srli_epi16)(bit, j - 4);
+}
+
+/*
+ * Repacked Q5_K (repack.h): tile_k16's Q4_K product, each code's fifth bit from the qh chunks
+ * (loaded once a super-block, bit j for sub-block j). Codes reach 31, so on AVX2 a sub-block's
+ * pmaddubsw add in int16 four at a time (at most 4 · 2 · 31 · 127 = 31,496 a lane), each four
+ * then one pmaddwd by the scale, where Q4_K's eight add before one. The activations are Q8_K with
+ * sums of 16, as the row dots take them (the rows past a whole group): a sub-block's minimum
+ * meets the sum of its two.
+ */
+static ALWAYS_INLINE void tile_q5kr(const uint8_t *group, int first_half, const int H, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
+  const int nb = cols / QK_K;
+  fvec acc[R16_HALVES][K16_TOKENS];
+  for (int h = 0; h < H; h++)
+    for (int t = 0; t < T; t++) acc[h][t] = fzero();
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *block = group + (size_t)b * Q5R_BLOCK_BYTES;
+    for (int h = 0; h < H; h++) {
+      const int half = first_half + h;
+      const fvec d = k16_halves(block + K16_D, half), dmin = k16_halves(block + K16_DMIN, half);
+      ivec sc[2], m[2], qh[8];
+      k16_scales_mins(block, half, sc, m);
+      for (int c = 0; c < 8; c++) qh[c] = r16_bytes(block + Q5R_QH(c, 0) + 32 * half);
+#if HERD_PATH == HERD_AVX2
+      ivec blocks[K16_TOKENS];
+      for (int t = 0; t < T; t++) blocks[t] = izero();
+#else
+      fvec dsc[8];
+      for (int j = 0; j < 8; j++) dsc[j] = VEC(mul_ps)(d, to_float(iand(VEC(srli_epi32)(sc[j / 4], 8 * (j % 4)), iset1(0xff))));
+      fvec blocks[K16_TOKENS];
+      for (int t = 0; t < T; t++) blocks[t] = fzero();
+#endif
+      const ivec mins[4] = {iand(m[0], iset1(0x00ff00ff)), iand(VEC(srli_epi32)(m[0], 8), iset1(0x00ff00ff)),
+                            iand(m[1], iset1(0x00ff00ff)), iand(VEC(srli_epi32)(m[1], 8), iset1(0x00ff00ff))};
+      for (int j = 0; j < 8; j++) {
+        /* A super-block of 16 rows is 44 cache lines: the one after next comes in six lines per sub-block. */
+        if (h == 0)
+          for (int line = 6 * j; line < 6 * j + 6 && line < Q5R_BLOCK_BYTES / 64; line++)
+            _mm_prefetch((const char *)block + 2 * Q5R_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
+        ivec codes[8];
+        for (int c = 0; c < 8; c++) {
+          const ivec bytes = r16_bytes(block + Q5R_CHUNK(j / 2, c, 0) + 32 * half);
+          codes[c] = ior(low_nibbles(j & 1 ? VEC(srli_epi16)(bytes, 4) : bytes), fifth_bits(qh[c], j));
+        }
+#if HERD_PATH == HERD_AVX2
+        const ivec scale = iand(VEC(srli_epi32)(sc[j / 4], 8 * (j % 4)), iset1(0xff)), scale16 = ior(scale, VEC(slli_epi32)(scale, 16));
+        for (int t = 0; t < T; t++) {
+          const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 32 * j;
+          ivec low = maddubs(codes[0], broadcast4(xc)), high = maddubs(codes[4], broadcast4(xc + 16));
+          for (int c = 1; c < 4; c++) {
+            low = _mm256_add_epi16(low, maddubs(codes[c], broadcast4(xc + 4 * c)));
+            high = _mm256_add_epi16(high, maddubs(codes[c + 4], broadcast4(xc + 16 + 4 * c)));
+          }
+          blocks[t] = _mm256_add_epi32(blocks[t], _mm256_add_epi32(_mm256_madd_epi16(low, scale16), _mm256_madd_epi16(high, scale16)));
+        }
+#else
+        for (int t = 0; t < T; t++) {
+          const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 32 * j;
+          ivec sum = izero();
+          for (int c = 0; c < 8; c++) sum = dpbusd(sum, codes[c], broadcast4(xc + 4 * c));
+          blocks[t] = fmadd(to_float(sum), dsc[j], blocks[t]);
+        }
+#endif
+      }
+      for (int t = 0; t < T; t++) {
+        const int32_t *xs16 = x->sums + (size_t)t * (cols / KQ_GROUP) + (size_t)b * (QK_K / KQ_GROUP);
+        int32_t xs[8];
+        for (int j = 0; j < 8; j++) xs[j] = xs16[2 * j] + xs16[2 * j + 1];
+        ivec minsum = izero();
+        for (int k = 0; k < 2; k++) {
+          minsum = dpwssd(minsum, mins[2 * k], broadcast_pair(xs[4 * k], xs[4 * k + 2]));
+          minsum = dpwssd(minsum, mins[2 * k + 1], broadcast_pair(xs[4 * k + 1], xs[4 * k + 3]));
+        }
+        const fvec xd = fbroadcast(x->scales[(size_t)t * nb + b]);
+#if HERD_PATH == HERD_AVX2
+        acc[h][t] = fmadd(to_float(blocks[t]), VEC(mul_ps)(d, xd), acc[h][t]);
+#else
+        acc[h][t] = fmadd(blocks[t], xd, acc[h][t]);
+#endif
+        acc[h][t] = VEC(fnmadd_ps)(to_float(minsum), VEC(mul_ps)(dmin, xd), acc[h][t]);
+      }
+    }
+  }
+  STORE_HALVES(acc, H, T);
+}
+
+static void gemm_q5_k_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+#define TILE(HALF, H, T) tile_q5kr(group, HALF, H, &xt, cols, yt, y_stride, T)
+  GROUP_LOOPS(TILE, K16_TOKENS, QK_K, KQ_GROUP)
+#undef TILE
+  for (int r = grouped; r < rows; r++)
+    for (int t = 0; t < tokens; t++)
+      y[(size_t)t * y_stride + r] = dot_q5_k(w + (size_t)r * row_bytes, x->codes + (size_t)t * cols, x->scales + (size_t)t * (cols / QK_K),
+                                             x->sums + (size_t)t * (cols / KQ_GROUP), cols / QK_K);
+}
+
 /*
  * Repacked Q6_K: per super-block and token one int32 sum per row, Σ_g scale_g · (codes · x)_g
  * with the codes unsigned (q + 32), less 32 · Σ_g scale_g · Σx_g (int16 pairs of scales and of
@@ -1353,6 +1453,7 @@ const herd_kernels HERD_TABLE = {
     .gemm_q4_0_r16 = gemm_q4_0_r16,
     .gemm_q4_k_r16 = gemm_q4_k_r16,
     .gemm_q6_k_r16 = gemm_q6_k_r16,
+    .gemm_q5_k_r16 = gemm_q5_k_r16,
     .gemm_q8_0_r16 = gemm_q8_0_r16,
     .attend_scores = attend_scores,
     .exp_shifted = exp_shifted,

@@ -37,10 +37,10 @@ static inline __m256i scaled_dot_u8_i8(__m256i u, __m256i s, __m256i scales16) {
 #endif
 }
 
-/* `value` in the bytes of `bits` whose bit `mask` is set, else 0. */
-static inline __m256i where_bit(__m256i bits, int mask, int value) {
-  const __m256i m = _mm256_set1_epi8((char)mask);
-  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(bits, m), m), _mm256_set1_epi8((char)value));
+/* Bit `from` of each byte of `bits` moved to bit `to` (a fifth or third code bit), the others 0: one mask and one shift within each byte. */
+static inline __m256i bit_moved(__m256i bits, int from, int to) {
+  const __m256i bit = _mm256_and_si256(bits, _mm256_set1_epi8((char)(1 << from)));
+  return from < to ? _mm256_slli_epi16(bit, to - from) : _mm256_srli_epi16(bit, from - to);
 }
 
 /* c_g·xs[g] for the 16 groups in eight int32 lanes (two groups a lane): c as 16 signed bytes (scales or minimums), xs the activations' sums of 16. */
@@ -115,8 +115,8 @@ static inline __m256i q5_k_products(const uint8_t *w, const int8_t *x, const int
   for (int j = 0; j < 8; j += 2) {
     /* Sub-blocks j and j + 1: the low and high nibbles of 32 bytes, each with its bit of qh as 16. */
     const __m256i codes = _mm256_loadu_si256((const __m256i *)(w + 48 + 16 * j));
-    const __m256i first = _mm256_or_si256(_mm256_and_si256(codes, low4), where_bit(qh, 1 << j, 16));
-    const __m256i second = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(codes, 4), low4), where_bit(qh, 1 << (j + 1), 16));
+    const __m256i first = _mm256_or_si256(_mm256_and_si256(codes, low4), bit_moved(qh, j, 4));
+    const __m256i second = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(codes, 4), low4), bit_moved(qh, j + 1, 4));
     /* One scale for the whole vector (a sub-block of 32 is both its groups of 16). */
     sums = _mm256_add_epi32(sums, scaled_dot_u8_i8(first, _mm256_loadu_si256((const __m256i *)(x + 32 * j)), _mm256_set1_epi16((short)sc[j])));
     sums = _mm256_add_epi32(sums, scaled_dot_u8_i8(second, _mm256_loadu_si256((const __m256i *)(x + 32 * j + 32)), _mm256_set1_epi16((short)sc[j + 1])));
@@ -144,7 +144,7 @@ static inline __m256i q3_k_products(const uint8_t *w, const int8_t *x, const int
     for (int i = 0; i < 4; i++) {
       /* q + 4 (0..7): the two low bits, plus 4 where the hmask bit is set. */
       const __m256i low = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * i), low2);
-      const __m256i codes = _mm256_or_si256(low, where_bit(hmask, 1 << (4 * h + i), 4));
+      const __m256i codes = _mm256_or_si256(low, bit_moved(hmask, 4 * h + i, 2));
       const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + 128 * h + 32 * i));
       sums = _mm256_add_epi32(sums, scaled_dot_u8_i8(codes, xv, pair_scales(half16, i)));
     }

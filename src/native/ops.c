@@ -25,6 +25,7 @@ size_t herd_row_bytes(int format, int cols) {
     case FMT_Q3_K:
     case FMT_Q2_K: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * herd_kquant_block_bytes(format);
     case FMT_Q6_K_R16: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * Q6_K_BYTES;
+    case FMT_Q5_K_R16: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * Q5_K_BYTES;
     default: return herd_blocks32_row_bytes(format, cols);
   }
 }
@@ -154,6 +155,7 @@ static void (*gemm_of(const herd_kernels *k, int format))(const uint8_t *, size_
     case FMT_Q4_0_R16: return k->gemm_q4_0_r16;
     case FMT_Q4_K_R16: return k->gemm_q4_k_r16;
     case FMT_Q6_K_R16: return k->gemm_q6_k_r16;
+    case FMT_Q5_K_R16: return k->gemm_q5_k_r16;
     case FMT_Q8_0_R16: return k->gemm_q8_0_r16;
     default: return NULL;
   }
@@ -165,7 +167,7 @@ static void quantize_token(const linear_job *job, int t) {
   const float *row = job->x + (size_t)t * cols;
   int8_t *codes = job->codes + (size_t)t * cols;
   float *k_scales = job->scales + (size_t)t * (cols / QK_K);
-  if (herd_kquant_block_bytes(job->format) || job->format == FMT_Q6_K_R16) {
+  if (herd_kquant_block_bytes(job->format) || job->format == FMT_Q6_K_R16 || job->format == FMT_Q5_K_R16) {
     herd_quantize_q8_k16(row, cols, codes, k_scales, job->sums + (size_t)t * (cols / KQ_GROUP));
   } else if (takes_q8_k(job->format)) {
     herd_quantize_q8_k(row, cols, codes, k_scales, job->sums + (size_t)t * (cols / QK));

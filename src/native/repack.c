@@ -1,4 +1,4 @@
-/* The load-time repacking of Q4_0, Q8_0 and the K-quants into row groups (repack.h) and the portable product on it. */
+/* The load-time repacking of Q4_0, Q8_0 and the K-quants (Q4_K, Q5_K, Q6_K) into row groups (repack.h) and the portable product on it. */
 #include <stdlib.h>
 #include <string.h>
 #include "kquants.h"
@@ -52,6 +52,18 @@ static void place_q6_k(uint8_t *out, const uint8_t *block, int r) {
 
 int herd_repack_q6_k_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK_K, Q6_K_BYTES, place_q6_k); }
 
+/* Q5_K: d, dmin, scales[12] as Q4_K's, qh[32], qs[128]. */
+static void place_q5_k(uint8_t *out, const uint8_t *block, int r) {
+  memcpy(out + K16_D + 2 * r, block, 2);
+  memcpy(out + K16_DMIN + 2 * r, block + 2, 2);
+  for (int k = 0; k < 3; k++) memcpy(out + K16_SCALES(k, r), block + 4 + 4 * k, 4);
+  for (int c = 0; c < 8; c++) memcpy(out + Q5R_QH(c, r), block + 16 + 4 * c, 4);
+  for (int p = 0; p < 4; p++)
+    for (int c = 0; c < 8; c++) memcpy(out + Q5R_CHUNK(p, c, r), block + 48 + 32 * p + 4 * c, 4);
+}
+
+int herd_repack_q5_k_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK_K, Q5_K_BYTES, place_q5_k); }
+
 /* Σ (q − 8)·x over block b of row r of a repacked group, as an exact integer. */
 static int32_t block_dot(const uint8_t *block, int r, const int8_t *x) {
   int32_t sum = 0;
@@ -92,6 +104,15 @@ static void unpack_q4_k_row(const uint8_t *block, int r, uint8_t *out) {
     for (int c = 0; c < 8; c++) memcpy(out + 16 + 32 * p + 4 * c, block + K16_CHUNK(p, c, r), 4);
 }
 
+static void unpack_q5_k_row(const uint8_t *block, int r, uint8_t *out) {
+  memcpy(out, block + K16_D + 2 * r, 2);
+  memcpy(out + 2, block + K16_DMIN + 2 * r, 2);
+  for (int k = 0; k < 3; k++) memcpy(out + 4 + 4 * k, block + K16_SCALES(k, r), 4);
+  for (int c = 0; c < 8; c++) memcpy(out + 16 + 4 * c, block + Q5R_QH(c, r), 4);
+  for (int p = 0; p < 4; p++)
+    for (int c = 0; c < 8; c++) memcpy(out + 48 + 32 * p + 4 * c, block + Q5R_CHUNK(p, c, r), 4);
+}
+
 static void unpack_q6_k_row(const uint8_t *block, int r, uint8_t *out) {
   memcpy(out + 208, block + Q6R_D + 2 * r, 2);
   for (int k = 0; k < 4; k++) memcpy(out + 192 + 4 * k, block + Q6R_SCALES(k, r), 4);
@@ -112,6 +133,7 @@ int herd_r16_stored_format(int format) {
     case FMT_Q8_0_R16: return FMT_Q8_0;
     case FMT_Q4_K_R16: return FMT_Q4_K;
     case FMT_Q6_K_R16: return FMT_Q6_K;
+    case FMT_Q5_K_R16: return FMT_Q5_K;
     default: return -1;
   }
 }
@@ -120,6 +142,7 @@ void herd_r16_unpack_row(int format, const uint8_t *block, int r, uint8_t *out) 
   if (format == FMT_Q4_0_R16) unpack_q4_0_row(block, r, out);
   else if (format == FMT_Q8_0_R16) unpack_q8_0_row(block, r, out);
   else if (format == FMT_Q4_K_R16) unpack_q4_k_row(block, r, out);
+  else if (format == FMT_Q5_K_R16) unpack_q5_k_row(block, r, out);
   else unpack_q6_k_row(block, r, out);
 }
 
@@ -153,6 +176,10 @@ static void portable_kquant_r16(const uint8_t *w, size_t row_bytes, int rows, co
 
 void herd_gemm_q4_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
   portable_kquant_r16(w, row_bytes, rows, x, tokens, cols, y, y_stride, Q4_K_BYTES, QK_K / QK, unpack_q4_k_row, herd_kernels_scalar.dot_q4_k);
+}
+
+void herd_gemm_q5_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  portable_kquant_r16(w, row_bytes, rows, x, tokens, cols, y, y_stride, Q5_K_BYTES, QK_K / KQ_GROUP, unpack_q5_k_row, herd_dot_q5_k_scalar);
 }
 
 void herd_gemm_q6_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
