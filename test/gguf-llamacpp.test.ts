@@ -63,6 +63,30 @@ describe.each(FILES)('llama.cpp %s file', (type) => {
     );
   });
 
+  // The native kernels quantize activations to 8 bits for every K-quant, as llama.cpp does, and
+  // compute on the repacked Q8_0, Q4_K, Q5_K and Q6_K layouts (x86; stored rows elsewhere): held
+  // to llama.cpp's own numbers at the same tolerances as the WASM kernels.
+  describe('on herd\'s native kernels (--backend native)', () => {
+    let loaded: LoadedModel;
+    beforeAll(async () => {
+      loaded = await load(fixtureFile(type), 'native');
+    });
+    afterAll(() => loaded.model.dispose());
+
+    test('teacher-forced mean NLL on long_story is within 0.02 nats of llama.cpp\'s', () => {
+      expect(Math.abs(meanNll(loaded, longStory.prompt_ids) - expected.llama_cpp.nll.long_story.mean_nll)).toBeLessThan(0.02);
+    });
+
+    test.each(reference.cases.map((c) => [c.name, c] as const))(
+      `%s: llama.cpp's greedy ids wherever its top-2 gap exceeds ${2 * tolerance.llamaCpp}; logprobs within ${tolerance.llamaCpp} of llama.cpp`,
+      (name, c) => {
+        const againstLlamaCpp = compareSteps(loaded, c.prompt_ids, expected.llama_cpp.cases[name]!, 2 * tolerance.llamaCpp);
+        expect(againstLlamaCpp.argmaxDiffers).toEqual([]);
+        expect(againstLlamaCpp.maxDiff).toBeLessThan(tolerance.llamaCpp);
+      },
+    );
+  });
+
   describe('dequantized at load, float32 (tfjs wasm backend)', () => {
     let loaded: LoadedModel;
     beforeAll(async () => {
