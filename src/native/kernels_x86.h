@@ -779,18 +779,37 @@ static inline void k16_scales_mins(const uint8_t *block, int half, ivec sc[2], i
   m[1] = ior(iand(VEC(srli_epi32)(u2, 4), four), VEC(slli_epi32)(iand(VEC(srli_epi32)(u1, 6), two), 4));
 }
 
-static ALWAYS_INLINE void tile_k16(const uint8_t *group, int first_half, const int H, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
+/* Bit j of every byte of a qh chunk as 16, the fifth bit of Q5_K sub-block j's codes: one mask and one shift within each byte. */
+static inline ivec fifth_bits(ivec qh, int j) {
+  const ivec bit = iand(qh, VEC(set1_epi8)((char)(1 << j)));
+  return j < 4 ? VEC(slli_epi16)(bit, 4 - j) : VEC(srli_epi16)(bit, j - 4);
+}
+
+/*
+ * Repacked Q4_K, or Q5_K where q5 (a compile-time constant): Q5_K's layout is Q4_K's with the qh
+ * chunks between the scales and the nibbles, each code or'ed with its fifth bit (bit j of its qh
+ * chunk for sub-block j). Codes reach 31 there, so on AVX2 a sub-block's pmaddubsw add in int16
+ * four at a time (at most 4 · 2 · 31 · 127 = 31,496 a lane) before each pmaddwd by the scale,
+ * where Q4_K's eight add before one. Q5_K's activations are Q8_K with sums of 16, as its row dots
+ * take them for the rows past a whole group: a sub-block's minimum meets the sum of its two.
+ */
+static ALWAYS_INLINE void tile_k16(const uint8_t *group, int first_half, const int H, const quantized_row *x, int cols, float *y, int y_stride, const int T,
+                                   const int q5) {
   const int nb = cols / QK_K;
+  const size_t block_bytes = q5 ? Q5R_BLOCK_BYTES : K16_BLOCK_BYTES;
+  const int nibbles_at = q5 ? Q5R_CHUNK(0, 0, 0) : K16_CHUNK(0, 0, 0);
   fvec acc[R16_HALVES][K16_TOKENS];
   for (int h = 0; h < H; h++)
     for (int t = 0; t < T; t++) acc[h][t] = fzero();
   for (int b = 0; b < nb; b++) {
-    const uint8_t *block = group + (size_t)b * K16_BLOCK_BYTES;
+    const uint8_t *block = group + (size_t)b * block_bytes;
     for (int h = 0; h < H; h++) {
       const int half = first_half + h;
       const fvec d = k16_halves(block + K16_D, half), dmin = k16_halves(block + K16_DMIN, half);
-      ivec sc[2], m[2];
+      ivec sc[2], m[2], qh[8];
       k16_scales_mins(block, half, sc, m);
+      if (q5)
+        for (int c = 0; c < 8; c++) qh[c] = r16_bytes(block + Q5R_QH(c, 0) + 32 * half);
 #if HERD_PATH == HERD_AVX2
       ivec blocks[K16_TOKENS];
       for (int t = 0; t < T; t++) blocks[t] = izero();
@@ -804,27 +823,34 @@ static ALWAYS_INLINE void tile_k16(const uint8_t *group, int first_half, const i
       const ivec mins[4] = {iand(m[0], iset1(0x00ff00ff)), iand(VEC(srli_epi32)(m[0], 8), iset1(0x00ff00ff)),
                             iand(m[1], iset1(0x00ff00ff)), iand(VEC(srli_epi32)(m[1], 8), iset1(0x00ff00ff))};
       for (int j = 0; j < 8; j++) {
-        /* A super-block of 16 rows is 36 cache lines: the one after next comes in five lines per sub-block (decode reads weights once, from memory). */
+        /* A super-block of 16 rows is 36 cache lines (Q5_K 44): the one after next comes in five (six) lines per sub-block (decode reads weights once, from memory). */
+        const int lines = q5 ? 6 : 5;
         if (h == 0)
-          for (int line = 5 * j; line < 5 * j + 5; line++) _mm_prefetch((const char *)block + 2 * K16_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
+          for (int line = lines * j; line < lines * (j + 1); line++) _mm_prefetch((const char *)block + 2 * block_bytes + 64 * line, _MM_HINT_T0);
         ivec codes[8];
         for (int c = 0; c < 8; c++) {
-          const ivec bytes = r16_bytes(block + K16_CHUNK(j / 2, c, 0) + 32 * half);
+          const ivec bytes = r16_bytes(block + nibbles_at + 64 * (8 * (j / 2) + c) + 32 * half);
           codes[c] = low_nibbles(j & 1 ? VEC(srli_epi16)(bytes, 4) : bytes);
+          if (q5) codes[c] = ior(codes[c], fifth_bits(qh[c], j));
         }
 #if HERD_PATH == HERD_AVX2
         /*
          * Without vpdpbusd, the sub-block's eight pmaddubsw stay int16 (each lane at most 8 · 2 ·
-         * 15 · 127 = 30,480) and one pmaddwd applies the sub-block's scale (≤ 63, in both int16
-         * halves of the row's lane): the super-block sums in int32, so a token costs 17 integer
-         * operations a sub-block instead of 24 and a float conversion.
+         * 15 · 127 = 30,480; Q5_K's four at a time) and one pmaddwd applies the sub-block's scale
+         * (≤ 63, in both int16 halves of the row's lane): the super-block sums in int32, so a token
+         * costs 17 integer operations a sub-block instead of 24 and a float conversion.
          */
         const ivec scale = iand(VEC(srli_epi32)(sc[j / 4], 8 * (j % 4)), iset1(0xff)), scale16 = ior(scale, VEC(slli_epi32)(scale, 16));
         for (int t = 0; t < T; t++) {
           const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 32 * j;
-          ivec pairs = maddubs(codes[0], broadcast4(xc));
-          for (int c = 1; c < 8; c++) pairs = _mm256_add_epi16(pairs, maddubs(codes[c], broadcast4(xc + 4 * c)));
-          blocks[t] = _mm256_add_epi32(blocks[t], _mm256_madd_epi16(pairs, scale16));
+          ivec low = maddubs(codes[0], broadcast4(xc)), high = maddubs(codes[4], broadcast4(xc + 16));
+          for (int c = 1; c < 4; c++) {
+            low = _mm256_add_epi16(low, maddubs(codes[c], broadcast4(xc + 4 * c)));
+            high = _mm256_add_epi16(high, maddubs(codes[c + 4], broadcast4(xc + 16 + 4 * c)));
+          }
+          const ivec products = q5 ? _mm256_add_epi32(_mm256_madd_epi16(low, scale16), _mm256_madd_epi16(high, scale16))
+                                   : _mm256_madd_epi16(_mm256_add_epi16(low, high), scale16);
+          blocks[t] = _mm256_add_epi32(blocks[t], products);
         }
 #else
         for (int t = 0; t < T; t++) {
@@ -836,7 +862,14 @@ static ALWAYS_INLINE void tile_k16(const uint8_t *group, int first_half, const i
 #endif
       }
       for (int t = 0; t < T; t++) {
+        /* The activations' sum of each sub-block of 32: Q4_K's as quantized, Q5_K's from its two sums of 16. */
+        int32_t pairs[8];
         const int32_t *xs = x->sums + (size_t)t * (cols / QK) + (size_t)b * 8;
+        if (q5) {
+          const int32_t *xs16 = x->sums + (size_t)t * (cols / KQ_GROUP) + (size_t)b * (QK_K / KQ_GROUP);
+          for (int j = 0; j < 8; j++) pairs[j] = xs16[2 * j] + xs16[2 * j + 1];
+          xs = pairs;
+        }
         ivec minsum = izero();
         for (int k = 0; k < 2; k++) {
           minsum = dpwssd(minsum, mins[2 * k], broadcast_pair(xs[4 * k], xs[4 * k + 2]));
@@ -856,104 +889,14 @@ static ALWAYS_INLINE void tile_k16(const uint8_t *group, int first_half, const i
 }
 
 static void gemm_q4_k_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-#define TILE(HALF, H, T) tile_k16(group, HALF, H, &xt, cols, yt, y_stride, T)
+#define TILE(HALF, H, T) tile_k16(group, HALF, H, &xt, cols, yt, y_stride, T, 0)
   GROUP_LOOPS(TILE, K16_TOKENS, QK_K, QK)
 #undef TILE
   if (grouped < rows) gemm_q4_k(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
 }
 
-/* Bit j of every byte of a qh chunk as 16, the fifth bit of sub-block j's codes: one mask and one shift within each byte. */
-static inline ivec fifth_bits(ivec qh, int j) {
-  const ivec bit = iand(qh, VEC(set1_epi8)((char)(1 << j)));
-  return j < 4 ? VEC(slli_epi16)(bit, 4 - j) : VEC(srli_epi16)(bit, j - 4);
-}
-
-/*
- * Repacked Q5_K (repack.h): tile_k16's Q4_K product, each code's fifth bit from the qh chunks
- * (loaded once a super-block, bit j for sub-block j). Codes reach 31, so on AVX2 a sub-block's
- * pmaddubsw add in int16 four at a time (at most 4 · 2 · 31 · 127 = 31,496 a lane), each four
- * then one pmaddwd by the scale, where Q4_K's eight add before one. The activations are Q8_K with
- * sums of 16, as the row dots take them (the rows past a whole group): a sub-block's minimum
- * meets the sum of its two.
- */
-static ALWAYS_INLINE void tile_q5kr(const uint8_t *group, int first_half, const int H, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
-  const int nb = cols / QK_K;
-  fvec acc[R16_HALVES][K16_TOKENS];
-  for (int h = 0; h < H; h++)
-    for (int t = 0; t < T; t++) acc[h][t] = fzero();
-  for (int b = 0; b < nb; b++) {
-    const uint8_t *block = group + (size_t)b * Q5R_BLOCK_BYTES;
-    for (int h = 0; h < H; h++) {
-      const int half = first_half + h;
-      const fvec d = k16_halves(block + K16_D, half), dmin = k16_halves(block + K16_DMIN, half);
-      ivec sc[2], m[2], qh[8];
-      k16_scales_mins(block, half, sc, m);
-      for (int c = 0; c < 8; c++) qh[c] = r16_bytes(block + Q5R_QH(c, 0) + 32 * half);
-#if HERD_PATH == HERD_AVX2
-      ivec blocks[K16_TOKENS];
-      for (int t = 0; t < T; t++) blocks[t] = izero();
-#else
-      fvec dsc[8];
-      for (int j = 0; j < 8; j++) dsc[j] = VEC(mul_ps)(d, to_float(iand(VEC(srli_epi32)(sc[j / 4], 8 * (j % 4)), iset1(0xff))));
-      fvec blocks[K16_TOKENS];
-      for (int t = 0; t < T; t++) blocks[t] = fzero();
-#endif
-      const ivec mins[4] = {iand(m[0], iset1(0x00ff00ff)), iand(VEC(srli_epi32)(m[0], 8), iset1(0x00ff00ff)),
-                            iand(m[1], iset1(0x00ff00ff)), iand(VEC(srli_epi32)(m[1], 8), iset1(0x00ff00ff))};
-      for (int j = 0; j < 8; j++) {
-        /* A super-block of 16 rows is 44 cache lines: the one after next comes in six lines per sub-block. */
-        if (h == 0)
-          for (int line = 6 * j; line < 6 * j + 6 && line < Q5R_BLOCK_BYTES / 64; line++)
-            _mm_prefetch((const char *)block + 2 * Q5R_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
-        ivec codes[8];
-        for (int c = 0; c < 8; c++) {
-          const ivec bytes = r16_bytes(block + Q5R_CHUNK(j / 2, c, 0) + 32 * half);
-          codes[c] = ior(low_nibbles(j & 1 ? VEC(srli_epi16)(bytes, 4) : bytes), fifth_bits(qh[c], j));
-        }
-#if HERD_PATH == HERD_AVX2
-        const ivec scale = iand(VEC(srli_epi32)(sc[j / 4], 8 * (j % 4)), iset1(0xff)), scale16 = ior(scale, VEC(slli_epi32)(scale, 16));
-        for (int t = 0; t < T; t++) {
-          const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 32 * j;
-          ivec low = maddubs(codes[0], broadcast4(xc)), high = maddubs(codes[4], broadcast4(xc + 16));
-          for (int c = 1; c < 4; c++) {
-            low = _mm256_add_epi16(low, maddubs(codes[c], broadcast4(xc + 4 * c)));
-            high = _mm256_add_epi16(high, maddubs(codes[c + 4], broadcast4(xc + 16 + 4 * c)));
-          }
-          blocks[t] = _mm256_add_epi32(blocks[t], _mm256_add_epi32(_mm256_madd_epi16(low, scale16), _mm256_madd_epi16(high, scale16)));
-        }
-#else
-        for (int t = 0; t < T; t++) {
-          const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 32 * j;
-          ivec sum = izero();
-          for (int c = 0; c < 8; c++) sum = dpbusd(sum, codes[c], broadcast4(xc + 4 * c));
-          blocks[t] = fmadd(to_float(sum), dsc[j], blocks[t]);
-        }
-#endif
-      }
-      for (int t = 0; t < T; t++) {
-        const int32_t *xs16 = x->sums + (size_t)t * (cols / KQ_GROUP) + (size_t)b * (QK_K / KQ_GROUP);
-        int32_t xs[8];
-        for (int j = 0; j < 8; j++) xs[j] = xs16[2 * j] + xs16[2 * j + 1];
-        ivec minsum = izero();
-        for (int k = 0; k < 2; k++) {
-          minsum = dpwssd(minsum, mins[2 * k], broadcast_pair(xs[4 * k], xs[4 * k + 2]));
-          minsum = dpwssd(minsum, mins[2 * k + 1], broadcast_pair(xs[4 * k + 1], xs[4 * k + 3]));
-        }
-        const fvec xd = fbroadcast(x->scales[(size_t)t * nb + b]);
-#if HERD_PATH == HERD_AVX2
-        acc[h][t] = fmadd(to_float(blocks[t]), VEC(mul_ps)(d, xd), acc[h][t]);
-#else
-        acc[h][t] = fmadd(blocks[t], xd, acc[h][t]);
-#endif
-        acc[h][t] = VEC(fnmadd_ps)(to_float(minsum), VEC(mul_ps)(dmin, xd), acc[h][t]);
-      }
-    }
-  }
-  STORE_HALVES(acc, H, T);
-}
-
 static void gemm_q5_k_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-#define TILE(HALF, H, T) tile_q5kr(group, HALF, H, &xt, cols, yt, y_stride, T)
+#define TILE(HALF, H, T) tile_k16(group, HALF, H, &xt, cols, yt, y_stride, T, 1)
   GROUP_LOOPS(TILE, K16_TOKENS, QK_K, KQ_GROUP)
 #undef TILE
   for (int r = grouped; r < rows; r++)

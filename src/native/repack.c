@@ -15,10 +15,15 @@ static void place_block32(uint8_t *out, const uint8_t *block, int r, int chunks)
 static void place_q4_0(uint8_t *out, const uint8_t *block, int r) { place_block32(out, block, r, 4); }
 static void place_q8_0(uint8_t *out, const uint8_t *block, int r) { place_block32(out, block, r, 8); }
 
-static void place_q4_k(uint8_t *out, const uint8_t *block, int r) {
+/* Q4_K's and Q5_K's first 16 bytes (d, dmin, the 12 scale bytes) into their places. */
+static void place_k16_head(uint8_t *out, const uint8_t *block, int r) {
   memcpy(out + K16_D + 2 * r, block, 2);
   memcpy(out + K16_DMIN + 2 * r, block + 2, 2);
   for (int k = 0; k < 3; k++) memcpy(out + K16_SCALES(k, r), block + 4 + 4 * k, 4);
+}
+
+static void place_q4_k(uint8_t *out, const uint8_t *block, int r) {
+  place_k16_head(out, block, r);
   for (int p = 0; p < 4; p++)
     for (int c = 0; c < 8; c++) memcpy(out + K16_CHUNK(p, c, r), block + 16 + 32 * p + 4 * c, 4);
 }
@@ -54,9 +59,7 @@ int herd_repack_q6_k_r16(uint8_t *bytes, int rows, int cols) { return repack_gro
 
 /* Q5_K: d, dmin, scales[12] as Q4_K's, qh[32], qs[128]. */
 static void place_q5_k(uint8_t *out, const uint8_t *block, int r) {
-  memcpy(out + K16_D + 2 * r, block, 2);
-  memcpy(out + K16_DMIN + 2 * r, block + 2, 2);
-  for (int k = 0; k < 3; k++) memcpy(out + K16_SCALES(k, r), block + 4 + 4 * k, 4);
+  place_k16_head(out, block, r);
   for (int c = 0; c < 8; c++) memcpy(out + Q5R_QH(c, r), block + 16 + 4 * c, 4);
   for (int p = 0; p < 4; p++)
     for (int c = 0; c < 8; c++) memcpy(out + Q5R_CHUNK(p, c, r), block + 48 + 32 * p + 4 * c, 4);
@@ -96,18 +99,21 @@ void herd_gemm_q4_0_r16_portable(const uint8_t *w, size_t row_bytes, int rows, c
 }
 
 /* Row r of a repacked super-block as the stored block was (the scalar dot's input). */
-static void unpack_q4_k_row(const uint8_t *block, int r, uint8_t *out) {
+/* place_k16_head undone. */
+static void unpack_k16_head(const uint8_t *block, int r, uint8_t *out) {
   memcpy(out, block + K16_D + 2 * r, 2);
   memcpy(out + 2, block + K16_DMIN + 2 * r, 2);
   for (int k = 0; k < 3; k++) memcpy(out + 4 + 4 * k, block + K16_SCALES(k, r), 4);
+}
+
+static void unpack_q4_k_row(const uint8_t *block, int r, uint8_t *out) {
+  unpack_k16_head(block, r, out);
   for (int p = 0; p < 4; p++)
     for (int c = 0; c < 8; c++) memcpy(out + 16 + 32 * p + 4 * c, block + K16_CHUNK(p, c, r), 4);
 }
 
 static void unpack_q5_k_row(const uint8_t *block, int r, uint8_t *out) {
-  memcpy(out, block + K16_D + 2 * r, 2);
-  memcpy(out + 2, block + K16_DMIN + 2 * r, 2);
-  for (int k = 0; k < 3; k++) memcpy(out + 4 + 4 * k, block + K16_SCALES(k, r), 4);
+  unpack_k16_head(block, r, out);
   for (int c = 0; c < 8; c++) memcpy(out + 16 + 4 * c, block + Q5R_QH(c, r), 4);
   for (int p = 0; p < 4; p++)
     for (int c = 0; c < 8; c++) memcpy(out + 48 + 32 * p + 4 * c, block + Q5R_CHUNK(p, c, r), 4);
