@@ -219,9 +219,9 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
     });
   });
 
-  // Repacked Q4_0, Q8_0, Q4_K, Q6_K and Q5_K (src/native/repack.h): 37 rows are two groups of 16 and 5 stored as they were; 16 one group alone.
+  // Repacked Q4_0, Q8_0, Q4_K, Q6_K, Q5_K and IQ4_XS (src/native/repack.h): 37 rows are two groups of 16 and 5 stored as they were; 16 one group alone.
   test.each(
-    (['Q4_0', 'Q8_0', 'Q4_K', 'Q6_K', 'Q5_K'] as const).flatMap((format) =>
+    (['Q4_0', 'Q8_0', 'Q4_K', 'Q6_K', 'Q5_K', 'IQ4_XS'] as const).flatMap((format) =>
       [37, 16].flatMap((rows) => LINEAR_TOKENS.map((tokens) => [format, rows, format === 'Q4_0' || format === 'Q8_0' ? 96 : 512, tokens] as const)),
     ),
   )('linear on %s [%i, %i] repacked into groups of 16 rows × %i token(s) equals the float64 product', (format, rows, cols, tokens) => {
@@ -243,7 +243,8 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
   // every code 31 (all ql and qh bits set) under group scales of 127 and −128, two chunks' sums at
   // most 2 · 2 · 63 · 127 = 32,004 (adding four instead fails this test; the random weights do not).
   // Q5_K: every code 31 (all nibble and qh bits set), scales and minimums 63, four chunks' sums at
-  // most 4 · 2 · 31 · 127 = 31,496 (eight overflow).
+  // most 4 · 2 · 31 · 127 = 31,496 (eight overflow). IQ4_XS: every code 0 (level −127) under scales
+  // of 31, each pmaddubsw lane 2 · 127 · 127 = 32,258 (two added in int16 overflow).
   const EXTREME_BLOCKS = {
     Q4_0: { cols: 96, blockBytes: 18, fill: (block: Uint8Array, view: DataView, index: number) => {
       block.fill(index % 2 ? 0x00 : 0xff, 2);
@@ -259,8 +260,13 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
       view.setUint16(0, floatToHalf(0.01), true);
       view.setUint16(2, floatToHalf(0.02), true);
     } },
+    IQ4_XS: { cols: 512, blockBytes: 136, fill: (block: Uint8Array, view: DataView) => {
+      block.fill(0x00, 8);
+      block.fill(0xff, 2, 8); // ls = 63: scale 31
+      view.setUint16(0, floatToHalf(0.01), true);
+    } },
   } as const;
-  test.each((['Q4_0', 'Q6_K', 'Q5_K'] as const).flatMap((format) => [1, 5].map((tokens) => [format, tokens] as const)))(
+  test.each((['Q4_0', 'Q6_K', 'Q5_K', 'IQ4_XS'] as const).flatMap((format) => [1, 5].map((tokens) => [format, tokens] as const)))(
     'linear on repacked %s at its extreme codes × %i token(s) equals the float64 product',
     (format, tokens) => {
       const rows = 16;
@@ -432,7 +438,7 @@ test('a path this build does not have is refused with the reason', () => {
   expect(() => addon.choose('avx9000')).toThrow(/HERD_CPU_ISA=avx9000 cannot run here: unknown path/);
 });
 
-test('only Q4_0, Q8_0, Q4_K, Q6_K and Q5_K matrices of at least one whole group are repacked', () => {
+test('only Q4_0, Q8_0, Q4_K, Q6_K, Q5_K and IQ4_XS matrices of at least one whole group are repacked', () => {
   const f16 = packedRandom('F16', 37, 96, 1).bytes.slice();
   expect(addon.repackRows(NATIVE_FORMAT_CODES.F16!, f16, 37, 96, true)).toBe(NATIVE_FORMAT_CODES.F16);
   expect(f16).toEqual(packedRandom('F16', 37, 96, 1).bytes);
@@ -484,6 +490,7 @@ test.each([
   ['Q4_K', 512],
   ['Q6_K', 512],
   ['Q5_K', 512],
+  ['IQ4_XS', 512],
 ] as const)('embedding rows of a repacked %s table [37, %i] equal the dequantized rows', (format, cols) => {
   const rows = 37;
   const { bytes, weights } = packedRandom(format, rows, cols, 5);

@@ -112,6 +112,7 @@ static const herd_kernels *kernels_of(const char *name) {
   FROM_SCALAR(gemm_q4_k_r16);
   FROM_SCALAR(gemm_q6_k_r16);
   FROM_SCALAR(gemm_q5_k_r16);
+  FROM_SCALAR(gemm_iq4_xs_r16);
   FROM_SCALAR(gemm_q8_0_r16);
   FROM_SCALAR(attend_scores);
   FROM_SCALAR(exp_shifted);

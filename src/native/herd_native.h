@@ -19,7 +19,9 @@ enum herd_format {
   /* Q8_0 repacked likewise (repack.h): one stream of weights for decode instead of one per row of a tile. */
   FMT_Q8_0_R16 = 19,
   /* Q5_K repacked likewise (repack.h), on the paths with a SIMD product on it. */
-  FMT_Q5_K_R16 = 20
+  FMT_Q5_K_R16 = 20,
+  /* IQ4_XS repacked likewise (repack.h), on the paths with a SIMD product on it. */
+  FMT_IQ4_XS_R16 = 21
 };
 
 #define QK 32      /* weights per Q8_0 / Q4_0 block, and per Q4_K sub-block */
@@ -98,6 +100,8 @@ typedef struct {
   void (*gemm_q6_k_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   /* Q5_K on Q8_K activations with sums of every 16 codes (the row dots' form). */
   void (*gemm_q5_k_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+  /* IQ4_XS on Q8_K activations with sums of every 32 codes. */
+  void (*gemm_iq4_xs_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   /* Q8_0 on Q8_0 activations with sums of every 32 codes. */
   void (*gemm_q8_0_r16)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
   /*

@@ -171,6 +171,7 @@ const herd_kernels herd_kernels_scalar = {
     .gemm_q4_k_r16 = herd_gemm_q4_k_r16_portable,
     .gemm_q6_k_r16 = herd_gemm_q6_k_r16_portable,
     .gemm_q5_k_r16 = herd_gemm_q5_k_r16_portable,
+    .gemm_iq4_xs_r16 = herd_gemm_iq4_xs_r16_portable,
     .gemm_q8_0_r16 = herd_gemm_q8_0_r16_portable,
     .attend_scores = attend_scores,
     .exp_shifted = exp_shifted,

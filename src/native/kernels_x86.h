@@ -906,6 +906,89 @@ static void gemm_q5_k_r16(const uint8_t *w, size_t row_bytes, int rows, const qu
 }
 
 /*
+ * Repacked IQ4_XS (repack.h): per sub-block of 32 the codes become their levels through one
+ * vpshufb on a table of the 16 (each 128-bit lane holds it), eight vectors of four levels of each
+ * row; per token one int32 sum per row, times the row's 6-bit scale (ls − 32) in integers, and
+ * the super-block's sums times d and the activation scale once. The VNNI paths make the levels
+ * unsigned (+128) for vpdpbusd and take 128 · Σx back; AVX2 multiplies |level| by x with the
+ * level's sign (vpmaddubsw would saturate on 241 · 127 pairs), one vpmaddwd per vector as the row dots do.
+ */
+#if HERD_PATH == HERD_AVX512
+static inline ivec iq4_table(void) { return _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)herd_iq4_levels)); }
+static inline ivec i4r_scales_h(const uint8_t *block, int half) { (void)half; return _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(block + I4R_SCALES_H(0)))); }
+#else
+static inline ivec iq4_table(void) { return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)herd_iq4_levels)); }
+static inline ivec i4r_scales_h(const uint8_t *block, int half) { return _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(block + I4R_SCALES_H(0) + 16 * half))); }
+#endif
+
+static ALWAYS_INLINE void tile_i4r(const uint8_t *group, int first_half, const int H, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
+  const int nb = cols / QK_K;
+  const ivec table = iq4_table();
+  fvec acc[R16_HALVES][K16_TOKENS];
+  for (int h = 0; h < H; h++)
+    for (int t = 0; t < T; t++) acc[h][t] = fzero();
+  for (int b = 0; b < nb; b++) {
+    const uint8_t *block = group + (size_t)b * I4R_BLOCK_BYTES;
+    for (int h = 0; h < H; h++) {
+      const int half = first_half + h;
+      const fvec d = k16_halves(block + I4R_D, half);
+      const ivec low_scales = r16_bytes(block + I4R_SCALES_L(0) + 32 * half), high_scales = i4r_scales_h(block, half);
+      ivec blocks[K16_TOKENS];
+      for (int t = 0; t < T; t++) blocks[t] = izero();
+      for (int j = 0; j < QK_K / QK; j++) {
+        /* A super-block of 16 rows is 34 cache lines: the one after next comes in five lines per sub-block. */
+        if (h == 0)
+          for (int line = 5 * j; line < 5 * j + 5; line++) _mm_prefetch((const char *)block + 2 * I4R_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
+        const ivec scale = VEC(sub_epi32)(ior(iand(VEC(srli_epi32)(low_scales, 4 * j), iset1(0xf)),
+                                              VEC(slli_epi32)(iand(VEC(srli_epi32)(high_scales, 2 * j), iset1(3)), 4)),
+                                          iset1(32));
+        /* levels[c]: codes 4c..4c+3 of each row (low nibbles of chunk c), levels[4 + c]: 16 further (its high nibbles). */
+        ivec levels[8], weights[8];
+        for (int c = 0; c < 4; c++) {
+          const ivec bytes = r16_bytes(block + I4R_CHUNK(j, c, 0) + 32 * half);
+          levels[c] = VEC(shuffle_epi8)(table, low_nibbles(bytes));
+          levels[c + 4] = VEC(shuffle_epi8)(table, low_nibbles(VEC(srli_epi16)(bytes, 4)));
+        }
+        for (int k = 0; k < 8; k++)
+#if HERD_PATH == HERD_AVX2
+          weights[k] = _mm256_sign_epi8(levels[k], levels[k]);
+#else
+          weights[k] = ixor(levels[k], VEC(set1_epi8)((char)0x80));
+#endif
+        for (int t = 0; t < T; t++) {
+          const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 32 * j;
+          ivec sum = izero();
+          for (int k = 0; k < 8; k++) {
+            const ivec xk = broadcast4(xc + 4 * (k % 4) + 16 * (k / 4));
+#if HERD_PATH == HERD_AVX2
+            sum = dpbusd(sum, weights[k], _mm256_sign_epi8(xk, levels[k]));
+#else
+            sum = dpbusd(sum, weights[k], xk);
+#endif
+          }
+#if HERD_PATH != HERD_AVX2
+          sum = VEC(sub_epi32)(sum, iset1(128 * x->sums[(size_t)t * (cols / QK) + (size_t)b * (QK_K / QK) + j]));
+#endif
+          blocks[t] = VEC(add_epi32)(blocks[t], VEC(mullo_epi32)(sum, scale));
+        }
+      }
+      for (int t = 0; t < T; t++) acc[h][t] = fmadd(to_float(blocks[t]), VEC(mul_ps)(d, fbroadcast(x->scales[(size_t)t * nb + b])), acc[h][t]);
+    }
+  }
+  STORE_HALVES(acc, H, T);
+}
+
+static void gemm_iq4_xs_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+#define TILE(HALF, H, T) tile_i4r(group, HALF, H, &xt, cols, yt, y_stride, T)
+  GROUP_LOOPS(TILE, K16_TOKENS, QK_K, QK)
+#undef TILE
+  for (int r = grouped; r < rows; r++)
+    for (int t = 0; t < tokens; t++)
+      y[(size_t)t * y_stride + r] = dot_iq4_xs(w + (size_t)r * row_bytes, x->codes + (size_t)t * cols, x->scales + (size_t)t * (cols / QK_K),
+                                               x->sums + (size_t)t * (cols / QK), cols / QK_K);
+}
+
+/*
  * Repacked Q6_K: per super-block and token one int32 sum per row, Σ_g scale_g · (codes · x)_g
  * with the codes unsigned (q + 32), less 32 · Σ_g scale_g · Σx_g (int16 pairs of scales and of
  * the activation sums of 16, in vpdpwssd); the scales multiply in integers, exactly as the scalar
@@ -1397,6 +1480,7 @@ const herd_kernels HERD_TABLE = {
     .gemm_q4_k_r16 = gemm_q4_k_r16,
     .gemm_q6_k_r16 = gemm_q6_k_r16,
     .gemm_q5_k_r16 = gemm_q5_k_r16,
+    .gemm_iq4_xs_r16 = gemm_iq4_xs_r16,
     .gemm_q8_0_r16 = gemm_q8_0_r16,
     .attend_scores = attend_scores,
     .exp_shifted = exp_shifted,

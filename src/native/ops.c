@@ -26,6 +26,7 @@ size_t herd_row_bytes(int format, int cols) {
     case FMT_Q2_K: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * herd_kquant_block_bytes(format);
     case FMT_Q6_K_R16: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * Q6_K_BYTES;
     case FMT_Q5_K_R16: return cols % QK_K ? 0 : (size_t)(cols / QK_K) * Q5_K_BYTES;
+    case FMT_IQ4_XS_R16: return herd_blocks32_row_bytes(FMT_IQ4_XS, cols);
     default: return herd_blocks32_row_bytes(format, cols);
   }
 }
@@ -66,7 +67,7 @@ void herd_quantize_q8_k16(const float *x, int cols, int8_t *codes, float *scales
 }
 
 /* Formats whose activations are Q8_K with each 32 codes' sum; the K-quants of kquants.h take each 16's; the others Q8_0 with each 32's. */
-static int takes_q8_k(int format) { return format == FMT_Q4_K || format == FMT_Q4_K_R16 || format == FMT_IQ4_XS; }
+static int takes_q8_k(int format) { return format == FMT_Q4_K || format == FMT_Q4_K_R16 || format == FMT_IQ4_XS || format == FMT_IQ4_XS_R16; }
 
 /* Rows per unit of work a thread takes at a time: enough to amortise the shared counter. */
 #define ROW_CHUNK 16
@@ -156,6 +157,7 @@ static void (*gemm_of(const herd_kernels *k, int format))(const uint8_t *, size_
     case FMT_Q4_K_R16: return k->gemm_q4_k_r16;
     case FMT_Q6_K_R16: return k->gemm_q6_k_r16;
     case FMT_Q5_K_R16: return k->gemm_q5_k_r16;
+    case FMT_IQ4_XS_R16: return k->gemm_iq4_xs_r16;
     case FMT_Q8_0_R16: return k->gemm_q8_0_r16;
     default: return NULL;
   }

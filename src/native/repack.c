@@ -1,4 +1,4 @@
-/* The load-time repacking of Q4_0, Q8_0 and the K-quants (Q4_K, Q5_K, Q6_K) into row groups (repack.h) and the portable product on it. */
+/* The load-time repacking of Q4_0, Q8_0, the K-quants (Q4_K, Q5_K, Q6_K) and IQ4_XS into row groups (repack.h) and the portable product on it. */
 #include <stdlib.h>
 #include <string.h>
 #include "kquants.h"
@@ -67,6 +67,17 @@ static void place_q5_k(uint8_t *out, const uint8_t *block, int r) {
 
 int herd_repack_q5_k_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK_K, Q5_K_BYTES, place_q5_k); }
 
+/* IQ4_XS: d, scales_h (u16), scales_l[4], qs[128] (sub-block j's 16 bytes at 16j). */
+static void place_iq4_xs(uint8_t *out, const uint8_t *block, int r) {
+  memcpy(out + I4R_D + 2 * r, block, 2);
+  memcpy(out + I4R_SCALES_H(r), block + 2, 2);
+  memcpy(out + I4R_SCALES_L(r), block + 4, 4);
+  for (int j = 0; j < QK_K / QK; j++)
+    for (int c = 0; c < 4; c++) memcpy(out + I4R_CHUNK(j, c, r), block + 8 + 16 * j + 4 * c, 4);
+}
+
+int herd_repack_iq4_xs_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK_K, IQ4_XS_BYTES, place_iq4_xs); }
+
 /* Σ (q − 8)·x over block b of row r of a repacked group, as an exact integer. */
 static int32_t block_dot(const uint8_t *block, int r, const int8_t *x) {
   int32_t sum = 0;
@@ -119,6 +130,14 @@ static void unpack_q5_k_row(const uint8_t *block, int r, uint8_t *out) {
     for (int c = 0; c < 8; c++) memcpy(out + 48 + 32 * p + 4 * c, block + Q5R_CHUNK(p, c, r), 4);
 }
 
+static void unpack_iq4_xs_row(const uint8_t *block, int r, uint8_t *out) {
+  memcpy(out, block + I4R_D + 2 * r, 2);
+  memcpy(out + 2, block + I4R_SCALES_H(r), 2);
+  memcpy(out + 4, block + I4R_SCALES_L(r), 4);
+  for (int j = 0; j < QK_K / QK; j++)
+    for (int c = 0; c < 4; c++) memcpy(out + 8 + 16 * j + 4 * c, block + I4R_CHUNK(j, c, r), 4);
+}
+
 static void unpack_q6_k_row(const uint8_t *block, int r, uint8_t *out) {
   memcpy(out + 208, block + Q6R_D + 2 * r, 2);
   for (int k = 0; k < 4; k++) memcpy(out + 192 + 4 * k, block + Q6R_SCALES(k, r), 4);
@@ -140,6 +159,7 @@ int herd_r16_stored_format(int format) {
     case FMT_Q4_K_R16: return FMT_Q4_K;
     case FMT_Q6_K_R16: return FMT_Q6_K;
     case FMT_Q5_K_R16: return FMT_Q5_K;
+    case FMT_IQ4_XS_R16: return FMT_IQ4_XS;
     default: return -1;
   }
 }
@@ -149,6 +169,7 @@ void herd_r16_unpack_row(int format, const uint8_t *block, int r, uint8_t *out) 
   else if (format == FMT_Q8_0_R16) unpack_q8_0_row(block, r, out);
   else if (format == FMT_Q4_K_R16) unpack_q4_k_row(block, r, out);
   else if (format == FMT_Q5_K_R16) unpack_q5_k_row(block, r, out);
+  else if (format == FMT_IQ4_XS_R16) unpack_iq4_xs_row(block, r, out);
   else unpack_q6_k_row(block, r, out);
 }
 
@@ -186,6 +207,10 @@ void herd_gemm_q4_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, c
 
 void herd_gemm_q5_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
   portable_kquant_r16(w, row_bytes, rows, x, tokens, cols, y, y_stride, Q5_K_BYTES, QK_K / KQ_GROUP, unpack_q5_k_row, herd_dot_q5_k_scalar);
+}
+
+void herd_gemm_iq4_xs_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
+  portable_kquant_r16(w, row_bytes, rows, x, tokens, cols, y, y_stride, IQ4_XS_BYTES, QK_K / QK, unpack_iq4_xs_row, herd_kernels_scalar.dot_iq4_xs);
 }
 
 void herd_gemm_q6_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {

@@ -17,13 +17,16 @@
  * Q6_K: the 16 d's, the 16 int8 scales as four chunks of 64, the 128 ql bytes as 32 chunks and
  * the 64 qh bytes as 16 chunks. Q5_K: Q4_K's layout with the 32 qh bytes as eight chunks of 64
  * (chunk c: bytes 4c..4c+3 of each row, whose bit j is the fifth bit of sub-block j's codes) between
- * the scales and the nibbles. Q8_0: the 16 half scales, then the 32 code bytes as eight chunks
+ * the scales and the nibbles. IQ4_XS: the 16 d's, the 16 rows' scales_h (2 bytes each) and
+ * scales_l (one chunk of 64), then sub-block j's 16 code bytes as four chunks of 64 (chunk 4j + c:
+ * bytes 16j + 4c.. + 3 of each row; low nibbles are its codes 4c..4c+3, high nibbles 16 further). Q8_0: the 16 half scales, then the 32 code bytes as eight chunks
  * of 64 (a block of 16 rows is 544 bytes, read front to back: decode's weights are one stream,
  * where the stored layout's tiles of rows read one stream per row).
  */
 #ifndef HERD_REPACK_H
 #define HERD_REPACK_H
 #include "herd_native.h"
+#include "blocks32.h"
 #include "kquants.h"
 
 #define REPACK_ROWS 16
@@ -53,6 +56,12 @@ int herd_repack_q8_0_r16(uint8_t *bytes, int rows, int cols);
 #define Q5R_QH(c, r) (16 * REPACK_ROWS + 64 * (c) + 4 * (r))
 #define Q5R_CHUNK(p, c, r) (48 * REPACK_ROWS + 64 * (8 * (p) + (c)) + 4 * (r))
 int herd_repack_q5_k_r16(uint8_t *bytes, int rows, int cols);
+#define I4R_BLOCK_BYTES (REPACK_ROWS * IQ4_XS_BYTES)
+#define I4R_D 0
+#define I4R_SCALES_H(r) (2 * REPACK_ROWS + 2 * (r))
+#define I4R_SCALES_L(r) (4 * REPACK_ROWS + 4 * (r))
+#define I4R_CHUNK(j, c, r) (8 * REPACK_ROWS + 64 * (4 * (j) + (c)) + 4 * (r))
+int herd_repack_iq4_xs_r16(uint8_t *bytes, int rows, int cols);
 /* The stored format of a repacked one (FMT_Q4_0 for FMT_Q4_0_R16, …), or -1. */
 int herd_r16_stored_format(int format);
 /* Row r of a group's repacked block (a Q4_0 or Q8_0 block, a Q4_K or Q6_K super-block) as the stored block was: for embedding lookups. */
@@ -62,5 +71,6 @@ void herd_gemm_q4_0_r16_portable(const uint8_t *w, size_t row_bytes, int rows, c
 void herd_gemm_q4_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 void herd_gemm_q6_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 void herd_gemm_q5_k_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+void herd_gemm_iq4_xs_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 void herd_gemm_q8_0_r16_portable(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
 #endif
