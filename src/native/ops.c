@@ -93,8 +93,8 @@ static int takes_q8_k(int format) { return format == FMT_Q4_K || format == FMT_Q
 #define F32_ROW_CHUNK 64
 #define F32_TOKEN_BLOCK 384
 /*
- * The formats without a tile product of their own (16-bit rows, Q5_K and Q6_K as stored, Q3_K,
- * Q2_K, IQ4_XS, the 32-blocks, int4) take gemm_f32 too from this many tokens: each chunk of WIDENED_ROW_CHUNK rows
+ * The formats without a tile product of their own (16-bit rows, Q5_K, Q6_K and IQ4_XS as stored,
+ * Q3_K, Q2_K, the 32-blocks, int4) take gemm_f32 too from this many tokens: each chunk of WIDENED_ROW_CHUNK rows
  * widened to floats once per block of tokens, in a buffer of the thread's, where one row dot per
  * token unpacks every block again for every token. Where widening pays (one Zen 3 core, 2,048 ×
  * 2,048, weights from memory, G products/s, row dots → widened): F16 12.6 → 16.9 at 8 tokens and
