@@ -447,6 +447,25 @@ test('only Q4_0, Q8_0, Q4_K, Q6_K, Q5_K and IQ4_XS matrices of at least one whol
   expect(few).toEqual(packedRandom('Q8_0', 15, 96, 2).bytes);
 });
 
+// Q5_K and IQ4_XS have SIMD products on the repacked layout on x86 only: other paths keep them stored.
+test.each([['Q5_K'], ['IQ4_XS']] as const)('%s is repacked for a linear weight on the x86 paths and kept stored on the scalar path', (format) => {
+  const stored = packedRandom(format, 37, 512, 3).bytes;
+  const codeOn = (isa: string) => {
+    addon.choose(isa);
+    const bytes = stored.slice();
+    return { code: addon.repackRows(NATIVE_FORMAT_CODES[format]!, bytes, 37, 512, false), bytes };
+  };
+  const chosen = addon.info().isa;
+  try {
+    const scalar = codeOn('scalar');
+    expect(scalar.code).toBe(NATIVE_FORMAT_CODES[format]);
+    expect(scalar.bytes).toEqual(stored);
+    for (const isa of runnable.filter((name) => ['avx2', 'avxvnni', 'avx512', 'amx'].includes(name))) expect(codeOn(isa).code).not.toBe(NATIVE_FORMAT_CODES[format]);
+  } finally {
+    addon.choose(chosen);
+  }
+});
+
 test('adviseHugePages advises the whole pages under an array on Linux (none elsewhere), and the array then holds what is written', () => {
   const bytes = new Uint8Array(Buffer.allocUnsafeSlow(4 << 20).buffer);
   const advised = addon.adviseHugePages(bytes);
