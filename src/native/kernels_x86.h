@@ -736,6 +736,15 @@ static ALWAYS_INLINE void tile_r16(const uint8_t *group, int first_half, const i
     }                                                                                                                            \
   }
 
+/* The rows past the last whole group of a repacked K-quant or IQ4_XS matrix: the path's row dot per row and token (activation sums every sum_group codes). */
+static void stored_super_block_rows(float (*dot)(const uint8_t *, const int8_t *, const float *, const int32_t *, int), const uint8_t *w, size_t row_bytes,
+                                    int first, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride, int sum_group) {
+  for (int r = first; r < rows; r++)
+    for (int t = 0; t < tokens; t++)
+      y[(size_t)t * y_stride + r] = dot(w + (size_t)r * row_bytes, x->codes + (size_t)t * cols, x->scales + (size_t)t * (cols / QK_K),
+                                        x->sums + (size_t)t * (cols / sum_group), cols / QK_K);
+}
+
 static void gemm_q4_0_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
 #define TILE(HALF, H, T) tile_r16(group, HALF, H, &xt, cols, yt, y_stride, T)
   GROUP_LOOPS(TILE, R16_TOKENS, QK, QK)
@@ -899,10 +908,7 @@ static void gemm_q5_k_r16(const uint8_t *w, size_t row_bytes, int rows, const qu
 #define TILE(HALF, H, T) tile_k16(group, HALF, H, &xt, cols, yt, y_stride, T, 1)
   GROUP_LOOPS(TILE, K16_TOKENS, QK_K, KQ_GROUP)
 #undef TILE
-  for (int r = grouped; r < rows; r++)
-    for (int t = 0; t < tokens; t++)
-      y[(size_t)t * y_stride + r] = dot_q5_k(w + (size_t)r * row_bytes, x->codes + (size_t)t * cols, x->scales + (size_t)t * (cols / QK_K),
-                                             x->sums + (size_t)t * (cols / KQ_GROUP), cols / QK_K);
+  stored_super_block_rows(dot_q5_k, w, row_bytes, grouped, rows, x, tokens, cols, y, y_stride, KQ_GROUP);
 }
 
 /*
@@ -982,10 +988,7 @@ static void gemm_iq4_xs_r16(const uint8_t *w, size_t row_bytes, int rows, const 
 #define TILE(HALF, H, T) tile_i4r(group, HALF, H, &xt, cols, yt, y_stride, T)
   GROUP_LOOPS(TILE, K16_TOKENS, QK_K, QK)
 #undef TILE
-  for (int r = grouped; r < rows; r++)
-    for (int t = 0; t < tokens; t++)
-      y[(size_t)t * y_stride + r] = dot_iq4_xs(w + (size_t)r * row_bytes, x->codes + (size_t)t * cols, x->scales + (size_t)t * (cols / QK_K),
-                                               x->sums + (size_t)t * (cols / QK), cols / QK_K);
+  stored_super_block_rows(dot_iq4_xs, w, row_bytes, grouped, rows, x, tokens, cols, y, y_stride, QK);
 }
 
 /*
@@ -1073,12 +1076,7 @@ static void gemm_q6_k_r16(const uint8_t *w, size_t row_bytes, int rows, const qu
 #define TILE(HALF, H, T) tile_q6r(group, HALF, H, &xt, cols, yt, y_stride, T)
   GROUP_LOOPS(TILE, K16_TOKENS, QK_K, KQ_GROUP)
 #undef TILE
-  if (grouped < rows) {
-    for (int r = grouped; r < rows; r++)
-      for (int t = 0; t < tokens; t++)
-        y[(size_t)t * y_stride + r] = dot_q6_k(w + (size_t)r * row_bytes, x->codes + (size_t)t * cols, x->scales + (size_t)t * (cols / QK_K),
-                                               x->sums + (size_t)t * (cols / KQ_GROUP), cols / QK_K);
-  }
+  stored_super_block_rows(dot_q6_k, w, row_bytes, grouped, rows, x, tokens, cols, y, y_stride, KQ_GROUP);
 }
 
 /*

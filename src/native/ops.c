@@ -147,8 +147,7 @@ static float quantized_dot(const linear_job *job, const uint8_t *row, int t) {
   }
 }
 
-/* The path's many-rows-many-tokens product for the formats that have one, else NULL. */
-static void (*gemm_of(const herd_kernels *k, int format))(const uint8_t *, size_t, int, const quantized_row *, int, int, float *, int) {
+herd_gemm_fn herd_gemm_of(const herd_kernels *k, int format) {
   switch (format) {
     case FMT_Q8_0: return k->gemm_q8_0;
     case FMT_Q4_0: return k->gemm_q4_0;
@@ -202,7 +201,7 @@ static void quantize_task(void *context, int thread) {
 /* Formats whose rows the F32 product takes once widened (widens_to_f32): those without a gemm of their own, on paths with gemm_f32. */
 static int widens_to_f32(const linear_job *job) {
   const int sixteen_bit = job->format == FMT_F16 || job->format == FMT_BF16;
-  return job->format != FMT_F32 && gemm_of(job->k, job->format) == NULL && job->k->gemm_f32 != NULL &&
+  return job->format != FMT_F32 && herd_gemm_of(job->k, job->format) == NULL && job->k->gemm_f32 != NULL &&
          job->tokens >= (sixteen_bit ? WIDENED_16BIT_TOKENS : WIDENED_QUANTIZED_TOKENS);
 }
 
@@ -212,21 +211,22 @@ static int takes_f32_gemm(const linear_job *job) {
 
 static void dequantize_row(int format, const uint8_t *row, int cols, float *out);
 
-/* Rows [first, last) as floats in the thread's chunk of row_floats: the 16-bit ones on the path's own conversion. */
+/* One stored row as floats: the 16-bit ones on the path's own conversion. */
+static void widen_row(const linear_job *job, const uint8_t *row, float *out) {
+  if (job->format == FMT_F16) job->k->f16_to_f32((const uint16_t *)row, out, job->cols);
+  else if (job->format == FMT_BF16) job->k->bf16_to_f32((const uint16_t *)row, out, job->cols);
+  else dequantize_row(job->format, row, job->cols, out);
+}
+
+/* Rows [first, last) as floats in the thread's chunk of row_floats. */
 static const float *widened_rows(const linear_job *job, const uint8_t *w, int first, int last, int thread) {
   float *out = job->row_floats + (size_t)thread * WIDENED_ROW_CHUNK * job->cols;
-  for (int r = first; r < last; r++) {
-    const uint8_t *row = w + (size_t)r * job->row_bytes;
-    float *floats = out + (size_t)(r - first) * job->cols;
-    if (job->format == FMT_F16) job->k->f16_to_f32((const uint16_t *)row, floats, job->cols);
-    else if (job->format == FMT_BF16) job->k->bf16_to_f32((const uint16_t *)row, floats, job->cols);
-    else dequantize_row(job->format, row, job->cols, floats);
-  }
+  for (int r = first; r < last; r++) widen_row(job, w + (size_t)r * job->row_bytes, out + (size_t)(r - first) * job->cols);
   return out;
 }
 
 static void linear_rows(const linear_job *job, const herd_linear_output *out, int first, int last, int thread) {
-  void (*gemm)(const uint8_t *, size_t, int, const quantized_row *, int, int, float *, int) = gemm_of(job->k, job->format);
+  const herd_gemm_fn gemm = herd_gemm_of(job->k, job->format);
   if (gemm != NULL) {
     const quantized_row x = {.codes = job->codes, .scales = job->scales, .sums = job->sums, .tiles = job->tiles};
     gemm(out->w + (size_t)first * job->row_bytes, job->row_bytes, last - first, &x, job->tokens, job->cols, out->y + first, out->rows);
@@ -251,8 +251,7 @@ static void linear_rows(const linear_job *job, const herd_linear_output *out, in
     const float *floats = (const float *)row;
     if (sixteen_bit) {
       float *widened = job->row_floats + (size_t)thread * job->cols;
-      if (job->format == FMT_F16) job->k->f16_to_f32((const uint16_t *)row, widened, job->cols);
-      else job->k->bf16_to_f32((const uint16_t *)row, widened, job->cols);
+      widen_row(job, row, widened);
       floats = widened;
     }
     for (int t = 0; t < job->tokens; t++) {
