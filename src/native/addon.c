@@ -193,8 +193,8 @@ static int (*repacking_of(int format, int *repacked_code))(uint8_t *, int, int) 
 /*
  * repackRows(format, bytes: Uint8Array, rows, cols, always): the format code to compute a linear
  * weight with after repacking its bytes in place (repack.h: Q4_0, Q8_0, Q4_K, Q6_K, Q5_K, IQ4_XS) where the chosen path has a
- * SIMD product on the repacked layout (or `always`, for tests), else `format` unchanged. Q5_K's and IQ4_XS's are x86's only:
- * NEON keeps its row dots for them.
+ * product of its own on the repacked layout, not the scalar path's portable one (or `always`, for tests), else `format`
+ * unchanged. Q5_K's and IQ4_XS's are x86's only: NEON keeps its row dots for them.
  */
 static napi_value repack_rows(napi_env env, napi_callback_info info) {
   size_t argc = 5;
@@ -211,12 +211,10 @@ static napi_value repack_rows(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "herd native: repackRows's sizes do not match its array");
     return NULL;
   }
-  const int has_simd = chosen.kernels != NULL && (format == FMT_Q5_K    ? chosen.kernels->gemm_q5_k_r16 != herd_gemm_q5_k_r16_portable
-                                                  : format == FMT_IQ4_XS ? chosen.kernels->gemm_iq4_xs_r16 != herd_gemm_iq4_xs_r16_portable
-                                                                         : chosen.kernels->gemm_q4_0_r16 != herd_gemm_q4_0_r16_portable);
   int code = format;
   int repacked_code;
   int (*repack)(uint8_t *, int, int) = repacking_of(format, &repacked_code);
+  const int has_simd = repack != NULL && chosen.kernels != NULL && herd_gemm_of(chosen.kernels, repacked_code) != herd_gemm_of(&herd_kernels_scalar, repacked_code);
   if (repack != NULL && rows >= REPACK_ROWS && (always || has_simd)) {
     if (!repack(w.data, rows, cols)) {
       napi_throw_error(env, NULL, "herd native: out of memory");

@@ -2,6 +2,10 @@
 #define HERD_OPS_H
 #include "herd_native.h"
 
+/* A many-rows-many-tokens product (herd_kernels.gemm_*). */
+typedef void (*herd_gemm_fn)(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride);
+/* The path's product for a format (a stored layout's or a repacked one's), else NULL. */
+herd_gemm_fn herd_gemm_of(const herd_kernels *k, int format);
 /* Bytes of one stored row of `cols` weights; 0 when cols is not whole blocks of the format. */
 size_t herd_row_bytes(int format, int cols);
 /* y[t, r] = Σ_k W[r, k] · x[t, k]: x [tokens, cols], W [rows, cols] as stored, y [tokens, rows]. 0 on allocation failure. */
