@@ -20,16 +20,43 @@ const FLOAT_VS_ORACLE = 1e-4;
 
 const load = (file: string, backend: string) => loadModel(file, { backend, threads: 1 });
 
+/** The file loaded on `backend` for the enclosing describe block (disposed after it). */
+function loadedOn(file: string, backend: string): () => LoadedModel {
+  let loaded: LoadedModel;
+  beforeAll(async () => {
+    loaded = await load(file, backend);
+  });
+  afterAll(() => loaded.model.dispose());
+  return () => loaded;
+}
+
 describe.each(FILES)('llama.cpp %s file', (type) => {
   const expected = reference.files[type]!;
   const tolerance = KERNEL_TOLERANCES[type]!;
 
-  describe('on herd\'s CPU kernels (--backend kernels)', () => {
-    let loaded: LoadedModel;
-    beforeAll(async () => {
-      loaded = await load(fixtureFile(type), 'kernels');
+  /** The NLL and every case against llama.cpp's numbers, and against exact math where `oracle` (the kernels' float activations allow it). */
+  function againstLlamaCpp(loaded: () => LoadedModel, oracle: boolean) {
+    test('teacher-forced mean NLL on long_story is within 0.02 nats of llama.cpp\'s', () => {
+      expect(Math.abs(meanNll(loaded(), longStory.prompt_ids) - expected.llama_cpp.nll.long_story.mean_nll)).toBeLessThan(0.02);
     });
-    afterAll(() => loaded.model.dispose());
+
+    test.each(reference.cases.map((c) => [c.name, c] as const))(
+      `%s: llama.cpp's greedy ids wherever its top-2 gap exceeds ${2 * tolerance.llamaCpp}; logprobs within ${tolerance.llamaCpp} of llama.cpp` +
+        (oracle ? ` and ${tolerance.oracle} of exact math` : ''),
+      (name, c) => {
+        const steps = compareSteps(loaded(), c.prompt_ids, expected.llama_cpp.cases[name]!, 2 * tolerance.llamaCpp);
+        expect(steps.argmaxDiffers).toEqual([]);
+        expect(steps.maxDiff).toBeLessThan(tolerance.llamaCpp);
+        if (!oracle) return;
+        const againstOracle = compareSteps(loaded(), c.prompt_ids, expected.dequant_oracle.cases[name]!, 2 * tolerance.oracle);
+        expect(againstOracle.argmaxDiffers).toEqual([]);
+        expect(againstOracle.maxDiff).toBeLessThan(tolerance.oracle);
+      },
+    );
+  }
+
+  describe('on herd\'s CPU kernels (--backend kernels)', () => {
+    const loaded = loadedOn(fixtureFile(type), 'kernels');
 
     test('the tensor types read from the header are the ones reference.json lists', () => {
       const { tensors } = readGgufModel(fixtureFile(type));
@@ -37,69 +64,36 @@ describe.each(FILES)('llama.cpp %s file', (type) => {
     });
 
     test('every case and tokenizer vector tokenizes to llama.cpp\'s ids', () => {
-      for (const c of reference.cases) expect(loaded.tokenizer.encode(c.text, c.add_bos)).toEqual(c.prompt_ids);
-      for (const vector of reference.tokenizer_vectors) expect(loaded.tokenizer.encode(vector.text, false)).toEqual(vector.ids);
+      for (const c of reference.cases) expect(loaded().tokenizer.encode(c.text, c.add_bos)).toEqual(c.prompt_ids);
+      for (const vector of reference.tokenizer_vectors) expect(loaded().tokenizer.encode(vector.text, false)).toEqual(vector.ids);
     });
 
     test('the stop ids are llama.cpp\'s end-of-generation set: end_of_text, eom, eot', () => {
-      expect(loaded.generation.eosTokenIds).toEqual([1025, 1032, 1033]);
-      expect(loaded.tokenizer.settings.bosToken).toBe('<|begin_of_text|>');
+      expect(loaded().generation.eosTokenIds).toEqual([1025, 1032, 1033]);
+      expect(loaded().tokenizer.settings.bosToken).toBe('<|begin_of_text|>');
     });
 
-    test('teacher-forced mean NLL on long_story is within 0.02 nats of llama.cpp\'s', () => {
-      expect(Math.abs(meanNll(loaded, longStory.prompt_ids) - expected.llama_cpp.nll.long_story.mean_nll)).toBeLessThan(0.02);
-    });
-
-    test.each(reference.cases.map((c) => [c.name, c] as const))(
-      `%s: llama.cpp's greedy ids wherever its top-2 gap exceeds ${2 * tolerance.llamaCpp}; logprobs within ${tolerance.llamaCpp} of llama.cpp and ${tolerance.oracle} of exact math`,
-      (name, c) => {
-        const againstLlamaCpp = compareSteps(loaded, c.prompt_ids, expected.llama_cpp.cases[name]!, 2 * tolerance.llamaCpp);
-        expect(againstLlamaCpp.argmaxDiffers).toEqual([]);
-        expect(againstLlamaCpp.maxDiff).toBeLessThan(tolerance.llamaCpp);
-        const againstOracle = compareSteps(loaded, c.prompt_ids, expected.dequant_oracle.cases[name]!, 2 * tolerance.oracle);
-        expect(againstOracle.argmaxDiffers).toEqual([]);
-        expect(againstOracle.maxDiff).toBeLessThan(tolerance.oracle);
-      },
-    );
+    againstLlamaCpp(loaded, true);
   });
 
   // The native kernels quantize activations to 8 bits for every K-quant, as llama.cpp does, and
   // compute on the repacked Q8_0, Q4_K, Q5_K and Q6_K layouts (x86; stored rows elsewhere): held
   // to llama.cpp's own numbers at the same tolerances as the WASM kernels.
+  // The native kernels quantize activations to 8 bits for every K-quant, as llama.cpp does, and
+  // compute on the repacked Q8_0, Q4_K, Q5_K and Q6_K layouts (x86; stored rows elsewhere).
   describe('on herd\'s native kernels (--backend native)', () => {
-    let loaded: LoadedModel;
-    beforeAll(async () => {
-      loaded = await load(fixtureFile(type), 'native');
-    });
-    afterAll(() => loaded.model.dispose());
-
-    test('teacher-forced mean NLL on long_story is within 0.02 nats of llama.cpp\'s', () => {
-      expect(Math.abs(meanNll(loaded, longStory.prompt_ids) - expected.llama_cpp.nll.long_story.mean_nll)).toBeLessThan(0.02);
-    });
-
-    test.each(reference.cases.map((c) => [c.name, c] as const))(
-      `%s: llama.cpp's greedy ids wherever its top-2 gap exceeds ${2 * tolerance.llamaCpp}; logprobs within ${tolerance.llamaCpp} of llama.cpp`,
-      (name, c) => {
-        const againstLlamaCpp = compareSteps(loaded, c.prompt_ids, expected.llama_cpp.cases[name]!, 2 * tolerance.llamaCpp);
-        expect(againstLlamaCpp.argmaxDiffers).toEqual([]);
-        expect(againstLlamaCpp.maxDiff).toBeLessThan(tolerance.llamaCpp);
-      },
-    );
+    againstLlamaCpp(loadedOn(fixtureFile(type), 'native'), false);
   });
 
   describe('dequantized at load, float32 (tfjs wasm backend)', () => {
-    let loaded: LoadedModel;
-    beforeAll(async () => {
-      loaded = await load(fixtureFile(type), 'wasm');
-    });
-    afterAll(() => loaded.model.dispose());
+    const loaded = loadedOn(fixtureFile(type), 'wasm');
 
     test('long_story NLL equals exact math\'s within 1e-4', () => {
-      expect(Math.abs(meanNll(loaded, longStory.prompt_ids) - expected.dequant_oracle.nll.long_story.mean_nll)).toBeLessThan(1e-4);
+      expect(Math.abs(meanNll(loaded(), longStory.prompt_ids) - expected.dequant_oracle.nll.long_story.mean_nll)).toBeLessThan(1e-4);
     });
 
     test.each(reference.cases.map((c) => [c.name, c] as const))(`%s: exact math's greedy ids and logprobs within ${FLOAT_VS_ORACLE}`, (name, c) => {
-      const result = compareSteps(loaded, c.prompt_ids, expected.dequant_oracle.cases[name]!, 2 * FLOAT_VS_ORACLE);
+      const result = compareSteps(loaded(), c.prompt_ids, expected.dequant_oracle.cases[name]!, 2 * FLOAT_VS_ORACLE);
       expect(result.argmaxDiffers).toEqual([]);
       expect(result.maxDiff).toBeLessThan(FLOAT_VS_ORACLE);
     });
