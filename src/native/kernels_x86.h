@@ -1082,15 +1082,22 @@ static void gemm_q6_k_r16(const uint8_t *w, size_t row_bytes, int rows, const qu
 /*
  * Repacked Q8_0 (repack.h): per block, eight vectors of four codes of each row (signed codes made
  * unsigned, q + Q8_0_OFFSET, where vpdpbusd takes them; AVX2 keeps the |w|, sign(x, w) form of
- * q0_product), each serving the tile's tokens; one int32 lane per row, as for Q4_0. Software
- * prefetch on the 256-bit paths only: on Zen 4's AVX-512 path the hardware prefetcher follows this
- * one stream, and prefetching 2, 4 or 8 blocks ahead measured 10–30 % slower from memory; on Zen
- * 3's AVX2 path two blocks ahead made decode's products 1.3× faster (docs/performance.md).
+ * q0_product), each serving the tile's tokens; one int32 lane per row, as for Q4_0.
+ *
+ * Decode's one token is bound by memory, and how the reads are issued matters more than the
+ * arithmetic. On Zen 4's AVX-512 path the hardware prefetcher follows one stream best:
+ * software prefetch 2, 4 or 8 blocks ahead measured 10–30 % slower from memory, so that path reads
+ * a thread's groups one after another. On Zen 3's AVX2 path one stream with two blocks of software
+ * prefetch read 1.3× faster than without; reading four groups at once, each from its own quarter
+ * of the thread's rows (four streams, no software prefetch), was faster again: 2-thread 1B decode
+ * 22.7–28.9 against 19.1–25.4 tok/s in alternating runs (docs/performance.md).
  */
 #if HERD_PATH == HERD_AVX512
 #define Q8R_PREFETCH_BLOCKS 0
+#define Q8R_DECODE_STREAMS 1
 #else
 #define Q8R_PREFETCH_BLOCKS 2
+#define Q8R_DECODE_STREAMS 4
 #endif
 static inline ivec q8r_codes(const uint8_t *p) {
 #if Q8_0_OFFSET
@@ -1100,35 +1107,56 @@ static inline ivec q8r_codes(const uint8_t *p) {
 #endif
 }
 
+/*
+ * S groups × H halves × T tokens. Group s starts stream_rows rows after group s − 1 (its bytes
+ * stream_rows · row_bytes further on, its results stream_rows further along y); S > 1 only for one
+ * token, where the code vectors are used once and need no registers of their own.
+ */
 static ALWAYS_INLINE void tile_q8r(const uint8_t *group, int first_half, const int H, const quantized_row *x, int cols, float *y, int y_stride, const int T,
-                                   const int prefetch_blocks) {
+                                   const int prefetch_blocks, const int S, int stream_rows, size_t row_bytes) {
   const int nb = cols / QK;
-  fvec acc[R16_HALVES][R16_TOKENS];
-  for (int h = 0; h < H; h++)
-    for (int t = 0; t < T; t++) acc[h][t] = fzero();
+  fvec acc[Q8R_DECODE_STREAMS][R16_HALVES][R16_TOKENS];
+  for (int s = 0; s < S; s++)
+    for (int h = 0; h < H; h++)
+      for (int t = 0; t < T; t++) acc[s][h][t] = fzero();
   for (int b = 0; b < nb; b++) {
-    const uint8_t *block = group + (size_t)b * Q8R_BLOCK_BYTES;
-    if (prefetch_blocks)
-      for (int line = 0; line < 9; line++) _mm_prefetch((const char *)block + prefetch_blocks * Q8R_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
-    for (int h = 0; h < H; h++) {
-      const int half = first_half + h;
-      const fvec d = r16_scales(block, half);
-      ivec codes[8];
-      for (int j = 0; j < 8; j++) codes[j] = q8r_codes(block + R16_CHUNK(j, 0) + 32 * half);
-      for (int t = 0; t < T; t++) {
-        const size_t at = (size_t)t * nb + b;
-        const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK;
-        ivec sum = iset1(-Q8_0_OFFSET * x->sums[at]);
-        for (int j = 0; j < 8; j++) sum = q0_product(sum, codes[j], broadcast4(xc + 4 * j), FMT_Q8_0);
-        acc[h][t] = fmadd(to_float(sum), VEC(mul_ps)(d, fbroadcast(x->scales[at])), acc[h][t]);
+    for (int s = 0; s < S; s++) {
+      const uint8_t *block = group + (size_t)s * stream_rows * row_bytes + (size_t)b * Q8R_BLOCK_BYTES;
+      if (prefetch_blocks)
+        for (int line = 0; line < 9; line++) _mm_prefetch((const char *)block + prefetch_blocks * Q8R_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
+      for (int h = 0; h < H; h++) {
+        const int half = first_half + h;
+        const fvec d = r16_scales(block, half);
+        ivec codes[8];
+        for (int j = 0; j < 8; j++) codes[j] = q8r_codes(block + R16_CHUNK(j, 0) + 32 * half);
+        for (int t = 0; t < T; t++) {
+          const size_t at = (size_t)t * nb + b;
+          const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK;
+          ivec sum = iset1(-Q8_0_OFFSET * x->sums[at]);
+          for (int j = 0; j < 8; j++) sum = q0_product(sum, codes[j], broadcast4(xc + 4 * j), FMT_Q8_0);
+          acc[s][h][t] = fmadd(to_float(sum), VEC(mul_ps)(d, fbroadcast(x->scales[at])), acc[s][h][t]);
+        }
       }
     }
   }
-  STORE_HALVES(acc, H, T);
+  for (int s = 0; s < S; s++) {
+    float *const y_s = y + (size_t)s * stream_rows;
+    for (int h = 0; h < H; h++)
+      for (int t = 0; t < T; t++) r16_store(y_s + (size_t)t * y_stride + R16_LANES * (first_half + h), acc[s][h][t]);
+  }
 }
 
 static void gemm_q8_0_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-#define TILE(HALF, H, T) tile_q8r(group, HALF, H, &xt, cols, yt, y_stride, T, Q8R_PREFETCH_BLOCKS)
+  /* One token: the whole multiple of Q8R_DECODE_STREAMS groups in streams, the rest (fewer groups than streams) below. */
+  const int streamed = tokens == 1 && Q8R_DECODE_STREAMS > 1 ? rows / (Q8R_DECODE_STREAMS * REPACK_ROWS) * (Q8R_DECODE_STREAMS * REPACK_ROWS) : 0;
+  if (streamed > 0) {
+    const int stream_rows = streamed / Q8R_DECODE_STREAMS;
+    for (int g = 0; g < stream_rows; g += REPACK_ROWS)
+      tile_q8r(w + (size_t)g * row_bytes, 0, R16_HALVES, x, cols, y + g, y_stride, 1, 0, Q8R_DECODE_STREAMS, stream_rows, row_bytes);
+    if (streamed < rows) gemm_q8_0_r16(w + (size_t)streamed * row_bytes, row_bytes, rows - streamed, x, tokens, cols, y + streamed, y_stride);
+    return;
+  }
+#define TILE(HALF, H, T) tile_q8r(group, HALF, H, &xt, cols, yt, y_stride, T, Q8R_PREFETCH_BLOCKS, 1, 0, 0)
   GROUP_LOOPS(TILE, R16_TOKENS, QK, QK)
 #undef TILE
   if (grouped < rows) gemm_q8_0(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
@@ -1430,7 +1458,7 @@ static AMX_TARGET void amx_gemm(amx_tile_kernel tile, gemm_kernel repacked, gemm
  */
 #define AMX_Q8R_PREFETCH_BLOCKS 4
 static void gemm_q8_0_r16_prefetching(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-#define TILE(HALF, H, T) tile_q8r(group, HALF, H, &xt, cols, yt, y_stride, T, AMX_Q8R_PREFETCH_BLOCKS)
+#define TILE(HALF, H, T) tile_q8r(group, HALF, H, &xt, cols, yt, y_stride, T, AMX_Q8R_PREFETCH_BLOCKS, 1, 0, 0)
   GROUP_LOOPS(TILE, R16_TOKENS, QK, QK)
 #undef TILE
   if (grouped < rows) gemm_q8_0(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
