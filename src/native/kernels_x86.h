@@ -629,17 +629,29 @@ static void gemm_f32(const float *w, int rows, const float *x, int tokens, int c
 #if HERD_PATH == HERD_AVX512
 #define R16_HALVES 1
 #define R16_TOKENS 8 /* 8 float accumulators and 8 unpacked code vectors of 32 registers */
+#define R16_DECODE_STREAMS 1
 static inline ivec r16_bytes(const uint8_t *p) { return _mm512_loadu_si512(p); }
 static inline fvec r16_scales(const uint8_t *block, int half) { (void)half; return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)block)); }
 static inline void r16_store(float *y, fvec v) { _mm512_storeu_ps(y, v); }
 #else
 #define R16_HALVES 2
 #define R16_TOKENS 4 /* of 16 registers */
+#define R16_DECODE_STREAMS 4
 static inline ivec r16_bytes(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
 static inline fvec r16_scales(const uint8_t *block, int half) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(block + 16 * half))); }
 static inline void r16_store(float *y, fvec v) { _mm256_storeu_ps(y, v); }
 #endif
 #define R16_LANES (REPACK_ROWS / R16_HALVES)
+/*
+ * Decode's one token is bound by memory, and how the reads are issued matters more than the
+ * arithmetic. R16_DECODE_STREAMS: how many groups a one-token Q8_0 or Q4_0 tile reads at once,
+ * each from its own part of the thread's rows (separate streams from memory), without software
+ * prefetch. On Zen 4's AVX-512 path the hardware prefetcher followed one stream best (software
+ * prefetch 2, 4 or 8 blocks ahead measured 10–30 % slower), so that path reads a thread's groups
+ * one after another. On Zen 3's AVX2 path four streams read faster than one stream with software
+ * prefetch: 2-thread 1B decode, alternating builds, Q8_0 25.8–31.7 against 22.0–27.6 tok/s, Q4_0
+ * 41.1–45.6 against 35.5–43.0 (docs/performance.md); two streams were within the noise of one.
+ */
 /* Four activation codes in every int32 lane. */
 static inline ivec broadcast4(const int8_t *x) {
   int32_t four;
@@ -652,66 +664,87 @@ static inline ivec broadcast4(const int8_t *x) {
   for (int h = 0; h < H; h++)            \
     for (int t = 0; t < T; t++) r16_store(y + (size_t)t * y_stride + R16_LANES * (first_half + h), acc[h][t])
 
+/* S groups' accumulators into y (group s stream_rows rows after group s − 1): token t's lanes of half first_half + h. */
+#define STORE_STREAMS(acc, S, H, T)                                                 \
+  for (int s = 0; s < S; s++)                                                       \
+    for (int h = 0; h < H; h++)                                                     \
+      for (int t = 0; t < T; t++)                                                   \
+        r16_store(y + (size_t)s * stream_rows + (size_t)t * y_stride + R16_LANES * (first_half + h), acc[s][h][t])
+
 /*
- * H halves of a group from first_half on × T tokens: each block's codes unpacked once for the tile,
- * each token's block summed in int32 lanes, then scaled. One token takes both halves of a 256-bit
- * path in one pass (H = 2), so that every cache line is used whole as it arrives from memory.
+ * S groups × H halves of each from first_half on × T tokens: each block's codes unpacked once for
+ * the tile, each token's block summed in int32 lanes, then scaled. One token takes both halves of a
+ * 256-bit path in one pass (H = 2), so that every cache line is used whole as it arrives from
+ * memory, and S groups at once (R16_DECODE_STREAMS), group s stream_rows rows after group s − 1.
  */
-static ALWAYS_INLINE void tile_r16(const uint8_t *group, int first_half, const int H, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
+static ALWAYS_INLINE void tile_r16(const uint8_t *group, int first_half, const int H, const quantized_row *x, int cols, float *y, int y_stride, const int T,
+                                   const int S, int stream_rows, size_t row_bytes) {
   const int nb = cols / QK;
-  fvec acc[R16_HALVES][R16_TOKENS];
-  for (int h = 0; h < H; h++)
-    for (int t = 0; t < T; t++) acc[h][t] = fzero();
-  for (int b = 0; b < nb; b++) {
-    const uint8_t *block = group + (size_t)b * R16_BLOCK_BYTES;
-    /* The block four ahead (its 288 bytes are five cache lines): decode reads the weights once, from memory. */
-    for (int line = 0; line < 5; line++) _mm_prefetch((const char *)block + 4 * R16_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
-    for (int h = 0; h < H; h++) {
-      const int half = first_half + h;
-      const fvec d = r16_scales(block, half);
-      ivec low[4], high[4];
-      for (int j = 0; j < 4; j++) {
-        const ivec bytes = r16_bytes(block + R16_CHUNK(j, 0) + 32 * half);
-        low[j] = low_nibbles(bytes);
-        high[j] = low_nibbles(VEC(srli_epi16)(bytes, 4));
-      }
-      for (int t = 0; t < T; t++) {
-        const size_t at = (size_t)t * nb + b;
-        const int8_t *codes = x->codes + (size_t)t * cols + (size_t)b * QK;
-        /* Codes stored as q + 8 (unsigned, for the u8 × s8 product): 8 · Σx comes off through the start. */
-        ivec sum = VEC(set1_epi32)(-8 * x->sums[at]);
+  fvec acc[R16_DECODE_STREAMS][R16_HALVES][R16_TOKENS];
+  for (int s = 0; s < S; s++)
+    for (int h = 0; h < H; h++)
+      for (int t = 0; t < T; t++) acc[s][h][t] = fzero();
+  for (int b = 0; b < nb; b++)
+    for (int s = 0; s < S; s++) {
+      const uint8_t *block = group + (size_t)s * stream_rows * row_bytes + (size_t)b * R16_BLOCK_BYTES;
+      /* One stream: the block four ahead (its 288 bytes are five cache lines), as decode reads the weights once, from memory. */
+      if (S == 1)
+        for (int line = 0; line < 5; line++) _mm_prefetch((const char *)block + 4 * R16_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
+      for (int h = 0; h < H; h++) {
+        const int half = first_half + h;
+        const fvec d = r16_scales(block, half);
+        ivec low[4], high[4];
+        for (int j = 0; j < 4; j++) {
+          const ivec bytes = r16_bytes(block + R16_CHUNK(j, 0) + 32 * half);
+          low[j] = low_nibbles(bytes);
+          high[j] = low_nibbles(VEC(srli_epi16)(bytes, 4));
+        }
+        for (int t = 0; t < T; t++) {
+          const size_t at = (size_t)t * nb + b;
+          const int8_t *codes = x->codes + (size_t)t * cols + (size_t)b * QK;
+          /* Codes stored as q + 8 (unsigned, for the u8 × s8 product): 8 · Σx comes off through the start. */
+          ivec sum = VEC(set1_epi32)(-8 * x->sums[at]);
 #if HERD_PATH == HERD_AVX2
-        /*
-         * Without vpdpbusd, the block's eight vpmaddubsw add up in int16 (each lane at most 8 · 2 ·
-         * 15 · 127 = 30,480) before one vpmaddwd widens them: 17 integer operations a token per
-         * block instead of 24.
-         */
-        ivec pairs = _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++) {
-          pairs = _mm256_add_epi16(pairs, maddubs(low[j], broadcast4(codes + 4 * j)));
-          pairs = _mm256_add_epi16(pairs, maddubs(high[j], broadcast4(codes + 16 + 4 * j)));
-        }
-        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+          /*
+           * Without vpdpbusd, the block's eight vpmaddubsw add up in int16 (each lane at most 8 · 2 ·
+           * 15 · 127 = 30,480) before one vpmaddwd widens them: 17 integer operations a token per
+           * block instead of 24.
+           */
+          ivec pairs = _mm256_setzero_si256();
+          for (int j = 0; j < 4; j++) {
+            pairs = _mm256_add_epi16(pairs, maddubs(low[j], broadcast4(codes + 4 * j)));
+            pairs = _mm256_add_epi16(pairs, maddubs(high[j], broadcast4(codes + 16 + 4 * j)));
+          }
+          sum = _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
 #else
-        for (int j = 0; j < 4; j++) {
-          sum = dpbusd(sum, low[j], broadcast4(codes + 4 * j));
-          sum = dpbusd(sum, high[j], broadcast4(codes + 16 + 4 * j));
-        }
+          for (int j = 0; j < 4; j++) {
+            sum = dpbusd(sum, low[j], broadcast4(codes + 4 * j));
+            sum = dpbusd(sum, high[j], broadcast4(codes + 16 + 4 * j));
+          }
 #endif
-        acc[h][t] = fmadd(to_float(sum), VEC(mul_ps)(d, fbroadcast(x->scales[at])), acc[h][t]);
+          acc[s][h][t] = fmadd(to_float(sum), VEC(mul_ps)(d, fbroadcast(x->scales[at])), acc[s][h][t]);
+        }
       }
     }
-  }
-  STORE_HALVES(acc, H, T);
+  STORE_STREAMS(acc, S, H, T);
 }
 
 /*
- * Tokens in tiles of up to TOKENS (TILE's H and T compile-time constants), each group of rows in
- * halves as the vector width takes it; one token takes all halves at once.
+ * Tokens in tiles of up to TOKENS, each group of rows in halves as the vector width takes it; one
+ * token takes all halves at once, and STREAMS groups at once, each from its own part of the rows
+ * (the groups left over, fewer than STREAMS, one at a time). TILE(HALF, H, T, S, stream_rows):
+ * H, T and S compile-time constants.
  */
-#define GROUP_LOOPS(TILE, TOKENS, scale_block, sum_group)                                                                                \
+#define GROUP_LOOPS(TILE, TOKENS, scale_block, sum_group, STREAMS)                                                                       \
   const int grouped = rows / REPACK_ROWS * REPACK_ROWS;                                                                          \
-  for (int g = 0; g < grouped; g += REPACK_ROWS) {                                                                               \
+  const int streamed = tokens == 1 ? rows / (STREAMS * REPACK_ROWS) * (STREAMS * REPACK_ROWS) : 0;                               \
+  for (int g = 0; g < streamed / STREAMS; g += REPACK_ROWS) {                                                                    \
+    const uint8_t *group = w + (size_t)g * row_bytes;                                                                            \
+    const quantized_row xt = *x;                                                                                                 \
+    float *yt = y + g;                                                                                                           \
+    TILE(0, R16_HALVES, 1, STREAMS, streamed / STREAMS);                                                                         \
+  }                                                                                                                              \
+  for (int g = streamed; g < grouped; g += REPACK_ROWS) {                                                                        \
     const uint8_t *group = w + (size_t)g * row_bytes;                                                                            \
     for (int t0 = 0; t0 < tokens; t0 += TOKENS) {                                                                                \
       const int tn = tokens - t0 < TOKENS ? tokens - t0 : TOKENS;                                                                \
@@ -719,18 +752,18 @@ static ALWAYS_INLINE void tile_r16(const uint8_t *group, int first_half, const i
                                 .sums = x->sums + (size_t)t0 * (cols / sum_group)};                                              \
       float *yt = y + (size_t)t0 * y_stride + g;                                                                                 \
       if (tn == 1) {                                                                                                             \
-        TILE(0, R16_HALVES, 1);                                                                                                  \
+        TILE(0, R16_HALVES, 1, 1, 0);                                                                                            \
         continue;                                                                                                                \
       }                                                                                                                          \
       for (int half = 0; half < R16_HALVES; half++) {                                                                            \
         switch (tn) {                                                                                                            \
-          case 2: TILE(half, 1, 2 < TOKENS ? 2 : TOKENS); break;                                                                 \
-          case 3: TILE(half, 1, 3 < TOKENS ? 3 : TOKENS); break;                                                                 \
-          case 4: TILE(half, 1, 4 < TOKENS ? 4 : TOKENS); break;                                                                 \
-          case 5: TILE(half, 1, 5 < TOKENS ? 5 : TOKENS); break;                                                                 \
-          case 6: TILE(half, 1, 6 < TOKENS ? 6 : TOKENS); break;                                                                 \
-          case 7: TILE(half, 1, 7 < TOKENS ? 7 : TOKENS); break;                                                                 \
-          default: TILE(half, 1, TOKENS); break;                                                                                 \
+          case 2: TILE(half, 1, 2 < TOKENS ? 2 : TOKENS, 1, 0); break;                                                           \
+          case 3: TILE(half, 1, 3 < TOKENS ? 3 : TOKENS, 1, 0); break;                                                           \
+          case 4: TILE(half, 1, 4 < TOKENS ? 4 : TOKENS, 1, 0); break;                                                           \
+          case 5: TILE(half, 1, 5 < TOKENS ? 5 : TOKENS, 1, 0); break;                                                           \
+          case 6: TILE(half, 1, 6 < TOKENS ? 6 : TOKENS, 1, 0); break;                                                           \
+          case 7: TILE(half, 1, 7 < TOKENS ? 7 : TOKENS, 1, 0); break;                                                           \
+          default: TILE(half, 1, TOKENS, 1, 0); break;                                                                           \
         }                                                                                                                        \
       }                                                                                                                          \
     }                                                                                                                            \
@@ -746,8 +779,8 @@ static void stored_super_block_rows(float (*dot)(const uint8_t *, const int8_t *
 }
 
 static void gemm_q4_0_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-#define TILE(HALF, H, T) tile_r16(group, HALF, H, &xt, cols, yt, y_stride, T)
-  GROUP_LOOPS(TILE, R16_TOKENS, QK, QK)
+#define TILE(HALF, H, T, S, stream_rows) tile_r16(group, HALF, H, &xt, cols, yt, y_stride, T, S, stream_rows, row_bytes)
+  GROUP_LOOPS(TILE, R16_TOKENS, QK, QK, R16_DECODE_STREAMS)
 #undef TILE
   /* Rows past the last whole group are stored as they were. */
   if (grouped < rows) gemm_q4_0(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
@@ -898,15 +931,15 @@ static ALWAYS_INLINE void tile_k16(const uint8_t *group, int first_half, const i
 }
 
 static void gemm_q4_k_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-#define TILE(HALF, H, T) tile_k16(group, HALF, H, &xt, cols, yt, y_stride, T, 0)
-  GROUP_LOOPS(TILE, K16_TOKENS, QK_K, QK)
+#define TILE(HALF, H, T, S, stream_rows) tile_k16(group, HALF, H, &xt, cols, yt, y_stride, T, 0)
+  GROUP_LOOPS(TILE, K16_TOKENS, QK_K, QK, 1)
 #undef TILE
   if (grouped < rows) gemm_q4_k(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
 }
 
 static void gemm_q5_k_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-#define TILE(HALF, H, T) tile_k16(group, HALF, H, &xt, cols, yt, y_stride, T, 1)
-  GROUP_LOOPS(TILE, K16_TOKENS, QK_K, KQ_GROUP)
+#define TILE(HALF, H, T, S, stream_rows) tile_k16(group, HALF, H, &xt, cols, yt, y_stride, T, 1)
+  GROUP_LOOPS(TILE, K16_TOKENS, QK_K, KQ_GROUP, 1)
 #undef TILE
   stored_super_block_rows(dot_q5_k, w, row_bytes, grouped, rows, x, tokens, cols, y, y_stride, KQ_GROUP);
 }
@@ -985,8 +1018,8 @@ static ALWAYS_INLINE void tile_i4r(const uint8_t *group, int first_half, const i
 }
 
 static void gemm_iq4_xs_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-#define TILE(HALF, H, T) tile_i4r(group, HALF, H, &xt, cols, yt, y_stride, T)
-  GROUP_LOOPS(TILE, K16_TOKENS, QK_K, QK)
+#define TILE(HALF, H, T, S, stream_rows) tile_i4r(group, HALF, H, &xt, cols, yt, y_stride, T)
+  GROUP_LOOPS(TILE, K16_TOKENS, QK_K, QK, 1)
 #undef TILE
   stored_super_block_rows(dot_iq4_xs, w, row_bytes, grouped, rows, x, tokens, cols, y, y_stride, QK);
 }
@@ -1073,8 +1106,8 @@ static ALWAYS_INLINE void tile_q6r(const uint8_t *group, int first_half, const i
 }
 
 static void gemm_q6_k_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-#define TILE(HALF, H, T) tile_q6r(group, HALF, H, &xt, cols, yt, y_stride, T)
-  GROUP_LOOPS(TILE, K16_TOKENS, QK_K, KQ_GROUP)
+#define TILE(HALF, H, T, S, stream_rows) tile_q6r(group, HALF, H, &xt, cols, yt, y_stride, T)
+  GROUP_LOOPS(TILE, K16_TOKENS, QK_K, KQ_GROUP, 1)
 #undef TILE
   stored_super_block_rows(dot_q6_k, w, row_bytes, grouped, rows, x, tokens, cols, y, y_stride, KQ_GROUP);
 }
@@ -1082,22 +1115,15 @@ static void gemm_q6_k_r16(const uint8_t *w, size_t row_bytes, int rows, const qu
 /*
  * Repacked Q8_0 (repack.h): per block, eight vectors of four codes of each row (signed codes made
  * unsigned, q + Q8_0_OFFSET, where vpdpbusd takes them; AVX2 keeps the |w|, sign(x, w) form of
- * q0_product), each serving the tile's tokens; one int32 lane per row, as for Q4_0.
- *
- * Decode's one token is bound by memory, and how the reads are issued matters more than the
- * arithmetic. On Zen 4's AVX-512 path the hardware prefetcher follows one stream best:
- * software prefetch 2, 4 or 8 blocks ahead measured 10–30 % slower from memory, so that path reads
- * a thread's groups one after another. On Zen 3's AVX2 path one stream with two blocks of software
- * prefetch read 1.3× faster than without; reading four groups at once, each from its own quarter
- * of the thread's rows (four streams, no software prefetch), was faster again: 2-thread 1B decode
- * 22.7–28.9 against 19.1–25.4 tok/s in alternating runs (docs/performance.md).
+ * q0_product), each serving the tile's tokens; one int32 lane per row, as for Q4_0. A one-token
+ * tile of one stream prefetches prefetch_blocks ahead: two on Zen 3's AVX2 path, where it made
+ * decode's products 1.3× faster, before it read four streams (R16_DECODE_STREAMS); none on the
+ * AVX-512 path (docs/performance.md).
  */
 #if HERD_PATH == HERD_AVX512
 #define Q8R_PREFETCH_BLOCKS 0
-#define Q8R_DECODE_STREAMS 1
 #else
 #define Q8R_PREFETCH_BLOCKS 2
-#define Q8R_DECODE_STREAMS 4
 #endif
 static inline ivec q8r_codes(const uint8_t *p) {
 #if Q8_0_OFFSET
@@ -1107,22 +1133,18 @@ static inline ivec q8r_codes(const uint8_t *p) {
 #endif
 }
 
-/*
- * S groups × H halves × T tokens. Group s starts stream_rows rows after group s − 1 (its bytes
- * stream_rows · row_bytes further on, its results stream_rows further along y); S > 1 only for one
- * token, where the code vectors are used once and need no registers of their own.
- */
+/* As tile_r16: S groups × H halves × T tokens. */
 static ALWAYS_INLINE void tile_q8r(const uint8_t *group, int first_half, const int H, const quantized_row *x, int cols, float *y, int y_stride, const int T,
                                    const int prefetch_blocks, const int S, int stream_rows, size_t row_bytes) {
   const int nb = cols / QK;
-  fvec acc[Q8R_DECODE_STREAMS][R16_HALVES][R16_TOKENS];
+  fvec acc[R16_DECODE_STREAMS][R16_HALVES][R16_TOKENS];
   for (int s = 0; s < S; s++)
     for (int h = 0; h < H; h++)
       for (int t = 0; t < T; t++) acc[s][h][t] = fzero();
   for (int b = 0; b < nb; b++) {
     for (int s = 0; s < S; s++) {
       const uint8_t *block = group + (size_t)s * stream_rows * row_bytes + (size_t)b * Q8R_BLOCK_BYTES;
-      if (prefetch_blocks)
+      if (prefetch_blocks && S == 1)
         for (int line = 0; line < 9; line++) _mm_prefetch((const char *)block + prefetch_blocks * Q8R_BLOCK_BYTES + 64 * line, _MM_HINT_T0);
       for (int h = 0; h < H; h++) {
         const int half = first_half + h;
@@ -1139,25 +1161,12 @@ static ALWAYS_INLINE void tile_q8r(const uint8_t *group, int first_half, const i
       }
     }
   }
-  for (int s = 0; s < S; s++) {
-    float *const y_s = y + (size_t)s * stream_rows;
-    for (int h = 0; h < H; h++)
-      for (int t = 0; t < T; t++) r16_store(y_s + (size_t)t * y_stride + R16_LANES * (first_half + h), acc[s][h][t]);
-  }
+  STORE_STREAMS(acc, S, H, T);
 }
 
 static void gemm_q8_0_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-  /* One token: the whole multiple of Q8R_DECODE_STREAMS groups in streams, the rest (fewer groups than streams) below. */
-  const int streamed = tokens == 1 && Q8R_DECODE_STREAMS > 1 ? rows / (Q8R_DECODE_STREAMS * REPACK_ROWS) * (Q8R_DECODE_STREAMS * REPACK_ROWS) : 0;
-  if (streamed > 0) {
-    const int stream_rows = streamed / Q8R_DECODE_STREAMS;
-    for (int g = 0; g < stream_rows; g += REPACK_ROWS)
-      tile_q8r(w + (size_t)g * row_bytes, 0, R16_HALVES, x, cols, y + g, y_stride, 1, 0, Q8R_DECODE_STREAMS, stream_rows, row_bytes);
-    if (streamed < rows) gemm_q8_0_r16(w + (size_t)streamed * row_bytes, row_bytes, rows - streamed, x, tokens, cols, y + streamed, y_stride);
-    return;
-  }
-#define TILE(HALF, H, T) tile_q8r(group, HALF, H, &xt, cols, yt, y_stride, T, Q8R_PREFETCH_BLOCKS, 1, 0, 0)
-  GROUP_LOOPS(TILE, R16_TOKENS, QK, QK)
+#define TILE(HALF, H, T, S, stream_rows) tile_q8r(group, HALF, H, &xt, cols, yt, y_stride, T, Q8R_PREFETCH_BLOCKS, S, stream_rows, row_bytes)
+  GROUP_LOOPS(TILE, R16_TOKENS, QK, QK, R16_DECODE_STREAMS)
 #undef TILE
   if (grouped < rows) gemm_q8_0(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
 }
@@ -1458,8 +1467,8 @@ static AMX_TARGET void amx_gemm(amx_tile_kernel tile, gemm_kernel repacked, gemm
  */
 #define AMX_Q8R_PREFETCH_BLOCKS 4
 static void gemm_q8_0_r16_prefetching(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
-#define TILE(HALF, H, T) tile_q8r(group, HALF, H, &xt, cols, yt, y_stride, T, AMX_Q8R_PREFETCH_BLOCKS, 1, 0, 0)
-  GROUP_LOOPS(TILE, R16_TOKENS, QK, QK)
+#define TILE(HALF, H, T, S, stream_rows) tile_q8r(group, HALF, H, &xt, cols, yt, y_stride, T, AMX_Q8R_PREFETCH_BLOCKS, S, stream_rows, row_bytes)
+  GROUP_LOOPS(TILE, R16_TOKENS, QK, QK, R16_DECODE_STREAMS)
 #undef TILE
   if (grouped < rows) gemm_q8_0(w + (size_t)grouped * row_bytes, row_bytes, rows - grouped, x, tokens, cols, y + grouped, y_stride);
 }
