@@ -650,7 +650,7 @@ static inline void r16_store(float *y, fvec v) { _mm256_storeu_ps(y, v); }
  * prefetch 2, 4 or 8 blocks ahead measured 10–30 % slower), so that path reads a thread's groups
  * one after another. On Zen 3's AVX2 path four streams read faster than one stream with software
  * prefetch: 2-thread 1B decode, alternating builds, Q8_0 25.8–31.7 against 22.0–27.6 tok/s, Q4_0
- * 41.1–45.6 against 35.5–43.0 (docs/performance.md); two streams were within the noise of one.
+ * 41.1–45.6 against 35.5–43.0 (docs/performance.md); two streams were no better than one.
  */
 /* Four activation codes in every int32 lane. */
 static inline ivec broadcast4(const int8_t *x) {
