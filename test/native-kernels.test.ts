@@ -221,8 +221,8 @@ describe.each(runnable.flatMap((isa) => [1, 3].map((threads) => [isa, threads] a
 
   // Repacked Q4_0, Q8_0, Q4_K, Q6_K, Q5_K and IQ4_XS (src/native/repack.h): 37 rows are two groups of 16 and 5 stored as they were; 16 one group alone.
   // 213 rows are, for one token, a chunk of 128 rows (src/native/ops.c) and one of 85: on the 256-bit
-  // paths Q8_0 reads the first as four streams of two groups, the second as four of one group, then
-  // a group alone and 5 stored rows.
+  // paths Q8_0 and Q4_0 read the first as four streams of two groups, the second as four of one
+  // group, then a group alone and 5 stored rows.
   test.each(
     (['Q4_0', 'Q8_0', 'Q4_K', 'Q6_K', 'Q5_K', 'IQ4_XS'] as const).flatMap((format) =>
       [37, 16, 213].flatMap((rows) => LINEAR_TOKENS.map((tokens) => [format, rows, format === 'Q4_0' || format === 'Q8_0' ? 96 : 512, tokens] as const)),

@@ -659,17 +659,14 @@ static inline ivec broadcast4(const int8_t *x) {
   return VEC(set1_epi32)(four);
 }
 
-/* A tile's accumulators into y: token t's lanes of half first_half + h. */
-#define STORE_HALVES(acc, H, T)          \
-  for (int h = 0; h < H; h++)            \
-    for (int t = 0; t < T; t++) r16_store(y + (size_t)t * y_stride + R16_LANES * (first_half + h), acc[h][t])
-
 /* S groups' accumulators into y (group s stream_rows rows after group s − 1): token t's lanes of half first_half + h. */
-#define STORE_STREAMS(acc, S, H, T)                                                 \
+#define STORE_STREAMS(acc, S, H, T, stream_rows)                                    \
   for (int s = 0; s < S; s++)                                                       \
     for (int h = 0; h < H; h++)                                                     \
       for (int t = 0; t < T; t++)                                                   \
-        r16_store(y + (size_t)s * stream_rows + (size_t)t * y_stride + R16_LANES * (first_half + h), acc[s][h][t])
+        r16_store(y + (size_t)s * (stream_rows) + (size_t)t * y_stride + R16_LANES * (first_half + h), acc[s][h][t])
+/* One group's: acc[h][t] as the only stream. */
+#define STORE_HALVES(acc, H, T) STORE_STREAMS((&acc), 1, H, T, 0)
 
 /*
  * S groups × H halves of each from first_half on × T tokens: each block's codes unpacked once for
@@ -726,7 +723,7 @@ static ALWAYS_INLINE void tile_r16(const uint8_t *group, int first_half, const i
         }
       }
     }
-  STORE_STREAMS(acc, S, H, T);
+  STORE_STREAMS(acc, S, H, T, stream_rows);
 }
 
 /*
@@ -1161,7 +1158,7 @@ static ALWAYS_INLINE void tile_q8r(const uint8_t *group, int first_half, const i
       }
     }
   }
-  STORE_STREAMS(acc, S, H, T);
+  STORE_STREAMS(acc, S, H, T, stream_rows);
 }
 
 static void gemm_q8_0_r16(const uint8_t *w, size_t row_bytes, int rows, const quantized_row *x, int tokens, int cols, float *y, int y_stride) {
