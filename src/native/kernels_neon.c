@@ -782,7 +782,7 @@ HERD_INLINE void tile_k16(const uint8_t *group, int first, const int Q, const qu
 
 /*
  * Q6_K: per super-block, quarter and token one exact int32 sum per row, Σ_g scale_g·(codes·x)_g,
- * the codes rebuilt from their low nibbles (ql) and top bit pairs (qh) less 32, as q6_k_blocks.
+ * the codes (three bytes for every four, repack.h) less 32, as q6_k_blocks.
  */
 HERD_INLINE void tile_q6r(const uint8_t *group, int first, const int Q, const quantized_row *x, int cols, float *y, int y_stride, const int T, lanes_dot dot) {
   const int nb = cols / QK_K;
@@ -800,12 +800,16 @@ HERD_INLINE void tile_q6r(const uint8_t *group, int first, const int Q, const qu
         for (int i = 0; i < 4; i++) {
           int8x16_t codes[8];
           for (int c = 0; c < 8; c++) {
-            const uint8x16_t low = quarter_bytes(block + Q6R_QL(16 * h + 8 * (i & 1) + c, 0), quarter);
-            const uint8x16_t high = quarter_bytes(block + Q6R_QH(8 * h + c, 0), quarter);
-            const uint8x16_t nibble = i >= 2 ? vshrq_n_u8(low, 4) : vandq_u8(low, vdupq_n_u8(0xf));
-            /* Bits 2i, 2i + 1 of each qh byte moved to bits 4, 5 in one shift. */
-            const uint8x16_t top = vandq_u8(vshlq_u8(high, vdupq_n_s8((int8_t)(4 - 2 * i))), vdupq_n_u8(0x30));
-            codes[c] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(nibble, top)), vdupq_n_s8(32));
+            uint8x16_t code;
+            if (i < 3) {
+              code = vandq_u8(quarter_bytes(block + Q6R_CODES(h, i, c, 0), quarter), vdupq_n_u8(0x3f));
+            } else {
+              /* Code 96 + l: its bit pairs in the top bits of A, B and C (repack.h). */
+              code = vshrq_n_u8(quarter_bytes(block + Q6R_CODES(h, 0, c, 0), quarter), 6);
+              code = vorrq_u8(code, vshlq_n_u8(vshrq_n_u8(quarter_bytes(block + Q6R_CODES(h, 1, c, 0), quarter), 6), 2));
+              code = vorrq_u8(code, vshlq_n_u8(vshrq_n_u8(quarter_bytes(block + Q6R_CODES(h, 2, c, 0), quarter), 6), 4));
+            }
+            codes[c] = vsubq_s8(vreinterpretq_s8_u8(code), vdupq_n_s8(32));
           }
           const int g = 8 * h + 2 * i;
           const int32x4_t first_scale = lane_int8(scale_words[g / 4], g % 4), second_scale = lane_int8(scale_words[g / 4], g % 4 + 1);

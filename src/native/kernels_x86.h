@@ -1022,11 +1022,29 @@ static void gemm_iq4_xs_r16(const uint8_t *w, size_t row_bytes, int rows, const 
 }
 
 /*
- * Repacked Q6_K: per super-block and token one int32 sum per row, Σ_g scale_g · (codes · x)_g
- * with the codes unsigned (q + 32), less 32 · Σ_g scale_g · Σx_g (int16 pairs of scales and of
- * the activation sums of 16, in vpdpwssd); the scales multiply in integers, exactly as the scalar
- * path's.
+ * Repacked Q6_K (repack.h): per super-block and token one int32 sum per row, Σ_g scale_g · (codes
+ * · x)_g with the codes unsigned (q + 32), less 32 · Σ_g scale_g · Σx_g (int16 pairs of scales and
+ * of the activation sums of 16, in vpdpwssd); the scales multiply in integers, exactly as the
+ * scalar path's. Codes 32i + l of a half of 128: a mask of byte A, B or C for i < 3, and for i = 3
+ * the top bit pairs of all three.
  */
+static inline ivec q6r_codes(const uint8_t *block, int n, int i, int c, int half) {
+  const ivec top = VEC(set1_epi8)((char)0xc0);
+  if (i < 3) return iand(r16_bytes(block + Q6R_CODES(n, i, c, 0) + 32 * half), VEC(set1_epi8)(0x3f));
+  /* Masked before shifting, so no bit crosses into the byte below. */
+  const ivec a = iand(r16_bytes(block + Q6R_CODES(n, 0, c, 0) + 32 * half), top), b = iand(r16_bytes(block + Q6R_CODES(n, 1, c, 0) + 32 * half), top),
+             cc = iand(r16_bytes(block + Q6R_CODES(n, 2, c, 0) + 32 * half), top);
+  return ior(ior(VEC(srli_epi16)(a, 6), VEC(srli_epi16)(b, 4)), VEC(srli_epi16)(cc, 2));
+}
+
+#if HERD_PATH == HERD_AVX2
+/* vpshufb indices putting byte e of each int32 lane into the high byte of both its int16 halves (zeros below, for the arithmetic shift). */
+static inline ivec scale16_index(int e) {
+  const ivec byte_e = _mm256_set1_epi32((int)(0x80u | (uint32_t)e << 8 | 0x80u << 16 | (uint32_t)e << 24));
+  return _mm256_add_epi8(byte_e, _mm256_setr_epi32(0, 0x04000400, 0x08000800, 0x0c000c00, 0, 0x04000400, 0x08000800, 0x0c000c00));
+}
+#endif
+
 static ALWAYS_INLINE void tile_q6r(const uint8_t *group, int first_half, const int H, const quantized_row *x, int cols, float *y, int y_stride, const int T) {
   const int nb = cols / QK_K;
   fvec acc[R16_HALVES][K16_TOKENS];
@@ -1037,10 +1055,16 @@ static ALWAYS_INLINE void tile_q6r(const uint8_t *group, int first_half, const i
     for (int hh = 0; hh < H; hh++) {
       const int half = first_half + hh;
       const fvec d = k16_halves(block + Q6R_D, half);
+      /* AVX2: each scale in both int16 halves of its row's lane, for the pmaddwd that widens the codes' products; else int32. */
       ivec scale[16], pairs[8];
       for (int k = 0; k < 4; k++) {
         const ivec four = r16_bytes(block + Q6R_SCALES(k, 0) + 32 * half);
-        for (int e = 0; e < 4; e++) scale[4 * k + e] = VEC(srai_epi32)(VEC(slli_epi32)(four, 24 - 8 * e), 24);
+        for (int e = 0; e < 4; e++)
+#if HERD_PATH == HERD_AVX2
+          scale[4 * k + e] = VEC(srai_epi16)(VEC(shuffle_epi8)(four, scale16_index(e)), 8);
+#else
+          scale[4 * k + e] = VEC(srai_epi32)(VEC(slli_epi32)(four, 24 - 8 * e), 24);
+#endif
         /* int16 lanes (scale 4k, scale 4k + 2) and (4k + 1, 4k + 3). */
         pairs[2 * k] = VEC(srai_epi16)(VEC(slli_epi16)(four, 8), 8);
         pairs[2 * k + 1] = VEC(srai_epi16)(four, 8);
@@ -1055,39 +1079,31 @@ static ALWAYS_INLINE void tile_q6r(const uint8_t *group, int first_half, const i
         }
         sums[t] = VEC(mullo_epi32)(offsets, iset1(-32));
       }
-      for (int h = 0; h < 2; h++) {
+      for (int n = 0; n < 2; n++) {
         /* The next block (3,360 bytes, 52.5 lines), half of it per half: one block ahead measured faster from memory than two or four (docs/performance.md). */
         if (hh == 0)
-          for (int line = 0; line < 26; line++) _mm_prefetch((const char *)block + Q6R_BLOCK_BYTES + 64 * (26 * h + line), _MM_HINT_T0);
+          for (int line = 0; line < 26; line++) _mm_prefetch((const char *)block + Q6R_BLOCK_BYTES + 64 * (26 * n + line), _MM_HINT_T0);
         for (int i = 0; i < 4; i++) {
           ivec codes[8];
-          for (int c = 0; c < 8; c++) {
-            const ivec low = r16_bytes(block + Q6R_QL(16 * h + 8 * (i & 1) + c, 0) + 32 * half);
-            const ivec high = r16_bytes(block + Q6R_QH(8 * h + c, 0) + 32 * half);
-            const ivec nibble = low_nibbles(i >= 2 ? VEC(srli_epi16)(low, 4) : low);
-            /* Bits 2i, 2i + 1 of each qh byte moved to bits 4, 5 in one shift (none for i = 2); the mask drops what crossed a byte. */
-            const ivec top = i < 2 ? VEC(slli_epi16)(high, 4 - 2 * i) : i == 2 ? high : VEC(srli_epi16)(high, 2);
-            codes[c] = ior(nibble, iand(top, iset1(0x30303030)));
-          }
-          const int g = 8 * h + 2 * i;
+          for (int c = 0; c < 8; c++) codes[c] = q6r_codes(block, n, i, c, half);
+          const int g = 8 * n + 2 * i;
 #if HERD_PATH == HERD_AVX2
           /*
            * Without vpdpbusd, two chunks' vpmaddubsw add up in int16 (each lane at most 2 · 2 · 63
-           * · 127 = 32,004) before one vpmaddwd widens them: 22 integer operations a token per 32
-           * weights instead of 28 with the emulated vpdpbusd on every chunk.
+           * · 127 = 32,004) before one vpmaddwd by the scale widens them (at most 2 · 32,004 · 128
+           * a lane): 19 integer operations a token per 32 weights.
            */
           for (int t = 0; t < T; t++) {
-            const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 128 * h + 32 * i;
+            const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 128 * n + 32 * i;
             ivec widened[4];
             for (int k = 0; k < 4; k++)
               widened[k] = _mm256_madd_epi16(_mm256_add_epi16(maddubs(codes[2 * k], broadcast4(xc + 8 * k)), maddubs(codes[2 * k + 1], broadcast4(xc + 8 * k + 4))),
-                                             _mm256_set1_epi16(1));
-            const ivec first = _mm256_add_epi32(widened[0], widened[1]), second = _mm256_add_epi32(widened[2], widened[3]);
-            sums[t] = _mm256_add_epi32(sums[t], _mm256_add_epi32(_mm256_mullo_epi32(first, scale[g]), _mm256_mullo_epi32(second, scale[g + 1])));
+                                             scale[g + k / 2]);
+            sums[t] = _mm256_add_epi32(sums[t], _mm256_add_epi32(_mm256_add_epi32(widened[0], widened[1]), _mm256_add_epi32(widened[2], widened[3])));
           }
 #else
           for (int t = 0; t < T; t++) {
-            const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 128 * h + 32 * i;
+            const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 128 * n + 32 * i;
             ivec first = izero(), second = izero();
             for (int c = 0; c < 4; c++) first = dpbusd(first, codes[c], broadcast4(xc + 4 * c));
             for (int c = 4; c < 8; c++) second = dpbusd(second, codes[c], broadcast4(xc + 4 * c));

@@ -47,12 +47,17 @@ int herd_repack_q4_0_r16(uint8_t *bytes, int rows, int cols) { return repack_gro
 int herd_repack_q8_0_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK, Q8_0_BYTES, place_q8_0); }
 int herd_repack_q4_k_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK_K, Q4_K_BYTES, place_q4_k); }
 
-/* Q6_K: ql[128], qh[64], scales[16], d. */
+/* Q6_K: ql[128], qh[64], scales[16], d. Code 32i + l of half n: nibble i / 2 of ql[64n + 32(i % 2) + l], bits 2i, 2i + 1 of qh[32n + l]. */
 static void place_q6_k(uint8_t *out, const uint8_t *block, int r) {
   memcpy(out + Q6R_D + 2 * r, block + 208, 2);
   for (int k = 0; k < 4; k++) memcpy(out + Q6R_SCALES(k, r), block + 192 + 4 * k, 4);
-  for (int c = 0; c < 32; c++) memcpy(out + Q6R_QL(c, r), block + 4 * c, 4);
-  for (int c = 0; c < 16; c++) memcpy(out + Q6R_QH(c, r), block + 128 + 4 * c, 4);
+  for (int n = 0; n < 2; n++)
+    for (int l = 0; l < 32; l++) {
+      const uint8_t *ql = block + 64 * n, qh = block[128 + 32 * n + l];
+      const uint8_t codes[4] = {(uint8_t)((ql[l] & 0xf) | (qh & 3) << 4), (uint8_t)((ql[l + 32] & 0xf) | (qh >> 2 & 3) << 4),
+                                (uint8_t)(ql[l] >> 4 | (qh >> 4 & 3) << 4), (uint8_t)(ql[l + 32] >> 4 | (qh >> 6) << 4)};
+      for (int k = 0; k < 3; k++) out[Q6R_CODES(n, k, l / 4, r) + l % 4] = (uint8_t)(codes[k] | (codes[3] >> 2 * k & 3) << 6);
+    }
 }
 
 int herd_repack_q6_k_r16(uint8_t *bytes, int rows, int cols) { return repack_groups(bytes, rows, cols / QK_K, Q6_K_BYTES, place_q6_k); }
@@ -141,8 +146,18 @@ static void unpack_iq4_xs_row(const uint8_t *block, int r, uint8_t *out) {
 static void unpack_q6_k_row(const uint8_t *block, int r, uint8_t *out) {
   memcpy(out + 208, block + Q6R_D + 2 * r, 2);
   for (int k = 0; k < 4; k++) memcpy(out + 192 + 4 * k, block + Q6R_SCALES(k, r), 4);
-  for (int c = 0; c < 32; c++) memcpy(out + 4 * c, block + Q6R_QL(c, r), 4);
-  for (int c = 0; c < 16; c++) memcpy(out + 128 + 4 * c, block + Q6R_QH(c, r), 4);
+  for (int n = 0; n < 2; n++)
+    for (int l = 0; l < 32; l++) {
+      uint8_t codes[4] = {0, 0, 0, 0};
+      for (int k = 0; k < 3; k++) {
+        const uint8_t byte = block[Q6R_CODES(n, k, l / 4, r) + l % 4];
+        codes[k] = byte & 0x3f;
+        codes[3] |= (uint8_t)((byte >> 6) << 2 * k);
+      }
+      out[64 * n + l] = (uint8_t)((codes[0] & 0xf) | (codes[2] & 0xf) << 4);
+      out[64 * n + l + 32] = (uint8_t)((codes[1] & 0xf) | (codes[3] & 0xf) << 4);
+      out[128 + 32 * n + l] = (uint8_t)(codes[0] >> 4 | (codes[1] >> 4) << 2 | (codes[2] >> 4) << 4 | (codes[3] >> 4) << 6);
+    }
 }
 
 static void unpack_block32_row(const uint8_t *block, int r, uint8_t *out, int chunks) {

@@ -14,8 +14,12 @@
  * 12 packed scale bytes as three chunks of 64 (chunk k: bytes 4k..4k+3 of each row, so the 6-bit
  * unpacking runs on 16 rows at once, one int32 lane each), then the 128 nibble bytes as 32 chunks
  * of 64 (chunk 8p + c: bytes 32p + 4c.. + 3 of each row; low nibbles are sub-block 2p, high 2p + 1).
- * Q6_K: the 16 d's, the 16 int8 scales as four chunks of 64, the 128 ql bytes as 32 chunks and
- * the 64 qh bytes as 16 chunks. Q5_K: Q4_K's layout with the 32 qh bytes as eight chunks of 64
+ * Q6_K: the 16 d's, the 16 int8 scales as four chunks of 64, then each row's 256 6-bit codes
+ * rebuilt as three bytes for every four (Q6R_CODES): codes l, l + 32 and l + 64 of a half of 128
+ * whole in bits 0-5 of bytes A, B and C, code l + 96 in their bits 6-7 (its bits 0-1 in A's, 2-3
+ * in B's, 4-5 in C's); chunk (n, k, c): bytes 4c..4c + 3 of half n's A (k = 0), B or C of each row.
+ * The stored ql/qh split took 17 vector operations for four vectors of codes; this one takes 11
+ * (a mask each for three, eight for the fourth). Q5_K: Q4_K's layout with the 32 qh bytes as eight chunks of 64
  * (chunk c: bytes 4c..4c+3 of each row, whose bit j is the fifth bit of sub-block j's codes) between
  * the scales and the nibbles. IQ4_XS: the 16 d's, the 16 rows' scales_h (2 bytes each) and
  * scales_l (one chunk of 64), then sub-block j's 16 code bytes as four chunks of 64 (chunk 4j + c:
@@ -48,8 +52,7 @@ int herd_repack_q4_k_r16(uint8_t *bytes, int rows, int cols);
 #define Q6R_BLOCK_BYTES (REPACK_ROWS * Q6_K_BYTES)
 #define Q6R_D 0
 #define Q6R_SCALES(k, r) (2 * REPACK_ROWS + 64 * (k) + 4 * (r))
-#define Q6R_QL(c, r) (18 * REPACK_ROWS + 64 * (c) + 4 * (r))
-#define Q6R_QH(c, r) (18 * REPACK_ROWS + 64 * 32 + 64 * (c) + 4 * (r))
+#define Q6R_CODES(n, k, c, r) (18 * REPACK_ROWS + 64 * (24 * (n) + 8 * (k) + (c)) + 4 * (r))
 int herd_repack_q6_k_r16(uint8_t *bytes, int rows, int cols);
 int herd_repack_q8_0_r16(uint8_t *bytes, int rows, int cols);
 #define Q5R_BLOCK_BYTES (REPACK_ROWS * Q5_K_BYTES)
