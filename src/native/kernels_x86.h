@@ -991,21 +991,23 @@ static ALWAYS_INLINE void tile_i4r(const uint8_t *group, int first_half, const i
 #else
           weights[k] = ixor(levels[k], VEC(set1_epi8)((char)0x80));
 #endif
+#if HERD_PATH == HERD_AVX2
+        /* The scale (−32..31) in both int16 halves of each row's lane: the pmaddwd that widens each pmaddubsw applies it, with no 32-bit multiply a token. */
+        const ivec scale16 = _mm256_blend_epi16(scale, _mm256_slli_epi32(scale, 16), 0xaa);
+#endif
         for (int t = 0; t < T; t++) {
           const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 32 * j;
-          ivec sum = izero();
+#if HERD_PATH == HERD_AVX2
           for (int k = 0; k < 8; k++) {
             const ivec xk = broadcast4(xc + 4 * (k % 4) + 16 * (k / 4));
-#if HERD_PATH == HERD_AVX2
-            sum = dpbusd(sum, weights[k], _mm256_sign_epi8(xk, levels[k]));
-#else
-            sum = dpbusd(sum, weights[k], xk);
-#endif
+            blocks[t] = _mm256_add_epi32(blocks[t], _mm256_madd_epi16(maddubs(weights[k], _mm256_sign_epi8(xk, levels[k])), scale16));
           }
-#if HERD_PATH != HERD_AVX2
+#else
+          ivec sum = izero();
+          for (int k = 0; k < 8; k++) sum = dpbusd(sum, weights[k], broadcast4(xc + 4 * (k % 4) + 16 * (k / 4)));
           sum = VEC(sub_epi32)(sum, iset1(128 * x->sums[(size_t)t * (cols / QK) + (size_t)b * (QK_K / QK) + j]));
-#endif
           blocks[t] = VEC(add_epi32)(blocks[t], VEC(mullo_epi32)(sum, scale));
+#endif
         }
       }
       for (int t = 0; t < T; t++) acc[h][t] = fmadd(to_float(blocks[t]), VEC(mul_ps)(d, fbroadcast(x->scales[(size_t)t * nb + b])), acc[h][t]);
