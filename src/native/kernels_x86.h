@@ -1082,37 +1082,39 @@ static ALWAYS_INLINE void tile_q6r(const uint8_t *group, int first_half, const i
         sums[t] = VEC(mullo_epi32)(offsets, iset1(-32));
       }
       for (int n = 0; n < 2; n++) {
-        /* The next block (3,360 bytes, 52.5 lines), half of it per half: one block ahead measured faster from memory than two or four (docs/performance.md). */
-        if (hh == 0)
-          for (int line = 0; line < 26; line++) _mm_prefetch((const char *)block + Q6R_BLOCK_BYTES + 64 * (26 * n + line), _MM_HINT_T0);
-        for (int i = 0; i < 4; i++) {
-          ivec codes[8];
-          for (int c = 0; c < 8; c++) codes[c] = q6r_codes(block, n, i, c, half);
-          const int g = 8 * n + 2 * i;
+        /*
+         * Passes over 16 codes (one group, one scale) of each row: four code vectors live, not
+         * eight (GCC kept eight on the stack). Each of the first seven passes of a half prefetches
+         * four lines of the next block's same half (3,360 bytes, 52.5 lines in all): one block
+         * ahead measured faster from memory than two or four, and spread over the passes faster
+         * than all 26 lines before them (docs/performance.md).
+         */
+        for (int i = 0; i < 4; i++)
+          for (int q = 0; q < 2; q++) {
+            const int step = 2 * i + q;
+            if (hh == 0 && step < 7)
+              for (int line = 0; line < 4; line++) _mm_prefetch((const char *)block + Q6R_BLOCK_BYTES + 64 * (26 * n + 4 * step + line), _MM_HINT_T0);
+            ivec codes[4];
+            for (int c = 0; c < 4; c++) codes[c] = q6r_codes(block, n, i, 4 * q + c, half);
+            const ivec group_scale = scale[8 * n + 2 * i + q];
+            for (int t = 0; t < T; t++) {
+              const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 128 * n + 32 * i + 16 * q;
 #if HERD_PATH == HERD_AVX2
-          /*
-           * Without vpdpbusd, two chunks' vpmaddubsw add up in int16 (each lane at most 2 · 2 · 63
-           * · 127 = 32,004) before one vpmaddwd by the scale widens them (at most 2 · 32,004 · 128
-           * a lane): 19 integer operations a token per 32 weights.
-           */
-          for (int t = 0; t < T; t++) {
-            const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 128 * n + 32 * i;
-            ivec widened[4];
-            for (int k = 0; k < 4; k++)
-              widened[k] = _mm256_madd_epi16(_mm256_add_epi16(maddubs(codes[2 * k], broadcast4(xc + 8 * k)), maddubs(codes[2 * k + 1], broadcast4(xc + 8 * k + 4))),
-                                             scale[g + k / 2]);
-            sums[t] = _mm256_add_epi32(sums[t], _mm256_add_epi32(_mm256_add_epi32(widened[0], widened[1]), _mm256_add_epi32(widened[2], widened[3])));
-          }
+              /*
+               * Without vpdpbusd, two chunks' vpmaddubsw add up in int16 (each lane at most 2 · 2 ·
+               * 63 · 127 = 32,004) before one vpmaddwd by the scale widens them (at most 2 · 32,004
+               * · 128 a lane): ten integer operations a token per 16 weights.
+               */
+              const ivec low = _mm256_add_epi16(maddubs(codes[0], broadcast4(xc)), maddubs(codes[1], broadcast4(xc + 4)));
+              const ivec high = _mm256_add_epi16(maddubs(codes[2], broadcast4(xc + 8)), maddubs(codes[3], broadcast4(xc + 12)));
+              sums[t] = _mm256_add_epi32(sums[t], _mm256_add_epi32(_mm256_madd_epi16(low, group_scale), _mm256_madd_epi16(high, group_scale)));
 #else
-          for (int t = 0; t < T; t++) {
-            const int8_t *xc = x->codes + (size_t)t * cols + (size_t)b * QK_K + 128 * n + 32 * i;
-            ivec first = izero(), second = izero();
-            for (int c = 0; c < 4; c++) first = dpbusd(first, codes[c], broadcast4(xc + 4 * c));
-            for (int c = 4; c < 8; c++) second = dpbusd(second, codes[c], broadcast4(xc + 4 * c));
-            sums[t] = VEC(add_epi32)(sums[t], VEC(add_epi32)(VEC(mullo_epi32)(first, scale[g]), VEC(mullo_epi32)(second, scale[g + 1])));
-          }
+              ivec sum = izero();
+              for (int c = 0; c < 4; c++) sum = dpbusd(sum, codes[c], broadcast4(xc + 4 * c));
+              sums[t] = VEC(add_epi32)(sums[t], VEC(mullo_epi32)(sum, group_scale));
 #endif
-        }
+            }
+          }
       }
       for (int t = 0; t < T; t++) acc[hh][t] = fmadd(to_float(sums[t]), VEC(mul_ps)(d, fbroadcast(x->scales[(size_t)t * nb + b])), acc[hh][t]);
     }
