@@ -19,9 +19,9 @@
  * whole in bits 0-5 of bytes A, B and C, code l + 96 in their bits 6-7 (its bits 0-1 in A's, 2-3
  * in B's, 4-5 in C's); chunk (n, k, c): bytes 4c..4c + 3 of half n's A (k = 0), B or C of each row.
  * The stored ql/qh split took 17 vector operations for four vectors of codes; this one takes 11
- * (a mask each for three, eight for the fourth). Q5_K: Q4_K's layout with the 32 qh bytes as eight chunks of 64
- * (chunk c: bytes 4c..4c+3 of each row, whose bit j is the fifth bit of sub-block j's codes) between
- * the scales and the nibbles. IQ4_XS: the 16 d's, the 16 rows' scales_h (2 bytes each) and
+ * (a mask each for three, eight for the fourth). Q5_K: Q4_K's layout with the 32 qh bytes as
+ * eight chunks of 64 (chunk c: bytes 4c..4c+3 of each row, whose bit j is the fifth bit of
+ * sub-block j's codes) between the scales and the nibbles. IQ4_XS: the 16 d's, the 16 rows' scales_h (2 bytes each) and
  * scales_l (one chunk of 64), then sub-block j's 16 code bytes as four chunks of 64 (chunk 4j + c:
  * bytes 16j + 4c.. + 3 of each row; low nibbles are its codes 4c..4c+3, high nibbles 16 further). Q8_0: the 16 half scales, then the 32 code bytes as eight chunks
  * of 64 (a block of 16 rows is 544 bytes, read front to back: decode's weights are one stream,
