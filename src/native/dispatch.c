@@ -42,10 +42,14 @@ static int has_amx(unsigned long long state) {
 }
 
 static int has_avxvnni(void) {
+#ifdef HERD_EMULATE_AVXVNNI
+  return 1; /* its two instructions emulated (kernels_x86.h): AVX2 is enough */
+#else
   unsigned eax, ebx, ecx, edx;
   if (__get_cpuid_max(0, 0) < 7) return 0;
   __cpuid_count(7, 1, eax, ebx, ecx, edx);
   return (eax >> 4) & 1;
+#endif
 }
 #elif defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>

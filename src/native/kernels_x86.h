@@ -13,7 +13,11 @@
 #define HERD_PATH_NAME "avx2"
 #define HERD_TABLE herd_kernels_avx2
 #elif HERD_PATH == HERD_AVXVNNI
+#ifdef HERD_EMULATE_AVXVNNI
+#pragma GCC target("avx2,fma,f16c") /* npm run test:avxvnni: its two VNNI instructions emulated below */
+#else
 #pragma GCC target("avx2,fma,f16c,avxvnni")
+#endif
 #define HERD_PATH_NAME "avxvnni"
 #define HERD_TABLE herd_kernels_avxvnni
 #else
@@ -32,8 +36,24 @@
 /* pmaddubsw pairs to int16 (no overflow: |w| ≤ 128, |x| ≤ 127), then pmaddwd to int32. */
 static inline __m256i dot_u8_i8(__m256i u, __m256i s) { return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)); }
 #elif HERD_PATH == HERD_AVXVNNI
+#ifdef HERD_EMULATE_AVXVNNI
+/*
+ * npm run test:avxvnni builds the addon with this defined, so that the AVX-VNNI path runs (and its
+ * tests run on it) on a CPU without AVX-VNNI: vpdpbusd and vpdpwssd in exact AVX2 arithmetic
+ * (bytes widened to int16, so no pair saturates), everything else as the path compiles it.
+ */
+static inline __m256i vex_dpbusd(__m256i acc, __m256i u, __m256i s) {
+  const __m256i even_u = _mm256_and_si256(u, _mm256_set1_epi16(0xff)), odd_u = _mm256_srli_epi16(u, 8);
+  const __m256i even_s = _mm256_srai_epi16(_mm256_slli_epi16(s, 8), 8), odd_s = _mm256_srai_epi16(s, 8);
+  return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(even_u, even_s), _mm256_madd_epi16(odd_u, odd_s)));
+}
+static inline __m256i vex_dpwssd(__m256i acc, __m256i a, __m256i b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
+#else
+#define vex_dpbusd _mm256_dpbusd_avx_epi32
+#define vex_dpwssd _mm256_dpwssd_avx_epi32
+#endif
 /* VEX vpdpbusd (Alder Lake and later without AVX-512). */
-static inline __m256i dot_u8_i8(__m256i u, __m256i s) { return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s); }
+static inline __m256i dot_u8_i8(__m256i u, __m256i s) { return vex_dpbusd(_mm256_setzero_si256(), u, s); }
 #else
 /* EVEX vpdpbusd on 256-bit vectors: a Q8_0 block is 32 bytes, so wider vectors would only pair blocks. */
 static inline __m256i dot_u8_i8(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s); }
@@ -259,12 +279,12 @@ typedef __m256 fvec;
 #define VEC(op) _mm256_##op
 #define TILE_T 2 /* 8 float accumulators of 16 registers */
 #if HERD_PATH == HERD_AVXVNNI
-static inline ivec dpbusd(ivec acc, ivec u, ivec s) { return _mm256_dpbusd_avx_epi32(acc, u, s); }
+static inline ivec dpbusd(ivec acc, ivec u, ivec s) { return vex_dpbusd(acc, u, s); }
 #else
 static inline ivec dpbusd(ivec acc, ivec u, ivec s) { return _mm256_add_epi32(acc, dot_u8_i8(u, s)); }
 #endif
 #if HERD_PATH == HERD_AVXVNNI
-static inline ivec dpwssd(ivec acc, ivec a, ivec b) { return _mm256_dpwssd_avx_epi32(acc, a, b); }
+static inline ivec dpwssd(ivec acc, ivec a, ivec b) { return vex_dpwssd(acc, a, b); }
 #else
 static inline ivec dpwssd(ivec acc, ivec a, ivec b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
 #endif
