@@ -2,6 +2,7 @@
 #ifndef HERD_NATIVE_H
 #define HERD_NATIVE_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -136,6 +137,15 @@ extern const int herd_neon_sdot_compiled; /* 0 when the compiler could not build
 
 float herd_half_to_float(uint16_t h);
 uint16_t herd_float_to_half(float f);
+/* The largest |x[i]| (0 for none; NaNs skipped): Q8_0's scale, for activations and weights alike. A comparison, not fmaxf, which GCC leaves a libm call per element without -ffinite-math-only. */
+static inline float herd_abs_max(const float *x, int n) {
+  float amax = 0;
+  for (int i = 0; i < n; i++) {
+    const float a = fabsf(x[i]);
+    amax = a > amax ? a : amax;
+  }
+  return amax;
+}
 /* Q4_K's 6-bit scale and minimum of sub-block j (llama.cpp's get_scale_min_k4); inline, as every path calls it 8 times per 256 weights. */
 static inline void herd_q4k_scale_min(int j, const uint8_t *q, uint8_t *scale, uint8_t *min) {
   if (j < 4) {

@@ -33,13 +33,7 @@ size_t herd_row_bytes(int format, int cols) {
 
 /* Scale amax/127 and codes round(x/scale), as llama.cpp's quantize_row_q8_0 (with a float scale). */
 static float quantize_block(const float *x, int n, int8_t *codes) {
-  float amax = 0;
-  for (int i = 0; i < n; i++) {
-    /* A comparison, not fmaxf, which GCC leaves a libm call without -ffinite-math-only (NaNs are skipped either way). */
-    const float a = fabsf(x[i]);
-    amax = a > amax ? a : amax;
-  }
-  const float scale = amax / 127.0f, inverse = scale != 0 ? 1.0f / scale : 0.0f;
+  const float scale = herd_abs_max(x, n) / 127.0f, inverse = scale != 0 ? 1.0f / scale : 0.0f;
   for (int i = 0; i < n; i++) codes[i] = (int8_t)lrintf(x[i] * inverse);
   return scale;
 }
@@ -519,7 +513,7 @@ static void attend_group(const attention_job *job, int t, int g, float *scores, 
   }
   for (int j = 0; j < group; j++) {
     float *head = scores + j * stride, maximum = -INFINITY;
-    for (int p = 0; p < visible; p++) maximum = head[p] > maximum ? head[p] : maximum; /* not fmaxf: as in quantize_block */
+    for (int p = 0; p < visible; p++) maximum = head[p] > maximum ? head[p] : maximum; /* not fmaxf: as in herd_abs_max */
     const float inverse = 1.0f / k->exp_shifted(head, visible, maximum);
     for (int p = 0; p < visible; p++) head[p] *= inverse;
   }

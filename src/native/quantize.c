@@ -41,12 +41,7 @@ static float extreme_of(const float *x, int n) {
 
 static void write_q8_0(const herd_scale_searches *unused, const float *x, uint8_t *out) {
   (void)unused;
-  float amax = 0;
-  for (int i = 0; i < QK; i++) {
-    const float a = fabsf(x[i]);
-    amax = a > amax ? a : amax; /* not fmaxf, a libm call here (ops.c's quantize_block) */
-  }
-  const float d = amax / 127, inverse = d != 0 ? 1.0f / d : 0.0f;
+  const float d = herd_abs_max(x, QK) / 127, inverse = d != 0 ? 1.0f / d : 0.0f;
   herd_put_half(out, d);
   for (int i = 0; i < QK; i++) out[2 + i] = (uint8_t)(int8_t)roundf(x[i] * inverse);
 }
