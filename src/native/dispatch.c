@@ -51,6 +51,15 @@ static int has_avxvnni(void) {
   return (eax >> 4) & 1;
 #endif
 }
+static int has_avx512(int zmm_saved) {
+#ifdef HERD_EMULATE_AVX512
+  (void)zmm_saved;
+  return 1; /* its AVX-512 intrinsics emulated (kernels_x86.h): AVX2 is enough */
+#else
+  return zmm_saved && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512vnni");
+#endif
+}
 #elif defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #ifndef HWCAP_ASIMDDP
@@ -152,8 +161,7 @@ int herd_isa_supported(const char *name, char *why, size_t why_size) {
     return ok;
   }
   if (strcmp(name, "avx512") == 0) {
-    const int ok = avx2 && zmm && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    const int ok = avx2 && has_avx512(zmm);
     if (!ok) snprintf(why, why_size, "this CPU or OS lacks AVX-512 F/BW/VL/VNNI");
     return ok;
   }

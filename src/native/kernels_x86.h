@@ -20,12 +20,58 @@
 #endif
 #define HERD_PATH_NAME "avxvnni"
 #define HERD_TABLE herd_kernels_avxvnni
+#elif defined(HERD_EMULATE_AVX512)
+#pragma GCC target("avx2,fma,f16c") /* npm run test:avx512: its AVX-512 intrinsics emulated by SIMDe */
+#define HERD_PATH_NAME "avx512"
+#define HERD_TABLE herd_kernels_avx512
 #else
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
 #define HERD_PATH_NAME "avx512"
 #define HERD_TABLE herd_kernels_avx512
 #endif
 #include <immintrin.h>
+#if HERD_PATH == HERD_AVX512 && defined(HERD_EMULATE_AVX512)
+/*
+ * npm run test:avx512 builds the addon with this defined, so that the AVX-512 path runs (and its
+ * tests run on it) on a CPU without AVX-512: SIMDe's portable AVX-512 (Debian's libsimde-dev), on
+ * AVX2, takes the place of every _mm512_ and AVX-512VL intrinsic. SIMDe 0.7 has two of them under
+ * its own names only, and lacks seven, written here from their definitions in two 256-bit halves.
+ */
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+static inline __m512 emulated_join_ps(__m256 low, __m256 high) { return _mm512_insertf32x8(_mm512_castps256_ps512(low), high, 1); }
+static inline __m512i emulated_join_si(__m256i low, __m256i high) { return _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1); }
+static inline __m256i emulated_high_si(__m512i v) { return _mm512_extracti64x4_epi64(v, 1); }
+static inline __m512 emulated_cvtph_ps(__m256i h) {
+  return emulated_join_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
+}
+static inline __m512i emulated_cvtepu16_epi32(__m256i h) {
+  return emulated_join_si(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)), _mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)));
+}
+static inline __m512 emulated_cvtepi32_ps(__m512i v) {
+  return emulated_join_ps(_mm256_cvtepi32_ps(_mm512_castsi512_si256(v)), _mm256_cvtepi32_ps(emulated_high_si(v)));
+}
+static inline __m512i emulated_srai_epi32(__m512i v, int count) {
+  return emulated_join_si(_mm256_srai_epi32(_mm512_castsi512_si256(v), count), _mm256_srai_epi32(emulated_high_si(v), count));
+}
+static inline __m512i emulated_zextsi256_si512(__m256i v) { return emulated_join_si(v, _mm256_setzero_si256()); }
+/* GCC's order: the 256-bit halves, then the 128-bit halves, then within one. */
+static inline float emulated_reduce_add_ps(__m512 v) {
+  const __m256 half = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castsi256_ps(emulated_high_si(_mm512_castps_si512(v))));
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+#define _mm512_shuffle_i64x2 simde_mm512_shuffle_i64x2
+#define _mm512_shuffle_f32x4 simde_mm512_shuffle_f32x4
+#define _mm512_cvtph_ps emulated_cvtph_ps
+#define _mm512_cvtepu16_epi32 emulated_cvtepu16_epi32
+#define _mm512_cvtepi32_ps emulated_cvtepi32_ps
+#define _mm512_srai_epi32 emulated_srai_epi32
+#define _mm512_zextsi256_si512 emulated_zextsi256_si512
+#define _mm512_reduce_add_ps emulated_reduce_add_ps
+#define _mm512_mask_srli_epi16(src, k, a, imm) _mm512_mask_mov_epi16((src), (k), _mm512_srli_epi16((a), (imm)))
+#endif
 #include <math.h>
 #include <string.h>
 #include "herd_native.h"
