@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# npm run test:avxvnni / npm run test:avx512: an x86 path's kernels, checked on a CPU without its
+# npm run test:avxvnni / npm run test:avx512: x86 paths' kernels, checked on a CPU without their
 # instructions (docs/performance.md, "Runtime dispatch"). Usage: test-emulated-path.sh avxvnni|avx512
 #  - avxvnni: no machine herd has been measured on has AVX-VNNI without AVX-512, and QEMU's TCG does
 #    not implement it. HERD_EMULATE_AVXVNNI makes vpdpbusd and vpdpwssd exact AVX2 arithmetic
 #    (kernels_x86.h).
-#  - avx512: the machines that build herd have AVX2 only, and QEMU's TCG has no AVX-512 either.
-#    HERD_EMULATE_AVX512 compiles the path for AVX2 with SIMDe's portable AVX-512 intrinsics
-#    (Debian's libsimde-dev, which .ci/run installs) in place of the real ones.
-# Either way dispatch offers the path on any AVX2 CPU and every other line is the path as it ships.
+#  - avx512, which takes amx too: the machines that build herd have AVX2 only, and QEMU's TCG has
+#    neither AVX-512 nor AMX. HERD_EMULATE_AVX512 compiles the path for AVX2 with SIMDe's portable
+#    AVX-512 intrinsics (Debian's libsimde-dev, which .ci/run installs) in place of the real ones;
+#    HERD_EMULATE_AMX adds the amx path's seven tile instructions, written from Intel's definitions.
+# Either way dispatch offers the paths on any AVX2 CPU and every other line is the code as it ships.
 # This builds the addon once more with that switch, then runs the native tests on it
 # (test/native-kernels.test.ts takes every path the addon can run, at 1 and 3 threads; the model,
 # quantizer and calibration suites take the preferred path, which is then the emulated one). It
@@ -16,8 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 path=${1:-}
 case "$path" in
-  avxvnni) switch=HERD_EMULATE_AVXVNNI ;;
-  avx512) switch=HERD_EMULATE_AVX512 ;;
+  avxvnni) switches=(HERD_EMULATE_AVXVNNI) offered=(avxvnni) ;;
+  avx512) switches=(HERD_EMULATE_AVX512 HERD_EMULATE_AMX) offered=(avx512 amx) ;;
   *)
     echo "usage: scripts/test-emulated-path.sh avxvnni|avx512" >&2
     exit 2
@@ -40,14 +41,16 @@ out=$(mktemp -d)
 cp "$addon" "$out/shipped.node"
 trap 'cp "$out/shipped.node" "$addon"; rm -rf "$out"' EXIT
 
-echo "== the addon with $switch, built in $out"
+echo "== the addon with ${switches[*]}, built in $out"
 mkdir -p "$out/emulated/src"
 cp binding.gyp "$out/emulated/"
 cp -r src/native "$out/emulated/src/"
 # -Wno-psabi: SIMDe's 512-bit values pass between static functions, never across an ABI boundary.
-(cd "$out/emulated" && CPPFLAGS="-D$switch" CFLAGS=-Wno-psabi "${gyp[@]}" rebuild --loglevel=warn)
+(cd "$out/emulated" && CPPFLAGS="${switches[*]/#/-D}" CFLAGS=-Wno-psabi "${gyp[@]}" rebuild --loglevel=warn)
 cp "$out/emulated/build/Release/herd_native.node" "$addon"
-node -e "const paths = require('./$addon').info().paths; if (paths['$path'] !== '') { console.error('the emulated build does not offer $path:', JSON.stringify(paths)); process.exit(1); }"
+for name in "${offered[@]}"; do
+  node -e "const paths = require('./$addon').info().paths; if (paths['$name'] !== '') { console.error('the emulated build does not offer $name:', JSON.stringify(paths)); process.exit(1); }"
+done
 
 echo "== the native tests on it"
 NODE_OPTIONS=--experimental-vm-modules npx jest test/native-

@@ -102,9 +102,10 @@ static uint64_t read_portable(const uint8_t *buffer, size_t bytes) {
 
 static read_loop loop_for(const char *isa) {
 #if defined(__x86_64__)
-  /* The CPU asked as well as the path: npm run test:avx512 runs the avx512 path without AVX-512. */
-  if (strcmp(isa, "avx512") == 0 && __builtin_cpu_supports("avx512f")) return read_avx512;
-  if (strcmp(isa, "avx2") == 0 || strcmp(isa, "avxvnni") == 0 || strcmp(isa, "avx512") == 0) return read_avx2;
+  /* amx is avx512 with tiles. The CPU is asked as well as the path: npm run test:avx512 runs that path without AVX-512. */
+  const int avx512 = strcmp(isa, "avx512") == 0 || strcmp(isa, "amx") == 0;
+  if (avx512 && __builtin_cpu_supports("avx512f")) return read_avx512;
+  if (avx512 || strcmp(isa, "avx2") == 0 || strcmp(isa, "avxvnni") == 0) return read_avx2;
 #endif
   (void)isa;
   return read_portable;

@@ -1407,7 +1407,14 @@ static void attend_values(const float *values, int n, int d, const float *weight
  * already stores Q8_0's chunks; 2, the sums (16 × 16 int32). Tokens past the last 16 and rows past
  * the last group go to this path's own products.
  */
+#ifdef HERD_EMULATE_AMX
+#ifndef HERD_EMULATE_AVX512
+#error "HERD_EMULATE_AMX needs HERD_EMULATE_AVX512 (npm run test:avx512 defines both)"
+#endif
+#define AMX_TARGET /* the file's own target: AVX2, its AVX-512 emulated */
+#else
 #define AMX_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile,amx-int8")))
+#endif
 #define AMX_TOKENS 16
 
 /* LDTILECFG's 64-byte operand (palette 1). */
@@ -1416,6 +1423,63 @@ typedef struct {
   uint16_t bytes_per_row[16];
   uint8_t rows[16];
 } amx_tile_config;
+
+#ifdef HERD_EMULATE_AMX
+/*
+ * npm run test:avx512 builds the addon with this and HERD_EMULATE_AVX512 defined, so that the amx
+ * path runs on a CPU without AMX: the seven tile instructions it uses, as Intel's SDM defines
+ * them, on eight tiles of 16 rows × 64 bytes per thread (the configuration is per thread too).
+ */
+typedef struct {
+  int rows, bytes;
+  uint8_t data[16][64];
+} emulated_tile;
+static _Thread_local emulated_tile emulated_tiles[8];
+
+static void emulated_tile_loadconfig(const void *config) {
+  const amx_tile_config *c = config;
+  for (int t = 0; t < 8; t++) emulated_tiles[t] = (emulated_tile){.rows = c->rows[t], .bytes = c->bytes_per_row[t]};
+}
+static void emulated_tile_release(void) { memset(emulated_tiles, 0, sizeof emulated_tiles); }
+static void emulated_tile_zero(int t) { memset(emulated_tiles[t].data, 0, sizeof emulated_tiles[t].data); }
+static void emulated_tile_loadd(int t, const void *base, size_t stride) {
+  emulated_tile *tile = &emulated_tiles[t];
+  memset(tile->data, 0, sizeof tile->data);
+  for (int r = 0; r < tile->rows; r++) memcpy(tile->data[r], (const uint8_t *)base + (size_t)r * stride, (size_t)tile->bytes);
+}
+static void emulated_tile_stored(int t, void *base, size_t stride) {
+  const emulated_tile *tile = &emulated_tiles[t];
+  for (int r = 0; r < tile->rows; r++) memcpy((uint8_t *)base + (size_t)r * stride, tile->data[r], (size_t)tile->bytes);
+}
+/* TDPBSSD / TDPBSUD: c[m][n] += Σ_k Σ_i a[m][4k + i] · b[k][4n + i], a's bytes signed, b's signed or not. */
+static void emulated_tile_dot(int c, int a, int b, int b_signed) {
+  emulated_tile *sums = &emulated_tiles[c];
+  const emulated_tile *left = &emulated_tiles[a], *right = &emulated_tiles[b];
+  for (int m = 0; m < sums->rows; m++)
+    for (int n = 0; n < sums->bytes / 4; n++) {
+      int32_t total;
+      memcpy(&total, sums->data[m] + 4 * n, 4);
+      for (int k = 0; k < left->bytes / 4; k++)
+        for (int i = 0; i < 4; i++) {
+          const uint8_t w = right->data[k][4 * n + i];
+          total += (int8_t)left->data[m][4 * k + i] * (b_signed ? (int8_t)w : (int)w);
+        }
+      memcpy(sums->data[m] + 4 * n, &total, 4);
+    }
+}
+#undef _tile_loadd
+#undef _tile_stored
+#undef _tile_zero
+#undef _tile_dpbssd
+#undef _tile_dpbsud
+#define _tile_loadconfig emulated_tile_loadconfig
+#define _tile_release emulated_tile_release
+#define _tile_zero emulated_tile_zero
+#define _tile_loadd emulated_tile_loadd
+#define _tile_stored emulated_tile_stored
+#define _tile_dpbssd(c, a, b) emulated_tile_dot(c, a, b, 1)
+#define _tile_dpbsud(c, a, b) emulated_tile_dot(c, a, b, 0)
+#endif
 
 /* Tile configuration is per thread, so every call sets it and releases the tiles at its end. */
 static AMX_TARGET void amx_configure(void) {
