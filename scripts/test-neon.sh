@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # npm run test:neon: the arm64 NEON kernels, checked on an x86-64 machine (docs/performance.md,
-# "Native C kernels"). Not part of the build or of CI; it needs a cross compiler and an emulator:
+# "Native C kernels"). Not part of the build; .ci/run calls it (stages 1 and 2). It needs a cross
+# compiler and an emulator (Debian's QEMU 7.2 and 10.0 both run it):
 #   apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 # On an arm64 machine it compiles with the native gcc and runs the harness directly.
 #  1. every C file of the addon compiles for aarch64 with binding.gyp's flags and no warning;
