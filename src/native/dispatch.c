@@ -219,7 +219,11 @@ int herd_choose_isa(const char *forced, herd_isa_choice *choice) {
 #endif
 #else
   static const char *const preference[] = {"amx", "avx512", "avxvnni", "avx2"};
+#if defined(HERD_EMULATE_AVX512) || defined(HERD_EMULATE_AVXVNNI)
+  const char *detected = "CPUID and XCR0; a test build, whose AVX-512, AMX or AVX-VNNI instructions are emulated in AVX2";
+#else
   const char *detected = "CPUID and XCR0";
+#endif
 #endif
   char why[160];
   for (size_t i = 0; i < sizeof preference / sizeof preference[0]; i++) {
