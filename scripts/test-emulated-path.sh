@@ -9,9 +9,10 @@
 #    AVX-512 intrinsics (Debian's libsimde-dev, which .ci/run installs) in place of the real ones;
 #    HERD_EMULATE_AMX adds the amx path's seven tile instructions, written from Intel's definitions.
 # Either way dispatch offers the paths on any AVX2 CPU and every other line is the code as it ships.
-# This builds the addon once more with that switch, then runs the native tests on it
+# This builds the addon once more with those switches, then runs the native tests on it
 # (test/native-kernels.test.ts takes every path the addon can run, at 1 and 3 threads; the model,
-# quantizer and calibration suites take the preferred path, which is then the emulated one). It
+# quantizer and calibration suites take the preferred path, which is then the emulated one) and
+# the GGUF files llama.cpp made, against llama.cpp's own outputs (test/gguf-llamacpp.test.ts). It
 # checks the path's code, not its speed. .ci/run calls both; build/Release's addon is put back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,5 +53,5 @@ for name in "${offered[@]}"; do
   node -e "const paths = require('./$addon').info().paths; if (paths['$name'] !== '') { console.error('the emulated build does not offer $name:', JSON.stringify(paths)); process.exit(1); }"
 done
 
-echo "== the native tests on it"
-NODE_OPTIONS=--experimental-vm-modules npx jest test/native-
+echo "== the native tests and llama.cpp's GGUF files on it"
+NODE_OPTIONS=--experimental-vm-modules npx jest test/native- test/gguf-llamacpp
