@@ -920,19 +920,15 @@ REPACKED_KERNELS(sdot, HERD_DOTPROD, four_lanes_sdot)
   .gemm_q8_0_r16 = gemm_q8_0_r16_##suffix, .gemm_q4_0_r16 = gemm_q4_0_r16_##suffix, .gemm_q4_k_r16 = gemm_q4_k_r16_##suffix, \
   .gemm_q6_k_r16 = gemm_q6_k_r16_##suffix
 
+/* The float kernels: the same on both paths, which differ in their byte products only. */
+#define FLOAT_TABLE                                                                                                          \
+  .dot_f32 = dot_f32, .gemm_f32 = gemm_f32, .f32_tokens = F32_TOKENS, .f16_to_f32 = f16_to_f32, .bf16_to_f32 = bf16_to_f32, \
+  .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .attend_scores = attend_scores, .attend_values = attend_values,                 \
+  .exp_shifted = exp_shifted, .swiglu = swiglu
+
 const herd_kernels herd_kernels_neon = {
     .name = "neon",
-    .dot_f32 = dot_f32,
-    .gemm_f32 = gemm_f32,
-    .f32_tokens = F32_TOKENS,
-    .f16_to_f32 = f16_to_f32,
-    .bf16_to_f32 = bf16_to_f32,
-    .dot_f16 = dot_f16,
-    .dot_bf16 = dot_bf16,
-    .attend_scores = attend_scores,
-    .attend_values = attend_values,
-    .exp_shifted = exp_shifted,
-    .swiglu = swiglu,
+    FLOAT_TABLE,
     .dot_q8_0 = dot_q8_0_neon,
     .dot_q4_0 = dot_q4_0_neon,
     .dot_q4_k = dot_q4_k_neon,
@@ -942,17 +938,7 @@ const herd_kernels herd_kernels_neon = {
 
 const herd_kernels herd_kernels_neon_dotprod = {
     .name = "neon-dotprod",
-    .dot_f32 = dot_f32,
-    .gemm_f32 = gemm_f32,
-    .f32_tokens = F32_TOKENS,
-    .f16_to_f32 = f16_to_f32,
-    .bf16_to_f32 = bf16_to_f32,
-    .dot_f16 = dot_f16,
-    .dot_bf16 = dot_bf16,
-    .attend_scores = attend_scores,
-    .attend_values = attend_values,
-    .exp_shifted = exp_shifted,
-    .swiglu = swiglu,
+    FLOAT_TABLE,
     .dot_q8_0 = dot_q8_0_sdot,
     .dot_q4_0 = dot_q4_0_sdot,
     .dot_q4_k = dot_q4_k_sdot,
