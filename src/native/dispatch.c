@@ -56,6 +56,7 @@ static int has_avxvnni(void) {
   return (eax >> 4) & 1;
 #endif
 }
+
 static int has_avx512(int zmm_saved) {
 #ifdef HERD_EMULATE_AVX512
   (void)zmm_saved;

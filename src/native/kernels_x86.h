@@ -20,12 +20,12 @@
 #endif
 #define HERD_PATH_NAME "avxvnni"
 #define HERD_TABLE herd_kernels_avxvnni
-#elif defined(HERD_EMULATE_AVX512)
-#pragma GCC target("avx2,fma,f16c") /* npm run test:avx512: its AVX-512 intrinsics emulated by SIMDe */
-#define HERD_PATH_NAME "avx512"
-#define HERD_TABLE herd_kernels_avx512
+#else
+#ifdef HERD_EMULATE_AVX512
+#pragma GCC target("avx2,fma,f16c") /* npm run test:avx512: its AVX-512 intrinsics emulated by SIMDe below */
 #else
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
+#endif
 #define HERD_PATH_NAME "avx512"
 #define HERD_TABLE herd_kernels_avx512
 #endif
